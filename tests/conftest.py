@@ -1,0 +1,41 @@
+"""Shared fixtures: where the real recordings are, and small synthetic records."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``$VITALEDGE_DATA`` or ``../shared/data`` beside the repository."""
+    return Path(os.environ.get("VITALEDGE_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    d = shared_data_dir()
+    if not d.is_dir():
+        pytest.skip(f"real recordings not found at {d} (set VITALEDGE_DATA)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def mitdb_dir(data_dir: Path) -> Path:
+    d = data_dir / "mitdb"
+    if not (d / "100.hea").exists():
+        pytest.skip(f"MIT-BIH records not found in {d}")
+    return d
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """Four 3-minute synthetic records, made once per test session."""
+    from vitaledge.device.synthetic_ecg import synth_database
+
+    d = tmp_path_factory.mktemp("synth")
+    synth_database(d, n_records=4, minutes=3.0, seed=11)
+    return d

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from vitaledge.device.kaggle_csv import CsvFormatError, load_kaggle_csv
+
+
+@pytest.fixture()
+def fragments(data_dir):
+    d = data_dir / "kaggle-csv-fragments"
+    if not d.is_dir():
+        pytest.skip(f"{d} not found")
+    return d
+
+
+def test_reads_the_real_fragments(fragments):
+    for name in ("tami64_mitbih_train.csv", "tami64_mitbih_test.csv"):
+        b = load_kaggle_csv(fragments / name)
+        assert b.X.shape == (10, 187) and b.X.dtype == np.float32
+        assert b.y.tolist() == [0] * 10
+        assert 0.0 <= b.X.min() and b.X.max() <= 1.0
+        assert b.description["window"]["convention"] == "kachuee"
+
+
+def test_header_and_index_column_are_accepted(fragments, tmp_path):
+    ref = load_kaggle_csv(fragments / "tami64_mitbih_train.csv")
+    lines = (fragments / "tami64_mitbih_train.csv").read_text().splitlines()
+    header = ",".join(["idx"] + [str(i) for i in range(188)])
+    p = tmp_path / "with_index.csv"
+    p.write_text("\n".join([header] + [f"{i},{row}" for i, row in enumerate(lines)]) + "\n")
+    b = load_kaggle_csv(p)
+    np.testing.assert_array_equal(b.X, ref.X)
+    assert b.y.tolist() == ref.y.tolist()
+
+
+def _row(values, label):
+    return ",".join(f"{v:.6e}" for v in values) + f",{label}"
+
+
+@pytest.mark.parametrize("content, message", [
+    (_row(np.zeros(100), "0.0"), "101 columns; expected 187"),
+    (_row(np.zeros(187), "7.0"), "label '7.0'"),
+    (_row(np.zeros(187), "1.5"), "label '1.5'"),
+    (_row(np.zeros(187), "0.0") + "\n" + _row(np.zeros(186), "0.0").replace(",0.0", ",abc,0.0"),
+     "bad.csv:2: not a number"),
+    (_row(np.full(187, np.nan), "0.0"), "NaN"),
+    ("", "no data rows"),
+])
+def test_malformed_files_are_refused_with_the_reason(tmp_path, content, message):
+    p = tmp_path / "bad.csv"
+    p.write_text(content + "\n")
+    with pytest.raises(CsvFormatError, match=message):
+        load_kaggle_csv(p)
+
+
+def test_ragged_rows_name_the_line(tmp_path):
+    p = tmp_path / "ragged.csv"
+    p.write_text(_row(np.zeros(187), "0.0") + "\n" + _row(np.zeros(180), "0.0") + "\n")
+    with pytest.raises(CsvFormatError, match=r"ragged.csv:2:"):
+        load_kaggle_csv(p)

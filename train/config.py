@@ -1,0 +1,61 @@
+"""The exact, reproducible configuration of one beat-model training run.
+
+Saved as ``config.json`` in the run directory; loading refuses unknown keys so that a stale
+or misspelled option is an error, not silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from vitaledge.device.windows import WindowSpec
+
+
+@dataclass
+class BeatTrainConfig:
+    arch: str = "resnet1d"
+    records: str | None = None  # WFDB directory
+    record_list: list[str] | None = None
+    csv_train: str | None = None
+    csv_test: str | None = None
+    lead: str = "MLII"
+    window: WindowSpec = field(default_factory=WindowSpec.kachuee)
+    split: str = "beat"
+    test_fraction: float = 0.2
+    test_records: list[str] | None = None
+    val_fraction: float = 0.1
+    balance: str = "none"
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 6
+    seed: int = 0
+    task: str = "beat"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["window"] = self.window.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BeatTrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"config: unknown keys {sorted(unknown)}")
+        d = dict(d)
+        if "window" in d:
+            d["window"] = WindowSpec.from_dict(d["window"])
+        return cls(**d)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> BeatTrainConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: not a valid training config: {exc}") from exc

@@ -1,0 +1,100 @@
+"""From a training config to train / validation / test beat sets, reproducibly.
+
+Conversion and evaluation call :func:`prepare` again with a run's saved config and get the
+same beats in the same parts; ``splits.npz`` in the run directory lets them check that the
+data on disk still is what the model was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vitaledge.device.aami import CLASSES
+from vitaledge.device.beats import BeatSet, beats_from_dir
+from vitaledge.device.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
+
+from .balance import balance
+from .config import BeatTrainConfig
+from .splits import make_split, stratified_holdout
+
+
+@dataclass
+class Prepared:
+    train: BeatSet  # before balancing
+    val: BeatSet
+    test: BeatSet
+    X_fit: np.ndarray  # balanced training windows, (n, length, 1)
+    y_fit: np.ndarray
+    class_weight: dict[int, float] | None
+    description: dict
+
+
+def load_all(cfg: BeatTrainConfig) -> tuple[BeatSet, BeatSet | None]:
+    """(beats to split, separate test beats or None) as the config names them."""
+    if cfg.records:
+        return beats_from_dir(cfg.records, cfg.window, cfg.record_list, cfg.lead), None
+    if cfg.csv_train:
+        if cfg.window.to_dict() != KAGGLE_WINDOW.to_dict():
+            raise ValueError("Kaggle CSV beats are kachuee windows without filtering; "
+                             "use --window kachuee --no-filter with --csv-train")
+        train = load_kaggle_csv(cfg.csv_train)
+        test = load_kaggle_csv(cfg.csv_test) if cfg.csv_test else None
+        return train, test
+    raise ValueError("no data: give a WFDB directory (--records) or Kaggle CSV (--csv-train)")
+
+
+def split_parts(cfg: BeatTrainConfig) -> tuple[BeatSet, BeatSet, BeatSet]:
+    """(train, val, test) beat sets, before balancing."""
+    beats, test = load_all(cfg)
+    if test is None:
+        split = make_split(beats, cfg.split, cfg.seed, cfg.test_fraction, cfg.test_records)
+        train, test = beats.subset(split.train), beats.subset(split.test)
+    else:
+        train = beats
+    rest, val = stratified_holdout(train.y, cfg.val_fraction, cfg.seed + 1)
+    return train.subset(rest), train.subset(val), test
+
+
+def prepare(cfg: BeatTrainConfig) -> Prepared:
+    train, val, test = split_parts(cfg)
+    X, y, cw = balance(train.X, train.y, cfg.balance, len(CLASSES), cfg.seed)
+    desc = {
+        "source": train.description.get("source"),
+        "records": sorted(set(train.record) | set(val.record) | set(test.record)),
+        "split": cfg.split,
+        "counts": {"train": train.class_counts(), "val": val.class_counts(),
+                   "test": test.class_counts(), "fit_after_balance":
+                   {c: int(n) for c, n in zip(CLASSES, np.bincount(y, minlength=len(CLASSES)),
+                                              strict=True)}},
+        "window": cfg.window.to_dict(),
+    }
+    if "leads" in train.description:
+        desc["leads"] = train.description["leads"]
+    return Prepared(train, val, test, X[..., None], y, cw, desc)
+
+
+def save_split_ids(path: Path, p: Prepared) -> None:
+    """Record which beats went where (record name + R-peak sample)."""
+    arrays = {}
+    for part in ("train", "val", "test"):
+        b: BeatSet = getattr(p, part)
+        arrays[f"{part}_record"] = b.record.astype(str)
+        arrays[f"{part}_sample"] = b.sample
+    np.savez_compressed(path, **arrays)
+
+
+def check_split_ids(path: Path, p: Prepared) -> None:
+    """Raise if the beats rebuilt from the config differ from those the run used."""
+    if not path.exists():
+        return
+    with np.load(path, allow_pickle=False) as saved:
+        for part in ("train", "val", "test"):
+            b: BeatSet = getattr(p, part)
+            same = (np.array_equal(saved[f"{part}_record"], b.record.astype(str))
+                    and np.array_equal(saved[f"{part}_sample"], b.sample))
+            if not same:
+                raise ValueError(f"{path}: the {part} beats rebuilt from config.json differ "
+                                 "from the ones this run was trained on (data changed?)")

@@ -1,0 +1,95 @@
+"""Scoring a model on beat sets and writing the report files of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vitaledge.device.aami import CLASSES
+from vitaledge.device.metrics import classification_metrics, format_confusion, format_report
+
+from .plots import plot_confusion
+
+
+def score(probs: np.ndarray, y: np.ndarray, labels: list[str] | None = None) -> dict:
+    """Metrics of class probabilities ``probs`` (n, k) against labels ``y``."""
+    labels = list(labels or CLASSES)
+    return classification_metrics(y, np.argmax(probs, axis=1), labels)
+
+
+def write_report(metrics: dict, out_dir: Path, prefix: str = "") -> str:
+    """Write metrics JSON, text report and confusion plots; return the printed text."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{prefix}metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    text = format_report(metrics) + "\n\n" + format_confusion(metrics) + "\n"
+    (out_dir / f"{prefix}classification_report.txt").write_text(text)
+    cm = np.asarray(metrics["confusion_matrix"])
+    plot_confusion(cm, metrics["labels"], out_dir / f"{prefix}confusion_matrix.png", False)
+    plot_confusion(cm, metrics["labels"], out_dir / f"{prefix}confusion_matrix_normalized.png",
+                   True)
+    return text
+
+
+def _resolve_run(model_path: Path) -> tuple[Path, Path]:
+    """(run directory, model file) from a run directory or a model.keras path."""
+    if model_path.is_dir():
+        return model_path, model_path / "model.keras"
+    return model_path.parent, model_path
+
+
+def evaluate_model(model_path: Path, records: str | None = None,
+                   record_list: list[str] | None = None, csv: str | None = None,
+                   split: str = "test") -> tuple[dict, str]:
+    """Score a trained run's model on its own held-out beats or on other data.
+
+    ``split="test"`` rebuilds the run's split (same config and seed) on the given data and
+    scores the test part; ``"all"`` scores every beat.
+    """
+    import dataclasses
+
+    from vitaledge.device.beats import beats_from_dir
+    from vitaledge.device.kaggle_csv import load_kaggle_csv
+
+    from .config import BeatTrainConfig
+    from .data import check_split_ids, split_parts
+
+    run_dir, model_file = _resolve_run(Path(model_path))
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path}: missing; MODEL must be a run directory "
+                                "written by 'vitaledge train'")
+    cfg = BeatTrainConfig.load(cfg_path)
+    if csv:
+        beats = load_kaggle_csv(csv)
+        if beats.description["window"] != cfg.window.to_dict():
+            raise ValueError(f"{csv}: Kaggle CSV beats are kachuee windows without filtering; "
+                             f"this model was trained on {cfg.window.to_dict()}")
+        source = {"csv": csv}
+    else:
+        own = records is None
+        data_cfg = cfg if own else dataclasses.replace(cfg, records=records,
+                                                       record_list=record_list,
+                                                       csv_train=None, csv_test=None)
+        if split == "test":
+            train, val, beats = split_parts(data_cfg)
+            if own and cfg.records:
+                from .data import Prepared
+                check_split_ids(run_dir / "splits.npz",
+                                Prepared(train, val, beats, None, None, None, {}))
+        else:
+            beats = beats_from_dir(data_cfg.records, cfg.window, data_cfg.record_list, cfg.lead)
+        source = {"records": data_cfg.records, "record_list": data_cfg.record_list,
+                  "split": split}
+    if len(beats) == 0:
+        raise ValueError("no beats to evaluate")
+    from .backend import keras
+    from .fit import predict
+
+    model = keras.models.load_model(str(model_file))
+    metrics = score(predict(model, beats.X), beats.y)
+    metrics["model"] = str(model_file)
+    metrics["data"] = source
+    text = f"{len(beats)} beats\n" + format_report(metrics) + "\n\n" + format_confusion(metrics)
+    return metrics, text

@@ -1,0 +1,116 @@
+"""Training a beat classifier: data -> model -> fit -> best checkpoint -> evaluation.
+
+Writes a run directory with ``model.keras``, ``config.json``, ``splits.npz``,
+``history.csv``, ``metrics.json``, ``classification_report.txt``, ``training_history.png``,
+``confusion_matrix.png``, ``confusion_matrix_normalized.png`` and TensorBoard ``logs/``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vitaledge.device.aami import CLASSES
+from vitaledge.device.metrics import classification_metrics
+
+from . import zoo
+from .backend import keras, set_seed, tf
+from .config import BeatTrainConfig
+from .data import Prepared, prepare, save_split_ids
+from .evaluate import score, write_report
+from .plots import plot_history
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirrored when TF_CONFIG describes a cluster, Mirrored when several local
+    GPUs are visible, otherwise TensorFlow's default (single-device) strategy."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+class ValMacroF1(keras.callbacks.Callback):
+    """Adds ``val_macro_f1`` to the epoch logs so checkpointing and early stopping can use
+    the metric that matters under class imbalance. Must precede those callbacks."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray):
+        super().__init__()
+        self.X, self.y = X, y
+
+    def on_epoch_end(self, epoch, logs=None):
+        probs = self.model.predict(self.X, batch_size=512, verbose=0)
+        m = classification_metrics(self.y, probs.argmax(1), list(CLASSES))
+        if logs is not None:
+            logs["val_macro_f1"] = m["macro"]["f1"]
+
+
+def predict(model: keras.Model, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities for windows ``X`` of shape (n, length) or (n, length, 1)."""
+    if X.ndim == 2:
+        X = X[..., None]
+    if len(X) == 0:
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    return model.predict(X, batch_size=batch_size, verbose=0)
+
+
+def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
+               data: Prepared | None = None) -> dict:
+    """Train ``cfg.arch`` on the configured beats, write the run directory, return metrics."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    set_seed(cfg.seed)
+    p = data if data is not None else prepare(cfg)
+    if len(p.y_fit) == 0 or len(p.val) == 0:
+        raise ValueError("not enough beats to train and validate")
+    cfg.save(run_dir / "config.json")
+    save_split_ids(run_dir / "splits.npz", p)
+
+    with distribution_strategy().scope():
+        model = zoo.get(cfg.arch, "beat").build((cfg.window.length, 1), len(CLASSES))
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    n_params = int(model.count_params())
+    print(f"model {cfg.arch}: {n_params:,} parameters")
+    print("training beats per class:", p.description["counts"]["fit_after_balance"])
+
+    ckpt = run_dir / "model.keras"
+    callbacks = [
+        ValMacroF1(p.val.X[..., None], p.val.y),
+        keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_macro_f1", mode="max",
+                                        save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max",
+                                      patience=cfg.patience),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), histogram_freq=0),
+    ]
+    t0 = time.time()
+    hist = model.fit(p.X_fit, p.y_fit, validation_data=(p.val.X[..., None], p.val.y),
+                     epochs=cfg.epochs, batch_size=cfg.batch_size, class_weight=p.class_weight,
+                     callbacks=callbacks, shuffle=True, verbose=verbose)
+    train_s = time.time() - t0
+    plot_history(hist.history, run_dir / "training_history.png")
+
+    best = keras.models.load_model(str(ckpt))
+    eval_set, eval_name = (p.test, "test") if len(p.test) else (p.val, "validation")
+    metrics = score(predict(best, eval_set.X), eval_set.y)
+    metrics.update({
+        "evaluated_on": eval_name,
+        "arch": cfg.arch,
+        "parameters": n_params,
+        "epochs_run": len(hist.history["loss"]),
+        "best_epoch": int(np.argmax(hist.history["val_macro_f1"])) + 1,
+        "train_seconds": round(train_s, 1),
+        "data": p.description,
+    })
+    text = write_report(metrics, run_dir)
+    print(f"\nheld-out {eval_name} beats: {metrics['n']}")
+    print(text)
+    return metrics

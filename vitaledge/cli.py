@@ -1,0 +1,29 @@
+"""The ``vitaledge`` command: one Click group per stage, composed here."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from vitaledge import __version__
+from vitaledge.device.cli import data_group, device_group
+from vitaledge.train.cli import evaluate_cmd, train_group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vitaledge")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """vitaledge: ECG and emotion models from training to the edge."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+main.add_command(data_group)
+main.add_command(train_group)
+main.add_command(evaluate_cmd)
+main.add_command(device_group)
+
+if __name__ == "__main__":
+    main()
