@@ -40,7 +40,7 @@ def _row(values, label):
     (_row(np.zeros(100), "0.0"), "101 columns; expected 187"),
     (_row(np.zeros(187), "7.0"), "label '7.0'"),
     (_row(np.zeros(187), "1.5"), "label '1.5'"),
-    (_row(np.zeros(187), "0.0") + "\n" + _row(np.zeros(186), "0.0").replace(",0.0", ",abc,0.0"),
+    (_row(np.zeros(187), "0.0") + "\n" + _row(np.zeros(186), "abc,0.0"),
      "bad.csv:2: not a number"),
     (_row(np.full(187, np.nan), "0.0"), "NaN"),
     ("", "no data rows"),
