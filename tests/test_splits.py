@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from vitaledge.device.beats import BeatSet
+from vitaledge.train.balance import BalanceError, balance, class_weights, parse
+from vitaledge.train.splits import SplitError, loro_splits, make_split, stratified_holdout
+
+
+def fake_beats(n_per_record=(300, 200, 150, 120), seed=0) -> BeatSet:
+    rng = np.random.default_rng(seed)
+    recs, samples, ys = [], [], []
+    for i, n in enumerate(n_per_record):
+        recs += [f"{100 + i}"] * n
+        samples += list(np.sort(rng.choice(600_000, n, replace=False)))
+        ys += list(rng.choice(5, n, p=[0.7, 0.1, 0.1, 0.05, 0.05]))
+    n = len(ys)
+    return BeatSet(rng.normal(size=(n, 187)).astype(np.float32), np.asarray(ys),
+                   np.asarray(recs, dtype=object), np.asarray(samples), {})
+
+
+def keys(b: BeatSet, idx) -> set:
+    return {(b.record[i], int(b.sample[i])) for i in idx}
+
+
+def test_beat_split_is_stratified_and_leaks_no_beat():
+    b = fake_beats()
+    s = make_split(b, "beat", seed=3, test_fraction=0.2)
+    assert not keys(b, s.train) & keys(b, s.test)
+    assert len(s.train) + len(s.test) == len(b)
+    for c in range(5):
+        frac = np.mean(b.y[s.test] == c) / np.mean(b.y == c)
+        assert 0.8 < frac < 1.25
+    again = make_split(b, "beat", seed=3, test_fraction=0.2)
+    assert np.array_equal(again.test, s.test)
+
+
+def test_record_split_keeps_records_whole():
+    b = fake_beats()
+    s = make_split(b, "record", test_records=["101", "103"])
+    assert set(b.record[s.test]) == {"101", "103"}
+    assert set(b.record[s.train]) == {"100", "102"}
+    with pytest.raises(SplitError, match="not in the data"):
+        make_split(b, "record", test_records=["999"])
+    with pytest.raises(SplitError, match="needs test records"):
+        make_split(b, "record")
+
+
+def test_dechazal_preset_uses_ds1_and_ds2():
+    b = fake_beats()
+    b.record = np.where(b.record == "100", "101", np.where(b.record == "101", "100", b.record))
+    b.record = np.where(b.record == "102", "208", np.where(b.record == "103", "232", b.record))
+    s = make_split(b, "record", test_records=["dechazal"])
+    assert set(b.record[s.train]) == {"101", "208"}  # DS1
+    assert set(b.record[s.test]) == {"100", "232"}  # DS2
+
+
+def test_leave_one_record_out_folds_cover_every_record_once():
+    b = fake_beats()
+    seen = []
+    for rec, s in loro_splits(b):
+        assert set(b.record[s.test]) == {rec}
+        assert rec not in set(b.record[s.train])
+        seen.append(rec)
+    assert seen == ["100", "101", "102", "103"]
+
+
+def test_validation_holdout_is_disjoint_and_keeps_singletons_in_training():
+    y = np.array([0] * 50 + [1] * 10 + [2])
+    rest, hold = stratified_holdout(y, 0.2, seed=0)
+    assert not set(rest) & set(hold)
+    assert 60 in rest and np.sum(y[hold] == 0) == 10 and np.sum(y[hold] == 1) == 2
+
+
+def test_hybrid_balance_gives_exactly_n_per_class():
+    b = fake_beats()
+    X, y, cw = balance(b.X, b.y, "hybrid:100", 5, seed=0)
+    assert np.bincount(y).tolist() == [100] * 5 and cw is None
+    assert X.shape == (500, 187)
+    # every balanced row is a row of the original set (random over/undersampling)
+    orig = {row.tobytes() for row in b.X}
+    assert all(row.tobytes() in orig for row in X)
+
+
+def test_smote_and_class_weights():
+    b = fake_beats()
+    X, y, _ = balance(b.X, b.y, "smote", 5, seed=0)
+    counts = np.bincount(y)
+    assert np.all(counts == counts.max())
+    w = class_weights(b.y, 5)
+    counts = np.bincount(b.y)
+    assert w[0] < w[3] and w[3] == pytest.approx(len(b.y) / (5 * counts[3]))
+
+
+@pytest.mark.parametrize("bad", ["hybrid", "hybrid:x", "smote:3", "oversample"])
+def test_bad_balance_options_are_refused(bad):
+    with pytest.raises(BalanceError):
+        parse(bad)
