@@ -7,6 +7,7 @@ import logging
 import click
 
 from vitaledge import __version__
+from vitaledge.convert.cli import convert_cmd
 from vitaledge.device.cli import data_group, device_group
 from vitaledge.train.cli import evaluate_cmd, train_group
 
@@ -23,6 +24,7 @@ def main(verbose: bool) -> None:
 main.add_command(data_group)
 main.add_command(train_group)
 main.add_command(evaluate_cmd)
+main.add_command(convert_cmd)
 main.add_command(device_group)
 
 if __name__ == "__main__":

@@ -1,0 +1,65 @@
+"""``vitaledge convert RUN_DIR --target ... --out DIR``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+def _floats(value: str | None) -> list[float]:
+    if not value:
+        return [0.0]
+    out = []
+    for v in value.split(","):
+        f = float(v)
+        if not 0.0 <= f < 1.0:
+            raise click.BadParameter(f"sparsity {f} not in [0, 1)", param_hint="--prune")
+        out.append(f)
+    return out
+
+
+@click.command("convert")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--target", "targets", default="cpu", show_default=True,
+              help="cpu | edgetpu | gpu | micro | all (comma list allowed).")
+@click.option("--quant", type=click.Choice(["int8", "fp16", "dynamic", "none"]),
+              help="Quantization (default: the target's own: cpu fp32+int8, edgetpu/micro "
+                   "int8, gpu fp16).")
+@click.option("--prune", "prune", help="Target sparsity, or a comma list such as 0,0.5,0.75 "
+                                       "(0 = unpruned).")
+@click.option("--prune-epochs", type=int, default=4, show_default=True,
+              help="Fine-tuning epochs while pruning.")
+@click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning before int8.")
+@click.option("--representative", type=int, default=300, show_default=True,
+              help="Calibration windows (class-stratified, from the training split).")
+@click.option("--max-drop", type=float, default=1.0, show_default=True,
+              help="Largest allowed accuracy drop vs Keras, in points.")
+@click.option("--allow-drop", is_flag=True, help="Exit 0 even when an artifact drops more.")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--name", default="vitaledge", show_default=True,
+              help="C identifier prefix for the micro target.")
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representative, max_drop,
+                allow_drop, threads, name, out) -> None:
+    """Prune, quantize and export a training run to TFLite; verify every artifact."""
+    from .pipeline import DROP, FAIL, ConvertOptions, convert_run
+
+    opts = ConvertOptions(targets=[t.strip() for t in targets.split(",")], quant=quant,
+                          sparsities=_floats(prune), qat=qat, representative_size=representative,
+                          max_drop=max_drop, prune_epochs=prune_epochs, threads=threads,
+                          name=name)
+    try:
+        results = convert_run(Path(run_dir), Path(out), opts)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    failed = [r.variant for r in results if r.status == FAIL]
+    dropped = [r.variant for r in results if r.status == DROP]
+    if failed:
+        click.echo(f"failed: {', '.join(failed)}", err=True)
+        sys.exit(2)
+    if dropped and not allow_drop:
+        click.echo(f"accuracy dropped more than {max_drop} points: {', '.join(dropped)} "
+                   "(--allow-drop to accept)", err=True)
+        sys.exit(1)

@@ -1,0 +1,207 @@
+"""The manifest: the contract between conversion and the device.
+
+Every converted model travels as ``model.tflite`` + ``manifest.json``. The manifest is all
+the device needs to know about a model: task, labels, input/output tensor specs with their
+quantization, the signal spec (how windows are made), the file's sha256 and size, the
+source run, and the metrics measured with this very artifact on held-out data.
+
+One schema, validated on load: unknown or missing fields are errors, not warnings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+TASKS = ("beat", "emotion-ecg", "emotion-multimodal", "emotion-speech")
+TARGETS = ("cpu", "edgetpu", "gpu", "micro")
+QUANTS = ("none", "int8", "fp16", "dynamic")
+DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32")
+
+
+class ManifestError(ValueError):
+    """A manifest (or the model it describes) is invalid; the message names the field."""
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _strict(cls, d: Any, where: str):
+    """Build dataclass ``cls`` from dict ``d`` refusing unknown and missing fields."""
+    if not isinstance(d, dict):
+        raise ManifestError(f"{where}: expected an object, got {type(d).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ManifestError(f"{where}: unknown field(s) {unknown}")
+    missing = sorted(n for n in names if n not in d)
+    if missing:
+        raise ManifestError(f"{where}: missing field(s) {missing}")
+    return d
+
+
+def _check_type(value: Any, types: tuple, where: str) -> None:
+    if isinstance(value, bool) and bool not in types:
+        raise ManifestError(f"{where}: expected {'/'.join(t.__name__ for t in types)}, "
+                            f"got bool")
+    if not isinstance(value, types):
+        raise ManifestError(f"{where}: expected {'/'.join(t.__name__ for t in types)}, "
+                            f"got {type(value).__name__}")
+
+
+@dataclass
+class Quantization:
+    """Affine quantization of a tensor: real = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> Quantization | None:
+        if d is None:
+            return None
+        _strict(cls, d, where)
+        _check_type(d["scale"], (float, int), f"{where}.scale")
+        _check_type(d["zero_point"], (int,), f"{where}.zero_point")
+        if not d["scale"] > 0:
+            raise ManifestError(f"{where}.scale: must be > 0, got {d['scale']}")
+        return cls(float(d["scale"]), int(d["zero_point"]))
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list[int]
+    dtype: str
+    quantization: Quantization | None
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> TensorSpec:
+        _strict(cls, d, where)
+        _check_type(d["name"], (str,), f"{where}.name")
+        _check_type(d["shape"], (list,), f"{where}.shape")
+        if not d["shape"] or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                     for s in d["shape"]):
+            raise ManifestError(f"{where}.shape: expected positive integers, got {d['shape']}")
+        if d["dtype"] not in DTYPES:
+            raise ManifestError(f"{where}.dtype: {d['dtype']!r} not one of {DTYPES}")
+        q = Quantization.from_dict(d["quantization"], f"{where}.quantization")
+        if d["dtype"] in ("int8", "uint8", "int16") and q is None:
+            raise ManifestError(f"{where}.quantization: required for dtype {d['dtype']}")
+        return cls(d["name"], list(d["shape"]), d["dtype"], q)
+
+
+@dataclass
+class Manifest:
+    schema_version: int
+    task: str
+    labels: list[str]
+    model_file: str
+    sha256: str
+    size_bytes: int
+    target: str
+    quantization: str
+    input: TensorSpec
+    output: TensorSpec
+    signal: dict
+    pruning: dict | None
+    source_run: dict
+    metrics: dict
+    created: str
+    vitaledge_version: str
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: a crash never leaves a half-written manifest."""
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "manifest") -> Manifest:
+        _strict(cls, d, where)
+        if d["schema_version"] != SCHEMA_VERSION:
+            raise ManifestError(f"{where}.schema_version: {d['schema_version']!r}, this "
+                                f"vitaledge reads version {SCHEMA_VERSION}")
+        if d["task"] not in TASKS:
+            raise ManifestError(f"{where}.task: {d['task']!r} not one of {TASKS}")
+        if d["target"] not in TARGETS:
+            raise ManifestError(f"{where}.target: {d['target']!r} not one of {TARGETS}")
+        if d["quantization"] not in QUANTS:
+            raise ManifestError(f"{where}.quantization: {d['quantization']!r} not one of "
+                                f"{QUANTS}")
+        _check_type(d["labels"], (list,), f"{where}.labels")
+        if not d["labels"] or not all(isinstance(x, str) for x in d["labels"]):
+            raise ManifestError(f"{where}.labels: expected a non-empty list of strings")
+        _check_type(d["model_file"], (str,), f"{where}.model_file")
+        if "/" in d["model_file"] or "\\" in d["model_file"] or d["model_file"] in ("", ".",
+                                                                                   ".."):
+            raise ManifestError(f"{where}.model_file: must be a plain file name beside the "
+                                f"manifest, got {d['model_file']!r}")
+        _check_type(d["sha256"], (str,), f"{where}.sha256")
+        if len(d["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in d["sha256"]):
+            raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits")
+        _check_type(d["size_bytes"], (int,), f"{where}.size_bytes")
+        for k in ("signal", "source_run", "metrics", "extra"):
+            _check_type(d[k], (dict,), f"{where}.{k}")
+        if d["pruning"] is not None:
+            _check_type(d["pruning"], (dict,), f"{where}.pruning")
+        for k in ("created", "vitaledge_version"):
+            _check_type(d[k], (str,), f"{where}.{k}")
+        inp = TensorSpec.from_dict(d["input"], f"{where}.input")
+        out = TensorSpec.from_dict(d["output"], f"{where}.output")
+        if out.shape[-1] != len(d["labels"]):
+            raise ManifestError(f"{where}.output.shape: last dimension {out.shape[-1]} != "
+                                f"{len(d['labels'])} labels")
+        return cls(**{**d, "input": inp, "output": out})
+
+
+def load_manifest(artifact: str | Path, verify_file: bool = True) -> tuple[Manifest, Path]:
+    """Read and validate ``artifact/manifest.json`` (or a manifest path).
+
+    With ``verify_file`` the model file must exist, have the recorded size and sha256.
+    Returns the manifest and the model file path.
+    """
+    artifact = Path(artifact)
+    mpath = artifact / "manifest.json" if artifact.is_dir() else artifact
+    try:
+        raw = json.loads(mpath.read_text())
+    except FileNotFoundError as exc:
+        raise ManifestError(f"{mpath}: no manifest (every model must come with its "
+                            "manifest.json)") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{mpath}: not valid JSON: {exc}") from exc
+    m = Manifest.from_dict(raw, where=str(mpath))
+    model_path = mpath.parent / m.model_file
+    if verify_file:
+        verify_model_file(m, model_path)
+    return m, model_path
+
+
+def verify_model_file(m: Manifest, model_path: Path) -> bytes:
+    """Check size and sha256 of the model file; return its bytes (read once)."""
+    try:
+        data = model_path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ManifestError(f"{model_path}: model file named by the manifest is missing") from exc
+    if len(data) != m.size_bytes:
+        raise ManifestError(f"{model_path}: {len(data)} bytes, manifest says {m.size_bytes} "
+                            "(truncated or replaced?)")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != m.sha256:
+        raise ManifestError(f"{model_path}: sha256 {digest[:12]}... does not match the "
+                            f"manifest's {m.sha256[:12]}... (corrupt or tampered)")
+    return data

@@ -1,0 +1,245 @@
+"""TensorFlow-free model runtime: LiteRT backends, delegates, and a small model API.
+
+Backends, in order of preference: ``ai-edge-litert``, ``tflite-runtime`` (what many
+Raspberry Pi and Coral images ship), then ``tf.lite`` if TensorFlow happens to be
+installed. Models load only through their manifest: the sha256 is checked before the
+interpreter sees the bytes, and the interpreter's tensors must match the manifest's specs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .manifest import Manifest, ManifestError, TensorSpec, load_manifest, verify_model_file
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("ai-edge-litert", "tflite-runtime", "tf")
+_BACKEND_MODULES = {
+    "ai-edge-litert": "ai_edge_litert.interpreter",
+    "tflite-runtime": "tflite_runtime.interpreter",
+    "tf": "tensorflow.lite",
+}
+#: Delegate short names -> shared library names tried by ``load_delegate``.
+DELEGATE_LIBS = {
+    "edgetpu": "libedgetpu.so.1",
+    "gpu": "libtensorflowlite_gpu_delegate.so",
+}
+
+
+class RuntimeError_(RuntimeError):
+    """A backend, delegate or model could not be loaded or run."""
+
+
+ModelLoadError = RuntimeError_
+
+
+@dataclass
+class Backend:
+    name: str
+    module: Any
+    version: str
+
+    @property
+    def Interpreter(self):  # noqa: N802 - mirrors the LiteRT API name
+        return self.module.Interpreter
+
+    def load_delegate(self, library: str, options: dict | None = None):
+        return self.module.load_delegate(library, options or {})
+
+
+def get_backend(name: str | None = None) -> Backend:
+    """The named backend, or the first one installed (in :data:`BACKENDS` order)."""
+    names = [name] if name else list(BACKENDS)
+    errors = []
+    for n in names:
+        if n not in _BACKEND_MODULES:
+            raise RuntimeError_(f"unknown backend {n!r}; expected one of {BACKENDS}")
+        try:
+            mod = importlib.import_module(_BACKEND_MODULES[n])
+        except ImportError as exc:
+            errors.append(f"{n}: {exc}")
+            continue
+        return Backend(n, mod, _version_of(n))
+    raise RuntimeError_("no LiteRT backend available (" + "; ".join(errors) +
+                        "); install 'ai-edge-litert' (pip install 'vitaledge[device]')")
+
+
+def _version_of(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    dist = {"ai-edge-litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime",
+            "tf": "tensorflow"}[name]
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def make_interpreter(model_content: bytes, backend: Backend, threads: int | None = 1,
+                     delegate: str = "xnnpack", fallback_cpu: bool = False):
+    """An allocated interpreter for ``model_content``.
+
+    ``delegate``: ``xnnpack`` (the backend's default CPU path), ``none`` (reference kernels
+    only), ``edgetpu``, ``gpu``, or a path to a delegate shared library. A delegate that
+    cannot be loaded is an error unless ``fallback_cpu`` is set, in which case the model runs
+    on the CPU and a warning is logged.
+    """
+    kwargs: dict[str, Any] = {"model_content": model_content}
+    if threads is not None:
+        kwargs["num_threads"] = int(threads)
+    if delegate == "none":
+        resolver = getattr(backend.module, "OpResolverType", None)
+        if resolver is None:
+            raise RuntimeError_(f"backend {backend.name} cannot disable XNNPACK")
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    elif delegate != "xnnpack":
+        lib = DELEGATE_LIBS.get(delegate, delegate)
+        try:
+            kwargs["experimental_delegates"] = [backend.load_delegate(lib)]
+        except (ValueError, OSError, RuntimeError) as exc:
+            if not fallback_cpu:
+                raise RuntimeError_(f"cannot load the {delegate} delegate ({lib}): {exc}; "
+                                    "use --fallback cpu to run on the CPU instead") from exc
+            log.warning("delegate %s (%s) unavailable (%s); falling back to CPU", delegate,
+                        lib, exc)
+    try:
+        interp = backend.Interpreter(**kwargs)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise RuntimeError_(f"the interpreter refused the model: {exc}") from exc
+    return interp
+
+
+_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,
+              "int16": np.int16, "int32": np.int32}
+
+
+def tensor_spec(detail: dict) -> TensorSpec:
+    """TensorSpec of an interpreter tensor detail (what convert writes into the manifest)."""
+    from .manifest import Quantization
+
+    scale, zp = detail.get("quantization", (0.0, 0))
+    q = Quantization(float(scale), int(zp)) if scale else None
+    return TensorSpec(detail["name"], [int(s) for s in detail["shape"]],
+                      np.dtype(detail["dtype"]).name, q)
+
+
+def _check_spec(actual: TensorSpec, expected: TensorSpec, what: str) -> None:
+    if actual.shape != expected.shape or actual.dtype != expected.dtype:
+        raise ManifestError(f"model {what} is {actual.dtype}{actual.shape}, manifest says "
+                            f"{expected.dtype}{expected.shape}")
+    a, e = actual.quantization, expected.quantization
+    if (a is None) != (e is None) or (a and e and (not np.isclose(a.scale, e.scale, rtol=1e-6)
+                                                   or a.zero_point != e.zero_point)):
+        raise ManifestError(f"model {what} quantization {a} differs from the manifest's {e}")
+
+
+class Model:
+    """A converted model, loaded through its manifest.
+
+    ``predict(x)`` takes float windows shaped like the input without its batch dimension
+    (or with it) and returns float class probabilities; (de)quantization is handled here.
+    """
+
+    def __init__(self, artifact: str | Path, backend: str | None = None, threads: int = 1,
+                 delegate: str = "xnnpack", fallback_cpu: bool = False):
+        self.manifest, self.path = load_manifest(artifact, verify_file=False)
+        content = verify_model_file(self.manifest, self.path)
+        self.backend = get_backend(backend)
+        self.delegate = delegate
+        self.threads = threads
+        self.interpreter = make_interpreter(content, self.backend, threads, delegate,
+                                            fallback_cpu)
+        ins, outs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(ins) != 1 or len(outs) != 1:
+            raise ManifestError(f"{self.path}: expected one input and one output tensor, got "
+                                f"{len(ins)} and {len(outs)}")
+        self._in, self._out = ins[0], outs[0]
+        _check_spec(tensor_spec(self._in), self.manifest.input, "input")
+        _check_spec(tensor_spec(self._out), self.manifest.output, "output")
+        self.input_shape = tuple(self.manifest.input.shape)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.manifest.labels
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        spec = self.manifest.input
+        dt = _NP_DTYPES[spec.dtype]
+        if spec.quantization is None:
+            return x.astype(dt)
+        q = np.round(x / spec.quantization.scale + spec.quantization.zero_point)
+        info = np.iinfo(dt)
+        return np.clip(q, info.min, info.max).astype(dt)
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        q = self.manifest.output.quantization
+        if q is None:
+            return y.astype(np.float32)
+        return ((y.astype(np.float32) - q.zero_point) * q.scale).astype(np.float32)
+
+    def invoke_raw(self, x_quantized: np.ndarray) -> np.ndarray:
+        """One interpreter call on an input already in the model's dtype and shape."""
+        self.interpreter.set_tensor(self._in["index"], x_quantized)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out["index"])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities (n, n_labels) for windows ``x`` of shape (n, *input_shape[1:])."""
+        x = np.asarray(x, dtype=np.float32)
+        per = self.input_shape[1:]
+        if x.shape == per:
+            x = x[None]
+        if x.shape[1:] != per:
+            if int(np.prod(x.shape[1:])) == int(np.prod(per)):
+                x = x.reshape((len(x), *per))
+            else:
+                raise ValueError(f"input windows shaped {x.shape[1:]}, model expects {per}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("input contains NaN or infinite values")
+        b = self.input_shape[0]
+        xq = self._quantize(x)
+        out = [self.invoke_raw(xq[i:i + b]) for i in range(0, len(xq) - len(xq) % b, b)]
+        rest = len(xq) % b
+        if rest:
+            pad = np.concatenate([xq[-rest:], np.repeat(xq[-1:], b - rest, axis=0)])
+            out.append(self.invoke_raw(pad)[:rest])
+        if not out:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return self._dequantize(np.concatenate(out))
+
+
+def list_ops(model_content: bytes, backend: str | None = None) -> list[dict]:
+    """The operators of a .tflite model in execution order, with their tensors' shapes and
+    dtypes: ``{"index", "op", "inputs": [{"shape", "dtype"}], "outputs": [...]}``.
+
+    Read through the interpreter without delegates, so the list is the model's own graph.
+    """
+    b = get_backend(backend)
+    kwargs: dict[str, Any] = {"model_content": model_content}
+    resolver = getattr(b.module, "OpResolverType", None)
+    if resolver is not None:
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        interp = b.Interpreter(**kwargs)
+    except (ValueError, RuntimeError) as exc:
+        raise RuntimeError_(f"cannot read the model's operators: {exc}") from exc
+    tensors = {int(t["index"]): t for t in interp.get_tensor_details()}
+
+    def desc(i: int) -> dict:
+        t = tensors.get(int(i))
+        if t is None:
+            return {"shape": [], "dtype": "unknown"}
+        return {"shape": [int(v) for v in t["shape"]], "dtype": np.dtype(t["dtype"]).name}
+
+    return [{"index": int(d["index"]), "op": str(d["op_name"]),
+             "inputs": [desc(i) for i in d["inputs"] if i >= 0],
+             "outputs": [desc(i) for i in d["outputs"] if i >= 0]}
+            for d in interp._get_ops_details()]  # noqa: SLF001 - same in every backend
