@@ -39,3 +39,18 @@ def synth_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("synth")
     synth_database(d, n_records=4, minutes=3.0, seed=11)
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_dir, tmp_path_factory):
+    """The ``tiny`` beat model trained on the synthetic records: (run_dir, metrics)."""
+    from vitaledge.device.windows import WindowSpec
+    from vitaledge.train.config import BeatTrainConfig
+    from vitaledge.train.fit import train_beat
+
+    run = tmp_path_factory.mktemp("run")
+    cfg = BeatTrainConfig(arch="tiny", records=str(synth_dir), window=WindowSpec.kachuee(),
+                          split="beat", epochs=25, patience=25, batch_size=32,
+                          learning_rate=3e-3, seed=1)
+    metrics = train_beat(cfg, run, verbose=0)
+    return run, metrics

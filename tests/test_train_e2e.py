@@ -9,20 +9,6 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tiny_run(synth_dir, tmp_path_factory):
-    from vitaledge.device.windows import WindowSpec
-    from vitaledge.train.config import BeatTrainConfig
-    from vitaledge.train.fit import train_beat
-
-    run = tmp_path_factory.mktemp("run")
-    cfg = BeatTrainConfig(arch="tiny", records=str(synth_dir), window=WindowSpec.kachuee(),
-                          split="beat", epochs=25, patience=25, batch_size=32,
-                          learning_rate=3e-3, seed=1)
-    metrics = train_beat(cfg, run, verbose=0)
-    return run, metrics
-
-
 def test_run_directory_has_everything(tiny_run):
     run, _ = tiny_run
     for f in ("model.keras", "config.json", "splits.npz", "history.csv", "metrics.json",

@@ -1,0 +1,157 @@
+"""Conversion of a trained (synthetic-data) run: every artifact verified, manifests valid,
+sparsity reached, quantization parameters consistent, C files compile, bad models refused."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_run, tmp_path_factory):
+    from vitaledge.convert.pipeline import ConvertOptions, convert_run
+
+    run, _ = tiny_run
+    out = tmp_path_factory.mktemp("art")
+    opts = ConvertOptions(targets=["all"], sparsities=[0.0, 0.5], prune_epochs=3,
+                          max_drop=5.0)
+    results = convert_run(run, out, opts)
+    return out, {r.variant: r for r in results}
+
+
+def test_every_target_and_variant_is_built_and_verified(converted):
+    out, results = converted
+    assert set(results) == {"cpu-fp32", "cpu-int8", "edgetpu-int8", "gpu-fp16", "micro-int8",
+                            "cpu-fp32-pruned50", "cpu-int8-pruned50", "edgetpu-int8-pruned50",
+                            "gpu-fp16-pruned50", "micro-int8-pruned50"}
+    for name, r in results.items():
+        assert r.status != "❌", (name, r.error)
+        m = r.metrics
+        assert m["n"] > 100 and 0.0 <= m["accuracy"] <= 1.0
+        assert m["agreement_with_keras"] > 0.9, name
+    fp32, int8 = results["cpu-fp32"].metrics, results["cpu-int8"].metrics
+    assert fp32["agreement_with_keras"] == 1.0 and fp32["max_prob_diff"] < 1e-4
+    assert results["cpu-int8"].size_bytes < 0.5 * results["cpu-fp32"].size_bytes
+    assert int8["accuracy_drop_points"] < 2.0
+    summary = json.loads((out / "convert_summary.json").read_text())
+    assert len(summary["artifacts"]) == 10
+    assert "cpu-int8" in (out / "convert_summary.txt").read_text()
+
+
+def test_manifests_validate_and_match_their_files(converted):
+    from vitaledge.device.manifest import load_manifest, sha256_file
+
+    out, results = converted
+    for name in results:
+        m, path = load_manifest(out / name)
+        assert m.sha256 == sha256_file(path) and m.size_bytes == path.stat().st_size
+        assert m.labels == ["N", "S", "V", "F", "Q"]
+        assert m.signal["window"]["convention"] == "kachuee"
+        assert m.metrics["accuracy"] == results[name].metrics["accuracy"]
+        assert m.source_run["arch"] == "tiny"
+
+
+def test_sparsity_is_really_reached(converted):
+    from vitaledge.device.manifest import load_manifest
+
+    out, _ = converted
+    m, _ = load_manifest(out / "cpu-fp32-pruned50")
+    assert m.pruning["target_sparsity"] == 0.5
+    assert m.pruning["measured_sparsity"] >= 0.49
+    for layer, sp in m.pruning["per_layer"].items():
+        assert sp >= 0.45, layer
+    unpruned, _ = load_manifest(out / "cpu-fp32")
+    assert unpruned.pruning is None
+    assert m.extra["gzip_bytes"] < 0.85 * unpruned.extra["gzip_bytes"]
+
+
+def test_quantization_parameters_round_trip(converted, tiny_run):
+    from vitaledge.device.manifest import load_manifest
+    from vitaledge.device.runtime import Model
+
+    out, _ = converted
+    m, _ = load_manifest(out / "cpu-int8")
+    q = m.input.quantization
+    assert m.input.dtype == "int8" and q is not None and q.scale > 0
+    model = Model(out / "cpu-int8")
+    x = np.linspace(0, 1, 187, dtype=np.float32)[None]
+    xq = model._quantize(x)
+    back = (xq.astype(np.float32) - q.zero_point) * q.scale
+    assert np.max(np.abs(back - x)) <= q.scale / 2 + 1e-7
+    detail = model.interpreter.get_input_details()[0]
+    assert detail["quantization"] == pytest.approx((q.scale, q.zero_point))
+    assert m.output.quantization.scale == pytest.approx(1 / 256)
+
+
+def test_edgetpu_gpu_micro_extras(converted):
+    out, _ = converted
+    rep = json.loads((out / "edgetpu-int8" / "edgetpu_report.json").read_text())
+    assert rep["total"] == len(rep["ops"]) > 3
+    assert all(r["supported"] for r in rep["ops"] if r["runs_on"] == "edgetpu")
+    assert "edgetpu_compiler" in (out / "edgetpu-int8" / "edgetpu_report.txt").read_text()
+    gpu = json.loads((out / "gpu-fp16" / "gpu_ops.json").read_text())
+    assert gpu["total_ops"] > 3
+    man = json.loads((out / "micro-int8" / "manifest.json").read_text())
+    assert "AddConv2D" in man["extra"]["micro"]["resolver"]
+    assert man["extra"]["micro"]["arena_bytes"] > 1024
+
+
+def test_micro_arena_is_the_smallest_that_runs(converted):
+    from vitaledge.convert.micro import _quiet_stderr, _runs
+    from vitaledge.convert.pipeline import micro_sample
+
+    out, _ = converted
+    content = (out / "micro-int8" / "model.tflite").read_bytes()
+    arena = json.loads((out / "micro-int8" / "manifest.json").read_text())["extra"]["micro"][
+        "arena_bytes"]
+    sample = micro_sample(content, np.random.default_rng(0).random((1, 187)).astype(np.float32))
+    with _quiet_stderr():
+        assert _runs(content, arena, sample)
+        assert not _runs(content, arena - 256, sample)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+def test_micro_c_files_compile(converted, tmp_path):
+    out, _ = converted
+    d = out / "micro-int8"
+    src = d / "model_data.cc"
+    text = src.read_text()
+    assert "alignas(16) const unsigned char vitaledge_model_data[]" in text
+    obj = tmp_path / "model_data.o"
+    subprocess.run(["gcc", "-c", "-std=c++17", "-Wall", "-Werror", f"-I{d}", str(src), "-o",
+                    str(obj)], check=True)
+    nm = subprocess.run(["nm", str(obj)], capture_output=True, text=True, check=True).stdout
+    assert "vitaledge_model_data" in nm and "vitaledge_model_data_len" in nm
+    size = (d / "model.tflite").stat().st_size
+    assert f"vitaledge_model_data_len = {size};" in text
+
+
+def test_corrupt_and_truncated_models_are_refused(converted, tmp_path):
+    from vitaledge.device.manifest import ManifestError, sha256_file
+    from vitaledge.device.runtime import Model, ModelLoadError
+
+    out, _ = converted
+    bad = tmp_path / "bad"
+    shutil.copytree(out / "cpu-int8", bad)
+    data = bytearray((bad / "model.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "model.tflite").write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="sha256 .* does not match"):
+        Model(bad)
+    (bad / "model.tflite").write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(ManifestError, match="bytes, manifest says"):
+        Model(bad)
+    # a truncated file whose manifest was updated to match still cannot load
+    man = json.loads((bad / "manifest.json").read_text())
+    man["sha256"] = sha256_file(bad / "model.tflite")
+    man["size_bytes"] = (bad / "model.tflite").stat().st_size
+    (bad / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ModelLoadError, match="refused the model"):
+        Model(bad)
+    (bad / "manifest.json").write_text("{not json")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        Model(bad)
