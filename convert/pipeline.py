@@ -21,8 +21,13 @@ import numpy as np
 from vitaledge import __version__
 from vitaledge.device.aami import CLASSES
 from vitaledge.device.manifest import SCHEMA_VERSION, Manifest
-from vitaledge.device.runtime import RuntimeError_, get_backend, list_ops, make_interpreter
-from vitaledge.device.runtime import tensor_spec
+from vitaledge.device.runtime import (
+    RuntimeError_,
+    get_backend,
+    list_ops,
+    make_interpreter,
+    tensor_spec,
+)
 from vitaledge.train.backend import keras
 from vitaledge.train.config import BeatTrainConfig
 from vitaledge.train.data import Prepared, check_split_ids, prepare

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .manifest import Manifest, ManifestError, TensorSpec, load_manifest, verify_model_file
+from .manifest import ManifestError, TensorSpec, load_manifest, verify_model_file
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,21 @@ waves, the construction of McSharry et al.'s ECGSYN (2003), placed in time by a 
 clock that ectopic and paced beats interrupt by their textbook rules:
 
 * ``N`` sinus beat: P wave 165-195 ms before R, QRS ~85 ms, upright T ~270 ms after R.
-* ``A`` (S) atrial premature beat: coupling 0.60-0.72 of the sinus RR, inverted or
-  biphasic P closer to the QRS, narrow QRS; it resets the sinus node (non-compensatory).
-* ``V`` ventricular premature beat: coupling 0.55-0.68, no P, QRS ~150 ms, discordant T;
-  the next sinus discharge is blocked, so the pause is fully compensatory.
+* ``A`` (S) atrial premature beat: coupling 0.60-0.70 of the sinus RR, inverted or
+  biphasic P closer to the QRS, narrow QRS (smaller, with a deeper S wave: mild
+  aberrancy) and a smaller, earlier T; it resets the sinus node, whose next beat comes
+  1.04-1.14 sinus RR later (non-compensatory).
+* ``V`` ventricular premature beat: coupling 0.55-0.68, no P, QRS ~160 ms, large and
+  upright in MLII (negative in V1), discordant T; the next sinus discharge is blocked, so
+  the pause is fully compensatory.
 * ``F`` fusion: sinus P and timing (at most 30 ms early), QRS and T blended from the
   N and V shapes with a V weight of 0.35-0.65.
-* ``/`` (Q) paced beat: 1-3 ms pacing spike, then a wide notched QRS and discordant T,
-  at the pacemaker's fixed rate, in runs (paced episodes).
+* ``/`` (Q) paced beat: 1-3 ms pacing spike, then a wide (~160 ms), notched, negative
+  QRS and discordant T, at the pacemaker's fixed rate (68-72/min), in paced episodes.
+
+Ranges per patient (heart rate 60-80/min, amplitudes, QRS axis, noise levels) are kept
+moderate so that a model trained on a few patients still separates a new one's classes.
+
 """
 
 from __future__ import annotations
@@ -103,18 +110,22 @@ class _Patient:
 
 
 def _draw_patient(rng: np.random.Generator) -> _Patient:
-    """Draw a patient: rates, wave amplitudes and widths, QRS axis, noise levels."""
+    """Draw a patient: rates, wave amplitudes and widths, QRS axis, noise levels.
+
+    The ranges are moderate on purpose: a model trained on a few patients must still
+    separate the classes of a new one.
+    """
     u = rng.uniform
-    rr0 = 60.0 / u(58.0, 85.0)
+    rr0 = 60.0 / u(60.0, 80.0)
     amp = u(0.85, 1.2)
-    axis = np.radians(u(30.0, 80.0))
+    axis = np.radians(u(45.0, 75.0))
     r_gain = amp * np.cos(axis - np.radians(60.0))
     s_gain = amp * (1.0 + 1.5 * max(0.0, float(np.sin(np.radians(60.0) - axis))))
-    wq = u(0.92, 1.08)
+    wq = u(0.94, 1.06)
     pr = u(0.165, 0.195)
     qt = u(0.26, 0.29)
     p_amp = u(0.11, 0.18)
-    t_amp = u(0.25, 0.36)
+    t_amp = amp * u(0.27, 0.33)
     v1 = u(0.8, 1.2)
 
     n_ii = _Shape(p=_w((p_amp, -pr, 0.024)),
@@ -122,7 +133,8 @@ def _draw_patient(rng: np.random.Generator) -> _Patient:
                          (-0.2 * s_gain, 0.025 * wq, 0.008 * wq)),
                   t=_w((t_amp, qt, 0.05), (0.35 * t_amp, qt - 0.06, 0.045)))
     n_v1 = _Shape(p=_w((0.6 * p_amp, -pr - 0.012, 0.016), (-0.45 * p_amp, -pr + 0.018, 0.016)),
-                  qrs=_w((0.28 * v1, -0.012 * wq, 0.008 * wq), (-0.95 * v1, 0.018 * wq, 0.011 * wq)),
+                  qrs=_w((0.28 * v1, -0.012 * wq, 0.008 * wq),
+                         (-0.95 * v1, 0.018 * wq, 0.011 * wq)),
                   t=_w((0.12 * v1, qt, 0.06)))
 
     pr_s = pr - u(0.03, 0.05)
@@ -130,38 +142,36 @@ def _draw_patient(rng: np.random.Generator) -> _Patient:
         p_s_ii = _w((-0.8 * p_amp, -pr_s, 0.02))
     else:
         p_s_ii = _w((0.6 * p_amp, -pr_s - 0.018, 0.014), (-0.7 * p_amp, -pr_s + 0.016, 0.014))
-    s_qrs, s_t = u(0.72, 0.82), u(0.35, 0.5)
-    s_ii = _Shape(p=p_s_ii, qrs=n_ii.qrs * [[s_qrs, 1, 1], [s_qrs, 1, 1], [1.8 * s_qrs, 1, 1.3]],
+    s_qrs, s_t = u(0.7, 0.78), u(0.3, 0.45)
+    s_ii = _Shape(p=p_s_ii, qrs=n_ii.qrs * [[s_qrs, 1, 1], [s_qrs, 1, 1], [2.2 * s_qrs, 1, 1.4]],
                   t=n_ii.t * [s_t, 1, 1])
     s_v1 = _Shape(p=_w((-0.6 * p_amp, -pr_s, 0.018)), qrs=n_v1.qrs * [s_qrs, 1, 1],
                   t=n_v1.t * [s_t, 1, 1])
 
-    sv = 1.0 if rng.random() < 0.65 else -1.0
-    av = u(1.4, 1.9) * amp
-    sd_v = u(0.030, 0.036)
+    av = u(1.5, 1.8) * amp
+    sd_v = u(0.028, 0.032)
     v_ii = _Shape(p=_w(),
-                  qrs=_w((0.3 * sv * av, -0.05, 0.018), (sv * av, 0.0, sd_v),
-                         (-0.25 * sv * av, 0.065, 0.02)),
-                  t=_w((-sv * u(0.45, 0.65), 0.3, 0.07)))
+                  qrs=_w((0.3 * av, -0.04, 0.016), (av, 0.0, sd_v), (-0.25 * av, 0.055, 0.016)),
+                  t=_w((-amp * u(0.45, 0.6), 0.3, 0.07)))
     v_v1 = _Shape(p=_w(),
-                  qrs=_w((-0.9 * sv * av * v1, 0.005, 1.05 * sd_v), (0.2 * sv * av * v1, 0.07, 0.02)),
-                  t=_w((0.4 * sv * v1, 0.3, 0.07)))
+                  qrs=_w((-0.9 * av * v1, 0.005, 1.05 * sd_v), (0.2 * av * v1, 0.06, 0.016)),
+                  t=_w((0.4 * v1, 0.3, 0.07)))
 
     aq = u(0.9, 1.2) * amp
     q_ii = _Shape(p=_w(),
-                  qrs=_w((0.2 * aq, -0.05, 0.012), (-aq, 0.0, 0.022), (-0.65 * aq, 0.055, 0.02)),
-                  t=_w((u(0.35, 0.5), 0.32, 0.07)))
+                  qrs=_w((0.2 * aq, -0.05, 0.012), (-aq, 0.0, 0.025), (-0.5 * aq, 0.045, 0.018)),
+                  t=_w((amp * u(0.35, 0.5), 0.32, 0.07)))
     q_v1 = _Shape(p=_w(), qrs=_w((-1.2 * v1, 0.0, 0.026), (-0.4 * v1, 0.06, 0.02)),
                   t=_w((0.45 * v1, 0.32, 0.07)))
 
     return _Patient(
-        rr0=rr0, rr_pace=60.0 / u(62.0, 75.0),
+        rr0=rr0, rr_pace=60.0 / u(68.0, 72.0),
         resp_hz=u(0.2, 0.33), resp_phase=u(0, 2 * np.pi), rsa=u(0.02, 0.04),
         hrv_freqs=np.array([u(0.08, 0.12), u(0.01, 0.04), u(0.002, 0.008)]),
         hrv_amps=np.array([u(0.005, 0.015), u(0.005, 0.02), u(0.01, 0.03)]),
         hrv_phases=u(0, 2 * np.pi, 3), resp_amp_mod=u(0.02, 0.06),
         shapes={"N": (n_ii, n_v1), "S": (s_ii, s_v1), "V": (v_ii, v_v1), "Q": (q_ii, q_v1)},
-        spike_amp=u(2.5, 3.8), spike_width=u(0.001, 0.003), spike_lead=(1.0, u(0.4, 0.7)),
+        spike_amp=u(3.0, 4.2), spike_width=u(0.001, 0.003), spike_lead=(1.0, u(0.4, 0.7)),
         spike_offset=u(0.082, 0.092),
         wander_mv=u(0.04, 0.2), emg_mv=u(0.004, 0.012), emg_burst_gain=u(3.0, 6.0),
         emg_burst_per_min=u(1.0, 3.0), powerline_mv=u(0.005, 0.02),
@@ -192,8 +202,8 @@ def _paced_episodes(pat: _Patient, p_q: float, t0: float, t1: float,
     frac_t = p_q * pat.rr_pace / (p_q * pat.rr_pace + (1.0 - p_q) * pat.rr0)
     paced = max(frac_t * span, min(3.5 * pat.rr_pace, 0.5 * span))
     k = max(1, int(round(paced / _PACED_EPISODE_S)))
-    lengths = paced * rng.dirichlet(np.full(k, 4.0))
-    gaps = (span - paced) * rng.dirichlet(np.full(k + 1, 2.0))
+    lengths = np.maximum(paced * rng.dirichlet(np.full(k, 4.0)), 3.5 * pat.rr_pace)
+    gaps = max(0.0, span - float(lengths.sum())) * rng.dirichlet(np.full(k + 1, 2.0))
     out, t = [], t0
     for gap, length in zip(gaps[:-1], lengths, strict=True):
         t += gap
@@ -224,14 +234,16 @@ def _rhythm(pat: _Patient, mix: dict[str, float], duration: float,
         if ep < len(episodes) and next_sinus >= episodes[ep][0]:
             start, stop = episodes[ep]
             t = start if t_last is None else max(start, t_last + pat.rr_pace)
+            paced = False
             while t < stop and t <= t_end:
                 beats.append((t, "Q", pat.rr_pace if t_last is None else t - t_last))
-                t_last, t = t, t + pat.rr_pace
+                t_last, t, paced = t, t + pat.rr_pace, True
             ep += 1
-            if t > t_end or t_last is None:
+            if t > t_end:
                 break
-            next_sinus = t_last + pat.sinus_rr(t_last) * rng.uniform(1.0, 1.1)
-            force_n = True
+            if paced and t_last is not None:
+                next_sinus = t_last + pat.sinus_rr(t_last) * rng.uniform(1.0, 1.1)
+                force_n = True
             continue
         p_ecto = p_after_e if last_ectopic else p_after_n
         if force_n or t_last is None or rng.random() >= p_ecto:
@@ -252,7 +264,7 @@ def _rhythm(pat: _Patient, mix: dict[str, float], duration: float,
         if cls == "N" or cls == "F":
             next_sinus = t + pat.sinus_rr(t) * (1.0 + 0.005 * rng.standard_normal())
         elif cls == "S":
-            next_sinus = t + pat.sinus_rr(t) * rng.uniform(1.08, 1.18)
+            next_sinus = t + pat.sinus_rr(t) * rng.uniform(1.04, 1.14)
         else:
             rr_now = pat.sinus_rr(t)
             while next_sinus < t + 0.5 * rr_now:
@@ -280,7 +292,8 @@ def _add_gaussians(x: np.ndarray, waves: np.ndarray, fs: float) -> None:
     """Add sampled Gaussian waves to ``x`` in place, each over +-5 sd."""
     n = len(x)
     for a, c, sd in waves:
-        lo, hi = max(0, int(np.ceil((c - 5 * sd) * fs))), min(n, int(np.floor((c + 5 * sd) * fs)) + 1)
+        lo = max(0, int(np.ceil((c - 5 * sd) * fs)))
+        hi = min(n, int(np.floor((c + 5 * sd) * fs)) + 1)
         if lo < hi:
             tt = np.arange(lo, hi) / fs
             x[lo:hi] += a * np.exp(-0.5 * ((tt - c) / sd) ** 2)
@@ -322,7 +335,8 @@ def _noise(pat: _Patient, n: int, fs: float, rng: np.random.Generator) -> np.nda
         out[:, ch] += emg * env
 
         if 60.0 < fs / 2:
-            out[:, ch] += pat.powerline_mv * np.sin(2 * np.pi * 60.0 * t + rng.uniform(0, 2 * np.pi))
+            phase = rng.uniform(0, 2 * np.pi)
+            out[:, ch] += pat.powerline_mv * np.sin(2 * np.pi * 60.0 * t + phase)
         out[:, ch] += 0.003 * rng.standard_normal(n)
     return out
 

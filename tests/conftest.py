@@ -54,3 +54,16 @@ def tiny_run(synth_dir, tmp_path_factory):
                           learning_rate=3e-3, seed=1)
     metrics = train_beat(cfg, run, verbose=0)
     return run, metrics
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_run, tmp_path_factory):
+    """The tiny run converted to every target, unpruned and 50% pruned."""
+    from vitaledge.convert.pipeline import ConvertOptions, convert_run
+
+    run, _ = tiny_run
+    out = tmp_path_factory.mktemp("art")
+    opts = ConvertOptions(targets=["all"], sparsities=[0.0, 0.5], prune_epochs=3,
+                          max_drop=5.0)
+    results = convert_run(run, out, opts)
+    return out, {r.variant: r for r in results}

@@ -11,18 +11,6 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def converted(tiny_run, tmp_path_factory):
-    from vitaledge.convert.pipeline import ConvertOptions, convert_run
-
-    run, _ = tiny_run
-    out = tmp_path_factory.mktemp("art")
-    opts = ConvertOptions(targets=["all"], sparsities=[0.0, 0.5], prune_epochs=3,
-                          max_drop=5.0)
-    results = convert_run(run, out, opts)
-    return out, {r.variant: r for r in results}
-
-
 def test_every_target_and_variant_is_built_and_verified(converted):
     out, results = converted
     assert set(results) == {"cpu-fp32", "cpu-int8", "edgetpu-int8", "gpu-fp16", "micro-int8",
@@ -155,3 +143,21 @@ def test_corrupt_and_truncated_models_are_refused(converted, tmp_path):
     (bad / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="not valid JSON"):
         Model(bad)
+
+
+def test_resnet1d_int8_runs_under_xnnpack():
+    """The skip-connection model converts to full int8 and runs with XNNPACK on (the
+    delegate is not disabled), and XNNPACK really is in the graph."""
+    from vitaledge.convert.quantize import to_tflite
+    from vitaledge.device.runtime import get_backend, make_interpreter
+    from vitaledge.train import zoo
+
+    model = zoo.build("resnet1d", (187, 1), 5)
+    rep = np.random.default_rng(0).random((64, 187, 1)).astype(np.float32)
+    content = to_tflite(model, "int8", rep)
+    interp = make_interpreter(content, get_backend(), threads=1, delegate="xnnpack")
+    d = interp.get_input_details()[0]
+    interp.set_tensor(d["index"], np.zeros(d["shape"], np.int8))
+    interp.invoke()
+    ops = [o["op_name"] for o in interp._get_ops_details()]
+    assert "DELEGATE" in ops, ops  # XNNPACK took (part of) the graph

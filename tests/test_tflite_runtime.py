@@ -1,0 +1,66 @@
+"""Every artifact also loads and runs with tflite-runtime 2.14 (numpy < 2), the runtime
+many Raspberry Pi and Coral images ship, through vitaledge's own device runtime."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+VENV = REPO / ".venv-tflite-runtime"
+
+
+@pytest.fixture(scope="module")
+def trt_python() -> Path:
+    py = VENV / "bin" / "python"
+    if not (VENV / ".ready").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+        pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        proc = subprocess.run(pip + ["tflite-runtime==2.14.0", "numpy<2"], capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot install tflite-runtime 2.14 from the package index: "
+                        f"{proc.stderr.strip().splitlines()[-1:]}")
+        subprocess.run(pip + ["--no-deps", "-e", str(REPO)], check=True)
+        (VENV / ".ready").write_text("ok\n")
+    return py
+
+
+SCRIPT = """
+import json, sys
+import numpy as np
+import tflite_runtime, numpy
+from vitaledge.device.runtime import Model
+X = np.load(sys.argv[1])
+out = {}
+for d in sys.argv[2:]:
+    m = Model(d, backend="tflite-runtime")
+    out[d] = m.predict(X).tolist()
+print(json.dumps({"numpy": numpy.__version__, "tflite_runtime": tflite_runtime.__version__,
+                  "backend": m.backend.name, "probs": out}))
+"""
+
+
+def test_artifacts_run_under_tflite_runtime_2_14(converted, trt_python, tmp_path):
+    from vitaledge.device.runtime import Model
+
+    out, results = converted
+    dirs = [str(out / v) for v in results if v.startswith(("cpu-", "micro-", "edgetpu-"))]
+    X = np.random.default_rng(0).random((64, 187)).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    proc = subprocess.run([str(trt_python), "-c", SCRIPT, str(tmp_path / "x.npy"), *dirs],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["tflite_runtime"] == "2.14.0" and res["numpy"].startswith("1.")
+    assert res["backend"] == "tflite-runtime"
+    for d in dirs:
+        theirs = np.asarray(res["probs"][d])
+        ours = Model(d).predict(X)
+        step = 1 / 256 if "int8" in d else 1e-5
+        assert np.mean(theirs.argmax(1) == ours.argmax(1)) >= 0.98, d
+        assert np.max(np.abs(theirs - ours)) <= 2 * step + 1e-6, d
