@@ -84,17 +84,23 @@ def measure_sparsity(model: keras.Model) -> tuple[dict[str, float], float, int]:
 def prune(model: keras.Model, X: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray],
           sparsity: float, epochs: int = 4, batch_size: int = 64, learning_rate: float = 3e-4,
           class_weight: dict | None = None, log_dir: Path | None = None,
-          verbose: int = 2) -> tuple[keras.Model, PruneReport]:
+          verbose: int = 2, min_steps: int = 400) -> tuple[keras.Model, PruneReport]:
     """Prune ``model`` to ``sparsity`` while fine-tuning on (X, y); return the stripped model."""
     import tensorflow_model_optimization as tfmot
 
     if not 0.0 < sparsity < 1.0:
         raise ValueError(f"sparsity must be in (0, 1), got {sparsity}")
     steps = int(np.ceil(len(X) / batch_size))
-    end_step = max(1, steps * max(1, epochs - 1))
+    if steps * epochs < min_steps:
+        epochs = int(np.ceil(min_steps / steps))
+        print(f"prune: {len(X)} training windows are few; fine-tuning for {epochs} epochs "
+              f"({min_steps} steps at least)")
+    # Reach the final sparsity after 70% of the steps; the rest recovers at that sparsity.
+    end_step = max(1, int(0.7 * steps * epochs))
     schedule = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0,
                                                     final_sparsity=sparsity, begin_step=0,
-                                                    end_step=end_step, frequency=max(1, steps // 4))
+                                                    end_step=end_step,
+                                                    frequency=max(1, end_step // 20))
     wrapped, skipped = wrap_for_pruning(model, schedule)
     wrapped.compile(optimizer=keras.optimizers.Adam(learning_rate),
                     loss="sparse_categorical_crossentropy", metrics=["accuracy"])
