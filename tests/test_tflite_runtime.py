@@ -45,12 +45,15 @@ print(json.dumps({"numpy": numpy.__version__, "tflite_runtime": tflite_runtime._
 """
 
 
-def test_artifacts_run_under_tflite_runtime_2_14(converted, trt_python, tmp_path):
+def test_artifacts_run_under_tflite_runtime_2_14(converted, tiny_run, trt_python, tmp_path):
     from vitaledge.device.runtime import Model
+    from vitaledge.train.config import BeatTrainConfig
+    from vitaledge.train.data import split_parts
 
     out, results = converted
     dirs = [str(out / v) for v in results if v.startswith(("cpu-", "micro-", "edgetpu-"))]
-    X = np.random.default_rng(0).random((64, 187)).astype(np.float32)
+    _, _, test = split_parts(BeatTrainConfig.load(tiny_run[0] / "config.json"))
+    X = test.X[:300]
     np.save(tmp_path / "x.npy", X)
     proc = subprocess.run([str(trt_python), "-c", SCRIPT, str(tmp_path / "x.npy"), *dirs],
                           capture_output=True, text=True, cwd=tmp_path)
@@ -61,8 +64,12 @@ def test_artifacts_run_under_tflite_runtime_2_14(converted, trt_python, tmp_path
     for d in dirs:
         theirs = np.asarray(res["probs"][d])
         ours = Model(d).predict(X)
-        # The two runtimes' int8 kernels round requantization differently (measured: up
-        # to 3 output steps of 1/256 on random inputs); float models agree to rounding.
+        # The two runtimes' int8 kernels round requantization differently, so outputs may
+        # differ by a few steps of 1/256; float models agree to float rounding.
         step = 1 / 256 if "int8" in d else 1e-5
-        assert np.mean(theirs.argmax(1) == ours.argmax(1)) >= 0.98, d
-        assert np.max(np.abs(theirs - ours)) <= 4 * step + 1e-6, d
+        diff = np.abs(theirs - ours)
+        print(d, "argmax agreement", np.mean(theirs.argmax(1) == ours.argmax(1)),
+              "max diff (steps)", diff.max() / step)
+        assert np.mean(theirs.argmax(1) == ours.argmax(1)) >= 0.99, d
+        assert np.median(diff) <= step + 1e-6, d
+        assert diff.max() <= 8 * step + 1e-6, d
