@@ -49,9 +49,10 @@ def build(name: str, input_shape: tuple[int, ...], n_classes: int) -> keras.Mode
     return get(name).build(tuple(input_shape), n_classes)
 
 
-def _conv_block(x, filters: int, kernel: int, dropout: float, prefix: str):
+def _conv_block(x, filters: int, kernel: int, dropout: float, prefix: str,
+                bn: dict | None = None):
     x = L.Conv1D(filters, kernel, padding="same", name=f"{prefix}_conv")(x)
-    x = L.BatchNormalization(name=f"{prefix}_bn")(x)
+    x = L.BatchNormalization(name=f"{prefix}_bn", **(bn or {}))(x)
     x = L.ReLU(name=f"{prefix}_relu")(x)
     x = L.MaxPooling1D(2, name=f"{prefix}_pool")(x)
     return L.Dropout(dropout, name=f"{prefix}_drop")(x)
@@ -68,14 +69,19 @@ def resnet1d(input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
     """Seed 003's network: four blocks Conv1D(k=5) -> BN -> ReLU -> MaxPool 2 -> Dropout 0.2
     with 32/64/128/256 filters; the input is added to block 2's output and block 1's output
     to block 3's (each through a 1x1 convolution after pooling to the same length);
-    Flatten -> Dense 128 -> ReLU -> Dropout 0.3 -> Dense n (softmax)."""
+    Flatten -> Dense 128 -> ReLU -> Dropout 0.3 -> Dense n (softmax).
+
+    The seed is a PyTorch model, so BatchNorm uses PyTorch's defaults (momentum 0.1, i.e.
+    Keras momentum 0.9, eps 1e-5): with Keras' 0.99 the moving statistics lag far behind
+    on small data sets and the saved model scores near chance while training looks fine."""
+    bn = {"momentum": 0.9, "epsilon": 1e-5}
     inp = L.Input(input_shape, name="beat")
-    b1 = _conv_block(inp, 32, 5, 0.2, "b1")
-    b2 = _conv_block(b1, 64, 5, 0.2, "b2")
+    b1 = _conv_block(inp, 32, 5, 0.2, "b1", bn)
+    b2 = _conv_block(b1, 64, 5, 0.2, "b2", bn)
     b2 = L.Add(name="skip_in_b2")([b2, _skip(inp, 4, 64, "skip1")])
-    b3 = _conv_block(b2, 128, 5, 0.2, "b3")
+    b3 = _conv_block(b2, 128, 5, 0.2, "b3", bn)
     b3 = L.Add(name="skip_b1_b3")([b3, _skip(b1, 4, 128, "skip2")])
-    b4 = _conv_block(b3, 256, 5, 0.2, "b4")
+    b4 = _conv_block(b3, 256, 5, 0.2, "b4", bn)
     x = L.Flatten(name="flatten")(b4)
     x = L.Dense(128, name="fc1")(x)
     x = L.ReLU(name="fc1_relu")(x)

@@ -18,7 +18,7 @@ def step(title: str) -> float:
     return time.time()
 
 
-def run(out: Path, minutes: float = 4.0, n_records: int = 6, epochs: int = 8,
+def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
         arch: str = "resnet1d", seed: int = 0) -> dict:
     from vitaledge.device.synthetic_ecg import synth_database
 
@@ -68,9 +68,9 @@ def run(out: Path, minutes: float = 4.0, n_records: int = 6, epochs: int = 8,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=Path("demo-out"))
-    ap.add_argument("--minutes", type=float, default=4.0)
-    ap.add_argument("--records", type=int, default=6)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--records", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     run(a.out, a.minutes, a.records, a.epochs, seed=a.seed)
