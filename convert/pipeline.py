@@ -145,12 +145,15 @@ def convert_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
             pruning = report.to_dict()
             print(f"measured sparsity {report.overall:.3f} over {report.pruned_weights:,} "
                   "kernel weights")
+        qat = False
         if opts.qat:
             from .qat import quantization_aware
 
-            model = quantization_aware(model, p) or model
+            qmodel = quantization_aware(model, p)
+            qat = qmodel is not None
+            model = qmodel or model
         for target, quant in pairs:
-            name = variant_name(target, quant, s)
+            name = variant_name(target, quant, s, qat and quant == "int8")
             results.append(_build_variant(run_dir, cfg, model, target, quant, name, out / name,
                                           rep, pruning, keras_ref, held, keras_probs, opts))
     write_summary(out, results, keras_ref)
@@ -169,7 +172,8 @@ def _build_variant(run_dir, cfg, model, target, quant, name, vdir: Path, rep, pr
     try:
         ops = list_ops(content)
         sample = micro_sample(content, rep) if target == "micro" else None
-        extra = {"gzip_bytes": gz, "ops": sorted({o["op"] for o in ops})}
+        extra = {"gzip_bytes": gz, "ops": sorted({o["op"] for o in ops}),
+                 "qat": name.endswith("-qat")}
         extra.update(_target_extras(target, content, ops, vdir, opts.name, sample))
         m = _manifest(run_dir, cfg, target, quant, content, "model.tflite", pruning, extra,
                       keras_ref)

@@ -52,6 +52,7 @@ def resolve(targets: list[str], quant: str | None) -> list[tuple[str, str]]:
     return pairs
 
 
-def variant_name(target: str, quant: str, sparsity: float) -> str:
+def variant_name(target: str, quant: str, sparsity: float, qat: bool = False) -> str:
     q = {"none": "fp32"}.get(quant, quant)
-    return f"{target}-{q}" + (f"-pruned{int(round(sparsity * 100))}" if sparsity else "")
+    return (f"{target}-{q}" + (f"-pruned{int(round(sparsity * 100))}" if sparsity else "")
+            + ("-qat" if qat else ""))

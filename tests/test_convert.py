@@ -161,3 +161,18 @@ def test_resnet1d_int8_runs_under_xnnpack():
     interp.invoke()
     ops = [o["op_name"] for o in interp._get_ops_details()]
     assert "DELEGATE" in ops, ops  # XNNPACK took (part of) the graph
+
+
+def test_quantization_aware_training_annotates_conv1d(tiny_run, tmp_path):
+    from vitaledge.convert.pipeline import ConvertOptions, convert_run
+    from vitaledge.device.manifest import load_manifest
+
+    run, metrics = tiny_run
+    results = convert_run(run, tmp_path, ConvertOptions(targets=["cpu"], quant="int8",
+                                                        qat=True, max_drop=5.0))
+    assert [r.variant for r in results] == ["cpu-int8-qat"]
+    r = results[0]
+    assert r.status != "❌", r.error
+    assert r.metrics["accuracy"] >= metrics["accuracy"] - 0.05
+    m, _ = load_manifest(tmp_path / "cpu-int8-qat")
+    assert m.extra["qat"] is True and m.input.dtype == "int8"
