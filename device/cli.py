@@ -5,6 +5,7 @@ Imports nothing from the training side and never TensorFlow.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -51,3 +52,52 @@ def fetch_cmd(database, out, record_list) -> None:
 @click.group("device")
 def device_group() -> None:
     """On-device runtime and inference daemon."""
+
+
+@device_group.command("run")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False),
+              help="device.toml; flags given here override it.")
+@click.option("--model", help="Artifact directory (model.tflite + manifest.json).")
+@click.option("--source", help="replay:PATH | stdin | tcp:HOST:PORT")
+@click.option("--fs", type=float, help="Sample rate of stdin/tcp/CSV sources (Hz).")
+@click.option("--speed", help="Replay speed: 'max' or a factor of real time (1 = real time).")
+@click.option("--lead", help="Lead to replay from WFDB records (default MLII).")
+@click.option("--out", "out", multiple=True,
+              help="Sink: PATH.jsonl, PATH.db, jsonl:PATH, sqlite:PATH or stdout (repeatable).")
+@click.option("--fsync", help="JSONL durability: batch (default) | interval:S | never.")
+@click.option("--api-host", help="API bind address (default 127.0.0.1).")
+@click.option("--api-port", type=int, help="API port (0 = no API).")
+@click.option("--threads", type=int, help="Interpreter threads (default 1).")
+@click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tf"]),
+              help="LiteRT backend (default: first installed).")
+@click.option("--delegate", help="xnnpack (default) | none | edgetpu | gpu | PATH.so")
+@click.option("--fallback", type=click.Choice(["none", "cpu"]),
+              help="cpu: run on the CPU when the delegate cannot be loaded.")
+@click.option("--log-level", default="INFO", show_default=True)
+def run_cmd(config, model, source, fs, speed, lead, out, fsync, api_host, api_port, threads,
+            backend, delegate, fallback, log_level) -> None:
+    """Run the inference daemon: stream ECG in, beat events out (SIGTERM drains and
+    exits 0, SIGHUP reloads the model)."""
+    import logging
+
+    from .daemon import Daemon, DaemonConfig
+    from .manifest import ManifestError
+    from .pipeline import SignalError
+    from .runtime import RuntimeError_
+    from .sources import SourceError
+
+    logging.getLogger().setLevel(log_level.upper())
+    overrides = {"model": model, "source": source, "fs": fs, "speed": speed, "lead": lead,
+                 "out": list(out) or None, "fsync": fsync, "api_host": api_host,
+                 "api_port": api_port, "threads": threads, "backend": backend,
+                 "delegate": delegate, "fallback": fallback}
+    try:
+        cfg = (DaemonConfig.from_toml(config, **overrides) if config else
+               DaemonConfig(**{k: v for k, v in overrides.items() if v is not None}))
+        if not cfg.model or not cfg.source:
+            raise click.UsageError("give --model and --source (or a --config that sets them)")
+        daemon = Daemon(cfg)
+    except (ValueError, ManifestError, RuntimeError_, SourceError, SignalError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    summary = daemon.run()
+    click.echo(json.dumps(summary), err=True)

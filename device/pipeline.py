@@ -52,6 +52,30 @@ class BeatPipeline:
         self.stats = RhythmStats(model.labels)
         self.samples_in = 0
         self.dropped_edge = 0
+        self._offset = 0  # absolute index of the detector/buffer's sample 0
+        self.gaps = 0
+
+    def gap(self, n_missing: int) -> list[dict]:
+        """Samples were lost: finish what can be finished, then restart detection after
+        the hole so that no beat is made of signal on both sides of it."""
+        events = self.flush()
+        self._offset = self.samples_in + int(n_missing)
+        self.samples_in = self._offset
+        self._filter.reset()
+        self._buf = SignalBuffer()
+        self._detector = RPeakDetector(self.fs)
+        self._last_r = None
+        self._rr_hist.clear()
+        self.gaps += 1
+        return events
+
+    def swap_model(self, model: Model) -> None:
+        """Replace the model (hot reload); its window spec must equal the current one."""
+        spec = WindowSpec.from_dict(model.manifest.signal["window"])
+        if model.manifest.task != "beat" or spec != self.spec:
+            raise SignalError("new model's task or window spec differs from the running "
+                              "model's; restart the daemon to change them")
+        self.model = model
 
     def process(self, chunk: np.ndarray) -> list[dict]:
         x = np.asarray(chunk, dtype=np.float64).ravel()
@@ -100,13 +124,14 @@ class BeatPipeline:
         probs = self.model.predict(np.stack(wins))
         events = []
         for p, pr in zip(ready, probs, strict=True):
+            r_abs = self._offset + p.r
             k = int(np.argmax(pr))
             label = self.model.labels[k]
             rr_s = None if p.rr is None else p.rr / self.fs
             self.stats.add(label, rr_s)
             events.append({
-                "type": "beat", "time": round(self.start_time + p.r / self.fs, 4),
-                "sample": int(p.r), "class": label,
+                "type": "beat", "time": round(self.start_time + r_abs / self.fs, 4),
+                "sample": int(r_abs), "class": label,
                 "probabilities": {lab: round(float(v), 4)
                                   for lab, v in zip(self.model.labels, pr, strict=True)},
                 "rr": None if rr_s is None else round(rr_s, 4),

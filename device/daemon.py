@@ -1,0 +1,266 @@
+"""The on-device inference daemon: source -> bounded queue -> beat pipeline -> sinks + API.
+
+Operation:
+* the source thread reads chunks into a bounded queue; a live source (tcp, stdin) whose
+  chunk finds the queue full drops it (counted, and the pipeline is told of the gap); a
+  replay waits instead, so a file is never thinned;
+* the worker classifies, numbers events (``seq``), writes them to every sink, keeps the
+  most recent ones for ``/events``;
+* SIGTERM/SIGINT: stop reading, drain the queue, flush the pipeline and sinks, exit 0;
+* SIGHUP: load the model again from its artifact directory; a model that fails to load or
+  does not fit the running pipeline is refused and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import resource
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .manifest import ManifestError
+from .pipeline import BeatPipeline, SignalError
+from .runtime import Model, RuntimeError_
+from .sinks import open_sink
+from .sources import Source, open_source
+
+log = logging.getLogger("vitaledge.daemon")
+
+
+@dataclass
+class DaemonConfig:
+    model: str = ""
+    source: str = ""
+    fs: float | None = None
+    speed: str = "max"
+    lead: str = "MLII"
+    out: list[str] = field(default_factory=lambda: ["stdout"])
+    fsync: str = "batch"
+    api_host: str = "127.0.0.1"
+    api_port: int = 0  # 0: no API
+    threads: int = 1
+    backend: str | None = None
+    delegate: str = "xnnpack"
+    fallback: str = "none"
+    queue_chunks: int = 256
+    keep_events: int = 10_000
+    max_jsonl_bytes: int = 50_000_000
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides) -> DaemonConfig:
+        import tomllib
+
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read config: {exc}") from exc
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+
+def rss_mb() -> float:
+    """Current resident set size in MB (Linux /proc; peak from getrusage elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+class Daemon:
+    def __init__(self, cfg: DaemonConfig):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.t_start = time.monotonic()
+        self.cfg = cfg
+        self.model = self._load_model()
+        self.source: Source = open_source(cfg.source, cfg.fs, cfg.speed, cfg.lead)
+        self.live = not cfg.source.startswith("replay:")
+        self.pipeline = BeatPipeline(self.model, self.source.fs)
+        self.sinks = [open_sink(s, cfg.fsync, cfg.max_jsonl_bytes) for s in cfg.out]
+        self.seq = max((s.last_seq() for s in self.sinks), default=0)
+        self.q: queue.Queue = queue.Queue(maxsize=cfg.queue_chunks)
+        self.recent: deque[dict] = deque(maxlen=cfg.keep_events)
+        self.stop = threading.Event()
+        self.source_done = threading.Event()
+        self.lock = threading.Lock()
+        self.reg = CollectorRegistry()
+        self.m_samples = Counter("vitaledge_samples", "Samples received", registry=self.reg)
+        self.m_beats = Counter("vitaledge_beats", "Beats classified", ["cls"],
+                               registry=self.reg)
+        self.m_dropped = Counter("vitaledge_dropped_chunks", "Chunks dropped on a full queue",
+                                 registry=self.reg)
+        self.m_reloads = Counter("vitaledge_model_reloads", "Model reloads", ["result"],
+                                 registry=self.reg)
+        self.m_latency = Histogram("vitaledge_inference_seconds",
+                                   "Pipeline time per chunk (filter, detect, classify)",
+                                   buckets=(1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1),
+                                   registry=self.reg)
+        self.m_queue = Gauge("vitaledge_queue_chunks", "Chunks waiting", registry=self.reg)
+        self.m_queue.set_function(self.q.qsize)
+        self.dropped_samples = 0
+        self.api = None
+        if cfg.api_port:
+            from .api import make_server, serve_in_thread
+
+            self.api = make_server(cfg.api_host, cfg.api_port, self.health, self.metrics,
+                                   self.events_since)
+            serve_in_thread(self.api)
+        self.ready_s = time.monotonic() - self.t_start
+        log.info(json.dumps({"event": "ready", "seconds": round(self.ready_s, 3),
+                             "rss_mb": round(rss_mb(), 1), "model": cfg.model,
+                             "source": self.source.name, "fs": self.source.fs,
+                             "api": f"{cfg.api_host}:{self.api.server_address[1]}"
+                             if self.api else None}))
+
+    def _load_model(self) -> Model:
+        return Model(self.cfg.model, backend=self.cfg.backend, threads=self.cfg.threads,
+                     delegate=self.cfg.delegate, fallback_cpu=self.cfg.fallback == "cpu")
+
+    # -- API callbacks -------------------------------------------------------------------
+    def health(self) -> dict:
+        return {"status": "ok" if not self.stop.is_set() else "stopping",
+                "uptime_s": round(time.monotonic() - self.t_start, 1),
+                "model": self.cfg.model, "model_sha256": self.model.manifest.sha256,
+                "source": self.source.name, "samples_in": self.pipeline.samples_in,
+                "last_seq": self.seq, "rhythm": self.pipeline.stats.summary()}
+
+    def metrics(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.reg)
+
+    def events_since(self, since: int, limit: int) -> list[dict]:
+        with self.lock:
+            return [e for e in self.recent if e["seq"] > since][:limit]
+
+    # -- threads -------------------------------------------------------------------------
+    def _read(self) -> None:
+        missing = 0  # samples dropped since the last chunk that got through
+        try:
+            for chunk in self.source.chunks:
+                if self.stop.is_set():
+                    break
+                if self.live:
+                    try:
+                        if missing:
+                            self.q.put_nowait(("gap", missing))
+                            missing = 0
+                        self.q.put_nowait(chunk)
+                    except queue.Full:
+                        self.m_dropped.inc()
+                        self.dropped_samples += len(chunk)
+                        missing += len(chunk)
+                else:
+                    while not self.stop.is_set():
+                        try:
+                            self.q.put(chunk, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+        except Exception as exc:  # a broken source must not kill the daemon silently
+            log.error(json.dumps({"event": "source_error", "error": str(exc)}))
+        finally:
+            self.source_done.set()
+
+    def _emit(self, events: list[dict]) -> None:
+        if not events:
+            return
+        for e in events:
+            self.seq += 1
+            e["seq"] = self.seq
+            if e.get("type") == "beat":
+                self.m_beats.labels(e["class"]).inc()
+        for s in self.sinks:
+            s.write(events)
+        with self.lock:
+            self.recent.extend(events)
+
+    def _work(self) -> None:
+        while True:
+            try:
+                item = self.q.get(timeout=0.1)
+            except queue.Empty:
+                if self.source_done.is_set():
+                    break
+                continue
+            t = time.perf_counter()
+            with self.lock:
+                pipe = self.pipeline
+            try:
+                if isinstance(item, tuple):
+                    events = pipe.gap(item[1])
+                    events.append({"type": "status", "status": "gap",
+                                   "time": round(pipe.samples_in / pipe.fs, 3),
+                                   "missing_samples": item[1]})
+                else:
+                    self.m_samples.inc(len(item))
+                    events = pipe.process(item)
+            except SignalError as exc:
+                events = [{"type": "status", "status": "signal_error", "error": str(exc)}]
+            self.m_latency.observe(time.perf_counter() - t)
+            self._emit(events)
+        self._emit(self.pipeline.flush())
+
+    def reload(self) -> bool:
+        """Hot reload: load the artifact again; swap only if it loads and fits."""
+        try:
+            model = self._load_model()
+            with self.lock:
+                self.pipeline.swap_model(model)
+                self.model = model
+        except (ManifestError, RuntimeError_, SignalError, ValueError, OSError) as exc:
+            self.m_reloads.labels("refused").inc()
+            log.error(json.dumps({"event": "reload_refused", "error": str(exc)}))
+            return False
+        self.m_reloads.labels("ok").inc()
+        log.info(json.dumps({"event": "reloaded", "sha256": model.manifest.sha256}))
+        return True
+
+    def run(self, install_signals: bool = True) -> dict:
+        if install_signals:
+            signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+            signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+            signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload,
+                                                                      daemon=True).start())
+        reader = threading.Thread(target=self._read, name="source", daemon=True)
+        worker = threading.Thread(target=self._work, name="pipeline")
+        t0 = time.perf_counter()
+        reader.start()
+        worker.start()
+        while worker.is_alive():
+            worker.join(timeout=0.2)
+        wall = time.perf_counter() - t0
+        for s in self.sinks:
+            s.close()
+        if self.api is not None:
+            self.api.shutdown()
+        summary = {"event": "stopped", "samples": self.pipeline.samples_in,
+                   "signal_seconds": round(self.pipeline.samples_in / self.source.fs, 1),
+                   "wall_seconds": round(wall, 3),
+                   "realtime_factor": round(self.pipeline.samples_in / self.source.fs
+                                            / wall, 1) if wall > 0 else None,
+                   "events": self.seq, "dropped_chunks": int(self.m_dropped._value.get()),
+                   "dropped_edge_beats": self.pipeline.dropped_edge,
+                   "rss_mb": round(rss_mb(), 1), "ready_seconds": round(self.ready_s, 3),
+                   "rhythm": self.pipeline.stats.summary()}
+        log.info(json.dumps(summary))
+        return summary
+
+    def request_stop(self) -> None:
+        """Graceful stop: no more input; what is queued is processed and flushed."""
+        log.info(json.dumps({"event": "stopping"}))
+        self.stop.set()
+        self.source.stop()
+        self.source_done.set()

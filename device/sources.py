@@ -1,0 +1,166 @@
+"""Where samples come from: a registry of sources, each yielding chunks of one ECG lead in
+physical units (mV) at a known sample rate.
+
+``replay:PATH``   a WFDB record (``.hea``) or a one-column CSV (needs ``fs``), at real time
+                  x speed or as fast as possible (``speed="max"``); finite.
+``stdin``         text samples, one per line (``fs`` required); ends at EOF.
+``tcp:HOST:PORT`` listen for one client at a time sending text samples, one per line.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .records import read_record
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(ValueError):
+    """A source specification or its data is unusable; the message says which and why."""
+
+
+@dataclass
+class Source:
+    """A finite or endless iterator of sample chunks at ``fs`` Hz."""
+
+    name: str
+    fs: float
+    chunks: Iterator[np.ndarray]
+    stop: Callable[[], None] = lambda: None
+
+
+def _paced(x: np.ndarray, fs: float, chunk: int, speed: float | None,
+           stopped: Callable[[], bool]) -> Iterator[np.ndarray]:
+    t0 = time.monotonic()
+    for i in range(0, len(x), chunk):
+        if stopped():
+            return
+        if speed:
+            due = t0 + i / (fs * speed)
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        yield x[i:i + chunk]
+
+
+def _read_csv_samples(path: Path) -> np.ndarray:
+    vals = []
+    with path.open() as fh:
+        for lineno, line in enumerate(fh, start=1):
+            cell = line.strip().split(",")[0]
+            if not cell:
+                continue
+            try:
+                vals.append(float(cell))
+            except ValueError:
+                if lineno == 1:
+                    continue  # header
+                raise SourceError(f"{path}:{lineno}: not a number: {cell!r}") from None
+    if not vals:
+        raise SourceError(f"{path}: no samples")
+    return np.asarray(vals)
+
+
+def replay_source(path: str, speed: float | None = None, fs: float | None = None,
+                  lead: str = "MLII", chunk_s: float | None = None) -> Source:
+    """Replay a record; chunks of 0.5 s at a real-time pace, 10 s as fast as possible
+    (results do not depend on the chunk size, only the number of pipeline calls does)."""
+    p = Path(path)
+    stopped = {"v": False}
+    if p.suffix.lower() == ".csv":
+        if not fs:
+            raise SourceError(f"{p}: CSV replay needs the sample rate (--fs)")
+        x, rate, name = _read_csv_samples(p), float(fs), p.stem
+    else:
+        rec = read_record(p, lead=lead, annotator=None)
+        if fs and abs(fs - rec.fs) > 1e-6:
+            raise SourceError(f"{p}: record is {rec.fs} Hz but {fs} Hz was configured")
+        x, rate, name = rec.signal, rec.fs, rec.name
+    chunk = max(1, int(round((chunk_s or (0.5 if speed else 10.0)) * rate)))
+    return Source(f"replay:{name}", rate, _paced(x, rate, chunk, speed, lambda: stopped["v"]),
+                  lambda: stopped.update(v=True))
+
+
+def _text_samples(lines: Iterator[str], what: str, chunk: int) -> Iterator[np.ndarray]:
+    """Parse text lines into float chunks; malformed lines are logged and skipped."""
+    buf: list[float] = []
+    bad = 0
+    for line in lines:
+        s = line.strip()
+        if not s:
+            continue
+        try:
+            v = float(s.split(",")[0])
+        except ValueError:
+            bad += 1
+            if bad <= 5 or bad % 1000 == 0:
+                log.warning("%s: ignoring malformed sample line %r (%d so far)", what, s[:40],
+                            bad)
+            continue
+        buf.append(v)
+        if len(buf) >= chunk:
+            yield np.asarray(buf)
+            buf = []
+    if buf:
+        yield np.asarray(buf)
+
+
+def stdin_source(fs: float, chunk: int = 64) -> Source:
+    if not fs:
+        raise SourceError("stdin source needs the sample rate (--fs)")
+    return Source("stdin", float(fs), _text_samples(iter(sys.stdin.readline, ""), "stdin", chunk))
+
+
+def tcp_source(host: str, port: int, fs: float, chunk: int = 64) -> Source:
+    if not fs:
+        raise SourceError("tcp source needs the sample rate (--fs)")
+    srv = socket.create_server((host, port))
+    srv.settimeout(0.5)
+    state = {"stop": False}
+
+    def gen() -> Iterator[np.ndarray]:
+        while not state["stop"]:
+            try:
+                conn, addr = srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            log.info("tcp source: client %s connected", addr)
+            with conn, conn.makefile("r", errors="replace") as fh:
+                yield from _text_samples(iter(fh.readline, ""), f"tcp {addr}", chunk)
+            log.info("tcp source: client %s disconnected", addr)
+
+    def stop() -> None:
+        state["stop"] = True
+        srv.close()
+
+    return Source(f"tcp:{host}:{port}", float(fs), gen(), stop)
+
+
+def open_source(spec: str, fs: float | None = None, speed: str | float | None = "max",
+                lead: str = "MLII") -> Source:
+    """Open ``replay:PATH``, ``stdin`` or ``tcp:HOST:PORT``."""
+    kind, _, rest = spec.partition(":")
+    if kind == "replay":
+        if not rest:
+            raise SourceError("replay source needs a path: replay:PATH")
+        sp = None if speed in (None, "max") else float(speed)
+        return replay_source(rest, sp, fs, lead)
+    if kind == "stdin":
+        return stdin_source(fs or 0)
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit():
+            raise SourceError(f"tcp source {spec!r}: expected tcp:HOST:PORT")
+        return tcp_source(host, int(port), fs or 0)
+    raise SourceError(f"unknown source {spec!r}: expected replay:PATH, stdin or tcp:HOST:PORT")
