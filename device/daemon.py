@@ -169,6 +169,8 @@ class Daemon:
                             break
                         except queue.Full:
                             continue
+            if missing:
+                self.q.put(("gap", missing))  # the worker drains; this cannot block long
         except Exception as exc:  # a broken source must not kill the daemon silently
             log.error(json.dumps({"event": "source_error", "error": str(exc)}))
         finally:
@@ -252,6 +254,7 @@ class Daemon:
                    "realtime_factor": round(self.pipeline.samples_in / self.source.fs
                                             / wall, 1) if wall > 0 else None,
                    "events": self.seq, "dropped_chunks": int(self.m_dropped._value.get()),
+                   "dropped_samples": self.dropped_samples,
                    "dropped_edge_beats": self.pipeline.dropped_edge,
                    "rss_mb": round(rss_mb(), 1), "ready_seconds": round(self.ready_s, 3),
                    "rhythm": self.pipeline.stats.summary()}
