@@ -1,7 +1,6 @@
 """The daemon: finite replay, SIGTERM drain, hot-reload refusal, drop counting, API."""
 
 import json
-import os
 import shutil
 import signal
 import socket
