@@ -101,3 +101,37 @@ def run_cmd(config, model, source, fs, speed, lead, out, fsync, api_host, api_po
         raise click.ClickException(str(exc)) from exc
     summary = daemon.run()
     click.echo(json.dumps(summary), err=True)
+
+
+@device_group.command("score")
+@click.argument("events", type=click.Path(exists=True, dir_okay=False))
+@click.option("--record", required=True, help="WFDB record path (with .atr annotations).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
+def score_cmd(events, record, json_out) -> None:
+    """Score daemon beat events against a record's reference annotations."""
+    from .score_events import format_score, load_events, score_events
+
+    s = score_events(load_events(events), record)
+    click.echo(format_score(s))
+    if json_out:
+        Path(json_out).write_text(json.dumps(s, indent=2) + "\n")
+
+
+@click.group("bench")
+def bench_group() -> None:
+    """Benchmarks that print and save their figures."""
+
+
+@bench_group.command("detector")
+@click.option("--records", "directory", required=True,
+              type=click.Path(exists=True, file_okay=False), help="WFDB records with .atr.")
+@click.option("--no-xqrs", is_flag=True, help="Skip the wfdb XQRS comparison.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
+def bench_detector_cmd(directory, no_xqrs, json_out) -> None:
+    """R-peak detection Se / +P per record: vitaledge's streaming detector vs wfdb XQRS."""
+    from .bench_detector import bench_detector, format_table
+
+    res = bench_detector(directory, with_xqrs=not no_xqrs)
+    click.echo(format_table(res))
+    if json_out:
+        Path(json_out).write_text(json.dumps(res, indent=2) + "\n")

@@ -8,7 +8,7 @@ import click
 
 from vitaledge import __version__
 from vitaledge.convert.cli import convert_cmd
-from vitaledge.device.cli import data_group, device_group
+from vitaledge.device.cli import bench_group, data_group, device_group
 from vitaledge.train.cli import evaluate_cmd, train_group
 
 
@@ -26,6 +26,7 @@ main.add_command(train_group)
 main.add_command(evaluate_cmd)
 main.add_command(convert_cmd)
 main.add_command(device_group)
+main.add_command(bench_group)
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,8 @@
 One readable pipeline, each step the same library call the CLI makes:
 synthetic WFDB records -> train a beat model -> evaluate it on held-out beats -> convert to
 TFLite (fp32, int8, 50%-pruned int8), each verified through the TensorFlow-free device
-runtime -> summary table of accuracy, size and latency per artifact.
+runtime -> replay an unseen synthetic patient through the on-device daemon with the int8
+model -> summary table of accuracy, size and latency per artifact.
 """
 
 from __future__ import annotations
@@ -57,9 +58,29 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
         targets=["cpu"], sparsities=[0.0, 0.5], prune_epochs=2))
     timings["convert"] = time.time() - t
 
+    t = step("5. daemon: replay a new synthetic patient through the int8 model (no TF)")
+    from vitaledge.device.daemon import Daemon, DaemonConfig
+    from vitaledge.device.score_events import format_score, load_events, score_events
+    from vitaledge.device.synthetic_ecg import synth_record, write_wfdb
+
+    replay = write_wfdb(synth_record(minutes=3.0, seed=seed + 1000, name="patient-x"),
+                        out / "replay")
+    events_path = out / "events.jsonl"
+    events_path.unlink(missing_ok=True)
+    summary = Daemon(DaemonConfig(model=str(art_dir / "cpu-int8"), source=f"replay:{replay}",
+                                  out=[str(events_path)])).run(install_signals=False)
+    scored = score_events(load_events(events_path), replay)
+    print(format_score(scored))
+    timings["daemon"] = time.time() - t
+
     step("summary")
     keras_ref = {"accuracy": again["accuracy"], "macro_f1": again["macro"]["f1"]}
     print(table(results, keras_ref))
+    print(f"\ndaemon replay of {replay.name}: {summary['signal_seconds']} s of ECG in "
+          f"{summary['wall_seconds']} s ({summary['realtime_factor']}x real time), "
+          f"{summary['events']} beat events, detection Se {100 * scored['sensitivity']:.2f}% "
+          f"+P {100 * scored['ppv']:.2f}%, class accuracy "
+          f"{scored['classification']['accuracy']:.4f}; events in {events_path}")
     print("\nstep times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     print(f"outputs in {out}/")
     return {"metrics": metrics, "evaluate": again, "timings": timings}
