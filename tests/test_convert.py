@@ -176,3 +176,13 @@ def test_quantization_aware_training_annotates_conv1d(tiny_run, tmp_path):
     assert r.metrics["accuracy"] >= metrics["accuracy"] - 0.05
     m, _ = load_manifest(tmp_path / "cpu-int8-qat")
     assert m.extra["qat"] is True and m.input.dtype == "int8"
+
+
+def test_evaluate_accepts_a_converted_artifact(converted):
+    from vitaledge.train.evaluate import evaluate_model
+
+    out, results = converted
+    metrics, text = evaluate_model(out / "cpu-int8")
+    assert metrics["n"] == results["cpu-int8"].metrics["n"]
+    assert metrics["accuracy"] == pytest.approx(results["cpu-int8"].metrics["accuracy"])
+    assert "ai-edge-litert" in metrics["model"] and "int8" in metrics["model"]

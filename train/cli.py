@@ -124,7 +124,8 @@ def train_beat_cmd(arch, records, record_list, csv_train, csv_test, lead, conven
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Write the metrics here as JSON.")
 def evaluate_cmd(model, records, record_list, csv_file, split, json_out) -> None:
-    """Re-run a run's evaluation on any data: MODEL is a run directory or its model.keras."""
+    """Re-run a run's evaluation on any data. MODEL: a run directory, its model.keras, or a
+    converted artifact directory (model.tflite + manifest.json, run without TensorFlow)."""
     from .evaluate import evaluate_model
 
     try:

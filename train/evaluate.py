@@ -32,17 +32,35 @@ def write_report(metrics: dict, out_dir: Path, prefix: str = "") -> str:
     return text
 
 
-def _resolve_run(model_path: Path) -> tuple[Path, Path]:
-    """(run directory, model file) from a run directory or a model.keras path."""
-    if model_path.is_dir():
-        return model_path, model_path / "model.keras"
-    return model_path.parent, model_path
+def _resolve_model(model_path: Path):
+    """(run directory, predict function, description) for a run directory, its
+    ``model.keras``, or a converted artifact (directory with ``manifest.json``, or its
+    ``model.tflite``), which is run through the TensorFlow-free device runtime."""
+    artifact = model_path if model_path.is_dir() else model_path.parent
+    if (artifact / "manifest.json").exists():
+        from vitaledge.device.runtime import Model
+
+        m = Model(artifact)
+        run_dir = Path(m.manifest.source_run.get("path", ""))
+        return run_dir, m.predict, f"{artifact} ({m.manifest.target} "\
+                                   f"{m.manifest.quantization}, {m.backend.name})"
+    run_dir = model_path if model_path.is_dir() else model_path.parent
+    model_file = model_path / "model.keras" if model_path.is_dir() else model_path
+
+    def keras_predict(X):
+        from .backend import keras
+        from .fit import predict
+
+        return predict(keras.models.load_model(str(model_file)), X)
+
+    return run_dir, keras_predict, str(model_file)
 
 
 def evaluate_model(model_path: Path, records: str | None = None,
                    record_list: list[str] | None = None, csv: str | None = None,
                    split: str = "test") -> tuple[dict, str]:
-    """Score a trained run's model on its own held-out beats or on other data.
+    """Score a trained run's model (Keras, or a converted artifact through the device
+    runtime) on the run's own held-out beats or on other data.
 
     ``split="test"`` rebuilds the run's split (same config and seed) on the given data and
     scores the test part; ``"all"`` scores every beat.
@@ -55,7 +73,7 @@ def evaluate_model(model_path: Path, records: str | None = None,
     from .config import BeatTrainConfig
     from .data import check_split_ids, split_parts
 
-    run_dir, model_file = _resolve_run(Path(model_path))
+    run_dir, predict_fn, model_desc = _resolve_model(Path(model_path))
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{cfg_path}: missing; MODEL must be a run directory "
@@ -84,12 +102,8 @@ def evaluate_model(model_path: Path, records: str | None = None,
                   "split": split}
     if len(beats) == 0:
         raise ValueError("no beats to evaluate")
-    from .backend import keras
-    from .fit import predict
-
-    model = keras.models.load_model(str(model_file))
-    metrics = score(predict(model, beats.X), beats.y)
-    metrics["model"] = str(model_file)
+    metrics = score(predict_fn(beats.X), beats.y)
+    metrics["model"] = model_desc
     metrics["data"] = source
     text = f"{len(beats)} beats\n" + format_report(metrics) + "\n\n" + format_confusion(metrics)
     return metrics, text
