@@ -34,11 +34,12 @@ class Record:
         return len(self.signal) / self.fs
 
 
-def _wfdb():
+def wfdb_module():
+    """The wfdb package, or a clear error naming the extra that installs it."""
     try:
         import wfdb
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise RecordError("reading WFDB records needs the 'wfdb' package "
+        raise RecordError("reading or writing WFDB records needs the 'wfdb' package "
                           "(pip install 'vitaledge[device]')") from exc
     return wfdb
 
@@ -50,7 +51,7 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
     When ``lead`` is not in the record (MIT-BIH 102 and 104 have no MLII), the first channel
     is used and a warning is logged; ``Record.lead`` says which lead was read.
     """
-    wfdb = _wfdb()
+    wfdb = wfdb_module()
     path = Path(path)
     if path.suffix in {".hea", ".dat", ".atr"}:
         path = path.with_suffix("")

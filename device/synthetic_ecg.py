@@ -34,6 +34,7 @@ import numpy as np
 from scipy import signal as sps
 
 from .aami import CLASSES
+from .records import wfdb_module
 
 SIG_NAMES: tuple[str, str] = ("MLII", "V1")
 
@@ -387,21 +388,12 @@ def synth_record(minutes: float, seed: int, fs: float = 360.0, mix: dict[str, fl
                        beat_samples=samples, beat_symbols=[CLASS_SYMBOL[b[1]] for b in beats])
 
 
-def _wfdb():
-    try:
-        import wfdb
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise RuntimeError("writing WFDB records needs the 'wfdb' package "
-                           "(pip install 'vitaledge[device]')") from exc
-    return wfdb
-
-
 def write_wfdb(rec: SynthRecord, out_dir: str | Path) -> Path:
     """Write ``rec`` as MIT-BIH style WFDB files (format 212, 200/mV, baseline 1024) + .atr.
 
     Samples outside the 11-bit range are clipped. Returns the record path without extension.
     """
-    wfdb = _wfdb()
+    wfdb = wfdb_module()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     digital = np.clip(np.round(rec.signal * ADC_GAIN + ADC_BASELINE), 0, ADC_MAX).astype(np.int64)
