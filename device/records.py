@@ -1,6 +1,8 @@
 """Reading MIT-BIH style WFDB records (signal + reference beat annotations).
 
-wfdb is imported lazily so that the rest of ``vitaledge.device`` works without it.
+Signals in the common layouts are decoded by :mod:`.wfdb_signals` (no pandas, which the
+daemon cannot afford on a Pi); other layouts and all annotations go through ``wfdb``,
+imported only when needed.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .wfdb_signals import read_signals
 
 log = logging.getLogger(__name__)
 
@@ -51,37 +55,41 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
     When ``lead`` is not in the record (MIT-BIH 102 and 104 have no MLII), the first channel
     is used and a warning is logged; ``Record.lead`` says which lead was read.
     """
-    wfdb = wfdb_module()
     path = Path(path)
     if path.suffix in {".hea", ".dat", ".atr"}:
         path = path.with_suffix("")
     if not path.with_suffix(".hea").exists():
         raise RecordError(f"{path}.hea: no such WFDB header")
-    try:
-        rec = wfdb.rdrecord(str(path))
-    except Exception as exc:
-        raise RecordError(f"{path}: cannot read WFDB record: {exc}") from exc
-    names = list(rec.sig_name or [])
+    light = read_signals(path)
+    if light is not None:
+        fs, names, p_signal = light.fs, light.names, light.physical
+    else:
+        wfdb = wfdb_module()
+        try:
+            rec = wfdb.rdrecord(str(path))
+        except Exception as exc:
+            raise RecordError(f"{path}: cannot read WFDB record: {exc}") from exc
+        fs, names, p_signal = rec.fs, list(rec.sig_name or []), rec.p_signal
     if lead in names:
         ch = names.index(lead)
     else:
         ch = 0
         log.warning("%s: lead %s not found (leads %s); using %s", path.name, lead, names,
                     names[0] if names else "channel 0")
-    if rec.p_signal is None or rec.p_signal.ndim != 2 or rec.p_signal.shape[1] <= ch:
+    if p_signal is None or p_signal.ndim != 2 or p_signal.shape[1] <= ch:
         raise RecordError(f"{path}: record has no signal channel {ch}")
-    sig = np.asarray(rec.p_signal[:, ch], dtype=np.float64)
+    sig = np.asarray(p_signal[:, ch], dtype=np.float64)
     bad = ~np.isfinite(sig)
     if bad.any():
         raise RecordError(f"{path}: lead {names[ch] if names else ch} has {int(bad.sum())} "
                           f"non-finite samples (first at sample {int(np.argmax(bad))})")
-    out = Record(name=path.name, fs=float(rec.fs), signal=sig,
+    out = Record(name=path.name, fs=float(fs), signal=sig,
                  lead=names[ch] if names else f"ch{ch}")
     if annotator:
         ann_path = path.with_suffix("." + annotator)
         if ann_path.exists():
             try:
-                ann = wfdb.rdann(str(path), annotator)
+                ann = wfdb_module().rdann(str(path), annotator)
             except Exception as exc:
                 raise RecordError(f"{ann_path}: cannot read annotations: {exc}") from exc
             out.ann_samples = np.asarray(ann.sample, dtype=np.int64)

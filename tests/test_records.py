@@ -42,3 +42,37 @@ def test_nan_samples_are_refused(tmp_path):
                 adc_gain=[200], baseline=[0], write_dir=str(tmp_path))
     with pytest.raises(RecordError, match="non-finite samples.*sample 500"):
         read_record(tmp_path / "nanrec")
+
+
+def test_light_signal_reader_equals_wfdb(mitdb_dir, synth_dir):
+    import wfdb
+
+    from vitaledge.device.wfdb_signals import read_signals
+
+    for p in [*list_records(mitdb_dir), synth_dir / "s000"]:
+        ours, ref = read_signals(p), wfdb.rdrecord(str(p))
+        assert ours is not None, p
+        assert ours.names == ref.sig_name and ours.fs == ref.fs
+        np.testing.assert_array_equal(ours.physical, ref.p_signal)
+
+
+def test_light_reader_declines_layouts_it_does_not_handle(tmp_path):
+    from vitaledge.device.wfdb_signals import read_signals
+
+    (tmp_path / "multi.hea").write_text("multi/2 1 360 1000\nseg1 500\nseg2 500\n")
+    assert read_signals(tmp_path / "multi") is None
+    (tmp_path / "f80.hea").write_text("f80 1 360 10\nf80.dat 80 200 8 128 0 0 0 MLII\n")
+    (tmp_path / "f80.dat").write_bytes(bytes(10))
+    assert read_signals(tmp_path / "f80") is None
+
+
+def test_replay_reading_does_not_import_wfdb(mitdb_dir):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom vitaledge.device.records import read_record\n"
+            f"r = read_record({str(mitdb_dir / '100')!r}, annotator=None)\n"
+            "print(len(r.signal), 'wfdb' in sys.modules, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd="/").stdout.split()
+    assert out == ["650000", "False", "False"]
