@@ -22,7 +22,7 @@ from vitaledge import __version__
 from vitaledge.device.aami import CLASSES
 from vitaledge.device.manifest import SCHEMA_VERSION, Manifest
 from vitaledge.device.runtime import (
-    RuntimeError_,
+    ModelLoadError,
     get_backend,
     list_ops,
     make_interpreter,
@@ -179,7 +179,7 @@ def _build_variant(run_dir, cfg, model, target, quant, name, vdir: Path, rep, pr
                       keras_ref)
         m.save(vdir / "manifest.json")
         metrics = verify(vdir, held.X, held.y, keras_probs, list(CLASSES), opts.threads)
-    except (RuntimeError_, RuntimeError, ValueError) as exc:
+    except (ModelLoadError, RuntimeError, ValueError) as exc:
         return Result(name, FAIL, vdir, len(content), gz, error=str(exc))
     metrics["evaluated_on"] = keras_ref["evaluated_on"]
     metrics["accuracy_drop_points"] = round((keras_ref["accuracy"] - metrics["accuracy"]) * 100,

@@ -24,7 +24,7 @@ def verify(artifact_dir: Path, X: np.ndarray, y: np.ndarray, keras_probs: np.nda
     probs = model.predict(X)
     pred = probs.argmax(1)
     m = classification_metrics(y, pred, labels)
-    x1 = model._quantize(np.asarray(X[:1], np.float32).reshape(model.input_shape))
+    x1 = model.quantize_input(np.asarray(X[:1], np.float32).reshape(model.input_shape))
     for _ in range(5):
         model.invoke_raw(x1)
     times = []

@@ -83,7 +83,7 @@ def run_cmd(config, model, source, fs, speed, lead, out, fsync, api_host, api_po
     from .daemon import Daemon, DaemonConfig
     from .manifest import ManifestError
     from .pipeline import SignalError
-    from .runtime import RuntimeError_
+    from .runtime import ModelLoadError
     from .sources import SourceError
 
     logging.getLogger().setLevel(log_level.upper())
@@ -97,7 +97,7 @@ def run_cmd(config, model, source, fs, speed, lead, out, fsync, api_host, api_po
         if not cfg.model or not cfg.source:
             raise click.UsageError("give --model and --source (or a --config that sets them)")
         daemon = Daemon(cfg)
-    except (ValueError, ManifestError, RuntimeError_, SourceError, SignalError, OSError) as exc:
+    except (ValueError, ManifestError, ModelLoadError, SourceError, SignalError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     summary = daemon.run()
     click.echo(json.dumps(summary), err=True)

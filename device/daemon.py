@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .manifest import ManifestError
 from .pipeline import BeatPipeline, SignalError
-from .runtime import Model, RuntimeError_
+from .runtime import Model, ModelLoadError
 from .sinks import open_sink
 from .sources import Source, open_source
 
@@ -222,7 +222,7 @@ class Daemon:
             with self.lock:
                 self.pipeline.swap_model(model)
                 self.model = model
-        except (ManifestError, RuntimeError_, SignalError, ValueError, OSError) as exc:
+        except (ManifestError, ModelLoadError, SignalError, ValueError, OSError) as exc:
             self.m_reloads.labels("refused").inc()
             log.error(json.dumps({"event": "reload_refused", "error": str(exc)}))
             return False

@@ -33,11 +33,8 @@ DELEGATE_LIBS = {
 }
 
 
-class RuntimeError_(RuntimeError):
+class ModelLoadError(RuntimeError):
     """A backend, delegate or model could not be loaded or run."""
-
-
-ModelLoadError = RuntimeError_
 
 
 @dataclass
@@ -60,14 +57,14 @@ def get_backend(name: str | None = None) -> Backend:
     errors = []
     for n in names:
         if n not in _BACKEND_MODULES:
-            raise RuntimeError_(f"unknown backend {n!r}; expected one of {BACKENDS}")
+            raise ModelLoadError(f"unknown backend {n!r}; expected one of {BACKENDS}")
         try:
             mod = importlib.import_module(_BACKEND_MODULES[n])
         except ImportError as exc:
             errors.append(f"{n}: {exc}")
             continue
         return Backend(n, mod, _version_of(n))
-    raise RuntimeError_("no LiteRT backend available (" + "; ".join(errors) +
+    raise ModelLoadError("no LiteRT backend available (" + "; ".join(errors) +
                         "); install 'ai-edge-litert' (pip install 'vitaledge[device]')")
 
 
@@ -97,7 +94,7 @@ def make_interpreter(model_content: bytes, backend: Backend, threads: int | None
     if delegate == "none":
         resolver = getattr(backend.module, "OpResolverType", None)
         if resolver is None:
-            raise RuntimeError_(f"backend {backend.name} cannot disable XNNPACK")
+            raise ModelLoadError(f"backend {backend.name} cannot disable XNNPACK")
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     elif delegate != "xnnpack":
         lib = DELEGATE_LIBS.get(delegate, delegate)
@@ -105,7 +102,7 @@ def make_interpreter(model_content: bytes, backend: Backend, threads: int | None
             kwargs["experimental_delegates"] = [backend.load_delegate(lib)]
         except (ValueError, OSError, RuntimeError) as exc:
             if not fallback_cpu:
-                raise RuntimeError_(f"cannot load the {delegate} delegate ({lib}): {exc}; "
+                raise ModelLoadError(f"cannot load the {delegate} delegate ({lib}): {exc}; "
                                     "use --fallback cpu to run on the CPU instead") from exc
             log.warning("delegate %s (%s) unavailable (%s); falling back to CPU", delegate,
                         lib, exc)
@@ -113,7 +110,7 @@ def make_interpreter(model_content: bytes, backend: Backend, threads: int | None
         interp = backend.Interpreter(**kwargs)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise RuntimeError_(f"the interpreter refused the model: {exc}") from exc
+        raise ModelLoadError(f"the interpreter refused the model: {exc}") from exc
     return interp
 
 
@@ -170,7 +167,8 @@ class Model:
     def labels(self) -> list[str]:
         return self.manifest.labels
 
-    def _quantize(self, x: np.ndarray) -> np.ndarray:
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Float windows -> the input tensor's dtype, with its scale and zero point."""
         spec = self.manifest.input
         dt = _NP_DTYPES[spec.dtype]
         if spec.quantization is None:
@@ -179,7 +177,8 @@ class Model:
         info = np.iinfo(dt)
         return np.clip(q, info.min, info.max).astype(dt)
 
-    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
+        """Output tensor values -> float probabilities."""
         q = self.manifest.output.quantization
         if q is None:
             return y.astype(np.float32)
@@ -205,7 +204,7 @@ class Model:
         if not np.all(np.isfinite(x)):
             raise ValueError("input contains NaN or infinite values")
         b = self.input_shape[0]
-        xq = self._quantize(x)
+        xq = self.quantize_input(x)
         out = [self.invoke_raw(xq[i:i + b]) for i in range(0, len(xq) - len(xq) % b, b)]
         rest = len(xq) % b
         if rest:
@@ -213,7 +212,7 @@ class Model:
             out.append(self.invoke_raw(pad)[:rest])
         if not out:
             return np.zeros((0, len(self.labels)), np.float32)
-        return self._dequantize(np.concatenate(out))
+        return self.dequantize_output(np.concatenate(out))
 
 
 def list_ops(model_content: bytes, backend: str | None = None) -> list[dict]:
@@ -230,7 +229,7 @@ def list_ops(model_content: bytes, backend: str | None = None) -> list[dict]:
     try:
         interp = b.Interpreter(**kwargs)
     except (ValueError, RuntimeError) as exc:
-        raise RuntimeError_(f"cannot read the model's operators: {exc}") from exc
+        raise ModelLoadError(f"cannot read the model's operators: {exc}") from exc
     tensors = {int(t["index"]): t for t in interp.get_tensor_details()}
 
     def desc(i: int) -> dict:

@@ -67,7 +67,7 @@ def test_quantization_parameters_round_trip(converted, tiny_run):
     assert m.input.dtype == "int8" and q is not None and q.scale > 0
     model = Model(out / "cpu-int8")
     x = np.linspace(0, 1, 187, dtype=np.float32)[None]
-    xq = model._quantize(x)
+    xq = model.quantize_input(x)
     back = (xq.astype(np.float32) - q.zero_point) * q.scale
     assert np.max(np.abs(back - x)) <= q.scale / 2 + 1e-7
     detail = model.interpreter.get_input_details()[0]
