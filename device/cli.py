@@ -135,3 +135,50 @@ def bench_detector_cmd(directory, no_xqrs, json_out) -> None:
     click.echo(format_table(res))
     if json_out:
         Path(json_out).write_text(json.dumps(res, indent=2) + "\n")
+
+
+def _ints(value: str) -> list[int]:
+    return [int(v) for v in value.split(",") if v.strip()]
+
+
+@bench_group.command("run")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--threads", default="1", show_default=True, help="Comma list, e.g. 1,2,4.")
+@click.option("--delegate", "delegates", default="xnnpack", show_default=True,
+              help="Comma list of xnnpack, none, edgetpu, gpu.")
+@click.option("--batch", "batches", default="1", show_default=True, help="Comma list.")
+@click.option("--warmup", type=int, default=50, show_default=True)
+@click.option("--runs", type=int, help="Timed runs (default: as many as --min-seconds allows).")
+@click.option("--min-seconds", type=float, default=2.0, show_default=True)
+@click.option("--data", type=click.Path(exists=True, file_okay=False),
+              help="WFDB records: real inputs, and accuracy / macro F1 per row.")
+@click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tf"]))
+@click.option("--out", type=click.Path(file_okay=False), help="Write bench.json/.csv/.md/.txt.")
+def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seconds, data,
+                  backend, out) -> None:
+    """Latency (load, first, p50/p90/p99), throughput, memory and accuracy per artifact x
+    delegate x threads x batch."""
+    from .bench import format_table as fmt
+    from .bench import run_bench, save
+
+    res = run_bench([Path(a) for a in artifacts], _ints(threads),
+                    [d.strip() for d in delegates.split(",")], _ints(batches), warmup, runs,
+                    min_seconds, data, backend)
+    click.echo(fmt(res.to_dict()))
+    if out:
+        save(res, Path(out))
+        click.echo(f"saved to {out}/bench.json, bench.csv, bench.md, bench.txt")
+
+
+@bench_group.command("compare")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True,
+                                                                     dir_okay=False))
+def bench_compare_cmd(results) -> None:
+    """Side by side p50 latencies from bench.json files of several machines or runs."""
+    from .bench import compare
+
+    try:
+        loaded = [json.loads(Path(r).read_text()) for r in results]
+        click.echo(compare(loaded, [Path(r).parent.name or Path(r).stem for r in results]))
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,304 @@
+"""Latency benchmark harness for converted artifacts (TensorFlow-free: runs on the Pi).
+
+Method, after TFLite's ``benchmark_model``: the interpreter is created and allocated (load
+time), one first inference is timed on its own, ``warmup`` runs are discarded, then timed
+runs (``runs``, or as many as fit in ``min_seconds``) each time one ``invoke()`` — plus
+(de)quantization when ``batch`` > 1 goes through ``Model.predict``. Thread counts are
+explicit (the LiteRT Python interpreter's default is 1 thread; ``benchmark_model``'s is
+more). Inputs are real windows when data is given, otherwise synthetic beats — never zeros.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .beats import beats_from_dir
+from .manifest import ManifestError, load_manifest
+from .metrics import classification_metrics
+from .runtime import Model, ModelLoadError
+from .windows import WindowSpec
+
+SCHEMA = "vitaledge.bench/1"
+OK, DROP, FAIL = "✅", "❎", "❌"
+
+
+@dataclass
+class BenchRow:
+    artifact: str
+    variant: str
+    delegate: str
+    threads: int
+    batch: int
+    status: str = FAIL
+    error: str = ""
+    size_bytes: int = 0
+    load_ms: float = 0.0
+    first_ms: float = 0.0
+    count: int = 0
+    mean_ms: float = 0.0
+    std_ms: float = 0.0
+    min_ms: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    per_window_ms: float = 0.0
+    windows_per_s: float = 0.0
+    rss_before_mb: float = 0.0
+    rss_after_load_mb: float = 0.0
+    peak_rss_mb: float = 0.0
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    noisy: bool = False
+
+
+@dataclass
+class BenchResult:
+    schema: str
+    environment: dict
+    settings: dict
+    rows: list[BenchRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"schema": self.schema, "environment": self.environment,
+                "settings": self.settings, "rows": [asdict(r) for r in self.rows]}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(backend: str | None) -> dict:
+    from .runtime import get_backend
+
+    b = get_backend(backend)
+    return {"cpu": _cpu_model(), "machine": platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "backend": b.name, "backend_version": b.version,
+            "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else None}
+
+
+def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """(windows, labels): real beats from ``data`` (WFDB directory), else synthetic beats."""
+    if data:
+        beats = beats_from_dir(data, spec)
+        return beats.X, beats.y
+    from .aami import map_annotations
+    from .filters import apply_filter
+    from .synthetic_ecg import synth_record
+    from .windows import extract_beats
+
+    rec = synth_record(minutes=3.0, seed=seed)
+    x = rec.signal[:, 0]
+    samples, labels = map_annotations(rec.beat_samples, rec.beat_symbols)
+    X, kept = extract_beats(apply_filter(x, rec.fs, spec.filter), rec.fs, samples, spec)
+    return X[:n], labels[kept][:n]
+
+
+def _stats(times: np.ndarray) -> dict:
+    ms = times * 1e3
+    return {"count": int(len(ms)), "mean_ms": float(ms.mean()), "std_ms": float(ms.std()),
+            "min_ms": float(ms.min()), "p50_ms": float(np.percentile(ms, 50)),
+            "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
+            "max_ms": float(ms.max())}
+
+
+def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.ndarray,
+              y: np.ndarray | None, warmup: int, runs: int | None, min_seconds: float,
+              backend: str | None, max_drop: float) -> BenchRow:
+    row = BenchRow(str(artifact), f"{artifact.resolve().parent.name}/{artifact.name}",
+                   delegate, threads, batch)
+    try:
+        manifest, path = load_manifest(artifact)
+        row.size_bytes = manifest.size_bytes
+        row.rss_before_mb = _rss_mb()
+        t = time.perf_counter()
+        model = Model(artifact, backend=backend, threads=threads, delegate=delegate)
+        row.load_ms = (time.perf_counter() - t) * 1e3
+        row.rss_after_load_mb = _rss_mb()
+        xb = model.quantize_input(X[: model.input_shape[0]].reshape(model.input_shape))
+        t = time.perf_counter()
+        model.invoke_raw(xb)
+        row.first_ms = (time.perf_counter() - t) * 1e3
+        for _ in range(warmup):
+            model.invoke_raw(xb)
+        times = []
+        deadline = time.perf_counter() + min_seconds
+        i = 0
+        while (runs is not None and i < runs) or (runs is None and (
+                time.perf_counter() < deadline or i < 10)):
+            if batch == 1:
+                xi = model.quantize_input(X[i % len(X)][None].reshape(model.input_shape))
+                t = time.perf_counter()
+                model.invoke_raw(xi)
+            else:
+                sel = X[(np.arange(batch) + i * batch) % len(X)]
+                t = time.perf_counter()
+                model.predict(sel)
+            times.append(time.perf_counter() - t)
+            i += 1
+        st = _stats(np.asarray(times))
+        for k, v in st.items():
+            setattr(row, k, round(v, 5) if isinstance(v, float) else v)
+        row.per_window_ms = round(row.p50_ms / batch, 5)
+        row.windows_per_s = round(1e3 / row.per_window_ms, 1) if row.per_window_ms else 0.0
+        row.noisy = bool(row.p90_ms > 1.5 * row.p50_ms or row.std_ms > 0.5 * row.mean_ms)
+        row.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+        row.status = OK
+        if y is not None:
+            pred = model.predict(X).argmax(1)
+            m = classification_metrics(y, pred, model.labels)
+            row.accuracy, row.macro_f1 = round(m["accuracy"], 5), round(m["macro"]["f1"], 5)
+            ref = manifest.metrics.get("accuracy")
+            if ref is not None and manifest.metrics.get("n") == len(y) and (
+                    ref - row.accuracy) * 100 > max_drop:
+                row.status = DROP
+    except (ManifestError, ModelLoadError, ValueError, RuntimeError) as exc:
+        row.status, row.error = FAIL, str(exc)[:300]
+    return row
+
+
+def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
+              batches: list[int], warmup: int = 50, runs: int | None = None,
+              min_seconds: float = 2.0, data: str | None = None, backend: str | None = None,
+              max_drop: float = 1.0) -> BenchResult:
+    env = environment(backend)
+    res = BenchResult(SCHEMA, env, {"threads": threads, "delegates": delegates,
+                                    "batches": batches, "warmup": warmup, "runs": runs,
+                                    "min_seconds": min_seconds, "data": data})
+    inputs: dict[str, tuple] = {}
+    for art in artifacts:
+        try:
+            manifest, _ = load_manifest(art)
+            spec = WindowSpec.from_dict(manifest.signal["window"])
+        except (ManifestError, KeyError, ValueError) as exc:
+            res.rows.append(BenchRow(str(art), Path(art).name, "-", 0, 0, FAIL, str(exc)))
+            continue
+        key = json.dumps(spec.to_dict(), sort_keys=True)
+        if key not in inputs:
+            inputs[key] = bench_inputs(spec, data)
+        X, y = inputs[key]
+        for d in delegates:
+            for th in threads:
+                for b in batches:
+                    res.rows.append(bench_one(Path(art), d, th, b, X, y if data else None,
+                                              warmup, runs, min_seconds, backend, max_drop))
+    return res
+
+
+#: (field, header, width, number format); text columns are left-aligned.
+COLUMNS = [("variant", "variant", 34, ""), ("status", "status", 7, ""),
+           ("delegate", "delegate", 9, ""), ("threads", "thr", 4, "d"),
+           ("batch", "batch", 6, "d"), ("size_bytes", "bytes", 9, "d"),
+           ("load_ms", "load ms", 9, ".1f"), ("p50_ms", "p50 ms", 9, ".3f"),
+           ("p90_ms", "p90 ms", 9, ".3f"), ("p99_ms", "p99 ms", 9, ".3f"),
+           ("windows_per_s", "win/s", 9, ".0f"), ("accuracy", "accuracy", 9, ".4f"),
+           ("macro_f1", "macro F1", 9, ".4f")]
+
+
+def _cell(value, width: int, fmt: str) -> str:
+    if not fmt:
+        return f"{value!s:<{width}}"
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
+
+
+def format_table(res: dict) -> str:
+    """Console table of a bench result (a dict as saved in bench.json)."""
+    lines = ["".join(f"{h:<{w}}" if not f else f"{h:>{w}}" for _, h, w, f in COLUMNS)]
+    for r in res["rows"]:
+        if r["status"] == FAIL:
+            lines.append(f"{r['variant']:<34}{r['status']:<7}{r['error'][:90]}")
+            continue
+        lines.append("".join(_cell(r.get(k), w, f) for k, _, w, f in COLUMNS)
+                     + ("  (noisy: wide spread)" if r.get("noisy") else ""))
+    env = res["environment"]
+    lines.append(f"\n{env['cpu']} · {env['cores']} cores · {env['backend']} "
+                 f"{env['backend_version']} · numpy {env['numpy']}")
+    return "\n".join(lines)
+
+
+def format_markdown(res: dict) -> str:
+    """The same table as Markdown, for READMEs."""
+    out = ["| " + " | ".join(h for _, h, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in res["rows"]:
+        out.append("| " + " | ".join(_cell(r.get(k), 0, f).strip() for k, _, _, f in COLUMNS)
+                   + " |")
+    return "\n".join(out)
+
+
+def validate(res: dict) -> None:
+    """Raise ValueError unless ``res`` is a bench result of this schema version."""
+    if not isinstance(res, dict) or res.get("schema") != SCHEMA:
+        raise ValueError(f"not a {SCHEMA} result (schema={res.get('schema')!r})"
+                         if isinstance(res, dict) else "not a JSON object")
+    for k in ("environment", "settings", "rows"):
+        if k not in res:
+            raise ValueError(f"bench result: missing {k!r}")
+    fields_ = set(BenchRow.__dataclass_fields__)
+    for i, r in enumerate(res["rows"]):
+        if set(r) != fields_:
+            raise ValueError(f"bench result row {i}: fields differ from the schema "
+                             f"(unknown {sorted(set(r) - fields_)}, missing "
+                             f"{sorted(fields_ - set(r))})")
+
+
+def save(res: BenchResult, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    d = res.to_dict()
+    (out / "bench.json").write_text(json.dumps(d, indent=2) + "\n")
+    with (out / "bench.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(BenchRow.__dataclass_fields__))
+        w.writeheader()
+        w.writerows(d["rows"])
+    (out / "bench.md").write_text(format_markdown(d) + "\n")
+    (out / "bench.txt").write_text(format_table(d) + "\n")
+
+
+def compare(results: list[dict], names: list[str]) -> str:
+    """p50 latency per (variant, delegate, threads, batch), one column per result file."""
+    for r in results:
+        validate(r)
+    keys = []
+    for r in results:
+        for row in r["rows"]:
+            k = (row["variant"], row["delegate"], row["threads"], row["batch"])
+            if k not in keys:
+                keys.append(k)
+    head = f"{'variant':<24}{'deleg':<8}{'thr':>4}{'bat':>4}" + "".join(
+        f"{n[:16]:>18}" for n in names)
+    lines = [head]
+    for k in keys:
+        cells = []
+        for r in results:
+            row = next((x for x in r["rows"] if (x["variant"], x["delegate"], x["threads"],
+                                                 x["batch"]) == k), None)
+            cells.append(f"{'-' if row is None or row['status'] == FAIL else row['p50_ms']:>18}")
+        lines.append(f"{k[0]:<24}{k[1]:<8}{k[2]:>4}{k[3]:>4}" + "".join(cells))
+    lines.append("")
+    for n, r in zip(names, results, strict=True):
+        e = r["environment"]
+        lines.append(f"{n}: {e['cpu']}, {e['cores']} cores, {e['backend']} "
+                     f"{e['backend_version']}")
+    return "\n".join(lines)

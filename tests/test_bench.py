@@ -1,0 +1,102 @@
+"""The latency harness: agrees with an independent timing, validates its JSON schema,
+compares result files, and marks broken artifacts ❌ with the reason."""
+
+import json
+import shutil
+import timeit
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bench_result(converted, tmp_path_factory):
+    from vitaledge.device.bench import run_bench, save
+
+    out, _ = converted
+    res = run_bench([out / "cpu-int8", out / "cpu-fp32"], threads=[1], delegates=["xnnpack"],
+                    batches=[1, 8], warmup=20, runs=300)
+    d = tmp_path_factory.mktemp("bench")
+    save(res, d)
+    return res, d
+
+
+def test_p50_agrees_with_a_plain_timeit_loop(bench_result, converted):
+    """Checks the harness, not the machine: same process, same model, generous factor."""
+    from vitaledge.device.runtime import Model
+
+    res, _ = bench_result
+    out, _ = converted
+    row = next(r for r in res.rows if r.variant.endswith("cpu-int8") and r.batch == 1)
+    model = Model(out / "cpu-int8", threads=1)
+    x = model.quantize_input(np.random.default_rng(0).random((1, 187)).astype(np.float32)
+                             .reshape(model.input_shape))
+    model.invoke_raw(x)
+    per = min(timeit.repeat(lambda: model.invoke_raw(x), number=200, repeat=5)) / 200 * 1e3
+    assert row.status == "✅" and row.count == 300
+    assert per / 3 <= row.p50_ms <= per * 3, (row.p50_ms, per)
+    assert row.min_ms <= row.p50_ms <= row.p90_ms <= row.p99_ms <= row.max_ms
+
+
+def test_saved_json_validates_and_mutations_do_not(bench_result):
+    from vitaledge.device.bench import validate
+
+    _, d = bench_result
+    data = json.loads((d / "bench.json").read_text())
+    validate(data)
+    assert data["environment"]["backend"] in ("ai-edge-litert", "tflite-runtime", "tf")
+    assert {r["batch"] for r in data["rows"]} == {1, 8}
+    for mutate, msg in [(lambda x: x.update(schema="other/9"), "not a vitaledge.bench/1"),
+                        (lambda x: x.pop("rows"), "missing 'rows'"),
+                        (lambda x: x["rows"][0].pop("p50_ms"), "missing \\['p50_ms'\\]")]:
+        bad = json.loads(json.dumps(data))
+        mutate(bad)
+        with pytest.raises(ValueError, match=msg):
+            validate(bad)
+    assert (d / "bench.csv").read_text().startswith("artifact,variant")
+    assert "| variant |" in (d / "bench.md").read_text()
+
+
+def test_compare_two_result_files(bench_result, tmp_path):
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    _, d = bench_result
+    other = tmp_path / "pi5"
+    other.mkdir()
+    data = json.loads((d / "bench.json").read_text())
+    data["environment"]["cpu"] = "Cortex-A76"
+    for r in data["rows"]:
+        r["p50_ms"] = round(r["p50_ms"] * 2, 5)
+    (other / "bench.json").write_text(json.dumps(data))
+    r = CliRunner().invoke(main, ["bench", "compare", str(d / "bench.json"),
+                                  str(other / "bench.json")])
+    assert r.exit_code == 0, r.output
+    assert "Cortex-A76" in r.output and "cpu-int8" in r.output
+    line = next(x for x in r.output.splitlines() if "cpu-int8" in x and " 1   1" in x)
+    a, b = (float(v) for v in line.split()[-2:])
+    assert b == pytest.approx(2 * a, rel=1e-3)
+
+
+def test_broken_artifact_is_a_failed_row_with_the_reason(converted, tmp_path):
+    from vitaledge.device.bench import run_bench
+
+    out, _ = converted
+    bad = tmp_path / "bad"
+    shutil.copytree(out / "cpu-int8", bad)
+    (bad / "model.tflite").write_bytes(b"garbage")
+    res = run_bench([bad], [1], ["xnnpack"], [1], warmup=1, runs=5)
+    assert res.rows[0].status == "❌" and "bytes, manifest says" in res.rows[0].error
+
+
+def test_data_gives_accuracy_per_row(converted, synth_dir):
+    from vitaledge.device.bench import run_bench
+
+    out, results = converted
+    res = run_bench([out / "cpu-int8"], [1], ["xnnpack"], [1], warmup=1, runs=20,
+                    data=str(synth_dir))
+    row = res.rows[0]
+    assert row.accuracy is not None and row.accuracy > 0.9 and row.macro_f1 > 0.85
