@@ -135,6 +135,9 @@ def convert_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
           f"calibration set {len(rep)} windows")
     results: list[Result] = []
     out.mkdir(parents=True, exist_ok=True)
+    # The held-out windows, for device-side checks (bench --data) without TensorFlow.
+    np.savez_compressed(out / "heldout.npz", X=held.X.astype(np.float32), y=held.y,
+                        window=json.dumps(cfg.window.to_dict()))
     for s in opts.sparsities:
         model, pruning = base, None
         if s:

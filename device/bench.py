@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .beats import beats_from_dir
+from .bench_registry import BASELINES
 from .manifest import ManifestError, load_manifest
 from .metrics import classification_metrics
 from .runtime import Model, ModelLoadError
@@ -101,7 +102,14 @@ def environment(backend: str | None) -> dict:
 
 def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512,
                  seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """(windows, labels): real beats from ``data`` (WFDB directory), else synthetic beats."""
+    """(windows, labels): ``data`` is a WFDB directory (every annotated beat) or the
+    ``heldout.npz`` that ``vitaledge convert`` writes (the run's held-out beats); without
+    data, synthetic beats."""
+    if data and str(data).endswith(".npz"):
+        with np.load(data, allow_pickle=False) as z:
+            if json.loads(str(z["window"])) != spec.to_dict():
+                raise ValueError(f"{data}: windows were made with another window spec")
+            return z["X"], z["y"]
     if data:
         beats = beats_from_dir(data, spec)
         return beats.X, beats.y
@@ -117,7 +125,7 @@ def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512,
     return X[:n], labels[kept][:n]
 
 
-def _stats(times: np.ndarray) -> dict:
+def stats_ms(times: np.ndarray) -> dict:
     ms = times * 1e3
     return {"count": int(len(ms)), "mean_ms": float(ms.mean()), "std_ms": float(ms.std()),
             "min_ms": float(ms.min()), "p50_ms": float(np.percentile(ms, 50)),
@@ -159,7 +167,7 @@ def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.nda
                 model.predict(sel)
             times.append(time.perf_counter() - t)
             i += 1
-        st = _stats(np.asarray(times))
+        st = stats_ms(np.asarray(times))
         for k, v in st.items():
             setattr(row, k, round(v, 5) if isinstance(v, float) else v)
         row.per_window_ms = round(row.p50_ms / batch, 5)
@@ -183,11 +191,15 @@ def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.nda
 def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
               batches: list[int], warmup: int = 50, runs: int | None = None,
               min_seconds: float = 2.0, data: str | None = None, backend: str | None = None,
-              max_drop: float = 1.0) -> BenchResult:
+              max_drop: float = 1.0, keras_run: str | None = None,
+              pin: list[int] | None = None) -> BenchResult:
+    if pin:
+        os.sched_setaffinity(0, pin)
     env = environment(backend)
     res = BenchResult(SCHEMA, env, {"threads": threads, "delegates": delegates,
                                     "batches": batches, "warmup": warmup, "runs": runs,
-                                    "min_seconds": min_seconds, "data": data})
+                                    "min_seconds": min_seconds, "data": data,
+                                    "keras": keras_run, "pinned_cpus": pin})
     inputs: dict[str, tuple] = {}
     for art in artifacts:
         try:
@@ -205,6 +217,14 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
                 for b in batches:
                     res.rows.append(bench_one(Path(art), d, th, b, X, y if data else None,
                                               warmup, runs, min_seconds, backend, max_drop))
+    if keras_run:
+        if "keras" not in BASELINES:
+            raise ValueError("--keras needs the training side (pip install 'vitaledge[train]')")
+        if not inputs:
+            raise ValueError("--keras needs at least one artifact to take the inputs from")
+        X, y = next(iter(inputs.values()))
+        res.rows[:0] = BASELINES["keras"](keras_run, X, y if data else None, threads, warmup,
+                                          runs, min_seconds)
     return res
 
 

@@ -100,3 +100,12 @@ def test_data_gives_accuracy_per_row(converted, synth_dir):
                     data=str(synth_dir))
     row = res.rows[0]
     assert row.accuracy is not None and row.accuracy > 0.9 and row.macro_f1 > 0.85
+
+
+def test_heldout_npz_from_convert_feeds_the_bench(converted):
+    from vitaledge.device.bench import run_bench
+
+    out, results = converted
+    res = run_bench([out / "cpu-int8"], [1], ["xnnpack"], [1], warmup=1, runs=5,
+                    data=str(out / "heldout.npz"))
+    assert res.rows[0].accuracy == pytest.approx(results["cpu-int8"].metrics["accuracy"])

@@ -8,6 +8,7 @@ import click
 
 from vitaledge import __version__
 from vitaledge.convert.cli import convert_cmd
+from vitaledge.device.bench_registry import BASELINES
 from vitaledge.device.cli import bench_group, data_group, device_group
 from vitaledge.train.cli import evaluate_cmd, train_group
 
@@ -20,6 +21,15 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
 
+
+def _keras_baseline(*args, **kwargs):
+    """Keras rows for the device bench: the root wires the stages, device never imports TF."""
+    from vitaledge.train.keras_bench import keras_rows
+
+    return keras_rows(*args, **kwargs)
+
+
+BASELINES["keras"] = _keras_baseline
 
 main.add_command(data_group)
 main.add_command(train_group)
