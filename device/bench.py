@@ -294,6 +294,10 @@ def save(res: BenchResult, out: Path) -> None:
         w.writerows(d["rows"])
     (out / "bench.md").write_text(format_markdown(d) + "\n")
     (out / "bench.txt").write_text(format_table(d) + "\n")
+    from .bench_plots import save_plots
+
+    if not save_plots(d, out):
+        print("plots skipped: matplotlib is not installed (pip install matplotlib)")
 
 
 def compare(results: list[dict], names: list[str]) -> str:

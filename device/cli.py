@@ -117,9 +117,20 @@ def score_cmd(events, record, json_out) -> None:
         Path(json_out).write_text(json.dumps(s, indent=2) + "\n")
 
 
-@click.group("bench")
+class _BenchGroup(click.Group):
+    """``vitaledge bench ARTIFACT...`` means ``vitaledge bench run ARTIFACT...``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("bench", cls=_BenchGroup)
 def bench_group() -> None:
-    """Benchmarks that print and save their figures."""
+    """Benchmarks that print and save their figures.
+
+    vitaledge bench ARTIFACT_DIR... [options] is short for vitaledge bench run."""
 
 
 @bench_group.command("detector")

@@ -108,4 +108,21 @@ def test_heldout_npz_from_convert_feeds_the_bench(converted):
     out, results = converted
     res = run_bench([out / "cpu-int8"], [1], ["xnnpack"], [1], warmup=1, runs=5,
                     data=str(out / "heldout.npz"))
-    assert res.rows[0].accuracy == pytest.approx(results["cpu-int8"].metrics["accuracy"])
+    assert res.rows[0].accuracy == pytest.approx(results["cpu-int8"].metrics["accuracy"],
+                                                 abs=1e-5)
+
+
+def test_bench_cli_shorthand_and_plots(converted, tmp_path):
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    out, _ = converted
+    r = CliRunner().invoke(main, ["bench", str(out / "cpu-int8"), "--runs", "20", "--warmup",
+                                  "2", "--threads", "1,2", "--data",
+                                  str(out / "heldout.npz"), "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("cpu-int8") == 2
+    for f in ("bench.json", "bench.csv", "bench.md", "bench.txt", "latency.png",
+              "accuracy_latency_size.png"):
+        assert (tmp_path / f).stat().st_size > 0, f
