@@ -202,3 +202,21 @@ def bench_compare_cmd(results) -> None:
         click.echo(compare(loaded, [Path(r).parent.name or Path(r).stem for r in results]))
     except (ValueError, json.JSONDecodeError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@bench_group.command("stream")
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.option("--records", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--record-list", help="Comma-separated record names (default: all).")
+@click.option("--chunk", "chunk_s", type=float, default=0.1, show_default=True,
+              help="Seconds of signal per pipeline call.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False))
+def bench_stream_cmd(artifact, records, record_list, chunk_s, json_out) -> None:
+    """Streaming end to end: decision latency, real-time factor, streams per core."""
+    from .bench_stream import bench_stream, format_stream
+
+    names = [r.strip() for r in record_list.split(",")] if record_list else None
+    res = bench_stream(artifact, records, chunk_s, names)
+    click.echo(format_stream(res))
+    if json_out:
+        Path(json_out).write_text(json.dumps(res, indent=2) + "\n")

@@ -126,3 +126,16 @@ def test_bench_cli_shorthand_and_plots(converted, tmp_path):
     for f in ("bench.json", "bench.csv", "bench.md", "bench.txt", "latency.png",
               "accuracy_latency_size.png"):
         assert (tmp_path / f).stat().st_size > 0, f
+
+
+def test_stream_bench_reports_latency_and_realtime_factor(converted, synth_dir):
+    from vitaledge.device.bench_stream import bench_stream, format_stream
+
+    out, _ = converted
+    res = bench_stream(out / "cpu-int8", synth_dir, chunk_s=0.1, names=["s001"])
+    row = res["rows"][0]
+    assert row["beats"] > 150 and row["realtime_factor"] > 1
+    # an event needs the detector's 200 ms look-ahead and the window after the R peak
+    assert 200 <= row["decision_ms_p50"] <= row["decision_ms_p95"] < 3000
+    assert row["streams_per_core"] == int(row["realtime_factor"])
+    assert "s001" in format_stream(res)
