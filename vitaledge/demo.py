@@ -4,7 +4,7 @@ One readable pipeline, each step the same library call the CLI makes:
 synthetic WFDB records -> train a beat model -> evaluate it on held-out beats -> convert to
 TFLite (fp32, int8, 50%-pruned int8), each verified through the TensorFlow-free device
 runtime -> replay an unseen synthetic patient through the on-device daemon with the int8
-model -> summary table of accuracy, size and latency per artifact.
+model -> bench every artifact -> summary tables of accuracy, size and latency.
 """
 
 from __future__ import annotations
@@ -73,6 +73,16 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
     print(format_score(scored))
     timings["daemon"] = time.time() - t
 
+    t = step("6. bench: latency per artifact, 1 thread, XNNPACK, held-out beats")
+    from vitaledge.device.bench import format_table as bench_table
+    from vitaledge.device.bench import run_bench, save
+
+    bench = run_bench([r.path for r in results], threads=[1], delegates=["xnnpack"],
+                      batches=[1], warmup=20, min_seconds=0.5,
+                      data=str(art_dir / "heldout.npz"))
+    save(bench, out / "bench")
+    timings["bench"] = time.time() - t
+
     step("summary")
     keras_ref = {"accuracy": again["accuracy"], "macro_f1": again["macro"]["f1"]}
     print(table(results, keras_ref))
@@ -81,6 +91,7 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
           f"{summary['events']} beat events, detection Se {100 * scored['sensitivity']:.2f}% "
           f"+P {100 * scored['ppv']:.2f}%, class accuracy "
           f"{scored['classification']['accuracy']:.4f}; events in {events_path}")
+    print("\n" + bench_table(bench.to_dict()))
     print("\nstep times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     print(f"outputs in {out}/")
     return {"metrics": metrics, "evaluate": again, "timings": timings}
