@@ -191,7 +191,7 @@ def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.nda
 def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
               batches: list[int], warmup: int = 50, runs: int | None = None,
               min_seconds: float = 2.0, data: str | None = None, backend: str | None = None,
-              max_drop: float = 1.0, keras_run: str | None = None,
+              max_drop: float = 1.0, keras_runs: list[str] | None = None,
               pin: list[int] | None = None) -> BenchResult:
     if pin:
         os.sched_setaffinity(0, pin)
@@ -199,7 +199,7 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
     res = BenchResult(SCHEMA, env, {"threads": threads, "delegates": delegates,
                                     "batches": batches, "warmup": warmup, "runs": runs,
                                     "min_seconds": min_seconds, "data": data,
-                                    "keras": keras_run, "pinned_cpus": pin})
+                                    "keras": keras_runs, "pinned_cpus": pin})
     inputs: dict[str, tuple] = {}
     for art in artifacts:
         try:
@@ -217,19 +217,22 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
                 for b in batches:
                     res.rows.append(bench_one(Path(art), d, th, b, X, y if data else None,
                                               warmup, runs, min_seconds, backend, max_drop))
-    if keras_run:
+    if keras_runs:
         if "keras" not in BASELINES:
             raise ValueError("--keras needs the training side (pip install 'vitaledge[train]')")
         if not inputs:
             raise ValueError("--keras needs at least one artifact to take the inputs from")
         X, y = next(iter(inputs.values()))
-        res.rows[:0] = BASELINES["keras"](keras_run, X, y if data else None, threads, warmup,
-                                          runs, min_seconds)
+        baseline = []
+        for run in keras_runs:
+            baseline += BASELINES["keras"](run, X, y if data else None, threads, warmup,
+                                           runs, min_seconds)
+        res.rows[:0] = baseline
     return res
 
 
 #: (field, header, width, number format); text columns are left-aligned.
-COLUMNS = [("variant", "variant", 34, ""), ("status", "status", 7, ""),
+COLUMNS = [("variant", "variant", 38, ""), ("status", "status", 7, ""),
            ("delegate", "delegate", 9, ""), ("threads", "thr", 4, "d"),
            ("batch", "batch", 6, "d"), ("size_bytes", "bytes", 9, "d"),
            ("load_ms", "load ms", 9, ".1f"), ("p50_ms", "p50 ms", 9, ".3f"),
@@ -249,7 +252,7 @@ def format_table(res: dict) -> str:
     lines = ["".join(f"{h:<{w}}" if not f else f"{h:>{w}}" for _, h, w, f in COLUMNS)]
     for r in res["rows"]:
         if r["status"] == FAIL:
-            lines.append(f"{r['variant']:<34}{r['status']:<7}{r['error'][:90]}")
+            lines.append(f"{r['variant']:<38}{r['status']:<7}{r['error'][:90]}")
             continue
         lines.append("".join(_cell(r.get(k), w, f) for k, _, w, f in COLUMNS)
                      + ("  (noisy: wide spread)" if r.get("noisy") else ""))

@@ -165,13 +165,14 @@ def _ints(value: str) -> list[int]:
               help="heldout.npz from convert (the run's held-out beats) or a WFDB "
                    "directory: real inputs, and accuracy / macro F1 per row.")
 @click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tf"]))
-@click.option("--keras", "keras_run", type=click.Path(exists=True, file_okay=False),
-              help="Training run: add the source Keras model as baseline rows (needs TF).")
+@click.option("--keras", "keras_runs", multiple=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="Training run: add its Keras model as baseline rows (needs TF; repeatable).")
 @click.option("--pin", help="Pin the benchmark to these CPUs, e.g. 0 or 0,1.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Write bench.json/.csv/.md/.txt (and plots when matplotlib is installed).")
 def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seconds, data,
-                  backend, keras_run, pin, out) -> None:
+                  backend, keras_runs, pin, out) -> None:
     """Latency (load, first, p50/p90/p99), throughput, memory and accuracy per artifact x
     delegate x threads x batch."""
     from .bench import format_table as fmt
@@ -180,7 +181,7 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
     try:
         res = run_bench([Path(a) for a in artifacts], _ints(threads),
                         [d.strip() for d in delegates.split(",")], _ints(batches), warmup,
-                        runs, min_seconds, data, backend, keras_run=keras_run,
+                        runs, min_seconds, data, backend, keras_runs=list(keras_runs),
                         pin=_ints(pin) if pin else None)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -26,8 +26,8 @@ def keras_rows(run_dir: str | Path, X: np.ndarray, y: np.ndarray | None, threads
     load_ms = (time.perf_counter() - t) * 1e3
     x1 = tf.constant(X[:1].reshape((1, *model.input_shape[1:])).astype(np.float32))
     compiled = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    for name, fn in (("keras (call)", lambda x: model(x, training=False)),
-                     ("keras (tf.function)", compiled)):
+    for name, fn in ((f"{run_dir.name}/keras call", lambda x: model(x, training=False)),
+                     (f"{run_dir.name}/keras tf.function", compiled)):
         for th in threads:
             row = BenchRow(str(run_dir), name, "tf", th, 1, status=OK,
                            size_bytes=(run_dir / "model.keras").stat().st_size,
