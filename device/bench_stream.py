@@ -1,10 +1,11 @@
 """``vitaledge bench stream``: records replayed through the real daemon pipeline in small
 chunks, as fast as possible, on one core.
 
-Reported per record: real-time factor (signal seconds per wall second), and the decision
-latency of each beat event — the time from the R peak to the sample whose arrival let the
-pipeline emit the event (detector look-ahead + the window after the R peak + chunking),
-plus the compute time of the call that emitted it. One core sustains about
+Reported per record: real-time factor (signal seconds per wall second); the decision
+latency of each beat event, from the arrival of the chunk holding the sample that completes
+its window to the event (the compute time of that pipeline call: window -> event); and, for
+context, the signal time from the R peak to that sample (detector look-ahead + the window
+after the R peak + chunking) plus the compute time (R -> event). One core sustains about
 ``real-time factor`` concurrent streams of that rate (the pipeline is single-threaded and
 streams are independent), which is what the ``streams/core`` column states.
 """
@@ -60,11 +61,12 @@ def bench_stream(artifact: str | Path, records: str | Path, chunk_s: float = 0.1
 
 def format_stream(res: dict) -> str:
     head = (f"{'record':<8}{'seconds':>8}{'beats':>7}{'wall s':>8}{'x real':>8}"
-            f"{'streams/core':>13}{'decide p50':>11}{'p95 ms':>8}{'calc p50':>9}{'p99 ms':>8}")
+            f"{'streams/core':>13}{'R->event p50':>13}{'p95 ms':>8}{'window->event p50':>18}"
+            f"{'p99 ms':>8}")
     lines = [f"{res['artifact']} · chunks of {res['chunk_s']} s", head]
     for r in res["rows"]:
         lines.append(f"{r['record']:<8}{r['seconds']:>8}{r['beats']:>7}{r['wall_s']:>8}"
                      f"{r['realtime_factor']:>8}{r['streams_per_core']:>13}"
-                     f"{r['decision_ms_p50']:>11}{r['decision_ms_p95']:>8}"
-                     f"{r['compute_ms_p50']:>9}{r['compute_ms_p99']:>8}")
+                     f"{r['decision_ms_p50']:>13}{r['decision_ms_p95']:>8}"
+                     f"{r['compute_ms_p50']:>18}{r['compute_ms_p99']:>8}")
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """Keras baseline rows for ``vitaledge bench --keras RUN_DIR``: the source model called
 plainly and as a compiled ``tf.function``, on the same inputs, timed the same way.
 
-TensorFlow's thread pools are fixed once it starts, so the ``threads`` column of these rows
-only labels them; TensorFlow uses its default (all cores) whatever it says."""
+TensorFlow's thread pools are fixed once it has run anything, so one process can time the
+Keras model at one thread count only: the first of ``threads`` if TensorFlow has not run
+yet (the row says so), otherwise its default, reported as threads 0."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ def keras_rows(run_dir: str | Path, X: np.ndarray, y: np.ndarray | None, threads
 
     run_dir = Path(run_dir)
     rows = []
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads[0])
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        n_threads = threads[0]
+    except RuntimeError:  # already initialised by an earlier run in this process
+        n_threads = tf.config.threading.get_intra_op_parallelism_threads()
     t = time.perf_counter()
     model = keras.models.load_model(str(run_dir / "model.keras"))
     load_ms = (time.perf_counter() - t) * 1e3
@@ -28,7 +35,7 @@ def keras_rows(run_dir: str | Path, X: np.ndarray, y: np.ndarray | None, threads
     compiled = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     for name, fn in ((f"{run_dir.name}/keras call", lambda x: model(x, training=False)),
                      (f"{run_dir.name}/keras tf.function", compiled)):
-        for th in threads:
+        for th in [n_threads]:
             row = BenchRow(str(run_dir), name, "tf", th, 1, status=OK,
                            size_bytes=(run_dir / "model.keras").stat().st_size,
                            load_ms=round(load_ms, 2))
