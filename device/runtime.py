@@ -8,6 +8,7 @@ interpreter sees the bytes, and the interpreter's tensors must match the manifes
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 from dataclasses import dataclass
@@ -99,6 +100,9 @@ def make_interpreter(model_content: bytes, backend: Backend, threads: int | None
     elif delegate != "xnnpack":
         lib = DELEGATE_LIBS.get(delegate, delegate)
         try:
+            # Probe with ctypes first: a failed load_delegate leaves a half-built Delegate
+            # whose destructor prints a traceback in ai-edge-litert 2.3.
+            ctypes.CDLL(lib)
             kwargs["experimental_delegates"] = [backend.load_delegate(lib)]
         except (ValueError, OSError, RuntimeError) as exc:
             if not fallback_cpu:

@@ -156,3 +156,14 @@ def test_keras_baseline_rows_score_the_same_held_out_beats(converted, tiny_run):
         assert r.count == 20 and r.p50_ms > 0
     tflite = res.rows[-1]
     assert tflite.accuracy == pytest.approx(metrics["accuracy"], abs=1e-5)
+
+
+def test_missing_delegates_fail_their_rows_with_the_library_named(converted):
+    from vitaledge.device.bench import run_bench
+
+    out, _ = converted
+    res = run_bench([out / "cpu-int8"], [1], ["none", "edgetpu"], [1], warmup=1, runs=5)
+    none, tpu = res.rows
+    assert none.status == "✅" and none.p50_ms > 0
+    if tpu.status == "❌":  # no Coral on this machine
+        assert "libedgetpu.so.1" in tpu.error and "--fallback cpu" in tpu.error
