@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.aami import CLASSES
 from vitaledge.device.bench import OK, BenchRow, stats_ms
 from vitaledge.device.metrics import classification_metrics
 
@@ -59,7 +60,7 @@ def keras_rows(run_dir: str | Path, X: np.ndarray, y: np.ndarray | None, threads
             if y is not None:
                 pred = model.predict(X.reshape((-1, *model.input_shape[1:])), verbose=0,
                                      batch_size=512).argmax(1)
-                m = classification_metrics(y, pred, ["N", "S", "V", "F", "Q"])
+                m = classification_metrics(y, pred, list(CLASSES))
                 row.accuracy, row.macro_f1 = round(m["accuracy"], 5), round(m["macro"]["f1"], 5)
             rows.append(row)
     return rows
