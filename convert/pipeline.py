@@ -21,6 +21,7 @@ import numpy as np
 from vitaledge import __version__
 from vitaledge.device.aami import CLASSES
 from vitaledge.device.manifest import SCHEMA_VERSION, Manifest
+from vitaledge.device.metrics import classification_metrics
 from vitaledge.device.runtime import (
     ModelLoadError,
     get_backend,
@@ -121,12 +122,11 @@ def convert_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
     pairs = resolve(opts.targets, opts.quant)
     base = keras.models.load_model(str(run_dir / "model.keras"))
     p: Prepared = prepare(cfg)
-    check_split_ids(run_dir / "splits.npz", p)
+    check_split_ids(run_dir / "splits.npz", p.train, p.val, p.test)
     held, held_name = (p.test, "test") if len(p.test) else (p.val, "validation")
     keras_probs = predict(base, held.X)
     keras_pred = keras_probs.argmax(1)
     keras_acc = float(np.mean(keras_pred == held.y))
-    from vitaledge.device.metrics import classification_metrics
     keras_ref = {"accuracy": keras_acc, "macro_f1": classification_metrics(
         held.y, keras_pred, list(CLASSES))["macro"]["f1"], "n": int(len(held.y)),
         "evaluated_on": held_name}

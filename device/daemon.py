@@ -109,6 +109,7 @@ class Daemon:
                                    registry=self.reg)
         self.m_queue = Gauge("vitaledge_queue_chunks", "Chunks waiting", registry=self.reg)
         self.m_queue.set_function(self.q.qsize)
+        self.dropped_chunks = 0
         self.dropped_samples = 0
         self.api = None
         if cfg.api_port:
@@ -160,6 +161,7 @@ class Daemon:
                         self.q.put_nowait(chunk)
                     except queue.Full:
                         self.m_dropped.inc()
+                        self.dropped_chunks += 1
                         self.dropped_samples += len(chunk)
                         missing += len(chunk)
                 else:
@@ -253,7 +255,7 @@ class Daemon:
                    "wall_seconds": round(wall, 3),
                    "realtime_factor": round(self.pipeline.samples_in / self.source.fs
                                             / wall, 1) if wall > 0 else None,
-                   "events": self.seq, "dropped_chunks": int(self.m_dropped._value.get()),
+                   "events": self.seq, "dropped_chunks": self.dropped_chunks,
                    "dropped_samples": self.dropped_samples,
                    "dropped_edge_beats": self.pipeline.dropped_edge,
                    "rss_mb": round(rss_mb(), 1), "ready_seconds": round(self.ready_s, 3),

@@ -86,13 +86,12 @@ def save_split_ids(path: Path, p: Prepared) -> None:
     np.savez_compressed(path, **arrays)
 
 
-def check_split_ids(path: Path, p: Prepared) -> None:
+def check_split_ids(path: Path, train: BeatSet, val: BeatSet, test: BeatSet) -> None:
     """Raise if the beats rebuilt from the config differ from those the run used."""
     if not path.exists():
         return
     with np.load(path, allow_pickle=False) as saved:
-        for part in ("train", "val", "test"):
-            b: BeatSet = getattr(p, part)
+        for part, b in (("train", train), ("val", val), ("test", test)):
             same = (np.array_equal(saved[f"{part}_record"], b.record.astype(str))
                     and np.array_equal(saved[f"{part}_sample"], b.sample))
             if not same:

@@ -93,9 +93,7 @@ def evaluate_model(model_path: Path, records: str | None = None,
         if split == "test":
             train, val, beats = split_parts(data_cfg)
             if own and cfg.records:
-                from .data import Prepared
-                check_split_ids(run_dir / "splits.npz",
-                                Prepared(train, val, beats, None, None, None, {}))
+                check_split_ids(run_dir / "splits.npz", train, val, beats)
         else:
             beats = beats_from_dir(data_cfg.records, cfg.window, data_cfg.record_list, cfg.lead)
         source = {"records": data_cfg.records, "record_list": data_cfg.record_list,
