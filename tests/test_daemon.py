@@ -120,6 +120,14 @@ def test_full_queue_drops_are_counted_and_reported_as_gaps(converted, synth_dir,
     payload = "".join(f"{v:.4f}\n" for v in x).encode()
     import threading
 
+    slow = d.pipeline.process
+
+    def slow_process(chunk):  # a pipeline slower than the input, whatever the machine
+        time.sleep(0.002)
+        return slow(chunk)
+
+    d.pipeline.process = slow_process
+
     def send():
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(payload)
