@@ -27,6 +27,7 @@ from vitaledge.device.runtime import (
     get_backend,
     list_ops,
     make_interpreter,
+    quantize,
     tensor_spec,
 )
 from vitaledge.train.backend import keras
@@ -197,12 +198,8 @@ def micro_sample(content: bytes, rep: np.ndarray) -> np.ndarray:
     """One calibration window in the model's input dtype and shape (for arena search)."""
     interp = make_interpreter(content, get_backend(), threads=1, delegate="none")
     d = interp.get_input_details()[0]
-    x = rep[:1].reshape(d["shape"]).astype(np.float32)
-    scale, zp = d["quantization"]
-    if scale:
-        info = np.iinfo(d["dtype"])
-        return np.clip(np.round(x / scale + zp), info.min, info.max).astype(d["dtype"])
-    return x.astype(d["dtype"])
+    return quantize(rep[:1].reshape(d["shape"]).astype(np.float32), d["dtype"],
+                    d["quantization"])
 
 
 def table(results: list[Result], keras_ref: dict) -> str:

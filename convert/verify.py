@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.bench import time_calls
 from vitaledge.device.metrics import classification_metrics
 from vitaledge.device.runtime import Model
 
@@ -25,13 +26,7 @@ def verify(artifact_dir: Path, X: np.ndarray, y: np.ndarray, keras_probs: np.nda
     pred = probs.argmax(1)
     m = classification_metrics(y, pred, labels)
     x1 = model.quantize_input(np.asarray(X[:1], np.float32).reshape(model.input_shape))
-    for _ in range(5):
-        model.invoke_raw(x1)
-    times = []
-    for _ in range(50):
-        t = time.perf_counter()
-        model.invoke_raw(x1)
-        times.append(time.perf_counter() - t)
+    times = time_calls(lambda _: model.invoke_raw(x1), warmup=5, runs=50, min_seconds=0)
     return {
         "n": int(len(y)),
         "accuracy": m["accuracy"],

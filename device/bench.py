@@ -14,8 +14,8 @@ import csv
 import json
 import os
 import platform
-import resource
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import numpy as np
 from .beats import beats_from_dir
 from .bench_registry import BASELINES
 from .manifest import ManifestError, load_manifest
+from .memory import peak_rss_mb, rss_mb
 from .metrics import classification_metrics
 from .runtime import Model, ModelLoadError
 from .windows import WindowSpec
@@ -74,11 +75,6 @@ class BenchResult:
                 "settings": self.settings, "rows": [asdict(r) for r in self.rows]}
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -113,16 +109,41 @@ def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512,
     if data:
         beats = beats_from_dir(data, spec)
         return beats.X, beats.y
-    from .aami import map_annotations
-    from .filters import apply_filter
+    from .beats import beats_from_record
+    from .records import Record
     from .synthetic_ecg import synth_record
-    from .windows import extract_beats
 
-    rec = synth_record(minutes=3.0, seed=seed)
-    x = rec.signal[:, 0]
-    samples, labels = map_annotations(rec.beat_samples, rec.beat_symbols)
-    X, kept = extract_beats(apply_filter(x, rec.fs, spec.filter), rec.fs, samples, spec)
-    return X[:n], labels[kept][:n]
+    s = synth_record(minutes=3.0, seed=seed)
+    beats = beats_from_record(Record(s.name, s.fs, s.signal[:, 0], s.sig_names[0],
+                                     s.beat_samples, s.beat_symbols), spec)
+    return beats.X[:n], beats.y[:n]
+
+
+def time_calls(call: Callable[[int], object], warmup: int, runs: int | None,
+               min_seconds: float) -> np.ndarray:
+    """Seconds taken by ``call(i)`` for i = 0, 1, ...: ``warmup`` untimed calls first, then
+    ``runs`` timed calls, or as many as fit in ``min_seconds`` (10 at least)."""
+    for i in range(warmup):
+        call(i)
+    times = []
+    deadline = time.perf_counter() + min_seconds
+    i = 0
+    while (runs is not None and i < runs) or (runs is None and (
+            time.perf_counter() < deadline or i < 10)):
+        t = time.perf_counter()
+        call(i)
+        times.append(time.perf_counter() - t)
+        i += 1
+    return np.asarray(times)
+
+
+def record_timing(row: BenchRow, times: np.ndarray, batch: int) -> None:
+    """Latency statistics, throughput and the noise flag of ``times`` into ``row``."""
+    for k, v in stats_ms(times).items():
+        setattr(row, k, round(v, 5) if isinstance(v, float) else v)
+    row.per_window_ms = round(row.p50_ms / batch, 5)
+    row.windows_per_s = round(1e3 / row.per_window_ms, 1) if row.per_window_ms else 0.0
+    row.noisy = bool(row.p90_ms > 1.5 * row.p50_ms or row.std_ms > 0.5 * row.mean_ms)
 
 
 def stats_ms(times: np.ndarray) -> dict:
@@ -141,39 +162,24 @@ def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.nda
     try:
         manifest, path = load_manifest(artifact)
         row.size_bytes = manifest.size_bytes
-        row.rss_before_mb = _rss_mb()
+        row.rss_before_mb = rss_mb()
         t = time.perf_counter()
         model = Model(artifact, backend=backend, threads=threads, delegate=delegate)
         row.load_ms = (time.perf_counter() - t) * 1e3
-        row.rss_after_load_mb = _rss_mb()
-        xb = model.quantize_input(X[: model.input_shape[0]].reshape(model.input_shape))
+        row.rss_after_load_mb = rss_mb()
+        per = model.input_shape[1:]
+        xq = model.quantize_input(X.reshape((-1, *per)))  # outside the timed calls
         t = time.perf_counter()
-        model.invoke_raw(xb)
+        model.invoke_raw(xq[:1])
         row.first_ms = (time.perf_counter() - t) * 1e3
-        for _ in range(warmup):
-            model.invoke_raw(xb)
-        times = []
-        deadline = time.perf_counter() + min_seconds
-        i = 0
-        while (runs is not None and i < runs) or (runs is None and (
-                time.perf_counter() < deadline or i < 10)):
-            if batch == 1:
-                xi = model.quantize_input(X[i % len(X)][None].reshape(model.input_shape))
-                t = time.perf_counter()
-                model.invoke_raw(xi)
-            else:
-                sel = X[(np.arange(batch) + i * batch) % len(X)]
-                t = time.perf_counter()
-                model.predict(sel)
-            times.append(time.perf_counter() - t)
-            i += 1
-        st = stats_ms(np.asarray(times))
-        for k, v in st.items():
-            setattr(row, k, round(v, 5) if isinstance(v, float) else v)
-        row.per_window_ms = round(row.p50_ms / batch, 5)
-        row.windows_per_s = round(1e3 / row.per_window_ms, 1) if row.per_window_ms else 0.0
-        row.noisy = bool(row.p90_ms > 1.5 * row.p50_ms or row.std_ms > 0.5 * row.mean_ms)
-        row.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+        if batch == 1:
+            times = time_calls(lambda i: model.invoke_raw(xq[i % len(xq)][None]), warmup,
+                               runs, min_seconds)
+        else:
+            times = time_calls(lambda i: model.predict(X[(np.arange(batch) + i * batch)
+                                                         % len(X)]), warmup, runs, min_seconds)
+        record_timing(row, times, batch)
+        row.peak_rss_mb = peak_rss_mb()
         row.status = OK
         if y is not None:
             pred = model.predict(X).argmax(1)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
-import resource
 import signal
 import threading
 import time
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .manifest import ManifestError
+from .memory import rss_mb
 from .pipeline import BeatPipeline, SignalError
 from .runtime import Model, ModelLoadError
 from .sinks import open_sink
@@ -67,15 +66,6 @@ class DaemonConfig:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
-
-
-def rss_mb() -> float:
-    """Current resident set size in MB (Linux /proc; peak from getrusage elsewhere)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
 class Daemon:

@@ -122,6 +122,17 @@ _NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "ui
               "int16": np.int16, "int32": np.int32}
 
 
+def quantize(x: np.ndarray, dtype, params: tuple[float, int] | None) -> np.ndarray:
+    """Float values -> ``dtype`` with affine ``(scale, zero_point)``, rounded and clipped;
+    a plain cast when ``params`` is None (float tensors)."""
+    if params is None or not params[0]:
+        return np.asarray(x).astype(dtype)
+    scale, zero_point = params
+    info = np.iinfo(dtype)
+    return np.clip(np.round(np.asarray(x) / scale + zero_point), info.min,
+                   info.max).astype(dtype)
+
+
 def tensor_spec(detail: dict) -> TensorSpec:
     """TensorSpec of an interpreter tensor detail (what convert writes into the manifest)."""
     from .manifest import Quantization
@@ -173,13 +184,9 @@ class Model:
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float windows -> the input tensor's dtype, with its scale and zero point."""
-        spec = self.manifest.input
-        dt = _NP_DTYPES[spec.dtype]
-        if spec.quantization is None:
-            return x.astype(dt)
-        q = np.round(x / spec.quantization.scale + spec.quantization.zero_point)
-        info = np.iinfo(dt)
-        return np.clip(q, info.min, info.max).astype(dt)
+        q = self.manifest.input.quantization
+        return quantize(x, _NP_DTYPES[self.manifest.input.dtype],
+                        None if q is None else (q.scale, q.zero_point))
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
         """Output tensor values -> float probabilities."""
