@@ -58,8 +58,9 @@ def device_group() -> None:
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False),
               help="device.toml; flags given here override it.")
 @click.option("--model", help="Artifact directory (model.tflite + manifest.json).")
-@click.option("--source", help="replay:PATH | stdin | tcp:HOST:PORT")
-@click.option("--fs", type=float, help="Sample rate of stdin/tcp/CSV sources (Hz).")
+@click.option("--source", help="replay:PATH | stdin | tcp:HOST:PORT | serial:PATH[@BAUD] | "
+                               "frames+tcp:HOST:PORT (framed protocol, docs/protocol.md)")
+@click.option("--fs", type=float, help="Sample rate of stdin/tcp/frames+tcp/CSV sources (Hz).")
 @click.option("--speed", help="Replay speed: 'max' or a factor of real time (1 = real time).")
 @click.option("--lead", help="Lead to replay from WFDB records (default MLII).")
 @click.option("--out", "out", multiple=True,

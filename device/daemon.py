@@ -26,6 +26,7 @@ from pathlib import Path
 from .manifest import ManifestError
 from .memory import rss_mb
 from .pipeline import BeatPipeline, SignalError
+from .protocol import Gap, StatusEvent
 from .runtime import Model, ModelLoadError
 from .sinks import open_sink
 from .sources import Source, open_source
@@ -125,7 +126,8 @@ class Daemon:
                 "uptime_s": round(time.monotonic() - self.t_start, 1),
                 "model": self.cfg.model, "model_sha256": self.model.manifest.sha256,
                 "source": self.source.name, "samples_in": self.pipeline.samples_in,
-                "last_seq": self.seq, "rhythm": self.pipeline.stats.summary()}
+                "last_seq": self.seq, "rhythm": self.pipeline.stats.summary(),
+                "source_stats": self.source.stats()}
 
     def metrics(self) -> bytes:
         from prometheus_client import generate_latest
@@ -150,10 +152,12 @@ class Daemon:
                             missing = 0
                         self.q.put_nowait(chunk)
                     except queue.Full:
+                        n = (chunk.missing if isinstance(chunk, Gap) else
+                             0 if isinstance(chunk, StatusEvent) else len(chunk))
                         self.m_dropped.inc()
                         self.dropped_chunks += 1
-                        self.dropped_samples += len(chunk)
-                        missing += len(chunk)
+                        self.dropped_samples += n
+                        missing += n
                 else:
                     while not self.stop.is_set():
                         try:
@@ -198,6 +202,11 @@ class Daemon:
                     events.append({"type": "status", "status": "gap",
                                    "time": round(pipe.samples_in / pipe.fs, 3),
                                    "missing_samples": item[1]})
+                elif isinstance(item, Gap):
+                    events = self._source_gap(pipe, item)
+                elif isinstance(item, StatusEvent):
+                    events = [{"type": "status", **item.info,
+                               "time": round(pipe.samples_in / pipe.fs, 3)}]
                 else:
                     self.m_samples.inc(len(item))
                     events = pipe.process(item)
@@ -206,6 +215,17 @@ class Daemon:
             self.m_latency.observe(time.perf_counter() - t)
             self._emit(events)
         self._emit(self.pipeline.flush())
+
+    def _source_gap(self, pipe: BeatPipeline, gap: Gap) -> list[dict]:
+        """Samples lost on the wire: a short hole is filled (the time axis and the
+        detector's thresholds survive) and reported; a long one restarts detection."""
+        status = {"type": "status", "status": "gap", "reason": gap.reason,
+                  "time": round(pipe.samples_in / pipe.fs, 3), "missing_samples": gap.missing,
+                  "concealed": gap.fill is not None}
+        if gap.fill is not None:
+            self.m_samples.inc(len(gap.fill))
+            return [status, *pipe.process(gap.fill)]
+        return [*pipe.gap(gap.missing), status]
 
     def reload(self) -> bool:
         """Hot reload: load the artifact again; swap only if it loads and fits."""
@@ -248,6 +268,7 @@ class Daemon:
                    "events": self.seq, "dropped_chunks": self.dropped_chunks,
                    "dropped_samples": self.dropped_samples,
                    "dropped_edge_beats": self.pipeline.dropped_edge,
+                   "source_stats": self.source.stats(),
                    "rss_mb": round(rss_mb(), 1), "ready_seconds": round(self.ready_s, 3),
                    "rhythm": self.pipeline.stats.summary()}
         log.info(json.dumps(summary))

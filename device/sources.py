@@ -5,6 +5,13 @@ physical units (mV) at a known sample rate.
                   x speed or as fast as possible (``speed="max"``); finite.
 ``stdin``         text samples, one per line (``fs`` required); ends at EOF.
 ``tcp:HOST:PORT`` listen for one client at a time sending text samples, one per line.
+``serial:PATH[@BAUD]``  a sensor board speaking the framed binary protocol
+                  (docs/protocol.md) on a serial port (default 921600 baud); the rate
+                  comes from the board's hello; ends when the port goes away.
+``frames+tcp:HOST:PORT`` listen for one board at a time speaking the framed protocol.
+
+Framed sources yield, besides sample chunks, :class:`~.protocol.Gap` items (samples lost
+on the wire or withheld during lead-off) and :class:`~.protocol.StatusEvent` items.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .protocol import ProtocolReader
 from .records import read_record
 
 log = logging.getLogger(__name__)
@@ -36,6 +44,7 @@ class Source:
     fs: float
     chunks: Iterator[np.ndarray]
     stop: Callable[[], None] = lambda: None
+    stats: Callable[[], dict] = dict
 
 
 def _paced(x: np.ndarray, fs: float, chunk: int, speed: float | None,
@@ -147,9 +156,100 @@ def tcp_source(host: str, port: int, fs: float, chunk: int = 64) -> Source:
     return Source(f"tcp:{host}:{port}", float(fs), gen(), stop)
 
 
+def serial_source(path: str, baud: int = 921600, fs: float | None = None,
+                  hello_timeout: float = 10.0) -> Source:
+    """A board on a serial port. Waits up to ``hello_timeout`` s for its hello (the sample
+    rate); without one, ``fs`` must be given and samples count as dropped until a hello
+    comes (the board repeats it every 10 s)."""
+    try:
+        import serial
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise SourceError("the serial source needs pyserial (pip install 'vitaledge[device]')"
+                          ) from exc
+    try:
+        port = serial.Serial(path, baudrate=baud, timeout=0.05)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise SourceError(f"serial port {path}: cannot open: {exc}") from exc
+    reader = ProtocolReader(fs)
+    early: list = []
+    deadline = time.monotonic() + hello_timeout
+    try:
+        while reader.stream.hello is None and time.monotonic() < deadline:
+            early += reader.feed(port.read(4096))
+    except (serial.SerialException, OSError) as exc:
+        port.close()
+        raise SourceError(f"serial port {path}: {exc}") from exc
+    if reader.stream.hello is None and not fs:
+        port.close()
+        raise SourceError(f"serial port {path}: no hello frame within {hello_timeout:.0f} s "
+                          "(is the board sending the vitaledge protocol?); give --fs to "
+                          "start without it")
+    rate = reader.stream.hello.fs if reader.stream.hello else float(fs)
+    state = {"stop": False}
+
+    def gen() -> Iterator:
+        yield from early
+        try:
+            while not state["stop"]:
+                data = port.read(4096)  # returns early after 50 ms of quiet
+                if data:
+                    yield from reader.feed(data)
+        except (serial.SerialException, OSError) as exc:
+            log.info("serial source %s: port closed (%s)", path, exc)
+        finally:
+            port.close()
+
+    return Source(f"serial:{path}", rate, gen(), lambda: state.update(stop=True),
+                  reader.stats)
+
+
+def frames_tcp_source(host: str, port: int, fs: float) -> Source:
+    """Listen for one board at a time speaking the framed protocol. Sequence and sample
+    tracking continue across connections, so a reconnecting board's lost frames are
+    counted and the hole is reported."""
+    if not fs:
+        raise SourceError("frames+tcp source needs the sample rate (--fs); a board "
+                          "announcing another rate is refused")
+    srv = socket.create_server((host, port))
+    srv.settimeout(0.5)
+    reader = ProtocolReader(fs)
+    state = {"stop": False}
+
+    def gen() -> Iterator:
+        while not state["stop"]:
+            try:
+                conn, addr = srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            log.info("frames+tcp source: board %s connected", addr)
+            reader.decoder.reset_link()
+            with conn:
+                conn.settimeout(0.2)
+                while not state["stop"]:
+                    try:
+                        data = conn.recv(4096)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    yield from reader.feed(data)
+            log.info("frames+tcp source: board %s disconnected", addr)
+
+    def stop() -> None:
+        state["stop"] = True
+        srv.close()
+
+    return Source(f"frames+tcp:{host}:{port}", float(fs), gen(), stop, reader.stats)
+
+
 def open_source(spec: str, fs: float | None = None, speed: str | float | None = "max",
                 lead: str = "MLII") -> Source:
-    """Open ``replay:PATH``, ``stdin`` or ``tcp:HOST:PORT``."""
+    """Open ``replay:PATH``, ``stdin``, ``tcp:HOST:PORT``, ``serial:PATH[@BAUD]`` or
+    ``frames+tcp:HOST:PORT``."""
     kind, _, rest = spec.partition(":")
     if kind == "replay":
         if not rest:
@@ -163,4 +263,16 @@ def open_source(spec: str, fs: float | None = None, speed: str | float | None = 
         if not host or not port.isdigit():
             raise SourceError(f"tcp source {spec!r}: expected tcp:HOST:PORT")
         return tcp_source(host, int(port), fs or 0)
-    raise SourceError(f"unknown source {spec!r}: expected replay:PATH, stdin or tcp:HOST:PORT")
+    if kind == "serial":
+        path, at, baud = rest.partition("@")
+        if not path or (at and not baud.isdigit()):
+            raise SourceError(f"serial source {spec!r}: expected serial:PATH or "
+                              "serial:PATH@BAUD")
+        return serial_source(path, int(baud) if at else 921600, fs)
+    if kind == "frames+tcp":
+        host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit():
+            raise SourceError(f"frames+tcp source {spec!r}: expected frames+tcp:HOST:PORT")
+        return frames_tcp_source(host, int(port), fs or 0)
+    raise SourceError(f"unknown source {spec!r}: expected replay:PATH, stdin, tcp:HOST:PORT, "
+                      "serial:PATH[@BAUD] or frames+tcp:HOST:PORT")

@@ -10,6 +10,7 @@ from vitaledge import __version__
 from vitaledge.convert.cli import convert_cmd
 from vitaledge.device.bench_registry import BASELINES
 from vitaledge.device.cli import bench_group, data_group, device_group
+from vitaledge.firmware_sim.cli import firmware_group
 from vitaledge.train.cli import evaluate_cmd, train_group
 
 
@@ -37,6 +38,7 @@ main.add_command(evaluate_cmd)
 main.add_command(convert_cmd)
 main.add_command(device_group)
 main.add_command(bench_group)
+main.add_command(firmware_group)
 
 if __name__ == "__main__":
     main()

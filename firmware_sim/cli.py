@@ -1,0 +1,71 @@
+"""``vitaledge firmware ...``: the simulated sensor board and microcontroller."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+@click.group("firmware")
+def firmware_group() -> None:
+    """Simulated sensor board (wire protocol, faults) and microcontroller (TFLite Micro)."""
+
+
+@firmware_group.command("sensor")
+@click.option("--record", type=click.Path(exists=False),
+              help="WFDB record path (without extension) to stream.")
+@click.option("--synth", is_flag=True, help="Stream synthetic ECG instead of a record.")
+@click.option("--minutes", type=float, default=2.0, show_default=True,
+              help="Length of the synthetic ECG.")
+@click.option("--lead", default="MLII", show_default=True)
+@click.option("--port", "port_spec", default="pty", show_default=True,
+              help="pty (prints the device path first) or tcp:HOST:PORT.")
+@click.option("--speed", type=float, default=1.0, show_default=True,
+              help="Factor of real time.")
+@click.option("--faults", default="none", show_default=True,
+              help="e.g. corrupt=0.01,drop=0.001,truncate=0.001,dup=0.001,garbage=0.001,"
+                   "drift=50,leadoff=2,noise=3,disconnect=1 (see docs/protocol.md).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--adc-bits", type=int, default=12, show_default=True)
+@click.option("--gain", type=float, default=200.0, show_default=True, help="Counts per mV.")
+@click.option("--baseline", type=int, default=0, show_default=True, help="Count at 0 mV.")
+@click.option("--frame-samples", type=int, default=10, show_default=True)
+@click.option("--wait", "wait_s", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for the daemon to open the port (0: stream at once).")
+def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc_bits, gain,
+               baseline, frame_samples, wait_s) -> None:
+    """Stream ECG as the sensor board would, faults included; exit when the record ends.
+
+    First line of output: the device path (or tcp:HOST:PORT). Last line: a JSON summary
+    of what was sent and every fault injected."""
+    from .adc import AdcModel
+    from .faults import FaultSpec
+    from .ports import PortError, open_port
+    from .sensor import BoardConfig, SensorBoard, load_signal
+
+    if bool(record) == bool(synth):
+        raise click.UsageError("give exactly one of --record PATH or --synth")
+    if not 1 <= frame_samples <= 500:
+        raise click.UsageError("--frame-samples must be 1..500 (a frame holds at most 1024 "
+                               "bytes)")
+    try:
+        cfg = BoardConfig(faults=FaultSpec.parse(faults), seed=seed, speed=speed,
+                          adc=AdcModel(adc_bits, gain, baseline), frame_samples=frame_samples)
+        x, fs, name = load_signal(record, minutes, seed, lead)
+        board = SensorBoard(x, fs, cfg)
+        port = open_port(port_spec)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(port.path)
+    sys.stdout.flush()
+    try:
+        if wait_s and not port.wait_for_reader(wait_s):
+            raise click.ClickException(f"nobody opened {port.path} within {wait_s:.0f} s")
+        summary = board.run(port)
+    except PortError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        port.close()
+    click.echo(json.dumps({"record": name, **summary}))

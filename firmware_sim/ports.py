@@ -1,0 +1,154 @@
+"""Where the simulated board's bytes go: a pseudo-terminal (a real serial device path the
+daemon opens with pyserial) or a TCP connection to the daemon's ``frames+tcp`` listener."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import socket
+import struct
+import termios
+import time
+import tty
+
+
+class PortError(OSError):
+    """The port cannot be opened or the peer never came."""
+
+
+class PtyPort:
+    """The master side of a pty in raw mode; ``path`` is the slave the daemon opens.
+
+    Linux discards what the reader has not read when the master closes, so :meth:`close`
+    first waits for the reader to drain the slave's queue (watched through a second,
+    never-read descriptor of the slave).
+    """
+
+    def __init__(self) -> None:
+        self.master, slave = os.openpty()
+        tty.setraw(slave)  # binary: no echo, no CR/LF translation, before anyone attaches
+        self.path = os.ttyname(slave)
+        os.close(slave)
+        os.set_blocking(self.master, False)
+        self._monitor: int | None = None
+        self.dropped_bytes = 0
+
+    def wait_for_reader(self, timeout: float) -> bool:
+        """Block until a process opens the slave (the master stops reporting hang-up)."""
+        p = select.poll()
+        p.register(self.master, select.POLLHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not p.poll(0):
+                break
+            time.sleep(0.02)
+        else:
+            return False
+        self._monitor = os.open(self.path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        return True
+
+    def write(self, data: bytes, timeout: float = 2.0) -> None:
+        """Write all of ``data``; what the reader leaves unread for ``timeout`` s is lost
+        (a UART without flow control) and counted."""
+        view = memoryview(data)
+        p = select.poll()
+        p.register(self.master, select.POLLOUT)
+        deadline = time.monotonic() + timeout
+        while view:
+            try:
+                n = os.write(self.master, view)
+                view = view[n:]
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+            if time.monotonic() > deadline:
+                self.dropped_bytes += len(view)
+                return
+            p.poll(20)
+
+    def unread(self) -> int:
+        if self._monitor is None:
+            return 0
+        return struct.unpack("i", fcntl.ioctl(self._monitor, termios.TIOCINQ, b"\0" * 4))[0]
+
+    def disconnect(self) -> None:
+        """A pty cannot be unplugged from the host side; the board simply goes quiet."""
+
+    def reconnect(self) -> None:
+        pass
+
+    def close(self, drain_timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + drain_timeout
+        while self.unread() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.05)
+        if self._monitor is not None:
+            os.close(self._monitor)
+        os.close(self.master)
+
+
+class TcpPort:
+    """A TCP client of the daemon's ``frames+tcp:HOST:PORT`` source."""
+
+    def __init__(self, host: str, port: int, connect_timeout: float = 10.0):
+        self.host, self.port = host, port
+        self.path = f"tcp:{host}:{port}"
+        self.connect_timeout = connect_timeout
+        self.sock: socket.socket | None = None
+        self.dropped_bytes = 0
+
+    def wait_for_reader(self, timeout: float) -> bool:
+        self.connect_timeout = timeout
+        self.reconnect()
+        return True
+
+    def reconnect(self) -> None:
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                self.sock = socket.create_connection((self.host, self.port), timeout=2.0)
+                return
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise PortError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+                time.sleep(0.1)
+
+    def disconnect(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def write(self, data: bytes, timeout: float = 2.0) -> None:
+        if self.sock is None:
+            self.dropped_bytes += len(data)
+            return
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.dropped_bytes += len(data)
+            self.disconnect()
+
+    def close(self, drain_timeout: float = 10.0) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self.sock.close()
+            self.sock = None
+
+
+def open_port(spec: str) -> PtyPort | TcpPort:
+    """``pty`` or ``tcp:HOST:PORT``."""
+    if spec == "pty":
+        return PtyPort()
+    kind, _, rest = spec.partition(":")
+    host, _, port = rest.rpartition(":")
+    if kind != "tcp" or not host or not port.isdigit():
+        raise ValueError(f"port {spec!r}: expected pty or tcp:HOST:PORT")
+    return TcpPort(host, int(port))

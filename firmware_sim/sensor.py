@@ -1,0 +1,189 @@
+"""The simulated ECG sensor board: a record (or synthetic ECG) through an ADC model and
+the wire protocol, paced at its sample rate x speed, with faults injected from a seed.
+
+Signal faults (clock drift, muscle noise, lead-off) are applied to the whole signal before
+streaming; link faults (drop, corrupt, truncate, duplicate, garbage, disconnect) to each
+frame on its way out. The summary says exactly what was injected, so a test or the
+must-show run can check the daemon counted every fault.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vitaledge.device.protocol import FLAG_LEAD_OFF, FLAG_SATURATED, Hello
+from vitaledge.device.records import read_record
+
+from .adc import AdcModel
+from .encoder import FrameEncoder
+from .faults import FaultSpec, LinkFaults, episodes, muscle_noise, rng_for
+
+
+@dataclass
+class BoardConfig:
+    faults: FaultSpec = field(default_factory=FaultSpec)
+    seed: int = 0
+    speed: float = 1.0
+    adc: AdcModel = field(default_factory=AdcModel)
+    frame_samples: int = 10
+    status_every_s: float = 1.0
+    hello_every_s: float = 10.0
+    battery_mv: int = 3700
+
+
+def load_signal(record: str | None, synth_minutes: float = 2.0, seed: int = 0,
+                lead: str = "MLII") -> tuple[np.ndarray, float, str]:
+    """(mV samples, fs, name) of a WFDB record, or of a synthetic record when ``record``
+    is None."""
+    if record:
+        rec = read_record(Path(record), lead=lead, annotator=None)
+        return rec.signal, rec.fs, rec.name
+    from vitaledge.device.synthetic_ecg import synth_record
+
+    s = synth_record(minutes=synth_minutes, seed=seed)
+    return s.signal[:, 0], s.fs, s.name
+
+
+@dataclass
+class BoardSignal:
+    """What the ADC produces over the whole session, faults included."""
+
+    counts: np.ndarray  # int16
+    lead_off: np.ndarray  # bool per sample
+    fs_true: float  # the drifted ADC rate (timestamps follow true time)
+    episodes: dict
+
+
+def board_signal(x_mv: np.ndarray, fs: float, cfg: BoardConfig) -> BoardSignal:
+    """Apply clock drift, muscle-noise bursts and lead-off, then the ADC."""
+    f = cfg.faults
+    total_s = len(x_mv) / fs
+    d = f.drift * 1e-6
+    if d:
+        # sample k is taken at true time k / (fs (1 + d)): the record is read k / (1 + d)
+        n_out = int((len(x_mv) - 1) * (1 + d)) + 1
+        x_mv = np.interp(np.arange(n_out) / (1 + d), np.arange(len(x_mv)), x_mv)
+    x = np.array(x_mv, np.float64)
+    eps: dict = {}
+    rng = rng_for(cfg.seed, "noise")
+    eps["noise"] = []
+    for a, b in episodes(rng, f.noise, total_s, 1.0, 4.0):
+        i, j = int(a * fs), int(b * fs)
+        rms = float(rng.uniform(0.1, 0.4))
+        x[i:j] += muscle_noise(rng, j - i, fs, rms)
+        eps["noise"].append({"start_s": round(a, 3), "stop_s": round(b, 3),
+                             "rms_mv": round(rms, 3)})
+    counts = cfg.adc.convert(x)
+    lead_off = np.zeros(len(counts), bool)
+    rng = rng_for(cfg.seed, "leadoff")
+    eps["leadoff"] = []
+    for a, b in episodes(rng, f.leadoff, total_s, 1.0, 5.0):
+        i, j = int(a * fs), int(b * fs)
+        mode = "rail" if rng.random() < 0.5 else "flat"
+        counts[i:j] = cfg.adc.hi if mode == "rail" else cfg.adc.baseline
+        lead_off[i:j] = True
+        eps["leadoff"].append({"start_s": round(a, 3), "stop_s": round(b, 3), "mode": mode,
+                               "first_sample": i, "samples": j - i})
+    eps["disconnect"] = [{"start_s": round(a, 3), "stop_s": round(b, 3)} for a, b in
+                         episodes(rng_for(cfg.seed, "disconnect"), f.disconnect, total_s,
+                                  1.0, 3.0)]
+    return BoardSignal(counts, lead_off, fs * (1 + d), eps)
+
+
+class SensorBoard:
+    """Streams a :class:`BoardSignal` as frames to a port (anything with ``write``,
+    ``disconnect`` and ``reconnect``)."""
+
+    def __init__(self, x_mv: np.ndarray, fs: float, cfg: BoardConfig):
+        if cfg.speed <= 0:
+            raise ValueError(f"speed {cfg.speed}: must be positive")
+        self.fs, self.cfg = fs, cfg
+        self.sig = board_signal(x_mv, fs, cfg)
+        self.enc = FrameEncoder()
+        self.link = LinkFaults(cfg.faults, cfg.seed)
+        self.hello = Hello(fs, 1, cfg.adc.bits, cfg.adc.gain, cfg.adc.baseline,
+                           cfg.frame_samples)
+        self.stats = {"frames": 0, "sample_frames": 0, "bytes": 0, "frames_lost_disconnected": 0,
+                      "hellos": 0, "lead_off_frames": 0}
+
+    def frames(self) -> list[tuple[float, bytes, int]]:
+        """Every frame of the session in order: (true time s, bytes, kind) with kind 0 for
+        ordinary frames and 1 for a hello."""
+        cfg, sig = self.cfg, self.sig
+        n, fs_true = len(sig.counts), sig.fs_true
+        out: list[tuple[float, bytes, int]] = []
+        next_hello = next_status = 0.0
+        lead_state = False
+        for first in range(0, n, cfg.frame_samples):
+            t = first / fs_true
+            us = int(round(t * 1e6))
+            if t >= next_hello:
+                out.append((t, self.enc.hello(self.hello, us), 1))
+                next_hello += cfg.hello_every_s
+            block = sig.counts[first:first + cfg.frame_samples]
+            off = bool(sig.lead_off[first:first + cfg.frame_samples].any())
+            sat = bool(cfg.adc.saturated(block).any())
+            flags = (FLAG_LEAD_OFF if off else 0) | (FLAG_SATURATED if sat else 0)
+            if off != lead_state:
+                out.append((t, self.enc.lead_off(first, int(off), us), 0))
+                lead_state = off
+            if t >= next_status:
+                out.append((t, self.enc.status(first, flags, cfg.battery_mv, us), 0))
+                next_status += cfg.status_every_s
+            out.append((t, self.enc.samples(first, block, flags, us), 0))
+        return out
+
+    def run(self, port, stopped: Callable[[], bool] = lambda: False) -> dict:
+        """Send the session paced at real time x speed; returns the summary."""
+        cfg, st = self.cfg, self.stats
+        down = [(e["start_s"], e["stop_s"]) for e in self.sig.episodes["disconnect"]]
+        link_up = True
+        pending: list[bytes] = []
+        frames = self.frames()
+        t0 = time.monotonic()
+        for t, data, kind in frames:
+            if stopped():
+                break
+            in_down = any(a <= t < b for a, b in down)
+            if in_down and link_up:
+                self._flush(port, pending)
+                port.disconnect()
+                link_up = False
+            elif not in_down and not link_up:
+                port.reconnect()
+                link_up = True
+                pending.append(self.link.apply(self.enc.hello(self.hello,
+                                                              int(round(t * 1e6)))))
+                st["hellos"] += 1
+            st["frames"] += 1
+            st["hellos"] += kind
+            if not link_up:
+                st["frames_lost_disconnected"] += 1
+                continue
+            pending.append(self.link.apply(data))
+            due = t0 + t / cfg.speed
+            if due - time.monotonic() > 0.005:
+                self._flush(port, pending)
+                time.sleep(max(0.0, due - time.monotonic()))
+        self._flush(port, pending)
+        st["sample_frames"] = -(-len(self.sig.counts) // cfg.frame_samples)
+        return self.summary(time.monotonic() - t0, getattr(port, "dropped_bytes", 0))
+
+    def _flush(self, port, pending: list[bytes]) -> None:
+        if pending:
+            data = b"".join(pending)
+            pending.clear()
+            self.stats["bytes"] += len(data)
+            port.write(data)
+
+    def summary(self, wall_s: float, tx_dropped_bytes: int) -> dict:
+        return {"fs": self.fs, "samples": int(len(self.sig.counts)),
+                "faults": str(self.cfg.faults), "seed": self.cfg.seed,
+                "speed": self.cfg.speed, **self.stats, **self.link.counts,
+                "tx_dropped_bytes": int(tx_dropped_bytes),
+                "episodes": self.sig.episodes, "wall_seconds": round(wall_s, 3)}
