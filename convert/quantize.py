@@ -12,7 +12,7 @@ import numpy as np
 from vitaledge.device.beats import BeatSet
 from vitaledge.train.backend import keras, tf
 
-QUANT_MODES = ("none", "int8", "fp16", "dynamic")
+QUANT_MODES = ("none", "int8", "int8-fc", "fp16", "dynamic")
 
 
 def representative_windows(train: BeatSet, n: int = 300, seed: int = 0) -> np.ndarray:
@@ -33,31 +33,85 @@ def representative_windows(train: BeatSet, n: int = 300, seed: int = 0) -> np.nd
     return train.X[idx[:max(n, len(classes) * floor)]].astype(np.float32)
 
 
-def to_tflite(model: keras.Model, quant: str, representative: np.ndarray | None = None) -> bytes:
-    """Convert ``model`` at batch size 1.
+def _signature(model: keras.Model) -> list:
+    """Batch-1 input specs named after the model's inputs (static shapes throughout)."""
+    return [tf.TensorSpec([1, *inp.shape[1:]], tf.float32, name=name)
+            for inp, name in zip(model.inputs, model.input_names, strict=True)]
+
+
+def batch1_function(model: keras.Model):
+    """The model's inference graph at batch size 1, as a concrete function."""
+    sig = _signature(model)
+    if len(sig) == 1:
+        fn = tf.function(lambda x: model(x, training=False), input_signature=sig)
+    else:
+        fn = tf.function(lambda *xs: model(list(xs), training=False), input_signature=sig)
+    return fn.get_concrete_function()
+
+
+def _calibration(representative, shapes: list[list[int]]):
+    """A representative-dataset generator from an array (one input) or a list of arrays
+    (one per model input, in input order), each reshaped to its input's batch-1 shape."""
+    arrays = [representative] if len(shapes) == 1 else list(representative)
+    if len(arrays) != len(shapes) or any(a is None or len(a) == 0 for a in arrays):
+        raise ValueError("int8 quantization needs a representative dataset for every input")
+    n = min(len(a) for a in arrays)
+    arrays = [np.asarray(a, np.float32).reshape((-1, *shape[1:]))
+              for a, shape in zip(arrays, shapes, strict=True)]
+    return lambda: ([a[i:i + 1] for a in arrays] for i in range(n))
+
+
+def to_tflite(model: keras.Model, quant: str, representative=None, concrete=None) -> bytes:
+    """Convert ``model`` at batch size 1 (or the given batch-1 ``concrete`` function of it).
 
     ``int8``: full-integer (int8 input and output tensors, int8 kernels only), calibrated on
-    ``representative``; ``fp16``: float16 weights (for GPU delegates); ``dynamic``: int8
-    weights with float activations; ``none``: float32.
+    ``representative``; ``int8-fc``: matrix products (FULLY_CONNECTED, which includes an
+    unrolled LSTM's hoisted input projection) in int8 with float32 everywhere else, for
+    recurrent models whose gates and convolutions XNNPACK runs faster in float;
+    ``fp16``: float16 weights (for GPU delegates); ``dynamic``: int8 weights with float
+    activations; ``none``: float32.
     """
     if quant not in QUANT_MODES:
         raise ValueError(f"quantization {quant!r}: expected one of {QUANT_MODES}")
-    in_shape = [1, *model.input_shape[1:]]
-    fn = tf.function(lambda x: model(x, training=False),
-                     input_signature=[tf.TensorSpec(in_shape, tf.float32, name="input")])
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+    concrete = concrete or batch1_function(model)
+    shapes = [list(spec.shape) for spec in concrete.structured_input_signature[0]]
+
+    def converter():
+        return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+
+    conv = converter()
     if quant == "int8":
-        if representative is None or len(representative) == 0:
-            raise ValueError("int8 quantization needs a representative dataset")
-        rep = representative.reshape((-1, *in_shape[1:])).astype(np.float32)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([r[None]] for r in rep)
+        conv.representative_dataset = _calibration(representative, shapes)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
+    elif quant == "int8-fc":
+        return _int8_only(converter, ("FULLY_CONNECTED",), _calibration(representative,
+                                                                         shapes))
     elif quant == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
     elif quant == "dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     return conv.convert()
+
+
+def _int8_only(converter, ops: tuple[str, ...], calibration) -> bytes:
+    """Quantize only ``ops`` (weights and activations, int8); every other op stays float.
+
+    Uses the converter's selective quantization (the quantization debugger's deny list):
+    every op type of the float graph that is not in ``ops`` is deny-listed.
+    """
+    from vitaledge.device.runtime import list_ops
+
+    float_ops = {o["op"] for o in list_ops(converter().convert())}
+    conv = converter()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = calibration
+    first = next(iter(calibration()))
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_ops=sorted(float_ops - set(ops)))
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=conv, debug_dataset=lambda: iter([first]), debug_options=options)
+    return bytes(debugger.get_nondebug_quantized_model())

@@ -16,10 +16,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 had no ``extra_inputs`` (every model had one input); it is read as an empty list.
+READABLE_VERSIONS = (1, 2)
 TASKS = ("beat", "emotion-ecg", "emotion-multimodal", "emotion-speech")
 TARGETS = ("cpu", "edgetpu", "gpu", "micro")
-QUANTS = ("none", "int8", "fp16", "dynamic")
+QUANTS = ("none", "int8", "int8-fc", "fp16", "dynamic")
 DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32")
 
 
@@ -119,6 +121,12 @@ class Manifest:
     created: str
     vitaledge_version: str
     extra: dict = field(default_factory=dict)
+    # Inputs after the first, in the model's input order (multimodal models).
+    extra_inputs: list[TensorSpec] = field(default_factory=list)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [self.input, *self.extra_inputs]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,10 +140,13 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "manifest") -> Manifest:
+        if isinstance(d, dict) and "schema_version" in d:
+            if d["schema_version"] not in READABLE_VERSIONS:
+                raise ManifestError(f"{where}.schema_version: {d['schema_version']!r}, this "
+                                    f"vitaledge reads versions {READABLE_VERSIONS}")
+            if d["schema_version"] == 1 and "extra_inputs" not in d:
+                d = {**d, "extra_inputs": []}
         _strict(cls, d, where)
-        if d["schema_version"] != SCHEMA_VERSION:
-            raise ManifestError(f"{where}.schema_version: {d['schema_version']!r}, this "
-                                f"vitaledge reads version {SCHEMA_VERSION}")
         if d["task"] not in TASKS:
             raise ManifestError(f"{where}.task: {d['task']!r} not one of {TASKS}")
         if d["target"] not in TARGETS:
@@ -162,11 +173,14 @@ class Manifest:
         for k in ("created", "vitaledge_version"):
             _check_type(d[k], (str,), f"{where}.{k}")
         inp = TensorSpec.from_dict(d["input"], f"{where}.input")
+        _check_type(d["extra_inputs"], (list,), f"{where}.extra_inputs")
+        extra_inputs = [TensorSpec.from_dict(x, f"{where}.extra_inputs[{i}]")
+                        for i, x in enumerate(d["extra_inputs"])]
         out = TensorSpec.from_dict(d["output"], f"{where}.output")
         if out.shape[-1] != len(d["labels"]):
             raise ManifestError(f"{where}.output.shape: last dimension {out.shape[-1]} != "
                                 f"{len(d['labels'])} labels")
-        return cls(**{**d, "input": inp, "output": out})
+        return cls(**{**d, "input": inp, "output": out, "extra_inputs": extra_inputs})
 
 
 def load_manifest(artifact: str | Path, verify_file: bool = True) -> tuple[Manifest, Path]:

@@ -37,13 +37,26 @@ def test_valid_manifest_round_trips():
     (lambda d: d.update(model_file="../../etc/passwd"), "plain file name"),
     (lambda d: d["output"].update(shape=[1, 4]), "4 != 5 labels"),
     (lambda d: d.update(size_bytes="10"), "expected int"),
-    (lambda d: d.update(schema_version=2), "reads version 1"),
+    (lambda d: d.update(schema_version=3), r"reads versions \(1, 2\)"),
+    (lambda d: d.update(schema_version=2), r"missing field\(s\) \['extra_inputs'\]"),
+    (lambda d: d.update(schema_version=2, extra_inputs=[{"name": "face"}]),
+     r"extra_inputs\[0\]: missing field"),
 ])
 def test_invalid_manifests_name_the_field(mutate, message):
     d = copy.deepcopy(VALID)
     mutate(d)
     with pytest.raises(ManifestError, match=message):
         Manifest.from_dict(d)
+
+
+def test_version_1_reads_as_one_input_and_version_2_carries_extra_inputs():
+    v1 = Manifest.from_dict(copy.deepcopy(VALID))
+    assert v1.extra_inputs == [] and [t.name for t in v1.inputs] == ["x"]
+    face = {"name": "face", "shape": [1, 48, 48, 1], "dtype": "float32", "quantization": None}
+    v2 = Manifest.from_dict({**copy.deepcopy(VALID), "schema_version": 2,
+                             "extra_inputs": [face]})
+    assert [t.name for t in v2.inputs] == ["x", "face"]
+    assert Manifest.from_dict(json.loads(json.dumps(v2.to_dict()))) == v2
 
 
 def test_missing_manifest_and_missing_model_file(tmp_path):
