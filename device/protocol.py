@@ -109,6 +109,7 @@ class DecoderStats:
     crc_errors: int = 0
     header_errors: int = 0
     garbage_bytes: int = 0
+    truncated: int = 0
     unknown_frames: int = 0
     lost_frames: int = 0
     seq_gaps: int = 0
@@ -123,11 +124,19 @@ class FrameDecoder:
         self.stats = DecoderStats()
         self._next_seq: int | None = None
 
-    def reset_link(self) -> None:
-        """A new connection: the half frame left from the old one is discarded (counted as
-        garbage); sequence tracking continues, so frames lost in between are counted."""
+    def end(self) -> list[Frame]:
+        """The link closed: a frame still waiting for bytes is truncated (counted), and
+        the bytes after its sync word are scanned for whole frames. Sequence tracking
+        continues, so frames lost before a reconnection are counted."""
+        out = self.feed(b"")
+        while len(self._buf) > 1:
+            self.stats.truncated += 1
+            self.stats.garbage_bytes += 1
+            del self._buf[:1]
+            out += self.feed(b"")
         self.stats.garbage_bytes += len(self._buf)
         self._buf.clear()
+        return out
 
     def feed(self, data: bytes) -> list[Frame]:
         st = self.stats
@@ -386,8 +395,15 @@ class ProtocolReader:
         self.stream = SampleStream(fs, channel, max_conceal_s)
 
     def feed(self, data: bytes) -> list:
+        return self._items(self.decoder.feed(data))
+
+    def end(self) -> list:
+        """The link closed (see :meth:`FrameDecoder.end`)."""
+        return self._items(self.decoder.end())
+
+    def _items(self, frames: list[Frame]) -> list:
         items: list = []
-        for frame in self.decoder.feed(data):
+        for frame in frames:
             items += self.stream.push(frame)
         return merge_chunks(items)
 

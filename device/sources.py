@@ -198,6 +198,7 @@ def serial_source(path: str, baud: int = 921600, fs: float | None = None,
             log.info("serial source %s: port closed (%s)", path, exc)
         finally:
             port.close()
+        yield from reader.end()
 
     return Source(f"serial:{path}", rate, gen(), lambda: state.update(stop=True),
                   reader.stats)
@@ -224,7 +225,6 @@ def frames_tcp_source(host: str, port: int, fs: float) -> Source:
             except OSError:
                 return
             log.info("frames+tcp source: board %s connected", addr)
-            reader.decoder.reset_link()
             with conn:
                 conn.settimeout(0.2)
                 while not state["stop"]:
@@ -237,6 +237,7 @@ def frames_tcp_source(host: str, port: int, fs: float) -> Source:
                     if not data:
                         break
                     yield from reader.feed(data)
+            yield from reader.end()
             log.info("frames+tcp source: board %s disconnected", addr)
 
     def stop() -> None:

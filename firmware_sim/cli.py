@@ -69,3 +69,51 @@ def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc
     finally:
         port.close()
     click.echo(json.dumps({"record": name, **summary}))
+
+
+@firmware_group.command("mcu")
+@click.argument("artifact", type=click.Path(exists=True))
+@click.option("--profile", "profile_name", default="cortex-m4-256k", show_default=True,
+              help="cortex-m4-256k | cortex-m7-512k | esp32-s3")
+@click.option("--data", required=True, type=click.Path(exists=True),
+              help="Real beats: a WFDB directory or the heldout.npz that convert writes.")
+@click.option("--beats", type=int, default=1000, show_default=True)
+@click.option("--fs", "input_fs", type=float, default=360.0, show_default=True,
+              help="Sensor sample rate (sizes the ring buffer).")
+@click.option("--delegate", "delegates", default="none,xnnpack", show_default=True,
+              help="LiteRT delegates to compare with: none (reference int8 kernels), "
+                   "xnnpack (what the Pi runs).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which beats.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
+def mcu_cmd(artifact, profile_name, data, beats, input_fs, delegates, seed, json_out) -> None:
+    """TFLite Micro vs LiteRT on real beats (every mismatch listed), measured arena, RAM and
+    flash against the profile, estimated cycles against the 200 bpm deadline."""
+    from .mcu import format_report, simulate_mcu
+    from .profiles import get_profile
+
+    try:
+        r = simulate_mcu(artifact, get_profile(profile_name), data, beats, input_fs, seed,
+                         tuple(d.strip() for d in delegates.split(",") if d.strip()))
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_report(r))
+    if json_out:
+        from pathlib import Path
+
+        Path(json_out).write_text(json.dumps(r, indent=2) + "\n")
+    if not (r["memory"]["ram_fits"] and r["memory"]["flash_fits"]):
+        raise SystemExit(1)
+
+
+@firmware_group.command("export")
+@click.argument("artifact", type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+def export_cmd(artifact, out) -> None:
+    """C array + header, op resolver, config header and a README for the firmware engineer."""
+    from .export import export_firmware
+
+    try:
+        files = export_firmware(artifact, out)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {', '.join(f.name for f in files)} to {out}")
