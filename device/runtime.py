@@ -170,23 +170,34 @@ class Model:
         self.interpreter = make_interpreter(content, self.backend, threads, delegate,
                                             fallback_cpu)
         ins, outs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
-        if len(ins) != 1 or len(outs) != 1:
-            raise ManifestError(f"{self.path}: expected one input and one output tensor, got "
-                                f"{len(ins)} and {len(outs)}")
-        self._in, self._out = ins[0], outs[0]
-        _check_spec(tensor_spec(self._in), self.manifest.input, "input")
+        specs = self.manifest.inputs
+        if len(ins) != len(specs) or len(outs) != 1:
+            raise ManifestError(f"{self.path}: manifest describes {len(specs)} input(s) and one "
+                                f"output, the model has {len(ins)} and {len(outs)}")
+        by_name = {d["name"]: d for d in ins}
+        if len(specs) == 1:
+            by_name = {specs[0].name: ins[0]}
+        self._ins = []
+        for spec in specs:
+            if spec.name not in by_name:
+                raise ManifestError(f"{self.path}: model has no input named {spec.name!r} "
+                                    f"(it has {sorted(by_name)})")
+            _check_spec(tensor_spec(by_name[spec.name]), spec, f"input {spec.name}")
+            self._ins.append(by_name[spec.name])
+        self._in, self._out = self._ins[0], outs[0]
         _check_spec(tensor_spec(self._out), self.manifest.output, "output")
         self.input_shape = tuple(self.manifest.input.shape)
+        self.input_shapes = [tuple(t.shape) for t in specs]
 
     @property
     def labels(self) -> list[str]:
         return self.manifest.labels
 
-    def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        """Float windows -> the input tensor's dtype, with its scale and zero point."""
-        q = self.manifest.input.quantization
-        return quantize(x, _NP_DTYPES[self.manifest.input.dtype],
-                        None if q is None else (q.scale, q.zero_point))
+    def quantize_input(self, x: np.ndarray, which: int = 0) -> np.ndarray:
+        """Float windows -> input ``which``'s dtype, with its scale and zero point."""
+        spec = self.manifest.inputs[which]
+        q = spec.quantization
+        return quantize(x, _NP_DTYPES[spec.dtype], None if q is None else (q.scale, q.zero_point))
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
         """Output tensor values -> float probabilities."""
@@ -195,32 +206,51 @@ class Model:
             return y.astype(np.float32)
         return ((y.astype(np.float32) - q.zero_point) * q.scale).astype(np.float32)
 
-    def invoke_raw(self, x_quantized: np.ndarray) -> np.ndarray:
-        """One interpreter call on an input already in the model's dtype and shape."""
-        self.interpreter.set_tensor(self._in["index"], x_quantized)
+    def invoke_raw(self, x_quantized) -> np.ndarray:
+        """One interpreter call on input(s) already in the model's dtype and shape: an array,
+        or a list of arrays in the manifest's input order for multi-input models."""
+        xs = x_quantized if isinstance(x_quantized, list | tuple) else [x_quantized]
+        for detail, x in zip(self._ins, xs, strict=True):
+            self.interpreter.set_tensor(detail["index"], x)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._out["index"])
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities (n, n_labels) for windows ``x`` of shape (n, *input_shape[1:])."""
+    def _shaped(self, x, which: int) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
-        per = self.input_shape[1:]
+        per = self.input_shapes[which][1:]
         if x.shape == per:
             x = x[None]
         if x.shape[1:] != per:
-            if int(np.prod(x.shape[1:])) == int(np.prod(per)):
+            if x.ndim >= 1 and len(x) and int(np.prod(x.shape[1:])) == int(np.prod(per)):
                 x = x.reshape((len(x), *per))
             else:
-                raise ValueError(f"input windows shaped {x.shape[1:]}, model expects {per}")
+                name = self.manifest.inputs[which].name
+                raise ValueError(f"input {name!r}: windows shaped {x.shape[1:]}, model "
+                                 f"expects {per}")
         if not np.all(np.isfinite(x)):
-            raise ValueError("input contains NaN or infinite values")
+            raise ValueError(f"input {self.manifest.inputs[which].name!r} contains NaN or "
+                             "infinite values")
+        return x
+
+    def predict(self, x) -> np.ndarray:
+        """Probabilities (n, n_labels) for windows ``x`` of shape (n, *input_shape[1:]); for a
+        multi-input model ``x`` is a list of such arrays in the manifest's input order."""
+        multi = len(self._ins) > 1
+        xs = list(x) if multi else [x]
+        if len(xs) != len(self._ins):
+            raise ValueError(f"model takes {len(self._ins)} inputs, got {len(xs)}")
+        xq = [self.quantize_input(self._shaped(a, i), i) for i, a in enumerate(xs)]
+        n = len(xq[0])
+        if any(len(a) != n for a in xq):
+            raise ValueError(f"inputs have different numbers of windows: {[len(a) for a in xq]}")
         b = self.input_shape[0]
-        xq = self.quantize_input(x)
-        out = [self.invoke_raw(xq[i:i + b]) for i in range(0, len(xq) - len(xq) % b, b)]
-        rest = len(xq) % b
-        if rest:
-            pad = np.concatenate([xq[-rest:], np.repeat(xq[-1:], b - rest, axis=0)])
-            out.append(self.invoke_raw(pad)[:rest])
+        out = []
+        for i in range(0, n, b):
+            part = [a[i:i + b] for a in xq]
+            k = len(part[0])
+            if k < b:
+                part = [np.concatenate([p, np.repeat(p[-1:], b - k, axis=0)]) for p in part]
+            out.append(self.invoke_raw(part if multi else part[0])[:k])
         if not out:
             return np.zeros((0, len(self.labels)), np.float32)
         return self.dequantize_output(np.concatenate(out))
