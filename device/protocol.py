@@ -114,6 +114,7 @@ class DecoderStats:
     lost_frames: int = 0
     seq_gaps: int = 0
     duplicates: int = 0
+    first_seq: int | None = None  # where tracking began: frames before it are not counted
 
 
 class FrameDecoder:
@@ -182,6 +183,8 @@ class FrameDecoder:
     def _sequence(self, f: Frame) -> bool:
         """Track sequence numbers; False for a duplicate (dropped)."""
         st = self.stats
+        if st.first_seq is None:
+            st.first_seq = f.seq
         if self._next_seq is not None:
             d = (f.seq - self._next_seq) & 0xFFFF
             if d >= 0x8000 and f.type != HELLO:  # behind: a repeat of an old frame
@@ -218,6 +221,7 @@ class StatusEvent:
 @dataclass
 class StreamStats:
     samples: int = 0
+    start_offset: int = 0
     missing_samples: int = 0
     concealed_samples: int = 0
     gaps: int = 0
@@ -301,8 +305,11 @@ class SampleStream:
         if flags & FLAG_SATURATED:
             st.saturated_frames += 1
         out: list = []
-        if self._next is None:
+        if self._next is None:  # first samples: place them at the device's sample index
             self._next = first
+            if first:
+                st.start_offset += first
+                out.append(Gap(int(first), "before_start"))
         delta = (first - self._next) & 0xFFFFFFFF
         if delta >= 1 << 31:  # behind what was already passed on
             skip = (1 << 32) - delta

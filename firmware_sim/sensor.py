@@ -10,7 +10,7 @@ must-show run can check the daemon counted every fault.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,8 @@ from vitaledge.device.records import read_record
 from .adc import AdcModel
 from .encoder import FrameEncoder
 from .faults import FaultSpec, LinkFaults, episodes, muscle_noise, rng_for
+
+FRAME, HELLO_FRAME, DISCONNECT, RECONNECT = 0, 1, 2, 3
 
 
 @dataclass
@@ -109,59 +111,62 @@ class SensorBoard:
         self.hello = Hello(fs, 1, cfg.adc.bits, cfg.adc.gain, cfg.adc.baseline,
                            cfg.frame_samples)
         self.stats = {"frames": 0, "sample_frames": 0, "bytes": 0, "frames_lost_disconnected": 0,
-                      "hellos": 0, "lead_off_frames": 0}
+                      "hellos": 0}
 
-    def frames(self) -> list[tuple[float, bytes, int]]:
-        """Every frame of the session in order: (true time s, bytes, kind) with kind 0 for
-        ordinary frames and 1 for a hello."""
+    def frames(self) -> Iterator[tuple[float, bytes, int]]:
+        """Every frame of the session in order: (true time s, bytes, kind); kind is
+        ``FRAME``, ``HELLO_FRAME``, or ``DISCONNECT``/``RECONNECT`` (no bytes) where the
+        link drops and comes back. The board goes on making (numbered) frames while the
+        link is down; they are lost."""
         cfg, sig = self.cfg, self.sig
         n, fs_true = len(sig.counts), sig.fs_true
-        out: list[tuple[float, bytes, int]] = []
+        down = [(e["start_s"], e["stop_s"]) for e in sig.episodes["disconnect"]]
+        link_down = False
         next_hello = next_status = 0.0
         lead_state = False
         for first in range(0, n, cfg.frame_samples):
             t = first / fs_true
             us = int(round(t * 1e6))
+            if any(a <= t < b for a, b in down) != link_down:
+                link_down = not link_down
+                yield (t, b"", DISCONNECT if link_down else RECONNECT)
+                if not link_down:  # a board says hello on every new connection
+                    yield (t, self.enc.hello(self.hello, us), HELLO_FRAME)
             if t >= next_hello:
-                out.append((t, self.enc.hello(self.hello, us), 1))
+                yield (t, self.enc.hello(self.hello, us), HELLO_FRAME)
                 next_hello += cfg.hello_every_s
             block = sig.counts[first:first + cfg.frame_samples]
             off = bool(sig.lead_off[first:first + cfg.frame_samples].any())
             sat = bool(cfg.adc.saturated(block).any())
             flags = (FLAG_LEAD_OFF if off else 0) | (FLAG_SATURATED if sat else 0)
             if off != lead_state:
-                out.append((t, self.enc.lead_off(first, int(off), us), 0))
+                yield (t, self.enc.lead_off(first, int(off), us), FRAME)
                 lead_state = off
             if t >= next_status:
-                out.append((t, self.enc.status(first, flags, cfg.battery_mv, us), 0))
+                yield (t, self.enc.status(first, flags, cfg.battery_mv, us), FRAME)
                 next_status += cfg.status_every_s
-            out.append((t, self.enc.samples(first, block, flags, us), 0))
-        return out
+            yield (t, self.enc.samples(first, block, flags, us), FRAME)
 
     def run(self, port, stopped: Callable[[], bool] = lambda: False) -> dict:
         """Send the session paced at real time x speed; returns the summary."""
         cfg, st = self.cfg, self.stats
-        down = [(e["start_s"], e["stop_s"]) for e in self.sig.episodes["disconnect"]]
         link_up = True
         pending: list[bytes] = []
-        frames = self.frames()
         t0 = time.monotonic()
-        for t, data, kind in frames:
+        for t, data, kind in self.frames():
             if stopped():
                 break
-            in_down = any(a <= t < b for a, b in down)
-            if in_down and link_up:
+            if kind == DISCONNECT:
                 self._flush(port, pending)
                 port.disconnect()
                 link_up = False
-            elif not in_down and not link_up:
+                continue
+            if kind == RECONNECT:
                 port.reconnect()
                 link_up = True
-                pending.append(self.link.apply(self.enc.hello(self.hello,
-                                                              int(round(t * 1e6)))))
-                st["hellos"] += 1
+                continue
             st["frames"] += 1
-            st["hellos"] += kind
+            st["hellos"] += kind == HELLO_FRAME
             if not link_up:
                 st["frames_lost_disconnected"] += 1
                 continue
