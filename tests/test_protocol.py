@@ -223,3 +223,14 @@ def test_bad_payload_with_good_crc_is_a_status_not_a_crash():
     frames = [e.hello(HELLO_360, 0), e.frame(SAMPLES, 0, b"\x00\x00\x00\x00\x01\x00\x01")]
     out, s = _stream(frames)
     assert out[-1].info["status"] == "bad_frame" and s.stats.bad_payloads == 1
+
+
+def test_the_documented_resync_example():
+    frames = [bytes.fromhex(v) for v in VECTORS.values()]
+    dec = FrameDecoder()
+    got = dec.feed(b"\x00\xa5\x5a\x13" + frames[0] + frames[1][:9] + frames[2] + frames[3])
+    assert [f.type for f in got] == [HELLO]
+    assert (dec.stats.garbage_bytes, dec.stats.header_errors) == (4, 1)
+    got = dec.end()
+    assert [f.type for f in got] == [STATUS, LEAD_OFF]
+    assert (dec.stats.truncated, dec.stats.lost_frames) == (1, 1)
