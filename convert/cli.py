@@ -24,9 +24,10 @@ def _floats(value: str | None) -> list[float]:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--target", "targets", default="cpu", show_default=True,
               help="cpu | edgetpu | gpu | micro | all (comma list allowed).")
-@click.option("--quant", type=click.Choice(["int8", "fp16", "dynamic", "none"]),
+@click.option("--quant", type=click.Choice(["int8", "int8-fc", "fp16", "dynamic", "none"]),
               help="Quantization (default: the target's own: cpu fp32+int8, edgetpu/micro "
-                   "int8, gpu fp16).")
+                   "int8, gpu fp16; emotion runs: see README). int8-fc: int8 matrix "
+                   "products, float elsewhere (recurrent models).")
 @click.option("--prune", "prune", help="Target sparsity, or a comma list such as 0,0.5,0.75 "
                                        "(0 = unpruned).")
 @click.option("--prune-epochs", type=int, default=4, show_default=True,

@@ -117,8 +117,20 @@ def _target_extras(target: str, content: bytes, ops: list[dict], out: Path, name
 
 
 def convert_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
-    """Build, verify and describe every requested artifact of ``run_dir`` under ``out``."""
+    """Build, verify and describe every requested artifact of ``run_dir`` under ``out``.
+
+    Emotion runs (``task`` other than ``beat`` in config.json) go to
+    :func:`.emotion.convert_emotion_run`.
+    """
     run_dir, out = Path(run_dir), Path(out)
+    try:
+        task = json.loads((run_dir / "config.json").read_text()).get("task", "beat")
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(f"{run_dir}/config.json: cannot read the run's config: {exc}") from exc
+    if task != "beat":
+        from .emotion import convert_emotion_run
+
+        return convert_emotion_run(run_dir, out, opts)
     cfg = BeatTrainConfig.load(run_dir / "config.json")
     pairs = resolve(opts.targets, opts.quant)
     base = keras.models.load_model(str(run_dir / "model.keras"))

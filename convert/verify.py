@@ -16,7 +16,7 @@ from vitaledge.device.metrics import classification_metrics
 from vitaledge.device.runtime import Model
 
 
-def verify(artifact_dir: Path, X: np.ndarray, y: np.ndarray, keras_probs: np.ndarray,
+def verify(artifact_dir: Path, X, y: np.ndarray, keras_probs: np.ndarray,
            labels: list[str], threads: int = 1, delegate: str = "xnnpack") -> dict:
     """Metrics of the artifact, agreement with Keras, and a quick latency figure."""
     t0 = time.perf_counter()
@@ -25,8 +25,11 @@ def verify(artifact_dir: Path, X: np.ndarray, y: np.ndarray, keras_probs: np.nda
     probs = model.predict(X)
     pred = probs.argmax(1)
     m = classification_metrics(y, pred, labels)
-    x1 = model.quantize_input(np.asarray(X[:1], np.float32).reshape(model.input_shape))
-    times = time_calls(lambda _: model.invoke_raw(x1), warmup=5, runs=50, min_seconds=0)
+    xs = list(X) if isinstance(X, list | tuple) else [X]
+    x1 = [model.quantize_input(np.asarray(a[:1], np.float32).reshape(model.input_shapes[i]), i)
+          for i, a in enumerate(xs)]
+    one = x1 if len(x1) > 1 else x1[0]
+    times = time_calls(lambda _: model.invoke_raw(one), warmup=5, runs=50, min_seconds=0)
     return {
         "n": int(len(y)),
         "accuracy": m["accuracy"],

@@ -153,6 +153,15 @@ def _check_spec(actual: TensorSpec, expected: TensorSpec, what: str) -> None:
         raise ManifestError(f"model {what} quantization {a} differs from the manifest's {e}")
 
 
+# Ops that keep state in variable tensors between invocations. TFLite's fused LSTM/RNN
+# kernels carry their hidden and cell state over from one invoke() to the next, so a
+# converted Keras LSTM would start each window from the previous window's final state;
+# models containing them get their variables reset before every call.
+STATEFUL_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM",
+                          "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "RNN",
+                          "SVDF", "VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE"})
+
+
 class Model:
     """A converted model, loaded through its manifest.
 
@@ -169,6 +178,7 @@ class Model:
         self.threads = threads
         self.interpreter = make_interpreter(content, self.backend, threads, delegate,
                                             fallback_cpu)
+        self.stateful = bool(STATEFUL_OPS & {o["op"] for o in list_ops(content, backend)})
         ins, outs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         specs = self.manifest.inputs
         if len(ins) != len(specs) or len(outs) != 1:
@@ -212,6 +222,8 @@ class Model:
         xs = x_quantized if isinstance(x_quantized, list | tuple) else [x_quantized]
         for detail, x in zip(self._ins, xs, strict=True):
             self.interpreter.set_tensor(detail["index"], x)
+        if self.stateful:
+            self.interpreter.reset_all_variables()
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._out["index"])
 
