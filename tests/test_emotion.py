@@ -1,0 +1,299 @@
+"""Emotion models: seed-000 CNN-LSTM and the multimodal hybrid, their device preprocessing,
+the data-set loaders and the synthetic data they learn from."""
+
+from __future__ import annotations
+
+import json
+import pickle  # writes a WESAD-layout test file; only the loader's --trust-pickle reads it
+
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+from vitaledge.device import emotion_ecg, hrv
+from vitaledge.device import multimodal as mm
+from vitaledge.device import synthetic_emotion as se
+from vitaledge.device.face import equalize, face_input, resize, to_gray
+
+FS = 128.0
+
+
+# -- device: ECG emotion model input ----------------------------------------------------
+def test_segments_follow_the_seed_rule():
+    """Baseline = mean of the first 5 s, segment starts 7 s in, 48 x 1 s at 128 Hz, the
+    last 2 s unused; a ramp makes every sample's origin checkable."""
+    sig = emotion_ecg.default_signal(hop_s=1.0)
+    x = np.arange(int(60 * FS), dtype=np.float64)
+    baseline = x[:640].mean()
+    segs = emotion_ecg.segments(x, FS, sig)
+    # 60 s - 7 s - 2 s = 51 s: segments at 7, 8, 9, 10 s (each 48 s long)
+    assert segs.shape == (4, 48, 128, 1) and segs.dtype == np.float32
+    want = (x[896:896 + 6144] - baseline).astype(np.float32)
+    np.testing.assert_array_equal(segs[0].ravel(), want)
+    np.testing.assert_array_equal(segs[3].ravel()[:128], (x[896 + 384:896 + 512] - baseline))
+    np.testing.assert_array_equal(emotion_ecg.model_input(x, FS, sig), segs[0])
+    # without the end trim the stream form has two more
+    assert len(emotion_ecg.segments(x, FS, sig, trim_end=False)) == 6
+
+
+def test_short_trial_is_padded_or_refused():
+    sig = emotion_ecg.default_signal()
+    x = np.ones(int(50 * FS))  # 50 s: 41 s after the trims
+    seg = emotion_ecg.model_input(x + np.arange(len(x)), FS, sig)
+    flat = seg.ravel()
+    n_real = int(41 * FS)
+    assert np.all(flat[n_real:] == 0) and np.all(flat[:n_real] != 0)
+    with pytest.raises(ValueError, match="too short"):
+        emotion_ecg.model_input(x, FS, sig | {"pad_short": False})
+    with pytest.raises(ValueError, match="unknown fields"):
+        emotion_ecg.segments(x, FS, sig | {"typo": 1})
+    with pytest.raises(ValueError, match="index 3"):
+        emotion_ecg.segments(np.r_[x[:3], np.nan, x], FS, sig)
+
+
+@pytest.mark.parametrize("fs_in", [128.0, 256.0, 700.0])
+def test_stream_windower_equals_batch(fs_in):
+    rng = np.random.default_rng(1)
+    x = np.cumsum(rng.standard_normal(int(71 * fs_in))) * 0.01 + 2.0
+    sig = emotion_ecg.default_signal(hop_s=3.0, filter=None)
+    want = emotion_ecg.segments(x, fs_in, sig, trim_end=False)
+    assert len(want) == 6
+    for chunk in (7, 1000, 100_000):
+        w = emotion_ecg.EcgEmotionWindower(sig, fs_in)
+        got = [s for i in range(0, len(x), chunk) for s in w.push(x[i:i + chunk])]
+        assert len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_stream_with_filter_equals_batch():
+    from vitaledge.device.filters import FilterSpec
+
+    x = se.emotion_ecg(62, FS, se.QUADRANT_PROFILES["HV-HA"], se.draw_subject(2), 3)
+    sig = emotion_ecg.default_signal(hop_s=2.0, filter=FilterSpec(0.5, 40.0, 2))
+    want = emotion_ecg.segments(x, FS, sig, trim_end=False)
+    w = emotion_ecg.EcgEmotionWindower(sig)
+    got = [s for i in range(0, len(x), 333) for s in w.push(x[i:i + 333])]
+    assert len(got) == len(want) == 4
+    np.testing.assert_array_equal(np.stack(got), want)
+
+
+# -- device: HRV, GSR, face -------------------------------------------------------------
+def test_rr_features_on_known_intervals():
+    rr = np.tile([0.8, 0.9], 20)
+    f = hrv.rr_features(rr)
+    assert f["mean_hr"] == pytest.approx(60 / 0.85)
+    assert f["rmssd"] == pytest.approx(100.0)
+    assert f["pnn50"] == pytest.approx(100.0)
+    assert f["sdnn"] == pytest.approx(np.std(rr, ddof=1) * 1000)
+    assert hrv.rr_features([0.8, 0.8])["mean_hr"] == 0.0  # too few to measure
+
+
+def test_lf_hf_follows_the_modulation_band():
+    def tachogram(f_mod: float) -> np.ndarray:
+        rr, t = [], 0.0
+        while t < 180:
+            rr.append(0.8 + 0.05 * np.sin(2 * np.pi * f_mod * t))
+            t += rr[-1]
+        return np.asarray(rr)
+
+    assert hrv.lf_hf(tachogram(0.1)) > 5.0   # LF band
+    assert hrv.lf_hf(tachogram(0.25)) < 0.2  # HF band
+
+
+def test_ecg_hrv_reads_class_dependent_heart_rate():
+    subj = se.Subject(seed=5, hr_offset=0.0, scl=5.0, gsr_gain=1.0)
+    lo = hrv.ecg_hrv(se.emotion_ecg(60, FS, se.QUADRANT_PROFILES["LV-LA"], subj, 1), FS)
+    hi = hrv.ecg_hrv(se.emotion_ecg(60, FS, se.QUADRANT_PROFILES["LV-HA"], subj, 1), FS)
+    assert abs(lo["mean_hr"] - 62) < 6 and abs(hi["mean_hr"] - 88) < 6
+    assert hi["rmssd"] < lo["rmssd"]
+
+
+def test_gsr_features_count_responses():
+    t = np.arange(int(60 * FS)) / FS
+    x = 5.0 + sum(0.5 * np.exp(-0.5 * ((t - c) / 1.0) ** 2) for c in (10, 25, 40))
+    f = hrv.gsr_features(x, FS)
+    assert f["scr_rate"] == pytest.approx(3.0)
+    assert f["scr_amp"] == pytest.approx(0.5, abs=0.05)
+    assert f["scl_mean"] == pytest.approx(x.mean())
+    flat = hrv.gsr_features(np.full(600, 3.0), 10.0)
+    assert flat["scr_rate"] == 0.0 and flat["scr_amp"] == 0.0
+
+
+def test_face_preprocessing():
+    red = np.zeros((10, 10, 3), np.uint8)
+    red[..., 0] = 255
+    assert to_gray(red)[0, 0] == pytest.approx(0.299 * 255)
+    checker = np.kron(np.indices((48, 48)).sum(0) % 2, np.ones((2, 2))) * 200.0
+    np.testing.assert_allclose(resize(checker), np.kron(np.indices((48, 48)).sum(0) % 2, 1) * 200)
+    low = np.random.default_rng(0).uniform(100, 120, (96, 80, 3)).astype(np.uint8)
+    x = face_input(low)
+    assert x.shape == (48, 48, 1) and x.dtype == np.float32
+    assert x.min() == 0.0 and x.max() == 1.0  # equalization stretches 100-120 to 0-255
+    eq = equalize(np.repeat(np.arange(64.0), 64).reshape(64, 64))
+    assert np.abs(np.diff(np.unique(eq))).std() < 1.0  # evenly spread levels
+    with pytest.raises(ValueError, match="shape"):
+        face_input(np.zeros((4, 4, 2)))
+
+
+def test_synthetic_faces_differ_by_class():
+    a = np.stack([face_input(se.synth_face("happy", s)) for s in range(8)]).mean(0)
+    b = np.stack([face_input(se.synth_face("fear", s)) for s in range(8)]).mean(0)
+    # mouth region: fear's open mouth is dark where a smile is not
+    assert b[33:40, 20:28].mean() < a[33:40, 20:28].mean() - 0.1
+
+
+# -- loaders ----------------------------------------------------------------------------
+def _cell(items) -> np.ndarray:
+    c = np.empty((1, len(items)), dtype=object)
+    for i, it in enumerate(items):
+        c[0, i] = it
+    return c
+
+
+def test_amigos_loader(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def trial(marker: float) -> np.ndarray:
+        x = rng.standard_normal((int(60 * FS), 17))
+        x[:, 14] = marker  # ECG right arm, column 15 (1-based)
+        return x
+
+    nan_trial = trial(9.0)
+    nan_trial[5, 14] = np.nan
+    labels = [np.array([[7.0, 2.0] + [1] * 10]), np.array([[3.0, 8.0] + [1] * 10]),
+              np.array([[5.0, 5.0] + [1] * 10])]
+    savemat(tmp_path / "Data_Preprocessed_P01.mat",
+            {"joined_data": _cell([trial(1.0), trial(2.0), nan_trial]),
+             "labels_selfassessment": _cell(labels)})
+    savemat(tmp_path / "Data_Preprocessed_P09.mat",  # excluded participant
+            {"joined_data": _cell([trial(3.0)]), "labels_selfassessment": _cell(labels[:1])})
+    from vitaledge.train.emotion_data import QUADRANTS, load_amigos
+
+    ts = load_amigos(tmp_path)
+    assert [t.trial for t in ts.trials] == ["P01-01", "P01-02"]
+    # trial 1: arousal 7, valence 2 -> LV-HA; trial 2: arousal 3, valence 8 -> HV-LA
+    assert [QUADRANTS[t.label] for t in ts.trials] == ["LV-HA", "HV-LA"]
+    assert ts.trials[0].ecg[0] == 1.0 and ts.trials[1].ecg[0] == 2.0
+    assert ts.skipped == {"excluded_participant": 1, "empty": 0, "nan": 1}
+    savemat(tmp_path / "Data_Preprocessed_P02.mat", {"joined_data": _cell([trial(1.0)])})
+    with pytest.raises(ValueError, match="P02.mat: missing variable 'labels_selfassessment'"):
+        load_amigos(tmp_path)
+
+
+def test_dreamer_loader(tmp_path):
+    rng = np.random.default_rng(0)
+    stim = [rng.standard_normal((int(70 * 256), 2)) for _ in range(3)]
+    subj = {"ECG": {"baseline": _cell(stim).T, "stimuli": _cell(stim).T},
+            "ScoreValence": np.array([[1], [4], [5]]), "ScoreArousal": np.array([[5], [2], [4]])}
+    savemat(tmp_path / "DREAMER.mat",
+            {"DREAMER": {"ECG_SamplingRate": 256, "Data": _cell([subj, subj])}})
+    from vitaledge.train.emotion_data import QUADRANTS, load_dreamer
+
+    ts = load_dreamer(tmp_path)
+    assert len(ts.trials) == 6 and ts.trials[0].fs == 256.0
+    assert [QUADRANTS[t.label] for t in ts.trials[:3]] == ["LV-HA", "HV-LA", "HV-HA"]
+    np.testing.assert_array_equal(ts.trials[1].ecg, stim[1][:, 0])
+
+
+def test_wesad_loader_needs_trust(tmp_path):
+    label = np.r_[np.zeros(700), np.ones(7000), np.full(7000, 2), np.zeros(100)].astype(int)
+    ecg = np.arange(len(label), dtype=float).reshape(-1, 1)
+    (tmp_path / "S2").mkdir()
+    with open(tmp_path / "S2" / "S2.pkl", "wb") as f:
+        pickle.dump({"signal": {"chest": {"ECG": ecg}}, "label": label, "subject": "S2"}, f)
+    from vitaledge.train.emotion_data import QUADRANTS, load_wesad
+
+    with pytest.raises(ValueError, match="--trust-pickle"):
+        load_wesad(tmp_path)
+    ts = load_wesad(tmp_path, trust_pickle=True)
+    assert [QUADRANTS[t.label] for t in ts.trials] == ["LV-LA", "LV-HA"]
+    assert ts.trials[0].ecg[0] == 700 and len(ts.trials[1].ecg) == 7000
+
+
+# -- models -----------------------------------------------------------------------------
+def test_seed_000_model_is_exact():
+    from vitaledge.train import zoo
+
+    m = zoo.get("cnnlstm_ecg", "emotion-ecg").build((48, 128, 1), 4)
+    assert m.count_params() == 2_231_268
+    assert m.input_names == ["ecg"] and m.input_shape == (None, 48, 128, 1)
+    assert m.get_layer("time_distributed").count_params() == 1_632
+    assert m.get_layer("lstm").count_params() == 2_163_200
+    assert m.layers[-1].get_config()["activation"] == "softmax"
+
+
+def test_emotion_ecg_trains_and_writes_the_run(tmp_path):
+    from vitaledge.train.backend import keras
+    from vitaledge.train.emotion import EmotionEcgConfig, train_emotion_ecg
+
+    # the seed's layer stack at a quarter width learns the same synthetic cues fast
+    cfg = EmotionEcgConfig(dataset="synth", arch="cnnlstm_ecg_small", synth_subjects=8,
+                           synth_trials=2, synth_seconds=61, hop_s=4.0, folds=0,
+                           test_fraction=0.25, epochs=12, batch_size=8, learning_rate=3e-3)
+    m = train_emotion_ecg(cfg, tmp_path, verbose=0)
+    assert m["n_test"] >= 30 and m["accuracy"] >= 0.6  # chance is 0.25
+    assert m["cv"] is None
+    conf = json.loads((tmp_path / "config.json").read_text())
+    assert conf["task"] == "emotion-ecg" and conf["labels"] == list(se.QUADRANTS)
+    data = np.load(tmp_path / "data.npz")
+    assert set(data.files) == {"calib_ecg", "test_ecg", "test_y"}
+    assert data["test_ecg"].dtype == np.float32 and data["test_y"].dtype == np.int64
+    assert len(np.unique(data["test_y"])) == 4
+    model = keras.models.load_model(str(tmp_path / "model.keras"))
+    probs = model.predict(data["test_ecg"], verbose=0)
+    assert (probs.argmax(1) == data["test_y"]).mean() == pytest.approx(m["accuracy"])
+    # the config's signal drives the device windower to inputs the model takes
+    x = se.emotion_ecg(60, FS, se.QUADRANT_PROFILES["LV-LA"], se.draw_subject(1), 2)
+    seg = emotion_ecg.EcgEmotionWindower(conf["signal"]).push(x)
+    assert len(seg) == 2 and model.predict(np.stack(seg), verbose=0).shape == (2, 4)
+    for name in ("metrics.json", "history.csv", "training_history.png", "confusion_matrix.png"):
+        assert (tmp_path / name).exists()
+
+
+def test_cross_validation_folds_never_split_a_trial():
+    """Held-out test and k folds grouped by trial: each development input is scored once,
+    no trial is on two sides, every class is in every fold."""
+    from vitaledge.train.emotion import _group_splits, split_test
+    from vitaledge.train.emotion_data import Segments
+
+    trial = np.repeat(np.arange(40), 5)
+    y = trial % 4
+    seg = Segments(np.zeros((200, 1)), y, trial, np.asarray([f"s{t // 8}" for t in trial]))
+    dev, test = split_test(seg, "trial", 0.25, seed=0)
+    assert 40 <= len(test) <= 60 and not set(trial[dev]) & set(trial[test])
+    folds = _group_splits(y[dev], trial[dev], 5, seed=0)
+    assert sorted(np.concatenate([va for _, va in folds]).tolist()) == list(range(len(dev)))
+    for tr, va in folds:
+        assert not set(trial[dev][tr]) & set(trial[dev][va])
+        assert set(y[dev][va]) == {0, 1, 2, 3}
+    dev_s, test_s = split_test(seg, "subject", 0.25, seed=0)
+    assert not set(seg.subject[dev_s]) & set(seg.subject[test_s])
+    with pytest.raises(ValueError, match="10 folds need at least 10 groups"):
+        _group_splits(y[:20], trial[:20], 10, seed=0)
+
+
+def test_emotion_multimodal_trains_and_writes_the_run(tmp_path):
+    from vitaledge.train.emotion import MultimodalConfig, train_emotion_multimodal
+
+    cfg = MultimodalConfig(synth_subjects=4, synth_per_class=8, epochs=20, patience=20,
+                           window_s=20.0, baselines=False, seed=0)
+    m = train_emotion_multimodal(cfg, tmp_path, verbose=0)
+    assert m["accuracy"] >= 0.5  # chance is 0.2
+    assert set(m["auc"]) == set(se.EMOTIONS) and np.mean(list(m["auc"].values())) > 0.75
+    assert [r["inputs"] for r in m["comparison"]] == ["physio+features+face"]
+    conf = json.loads((tmp_path / "config.json").read_text())
+    sig = conf["signal"]
+    mm.check_signal(sig)
+    assert conf["labels"] == list(se.EMOTIONS) and min(sig["feature_std"]) > 0
+    data = np.load(tmp_path / "data.npz")
+    assert data["test_physio"].shape[1:] == (320, 2) and data["test_face"].shape[1:] == (48, 48, 1)
+    assert data["test_features"].shape[1:] == (len(hrv.FEATURES),)
+    assert len(data["test_y"]) == m["n_test"] and len(data["calib_face"]) == m["data"]["train"]
+    # the device makes the same inputs from raw signals and the saved signal dict
+    from vitaledge.train.emotion_data import synth_multimodal
+
+    ms = synth_multimodal(sig, 1, 1, seed=0)
+    got = mm.model_inputs(ms.ecg[0], ms.gsr[0], ms.fs, ms.faces[0], sig, ms.stats["s00"])
+    assert got["physio"].shape == (320, 2) and got["features"].shape == (8,)
+    assert (tmp_path / "roc_curves.png").exists() and (tmp_path / "comparison.md").exists()
