@@ -187,7 +187,9 @@ class FrameDecoder:
             st.first_seq = f.seq
         if self._next_seq is not None:
             d = (f.seq - self._next_seq) & 0xFFFF
-            if d >= 0x8000 and f.type != HELLO:  # behind: a repeat of an old frame
+            # behind: a repeat of an old frame (a hello only if it repeats the last frame;
+            # any other hello behind is a rebooted board starting its count again)
+            if d >= 0x8000 and (f.type != HELLO or d == 0xFFFF):
                 st.duplicates += 1
                 return False
             if 0 < d < 0x8000:

@@ -123,7 +123,8 @@ class LinkFaults:
         self.spec = spec
         self.rng = {name: rng_for(seed, name) for name in _RATES}
         self.counts = {"frames_dropped": 0, "frames_corrupted": 0, "frames_truncated": 0,
-                       "frames_duplicated": 0, "garbage_bursts": 0, "garbage_bytes": 0}
+                       "frames_damaged": 0, "frames_duplicated": 0, "garbage_bursts": 0,
+                       "garbage_bytes": 0}
 
     def apply(self, frame: bytes) -> bytes:
         s, r, c = self.spec, self.rng, self.counts
@@ -149,6 +150,7 @@ class LinkFaults:
         if trunc:
             out = out[:cut]
             c["frames_truncated"] += 1
+        c["frames_damaged"] += corrupt or trunc  # once per frame, even if both
         if dup and not (corrupt or trunc):
             out = out + out
             c["frames_duplicated"] += 1

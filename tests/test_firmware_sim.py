@@ -125,6 +125,19 @@ def test_each_link_fault_is_counted_and_nothing_damaged_gets_through(ecg, fault,
         assert got.all() and s["lost_frames"] == 0
 
 
+def test_all_link_faults_together_are_each_accounted_for(ecg):
+    x, fs = ecg
+    board, summary, items, reader = stream(
+        x, fs, "drop=0.01,corrupt=0.02,truncate=0.01,dup=0.01,garbage=0.01,disconnect=1", seed=9)
+    s = reader.stats()
+    lost = (summary["frames_dropped"] + summary["frames_damaged"]
+            + summary["frames_lost_disconnected"])
+    assert s["lost_frames"] + s["first_seq"] == lost
+    assert s["duplicates"] == summary["frames_duplicated"]
+    vals, got = received(items, len(board.sig.counts))
+    np.testing.assert_array_equal(vals[got], board.sig.counts[got])
+
+
 def test_garbage_bursts_are_skipped_and_counted(ecg):
     x, fs = ecg
     board, summary, items, reader = stream(x, fs, "garbage=0.05")

@@ -156,6 +156,11 @@ def test_sequence_gaps_duplicates_and_wraparound():
     assert [g.seq for g in got] == [65534, 65535, 0, 1, 3, 4]
     assert dec.stats.duplicates == 2
     assert dec.stats.lost_frames == 1 and dec.stats.seq_gaps == 1
+    # a repeated hello is a duplicate; a hello from a rebooted board (seq 0) is not
+    h = FrameEncoder(seq=5).hello(HELLO_360, 0)
+    reboot = FrameEncoder().hello(HELLO_360, 0)
+    assert [f.seq for f in dec.feed(h + h + reboot)] == [5, 0]
+    assert dec.stats.duplicates == 3 and dec.stats.lost_frames == 1
 
 
 def _stream(items_frames: list[bytes], **kw) -> tuple[list, SampleStream]:
