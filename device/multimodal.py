@@ -133,3 +133,49 @@ def model_inputs(ecg: np.ndarray, gsr: np.ndarray, fs: float, face_img: np.ndarr
     if face_img is not None:
         out["face"] = face_input(face_img, int(signal["face_size"]))
     return out
+
+
+class MultimodalWindower:
+    """Streaming form of :func:`model_inputs` for ECG + GSR at ``signal["fs"]``.
+
+    ``push(ecg_chunk, gsr_chunk)`` returns one ``{"physio", "features"}`` dict per window
+    completed, every ``hop_s`` (the face input comes from the camera, see
+    :func:`.face.face_input`). Without ``stats`` the first ``calib_s`` seconds of the stream
+    are the subject's calibration recording and windows start after them; with ``stats``
+    windows start at the stream's first sample. Window k covers stream samples
+    [start + k * hop, start + k * hop + window) and equals :func:`model_inputs` on them."""
+
+    def __init__(self, signal: dict, stats: dict | None = None):
+        check_signal(signal)
+        self.signal = signal
+        self.fs = float(signal["fs"])
+        self.stats = stats
+        self._n_calib = 0 if stats is not None else int(round(signal["calib_s"] * self.fs))
+        self._win = int(round(signal["window_s"] * self.fs))
+        self._hop = max(1, int(round(signal["hop_s"] * self.fs)))
+        self._ecg = np.zeros(0)
+        self._gsr = np.zeros(0)
+        self._start = 0  # stream index of self._ecg[0]
+        self._next = self._n_calib
+
+    def push(self, ecg_chunk: np.ndarray, gsr_chunk: np.ndarray) -> list[dict[str, np.ndarray]]:
+        e, g = _pair(np.atleast_1d(ecg_chunk), np.atleast_1d(gsr_chunk), self.fs)
+        self._ecg = np.concatenate([self._ecg, e])
+        self._gsr = np.concatenate([self._gsr, g])
+        end = self._start + len(self._ecg)
+        if self.stats is None:
+            if end < self._n_calib:
+                return []
+            self.stats = subject_stats(self._ecg[: self._n_calib], self._gsr[: self._n_calib],
+                                       self.fs, self.signal)
+        out = []
+        while self._next + self._win <= end:
+            a = self._next - self._start
+            out.append(model_inputs(self._ecg[a: a + self._win], self._gsr[a: a + self._win],
+                                    self.fs, None, self.signal, self.stats))
+            self._next += self._hop
+        drop = self._next - self._start
+        if drop > 0:
+            self._ecg, self._gsr = self._ecg[drop:], self._gsr[drop:]
+            self._start = self._next
+        return out

@@ -297,3 +297,27 @@ def test_emotion_multimodal_trains_and_writes_the_run(tmp_path):
     got = mm.model_inputs(ms.ecg[0], ms.gsr[0], ms.fs, ms.faces[0], sig, ms.stats["s00"])
     assert got["physio"].shape == (320, 2) and got["features"].shape == (8,)
     assert (tmp_path / "roc_curves.png").exists() and (tmp_path / "comparison.md").exists()
+
+
+def test_multimodal_stream_equals_windows():
+    sig = mm.default_signal(window_s=10.0, hop_s=4.0) | {"calib_s": 6.0}
+    subj = se.draw_subject(3)
+    prof = se.EMOTION_PROFILES["angry"]
+    ecg = se.emotion_ecg(30, FS, prof, subj, 1)
+    gsr = se.emotion_gsr(30, FS, prof, subj, 2)
+    cal = int(6 * FS)
+    stats = mm.subject_stats(ecg[:cal], gsr[:cal], FS, sig)
+    starts = range(cal, len(ecg) - int(10 * FS) + 1, int(4 * FS))
+    want = [mm.model_inputs(ecg[a:a + 1280], gsr[a:a + 1280], FS, None, sig, stats)
+            for a in starts]
+    assert len(want) == 4 and want[0]["physio"].shape == (160, 2)
+    for chunk in (100, 5000):
+        w = mm.MultimodalWindower(sig)
+        got = [o for i in range(0, len(ecg), chunk)
+               for o in w.push(ecg[i:i + chunk], gsr[i:i + chunk])]
+        assert len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a["physio"], b["physio"])
+            np.testing.assert_array_equal(a["features"], b["features"])
+    # the calibration made the ECG channel zero-mean, unit-variance at rest
+    assert abs(float(want[0]["physio"][:, 0].mean())) < 0.5
