@@ -206,9 +206,14 @@ def test_run_directory_contract(synth_run):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     m = json.loads((run / "metrics.json").read_text())
     assert np.mean(probs.argmax(1) == data["test_y"]) == pytest.approx(m["accuracy"])
-    # a clip through the device function gives the same input the run stored
-    clip = synthetic_clips(12, 4, signal, seed=1)[0]
-    assert model_input(clip.wave, clip.fs, cfg["signal"]).shape == signal.input_shape
+    # the stored held-out inputs are bit for bit what the device computes from the clips
+    clips = synthetic_clips(12, 4, signal, seed=1)
+    test_idx = split_clips(clips, "random", None, 0.2, 0.15, seed=1)["test"]
+    for k in (0, 13):
+        clip = clips[test_idx[k]]
+        np.testing.assert_array_equal(model_input(clip.wave, clip.fs, cfg["signal"]),
+                                      data["test_mel"][k])
+        assert EMOTIONS.index(clip.label) == data["test_y"][k]
     for f in ("history.csv", "training_history.png", "confusion_matrix.png"):
         assert (run / f).stat().st_size > 0
     bad = dict(cfg, stale_option=1)
