@@ -85,6 +85,8 @@ class Daemon:
         self.recent: deque[dict] = deque(maxlen=cfg.keep_events)
         self.stop = threading.Event()
         self.source_done = threading.Event()
+        self.reader_exited = threading.Event()
+        self._missing = 0  # samples dropped since the last chunk that got through
         self.lock = threading.Lock()
         self.reg = CollectorRegistry()
         self.m_samples = Counter("vitaledge_samples", "Samples received", registry=self.reg)
@@ -140,24 +142,23 @@ class Daemon:
 
     # -- threads -------------------------------------------------------------------------
     def _read(self) -> None:
-        missing = 0  # samples dropped since the last chunk that got through
         try:
             for chunk in self.source.chunks:
                 if self.stop.is_set():
                     break
                 if self.live:
                     try:
-                        if missing:
-                            self.q.put_nowait(("gap", missing))
-                            missing = 0
+                        if self._missing:
+                            self.q.put_nowait(("gap", self._missing))
+                            self._missing = 0
                         self.q.put_nowait(chunk)
                     except queue.Full:
-                        n = (chunk.missing if isinstance(chunk, Gap) else
-                             0 if isinstance(chunk, StatusEvent) else len(chunk))
+                        lost = 0 if isinstance(chunk, (Gap, StatusEvent)) else len(chunk)
                         self.m_dropped.inc()
                         self.dropped_chunks += 1
-                        self.dropped_samples += n
-                        missing += n
+                        self.dropped_samples += lost
+                        # a dropped wire gap still moves the time axis
+                        self._missing += lost + (chunk.missing if isinstance(chunk, Gap) else 0)
                 else:
                     while not self.stop.is_set():
                         try:
@@ -165,11 +166,10 @@ class Daemon:
                             break
                         except queue.Full:
                             continue
-            if missing:
-                self.q.put(("gap", missing))  # the worker drains; this cannot block long
         except Exception as exc:  # a broken source must not kill the daemon silently
             log.error(json.dumps({"event": "source_error", "error": str(exc)}))
         finally:
+            self.reader_exited.set()
             self.source_done.set()
 
     def _emit(self, events: list[dict]) -> None:
@@ -213,6 +213,16 @@ class Daemon:
             except SignalError as exc:
                 events = [{"type": "status", "status": "signal_error", "error": str(exc)}]
             self.m_latency.observe(time.perf_counter() - t)
+            self._emit(events)
+        # drops that no later chunk got through to report (the reader may still be
+        # inside a blocking read after a stop request; it cannot add drops then)
+        self.reader_exited.wait(timeout=1.0)
+        if self._missing:
+            n, self._missing = self._missing, 0
+            pipe = self.pipeline
+            events = pipe.gap(n)
+            events.append({"type": "status", "status": "gap",
+                           "time": round(pipe.samples_in / pipe.fs, 3), "missing_samples": n})
             self._emit(events)
         self._emit(self.pipeline.flush())
 
