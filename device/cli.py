@@ -57,9 +57,15 @@ def device_group() -> None:
 @device_group.command("run")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False),
               help="device.toml; flags given here override it.")
-@click.option("--model", help="Artifact directory (model.tflite + manifest.json).")
-@click.option("--source", help="replay:PATH | stdin | tcp:HOST:PORT | serial:PATH[@BAUD] | "
-                               "frames+tcp:HOST:PORT (framed protocol, docs/protocol.md)")
+@click.option("--model", help="Artifact directory (model.tflite + manifest.json): a beat, "
+                              "emotion-ecg or emotion-speech model.")
+@click.option("--emotion-model", help="A second, emotion-ecg artifact run on the same ECG "
+                                      "stream (sliding 48 s windows).")
+@click.option("--emotion-hop", "emotion_hop_s", type=float,
+              help="Seconds between emotion estimates (default: the manifest's hop).")
+@click.option("--source", help="replay:PATH (WFDB, CSV or WAV) | stdin | stdin-pcm | "
+                               "tcp:HOST:PORT | serial:PATH[@BAUD] | frames+tcp:HOST:PORT "
+                               "(framed protocol, docs/protocol.md)")
 @click.option("--fs", type=float, help="Sample rate of stdin/tcp/frames+tcp/CSV sources (Hz).")
 @click.option("--speed", help="Replay speed: 'max' or a factor of real time (1 = real time).")
 @click.option("--lead", help="Lead to replay from WFDB records (default MLII).")
@@ -75,10 +81,11 @@ def device_group() -> None:
 @click.option("--fallback", type=click.Choice(["none", "cpu"]),
               help="cpu: run on the CPU when the delegate cannot be loaded.")
 @click.option("--log-level", default="INFO", show_default=True)
-def run_cmd(config, model, source, fs, speed, lead, out, fsync, api_host, api_port, threads,
-            backend, delegate, fallback, log_level) -> None:
-    """Run the inference daemon: stream ECG in, beat events out (SIGTERM drains and
-    exits 0, SIGHUP reloads the model)."""
+def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead, out, fsync,
+            api_host, api_port, threads, backend, delegate, fallback, log_level) -> None:
+    """Run the inference daemon: stream ECG in, beat events (and emotion estimates) out;
+    or audio in, speech-emotion estimates out. SIGTERM drains and exits 0, SIGHUP reloads
+    the model(s)."""
     import logging
 
     from .daemon import Daemon, DaemonConfig
@@ -88,7 +95,9 @@ def run_cmd(config, model, source, fs, speed, lead, out, fsync, api_host, api_po
     from .sources import SourceError
 
     logging.getLogger().setLevel(log_level.upper())
-    overrides = {"model": model, "source": source, "fs": fs, "speed": speed, "lead": lead,
+    overrides = {"model": model, "emotion_model": emotion_model,
+                 "emotion_hop_s": emotion_hop_s, "source": source, "fs": fs, "speed": speed,
+                 "lead": lead,
                  "out": list(out) or None, "fsync": fsync, "api_host": api_host,
                  "api_port": api_port, "threads": threads, "backend": backend,
                  "delegate": delegate, "fallback": fallback}

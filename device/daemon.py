@@ -30,6 +30,7 @@ from .protocol import Gap, StatusEvent
 from .runtime import Model, ModelLoadError
 from .sinks import open_sink
 from .sources import Source, open_source
+from .stages import FanOut, stage_for
 
 log = logging.getLogger("vitaledge.daemon")
 
@@ -37,6 +38,10 @@ log = logging.getLogger("vitaledge.daemon")
 @dataclass
 class DaemonConfig:
     model: str = ""
+    # Optional second model on the same stream (an emotion-ecg artifact beside the beat one).
+    emotion_model: str = ""
+    # Seconds between emotion estimates; 0 = the manifest's hop.
+    emotion_hop_s: float = 0.0
     source: str = ""
     fs: float | None = None
     speed: str = "max"
@@ -76,9 +81,12 @@ class Daemon:
         self.t_start = time.monotonic()
         self.cfg = cfg
         self.model = self._load_model()
+        models = [self.model] + ([self._load_model(cfg.emotion_model)] if cfg.emotion_model
+                                 else [])
         self.source: Source = open_source(cfg.source, cfg.fs, cfg.speed, cfg.lead)
         self.live = not cfg.source.startswith("replay:")
-        self.pipeline = BeatPipeline(self.model, self.source.fs)
+        hop = cfg.emotion_hop_s or None
+        self.pipeline = FanOut([stage_for(m, self.source.fs, hop) for m in models])
         self.sinks = [open_sink(s, cfg.fsync, cfg.max_jsonl_bytes) for s in cfg.out]
         self.seq = max((s.last_seq() for s in self.sinks), default=0)
         self.q: queue.Queue = queue.Queue(maxsize=cfg.queue_chunks)
@@ -92,6 +100,8 @@ class Daemon:
         self.m_samples = Counter("vitaledge_samples", "Samples received", registry=self.reg)
         self.m_beats = Counter("vitaledge_beats", "Beats classified", ["cls"],
                                registry=self.reg)
+        self.m_emotions = Counter("vitaledge_emotion_estimates", "Emotion estimates",
+                                  ["task", "cls"], registry=self.reg)
         self.m_dropped = Counter("vitaledge_dropped_chunks", "Chunks dropped on a full queue",
                                  registry=self.reg)
         self.m_reloads = Counter("vitaledge_model_reloads", "Model reloads", ["result"],
@@ -102,6 +112,7 @@ class Daemon:
                                    registry=self.reg)
         self.m_queue = Gauge("vitaledge_queue_chunks", "Chunks waiting", registry=self.reg)
         self.m_queue.set_function(self.q.qsize)
+        self._reader: threading.Thread | None = None
         self.dropped_chunks = 0
         self.dropped_samples = 0
         self.api = None
@@ -118,8 +129,8 @@ class Daemon:
                              "api": f"{cfg.api_host}:{self.api.server_address[1]}"
                              if self.api else None}))
 
-    def _load_model(self) -> Model:
-        return Model(self.cfg.model, backend=self.cfg.backend, threads=self.cfg.threads,
+    def _load_model(self, path: str | None = None) -> Model:
+        return Model(path or self.cfg.model, backend=self.cfg.backend, threads=self.cfg.threads,
                      delegate=self.cfg.delegate, fallback_cpu=self.cfg.fallback == "cpu")
 
     # -- API callbacks -------------------------------------------------------------------
@@ -129,7 +140,7 @@ class Daemon:
                 "model": self.cfg.model, "model_sha256": self.model.manifest.sha256,
                 "source": self.source.name, "samples_in": self.pipeline.samples_in,
                 "last_seq": self.seq, "rhythm": self.pipeline.stats.summary(),
-                "source_stats": self.source.stats()}
+                "stages": self.pipeline.summary(), "source_stats": self.source.stats()}
 
     def metrics(self) -> bytes:
         from prometheus_client import generate_latest
@@ -180,6 +191,8 @@ class Daemon:
             e["seq"] = self.seq
             if e.get("type") == "beat":
                 self.m_beats.labels(e["class"]).inc()
+            elif e.get("type") == "emotion":
+                self.m_emotions.labels(e["task"], e["class"]).inc()
         for s in self.sinks:
             s.write(events)
         with self.lock:
@@ -191,7 +204,13 @@ class Daemon:
                 item = self.q.get(timeout=0.1)
             except queue.Empty:
                 if self.source_done.is_set():
-                    break
+                    # A stop request sets source_done at once; give the reader a moment to
+                    # hand over what it still holds (the count of samples it dropped).
+                    reader = self._reader
+                    if reader is not None and reader.is_alive():
+                        reader.join(timeout=1.0)
+                    if self.q.empty():
+                        break
                 continue
             t = time.perf_counter()
             with self.lock:
@@ -241,8 +260,12 @@ class Daemon:
         """Hot reload: load the artifact again; swap only if it loads and fits."""
         try:
             model = self._load_model()
+            emotion = self._load_model(self.cfg.emotion_model) if self.cfg.emotion_model \
+                else None
             with self.lock:
                 self.pipeline.swap_model(model)
+                if emotion is not None:
+                    self.pipeline.swap_model(emotion)
                 self.model = model
         except (ManifestError, ModelLoadError, SignalError, ValueError, OSError) as exc:
             self.m_reloads.labels("refused").inc()
@@ -258,7 +281,7 @@ class Daemon:
             signal.signal(signal.SIGINT, lambda *_: self.request_stop())
             signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload,
                                                                       daemon=True).start())
-        reader = threading.Thread(target=self._read, name="source", daemon=True)
+        reader = self._reader = threading.Thread(target=self._read, name="source", daemon=True)
         worker = threading.Thread(target=self._work, name="pipeline")
         t0 = time.perf_counter()
         reader.start()
@@ -280,7 +303,8 @@ class Daemon:
                    "dropped_edge_beats": self.pipeline.dropped_edge,
                    "source_stats": self.source.stats(),
                    "rss_mb": round(rss_mb(), 1), "ready_seconds": round(self.ready_s, 3),
-                   "rhythm": self.pipeline.stats.summary()}
+                   "rhythm": self.pipeline.stats.summary(),
+                   "stages": self.pipeline.summary()}
         log.info(json.dumps(summary))
         return summary
 

@@ -89,6 +89,16 @@ def replay_source(path: str, speed: float | None = None, fs: float | None = None
         if not fs:
             raise SourceError(f"{p}: CSV replay needs the sample rate (--fs)")
         x, rate, name = _read_csv_samples(p), float(fs), p.stem
+    elif p.suffix.lower() in (".wav", ".flac"):
+        from .audio import AudioError, read_wav
+
+        try:
+            x, rate = read_wav(p)
+        except AudioError as exc:
+            raise SourceError(str(exc)) from exc
+        if fs and abs(fs - rate) > 1e-6:
+            raise SourceError(f"{p}: audio is {rate} Hz but {fs} Hz was configured")
+        name = p.stem
     else:
         rec = read_record(p, lead=lead, annotator=None)
         if fs and abs(fs - rec.fs) > 1e-6:
@@ -127,6 +137,26 @@ def stdin_source(fs: float, chunk: int = 64) -> Source:
     if not fs:
         raise SourceError("stdin source needs the sample rate (--fs)")
     return Source("stdin", float(fs), _text_samples(iter(sys.stdin.readline, ""), "stdin", chunk))
+
+
+def pcm_chunks(stream, chunk: int) -> Iterator[np.ndarray]:
+    """Raw little-endian int16 mono PCM -> float chunks in [-1, 1); a trailing odd byte
+    (a torn sample) is dropped."""
+    while True:
+        data = stream.read(2 * chunk)
+        if not data:
+            return
+        n = len(data) // 2
+        if n:
+            yield np.frombuffer(data[:2 * n], dtype="<i2").astype(np.float64) / 32768.0
+
+
+def stdin_pcm_source(fs: float, chunk: int = 1024) -> Source:
+    """Audio on standard input: raw int16 little-endian mono PCM at ``fs`` Hz (what
+    ``arecord -f S16_LE -c 1 -r 16000`` writes)."""
+    if not fs:
+        raise SourceError("stdin-pcm source needs the sample rate (--fs)")
+    return Source("stdin-pcm", float(fs), pcm_chunks(sys.stdin.buffer, chunk))
 
 
 def tcp_source(host: str, port: int, fs: float, chunk: int = 64) -> Source:
@@ -259,6 +289,8 @@ def open_source(spec: str, fs: float | None = None, speed: str | float | None = 
         return replay_source(rest, sp, fs, lead)
     if kind == "stdin":
         return stdin_source(fs or 0)
+    if kind == "stdin-pcm":
+        return stdin_pcm_source(fs or 0)
     if kind == "tcp":
         host, _, port = rest.rpartition(":")
         if not host or not port.isdigit():
@@ -275,5 +307,6 @@ def open_source(spec: str, fs: float | None = None, speed: str | float | None = 
         if not host or not port.isdigit():
             raise SourceError(f"frames+tcp source {spec!r}: expected frames+tcp:HOST:PORT")
         return frames_tcp_source(host, int(port), fs or 0)
-    raise SourceError(f"unknown source {spec!r}: expected replay:PATH, stdin, tcp:HOST:PORT, "
+    raise SourceError(f"unknown source {spec!r}: expected replay:PATH, stdin, stdin-pcm, "
+                      "tcp:HOST:PORT, "
                       "serial:PATH[@BAUD] or frames+tcp:HOST:PORT")

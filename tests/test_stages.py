@@ -1,0 +1,175 @@
+"""Emotion inference on streams: the ECG emotion stage on sliding windows of the ECG stream
+(beside the beat stage, in the daemon) and the speech stage on audio (wav replay, PCM)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vitaledge.device.runtime import Model
+
+pytestmark = pytest.mark.slow
+
+
+def _convert_toy(tmp, name, task, labels, signal, build, x_shape):
+    """A small untrained Keras model with the task's input shape, converted through
+    ``vitaledge convert`` (unrolled fp32): the stages' plumbing does not need accuracy."""
+    from vitaledge.convert.pipeline import ConvertOptions, convert_run
+    from vitaledge.train.backend import keras
+
+    run = tmp / name
+    run.mkdir()
+    model = build(keras)
+    model.save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"task": task, "arch": "toy",
+                                                 "labels": labels, "signal": signal}))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8, *x_shape)).astype(np.float32)
+    inp = model.input_names[0]
+    np.savez(run / "data.npz", **{f"calib_{inp}": X, f"test_{inp}": X},
+             test_y=rng.integers(0, len(labels), 8))
+    convert_run(run, tmp / f"{name}-art", ConvertOptions(targets=["cpu"], quant="none",
+                                                         max_drop=100.0))
+    return tmp / f"{name}-art" / "cpu-fp32"
+
+
+@pytest.fixture(scope="module")
+def ecg_emotion_art(tmp_path_factory):
+    from vitaledge.device.emotion_ecg import default_signal
+
+    def build(keras):
+        L = keras.layers
+        inp = L.Input((48, 128, 1), name="ecg")
+        x = L.TimeDistributed(L.Conv1D(2, 5, activation="relu", padding="same"))(inp)
+        x = L.LSTM(4)(L.Reshape((48, 256))(x))
+        return keras.Model(inp, L.Dense(4, activation="softmax")(x))
+
+    return _convert_toy(tmp_path_factory.mktemp("ee"), "ecg", "emotion-ecg",
+                        ["LVLA", "LVHA", "HVLA", "HVHA"], default_signal(hop_s=10.0), build,
+                        (48, 128, 1))
+
+
+@pytest.fixture(scope="module")
+def speech_art(tmp_path_factory):
+    from vitaledge.device.mel import SpeechSignal
+
+    sig = SpeechSignal()
+
+    def build(keras):
+        L = keras.layers
+        inp = L.Input(sig.input_shape, name="mel")
+        x = L.TimeDistributed(L.Conv2D(2, 3, activation="elu"))(inp)
+        x = L.TimeDistributed(L.MaxPooling2D(8))(x)
+        x = L.LSTM(4)(L.TimeDistributed(L.Flatten())(x))
+        return keras.Model(inp, L.Dense(7, activation="softmax")(x))
+
+    labels = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+    return _convert_toy(tmp_path_factory.mktemp("sp"), "speech", "emotion-speech", labels,
+                        sig.to_dict(), build, sig.input_shape)
+
+
+def test_ecg_emotion_stage_matches_batch_segments_for_any_chunking(ecg_emotion_art):
+    from vitaledge.device.emotion_ecg import segments
+    from vitaledge.device.stages import EcgEmotionStage
+    from vitaledge.device.synthetic_ecg import synth_record
+
+    model = Model(ecg_emotion_art)
+    sig = model.manifest.signal
+    ecg = synth_record(minutes=2.0, seed=4).signal[:, 0]  # lead 1, 360 Hz, 120 s
+    segs = segments(ecg, 360.0, sig, trim_end=False)
+    assert len(segs) == int((120 - 7 - 48) // 10) + 1 == 7
+    want = model.predict(segs)
+    runs = []
+    for chunk in (997, len(ecg)):
+        stage = EcgEmotionStage(model, 360.0)
+        events = []
+        for i in range(0, len(ecg), chunk):
+            events += stage.process(ecg[i:i + chunk])
+        events += stage.flush()
+        runs.append(events)
+    assert runs[0] == runs[1]
+    events = runs[0]
+    assert [e["type"] for e in events] == ["emotion"] * 7
+    for k, e in enumerate(events):
+        assert e["sample"] == round((7 + 10 * k + 48) * 360)  # end of segment k
+        assert e["class"] == model.labels[int(want[k].argmax())]
+        got = np.array([e["probabilities"][lab] for lab in model.labels])
+        np.testing.assert_allclose(got, want[k], atol=1e-4)
+
+
+def test_ecg_emotion_stage_refuses_other_models_and_bad_samples(ecg_emotion_art, converted):
+    from vitaledge.device.pipeline import SignalError
+    from vitaledge.device.stages import EcgEmotionStage, stage_for
+
+    out, _ = converted
+    with pytest.raises(SignalError, match="'beat' is not 'emotion-ecg'"):
+        EcgEmotionStage(Model(out / "cpu-int8"), 360.0)
+    stage = stage_for(Model(ecg_emotion_art), 360.0)
+    with pytest.raises(SignalError, match="non-finite sample at stream index 12"):
+        stage.process(np.r_[np.zeros(12), np.nan])
+
+
+def test_daemon_gives_beats_and_emotion_estimates_from_one_stream(
+        ecg_emotion_art, converted, synth_dir, tmp_path):
+    from vitaledge.device.daemon import Daemon, DaemonConfig
+    from vitaledge.device.records import read_record
+
+    out, _ = converted
+    events_path = tmp_path / "ev.jsonl"
+    d = Daemon(DaemonConfig(model=str(out / "cpu-int8"), emotion_model=str(ecg_emotion_art),
+                            emotion_hop_s=20.0, source=f"replay:{synth_dir / 's000'}",
+                            out=[str(events_path)]))
+    summary = d.run(install_signals=False)
+    events = [json.loads(x) for x in events_path.read_text().splitlines()]
+    beats = [e for e in events if e["type"] == "beat"]
+    emotions = [e for e in events if e["type"] == "emotion"]
+    seconds = len(read_record(synth_dir / "s000").signal) / 360.0   # 3 min
+    assert len(beats) > 150
+    assert len(emotions) == int((seconds - 7 - 48) // 20) + 1 == 7
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert summary["stages"]["emotion-ecg"]["estimates"] == len(emotions)
+    assert summary["stages"]["beat"]["beats"] == len(beats)
+
+
+def test_speech_stage_on_wav_replay_and_pcm(speech_art, tmp_path):
+    import io
+
+    import soundfile as sf
+
+    from vitaledge.device.daemon import Daemon, DaemonConfig
+    from vitaledge.device.mel import model_input
+    from vitaledge.device.sources import pcm_chunks
+    from vitaledge.device.stages import SpeechEmotionStage
+    from vitaledge.device.synthetic_speech import synth_clip
+
+    model = Model(speech_art)
+    sig = model.manifest.signal
+    fs = 16000.0
+    audio = np.concatenate([synth_clip("happy", fs, 4.0, np.random.default_rng(1)),
+                            synth_clip("sad", fs, 4.0, np.random.default_rng(2))])        # 8 s
+    wav = tmp_path / "talk.wav"
+    sf.write(wav, audio, int(fs), subtype="PCM_16")
+    pcm = (np.clip(audio, -1, 1 - 2 ** -15) * 32768).astype("<i2")
+    heard = np.concatenate(list(pcm_chunks(io.BytesIO(pcm.tobytes() + b"\x01"), 1000)))
+    np.testing.assert_array_equal(heard, pcm / 32768.0)   # the torn last byte is dropped
+
+    events_path = tmp_path / "speech.jsonl"
+    Daemon(DaemonConfig(model=str(speech_art), source=f"replay:{wav}",
+                        out=[str(events_path)])).run(install_signals=False)
+    events = [json.loads(x) for x in events_path.read_text().splitlines()]
+    clip, hop = int(3.5 * fs), int(1.75 * fs)       # offset 0.5 s + 3 s, half-clip hop
+    x, _ = sf.read(wav)
+    starts = range(0, len(x) - clip + 1, hop)
+    assert [e["sample"] for e in events] == [s + clip for s in starts] == [56000, 84000, 112000]
+    want = model.predict(np.stack([model_input(x[s:s + clip], fs, sig) for s in starts]))
+    assert [e["class"] for e in events] == [model.labels[k] for k in want.argmax(1)]
+
+    # A short utterance never fills a clip: it is classified once, at the end of the stream.
+    stage = SpeechEmotionStage(model, fs)
+    assert stage.process(x[: int(2.0 * fs)]) == []
+    tail = stage.flush()
+    assert len(tail) == 1 and tail[0]["sample"] == int(2.0 * fs)
+    want = model.predict(model_input(x[: int(2.0 * fs)], fs, sig)[None])
+    assert tail[0]["class"] == model.labels[int(want.argmax())]
