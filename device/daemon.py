@@ -112,7 +112,6 @@ class Daemon:
                                    registry=self.reg)
         self.m_queue = Gauge("vitaledge_queue_chunks", "Chunks waiting", registry=self.reg)
         self.m_queue.set_function(self.q.qsize)
-        self._reader: threading.Thread | None = None
         self.dropped_chunks = 0
         self.dropped_samples = 0
         self.api = None
@@ -204,13 +203,7 @@ class Daemon:
                 item = self.q.get(timeout=0.1)
             except queue.Empty:
                 if self.source_done.is_set():
-                    # A stop request sets source_done at once; give the reader a moment to
-                    # hand over what it still holds (the count of samples it dropped).
-                    reader = self._reader
-                    if reader is not None and reader.is_alive():
-                        reader.join(timeout=1.0)
-                    if self.q.empty():
-                        break
+                    break
                 continue
             t = time.perf_counter()
             with self.lock:
@@ -281,7 +274,7 @@ class Daemon:
             signal.signal(signal.SIGINT, lambda *_: self.request_stop())
             signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload,
                                                                       daemon=True).start())
-        reader = self._reader = threading.Thread(target=self._read, name="source", daemon=True)
+        reader = threading.Thread(target=self._read, name="source", daemon=True)
         worker = threading.Thread(target=self._work, name="pipeline")
         t0 = time.perf_counter()
         reader.start()
