@@ -97,12 +97,16 @@ def _plan(signal: dict, fs_in: float) -> _Plan:
     n_base = int(round(signal["baseline_s"] * fs_in))
     if n_base < 1:
         raise ValueError("emotion ECG signal spec: baseline_s gives no samples")
-    return _Plan(fs_in=float(fs_in), up=up, down=down, h=h, n_base=n_base,
-                 first_out=int(round((signal["baseline_s"] + signal["skip_s"]) * fs)),
-                 hop_out=max(1, int(round(signal["hop_s"] * fs))),
-                 seg_out=win * int(signal["n_windows"]), win=win,
-                 n_windows=int(signal["n_windows"]),
-                 trim_end_in=int(round(signal["trim_end_s"] * fs_in)))
+    p = _Plan(fs_in=float(fs_in), up=up, down=down, h=h, n_base=n_base,
+              first_out=int(round((signal["baseline_s"] + signal["skip_s"]) * fs)),
+              hop_out=max(1, int(round(signal["hop_s"] * fs))),
+              seg_out=win * int(signal["n_windows"]), win=win,
+              n_windows=int(signal["n_windows"]),
+              trim_end_in=int(round(signal["trim_end_s"] * fs_in)))
+    if _span(p, p.first_out)[0] < 0:
+        raise ValueError(f"emotion ECG signal spec: baseline_s + skip_s leaves no room for "
+                         f"the resampling filter at {fs_in} Hz")
+    return p
 
 
 def _span(p: _Plan, a_out: int) -> tuple[int, int, int]:
@@ -160,9 +164,10 @@ def segments(ecg: np.ndarray, fs: float, signal: dict, trim_end: bool = True) ->
         a += p.hop_out
     if not out and signal["pad_short"]:
         start, _, off = _span(p, p.first_out)
-        seg = _segment(p, x[start:end_in], off, baseline)
-        if np.any(seg):
-            out.append(seg)
+        if end_in - start > p.h + 1:
+            seg = _segment(p, x[start:end_in], off, baseline)
+            if np.any(seg):
+                out.append(seg)
     if not out:
         return np.zeros((0, p.n_windows, p.win, 1), np.float32)
     return np.stack(out)

@@ -179,6 +179,12 @@ def test_amigos_loader(tmp_path):
     savemat(tmp_path / "Data_Preprocessed_P02.mat", {"joined_data": _cell([trial(1.0)])})
     with pytest.raises(ValueError, match="P02.mat: missing variable 'labels_selfassessment'"):
         load_amigos(tmp_path)
+    (tmp_path / "Data_Preprocessed_P02.mat").unlink()
+    savemat(tmp_path / "Data_Preprocessed_P03.mat",  # one trial: loadmat squeezes the cell
+            {"joined_data": _cell([trial(4.0)]), "labels_selfassessment": _cell(labels[2:])})
+    ts = load_amigos(tmp_path)
+    assert ts.trials[-1].trial == "P03-01" and ts.trials[-1].ecg[0] == 4.0
+    assert QUADRANTS[ts.trials[-1].label] == "LV-LA"  # 5 is not above the threshold
 
 
 def test_dreamer_loader(tmp_path):

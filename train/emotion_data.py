@@ -88,6 +88,8 @@ def _loadmat(path: Path) -> dict:
 def _cells(value, path: Path, name: str) -> list:
     if isinstance(value, np.ndarray) and value.dtype == object:
         return list(value.ravel())
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
+        return [value]  # a one-element cell, squeezed by loadmat to its content
     raise ValueError(f"{path}: field {name!r} should be a cell array, got "
                      f"{type(value).__name__} {getattr(value, 'shape', '')}")
 
