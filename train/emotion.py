@@ -144,7 +144,6 @@ def split_test(seg: Segments, group: str, test_fraction: float,
 def train_emotion_ecg(cfg: EmotionEcgConfig, run_dir: Path, verbose: int | None = None) -> dict:
     """Cross-validate the ECG emotion model, keep fold 1's model, write the run."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     verbose = _verbose(verbose)
     if cfg.group not in ("trial", "subject"):
         raise ValueError(f"group must be 'trial' or 'subject', got {cfg.group!r}")
@@ -156,6 +155,7 @@ def train_emotion_ecg(cfg: EmotionEcgConfig, run_dir: Path, verbose: int | None 
                      cfg.synth_subjects, cfg.synth_trials, cfg.synth_seconds, cfg.seed)
     labels = ts.labels
     seg = ecg_segments(ts, signal)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once the data is known to be good
     dev, test = split_test(seg, cfg.group, cfg.test_fraction, cfg.seed)
     groups = (seg.trial if cfg.group == "trial" else seg.subject)[dev]
     if cfg.folds:
