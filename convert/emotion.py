@@ -170,6 +170,10 @@ def convert_emotion_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[
             print(f"LSTM kept fused: {exc}")
             recurrent = False
     out.mkdir(parents=True, exist_ok=True)
+    # The held-out inputs, for device-side checks (bench) without TensorFlow.
+    np.savez_compressed(out / "heldout.npz", y=y,
+                        signal=json.dumps({"kind": cfg["task"], **cfg["signal"]}),
+                        **{f"X_{i}": a for i, a in enumerate(test)})  # input order
     results = []
     for target, quant, unroll in _variants(opts, recurrent):
         name = variant_name(target, quant, recurrent, unroll)

@@ -119,6 +119,28 @@ def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512,
     return beats.X[:n], beats.y[:n]
 
 
+def task_inputs(manifest, data: str | None, artifact: Path) -> tuple[object, np.ndarray | None]:
+    """(inputs, labels) for a non-beat model: the ``heldout.npz`` that ``vitaledge convert``
+    writes beside an emotion model's artifacts (or ``data``, such a file): one array per
+    model input (a list for multi-input models) and the labels."""
+    path = Path(data) if data and str(data).endswith(".npz") else artifact.parent / "heldout.npz"
+    if not path.exists():
+        raise ValueError(f"{artifact}: a {manifest.task} model is benchmarked on the held-out "
+                         f"inputs convert saves ({path} not found; give --data HELDOUT.npz)")
+    with np.load(path, allow_pickle=False) as z:
+        if json.loads(str(z["signal"])) != manifest.signal:
+            raise ValueError(f"{path}: inputs were made with another signal spec")
+        keys = [f"X_{i}" for i in range(len(manifest.inputs))]  # the manifest's input order
+        if any(k not in z.files for k in keys):
+            raise ValueError(f"{path}: expected arrays {keys}, found {z.files}")
+        xs = [z[k] for k in keys]
+        return (xs if len(xs) > 1 else xs[0]), z["y"]
+
+
+def _take(X, idx):
+    return [a[idx] for a in X] if isinstance(X, list) else X[idx]
+
+
 def time_calls(call: Callable[[int], object], warmup: int, runs: int | None,
                min_seconds: float) -> np.ndarray:
     """Seconds taken by ``call(i)`` for i = 0, 1, ...: ``warmup`` untimed calls first, then
@@ -167,17 +189,23 @@ def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.nda
         model = Model(artifact, backend=backend, threads=threads, delegate=delegate)
         row.load_ms = (time.perf_counter() - t) * 1e3
         row.rss_after_load_mb = rss_mb()
-        per = model.input_shape[1:]
-        xq = model.quantize_input(X.reshape((-1, *per)))  # outside the timed calls
+        xs = X if isinstance(X, list) else [X]
+        xq = [model.quantize_input(a.reshape((-1, *model.input_shapes[k][1:])), k)
+              for k, a in enumerate(xs)]  # outside the timed calls
+        n = len(xq[0])
+
+        def one(i: int):
+            part = [a[i % n][None] for a in xq]
+            return model.invoke_raw(part if len(part) > 1 else part[0])
+
         t = time.perf_counter()
-        model.invoke_raw(xq[:1])
+        one(0)
         row.first_ms = (time.perf_counter() - t) * 1e3
         if batch == 1:
-            times = time_calls(lambda i: model.invoke_raw(xq[i % len(xq)][None]), warmup,
-                               runs, min_seconds)
+            times = time_calls(one, warmup, runs, min_seconds)
         else:
-            times = time_calls(lambda i: model.predict(X[(np.arange(batch) + i * batch)
-                                                         % len(X)]), warmup, runs, min_seconds)
+            times = time_calls(lambda i: model.predict(_take(X, (np.arange(batch) + i * batch)
+                                                             % n)), warmup, runs, min_seconds)
         record_timing(row, times, batch)
         row.peak_rss_mb = peak_rss_mb()
         row.status = OK
@@ -210,19 +238,23 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
     for art in artifacts:
         try:
             manifest, _ = load_manifest(art)
-            spec = WindowSpec.from_dict(manifest.signal["window"])
+            if manifest.task == "beat":
+                spec = WindowSpec.from_dict(manifest.signal["window"])
+                key = json.dumps(spec.to_dict(), sort_keys=True)
+                if key not in inputs:
+                    inputs[key] = bench_inputs(spec, data)
+                X, y = inputs[key]
+                y = y if data else None
+            else:
+                X, y = task_inputs(manifest, data, Path(art))
         except (ManifestError, KeyError, ValueError) as exc:
             res.rows.append(BenchRow(str(art), Path(art).name, "-", 0, 0, FAIL, str(exc)))
             continue
-        key = json.dumps(spec.to_dict(), sort_keys=True)
-        if key not in inputs:
-            inputs[key] = bench_inputs(spec, data)
-        X, y = inputs[key]
         for d in delegates:
             for th in threads:
                 for b in batches:
-                    res.rows.append(bench_one(Path(art), d, th, b, X, y if data else None,
-                                              warmup, runs, min_seconds, backend, max_drop))
+                    res.rows.append(bench_one(Path(art), d, th, b, X, y, warmup, runs,
+                                              min_seconds, backend, max_drop))
     if keras_runs:
         if "keras" not in BASELINES:
             raise ValueError("--keras needs the training side (pip install 'vitaledge[train]')")

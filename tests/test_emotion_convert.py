@@ -4,6 +4,7 @@ variant of a recurrent model converts, verifies and loads through its manifest."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,6 +120,14 @@ def test_emotion_run_converts_to_every_cpu_variant(emotion_run, tmp_path):
     assert m.task == "emotion-ecg" and m.labels == LABELS and m.quantization == "int8-fc"
     assert m.signal["kind"] == "emotion-ecg" and m.signal["windows"] == 6
     assert m.extra["lstm"].startswith("unrolled") and m.input.dtype == "float32"
+    # bench takes the held-out inputs convert saved beside the artifacts
+    from vitaledge.device.bench import run_bench
+
+    res = run_bench([tmp_path / "cpu-int8-fc", tmp_path / "cpu-fp32-fused"], [1], ["xnnpack"],
+                    [1, 4], warmup=1, runs=3)
+    assert [r.status for r in res.rows] == [OK] * 4, [r.error for r in res.rows]
+    for r in res.rows:
+        assert r.accuracy == pytest.approx(by_name[Path(r.artifact).name].metrics["accuracy"])
     int8 = Model(tmp_path / "cpu-int8")
     assert int8.manifest.input.dtype == "int8"
     probs = int8.predict(X)
