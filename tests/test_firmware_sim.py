@@ -263,12 +263,16 @@ def test_tcp_board_reconnects_and_the_hole_is_reported():
 
 
 def test_sensor_cli_refuses_bad_options():
-    r = subprocess.run([sys.executable, "-m", "vitaledge.cli", "firmware", "sensor", "--synth",
-                        "--faults", "explode=1"], capture_output=True, text=True)
-    assert r.returncode != 0 and "NAME=VALUE" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "vitaledge.cli", "firmware", "sensor"],
-                       capture_output=True, text=True)
-    assert r.returncode != 0 and "--record PATH or --synth" in r.stderr
+    from click.testing import CliRunner
+
+    from vitaledge.firmware_sim.cli import firmware_group
+
+    r = CliRunner().invoke(firmware_group, ["sensor", "--synth", "--faults", "explode=1"])
+    assert r.exit_code != 0 and "NAME=VALUE" in r.output
+    r = CliRunner().invoke(firmware_group, ["sensor"])
+    assert r.exit_code != 0 and "--record PATH or --synth" in r.output
+    r = CliRunner().invoke(firmware_group, ["sensor", "--synth", "--port", "udp:x:1"])
+    assert r.exit_code != 0 and "expected pty or tcp:HOST:PORT" in r.output
 
 
 @pytest.mark.slow
