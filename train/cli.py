@@ -138,3 +138,185 @@ def evaluate_cmd(model, records, record_list, csv_file, split, json_out) -> None
     if json_out:
         Path(json_out).write_text(json.dumps(metrics, indent=2) + "\n")
         click.echo(f"metrics written to {json_out}")
+
+
+@train_group.command("emotion-speech")
+@click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Corpus directory (RAVDESS, TESS or SAVEE naming); repeat to merge.")
+@click.option("--synth", "synth", type=int, default=0,
+              help="Instead of --data: this many synthetic clips per emotion.")
+@click.option("--corpus", type=click.Choice(["auto", "ravdess", "tess", "savee"]),
+              default="auto", show_default=True, help="File naming scheme.")
+@click.option("--calm", type=click.Choice(["neutral", "drop"]), default="neutral",
+              show_default=True, help="RAVDESS 'calm': count as neutral (as the seed) or drop.")
+@click.option("--split", type=click.Choice(["actor", "random"]), default="actor",
+              show_default=True, help="actor: speaker-independent; random: stratified.")
+@click.option("--test-actors", help="actor split: comma list of test speakers, e.g. 04.")
+@click.option("--test-fraction", type=float, default=0.2, show_default=True)
+@click.option("--val-fraction", type=float, default=0.15, show_default=True)
+@click.option("--augment", type=int, default=1, show_default=True,
+              help="Noisy copies of each training clip (noise injection).")
+@click.option("--snr", default="15,30", show_default=True, help="Noise SNR range in dB.")
+@click.option("--sample-rate", type=float, default=16000.0, show_default=True)
+@click.option("--duration", type=float, default=3.0, show_default=True,
+              help="Seconds per clip after the offset (truncate / zero-pad).")
+@click.option("--offset", type=float, default=0.5, show_default=True,
+              help="Seconds skipped at the start of each clip.")
+@click.option("--n-mels", type=int, default=64, show_default=True)
+@click.option("--image-width", type=int, default=128, show_default=True,
+              help="Spectrogram frames per image (6 images, hop fitted to the clip).")
+@click.option("--epochs", type=int, default=100, show_default=True)
+@click.option("--patience", type=int, default=15, show_default=True,
+              help="Early stopping on validation accuracy.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True, help="SGD learning rate.")
+@click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD momentum.")
+@click.option("--width", type=float, default=1.0, show_default=True,
+              help="Filter-count multiplier (1.0 = the seed's 64/64/128/128).")
+@click.option("--pools", default="4,4,4,2", show_default=True,
+              help="Max-pool sizes of the four modules (2,4,4,4: the reference network).")
+@click.option("--time-budget", type=float, default=None,
+              help="Stop after this many minutes (best checkpoint kept).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+              help="Run directory to write.")
+def train_speech_cmd(data, synth, corpus, calm, split, test_actors, test_fraction,
+                     val_fraction, augment, snr, sample_rate, duration, offset, n_mels,
+                     image_width, epochs, patience, batch_size, lr, momentum, width,
+                     pools, time_budget, seed, out) -> None:
+    """Train the speech-emotion model (seed 004: log-mel images, TimeDistributed CNN + LSTM)
+    on RAVDESS/TESS/SAVEE clips or synthetic speech, and report on held-out clips."""
+    from vitaledge.device.mel import SpeechSignal
+
+    from .speech import SpeechTrainConfig, train_speech
+
+    if not data and synth <= 0:
+        raise click.UsageError("give --data DIR or --synth N")
+    try:
+        snr_db = [float(v) for v in snr.split(",")]
+        if len(snr_db) != 2:
+            raise ValueError
+    except ValueError as exc:
+        raise click.BadParameter("expected LOW,HIGH in dB", param_hint="--snr") from exc
+    try:
+        pool_sizes = [int(v) for v in pools.split(",")]
+        if len(pool_sizes) != 4 or min(pool_sizes) < 1:
+            raise ValueError
+    except ValueError as exc:
+        raise click.BadParameter("expected four positive integers", param_hint="--pools") from exc
+    try:
+        signal = SpeechSignal.fitted(sample_rate=sample_rate, duration_s=duration,
+                                     offset_s=offset, n_mels=n_mels, fmax=sample_rate / 2,
+                                     image_width=image_width)
+        cfg = SpeechTrainConfig(
+            data=list(data), corpus=corpus, calm=calm, synth_per_class=synth, split=split,
+            test_actors=_csv_list(test_actors), test_fraction=test_fraction,
+            val_fraction=val_fraction, augment=augment, snr_db=snr_db, epochs=epochs,
+            patience=patience, batch_size=batch_size, learning_rate=lr, momentum=momentum,
+            width=width, pools=pool_sizes, time_budget_min=time_budget, seed=seed,
+            signal=signal)
+        train_speech(cfg, Path(out))
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"run written to {out}")
+
+
+@train_group.command("emotion-ecg")
+@click.option("--dataset", type=click.Choice(["amigos", "dreamer", "wesad", "synth"]),
+              default="synth", show_default=True, help="Data set layout of --data.")
+@click.option("--data", type=click.Path(exists=True),
+              help="AMIGOS: directory of Data_Preprocessed_Pxx.mat; DREAMER: DREAMER.mat or "
+                   "its directory; WESAD: directory of SX/SX.pkl.")
+@click.option("--trust-pickle", is_flag=True,
+              help="Allow loading WESAD .pkl files (unpickling runs code; trust the files).")
+@click.option("--threshold", type=float,
+              help="High valence/arousal above this rating (default: 5 AMIGOS, 3 DREAMER).")
+@click.option("--arch", default="cnnlstm_ecg", show_default=True, help="Model zoo name.")
+@click.option("--hop", "hop_s", type=float, default=4.0, show_default=True,
+              help="Seconds between 48 s segments of one trial (and on a stream).")
+@click.option("--bandpass", help="Optional causal band-pass LOW,HIGH Hz (the seed has none).")
+@click.option("--group", type=click.Choice(["trial", "subject"]), default="trial",
+              show_default=True, help="What never straddles train and test.")
+@click.option("--folds", type=int, default=10, show_default=True)
+@click.option("--test-fraction", type=float, default=0.2, show_default=True)
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--dropout", type=float, default=0.2, show_default=True)
+@click.option("--synth-subjects", type=int, default=16, show_default=True)
+@click.option("--synth-trials", type=int, default=2, show_default=True,
+              help="Synthetic trials per subject and class.")
+@click.option("--synth-seconds", type=float, default=75.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
+def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, bandpass, group,
+                          folds, test_fraction, epochs, batch_size, lr, dropout, synth_subjects,
+                          synth_trials, synth_seconds, seed, out) -> None:
+    """ECG emotion CNN-LSTM (seed 000): 4 valence/arousal quadrants, k-fold CV report."""
+    from .emotion import EmotionEcgConfig, train_emotion_ecg
+
+    filt = None
+    if bandpass:
+        try:
+            low, high = (float(v) for v in bandpass.split(","))
+        except ValueError as exc:
+            raise click.BadParameter("expected LOW,HIGH in Hz", param_hint="--bandpass") from exc
+        filt = {"low_hz": low, "high_hz": high, "order": 2}
+    if dataset != "synth" and not data:
+        raise click.UsageError(f"--data is required for --dataset {dataset}")
+    cfg = EmotionEcgConfig(dataset=dataset, data=data, threshold=threshold,
+                           trust_pickle=trust_pickle, arch=arch, hop_s=hop_s, filter=filt,
+                           group=group, folds=folds, test_fraction=test_fraction, epochs=epochs,
+                           batch_size=batch_size, learning_rate=lr, dropout=dropout, seed=seed,
+                           synth_subjects=synth_subjects, synth_trials=synth_trials,
+                           synth_seconds=synth_seconds)
+    try:
+        train_emotion_ecg(cfg, Path(out))
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"run written to {out}")
+
+
+@train_group.command("emotion-multimodal")
+@click.option("--dataset", type=click.Choice(["synth"]), default="synth", show_default=True)
+@click.option("--window", "window_s", type=float, default=30.0, show_default=True,
+              help="Seconds of ECG+GSR per window.")
+@click.option("--physio-fs", type=float, default=16.0, show_default=True,
+              help="Rate of the physio sequence the LSTM reads (Hz).")
+@click.option("--conv-layers", type=int, default=2, show_default=True)
+@click.option("--lstm-units", type=int, default=64, show_default=True)
+@click.option("--dropout", type=float, default=0.3, show_default=True)
+@click.option("--grid", "grid", is_flag=False, flag_value="", default=None,
+              help="Grid search; optional spec 'conv_layers=1,2;lstm_units=32,64;dropout=0.2,0.5'"
+                   " (bare --grid: conv 1,2,3 x LSTM 32,64 x dropout 0.2,0.5).")
+@click.option("--no-baselines", is_flag=True, help="Skip the CNN-only and RNN-only baselines.")
+@click.option("--epochs", type=int, default=40, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--patience", type=int, default=8, show_default=True)
+@click.option("--synth-subjects", type=int, default=10, show_default=True)
+@click.option("--synth-per-class", type=int, default=12, show_default=True,
+              help="Synthetic windows per subject and emotion.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
+def train_emotion_multimodal_cmd(dataset, window_s, physio_fs, conv_layers, lstm_units, dropout,
+                                 grid, no_baselines, epochs, batch_size, lr, patience,
+                                 synth_subjects, synth_per_class, seed, out) -> None:
+    """Multimodal hybrid (seed 001): ECG+GSR LSTM, HRV/GSR features, face CNN; 5 emotions."""
+    from .emotion import MultimodalConfig, parse_grid, train_emotion_multimodal
+
+    try:
+        grid_spec = parse_grid(grid) if grid is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grid") from exc
+    cfg = MultimodalConfig(dataset=dataset, window_s=window_s, physio_fs=physio_fs,
+                           conv_layers=conv_layers, lstm_units=lstm_units, dropout=dropout,
+                           grid=grid_spec, baselines=not no_baselines, epochs=epochs,
+                           batch_size=batch_size, learning_rate=lr, patience=patience,
+                           synth_subjects=synth_subjects, synth_per_class=synth_per_class,
+                           seed=seed)
+    try:
+        train_emotion_multimodal(cfg, Path(out))
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"run written to {out}")

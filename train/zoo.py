@@ -122,3 +122,151 @@ def tiny(input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
     x = L.Dropout(0.2, name="drop")(x)
     out = L.Dense(n_classes, activation="softmax", name="probs")(x)
     return keras.Model(inp, out, name="tiny")
+
+
+@register("tdcnnlstm_speech", "emotion-speech",
+          "seed 004: TimeDistributed Conv2D 3x3 64/64/128/128 (BN, ELU, MaxPool, Dropout) "
+          "-> LSTM 256 -> softmax")
+def tdcnnlstm_speech(input_shape: tuple[int, ...], n_classes: int, width: float = 1.0,
+                     lstm_units: int = 256, dropout: float = 0.2,
+                     pools: tuple[int, int, int, int] = (4, 4, 4, 2)) -> keras.Model:
+    """Seed 004's speech-emotion network over a sequence of log-mel images
+    (images, mel bands, frames, 1): four learning modules, each TimeDistributed
+    Conv2D 3x3 (64, 64, 128, 128 filters) -> BatchNorm -> ELU -> MaxPool -> Dropout, then
+    Flatten per image, LSTM(256) over the images and Dense softmax.
+
+    The seed gives neither pool sizes nor dropout rates. Dropout 0.2 follows the Time
+    Distributed ConvNet it descends from; that network pools 2, 4, 4, 4, here the default
+    is 4, 4, 4, 2 ('same' padding): both shrink a 64 x 128 image to 1 x 1 x 128 features
+    per step, but pooling by 4 first makes the second convolution 4x cheaper (26 M instead
+    of 91 M multiply-adds per image in all), which matters on a Raspberry Pi and for training on
+    two CPU cores; ``pools=(2, 4, 4, 4)`` builds the original. BatchNorm momentum is 0.9:
+    with Keras' 0.99 the moving statistics lag behind on a few hundred steps of small data
+    (see resnet1d). ``width`` scales the filter
+    counts and ``lstm_units`` the LSTM (for fast tests); the defaults are the seed's."""
+    inp = L.Input(input_shape, name="mel")
+    x = inp
+    for i, (filters, pool) in enumerate(zip((64, 64, 128, 128), pools, strict=True), start=1):
+        f = max(1, int(round(filters * width)))
+        x = L.TimeDistributed(L.Conv2D(f, 3, padding="same"), name=f"lm{i}_conv")(x)
+        x = L.TimeDistributed(L.BatchNormalization(momentum=0.9), name=f"lm{i}_bn")(x)
+        x = L.TimeDistributed(L.Activation("elu"), name=f"lm{i}_elu")(x)
+        x = L.TimeDistributed(L.MaxPooling2D(pool, padding="same"), name=f"lm{i}_pool")(x)
+        x = L.TimeDistributed(L.Dropout(dropout), name=f"lm{i}_drop")(x)
+    x = L.TimeDistributed(L.Flatten(), name="flatten")(x)
+    x = L.LSTM(lstm_units, name="lstm")(x)
+    out = L.Dense(n_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name="tdcnnlstm_speech")
+
+
+@register("cnnlstm_ecg", "emotion-ecg",
+          "seed 000: TimeDistributed Conv1D(32, k50) -> LSTM 128 -> Dense 256/128/4, "
+          "2,231,268 parameters")
+def cnnlstm_ecg(input_shape: tuple[int, ...] = (48, 128, 1), n_classes: int = 4,
+                dropout: float = 0.2) -> keras.Model:
+    """Seed 000's ECG emotion CNN-LSTM, layer for layer: 48 one-second windows ->
+    TimeDistributed Conv1D(32, 50, ReLU, 'same') -> Reshape (48, 4096) -> LSTM(128) ->
+    Dense 256 ReLU -> Dropout -> Dense 128 ReLU -> Dropout -> Dense 4 -> Dropout -> softmax.
+
+    The seed does not give its dropout rate (0.2 here). The LSTM stays a plain Keras
+    layer named "lstm" and the convolution "time_distributed": the converter finds them
+    by name to deploy a faster, equivalent LSTM."""
+    inp = L.Input(input_shape, name="ecg")
+    steps, width = input_shape[0], input_shape[1]
+    x = L.TimeDistributed(L.Conv1D(32, 50, padding="same", activation="relu"),
+                          name="time_distributed")(inp)
+    x = L.Reshape((steps, width * 32), name="reshape")(x)
+    x = L.LSTM(128, name="lstm")(x)
+    x = L.Dense(256, activation="relu", name="dense")(x)
+    x = L.Dropout(dropout, name="dropout")(x)
+    x = L.Dense(128, activation="relu", name="dense_1")(x)
+    x = L.Dropout(dropout, name="dropout_1")(x)
+    x = L.Dense(n_classes, name="dense_2")(x)
+    x = L.Dropout(dropout, name="dropout_2")(x)
+    out = L.Activation("softmax", name="activation")(x)
+    return keras.Model(inp, out, name="cnnlstm_ecg")
+
+
+def _physio_branch(physio, lstm_units: int):
+    """Two strided convolutions (4x shorter sequence), then an LSTM over it."""
+    x = L.Conv1D(32, 5, strides=2, padding="same", activation="relu", name="physio_conv1")(physio)
+    x = L.Conv1D(32, 5, strides=2, padding="same", activation="relu", name="physio_conv2")(x)
+    return L.LSTM(lstm_units, name="lstm")(x)
+
+
+def _face_branch(face, conv_layers: int):
+    """``conv_layers`` blocks Conv2D 3x3 (16, 32, 64, ... filters) -> ReLU -> MaxPool 2."""
+    x = face
+    for i in range(conv_layers):
+        x = L.Conv2D(16 * 2 ** i, 3, padding="same", activation="relu", name=f"face_conv{i + 1}")(x)
+        x = L.MaxPooling2D(2, name=f"face_pool{i + 1}")(x)
+    x = L.Flatten(name="face_flatten")(x)
+    return L.Dense(64, activation="relu", name="face_embed")(x)
+
+
+def _head(x, n_classes: int, dropout: float):
+    x = L.Dense(128, activation="relu", name="head_dense")(x)
+    x = L.Dropout(dropout, name="head_dropout")(x)
+    return L.Dense(n_classes, activation="softmax", name="probs")(x)
+
+
+@register("hybrid_multimodal", "emotion-multimodal",
+          "seed 001: LSTM over ECG+GSR + HRV/GSR features + face CNN, fused")
+def hybrid_multimodal(input_shapes: dict[str, tuple[int, ...]], n_classes: int = 5,
+                      conv_layers: int = 2, lstm_units: int = 64,
+                      dropout: float = 0.3) -> keras.Model:
+    """Seed 001's hybrid: an LSTM branch over the ECG+GSR sequence ("physio") joined by
+    the HRV and GSR features ("features"), a CNN branch over the 48x48 face ("face"),
+    a fusion layer (concatenation), Dense + Dropout and softmax. The seed gives no layer
+    sizes; ``conv_layers``, ``lstm_units`` and ``dropout`` are what its grid searches."""
+    physio = L.Input(input_shapes["physio"], name="physio")
+    feats = L.Input(input_shapes["features"], name="features")
+    face = L.Input(input_shapes["face"], name="face")
+    f = L.Dense(32, activation="relu", name="features_dense")(feats)
+    fused = L.Concatenate(name="fusion")([_physio_branch(physio, lstm_units), f,
+                                          _face_branch(face, conv_layers)])
+    return keras.Model([physio, feats, face], _head(fused, n_classes, dropout),
+                       name="hybrid_multimodal")
+
+
+@register("cnn_face", "emotion-multimodal", "seed 001 baseline: the face CNN alone")
+def cnn_face(input_shapes: dict[str, tuple[int, ...]], n_classes: int = 5,
+             conv_layers: int = 2, lstm_units: int = 64, dropout: float = 0.3) -> keras.Model:
+    """The hybrid's face branch and head without the physiological inputs."""
+    face = L.Input(input_shapes["face"], name="face")
+    return keras.Model(face, _head(_face_branch(face, conv_layers), n_classes, dropout),
+                       name="cnn_face")
+
+
+@register("rnn_physio", "emotion-multimodal",
+          "seed 001 baseline: the physiological LSTM (+ HRV/GSR features) alone")
+def rnn_physio(input_shapes: dict[str, tuple[int, ...]], n_classes: int = 5,
+               conv_layers: int = 2, lstm_units: int = 64, dropout: float = 0.3) -> keras.Model:
+    """The hybrid's physiological branch (sequence and features) and head, no face."""
+    physio = L.Input(input_shapes["physio"], name="physio")
+    feats = L.Input(input_shapes["features"], name="features")
+    f = L.Dense(32, activation="relu", name="features_dense")(feats)
+    x = L.Concatenate(name="fusion")([_physio_branch(physio, lstm_units), f])
+    return keras.Model([physio, feats], _head(x, n_classes, dropout), name="rnn_physio")
+
+
+@register("cnnlstm_ecg_small", "emotion-ecg",
+          "seed 000's layer stack at a quarter width (Conv1D 8, LSTM 32, Dense 64/32)")
+def cnnlstm_ecg_small(input_shape: tuple[int, ...] = (48, 128, 1), n_classes: int = 4,
+                      dropout: float = 0.2) -> keras.Model:
+    """:func:`cnnlstm_ecg` with 8 filters, LSTM(32) and Dense 64/32 (~140k parameters):
+    the same layers, names and input, small enough for fast tests and microcontrollers."""
+    inp = L.Input(input_shape, name="ecg")
+    steps, width = input_shape[0], input_shape[1]
+    x = L.TimeDistributed(L.Conv1D(8, 50, padding="same", activation="relu"),
+                          name="time_distributed")(inp)
+    x = L.Reshape((steps, width * 8), name="reshape")(x)
+    x = L.LSTM(32, name="lstm")(x)
+    x = L.Dense(64, activation="relu", name="dense")(x)
+    x = L.Dropout(dropout, name="dropout")(x)
+    x = L.Dense(32, activation="relu", name="dense_1")(x)
+    x = L.Dropout(dropout, name="dropout_1")(x)
+    x = L.Dense(n_classes, name="dense_2")(x)
+    x = L.Dropout(dropout, name="dropout_2")(x)
+    out = L.Activation("softmax", name="activation")(x)
+    return keras.Model(inp, out, name="cnnlstm_ecg_small")
