@@ -119,7 +119,8 @@ def _manifest(run_dir: Path, cfg: dict, target: str, quant: str, content: bytes,
               extra: dict, keras_ref: dict, input_names: list[str]) -> Manifest:
     interp = make_interpreter(content, get_backend(), threads=1, delegate="none")
     details = interp.get_input_details()
-    by_name = {d["name"]: d for d in details}
+    # TFLite names a signature input "serving_default_<name>:0"
+    by_name = {d["name"].removeprefix("serving_default_").split(":")[0]: d for d in details}
     if len(details) == 1:
         specs = [tensor_spec(details[0])]
     elif set(input_names) <= set(by_name):

@@ -49,16 +49,22 @@ def batch1_function(model: keras.Model):
     return fn.get_concrete_function()
 
 
-def _calibration(representative, shapes: list[list[int]]):
+def _calibration(representative, specs: list):
     """A representative-dataset generator from an array (one input) or a list of arrays
-    (one per model input, in input order), each reshaped to its input's batch-1 shape."""
-    arrays = [representative] if len(shapes) == 1 else list(representative)
-    if len(arrays) != len(shapes) or any(a is None or len(a) == 0 for a in arrays):
+    (one per model input, in input order), each reshaped to its input's batch-1 shape.
+    Several inputs are yielded as a dict keyed by input name: the converter orders a
+    multi-input graph's inputs its own way (alphabetically), not in the Keras order."""
+    arrays = [representative] if len(specs) == 1 else list(representative)
+    if len(arrays) != len(specs) or any(a is None or len(a) == 0 for a in arrays):
         raise ValueError("int8 quantization needs a representative dataset for every input")
     n = min(len(a) for a in arrays)
-    arrays = [np.asarray(a, np.float32).reshape((-1, *shape[1:]))
-              for a, shape in zip(arrays, shapes, strict=True)]
-    return lambda: ([a[i:i + 1] for a in arrays] for i in range(n))
+    arrays = [np.asarray(a, np.float32).reshape((-1, *spec.shape[1:]))
+              for a, spec in zip(arrays, specs, strict=True)]
+    if len(arrays) == 1:
+        return lambda: ([arrays[0][i:i + 1]] for i in range(n))
+    names = [spec.name for spec in specs]
+    return lambda: ({k: a[i:i + 1] for k, a in zip(names, arrays, strict=True)}
+                    for i in range(n))
 
 
 def to_tflite(model: keras.Model, quant: str, representative=None, concrete=None) -> bytes:
@@ -74,7 +80,7 @@ def to_tflite(model: keras.Model, quant: str, representative=None, concrete=None
     if quant not in QUANT_MODES:
         raise ValueError(f"quantization {quant!r}: expected one of {QUANT_MODES}")
     concrete = concrete or batch1_function(model)
-    shapes = [list(spec.shape) for spec in concrete.structured_input_signature[0]]
+    specs = list(concrete.structured_input_signature[0])
 
     def converter():
         return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
@@ -82,13 +88,13 @@ def to_tflite(model: keras.Model, quant: str, representative=None, concrete=None
     conv = converter()
     if quant == "int8":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = _calibration(representative, shapes)
+        conv.representative_dataset = _calibration(representative, specs)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
     elif quant == "int8-fc":
         return _int8_only(converter, ("FULLY_CONNECTED",), _calibration(representative,
-                                                                         shapes))
+                                                                         specs))
     elif quant == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
