@@ -28,6 +28,7 @@ from .memory import rss_mb
 from .pipeline import BeatPipeline, SignalError
 from .protocol import Gap, StatusEvent
 from .runtime import Model, ModelLoadError
+from .sessions import FaceFrame
 from .sinks import open_sink
 from .sources import Source, open_source
 from .stages import FanOut, stage_for
@@ -50,6 +51,13 @@ class DaemonConfig:
     fsync: str = "batch"
     api_host: str = "127.0.0.1"
     api_port: int = 0  # 0: no API
+    # Bearer token for the API, read from this file (or $VITALEDGE_API_TOKEN); required for
+    # a non-loopback api_host. Never a config value or a flag: those end up in ps and logs.
+    api_token_file: str = ""
+    api_rate: float = 20.0  # requests per second per client (burst twice that)
+    # Ed25519 public key (PEM): when set, only models whose manifest carries a valid
+    # signature by this key load (device/signing.py).
+    verify_key: str = ""
     threads: int = 1
     backend: str | None = None
     delegate: str = "xnnpack"
@@ -74,12 +82,36 @@ class DaemonConfig:
         return cls(**data)
 
 
+def api_token(cfg: DaemonConfig) -> str:
+    """The API bearer token: ``api_token_file``'s first line, else $VITALEDGE_API_TOKEN."""
+    import os
+
+    if cfg.api_token_file:
+        try:
+            token = Path(cfg.api_token_file).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"api_token_file {cfg.api_token_file}: {exc}") from exc
+        if len(token) < 16:
+            raise ValueError(f"api_token_file {cfg.api_token_file}: token shorter than 16 "
+                             "characters")
+        return token
+    return os.environ.get("VITALEDGE_API_TOKEN", "").strip()
+
+
 class Daemon:
     def __init__(self, cfg: DaemonConfig):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.t_start = time.monotonic()
         self.cfg = cfg
+        token = api_token(cfg) if cfg.api_port else ""
+        if cfg.api_port:  # refuse an unsafe API before loading anything
+            from .api import ApiSecurityError, is_loopback
+
+            if not is_loopback(cfg.api_host) and not token:
+                raise ApiSecurityError(f"api_host {cfg.api_host!r} is not loopback: a bearer "
+                                       "token is required (api_token_file or "
+                                       "VITALEDGE_API_TOKEN)")
         self.model = self._load_model()
         models = [self.model] + ([self._load_model(cfg.emotion_model)] if cfg.emotion_model
                                  else [])
@@ -119,7 +151,8 @@ class Daemon:
             from .api import make_server, serve_in_thread
 
             self.api = make_server(cfg.api_host, cfg.api_port, self.health, self.metrics,
-                                   self.events_since)
+                                   self.events_since, token=token,
+                                   rate=cfg.api_rate)
             serve_in_thread(self.api)
         self.ready_s = time.monotonic() - self.t_start
         log.info(json.dumps({"event": "ready", "seconds": round(self.ready_s, 3),
@@ -130,7 +163,8 @@ class Daemon:
 
     def _load_model(self, path: str | None = None) -> Model:
         return Model(path or self.cfg.model, backend=self.cfg.backend, threads=self.cfg.threads,
-                     delegate=self.cfg.delegate, fallback_cpu=self.cfg.fallback == "cpu")
+                     delegate=self.cfg.delegate, fallback_cpu=self.cfg.fallback == "cpu",
+                     verify_key=self.cfg.verify_key or None)
 
     # -- API callbacks -------------------------------------------------------------------
     def health(self) -> dict:
@@ -163,7 +197,7 @@ class Daemon:
                             self._missing = 0
                         self.q.put_nowait(chunk)
                     except queue.Full:
-                        lost = 0 if isinstance(chunk, (Gap, StatusEvent)) else len(chunk)
+                        lost = 0 if isinstance(chunk, (Gap, StatusEvent, FaceFrame)) else len(chunk)
                         self.m_dropped.inc()
                         self.dropped_chunks += 1
                         self.dropped_samples += lost
@@ -216,6 +250,8 @@ class Daemon:
                                    "missing_samples": item[1]})
                 elif isinstance(item, Gap):
                     events = self._source_gap(pipe, item)
+                elif isinstance(item, FaceFrame):
+                    events = pipe.face(item)
                 elif isinstance(item, StatusEvent):
                     events = [{"type": "status", **item.info,
                                "time": round(pipe.samples_in / pipe.fs, 3)}]

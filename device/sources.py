@@ -63,7 +63,7 @@ def _paced(x: np.ndarray, fs: float, chunk: int, speed: float | None,
 
 def _read_csv_samples(path: Path) -> np.ndarray:
     vals = []
-    with path.open() as fh:
+    with path.open(errors="surrogateescape") as fh:  # bad bytes: a "not a number" line
         for lineno, line in enumerate(fh, start=1):
             cell = line.strip().split(",")[0]
             if not cell:
@@ -89,6 +89,32 @@ def replay_source(path: str, speed: float | None = None, fs: float | None = None
         if not fs:
             raise SourceError(f"{p}: CSV replay needs the sample rate (--fs)")
         x, rate, name = _read_csv_samples(p), float(fs), p.stem
+    elif p.suffix.lower() == ".npz":
+        from .sessions import SessionError, read_session, session_chunks
+
+        try:
+            sess = read_session(p)
+        except SessionError as exc:
+            raise SourceError(str(exc)) from exc
+        if fs and abs(fs - sess.fs) > 1e-6:
+            raise SourceError(f"{p}: session is {sess.fs} Hz but {fs} Hz was configured")
+        n = max(1, int(round((chunk_s or (0.5 if speed else 10.0)) * sess.fs)))
+
+        def paced_session():
+            t0 = time.monotonic()
+            done = 0
+            for item in session_chunks(sess, n):
+                if stopped["v"]:
+                    return
+                if speed and isinstance(item, np.ndarray):
+                    delay = t0 + done / (sess.fs * speed) - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    done += len(item)
+                yield item
+
+        return Source(f"replay:{p.stem}", sess.fs, paced_session(),
+                      lambda: stopped.update(v=True))
     elif p.suffix.lower() in (".wav", ".flac"):
         from .audio import AudioError, read_wav
 

@@ -7,6 +7,8 @@ Every stage takes the same calls from the daemon: ``process(chunk)``, ``gap(n_mi
 * :class:`EcgEmotionStage`: the ECG emotion model on sliding 48 s windows of the same
   ECG stream (window, hop and baseline rule from the manifest's signal spec);
 * :class:`SpeechEmotionStage`: the speech model on sliding clips of an audio stream;
+* :class:`MultimodalStage`: the ECG+GSR+face model on a two-channel stream and face frames
+  (replayed from a session file, :mod:`.sessions`);
 * :class:`FanOut`: several stages fed the same stream, so one ECG stream yields beat
   events and emotion estimates.
 
@@ -209,6 +211,101 @@ class SpeechEmotionStage(_WindowStage):
         return self._tail()
 
 
+class MultimodalStage(_WindowStage):
+    """The multimodal model (seed 001) on a two-channel [ECG, GSR] stream plus face frames.
+
+    ``face(frame)`` hands over camera frames as they come; each window (every ``hop_s`` of
+    ``window_s`` seconds, after the stream's first ``calib_s`` seconds of calibration, see
+    ``device.multimodal.MultimodalWindower``) is paired with the latest frame taken at or
+    before the window's end. A window with no frame yet is reported, not classified."""
+
+    task = "emotion-multimodal"
+
+    def __init__(self, model: Model, fs: float, start_time: float = 0.0,
+                 hop_s: float | None = None):
+        from .multimodal import MultimodalWindower
+
+        super().__init__(model, fs, start_time)
+        self.signal = dict(model.manifest.signal)
+        if hop_s:
+            self.signal["hop_s"] = float(hop_s)
+        if abs(float(self.signal["fs"]) - self.fs) > 1e-6:
+            raise SignalError(f"stream is {self.fs} Hz, the multimodal model expects "
+                              f"{self.signal['fs']} Hz ECG/GSR")
+        self._make = lambda: MultimodalWindower(self.signal)
+        self._win = self._make()
+        self._offset = 0
+        self._frames: list = []          # (time_s, image), oldest first
+        self.order = [t.name.removeprefix("serving_default_").split(":")[0]
+                      for t in model.manifest.inputs]
+        self.skipped_no_face = 0
+
+    def face(self, frame) -> list[dict]:
+        self._frames.append((float(frame.time_s), frame.image))
+        return []
+
+    def process(self, chunk: np.ndarray) -> list[dict]:
+        x = np.asarray(chunk, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != 2:
+            raise SignalError(f"multimodal stream needs [ecg, gsr] columns, got a chunk "
+                              f"shaped {x.shape}")
+        _check_finite(x, self.samples_in)
+        first = self._win._next  # noqa: SLF001 - stream index of the next window's start
+        self.samples_in += len(x)
+        windows = self._win.push(x[:, 0], x[:, 1])
+        from .face import face_input
+
+        inputs, ends, events = [], [], []
+        hop = self._win._hop  # noqa: SLF001
+        length = self._win._win  # noqa: SLF001
+        for k, w in enumerate(windows):
+            end = self._offset + first + k * hop + length
+            t_end = end / self.fs
+            frames = [f for f in self._frames if f[0] <= t_end]
+            if not frames:
+                self.skipped_no_face += 1
+                events.append({"type": "status", "status": "no_face",
+                               "time": round(self.start_time + t_end, 3)})
+                continue
+            inputs.append([w["physio"], w["features"], face_input(frames[-1][1])])
+            ends.append(end)
+        # frames older than the newest one usable by any later window are not needed
+        if self._frames:
+            t_next = (self._offset + self._win._next + length) / self.fs  # noqa: SLF001
+            keep = [f for f in self._frames if f[0] > t_next]
+            older = [f for f in self._frames if f[0] <= t_next]
+            self._frames = older[-1:] + keep
+        if inputs:
+            by_name = {"physio": 0, "features": 1, "face": 2}
+            batch = [np.stack([inp[by_name[n]] for inp in inputs]) for n in self.order]
+            events += self._events_multi(batch, ends, length)
+        return events
+
+    def _events_multi(self, batch: list[np.ndarray], ends: list[int], length: int):
+        probs = self.model.predict(batch)
+        out = []
+        for end, pr in zip(ends, probs, strict=True):
+            label = self.model.labels[int(np.argmax(pr))]
+            ev = {"type": "emotion", "task": self.task,
+                  "time": round(self.start_time + end / self.fs, 4), "sample": int(end),
+                  "window_s": round(length / self.fs, 3), "class": label,
+                  "probabilities": {lab: round(float(v), 4)
+                                    for lab, v in zip(self.model.labels, pr, strict=True)}}
+            self.stats.add(ev)
+            out.append(ev)
+        return out
+
+    def gap(self, n_missing: int) -> list[dict]:
+        self.samples_in += int(n_missing)
+        self.gaps += 1
+        self._win = self._make()
+        self._offset = self.samples_in
+        return []
+
+    def flush(self) -> list[dict]:
+        return []
+
+
 class FanOut:
     """Several stages on one stream; the first one's figures stand for the stream."""
 
@@ -235,6 +332,10 @@ class FanOut:
     def flush(self) -> list[dict]:
         return self._all("flush")
 
+    def face(self, frame) -> list[dict]:
+        """A camera frame, for the stages that use faces."""
+        return [e for s in self.stages if hasattr(s, "face") for e in s.face(frame)]
+
     def swap_model(self, model: Model) -> None:
         """Give ``model`` to the stage of its task (the others keep theirs)."""
         for s in self.stages:
@@ -249,7 +350,7 @@ class FanOut:
 
 
 STAGES = {"beat": BeatPipeline, "emotion-ecg": EcgEmotionStage,
-          "emotion-speech": SpeechEmotionStage}
+          "emotion-speech": SpeechEmotionStage, "emotion-multimodal": MultimodalStage}
 
 
 def stage_for(model: Model, fs: float, hop_s: float | None = None):

@@ -26,10 +26,12 @@ def _convert_toy(tmp, name, task, labels, signal, build, x_shape):
     (run / "config.json").write_text(json.dumps({"task": task, "arch": "toy",
                                                  "labels": labels, "signal": signal}))
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((8, *x_shape)).astype(np.float32)
-    inp = model.input_names[0]
-    np.savez(run / "data.npz", **{f"calib_{inp}": X, f"test_{inp}": X},
-             test_y=rng.integers(0, len(labels), 8))
+    shapes = x_shape if isinstance(x_shape, dict) else {model.input_names[0]: x_shape}
+    arrays = {}
+    for name, shape in shapes.items():
+        X = rng.standard_normal((8, *shape)).astype(np.float32)
+        arrays.update({f"calib_{name}": X, f"test_{name}": X})
+    np.savez(run / "data.npz", **arrays, test_y=rng.integers(0, len(labels), 8))
     convert_run(run, tmp / f"{name}-art", ConvertOptions(targets=["cpu"], quant="none",
                                                          max_drop=100.0))
     return tmp / f"{name}-art" / "cpu-fp32"
@@ -173,3 +175,57 @@ def test_speech_stage_on_wav_replay_and_pcm(speech_art, tmp_path):
     assert len(tail) == 1 and tail[0]["sample"] == int(2.0 * fs)
     want = model.predict(model_input(x[: int(2.0 * fs)], fs, sig)[None])
     assert tail[0]["class"] == model.labels[int(want.argmax())]
+
+
+@pytest.fixture(scope="module")
+def multimodal_art(tmp_path_factory):
+    from vitaledge.device.multimodal import default_signal
+
+    sig = {**default_signal(window_s=10.0, hop_s=5.0), "calib_s": 10.0}
+    shapes = {"physio": (160, 2), "features": (len(sig["features"]),), "face": (48, 48, 1)}
+
+    def build(keras):
+        L = keras.layers
+        physio, feats = L.Input(shapes["physio"], name="physio"), L.Input(shapes["features"],
+                                                                             name="features")
+        face = L.Input(shapes["face"], name="face")
+        f = L.GlobalAveragePooling2D()(L.Conv2D(2, 3, activation="relu")(face))
+        x = L.Concatenate()([L.LSTM(4)(physio), L.Dense(4, activation="relu")(feats), f])
+        return keras.Model([physio, feats, face], L.Dense(5, activation="softmax")(x))
+
+    return _convert_toy(tmp_path_factory.mktemp("mm"), "mm", "emotion-multimodal",
+                        ["happy", "sad", "angry", "neutral", "fear"], sig, build, shapes)
+
+
+def test_multimodal_session_replay_through_the_daemon(multimodal_art, tmp_path):
+    from vitaledge.device.daemon import Daemon, DaemonConfig
+    from vitaledge.device.multimodal import model_inputs, subject_stats
+    from vitaledge.device.sessions import read_session, synth_session, write_session
+
+    model = Model(multimodal_art)
+    assert [t.name for t in model.manifest.inputs] == [
+        "serving_default_physio:0", "serving_default_features:0", "serving_default_face:0"]
+    sig = model.manifest.signal
+    sess = synth_session(["happy", "angry"], seconds_each=30.0, fs=128.0, face_every_s=2.0,
+                         seed=3)
+    path = write_session(tmp_path / "session.npz", sess)
+    events_path = tmp_path / "mm.jsonl"
+    Daemon(DaemonConfig(model=str(multimodal_art), source=f"replay:{path}",
+                        out=[str(events_path)])).run(install_signals=False)
+    events = [json.loads(x) for x in events_path.read_text().splitlines()]
+    assert [e["type"] for e in events] == ["emotion"] * 9       # windows at 10, 15 ... 50 s
+
+    s = read_session(path)
+    fs, win, calib = 128, 10 * 128, 10 * 128
+    stats = subject_stats(s.ecg[:calib], s.gsr[:calib], fs, sig)
+    batch = []
+    for k, e in enumerate(events):
+        a = calib + k * 5 * 128
+        assert e["sample"] == a + win
+        face = s.faces[np.flatnonzero(s.face_times <= (a + win) / fs)[-1]]
+        w = model_inputs(s.ecg[a:a + win], s.gsr[a:a + win], fs, face, sig, stats)
+        batch.append([w["physio"], w["features"], w["face"]])
+    want = model.predict([np.stack([b[i] for b in batch]) for i in range(3)])
+    assert [e["class"] for e in events] == [model.labels[k] for k in want.argmax(1)]
+    got = np.array([[e["probabilities"][lab] for lab in model.labels] for e in events])
+    np.testing.assert_allclose(got, want, atol=1e-4)
