@@ -235,6 +235,7 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
                                     "min_seconds": min_seconds, "data": data,
                                     "keras": keras_runs, "pinned_cpus": pin})
     inputs: dict[str, tuple] = {}
+    first_inputs = None  # (X, y) of the first artifact, for the Keras baseline
     for art in artifacts:
         try:
             manifest, _ = load_manifest(art)
@@ -247,6 +248,7 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
                 y = y if data else None
             else:
                 X, y = task_inputs(manifest, data, Path(art))
+            first_inputs = first_inputs or (X, y)
         except (ManifestError, KeyError, ValueError) as exc:
             res.rows.append(BenchRow(str(art), Path(art).name, "-", 0, 0, FAIL, str(exc)))
             continue
@@ -258,13 +260,12 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
     if keras_runs:
         if "keras" not in BASELINES:
             raise ValueError("--keras needs the training side (pip install 'vitaledge[train]')")
-        if not inputs:
+        if first_inputs is None:
             raise ValueError("--keras needs at least one artifact to take the inputs from")
-        X, y = next(iter(inputs.values()))
+        X, y = first_inputs
         baseline = []
         for run in keras_runs:
-            baseline += BASELINES["keras"](run, X, y if data else None, threads, warmup,
-                                           runs, min_seconds)
+            baseline += BASELINES["keras"](run, X, y, threads, warmup, runs, min_seconds)
         res.rows[:0] = baseline
     return res
 

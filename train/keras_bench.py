@@ -7,6 +7,7 @@ yet (the row says so), otherwise its default, reported as threads 0."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -32,12 +33,18 @@ def keras_rows(run_dir: str | Path, X: np.ndarray, y: np.ndarray | None, threads
     t = time.perf_counter()
     model = keras.models.load_model(str(run_dir / "model.keras"))
     load_ms = (time.perf_counter() - t) * 1e3
+    if isinstance(X, list):
+        raise ValueError(f"{run_dir}: the Keras baseline times single-input models only")
+    labels = list(CLASSES)
+    cfg = run_dir / "config.json"
+    if cfg.exists() and json.loads(cfg.read_text()).get("task", "beat") != "beat":
+        labels = list(json.loads(cfg.read_text())["labels"])
     shape = (1, *model.input_shape[1:])
     inputs = [tf.constant(x.reshape(shape).astype(np.float32)) for x in X[:512]]
     accuracy = macro_f1 = None
     if y is not None:
         pred = model.predict(X.reshape((-1, *shape[1:])), verbose=0, batch_size=512).argmax(1)
-        m = classification_metrics(y, pred, list(CLASSES))
+        m = classification_metrics(y, pred, labels)
         accuracy, macro_f1 = round(m["accuracy"], 5), round(m["macro"]["f1"], 5)
     compiled = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     for name, fn in ((f"{run_dir.name}/keras call", lambda x: model(x, training=False)),
