@@ -19,23 +19,48 @@ peaks as :func:`detect_rpeaks` on the whole signal.
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal as sps
-from scipy.ndimage import maximum_filter1d
 
 from .filters import CausalFilter, FilterSpec
 from .signal_buffer import SignalBuffer
 
 
-class _Lfilter:
-    """Stateful causal FIR/IIR (b, a) filter."""
+class _Fir:
+    """Stateful causal FIR filter y[n] = sum_k b[k] x[n-k], zero history at start.
 
-    def __init__(self, b: np.ndarray, a: np.ndarray):
-        self.b, self.a = np.asarray(b, float), np.asarray(a, float)
-        self.zi = np.zeros(max(len(self.a), len(self.b)) - 1)
+    Keeps the last len(b) - 1 inputs; each output is the same dot product whatever the
+    chunking, so chunked output equals whole-signal output bit for bit."""
+
+    def __init__(self, b: np.ndarray):
+        self.b = np.asarray(b, dtype=np.float64)
+        self._hist = np.zeros(len(self.b) - 1)
 
     def process(self, x: np.ndarray) -> np.ndarray:
-        y, self.zi = sps.lfilter(self.b, self.a, x, zi=self.zi)
-        return y
+        x = np.asarray(x, dtype=np.float64)
+        if x.size == 0:
+            return x.copy()
+        xx = np.concatenate([self._hist, x])
+        if len(self._hist):
+            self._hist = xx[len(xx) - len(self._hist):].copy()
+        return np.convolve(xx, self.b, mode="valid")
+
+
+def sliding_max(x: np.ndarray, size: int) -> np.ndarray:
+    """Maximum of ``x`` over the centred window of odd ``size`` (samples outside ``x``
+    count as -inf), in O(n) with the van Herk / Gil-Werman block prefix/suffix maxima."""
+    x = np.asarray(x, dtype=np.float64)
+    n, half = len(x), size // 2
+    if size % 2 != 1:
+        raise ValueError(f"sliding_max needs an odd window, got {size}")
+    if n == 0 or size == 1:
+        return x.copy()
+    nb = -(-(n + 2 * half) // size)
+    pad = np.full(nb * size, -np.inf)
+    pad[half:half + n] = x
+    blocks = pad.reshape(nb, size)
+    pre = np.maximum.accumulate(blocks, axis=1).ravel()  # max from the block start
+    suf = np.maximum.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].ravel()  # to block end
+    # window [i, i + size) of ``pad`` = suffix of one block + prefix of the next
+    return np.maximum(suf[:n], pre[size - 1:size - 1 + n])
 
 
 class RPeakDetector:
@@ -49,9 +74,9 @@ class RPeakDetector:
         self.thr_frac = thr_frac
         self._bp = CausalFilter(FilterSpec(band[0], band[1], 2), fs)
         self._ecg = CausalFilter(FilterSpec(0.5, 40.0 if fs > 85 else 0.45 * fs, 2), fs)
-        self._deriv = _Lfilter(np.array([2, 1, 0, -1, -2]) * fs / 8.0, [1.0])
+        self._deriv = _Fir(np.array([2, 1, 0, -1, -2]) * fs / 8.0)
         n_mwi = max(1, int(round(0.150 * fs)))
-        self._mwi = _Lfilter(np.ones(n_mwi) / n_mwi, [1.0])
+        self._mwi = _Fir(np.ones(n_mwi) / n_mwi)
         self.n_mwi = n_mwi
         self.half = max(1, int(round(peak_s * fs)))  # candidate neighbourhood
         self.refractory = int(round(refractory_s * fs))
@@ -100,7 +125,7 @@ class RPeakDetector:
             lo = max(self._m.start, first - self.half)
             hi = min(m_end, last + self.half)
             seg = self._m.get(lo, hi)
-            mx = maximum_filter1d(seg, size=2 * self.half + 1, mode="constant", cval=-np.inf)
+            mx = sliding_max(seg, 2 * self.half + 1)
             idx = np.arange(first, last)
             rel = idx - lo
             prev = seg[np.maximum(rel - 1, 0)]

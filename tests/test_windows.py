@@ -94,7 +94,8 @@ def test_streaming_filter_equals_batch_filter(chunk):
     whole = apply_filter(x, 360, FilterSpec())
     f = CausalFilter(FilterSpec(), 360)
     parts = np.concatenate([f.process(x[i:i + chunk]) for i in range(0, len(x), chunk)])
-    np.testing.assert_array_equal(parts, whole)
+    # equal to rounding: the filter works in blocks, and block edges follow the chunking
+    np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-12 * np.max(np.abs(whole)))
 
 
 def test_bandpass_removes_baseline_and_keeps_qrs_band():
