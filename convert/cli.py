@@ -41,9 +41,12 @@ def _floats(value: str | None) -> list[float]:
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--name", default="vitaledge", show_default=True,
               help="C identifier prefix for the micro target.")
+@click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False),
+              help="Ed25519 private key (PEM): write manifest.sig beside every manifest "
+                   "(vitaledge device keygen makes one).")
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representative, max_drop,
-                allow_drop, threads, name, out) -> None:
+                allow_drop, threads, name, sign_key, out) -> None:
     """Prune, quantize and export a training run to TFLite; verify every artifact."""
     from .pipeline import DROP, FAIL, ConvertOptions, convert_run
 
@@ -51,10 +54,23 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
                           sparsities=_floats(prune), qat=qat, representative_size=representative,
                           max_drop=max_drop, prune_epochs=prune_epochs, threads=threads,
                           name=name)
+    if sign_key:  # fail before the long conversion, not after
+        from vitaledge.device.signing import load_private_key
+
+        try:
+            load_private_key(sign_key)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
     try:
         results = convert_run(Path(run_dir), Path(out), opts)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if sign_key:
+        from vitaledge.device.signing import sign_artifact
+
+        for r in results:
+            if r.status != FAIL and (r.path / "manifest.json").exists():
+                click.echo(f"signed {sign_artifact(r.path, sign_key)}")
     failed = [r.variant for r in results if r.status == FAIL]
     dropped = [r.variant for r in results if r.status == DROP]
     if failed:

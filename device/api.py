@@ -2,29 +2,142 @@
 
 Read-only, no request reaches the filesystem, and it binds to 127.0.0.1 unless configured
 otherwise. ``/events?since=SEQ[&limit=N]`` returns the retained events with ``seq > SEQ``.
+
+Hardening (issue 8): a bind address that is not loopback needs a bearer token (compared in
+constant time) or the server refuses to start; with a token set every request must carry
+``Authorization: Bearer TOKEN``. Only GET without a body is served; request lines longer
+than :data:`MAX_URL` get 414; each client address gets ``rate`` requests per second
+(burst ``2 * rate``) and then 429; at most :data:`MAX_CLIENTS` connections are served at
+once (503 beyond), and an idle connection is closed after :data:`IDLE_TIMEOUT_S`.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+MAX_URL = 2048
+MAX_CLIENTS = 16
+IDLE_TIMEOUT_S = 5.0
+_TRACKED_CLIENTS = 1024  # rate-limit buckets kept (least recently seen evicted)
+
+
+class ApiSecurityError(ValueError):
+    """The API configuration is unsafe (a non-loopback bind without a token)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for a loopback address literal or ``localhost``; any other name counts as
+    reachable from the network."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RateLimiter:
+    """Token bucket per client address, ``rate`` per second, burst ``burst``; bounded
+    memory (the least recently seen client's bucket is forgotten first)."""
+
+    def __init__(self, rate: float, burst: float | None = None):
+        self.rate, self.burst = float(rate), float(burst or 2 * rate)
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, client: str, now: float | None = None) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.pop(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            ok = tokens >= 1.0
+            self._buckets[client] = (tokens - 1.0 if ok else tokens, now)
+            while len(self._buckets) > _TRACKED_CLIENTS:
+                self._buckets.popitem(last=False)
+            return ok
+
 
 def make_server(host: str, port: int, health: Callable[[], dict],
                 metrics: Callable[[], bytes],
-                events: Callable[[int, int], list[dict]]) -> ThreadingHTTPServer:
+                events: Callable[[int, int], list[dict]], token: str = "",
+                rate: float = 20.0) -> ThreadingHTTPServer:
+    """The API server (not yet serving). Refuses a non-loopback ``host`` without ``token``."""
+    if not is_loopback(host) and not token:
+        raise ApiSecurityError(f"API bind address {host!r} is not loopback: set a bearer "
+                               "token (api_token_file or VITALEDGE_API_TOKEN) or bind "
+                               "127.0.0.1")
+    expected = f"Bearer {token}".encode() if token else b""
+    limiter = RateLimiter(rate)
+    slots = threading.BoundedSemaphore(MAX_CLIENTS)
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "vitaledge"
+        sys_version = ""
+        timeout = IDLE_TIMEOUT_S  # slow or idle clients do not hold a thread
 
         def log_message(self, *args):  # requests are not worth a log line each
             return
 
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
+        def handle(self):
+            if not slots.acquire(blocking=False):
+                self.close_connection = True
+                try:
+                    self.wfile.write(b"HTTP/1.0 503 Service Unavailable\r\n"
+                                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    pass
+                return
+            try:
+                super().handle()
+            finally:
+                slots.release()
+
+        def _refuse(self) -> bool:
+            """Answer and return True when the request must not be served."""
+            if len(self.path) > MAX_URL:
+                self._json(414, {"error": f"request target longer than {MAX_URL} bytes"})
+                return True
+            if self.headers.get("Content-Length", "0").strip() not in ("", "0") or \
+                    self.headers.get("Transfer-Encoding"):
+                self.close_connection = True
+                self._json(413, {"error": "request bodies are not accepted"})
+                return True
+            if not limiter.allow(self.client_address[0]):
+                self.close_connection = True
+                self._send(429, json.dumps({"error": "rate limit"}).encode(),
+                           "application/json", {"Retry-After": "1"})
+                return True
+            if expected:
+                got = self.headers.get("Authorization", "").encode("utf-8", "replace")
+                if not hmac.compare_digest(got, expected):
+                    self._send(401, json.dumps({"error": "bearer token required"}).encode(),
+                               "application/json", {"WWW-Authenticate": "Bearer"})
+                    return True
+            return False
+
+        def _not_allowed(self) -> None:
+            self.close_connection = True
+            self._send(405, json.dumps({"error": "read-only API: GET only"}).encode(),
+                       "application/json", {"Allow": "GET"})
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_allowed
+
+        def _send(self, code: int, body: bytes, ctype: str,
+                  headers: dict | None = None) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -33,6 +146,8 @@ def make_server(host: str, port: int, health: Callable[[], dict],
             self._send(code, json.dumps(obj).encode(), "application/json")
 
         def do_GET(self):  # noqa: N802 - http.server API
+            if self._refuse():
+                return
             url = urlparse(self.path)
             if url.path == "/health":
                 self._json(200, health())
@@ -42,13 +157,13 @@ def make_server(host: str, port: int, health: Callable[[], dict],
                 q = parse_qs(url.query)
                 try:
                     since = int(q.get("since", ["0"])[0])
-                    limit = min(int(q.get("limit", ["1000"])[0]), 10_000)
+                    limit = max(0, min(int(q.get("limit", ["1000"])[0]), 10_000))
                 except ValueError:
                     self._json(400, {"error": "since and limit must be integers"})
                     return
                 self._json(200, {"events": events(since, limit)})
             else:
-                self._json(404, {"error": f"no such endpoint {url.path!r}",
+                self._json(404, {"error": f"no such endpoint {url.path[:80]!r}",
                                  "endpoints": ["/health", "/metrics", "/events?since=SEQ"]})
 
     return ThreadingHTTPServer((host, port), Handler)

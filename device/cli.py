@@ -74,6 +74,12 @@ def device_group() -> None:
 @click.option("--fsync", help="JSONL durability: batch (default) | interval:S | never.")
 @click.option("--api-host", help="API bind address (default 127.0.0.1).")
 @click.option("--api-port", type=int, help="API port (0 = no API).")
+@click.option("--api-token-file", type=click.Path(dir_okay=False),
+              help="File holding the API bearer token (else $VITALEDGE_API_TOKEN); "
+                   "required when --api-host is not loopback.")
+@click.option("--api-rate", type=float, help="API requests per second per client (20).")
+@click.option("--verify-key", type=click.Path(dir_okay=False),
+              help="Ed25519 public key (PEM): refuse models without a valid manifest.sig.")
 @click.option("--threads", type=int, help="Interpreter threads (default 1).")
 @click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tf"]),
               help="LiteRT backend (default: first installed).")
@@ -82,7 +88,8 @@ def device_group() -> None:
               help="cpu: run on the CPU when the delegate cannot be loaded.")
 @click.option("--log-level", default="INFO", show_default=True)
 def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead, out, fsync,
-            api_host, api_port, threads, backend, delegate, fallback, log_level) -> None:
+            api_host, api_port, api_token_file, api_rate, verify_key, threads, backend,
+            delegate, fallback, log_level) -> None:
     """Run the inference daemon: stream ECG in, beat events (and emotion estimates) out;
     or audio in, speech-emotion estimates out. SIGTERM drains and exits 0, SIGHUP reloads
     the model(s)."""
@@ -99,7 +106,9 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
                  "emotion_hop_s": emotion_hop_s, "source": source, "fs": fs, "speed": speed,
                  "lead": lead,
                  "out": list(out) or None, "fsync": fsync, "api_host": api_host,
-                 "api_port": api_port, "threads": threads, "backend": backend,
+                 "api_port": api_port, "api_token_file": api_token_file,
+                 "api_rate": api_rate, "verify_key": verify_key,
+                 "threads": threads, "backend": backend,
                  "delegate": delegate, "fallback": fallback}
     try:
         cfg = (DaemonConfig.from_toml(config, **overrides) if config else
@@ -111,6 +120,67 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
         raise click.ClickException(str(exc)) from exc
     summary = daemon.run()
     click.echo(json.dumps(summary), err=True)
+
+
+@device_group.command("keygen")
+@click.option("--out", "private", required=True, type=click.Path(dir_okay=False),
+              help="Private key (PEM, written mode 0600); the public key goes to OUT.pub.")
+def keygen_cmd(private) -> None:
+    """Make an Ed25519 key pair for signing model manifests (convert --sign KEY)."""
+    from .signing import generate_keypair
+
+    try:
+        kid = generate_keypair(private, f"{private}.pub")
+    except (FileExistsError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"key {kid}: private {private}, public {private}.pub (give the device "
+               "--verify-key with the .pub)")
+
+
+@device_group.command("sign")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Ed25519 private key (PEM).")
+def sign_cmd(artifacts, key) -> None:
+    """Sign artifact manifests: writes manifest.sig beside each manifest.json."""
+    from .signing import SignatureError, sign_artifact
+
+    for a in artifacts:
+        try:
+            click.echo(f"signed {sign_artifact(a, key)}")
+        except SignatureError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@device_group.command("verify")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Ed25519 public key (PEM).")
+def verify_cmd(artifacts, key) -> None:
+    """Check artifacts as the daemon would with --verify-key (signature, sha256, size)."""
+    from .manifest import ManifestError, load_manifest
+    from .signing import verify_artifact
+
+    bad = 0
+    for a in artifacts:
+        try:
+            verify_artifact(a, key)
+            load_manifest(a)
+            click.echo(f"ok       {a}")
+        except ManifestError as exc:
+            bad += 1
+            click.echo(f"REFUSED  {a}: {exc}")
+    if bad:
+        raise SystemExit(1)
+
+
+def _reliability_group():
+    from .reliability import reliability_group
+
+    return reliability_group
+
+
+device_group.add_command(_reliability_group())
 
 
 @device_group.command("score")

@@ -29,11 +29,13 @@ from .pipeline import BeatPipeline, SignalError
 from .protocol import Gap, StatusEvent
 from .runtime import Model, ModelLoadError
 from .sessions import FaceFrame
+from .signal_quality import Change, Fault, SignalMonitor
 from .sinks import open_sink
 from .sources import Source, open_source
 from .stages import FanOut, stage_for
 
 log = logging.getLogger("vitaledge.daemon")
+NO_SIGNAL_S = 5.0  # a live source silent this long gets a no_signal status event
 
 
 @dataclass
@@ -119,6 +121,16 @@ class Daemon:
         self.live = not cfg.source.startswith("replay:")
         hop = cfg.emotion_hop_s or None
         self.pipeline = FanOut([stage_for(m, self.source.fs, hop) for m in models])
+        ecg = isinstance(self.pipeline.stages[0], BeatPipeline)
+        model_fs = self.model.manifest.signal.get("window", {}).get("fs") if ecg else None
+        if model_fs and self.source.fs < float(model_fs):
+            raise SignalError(f"source {self.source.name} is {self.source.fs:g} Hz, below the "
+                              f"{float(model_fs):g} Hz the model's windows are made at "
+                              "(manifest signal.window.fs): upsampling cannot restore it")
+        # ECG stream faults (NaN, saturation, lead-off) are cut out and reported
+        self.monitor = SignalMonitor(self.source.fs) if ecg else None
+        self._last_data: float | None = None
+        self._silent = False
         self.sinks = [open_sink(s, cfg.fsync, cfg.max_jsonl_bytes) for s in cfg.out]
         self.seq = max((s.last_seq() for s in self.sinks), default=0)
         self.q: queue.Queue = queue.Queue(maxsize=cfg.queue_chunks)
@@ -238,6 +250,7 @@ class Daemon:
             except queue.Empty:
                 if self.source_done.is_set():
                     break
+                self._check_silence()
                 continue
             t = time.perf_counter()
             with self.lock:
@@ -257,7 +270,7 @@ class Daemon:
                                "time": round(pipe.samples_in / pipe.fs, 3)}]
                 else:
                     self.m_samples.inc(len(item))
-                    events = pipe.process(item)
+                    events = self._samples(pipe, item)
             except SignalError as exc:
                 events = [{"type": "status", "status": "signal_error", "error": str(exc)}]
             self.m_latency.observe(time.perf_counter() - t)
@@ -273,6 +286,42 @@ class Daemon:
                            "time": round(pipe.samples_in / pipe.fs, 3), "missing_samples": n})
             self._emit(events)
         self._emit(self.pipeline.flush())
+
+    def _check_silence(self) -> None:
+        """A live source that stops sending for NO_SIGNAL_S is reported once."""
+        if (self.live and not self._silent and self._last_data is not None
+                and time.monotonic() - self._last_data > NO_SIGNAL_S):
+            self._silent = True
+            pipe = self.pipeline
+            self._emit([{"type": "status", "status": "no_signal",
+                         "time": round(pipe.samples_in / pipe.fs, 3),
+                         "silent_s": round(time.monotonic() - self._last_data, 1)}])
+
+    def _samples(self, pipe, x) -> list[dict]:
+        """Samples through the signal monitor: faulty stretches become gaps (never
+        classified) with a status event where a fault starts and where it ends."""
+        events: list[dict] = []
+        now = time.monotonic()
+        if self._silent:
+            self._silent = False
+            events.append({"type": "status", "status": "signal_resumed",
+                           "time": round(pipe.samples_in / pipe.fs, 3),
+                           "silent_s": round(now - (self._last_data or now), 1)})
+        self._last_data = now
+        if self.monitor is None or getattr(x, "ndim", 1) != 1:
+            return events + pipe.process(x)
+        for part in self.monitor.split(x):
+            if isinstance(part, Fault):
+                events += pipe.gap(part.n)
+            elif isinstance(part, Change):
+                ev = {"type": "status", "status": part.kind,
+                      "time": round(pipe.samples_in / pipe.fs, 3)}
+                if part.after:
+                    ev.update(fault=part.after, fault_samples=part.samples)
+                events.append(ev)
+            else:
+                events += pipe.process(part)
+        return events
 
     def _source_gap(self, pipe: BeatPipeline, gap: Gap) -> list[dict]:
         """Samples lost on the wire: a short hole is filled (the time axis and the
@@ -330,6 +379,7 @@ class Daemon:
                    "events": self.seq, "dropped_chunks": self.dropped_chunks,
                    "dropped_samples": self.dropped_samples,
                    "dropped_edge_beats": self.pipeline.dropped_edge,
+                   "signal_fault_samples": self.monitor.counts if self.monitor else None,
                    "source_stats": self.source.stats(),
                    "rss_mb": round(rss_mb(), 1), "ready_seconds": round(self.ready_s, 3),
                    "rhythm": self.pipeline.stats.summary(),

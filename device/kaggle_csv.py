@@ -34,6 +34,15 @@ def _is_number(s: str) -> bool:
     return True
 
 
+def _csv_rows(fh, path: Path):
+    """(line number, row) pairs; undecodable bytes or csv-level damage become a
+    CsvFormatError naming the file (found by fuzzing)."""
+    try:
+        yield from enumerate(csv.reader(fh), start=1)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CsvFormatError(f"{path}: not a readable UTF-8 CSV file: {exc}") from exc
+
+
 def load_kaggle_csv(path: str | Path) -> BeatSet:
     """Read a Kaggle-layout beat CSV into a :class:`BeatSet` (record = file stem)."""
     path = Path(path)
@@ -43,7 +52,7 @@ def load_kaggle_csv(path: str | Path) -> BeatSet:
     labels: list[int] = []
     index_col: bool | None = None
     with path.open(newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), start=1):
+        for lineno, row in _csv_rows(fh, path):
             if not row or all(not c.strip() for c in row):
                 continue
             if lineno == 1 and not all(_is_number(c) for c in row if c.strip()):
@@ -65,8 +74,8 @@ def load_kaggle_csv(path: str | Path) -> BeatSet:
                 vals = [float(c) for c in cells]
             except ValueError as exc:
                 raise CsvFormatError(f"{path}:{lineno}: not a number ({exc})") from exc
-            if not np.all(np.isfinite(vals)):
-                raise CsvFormatError(f"{path}:{lineno}: NaN or infinite sample")
+            if not np.all(np.abs(vals) <= np.finfo(np.float32).max):  # False for NaN too
+                raise CsvFormatError(f"{path}:{lineno}: NaN, infinite or beyond-float32 sample")
             lab = vals[-1]
             if lab != int(lab) or not 0 <= int(lab) < len(CLASSES):
                 raise CsvFormatError(f"{path}:{lineno}: label {cells[-1]!r}; expected an "

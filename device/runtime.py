@@ -170,8 +170,16 @@ class Model:
     """
 
     def __init__(self, artifact: str | Path, backend: str | None = None, threads: int = 1,
-                 delegate: str = "xnnpack", fallback_cpu: bool = False):
+                 delegate: str = "xnnpack", fallback_cpu: bool = False,
+                 verify_key: str | Path | None = None):
         self.manifest, self.path = load_manifest(artifact, verify_file=False)
+        if verify_key:  # the signed manifest must be the one loaded (device/signing.py)
+            from .manifest import Manifest
+            from .signing import SignatureError, verify_artifact
+
+            signed = verify_artifact(artifact, verify_key)
+            if Manifest.from_dict(signed, where=str(artifact)) != self.manifest:
+                raise SignatureError(f"{artifact}: manifest changed while it was loaded")
         content = verify_model_file(self.manifest, self.path)
         self.backend = get_backend(backend)
         self.delegate = delegate

@@ -29,19 +29,47 @@ class JsonlSink:
         self.fsync = fsync
         self._interval = float(fsync.split(":")[1]) if fsync.startswith("interval:") else 0.0
         self._last_sync = time.monotonic()
+        self.repaired_bytes = self._drop_torn_tail()
         self._fh = self.path.open("a", encoding="utf-8")
 
+    def _drop_torn_tail(self) -> int:
+        """A crash mid-write can leave a last line without its newline: never fsync'd,
+        so never acknowledged. Cut it off, or the next event would be glued to it."""
+        if not self.path.exists():
+            return 0
+        with self.path.open("r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            pos = size
+            while pos > 0:
+                step = min(4096, pos)
+                fh.seek(pos - step)
+                block = fh.read(step)
+                nl = block.rfind(b"\n")
+                if nl >= 0:
+                    pos = pos - step + nl + 1
+                    break
+                pos -= step
+            if pos < size:
+                fh.truncate(pos)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return size - pos
+
     def last_seq(self) -> int:
-        """Highest ``seq`` in the current file (a torn last line is ignored)."""
-        last = 0
-        if self.path.exists():
-            with self.path.open("rb") as fh:
-                for line in fh:
-                    try:
-                        last = max(last, int(json.loads(line).get("seq", 0)))
-                    except (ValueError, AttributeError):
-                        continue
-        return last
+        """Highest ``seq`` in the current file, or in the newest rotated one when the
+        current file has none yet (a crash right after rotating must not restart at 1)."""
+        for path in (self.path, self.path.with_name(f"{self.path.name}.1")):
+            last = 0
+            if path.exists():
+                with path.open("rb") as fh:
+                    for line in fh:
+                        try:
+                            last = max(last, int(json.loads(line).get("seq", 0)))
+                        except (ValueError, AttributeError):
+                            continue
+            if last:
+                return last
+        return 0
 
     def write(self, events: list[dict]) -> None:
         if not events:

@@ -1,0 +1,360 @@
+"""Model integrity on hot reload, sink crash repair, a short kill -9 campaign (issue 8)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vitaledge.device.sinks import JsonlSink, SqliteSink
+
+
+def _rehash(art: Path) -> None:
+    """Make the manifest describe the (damaged) model file, as a careless tool would."""
+    m = json.loads((art / "manifest.json").read_text())
+    data = (art / "model.tflite").read_bytes()
+    m["sha256"], m["size_bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    (art / "manifest.json").write_text(json.dumps(m))
+
+
+def _edit(art: Path, fn) -> None:
+    m = json.loads((art / "manifest.json").read_text())
+    fn(m)
+    (art / "manifest.json").write_text(json.dumps(m))
+
+
+def _flip(art: Path, at: int) -> None:
+    b = bytearray((art / "model.tflite").read_bytes())
+    b[at % len(b)] ^= 0xFF
+    (art / "model.tflite").write_bytes(bytes(b))
+
+
+def _truncate(art: Path, keep: float) -> None:
+    b = (art / "model.tflite").read_bytes()
+    (art / "model.tflite").write_bytes(b[: int(len(b) * keep)])
+
+
+def _emotion_task(m: dict) -> None:
+    m["task"] = "emotion-ecg"
+
+
+def _wrong_shape(m: dict) -> None:
+    m["input"]["shape"] = [1, 200, 1]
+
+
+def _wrong_dtype(m: dict) -> None:
+    m["input"]["dtype"] = "float32"
+    m["input"]["quantization"] = None
+
+
+def _wrong_window(m: dict) -> None:
+    m["signal"]["window"]["length"] = 200
+
+
+def _labels(m: dict) -> None:
+    m["labels"] = ["N", "S", "V"]
+
+
+BAD = {
+    "model bit-flipped": (lambda a: _flip(a, 1000), "sha256"),
+    "model truncated": (lambda a: _truncate(a, 0.5), "truncated or replaced"),
+    "model missing": (lambda a: (a / "model.tflite").unlink(), "missing"),
+    "truncated model, manifest rehashed": (lambda a: (_truncate(a, 0.6), _rehash(a)),
+                                           "interpreter refused"),
+    "flatbuffer header flipped, rehashed": (lambda a: (_flip(a, 4), _flip(a, 5), _rehash(a)),
+                                            "interpreter refused"),
+    "empty model, rehashed": (lambda a: (_truncate(a, 0.0), _rehash(a)), "refused"),
+    "manifest not JSON": (lambda a: (a / "manifest.json").write_text("{not json"),
+                          "not valid JSON"),
+    "manifest truncated": (lambda a: (a / "manifest.json").write_bytes(
+        (a / "manifest.json").read_bytes()[:300]), "not valid JSON"),
+    "manifest missing": (lambda a: (a / "manifest.json").unlink(), "no manifest"),
+    "manifest unknown field": (lambda a: _edit(a, lambda m: m.update(evil=1)), "unknown"),
+    "manifest missing field": (lambda a: _edit(a, lambda m: m.pop("sha256")), "missing"),
+    "manifest schema from the future": (lambda a: _edit(a, lambda m: m.update(
+        schema_version=99)), "schema_version"),
+    "wrong task": (lambda a: _edit(a, _emotion_task), "task"),
+    "wrong input shape": (lambda a: _edit(a, _wrong_shape), "manifest says"),
+    "wrong input dtype": (lambda a: _edit(a, _wrong_dtype), "manifest says"),
+    "wrong label count": (lambda a: _edit(a, _labels), "labels"),
+    "different window spec": (lambda a: _edit(a, _wrong_window), "window spec differs"),
+    "model_file escapes the directory": (lambda a: _edit(a, lambda m: m.update(
+        model_file="../../etc/passwd")), "plain file name"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(BAD))
+def test_reload_refuses_each_bad_artifact_and_keeps_serving(converted, synth_dir, tmp_path,
+                                                            kind, caplog):
+    from vitaledge.device.daemon import Daemon, DaemonConfig
+    from vitaledge.device.records import read_record
+
+    out, _ = converted
+    art = tmp_path / "art"
+    shutil.copytree(out / "cpu-int8", art)
+    d = Daemon(DaemonConfig(model=str(art), source="stdin", fs=360, out=[]))
+    old = d.model
+    x = read_record(synth_dir / "s000").signal
+    before = d.pipeline.process(x[: 360 * 20])
+    damage, message = BAD[kind]
+    damage(art)
+    assert d.reload() is False
+    assert d.model is old and d.pipeline.model is old
+    assert message in caplog.text, caplog.text[-500:]
+    assert b'vitaledge_model_reloads_total{result="refused"} 1.0' in d.metrics()
+    after = d.pipeline.process(x[360 * 20: 360 * 40])
+    assert len(before) > 5 and len(after) > 5  # the old model keeps classifying
+    assert d.health()["model_sha256"] == old.manifest.sha256
+
+
+@pytest.mark.slow
+def test_sighup_with_a_corrupt_model_keeps_the_daemon_serving(converted, synth_dir, tmp_path):
+    from vitaledge.device.records import read_record
+
+    out, _ = converted
+    art = tmp_path / "art"
+    shutil.copytree(out / "cpu-int8", art)
+    port = _free_port()
+    ev = tmp_path / "ev.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "vitaledge.cli", "device", "run", "--model",
+                             str(art), "--source", "stdin", "--fs", "360", "--out", str(ev),
+                             "--api-port", str(port)],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    x = read_record(synth_dir / "s001").signal
+    try:
+        proc.stdin.write("".join(f"{v:.4f}\n" for v in x[: 360 * 30]))
+        proc.stdin.flush()
+        _wait(lambda: _get(port, "/health")["last_seq"] >= 10)
+        _flip(art, 2000)
+        proc.send_signal(signal.SIGHUP)
+        _wait(lambda: 'result="refused"} 1.0' in _get(port, "/metrics", raw=True))
+        n = _get(port, "/health")["last_seq"]
+        proc.stdin.write("".join(f"{v:.4f}\n" for v in x[360 * 30: 360 * 60]))
+        proc.stdin.flush()
+        _wait(lambda: _get(port, "/health")["last_seq"] >= n + 10)
+        proc.stdin.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "reload_refused" in err and "sha256" in err
+    seqs = [json.loads(line)["seq"] for line in ev.read_text().splitlines()]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > n + 10
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int, path: str, raw: bool = False):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            body = r.read().decode()
+    except OSError:
+        return "" if raw else {"last_seq": -1}
+    return body if raw else json.loads(body)
+
+
+def _wait(cond, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached")
+
+
+# ------------------------------------------------------------------ sinks after a crash
+
+
+def test_jsonl_torn_tail_is_cut_on_restart_and_seq_continues(tmp_path):
+    p = tmp_path / "ev.jsonl"
+    s = JsonlSink(p)
+    s.write([{"type": "beat", "seq": i} for i in (1, 2, 3)])
+    s.close()
+    with p.open("ab") as fh:  # a crash in the middle of the next batch
+        fh.write(b'{"type":"beat","seq":4,"cla')
+    s = JsonlSink(p)
+    assert s.repaired_bytes == len(b'{"type":"beat","seq":4,"cla')
+    assert s.last_seq() == 3
+    s.write([{"type": "beat", "seq": 4}])
+    s.close()
+    assert [json.loads(x)["seq"] for x in p.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_jsonl_torn_first_line_and_intact_file(tmp_path):
+    p = tmp_path / "ev.jsonl"
+    p.write_bytes(b'{"seq":1')
+    assert JsonlSink(p).repaired_bytes == 8 and p.read_bytes() == b""
+    p.write_bytes(b'{"seq":1}\n')
+    assert JsonlSink(p).repaired_bytes == 0 and p.read_bytes() == b'{"seq":1}\n'
+
+
+def test_jsonl_seq_continues_after_a_crash_right_after_rotation(tmp_path):
+    p = tmp_path / "ev.jsonl"
+    s = JsonlSink(p, max_bytes=200)
+    s.write([{"type": "beat", "seq": i, "pad": "x" * 40} for i in range(1, 8)])
+    assert p.with_name("ev.jsonl.1").exists() and p.read_bytes() == b""
+    # no close(): the process died before writing anything after rotating
+    assert JsonlSink(p).last_seq() == 7
+
+
+def test_sqlite_uncommitted_batch_is_invisible_and_seq_continues(tmp_path):
+    p = tmp_path / "ev.db"
+    s = SqliteSink(p)
+    s.write([{"type": "beat", "seq": i} for i in (1, 2)])
+    db = sqlite3.connect(p)
+    db.execute("BEGIN")
+    db.execute("INSERT INTO events (seq, type, body) VALUES (3, 'beat', '{}')")
+    db.close()  # closed without commit = the writer died mid-transaction
+    s2 = SqliteSink(p)
+    assert s2.last_seq() == 2
+    assert s2._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.slow
+def test_short_kill9_campaign_loses_nothing_acknowledged(converted, synth_dir, tmp_path):
+    from vitaledge.device.reliability import crash_campaign
+
+    out, _ = converted
+    r = crash_campaign(str(out / "cpu-int8"), str(synth_dir / "s002"), tmp_path / "crash",
+                       kills=3, seed=3, min_s=0.5, max_s=1.5, max_jsonl_bytes=20_000,
+                       speed="40")
+    assert r["kills"] >= 2, r["per_kill"]
+    assert r["acknowledged_events"] > 50
+    assert r["jsonl_corrupt_lines"] == 0 and r["sqlite_integrity_failures"] == 0
+    assert r["jsonl_duplicate_seq"] == 0 and r["sqlite_duplicate_seq"] == 0
+    assert r["jsonl_seq_increasing"]
+    assert r["acked_lost_or_changed_jsonl"] == 0 and r["acked_lost_or_changed_sqlite"] == 0
+    assert r["final_returncode"] == 0
+
+
+def test_crash_checker_sees_loss_and_corruption(tmp_path):
+    """The campaign's readers catch what they are meant to catch."""
+    from vitaledge.device.reliability import read_jsonl_events, read_sqlite_events
+
+    p = tmp_path / "events.jsonl"
+    p.write_bytes(b'{"seq":1}\n{"seq":2}\ngarbage\n{"seq":2}\n')
+    events, bad = read_jsonl_events(p)
+    assert [e["seq"] for e in events] == [1, 2, 2] and len(bad) == 1
+    s = SqliteSink(tmp_path / "events.db")
+    s.write([{"type": "beat", "seq": 5}])
+    s.close()
+    rows, check = read_sqlite_events(tmp_path / "events.db")
+    assert check == "ok" and rows == [{"type": "beat", "seq": 5}]
+    assert os.path.getsize(tmp_path / "events.db") > 0
+    np.testing.assert_equal(len(rows), 1)
+
+
+# ------------------------------------------------------------------ signal faults
+
+FS = 360
+
+
+def _faulty(x: np.ndarray) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
+    """``x`` with a NaN second, one inf sample, 2 s clipped at 4 mV and 5 s of lead-off."""
+    x = x.copy()
+    where = {"non_finite": (20 * FS, 21 * FS), "inf": (30 * FS, 30 * FS + 1),
+             "saturation": (40 * FS, 42 * FS), "lead_off": (60 * FS, 65 * FS)}
+    x[slice(*where["non_finite"])] = np.nan
+    x[where["inf"][0]] = np.inf
+    x[slice(*where["saturation"])] = 4.0
+    x[slice(*where["lead_off"])] = 0.3
+    return x, where
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 360, 100_000])
+def test_signal_monitor_finds_each_fault_for_any_chunking(chunk, synth_dir):
+    from vitaledge.device.records import read_record
+    from vitaledge.device.signal_quality import Change, Fault, SignalMonitor
+
+    x, where = _faulty(read_record(synth_dir / "s000").signal[: 90 * FS])
+    mon = SignalMonitor(FS)
+    parts = []
+    for i in range(0, len(x), chunk):
+        parts += mon.split(x[i:i + chunk])
+    clean = sum(len(p) for p in parts if isinstance(p, np.ndarray))
+    cut = sum(p.n for p in parts if isinstance(p, Fault))
+    assert clean + cut == len(x)
+    assert mon.counts == {"non_finite": FS + 1,
+                          "saturation": 2 * FS - (mon.sat_n - 1),
+                          "lead_off": 5 * FS - (mon.flat_n - 1)}
+    changes = [(c.kind, c.after) for c in parts if isinstance(c, Change)]
+    assert changes == [("non_finite", None), ("signal_ok", "non_finite"),
+                       ("non_finite", None), ("signal_ok", "non_finite"),
+                       ("saturation", None), ("signal_ok", "saturation"),
+                       ("lead_off", None), ("signal_ok", "lead_off")]
+
+
+def test_signal_monitor_is_quiet_on_real_ecg(mitdb_dir):
+    from vitaledge.device.records import read_record
+    from vitaledge.device.signal_quality import SignalMonitor
+
+    for rec in ("100", "108", "208"):
+        mon = SignalMonitor(FS)
+        mon.split(read_record(mitdb_dir / rec, annotator=None).signal)
+        assert mon.counts == {"non_finite": 0, "saturation": 0, "lead_off": 0}, rec
+
+
+@pytest.mark.slow
+def test_daemon_reports_faults_and_never_classifies_them(converted, synth_dir):
+    from vitaledge.device.daemon import Daemon, DaemonConfig
+    from vitaledge.device.records import read_record
+
+    out, _ = converted
+    d = Daemon(DaemonConfig(model=str(out / "cpu-int8"), source="stdin", fs=FS, out=[]))
+    x, where = _faulty(read_record(synth_dir / "s000").signal[: 90 * FS])
+    events = []
+    for i in range(0, len(x), 500):
+        events += d._samples(d.pipeline, x[i:i + 500])
+    events += d.pipeline.flush()
+    status = [e["status"] for e in events if e["type"] == "status"]
+    assert status.count("non_finite") == 2 and status.count("saturation") == 1
+    assert status.count("lead_off") == 1 and status.count("signal_ok") == 4
+    beats = [e for e in events if e["type"] == "beat"]
+    for a, b in where.values():
+        assert not [e for e in beats if a <= e["sample"] < b]
+        assert [e for e in beats if b + 3 * FS <= e["sample"] < b + 8 * FS]  # recovers
+    assert len(beats) > 60
+    # the time axis survives the cuts: beats match the record's reference peaks
+    rec = read_record(synth_dir / "s000")
+    ref = rec.ann_samples[rec.ann_samples < 90 * FS]
+    err = [np.min(np.abs(ref - e["sample"])) for e in beats]
+    assert np.median(err) <= 0.05 * FS
+
+
+@pytest.mark.slow
+def test_silence_and_low_rate_sources_are_reported(converted):
+    from vitaledge.device.daemon import Daemon, DaemonConfig
+    from vitaledge.device.pipeline import SignalError
+
+    out, _ = converted
+    with pytest.raises(SignalError, match="below the 125 Hz"):
+        Daemon(DaemonConfig(model=str(out / "cpu-int8"), source="stdin", fs=100, out=[]))
+    d = Daemon(DaemonConfig(model=str(out / "cpu-int8"), source="stdin", fs=FS, out=[]))
+    d._samples(d.pipeline, np.zeros(10) + np.arange(10))
+    d._last_data -= 30  # thirty seconds without a sample
+    d._check_silence()
+    d._check_silence()  # reported once
+    ev = d._samples(d.pipeline, np.arange(10.0))
+    got = [e["status"] for e in d.recent]
+    assert got == ["no_signal"] and ev[0]["status"] == "signal_resumed"
+    assert ev[0]["silent_s"] >= 30
