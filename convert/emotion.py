@@ -103,7 +103,8 @@ def _variants(opts: ConvertOptions, recurrent: bool) -> list[tuple[str, str, boo
         wanted = DEFAULT_VARIANTS
     else:
         wanted = tuple((t, q, False) for t, q, u in DEFAULT_VARIANTS if u or q != "none")
-    out = [v for v in wanted if v[0] in targets and (opts.quant is None or v[1] == opts.quant)]
+    out = [v for v in wanted if v[0] in targets and (opts.quant is None or v[1] == opts.quant)
+           and (opts.fused_reference or not recurrent or v[2])]
     if not out:
         raise EmotionRunError(f"no emotion variant for targets {sorted(targets)} and "
                               f"quantization {opts.quant}")

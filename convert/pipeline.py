@@ -36,6 +36,7 @@ from vitaledge.train.data import Prepared, check_split_ids, prepare
 from vitaledge.train.fit import predict
 
 from . import edgetpu, gpu, micro
+from .logits import LOGITS, logits_model
 from .prune import PruneReport, prune
 from .quantize import representative_windows, to_tflite
 from .targets import resolve, variant_name
@@ -55,6 +56,8 @@ class ConvertOptions:
     prune_epochs: int = 4
     threads: int = 1
     name: str = "vitaledge"
+    # emotion runs: also build the straight (fused-LSTM) conversion, the speed reference
+    fused_reference: bool = True
 
 
 @dataclass
@@ -179,8 +182,12 @@ def convert_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
 def _build_variant(run_dir, cfg, model, target, quant, name, vdir: Path, rep, pruning,
                    keras_ref, held, keras_probs, opts: ConvertOptions) -> Result:
     vdir.mkdir(parents=True, exist_ok=True)
+    # micro: the class is the argmax, so the artifact ends at the logits (convert/logits.py)
+    logits = logits_model(model) if target == "micro" else None
+    if target == "micro" and logits is None:
+        print(f"{name}: no final softmax layer found to remove; the output stays probabilities")
     try:
-        content = to_tflite(model, quant, rep)
+        content = to_tflite(model if logits is None else logits, quant, rep)
     except Exception as exc:  # converter errors are many and untyped
         return Result(name, FAIL, vdir, error=f"conversion failed: {exc}")
     (vdir / "model.tflite").write_bytes(content)
@@ -190,6 +197,8 @@ def _build_variant(run_dir, cfg, model, target, quant, name, vdir: Path, rep, pr
         sample = micro_sample(content, rep) if target == "micro" else None
         extra = {"gzip_bytes": gz, "ops": sorted({o["op"] for o in ops}),
                  "qat": name.endswith("-qat")}
+        if logits is not None:
+            extra["output"] = LOGITS
         extra.update(_target_extras(target, content, ops, vdir, opts.name, sample))
         m = _manifest(run_dir, cfg, target, quant, content, "model.tflite", pruning, extra,
                       keras_ref)

@@ -255,6 +255,37 @@ def test_emotion_ecg_trains_and_writes_the_run(tmp_path):
     assert len(seg) == 2 and model.predict(np.stack(seg), verbose=0).shape == (2, 4)
     for name in ("metrics.json", "history.csv", "training_history.png", "confusion_matrix.png"):
         assert (tmp_path / name).exists()
+    _converts_and_runs_in_the_daemon(tmp_path, m["accuracy"], "ecg.csv",
+                                     lambda p: np.savetxt(p, x_stream, fmt="%.5f"), fs=FS,
+                                     n_events=int((120 - 55) // 4) + 1)
+
+
+x_stream = se.emotion_ecg(120, FS, se.QUADRANT_PROFILES["HV-HA"], se.draw_subject(3), 5)
+
+
+def _converts_and_runs_in_the_daemon(run, keras_accuracy, stream_name, write_stream, fs,
+                                     n_events):
+    """The trained run converts to fp32 (fused and unrolled), fp16, int8 and int8-fc, each
+    verified against Keras; the deployed one runs in the daemon on a stream."""
+    from vitaledge.convert.pipeline import FAIL, ConvertOptions, convert_run
+    from vitaledge.device.daemon import Daemon, DaemonConfig
+
+    art = run / "art"
+    results = {r.variant: r for r in convert_run(run, art, ConvertOptions(
+        targets=["cpu"], max_drop=100.0, fused_reference=False))}
+    assert {"cpu-fp32", "cpu-fp16", "cpu-int8", "cpu-int8-fc"} <= set(results)
+    assert all(r.status != FAIL for r in results.values()), {
+        k: r.error for k, r in results.items()}
+    for name in ("cpu-fp32", "cpu-fp16"):
+        assert results[name].metrics["accuracy"] == pytest.approx(keras_accuracy, abs=0.02)
+    stream = run / stream_name
+    write_stream(stream)
+    events_path = run / "events.jsonl"
+    Daemon(DaemonConfig(model=str(art / "cpu-int8-fc"), source=f"replay:{stream}", fs=fs,
+                        out=[str(events_path)])).run(install_signals=False)
+    events = [json.loads(x) for x in events_path.read_text().splitlines()]
+    assert [e["type"] for e in events] == ["emotion"] * n_events
+    return events
 
 
 def test_cross_validation_folds_never_split_a_trial():
@@ -303,6 +334,14 @@ def test_emotion_multimodal_trains_and_writes_the_run(tmp_path):
     got = mm.model_inputs(ms.ecg[0], ms.gsr[0], ms.fs, ms.faces[0], sig, ms.stats["s00"])
     assert got["physio"].shape == (320, 2) and got["features"].shape == (8,)
     assert (tmp_path / "roc_curves.png").exists() and (tmp_path / "comparison.md").exists()
+    # converted and replayed through the daemon as a session (ECG + GSR + faces): windows of
+    # 20 s every 5 s after the first calib_s = 60 s
+    from vitaledge.device.sessions import synth_session, write_session
+
+    sess = synth_session(["fear", "sad"], seconds_each=50.0, fs=FS, seed=2)
+    _converts_and_runs_in_the_daemon(tmp_path, m["accuracy"], "session.npz",
+                                     lambda p: write_session(p, sess), fs=None,
+                                     n_events=int((100 - 60 - 20) // 5) + 1)
 
 
 def test_multimodal_stream_equals_windows():

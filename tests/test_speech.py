@@ -236,3 +236,31 @@ def test_cli_refuses_missing_data():
 
     res = CliRunner().invoke(train_group, ["emotion-speech", "--out", "/tmp/x"])
     assert res.exit_code != 0 and "give --data DIR or --synth N" in res.output
+
+
+def test_converts_and_runs_in_the_daemon_on_wav_replay(synth_run, tmp_path):
+    """The trained run converts (fp32 fused/unrolled, fp16, int8, int8-fc), each verified
+    against Keras; the deployed one classifies a wav replayed through the daemon."""
+    from vitaledge.convert.pipeline import FAIL, ConvertOptions, convert_run
+    from vitaledge.device.daemon import Daemon, DaemonConfig
+
+    run, _ = synth_run
+    art = tmp_path / "art"
+    results = {r.variant: r for r in convert_run(run, art, ConvertOptions(
+        targets=["cpu"], max_drop=100.0, fused_reference=False))}
+    assert {"cpu-fp32", "cpu-fp16", "cpu-int8", "cpu-int8-fc"} <= set(results)
+    assert all(r.status != FAIL for r in results.values()), {
+        k: r.error for k, r in results.items()}
+    keras_acc = json.loads((run / "metrics.json").read_text())["accuracy"]
+    assert results["cpu-fp32"].metrics["accuracy"] == pytest.approx(keras_acc, abs=0.08)
+    sig = SpeechSignal.from_dict(json.loads((run / "config.json").read_text())["signal"])
+    clip = synth_clip("angry", sig.sample_rate, 3.0, np.random.default_rng(5))
+    wav = tmp_path / "angry.wav"
+    sf.write(wav, clip, int(sig.sample_rate), subtype="PCM_16")
+    events_path = tmp_path / "ev.jsonl"
+    Daemon(DaemonConfig(model=str(art / "cpu-int8-fc"), source=f"replay:{wav}",
+                        out=[str(events_path)])).run(install_signals=False)
+    events = [json.loads(x) for x in events_path.read_text().splitlines()]
+    length = sig.offset_s + sig.duration_s          # one clip, then every half clip
+    assert len(events) == int((3.0 - length) // (length / 2)) + 1
+    assert all(e["type"] == "emotion" and e["task"] == "emotion-speech" for e in events)
