@@ -162,6 +162,11 @@ STATEFUL_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENC
                           "SVDF", "VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE"})
 
 
+#: ``manifest.extra["output"]``: what the output tensor holds. ``logits`` (the micro
+#: target's models end before the softmax): :meth:`Model.predict` applies :func:`softmax`.
+OUTPUT_KINDS = ("probabilities", "logits")
+
+
 class Model:
     """A converted model, loaded through its manifest.
 
@@ -204,6 +209,10 @@ class Model:
             self._ins.append(by_name[spec.name])
         self._in, self._out = self._ins[0], outs[0]
         _check_spec(tensor_spec(self._out), self.manifest.output, "output")
+        self.output_kind = self.manifest.extra.get("output", "probabilities")
+        if self.output_kind not in OUTPUT_KINDS:
+            raise ManifestError(f"{self.path}: extra.output is {self.output_kind!r}; expected "
+                                f"one of {OUTPUT_KINDS}")
         self.input_shape = tuple(self.manifest.input.shape)
         self.input_shapes = [tuple(t.shape) for t in specs]
 
@@ -218,7 +227,8 @@ class Model:
         return quantize(x, _NP_DTYPES[spec.dtype], None if q is None else (q.scale, q.zero_point))
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
-        """Output tensor values -> float probabilities."""
+        """Output tensor values -> float values (probabilities, or logits when
+        :attr:`output_kind` is ``logits``)."""
         q = self.manifest.output.quantization
         if q is None:
             return y.astype(np.float32)
@@ -273,7 +283,14 @@ class Model:
             out.append(self.invoke_raw(part if multi else part[0])[:k])
         if not out:
             return np.zeros((0, len(self.labels)), np.float32)
-        return self.dequantize_output(np.concatenate(out))
+        y = self.dequantize_output(np.concatenate(out))
+        return softmax(y) if self.output_kind == "logits" else y
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise float32 softmax, stable for any logits (the row maximum is subtracted)."""
+    e = np.exp(z - np.max(z, axis=-1, keepdims=True))
+    return (e / np.sum(e, axis=-1, keepdims=True)).astype(np.float32)
 
 
 def list_ops(model_content: bytes, backend: str | None = None) -> list[dict]:

@@ -37,14 +37,35 @@ def _config_header(ident: str, m, arena: int, ops: list[str]) -> str:
         f"#define {ident.upper()}_OUTPUT_SCALE {q_out.scale!r}f" if q_out else "",
         f"#define {ident.upper()}_OUTPUT_ZERO_POINT {q_out.zero_point}" if q_out else "",
         f"#define {ident.upper()}_NUM_CLASSES {len(m.labels)}",
+        "// 1: the output is the int8 logits (no softmax); the class is their argmax, and a",
+        "// softmax over the dequantized logits gives probabilities only if they are wanted.",
+        f"#define {ident.upper()}_OUTPUT_IS_LOGITS {int(_is_logits(m))}",
         f"#define {ident.upper()}_WINDOW_HZ {float(w.get('fs', 0))!r}f",
         f"#define {ident.upper()}_OP_COUNT {len(ops)}",
         f"static const char* const {ident}_labels[] = {{{labels}}};", "",
         f"#endif  // {guard}", ""])
 
 
+def _is_logits(m) -> bool:
+    return m.extra.get("output") == "logits"
+
+
+def _output_section(m, ident: str) -> str:
+    q = m.output.quantization
+    scale, zp = (q.scale, q.zero_point) if q else (1, 0)
+    if not _is_logits(m):
+        return (f"int8 scores for {m.labels}; probability `p = (q - {zp}) x {scale}`. The class "
+                "is the argmax (no dequantization needed for it).")
+    return (f"int8 **logits** for {m.labels}: the model ends before its softmax\n"
+            f"(`{ident.upper()}_OUTPUT_IS_LOGITS` is 1). The class is the argmax of the int8\n"
+            "values (no dequantization, no softmax needed; a tie goes to the first class when\n"
+            "the scan uses a strict `>`). Only if probabilities are wanted: dequantize,\n"
+            f"`z = (q - {zp}) x {scale}`, and take a softmax, `p_i = exp(z_i - max z) /\n"
+            "sum_j exp(z_j - max z)`.")
+
+
 def _readme(m, ident: str, arena: int, measured: int, ops: list[str]) -> str:
-    q_in, q_out = m.input.quantization, m.output.quantization
+    q_in = m.input.quantization
     w = m.signal.get("window", {})
     f = w.get("filter") or {}
     acc = m.metrics.get("accuracy")
@@ -87,8 +108,7 @@ plus 10 %. Align it to 16 bytes. Check RAM and flash against a part with
 
 ## Output
 
-int8 scores for {m.labels}; probability `p = (q - {q_out.zero_point if q_out else 0}) x
-{q_out.scale if q_out else 1}`. The class is the argmax (no dequantization needed for it).
+{_output_section(m, ident)}
 
 ## Calling it
 
@@ -107,7 +127,7 @@ tflite::MicroInterpreter interp(model, resolver, arena, sizeof(arena));
 interp.AllocateTensors();
 // fill interp.input(0)->data.int8 with the quantized window, then:
 interp.Invoke();
-int8_t* scores = interp.output(0)->data.int8;
+int8_t* scores = interp.output(0)->data.int8;  // class = argmax of scores
 ```
 """
 

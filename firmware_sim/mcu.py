@@ -3,8 +3,10 @@ under LiteRT, and does it fit a given MCU's memory and beat deadline?
 
 * Agreement: the artifact's int8 input, computed once per beat, goes through the
   ``tflite-micro`` Python interpreter (the MCU's kernels and allocator, x86 build) and
-  through LiteRT; the int8 outputs are compared (argmax, difference in output steps) and
-  every argmax mismatch is listed.
+  through LiteRT; the int8 outputs (logits for the ``micro`` target's artifacts, which
+  end before the softmax) are compared (argmax, difference in output steps) and every
+  argmax mismatch is listed. Argmax ties go to the first (lowest-index) class, as numpy's
+  argmax and a firmware loop with a strict ``>`` do; exact ties are counted.
 * Memory: the tensor arena is measured by search (:func:`measure_arena`); RAM adds a
   sample ring buffer and a window buffer, flash adds op-kernel estimates to the model.
 * Time: cycles are *estimated* from the model's multiply-accumulate count and the
@@ -103,22 +105,27 @@ def compare_runtimes(artifact: str | Path, X: np.ndarray, ids: list[str], y: np.
             tflm_logits.append(np.array(micro.GetTensor(li, 0)["tensor_data"],
                                         np.int16).ravel())
     tflm_a = np.stack(tflm)
-    ta = tflm_a.argmax(1)
+    ta, t_ties = tflm_a.argmax(1), exact_ties(tflm_a)
     labels = model.labels
-    out = {"beats": int(len(X)), "accuracy_tflm": float(np.mean(ta == y)), "litert": {}}
+    out = {"beats": int(len(X)), "output": model.output_kind,
+           "argmax_ties": "first maximum (lowest class index)",
+           "accuracy_tflm": float(np.mean(ta == y)), "ties_tflm": int(t_ties.sum()),
+           "litert": {}}
     for d in delegates:
         lite_a = np.stack(lite[d])
         diff = np.abs(lite_a - tflm_a)
-        la = lite_a.argmax(1)
+        la, l_ties = lite_a.argmax(1), exact_ties(lite_a)
         mism = [{"beat": ids[i], "label": labels[int(y[i])], "litert": labels[int(la[i])],
                  "tflm": labels[int(ta[i])], "litert_out": lite_a[i].tolist(),
-                 "tflm_out": tflm_a[i].tolist()} for i in np.flatnonzero(la != ta)]
+                 "tflm_out": tflm_a[i].tolist(), "tie": bool(t_ties[i] or l_ties[i])}
+                for i in np.flatnonzero(la != ta)]
         out["litert"][d] = {
             "runtime": f"{model.backend.name} {model.backend.version}, delegate {d}",
             "argmax_agreement": float(np.mean(la == ta)),
             "max_diff_steps": int(diff.max()),
             "beats_differing": int(np.count_nonzero(diff.max(1))),
             "beats_over_1_step": int(np.count_nonzero(diff.max(1) > 1)),
+            "ties_litert": int(l_ties.sum()),
             "accuracy_litert": float(np.mean(la == y)), "mismatches": mism}
         if lite_logits[d] and tflm_logits:
             ld = np.abs(np.stack(lite_logits[d]) - np.stack(tflm_logits)).max(1)
@@ -127,9 +134,15 @@ def compare_runtimes(artifact: str | Path, X: np.ndarray, ids: list[str], y: np.
     return out
 
 
+def exact_ties(scores: np.ndarray) -> np.ndarray:
+    """Per row: is the largest score shared by two or more classes?"""
+    return np.count_nonzero(scores == scores.max(1, keepdims=True), axis=1) > 1
+
+
 def _softmax_input(interpreter) -> int | None:
-    """Tensor index of the logits (the input of the final SOFTMAX), when this interpreter
-    runs that op itself (so the tensor is materialized)."""
+    """Tensor index of the logits (the input of the final SOFTMAX) of an artifact that
+    still ends in a softmax, when this interpreter runs that op itself (so the tensor is
+    materialized); None for logits artifacts, whose output is already the logits."""
     ops = [o for o in interpreter._get_ops_details() if o["op_name"] == "SOFTMAX"]  # noqa: SLF001
     return int(ops[-1]["inputs"][0]) if ops else None
 
@@ -204,20 +217,22 @@ def format_report(r: dict) -> str:
         f"{p['clock_hz'] / 1e6:.0f} MHz)",
         f"TFLite Micro vs LiteRT int8 on {a['beats']} real beats ({r['data']}); "
         f"TFLM accuracy {100 * a['accuracy_tflm']:.2f}%",
+        f"output: int8 {a['output']}; argmax ties go to the {a['argmax_ties']}; "
+        f"TFLM exact ties {a['ties_tflm']}",
     ]
     for c in a["litert"].values():
         lines += [
             f"  vs {c['runtime']}: argmax agreement {100 * c['argmax_agreement']:.2f}%, "
             f"largest output difference {c['max_diff_steps']} step(s), beats differing "
             f"{c['beats_differing']} (over 1 step: {c['beats_over_1_step']}), "
-            f"mismatches {len(c['mismatches'])}"]
+            f"LiteRT exact ties {c['ties_litert']}, mismatches {len(c['mismatches'])}"]
         if "logits_max_diff_steps" in c:
             lines += [f"    logits (softmax input): largest difference "
                       f"{c['logits_max_diff_steps']} step(s) on "
                       f"{c['logits_beats_differing']} beats"]
         lines += [f"    {x['beat']}: label {x['label']}  LiteRT {x['litert']} "
                   f"{x['litert_out']}  TFLM {x['tflm']} {x['tflm_out']}"
-                  for x in c["mismatches"]]
+                  + ("  (exact tie)" if x["tie"] else "") for x in c["mismatches"]]
     kern = ", ".join(f"{k} {v // 1024} KB" for k, v in m["op_kernel_flash_estimate"].items())
     lines += [
         f"RAM   arena {m['arena_bytes']:,} (measured) + ring buffer {m['ring_buffer_bytes']:,} "

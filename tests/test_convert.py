@@ -102,6 +102,57 @@ def test_micro_arena_is_the_smallest_that_runs(converted):
         assert not _runs(content, arena - 256, sample)
 
 
+def test_micro_artifact_ends_at_the_logits(converted, tmp_path):
+    """micro artifacts have no SOFTMAX and say so; predict still returns probabilities whose
+    argmax is the cpu-int8 artifact's on the held-out beats."""
+    from vitaledge.device.manifest import ManifestError
+    from vitaledge.device.runtime import Model
+
+    out, _ = converted
+    for v in ("micro-int8", "micro-int8-pruned50"):
+        man = json.loads((out / v / "manifest.json").read_text())
+        assert man["extra"]["output"] == "logits" and "SOFTMAX" not in man["extra"]["ops"]
+    cpu = json.loads((out / "cpu-int8" / "manifest.json").read_text())
+    assert "output" not in cpu["extra"] and "SOFTMAX" in cpu["extra"]["ops"]
+    with np.load(out / "heldout.npz") as z:
+        X = z["X"]
+    micro = Model(out / "micro-int8", delegate="none")
+    assert micro.output_kind == "logits"
+    p = micro.predict(X)
+    assert p.shape == (len(X), 5) and np.all(p >= 0)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    ref = Model(out / "cpu-int8").predict(X)
+    assert np.mean(p.argmax(1) == ref.argmax(1)) >= 0.99
+    raw = micro.invoke_raw(micro.quantize_input(X[:1].reshape(micro.input_shape)))
+    assert raw.dtype == np.int8  # invoke_raw stays the raw logits
+    bad = tmp_path / "bad"
+    shutil.copytree(out / "micro-int8", bad)
+    man = json.loads((bad / "manifest.json").read_text())
+    man["extra"]["output"] = "log-probabilities"
+    (bad / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ManifestError, match="extra.output"):
+        Model(bad)
+
+
+def test_logits_model_removes_each_kind_of_final_softmax():
+    from vitaledge.convert.logits import logits_model
+    from vitaledge.device.runtime import softmax
+    from vitaledge.train.backend import keras
+
+    L = keras.layers
+    x = np.random.default_rng(0).random((4, 6)).astype(np.float32)
+    for head in (lambda t: L.Dense(3, activation="softmax")(t),
+                 lambda t: L.Activation("softmax")(L.Dense(3)(t)),
+                 lambda t: L.Softmax()(L.Dense(3)(t))):
+        inp = L.Input((6,))
+        model = keras.Model(inp, head(inp))
+        z = logits_model(model)(x).numpy()
+        np.testing.assert_allclose(softmax(z), model(x).numpy(), atol=1e-6)
+    inp = L.Input((6,))
+    assert logits_model(keras.Model(inp, L.Dense(3)(inp))) is None
+    assert np.allclose(softmax(np.array([[1e4, 0.0, -1e4]], np.float32)), [[1, 0, 0]])
+
+
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
 def test_micro_c_files_compile(converted, tmp_path):
     out, _ = converted

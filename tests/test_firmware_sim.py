@@ -341,16 +341,18 @@ def test_mcu_tflm_matches_litert_and_fits(converted, synth_dir):
     r = simulate_mcu(out / "micro-int8", get_profile("cortex-m4-256k"), synth_dir, n_beats=80)
     man = json.loads((out / "micro-int8" / "manifest.json").read_text())
     assert r["memory"]["arena_bytes"] == man["extra"]["micro"]["arena_bytes"]
-    ref = r["agreement"]["litert"]["none"]
-    assert r["agreement"]["beats"] == 80
-    assert ref["argmax_agreement"] >= 0.98 and ref["logits_max_diff_steps"] <= 1
-    assert len(ref["mismatches"]) == round((1 - ref["argmax_agreement"]) * 80)
+    assert r["agreement"]["beats"] == 80 and r["agreement"]["output"] == "logits"
+    assert "SOFTMAX" not in {op["op"] for op in r["ops"]}
+    for ref in r["agreement"]["litert"].values():  # the int8 logits, reference and XNNPACK
+        assert ref["argmax_agreement"] >= 0.98 and ref["max_diff_steps"] <= 1
+        assert len(ref["mismatches"]) == round((1 - ref["argmax_agreement"]) * 80)
+        assert "logits_max_diff_steps" not in ref  # no softmax input to look at any more
     assert r["memory"]["ram_fits"] and r["timing"]["macs"] > 0
     assert r["memory"]["ram_bytes"] == (r["memory"]["arena_bytes"] +
                                         r["memory"]["ring_buffer_bytes"] +
                                         r["memory"]["window_buffer_bytes"])
     text = format_report(r)
-    assert "ESTIMATE" in text and "fits yes" in text
+    assert "ESTIMATE" in text and "fits yes" in text and "int8 logits" in text
     with pytest.raises(ValueError, match="unknown MCU profile"):
         get_profile("pdp-11")
 
@@ -368,7 +370,8 @@ def test_export_bundle_compiles(converted, tmp_path):
     info = json.loads((tmp_path / "fw" / "export.json").read_text())
     assert info["arena_bytes"] >= info["arena_measured"] > 0
     cfg = (tmp_path / "fw" / "model_config.h").read_text()
-    assert f"ARENA_BYTES {info['arena_bytes']}" in cfg
+    assert f"ARENA_BYTES {info['arena_bytes']}" in cfg and "OUTPUT_IS_LOGITS 1" in cfg
+    assert "**logits**" in (tmp_path / "fw" / "README.md").read_text()
     if shutil.which("gcc"):
         r = subprocess.run(["gcc", "-x", "c++", "-std=c++17", "-c", "model_data.cc", "-o",
                             "/dev/null"], cwd=tmp_path / "fw", capture_output=True, text=True)
