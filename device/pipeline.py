@@ -55,6 +55,10 @@ class BeatPipeline:
         self._offset = 0  # absolute index of the detector/buffer's sample 0
         self.gaps = 0
 
+    #: Holes up to this long keep the detector's learned levels and the RR history (the
+    #: heart goes on beating through a lead-off); longer ones start from scratch.
+    WARM_GAP_S = 30.0
+
     def gap(self, n_missing: int) -> list[dict]:
         """Samples were lost: finish what can be finished, then restart detection after
         the hole so that no beat is made of signal on both sides of it."""
@@ -63,9 +67,12 @@ class BeatPipeline:
         self.samples_in = self._offset
         self._filter.reset()
         self._buf = SignalBuffer()
-        self._detector = RPeakDetector(self.fs)
+        if n_missing <= self.WARM_GAP_S * self.fs:
+            self._detector = self._detector.resumed()
+        else:
+            self._detector = RPeakDetector(self.fs)
+            self._rr_hist.clear()
         self._last_r = None
-        self._rr_hist.clear()
         self.gaps += 1
         return events
 

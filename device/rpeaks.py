@@ -72,6 +72,9 @@ class RPeakDetector:
                  thr_frac: float = 0.15, peak_s: float = 0.2):
         self.fs = fs
         self.thr_frac = thr_frac
+        self._params = {"learn_s": learn_s, "refractory_s": refractory_s, "twave_s": twave_s,
+                        "search_back": search_back, "band": band, "thr_frac": thr_frac,
+                        "peak_s": peak_s}
         self._bp = CausalFilter(FilterSpec(band[0], band[1], 2), fs)
         self._ecg = CausalFilter(FilterSpec(0.5, 40.0 if fs > 85 else 0.45 * fs, 2), fs)
         self._deriv = _Fir(np.array([2, 1, 0, -1, -2]) * fs / 8.0)
@@ -96,6 +99,20 @@ class RPeakDetector:
         self._rr: list[int] = []
         self._noise_since: list[tuple[int, float]] = []
         self.n_samples = 0
+
+    def resumed(self) -> RPeakDetector:
+        """A detector for the signal after a hole: fresh filters and buffers (nothing spans
+        the hole), but this one's learned signal/noise peak levels and recent RR intervals,
+        so detection goes on at once instead of relearning from the first 2 s after the
+        hole, which after a lead-off can be dominated by one large ectopic beat. A detector
+        that had not finished learning gives a plain fresh one."""
+        new = RPeakDetector(self.fs, **self._params)
+        if self._initialised:
+            new.spki, new.npki = self.spki, self.npki
+            new._rr = list(self._rr)
+            new._last_slope = self._last_slope
+            new._initialised = True
+        return new
 
     # -- signal stages ---------------------------------------------------------------
     def process(self, chunk: np.ndarray) -> list[int]:
