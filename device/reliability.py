@@ -392,10 +392,14 @@ def read_sqlite_events(path: Path) -> tuple[list[dict], str]:
     """Events of a SQLite sink by seq, and ``PRAGMA integrity_check``'s answer."""
     import sqlite3
 
+    if not path.exists():
+        return [], "ok"
     db = sqlite3.connect(str(path))
     try:
         check = db.execute("PRAGMA integrity_check").fetchone()[0]
-        rows = db.execute("SELECT seq, body FROM events ORDER BY seq").fetchall()
+        has = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone()
+        rows = db.execute("SELECT seq, body FROM events ORDER BY seq").fetchall() if has \
+            else []  # killed before the sink created its table
     finally:
         db.close()
     return [json.loads(b) for _, b in rows], check
@@ -426,11 +430,25 @@ def _poll_acks(port: int, acked: dict[int, dict], stop, since: int) -> None:
         stop.wait(0.02)
 
 
+def _wait_ready(port: int, proc, timeout: float = 120.0) -> None:
+    """Until the daemon's API answers (model loaded, sinks open) or it exits."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+
+
 def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
                    seed: int = 0, min_s: float = 0.3, max_s: float = 3.0,
                    max_jsonl_bytes: int = 2_000_000, speed: str = "100") -> dict:
     """Start the daemon (replay at ``speed`` into a JSONL sink with ``fsync=batch`` and a
-    SQLite sink, small rotation size), kill -9 it at a random moment, check the sinks,
+    SQLite sink, small rotation size), kill -9 it ``min_s``..``max_s`` seconds after its
+    API answers (it is writing by then), check the sinks,
     restart; ``kills`` times, then one clean run. Acknowledged events are read from the
     API while it runs; at the end every one must be in both sinks, byte-for-byte equal,
     and ``seq`` must be unique and increasing in both."""
@@ -467,8 +485,9 @@ def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
             if final:
                 proc.wait(timeout=600)
             else:
+                _wait_ready(port, proc)
                 try:
-                    proc.wait(timeout=delay + 1.0)  # +1 s: interpreter start and model load
+                    proc.wait(timeout=delay)
                 except subprocess.TimeoutExpired:
                     proc.send_signal(signal.SIGKILL)
                     proc.wait()
@@ -496,6 +515,7 @@ def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
     lost_s = sorted(q for q in acked if sby.get(q) != acked[q])
     killed = sum(1 for r in per_kill if r["returncode"] == -signal.SIGKILL)
     return {"kills": killed, "runs": len(per_kill),
+            "jsonl_files": sorted(f.name for f in workdir.glob("events.jsonl*")),
             "finished_before_kill": sum(1 for r in per_kill[:-1] if r["returncode"] == 0),
             "acknowledged_events": len(acked),
             "jsonl_events": len(events), "sqlite_events": len(rows),
@@ -518,16 +538,18 @@ def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
 @click.option("--speed", default="100", show_default=True,
               help="Replay speed (x real time), so that the daemon is writing when killed.")
 @click.option("--kills", type=int, default=50, show_default=True)
+@click.option("--max-jsonl-bytes", type=int, default=2_000_000, show_default=True,
+              help="JSONL rotation size (5 files kept), small so kills hit rotations.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Where the sinks go (default: a temporary directory).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
-def crash_cmd(model, record, speed, kills, seed, workdir, json_out) -> None:
+def crash_cmd(model, record, speed, kills, max_jsonl_bytes, seed, workdir, json_out) -> None:
     """kill -9 the daemon at random moments while it writes; check both sinks after
     every kill and that no acknowledged event is lost, changed or duplicated."""
     wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vitaledge-crash-"))
     r = crash_campaign(str(Path(model).resolve()), str(Path(record).resolve()), wd, kills,
-                       seed, speed=speed)
+                       seed, max_jsonl_bytes=max_jsonl_bytes, speed=speed)
     brief = {k: v for k, v in r.items() if k != "per_kill"}
     click.echo(json.dumps(brief, indent=2))
     if json_out:
@@ -715,8 +737,7 @@ def streams_campaign(model: str, record: str, n: int, seconds: float = 30.0,
             [sys.executable, "-m", "vitaledge.cli", "device", "run", "--model", model,
              "--source", f"tcp:127.0.0.1:{port}", "--fs", str(fs), "--out", "stdout",
              "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=lambda: os.sched_setaffinity(0, {cpu})))
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     sent = [0] * n
 
     def feed(k: int, t0: float) -> None:
@@ -740,7 +761,20 @@ def streams_campaign(model: str, record: str, n: int, seconds: float = 30.0,
                 if delay > 0:
                     time.sleep(delay)
 
-    time.sleep(3.0 + 0.1 * n)  # interpreters start and load the model
+    # start unpinned (n interpreters loading on one core take long), wait until every
+    # daemon listens, then pin them all to ``cpu`` for the measured part
+    deadline = time.monotonic() + 120 + 3 * n
+    for port in ports:
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+    for p in procs:  # every thread: affinity is per thread, new threads inherit it
+        for tid in os.listdir(f"/proc/{p.pid}/task"):
+            os.sched_setaffinity(int(tid), {cpu})
+    time.sleep(2.0)
     cpu0 = [_cpu_s(p.pid) for p in procs]
     t0 = time.monotonic()
     feeders = [threading.Thread(target=feed, args=(k, t0)) for k in range(n)]

@@ -76,9 +76,13 @@ def read_signals(record: str | Path) -> Signals | None:
     if n * nsig > len(digital):
         return None
     digital = digital[: n * nsig].reshape(n, nsig)
+    try:  # the pattern admits strings such as "200-0" that are not numbers (fuzzing)
+        gains = [float(m["gain"]) if m["gain"] else 0.0 for m in sigs]
+    except ValueError:
+        return None  # not a layout read here; wfdb says what is wrong with it
     phys = np.empty((n, nsig), dtype=np.float64)
     for ch, m in enumerate(sigs):
-        gain = float(m["gain"]) if m["gain"] and float(m["gain"]) != 0 else 200.0
+        gain = gains[ch] if gains[ch] != 0 else 200.0
         zero = int(m["zero"]) if m["zero"] else 0
         base = int(m["base"]) if m["base"] is not None else zero
         col = digital[:, ch]

@@ -128,3 +128,16 @@ def test_kaggle_csv_with_undecodable_bytes_or_huge_values_is_refused(tmp_path):
     p.write_bytes(b"1e300," + b"0.5," * 186 + b"0\n")
     with pytest.raises(CsvFormatError, match="k.csv:1: NaN, infinite or beyond-float32"):
         load_kaggle_csv(p)
+
+
+def test_wfdb_header_gain_that_is_not_a_number_is_a_record_error(tmp_path):
+    """Found by the long run: the header pattern admits "200-0" as a gain; the light
+    reader raised ValueError instead of handing the record to wfdb."""
+    from vitaledge.device.records import RecordError, read_record
+    from vitaledge.device.wfdb_signals import read_signals
+
+    (tmp_path / "r.hea").write_text("r 1 360 4\nr.dat 16 200-0 11 1024 0 0 0 MLII\n")
+    (tmp_path / "r.dat").write_bytes(b"\x01\x00" * 4)
+    assert read_signals(tmp_path / "r") is None
+    with pytest.raises(RecordError, match="cannot read WFDB record"):
+        read_record(tmp_path / "r", annotator=None)

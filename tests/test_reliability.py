@@ -84,7 +84,7 @@ BAD = {
     "manifest missing field": (lambda a: _edit(a, lambda m: m.pop("sha256")), "missing"),
     "manifest schema from the future": (lambda a: _edit(a, lambda m: m.update(
         schema_version=99)), "schema_version"),
-    "wrong task": (lambda a: _edit(a, _emotion_task), "task"),
+    "wrong task": (lambda a: _edit(a, _emotion_task), "emotion-ecg"),
     "wrong input shape": (lambda a: _edit(a, _wrong_shape), "manifest says"),
     "wrong input dtype": (lambda a: _edit(a, _wrong_dtype), "manifest says"),
     "wrong label count": (lambda a: _edit(a, _labels), "labels"),
