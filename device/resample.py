@@ -21,6 +21,12 @@ def rate_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
     """(up, down) with fs_out / fs_in == up / down (denominator limited to 10,000)."""
     if fs_in <= 0 or fs_out <= 0:
         raise ValueError(f"sample rates must be positive, got {fs_in} -> {fs_out}")
+    return _rate_ratio(float(fs_in), float(fs_out))
+
+
+@lru_cache(maxsize=64)
+def _rate_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
+    # limit_denominator costs ~0.1 ms; the pipeline asks once per beat
     fr = Fraction(fs_out / fs_in).limit_denominator(10_000)
     return fr.numerator, fr.denominator
 

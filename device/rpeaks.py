@@ -185,7 +185,8 @@ class RPeakDetector:
     def _decide(self, t: int, h: float) -> list[int]:
         out: list[int] = []
         if self._last_qrs is not None and self._rr:
-            rr_avg = float(np.mean(self._rr[-8:]))
+            recent = self._rr[-8:]
+            rr_avg = sum(recent) / len(recent)
             if t - self._last_qrs > self.search_back * rr_avg:
                 out += self._search_back(t)
         if self._last_qrs is not None and t - self._last_qrs < self.refractory:

@@ -88,7 +88,11 @@ def median_rr(rr_history: np.ndarray, spec: WindowSpec, fs_in: float) -> float:
     """Nominal beat period T (source samples) from the recent RR intervals."""
     if len(rr_history) == 0:
         return spec.default_rr_s * fs_in
-    return float(np.median(rr_history[-spec.rr_context:]))
+    # a handful of values: sorting in Python is ~50x cheaper than np.median's machinery,
+    # and gives the same number (mean of the two middle values for an even count)
+    v = sorted(float(r) for r in rr_history[-spec.rr_context:])
+    k = len(v) // 2
+    return v[k] if len(v) % 2 else (v[k - 1] + v[k]) / 2.0
 
 
 @dataclass(frozen=True)
