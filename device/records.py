@@ -70,6 +70,8 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
         except Exception as exc:
             raise RecordError(f"{path}: cannot read WFDB record: {exc}") from exc
         fs, names, p_signal = rec.fs, list(rec.sig_name or []), rec.p_signal
+    if not np.isfinite(fs) or fs <= 0:
+        raise RecordError(f"{path}.hea: sample rate {fs!r} is not a positive number")
     if lead in names:
         ch = names.index(lead)
     else:

@@ -416,6 +416,7 @@ def _free_port() -> int:
 def _poll_acks(port: int, acked: dict[int, dict], stop, since: int) -> None:
     """Collect acknowledged events: ``/events`` only lists events every sink has
     taken (JSONL fsync'd, SQLite committed), see Daemon._emit."""
+    import http.client
     import urllib.request
 
     while not stop.is_set():
@@ -425,7 +426,7 @@ def _poll_acks(port: int, acked: dict[int, dict], stop, since: int) -> None:
                 for e in json.loads(r.read())["events"]:
                     acked[e["seq"]] = e
                     since = max(since, e["seq"])
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):  # killed mid-answer
             pass
         stop.wait(0.02)
 
@@ -511,7 +512,10 @@ def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
     jseq = [e["seq"] for e in events]
     sseq = [e["seq"] for e in rows]
     jby, sby = {e["seq"]: e for e in events}, {e["seq"]: e for e in rows}
-    lost_j = sorted(q for q in acked if jby.get(q) != acked[q])
+    # rotation keeps 5 files: events older than the oldest kept line left by policy
+    oldest = jseq[0] if jseq else 0
+    rotated_out = sum(1 for q in acked if q < oldest)
+    lost_j = sorted(q for q in acked if q >= oldest and jby.get(q) != acked[q])
     lost_s = sorted(q for q in acked if sby.get(q) != acked[q])
     killed = sum(1 for r in per_kill if r["returncode"] == -signal.SIGKILL)
     return {"kills": killed, "runs": len(per_kill),
@@ -525,7 +529,9 @@ def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
             "jsonl_duplicate_seq": len(jseq) - len(set(jseq)),
             "sqlite_duplicate_seq": len(sseq) - len(set(sseq)),
             "jsonl_seq_increasing": all(a < b for a, b in zip(jseq, jseq[1:], strict=False)),
+            "acked_rotated_out_of_jsonl_by_retention": rotated_out,
             "acked_lost_or_changed_jsonl": len(lost_j),
+            "acked_lost_examples": (lost_j[:5], sorted(set(lost_s))[:5]),
             "acked_lost_or_changed_sqlite": len(lost_s),
             "torn_tails_repaired": sum(1 for r in per_kill if r["torn_tail_bytes_before_start"]),
             "unacked_in_jsonl_not_in_sqlite": len(set(jseq) - set(sseq)),

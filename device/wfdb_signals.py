@@ -73,7 +73,7 @@ def read_signals(record: str | Path) -> Signals | None:
         digital = np.where(digital >= 2048, digital - 4096, digital)
         invalid = -2048
     n = len(digital) // nsig if nsamp is None else nsamp
-    if n * nsig > len(digital):
+    if n < 0 or n * nsig > len(digital):  # a negative count: found by fuzzing
         return None
     digital = digital[: n * nsig].reshape(n, nsig)
     try:  # the pattern admits strings such as "200-0" that are not numbers (fuzzing)

@@ -141,3 +141,10 @@ def test_wfdb_header_gain_that_is_not_a_number_is_a_record_error(tmp_path):
     assert read_signals(tmp_path / "r") is None
     with pytest.raises(RecordError, match="cannot read WFDB record"):
         read_record(tmp_path / "r", annotator=None)
+    # a negative sample count (second long run) is not decoded here either
+    (tmp_path / "r.hea").write_text("r 1 360 -4\nr.dat 16 200 11 1024 0 0 0 MLII\n")
+    assert read_signals(tmp_path / "r") is None
+    # and a record whose rate is not a positive number is refused by name
+    (tmp_path / "r.hea").write_text("r 1 0 4\nr.dat 16 200 11 1024 0 0 0 MLII\n")
+    with pytest.raises(RecordError, match="sample rate 0.0 is not a positive number"):
+        read_record(tmp_path / "r", annotator=None)
