@@ -271,7 +271,7 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
 
 
 #: (field, header, width, number format); text columns are left-aligned.
-COLUMNS = [("variant", "variant", 38, ""), ("status", "status", 7, ""),
+COLUMNS = [("variant", "variant", 44, ""), ("status", "status", 7, ""),
            ("delegate", "delegate", 9, ""), ("threads", "thr", 4, "d"),
            ("batch", "batch", 6, "d"), ("size_bytes", "bytes", 9, "d"),
            ("load_ms", "load ms", 9, ".1f"), ("p50_ms", "p50 ms", 9, ".3f"),
