@@ -123,16 +123,24 @@ class Daemon:
         self.pipeline = FanOut([stage_for(m, self.source.fs, hop) for m in models])
         ecg = isinstance(self.pipeline.stages[0], BeatPipeline)
         model_fs = self.model.manifest.signal.get("window", {}).get("fs") if ecg else None
-        if model_fs and self.source.fs < float(model_fs):
-            raise SignalError(f"source {self.source.name} is {self.source.fs:g} Hz, below the "
-                              f"{float(model_fs):g} Hz the model's windows are made at "
-                              "(manifest signal.window.fs): upsampling cannot restore it")
         # ECG stream faults (NaN, saturation, lead-off) are cut out and reported
         self.monitor = SignalMonitor(self.source.fs) if ecg else None
         self._last_data: float | None = None
         self._silent = False
         self.sinks = [open_sink(s, cfg.fsync, cfg.max_jsonl_bytes) for s in cfg.out]
         self.seq = max((s.last_seq() for s in self.sinks), default=0)
+        if model_fs and self.source.fs < float(model_fs):  # reported in the sinks, refused
+            msg = (f"source {self.source.name} is {self.source.fs:g} Hz, below the "
+                   f"{float(model_fs):g} Hz the model's windows are made at (manifest "
+                   "signal.window.fs): upsampling cannot restore it")
+            self.seq += 1
+            for s in self.sinks:
+                s.write([{"type": "status", "status": "sample_rate_mismatch", "time": 0.0,
+                          "source_fs": self.source.fs, "model_fs": float(model_fs),
+                          "error": msg, "seq": self.seq}])
+                s.close()
+            self.source.stop()
+            raise SignalError(msg)
         self.q: queue.Queue = queue.Queue(maxsize=cfg.queue_chunks)
         self.recent: deque[dict] = deque(maxlen=cfg.keep_events)
         self.stop = threading.Event()

@@ -342,13 +342,18 @@ def test_daemon_reports_faults_and_never_classifies_them(converted, synth_dir):
 
 
 @pytest.mark.slow
-def test_silence_and_low_rate_sources_are_reported(converted):
+def test_silence_and_low_rate_sources_are_reported(converted, tmp_path):
     from vitaledge.device.daemon import Daemon, DaemonConfig
     from vitaledge.device.pipeline import SignalError
 
     out, _ = converted
+    ev = tmp_path / "ev.jsonl"
     with pytest.raises(SignalError, match="below the 125 Hz"):
-        Daemon(DaemonConfig(model=str(out / "cpu-int8"), source="stdin", fs=100, out=[]))
+        Daemon(DaemonConfig(model=str(out / "cpu-int8"), source="stdin", fs=100,
+                            out=[str(ev)]))
+    [status] = [json.loads(x) for x in ev.read_text().splitlines()]
+    assert status["status"] == "sample_rate_mismatch" and status["source_fs"] == 100
+    assert status["model_fs"] == 125 and status["seq"] == 1
     d = Daemon(DaemonConfig(model=str(out / "cpu-int8"), source="stdin", fs=FS, out=[]))
     d._samples(d.pipeline, np.zeros(10) + np.arange(10))
     d._last_data -= 30  # thirty seconds without a sample
