@@ -36,6 +36,7 @@ from .stages import FanOut, stage_for
 
 log = logging.getLogger("vitaledge.daemon")
 NO_SIGNAL_S = 5.0  # a live source silent this long gets a no_signal status event
+RATE_WINDOW_S = 30.0  # a live source's arrival rate is measured over this much wall time
 
 
 @dataclass
@@ -127,6 +128,10 @@ class Daemon:
         self.monitor = SignalMonitor(self.source.fs) if ecg else None
         self._last_data: float | None = None
         self._silent = False
+        self._arrived = 0  # samples that reached the worker (drops are added apart)
+        self._rate_t0: float | None = None
+        self._rate_n0 = 0
+        self._rate_bad = False
         self.sinks = [open_sink(s, cfg.fsync, cfg.max_jsonl_bytes) for s in cfg.out]
         self.seq = max((s.last_seq() for s in self.sinks), default=0)
         if model_fs and self.source.fs < float(model_fs):  # reported in the sinks, refused
@@ -305,6 +310,31 @@ class Daemon:
                          "time": round(pipe.samples_in / pipe.fs, 3),
                          "silent_s": round(time.monotonic() - self._last_data, 1)}])
 
+    def _check_rate(self, now: float) -> list[dict]:
+        """A live source whose samples arrive, over RATE_WINDOW_S, more than 25 % away
+        from the configured rate gets rate_mismatch (once), and rate_ok when it is back
+        within 10 %: the stream's time axis and beat intervals assume that rate."""
+        arrived = self._arrived + self.dropped_samples
+        if self._rate_t0 is None:
+            self._rate_t0, self._rate_n0 = now, arrived
+            return []
+        dt = now - self._rate_t0
+        if dt < RATE_WINDOW_S:
+            return []
+        rate = (arrived - self._rate_n0) / dt
+        self._rate_t0, self._rate_n0 = now, arrived
+        off = abs(rate / self.source.fs - 1.0)
+        if off > 0.25 and not self._rate_bad:
+            self._rate_bad, status = True, "rate_mismatch"
+        elif off < 0.1 and self._rate_bad:
+            self._rate_bad, status = False, "rate_ok"
+        else:
+            return []
+        pipe = self.pipeline
+        return [{"type": "status", "status": status,
+                 "time": round(pipe.samples_in / pipe.fs, 3),
+                 "measured_hz": round(rate, 1), "configured_hz": self.source.fs}]
+
     def _samples(self, pipe, x) -> list[dict]:
         """Samples through the signal monitor: faulty stretches become gaps (never
         classified) with a status event where a fault starts and where it ends."""
@@ -312,10 +342,14 @@ class Daemon:
         now = time.monotonic()
         if self._silent:
             self._silent = False
+            self._rate_t0 = None  # a silence is not a slow rate
             events.append({"type": "status", "status": "signal_resumed",
                            "time": round(pipe.samples_in / pipe.fs, 3),
                            "silent_s": round(now - (self._last_data or now), 1)})
         self._last_data = now
+        self._arrived += len(x)
+        if self.live:
+            events += self._check_rate(now)
         if self.monitor is None or getattr(x, "ndim", 1) != 1:
             return events + pipe.process(x)
         for part in self.monitor.split(x):

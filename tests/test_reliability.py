@@ -363,3 +363,22 @@ def test_silence_and_low_rate_sources_are_reported(converted, tmp_path):
     got = [e["status"] for e in d.recent]
     assert got == ["no_signal"] and ev[0]["status"] == "signal_resumed"
     assert ev[0]["silent_s"] >= 30
+
+
+@pytest.mark.slow
+def test_live_source_arriving_at_another_rate_is_reported(converted):
+    from vitaledge.device.daemon import RATE_WINDOW_S, Daemon, DaemonConfig
+
+    out, _ = converted
+    d = Daemon(DaemonConfig(model=str(out / "cpu-int8"), source="stdin", fs=FS, out=[]))
+    w = RATE_WINDOW_S
+    assert d._check_rate(100.0) == []  # the window starts
+    d._arrived += int(2 * FS * w)  # twice the configured rate
+    [ev] = d._check_rate(100.0 + w)
+    assert ev["status"] == "rate_mismatch" and ev["measured_hz"] == 2 * FS
+    d._arrived += int(2 * FS * w)
+    assert d._check_rate(100.0 + 2 * w) == []  # reported once
+    d._arrived += int(FS * w) - 5 * int(w)  # back to the configured rate, counting ...
+    d.dropped_samples += 5 * int(w)  # ... the samples dropped on a full queue
+    [ev] = d._check_rate(100.0 + 3 * w)
+    assert ev["status"] == "rate_ok" and ev["measured_hz"] == FS
