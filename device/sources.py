@@ -185,6 +185,20 @@ def stdin_pcm_source(fs: float, chunk: int = 1024) -> Source:
     return Source("stdin-pcm", float(fs), pcm_chunks(sys.stdin.buffer, chunk))
 
 
+def _connections(srv: socket.socket, state: dict, what: str):
+    """Connections accepted on listening socket ``srv``, one at a time, until
+    ``state["stop"]`` is set or the socket is closed."""
+    while not state["stop"]:
+        try:
+            conn, addr = srv.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        log.info("%s: %s connected", what, addr)
+        yield conn, addr
+
+
 def tcp_source(host: str, port: int, fs: float, chunk: int = 64) -> Source:
     if not fs:
         raise SourceError("tcp source needs the sample rate (--fs)")
@@ -193,14 +207,7 @@ def tcp_source(host: str, port: int, fs: float, chunk: int = 64) -> Source:
     state = {"stop": False}
 
     def gen() -> Iterator[np.ndarray]:
-        while not state["stop"]:
-            try:
-                conn, addr = srv.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            log.info("tcp source: client %s connected", addr)
+        for conn, addr in _connections(srv, state, "tcp source"):
             with conn, conn.makefile("r", errors="replace") as fh:
                 yield from _text_samples(iter(fh.readline, ""), f"tcp {addr}", chunk)
             log.info("tcp source: client %s disconnected", addr)
@@ -273,14 +280,7 @@ def frames_tcp_source(host: str, port: int, fs: float) -> Source:
     state = {"stop": False}
 
     def gen() -> Iterator:
-        while not state["stop"]:
-            try:
-                conn, addr = srv.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            log.info("frames+tcp source: board %s connected", addr)
+        for conn, addr in _connections(srv, state, "frames+tcp source"):
             with conn:
                 conn.settimeout(0.2)
                 while not state["stop"]:

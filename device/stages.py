@@ -74,10 +74,12 @@ class _WindowStage:
                               "model's; restart the daemon to change them")
         self.model = model
 
-    def _events(self, inputs: list[np.ndarray], ends: list[int], length: int) -> list[dict]:
-        if not inputs:
+    def _events(self, batch, ends: list[int], length: int) -> list[dict]:
+        """Classify ``batch`` (what ``Model.predict`` takes: stacked windows, or a list of
+        stacked inputs for a multi-input model) and make one event per window."""
+        if not ends:
             return []
-        probs = self.model.predict(np.stack(inputs))
+        probs = self.model.predict(batch)
         events = []
         for end, pr in zip(ends, probs, strict=True):
             label = self.model.labels[int(np.argmax(pr))]
@@ -128,7 +130,7 @@ class EcgEmotionStage(_WindowStage):
         ends = [self._offset + int(round((self._first_out + (first_index + k) * self._hop_out
                                           + self._seg_out) * self._ratio))
                 for k in range(len(inputs))]
-        return self._events(inputs, ends, self._length)
+        return self._events(np.stack(inputs) if inputs else None, ends, self._length)
 
     def gap(self, n_missing: int) -> list[dict]:
         self.samples_in += int(n_missing)
@@ -190,7 +192,7 @@ class SpeechEmotionStage(_WindowStage):
         if drop > 0:
             self._buf = self._buf[drop:]
             self._buf_start = self._next
-        return self._events(inputs, ends, self._length)
+        return self._events(np.stack(inputs) if inputs else None, ends, self._length)
 
     def _tail(self) -> list[dict]:
         need = int(round((self.spec.offset_s + self.spec.min_duration_s) * self.fs))
@@ -198,7 +200,7 @@ class SpeechEmotionStage(_WindowStage):
         if self._emitted_since_restart or end - self._next < need:
             return []
         self._emitted_since_restart += 1
-        return self._events([self._clip(self._next, end)], [end], end - self._next)
+        return self._events(self._clip(self._next, end)[None], [end], end - self._next)
 
     def gap(self, n_missing: int) -> list[dict]:
         events = self._tail()
@@ -278,22 +280,8 @@ class MultimodalStage(_WindowStage):
         if inputs:
             by_name = {"physio": 0, "features": 1, "face": 2}
             batch = [np.stack([inp[by_name[n]] for inp in inputs]) for n in self.order]
-            events += self._events_multi(batch, ends, length)
+            events += self._events(batch, ends, length)
         return events
-
-    def _events_multi(self, batch: list[np.ndarray], ends: list[int], length: int):
-        probs = self.model.predict(batch)
-        out = []
-        for end, pr in zip(ends, probs, strict=True):
-            label = self.model.labels[int(np.argmax(pr))]
-            ev = {"type": "emotion", "task": self.task,
-                  "time": round(self.start_time + end / self.fs, 4), "sample": int(end),
-                  "window_s": round(length / self.fs, 3), "class": label,
-                  "probabilities": {lab: round(float(v), 4)
-                                    for lab, v in zip(self.model.labels, pr, strict=True)}}
-            self.stats.add(ev)
-            out.append(ev)
-        return out
 
     def gap(self, n_missing: int) -> list[dict]:
         self.samples_in += int(n_missing)
