@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge import __version__
-from vitaledge.device.manifest import SCHEMA_VERSION, Manifest
+from vitaledge.device.manifest import SCHEMA_VERSION, Manifest, input_key
 from vitaledge.device.metrics import classification_metrics
 from vitaledge.device.runtime import (
     ModelLoadError,
@@ -120,8 +120,7 @@ def _manifest(run_dir: Path, cfg: dict, target: str, quant: str, content: bytes,
               extra: dict, keras_ref: dict, input_names: list[str]) -> Manifest:
     interp = make_interpreter(content, get_backend(), threads=1, delegate="none")
     details = interp.get_input_details()
-    # TFLite names a signature input "serving_default_<name>:0"
-    by_name = {d["name"].removeprefix("serving_default_").split(":")[0]: d for d in details}
+    by_name = {input_key(d["name"]): d for d in details}
     if len(details) == 1:
         specs = [tensor_spec(details[0])]
     elif set(input_names) <= set(by_name):

@@ -183,14 +183,25 @@ class Manifest:
         return cls(**{**d, "input": inp, "output": out, "extra_inputs": extra_inputs})
 
 
+def input_key(tensor_name: str) -> str:
+    """The model input's own name from its TFLite tensor name: a converted signature input
+    is called ``serving_default_<name>:0`` (``"serving_default_face:0"`` -> ``"face"``)."""
+    return tensor_name.removeprefix("serving_default_").split(":")[0]
+
+
+def manifest_path(artifact: str | Path) -> Path:
+    """``artifact/manifest.json`` for an artifact directory, else the path itself."""
+    artifact = Path(artifact)
+    return artifact / "manifest.json" if artifact.is_dir() else artifact
+
+
 def load_manifest(artifact: str | Path, verify_file: bool = True) -> tuple[Manifest, Path]:
     """Read and validate ``artifact/manifest.json`` (or a manifest path).
 
     With ``verify_file`` the model file must exist, have the recorded size and sha256.
     Returns the manifest and the model file path.
     """
-    artifact = Path(artifact)
-    mpath = artifact / "manifest.json" if artifact.is_dir() else artifact
+    mpath = manifest_path(artifact)
     try:
         raw = json.loads(mpath.read_text())
     except FileNotFoundError as exc:

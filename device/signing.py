@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .manifest import ManifestError
+from .manifest import ManifestError, manifest_path
 
 DOMAIN = b"vitaledge-manifest-v1\n"
 SIG_FILE = "manifest.sig"
@@ -101,14 +101,9 @@ def load_public_key(path: str | Path):
     return key
 
 
-def _manifest_path(artifact: str | Path) -> Path:
-    artifact = Path(artifact)
-    return artifact / "manifest.json" if artifact.is_dir() else artifact
-
-
 def sign_artifact(artifact: str | Path, private_key_path: str | Path) -> Path:
     """Sign ``artifact``'s manifest.json; write ``manifest.sig`` beside it (atomically)."""
-    mpath = _manifest_path(artifact)
+    mpath = manifest_path(artifact)
     key = load_private_key(private_key_path)
     try:
         raw = json.loads(mpath.read_text())
@@ -157,7 +152,7 @@ def verify_raw(raw: Any, sig_path: Path, public_key) -> None:
 def verify_artifact(artifact: str | Path, public_key_path: str | Path) -> dict:
     """Verify ``artifact``'s manifest signature with the key at ``public_key_path``; return
     the manifest object that was verified (the caller compares it with what it loaded)."""
-    mpath = _manifest_path(artifact)
+    mpath = manifest_path(artifact)
     key = load_public_key(public_key_path)
     try:
         raw = json.loads(mpath.read_text())

@@ -21,6 +21,7 @@ from collections import Counter
 
 import numpy as np
 
+from .manifest import input_key
 from .pipeline import BeatPipeline, SignalError
 from .runtime import Model
 
@@ -57,10 +58,15 @@ class _WindowStage:
 
     task = ""
 
-    def __init__(self, model: Model, fs: float, start_time: float = 0.0):
+    def __init__(self, model: Model, fs: float, start_time: float = 0.0,
+                 hop_s: float | None = None):
         if model.manifest.task != self.task:
             raise SignalError(f"model task {model.manifest.task!r} is not {self.task!r}")
         self.model = model
+        # the manifest's signal spec, with the daemon's hop when one is configured
+        self.signal = dict(model.manifest.signal)
+        if hop_s:
+            self.signal["hop_s"] = float(hop_s)
         self.fs = float(fs)
         self.start_time = start_time
         self.samples_in = 0
@@ -103,10 +109,7 @@ class EcgEmotionStage(_WindowStage):
 
     def __init__(self, model: Model, fs: float, start_time: float = 0.0,
                  hop_s: float | None = None):
-        super().__init__(model, fs, start_time)
-        self.signal = dict(model.manifest.signal)
-        if hop_s:
-            self.signal["hop_s"] = float(hop_s)
+        super().__init__(model, fs, start_time, hop_s)
         self._restart(0)
 
     def _restart(self, offset: int) -> None:
@@ -157,7 +160,7 @@ class SpeechEmotionStage(_WindowStage):
                  hop_s: float | None = None):
         from .mel import SpeechSignal
 
-        super().__init__(model, fs, start_time)
+        super().__init__(model, fs, start_time, hop_s)
         self.spec = SpeechSignal.from_dict(model.manifest.signal)
         self._length = int(round((self.spec.offset_s + self.spec.duration_s) * self.fs))
         self._hop = int(round((hop_s or (self.spec.offset_s + self.spec.duration_s) / 2)
@@ -227,20 +230,24 @@ class MultimodalStage(_WindowStage):
                  hop_s: float | None = None):
         from .multimodal import MultimodalWindower
 
-        super().__init__(model, fs, start_time)
-        self.signal = dict(model.manifest.signal)
-        if hop_s:
-            self.signal["hop_s"] = float(hop_s)
+        super().__init__(model, fs, start_time, hop_s)
         if abs(float(self.signal["fs"]) - self.fs) > 1e-6:
             raise SignalError(f"stream is {self.fs} Hz, the multimodal model expects "
                               f"{self.signal['fs']} Hz ECG/GSR")
         self._make = lambda: MultimodalWindower(self.signal)
-        self._win = self._make()
-        self._offset = 0
+        # window geometry in stream samples, as the windower cuts them
+        self._calib = int(round(self.signal["calib_s"] * self.fs))
+        self._length = int(round(self.signal["window_s"] * self.fs))
+        self._hop = max(1, int(round(self.signal["hop_s"] * self.fs)))
+        self._restart(0)
         self._frames: list = []          # (time_s, image), oldest first
-        self.order = [t.name.removeprefix("serving_default_").split(":")[0]
-                      for t in model.manifest.inputs]
+        self.order = [input_key(t.name) for t in model.manifest.inputs]
         self.skipped_no_face = 0
+
+    def _restart(self, offset: int) -> None:
+        self._win = self._make()
+        self._offset = offset     # stream index where the windower's stream begins
+        self._n_windows = 0       # windows cut since then
 
     def face(self, frame) -> list[dict]:
         self._frames.append((float(frame.time_s), frame.image))
@@ -252,16 +259,14 @@ class MultimodalStage(_WindowStage):
             raise SignalError(f"multimodal stream needs [ecg, gsr] columns, got a chunk "
                               f"shaped {x.shape}")
         _check_finite(x, self.samples_in)
-        first = self._win._next  # noqa: SLF001 - stream index of the next window's start
         self.samples_in += len(x)
         windows = self._win.push(x[:, 0], x[:, 1])
         from .face import face_input
 
         inputs, ends, events = [], [], []
-        hop = self._win._hop  # noqa: SLF001
-        length = self._win._win  # noqa: SLF001
-        for k, w in enumerate(windows):
-            end = self._offset + first + k * hop + length
+        for w in windows:
+            end = (self._offset + self._calib + self._n_windows * self._hop + self._length)
+            self._n_windows += 1
             t_end = end / self.fs
             frames = [f for f in self._frames if f[0] <= t_end]
             if not frames:
@@ -269,25 +274,23 @@ class MultimodalStage(_WindowStage):
                 events.append({"type": "status", "status": "no_face",
                                "time": round(self.start_time + t_end, 3)})
                 continue
-            inputs.append([w["physio"], w["features"], face_input(frames[-1][1])])
+            inputs.append({**w, "face": face_input(frames[-1][1])})
             ends.append(end)
-        # frames older than the newest one usable by any later window are not needed
-        if self._frames:
-            t_next = (self._offset + self._win._next + length) / self.fs  # noqa: SLF001
-            keep = [f for f in self._frames if f[0] > t_next]
-            older = [f for f in self._frames if f[0] <= t_next]
-            self._frames = older[-1:] + keep
+        # a later window can use only frames after the next window's end and the latest one
+        # before it
+        t_next = (self._offset + self._calib + self._n_windows * self._hop
+                  + self._length) / self.fs
+        older = [f for f in self._frames if f[0] <= t_next]
+        self._frames = older[-1:] + [f for f in self._frames if f[0] > t_next]
         if inputs:
-            by_name = {"physio": 0, "features": 1, "face": 2}
-            batch = [np.stack([inp[by_name[n]] for inp in inputs]) for n in self.order]
-            events += self._events(batch, ends, length)
+            batch = [np.stack([inp[name] for inp in inputs]) for name in self.order]
+            events += self._events(batch, ends, self._length)
         return events
 
     def gap(self, n_missing: int) -> list[dict]:
         self.samples_in += int(n_missing)
         self.gaps += 1
-        self._win = self._make()
-        self._offset = self.samples_in
+        self._restart(self.samples_in)
         return []
 
     def flush(self) -> list[dict]:

@@ -169,22 +169,29 @@ def cnnlstm_ecg(input_shape: tuple[int, ...] = (48, 128, 1), n_classes: int = 4,
     Dense 256 ReLU -> Dropout -> Dense 128 ReLU -> Dropout -> Dense 4 -> Dropout -> softmax.
 
     The seed does not give its dropout rate (0.2 here). The LSTM stays a plain Keras
-    layer named "lstm" and the convolution "time_distributed": the converter finds them
-    by name to deploy a faster, equivalent LSTM."""
+    LSTM layer: the converter unrolls it (convert/unroll.py) into an equivalent, faster
+    graph."""
+    return _cnnlstm_ecg(input_shape, n_classes, dropout, filters=32, units=128,
+                        dense=(256, 128), name="cnnlstm_ecg")
+
+
+def _cnnlstm_ecg(input_shape: tuple[int, ...], n_classes: int, dropout: float, filters: int,
+                 units: int, dense: tuple[int, int], name: str) -> keras.Model:
+    """The seed-000 layer stack at a given width (layer names as in the seed's summary)."""
     inp = L.Input(input_shape, name="ecg")
     steps, width = input_shape[0], input_shape[1]
-    x = L.TimeDistributed(L.Conv1D(32, 50, padding="same", activation="relu"),
+    x = L.TimeDistributed(L.Conv1D(filters, 50, padding="same", activation="relu"),
                           name="time_distributed")(inp)
-    x = L.Reshape((steps, width * 32), name="reshape")(x)
-    x = L.LSTM(128, name="lstm")(x)
-    x = L.Dense(256, activation="relu", name="dense")(x)
+    x = L.Reshape((steps, width * filters), name="reshape")(x)
+    x = L.LSTM(units, name="lstm")(x)
+    x = L.Dense(dense[0], activation="relu", name="dense")(x)
     x = L.Dropout(dropout, name="dropout")(x)
-    x = L.Dense(128, activation="relu", name="dense_1")(x)
+    x = L.Dense(dense[1], activation="relu", name="dense_1")(x)
     x = L.Dropout(dropout, name="dropout_1")(x)
     x = L.Dense(n_classes, name="dense_2")(x)
     x = L.Dropout(dropout, name="dropout_2")(x)
     out = L.Activation("softmax", name="activation")(x)
-    return keras.Model(inp, out, name="cnnlstm_ecg")
+    return keras.Model(inp, out, name=name)
 
 
 def _physio_branch(physio, lstm_units: int):
@@ -256,17 +263,5 @@ def cnnlstm_ecg_small(input_shape: tuple[int, ...] = (48, 128, 1), n_classes: in
                       dropout: float = 0.2) -> keras.Model:
     """:func:`cnnlstm_ecg` with 8 filters, LSTM(32) and Dense 64/32 (~140k parameters):
     the same layers, names and input, small enough for fast tests and microcontrollers."""
-    inp = L.Input(input_shape, name="ecg")
-    steps, width = input_shape[0], input_shape[1]
-    x = L.TimeDistributed(L.Conv1D(8, 50, padding="same", activation="relu"),
-                          name="time_distributed")(inp)
-    x = L.Reshape((steps, width * 8), name="reshape")(x)
-    x = L.LSTM(32, name="lstm")(x)
-    x = L.Dense(64, activation="relu", name="dense")(x)
-    x = L.Dropout(dropout, name="dropout")(x)
-    x = L.Dense(32, activation="relu", name="dense_1")(x)
-    x = L.Dropout(dropout, name="dropout_1")(x)
-    x = L.Dense(n_classes, name="dense_2")(x)
-    x = L.Dropout(dropout, name="dropout_2")(x)
-    out = L.Activation("softmax", name="activation")(x)
-    return keras.Model(inp, out, name="cnnlstm_ecg_small")
+    return _cnnlstm_ecg(input_shape, n_classes, dropout, filters=8, units=32, dense=(64, 32),
+                        name="cnnlstm_ecg_small")
