@@ -55,7 +55,7 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
                           max_drop=max_drop, prune_epochs=prune_epochs, threads=threads,
                           name=name)
     if sign_key:  # fail before the long conversion, not after
-        from vitaledge.device.signing import load_private_key
+        from vitaledge.device.model.signing import load_private_key
 
         try:
             load_private_key(sign_key)
@@ -66,7 +66,7 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     if sign_key:
-        from vitaledge.device.signing import sign_artifact
+        from vitaledge.device.model.signing import sign_artifact
 
         for r in results:
             if r.status != FAIL and (r.path / "manifest.json").exists():

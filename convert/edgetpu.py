@@ -36,7 +36,7 @@ def _tensor_problem(t: dict) -> str | None:
 
 
 def compatibility(ops: list[dict]) -> dict:
-    """Per-op mapping report from :func:`vitaledge.device.runtime.list_ops` output."""
+    """Per-op mapping report from :func:`vitaledge.device.model.runtime.list_ops` output."""
     rows, split_at = [], None
     for o in ops:
         reason = None if o["op"] in SUPPORTED else "operation not supported by the Edge TPU"

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge import __version__
-from vitaledge.device.manifest import SCHEMA_VERSION, Manifest, input_key
-from vitaledge.device.metrics import classification_metrics
-from vitaledge.device.runtime import (
+from vitaledge.device.eval.metrics import classification_metrics
+from vitaledge.device.model.manifest import SCHEMA_VERSION, Manifest, input_key
+from vitaledge.device.model.runtime import (
     ModelLoadError,
     get_backend,
     list_ops,

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge import __version__
-from vitaledge.device.aami import CLASSES
-from vitaledge.device.manifest import SCHEMA_VERSION, Manifest
-from vitaledge.device.metrics import classification_metrics
-from vitaledge.device.runtime import (
+from vitaledge.device.eval.metrics import classification_metrics
+from vitaledge.device.io.aami import CLASSES
+from vitaledge.device.model.manifest import SCHEMA_VERSION, Manifest
+from vitaledge.device.model.runtime import (
     ModelLoadError,
     get_backend,
     list_ops,
@@ -30,12 +30,13 @@ from vitaledge.device.runtime import (
     quantize,
     tensor_spec,
 )
+from vitaledge.firmware_sim import tflm as micro
 from vitaledge.train.backend import keras
 from vitaledge.train.config import BeatTrainConfig
 from vitaledge.train.data import Prepared, check_split_ids, prepare
-from vitaledge.train.fit import predict
+from vitaledge.train.predict import predict
 
-from . import edgetpu, gpu, micro
+from . import edgetpu, gpu
 from .logits import LOGITS, logits_model
 from .prune import PruneReport, prune
 from .quantize import representative_windows, to_tflite

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vitaledge.device.beats import BeatSet
+from vitaledge.device.io.beats import BeatSet
 from vitaledge.train.backend import keras, tf
 
 QUANT_MODES = ("none", "int8", "int8-fc", "fp16", "dynamic")
@@ -109,7 +109,7 @@ def _int8_only(converter, ops: tuple[str, ...], calibration) -> bytes:
     Uses the converter's selective quantization (the quantization debugger's deny list):
     every op type of the float graph that is not in ``ops`` is deny-listed.
     """
-    from vitaledge.device.runtime import list_ops
+    from vitaledge.device.model.runtime import list_ops
 
     float_ops = {o["op"] for o in list_ops(converter().convert())}
     conv = converter()

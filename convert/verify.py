@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.bench import time_calls
-from vitaledge.device.metrics import classification_metrics
-from vitaledge.device.runtime import Model
+from vitaledge.device.bench.latency import time_calls
+from vitaledge.device.eval.metrics import classification_metrics
+from vitaledge.device.model.runtime import Model
 
 
 def verify(artifact_dir: Path, X, y: np.ndarray, keras_probs: np.ndarray,

@@ -1,4 +1,4 @@
-"""``vitaledge data ...`` (synthetic records, downloads) and ``vitaledge device ...``.
+"""``vitaledge data fetch`` (downloads) and ``vitaledge device ...``.
 
 Imports nothing from the training side and never TensorFlow.
 """
@@ -14,23 +14,7 @@ import click
 @click.group("data")
 def data_group() -> None:
     """Make or fetch ECG records."""
-
-
-@data_group.command("synth")
-@click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Directory for the WFDB records (.hea/.dat/.atr).")
-@click.option("--minutes", type=float, default=5.0, show_default=True,
-              help="Length of each record.")
-@click.option("--records", "n_records", type=int, default=4, show_default=True,
-              help="How many records (each a different synthetic patient).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--fs", type=float, default=360.0, show_default=True, help="Sample rate (Hz).")
-def synth_cmd(out, minutes, n_records, seed, fs) -> None:
-    """Write synthetic, annotated ECG records (N/S/V/F/Q beats) that loaders read like real ones."""
-    from .synthetic_ecg import synth_database
-
-    paths = synth_database(out, n_records=n_records, minutes=minutes, seed=seed, fs=fs)
-    click.echo(f"wrote {len(paths)} records to {out}: {', '.join(p.name for p in paths)}")
+    # ``data synth`` (simulated patients) is added by the root: device never imports firmware_sim.
 
 
 @data_group.command("fetch")
@@ -39,7 +23,7 @@ def synth_cmd(out, minutes, n_records, seed, fs) -> None:
 @click.option("--records", "record_list", help="Comma-separated records (default: all 48).")
 def fetch_cmd(database, out, record_list) -> None:
     """Download a PhysioNet database with wfdb (needs network access to PhysioNet)."""
-    from .fetch import FetchError, fetch_physionet
+    from vitaledge.device.io.fetch import FetchError, fetch_physionet
 
     names = [r.strip() for r in record_list.split(",")] if record_list else None
     try:
@@ -95,11 +79,11 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     the model(s)."""
     import logging
 
-    from .daemon import Daemon, DaemonConfig
-    from .manifest import ManifestError
-    from .pipeline import SignalError
-    from .runtime import ModelLoadError
-    from .sources import SourceError
+    from vitaledge.device.model.manifest import ManifestError
+    from vitaledge.device.model.runtime import ModelLoadError
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.pipeline import SignalError
+    from vitaledge.device.stream.sources import SourceError
 
     logging.getLogger().setLevel(log_level.upper())
     overrides = {"model": model, "emotion_model": emotion_model,
@@ -127,7 +111,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
               help="Private key (PEM, written mode 0600); the public key goes to OUT.pub.")
 def keygen_cmd(private) -> None:
     """Make an Ed25519 key pair for signing model manifests (convert --sign KEY)."""
-    from .signing import generate_keypair
+    from vitaledge.device.model.signing import generate_keypair
 
     try:
         kid = generate_keypair(private, f"{private}.pub")
@@ -143,7 +127,7 @@ def keygen_cmd(private) -> None:
               help="Ed25519 private key (PEM).")
 def sign_cmd(artifacts, key) -> None:
     """Sign artifact manifests: writes manifest.sig beside each manifest.json."""
-    from .signing import SignatureError, sign_artifact
+    from vitaledge.device.model.signing import SignatureError, sign_artifact
 
     for a in artifacts:
         try:
@@ -158,8 +142,8 @@ def sign_cmd(artifacts, key) -> None:
               help="Ed25519 public key (PEM).")
 def verify_cmd(artifacts, key) -> None:
     """Check artifacts as the daemon would with --verify-key (signature, sha256, size)."""
-    from .manifest import ManifestError, load_manifest
-    from .signing import verify_artifact
+    from vitaledge.device.model.manifest import ManifestError, load_manifest
+    from vitaledge.device.model.signing import verify_artifact
 
     bad = 0
     for a in artifacts:
@@ -175,7 +159,7 @@ def verify_cmd(artifacts, key) -> None:
 
 
 def _reliability_group():
-    from .reliability import reliability_group
+    from vitaledge.device.bench.reliability import reliability_group
 
     return reliability_group
 
@@ -189,7 +173,7 @@ device_group.add_command(_reliability_group())
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
 def score_cmd(events, record, json_out) -> None:
     """Score daemon beat events against a record's reference annotations."""
-    from .score_events import format_score, load_events, score_events
+    from vitaledge.device.eval.score_events import format_score, load_events, score_events
 
     s = score_events(load_events(events), record)
     click.echo(format_score(s))
@@ -220,7 +204,7 @@ def bench_group() -> None:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
 def bench_detector_cmd(directory, no_xqrs, json_out) -> None:
     """R-peak detection Se / +P per record: vitaledge's streaming detector vs wfdb XQRS."""
-    from .bench_detector import bench_detector, format_table
+    from vitaledge.device.bench.detector import bench_detector, format_table
 
     res = bench_detector(directory, with_xqrs=not no_xqrs)
     click.echo(format_table(res))
@@ -255,8 +239,8 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
                   backend, keras_runs, pin, out) -> None:
     """Latency (load, first, p50/p90/p99), throughput, memory and accuracy per artifact x
     delegate x threads x batch."""
-    from .bench import format_table as fmt
-    from .bench import run_bench, save
+    from vitaledge.device.bench.latency import format_table as fmt
+    from vitaledge.device.bench.latency import run_bench, save
 
     try:
         res = run_bench([Path(a) for a in artifacts], _ints(threads),
@@ -276,7 +260,7 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
                                                                      dir_okay=False))
 def bench_compare_cmd(results) -> None:
     """Side by side p50 latencies from bench.json files of several machines or runs."""
-    from .bench import compare
+    from vitaledge.device.bench.latency import compare
 
     try:
         loaded = [json.loads(Path(r).read_text()) for r in results]
@@ -294,7 +278,7 @@ def bench_compare_cmd(results) -> None:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
 def bench_stream_cmd(artifact, records, record_list, chunk_s, json_out) -> None:
     """Streaming end to end: decision latency, real-time factor, streams per core."""
-    from .bench_stream import bench_stream, format_stream
+    from vitaledge.device.bench.stream import bench_stream, format_stream
 
     names = [r.strip() for r in record_list.split(",")] if record_list else None
     res = bench_stream(artifact, records, chunk_s, names)

@@ -5,8 +5,10 @@
              or TCP) to the daemon's ``serial:`` / ``frames+tcp:`` source.
 ``mcu``      TFLite Micro vs LiteRT on real beats, arena, RAM/flash and cycle estimates
              against ``profiles``; ``export`` writes the firmware engineer's bundle.
-``cli``      ``vitaledge firmware sensor | mcu | export``.
+``tflm``     TFLite Micro: C source, op resolver and measured arena (``convert --target
+             micro`` uses it too).
+``patients`` simulated patients: synthetic ECG records, emotion ECG/GSR/faces, speech.
+``cli``      ``vitaledge firmware sensor | mcu | export`` and ``vitaledge data synth``.
 
-Imports ``vitaledge.device`` (and the pure-Python ``vitaledge.convert.micro`` helpers for
-C source and arena search); nothing imports this package back.
+Imports ``vitaledge.device`` only; ``train`` and ``convert`` import it, the device never.
 """

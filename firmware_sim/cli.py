@@ -117,3 +117,20 @@ def export_cmd(artifact, out) -> None:
     except (ValueError, RuntimeError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {', '.join(f.name for f in files)} to {out}")
+
+
+@click.command("synth")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Directory for the WFDB records (.hea/.dat/.atr).")
+@click.option("--minutes", type=float, default=5.0, show_default=True,
+              help="Length of each record.")
+@click.option("--records", "n_records", type=int, default=4, show_default=True,
+              help="How many records (each a different synthetic patient).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--fs", type=float, default=360.0, show_default=True, help="Sample rate (Hz).")
+def synth_cmd(out, minutes, n_records, seed, fs) -> None:
+    """Write synthetic, annotated ECG records (N/S/V/F/Q beats) that loaders read like real ones."""
+    from vitaledge.firmware_sim.patients.ecg import synth_database
+
+    paths = synth_database(out, n_records=n_records, minutes=minutes, seed=seed, fs=fs)
+    click.echo(f"wrote {len(paths)} records to {out}: {', '.join(p.name for p in paths)}")

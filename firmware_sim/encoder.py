@@ -1,6 +1,6 @@
 """The board's side of the wire protocol (docs/protocol.md): frames out, one per call.
 
-The constants, payload layouts and CRC come from :mod:`vitaledge.device.protocol`, so the
+The constants, payload layouts and CRC come from :mod:`vitaledge.device.stream.protocol`, so the
 encoder and the daemon's decoder cannot drift apart.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vitaledge.device.protocol import (
+from vitaledge.device.stream.protocol import (
     CRC,
     HEADER,
     HELLO,

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.convert.micro import (
+from vitaledge.device.model.manifest import load_manifest
+from vitaledge.device.model.runtime import list_ops
+from vitaledge.firmware_sim.tflm import (
     c_identifier,
     c_source,
     measure_arena,
     resolver_ops,
     resolver_source,
 )
-from vitaledge.device.manifest import load_manifest
-from vitaledge.device.runtime import list_ops
 
 ARENA_HEADROOM = 1.1  # the measured minimum plus 10 %, rounded up to 16 bytes
 
@@ -103,7 +103,7 @@ plus 10 %. Align it to 16 bytes. Check RAM and flash against a part with
   {f.get('low_hz')}-{f.get('high_hz')} Hz (causal Butterworth, order {f.get('order')}).
   `kachuee`: the window starts at the R peak and spans 1.2 x the median of the last
   {w.get('rr_context')} RR intervals, resampled to {w.get('length')} samples, scaled to [0, 1],
-  zero-padded. The reference implementation is `vitaledge/device/windows.py`; compare
+  zero-padded. The reference implementation is `vitaledge/device/dsp/windows.py`; compare
   your firmware's windows with it on a recorded signal before trusting the classes.
 
 ## Output

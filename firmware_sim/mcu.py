@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.convert.micro import measure_arena
-from vitaledge.device.beats import beats_from_dir
-from vitaledge.device.manifest import load_manifest
-from vitaledge.device.runtime import Model, list_ops
-from vitaledge.device.windows import WindowSpec
+from vitaledge.device.dsp.windows import WindowSpec
+from vitaledge.device.io.beats import beats_from_dir
+from vitaledge.device.model.manifest import load_manifest
+from vitaledge.device.model.runtime import Model, list_ops
+from vitaledge.firmware_sim.tflm import measure_arena
 
 from .profiles import FLASH_OTHER_OP, FLASH_PER_OP, FLASH_RUNTIME, McuProfile
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.protocol import FLAG_LEAD_OFF, FLAG_SATURATED, Hello
-from vitaledge.device.records import read_record
+from vitaledge.device.io.records import read_record
+from vitaledge.device.stream.protocol import FLAG_LEAD_OFF, FLAG_SATURATED, Hello
 
 from .adc import AdcModel
 from .encoder import FrameEncoder
@@ -45,7 +45,7 @@ def load_signal(record: str | None, synth_minutes: float = 2.0, seed: int = 0,
     if record:
         rec = read_record(Path(record), lead=lead, annotator=None)
         return rec.signal, rec.fs, rec.name
-    from vitaledge.device.synthetic_ecg import synth_record
+    from vitaledge.firmware_sim.patients.ecg import synth_record
 
     s = synth_record(minutes=synth_minutes, seed=seed)
     return s.signal[:, 0], s.fs, s.name

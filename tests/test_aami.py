@@ -1,6 +1,6 @@
 import numpy as np
 
-from vitaledge.device.aami import CLASSES, map_annotations, symbol_class
+from vitaledge.device.io.aami import CLASSES, map_annotations, symbol_class
 
 
 def test_every_mitbih_beat_symbol_maps_to_its_aami_class():
@@ -21,7 +21,7 @@ def test_non_beat_annotations_are_dropped():
 
 
 def test_real_record_class_counts_match_the_data_readme(mitdb_dir):
-    from vitaledge.device.records import read_record
+    from vitaledge.device.io.records import read_record
 
     rec = read_record(mitdb_dir / "208")
     _, c = map_annotations(rec.ann_samples, rec.ann_symbols)

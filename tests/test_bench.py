@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def bench_result(converted, tmp_path_factory):
-    from vitaledge.device.bench import run_bench, save
+    from vitaledge.device.bench.latency import run_bench, save
 
     out, _ = converted
     res = run_bench([out / "cpu-int8", out / "cpu-fp32"], threads=[1], delegates=["xnnpack"],
@@ -25,7 +25,7 @@ def bench_result(converted, tmp_path_factory):
 
 def test_p50_agrees_with_a_plain_timeit_loop(bench_result, converted):
     """Checks the harness, not the machine: same process, same model, generous factor."""
-    from vitaledge.device.runtime import Model
+    from vitaledge.device.model.runtime import Model
 
     res, _ = bench_result
     out, _ = converted
@@ -41,7 +41,7 @@ def test_p50_agrees_with_a_plain_timeit_loop(bench_result, converted):
 
 
 def test_saved_json_validates_and_mutations_do_not(bench_result):
-    from vitaledge.device.bench import validate
+    from vitaledge.device.bench.latency import validate
 
     _, d = bench_result
     data = json.loads((d / "bench.json").read_text())
@@ -63,7 +63,7 @@ def test_compare_two_result_files(bench_result, converted, tmp_path):
     from click.testing import CliRunner
 
     from vitaledge.cli import main
-    from vitaledge.device.bench import run_bench, save
+    from vitaledge.device.bench.latency import run_bench, save
 
     _, d = bench_result
     out, _ = converted
@@ -82,7 +82,7 @@ def test_compare_two_result_files(bench_result, converted, tmp_path):
 
 
 def test_broken_artifact_is_a_failed_row_with_the_reason(converted, tmp_path):
-    from vitaledge.device.bench import run_bench
+    from vitaledge.device.bench.latency import run_bench
 
     out, _ = converted
     bad = tmp_path / "bad"
@@ -93,7 +93,7 @@ def test_broken_artifact_is_a_failed_row_with_the_reason(converted, tmp_path):
 
 
 def test_data_gives_accuracy_per_row(converted, synth_dir):
-    from vitaledge.device.bench import run_bench
+    from vitaledge.device.bench.latency import run_bench
 
     out, results = converted
     res = run_bench([out / "cpu-int8"], [1], ["xnnpack"], [1], warmup=1, runs=20,
@@ -103,7 +103,7 @@ def test_data_gives_accuracy_per_row(converted, synth_dir):
 
 
 def test_heldout_npz_from_convert_feeds_the_bench(converted):
-    from vitaledge.device.bench import run_bench
+    from vitaledge.device.bench.latency import run_bench
 
     out, results = converted
     res = run_bench([out / "cpu-int8"], [1], ["xnnpack"], [1], warmup=1, runs=5,
@@ -129,7 +129,7 @@ def test_bench_cli_shorthand_and_plots(converted, tmp_path):
 
 
 def test_stream_bench_reports_latency_and_realtime_factor(converted, synth_dir):
-    from vitaledge.device.bench_stream import bench_stream, format_stream
+    from vitaledge.device.bench.stream import bench_stream, format_stream
 
     out, _ = converted
     res = bench_stream(out / "cpu-int8", synth_dir, chunk_s=0.1, names=["s001"])
@@ -143,7 +143,7 @@ def test_stream_bench_reports_latency_and_realtime_factor(converted, synth_dir):
 
 def test_keras_baseline_rows_score_the_same_held_out_beats(converted, tiny_run):
     import vitaledge.cli  # noqa: F401 - registers the Keras baseline, as the CLI does
-    from vitaledge.device.bench import run_bench
+    from vitaledge.device.bench.latency import run_bench
 
     out, _ = converted
     run, metrics = tiny_run
@@ -159,7 +159,7 @@ def test_keras_baseline_rows_score_the_same_held_out_beats(converted, tiny_run):
 
 
 def test_missing_delegates_fail_their_rows_with_the_library_named(converted):
-    from vitaledge.device.bench import run_bench
+    from vitaledge.device.bench.latency import run_bench
 
     out, _ = converted
     res = run_bench([out / "cpu-int8"], [1], ["none", "edgetpu"], [1], warmup=1, runs=5)

@@ -31,7 +31,7 @@ def test_every_target_and_variant_is_built_and_verified(converted):
 
 
 def test_manifests_validate_and_match_their_files(converted):
-    from vitaledge.device.manifest import load_manifest, sha256_file
+    from vitaledge.device.model.manifest import load_manifest, sha256_file
 
     out, results = converted
     for name in results:
@@ -44,7 +44,7 @@ def test_manifests_validate_and_match_their_files(converted):
 
 
 def test_sparsity_is_really_reached(converted):
-    from vitaledge.device.manifest import load_manifest
+    from vitaledge.device.model.manifest import load_manifest
 
     out, _ = converted
     m, _ = load_manifest(out / "cpu-fp32-pruned50")
@@ -58,8 +58,8 @@ def test_sparsity_is_really_reached(converted):
 
 
 def test_quantization_parameters_round_trip(converted, tiny_run):
-    from vitaledge.device.manifest import load_manifest
-    from vitaledge.device.runtime import Model
+    from vitaledge.device.model.manifest import load_manifest
+    from vitaledge.device.model.runtime import Model
 
     out, _ = converted
     m, _ = load_manifest(out / "cpu-int8")
@@ -89,8 +89,8 @@ def test_edgetpu_gpu_micro_extras(converted):
 
 
 def test_micro_arena_is_the_smallest_that_runs(converted):
-    from vitaledge.convert.micro import _quiet_stderr, _runs
     from vitaledge.convert.pipeline import micro_sample
+    from vitaledge.firmware_sim.tflm import _quiet_stderr, _runs
 
     out, _ = converted
     content = (out / "micro-int8" / "model.tflite").read_bytes()
@@ -105,8 +105,8 @@ def test_micro_arena_is_the_smallest_that_runs(converted):
 def test_micro_artifact_ends_at_the_logits(converted, tmp_path):
     """micro artifacts have no SOFTMAX and say so; predict still returns probabilities whose
     argmax is the cpu-int8 artifact's on the held-out beats."""
-    from vitaledge.device.manifest import ManifestError
-    from vitaledge.device.runtime import Model
+    from vitaledge.device.model.manifest import ManifestError
+    from vitaledge.device.model.runtime import Model
 
     out, _ = converted
     for v in ("micro-int8", "micro-int8-pruned50"):
@@ -136,7 +136,7 @@ def test_micro_artifact_ends_at_the_logits(converted, tmp_path):
 
 def test_logits_model_removes_each_kind_of_final_softmax():
     from vitaledge.convert.logits import logits_model
-    from vitaledge.device.runtime import softmax
+    from vitaledge.device.model.runtime import softmax
     from vitaledge.train.backend import keras
 
     L = keras.layers
@@ -170,8 +170,8 @@ def test_micro_c_files_compile(converted, tmp_path):
 
 
 def test_corrupt_and_truncated_models_are_refused(converted, tmp_path):
-    from vitaledge.device.manifest import ManifestError, sha256_file
-    from vitaledge.device.runtime import Model, ModelLoadError
+    from vitaledge.device.model.manifest import ManifestError, sha256_file
+    from vitaledge.device.model.runtime import Model, ModelLoadError
 
     out, _ = converted
     bad = tmp_path / "bad"
@@ -200,7 +200,7 @@ def test_resnet1d_int8_runs_under_xnnpack():
     """The skip-connection model converts to full int8 and runs with XNNPACK on (the
     delegate is not disabled), and XNNPACK really is in the graph."""
     from vitaledge.convert.quantize import to_tflite
-    from vitaledge.device.runtime import get_backend, make_interpreter
+    from vitaledge.device.model.runtime import get_backend, make_interpreter
     from vitaledge.train import zoo
 
     model = zoo.build("resnet1d", (187, 1), 5)
@@ -216,7 +216,7 @@ def test_resnet1d_int8_runs_under_xnnpack():
 
 def test_quantization_aware_training_annotates_conv1d(tiny_run, tmp_path):
     from vitaledge.convert.pipeline import ConvertOptions, convert_run
-    from vitaledge.device.manifest import load_manifest
+    from vitaledge.device.model.manifest import load_manifest
 
     run, metrics = tiny_run
     results = convert_run(run, tmp_path, ConvertOptions(targets=["cpu"], quant="int8",

@@ -21,9 +21,9 @@ def free_port() -> int:
 
 
 def test_replay_max_speed_processes_the_whole_record(converted, synth_dir, tmp_path):
-    from vitaledge.device.aami import map_annotations
-    from vitaledge.device.daemon import Daemon, DaemonConfig
-    from vitaledge.device.records import read_record
+    from vitaledge.device.io.aami import map_annotations
+    from vitaledge.device.io.records import read_record
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     out, _ = converted
     cfg = DaemonConfig(model=str(out / "cpu-int8"), source=f"replay:{synth_dir / 's001'}",
@@ -89,7 +89,7 @@ def test_sigterm_drains_flushes_and_exits_zero(converted, synth_dir, tmp_path):
 
 
 def test_hot_reload_refuses_a_bad_model_and_keeps_serving(converted, tmp_path):
-    from vitaledge.device.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     out, _ = converted
     art = tmp_path / "art"
@@ -109,8 +109,8 @@ def test_hot_reload_refuses_a_bad_model_and_keeps_serving(converted, tmp_path):
 
 
 def test_full_queue_drops_are_counted_and_reported_as_gaps(converted, synth_dir, tmp_path):
-    from vitaledge.device.daemon import Daemon, DaemonConfig
-    from vitaledge.device.records import read_record
+    from vitaledge.device.io.records import read_record
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     out, _ = converted
     port = free_port()

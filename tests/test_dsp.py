@@ -11,9 +11,9 @@ import pytest
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
-from vitaledge.device.filters import CausalFilter, FilterSpec, apply_filter, design
-from vitaledge.device.resample import _fir, filter_half_len_in, rate_ratio, resample
-from vitaledge.device.rpeaks import _Fir, sliding_max
+from vitaledge.device.dsp.filters import CausalFilter, FilterSpec, apply_filter, design
+from vitaledge.device.dsp.resample import _fir, filter_half_len_in, rate_ratio, resample
+from vitaledge.device.dsp.rpeaks import _Fir, sliding_max
 
 # the filters the repository uses (beat pipeline at each database rate, the R-peak
 # band-pass, a GSR-type low-pass, a high-pass) and a few more orders
@@ -190,7 +190,7 @@ def test_resample_identity_and_reach():
 
 
 def test_daemon_signal_path_does_not_import_scipy():
-    code = ("import sys, vitaledge.device.pipeline, vitaledge.device.daemon\n"
+    code = ("import sys, vitaledge.device.stream.pipeline, vitaledge.device.stream.daemon\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd="/")

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from vitaledge.device import emotion_ecg, hrv
-from vitaledge.device import multimodal as mm
-from vitaledge.device import synthetic_emotion as se
-from vitaledge.device.face import equalize, face_input, resize, to_gray
+from vitaledge.device.dsp import hrv
+from vitaledge.device.inputs import emotion_ecg
+from vitaledge.device.inputs import multimodal as mm
+from vitaledge.device.inputs.face import equalize, face_input, resize, to_gray
+from vitaledge.firmware_sim.patients import emotion as se
 
 FS = 128.0
 
@@ -67,7 +68,7 @@ def test_stream_windower_equals_batch(fs_in):
 
 
 def test_stream_with_filter_equals_batch():
-    from vitaledge.device.filters import FilterSpec
+    from vitaledge.device.dsp.filters import FilterSpec
 
     x = se.emotion_ecg(62, FS, se.QUADRANT_PROFILES["HV-HA"], se.draw_subject(2), 3)
     sig = emotion_ecg.default_signal(hop_s=2.0, filter=FilterSpec(0.5, 40.0, 2))
@@ -268,7 +269,7 @@ def _converts_and_runs_in_the_daemon(run, keras_accuracy, stream_name, write_str
     """The trained run converts to fp32 (fused and unrolled), fp16, int8 and int8-fc, each
     verified against Keras; the deployed one runs in the daemon on a stream."""
     from vitaledge.convert.pipeline import FAIL, ConvertOptions, convert_run
-    from vitaledge.device.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     art = run / "art"
     results = {r.variant: r for r in convert_run(run, art, ConvertOptions(
@@ -336,7 +337,8 @@ def test_emotion_multimodal_trains_and_writes_the_run(tmp_path):
     assert (tmp_path / "roc_curves.png").exists() and (tmp_path / "comparison.md").exists()
     # converted and replayed through the daemon as a session (ECG + GSR + faces): windows of
     # 20 s every 5 s after the first calib_s = 60 s
-    from vitaledge.device.sessions import synth_session, write_session
+    from vitaledge.device.io.sessions import write_session
+    from vitaledge.firmware_sim.patients.emotion import synth_session
 
     sess = synth_session(["fear", "sad"], seconds_each=50.0, fs=FS, seed=2)
     _converts_and_runs_in_the_daemon(tmp_path, m["accuracy"], "session.npz",

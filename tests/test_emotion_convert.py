@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vitaledge.device.manifest import load_manifest
-from vitaledge.device.runtime import Model, list_ops
+from vitaledge.device.model.manifest import load_manifest
+from vitaledge.device.model.runtime import Model, list_ops
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +121,7 @@ def test_emotion_run_converts_to_every_cpu_variant(emotion_run, tmp_path):
     assert m.signal["kind"] == "emotion-ecg" and m.signal["windows"] == 6
     assert m.extra["lstm"].startswith("unrolled") and m.input.dtype == "float32"
     # bench takes the held-out inputs convert saved beside the artifacts
-    from vitaledge.device.bench import run_bench
+    from vitaledge.device.bench.latency import run_bench
 
     res = run_bench([tmp_path / "cpu-int8-fc", tmp_path / "cpu-fp32-fused"], [1], ["xnnpack"],
                     [1, 4], warmup=1, runs=3)

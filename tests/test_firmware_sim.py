@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from vitaledge.device.protocol import Gap, ProtocolReader, StatusEvent
+from vitaledge.device.stream.protocol import Gap, ProtocolReader, StatusEvent
 from vitaledge.firmware_sim.adc import AdcModel
 from vitaledge.firmware_sim.faults import FaultSpec
 from vitaledge.firmware_sim.sensor import BoardConfig, SensorBoard, board_signal, load_signal
@@ -207,7 +207,7 @@ def _sensor(args: list[str]) -> subprocess.Popen:
 
 def test_pty_end_to_end_serial_source(ecg):
     """The board on a real pty, the daemon's serial source reading it with pyserial."""
-    from vitaledge.device.sources import open_source
+    from vitaledge.device.stream.sources import open_source
 
     proc = _sensor(["--synth", "--minutes", "0.5", "--seed", "3", "--speed", "30",
                     "--faults", "corrupt=0.02,leadoff=1"])
@@ -234,7 +234,7 @@ def test_pty_end_to_end_serial_source(ecg):
 
 
 def test_tcp_board_reconnects_and_the_hole_is_reported():
-    from vitaledge.device.sources import open_source
+    from vitaledge.device.stream.sources import open_source
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -279,9 +279,9 @@ def test_sensor_cli_refuses_bad_options():
 def test_daemon_over_pty_with_faults(converted, tmp_path):
     """daemon <- pty <- board: beats found, lost frames concealed and reported, none
     crash the daemon."""
-    from vitaledge.device.daemon import Daemon, DaemonConfig
-    from vitaledge.device.scoring import score_detections
-    from vitaledge.device.synthetic_ecg import synth_record
+    from vitaledge.device.eval.scoring import score_detections
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.firmware_sim.patients.ecg import synth_record
 
     out, _ = converted
     proc = _sensor(["--synth", "--minutes", "1", "--seed", "8", "--speed", "20",

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vitaledge.device.reliability import (
+from vitaledge.device.bench.reliability import (
     FUZZ_TARGETS,
     documented_errors,
     manifest_seed,
@@ -105,12 +105,12 @@ def test_mutation_is_reproducible():
     assert a == b and any(x != seeds[0] for x in a)
 
 
-# Regressions for what the long fuzz run found (fixed in device/sources.py and
-# device/kaggle_csv.py): undecodable bytes raised UnicodeDecodeError, a value beyond
+# Regressions for what the long fuzz run found (fixed in device/stream/sources.py and
+# device/io/kaggle_csv.py): undecodable bytes raised UnicodeDecodeError, a value beyond
 # float32 passed the finite check and became inf in the float32 beat array.
 
 def test_csv_replay_with_undecodable_bytes_is_a_source_error(tmp_path):
-    from vitaledge.device.sources import SourceError, _read_csv_samples
+    from vitaledge.device.stream.sources import SourceError, _read_csv_samples
 
     p = tmp_path / "x.csv"
     p.write_bytes(b"ecg\n0.1\n\xd3\xff\n0.2\n")
@@ -119,7 +119,7 @@ def test_csv_replay_with_undecodable_bytes_is_a_source_error(tmp_path):
 
 
 def test_kaggle_csv_with_undecodable_bytes_or_huge_values_is_refused(tmp_path):
-    from vitaledge.device.kaggle_csv import CsvFormatError, load_kaggle_csv
+    from vitaledge.device.io.kaggle_csv import CsvFormatError, load_kaggle_csv
 
     p = tmp_path / "k.csv"
     p.write_bytes(b"0.5," * 187 + b"0\n\xc1\xff\n")
@@ -133,8 +133,8 @@ def test_kaggle_csv_with_undecodable_bytes_or_huge_values_is_refused(tmp_path):
 def test_wfdb_header_gain_that_is_not_a_number_is_a_record_error(tmp_path):
     """Found by the long run: the header pattern admits "200-0" as a gain; the light
     reader raised ValueError instead of handing the record to wfdb."""
-    from vitaledge.device.records import RecordError, read_record
-    from vitaledge.device.wfdb_signals import read_signals
+    from vitaledge.device.io.records import RecordError, read_record
+    from vitaledge.device.io.wfdb_signals import read_signals
 
     (tmp_path / "r.hea").write_text("r 1 360 4\nr.dat 16 200-0 11 1024 0 0 0 MLII\n")
     (tmp_path / "r.dat").write_bytes(b"\x01\x00" * 4)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vitaledge.device.kaggle_csv import CsvFormatError, load_kaggle_csv
+from vitaledge.device.io.kaggle_csv import CsvFormatError, load_kaggle_csv
 
 
 @pytest.fixture()

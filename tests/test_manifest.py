@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from vitaledge.device.manifest import Manifest, ManifestError, load_manifest
+from vitaledge.device.model.manifest import Manifest, ManifestError, load_manifest
 
 VALID = {
     "schema_version": 1, "task": "beat", "labels": ["N", "S", "V", "F", "Q"],

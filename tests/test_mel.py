@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vitaledge.device.audio import AudioError, fit_clip, read_wav
-from vitaledge.device.mel import (
+from vitaledge.device.inputs.audio import AudioError, fit_clip, read_wav
+from vitaledge.device.inputs.mel import (
     SpeechSignal,
     file_input,
     hz_to_mel,
@@ -20,7 +20,7 @@ from vitaledge.device.mel import (
     power_to_db,
     rolling_images,
 )
-from vitaledge.device.synthetic_speech import synth_clip
+from vitaledge.firmware_sim.patients.speech import synth_clip
 
 librosa = pytest.importorskip("librosa")
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import classification_report, confusion_matrix
 
-from vitaledge.device.metrics import classification_metrics, format_report
+from vitaledge.device.eval.metrics import classification_metrics, format_report
 
 
 def test_metrics_agree_with_scikit_learn():

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vitaledge.device.protocol import (
+from vitaledge.device.stream.protocol import (
     FLAG_LEAD_OFF,
     HELLO,
     LEAD_OFF,

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from conftest import mitdb_records
 
-from vitaledge.device.records import RecordError, list_records, read_record
+from vitaledge.device.io.records import RecordError, list_records, read_record
 
 
 def test_reads_mlii_and_annotations(mitdb_dir):
@@ -29,8 +30,13 @@ def test_missing_and_malformed_records_are_clear_errors(tmp_path, mitdb_dir):
         read_record(tmp_path / "bad")
     with pytest.raises(RecordError, match="no WFDB records"):
         list_records(tmp_path)
-    assert [p.name for p in list_records(mitdb_dir)] == ["100", "104", "106", "108", "113",
-                                                         "208", "232"]
+    named = tmp_path / "named"
+    named.mkdir()
+    for p in mitdb_records(mitdb_dir, ["232", "100", "113"]):
+        for ext in (".hea", ".dat", ".atr"):
+            (named / (p.name + ext)).symlink_to(p.with_suffix(ext))
+    (named / "notes.txt").write_text("not a record\n")
+    assert [p.name for p in list_records(named)] == ["100", "113", "232"]
 
 
 def test_nan_samples_are_refused(tmp_path):
@@ -47,7 +53,7 @@ def test_nan_samples_are_refused(tmp_path):
 def test_light_signal_reader_equals_wfdb(mitdb_dir, synth_dir):
     import wfdb
 
-    from vitaledge.device.wfdb_signals import read_signals
+    from vitaledge.device.io.wfdb_signals import read_signals
 
     for p in [*list_records(mitdb_dir), synth_dir / "s000"]:
         ours, ref = read_signals(p), wfdb.rdrecord(str(p))
@@ -57,7 +63,7 @@ def test_light_signal_reader_equals_wfdb(mitdb_dir, synth_dir):
 
 
 def test_light_reader_declines_layouts_it_does_not_handle(tmp_path):
-    from vitaledge.device.wfdb_signals import read_signals
+    from vitaledge.device.io.wfdb_signals import read_signals
 
     (tmp_path / "multi.hea").write_text("multi/2 1 360 1000\nseg1 500\nseg2 500\n")
     assert read_signals(tmp_path / "multi") is None
@@ -70,7 +76,7 @@ def test_replay_reading_does_not_import_wfdb(mitdb_dir):
     import subprocess
     import sys
 
-    code = ("import sys\nfrom vitaledge.device.records import read_record\n"
+    code = ("import sys\nfrom vitaledge.device.io.records import read_record\n"
             f"r = read_record({str(mitdb_dir / '100')!r}, annotator=None)\n"
             "print(len(r.signal), 'wfdb' in sys.modules, 'pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vitaledge.device.sinks import JsonlSink, SqliteSink
+from vitaledge.device.stream.sinks import JsonlSink, SqliteSink
 
 
 def _rehash(art: Path) -> None:
@@ -98,8 +98,8 @@ BAD = {
 @pytest.mark.parametrize("kind", list(BAD))
 def test_reload_refuses_each_bad_artifact_and_keeps_serving(converted, synth_dir, tmp_path,
                                                             kind, caplog):
-    from vitaledge.device.daemon import Daemon, DaemonConfig
-    from vitaledge.device.records import read_record
+    from vitaledge.device.io.records import read_record
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     out, _ = converted
     art = tmp_path / "art"
@@ -121,7 +121,7 @@ def test_reload_refuses_each_bad_artifact_and_keeps_serving(converted, synth_dir
 
 @pytest.mark.slow
 def test_sighup_with_a_corrupt_model_keeps_the_daemon_serving(converted, synth_dir, tmp_path):
-    from vitaledge.device.records import read_record
+    from vitaledge.device.io.records import read_record
 
     out, _ = converted
     art = tmp_path / "art"
@@ -232,7 +232,7 @@ def test_sqlite_uncommitted_batch_is_invisible_and_seq_continues(tmp_path):
 
 @pytest.mark.slow
 def test_short_kill9_campaign_loses_nothing_acknowledged(converted, synth_dir, tmp_path):
-    from vitaledge.device.reliability import crash_campaign
+    from vitaledge.device.bench.reliability import crash_campaign
 
     out, _ = converted
     r = crash_campaign(str(out / "cpu-int8"), str(synth_dir / "s002"), tmp_path / "crash",
@@ -249,7 +249,7 @@ def test_short_kill9_campaign_loses_nothing_acknowledged(converted, synth_dir, t
 
 def test_crash_checker_sees_loss_and_corruption(tmp_path):
     """The campaign's readers catch what they are meant to catch."""
-    from vitaledge.device.reliability import read_jsonl_events, read_sqlite_events
+    from vitaledge.device.bench.reliability import read_jsonl_events, read_sqlite_events
 
     p = tmp_path / "events.jsonl"
     p.write_bytes(b'{"seq":1}\n{"seq":2}\ngarbage\n{"seq":2}\n')
@@ -283,8 +283,8 @@ def _faulty(x: np.ndarray) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
 
 @pytest.mark.parametrize("chunk", [1, 7, 360, 100_000])
 def test_signal_monitor_finds_each_fault_for_any_chunking(chunk, synth_dir):
-    from vitaledge.device.records import read_record
-    from vitaledge.device.signal_quality import Change, Fault, SignalMonitor
+    from vitaledge.device.dsp.signal_quality import Change, Fault, SignalMonitor
+    from vitaledge.device.io.records import read_record
 
     x, where = _faulty(read_record(synth_dir / "s000").signal[: 90 * FS])
     mon = SignalMonitor(FS)
@@ -305,8 +305,8 @@ def test_signal_monitor_finds_each_fault_for_any_chunking(chunk, synth_dir):
 
 
 def test_signal_monitor_is_quiet_on_real_ecg(mitdb_dir):
-    from vitaledge.device.records import read_record
-    from vitaledge.device.signal_quality import SignalMonitor
+    from vitaledge.device.dsp.signal_quality import SignalMonitor
+    from vitaledge.device.io.records import read_record
 
     for rec in ("100", "108", "208"):
         mon = SignalMonitor(FS)
@@ -316,8 +316,8 @@ def test_signal_monitor_is_quiet_on_real_ecg(mitdb_dir):
 
 @pytest.mark.slow
 def test_daemon_reports_faults_and_never_classifies_them(converted, synth_dir):
-    from vitaledge.device.daemon import Daemon, DaemonConfig
-    from vitaledge.device.records import read_record
+    from vitaledge.device.io.records import read_record
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     out, _ = converted
     d = Daemon(DaemonConfig(model=str(out / "cpu-int8"), source="stdin", fs=FS, out=[]))
@@ -343,8 +343,8 @@ def test_daemon_reports_faults_and_never_classifies_them(converted, synth_dir):
 
 @pytest.mark.slow
 def test_silence_and_low_rate_sources_are_reported(converted, tmp_path):
-    from vitaledge.device.daemon import Daemon, DaemonConfig
-    from vitaledge.device.pipeline import SignalError
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.pipeline import SignalError
 
     out, _ = converted
     ev = tmp_path / "ev.jsonl"
@@ -367,7 +367,7 @@ def test_silence_and_low_rate_sources_are_reported(converted, tmp_path):
 
 @pytest.mark.slow
 def test_live_source_arriving_at_another_rate_is_reported(converted):
-    from vitaledge.device.daemon import RATE_WINDOW_S, Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import RATE_WINDOW_S, Daemon, DaemonConfig
 
     out, _ = converted
     d = Daemon(DaemonConfig(model=str(out / "cpu-int8"), source="stdin", fs=FS, out=[]))

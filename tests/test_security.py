@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vitaledge.device import api
-from vitaledge.device.api import ApiSecurityError, RateLimiter, is_loopback, make_server
-from vitaledge.device.signing import (
+from vitaledge.device.model.signing import (
     SIG_FILE,
     SignatureError,
     canonical_bytes,
@@ -23,6 +21,8 @@ from vitaledge.device.signing import (
     sign_artifact,
     verify_artifact,
 )
+from vitaledge.device.stream import api
+from vitaledge.device.stream.api import ApiSecurityError, RateLimiter, is_loopback, make_server
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token-0123456789"
@@ -58,7 +58,7 @@ def test_a_non_loopback_bind_without_a_token_is_refused(host):
 
 
 def test_daemon_refuses_a_non_loopback_api_without_a_token_before_loading(monkeypatch):
-    from vitaledge.device.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     monkeypatch.delenv("VITALEDGE_API_TOKEN", raising=False)
     cfg = DaemonConfig(model="/nonexistent", source="stdin", fs=360, api_host="0.0.0.0",
@@ -68,7 +68,7 @@ def test_daemon_refuses_a_non_loopback_api_without_a_token_before_loading(monkey
 
 
 def test_token_file_must_hold_a_real_token(tmp_path):
-    from vitaledge.device.daemon import DaemonConfig, api_token
+    from vitaledge.device.stream.daemon import DaemonConfig, api_token
 
     f = tmp_path / "tok"
     f.write_text("short\n")
@@ -102,7 +102,7 @@ def test_bearer_token_is_required_and_compared_exactly():
         assert code == 200 and json.loads(body)["events"] == [{"seq": 4}, {"seq": 5}]
     finally:
         srv.shutdown()
-    assert "hmac.compare_digest" in (REPO / "device" / "api.py").read_text()
+    assert "hmac.compare_digest" in (REPO / "device" / "stream" / "api.py").read_text()
 
 
 def test_sizes_methods_and_paths_are_limited():
@@ -216,7 +216,7 @@ def test_systemd_unit_is_unprivileged_and_sandboxed():
 
 
 def _fake_artifact(d: Path) -> Path:
-    from vitaledge.device.reliability import manifest_seed
+    from vitaledge.device.bench.reliability import manifest_seed
 
     d.mkdir()
     (d / "manifest.json").write_bytes(manifest_seed())
@@ -285,8 +285,8 @@ def test_openssl_keys_are_accepted(tmp_path):
 
 @pytest.mark.slow
 def test_model_with_verify_key_loads_only_when_signed(converted, tmp_path):
-    from vitaledge.device.daemon import Daemon, DaemonConfig
-    from vitaledge.device.runtime import Model
+    from vitaledge.device.model.runtime import Model
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     out, _ = converted
     art = tmp_path / "art"

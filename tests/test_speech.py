@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from vitaledge.device.mel import SpeechSignal, model_input
-from vitaledge.device.synthetic_speech import EMOTIONS as SYNTH_EMOTIONS
-from vitaledge.device.synthetic_speech import synth_clip, write_ravdess_like
+from vitaledge.device.inputs.mel import SpeechSignal, model_input
+from vitaledge.firmware_sim.patients.speech import EMOTIONS as SYNTH_EMOTIONS
+from vitaledge.firmware_sim.patients.speech import synth_clip, write_ravdess_like
 from vitaledge.train.speech_data import (
     EMOTIONS,
     add_noise,
@@ -242,7 +242,7 @@ def test_converts_and_runs_in_the_daemon_on_wav_replay(synth_run, tmp_path):
     """The trained run converts (fp32 fused/unrolled, fp16, int8, int8-fc), each verified
     against Keras; the deployed one classifies a wav replayed through the daemon."""
     from vitaledge.convert.pipeline import FAIL, ConvertOptions, convert_run
-    from vitaledge.device.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     run, _ = synth_run
     art = tmp_path / "art"

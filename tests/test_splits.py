@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vitaledge.device.beats import BeatSet
+from vitaledge.device.io.beats import BeatSet
 from vitaledge.train.balance import BalanceError, balance, class_weights, parse
 from vitaledge.train.splits import SplitError, loro_splits, make_split, stratified_holdout
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from vitaledge.device.runtime import Model
+from vitaledge.device.model.runtime import Model
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def _convert_toy(tmp, name, task, labels, signal, build, x_shape):
 
 @pytest.fixture(scope="module")
 def ecg_emotion_art(tmp_path_factory):
-    from vitaledge.device.emotion_ecg import default_signal
+    from vitaledge.device.inputs.emotion_ecg import default_signal
 
     def build(keras):
         L = keras.layers
@@ -55,7 +55,7 @@ def ecg_emotion_art(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def speech_art(tmp_path_factory):
-    from vitaledge.device.mel import SpeechSignal
+    from vitaledge.device.inputs.mel import SpeechSignal
 
     sig = SpeechSignal()
 
@@ -73,9 +73,9 @@ def speech_art(tmp_path_factory):
 
 
 def test_ecg_emotion_stage_matches_batch_segments_for_any_chunking(ecg_emotion_art):
-    from vitaledge.device.emotion_ecg import segments
-    from vitaledge.device.stages import EcgEmotionStage
-    from vitaledge.device.synthetic_ecg import synth_record
+    from vitaledge.device.inputs.emotion_ecg import segments
+    from vitaledge.device.stream.stages import EcgEmotionStage
+    from vitaledge.firmware_sim.patients.ecg import synth_record
 
     model = Model(ecg_emotion_art)
     sig = model.manifest.signal
@@ -102,8 +102,8 @@ def test_ecg_emotion_stage_matches_batch_segments_for_any_chunking(ecg_emotion_a
 
 
 def test_ecg_emotion_stage_refuses_other_models_and_bad_samples(ecg_emotion_art, converted):
-    from vitaledge.device.pipeline import SignalError
-    from vitaledge.device.stages import EcgEmotionStage, stage_for
+    from vitaledge.device.stream.pipeline import SignalError
+    from vitaledge.device.stream.stages import EcgEmotionStage, stage_for
 
     out, _ = converted
     with pytest.raises(SignalError, match="'beat' is not 'emotion-ecg'"):
@@ -115,8 +115,8 @@ def test_ecg_emotion_stage_refuses_other_models_and_bad_samples(ecg_emotion_art,
 
 def test_daemon_gives_beats_and_emotion_estimates_from_one_stream(
         ecg_emotion_art, converted, synth_dir, tmp_path):
-    from vitaledge.device.daemon import Daemon, DaemonConfig
-    from vitaledge.device.records import read_record
+    from vitaledge.device.io.records import read_record
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     out, _ = converted
     events_path = tmp_path / "ev.jsonl"
@@ -140,11 +140,11 @@ def test_speech_stage_on_wav_replay_and_pcm(speech_art, tmp_path):
 
     import soundfile as sf
 
-    from vitaledge.device.daemon import Daemon, DaemonConfig
-    from vitaledge.device.mel import model_input
-    from vitaledge.device.sources import pcm_chunks
-    from vitaledge.device.stages import SpeechEmotionStage
-    from vitaledge.device.synthetic_speech import synth_clip
+    from vitaledge.device.inputs.mel import model_input
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.sources import pcm_chunks
+    from vitaledge.device.stream.stages import SpeechEmotionStage
+    from vitaledge.firmware_sim.patients.speech import synth_clip
 
     model = Model(speech_art)
     sig = model.manifest.signal
@@ -179,7 +179,7 @@ def test_speech_stage_on_wav_replay_and_pcm(speech_art, tmp_path):
 
 @pytest.fixture(scope="module")
 def multimodal_art(tmp_path_factory):
-    from vitaledge.device.multimodal import default_signal
+    from vitaledge.device.inputs.multimodal import default_signal
 
     sig = {**default_signal(window_s=10.0, hop_s=5.0), "calib_s": 10.0}
     shapes = {"physio": (160, 2), "features": (len(sig["features"]),), "face": (48, 48, 1)}
@@ -198,9 +198,10 @@ def multimodal_art(tmp_path_factory):
 
 
 def test_multimodal_session_replay_through_the_daemon(multimodal_art, tmp_path):
-    from vitaledge.device.daemon import Daemon, DaemonConfig
-    from vitaledge.device.multimodal import model_inputs, subject_stats
-    from vitaledge.device.sessions import read_session, synth_session, write_session
+    from vitaledge.device.inputs.multimodal import model_inputs, subject_stats
+    from vitaledge.device.io.sessions import read_session, write_session
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.firmware_sim.patients.emotion import synth_session
 
     model = Model(multimodal_art)
     assert [t.name for t in model.manifest.inputs] == [

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from scipy.signal import butter, filtfilt, iirnotch, medfilt, sosfiltfilt
 
-from vitaledge.device.aami import CLASSES, SYMBOL_TO_CLASS
-from vitaledge.device.records import read_record
-from vitaledge.device.synthetic_ecg import (
+from vitaledge.device.io.aami import CLASSES, SYMBOL_TO_CLASS
+from vitaledge.device.io.records import read_record
+from vitaledge.firmware_sim.patients.ecg import (
     DEFAULT_MIX,
     SynthRecord,
     synth_database,

@@ -34,7 +34,7 @@ SCRIPT = """
 import json, sys
 import numpy as np
 import tflite_runtime, numpy
-from vitaledge.device.runtime import Model
+from vitaledge.device.model.runtime import Model
 X = np.load(sys.argv[1])
 out = {}
 for d in sys.argv[2:]:
@@ -46,7 +46,7 @@ print(json.dumps({"numpy": numpy.__version__, "tflite_runtime": tflite_runtime._
 
 
 def test_artifacts_run_under_tflite_runtime_2_14(converted, tiny_run, trt_python, tmp_path):
-    from vitaledge.device.runtime import Model
+    from vitaledge.device.model.runtime import Model
     from vitaledge.train.config import BeatTrainConfig
     from vitaledge.train.data import split_parts
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from vitaledge.device.filters import CausalFilter, FilterSpec, apply_filter
-from vitaledge.device.windows import WindowSpec, extract_beats
+from vitaledge.device.dsp.filters import CausalFilter, FilterSpec, apply_filter
+from vitaledge.device.dsp.windows import WindowSpec, extract_beats
 
 
 def spike_train(fs: float, rr_s: float, n_beats: int, width_s: float = 0.012):

@@ -35,8 +35,8 @@ def window_options(fn):
 
 
 def make_window(convention: str, fs: float, before: float, after: float, no_filter: bool):
-    from vitaledge.device.filters import FilterSpec
-    from vitaledge.device.windows import WindowSpec
+    from vitaledge.device.dsp.filters import FilterSpec
+    from vitaledge.device.dsp.windows import WindowSpec
 
     filt = None if no_filter else FilterSpec()
     if convention == "kachuee":
@@ -186,7 +186,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, test_actors, test_fractio
                      pools, time_budget, seed, out) -> None:
     """Train the speech-emotion model (seed 004: log-mel images, TimeDistributed CNN + LSTM)
     on RAVDESS/TESS/SAVEE clips or synthetic speech, and report on held-out clips."""
-    from vitaledge.device.mel import SpeechSignal
+    from vitaledge.device.inputs.mel import SpeechSignal
 
     from .speech import SpeechTrainConfig, train_speech
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from vitaledge.device.windows import WindowSpec
+from vitaledge.device.dsp.windows import WindowSpec
 
 
 @dataclass

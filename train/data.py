@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.aami import CLASSES
-from vitaledge.device.beats import BeatSet, beats_from_dir
-from vitaledge.device.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
+from vitaledge.device.io.aami import CLASSES
+from vitaledge.device.io.beats import BeatSet, beats_from_dir
+from vitaledge.device.io.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
 
 from .balance import balance
 from .config import BeatTrainConfig

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device import emotion_ecg
-from vitaledge.device import multimodal as mm
-from vitaledge.device.face import face_input
-from vitaledge.device.filters import FilterSpec
-from vitaledge.device.metrics import classification_metrics, format_confusion, format_report
+from vitaledge.device.dsp.filters import FilterSpec
+from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
+from vitaledge.device.inputs import emotion_ecg
+from vitaledge.device.inputs import multimodal as mm
+from vitaledge.device.inputs.face import face_input
 
 from . import zoo
 from .backend import keras, set_seed

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device import emotion_ecg
-from vitaledge.device import multimodal as mm
-from vitaledge.device import synthetic_emotion as se
+from vitaledge.device.inputs import emotion_ecg
+from vitaledge.device.inputs import multimodal as mm
+from vitaledge.firmware_sim.patients import emotion as se
 
 QUADRANTS = se.QUADRANTS
 AMIGOS_EXCLUDED = (9, 12, 21, 22, 23, 24, 33)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.aami import CLASSES
-from vitaledge.device.metrics import classification_metrics, format_confusion, format_report
+from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
+from vitaledge.device.io.aami import CLASSES
 
 from .plots import plot_confusion
 
@@ -38,7 +38,7 @@ def _resolve_model(model_path: Path):
     ``model.tflite``), which is run through the TensorFlow-free device runtime."""
     artifact = model_path if model_path.is_dir() else model_path.parent
     if (artifact / "manifest.json").exists():
-        from vitaledge.device.runtime import Model
+        from vitaledge.device.model.runtime import Model
 
         m = Model(artifact)
         run_dir = Path(m.manifest.source_run.get("path", ""))
@@ -49,7 +49,7 @@ def _resolve_model(model_path: Path):
 
     def keras_predict(X):
         from .backend import keras
-        from .fit import predict
+        from .predict import predict
 
         return predict(keras.models.load_model(str(model_file)), X)
 
@@ -67,8 +67,8 @@ def evaluate_model(model_path: Path, records: str | None = None,
     """
     import dataclasses
 
-    from vitaledge.device.beats import beats_from_dir
-    from vitaledge.device.kaggle_csv import load_kaggle_csv
+    from vitaledge.device.io.beats import beats_from_dir
+    from vitaledge.device.io.kaggle_csv import load_kaggle_csv
 
     from .config import BeatTrainConfig
     from .data import check_split_ids, split_parts

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.aami import CLASSES
-from vitaledge.device.metrics import classification_metrics
+from vitaledge.device.eval.metrics import classification_metrics
+from vitaledge.device.io.aami import CLASSES
 
 from . import zoo
 from .backend import keras, set_seed, tf
@@ -23,6 +23,7 @@ from .config import BeatTrainConfig
 from .data import Prepared, prepare, save_split_ids
 from .evaluate import score, write_report
 from .plots import plot_history
+from .predict import predict
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -48,15 +49,6 @@ class ValMacroF1(keras.callbacks.Callback):
         m = classification_metrics(self.y, probs.argmax(1), list(CLASSES))
         if logs is not None:
             logs["val_macro_f1"] = m["macro"]["f1"]
-
-
-def predict(model: keras.Model, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Class probabilities for windows ``X`` of shape (n, length) or (n, length, 1)."""
-    if X.ndim == 2:
-        X = X[..., None]
-    if len(X) == 0:
-        return np.zeros((0, model.output_shape[-1]), np.float32)
-    return model.predict(X, batch_size=batch_size, verbose=0)
 
 
 def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.aami import CLASSES
-from vitaledge.device.bench import OK, BenchRow, record_timing, time_calls
-from vitaledge.device.metrics import classification_metrics
+from vitaledge.device.bench.latency import OK, BenchRow, record_timing, time_calls
+from vitaledge.device.eval.metrics import classification_metrics
+from vitaledge.device.io.aami import CLASSES
 
 
 def keras_rows(run_dir: str | Path, X: np.ndarray, y: np.ndarray | None, threads: list[int],

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.aami import CLASSES
-from vitaledge.device.beats import beats_from_dir
-from vitaledge.device.metrics import classification_metrics, format_confusion, format_report
+from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
+from vitaledge.device.io.aami import CLASSES
+from vitaledge.device.io.beats import beats_from_dir
 
 from .config import BeatTrainConfig
 from .fit import train_beat

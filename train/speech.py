@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.mel import SpeechSignal
-from vitaledge.device.metrics import classification_metrics
+from vitaledge.device.eval.metrics import classification_metrics
+from vitaledge.device.inputs.mel import SpeechSignal
 
 from . import zoo
 from .backend import keras, set_seed

@@ -12,7 +12,7 @@ Seven emotions, in the seed's order. File names carry the labels:
 - SAVEE ``DC_a01.wav`` or ``DC/a01.wav``: a angry, d disgust, f fear, h happy, n neutral,
   sa sad, su surprise. Speaker = DC, JE, JK, KL.
 
-Inputs come from :func:`vitaledge.device.mel.model_input`, the device's own function.
+Inputs come from :func:`vitaledge.device.inputs.mel.model_input`, the device's own function.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.audio import read_wav
-from vitaledge.device.mel import SpeechSignal, model_input
+from vitaledge.device.inputs.audio import read_wav
+from vitaledge.device.inputs.mel import SpeechSignal, model_input
 
 EMOTIONS = ("happy", "sad", "angry", "disgust", "fear", "surprise", "neutral")
 CORPORA = ("auto", "ravdess", "tess", "savee")
@@ -127,8 +127,8 @@ def find_clips(root: str | Path, corpus: str = "auto", calm: str = "neutral") ->
 
 def synthetic_clips(per_class: int, speakers: int, signal: SpeechSignal,
                     seed: int) -> list[Clip]:
-    """In-memory clips from :mod:`vitaledge.device.synthetic_speech`."""
-    from vitaledge.device.synthetic_speech import synth_corpus
+    """In-memory clips from :mod:`vitaledge.firmware_sim.patients.speech`."""
+    from vitaledge.firmware_sim.patients.speech import synth_corpus
 
     seconds = signal.offset_s + signal.duration_s + 0.3
     return [Clip(label, speaker, "synthetic", wave=w, fs=signal.sample_rate)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitaledge.device.beats import BeatSet
+from vitaledge.device.io.beats import BeatSet
 
 SPLITS = ("beat", "record", "none", "loro")
 

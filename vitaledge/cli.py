@@ -8,9 +8,9 @@ import click
 
 from vitaledge import __version__
 from vitaledge.convert.cli import convert_cmd
-from vitaledge.device.bench_registry import BASELINES
+from vitaledge.device.bench.baselines import BASELINES, DEFAULT_INPUTS
 from vitaledge.device.cli import bench_group, data_group, device_group
-from vitaledge.firmware_sim.cli import firmware_group
+from vitaledge.firmware_sim.cli import firmware_group, synth_cmd
 from vitaledge.train.cli import evaluate_cmd, train_group
 
 
@@ -31,6 +31,18 @@ def _keras_baseline(*args, **kwargs):
 
 
 BASELINES["keras"] = _keras_baseline
+
+
+def _synthetic_beats(*args, **kwargs):
+    """Beats of a simulated patient for a bench given no data (firmware_sim; imported lazily
+    so that ``vitaledge device run`` loads no scipy)."""
+    from vitaledge.firmware_sim.patients.ecg import synth_beats
+
+    return synth_beats(*args, **kwargs)
+
+
+DEFAULT_INPUTS["synthetic"] = _synthetic_beats
+data_group.add_command(synth_cmd)
 
 main.add_command(data_group)
 main.add_command(train_group)

@@ -21,7 +21,7 @@ def step(title: str) -> float:
 
 def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
         arch: str = "resnet1d", seed: int = 0) -> dict:
-    from vitaledge.device.synthetic_ecg import synth_database
+    from vitaledge.firmware_sim.patients.ecg import synth_database
 
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -33,7 +33,7 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
     timings["synth"] = time.time() - t
 
     t = step(f"2. train {arch} (beat split, {epochs} epochs)")
-    from vitaledge.device.windows import WindowSpec
+    from vitaledge.device.dsp.windows import WindowSpec
     from vitaledge.train.config import BeatTrainConfig
     from vitaledge.train.fit import train_beat
 
@@ -59,9 +59,9 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
     timings["convert"] = time.time() - t
 
     t = step("5. daemon: replay a new synthetic patient through the int8 model (no TF)")
-    from vitaledge.device.daemon import Daemon, DaemonConfig
-    from vitaledge.device.score_events import format_score, load_events, score_events
-    from vitaledge.device.synthetic_ecg import synth_record, write_wfdb
+    from vitaledge.device.eval.score_events import format_score, load_events, score_events
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.firmware_sim.patients.ecg import synth_record, write_wfdb
 
     replay = write_wfdb(synth_record(minutes=3.0, seed=seed + 1000, name="patient-x"),
                         out / "replay")
@@ -74,8 +74,8 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
     timings["daemon"] = time.time() - t
 
     t = step("6. bench: latency per artifact, 1 thread, XNNPACK, held-out beats")
-    from vitaledge.device.bench import format_table as bench_table
-    from vitaledge.device.bench import run_bench, save
+    from vitaledge.device.bench.latency import format_table as bench_table
+    from vitaledge.device.bench.latency import run_bench, save
 
     bench = run_bench([r.path for r in results], threads=[1], delegates=["xnnpack"],
                       batches=[1], warmup=20, min_seconds=0.5,

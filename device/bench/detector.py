@@ -1,0 +1,60 @@
+"""``vitaledge bench detector``: our streaming detector vs wfdb's XQRS on annotated records,
+scored the standard way (a detection matches a reference beat within 150 ms)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vitaledge.device.dsp.rpeaks import detect_rpeaks
+from vitaledge.device.eval.scoring import DetectionScore, score_detections
+from vitaledge.device.io.aami import map_annotations
+from vitaledge.device.io.records import list_records, read_record
+
+
+def xqrs_detect(x: np.ndarray, fs: float) -> np.ndarray:
+    import wfdb.processing
+
+    xq = wfdb.processing.XQRS(sig=x, fs=fs)
+    xq.detect(verbose=False)
+    return np.asarray(xq.qrs_inds, dtype=np.int64)
+
+
+def bench_detector(directory: str | Path, with_xqrs: bool = True,
+                   tolerance_s: float = 0.15) -> dict:
+    rows, totals = [], {"vitaledge": DetectionScore(0, 0, 0), "xqrs": DetectionScore(0, 0, 0)}
+    for p in list_records(directory):
+        rec = read_record(p)
+        ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
+        row = {"record": rec.name, "beats": int(len(ref)), "lead": rec.lead}
+        dets = {"vitaledge": detect_rpeaks}
+        if with_xqrs:
+            dets["xqrs"] = xqrs_detect
+        for name, fn in dets.items():
+            t = time.perf_counter()
+            det = fn(rec.signal, rec.fs)
+            dt = time.perf_counter() - t
+            s = score_detections(ref, det, rec.fs, tolerance_s)
+            totals[name] = totals[name] + s
+            row[name] = {"tp": s.tp, "fn": s.fn, "fp": s.fp, "se": s.sensitivity,
+                         "ppv": s.ppv, "seconds": round(dt, 3)}
+        rows.append(row)
+    return {"records": rows, "totals": {k: {"tp": v.tp, "fn": v.fn, "fp": v.fp,
+                                             "se": v.sensitivity, "ppv": v.ppv}
+                                         for k, v in totals.items() if v.tp + v.fn}}
+
+
+def format_table(res: dict) -> str:
+    names = list(res["totals"])
+    head = f"{'record':<8}{'beats':>7}" + "".join(
+        f"{n + ' FN':>14}{'FP':>5}{'Se%':>8}{'+P%':>8}" for n in names)
+    lines = [head]
+    for r in res["records"] + [{"record": "total", "beats": sum(x["beats"] for x in
+                                                                  res["records"]),
+                                 **res["totals"]}]:
+        cells = "".join(f"{r[n]['fn']:>14}{r[n]['fp']:>5}{100 * r[n]['se']:>8.2f}"
+                        f"{100 * r[n]['ppv']:>8.2f}" for n in names)
+        lines.append(f"{r['record']:<8}{r['beats']:>7}" + cells)
+    return "\n".join(lines)

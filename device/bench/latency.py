@@ -1,0 +1,366 @@
+"""Latency benchmark harness for converted artifacts (TensorFlow-free: runs on the Pi).
+
+Method, after TFLite's ``benchmark_model``: the interpreter is created and allocated (load
+time), one first inference is timed on its own, ``warmup`` runs are discarded, then timed
+runs (``runs``, or as many as fit in ``min_seconds``) each time one ``invoke()`` — plus
+(de)quantization when ``batch`` > 1 goes through ``Model.predict``. Thread counts are
+explicit (the LiteRT Python interpreter's default is 1 thread; ``benchmark_model``'s is
+more). Inputs are real windows when data is given, otherwise synthetic beats — never zeros.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vitaledge.device.bench.baselines import BASELINES, DEFAULT_INPUTS
+from vitaledge.device.dsp.windows import WindowSpec
+from vitaledge.device.eval.metrics import classification_metrics
+from vitaledge.device.io.beats import beats_from_dir
+from vitaledge.device.model.manifest import ManifestError, load_manifest
+from vitaledge.device.model.memory import peak_rss_mb, rss_mb
+from vitaledge.device.model.runtime import Model, ModelLoadError
+
+SCHEMA = "vitaledge.bench/1"
+OK, DROP, FAIL = "✅", "❎", "❌"
+
+
+@dataclass
+class BenchRow:
+    artifact: str
+    variant: str
+    delegate: str
+    threads: int
+    batch: int
+    status: str = FAIL
+    error: str = ""
+    size_bytes: int = 0
+    load_ms: float = 0.0
+    first_ms: float = 0.0
+    count: int = 0
+    mean_ms: float = 0.0
+    std_ms: float = 0.0
+    min_ms: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    per_window_ms: float = 0.0
+    windows_per_s: float = 0.0
+    rss_before_mb: float = 0.0
+    rss_after_load_mb: float = 0.0
+    peak_rss_mb: float = 0.0
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    noisy: bool = False
+
+
+@dataclass
+class BenchResult:
+    schema: str
+    environment: dict
+    settings: dict
+    rows: list[BenchRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"schema": self.schema, "environment": self.environment,
+                "settings": self.settings, "rows": [asdict(r) for r in self.rows]}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(backend: str | None) -> dict:
+    from vitaledge.device.model.runtime import get_backend
+
+    b = get_backend(backend)
+    return {"cpu": _cpu_model(), "machine": platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "backend": b.name, "backend_version": b.version,
+            "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else None}
+
+
+def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """(windows, labels): ``data`` is a WFDB directory (every annotated beat) or the
+    ``heldout.npz`` that ``vitaledge convert`` writes (the run's held-out beats); without
+    data, synthetic beats."""
+    if data and str(data).endswith(".npz"):
+        with np.load(data, allow_pickle=False) as z:
+            if json.loads(str(z["window"])) != spec.to_dict():
+                raise ValueError(f"{data}: windows were made with another window spec")
+            return z["X"], z["y"]
+    if data:
+        beats = beats_from_dir(data, spec)
+        return beats.X, beats.y
+    if "synthetic" not in DEFAULT_INPUTS:
+        raise ValueError("no --data given and no simulated patient registered: give --data "
+                         "DIR (WFDB records) or --data HELDOUT.npz")
+    return DEFAULT_INPUTS["synthetic"](spec, n, seed)
+
+
+def task_inputs(manifest, data: str | None, artifact: Path) -> tuple[object, np.ndarray | None]:
+    """(inputs, labels) for a non-beat model: the ``heldout.npz`` that ``vitaledge convert``
+    writes beside an emotion model's artifacts (or ``data``, such a file): one array per
+    model input (a list for multi-input models) and the labels."""
+    path = Path(data) if data and str(data).endswith(".npz") else artifact.parent / "heldout.npz"
+    if not path.exists():
+        raise ValueError(f"{artifact}: a {manifest.task} model is benchmarked on the held-out "
+                         f"inputs convert saves ({path} not found; give --data HELDOUT.npz)")
+    with np.load(path, allow_pickle=False) as z:
+        if json.loads(str(z["signal"])) != manifest.signal:
+            raise ValueError(f"{path}: inputs were made with another signal spec")
+        keys = [f"X_{i}" for i in range(len(manifest.inputs))]  # the manifest's input order
+        if any(k not in z.files for k in keys):
+            raise ValueError(f"{path}: expected arrays {keys}, found {z.files}")
+        xs = [z[k] for k in keys]
+        return (xs if len(xs) > 1 else xs[0]), z["y"]
+
+
+def _take(X, idx):
+    return [a[idx] for a in X] if isinstance(X, list) else X[idx]
+
+
+def time_calls(call: Callable[[int], object], warmup: int, runs: int | None,
+               min_seconds: float) -> np.ndarray:
+    """Seconds taken by ``call(i)`` for i = 0, 1, ...: ``warmup`` untimed calls first, then
+    ``runs`` timed calls, or as many as fit in ``min_seconds`` (10 at least)."""
+    for i in range(warmup):
+        call(i)
+    times = []
+    deadline = time.perf_counter() + min_seconds
+    i = 0
+    while (runs is not None and i < runs) or (runs is None and (
+            time.perf_counter() < deadline or i < 10)):
+        t = time.perf_counter()
+        call(i)
+        times.append(time.perf_counter() - t)
+        i += 1
+    return np.asarray(times)
+
+
+def record_timing(row: BenchRow, times: np.ndarray, batch: int) -> None:
+    """Latency statistics, throughput and the noise flag of ``times`` into ``row``."""
+    for k, v in stats_ms(times).items():
+        setattr(row, k, round(v, 5) if isinstance(v, float) else v)
+    row.per_window_ms = round(row.p50_ms / batch, 5)
+    row.windows_per_s = round(1e3 / row.per_window_ms, 1) if row.per_window_ms else 0.0
+    row.noisy = bool(row.p90_ms > 1.5 * row.p50_ms or row.std_ms > 0.5 * row.mean_ms)
+
+
+def stats_ms(times: np.ndarray) -> dict:
+    ms = times * 1e3
+    return {"count": int(len(ms)), "mean_ms": float(ms.mean()), "std_ms": float(ms.std()),
+            "min_ms": float(ms.min()), "p50_ms": float(np.percentile(ms, 50)),
+            "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
+            "max_ms": float(ms.max())}
+
+
+def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.ndarray,
+              y: np.ndarray | None, warmup: int, runs: int | None, min_seconds: float,
+              backend: str | None, max_drop: float) -> BenchRow:
+    row = BenchRow(str(artifact), f"{artifact.resolve().parent.name}/{artifact.name}",
+                   delegate, threads, batch)
+    try:
+        manifest, path = load_manifest(artifact)
+        row.size_bytes = manifest.size_bytes
+        row.rss_before_mb = rss_mb()
+        t = time.perf_counter()
+        model = Model(artifact, backend=backend, threads=threads, delegate=delegate)
+        row.load_ms = (time.perf_counter() - t) * 1e3
+        row.rss_after_load_mb = rss_mb()
+        xs = X if isinstance(X, list) else [X]
+        xq = [model.quantize_input(a.reshape((-1, *model.input_shapes[k][1:])), k)
+              for k, a in enumerate(xs)]  # outside the timed calls
+        n = len(xq[0])
+
+        def one(i: int):
+            part = [a[i % n][None] for a in xq]
+            return model.invoke_raw(part if len(part) > 1 else part[0])
+
+        t = time.perf_counter()
+        one(0)
+        row.first_ms = (time.perf_counter() - t) * 1e3
+        if batch == 1:
+            times = time_calls(one, warmup, runs, min_seconds)
+        else:
+            times = time_calls(lambda i: model.predict(_take(X, (np.arange(batch) + i * batch)
+                                                             % n)), warmup, runs, min_seconds)
+        record_timing(row, times, batch)
+        row.peak_rss_mb = peak_rss_mb()
+        row.status = OK
+        if y is not None:
+            pred = model.predict(X).argmax(1)
+            m = classification_metrics(y, pred, model.labels)
+            row.accuracy, row.macro_f1 = round(m["accuracy"], 5), round(m["macro"]["f1"], 5)
+            ref = manifest.metrics.get("accuracy")
+            if ref is not None and manifest.metrics.get("n") == len(y) and (
+                    ref - row.accuracy) * 100 > max_drop:
+                row.status = DROP
+    except (ManifestError, ModelLoadError, ValueError, RuntimeError) as exc:
+        row.status, row.error = FAIL, str(exc)[:300]
+    return row
+
+
+def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
+              batches: list[int], warmup: int = 50, runs: int | None = None,
+              min_seconds: float = 2.0, data: str | None = None, backend: str | None = None,
+              max_drop: float = 1.0, keras_runs: list[str] | None = None,
+              pin: list[int] | None = None) -> BenchResult:
+    if pin:
+        os.sched_setaffinity(0, pin)
+    env = environment(backend)
+    res = BenchResult(SCHEMA, env, {"threads": threads, "delegates": delegates,
+                                    "batches": batches, "warmup": warmup, "runs": runs,
+                                    "min_seconds": min_seconds, "data": data,
+                                    "keras": keras_runs, "pinned_cpus": pin})
+    inputs: dict[str, tuple] = {}
+    first_inputs = None  # (X, y) of the first artifact, for the Keras baseline
+    for art in artifacts:
+        try:
+            manifest, _ = load_manifest(art)
+            if manifest.task == "beat":
+                spec = WindowSpec.from_dict(manifest.signal["window"])
+                key = json.dumps(spec.to_dict(), sort_keys=True)
+                if key not in inputs:
+                    inputs[key] = bench_inputs(spec, data)
+                X, y = inputs[key]
+                y = y if data else None
+            else:
+                X, y = task_inputs(manifest, data, Path(art))
+            first_inputs = first_inputs or (X, y)
+        except (ManifestError, KeyError, ValueError) as exc:
+            res.rows.append(BenchRow(str(art), Path(art).name, "-", 0, 0, FAIL, str(exc)))
+            continue
+        for d in delegates:
+            for th in threads:
+                for b in batches:
+                    res.rows.append(bench_one(Path(art), d, th, b, X, y, warmup, runs,
+                                              min_seconds, backend, max_drop))
+    if keras_runs:
+        if "keras" not in BASELINES:
+            raise ValueError("--keras needs the training side (pip install 'vitaledge[train]')")
+        if first_inputs is None:
+            raise ValueError("--keras needs at least one artifact to take the inputs from")
+        X, y = first_inputs
+        baseline = []
+        for run in keras_runs:
+            baseline += BASELINES["keras"](run, X, y, threads, warmup, runs, min_seconds)
+        res.rows[:0] = baseline
+    return res
+
+
+#: (field, header, width, number format); text columns are left-aligned.
+COLUMNS = [("variant", "variant", 44, ""), ("status", "status", 7, ""),
+           ("delegate", "delegate", 9, ""), ("threads", "thr", 4, "d"),
+           ("batch", "batch", 6, "d"), ("size_bytes", "bytes", 9, "d"),
+           ("load_ms", "load ms", 9, ".1f"), ("p50_ms", "p50 ms", 9, ".3f"),
+           ("p90_ms", "p90 ms", 9, ".3f"), ("p99_ms", "p99 ms", 9, ".3f"),
+           ("windows_per_s", "win/s", 9, ".0f"), ("accuracy", "accuracy", 9, ".4f"),
+           ("macro_f1", "macro F1", 9, ".4f")]
+
+
+def _cell(value, width: int, fmt: str) -> str:
+    if not fmt:
+        return f"{value!s:<{width}}"
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
+
+
+def format_table(res: dict) -> str:
+    """Console table of a bench result (a dict as saved in bench.json)."""
+    lines = ["".join(f"{h:<{w}}" if not f else f"{h:>{w}}" for _, h, w, f in COLUMNS)]
+    for r in res["rows"]:
+        if r["status"] == FAIL:
+            lines.append(f"{r['variant']:<38}{r['status']:<7}{r['error'][:90]}")
+            continue
+        lines.append("".join(_cell(r.get(k), w, f) for k, _, w, f in COLUMNS)
+                     + ("  (noisy: wide spread)" if r.get("noisy") else ""))
+    env = res["environment"]
+    lines.append(f"\n{env['cpu']} · {env['cores']} cores · {env['backend']} "
+                 f"{env['backend_version']} · numpy {env['numpy']}")
+    return "\n".join(lines)
+
+
+def format_markdown(res: dict) -> str:
+    """The same table as Markdown, for READMEs."""
+    out = ["| " + " | ".join(h for _, h, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in res["rows"]:
+        out.append("| " + " | ".join(_cell(r.get(k), 0, f).strip() for k, _, _, f in COLUMNS)
+                   + " |")
+    return "\n".join(out)
+
+
+def validate(res: dict) -> None:
+    """Raise ValueError unless ``res`` is a bench result of this schema version."""
+    if not isinstance(res, dict) or res.get("schema") != SCHEMA:
+        raise ValueError(f"not a {SCHEMA} result (schema={res.get('schema')!r})"
+                         if isinstance(res, dict) else "not a JSON object")
+    for k in ("environment", "settings", "rows"):
+        if k not in res:
+            raise ValueError(f"bench result: missing {k!r}")
+    fields_ = set(BenchRow.__dataclass_fields__)
+    for i, r in enumerate(res["rows"]):
+        if set(r) != fields_:
+            raise ValueError(f"bench result row {i}: fields differ from the schema "
+                             f"(unknown {sorted(set(r) - fields_)}, missing "
+                             f"{sorted(fields_ - set(r))})")
+
+
+def save(res: BenchResult, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    d = res.to_dict()
+    (out / "bench.json").write_text(json.dumps(d, indent=2) + "\n")
+    with (out / "bench.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(BenchRow.__dataclass_fields__))
+        w.writeheader()
+        w.writerows(d["rows"])
+    (out / "bench.md").write_text(format_markdown(d) + "\n")
+    (out / "bench.txt").write_text(format_table(d) + "\n")
+    from vitaledge.device.bench.plots import save_plots
+
+    if not save_plots(d, out):
+        print("plots skipped: matplotlib is not installed (pip install matplotlib)")
+
+
+def compare(results: list[dict], names: list[str]) -> str:
+    """p50 latency per (variant, delegate, threads, batch), one column per result file."""
+    for r in results:
+        validate(r)
+    keys = []
+    for r in results:
+        for row in r["rows"]:
+            k = (row["variant"], row["delegate"], row["threads"], row["batch"])
+            if k not in keys:
+                keys.append(k)
+    head = f"{'variant':<24}{'deleg':<8}{'thr':>4}{'bat':>4}" + "".join(
+        f"{n[:16]:>18}" for n in names)
+    lines = [head]
+    for k in keys:
+        cells = []
+        for r in results:
+            row = next((x for x in r["rows"] if (x["variant"], x["delegate"], x["threads"],
+                                                 x["batch"]) == k), None)
+            cells.append(f"{'-' if row is None or row['status'] == FAIL else row['p50_ms']:>18}")
+        lines.append(f"{k[0]:<24}{k[1]:<8}{k[2]:>4}{k[3]:>4}" + "".join(cells))
+    lines.append("")
+    for n, r in zip(names, results, strict=True):
+        e = r["environment"]
+        lines.append(f"{n}: {e['cpu']}, {e['cores']} cores, {e['backend']} "
+                     f"{e['backend_version']}")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""ECG + GSR + face -> the three inputs of the multimodal emotion model (seed 001).
+
+Inputs, for one window of ``window_s`` seconds of ECG and GSR at ``fs`` and one face image:
+
+``physio``   (window_s * physio_fs, 2) float32: ECG band-passed (causal Butterworth,
+             ``ecg_filter``), GSR low-passed (``gsr_filter``), each z-scored with the
+             subject's statistics, then resampled to ``physio_fs``. The LSTM branch reads it.
+``features`` (len(features),) float32: HRV (mean HR, SDNN, RMSSD, pNN50, LF/HF, from R
+             peaks of the device's detector) and GSR peak features (SCL, SCR rate and
+             amplitude) of the raw window, standardized with the training set's
+             ``feature_mean``/``feature_std`` saved in the ``signal`` dict.
+``face``     (48, 48, 1) float32: :func:`.face.face_input`.
+
+Per-subject z-score: the mean and standard deviation of the filtered ECG and GSR over the
+subject's calibration recording (:func:`subject_stats`); on a stream, the first
+``calib_s`` seconds (the subject at rest when the device is put on). Filters restart at
+each window's first sample, so a window depends on its own samples only and a stream
+gives exactly the windows of the whole recording.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vitaledge.device.dsp.filters import FilterSpec, apply_filter
+from vitaledge.device.dsp.hrv import FEATURES, feature_vector
+from vitaledge.device.dsp.resample import resample
+from vitaledge.device.inputs.face import face_input
+
+SIGNAL_KEYS = ("kind", "fs", "window_s", "hop_s", "physio_fs", "ecg_filter", "gsr_filter",
+               "calib_s", "subject_norm", "features", "feature_mean", "feature_std",
+               "gsr_min_amp", "face_size")
+STATS_KEYS = ("ecg_mean", "ecg_std", "gsr_mean", "gsr_std")
+
+
+def default_signal(window_s: float = 30.0, hop_s: float = 5.0, physio_fs: float = 16.0) -> dict:
+    """The preprocessing of the multimodal model; feature statistics are filled in by
+    training (identity until then)."""
+    return {"kind": "emotion-multimodal", "fs": 128.0, "window_s": float(window_s),
+            "hop_s": float(hop_s), "physio_fs": float(physio_fs),
+            "ecg_filter": FilterSpec(0.5, 40.0, 2).to_dict(),
+            "gsr_filter": FilterSpec(None, 1.0, 2).to_dict(), "calib_s": 60.0,
+            "subject_norm": "zscore: mean/std of the filtered ECG and GSR over the subject's "
+                            "calibration recording (on a stream its first calib_s seconds)",
+            "features": list(FEATURES), "feature_mean": [0.0] * len(FEATURES),
+            "feature_std": [1.0] * len(FEATURES), "gsr_min_amp": 0.05, "face_size": 48}
+
+
+def check_signal(signal: dict) -> None:
+    """Refuse a ``signal`` dict with unknown or missing fields or inconsistent features."""
+    unknown = set(signal) - set(SIGNAL_KEYS)
+    missing = set(SIGNAL_KEYS) - set(signal)
+    if unknown or missing:
+        raise ValueError(f"multimodal signal spec: unknown fields {sorted(unknown)}, "
+                         f"missing fields {sorted(missing)}")
+    if list(signal["features"]) != list(FEATURES):
+        raise ValueError(f"multimodal signal spec: features {signal['features']} are not "
+                         f"the ones this device computes {list(FEATURES)}")
+    for k in ("feature_mean", "feature_std"):
+        if len(signal[k]) != len(FEATURES):
+            raise ValueError(f"multimodal signal spec: {k} needs {len(FEATURES)} values")
+    if min(signal["feature_std"]) <= 0:
+        raise ValueError("multimodal signal spec: feature_std values must be positive")
+
+
+def n_steps(signal: dict) -> int:
+    """Length of the physio sequence."""
+    return int(round(signal["window_s"] * signal["physio_fs"]))
+
+
+def _pair(ecg: np.ndarray, gsr: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    e, g = np.asarray(ecg, np.float64), np.asarray(gsr, np.float64)
+    if e.ndim != 1 or g.shape != e.shape:
+        raise ValueError(f"ecg/gsr: expected two 1-D signals of equal length, got shapes "
+                         f"{e.shape} and {g.shape}")
+    for name, x in (("ecg", e), ("gsr", g)):
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name}: non-finite sample at index "
+                             f"{int(np.flatnonzero(~np.isfinite(x))[0])}")
+    return e, g
+
+
+def _filtered(e: np.ndarray, g: np.ndarray, fs: float, signal: dict):
+    return (apply_filter(e, fs, FilterSpec.from_dict(signal["ecg_filter"])),
+            apply_filter(g, fs, FilterSpec.from_dict(signal["gsr_filter"])))
+
+
+def subject_stats(ecg: np.ndarray, gsr: np.ndarray, fs: float, signal: dict) -> dict:
+    """Per-subject normalization statistics from a calibration recording."""
+    e, g = _filtered(*_pair(ecg, gsr, fs), fs, signal)
+    return {"ecg_mean": float(e.mean()), "ecg_std": float(e.std()) or 1.0,
+            "gsr_mean": float(g.mean()), "gsr_std": float(g.std()) or 1.0}
+
+
+def physio_input(ecg: np.ndarray, gsr: np.ndarray, fs: float, signal: dict,
+                 stats: dict) -> np.ndarray:
+    """The (n_steps, 2) physio sequence of one window."""
+    e, g = _filtered(*_pair(ecg, gsr, fs), fs, signal)
+    e = (e - stats["ecg_mean"]) / stats["ecg_std"]
+    g = (g - stats["gsr_mean"]) / stats["gsr_std"]
+    seq = resample(np.stack([e, g]), fs, signal["physio_fs"]).T
+    n = n_steps(signal)
+    out = np.zeros((n, 2), np.float32)
+    out[: min(n, len(seq))] = seq[:n]
+    return out
+
+
+def raw_features(ecg: np.ndarray, gsr: np.ndarray, fs: float, signal: dict) -> np.ndarray:
+    """Unstandardized feature values of one window (training computes their statistics)."""
+    e, g = _pair(ecg, gsr, fs)
+    return feature_vector(e, g, fs, gsr_min_amp=signal["gsr_min_amp"])
+
+
+def features_input(raw: np.ndarray, signal: dict) -> np.ndarray:
+    """Standardize raw feature values with the training statistics in ``signal``."""
+    mean = np.asarray(signal["feature_mean"], np.float64)
+    std = np.asarray(signal["feature_std"], np.float64)
+    return ((np.asarray(raw, np.float64) - mean) / std).astype(np.float32)
+
+
+def model_inputs(ecg: np.ndarray, gsr: np.ndarray, fs: float, face_img: np.ndarray | None,
+                 signal: dict, stats: dict) -> dict[str, np.ndarray]:
+    """All three inputs of one window (``face`` only when an image is given)."""
+    check_signal(signal)
+    missing = set(STATS_KEYS) - set(stats)
+    if missing:
+        raise ValueError(f"subject stats: missing {sorted(missing)}")
+    if abs(fs - signal["fs"]) > 1e-9:
+        e, g = _pair(ecg, gsr, fs)
+        ecg, gsr, fs = resample(e, fs, signal["fs"]), resample(g, fs, signal["fs"]), signal["fs"]
+    out = {"physio": physio_input(ecg, gsr, fs, signal, stats),
+           "features": features_input(raw_features(ecg, gsr, fs, signal), signal)}
+    if face_img is not None:
+        out["face"] = face_input(face_img, int(signal["face_size"]))
+    return out
+
+
+class MultimodalWindower:
+    """Streaming form of :func:`model_inputs` for ECG + GSR at ``signal["fs"]``.
+
+    ``push(ecg_chunk, gsr_chunk)`` returns one ``{"physio", "features"}`` dict per window
+    completed, every ``hop_s`` (the face input comes from the camera, see
+    :func:`.face.face_input`). Without ``stats`` the first ``calib_s`` seconds of the stream
+    are the subject's calibration recording and windows start after them; with ``stats``
+    windows start at the stream's first sample. Window k covers stream samples
+    [start + k * hop, start + k * hop + window) and equals :func:`model_inputs` on them."""
+
+    def __init__(self, signal: dict, stats: dict | None = None):
+        check_signal(signal)
+        self.signal = signal
+        self.fs = float(signal["fs"])
+        self.stats = stats
+        self._n_calib = 0 if stats is not None else int(round(signal["calib_s"] * self.fs))
+        self._win = int(round(signal["window_s"] * self.fs))
+        self._hop = max(1, int(round(signal["hop_s"] * self.fs)))
+        self._ecg = np.zeros(0)
+        self._gsr = np.zeros(0)
+        self._start = 0  # stream index of self._ecg[0]
+        self._next = self._n_calib
+
+    def push(self, ecg_chunk: np.ndarray, gsr_chunk: np.ndarray) -> list[dict[str, np.ndarray]]:
+        e, g = _pair(np.atleast_1d(ecg_chunk), np.atleast_1d(gsr_chunk), self.fs)
+        self._ecg = np.concatenate([self._ecg, e])
+        self._gsr = np.concatenate([self._gsr, g])
+        end = self._start + len(self._ecg)
+        if self.stats is None:
+            if end < self._n_calib:
+                return []
+            self.stats = subject_stats(self._ecg[: self._n_calib], self._gsr[: self._n_calib],
+                                       self.fs, self.signal)
+        out = []
+        while self._next + self._win <= end:
+            a = self._next - self._start
+            out.append(model_inputs(self._ecg[a: a + self._win], self._gsr[a: a + self._win],
+                                    self.fs, None, self.signal, self.stats))
+            self._next += self._hop
+        drop = self._next - self._start
+        if drop > 0:
+            self._ecg, self._gsr = self._ecg[drop:], self._gsr[drop:]
+            self._start = self._next
+        return out
