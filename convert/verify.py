@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.bench.latency import time_calls
 from vitaledge.device.eval.metrics import classification_metrics
 from vitaledge.device.model.runtime import Model
+from vitaledge.device.model.timing import time_calls
 
 
 def verify(artifact_dir: Path, X, y: np.ndarray, keras_probs: np.ndarray,

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.bench.latency import OK, BenchRow, record_timing, time_calls
+from vitaledge.device.bench.latency import OK, BenchRow, record_timing
 from vitaledge.device.eval.metrics import classification_metrics
 from vitaledge.device.io.aami import CLASSES
+from vitaledge.device.model.timing import time_calls
 
 
 def keras_rows(run_dir: str | Path, X: np.ndarray, y: np.ndarray | None, threads: list[int],

@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from vitaledge.device.io.beats import beats_from_dir
 from vitaledge.device.model.manifest import ManifestError, load_manifest
 from vitaledge.device.model.memory import peak_rss_mb, rss_mb
 from vitaledge.device.model.runtime import Model, ModelLoadError
+from vitaledge.device.model.timing import stats_ms, time_calls
 
 SCHEMA = "vitaledge.bench/1"
 OK, DROP, FAIL = "✅", "❎", "❌"
@@ -137,24 +137,6 @@ def _take(X, idx):
     return [a[idx] for a in X] if isinstance(X, list) else X[idx]
 
 
-def time_calls(call: Callable[[int], object], warmup: int, runs: int | None,
-               min_seconds: float) -> np.ndarray:
-    """Seconds taken by ``call(i)`` for i = 0, 1, ...: ``warmup`` untimed calls first, then
-    ``runs`` timed calls, or as many as fit in ``min_seconds`` (10 at least)."""
-    for i in range(warmup):
-        call(i)
-    times = []
-    deadline = time.perf_counter() + min_seconds
-    i = 0
-    while (runs is not None and i < runs) or (runs is None and (
-            time.perf_counter() < deadline or i < 10)):
-        t = time.perf_counter()
-        call(i)
-        times.append(time.perf_counter() - t)
-        i += 1
-    return np.asarray(times)
-
-
 def record_timing(row: BenchRow, times: np.ndarray, batch: int) -> None:
     """Latency statistics, throughput and the noise flag of ``times`` into ``row``."""
     for k, v in stats_ms(times).items():
@@ -162,14 +144,6 @@ def record_timing(row: BenchRow, times: np.ndarray, batch: int) -> None:
     row.per_window_ms = round(row.p50_ms / batch, 5)
     row.windows_per_s = round(1e3 / row.per_window_ms, 1) if row.per_window_ms else 0.0
     row.noisy = bool(row.p90_ms > 1.5 * row.p50_ms or row.std_ms > 0.5 * row.mean_ms)
-
-
-def stats_ms(times: np.ndarray) -> dict:
-    ms = times * 1e3
-    return {"count": int(len(ms)), "mean_ms": float(ms.mean()), "std_ms": float(ms.std()),
-            "min_ms": float(ms.min()), "p50_ms": float(np.percentile(ms, 50)),
-            "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
-            "max_ms": float(ms.max())}
 
 
 def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.ndarray,

@@ -1,5 +1,6 @@
 """A converted model on the device: its manifest (the contract with ``convert``), its
-signature, the TensorFlow-free runtime that runs it, and what it costs (time, memory)."""
+signature, the TensorFlow-free runtime that runs it, and what it costs (the one timing
+loop, memory)."""
 
 from vitaledge.device.model.manifest import (  # noqa: F401
     SCHEMA_VERSION,
@@ -27,5 +28,9 @@ from vitaledge.device.model.signing import (  # noqa: F401
     generate_keypair,
     sign_artifact,
     verify_artifact,
+)
+from vitaledge.device.model.timing import (  # noqa: F401
+    stats_ms,
+    time_calls,
 )
 
