@@ -13,23 +13,68 @@ from vitaledge.device.eval.scoring import match_beats
 from vitaledge.device.io.aami import CLASSES, map_annotations
 from vitaledge.device.io.records import read_record
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class EventsError(ValueError):
+    """An events file cannot be scored; the message names the file and what is wrong."""
+
 
 def load_events(path: str | Path) -> list[dict]:
-    events = []
-    with open(path) as fh:
-        for line in fh:
-            try:
-                e = json.loads(line)
-            except json.JSONDecodeError:
+    """Beat events of a daemon sink file: JSON Lines (a torn last line after a crash is
+    skipped) or the SQLite sink's database."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        magic = fh.read(len(SQLITE_MAGIC))
+    rows = _sqlite_rows(path) if magic == SQLITE_MAGIC else _jsonl_rows(path)
+    return [e for e in rows if isinstance(e, dict) and e.get("type") == "beat"]
+
+
+def _jsonl_rows(path: Path) -> list:
+    rows, bad = [], 0
+    with open(path, "rb") as fh:
+        lines = fh.read().splitlines()
+    for i, raw in enumerate(lines):
+        try:
+            rows.append(json.loads(raw.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if i == len(lines) - 1 and rows:
                 continue  # a torn last line after a crash
-            if e.get("type") == "beat":
-                events.append(e)
-    return events
+            bad += 1
+            if bad == 1:
+                first = (i + 1, exc)
+    if bad and not rows:
+        raise EventsError(f"{path}: not a JSON Lines events file (line {first[0]}: "
+                          f"{first[1]})")
+    if bad:
+        raise EventsError(f"{path}: {bad} lines are not JSON (first: line {first[0]}: "
+                          f"{first[1]})")
+    return rows
+
+
+def _sqlite_rows(path: Path) -> list:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            body = db.execute("SELECT body FROM events ORDER BY seq").fetchall()
+    except sqlite3.Error as exc:
+        raise EventsError(f"{path}: not a vitaledge SQLite events database ({exc})") from exc
+    return [json.loads(b) for (b,) in body]
 
 
 def score_events(events: list[dict], record: str | Path, tolerance_s: float = 0.15) -> dict:
+    """Detection and classification of ``events`` against ``record``'s annotations."""
     rec = read_record(record)
     ref, cls = map_annotations(rec.ann_samples, rec.ann_symbols)
+    if len(ref) == 0:
+        raise EventsError(f"{record}: no reference beat annotations (.atr missing or empty): "
+                          "nothing to score against")
+    bad = [e for e in events if not isinstance(e.get("sample"), int)
+           or e.get("class") not in CLASSES]
+    if bad:
+        raise EventsError(f"beat event seq {bad[0].get('seq')}: needs an integer 'sample' and "
+                          f"a 'class' in {list(CLASSES)}, got {bad[0]}")
     det = np.asarray([e["sample"] for e in events], dtype=np.int64)
     labels = list(CLASSES)
     pred = np.asarray([labels.index(e["class"]) for e in events], dtype=np.int64)

@@ -22,6 +22,85 @@ class RecordError(ValueError):
     """A record is missing, malformed or unusable; the message names the file."""
 
 
+#: Sample rates a record may declare (Hz). ECG is sampled at 100-1000 Hz in practice; a
+#: header outside this range is a typo or an attack, not a recording (fs 360,000,000 once
+#: made the daemon allocate 1.8 GB before it noticed).
+FS_RANGE = (10.0, 10_000.0)
+
+#: Signal formats WFDB defines (the WFDB format specification, signal files).
+WFDB_FORMATS = {"0", "8", "16", "24", "32", "61", "80", "160", "212", "310", "311",
+                "508", "516", "524"}
+
+#: Bytes per sample of the formats whose file size follows from the sample count.
+_BYTES_PER_SAMPLE = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0,
+                     "160": 2.0, "212": 1.5}
+
+
+def check_header(path: Path) -> None:
+    """Refuse a header that cannot describe a recording, naming the file and the field:
+    empty, a first line without sample rate, a signal count that does not match its signal
+    lines, an unknown format, a rate outside :data:`FS_RANGE`, or a signal file shorter
+    than the samples the header declares."""
+    hea = path.with_suffix(".hea")
+    try:
+        text = hea.read_text()
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"{hea}: not a WFDB header (not text: {exc.reason})") from exc
+    lines = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    if not lines:
+        raise RecordError(f"{hea}: empty header (expected 'NAME NSIG FS NSAMP' on line 1)")
+    head = lines[0]
+    if len(head) < 2 or not head[1].isdigit():
+        raise RecordError(f"{hea}: line 1 {' '.join(head)!r} is not 'NAME NSIG [FS [NSAMP]]'")
+    if "/" in head[0]:
+        return  # a multi-segment record: wfdb checks its segments
+    nsig = int(head[1])
+    sig_lines = lines[1:]
+    if len(sig_lines) < nsig:
+        raise RecordError(f"{hea}: declares {nsig} signals but has {len(sig_lines)} signal "
+                          "lines")
+    try:
+        fs = float(head[2].split("/")[0].split("(")[0]) if len(head) > 2 else 250.0
+    except ValueError:
+        raise RecordError(f"{hea}: sample rate {head[2]!r} is not a number") from None
+    if not FS_RANGE[0] <= fs <= FS_RANGE[1]:
+        raise RecordError(f"{hea}: sample rate {fs:g} Hz is outside {FS_RANGE[0]:g}-"
+                          f"{FS_RANGE[1]:g} Hz")
+    fmts = [ln[1].split("x")[0].split(":")[0].split("+")[0] for ln in sig_lines[:nsig]
+            if len(ln) > 1]
+    for f in fmts:
+        if f not in WFDB_FORMATS:
+            raise RecordError(f"{hea}: signal format {f!r} is not a WFDB format (expected one "
+                              f"of {', '.join(sorted(WFDB_FORMATS, key=int))})")
+    nsamp = int(head[3]) if len(head) > 3 and head[3].isdigit() else None
+    files = {ln[0] for ln in sig_lines[:nsig]}
+    if nsamp and len(files) == 1 and len(set(fmts)) == 1 and fmts[0] in _BYTES_PER_SAMPLE \
+            and all(len(ln) > 1 and ln[1] == fmts[0] for ln in sig_lines[:nsig]):
+        dat = path.parent / files.pop()
+        if dat.exists():
+            held = int(dat.stat().st_size / (_BYTES_PER_SAMPLE[fmts[0]] * nsig))
+            if held < nsamp:
+                raise RecordError(f"{dat}: holds {held} samples per signal; the header "
+                                  f"declares {nsamp} (a truncated file?)")
+
+
+def check_annotations(ann_path: Path, samples: np.ndarray, n_signal: int) -> None:
+    """Annotations must lie inside the signal and in time order: a truncated or foreign
+    ``.atr`` that wfdb still decodes shows up here."""
+    if len(samples) == 0:
+        return
+    outside = (samples < 0) | (samples >= n_signal)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise RecordError(f"{ann_path}: annotation {i} at sample {int(samples[i])} is outside "
+                          f"the record's {n_signal} samples (not this record's annotations?)")
+    back = np.diff(samples) < 0
+    if back.any():
+        i = int(np.argmax(back)) + 1
+        raise RecordError(f"{ann_path}: annotation {i} at sample {int(samples[i])} comes "
+                          f"before the one ahead of it (not a WFDB annotation file?)")
+
+
 @dataclass
 class Record:
     """One lead of a record, in physical units, with its reference annotations."""
@@ -60,6 +139,7 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
         path = path.with_suffix("")
     if not path.with_suffix(".hea").exists():
         raise RecordError(f"{path}.hea: no such WFDB header")
+    check_header(path)
     light = read_signals(path)
     if light is not None:
         fs, names, p_signal = light.fs, light.names, light.physical
@@ -74,6 +154,8 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
         raise RecordError(f"{path}.hea: sample rate {fs!r} is not a positive number")
     if lead in names:
         ch = names.index(lead)
+    elif lead != "MLII":  # a lead asked for by name must exist; the default falls back
+        raise RecordError(f"{path}.hea: no lead {lead!r} (leads: {', '.join(names)})")
     else:
         ch = 0
         log.warning("%s: lead %s not found (leads %s); using %s", path.name, lead, names,
@@ -93,8 +175,10 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
             try:
                 ann = wfdb_module().rdann(str(path), annotator)
             except Exception as exc:
-                raise RecordError(f"{ann_path}: cannot read annotations: {exc}") from exc
+                raise RecordError(f"{ann_path}: truncated or not a WFDB annotation file "
+                                  f"(wfdb: {exc})") from exc
             out.ann_samples = np.asarray(ann.sample, dtype=np.int64)
+            check_annotations(ann_path, out.ann_samples, len(sig))
             out.ann_symbols = list(ann.symbol)
     return out
 

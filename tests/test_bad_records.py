@@ -1,0 +1,117 @@
+"""Malformed records and event files get one-line errors naming the file and the field
+(issue 13: each of these printed a traceback or a message that named nothing)."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from vitaledge.device.eval.score_events import EventsError, load_events, score_events
+from vitaledge.device.io.records import RecordError, read_record
+
+
+@pytest.fixture
+def rec(tmp_path, synth_dir):
+    """A copy of one synthetic record (s000: .hea/.dat/.atr) in tmp_path."""
+    for ext in (".hea", ".dat", ".atr"):
+        shutil.copy(synth_dir / f"s000{ext}", tmp_path / f"s000{ext}")
+    return tmp_path / "s000"
+
+
+def header(rec) -> list[str]:
+    return rec.with_suffix(".hea").read_text().splitlines()
+
+
+def write_header(rec, lines):
+    rec.with_suffix(".hea").write_text("\n".join(lines) + "\n")
+
+
+def test_the_copy_reads(rec):
+    r = read_record(rec)
+    assert len(r.signal) > 0 and len(r.ann_samples) > 0
+
+
+def test_truncated_dat_says_how_many_samples_it_holds(rec):
+    dat = rec.with_suffix(".dat")
+    dat.write_bytes(dat.read_bytes()[:3000])
+    with pytest.raises(RecordError, match=r"s000\.dat: holds 1000 samples per signal; the "
+                                          r"header declares \d+"):
+        read_record(rec)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: [], r"s000\.hea: empty header"),
+    (lambda h: [h[0].replace(" 2 ", " 3 ", 1)] + h[1:], r"declares 3 signals but has 2"),
+    (lambda h: [h[0]] + [ln.replace(" 212 ", " 999 ").replace(" 16 ", " 999 ") for ln in h[1:]],
+     r"signal format '999' is not a WFDB format"),
+    (lambda h: [h[0].replace(" 360 ", " 360000000 ", 1)] + h[1:],
+     r"sample rate 3\.6e\+08 Hz is outside 10-10000 Hz"),
+    (lambda h: [h[0].replace(" 360 ", " fast ", 1)] + h[1:], r"sample rate 'fast' is not"),
+])
+def test_malformed_headers_are_named(rec, edit, message):
+    write_header(rec, edit(header(rec)))
+    with pytest.raises(RecordError, match=message):
+        read_record(rec)
+
+
+def test_garbage_and_truncated_annotations_are_named(rec):
+    atr = rec.with_suffix(".atr")
+    good = atr.read_bytes()
+    atr.write_bytes(good[:len(good) // 2 + 1])  # odd length: not whole annotation words
+    with pytest.raises(RecordError, match=r"s000\.atr: truncated or not a WFDB annotation"):
+        read_record(rec)
+    rng = np.random.default_rng(0)
+    atr.write_bytes(rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    with pytest.raises(RecordError, match=r"s000\.atr: (annotation \d+|truncated or not)"):
+        read_record(rec)
+
+
+def test_an_unknown_lead_is_refused_not_replaced(rec):
+    with pytest.raises(RecordError, match=r"no lead 'V9' \(leads: "):
+        read_record(rec, lead="V9")
+
+
+def test_empty_annotations_cannot_be_scored(rec, tmp_path):
+    rec.with_suffix(".atr").write_bytes(b"\x00\x00")  # the end-of-file marker alone
+    events = tmp_path / "ev.jsonl"
+    events.write_text('{"seq": 1, "type": "beat", "sample": 100, "class": "N"}\n')
+    with pytest.raises(EventsError, match="no reference beat annotations"):
+        score_events(load_events(events), rec)
+
+
+def test_event_files_that_are_not_events(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "x.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE t (a)")
+    with pytest.raises(EventsError, match=r"x\.sqlite: not a vitaledge SQLite events"):
+        load_events(db)
+    garbage = tmp_path / "g.jsonl"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(EventsError, match=r"g\.jsonl: not a JSON Lines events file"):
+        load_events(garbage)
+
+
+def test_the_sqlite_sink_is_scored_like_jsonl(tmp_path):
+    from vitaledge.device.stream.sinks import SqliteSink
+
+    events = [{"seq": i + 1, "type": "beat", "time": i * 0.8, "sample": 288 * i, "class": "N"}
+              for i in range(5)] + [{"seq": 6, "type": "status", "status": "ready"}]
+    sink = SqliteSink(tmp_path / "ev.sqlite")
+    sink.write(events)
+    sink.close()
+    jl = tmp_path / "ev.jsonl"
+    jl.write_text("".join(__import__("json").dumps(e) + "\n" for e in events))
+    assert load_events(tmp_path / "ev.sqlite") == load_events(jl) == events[:5]
+
+
+def test_annotations_outside_the_signal_are_refused(rec):
+    import wfdb
+
+    n = len(read_record(rec).signal)
+    wfdb.wrann("s000", "atr", np.array([100, 200, n + 5]), symbol=["N", "N", "N"],
+               write_dir=str(rec.parent))
+    with pytest.raises(RecordError, match=rf"s000\.atr: annotation 2 at sample {n + 5} is "
+                                          rf"outside the record's {n} samples"):
+        read_record(rec)
