@@ -93,3 +93,32 @@ def test_spec_round_trips_and_refuses_what_the_device_cannot_compute():
         RRSpec.from_dict({**spec.to_dict(), "features": ["pre_rr"]})
     with pytest.raises(ValueError, match="rr.local_beats"):
         RRSpec(local_beats=0)
+
+
+def test_training_beats_can_come_from_the_detector(synth_dir):
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.eval.scoring import score_detections
+    from vitaledge.device.io.aami import map_annotations
+    from vitaledge.device.io.beats import beats_from_record
+    from vitaledge.device.io.records import read_record
+
+    rec = read_record(synth_dir / "s001")
+    spec = WindowSpec.kachuee()
+    ann = beats_from_record(rec, spec, "annotated", RRSpec())
+    det = beats_from_record(rec, spec, "detected", RRSpec())
+    peaks = detect_rpeaks(rec.signal, rec.fs)
+    ref, labels = map_annotations(rec.ann_samples, rec.ann_symbols)
+    s = score_detections(ref, peaks, rec.fs)
+    # every matched detection is a training beat (bar the windows cut off at the ends),
+    # anchored where the detector put it, labelled with its reference beat's class
+    assert s.tp - 2 <= len(det) <= s.tp
+    assert set(det.sample) <= set(peaks)
+    assert det.description["unmatched_detections"] == s.fp
+    near = np.abs(det.sample[:, None] - ref[None, :]).argmin(axis=1)
+    np.testing.assert_array_equal(det.y, labels[near])
+    assert det.rr.shape == (len(det), len(FEATURES)) and ann.rr.shape == (len(ann), 7)
+    # the RR features are those of the detected peak sequence
+    full = rr_features(peaks, rec.fs)
+    np.testing.assert_array_equal(det.rr, full[np.searchsorted(peaks, det.sample)])
+    with pytest.raises(ValueError, match="anchor"):
+        beats_from_record(rec, spec, "guessed")

@@ -9,6 +9,7 @@ from vitaledge.device.dsp.filters import (  # noqa: F401
     apply_filter,
     design,
 )
+from vitaledge.device.dsp.matching import match_beats  # noqa: F401
 from vitaledge.device.dsp.normalize import (  # noqa: F401
     METHODS,
     normalize,
@@ -26,6 +27,8 @@ from vitaledge.device.dsp.rpeaks import (  # noqa: F401
     detect_rpeaks,
     sliding_max,
 )
+from vitaledge.device.dsp.rr import FEATURES as RR_FEATURES  # noqa: F401
+from vitaledge.device.dsp.rr import RRFeatures, RRSpec, rr_features  # noqa: F401
 from vitaledge.device.dsp.signal_buffer import (  # noqa: F401
     SignalBuffer,
 )
@@ -43,4 +46,3 @@ from vitaledge.device.dsp.windows import (  # noqa: F401
     plan_cut,
     window_from_span,
 )
-

@@ -1,4 +1,13 @@
-"""Labeled beat datasets: records -> filtered signal -> beat windows + AAMI labels."""
+"""Labeled beat datasets: records -> filtered signal -> beat windows (+ RR features) + AAMI
+labels.
+
+Beats are anchored on the annotated R peaks (``anchor="annotated"``, the reference) or on
+the peaks the device's own detector finds (``anchor="detected"``): each detection is matched
+to a reference beat within 150 ms and takes its class; detections that match no reference
+beat are dropped (counted in the description). Windows and RR features are then cut around
+the detected peaks exactly as the daemon cuts them, so a model trained on them sees what
+the device will show it (the detected R peak lies a few samples from the annotated one).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.dsp.filters import apply_filter
+from vitaledge.device.dsp.matching import match_beats
+from vitaledge.device.dsp.rpeaks import detect_rpeaks
+from vitaledge.device.dsp.rr import RRSpec, rr_features
 from vitaledge.device.dsp.windows import WindowSpec, extract_beats
 from vitaledge.device.io.aami import CLASSES, map_annotations
 from vitaledge.device.io.records import Record, list_records, read_record
@@ -27,13 +39,14 @@ class BeatSet:
     record: np.ndarray  # (n,) str
     sample: np.ndarray  # (n,) int64
     description: dict = field(default_factory=dict)
+    rr: np.ndarray | None = None  # (n, len(rr.FEATURES)) float32, when asked for
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, idx: np.ndarray) -> BeatSet:
         return BeatSet(self.X[idx], self.y[idx], self.record[idx], self.sample[idx],
-                       dict(self.description))
+                       dict(self.description), None if self.rr is None else self.rr[idx])
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.y, minlength=len(CLASSES))
@@ -46,24 +59,49 @@ class BeatSet:
             raise ValueError("no beat sets to concatenate")
         desc = dict(sets[0].description)
         desc["records"] = sorted({r for s in sets for r in s.description.get("records", [])})
+        with_rr = {s.rr is not None for s in sets}
+        if len(with_rr) > 1:
+            raise ValueError("cannot concatenate beat sets with and without RR features")
         return BeatSet(np.concatenate([s.X for s in sets]), np.concatenate([s.y for s in sets]),
                        np.concatenate([s.record for s in sets]),
-                       np.concatenate([s.sample for s in sets]), desc)
+                       np.concatenate([s.sample for s in sets]), desc,
+                       np.concatenate([s.rr for s in sets]) if with_rr == {True} else None)
 
 
-def beats_from_record(rec: Record, spec: WindowSpec) -> BeatSet:
-    """All annotated beats of a record that have a complete window."""
+ANCHORS = ("annotated", "detected")
+
+#: A detection within this of a reference beat is that beat (ANSI/AAMI EC57).
+MATCH_TOLERANCE_S = 0.15
+
+
+def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
+                      rr: RRSpec | None = None) -> BeatSet:
+    """The beats of a record that have a complete window, anchored on the annotated or the
+    detected R peaks (module doc); with ``rr``, each beat's RR features too."""
+    if anchor not in ANCHORS:
+        raise ValueError(f"anchor: expected one of {ANCHORS}, got {anchor!r}")
     samples, labels = map_annotations(rec.ann_samples, rec.ann_symbols)
     x = apply_filter(rec.signal, rec.fs, spec.filter)
+    desc = {"records": [rec.name], "leads": {rec.name: rec.lead}, "anchor": anchor}
+    if anchor == "detected":
+        peaks = detect_rpeaks(rec.signal, rec.fs)
+        ri, di = match_beats(samples, peaks, int(round(MATCH_TOLERANCE_S * rec.fs)))
+        peak_labels = np.full(len(peaks), -1, np.int64)
+        peak_labels[di] = labels[ri]
+        desc.update(unmatched_detections=int(len(peaks) - len(di)),
+                    missed_reference_beats=int(len(samples) - len(ri)))
+        samples, labels = peaks, peak_labels
     X, kept = extract_beats(x, rec.fs, samples, spec)
-    return BeatSet(X, labels[kept], np.full(len(kept), rec.name, dtype=object),
-                   samples[kept],
-                   {"records": [rec.name], "leads": {rec.name: rec.lead},
-                    "dropped_edge_beats": int(len(samples) - len(kept))})
+    feats = rr_features(samples, rec.fs, rr)[kept] if rr is not None else None
+    real = labels[kept] >= 0
+    desc["dropped_edge_beats"] = int(len(samples) - len(kept))
+    return BeatSet(X[real], labels[kept][real], np.full(int(real.sum()), rec.name, dtype=object),
+                   samples[kept][real], desc, None if feats is None else feats[real])
 
 
 def beats_from_dir(directory: str | Path, spec: WindowSpec, records: list[str] | None = None,
-                   lead: str = "MLII") -> BeatSet:
+                   lead: str = "MLII", anchor: str = "annotated",
+                   rr: RRSpec | None = None) -> BeatSet:
     """Beats of every annotated record in ``directory`` (or of the named ``records``)."""
     paths = list_records(directory)
     if records is not None:
@@ -72,12 +110,17 @@ def beats_from_dir(directory: str | Path, spec: WindowSpec, records: list[str] |
         if missing:
             raise FileNotFoundError(f"{directory}: records not found: {', '.join(missing)}")
         paths = [by_name[r] for r in records]
-    sets = [beats_from_record(read_record(p, lead=lead), spec) for p in paths]
+    sets = [beats_from_record(read_record(p, lead=lead), spec, anchor, rr) for p in paths]
     out = BeatSet.concat(sets)
     out.description = {
         "source": "wfdb", "directory": str(directory), "records": [p.name for p in paths],
         "leads": {k: v for s in sets for k, v in s.description["leads"].items()},
         "dropped_edge_beats": sum(s.description["dropped_edge_beats"] for s in sets),
-        "window": spec.to_dict(),
+        "window": spec.to_dict(), "anchor": anchor,
     }
+    if anchor == "detected":
+        for k in ("unmatched_detections", "missed_reference_beats"):
+            out.description[k] = sum(s.description[k] for s in sets)
+    if rr is not None:
+        out.description["rr"] = rr.to_dict()
     return out
