@@ -95,3 +95,54 @@ def test_smote_and_class_weights():
 def test_bad_balance_options_are_refused(bad):
     with pytest.raises(BalanceError):
         parse(bad)
+
+
+def test_patient_folds_never_put_a_patient_on_both_sides():
+    from vitaledge.train.splits import patient_folds, patient_holdout
+
+    b = fake_beats(n_per_record=(300, 200, 150, 120, 90, 80, 70))
+    b.record[b.record == "106"] = "202"  # same person as 201 (MIT-BIH) ...
+    b.record[b.record == "105"] = "201"
+    folds = patient_folds(b, 3, seed=2)
+    seen = []
+    for f in folds:
+        f.check_disjoint(b, by_record=True)
+        assert len(f.train) + len(f.test) == len(b)
+        tested = set(b.record[f.test])
+        assert ("201" in tested) == ("202" in tested)  # ... so always on the same side
+        seen += sorted(tested)
+        rest, val = patient_holdout(b, f.train, 0.25, seed=1)
+        assert len(val) and len(rest) and not set(b.record[val]) & set(b.record[rest])
+        assert set(b.record[val]) <= set(b.record[f.train])
+    assert sorted(seen) == sorted(set(b.record))  # every patient tested exactly once
+    with pytest.raises(SplitError, match="K="):
+        patient_folds(b, 9)
+
+
+def test_patient_folds_on_ds1_each_see_s_and_v_patients(mitdb_dir):
+    import wfdb
+
+    from conftest import mitdb_records
+    from vitaledge.device.io.aami import map_annotations
+    from vitaledge.train.splits import DS1, patient_folds
+
+    recs, ys, ss = [], [], []
+    for p in mitdb_records(mitdb_dir, DS1):
+        a = wfdb.rdann(str(p), "atr")
+        s, y = map_annotations(np.asarray(a.sample), list(a.symbol))
+        recs += [p.name] * len(y)
+        ys += list(y)
+        ss += list(s)
+    b = BeatSet(np.zeros((len(ys), 1), np.float32), np.asarray(ys), np.asarray(recs, dtype=object),
+                np.asarray(ss), {})
+    for f in patient_folds(b, 4, seed=0):
+        counts = np.bincount(b.y[f.test], minlength=5)
+        assert counts[1] >= 100 and counts[2] >= 500, (f.name, counts)  # S and V in every fold
+        assert 4 <= len(set(b.record[f.test])) <= 7
+
+
+def test_dechazal_is_a_split_of_its_own():
+    b = fake_beats(n_per_record=(50, 50, 50, 50))
+    b.record[:] = np.repeat(["101", "106", "100", "232"], 50)
+    s = make_split(b, "dechazal")
+    assert set(b.record[s.train]) == {"101", "106"} and set(b.record[s.test]) == {"100", "232"}

@@ -3,8 +3,15 @@
 ``beat``    stratified random split of beats (the Kaggle set's intra-patient protocol);
 ``record``  by record list (``--test-records 106,232``), or the named de Chazal preset
             ``dechazal`` (DS1 train / DS2 test, the inter-patient protocol);
+``dechazal`` the same preset by name: train on the DS1 records present, test on the DS2
+            records present (paced records excluded);
+``patients`` patient-wise K-fold (:func:`patient_folds`): no patient on both sides, folds
+            balanced so that every fold holds patients with S and V beats;
 ``none``    everything is training data (a validation part is still carved from it);
 ``loro``    leave-one-record-out: one fold per record.
+
+Splits by record carve their validation part by patient too (:func:`patient_holdout`), so
+early stopping and model choice never see a test patient's neighbour beats.
 """
 
 from __future__ import annotations
@@ -14,9 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitaledge.device.io.aami import CLASSES
 from vitaledge.device.io.beats import BeatSet
 
-SPLITS = ("beat", "record", "none", "loro")
+SPLITS = ("beat", "record", "dechazal", "patients", "none", "loro")
+
+#: Splits that keep every patient on one side; their validation part is carved by patient.
+BY_PATIENT = ("record", "dechazal", "patients", "loro")
+
+#: MIT-BIH records of one person (the database's directory: 201 and 202 are one subject).
+SAME_PATIENT = {"202": "201"}
 
 # de Chazal et al., IEEE TBME 51(7) 2004: paced records 102, 104, 107, 217 excluded.
 DS1 = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124",
@@ -72,6 +86,8 @@ def make_split(beats: BeatSet, kind: str, seed: int = 0, test_fraction: float = 
         split = Split(tr, te, "beat")
         split.check_disjoint(beats)
         return split
+    if kind == "dechazal":
+        return make_split(beats, "record", seed, test_fraction, ["dechazal"])
     if kind == "record":
         present = sorted(set(beats.record))
         if not test_records:
@@ -109,3 +125,75 @@ def loro_splits(beats: BeatSet) -> Iterator[tuple[str, Split]]:
                       f"loro:{rec}")
         split.check_disjoint(beats, by_record=True)
         yield rec, split
+
+
+def patient_of(record: str) -> str:
+    """The patient a record belongs to (records of one person share a patient id)."""
+    return SAME_PATIENT.get(str(record), str(record))
+
+
+def _patient_counts(beats: BeatSet, idx: np.ndarray) -> dict[str, np.ndarray]:
+    counts: dict[str, np.ndarray] = {}
+    pats = np.array([patient_of(r) for r in beats.record[idx]], dtype=object)
+    for p in sorted(set(pats)):
+        counts[p] = np.bincount(beats.y[idx][pats == p], minlength=len(CLASSES))
+    return counts
+
+
+def _deal(counts: dict[str, np.ndarray], k: int, seed: int) -> list[list[str]]:
+    """Patients dealt into ``k`` groups: the rarest classes first, each patient to the group
+    that has least of the class it contributes most to, so every group gets some of each
+    class while patients last."""
+    rng = np.random.default_rng(seed)
+    totals = sum(counts.values())
+    order = np.argsort(totals)  # rarest class first
+    groups: list[list[str]] = [[] for _ in range(k)]
+    have = np.zeros((k, len(totals)))
+    left = sorted(counts, key=lambda p: rng.random())
+    for c in order:
+        if totals[c] == 0:
+            continue
+        takers = sorted((p for p in left if counts[p][c] > 0), key=lambda p: -counts[p][c])
+        for p in takers:
+            g = int(np.lexsort((have.sum(axis=1), have[:, c]))[0])
+            groups[g].append(p)
+            have[g] += counts[p]
+            left.remove(p)
+    for p in left:
+        g = int(np.argmin(have.sum(axis=1)))
+        groups[g].append(p)
+        have[g] += counts[p]
+    return groups
+
+
+def patient_folds(beats: BeatSet, k: int, seed: int = 0) -> list[Split]:
+    """``k`` patient-wise folds: each patient's beats in exactly one test part, patients
+    dealt so that the rare classes (F, S, V) spread over the folds."""
+    counts = _patient_counts(beats, np.arange(len(beats)))
+    if not 2 <= k <= len(counts):
+        raise SplitError(f"patient-wise folds need 2 <= K <= the {len(counts)} patients "
+                         f"present, got K={k}")
+    pats = np.array([patient_of(r) for r in beats.record], dtype=object)
+    folds = []
+    for i, group in enumerate(_deal(counts, k, seed)):
+        test = np.flatnonzero(np.isin(pats, group))
+        split = Split(np.flatnonzero(~np.isin(pats, group)), test, f"patients:{i + 1}/{k}")
+        split.check_disjoint(beats, by_record=True)
+        folds.append(split)
+    return folds
+
+
+def patient_holdout(beats: BeatSet, idx: np.ndarray, fraction: float,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``idx`` into (rest, validation) by patient: about ``fraction`` of the patients
+    (at least one, never all), dealt like the folds so validation holds rare classes."""
+    idx = np.asarray(idx)
+    counts = _patient_counts(beats, idx)
+    if len(counts) < 2:
+        raise SplitError("a validation part carved by patient needs at least two training "
+                         f"patients; have {sorted(counts)}")
+    k = min(max(2, int(round(1 / max(fraction, 1e-9)))), len(counts))
+    val_patients = _deal(counts, k, seed)[0]
+    pats = np.array([patient_of(r) for r in beats.record[idx]], dtype=object)
+    is_val = np.isin(pats, val_patients)
+    return idx[~is_val], idx[is_val]
