@@ -11,6 +11,33 @@ QRS, and search-back at half threshold when no QRS came for 1.66 mean RR interva
 peak is then located as the largest deflection of the 0.5-40 Hz filtered ECG in the QRS
 region preceding the MWI peak.
 
+Artifacts. Pan-Tompkins' running peak levels (SPKI <- 0.125 PEAKI + 0.875 SPKI) have no
+bound: one electrode pop or motion spike of 100 mV gives an MWI peak 10^3-10^6 times a QRS,
+SPKI jumps with it, every later beat falls below threshold and nothing brings the level
+down again (search-back only halves the threshold). Three measures, all decided on the
+candidate sequence like the rest:
+
+* Bounded levels (winsorised updates, in the spirit of Hamilton & Tompkins' levels taken
+  as averages of the last eight peaks, which one outlier cannot dominate): a QRS updates
+  SPKI with at most ``clip`` (10) times SPKI and a noise peak NPKI with at most SPKI, so
+  one spike raises SPKI by at most a factor 1 + 0.125 (clip - 1), about 2; the reference
+  slope of the T-wave test is bounded the same way. Outlier heights are left out of the
+  record of typical QRS heights (the last eight). ``clip`` = 10 leaves the clean MIT-BIH
+  figures as they were; lower values slow SPKI on the wide ventricular complexes of 207.
+* Relearning after a run of missed beats: when no QRS came for ``relearn_s`` (3 s) and
+  ``relearn_rr`` (3) mean RR intervals, i.e. past the 1.66 RR search-back, and search-back
+  found nothing, the levels are learned afresh from the candidates of the last ``learn_s``
+  exactly as at start-up (SPKI half the largest, NPKI half the median) and those
+  candidates decided again. This also undoes a spike inside the first ``learn_s``, where
+  the start-up levels themselves come from the spike.
+* "While signal is present": a long pause (sinus arrest; pauses up to 6 s occur in
+  MIT-BIH) must not teach the detector the noise level, which would fill the pause with
+  false beats. Relearning is therefore refused while the largest recent candidate is below
+  ``relearn_min`` (5 %) of the median typical QRS height, unless no QRS came for
+  ``relearn_max_s`` (8 s), after which the detector relearns whatever the signal. A spike
+  train inside the learning period (all its spikes look typical then) is thus undone only
+  after 8 s; a single spike there, or spikes after it, within about 3 s.
+
 Every decision depends only on the sequence of candidates and on signal values, never on
 how the samples were chunked: ``process`` over any chunking plus ``flush`` returns the same
 peaks as :func:`detect_rpeaks` on the whole signal.
@@ -69,12 +96,21 @@ class RPeakDetector:
 
     def __init__(self, fs: float, learn_s: float = 2.0, refractory_s: float = 0.2,
                  twave_s: float = 0.36, search_back: float = 1.66, band: tuple = (5.0, 15.0),
-                 thr_frac: float = 0.15, peak_s: float = 0.2):
+                 thr_frac: float = 0.15, peak_s: float = 0.2, clip: float = 10.0,
+                 relearn_s: float = 3.0, relearn_rr: float = 3.0, relearn_min: float = 0.05,
+                 relearn_max_s: float = 8.0):
         self.fs = fs
         self.thr_frac = thr_frac
         self._params = {"learn_s": learn_s, "refractory_s": refractory_s, "twave_s": twave_s,
                         "search_back": search_back, "band": band, "thr_frac": thr_frac,
-                        "peak_s": peak_s}
+                        "peak_s": peak_s, "clip": clip, "relearn_s": relearn_s,
+                        "relearn_rr": relearn_rr, "relearn_min": relearn_min,
+                        "relearn_max_s": relearn_max_s}
+        self.clip = clip
+        self.relearn_gap = relearn_s * fs
+        self.relearn_rr = relearn_rr
+        self.relearn_min = relearn_min
+        self.relearn_max = relearn_max_s * fs
         self._bp = CausalFilter(FilterSpec(band[0], band[1], 2), fs)
         self._ecg = CausalFilter(FilterSpec(0.5, 40.0 if fs > 85 else 0.45 * fs, 2), fs)
         self._deriv = _Fir(np.array([2, 1, 0, -1, -2]) * fs / 8.0)
@@ -97,6 +133,7 @@ class RPeakDetector:
         self._last_qrs: int | None = None  # MWI index of the last QRS
         self._last_slope = 0.0
         self._rr: list[int] = []
+        self._qrs_h: list[float] = []  # (clipped) MWI heights of the last 8 QRS complexes
         self._noise_since: list[tuple[int, float]] = []
         self.n_samples = 0
 
@@ -110,6 +147,7 @@ class RPeakDetector:
         if self._initialised:
             new.spki, new.npki = self.spki, self.npki
             new._rr = list(self._rr)
+            new._qrs_h = list(self._qrs_h)
             new._last_slope = self._last_slope
             new._initialised = True
         return new
@@ -184,11 +222,15 @@ class RPeakDetector:
 
     def _decide(self, t: int, h: float) -> list[int]:
         out: list[int] = []
+        rr_avg = sum(self._rr) / len(self._rr) if self._rr else 0.0
         if self._last_qrs is not None and self._rr:
-            recent = self._rr[-8:]
-            rr_avg = sum(recent) / len(recent)
             if t - self._last_qrs > self.search_back * rr_avg:
                 out += self._search_back(t)
+        if (not out and self._last_qrs is not None
+                and t - self._last_qrs > max(self.relearn_gap, self.relearn_rr * rr_avg)):
+            relearned = self._relearn(t, h)
+            if relearned is not None:
+                return relearned
         if self._last_qrs is not None and t - self._last_qrs < self.refractory:
             return out
         thr1, _ = self._thresholds()
@@ -203,8 +245,22 @@ class RPeakDetector:
             self._noise(t, h)
         return out
 
+    def _relearn(self, t: int, h: float) -> list[int] | None:
+        """No QRS for a long time although the signal has peaks: learn the levels afresh
+        from the candidates of the last ``learn_s`` and decide them again (None: not now)."""
+        window = [(tt, hh) for tt, hh in self._noise_since if tt > t - self.learn] + [(t, h)]
+        assert self._last_qrs is not None
+        if (len(self._qrs_h) >= 3 and t - self._last_qrs <= self.relearn_max
+                and max(hh for _, hh in window) < self.relearn_min * float(np.median(self._qrs_h))):
+            return None  # only noise, far below the recent QRS complexes: a pause, not blindness
+        self._learning = window
+        self._noise_since = []
+        self._last_qrs = None
+        self._last_slope = 0.0
+        return self._initialise()
+
     def _noise(self, t: int, h: float) -> None:
-        self.npki = 0.125 * h + 0.875 * self.npki
+        self.npki = 0.125 * min(h, self.spki) + 0.875 * self.npki
         self._noise_since.append((t, h))
 
     def _search_back(self, t: int) -> list[int]:
@@ -223,7 +279,13 @@ class RPeakDetector:
         return float(self._d.get(a, t + 1).max())
 
     def _accept(self, t: int, h: float, slope: float, rate: float) -> int:
+        if h > self.clip * self.spki:
+            h = self.clip * self.spki  # an outlier: bounded, and not a typical QRS height
+        else:
+            self._qrs_h = (self._qrs_h + [h])[-8:]
         self.spki = rate * h + (1 - rate) * self.spki
+        if self._last_slope > 0:
+            slope = min(slope, self.clip * self._last_slope)
         if self._last_qrs is not None:
             self._rr.append(t - self._last_qrs)
             self._rr = self._rr[-8:]
