@@ -38,16 +38,30 @@ def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     return {int(c): float(len(y) / (k * counts[c])) for c in np.flatnonzero(present)}
 
 
-def balance(X: np.ndarray, y: np.ndarray, spec: str, n_classes: int,
-            seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict[int, float] | None]:
-    """Return (X, y, class_weight) balanced according to ``spec``."""
+def balance(X: np.ndarray, y: np.ndarray, spec: str, n_classes: int, seed: int = 0,
+            rr: np.ndarray | None = None):
+    """Return (X, y, class_weight, rr) balanced according to ``spec``.
+
+    A beat's RR features travel with its window: SMOTE interpolates both between the same
+    two neighbours (found on the window and the features together), over- and
+    undersampling pick whole beats."""
     name, n = parse(spec)
     if name == "none":
-        return X, y, None
+        return X, y, None, rr
     if name == "class-weight":
-        return X, y, class_weights(y, n_classes)
-    shape = X.shape[1:]
+        return X, y, class_weights(y, n_classes), rr
+    width = int(np.prod(X.shape[1:]))
     flat = X.reshape(len(X), -1)
+    if rr is not None:
+        flat = np.concatenate([flat, rr.astype(flat.dtype)], axis=1)
+    flat, y = _resample(flat, y, name, n, n_classes, seed)
+    out = flat[:, :width].reshape((-1, *X.shape[1:])).astype(X.dtype)
+    return out, y, None, (flat[:, width:].astype(rr.dtype) if rr is not None else None)
+
+
+def _resample(flat: np.ndarray, y: np.ndarray, name: str, n: int | None, n_classes: int,
+              seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``flat`` (n, d) resampled: SMOTE, or hybrid under/oversampling to ``n``."""
     counts = np.bincount(y, minlength=n_classes)
     if name == "smote":
         from imblearn.over_sampling import SMOTE
@@ -57,7 +71,7 @@ def balance(X: np.ndarray, y: np.ndarray, spec: str, n_classes: int,
             raise BalanceError("SMOTE needs at least 2 samples of every class present")
         sm = SMOTE(k_neighbors=min(5, smallest - 1), random_state=seed)
         Xr, yr = sm.fit_resample(flat, y)
-        return Xr.reshape((-1, *shape)).astype(X.dtype), yr.astype(np.int64), None
+        return Xr, np.asarray(yr, np.int64)
     from imblearn.over_sampling import RandomOverSampler
     from imblearn.under_sampling import RandomUnderSampler
 
@@ -70,4 +84,4 @@ def balance(X: np.ndarray, y: np.ndarray, spec: str, n_classes: int,
     if over:
         flat, y = RandomOverSampler(sampling_strategy=over, random_state=seed).fit_resample(
             flat, y)
-    return flat.reshape((-1, *shape)).astype(X.dtype), np.asarray(y, np.int64), None
+    return flat, np.asarray(y, np.int64)

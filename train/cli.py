@@ -5,14 +5,14 @@ TensorFlow is imported only when a command runs, so ``--help`` stays fast.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from vitaledge.device.cli import csv_list, deprecated_alias, records_dir_alias, write_json
 
-def _csv_list(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+from . import zoo
+from .splits import SPLITS
 
 
 def window_options(fn):
@@ -50,19 +50,28 @@ def train_group() -> None:
 
 
 @train_group.command("beat")
-@click.option("--arch", type=click.Choice(["resnet1d", "cnn1d", "tiny"]), default="resnet1d",
+@click.option("--arch", type=click.Choice(zoo.names("beat")), default="resnet1d",
               show_default=True, help="Architecture from the model zoo.")
-@click.option("--records", type=click.Path(exists=True, file_okay=False),
+@click.option("--data", type=click.Path(exists=True, file_okay=False),
               help="Directory of WFDB records with .atr annotations.")
-@click.option("--record-list", help="Comma-separated record names to use (default: all).")
+@click.option("--records", help="Comma-separated record names to use (default: all).")
+@records_dir_alias()
+@deprecated_alias("--record-list", "--records", "records")
 @click.option("--csv-train", type=click.Path(exists=True, dir_okay=False),
-              help="Kaggle mitbih_train.csv (instead of --records).")
+              help="Kaggle mitbih_train.csv (instead of --data).")
 @click.option("--csv-test", type=click.Path(exists=True, dir_okay=False),
               help="Kaggle mitbih_test.csv.")
 @click.option("--lead", default="MLII", show_default=True, help="Lead to read from records.")
 @window_options
-@click.option("--split", type=click.Choice(["beat", "record", "none", "loro"]), default="beat",
-              show_default=True, help="How to hold out test beats.")
+@click.option("--split", type=click.Choice(list(SPLITS)), default="beat", show_default=True,
+              help="How to hold out test beats: beat (same patients on both sides), record, "
+                   "dechazal (DS1 -> DS2), patients (patient-wise K-fold), none, loro.")
+@click.option("--folds", type=click.IntRange(2, 50), default=4, show_default=True,
+              help="Number of patient-wise folds for --split patients.")
+@click.option("--anchor", type=click.Choice(["annotated", "detected"]), default="annotated",
+              show_default=True,
+              help="Cut training windows at the annotated R peaks or where the device's "
+                   "detector finds them (each detection labelled by its reference beat).")
 @click.option("--test-records", help="record split: comma list, or 'dechazal' (DS1/DS2).")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True)
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
@@ -76,9 +85,9 @@ def train_group() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Run directory to write.")
-def train_beat_cmd(arch, records, record_list, csv_train, csv_test, lead, convention, fs,
-                   before, after, no_filter, split, test_records, test_fraction, val_fraction,
-                   balance, epochs, batch_size, lr, patience, seed, out) -> None:
+def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, fs,
+                   before, after, no_filter, split, folds, anchor, test_records, test_fraction,
+                   val_fraction, balance, epochs, batch_size, lr, patience, seed, out) -> None:
     """Train a heartbeat classifier (AAMI N/S/V/F/Q) and evaluate it on held-out beats."""
     from .balance import BalanceError, parse
     from .config import BeatTrainConfig
@@ -87,22 +96,26 @@ def train_beat_cmd(arch, records, record_list, csv_train, csv_test, lead, conven
         parse(balance)
     except BalanceError as exc:
         raise click.BadParameter(str(exc), param_hint="--balance") from exc
-    if not records and not csv_train:
-        raise click.UsageError("give --records DIR or --csv-train FILE")
+    if not data and not csv_train:
+        raise click.UsageError("give --data DIR or --csv-train FILE")
     if csv_train and convention == "kachuee":
         no_filter = True  # the Kaggle rows were cut from unfiltered signal
     cfg = BeatTrainConfig(
-        arch=arch, records=records, record_list=_csv_list(record_list), csv_train=csv_train,
+        arch=arch, records=data, record_list=csv_list(records), csv_train=csv_train,
         csv_test=csv_test, lead=lead,
         window=make_window(convention, fs, before, after, no_filter),
-        split=split, test_fraction=test_fraction, test_records=_csv_list(test_records),
+        split=split, test_fraction=test_fraction, test_records=csv_list(test_records),
         val_fraction=val_fraction, balance=balance, epochs=epochs, batch_size=batch_size,
-        learning_rate=lr, patience=patience, seed=seed)
+        learning_rate=lr, patience=patience, seed=seed, anchor=anchor, folds=folds)
     try:
         if split == "loro":
             from .loro import run_loro
 
             run_loro(cfg, Path(out))
+        elif split == "patients":
+            from .folds import run_patient_folds
+
+            run_patient_folds(cfg, Path(out))
         else:
             from .fit import train_beat
 
@@ -114,37 +127,40 @@ def train_beat_cmd(arch, records, record_list, csv_train, csv_test, lead, conven
 
 @click.command("evaluate")
 @click.argument("model", type=click.Path(exists=True))
-@click.option("--records", type=click.Path(exists=True, file_okay=False),
+@click.option("--data", type=click.Path(exists=True, file_okay=False),
               help="WFDB directory to evaluate on (default: the run's own data).")
-@click.option("--record-list", help="Comma-separated record names.")
+@click.option("--records", help="Comma-separated record names.")
+@records_dir_alias()
+@deprecated_alias("--record-list", "--records", "records")
 @click.option("--csv", "csv_file", type=click.Path(exists=True, dir_okay=False),
               help="Kaggle-layout CSV to evaluate on.")
 @click.option("--split", type=click.Choice(["test", "all"]), default="test", show_default=True,
               help="test: the run's held-out beats (same split and seed); all: every beat.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Write the metrics here as JSON.")
-def evaluate_cmd(model, records, record_list, csv_file, split, json_out) -> None:
+def evaluate_cmd(model, data, records, csv_file, split, json_out) -> None:
     """Re-run a run's evaluation on any data. MODEL: a run directory, its model.keras, or a
     converted artifact directory (model.tflite + manifest.json, run without TensorFlow)."""
     from .evaluate import evaluate_model
 
     try:
-        metrics, text = evaluate_model(Path(model), records=records,
-                                       record_list=_csv_list(record_list), csv=csv_file,
+        metrics, text = evaluate_model(Path(model), records=data,
+                                       record_list=csv_list(records), csv=csv_file,
                                        split=split)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(text)
     if json_out:
-        Path(json_out).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(json_out, metrics)
         click.echo(f"metrics written to {json_out}")
 
 
 @train_group.command("emotion-speech")
 @click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Corpus directory (RAVDESS, TESS or SAVEE naming); repeat to merge.")
-@click.option("--synth", "synth", type=int, default=0,
+@click.option("--synth-per-class", "synth", type=int, default=0,
               help="Instead of --data: this many synthetic clips per emotion.")
+@deprecated_alias("--synth", "--synth-per-class", "synth", type=int)
 @click.option("--corpus", type=click.Choice(["auto", "ravdess", "tess", "savee"]),
               default="auto", show_default=True, help="File naming scheme.")
 @click.option("--calm", type=click.Choice(["neutral", "drop"]), default="neutral",
@@ -191,7 +207,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, test_actors, test_fractio
     from .speech import SpeechTrainConfig, train_speech
 
     if not data and synth <= 0:
-        raise click.UsageError("give --data DIR or --synth N")
+        raise click.UsageError("give --data DIR or --synth-per-class N")
     try:
         snr_db = [float(v) for v in snr.split(",")]
         if len(snr_db) != 2:
@@ -210,7 +226,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, test_actors, test_fractio
                                      image_width=image_width)
         cfg = SpeechTrainConfig(
             data=list(data), corpus=corpus, calm=calm, synth_per_class=synth, split=split,
-            test_actors=_csv_list(test_actors), test_fraction=test_fraction,
+            test_actors=csv_list(test_actors), test_fraction=test_fraction,
             val_fraction=val_fraction, augment=augment, snr_db=snr_db, epochs=epochs,
             patience=patience, batch_size=batch_size, learning_rate=lr, momentum=momentum,
             width=width, pools=pool_sizes, time_budget_min=time_budget, seed=seed,
@@ -231,7 +247,8 @@ def train_speech_cmd(data, synth, corpus, calm, split, test_actors, test_fractio
               help="Allow loading WESAD .pkl files (unpickling runs code; trust the files).")
 @click.option("--threshold", type=float,
               help="High valence/arousal above this rating (default: 5 AMIGOS, 3 DREAMER).")
-@click.option("--arch", default="cnnlstm_ecg", show_default=True, help="Model zoo name.")
+@click.option("--arch", type=click.Choice(zoo.names("emotion-ecg")), default="cnnlstm_ecg",
+              show_default=True, help="Architecture from the model zoo.")
 @click.option("--hop", "hop_s", type=float, default=4.0, show_default=True,
               help="Seconds between 48 s segments of one trial (and on a stream).")
 @click.option("--bandpass", help="Optional causal band-pass LOW,HIGH Hz (the seed has none).")
@@ -279,8 +296,9 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
 
 @train_group.command("emotion-multimodal")
 @click.option("--dataset", type=click.Choice(["synth"]), default="synth", show_default=True)
-@click.option("--window", "window_s", type=float, default=30.0, show_default=True,
+@click.option("--window-seconds", "window_s", type=float, default=30.0, show_default=True,
               help="Seconds of ECG+GSR per window.")
+@deprecated_alias("--window", "--window-seconds", "window_s", type=float)
 @click.option("--physio-fs", type=float, default=16.0, show_default=True,
               help="Rate of the physio sequence the LSTM reads (Hz).")
 @click.option("--conv-layers", type=int, default=2, show_default=True)

@@ -33,6 +33,19 @@ class BeatTrainConfig:
     patience: int = 6
     seed: int = 0
     task: str = "beat"
+    #: where training windows sit: the annotated R peaks or the device detector's
+    anchor: str = "annotated"
+    #: RR-feature spec (vitaledge.device.dsp.rr.RRSpec as a dict) for models with an "rr"
+    #: input; None for window-only models
+    rr: dict | None = None
+    #: patient-wise folds for ``split="patients"``
+    folds: int = 4
+
+    def rr_spec(self):
+        """The RRSpec of ``rr`` (None for window-only models)."""
+        from vitaledge.device.dsp.rr import RRSpec
+
+        return None if self.rr is None else RRSpec.from_dict(self.rr)
 
     def to_dict(self) -> dict:
         d = asdict(self)

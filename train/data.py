@@ -18,7 +18,7 @@ from vitaledge.device.io.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
 
 from .balance import balance
 from .config import BeatTrainConfig
-from .splits import make_split, stratified_holdout
+from .splits import BY_PATIENT, make_split, patient_holdout, stratified_holdout
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Prepared:
     train: BeatSet  # before balancing
     val: BeatSet
     test: BeatSet
-    X_fit: np.ndarray  # balanced training windows, (n, length, 1)
+    X_fit: np.ndarray | dict  # balanced training inputs: windows (n, length, 1), or by name
     y_fit: np.ndarray
     class_weight: dict[int, float] | None
     description: dict
@@ -35,7 +35,11 @@ class Prepared:
 def load_all(cfg: BeatTrainConfig) -> tuple[BeatSet, BeatSet | None]:
     """(beats to split, separate test beats or None) as the config names them."""
     if cfg.records:
-        return beats_from_dir(cfg.records, cfg.window, cfg.record_list, cfg.lead), None
+        return beats_from_dir(cfg.records, cfg.window, cfg.record_list, cfg.lead,
+                              cfg.anchor, cfg.rr_spec()), None
+    if cfg.rr is not None or cfg.anchor != "annotated":
+        raise ValueError("RR features and detected anchors need WFDB records (--data): the "
+                         "Kaggle CSV rows carry no beat times")
     if cfg.csv_train:
         if cfg.window.to_dict() != KAGGLE_WINDOW.to_dict():
             raise ValueError("Kaggle CSV beats are kachuee windows without filtering; "
@@ -46,21 +50,29 @@ def load_all(cfg: BeatTrainConfig) -> tuple[BeatSet, BeatSet | None]:
     raise ValueError("no data: give a WFDB directory (--records) or Kaggle CSV (--csv-train)")
 
 
-def split_parts(cfg: BeatTrainConfig) -> tuple[BeatSet, BeatSet, BeatSet]:
-    """(train, val, test) beat sets, before balancing."""
-    beats, test = load_all(cfg)
+def split_parts(cfg: BeatTrainConfig, beats: BeatSet | None = None
+                ) -> tuple[BeatSet, BeatSet, BeatSet]:
+    """(train, val, test) beat sets, before balancing; ``beats`` saves loading them again
+    (patient-wise folds load once and split many times)."""
+    test = None
+    if beats is None:
+        beats, test = load_all(cfg)
     if test is None:
         split = make_split(beats, cfg.split, cfg.seed, cfg.test_fraction, cfg.test_records)
         train, test = beats.subset(split.train), beats.subset(split.test)
     else:
         train = beats
-    rest, val = stratified_holdout(train.y, cfg.val_fraction, cfg.seed + 1)
+    if cfg.split in BY_PATIENT and len(set(train.record)) > 1:
+        rest, val = patient_holdout(train, np.arange(len(train)), cfg.val_fraction,
+                                    cfg.seed + 1)
+    else:
+        rest, val = stratified_holdout(train.y, cfg.val_fraction, cfg.seed + 1)
     return train.subset(rest), train.subset(val), test
 
 
-def prepare(cfg: BeatTrainConfig) -> Prepared:
-    train, val, test = split_parts(cfg)
-    X, y, cw = balance(train.X, train.y, cfg.balance, len(CLASSES), cfg.seed)
+def prepare(cfg: BeatTrainConfig, beats: BeatSet | None = None) -> Prepared:
+    train, val, test = split_parts(cfg, beats)
+    X, y, cw, rr = balance(train.X, train.y, cfg.balance, len(CLASSES), cfg.seed, train.rr)
     desc = {
         "source": train.description.get("source"),
         "records": sorted(set(train.record) | set(val.record) | set(test.record)),
@@ -73,7 +85,12 @@ def prepare(cfg: BeatTrainConfig) -> Prepared:
     }
     if "leads" in train.description:
         desc["leads"] = train.description["leads"]
-    return Prepared(train, val, test, X[..., None], y, cw, desc)
+    if cfg.anchor != "annotated":
+        desc["anchor"] = cfg.anchor
+    if cfg.rr is not None:
+        desc["rr"] = cfg.rr
+    inputs = X[..., None] if rr is None else {"beat": X[..., None], "rr": rr}
+    return Prepared(train, val, test, inputs, y, cw, desc)
 
 
 def save_split_ids(path: Path, p: Prepared) -> None:

@@ -95,12 +95,13 @@ def evaluate_model(model_path: Path, records: str | None = None,
             if own and cfg.records:
                 check_split_ids(run_dir / "splits.npz", train, val, beats)
         else:
-            beats = beats_from_dir(data_cfg.records, cfg.window, data_cfg.record_list, cfg.lead)
+            beats = beats_from_dir(data_cfg.records, cfg.window, data_cfg.record_list, cfg.lead,
+                                   cfg.anchor, cfg.rr_spec())
         source = {"records": data_cfg.records, "record_list": data_cfg.record_list,
                   "split": split}
     if len(beats) == 0:
         raise ValueError("no beats to evaluate")
-    metrics = score(predict_fn(beats.X), beats.y)
+    metrics = score(predict_fn(beats.inputs()), beats.y)
     metrics["model"] = model_desc
     metrics["data"] = source
     text = f"{len(beats)} beats\n" + format_report(metrics) + "\n\n" + format_confusion(metrics)

@@ -24,6 +24,8 @@ from .data import Prepared, prepare, save_split_ids
 from .evaluate import score, write_report
 from .plots import plot_history
 from .predict import predict
+from .report import write_ec57
+from .splits import BY_PATIENT
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -40,7 +42,7 @@ class ValMacroF1(keras.callbacks.Callback):
     """Adds ``val_macro_f1`` to the epoch logs so checkpointing and early stopping can use
     the metric that matters under class imbalance. Must precede those callbacks."""
 
-    def __init__(self, X: np.ndarray, y: np.ndarray):
+    def __init__(self, X, y: np.ndarray):
         super().__init__()
         self.X, self.y = X, y
 
@@ -51,6 +53,26 @@ class ValMacroF1(keras.callbacks.Callback):
             logs["val_macro_f1"] = m["macro"]["f1"]
 
 
+def check_inputs(cfg: BeatTrainConfig, arch: zoo.Arch) -> None:
+    """A model with an "rr" input gets the default RR spec unless one is given; a
+    window-only model refuses one (it could not use it)."""
+    from vitaledge.device.dsp.rr import RRSpec
+
+    if "rr" in arch.inputs and cfg.rr is None:
+        cfg.rr = RRSpec().to_dict()
+    if "rr" not in arch.inputs and cfg.rr is not None:
+        raise ValueError(f"architecture {arch.name!r} takes no RR features; choose one of "
+                         f"{[a for a in zoo.names('beat') if 'rr' in zoo.get(a).inputs]}")
+
+
+def input_shapes(cfg: BeatTrainConfig, arch: zoo.Arch):
+    """The builder's input shape(s): the window, and the RR features for "rr" models."""
+    from vitaledge.device.dsp.rr import FEATURES
+
+    beat = (cfg.window.length, 1)
+    return {"beat": beat, "rr": (len(FEATURES),)} if "rr" in arch.inputs else beat
+
+
 def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
                data: Prepared | None = None) -> dict:
     """Train ``cfg.arch`` on the configured beats, write the run directory, return metrics."""
@@ -59,6 +81,8 @@ def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     set_seed(cfg.seed)
+    arch = zoo.get(cfg.arch, "beat")
+    check_inputs(cfg, arch)
     p = data if data is not None else prepare(cfg)
     if len(p.y_fit) == 0 or len(p.val) == 0:
         raise ValueError("not enough beats to train and validate")
@@ -66,7 +90,7 @@ def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
     save_split_ids(run_dir / "splits.npz", p)
 
     with distribution_strategy().scope():
-        model = zoo.get(cfg.arch, "beat").build((cfg.window.length, 1), len(CLASSES))
+        model = arch.build(input_shapes(cfg, arch), len(CLASSES))
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     n_params = int(model.count_params())
@@ -75,7 +99,7 @@ def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
 
     ckpt = run_dir / "model.keras"
     callbacks = [
-        ValMacroF1(p.val.X[..., None], p.val.y),
+        ValMacroF1(p.val.inputs(), p.val.y),
         keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_macro_f1", mode="max",
                                         save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max",
@@ -84,7 +108,7 @@ def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), histogram_freq=0),
     ]
     t0 = time.time()
-    hist = model.fit(p.X_fit, p.y_fit, validation_data=(p.val.X[..., None], p.val.y),
+    hist = model.fit(p.X_fit, p.y_fit, validation_data=(p.val.inputs(), p.val.y),
                      epochs=cfg.epochs, batch_size=cfg.batch_size, class_weight=p.class_weight,
                      callbacks=callbacks, shuffle=True, verbose=verbose)
     train_s = time.time() - t0
@@ -92,7 +116,15 @@ def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
 
     best = keras.models.load_model(str(ckpt))
     eval_set, eval_name = (p.test, "test") if len(p.test) else (p.val, "validation")
-    metrics = score(predict(best, eval_set.X), eval_set.y)
+    probs = predict(best, eval_set.inputs())
+    metrics = score(probs, eval_set.y)
+    if len(p.test):
+        np.savez_compressed(run_dir / "test_predictions.npz", record=p.test.record.astype(str),
+                            sample=p.test.sample, y=p.test.y, probs=probs)
+    if cfg.split in BY_PATIENT and len(p.test):
+        write_ec57(p.test, probs.argmax(1), run_dir,
+                   f"{cfg.arch}, trained on {len(set(p.train.record))} patients "
+                   f"(split {cfg.split}); tested on {', '.join(sorted(set(p.test.record)))}")
     metrics.update({
         "evaluated_on": eval_name,
         "arch": cfg.arch,

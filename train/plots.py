@@ -60,3 +60,31 @@ def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, normalized: bo
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_ec57(rep: dict, path: Path, title: str = "") -> None:
+    """Se and +P per class (gross), with published DS1 -> DS2 figures as markers."""
+    plt = _plt()
+    classes = list(rep["gross"]["classes"])
+    x = np.arange(len(classes))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for k, (key, label) in enumerate((("se", "Se"), ("ppv", "+P"))):
+        vals = [rep["gross"]["classes"][c][key] or 0.0 for c in classes]
+        ax.bar(x + (k - 0.5) * 0.38, np.array(vals) * 100, 0.36, label=f"{label} (vitaledge)")
+    markers = "os^D"
+    for j, pub in enumerate(rep.get("published", [])):
+        for k, key in enumerate(("se", "ppv")):
+            pts = [(i + (k - 0.5) * 0.38, pub[c][key] * 100) for i, c in enumerate(classes)
+                   if c in pub and pub[c].get(key) is not None]
+            if pts:
+                ax.scatter(*zip(*pts, strict=True), marker=markers[j % 4], color="k", zorder=3,
+                           label=pub["method"] if k == 0 else None)
+    ax.set_xticks(x, classes)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("%")
+    ax.set_title(title or f"gross over {rep['gross']['beats']} beats")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -8,10 +8,14 @@ import numpy as np
 from .backend import keras
 
 
-def predict(model: keras.Model, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Class probabilities for windows ``X`` of shape (n, length) or (n, length, 1)."""
-    if X.ndim == 2:
-        X = X[..., None]
-    if len(X) == 0:
+def predict(model: keras.Model, X, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities for windows ``X`` of shape (n, length) or (n, length, 1), or for
+    a multi-input model's inputs by name (``BeatSet.inputs()``)."""
+    if isinstance(X, dict):
+        n = len(next(iter(X.values())))
+    else:
+        X = X[..., None] if X.ndim == 2 else X
+        n = len(X)
+    if n == 0:
         return np.zeros((0, model.output_shape[-1]), np.float32)
     return model.predict(X, batch_size=batch_size, verbose=0)

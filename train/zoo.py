@@ -1,17 +1,22 @@
 """Model zoo: a registry of named architectures, each for one task.
 
 Every builder takes the input shape (without batch) and the number of classes and returns
-an uncompiled Keras 2 model whose output is a softmax over the classes.
+an uncompiled Keras 2 model whose output is a softmax over the classes. The registry
+itself imports no TensorFlow (the CLI lists its names for ``--arch``); Keras is loaded
+the first time a model is built.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .backend import keras
+if TYPE_CHECKING:
+    from .backend import keras
 
-L = keras.layers
+L = None  # keras.layers once _load_keras() has run
 
 
 @dataclass(frozen=True)
@@ -20,15 +25,33 @@ class Arch:
     task: str
     build: Callable[[tuple[int, ...], int], keras.Model]
     summary: str
+    #: named model inputs; a beat model with RR features takes ("beat", "rr") and is built
+    #: from a dict of input shapes
+    inputs: tuple[str, ...] = ("beat",)
 
 
 ZOO: dict[str, Arch] = {}
 
 
-def register(name: str, task: str, summary: str):
+def _load_keras() -> None:
+    """Bind ``keras`` and ``L`` (its layers) for the builders below, importing TF once."""
+    global keras, L
+    if L is None:
+        from .backend import keras
+
+        L = keras.layers
+
+
+def register(name: str, task: str, summary: str, inputs: tuple[str, ...] = ("beat",)):
+    """Add a builder to :data:`ZOO` under ``name`` for ``task`` (one entry per architecture)."""
     def deco(fn: Callable[[tuple[int, ...], int], keras.Model]):
-        ZOO[name] = Arch(name, task, fn, summary)
-        return fn
+        @functools.wraps(fn)
+        def build(*args, **kwargs) -> keras.Model:
+            _load_keras()
+            return fn(*args, **kwargs)
+
+        ZOO[name] = Arch(name, task, build, summary, inputs)
+        return build
     return deco
 
 
@@ -41,8 +64,9 @@ def get(name: str, task: str | None = None) -> Arch:
     return arch
 
 
-def names(task: str) -> list[str]:
-    return sorted(n for n, a in ZOO.items() if a.task == task)
+def names(task: str | None = None) -> list[str]:
+    """Registered architecture names, for one task or (None) all of them."""
+    return sorted(n for n, a in ZOO.items() if task is None or a.task == task)
 
 
 def build(name: str, input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
@@ -122,6 +146,58 @@ def tiny(input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
     x = L.Dropout(0.2, name="drop")(x)
     out = L.Dense(n_classes, activation="softmax", name="probs")(x)
     return keras.Model(inp, out, name="tiny")
+
+
+def _rr_branch(rr, units: int = 16):
+    """RR features -> a small dense code: timing is what tells S from N on a new patient."""
+    x = L.Dense(units, name="rr_fc")(rr)
+    return L.ReLU(name="rr_relu")(x)
+
+
+def _beat_rr_head(trunk, rr_code, units: int, dropout: float, n_classes: int):
+    x = L.Concatenate(name="beat_rr")([trunk, rr_code])
+    x = L.Dense(units, name="head_fc")(x)
+    x = L.ReLU(name="head_relu")(x)
+    x = L.Dropout(dropout, name="head_drop")(x)
+    return L.Dense(n_classes, activation="softmax", name="probs")(x)
+
+
+@register("resnet1d-rr", "beat",
+          "inter-patient: seed 003's resnet1d on the beat window + a dense RR-feature branch",
+          inputs=("beat", "rr"))
+def resnet1d_rr(input_shapes: dict[str, tuple[int, ...]], n_classes: int) -> keras.Model:
+    """The resnet1d trunk (its layers and PyTorch BatchNorm defaults) up to Flatten, the RR
+    features (``vitaledge.device.dsp.rr``) through Dense 16, joined before the classifier."""
+    bn = {"momentum": 0.9, "epsilon": 1e-5}
+    inp = L.Input(input_shapes["beat"], name="beat")
+    rr = L.Input(input_shapes["rr"], name="rr")
+    b1 = _conv_block(inp, 32, 5, 0.2, "b1", bn)
+    b2 = _conv_block(b1, 64, 5, 0.2, "b2", bn)
+    b2 = L.Add(name="skip_in_b2")([b2, _skip(inp, 4, 64, "skip1")])
+    b3 = _conv_block(b2, 128, 5, 0.2, "b3", bn)
+    b3 = L.Add(name="skip_b1_b3")([b3, _skip(b1, 4, 128, "skip2")])
+    b4 = _conv_block(b3, 256, 5, 0.2, "b4", bn)
+    trunk = L.Flatten(name="flatten")(b4)
+    out = _beat_rr_head(trunk, _rr_branch(rr), 128, 0.3, n_classes)
+    return keras.Model([inp, rr], out, name="resnet1d_rr")
+
+
+@register("tiny-rr", "beat",
+          "inter-patient microcontroller model: tiny's 4 strided convs + RR features, <= 25k "
+          "parameters", inputs=("beat", "rr"))
+def tiny_rr(input_shapes: dict[str, tuple[int, ...]], n_classes: int) -> keras.Model:
+    """tiny's trunk (four stride-2 Conv1D -> BN -> ReLU) and a narrow head joined with the
+    RR branch: about 23k parameters, only ops TFLite Micro has kernels for."""
+    inp = L.Input(input_shapes["beat"], name="beat")
+    rr = L.Input(input_shapes["rr"], name="rr")
+    x = inp
+    for i, (f, k) in enumerate(((16, 7), (24, 5), (32, 5), (48, 3)), start=1):
+        x = L.Conv1D(f, k, strides=2, padding="same", name=f"t{i}_conv")(x)
+        x = L.BatchNormalization(name=f"t{i}_bn")(x)
+        x = L.ReLU(name=f"t{i}_relu")(x)
+    trunk = L.Flatten(name="flatten")(x)
+    out = _beat_rr_head(trunk, _rr_branch(rr, 8), 20, 0.2, n_classes)
+    return keras.Model([inp, rr], out, name="tiny_rr")
 
 
 @register("tdcnnlstm_speech", "emotion-speech",

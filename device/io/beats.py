@@ -48,6 +48,12 @@ class BeatSet:
         return BeatSet(self.X[idx], self.y[idx], self.record[idx], self.sample[idx],
                        dict(self.description), None if self.rr is None else self.rr[idx])
 
+    def inputs(self):
+        """The model's inputs by name: ``{"beat": (n, length, 1), "rr": (n, k)}`` when the set
+        carries RR features, else the windows alone as (n, length, 1)."""
+        beat = self.X[..., None]
+        return beat if self.rr is None else {"beat": beat, "rr": self.rr}
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.y, minlength=len(CLASSES))
         return {c: int(n) for c, n in zip(CLASSES, counts, strict=True)}
