@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .targets import choices
+
 
 def _floats(value: str | None) -> list[float]:
     if not value:
@@ -20,10 +22,20 @@ def _floats(value: str | None) -> list[float]:
     return out
 
 
+def _check_targets(ctx, param, value: str) -> str:
+    """``--target``: a comma list of the target table's names, or ``all``."""
+    bad = [t for t in (t.strip() for t in value.split(",")) if t not in choices()]
+    if bad:
+        raise click.BadParameter(f"{', '.join(bad)}: expected {' | '.join(choices())}",
+                                 param_hint="--target")
+    return value
+
+
 @click.command("convert")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--target", "targets", default="cpu", show_default=True,
-              help="cpu | edgetpu | gpu | micro | all (comma list allowed).")
+              callback=_check_targets,
+              help=f"{' | '.join(choices())} (comma list allowed).")
 @click.option("--quant", type=click.Choice(["int8", "int8-fc", "fp16", "dynamic", "none"]),
               help="Quantization (default: the target's own: cpu fp32+int8, edgetpu/micro "
                    "int8, gpu fp16; emotion runs: see README). int8-fc: int8 matrix "

@@ -18,41 +18,28 @@ Variants for models with an LSTM:
   one-channel inputs, and agreement with the seed-exact model is measured).
 - ``cpu-int8``: full-integer, int8 in and out, recurrence included.
 
-Edge TPU and TFLite Micro targets are refused for recurrent emotion models with the reason.
+The target table (:mod:`.targets`) says which quantizations each target makes for emotion
+models; Edge TPU and TFLite Micro refuse them, with the reason printed.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import gzip
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from vitaledge import __version__
 from vitaledge.device.eval.metrics import classification_metrics
-from vitaledge.device.model.manifest import SCHEMA_VERSION, Manifest, input_key
-from vitaledge.device.model.runtime import (
-    ModelLoadError,
-    get_backend,
-    list_ops,
-    make_interpreter,
-    tensor_spec,
-)
+from vitaledge.device.io.heldout import write_heldout
+from vitaledge.device.model.manifest import SIGNAL_SPECS
 from vitaledge.train.backend import keras
 
-from . import gpu
-from .pipeline import DROP, FAIL, OK, ConvertOptions, Result, write_summary
-from .quantize import to_tflite
+from .results import Result, write_summary
+from .targets import FAMILIES, resolve, variant_name
 from .unroll import UnrollError, lstm_layers, unrolled_function
-from .verify import verify
+from .variants import ConvertOptions, Source, Variant, build_variant
 
-EMOTION_TASKS = ("emotion-ecg", "emotion-multimodal", "emotion-speech")
-# (target, quantization, unrolled?) in build order.
-DEFAULT_VARIANTS = (("cpu", "none", False), ("cpu", "none", True), ("cpu", "fp16", True),
-                    ("cpu", "int8-fc", True), ("cpu", "int8", True), ("gpu", "fp16", True))
+EMOTION_TASKS = FAMILIES["emotion"]
 
 
 class EmotionRunError(ValueError):
@@ -71,6 +58,10 @@ def load_run(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if cfg["task"] not in EMOTION_TASKS:
         raise EmotionRunError(f"{run_dir}/config.json: task {cfg['task']!r} is not one of "
                               f"{EMOTION_TASKS}")
+    try:  # the manifest's signal spec, checked before anything is converted
+        SIGNAL_SPECS[cfg["task"]].from_dict({"kind": cfg["task"], **cfg["signal"]})
+    except (TypeError, ValueError) as exc:
+        raise EmotionRunError(f"{run_dir}/config.json: {exc}") from exc
     try:
         with np.load(run_dir / "data.npz", allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
@@ -91,55 +82,21 @@ def _inputs(model: keras.Model, data: dict, prefix: str, where: Path) -> list[np
     return arrays
 
 
-def _variants(opts: ConvertOptions, recurrent: bool) -> list[tuple[str, str, bool]]:
-    """(target, quantization, unrolled) triples to build for these options."""
-    targets = {"cpu", "gpu", "edgetpu", "micro"} if "all" in opts.targets else set(opts.targets)
-    refused = sorted(targets & {"edgetpu", "micro"})
-    if refused:
-        print(f"skipping target(s) {', '.join(refused)}: emotion models are built for CPUs and "
-              "GPUs (the Edge TPU maps no LSTM, and at millions of parameters they are far "
-              "beyond a microcontroller's memory)")
-    if recurrent:
-        wanted = DEFAULT_VARIANTS
-    else:
-        wanted = tuple((t, q, False) for t, q, u in DEFAULT_VARIANTS if u or q != "none")
-    out = [v for v in wanted if v[0] in targets and (opts.quant is None or v[1] == opts.quant)
-           and (opts.fused_reference or not recurrent or v[2])]
-    if not out:
-        raise EmotionRunError(f"no emotion variant for targets {sorted(targets)} and "
-                              f"quantization {opts.quant}")
+def _variants(model: keras.Model, opts: ConvertOptions, recurrent: bool,
+              concrete) -> list[Variant]:
+    """The variants to build: each (target, quantization) the table gives emotion models,
+    from the unrolled graph when the model is recurrent; the fused-LSTM conversion of the
+    fp32 one first, as the speed reference, unless ``opts.fused_reference`` is off."""
+    lstm = {True: "unrolled, input projection hoisted", False: "fused"}
+    out = []
+    for target, quant in resolve(opts.targets, opts.quant, "emotion"):
+        if recurrent and quant == "none" and opts.fused_reference:
+            out.append(Variant(variant_name(target, quant, fused=True), target, quant, model,
+                               extra={"lstm": lstm[False]}))
+        out.append(Variant(variant_name(target, quant), target, quant, model,
+                           concrete=concrete if recurrent else None,
+                           extra={"lstm": lstm[True] if recurrent else "none"}))
     return out
-
-
-def variant_name(target: str, quant: str, recurrent: bool, unrolled: bool) -> str:
-    q = {"none": "fp32"}.get(quant, quant)
-    return f"{target}-{q}" + ("-fused" if recurrent and not unrolled else "")
-
-
-def _manifest(run_dir: Path, cfg: dict, target: str, quant: str, content: bytes,
-              extra: dict, keras_ref: dict, input_names: list[str]) -> Manifest:
-    interp = make_interpreter(content, get_backend(), threads=1, delegate="none")
-    details = interp.get_input_details()
-    by_name = {input_key(d["name"]): d for d in details}
-    if len(details) == 1:
-        specs = [tensor_spec(details[0])]
-    elif set(input_names) <= set(by_name):
-        specs = [tensor_spec(by_name[n]) for n in input_names]
-    else:
-        raise ModelLoadError(f"converted model inputs {sorted(by_name)} do not match the "
-                             f"Keras inputs {input_names}")
-    return Manifest(
-        schema_version=SCHEMA_VERSION, task=cfg["task"], labels=list(cfg["labels"]),
-        model_file="model.tflite", sha256=hashlib.sha256(content).hexdigest(),
-        size_bytes=len(content), target=target, quantization=quant,
-        input=specs[0], output=tensor_spec(interp.get_output_details()[0]),
-        signal={"kind": cfg["task"], **cfg["signal"]}, pruning=None,
-        source_run={"path": str(run_dir.resolve()), "arch": cfg["arch"],
-                    "config_sha256": hashlib.sha256(
-                        (run_dir / "config.json").read_bytes()).hexdigest(),
-                    "keras": keras_ref},
-        metrics={}, created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        vitaledge_version=__version__, extra=extra, extra_inputs=specs[1:])
 
 
 def convert_emotion_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
@@ -170,46 +127,15 @@ def convert_emotion_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[
         except UnrollError as exc:
             print(f"LSTM kept fused: {exc}")
             recurrent = False
+    variants = _variants(model, opts, recurrent, concrete)
+    src = Source(run_dir=run_dir, task=cfg["task"], labels=labels,
+                 signal={"kind": cfg["task"], **cfg["signal"]}, arch=cfg["arch"],
+                 input_names=list(model.input_names),
+                 calibration=calib if multi else calib[0], X=test if multi else test[0],
+                 y=y, keras_probs=keras_probs, keras_ref=keras_ref)
     out.mkdir(parents=True, exist_ok=True)
     # The held-out inputs, for device-side checks (bench) without TensorFlow.
-    np.savez_compressed(out / "heldout.npz", y=y,
-                        signal=json.dumps({"kind": cfg["task"], **cfg["signal"]}),
-                        **{f"X_{i}": a for i, a in enumerate(test)})  # input order
-    results = []
-    for target, quant, unroll in _variants(opts, recurrent):
-        name = variant_name(target, quant, recurrent, unroll)
-        vdir = out / name
-        vdir.mkdir(parents=True, exist_ok=True)
-        try:
-            content = to_tflite(model, quant, calib if multi else calib[0],
-                                concrete=concrete if unroll else None)
-        except Exception as exc:  # converter errors are many and untyped
-            results.append(Result(name, FAIL, vdir, error=f"conversion failed: {exc}"))
-            continue
-        (vdir / "model.tflite").write_bytes(content)
-        gz = len(gzip.compress(content, 9))
-        try:
-            ops = list_ops(content)
-            extra = {"gzip_bytes": gz, "ops": sorted({o["op"] for o in ops}),
-                     "lstm": ("unrolled, input projection hoisted" if unroll else "fused")
-                     if recurrent else "none"}
-            if target == "gpu":
-                extra["gpu"] = gpu.coverage(ops)
-                (vdir / "gpu_ops.json").write_text(json.dumps(extra["gpu"], indent=2) + "\n")
-            m = _manifest(run_dir, cfg, target, quant, content, extra, keras_ref,
-                          list(model.input_names))
-            m.save(vdir / "manifest.json")
-            metrics = verify(vdir, test if multi else test[0], y, keras_probs, labels,
-                             opts.threads)
-        except (ModelLoadError, RuntimeError, ValueError) as exc:
-            results.append(Result(name, FAIL, vdir, len(content), gz, error=str(exc)))
-            continue
-        metrics["evaluated_on"] = "test"
-        metrics["accuracy_drop_points"] = round((keras_ref["accuracy"] - metrics["accuracy"])
-                                                * 100, 3)
-        m.metrics = metrics
-        m.save(vdir / "manifest.json")
-        status = OK if metrics["accuracy_drop_points"] <= opts.max_drop else DROP
-        results.append(Result(name, status, vdir, len(content), gz, metrics))
+    write_heldout(out / "heldout.npz", test, y, src.signal)  # the Keras input order
+    results = [build_variant(src, v, out, opts) for v in variants]
     write_summary(out, results, keras_ref)
     return results

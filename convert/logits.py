@@ -3,7 +3,7 @@
 A microcontroller needs only the class, the argmax, which the softmax does not change; the
 softmax costs a kernel in flash and time, and int8 softmax kernels differ between runtimes
 (TFLite Micro vs LiteRT) by several 1/256 steps near a tie. The ``micro`` target therefore
-converts the model up to the softmax's input; the manifest says ``extra.output = "logits"``
+converts the model up to the softmax's input; the manifest says ``output_kind: "logits"``
 and the device runtime applies a float softmax when probabilities are asked for.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from vitaledge.train.backend import keras
 
-#: ``manifest.extra["output"]`` of an artifact whose output tensor is the logits.
+#: ``manifest.output_kind`` of an artifact whose output tensor is the logits.
 LOGITS = "logits"
 
 

@@ -8,6 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 
+from vitaledge.device.io.heldout import read_heldout
+from vitaledge.device.model.manifest import OUTPUT_KINDS
+
 pytestmark = pytest.mark.slow
 
 
@@ -38,7 +41,7 @@ def test_manifests_validate_and_match_their_files(converted):
         m, path = load_manifest(out / name)
         assert m.sha256 == sha256_file(path) and m.size_bytes == path.stat().st_size
         assert m.labels == ["N", "S", "V", "F", "Q"]
-        assert m.signal["window"]["convention"] == "kachuee"
+        assert m.signal.window.convention == "kachuee" and m.output_kind in OUTPUT_KINDS
         assert m.metrics["accuracy"] == results[name].metrics["accuracy"]
         assert m.source_run["arch"] == "tiny"
 
@@ -89,7 +92,7 @@ def test_edgetpu_gpu_micro_extras(converted):
 
 
 def test_micro_arena_is_the_smallest_that_runs(converted):
-    from vitaledge.convert.pipeline import micro_sample
+    from vitaledge.convert.targets import micro_sample
     from vitaledge.firmware_sim.tflm import _quiet_stderr, _runs
 
     out, _ = converted
@@ -111,11 +114,10 @@ def test_micro_artifact_ends_at_the_logits(converted, tmp_path):
     out, _ = converted
     for v in ("micro-int8", "micro-int8-pruned50"):
         man = json.loads((out / v / "manifest.json").read_text())
-        assert man["extra"]["output"] == "logits" and "SOFTMAX" not in man["extra"]["ops"]
+        assert man["output_kind"] == "logits" and "SOFTMAX" not in man["extra"]["ops"]
     cpu = json.loads((out / "cpu-int8" / "manifest.json").read_text())
-    assert "output" not in cpu["extra"] and "SOFTMAX" in cpu["extra"]["ops"]
-    with np.load(out / "heldout.npz") as z:
-        X = z["X"]
+    assert cpu["output_kind"] == "probabilities" and "SOFTMAX" in cpu["extra"]["ops"]
+    X = read_heldout(out / "heldout.npz").x
     micro = Model(out / "micro-int8", delegate="none")
     assert micro.output_kind == "logits"
     p = micro.predict(X)
@@ -128,9 +130,9 @@ def test_micro_artifact_ends_at_the_logits(converted, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(out / "micro-int8", bad)
     man = json.loads((bad / "manifest.json").read_text())
-    man["extra"]["output"] = "log-probabilities"
+    man["output_kind"] = "log-probabilities"
     (bad / "manifest.json").write_text(json.dumps(man))
-    with pytest.raises(ManifestError, match="extra.output"):
+    with pytest.raises(ManifestError, match="output_kind"):
         Model(bad)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vitaledge.device.inputs.emotion_ecg import EcgEmotionSignal, default_signal
 from vitaledge.device.model.manifest import load_manifest
 from vitaledge.device.model.runtime import Model, list_ops
 
@@ -50,9 +51,10 @@ def emotion_run(tmp_path_factory):
     model.fit(X[:160], y[:160], epochs=15, verbose=0)
     run = tmp_path_factory.mktemp("emotion-run")
     model.save(run / "model.keras")
+    # the device's ECG emotion signal spec at toy size: 6 one-second windows at 16 Hz
+    signal = {**default_signal(), "fs": 16.0, "n_windows": 6}
     (run / "config.json").write_text(json.dumps({
-        "task": "emotion-ecg", "arch": "toy", "labels": LABELS,
-        "signal": {"fs": 128.0, "windows": 6, "window_samples": 16}}))
+        "task": "emotion-ecg", "arch": "toy", "labels": LABELS, "signal": signal}))
     np.savez(run / "data.npz", calib_ecg=X[:100], test_ecg=X[160:], test_y=y[160:])
     return run, model, X[160:], y[160:]
 
@@ -118,7 +120,7 @@ def test_emotion_run_converts_to_every_cpu_variant(emotion_run, tmp_path):
 
     m, _ = load_manifest(tmp_path / "cpu-int8-fc")
     assert m.task == "emotion-ecg" and m.labels == LABELS and m.quantization == "int8-fc"
-    assert m.signal["kind"] == "emotion-ecg" and m.signal["windows"] == 6
+    assert isinstance(m.signal, EcgEmotionSignal) and m.signal.n_windows == 6
     assert m.extra["lstm"].startswith("unrolled") and m.input.dtype == "float32"
     # bench takes the held-out inputs convert saved beside the artifacts
     from vitaledge.device.bench.latency import run_bench
