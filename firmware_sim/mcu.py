@@ -195,7 +195,7 @@ def simulate_mcu(artifact: str | Path, profile: McuProfile, data: str | Path, n_
     """Everything ``vitaledge firmware mcu`` reports, as a dict."""
     manifest, path = load_manifest(artifact)
     content = path.read_bytes()
-    spec = WindowSpec.from_dict(manifest.signal["window"])
+    spec = manifest.signal.window
     X, y, ids = load_beats(data, spec, n_beats, seed)
     shape = tuple(manifest.input.shape)
     model = Model(artifact, delegate="none")

@@ -1,9 +1,25 @@
 import copy
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 
-from vitaledge.device.model.manifest import Manifest, ManifestError, load_manifest
+from vitaledge.device.dsp.windows import WindowSpec
+from vitaledge.device.inputs import emotion_ecg
+from vitaledge.device.inputs import multimodal as mm
+from vitaledge.device.inputs.beat import BeatSignal
+from vitaledge.device.inputs.mel import SpeechSignal
+from vitaledge.device.io.heldout import HeldoutError, read_heldout, write_heldout
+from vitaledge.device.model.manifest import (
+    SCHEMA_VERSION,
+    SIGNAL_SPECS,
+    Manifest,
+    ManifestError,
+    load_manifest,
+)
+
+BEAT_SIGNAL = {"kind": "beat", "window": WindowSpec.kachuee().to_dict(), "lead": "MLII"}
 
 VALID = {
     "schema_version": 1, "task": "beat", "labels": ["N", "S", "V", "F", "Q"],
@@ -13,7 +29,7 @@ VALID = {
               "quantization": {"scale": 0.0039, "zero_point": -128}},
     "output": {"name": "y", "shape": [1, 5], "dtype": "int8",
                "quantization": {"scale": 0.0039, "zero_point": -128}},
-    "signal": {"kind": "beat"}, "pruning": None, "source_run": {}, "metrics": {},
+    "signal": BEAT_SIGNAL, "pruning": None, "source_run": {}, "metrics": {},
     "created": "2026-01-01T00:00:00+00:00", "vitaledge_version": "0.1.0", "extra": {},
 }
 
@@ -37,7 +53,11 @@ def test_valid_manifest_round_trips():
     (lambda d: d.update(model_file="../../etc/passwd"), "plain file name"),
     (lambda d: d["output"].update(shape=[1, 4]), "4 != 5 labels"),
     (lambda d: d.update(size_bytes="10"), "expected int"),
-    (lambda d: d.update(schema_version=3), r"reads versions \(1, 2\)"),
+    (lambda d: d.update(schema_version=4), r"reads versions \(1, 2, 3\)"),
+    (lambda d: d.update(schema_version=3, extra_inputs=[]),
+     r"missing field\(s\) \['output_kind'\]"),
+    (lambda d: d["extra"].update(output="log-probabilities"), "output_kind"),
+    (lambda d: d.update(signal=[]), r"manifest\.signal: expected dict"),
     (lambda d: d.update(schema_version=2), r"missing field\(s\) \['extra_inputs'\]"),
     (lambda d: d.update(schema_version=2, extra_inputs=[{"name": "face"}]),
      r"extra_inputs\[0\]: missing field"),
@@ -65,3 +85,144 @@ def test_missing_manifest_and_missing_model_file(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(VALID))
     with pytest.raises(ManifestError, match="model file named by the manifest is missing"):
         load_manifest(tmp_path)
+
+
+# --------------------------------------------------------------------------- signal specs
+
+SIGNALS = {"beat": BEAT_SIGNAL, "emotion-ecg": emotion_ecg.default_signal(),
+           "emotion-multimodal": mm.default_signal(), "emotion-speech": SpeechSignal().to_dict()}
+
+
+def _with_signal(task: str, signal: dict) -> dict:
+    return {**copy.deepcopy(VALID), "schema_version": SCHEMA_VERSION, "extra_inputs": [],
+            "output_kind": "probabilities", "task": task, "signal": signal}
+
+
+@pytest.mark.parametrize("task", list(SIGNALS))
+def test_each_task_reads_its_signal_spec_typed(task):
+    m = Manifest.from_dict(_with_signal(task, copy.deepcopy(SIGNALS[task])))
+    assert isinstance(m.signal, SIGNAL_SPECS[task])
+    assert m.to_dict()["signal"] == SIGNALS[task]
+    assert Manifest.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+
+
+@pytest.mark.parametrize("task, mutate, field, message", [
+    ("beat", lambda s: s["window"].update(length="x"), "signal.window.length",
+     "expected int, got 'x'"),
+    ("beat", lambda s: s["window"].update(fs=-125.0), "signal.window.fs", "positive"),
+    ("beat", lambda s: s["window"].update(convention="sideways"),
+     "signal.window.convention", "not one of"),
+    ("beat", lambda s: s["window"]["filter"].update(order="2"), "signal.window.filter.order",
+     "expected int"),
+    ("beat", lambda s: s.pop("lead"), "signal", r"missing fields \['lead'\]"),
+    ("beat", lambda s: s.update(kind="rhythm"), "signal.kind", "is not 'beat'"),
+    ("emotion-ecg", lambda s: s.update(n_windows=0), "signal.n_windows", "positive"),
+    ("emotion-ecg", lambda s: s.update(skip_s=-1.0), "signal.skip_s", ">= 0"),
+    ("emotion-ecg", lambda s: s.update(pad_short="yes"), "signal.pad_short", "expected bool"),
+    ("emotion-ecg", lambda s: s.update(typo=1), "signal", r"unknown fields \['typo'\]"),
+    ("emotion-ecg", lambda s: s.update(filter={"low_hz": "0.5"}), "signal.filter.low_hz",
+     "expected float"),
+    ("emotion-multimodal", lambda s: s.update(feature_std=[0.0] * len(s["feature_std"])),
+     "signal.feature_std", "positive"),
+    ("emotion-multimodal", lambda s: s.update(feature_mean=[0.0]), "signal.feature_mean",
+     "values"),
+    ("emotion-multimodal", lambda s: s.update(features=["hr"]), "signal.features",
+     "not the ones"),
+    ("emotion-multimodal", lambda s: s.update(face_size=4.5), "signal.face_size",
+     "expected int"),
+    ("emotion-speech", lambda s: s.update(n_mels="many"), "signal.n_mels", "expected int"),
+    ("emotion-speech", lambda s: s.pop("hop"), "signal", r"missing keys \['hop'\]"),
+    ("emotion-speech", lambda s: s.update(duration_s=float("inf")), "signal.duration_s",
+     "expected float"),
+])
+def test_bad_signal_field_is_a_manifest_error_naming_it(task, mutate, field, message):
+    sig = copy.deepcopy(SIGNALS[task])
+    mutate(sig)
+    with pytest.raises(ManifestError, match=rf"^manifest: {field}: .*{message}"):
+        Manifest.from_dict(_with_signal(task, sig))
+
+
+def test_a_bad_signal_in_a_file_names_the_file_and_the_field(tmp_path):
+    d = copy.deepcopy(VALID)
+    d["signal"]["window"]["length"] = "x"
+    (tmp_path / "manifest.json").write_text(json.dumps(d))
+    with pytest.raises(ManifestError, match=r"manifest.json: signal.window.length: expected "
+                                            r"int, got 'x'"):
+        load_manifest(tmp_path, verify_file=False)
+
+
+def test_stage_inputs_take_the_typed_spec():
+    spec = SIGNAL_SPECS["emotion-ecg"].from_dict(emotion_ecg.default_signal())
+    x = np.sin(np.arange(70 * 128) / 9.0)
+    np.testing.assert_array_equal(emotion_ecg.segments(x, 128.0, spec),
+                                  emotion_ecg.segments(x, 128.0, emotion_ecg.default_signal()))
+    assert BeatSignal.from_dict(BEAT_SIGNAL).window == WindowSpec.kachuee()
+
+
+# --------------------------------------------------------------------------- versions, output
+
+
+def test_versions_1_and_2_read_to_the_same_typed_manifest_as_3():
+    v1 = {**copy.deepcopy(VALID), "extra": {"output": "logits", "ops": ["FULLY_CONNECTED"]}}
+    v2 = {**copy.deepcopy(v1), "schema_version": 2, "extra_inputs": []}
+    v3 = {**copy.deepcopy(VALID), "schema_version": 3, "extra_inputs": [],
+          "extra": {"ops": ["FULLY_CONNECTED"]}, "output_kind": "logits"}
+    m1, m2, m3 = (Manifest.from_dict(d) for d in (v1, v2, v3))
+    assert m1.output_kind == m2.output_kind == "logits" and "output" not in m1.extra
+    assert dataclasses.replace(m1, schema_version=3) == dataclasses.replace(
+        m2, schema_version=3) == m3
+    assert isinstance(m1.signal, BeatSignal) and m1.signal == m3.signal
+    # without extra.output an old manifest's model outputs probabilities
+    assert Manifest.from_dict(copy.deepcopy(VALID)).output_kind == "probabilities"
+
+
+@pytest.mark.parametrize("kind", ["probabilities", "logits"])
+def test_output_kind_round_trips(kind, tmp_path):
+    m = Manifest.from_dict({**copy.deepcopy(VALID), "schema_version": 3, "extra_inputs": [],
+                            "output_kind": kind})
+    m.save(tmp_path / "manifest.json")
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    assert raw["output_kind"] == kind and raw["schema_version"] == 3
+    back, _ = load_manifest(tmp_path, verify_file=False)
+    assert back == m and back.output_kind == kind
+
+
+# --------------------------------------------------------------------------- heldout.npz
+
+
+def test_heldout_round_trip_single_input(tmp_path):
+    X, y = np.random.default_rng(0).standard_normal((7, 187)), np.arange(7) % 5
+    write_heldout(tmp_path / "heldout.npz", X, y, BEAT_SIGNAL)
+    h = read_heldout(tmp_path / "heldout.npz")
+    assert len(h.inputs) == 1 and h.inputs[0].dtype == np.float32
+    np.testing.assert_array_equal(h.x, X.astype(np.float32))
+    np.testing.assert_array_equal(h.y, y)
+    assert h.y.dtype == np.int64 and h.signal == BEAT_SIGNAL
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_heldout_round_trip_multi_input(tmp_path):
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((4, 320, 2)), rng.standard_normal((4, 8)),
+          rng.standard_normal((4, 48, 48, 1))]
+    sig = mm.default_signal()
+    write_heldout(tmp_path / "heldout.npz", xs, [0, 1, 2, 3], sig)
+    h = read_heldout(tmp_path / "heldout.npz")
+    assert isinstance(h.x, list) and [a.shape for a in h.x] == [a.shape for a in xs]
+    for a, b in zip(h.inputs, xs, strict=True):
+        np.testing.assert_array_equal(a, b.astype(np.float32))
+    assert h.signal == sig and h.y.tolist() == [0, 1, 2, 3]
+
+
+def test_heldout_reads_the_older_beat_layout_and_refuses_garbage(tmp_path):
+    X = np.ones((3, 187), np.float32)
+    window = WindowSpec.kachuee().to_dict()
+    np.savez_compressed(tmp_path / "old.npz", X=X, y=np.zeros(3, int), window=json.dumps(window))
+    h = read_heldout(tmp_path / "old.npz")
+    assert h.signal == {"kind": "beat", "window": window}
+    np.testing.assert_array_equal(h.x, X)
+    np.savez_compressed(tmp_path / "bad.npz", Z=X)
+    with pytest.raises(HeldoutError, match="bad.npz: expected arrays X_0"):
+        read_heldout(tmp_path / "bad.npz")
+    with pytest.raises(HeldoutError, match="no held-out file"):
+        read_heldout(tmp_path / "missing.npz")

@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from vitaledge.device.dsp.spec_fields import read_fields
+
 
 @dataclass(frozen=True)
 class FilterSpec:
@@ -30,13 +32,12 @@ class FilterSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> FilterSpec | None:
-        if d is None:
-            return None
-        unknown = set(d) - {"low_hz", "high_hz", "order"}
-        if unknown:
-            raise ValueError(f"filter spec: unknown fields {sorted(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: dict | FilterSpec | None, where: str = "filter") -> FilterSpec | None:
+        """From a spec dict (absent fields take their defaults); None is no filter. Errors
+        are :class:`~.spec_fields.SpecError` naming the field under ``where``."""
+        if d is None or isinstance(d, FilterSpec):
+            return d
+        return cls(**read_fields(cls, d, where, require_all=False))
 
 
 def _check_spec(spec: FilterSpec, fs: float) -> None:

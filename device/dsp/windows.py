@@ -23,6 +23,7 @@ import numpy as np
 from vitaledge.device.dsp.filters import FilterSpec
 from vitaledge.device.dsp.normalize import METHODS, normalize
 from vitaledge.device.dsp.resample import filter_half_len_in, rate_ratio, resample
+from vitaledge.device.dsp.spec_fields import construct, positive, read_fields, require
 
 CONVENTIONS = ("kachuee", "centered")
 
@@ -42,15 +43,15 @@ class WindowSpec:
     filter: FilterSpec | None = field(default_factory=FilterSpec)
 
     def __post_init__(self) -> None:
-        if self.convention not in CONVENTIONS:
-            raise ValueError(f"window convention {self.convention!r}: expected one of "
-                             f"{CONVENTIONS}")
-        if self.normalize not in METHODS:
-            raise ValueError(f"window normalize {self.normalize!r}: expected one of {METHODS}")
-        if self.length <= 0 or self.fs <= 0:
-            raise ValueError("window length and fs must be positive")
-        if self.convention == "centered" and not 0 <= self.n_before < self.length:
-            raise ValueError("centered window: before_s must leave room after the R peak")
+        require(self.convention in CONVENTIONS, "convention",
+                f"{self.convention!r} is not one of {CONVENTIONS}")
+        require(self.normalize in METHODS, "normalize",
+                f"{self.normalize!r} is not one of {METHODS}")
+        require(self.length > 0, "length", f"expected a positive int, got {self.length!r}")
+        positive(self, "fs")
+        if self.convention == "centered":
+            require(0 <= self.n_before < self.length, "before_s",
+                    "a centered window must leave room after the R peak")
 
     @classmethod
     def kachuee(cls, **kw) -> WindowSpec:
@@ -74,14 +75,14 @@ class WindowSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> WindowSpec:
-        d = dict(d)
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"window spec: unknown fields {sorted(unknown)}")
-        d["filter"] = FilterSpec.from_dict(d.get("filter"))
-        return cls(**d)
+    def from_dict(cls, d: dict | WindowSpec, where: str = "window") -> WindowSpec:
+        """From a spec dict (absent fields take their defaults, unknown ones are errors);
+        errors are :class:`~.spec_fields.SpecError` naming the field under ``where``."""
+        if isinstance(d, WindowSpec):
+            return d
+        kw = read_fields(cls, d, where, {"filter": FilterSpec.from_dict}, require_all=False)
+        kw.setdefault("filter", None)
+        return construct(cls, kw, where)
 
 
 def median_rr(rr_history: np.ndarray, spec: WindowSpec, fs_in: float) -> float:

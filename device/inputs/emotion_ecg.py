@@ -5,7 +5,8 @@ the first 2 s after it (7 s from the start in all) and the last 2 s are dropped;
 baseline is subtracted; the rest is cut into 48 one-second windows at 128 Hz, giving a
 model input of shape (48, 128, 1).
 
-Everything is driven by one ``signal`` dict (saved in the run's config and the manifest):
+Everything is driven by one ``signal`` dict (saved in the run's config and the manifest),
+read into an :class:`EcgEmotionSignal`:
 
 ``fs``            model sample rate (128)
 ``window_s``      sub-window length in seconds (1) -> ``fs * window_s`` samples per step
@@ -33,23 +34,67 @@ streaming :class:`EcgEmotionWindower` gives bit for bit the segments of :func:`s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from vitaledge.device.dsp.filters import CausalFilter, FilterSpec
 from vitaledge.device.dsp.resample import filter_half_len_in, rate_ratio, resample
 from vitaledge.device.dsp.signal_buffer import SignalBuffer
+from vitaledge.device.dsp.spec_fields import (
+    construct,
+    non_negative,
+    positive,
+    read_fields,
+    require,
+)
 
-SIGNAL_KEYS = ("kind", "fs", "window_s", "n_windows", "baseline_s", "skip_s", "trim_end_s",
-               "hop_s", "pad_short", "filter")
+KIND = "ecg-emotion-segments"
 
 
 def default_signal(hop_s: float = 4.0, filter: FilterSpec | None = None) -> dict:
     """The seed's preprocessing as a ``signal`` dict (hop chosen for streaming/training)."""
-    return {"kind": "ecg-emotion-segments", "fs": 128.0, "window_s": 1.0, "n_windows": 48,
+    return {"kind": KIND, "fs": 128.0, "window_s": 1.0, "n_windows": 48,
             "baseline_s": 5.0, "skip_s": 2.0, "trim_end_s": 2.0, "hop_s": float(hop_s),
             "pad_short": True, "filter": filter.to_dict() if filter is not None else None}
+
+
+@dataclass(frozen=True)
+class EcgEmotionSignal:
+    """The ``signal`` dict, typed and checked (fields as in the module docstring)."""
+
+    kind: str
+    fs: float
+    window_s: float
+    n_windows: int
+    baseline_s: float
+    skip_s: float
+    trim_end_s: float
+    hop_s: float
+    pad_short: bool
+    filter: FilterSpec | None
+
+    def __post_init__(self) -> None:
+        require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
+        positive(self, "fs", "window_s", "n_windows", "hop_s")
+        non_negative(self, "baseline_s", "skip_s", "trim_end_s")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "filter": None if self.filter is None else self.filter.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict | EcgEmotionSignal, where: str = "signal") -> EcgEmotionSignal:
+        """From a run's or manifest's ``signal`` dict; unknown or missing fields are
+        errors (:class:`~vitaledge.device.dsp.spec_fields.SpecError` naming the field)."""
+        if isinstance(d, EcgEmotionSignal):
+            return d
+        return construct(cls, read_fields(cls, d, where, {"filter": FilterSpec.from_dict}),
+                         where)
+
+
+def check_signal(signal: dict | EcgEmotionSignal) -> EcgEmotionSignal:
+    """Refuse a ``signal`` dict with unknown, missing or out-of-range fields."""
+    return EcgEmotionSignal.from_dict(signal)
 
 
 @dataclass(frozen=True)
@@ -69,40 +114,20 @@ class _Plan:
     trim_end_in: int    # source samples dropped at a trial's end
 
 
-def check_signal(signal: dict) -> None:
-    """Refuse a ``signal`` dict with unknown, missing or out-of-range fields."""
-    unknown = set(signal) - set(SIGNAL_KEYS)
-    missing = set(SIGNAL_KEYS) - set(signal)
-    if unknown or missing:
-        raise ValueError(f"emotion ECG signal spec: unknown fields {sorted(unknown)}, "
-                         f"missing fields {sorted(missing)}")
-    if signal["kind"] != "ecg-emotion-segments":
-        raise ValueError(f"emotion ECG signal spec: kind {signal['kind']!r} is not "
-                         "'ecg-emotion-segments'")
-    for k in ("fs", "window_s", "n_windows", "hop_s"):
-        if not float(signal[k]) > 0:
-            raise ValueError(f"emotion ECG signal spec: {k} must be positive, got {signal[k]}")
-    for k in ("baseline_s", "skip_s", "trim_end_s"):
-        if float(signal[k]) < 0:
-            raise ValueError(f"emotion ECG signal spec: {k} must be >= 0, got {signal[k]}")
-    FilterSpec.from_dict(signal["filter"])
-
-
-def _plan(signal: dict, fs_in: float) -> _Plan:
-    check_signal(signal)
-    fs = float(signal["fs"])
-    win = int(round(signal["window_s"] * fs))
+def _plan(s: EcgEmotionSignal, fs_in: float) -> _Plan:
+    fs = float(s.fs)
+    win = int(round(s.window_s * fs))
     up, down = rate_ratio(fs_in, fs)
     h = filter_half_len_in(fs_in, fs)
-    n_base = int(round(signal["baseline_s"] * fs_in))
+    n_base = int(round(s.baseline_s * fs_in))
     if n_base < 1:
         raise ValueError("emotion ECG signal spec: baseline_s gives no samples")
     p = _Plan(fs_in=float(fs_in), up=up, down=down, h=h, n_base=n_base,
-              first_out=int(round((signal["baseline_s"] + signal["skip_s"]) * fs)),
-              hop_out=max(1, int(round(signal["hop_s"] * fs))),
-              seg_out=win * int(signal["n_windows"]), win=win,
-              n_windows=int(signal["n_windows"]),
-              trim_end_in=int(round(signal["trim_end_s"] * fs_in)))
+              first_out=int(round((s.baseline_s + s.skip_s) * fs)),
+              hop_out=max(1, int(round(s.hop_s * fs))),
+              seg_out=win * int(s.n_windows), win=win,
+              n_windows=int(s.n_windows),
+              trim_end_in=int(round(s.trim_end_s * fs_in)))
     if _span(p, p.first_out)[0] < 0:
         raise ValueError(f"emotion ECG signal spec: baseline_s + skip_s leaves no room for "
                          f"the resampling filter at {fs_in} Hz")
@@ -140,18 +165,20 @@ def _as_signal(ecg: np.ndarray, name: str = "ecg") -> np.ndarray:
     return x
 
 
-def segments(ecg: np.ndarray, fs: float, signal: dict, trim_end: bool = True) -> np.ndarray:
+def segments(ecg: np.ndarray, fs: float, signal: dict | EcgEmotionSignal,
+             trim_end: bool = True) -> np.ndarray:
     """All model inputs of one trial, every ``hop_s``: float32 (n, n_windows, win, 1).
 
     With ``pad_short`` a trial too short for one whole segment (but longer than the
     baseline and skip) gives one zero-padded segment; otherwise it gives none.
     """
     x = _as_signal(ecg)
-    p = _plan(signal, fs)
+    s = EcgEmotionSignal.from_dict(signal)
+    p = _plan(s, fs)
     if len(x) < p.n_base:
-        raise ValueError(f"ecg: {len(x)} samples, shorter than the {signal['baseline_s']} s "
+        raise ValueError(f"ecg: {len(x)} samples, shorter than the {s.baseline_s} s "
                          "baseline")
-    x = CausalFilter(FilterSpec.from_dict(signal["filter"]), fs).process(x)
+    x = CausalFilter(s.filter, fs).process(x)
     baseline = float(x[: p.n_base].mean())
     end_in = len(x) - (p.trim_end_in if trim_end else 0)
     out = []
@@ -162,7 +189,7 @@ def segments(ecg: np.ndarray, fs: float, signal: dict, trim_end: bool = True) ->
             break
         out.append(_segment(p, x[start:stop], off, baseline))
         a += p.hop_out
-    if not out and signal["pad_short"]:
+    if not out and s.pad_short:
         start, _, off = _span(p, p.first_out)
         if end_in - start > p.h + 1:
             seg = _segment(p, x[start:end_in], off, baseline)
@@ -173,14 +200,14 @@ def segments(ecg: np.ndarray, fs: float, signal: dict, trim_end: bool = True) ->
     return np.stack(out)
 
 
-def model_input(ecg: np.ndarray, fs: float, signal: dict) -> np.ndarray:
+def model_input(ecg: np.ndarray, fs: float, signal: dict | EcgEmotionSignal) -> np.ndarray:
     """The seed's single model input for one trial: the first segment, (n_windows, win, 1).
 
     Raises ValueError when the trial is too short (and ``pad_short`` is off)."""
-    segs = segments(ecg, fs, signal)
+    s = EcgEmotionSignal.from_dict(signal)
+    segs = segments(ecg, fs, s)
     if len(segs) == 0:
-        need = signal["baseline_s"] + signal["skip_s"] + signal["trim_end_s"] + \
-            signal["n_windows"] * signal["window_s"]
+        need = s.baseline_s + s.skip_s + s.trim_end_s + s.n_windows * s.window_s
         raise ValueError(f"ecg: trial of {len(ecg) / fs:.1f} s is too short for one segment "
                          f"(needs {need:.1f} s)")
     return segs[0]
@@ -193,11 +220,11 @@ class EcgEmotionWindower:
 
     The baseline is the mean of the stream's first ``baseline_s`` seconds."""
 
-    def __init__(self, signal: dict, fs_in: float | None = None):
-        self.signal = dict(signal)
-        self.fs_in = float(signal["fs"] if fs_in is None else fs_in)
+    def __init__(self, signal: dict | EcgEmotionSignal, fs_in: float | None = None):
+        self.signal = EcgEmotionSignal.from_dict(signal)
+        self.fs_in = float(self.signal.fs if fs_in is None else fs_in)
         self._p = _plan(self.signal, self.fs_in)
-        self._filter = CausalFilter(FilterSpec.from_dict(signal["filter"]), self.fs_in)
+        self._filter = CausalFilter(self.signal.filter, self.fs_in)
         self._buf = SignalBuffer()
         self.baseline: float | None = None
         self._next_out = self._p.first_out

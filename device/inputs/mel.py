@@ -14,11 +14,12 @@ so training and the daemon compute the same numbers.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
 
+from vitaledge.device.dsp.spec_fields import construct, read_fields
 from vitaledge.device.inputs.audio import AudioError, check_rate, fit_clip
 
 KIND = "speech_log_mel_images"
@@ -99,16 +100,12 @@ class SpeechSignal:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict | SpeechSignal) -> SpeechSignal:
-        """From a run's or manifest's ``signal`` dict; unknown or missing keys are errors."""
+    def from_dict(cls, d: dict | SpeechSignal, where: str = "signal") -> SpeechSignal:
+        """From a run's or manifest's ``signal`` dict; unknown or missing keys are errors
+        (:class:`~vitaledge.device.dsp.spec_fields.SpecError` naming the field)."""
         if isinstance(d, SpeechSignal):
             return d
-        names = {f.name for f in fields(cls)}
-        unknown, missing = set(d) - names, names - set(d)
-        if unknown or missing:
-            raise ValueError(f"speech signal: unknown keys {sorted(unknown)}, "
-                             f"missing keys {sorted(missing)}")
-        return cls(**d)
+        return construct(cls, read_fields(cls, d, where, word="keys"), where)
 
 
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:

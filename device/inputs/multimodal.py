@@ -20,23 +20,31 @@ gives exactly the windows of the whole recording.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
 from vitaledge.device.dsp.filters import FilterSpec, apply_filter
-from vitaledge.device.dsp.hrv import FEATURES, feature_vector
 from vitaledge.device.dsp.resample import resample
+from vitaledge.device.dsp.spec_fields import (
+    construct,
+    non_negative,
+    positive,
+    read_fields,
+    require,
+)
 from vitaledge.device.inputs.face import face_input
 
-SIGNAL_KEYS = ("kind", "fs", "window_s", "hop_s", "physio_fs", "ecg_filter", "gsr_filter",
-               "calib_s", "subject_norm", "features", "feature_mean", "feature_std",
-               "gsr_min_amp", "face_size")
+KIND = "emotion-multimodal"
 STATS_KEYS = ("ecg_mean", "ecg_std", "gsr_mean", "gsr_std")
 
 
 def default_signal(window_s: float = 30.0, hop_s: float = 5.0, physio_fs: float = 16.0) -> dict:
     """The preprocessing of the multimodal model; feature statistics are filled in by
     training (identity until then)."""
-    return {"kind": "emotion-multimodal", "fs": 128.0, "window_s": float(window_s),
+    from vitaledge.device.dsp.hrv import FEATURES
+
+    return {"kind": KIND, "fs": 128.0, "window_s": float(window_s),
             "hop_s": float(hop_s), "physio_fs": float(physio_fs),
             "ecg_filter": FilterSpec(0.5, 40.0, 2).to_dict(),
             "gsr_filter": FilterSpec(None, 1.0, 2).to_dict(), "calib_s": 60.0,
@@ -46,26 +54,62 @@ def default_signal(window_s: float = 30.0, hop_s: float = 5.0, physio_fs: float 
             "feature_std": [1.0] * len(FEATURES), "gsr_min_amp": 0.05, "face_size": 48}
 
 
-def check_signal(signal: dict) -> None:
+@dataclass(frozen=True)
+class MultimodalSignal:
+    """The ``signal`` dict, typed and checked (see :func:`default_signal`)."""
+
+    kind: str
+    fs: float
+    window_s: float
+    hop_s: float
+    physio_fs: float
+    ecg_filter: FilterSpec | None
+    gsr_filter: FilterSpec | None
+    calib_s: float
+    subject_norm: str
+    features: list[str]
+    feature_mean: list[float]
+    feature_std: list[float]
+    gsr_min_amp: float
+    face_size: int
+
+    def __post_init__(self) -> None:
+        # hrv (scipy) is imported here, not with the module: the manifest, which reads this
+        # spec, is imported by the daemon and the runtime, which stay scipy-free
+        from vitaledge.device.dsp.hrv import FEATURES
+
+        require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
+        positive(self, "fs", "window_s", "hop_s", "physio_fs", "face_size")
+        non_negative(self, "calib_s")
+        require(list(self.features) == list(FEATURES), "features",
+                f"{self.features} are not the ones this device computes {list(FEATURES)}")
+        for k in ("feature_mean", "feature_std"):
+            require(len(getattr(self, k)) == len(FEATURES), k,
+                    f"needs {len(FEATURES)} values")
+        require(min(self.feature_std) > 0, "feature_std", "values must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | MultimodalSignal, where: str = "signal") -> MultimodalSignal:
+        """From a run's or manifest's ``signal`` dict; unknown or missing fields are
+        errors (:class:`~vitaledge.device.dsp.spec_fields.SpecError` naming the field)."""
+        if isinstance(d, MultimodalSignal):
+            return d
+        read = {"ecg_filter": FilterSpec.from_dict, "gsr_filter": FilterSpec.from_dict}
+        return construct(cls, read_fields(cls, d, where, read), where)
+
+
+def check_signal(signal: dict | MultimodalSignal) -> MultimodalSignal:
     """Refuse a ``signal`` dict with unknown or missing fields or inconsistent features."""
-    unknown = set(signal) - set(SIGNAL_KEYS)
-    missing = set(SIGNAL_KEYS) - set(signal)
-    if unknown or missing:
-        raise ValueError(f"multimodal signal spec: unknown fields {sorted(unknown)}, "
-                         f"missing fields {sorted(missing)}")
-    if list(signal["features"]) != list(FEATURES):
-        raise ValueError(f"multimodal signal spec: features {signal['features']} are not "
-                         f"the ones this device computes {list(FEATURES)}")
-    for k in ("feature_mean", "feature_std"):
-        if len(signal[k]) != len(FEATURES):
-            raise ValueError(f"multimodal signal spec: {k} needs {len(FEATURES)} values")
-    if min(signal["feature_std"]) <= 0:
-        raise ValueError("multimodal signal spec: feature_std values must be positive")
+    return MultimodalSignal.from_dict(signal)
 
 
-def n_steps(signal: dict) -> int:
+def n_steps(signal: dict | MultimodalSignal) -> int:
     """Length of the physio sequence."""
-    return int(round(signal["window_s"] * signal["physio_fs"]))
+    s = MultimodalSignal.from_dict(signal)
+    return int(round(s.window_s * s.physio_fs))
 
 
 def _pair(ecg: np.ndarray, gsr: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
@@ -80,58 +124,63 @@ def _pair(ecg: np.ndarray, gsr: np.ndarray, fs: float) -> tuple[np.ndarray, np.n
     return e, g
 
 
-def _filtered(e: np.ndarray, g: np.ndarray, fs: float, signal: dict):
-    return (apply_filter(e, fs, FilterSpec.from_dict(signal["ecg_filter"])),
-            apply_filter(g, fs, FilterSpec.from_dict(signal["gsr_filter"])))
+def _filtered(e: np.ndarray, g: np.ndarray, fs: float, s: MultimodalSignal):
+    return apply_filter(e, fs, s.ecg_filter), apply_filter(g, fs, s.gsr_filter)
 
 
-def subject_stats(ecg: np.ndarray, gsr: np.ndarray, fs: float, signal: dict) -> dict:
+def subject_stats(ecg: np.ndarray, gsr: np.ndarray, fs: float,
+                  signal: dict | MultimodalSignal) -> dict:
     """Per-subject normalization statistics from a calibration recording."""
-    e, g = _filtered(*_pair(ecg, gsr, fs), fs, signal)
+    e, g = _filtered(*_pair(ecg, gsr, fs), fs, MultimodalSignal.from_dict(signal))
     return {"ecg_mean": float(e.mean()), "ecg_std": float(e.std()) or 1.0,
             "gsr_mean": float(g.mean()), "gsr_std": float(g.std()) or 1.0}
 
 
-def physio_input(ecg: np.ndarray, gsr: np.ndarray, fs: float, signal: dict,
-                 stats: dict) -> np.ndarray:
+def physio_input(ecg: np.ndarray, gsr: np.ndarray, fs: float,
+                 signal: dict | MultimodalSignal, stats: dict) -> np.ndarray:
     """The (n_steps, 2) physio sequence of one window."""
-    e, g = _filtered(*_pair(ecg, gsr, fs), fs, signal)
+    s = MultimodalSignal.from_dict(signal)
+    e, g = _filtered(*_pair(ecg, gsr, fs), fs, s)
     e = (e - stats["ecg_mean"]) / stats["ecg_std"]
     g = (g - stats["gsr_mean"]) / stats["gsr_std"]
-    seq = resample(np.stack([e, g]), fs, signal["physio_fs"]).T
-    n = n_steps(signal)
+    seq = resample(np.stack([e, g]), fs, s.physio_fs).T
+    n = n_steps(s)
     out = np.zeros((n, 2), np.float32)
     out[: min(n, len(seq))] = seq[:n]
     return out
 
 
-def raw_features(ecg: np.ndarray, gsr: np.ndarray, fs: float, signal: dict) -> np.ndarray:
+def raw_features(ecg: np.ndarray, gsr: np.ndarray, fs: float,
+                 signal: dict | MultimodalSignal) -> np.ndarray:
     """Unstandardized feature values of one window (training computes their statistics)."""
     e, g = _pair(ecg, gsr, fs)
-    return feature_vector(e, g, fs, gsr_min_amp=signal["gsr_min_amp"])
+    from vitaledge.device.dsp.hrv import feature_vector
+
+    return feature_vector(e, g, fs, gsr_min_amp=MultimodalSignal.from_dict(signal).gsr_min_amp)
 
 
-def features_input(raw: np.ndarray, signal: dict) -> np.ndarray:
+def features_input(raw: np.ndarray, signal: dict | MultimodalSignal) -> np.ndarray:
     """Standardize raw feature values with the training statistics in ``signal``."""
-    mean = np.asarray(signal["feature_mean"], np.float64)
-    std = np.asarray(signal["feature_std"], np.float64)
+    s = MultimodalSignal.from_dict(signal)
+    mean = np.asarray(s.feature_mean, np.float64)
+    std = np.asarray(s.feature_std, np.float64)
     return ((np.asarray(raw, np.float64) - mean) / std).astype(np.float32)
 
 
 def model_inputs(ecg: np.ndarray, gsr: np.ndarray, fs: float, face_img: np.ndarray | None,
-                 signal: dict, stats: dict) -> dict[str, np.ndarray]:
+                 signal: dict | MultimodalSignal, stats: dict) -> dict[str, np.ndarray]:
     """All three inputs of one window (``face`` only when an image is given)."""
-    check_signal(signal)
+    s = MultimodalSignal.from_dict(signal)
     missing = set(STATS_KEYS) - set(stats)
     if missing:
         raise ValueError(f"subject stats: missing {sorted(missing)}")
-    if abs(fs - signal["fs"]) > 1e-9:
+    if abs(fs - s.fs) > 1e-9:
         e, g = _pair(ecg, gsr, fs)
-        ecg, gsr, fs = resample(e, fs, signal["fs"]), resample(g, fs, signal["fs"]), signal["fs"]
-    out = {"physio": physio_input(ecg, gsr, fs, signal, stats),
-           "features": features_input(raw_features(ecg, gsr, fs, signal), signal)}
+        ecg, gsr, fs = resample(e, fs, s.fs), resample(g, fs, s.fs), s.fs
+    out = {"physio": physio_input(ecg, gsr, fs, s, stats),
+           "features": features_input(raw_features(ecg, gsr, fs, s), s)}
     if face_img is not None:
-        out["face"] = face_input(face_img, int(signal["face_size"]))
+        out["face"] = face_input(face_img, int(s.face_size))
     return out
 
 
@@ -145,14 +194,13 @@ class MultimodalWindower:
     windows start at the stream's first sample. Window k covers stream samples
     [start + k * hop, start + k * hop + window) and equals :func:`model_inputs` on them."""
 
-    def __init__(self, signal: dict, stats: dict | None = None):
-        check_signal(signal)
-        self.signal = signal
-        self.fs = float(signal["fs"])
+    def __init__(self, signal: dict | MultimodalSignal, stats: dict | None = None):
+        self.signal = s = MultimodalSignal.from_dict(signal)
+        self.fs = float(s.fs)
         self.stats = stats
-        self._n_calib = 0 if stats is not None else int(round(signal["calib_s"] * self.fs))
-        self._win = int(round(signal["window_s"] * self.fs))
-        self._hop = max(1, int(round(signal["hop_s"] * self.fs)))
+        self._n_calib = 0 if stats is not None else int(round(s.calib_s * self.fs))
+        self._win = int(round(s.window_s * self.fs))
+        self._hop = max(1, int(round(s.hop_s * self.fs)))
         self._ecg = np.zeros(0)
         self._gsr = np.zeros(0)
         self._start = 0  # stream index of self._ecg[0]

@@ -5,7 +5,13 @@ the device needs to know about a model: task, labels, input/output tensor specs 
 quantization, the signal spec (how windows are made), the file's sha256 and size, the
 source run, and the metrics measured with this very artifact on held-out data.
 
-One schema, validated on load: unknown or missing fields are errors, not warnings.
+One schema, validated on load: unknown or missing fields are errors, not warnings. Inside,
+the manifest is typed: ``signal`` is the task's signal spec dataclass (:data:`SIGNAL_SPECS`),
+checked field by field when the manifest is read, so the stages take it as it is.
+
+Schema history: 1, one input; 2 adds ``extra_inputs``; 3 adds ``output_kind`` (what the
+output tensor holds, :data:`OUTPUT_KINDS`; versions 1 and 2 kept it in ``extra["output"]``,
+absent meaning probabilities). Versions 1 and 2 are still read.
 """
 
 from __future__ import annotations
@@ -16,10 +22,24 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+from vitaledge.device.inputs.beat import BeatSignal
+from vitaledge.device.inputs.emotion_ecg import EcgEmotionSignal
+from vitaledge.device.inputs.mel import SpeechSignal
+from vitaledge.device.inputs.multimodal import MultimodalSignal
+
+SCHEMA_VERSION = 3
 # Version 1 had no ``extra_inputs`` (every model had one input); it is read as an empty list.
-READABLE_VERSIONS = (1, 2)
-TASKS = ("beat", "emotion-ecg", "emotion-multimodal", "emotion-speech")
+# Versions 1 and 2 had no ``output_kind``; it is read from ``extra["output"]``.
+READABLE_VERSIONS = (1, 2, 3)
+#: The signal spec of each task: ``cls.from_dict(d, where)`` reads and checks the manifest's
+#: ``signal`` dict, ``spec.to_dict()`` writes it.
+SIGNAL_SPECS = {"beat": BeatSignal, "emotion-ecg": EcgEmotionSignal,
+                "emotion-multimodal": MultimodalSignal, "emotion-speech": SpeechSignal}
+SignalSpec = BeatSignal | EcgEmotionSignal | MultimodalSignal | SpeechSignal
+TASKS = tuple(SIGNAL_SPECS)
+#: ``output_kind``: what the output tensor holds. ``logits`` (the micro target's models end
+#: before the softmax): the runtime applies a softmax.
+OUTPUT_KINDS = ("probabilities", "logits")
 TARGETS = ("cpu", "edgetpu", "gpu", "micro")
 QUANTS = ("none", "int8", "int8-fc", "fp16", "dynamic")
 DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32")
@@ -114,7 +134,7 @@ class Manifest:
     quantization: str
     input: TensorSpec
     output: TensorSpec
-    signal: dict
+    signal: SignalSpec
     pruning: dict | None
     source_run: dict
     metrics: dict
@@ -123,13 +143,14 @@ class Manifest:
     extra: dict = field(default_factory=dict)
     # Inputs after the first, in the model's input order (multimodal models).
     extra_inputs: list[TensorSpec] = field(default_factory=list)
+    output_kind: str = "probabilities"
 
     @property
     def inputs(self) -> list[TensorSpec]:
         return [self.input, *self.extra_inputs]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "signal": self.signal.to_dict()}
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a crash never leaves a half-written manifest."""
@@ -146,6 +167,10 @@ class Manifest:
                                     f"vitaledge reads versions {READABLE_VERSIONS}")
             if d["schema_version"] == 1 and "extra_inputs" not in d:
                 d = {**d, "extra_inputs": []}
+            if d["schema_version"] in (1, 2) and "output_kind" not in d and isinstance(
+                    d.get("extra"), dict):
+                extra = dict(d["extra"])
+                d = {**d, "extra": extra, "output_kind": extra.pop("output", "probabilities")}
         _strict(cls, d, where)
         if d["task"] not in TASKS:
             raise ManifestError(f"{where}.task: {d['task']!r} not one of {TASKS}")
@@ -166,8 +191,15 @@ class Manifest:
         if len(d["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in d["sha256"]):
             raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits")
         _check_type(d["size_bytes"], (int,), f"{where}.size_bytes")
+        if d["output_kind"] not in OUTPUT_KINDS:
+            raise ManifestError(f"{where}.output_kind: {d['output_kind']!r} not one of "
+                                f"{OUTPUT_KINDS}")
         for k in ("signal", "source_run", "metrics", "extra"):
             _check_type(d[k], (dict,), f"{where}.{k}")
+        try:
+            signal = SIGNAL_SPECS[d["task"]].from_dict(d["signal"], "signal")
+        except (ValueError, OverflowError) as exc:
+            raise ManifestError(f"{where}: {exc}") from None
         if d["pruning"] is not None:
             _check_type(d["pruning"], (dict,), f"{where}.pruning")
         for k in ("created", "vitaledge_version"):
@@ -180,7 +212,8 @@ class Manifest:
         if out.shape[-1] != len(d["labels"]):
             raise ManifestError(f"{where}.output.shape: last dimension {out.shape[-1]} != "
                                 f"{len(d['labels'])} labels")
-        return cls(**{**d, "input": inp, "output": out, "extra_inputs": extra_inputs})
+        return cls(**{**d, "input": inp, "output": out, "extra_inputs": extra_inputs,
+                      "signal": signal})
 
 
 def input_key(tensor_name: str) -> str:

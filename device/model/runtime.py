@@ -20,6 +20,7 @@ import numpy as np
 from vitaledge.device.model.manifest import (
     ManifestError,
     TensorSpec,
+    input_key,
     load_manifest,
     verify_model_file,
 )
@@ -167,11 +168,6 @@ STATEFUL_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENC
                           "SVDF", "VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE"})
 
 
-#: ``manifest.extra["output"]``: what the output tensor holds. ``logits`` (the micro
-#: target's models end before the softmax): :meth:`Model.predict` applies :func:`softmax`.
-OUTPUT_KINDS = ("probabilities", "logits")
-
-
 class Model:
     """A converted model, loaded through its manifest.
 
@@ -214,10 +210,9 @@ class Model:
             self._ins.append(by_name[spec.name])
         self._in, self._out = self._ins[0], outs[0]
         _check_spec(tensor_spec(self._out), self.manifest.output, "output")
-        self.output_kind = self.manifest.extra.get("output", "probabilities")
-        if self.output_kind not in OUTPUT_KINDS:
-            raise ManifestError(f"{self.path}: extra.output is {self.output_kind!r}; expected "
-                                f"one of {OUTPUT_KINDS}")
+        # ``logits`` (the micro target's models end before the softmax): predict applies
+        # :func:`softmax`; the manifest has checked it is one of OUTPUT_KINDS
+        self.output_kind = self.manifest.output_kind
         self.input_shape = tuple(self.manifest.input.shape)
         self.input_shapes = [tuple(t.shape) for t in specs]
 
@@ -269,7 +264,14 @@ class Model:
 
     def predict(self, x) -> np.ndarray:
         """Probabilities (n, n_labels) for windows ``x`` of shape (n, *input_shape[1:]); for a
-        multi-input model ``x`` is a list of such arrays in the manifest's input order."""
+        multi-input model ``x`` is a list of such arrays in the manifest's input order, or a
+        dict keyed by the model's input names (``{"beat": ..., "rr": ...}``)."""
+        if isinstance(x, dict):
+            names = [input_key(s.name) for s in self.manifest.inputs]
+            missing = [n for n in names if n not in x]
+            if missing:
+                raise ValueError(f"model inputs {missing} not given (have {sorted(x)})")
+            x = [x[n] for n in names] if len(names) > 1 else x[names[0]]
         multi = len(self._ins) > 1
         xs = list(x) if multi else [x]
         if len(xs) != len(self._ins):

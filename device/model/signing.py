@@ -127,7 +127,7 @@ def verify_raw(raw: Any, sig_path: Path, public_key) -> None:
     except FileNotFoundError as exc:
         raise SignatureError(f"{sig_path}: unsigned model refused (a verify key is "
                              "configured; sign it with `vitaledge convert --sign KEY` or "
-                             "`vitaledge sign`)") from exc
+                             "`vitaledge device sign ARTIFACT --key KEY`)") from exc
     except (OSError, ValueError) as exc:
         raise SignatureError(f"{sig_path}: unreadable signature file: {exc}") from exc
     if not isinstance(sig_doc, dict) or sig_doc.get("algorithm") != "ed25519" or \
