@@ -1,8 +1,9 @@
 """Firmware simulation: the ECG sensor board and the microcontroller, before hardware exists.
 
 ``sensor``   the board: a record or synthetic ECG through an ADC model (``adc``), framed by
-             ``encoder`` (docs/protocol.md), faults from ``faults``, out of ``ports`` (a pty
-             or TCP) to the daemon's ``serial:`` / ``frames+tcp:`` source.
+             the device's protocol encoder (docs/protocol.md), faults from ``faults``, out
+             of ``ports`` (a pty or TCP) to the daemon's ``serial:`` / ``frames+tcp:``
+             source.
 ``mcu``      TFLite Micro vs LiteRT on real beats, arena, RAM/flash and cycle estimates
              against ``profiles``; ``export`` writes the firmware engineer's bundle.
 ``tflm``     TFLite Micro: C source, op resolver and measured arena (``convert --target

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.io.records import read_record
-from vitaledge.device.stream.protocol import FLAG_LEAD_OFF, FLAG_SATURATED, Hello
+from vitaledge.device.stream.protocol import FLAG_LEAD_OFF, FLAG_SATURATED, FrameEncoder, Hello
 
 from .adc import AdcModel
-from .encoder import FrameEncoder
 from .faults import FaultSpec, LinkFaults, episodes, muscle_noise, rng_for
 
 FRAME, HELLO_FRAME, DISCONNECT, RECONNECT = 0, 1, 2, 3
@@ -147,15 +146,20 @@ class SensorBoard:
                 next_status += cfg.status_every_s
             yield (t, self.enc.samples(first, block, flags, us), FRAME)
 
-    def run(self, port, stopped: Callable[[], bool] = lambda: False) -> dict:
-        """Send the session paced at real time x speed; returns the summary."""
+    def run(self, port, stopped: Callable[[], bool] = lambda: False,
+            progress: Callable[[float, float], None] | None = None) -> dict:
+        """Send the session paced at real time x speed; returns the summary.
+        ``progress`` is called with (signal seconds sent, signal seconds in all)."""
         cfg, st = self.cfg, self.stats
         link_up = True
         pending: list[bytes] = []
+        total_s = len(self.sig.counts) / self.fs
         t0 = time.monotonic()
         for t, data, kind in self.frames():
             if stopped():
                 break
+            if progress is not None:
+                progress(t, total_s)
             if kind == DISCONNECT:
                 self._flush(port, pending)
                 port.disconnect()

@@ -15,6 +15,7 @@ from vitaledge.device.stream.protocol import (
     SAMPLES,
     STATUS,
     FrameDecoder,
+    FrameEncoder,
     Gap,
     Hello,
     ProtocolReader,
@@ -23,7 +24,6 @@ from vitaledge.device.stream.protocol import (
     crc16,
     parse_samples,
 )
-from vitaledge.firmware_sim.encoder import FrameEncoder
 
 HELLO_360 = Hello(360.0, 1, 12, 200.0, 0, 10)
 

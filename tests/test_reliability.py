@@ -129,7 +129,7 @@ def test_sighup_with_a_corrupt_model_keeps_the_daemon_serving(converted, synth_d
     port = _free_port()
     ev = tmp_path / "ev.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "vitaledge.cli", "device", "run", "--model",
-                             str(art), "--source", "stdin", "--fs", "360", "--out", str(ev),
+                             str(art), "--source", "stdin", "--fs", "360", "--sink", str(ev),
                              "--api-port", str(port)],
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     x = read_record(synth_dir / "s001").signal
@@ -232,7 +232,7 @@ def test_sqlite_uncommitted_batch_is_invisible_and_seq_continues(tmp_path):
 
 @pytest.mark.slow
 def test_short_kill9_campaign_loses_nothing_acknowledged(converted, synth_dir, tmp_path):
-    from vitaledge.device.bench.reliability import crash_campaign
+    from vitaledge.device.bench.reliability.crash import crash_campaign
 
     out, _ = converted
     r = crash_campaign(str(out / "cpu-int8"), str(synth_dir / "s002"), tmp_path / "crash",
@@ -249,7 +249,7 @@ def test_short_kill9_campaign_loses_nothing_acknowledged(converted, synth_dir, t
 
 def test_crash_checker_sees_loss_and_corruption(tmp_path):
     """The campaign's readers catch what they are meant to catch."""
-    from vitaledge.device.bench.reliability import read_jsonl_events, read_sqlite_events
+    from vitaledge.device.bench.reliability.events import read_jsonl_events, read_sqlite_events
 
     p = tmp_path / "events.jsonl"
     p.write_bytes(b'{"seq":1}\n{"seq":2}\ngarbage\n{"seq":2}\n')
