@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: venv
-	$(BIN)/python -m vitaledge.demo --out $(DEMO)
+	$(BIN)/vitaledge demo --out $(DEMO)
 
 test: venv
 	$(BIN)/python -m pytest -q

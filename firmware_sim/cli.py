@@ -7,6 +7,10 @@ import sys
 
 import click
 
+from vitaledge.device.cli import deprecated_alias, write_json
+
+POSITIVE = click.FloatRange(min=0, min_open=True)  # a length, rate or speed: 0 makes no sense
+
 
 @click.group("firmware")
 def firmware_group() -> None:
@@ -17,12 +21,12 @@ def firmware_group() -> None:
 @click.option("--record", type=click.Path(exists=False),
               help="WFDB record path (without extension) to stream.")
 @click.option("--synth", is_flag=True, help="Stream synthetic ECG instead of a record.")
-@click.option("--minutes", type=float, default=2.0, show_default=True,
+@click.option("--minutes", type=POSITIVE, default=2.0, show_default=True,
               help="Length of the synthetic ECG.")
 @click.option("--lead", default="MLII", show_default=True)
 @click.option("--port", "port_spec", default="pty", show_default=True,
               help="pty (prints the device path first) or tcp:HOST:PORT.")
-@click.option("--speed", type=float, default=1.0, show_default=True,
+@click.option("--speed", type=POSITIVE, default=1.0, show_default=True,
               help="Factor of real time.")
 @click.option("--faults", default="none", show_default=True,
               help="e.g. corrupt=0.01,drop=0.001,truncate=0.001,dup=0.001,garbage=0.001,"
@@ -32,14 +36,21 @@ def firmware_group() -> None:
 @click.option("--gain", type=float, default=200.0, show_default=True, help="Counts per mV.")
 @click.option("--baseline", type=int, default=0, show_default=True, help="Count at 0 mV.")
 @click.option("--frame-samples", type=int, default=10, show_default=True)
+@click.option("--token-file", type=click.Path(dir_okay=False),
+              help="File holding the daemon's source token, sent first on every TCP "
+                   "connection (else $VITALEDGE_SOURCE_TOKEN).")
 @click.option("--wait", "wait_s", type=float, default=60.0, show_default=True,
               help="Seconds to wait for the daemon to open the port (0: stream at once).")
 def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc_bits, gain,
-               baseline, frame_samples, wait_s) -> None:
+               baseline, frame_samples, token_file, wait_s) -> None:
     """Stream ECG as the sensor board would, faults included; exit when the record ends.
 
     First line of output: the device path (or tcp:HOST:PORT). Last line: a JSON summary
     of what was sent and every fault injected."""
+    from vitaledge.device.progress import ProgressLine
+    from vitaledge.device.stream.auth import load_token
+    from vitaledge.device.stream.report import clock
+
     from .adc import AdcModel
     from .faults import FaultSpec
     from .ports import PortError, open_port
@@ -55,7 +66,8 @@ def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc
                           adc=AdcModel(adc_bits, gain, baseline), frame_samples=frame_samples)
         x, fs, name = load_signal(record, minutes, seed, lead)
         board = SensorBoard(x, fs, cfg)
-        port = open_port(port_spec)
+        token = load_token(token_file or "", "VITALEDGE_SOURCE_TOKEN", "--token-file")
+        port = open_port(port_spec, token=token)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(port.path)
@@ -63,7 +75,10 @@ def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc
     try:
         if wait_s and not port.wait_for_reader(wait_s):
             raise click.ClickException(f"nobody opened {port.path} within {wait_s:.0f} s")
-        summary = board.run(port)
+        with ProgressLine() as line:
+            summary = board.run(port, progress=lambda t, total: line.update(
+                f"sent {clock(t)} / {clock(total)} of signal ({100 * t / total:.0f} %) "
+                f"to {port.path}"))
     except PortError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -98,9 +113,7 @@ def mcu_cmd(artifact, profile_name, data, beats, input_fs, delegates, seed, json
         raise click.ClickException(str(exc)) from exc
     click.echo(format_report(r))
     if json_out:
-        from pathlib import Path
-
-        Path(json_out).write_text(json.dumps(r, indent=2) + "\n")
+        write_json(json_out, r)
     if not (r["memory"]["ram_fits"] and r["memory"]["flash_fits"]):
         raise SystemExit(1)
 
@@ -122,15 +135,20 @@ def export_cmd(artifact, out) -> None:
 @click.command("synth")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Directory for the WFDB records (.hea/.dat/.atr).")
-@click.option("--minutes", type=float, default=5.0, show_default=True,
+@click.option("--minutes", type=POSITIVE, default=5.0, show_default=True,
               help="Length of each record.")
-@click.option("--records", "n_records", type=int, default=4, show_default=True,
-              help="How many records (each a different synthetic patient).")
+@click.option("--n-records", "n_records", type=click.IntRange(min=1), default=4,
+              show_default=True, help="How many records (each a different synthetic patient).")
+@deprecated_alias("--records", "--n-records", "n_records", type=click.IntRange(min=1))
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--fs", type=float, default=360.0, show_default=True, help="Sample rate (Hz).")
+@click.option("--fs", type=POSITIVE, default=360.0, show_default=True,
+              help="Sample rate (Hz).")
 def synth_cmd(out, minutes, n_records, seed, fs) -> None:
     """Write synthetic, annotated ECG records (N/S/V/F/Q beats) that loaders read like real ones."""
     from vitaledge.firmware_sim.patients.ecg import synth_database
 
-    paths = synth_database(out, n_records=n_records, minutes=minutes, seed=seed, fs=fs)
+    try:
+        paths = synth_database(out, n_records=n_records, minutes=minutes, seed=seed, fs=fs)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {len(paths)} records to {out}: {', '.join(p.name for p in paths)}")

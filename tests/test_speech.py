@@ -165,7 +165,8 @@ def synth_run(tmp_path_factory):
     from vitaledge.train.cli import train_group
 
     out = tmp_path_factory.mktemp("speech") / "run"
-    args = ["emotion-speech", "--synth", "12", "--split", "random", "--sample-rate", "8000",
+    args = ["emotion-speech", "--synth-per-class", "12", "--split", "random",
+            "--sample-rate", "8000",
             "--duration", "1.0", "--offset", "0.2", "--n-mels", "32", "--image-width", "16",
             "--width", "0.25", "--epochs", "12", "--patience", "12", "--batch-size", "16",
             "--momentum", "0.9", "--seed", "1", "--out", str(out)]
@@ -235,7 +236,7 @@ def test_cli_refuses_missing_data():
     from vitaledge.train.cli import train_group
 
     res = CliRunner().invoke(train_group, ["emotion-speech", "--out", "/tmp/x"])
-    assert res.exit_code != 0 and "give --data DIR or --synth N" in res.output
+    assert res.exit_code != 0 and "give --data DIR or --synth-per-class N" in res.output
 
 
 def test_converts_and_runs_in_the_daemon_on_wav_replay(synth_run, tmp_path):

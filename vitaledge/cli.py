@@ -8,6 +8,7 @@ import click
 
 from vitaledge import __version__
 from vitaledge.convert.cli import convert_cmd
+from vitaledge.demo import demo_cmd
 from vitaledge.device.bench.baselines import BASELINES, DEFAULT_INPUTS
 from vitaledge.device.cli import bench_group, data_group, device_group
 from vitaledge.firmware_sim.cli import firmware_group, synth_cmd
@@ -51,6 +52,7 @@ main.add_command(convert_cmd)
 main.add_command(device_group)
 main.add_command(bench_group)
 main.add_command(firmware_group)
+main.add_command(demo_cmd)
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
-"""``make demo``: the main job end to end on built-in synthetic data (no download).
+"""``vitaledge demo`` (``make demo``): the main job end to end on built-in synthetic data
+(no download).
 
 One readable pipeline, each step the same library call the CLI makes:
 synthetic WFDB records -> train a beat model -> evaluate it on held-out beats -> convert to
@@ -9,9 +10,12 @@ model -> bench every artifact -> summary tables of accuracy, size and latency.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
+
+import click
+
+from vitaledge.device.cli import deprecated_alias
 
 
 def step(title: str) -> float:
@@ -97,16 +101,24 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
     return {"metrics": metrics, "evaluate": again, "timings": timings}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("demo-out"))
-    ap.add_argument("--minutes", type=float, default=5.0)
-    ap.add_argument("--records", type=int, default=8)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
-    run(a.out, a.minutes, a.records, a.epochs, seed=a.seed)
+@click.command("demo")
+@click.option("--out", type=click.Path(file_okay=False), default="demo-out", show_default=True,
+              help="Output directory (data, run, artifacts, events, bench).")
+@click.option("--minutes", type=float, default=5.0, show_default=True,
+              help="Length of each synthetic record.")
+@click.option("--n-records", type=int, default=8, show_default=True,
+              help="How many synthetic records (patients) to train and test on.")
+@deprecated_alias("--records", "--n-records", "n_records", type=int)
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo_cmd(out, minutes, n_records, epochs, seed) -> None:
+    """Synthetic ECG -> train -> evaluate -> convert (fp32, int8, pruned int8) -> daemon
+    replay -> bench, with summary tables (no download; a few minutes on two cores)."""
+    try:
+        run(Path(out), minutes, n_records, epochs, seed=seed)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 if __name__ == "__main__":
-    main()
+    demo_cmd()
