@@ -1,14 +1,102 @@
-"""``vitaledge data fetch`` (downloads) and ``vitaledge device ...``.
+"""``vitaledge data fetch`` (downloads) and ``vitaledge device ...``; and the CLI grammar
+every stage's commands share (the helpers below; device imports from no other stage, so
+they live here and the other stages import them).
+
+One name, one meaning: ``--data DIR`` a record/data directory, ``--records LIST`` a comma
+list of record names, ``--n-records N`` a count, ``--sink SPEC`` a daemon event sink
+(repeatable), ``--out DIR`` an output directory, ``--json FILE`` a results file,
+``--key FILE`` a key file. A renamed option keeps its old spelling as a hidden alias that
+still works and warns on stderr.
 
 Imports nothing from the training side and never TensorFlow.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
+
+
+def _given(value) -> bool:
+    return value is not None and value != ()
+
+
+def _warn_renamed(old: str, new: str) -> None:
+    click.echo(f"Warning: {old} is deprecated and will be removed; use {new}.", err=True)
+
+
+def deprecated_alias(old: str, new: str, dest: str, *, required: bool = False,
+                     **option_kwargs):
+    """Keep the old spelling ``old`` of option ``new`` working: a hidden option whose value
+    goes to the command's ``dest`` parameter, with a deprecation warning on stderr.
+
+    Use it as an option decorator; ``option_kwargs`` (``type``, ``multiple``) should match
+    the new option's. Giving both spellings is a usage error (repeatable options merge).
+    ``required``: the new option is required, one spelling or the other (declare the new
+    option itself without ``required=True``, or the old spelling alone would fail)."""
+    alias = "_old_" + old.lstrip("-").replace("-", "_")
+    multiple = option_kwargs.get("multiple", False)
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            value = kwargs.pop(alias, None)
+            if _given(value):
+                _warn_renamed(old, new)
+                current = kwargs.get(dest)
+                if multiple:
+                    kwargs[dest] = (*(current or ()), *value)
+                elif _given(current) and click.get_current_context().get_parameter_source(
+                        dest) not in (None, ParameterSource.DEFAULT):
+                    raise click.UsageError(f"give {new} once, not also as {old}")
+                else:
+                    kwargs[dest] = value
+            if required and not _given(kwargs.get(dest)):
+                raise click.UsageError(f"Missing option '{new}'.")
+            return fn(*args, **kwargs)
+
+        return click.option(old, alias, hidden=True, **option_kwargs)(wrapper)
+
+    return deco
+
+
+def records_dir_alias(data_dest: str = "data", records_dest: str = "records"):
+    """``--records`` used to name the record directory; it is now the comma list of record
+    names and ``--data`` the directory. A ``--records`` value that is an existing directory
+    (no comma) is taken as the old spelling of ``--data``, with a deprecation warning.
+    Put it above ``deprecated_alias("--record-list", ...)`` so it runs first."""
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            value = kwargs.get(records_dest)
+            if value and "," not in value and Path(value).is_dir():
+                _warn_renamed("--records DIR", "--data DIR")
+                if _given(kwargs.get(data_dest)):
+                    raise click.UsageError("give the record directory once, as --data DIR")
+                kwargs[data_dest], kwargs[records_dest] = value, None
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+def csv_list(value: str | None) -> list[str] | None:
+    """A ``--records``-style comma list as a list (None when not given)."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write a ``--json FILE`` result; an unwritable path is a one-line CLI error."""
+    try:
+        Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 @click.group("data")
@@ -25,9 +113,8 @@ def fetch_cmd(database, out, record_list) -> None:
     """Download a PhysioNet database with wfdb (needs network access to PhysioNet)."""
     from vitaledge.device.io.fetch import FetchError, fetch_physionet
 
-    names = [r.strip() for r in record_list.split(",")] if record_list else None
     try:
-        n = fetch_physionet(database, Path(out), names)
+        n = fetch_physionet(database, Path(out), csv_list(record_list))
     except FetchError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"downloaded {n} records of {database} to {out}")
@@ -36,6 +123,20 @@ def fetch_cmd(database, out, record_list) -> None:
 @click.group("device")
 def device_group() -> None:
     """On-device runtime and inference daemon."""
+
+
+#: DaemonConfig keys whose ``device run`` flag is not ``--`` + the key with dashes.
+_RUN_FLAGS = {"out": "--sink", "emotion_hop_s": "--emotion-hop"}
+
+
+def _flag_named(message: str, overrides: dict) -> str:
+    """A DaemonConfig value error (``"speed '-1': expected ..."``) about a value given as
+    a flag names the flag (``"--speed '-1': expected ..."``); one from the file keeps
+    the file's name and key."""
+    key, sep, rest = message.partition(" ")
+    if sep and overrides.get(key) is not None:
+        return f"{_RUN_FLAGS.get(key, '--' + key.replace('_', '-'))} {rest}"
+    return message
 
 
 @device_group.command("run")
@@ -53,8 +154,10 @@ def device_group() -> None:
 @click.option("--fs", type=float, help="Sample rate of stdin/tcp/frames+tcp/CSV sources (Hz).")
 @click.option("--speed", help="Replay speed: 'max' or a factor of real time (1 = real time).")
 @click.option("--lead", help="Lead to replay from WFDB records (default MLII).")
-@click.option("--out", "out", multiple=True,
-              help="Sink: PATH.jsonl, PATH.db, jsonl:PATH, sqlite:PATH or stdout (repeatable).")
+@click.option("--sink", "sinks", multiple=True,
+              help="Event sink: PATH.jsonl, PATH.db, jsonl:PATH, sqlite:PATH or stdout "
+                   "(repeatable).")
+@deprecated_alias("--out", "--sink", "sinks", multiple=True)
 @click.option("--fsync", help="JSONL durability: batch (default) | interval:S | never.")
 @click.option("--api-host", help="API bind address (default 127.0.0.1).")
 @click.option("--api-port", type=int, help="API port (0 = no API).")
@@ -62,6 +165,9 @@ def device_group() -> None:
               help="File holding the API bearer token (else $VITALEDGE_API_TOKEN); "
                    "required when --api-host is not loopback.")
 @click.option("--api-rate", type=float, help="API requests per second per client (20).")
+@click.option("--source-token-file", type=click.Path(dir_okay=False),
+              help="File holding the token tcp/frames+tcp clients send first (else "
+                   "$VITALEDGE_SOURCE_TOKEN); required when the source is not on loopback.")
 @click.option("--verify-key", type=click.Path(dir_okay=False),
               help="Ed25519 public key (PEM): refuse models without a valid manifest.sig.")
 @click.option("--threads", type=int, help="Interpreter threads (default 1).")
@@ -71,9 +177,11 @@ def device_group() -> None:
 @click.option("--fallback", type=click.Choice(["none", "cpu"]),
               help="cpu: run on the CPU when the delegate cannot be loaded.")
 @click.option("--log-level", default="INFO", show_default=True)
-def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead, out, fsync,
-            api_host, api_port, api_token_file, api_rate, verify_key, threads, backend,
-            delegate, fallback, log_level) -> None:
+@click.option("--json", "json_out", type=click.Path(dir_okay=False),
+              help="Write the run's summary here (JSON: counts, rates, rhythm, stages).")
+def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead, sinks, fsync,
+            api_host, api_port, api_token_file, api_rate, source_token_file, verify_key,
+            threads, backend, delegate, fallback, log_level, json_out) -> None:
     """Run the inference daemon: stream ECG in, beat events (and emotion estimates) out;
     or audio in, speech-emotion estimates out. SIGTERM drains and exits 0, SIGHUP reloads
     the model(s)."""
@@ -81,34 +189,47 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
 
     from vitaledge.device.model.manifest import ManifestError
     from vitaledge.device.model.runtime import ModelLoadError
+    from vitaledge.device.stream.progress import ProgressLine
     from vitaledge.device.stream.daemon import Daemon, DaemonConfig
     from vitaledge.device.stream.pipeline import SignalError
+    from vitaledge.device.stream.report import format_position, format_summary
     from vitaledge.device.stream.sources import SourceError
 
     logging.getLogger().setLevel(log_level.upper())
     overrides = {"model": model, "emotion_model": emotion_model,
                  "emotion_hop_s": emotion_hop_s, "source": source, "fs": fs, "speed": speed,
                  "lead": lead,
-                 "out": list(out) or None, "fsync": fsync, "api_host": api_host,
+                 "out": list(sinks) or None, "fsync": fsync, "api_host": api_host,
                  "api_port": api_port, "api_token_file": api_token_file,
-                 "api_rate": api_rate, "verify_key": verify_key,
+                 "api_rate": api_rate, "source_token_file": source_token_file,
+                 "verify_key": verify_key,
                  "threads": threads, "backend": backend,
                  "delegate": delegate, "fallback": fallback}
     try:
         cfg = (DaemonConfig.from_toml(config, **overrides) if config else
                DaemonConfig(**{k: v for k, v in overrides.items() if v is not None}))
+    except ValueError as exc:
+        raise click.ClickException(_flag_named(str(exc), overrides)) from exc
+    try:
         if not cfg.model or not cfg.source:
             raise click.UsageError("give --model and --source (or a --config that sets them)")
         daemon = Daemon(cfg)
     except (ValueError, ManifestError, ModelLoadError, SourceError, SignalError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    summary = daemon.run()
-    click.echo(json.dumps(summary), err=True)
+    with ProgressLine(enabled=None if cfg.source.startswith("replay:") else False) as line:
+        t0 = time.monotonic()
+        summary = daemon.run(progress=lambda pos: line.update(
+            format_position(pos, time.monotonic() - t0))) if line.enabled else daemon.run()
+    click.echo(format_summary(summary), err=True)
+    if json_out:
+        write_json(json_out, summary)
 
 
 @device_group.command("keygen")
-@click.option("--out", "private", required=True, type=click.Path(dir_okay=False),
-              help="Private key (PEM, written mode 0600); the public key goes to OUT.pub.")
+@click.option("--key", "private", type=click.Path(dir_okay=False),
+              help="Private key to write (PEM, mode 0600; required); the public key goes "
+                   "to KEY.pub.")
+@deprecated_alias("--out", "--key", "private", required=True, type=click.Path(dir_okay=False))
 def keygen_cmd(private) -> None:
     """Make an Ed25519 key pair for signing model manifests (convert --sign KEY)."""
     from vitaledge.device.model.signing import generate_keypair
@@ -158,8 +279,45 @@ def verify_cmd(artifacts, key) -> None:
         raise SystemExit(1)
 
 
+@device_group.command("info")
+@click.argument("artifact", type=click.Path(exists=True))
+@click.option("--key", type=click.Path(exists=True, dir_okay=False),
+              help="Ed25519 public key (PEM): check the signature with it.")
+def info_cmd(artifact, key) -> None:
+    """What an artifact is: task, inputs (shape, dtype, quantization), labels, output,
+    metrics measured at conversion, sha256 and signature status."""
+    from vitaledge.device.model.info import artifact_info, format_info
+    from vitaledge.device.model.manifest import ManifestError
+
+    try:
+        click.echo(format_info(artifact_info(artifact, key)))
+    except ManifestError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@device_group.command("status")
+@click.option("--api", "url", default="http://127.0.0.1:8787", show_default=True,
+              help="The running daemon's API (device run --api-port).")
+@click.option("--api-token-file", type=click.Path(exists=True, dir_okay=False),
+              help="File holding the API bearer token (else $VITALEDGE_API_TOKEN).")
+@click.option("--json", "as_json", is_flag=True, help="Print /health as JSON instead.")
+def status_cmd(url, api_token_file, as_json) -> None:
+    """The running daemon's /health in words: state, uptime, model, samples, events."""
+    import os
+
+    from vitaledge.device.stream.report import StatusError, fetch_health, format_health
+
+    token = (Path(api_token_file).read_text().strip() if api_token_file
+             else os.environ.get("VITALEDGE_API_TOKEN", "").strip())
+    try:
+        health = fetch_health(url, token)
+    except StatusError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(health, indent=2) if as_json else format_health(health))
+
+
 def _reliability_group():
-    from vitaledge.device.bench.reliability import reliability_group
+    from vitaledge.device.bench.reliability.cli import reliability_group
 
     return reliability_group
 
@@ -173,12 +331,21 @@ device_group.add_command(_reliability_group())
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
 def score_cmd(events, record, json_out) -> None:
     """Score daemon beat events against a record's reference annotations."""
-    from vitaledge.device.eval.score_events import format_score, load_events, score_events
+    from vitaledge.device.eval.score_events import (
+        EventsError,
+        format_score,
+        load_events,
+        score_events,
+    )
+    from vitaledge.device.io.records import RecordError
 
-    s = score_events(load_events(events), record)
+    try:
+        s = score_events(load_events(events), record)
+    except (EventsError, RecordError) as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(format_score(s))
     if json_out:
-        Path(json_out).write_text(json.dumps(s, indent=2) + "\n")
+        write_json(json_out, s)
 
 
 class _BenchGroup(click.Group):
@@ -198,22 +365,41 @@ def bench_group() -> None:
 
 
 @bench_group.command("detector")
-@click.option("--records", "directory", required=True,
-              type=click.Path(exists=True, file_okay=False), help="WFDB records with .atr.")
+@click.option("--data", "directory", type=click.Path(exists=True, file_okay=False),
+              help="Directory of WFDB records with .atr (required).")
+@click.option("--records", help="Comma-separated record names within --data (default: all).")
+@records_dir_alias(data_dest="directory")
 @click.option("--no-xqrs", is_flag=True, help="Skip the wfdb XQRS comparison.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
-def bench_detector_cmd(directory, no_xqrs, json_out) -> None:
+def bench_detector_cmd(directory, records, no_xqrs, json_out) -> None:
     """R-peak detection Se / +P per record: vitaledge's streaming detector vs wfdb XQRS."""
     from vitaledge.device.bench.detector import bench_detector, format_table
+    from vitaledge.device.stream.progress import ProgressLine
 
-    res = bench_detector(directory, with_xqrs=not no_xqrs)
+    if not directory:
+        raise click.UsageError("Missing option '--data'.")
+    try:
+        with ProgressLine() as line:
+            res = bench_detector(directory, with_xqrs=not no_xqrs, names=csv_list(records),
+                                 progress=line.counter("record"))
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(format_table(res))
     if json_out:
-        Path(json_out).write_text(json.dumps(res, indent=2) + "\n")
+        write_json(json_out, res)
 
 
-def _ints(value: str) -> list[int]:
-    return [int(v) for v in value.split(",") if v.strip()]
+def _ints(value: str, option: str, low: int = 1) -> list[int]:
+    """A comma list of integers >= ``low``; anything else is a usage error naming
+    ``option``."""
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < low:
+        raise click.BadParameter(f"{value!r}: expected a comma list of integers >= {low}, "
+                                 "e.g. 1,2,4", param_hint=f"'{option}'")
+    return out
 
 
 @bench_group.command("run")
@@ -222,9 +408,10 @@ def _ints(value: str) -> list[int]:
 @click.option("--delegate", "delegates", default="xnnpack", show_default=True,
               help="Comma list of xnnpack, none, edgetpu, gpu.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Comma list.")
-@click.option("--warmup", type=int, default=50, show_default=True)
-@click.option("--runs", type=int, help="Timed runs (default: as many as --min-seconds allows).")
-@click.option("--min-seconds", type=float, default=2.0, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=50, show_default=True)
+@click.option("--runs", type=click.IntRange(min=1),
+              help="Timed runs (default: as many as --min-seconds allows).")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True)
 @click.option("--data", type=click.Path(exists=True),
               help="heldout.npz from convert (the run's held-out beats) or a WFDB "
                    "directory: real inputs, and accuracy / macro F1 per row.")
@@ -241,17 +428,24 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
     delegate x threads x batch."""
     from vitaledge.device.bench.latency import format_table as fmt
     from vitaledge.device.bench.latency import run_bench, save
+    from vitaledge.device.stream.progress import ProgressLine
 
+    thread_list, batch_list = _ints(threads, "--threads"), _ints(batches, "--batch")
+    cpus = _ints(pin, "--pin", low=0) if pin else None
     try:
-        res = run_bench([Path(a) for a in artifacts], _ints(threads),
-                        [d.strip() for d in delegates.split(",")], _ints(batches), warmup,
-                        runs, min_seconds, data, backend, keras_runs=list(keras_runs),
-                        pin=_ints(pin) if pin else None)
-    except ValueError as exc:
+        with ProgressLine() as line:
+            res = run_bench([Path(a) for a in artifacts], thread_list,
+                            [d.strip() for d in delegates.split(",")], batch_list, warmup,
+                            runs, min_seconds, data, backend, keras_runs=list(keras_runs),
+                            pin=cpus, progress=line.counter("timing"))
+    except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(fmt(res.to_dict()))
     if out:
-        save(res, Path(out))
+        try:
+            save(res, Path(out))
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {out}: {exc}") from exc
         click.echo(f"saved to {out}/bench.json, bench.csv, bench.md, bench.txt")
 
 
@@ -271,17 +465,27 @@ def bench_compare_cmd(results) -> None:
 
 @bench_group.command("stream")
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False))
-@click.option("--records", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--record-list", help="Comma-separated record names (default: all).")
+@click.option("--data", type=click.Path(exists=True, file_okay=False),
+              help="Directory of WFDB records (required).")
+@click.option("--records", help="Comma-separated record names (default: all).")
+@records_dir_alias()
+@deprecated_alias("--record-list", "--records", "records")
 @click.option("--chunk", "chunk_s", type=float, default=0.1, show_default=True,
               help="Seconds of signal per pipeline call.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
-def bench_stream_cmd(artifact, records, record_list, chunk_s, json_out) -> None:
+def bench_stream_cmd(artifact, data, records, chunk_s, json_out) -> None:
     """Streaming end to end: decision latency, real-time factor, streams per core."""
     from vitaledge.device.bench.stream import bench_stream, format_stream
+    from vitaledge.device.stream.progress import ProgressLine
 
-    names = [r.strip() for r in record_list.split(",")] if record_list else None
-    res = bench_stream(artifact, records, chunk_s, names)
+    if not data:
+        raise click.UsageError("Missing option '--data'.")
+    try:
+        with ProgressLine() as line:
+            res = bench_stream(artifact, data, chunk_s, csv_list(records),
+                               progress=line.counter("record"))
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(format_stream(res))
     if json_out:
-        Path(json_out).write_text(json.dumps(res, indent=2) + "\n")
+        write_json(json_out, res)

@@ -13,6 +13,8 @@ import termios
 import time
 import tty
 
+from vitaledge.device.stream.auth import handshake_line
+
 
 class PortError(OSError):
     """The port cannot be opened or the peer never came."""
@@ -93,10 +95,12 @@ class PtyPort:
 
 
 class TcpPort:
-    """A TCP client of the daemon's ``frames+tcp:HOST:PORT`` source."""
+    """A TCP client of the daemon's ``frames+tcp:HOST:PORT`` source; with a ``token`` it
+    sends the handshake line (``AUTH <token>``, docs/protocol.md) on every connection."""
 
-    def __init__(self, host: str, port: int, connect_timeout: float = 10.0):
+    def __init__(self, host: str, port: int, connect_timeout: float = 10.0, token: str = ""):
         self.host, self.port = host, port
+        self.token = token
         self.path = f"tcp:{host}:{port}"
         self.connect_timeout = connect_timeout
         self.sock: socket.socket | None = None
@@ -112,6 +116,8 @@ class TcpPort:
         while True:
             try:
                 self.sock = socket.create_connection((self.host, self.port), timeout=2.0)
+                if self.token:
+                    self.sock.sendall(handshake_line(self.token))
                 return
             except OSError as exc:
                 if time.monotonic() > deadline:
@@ -143,12 +149,12 @@ class TcpPort:
             self.sock = None
 
 
-def open_port(spec: str) -> PtyPort | TcpPort:
-    """``pty`` or ``tcp:HOST:PORT``."""
+def open_port(spec: str, token: str = "") -> PtyPort | TcpPort:
+    """``pty`` or ``tcp:HOST:PORT`` (``token``: what a TCP port sends first)."""
     if spec == "pty":
         return PtyPort()
     kind, _, rest = spec.partition(":")
     host, _, port = rest.rpartition(":")
     if kind != "tcp" or not host or not port.isdigit():
         raise ValueError(f"port {spec!r}: expected pty or tcp:HOST:PORT")
-    return TcpPort(host, int(port))
+    return TcpPort(host, int(port), token=token)

@@ -16,8 +16,10 @@ def bench_result(converted, tmp_path_factory):
     from vitaledge.device.bench.latency import run_bench, save
 
     out, _ = converted
+    # the held-out beats convert saved beside the artifacts (bench's own default when no data
+    # is given comes from the root CLI's simulated patient, which a library caller lacks)
     res = run_bench([out / "cpu-int8", out / "cpu-fp32"], threads=[1], delegates=["xnnpack"],
-                    batches=[1, 8], warmup=20, runs=300)
+                    batches=[1, 8], warmup=20, runs=300, data=str(out / "heldout.npz"))
     d = tmp_path_factory.mktemp("bench")
     save(res, d)
     return res, d

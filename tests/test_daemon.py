@@ -54,7 +54,8 @@ def test_sigterm_drains_flushes_and_exits_zero(converted, synth_dir, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "vitaledge.cli", "device", "run", "--model",
          str(out / "cpu-int8"), "--source", f"replay:{synth_dir / 's002'}", "--speed", "20",
-         "--out", str(ev), "--api-port", str(port)],
+         "--sink", str(ev), "--api-port", str(port),
+         "--json", str(tmp_path / "sum.json")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
@@ -72,6 +73,13 @@ def test_sigterm_drains_flushes_and_exits_zero(converted, synth_dir, tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             metrics = r.read().decode()
         assert "vitaledge_samples_total" in metrics and "vitaledge_beats_total" in metrics
+        # named for what they measure; no *_created clutter
+        assert "vitaledge_pipeline_seconds_count" in metrics
+        assert "vitaledge_inference_seconds" not in metrics and "_created" not in metrics
+        assert f'vitaledge_events_written_total{{sink="{ev}"}}' in metrics
+        assert 'vitaledge_model_info{role="main"' in metrics and "process_resident" in metrics
+        assert 'vitaledge_signal_fault_samples_total{kind="lead_off"}' in metrics
+        assert "vitaledge_dropped_samples_total 0.0" in metrics
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/events?since=5&limit=3",
                                     timeout=2) as r:
             got = json.loads(r.read())["events"]
@@ -82,7 +90,9 @@ def test_sigterm_drains_flushes_and_exits_zero(converted, synth_dir, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err[-2000:]
-    summary = json.loads(err.strip().splitlines()[-1])
+    summary = json.loads((tmp_path / "sum.json").read_text())
+    # stderr ends with the summary in words, not a JSON blob
+    assert " beat events" in err and "of signal" in err and f"→ {ev}" in err
     lines = ev.read_text().splitlines()
     assert len(lines) == summary["events"] >= 20
     assert all(json.loads(x)["seq"] == i + 1 for i, x in enumerate(lines))

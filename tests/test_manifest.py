@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from vitaledge.device.dsp.rr import RRSpec
 from vitaledge.device.dsp.windows import WindowSpec
 from vitaledge.device.inputs import emotion_ecg
 from vitaledge.device.inputs import multimodal as mm
@@ -72,11 +73,34 @@ def test_invalid_manifests_name_the_field(mutate, message):
 def test_version_1_reads_as_one_input_and_version_2_carries_extra_inputs():
     v1 = Manifest.from_dict(copy.deepcopy(VALID))
     assert v1.extra_inputs == [] and [t.name for t in v1.inputs] == ["x"]
-    face = {"name": "face", "shape": [1, 48, 48, 1], "dtype": "float32", "quantization": None}
-    v2 = Manifest.from_dict({**copy.deepcopy(VALID), "schema_version": 2,
-                             "extra_inputs": [face]})
-    assert [t.name for t in v2.inputs] == ["x", "face"]
+    two = copy.deepcopy(VALID)
+    two["input"]["name"] = "serving_default_beat:0"
+    two["signal"]["rr"] = RRSpec().to_dict()
+    rr = {"name": "serving_default_rr:0", "shape": [1, 7], "dtype": "float32",
+          "quantization": None}
+    v2 = Manifest.from_dict({**two, "schema_version": 2, "extra_inputs": [rr]})
+    assert [t.name for t in v2.inputs] == ["serving_default_beat:0", "serving_default_rr:0"]
     assert Manifest.from_dict(json.loads(json.dumps(v2.to_dict()))) == v2
+
+
+def test_a_beat_model_with_rr_features_needs_both_inputs():
+    """The multi-input manifest round-trips; a missing or misnamed input is refused."""
+    two = copy.deepcopy(VALID)
+    two["input"]["name"] = "serving_default_beat:0"
+    two["signal"]["rr"] = RRSpec().to_dict()
+    rr = {"name": "serving_default_rr:0", "shape": [1, 7], "dtype": "float32",
+          "quantization": None}
+    three = {**two, "schema_version": 3, "output_kind": "probabilities"}
+    m = Manifest.from_dict({**three, "extra_inputs": [rr]})
+    assert m.signal.rr == RRSpec() and m.signal.input_names() == ["beat", "rr"]
+    assert Manifest.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+    with pytest.raises(ManifestError, match=r"makes inputs \['beat', 'rr'\], the model has 1"):
+        Manifest.from_dict({**three, "extra_inputs": []})
+    with pytest.raises(ManifestError, match=r"the model takes \['beat', 'face'\]"):
+        Manifest.from_dict({**three, "extra_inputs": [{**rr, "name": "serving_default_face:0"}]})
+    with pytest.raises(ManifestError, match="the model has 2"):  # rr input, no rr spec
+        Manifest.from_dict({**copy.deepcopy(VALID), "schema_version": 3,
+                            "output_kind": "probabilities", "extra_inputs": [rr]})
 
 
 def test_missing_manifest_and_missing_model_file(tmp_path):

@@ -216,7 +216,7 @@ def test_systemd_unit_is_unprivileged_and_sandboxed():
 
 
 def _fake_artifact(d: Path) -> Path:
-    from vitaledge.device.bench.reliability import manifest_seed
+    from vitaledge.device.bench.reliability.corpus import manifest_seed
 
     d.mkdir()
     (d / "manifest.json").write_bytes(manifest_seed())

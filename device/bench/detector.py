@@ -4,6 +4,7 @@ scored the standard way (a detection matches a reference beat within 150 ms)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from vitaledge.device.dsp.rpeaks import detect_rpeaks
 from vitaledge.device.eval.scoring import DetectionScore, score_detections
 from vitaledge.device.io.aami import map_annotations
-from vitaledge.device.io.records import list_records, read_record
+from vitaledge.device.io.records import list_records, read_record, select_records
 
 
 def xqrs_detect(x: np.ndarray, fs: float) -> np.ndarray:
@@ -23,9 +24,15 @@ def xqrs_detect(x: np.ndarray, fs: float) -> np.ndarray:
 
 
 def bench_detector(directory: str | Path, with_xqrs: bool = True,
-                   tolerance_s: float = 0.15) -> dict:
+                   tolerance_s: float = 0.15, names: list[str] | None = None,
+                   progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Se / +P per record of ``directory`` (only ``names`` when given). ``progress`` is
+    called with (records done, records in all, the record now read)."""
     rows, totals = [], {"vitaledge": DetectionScore(0, 0, 0), "xqrs": DetectionScore(0, 0, 0)}
-    for p in list_records(directory):
+    paths = select_records(list_records(directory), names)
+    for i, p in enumerate(paths):
+        if progress is not None:
+            progress(i, len(paths), p.name)
         rec = read_record(p)
         ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
         row = {"record": rec.name, "beats": int(len(ref)), "lead": rec.lead}

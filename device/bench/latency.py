@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from vitaledge.device.bench.baselines import BASELINES, DEFAULT_INPUTS
 from vitaledge.device.dsp.windows import WindowSpec
 from vitaledge.device.eval.metrics import classification_metrics
 from vitaledge.device.io.beats import beats_from_dir
+from vitaledge.device.io.heldout import read_heldout
 from vitaledge.device.model.manifest import ManifestError, load_manifest
 from vitaledge.device.model.memory import peak_rss_mb, rss_mb
 from vitaledge.device.model.runtime import Model, ModelLoadError
@@ -85,11 +87,38 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: Instruction-set features that change inference speed, by the name /proc/cpuinfo gives
+#: them: x86 (``flags``) vector and int8 dot-product units, AMX tiles; aarch64
+#: (``Features``) dot product, int8 matrix multiply, scalable vectors.
+CPU_FEATURES = {"x86": ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni",
+                        "amx_tile", "amx_int8", "amx_bf16"),
+                "arm": ("asimd", "asimddp", "i8mm", "bf16", "sve", "sve2")}
+
+
+def cpu_features(cpuinfo: str | None = None) -> list[str]:
+    """The :data:`CPU_FEATURES` this CPU has (Linux /proc/cpuinfo; [] elsewhere), so a
+    figure says which machine it comes from. ``avx_vnni`` is what Linux calls AVX-VNNI,
+    ``asimddp`` the Arm dot-product extension."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            have = set(value.split())
+            wanted = CPU_FEATURES["x86" if key.strip() == "flags" else "arm"]
+            return [f for f in wanted if f in have]
+    return []
+
+
 def environment(backend: str | None) -> dict:
     from vitaledge.device.model.runtime import get_backend
 
     b = get_backend(backend)
-    return {"cpu": _cpu_model(), "machine": platform.machine(), "cores": os.cpu_count(),
+    return {"cpu": _cpu_model(), "cpu_features": cpu_features(),
+            "machine": platform.machine(), "cores": os.cpu_count(),
             "python": platform.python_version(), "numpy": np.__version__,
             "backend": b.name, "backend_version": b.version,
             "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -102,10 +131,10 @@ def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512,
     ``heldout.npz`` that ``vitaledge convert`` writes (the run's held-out beats); without
     data, synthetic beats."""
     if data and str(data).endswith(".npz"):
-        with np.load(data, allow_pickle=False) as z:
-            if json.loads(str(z["window"])) != spec.to_dict():
-                raise ValueError(f"{data}: windows were made with another window spec")
-            return z["X"], z["y"]
+        h = read_heldout(data)
+        if h.signal.get("window") != spec.to_dict():
+            raise ValueError(f"{data}: windows were made with another window spec")
+        return h.inputs[0], h.y
     if data:
         beats = beats_from_dir(data, spec)
         return beats.X, beats.y
@@ -123,14 +152,13 @@ def task_inputs(manifest, data: str | None, artifact: Path) -> tuple[object, np.
     if not path.exists():
         raise ValueError(f"{artifact}: a {manifest.task} model is benchmarked on the held-out "
                          f"inputs convert saves ({path} not found; give --data HELDOUT.npz)")
-    with np.load(path, allow_pickle=False) as z:
-        if json.loads(str(z["signal"])) != manifest.signal:
-            raise ValueError(f"{path}: inputs were made with another signal spec")
-        keys = [f"X_{i}" for i in range(len(manifest.inputs))]  # the manifest's input order
-        if any(k not in z.files for k in keys):
-            raise ValueError(f"{path}: expected arrays {keys}, found {z.files}")
-        xs = [z[k] for k in keys]
-        return (xs if len(xs) > 1 else xs[0]), z["y"]
+    h = read_heldout(path)
+    if h.signal != manifest.signal.to_dict():
+        raise ValueError(f"{path}: inputs were made with another signal spec")
+    if len(h.inputs) != len(manifest.inputs):  # X_i is the manifest's input i
+        raise ValueError(f"{path}: {len(h.inputs)} input arrays, the model takes "
+                         f"{len(manifest.inputs)}")
+    return h.x, h.y
 
 
 def _take(X, idx):
@@ -196,7 +224,10 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
               batches: list[int], warmup: int = 50, runs: int | None = None,
               min_seconds: float = 2.0, data: str | None = None, backend: str | None = None,
               max_drop: float = 1.0, keras_runs: list[str] | None = None,
-              pin: list[int] | None = None) -> BenchResult:
+              pin: list[int] | None = None,
+              progress: Callable[[int, int, str], None] | None = None) -> BenchResult:
+    """Every artifact x delegate x threads x batch; ``progress`` is called before each
+    with (rows done, rows in all, the row about to be timed)."""
     if pin:
         os.sched_setaffinity(0, pin)
     env = environment(backend)
@@ -205,12 +236,13 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
                                     "min_seconds": min_seconds, "data": data,
                                     "keras": keras_runs, "pinned_cpus": pin})
     inputs: dict[str, tuple] = {}
+    total, step = len(artifacts) * len(delegates) * len(threads) * len(batches), 0
     first_inputs = None  # (X, y) of the first artifact, for the Keras baseline
     for art in artifacts:
         try:
             manifest, _ = load_manifest(art)
             if manifest.task == "beat":
-                spec = WindowSpec.from_dict(manifest.signal["window"])
+                spec = manifest.signal.window
                 key = json.dumps(spec.to_dict(), sort_keys=True)
                 if key not in inputs:
                     inputs[key] = bench_inputs(spec, data)
@@ -225,6 +257,9 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
         for d in delegates:
             for th in threads:
                 for b in batches:
+                    if progress is not None:
+                        progress(step, total, f"{Path(art).name} {d} threads {th} batch {b}")
+                    step += 1
                     res.rows.append(bench_one(Path(art), d, th, b, X, y, warmup, runs,
                                               min_seconds, backend, max_drop))
     if keras_runs:
@@ -266,9 +301,16 @@ def format_table(res: dict) -> str:
         lines.append("".join(_cell(r.get(k), w, f) for k, _, w, f in COLUMNS)
                      + ("  (noisy: wide spread)" if r.get("noisy") else ""))
     env = res["environment"]
-    lines.append(f"\n{env['cpu']} · {env['cores']} cores · {env['backend']} "
-                 f"{env['backend_version']} · numpy {env['numpy']}")
+    lines.append(f"\n{env['cpu']} · {env['cores']} cores · {_features(env)} · "
+                 f"{env['backend']} {env['backend_version']} · numpy {env['numpy']}")
     return "\n".join(lines)
+
+
+def _features(env: dict) -> str:
+    """The footer's instruction-set part; results saved before it was recorded say so."""
+    if "cpu_features" not in env:
+        return "CPU features not recorded"
+    return " ".join(env["cpu_features"]) or "no AVX2/AVX-512/AMX or Arm dot-product units"
 
 
 def format_markdown(res: dict) -> str:
@@ -335,6 +377,6 @@ def compare(results: list[dict], names: list[str]) -> str:
     lines.append("")
     for n, r in zip(names, results, strict=True):
         e = r["environment"]
-        lines.append(f"{n}: {e['cpu']}, {e['cores']} cores, {e['backend']} "
+        lines.append(f"{n}: {e['cpu']}, {e['cores']} cores, {_features(e)}, {e['backend']} "
                      f"{e['backend_version']}")
     return "\n".join(lines)

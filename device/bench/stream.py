@@ -13,23 +13,27 @@ streams are independent), which is what the ``streams/core`` column states.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.io.records import list_records, read_record
+from vitaledge.device.io.records import list_records, read_record, select_records
 from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream.pipeline import BeatPipeline
 
 
 def bench_stream(artifact: str | Path, records: str | Path, chunk_s: float = 0.1,
-                 names: list[str] | None = None) -> dict:
+                 names: list[str] | None = None,
+                 progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """One row per record of ``records`` (only ``names`` when given); ``progress`` is
+    called with (records done, records in all, the record now replayed)."""
     model = Model(artifact, threads=1)
-    paths = list_records(records)
-    if names:
-        paths = [p for p in paths if p.name in names]
+    paths = select_records(list_records(records), names)
     rows = []
-    for p in paths:
+    for i, p in enumerate(paths):
+        if progress is not None:
+            progress(i, len(paths), p.name)
         rec = read_record(p, annotator=None)
         pipe = BeatPipeline(model, rec.fs)
         chunk = max(1, int(round(chunk_s * rec.fs)))

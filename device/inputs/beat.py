@@ -1,15 +1,18 @@
 """The beat classifier's signal spec: which lead, and how a beat window is cut from it.
 
-In the manifest: ``{"kind": "beat", "window": <WindowSpec dict>, "lead": "MLII"}``. The
-window convention, rate, length, filter and normalization are :class:`WindowSpec`'s
-(:mod:`vitaledge.device.dsp.windows`, the one implementation training uses too).
+In the manifest: ``{"kind": "beat", "window": <WindowSpec dict>, "lead": "MLII"}``, and for
+a model that also takes each beat's RR features (an input named ``rr``) ``"rr": <RRSpec
+dict>``. The window convention, rate, length, filter and normalization are
+:class:`WindowSpec`'s (:mod:`vitaledge.device.dsp.windows`); the RR features are
+:mod:`vitaledge.device.dsp.rr`'s: the one implementation training uses too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vitaledge.device.dsp.spec_fields import construct, read_fields, require
+from vitaledge.device.dsp.rr import RRSpec
+from vitaledge.device.dsp.spec_fields import SpecError, construct, read_fields, require
 from vitaledge.device.dsp.windows import WindowSpec
 
 KIND = "beat"
@@ -22,17 +25,37 @@ class BeatSignal:
     window: WindowSpec
     lead: str = "MLII"
     kind: str = KIND
+    rr: RRSpec | None = None
 
     def __post_init__(self) -> None:
         require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
 
+    def input_names(self) -> list[str]:
+        """The model inputs this spec makes, in the model's order."""
+        return ["beat", "rr"] if self.rr is not None else ["beat"]
+
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "window": self.window.to_dict(), "lead": self.lead}
+        d = {"kind": self.kind, "window": self.window.to_dict(), "lead": self.lead}
+        if self.rr is not None:
+            d["rr"] = self.rr.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict | BeatSignal, where: str = "signal") -> BeatSignal:
-        """From a manifest's ``signal`` dict; unknown or missing fields are errors."""
+        """From a manifest's ``signal`` dict; unknown or missing fields are errors (``rr``
+        may be absent: a window-only model)."""
         if isinstance(d, BeatSignal):
             return d
-        return construct(cls, read_fields(cls, d, where, {"window": WindowSpec.from_dict}),
-                         where)
+        if isinstance(d, dict) and "rr" not in d:
+            d = {**d, "rr": None}
+        return construct(cls, read_fields(cls, d, where, {"window": WindowSpec.from_dict,
+                                                          "rr": _read_rr}), where)
+
+
+def _read_rr(value, path: str) -> RRSpec | None:
+    if value is None:
+        return None
+    try:
+        return RRSpec.from_dict(value)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(path, str(exc).removeprefix("rr.").removeprefix("rr: ")) from None

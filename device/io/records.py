@@ -191,5 +191,20 @@ def list_records(directory: str | Path, annotator: str = "atr") -> list[Path]:
     paths = sorted(p.with_suffix("") for p in directory.glob("*.hea")
                    if p.with_suffix("." + annotator).exists())
     if not paths:
-        raise RecordError(f"{directory}: no WFDB records with .{annotator} annotations")
+        raise RecordError(f"{directory}: no WFDB records with .{annotator} annotations "
+                          f"(expected NAME.hea, NAME.dat and NAME.{annotator} files)")
     return paths
+
+
+def select_records(paths: list[Path], names: list[str] | None) -> list[Path]:
+    """``paths`` (from :func:`list_records`) restricted to ``names`` in the order given;
+    a name with no such record is a :class:`RecordError` naming it and the folder."""
+    if not names:
+        return paths
+    by_name = {p.name: p for p in paths}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        where = paths[0].parent if paths else "the record directory"
+        raise RecordError(f"{where}: no annotated record {', '.join(missing)} (it has "
+                          f"{', '.join(list(by_name)[:8])}{' ...' if len(by_name) > 8 else ''})")
+    return [by_name[n] for n in names]

@@ -212,8 +212,24 @@ class Manifest:
         if out.shape[-1] != len(d["labels"]):
             raise ManifestError(f"{where}.output.shape: last dimension {out.shape[-1]} != "
                                 f"{len(d['labels'])} labels")
+        names = getattr(signal, "input_names", None)
+        if names is not None:
+            _check_input_names(names(), [inp, *extra_inputs], where)
         return cls(**{**d, "input": inp, "output": out, "extra_inputs": extra_inputs,
                       "signal": signal})
+
+
+def _check_input_names(wanted: list[str], specs: list[TensorSpec], where: str) -> None:
+    """The model's inputs are the ones its signal spec makes (``beat``, and ``rr`` for a
+    model with RR features): a missing or extra input is refused by name."""
+    if len(specs) != len(wanted):
+        raise ManifestError(f"{where}: the signal spec makes inputs {wanted}, the model has "
+                            f"{len(specs)} ({[s.name for s in specs]})")
+    if len(specs) > 1:
+        got = sorted(input_key(s.name) for s in specs)
+        if got != sorted(wanted):
+            raise ManifestError(f"{where}: the signal spec makes inputs {wanted}, the model "
+                                f"takes {got}")
 
 
 def input_key(tensor_name: str) -> str:

@@ -9,13 +9,21 @@ constant time) or the server refuses to start; with a token set every request mu
 than :data:`MAX_URL` get 414; each client address gets ``rate`` requests per second
 (burst ``2 * rate``) and then 429; at most :data:`MAX_CLIENTS` connections are served at
 once (503 beyond), and an idle connection is closed after :data:`IDLE_TIMEOUT_S`.
+
+Slow clients (issue 13): a request must be complete (request line and headers) within
+:data:`REQUEST_TIMEOUT_S` of the moment it is awaited, however slowly its bytes trickle
+in, or the connection is closed; and when every slot is taken, a new connection evicts
+the one that has waited longest (at least :data:`EVICT_AFTER_S`) for its headers, so
+clients dribbling bytes cannot keep ``/health`` from answering. Tokens follow
+:func:`~.auth.check_token`.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
+import io
 import json
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -23,25 +31,23 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from vitaledge.device.stream.auth import check_token, is_loopback
+
 MAX_URL = 2048
 MAX_CLIENTS = 16
 IDLE_TIMEOUT_S = 5.0
+# Whole-request bound: from the moment a request is awaited to its last header byte,
+# however the bytes trickle in (a per-read timeout alone lets a client that sends one
+# byte every few seconds hold a slot for ever).
+REQUEST_TIMEOUT_S = 5.0
+# With every slot taken, a new connection evicts the one that has waited longest for its
+# request headers, if that is at least this long: legitimate clients send them at once.
+EVICT_AFTER_S = 2.0
 _TRACKED_CLIENTS = 1024  # rate-limit buckets kept (least recently seen evicted)
 
 
 class ApiSecurityError(ValueError):
     """The API configuration is unsafe (a non-loopback bind without a token)."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for a loopback address literal or ``localhost``; any other name counts as
-    reachable from the network."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class RateLimiter:
@@ -67,6 +73,29 @@ class RateLimiter:
             return ok
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The socket's bytes, each read bounded by what is left of the handler's request
+    deadline (``handler._deadline``; None once the headers are in)."""
+
+    def __init__(self, handler):
+        self.h = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        h = self.h
+        if h._deadline is not None:
+            left = h._deadline - time.monotonic()
+            if left <= 0 or h._evicted:
+                raise TimeoutError("request not complete in time")
+            h.connection.settimeout(min(left, IDLE_TIMEOUT_S))
+        n = h.connection.recv_into(buf)
+        if h._evicted:  # shut down under us to free the slot
+            raise TimeoutError("evicted while waiting for the request")
+        return n
+
+
 def make_server(host: str, port: int, health: Callable[[], dict],
                 metrics: Callable[[], bytes],
                 events: Callable[[int, int], list[dict]], token: str = "",
@@ -76,20 +105,67 @@ def make_server(host: str, port: int, health: Callable[[], dict],
         raise ApiSecurityError(f"API bind address {host!r} is not loopback: set a bearer "
                                "token (api_token_file or VITALEDGE_API_TOKEN) or bind "
                                "127.0.0.1")
+    if token:
+        check_token(token, "API bearer token")
     expected = f"Bearer {token}".encode() if token else b""
     limiter = RateLimiter(rate)
     slots = threading.BoundedSemaphore(MAX_CLIENTS)
+    waiting: dict = {}  # handler -> when it began waiting for its current request
+    waiting_lock = threading.Lock()
+
+    def evict_slowest() -> bool:
+        """Shut down the connection longest in wait for its request headers (at least
+        EVICT_AFTER_S); True if there was one."""
+        now = time.monotonic()
+        with waiting_lock:
+            old = [(t, h) for h, t in waiting.items() if now - t >= EVICT_AFTER_S]
+            if not old:
+                return False
+            victim = min(old, key=lambda th: th[0])[1]
+            del waiting[victim]
+            victim._evicted = True
+        try:
+            victim.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        return True
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "vitaledge"
         sys_version = ""
         timeout = IDLE_TIMEOUT_S  # slow or idle clients do not hold a thread
+        _deadline: float | None = None
+        _evicted = False
 
         def log_message(self, *args):  # requests are not worth a log line each
             return
 
+        def setup(self):
+            super().setup()
+            self.rfile = io.BufferedReader(_DeadlineReader(self))
+
+        def handle_one_request(self):
+            now = time.monotonic()
+            self._deadline = now + REQUEST_TIMEOUT_S
+            with waiting_lock:
+                waiting[self] = now
+            try:
+                super().handle_one_request()
+            finally:
+                with waiting_lock:
+                    waiting.pop(self, None)
+
+        def parse_request(self) -> bool:
+            ok = super().parse_request()  # reads the headers
+            self._deadline = None
+            with waiting_lock:
+                waiting.pop(self, None)
+            self.connection.settimeout(IDLE_TIMEOUT_S)  # bounds writing the answer
+            return ok
+
         def handle(self):
-            if not slots.acquire(blocking=False):
+            if not slots.acquire(blocking=False) and not (
+                    evict_slowest() and slots.acquire(timeout=1.0)):
                 self.close_connection = True
                 try:
                     self.wfile.write(b"HTTP/1.0 503 Service Unavailable\r\n"
@@ -99,6 +175,8 @@ def make_server(host: str, port: int, health: Callable[[], dict],
                 return
             try:
                 super().handle()
+            except OSError:  # the client went away (or was evicted) mid-answer
+                self.close_connection = True
             finally:
                 slots.release()
 
@@ -166,7 +244,13 @@ def make_server(host: str, port: int, health: Callable[[], dict],
                 self._json(404, {"error": f"no such endpoint {url.path[:80]!r}",
                                  "endpoints": ["/health", "/metrics", "/events?since=SEQ"]})
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return _Server((host, port), Handler)
+
+
+class _Server(ThreadingHTTPServer):
+    # A burst of connections waits in the kernel's queue instead of having its SYNs
+    # dropped (retried after 1 s) behind http.server's default backlog of 5.
+    request_queue_size = 64
 
 
 def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:

@@ -7,6 +7,21 @@ Operation:
 * the worker classifies, numbers events (``seq``), writes them to every sink, keeps the
   most recent ones for ``/events``;
 * SIGTERM/SIGINT: stop reading, drain the queue, flush the pipeline and sinks, exit 0;
+  a worker still busy after STOP_GRACE_S is abandoned (what it had not written is lost,
+  counted as ``abandoned_chunks``) so that a stop is always prompt;
+* failures are loud: when the pipeline thread dies or the source raises, a
+  ``pipeline_error``/``source_error`` status event is written, the run stops and
+  :meth:`Daemon.run` raises :class:`DaemonFailure` (``device run`` exits 1, so systemd's
+  ``Restart=on-failure`` fires); so does a sink that still holds unwritten events at the end;
+* a failing sink is isolated (:class:`~.sinks.GuardedSink`): the others get every event, it
+  is retried with backoff, reported (``sink_error``/``sink_recovered`` status events on the
+  healthy sinks, ``vitaledge_sink_errors_total{sink=...}``) and ``/health`` is
+  ``degraded`` while it fails;
+* beats that stop while the signal is present are reported (``no_beats``, then
+  ``beats_resumed``; :mod:`.beat_watch`), ``/health`` is ``degraded`` meanwhile and
+  ``vitaledge_seconds_since_last_beat`` says how long;
+* every event carries ``seq`` and the ``run`` it belongs to; a sink file that already
+  holds events is refused unless ``append`` is set;
 * SIGHUP: load the model again from its artifact directory; a model that fails to load or
   does not fit the running pipeline is refused and the old one keeps serving.
 """
@@ -15,28 +30,58 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
+import secrets
 import signal
+import socket
 import threading
 import time
+import types
+import typing
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitaledge.device.dsp.signal_quality import Change, Fault, SignalMonitor
-from vitaledge.device.io.sessions import FaceFrame
 from vitaledge.device.model.manifest import ManifestError
 from vitaledge.device.model.memory import rss_mb
 from vitaledge.device.model.runtime import Model, ModelLoadError
-from vitaledge.device.stream.pipeline import BeatPipeline, SignalError
-from vitaledge.device.stream.protocol import Gap, StatusEvent
-from vitaledge.device.stream.sinks import open_sink
-from vitaledge.device.stream.sources import Source, open_source
-from vitaledge.device.stream.stages import FanOut, stage_for
+from vitaledge.device.stream import events as event
+from vitaledge.device.stream.auth import load_token
+from vitaledge.device.stream.beat_watch import NO_BEATS_S, BeatWatch
+from vitaledge.device.stream.pipeline import SignalError
+from vitaledge.device.stream.protocol import Gap
+from vitaledge.device.stream.queue_items import (
+    DeviceStatus,
+    Dropped,
+    EndOfStream,
+    FaceItem,
+    QueueItem,
+    Samples,
+    WireGap,
+    from_source,
+)
+from vitaledge.device.stream.sinks import GuardedSink, open_sink
+from vitaledge.device.stream.sources import Source, check_source_safety, open_source
+from vitaledge.device.stream.stages import FanOut, Stage, stage_for
 
 log = logging.getLogger("vitaledge.daemon")
 NO_SIGNAL_S = 5.0  # a live source silent this long gets a no_signal status event
 RATE_WINDOW_S = 30.0  # a live source's arrival rate is measured over this much wall time
+STOP_GRACE_S = 1.5  # after a stop request the worker gets this long to drain, then is left
+#: What each model option takes (manifest tasks); the main model any task with a stage,
+#: but a beat model when an emotion model runs beside it.
+EMOTION_MODEL_TASKS = ("emotion-ecg",)
+
+
+class DaemonFailure(RuntimeError):
+    """The run failed (pipeline thread died, source raised, a sink lost events); the
+    message says what, ``summary`` holds the run's summary."""
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary or {}
 
 
 @dataclass
@@ -48,7 +93,7 @@ class DaemonConfig:
     emotion_hop_s: float = 0.0
     source: str = ""
     fs: float | None = None
-    speed: str = "max"
+    speed: str | float = "max"
     lead: str = "MLII"
     out: list[str] = field(default_factory=lambda: ["stdout"])
     fsync: str = "batch"
@@ -58,6 +103,9 @@ class DaemonConfig:
     # a non-loopback api_host. Never a config value or a flag: those end up in ps and logs.
     api_token_file: str = ""
     api_rate: float = 20.0  # requests per second per client (burst twice that)
+    # Token a tcp/frames+tcp source's clients must send first (or $VITALEDGE_SOURCE_TOKEN);
+    # required when the source listens off loopback (docs/protocol.md, "Authentication").
+    source_token_file: str = ""
     # Ed25519 public key (PEM): when set, only models whose manifest carries a valid
     # signature by this key load (device/model/signing.py).
     verify_key: str = ""
@@ -68,6 +116,10 @@ class DaemonConfig:
     queue_chunks: int = 256
     keep_events: int = 10_000
     max_jsonl_bytes: int = 50_000_000
+    # Add this run's events to sink files that already hold events (else refused).
+    append: bool = False
+    # Seconds of present signal without a beat before a no_beats status event.
+    no_beats_s: float = NO_BEATS_S
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides) -> DaemonConfig:
@@ -81,79 +133,239 @@ class DaemonConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        hints = typing.get_type_hints(cls)
+        for key, value in data.items():
+            if not _type_ok(value, hints[key]):
+                raise ValueError(f"{path}: {key} = {value!r}: expected "
+                                 f"{_expected(key, hints[key])}")
+        try:
+            cls(**data)  # the file's own values, checked before flags are merged in
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
 
+    def __post_init__(self) -> None:
+        """Values a type cannot express; each message names the key and what it takes."""
+        speed = self.speed
+        if not (isinstance(speed, str) and speed == "max"):
+            try:
+                factor = float(speed)
+            except (TypeError, ValueError):
+                factor = math.nan
+            if not (math.isfinite(factor) and factor > 0):
+                raise ValueError(f"speed {speed!r}: expected 'max' or a factor of real "
+                                 "time > 0 (1 = real time)")
+        if self.fs is not None and not (math.isfinite(self.fs) and self.fs > 0):
+            raise ValueError(f"fs {self.fs!r}: expected a sample rate > 0 Hz")
+        for key, low in (("threads", 1), ("queue_chunks", 1), ("keep_events", 1),
+                         ("max_jsonl_bytes", 1)):
+            if getattr(self, key) < low:
+                raise ValueError(f"{key} {getattr(self, key)!r}: expected an integer >= {low}")
+        if not 0 <= self.api_port <= 65535:
+            raise ValueError(f"api_port {self.api_port!r}: expected 0 (no API) to 65535")
+        for key in ("emotion_hop_s", "api_rate"):
+            v = getattr(self, key)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{key} {v!r}: expected a number >= 0")
+        if not (math.isfinite(self.no_beats_s) and self.no_beats_s > 0):
+            raise ValueError(f"no_beats_s {self.no_beats_s!r}: expected seconds > 0")
+
+
+def _type_ok(value, hint) -> bool:
+    """Whether a config value (as TOML gives it) has the field's type; an int is a float,
+    a bool is not a number."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool):
+        return hint is bool
+    if hint is float:
+        return isinstance(value, int | float)
+    return isinstance(value, hint)
+
+
+def _expected(key: str, hint) -> str:
+    """What a config key takes, in words (with the fix for the common mistakes)."""
+    if typing.get_origin(hint) is list:
+        return f'a list of strings, e.g. {key} = ["events.jsonl"]'
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    args = [h for h in (typing.get_args(hint) or (hint,)) if h is not type(None)]
+    return " or ".join(names.get(h, getattr(h, "__name__", str(h))) for h in args)
+
 
 def api_token(cfg: DaemonConfig) -> str:
-    """The API bearer token: ``api_token_file``'s first line, else $VITALEDGE_API_TOKEN."""
-    import os
+    """The API bearer token: ``api_token_file``'s content, else $VITALEDGE_API_TOKEN
+    (either one held to :func:`~.auth.check_token`)."""
+    return load_token(cfg.api_token_file, "VITALEDGE_API_TOKEN", "api_token_file")
 
-    if cfg.api_token_file:
-        try:
-            token = Path(cfg.api_token_file).read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"api_token_file {cfg.api_token_file}: {exc}") from exc
-        if len(token) < 16:
-            raise ValueError(f"api_token_file {cfg.api_token_file}: token shorter than 16 "
-                             "characters")
-        return token
-    return os.environ.get("VITALEDGE_API_TOKEN", "").strip()
+
+def source_token(cfg: DaemonConfig) -> str:
+    """The token a listening source's clients send first: ``source_token_file``'s
+    content, else $VITALEDGE_SOURCE_TOKEN (the same rule as the API's)."""
+    return load_token(cfg.source_token_file, "VITALEDGE_SOURCE_TOKEN", "source_token_file")
+
+
+def api_bind_error(host: str, port: int, exc: OSError) -> str:
+    """One line on why the API could not listen on ``host:port``."""
+    import errno
+
+    where = f"API port {port} on {host}"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"{where} is already in use (another daemon or program listens there): "
+                "choose another api_port / --api-port, or 0 for no API")
+    if exc.errno == errno.EACCES:
+        return f"{where}: permission denied (ports below 1024 need privileges)"
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return f"{where}: no such local address (api_host / --api-host)"
+    return f"{where}: cannot listen: {exc.strerror or exc}"
 
 
 class Daemon:
     def __init__(self, cfg: DaemonConfig):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
         self.t_start = time.monotonic()
         self.cfg = cfg
-        token = api_token(cfg) if cfg.api_port else ""
-        if cfg.api_port:  # refuse an unsafe API before loading anything
-            from vitaledge.device.stream.api import ApiSecurityError, is_loopback
+        token = self._check_api_safety()  # refuse an unsafe API before loading anything
+        self._source_token = source_token(cfg)  # and an unauthenticated open listener
+        check_source_safety(cfg.source, self._source_token)
+        self._load_models()
+        self._open_source()
+        self._build_pipeline()
+        self._reset_stream_watch()
+        self._open_sinks()
+        self._refuse_slow_source()
+        self._make_queue()
+        self._make_metrics()
+        self._start_api(token)
+        self._log_ready()
 
-            if not is_loopback(cfg.api_host) and not token:
-                raise ApiSecurityError(f"api_host {cfg.api_host!r} is not loopback: a bearer "
-                                       "token is required (api_token_file or "
-                                       "VITALEDGE_API_TOKEN)")
+    # -- start-up steps ------------------------------------------------------------------
+    def _check_api_safety(self) -> str:
+        """The API's bearer token ("" without API or token); a non-loopback API needs one."""
+        cfg = self.cfg
+        if not cfg.api_port:
+            return ""
+        from vitaledge.device.stream.api import ApiSecurityError, is_loopback
+
+        token = api_token(cfg)
+        if not is_loopback(cfg.api_host) and not token:
+            raise ApiSecurityError(f"api_host {cfg.api_host!r} is not loopback: a bearer "
+                                   "token is required (api_token_file or "
+                                   "VITALEDGE_API_TOKEN)")
+        return token
+
+    def _load_models(self) -> None:
+        """The main model and, when configured, the emotion model on the same stream."""
+        from vitaledge.device.stream.stages import STAGES
+
         self.model = self._load_model()
-        models = [self.model] + ([self._load_model(cfg.emotion_model)] if cfg.emotion_model
-                                 else [])
-        self.source: Source = open_source(cfg.source, cfg.fs, cfg.speed, cfg.lead)
+        main_tasks = ("beat",) if self.cfg.emotion_model else tuple(STAGES)
+        check_task("--model (model)", self.cfg.model, self.model, main_tasks)
+        self._models = [self.model]
+        if self.cfg.emotion_model:
+            emotion = self._load_model(self.cfg.emotion_model)
+            check_task("--emotion-model (emotion_model)", self.cfg.emotion_model, emotion,
+                       EMOTION_MODEL_TASKS)
+            self._models.append(emotion)
+
+    def _open_source(self) -> None:
+        cfg = self.cfg
+        self.source: Source = open_source(cfg.source, cfg.fs, cfg.speed, cfg.lead,
+                                          token=self._source_token)
         self.live = not cfg.source.startswith("replay:")
-        hop = cfg.emotion_hop_s or None
-        self.pipeline = FanOut([stage_for(m, self.source.fs, hop) for m in models])
-        ecg = isinstance(self.pipeline.stages[0], BeatPipeline)
-        model_fs = self.model.manifest.signal.get("window", {}).get("fs") if ecg else None
-        # ECG stream faults (NaN, saturation, lead-off) are cut out and reported
-        self.monitor = SignalMonitor(self.source.fs) if ecg else None
+
+    def _build_pipeline(self) -> None:
+        """One stage per model on the source's stream; the primary stage decides whether
+        stream faults are cut out by a signal monitor first."""
+        hop = self.cfg.emotion_hop_s or None
+        self.pipeline = FanOut([stage_for(m, self.source.fs, hop) for m in self._models])
+        primary: Stage = self.pipeline.primary
+        # stream faults (NaN, saturation, lead-off) are cut out and reported
+        self.monitor = SignalMonitor(self.source.fs) if primary.wants_signal_monitor else None
+        self.beat_watch = (BeatWatch(self.source.fs, self.cfg.no_beats_s)
+                           if primary.task == "beat" else None)
+
+    def _reset_stream_watch(self) -> None:
+        """Bookkeeping of a live source's silences, arrival rate and drops."""
         self._last_data: float | None = None
         self._silent = False
         self._arrived = 0  # samples that reached the worker (drops are added apart)
         self._rate_t0: float | None = None
         self._rate_n0 = 0
         self._rate_bad = False
-        self.sinks = [open_sink(s, cfg.fsync, cfg.max_jsonl_bytes) for s in cfg.out]
-        self.seq = max((s.last_seq() for s in self.sinks), default=0)
-        if model_fs and self.source.fs < float(model_fs):  # reported in the sinks, refused
-            msg = (f"source {self.source.name} is {self.source.fs:g} Hz, below the "
-                   f"{float(model_fs):g} Hz the model's windows are made at (manifest "
-                   "signal.window.fs): upsampling cannot restore it")
-            self.seq += 1
+        self._missing = 0  # samples dropped since the last chunk that got through
+        self.dropped_chunks = 0
+        self.dropped_samples = 0
+
+    def _open_sinks(self) -> None:
+        """Every sink, guarded (a failing one is retried, never stops the others); a file
+        already holding events only with ``append``. Numbering continues after the last
+        ``seq`` any of them holds; this run's events carry ``run`` = :attr:`run_id`."""
+        cfg = self.cfg
+        self.sinks: list[GuardedSink] = []
+        try:
+            for spec in cfg.out:
+                sink = open_sink(spec, cfg.fsync, cfg.max_jsonl_bytes, cfg.append)
+                self.sinks.append(GuardedSink(spec, sink, lambda spec=spec: open_sink(
+                    spec, cfg.fsync, cfg.max_jsonl_bytes, append=True)))
+        except Exception:
             for s in self.sinks:
-                s.write([{"type": "status", "status": "sample_rate_mismatch", "time": 0.0,
-                          "source_fs": self.source.fs, "model_fs": float(model_fs),
-                          "error": msg, "seq": self.seq}])
                 s.close()
             self.source.stop()
-            raise SignalError(msg)
-        self.q: queue.Queue = queue.Queue(maxsize=cfg.queue_chunks)
-        self.recent: deque[dict] = deque(maxlen=cfg.keep_events)
+            raise
+        self.seq = max((s.last_seq() for s in self.sinks), default=0)
+        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + \
+            secrets.token_hex(3)
+
+    def _refuse_slow_source(self) -> None:
+        """A source slower than the model's windows is reported in the sinks, then refused."""
+        model_fs = self.pipeline.primary.min_source_fs
+        if not model_fs or self.source.fs >= float(model_fs):
+            return
+        msg = (f"source {self.source.name} is {self.source.fs:g} Hz, below the "
+               f"{float(model_fs):g} Hz the model's windows are made at (manifest "
+               "signal.window.fs): upsampling cannot restore it")
+        self.seq += 1
+        for s in self.sinks:
+            s.write([{**event.sample_rate_mismatch(self.source.fs, float(model_fs), msg),
+                      "seq": self.seq}])
+            s.close()
+        self.source.stop()
+        raise SignalError(msg)
+
+    def _make_queue(self) -> None:
+        """The bounded queue between the threads, the events kept for ``/events``, and
+        the flags the threads stop on."""
+        self.q: queue.Queue[QueueItem] = queue.Queue(maxsize=self.cfg.queue_chunks)
+        self.recent: deque[dict] = deque(maxlen=self.cfg.keep_events)
         self.stop = threading.Event()
         self.source_done = threading.Event()
         self.reader_exited = threading.Event()
-        self._missing = 0  # samples dropped since the last chunk that got through
         self.lock = threading.Lock()
+        self.sink_lock = threading.Lock()  # one writer at a time; held while closing
+        self.abandoned = threading.Event()  # the worker overran STOP_GRACE_S: write nothing
+        self.failure: str | None = None
+        self._source_error: str | None = None
+
+    def _make_metrics(self) -> None:
+        """The /metrics registry (names and meanings: docs/metrics.md)."""
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            ProcessCollector,
+            disable_created_metrics,
+        )
+
+        disable_created_metrics()  # no ``*_created`` series beside every counter
         self.reg = CollectorRegistry()
+        self.emitted: dict[str, int] = {}  # events of this run per type, for the summary
         self.m_samples = Counter("vitaledge_samples", "Samples received", registry=self.reg)
         self.m_beats = Counter("vitaledge_beats", "Beats classified", ["cls"],
                                registry=self.reg)
@@ -163,27 +375,60 @@ class Daemon:
                                  registry=self.reg)
         self.m_reloads = Counter("vitaledge_model_reloads", "Model reloads", ["result"],
                                  registry=self.reg)
-        self.m_latency = Histogram("vitaledge_inference_seconds",
-                                   "Pipeline time per chunk (filter, detect, classify)",
+        # the whole pipeline per queue item, not the model alone (was
+        # vitaledge_inference_seconds until 0.x; renamed for what it measures)
+        self.m_latency = Histogram("vitaledge_pipeline_seconds",
+                                   "Wall time per queue item through the pipeline: signal "
+                                   "monitor, filter, R-peak detection, windows and model "
+                                   "inference of every stage",
                                    buckets=(1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1),
                                    registry=self.reg)
         self.m_queue = Gauge("vitaledge_queue_chunks", "Chunks waiting", registry=self.reg)
         self.m_queue.set_function(self.q.qsize)
-        self.dropped_chunks = 0
-        self.dropped_samples = 0
+        self.m_written = Counter("vitaledge_events_written", "Events written, per sink",
+                                 ["sink"], registry=self.reg)
+        self.m_sink_errors = Counter("vitaledge_sink_errors", "Failed writes per sink (the "
+                                     "sink is retried with backoff)", ["sink"],
+                                     registry=self.reg)
+        if self.beat_watch is not None:
+            g = Gauge("vitaledge_seconds_since_last_beat", "Stream seconds since the last "
+                      "beat event (since the start before the first)", registry=self.reg)
+            g.set_function(lambda: self.beat_watch.seconds_since_last_beat(
+                self.pipeline.samples_in))
+        self.m_model = Gauge("vitaledge_model_info", "The model(s) serving (value 1)",
+                             ["role", "task", "sha256"], registry=self.reg)
+        self._set_model_info()
+        ProcessCollector(registry=self.reg)  # process_resident_memory_bytes, CPU, fds
+        self.reg.register(_StreamCollector(self))
+
+    def _set_model_info(self) -> None:
+        self.m_model.clear()
+        for role, m in zip(("main", "emotion"), self._models, strict=False):
+            self.m_model.labels(role, m.manifest.task, m.manifest.sha256).set(1)
+
+    def _start_api(self, token: str) -> None:
         self.api = None
-        if cfg.api_port:
+        if self.cfg.api_port:
             from vitaledge.device.stream.api import make_server, serve_in_thread
 
-            self.api = make_server(cfg.api_host, cfg.api_port, self.health, self.metrics,
-                                   self.events_since, token=token,
-                                   rate=cfg.api_rate)
+            try:
+                self.api = make_server(self.cfg.api_host, self.cfg.api_port, self.health,
+                                       self.metrics, self.events_since, token=token,
+                                       rate=self.cfg.api_rate)
+            except OSError as exc:
+                for s in self.sinks:  # nothing written yet; leave the files as they were
+                    s.close()
+                self.source.stop()
+                raise ValueError(api_bind_error(self.cfg.api_host, self.cfg.api_port,
+                                                exc)) from exc
             serve_in_thread(self.api)
+
+    def _log_ready(self) -> None:
         self.ready_s = time.monotonic() - self.t_start
         log.info(json.dumps({"event": "ready", "seconds": round(self.ready_s, 3),
-                             "rss_mb": round(rss_mb(), 1), "model": cfg.model,
+                             "rss_mb": round(rss_mb(), 1), "model": self.cfg.model,
                              "source": self.source.name, "fs": self.source.fs,
-                             "api": f"{cfg.api_host}:{self.api.server_address[1]}"
+                             "api": f"{self.cfg.api_host}:{self.api.server_address[1]}"
                              if self.api else None}))
 
     def _load_model(self, path: str | None = None) -> Model:
@@ -192,11 +437,21 @@ class Daemon:
                      verify_key=self.cfg.verify_key or None)
 
     # -- API callbacks -------------------------------------------------------------------
+    def degraded(self) -> list[str]:
+        """Why the daemon is not fully working: a pause without beats, failing sinks."""
+        why = ["no_beats"] if self.beat_watch is not None and self.beat_watch.active else []
+        return why + [f"sink {s.name}: {s.error}" for s in self.sinks if s.failing]
+
     def health(self) -> dict:
-        return {"status": "ok" if not self.stop.is_set() else "stopping",
+        degraded = self.degraded()
+        status = ("failed" if self.failure else "stopping" if self.stop.is_set()
+                  else "degraded" if degraded else "ok")
+        return {"status": status, "degraded": degraded, "error": self.failure,
                 "uptime_s": round(time.monotonic() - self.t_start, 1),
                 "model": self.cfg.model, "model_sha256": self.model.manifest.sha256,
-                "source": self.source.name, "samples_in": self.pipeline.samples_in,
+                "source": self.source.name, "fs": self.source.fs,
+                "samples_in": self.pipeline.samples_in,
+                "events_this_run": dict(self.emitted), "dropped_samples": self.dropped_samples,
                 "last_seq": self.seq, "rhythm": self.pipeline.stats.summary(),
                 "stages": self.pipeline.summary(), "source_stats": self.source.stats()}
 
@@ -212,52 +467,111 @@ class Daemon:
     # -- threads -------------------------------------------------------------------------
     def _read(self) -> None:
         try:
-            for chunk in self.source.chunks:
+            for raw in self.source.chunks:
                 if self.stop.is_set():
                     break
+                item = from_source(raw)
                 if self.live:
-                    try:
-                        if self._missing:
-                            self.q.put_nowait(("gap", self._missing))
-                            self._missing = 0
-                        self.q.put_nowait(chunk)
-                    except queue.Full:
-                        lost = 0 if isinstance(chunk, (Gap, StatusEvent, FaceFrame)) else len(chunk)
-                        self.m_dropped.inc()
-                        self.dropped_chunks += 1
-                        self.dropped_samples += lost
-                        # a dropped wire gap still moves the time axis
-                        self._missing += lost + (chunk.missing if isinstance(chunk, Gap) else 0)
+                    self._offer(item)
                 else:
-                    while not self.stop.is_set():
-                        try:
-                            self.q.put(chunk, timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-        except Exception as exc:  # a broken source must not kill the daemon silently
-            log.error(json.dumps({"event": "source_error", "error": str(exc)}))
+                    self._put_waiting(item)
+        except Exception as exc:  # a broken source ends the run, loudly (non-zero exit)
+            self._source_error = f"{type(exc).__name__}: {exc}"
+            log.error(json.dumps({"event": "source_error", "error": self._source_error}))
         finally:
             self.reader_exited.set()
             self.source_done.set()
 
+    def _offer(self, item: QueueItem) -> None:
+        """A live source's item: queued if there is room, else dropped and counted (the
+        samples it carried, and the time it covered, become a gap reported later)."""
+        try:
+            if self._missing:
+                self.q.put_nowait(Dropped(self._missing))
+                self._missing = 0
+            self.q.put_nowait(item)
+        except queue.Full:
+            self.m_dropped.inc()
+            self.dropped_chunks += 1
+            self.dropped_samples += item.lost_samples
+            self._missing += item.span  # a dropped wire gap still moves the time axis
+
+    def _put_waiting(self, item: QueueItem) -> None:
+        """A replay's item: wait for room (a file is never thinned) unless stopping."""
+        while not self.stop.is_set():
+            try:
+                self.q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
     def _emit(self, events: list[dict]) -> None:
         if not events:
             return
+        with self.sink_lock:
+            if self.abandoned.is_set():
+                return
+            self._number(events)
+            batch = events
+            while batch:  # a sink failing or recovering is reported on the sinks
+                batch = self._number(self._write(batch))
+                events = events + batch
+        for e in events:
+            self.emitted[e.get("type", "?")] = self.emitted.get(e.get("type", "?"), 0) + 1
+        with self.lock:
+            self.recent.extend(events)
+
+    def _number(self, events: list[dict]) -> list[dict]:
         for e in events:
             self.seq += 1
             e["seq"] = self.seq
+            e["run"] = self.run_id
             if e.get("type") == "beat":
                 self.m_beats.labels(e["class"]).inc()
             elif e.get("type") == "emotion":
                 self.m_emotions.labels(e["task"], e["class"]).inc()
+        return events
+
+    def _write(self, events: list[dict]) -> list[dict]:
+        """``events`` to every sink; the status events of sinks failing or recovering."""
+        status = []
         for s in self.sinks:
-            s.write(events)
-        with self.lock:
-            self.recent.extend(events)
+            backlog = len(s.backlog)
+            change = s.write(events)
+            if s.failing:
+                self.m_sink_errors.labels(s.name).inc(1 if change or s.errors else 0)
+            else:
+                self.m_written.labels(str(s.path)).inc(len(events))
+            if change == "failed":
+                log.error(json.dumps({"event": "sink_error", "sink": s.name,
+                                      "error": s.error}))
+                status.append(event.sink_error(self._time(self.pipeline), s.name, s.error))
+            elif change == "recovered":
+                log.info(json.dumps({"event": "sink_recovered", "sink": s.name}))
+                status.append(event.sink_recovered(self._time(self.pipeline), s.name,
+                                                   backlog + len(events)))
+        return status
 
     def _work(self) -> None:
+        """The worker thread: any exception it did not expect ends the run as a failure."""
+        try:
+            self._work_loop()
+        except Exception as exc:
+            self.failure = f"pipeline_error: {type(exc).__name__}: {exc}"
+            log.error(json.dumps({"event": "pipeline_error", "error": self.failure}))
+            self.stop.set()
+            self.source.stop()
+            self.source_done.set()
+            try:
+                self._emit([event.failure("pipeline_error", self._time(self.pipeline),
+                                          f"{type(exc).__name__}: {exc}")])
+            except Exception:  # noqa: BLE001 - the failure is already recorded
+                log.exception("could not report the pipeline error")
+
+    def _work_loop(self) -> None:
         while True:
+            if self.abandoned.is_set():
+                return
             try:
                 item = self.q.get(timeout=0.1)
             except queue.Empty:
@@ -269,46 +583,62 @@ class Daemon:
             with self.lock:
                 pipe = self.pipeline
             try:
-                if isinstance(item, tuple):
-                    events = pipe.gap(item[1])
-                    events.append({"type": "status", "status": "gap",
-                                   "time": round(pipe.samples_in / pipe.fs, 3),
-                                   "missing_samples": item[1]})
-                elif isinstance(item, Gap):
-                    events = self._source_gap(pipe, item)
-                elif isinstance(item, FaceFrame):
-                    events = pipe.face(item)
-                elif isinstance(item, StatusEvent):
-                    events = [{"type": "status", **item.info,
-                               "time": round(pipe.samples_in / pipe.fs, 3)}]
-                else:
-                    self.m_samples.inc(len(item))
-                    events = self._samples(pipe, item)
+                events = self._handle(pipe, item)
             except SignalError as exc:
-                events = [{"type": "status", "status": "signal_error", "error": str(exc)}]
+                events = [event.signal_error(str(exc))]
             self.m_latency.observe(time.perf_counter() - t)
             self._emit(events)
         # drops that no later chunk got through to report (the reader may still be
         # inside a blocking read after a stop request; it cannot add drops then)
         self.reader_exited.wait(timeout=1.0)
+        if self.abandoned.is_set():
+            return
+        self._emit(self._handle(self.pipeline, EndOfStream()))
+        if self._source_error:
+            self.failure = f"source_error: {self._source_error}"
+            self._emit([event.failure("source_error", self._time(self.pipeline),
+                                      self._source_error)])
+
+    def _handle(self, pipe: FanOut, item: QueueItem) -> list[dict]:
+        """The events one queue item makes."""
+        match item:
+            case Samples(chunk):
+                self.m_samples.inc(len(chunk))
+                return self._samples(pipe, chunk)
+            case WireGap(gap):
+                return self._source_gap(pipe, gap)
+            case FaceItem(frame):
+                return pipe.face(frame)
+            case DeviceStatus(info):
+                return [event.device_status(info, self._time(pipe))]
+            case Dropped(missing):
+                events = [*pipe.gap(missing), event.gap(self._time(pipe), missing)]
+                self._watch_gap(pipe)
+                return events
+            case EndOfStream():
+                return self._end_of_stream(pipe)
+        raise TypeError(f"not a queue item: {item!r}")
+
+    def _end_of_stream(self, pipe: FanOut) -> list[dict]:
+        """Drops no later chunk got through to report, then what the stages still hold."""
+        events = []
         if self._missing:
             n, self._missing = self._missing, 0
-            pipe = self.pipeline
-            events = pipe.gap(n)
-            events.append({"type": "status", "status": "gap",
-                           "time": round(pipe.samples_in / pipe.fs, 3), "missing_samples": n})
-            self._emit(events)
-        self._emit(self.pipeline.flush())
+            events = self._handle(pipe, Dropped(n))
+        return events + pipe.flush()
+
+    @staticmethod
+    def _time(pipe: FanOut) -> float:
+        """Where the stream is, in seconds: the time of a status event."""
+        return round(pipe.samples_in / pipe.fs, 3)
 
     def _check_silence(self) -> None:
         """A live source that stops sending for NO_SIGNAL_S is reported once."""
         if (self.live and not self._silent and self._last_data is not None
                 and time.monotonic() - self._last_data > NO_SIGNAL_S):
             self._silent = True
-            pipe = self.pipeline
-            self._emit([{"type": "status", "status": "no_signal",
-                         "time": round(pipe.samples_in / pipe.fs, 3),
-                         "silent_s": round(time.monotonic() - self._last_data, 1)}])
+            self._emit([event.no_signal(self._time(self.pipeline),
+                                        round(time.monotonic() - self._last_data, 1))])
 
     def _check_rate(self, now: float) -> list[dict]:
         """A live source whose samples arrive, over RATE_WINDOW_S, more than 25 % away
@@ -330,12 +660,10 @@ class Daemon:
             self._rate_bad, status = False, "rate_ok"
         else:
             return []
-        pipe = self.pipeline
-        return [{"type": "status", "status": status,
-                 "time": round(pipe.samples_in / pipe.fs, 3),
-                 "measured_hz": round(rate, 1), "configured_hz": self.source.fs}]
+        return [event.rate_change(status, self._time(self.pipeline), round(rate, 1),
+                                  self.source.fs)]
 
-    def _samples(self, pipe, x) -> list[dict]:
+    def _samples(self, pipe: FanOut, x) -> list[dict]:
         """Samples through the signal monitor: faulty stretches become gaps (never
         classified) with a status event where a fault starts and where it ends."""
         events: list[dict] = []
@@ -343,38 +671,46 @@ class Daemon:
         if self._silent:
             self._silent = False
             self._rate_t0 = None  # a silence is not a slow rate
-            events.append({"type": "status", "status": "signal_resumed",
-                           "time": round(pipe.samples_in / pipe.fs, 3),
-                           "silent_s": round(now - (self._last_data or now), 1)})
+            events.append(event.signal_resumed(self._time(pipe),
+                                               round(now - (self._last_data or now), 1)))
         self._last_data = now
         self._arrived += len(x)
         if self.live:
             events += self._check_rate(now)
         if self.monitor is None or getattr(x, "ndim", 1) != 1:
-            return events + pipe.process(x)
+            return events + self._present(pipe, x)
         for part in self.monitor.split(x):
             if isinstance(part, Fault):
                 events += pipe.gap(part.n)
+                self._watch_gap(pipe)
             elif isinstance(part, Change):
-                ev = {"type": "status", "status": part.kind,
-                      "time": round(pipe.samples_in / pipe.fs, 3)}
-                if part.after:
-                    ev.update(fault=part.after, fault_samples=part.samples)
-                events.append(ev)
+                events.append(event.signal_change(part.kind, self._time(pipe), part.after,
+                                                  part.samples))
             else:
-                events += pipe.process(part)
+                events += self._present(pipe, part)
         return events
 
-    def _source_gap(self, pipe: BeatPipeline, gap: Gap) -> list[dict]:
+    def _present(self, pipe: FanOut, x) -> list[dict]:
+        """Present signal through the stages, and a pause without beats reported."""
+        events = pipe.process(x)
+        if self.beat_watch is not None:
+            events += self.beat_watch.update(events, pipe.samples_in)
+        return events
+
+    def _watch_gap(self, pipe: FanOut) -> None:
+        if self.beat_watch is not None:
+            self.beat_watch.gap(pipe.samples_in)
+
+    def _source_gap(self, pipe: FanOut, gap: Gap) -> list[dict]:
         """Samples lost on the wire: a short hole is filled (the time axis and the
         detector's thresholds survive) and reported; a long one restarts detection."""
-        status = {"type": "status", "status": "gap", "reason": gap.reason,
-                  "time": round(pipe.samples_in / pipe.fs, 3), "missing_samples": gap.missing,
-                  "concealed": gap.fill is not None}
+        status = event.wire_gap(gap.reason, self._time(pipe), gap.missing, gap.fill is not None)
         if gap.fill is not None:
             self.m_samples.inc(len(gap.fill))
-            return [status, *pipe.process(gap.fill)]
-        return [*pipe.gap(gap.missing), status]
+            return [status, *self._present(pipe, gap.fill)]
+        events = [*pipe.gap(gap.missing), status]
+        self._watch_gap(pipe)
+        return events
 
     def reload(self) -> bool:
         """Hot reload: load the artifact again; swap only if it loads and fits."""
@@ -387,6 +723,8 @@ class Daemon:
                 if emotion is not None:
                     self.pipeline.swap_model(emotion)
                 self.model = model
+                self._models = [model] + ([emotion] if emotion is not None else [])
+                self._set_model_info()
         except (ManifestError, ModelLoadError, SignalError, ValueError, OSError) as exc:
             self.m_reloads.labels("refused").inc()
             log.error(json.dumps({"event": "reload_refused", "error": str(exc)}))
@@ -395,22 +733,54 @@ class Daemon:
         log.info(json.dumps({"event": "reloaded", "sha256": model.manifest.sha256}))
         return True
 
-    def run(self, install_signals: bool = True) -> dict:
+    def position(self) -> dict:
+        """Where the stream is, for a progress line: samples processed (and the source's
+        length when it is a recording), the rate, events of this run per type."""
+        return {"samples": self.pipeline.samples_in, "fs": self.source.fs,
+                "length": getattr(self.source, "length", None),
+                "events": dict(self.emitted), "source": self.source.name}
+
+    def run(self, install_signals: bool = True,
+            progress: typing.Callable[[dict], None] | None = None) -> dict:
+        """Stream until the source ends or a stop is requested; return the summary.
+        ``progress`` is called with :meth:`position` about five times a second."""
         if install_signals:
             signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
             signal.signal(signal.SIGINT, lambda *_: self.request_stop())
             signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload,
                                                                       daemon=True).start())
         reader = threading.Thread(target=self._read, name="source", daemon=True)
-        worker = threading.Thread(target=self._work, name="pipeline")
+        # a daemon thread: a worker abandoned after STOP_GRACE_S does not hold the exit
+        worker = threading.Thread(target=self._work, name="pipeline", daemon=True)
         t0 = time.perf_counter()
         reader.start()
         worker.start()
+        stop_by: float | None = None
         while worker.is_alive():
-            worker.join(timeout=0.2)
+            worker.join(timeout=0.1)
+            if progress is not None:
+                progress(self.position())
+            if self.stop.is_set() and self.failure is None:
+                stop_by = stop_by or time.monotonic() + STOP_GRACE_S
+                if time.monotonic() > stop_by:
+                    break
+        abandoned = 0
+        if worker.is_alive():  # busy past the grace time: leave it, write nothing more
+            got = self.sink_lock.acquire(timeout=0.5)  # let a batch being written finish
+            self.abandoned.set()
+            if got:
+                self.sink_lock.release()
+            abandoned = self.q.qsize() + 1
+            log.warning(json.dumps({"event": "worker_abandoned", "after_s": STOP_GRACE_S,
+                                    "chunks": abandoned}))
         wall = time.perf_counter() - t0
         for s in self.sinks:
             s.close()
+        lost = {s.name: s.stats() for s in self.sinks if s.errors}
+        if self.failure is None and any(st["unwritten"] for st in lost.values()):
+            self.failure = "; ".join(f"sink {n}: {st['unwritten']} events never written "
+                                     f"({st['error']})" for n, st in lost.items()
+                                     if st["unwritten"])
         if self.api is not None:
             self.api.shutdown()
         summary = {"event": "stopped", "samples": self.pipeline.samples_in,
@@ -418,20 +788,73 @@ class Daemon:
                    "wall_seconds": round(wall, 3),
                    "realtime_factor": round(self.pipeline.samples_in / self.source.fs
                                             / wall, 1) if wall > 0 else None,
-                   "events": self.seq, "dropped_chunks": self.dropped_chunks,
+                   "events": self.seq, "events_this_run": dict(self.emitted),
+                   "sinks": [str(getattr(s, "path", "stdout")) for s in self.sinks],
+                   "dropped_chunks": self.dropped_chunks,
                    "dropped_samples": self.dropped_samples,
                    "dropped_edge_beats": self.pipeline.dropped_edge,
                    "signal_fault_samples": self.monitor.counts if self.monitor else None,
                    "source_stats": self.source.stats(),
                    "rss_mb": round(rss_mb(), 1), "ready_seconds": round(self.ready_s, 3),
                    "rhythm": self.pipeline.stats.summary(),
-                   "stages": self.pipeline.summary()}
-        log.info(json.dumps(summary))
+                   "stages": self.pipeline.summary(),
+                   "run": self.run_id, "abandoned_chunks": abandoned, "sink_errors": lost,
+                   "error": self.failure}
+        log.info(json.dumps({k: summary[k] for k in ("event", "samples", "events",
+                                                     "wall_seconds")}))
+        log.debug(json.dumps(summary))  # whole: `device run --json FILE` writes it
+        if self.failure:
+            raise DaemonFailure(self.failure, summary)
         return summary
 
     def request_stop(self) -> None:
-        """Graceful stop: no more input; what is queued is processed and flushed."""
+        """Graceful stop: no more input; what is queued is processed and flushed, for
+        STOP_GRACE_S at most (then :meth:`run` returns without the worker)."""
         log.info(json.dumps({"event": "stopping"}))
         self.stop.set()
         self.source.stop()
         self.source_done.set()
+
+
+def check_task(option: str, path: str, model: Model, allowed: tuple[str, ...]) -> None:
+    """Refuse a model whose manifest task ``option`` does not take."""
+    task = model.manifest.task
+    if task not in allowed:
+        raise ValueError(f"{option}: {path} is a {task!r} model; tasks allowed here: "
+                         f"{', '.join(allowed)}" + (" (an emotion model runs beside a beat "
+                                                    "model)" if option.startswith("--model")
+                                                    and allowed == ("beat",) else ""))
+
+
+class _StreamCollector:
+    """Counters the daemon keeps elsewhere, read at scrape time: samples dropped on a full
+    queue, samples cut out by the signal monitor per fault, and the framed protocol's
+    errors per kind (serial and frames+tcp sources)."""
+
+    PROTOCOL_ERRORS = {"crc_errors": "crc", "header_errors": "header",
+                       "truncated": "truncated", "unknown_frames": "unknown_frame"}
+
+    def __init__(self, daemon: Daemon):
+        self.d = daemon
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        dropped = CounterMetricFamily("vitaledge_dropped_samples",
+                                      "Samples dropped on a full queue (live sources)")
+        dropped.add_metric([], self.d.dropped_samples)
+        yield dropped
+        faults = CounterMetricFamily("vitaledge_signal_fault_samples",
+                                     "Samples cut out before the pipeline: non-finite, "
+                                     "saturated, lead off", labels=["kind"])
+        for kind, n in ((self.d.monitor.counts if self.d.monitor else None) or {}).items():
+            faults.add_metric([kind], n)
+        yield faults
+        stats = self.d.source.stats() or {}
+        errors = CounterMetricFamily("vitaledge_protocol_errors",
+                                     "Framed protocol errors from the sensor board link",
+                                     labels=["kind"])
+        for key, kind in self.PROTOCOL_ERRORS.items():
+            if key in stats:
+                errors.add_metric([kind], stats[key])
+        yield errors

@@ -17,8 +17,9 @@ from vitaledge.device.dsp.filters import CausalFilter
 from vitaledge.device.dsp.rhythm import RhythmStats
 from vitaledge.device.dsp.rpeaks import RPeakDetector
 from vitaledge.device.dsp.signal_buffer import SignalBuffer
-from vitaledge.device.dsp.windows import Cut, WindowSpec, median_rr, plan_cut, window_from_span
+from vitaledge.device.dsp.windows import Cut, median_rr, plan_cut, window_from_span
 from vitaledge.device.model.runtime import Model
+from vitaledge.device.stream import events as event
 
 
 class SignalError(ValueError):
@@ -33,16 +34,22 @@ class _Pending:
 
 
 class BeatPipeline:
-    """Turns a stream of ECG samples (physical units, one lead) into beat events."""
+    """Turns a stream of ECG samples (physical units, one lead) into beat events.
+
+    The beat :class:`~.stages.Stage`; it wants the daemon's signal monitor in front of it
+    (faulty stretches arrive as gaps) and a stream at least as fast as its windows."""
+
+    task = "beat"
+    #: the daemon cuts stream faults (NaN, saturation, lead-off) out before this stage
+    wants_signal_monitor = True
 
     def __init__(self, model: Model, fs: float, start_time: float = 0.0):
-        sig = model.manifest.signal
-        if model.manifest.task != "beat" or sig.get("kind") != "beat":
+        if model.manifest.task != "beat":
             raise SignalError(f"model task {model.manifest.task!r} is not a beat classifier")
         self.model = model
         self.fs = float(fs)
         self.start_time = start_time
-        self.spec = WindowSpec.from_dict(sig["window"])
+        self.spec = model.manifest.signal.window  # typed and checked with the manifest
         self._filter = CausalFilter(self.spec.filter, self.fs)
         self._buf = SignalBuffer()
         self._detector = RPeakDetector(self.fs)
@@ -54,6 +61,15 @@ class BeatPipeline:
         self.dropped_edge = 0
         self._offset = 0  # absolute index of the detector/buffer's sample 0
         self.gaps = 0
+
+    @property
+    def min_source_fs(self) -> float:
+        """Windows are made at the model's rate; a slower stream cannot be upsampled."""
+        return float(self.spec.fs)
+
+    def face(self, frame) -> list[dict]:
+        """Camera frames are not for this stage."""
+        return []
 
     #: Holes up to this long keep the detector's learned levels and the RR history (the
     #: heart goes on beating through a lead-off); longer ones start from scratch.
@@ -78,8 +94,7 @@ class BeatPipeline:
 
     def swap_model(self, model: Model) -> None:
         """Replace the model (hot reload); its window spec must equal the current one."""
-        spec = WindowSpec.from_dict(model.manifest.signal["window"])
-        if model.manifest.task != "beat" or spec != self.spec:
+        if model.manifest.task != "beat" or model.manifest.signal.window != self.spec:
             raise SignalError("new model's task or window spec differs from the running "
                               "model's; restart the daemon to change them")
         self.model = model
@@ -136,14 +151,8 @@ class BeatPipeline:
             label = self.model.labels[k]
             rr_s = None if p.rr is None else p.rr / self.fs
             self.stats.add(label, rr_s)
-            events.append({
-                "type": "beat", "time": round(self.start_time + r_abs / self.fs, 4),
-                "sample": int(r_abs), "class": label,
-                "probabilities": {lab: round(float(v), 4)
-                                  for lab, v in zip(self.model.labels, pr, strict=True)},
-                "rr": None if rr_s is None else round(rr_s, 4),
-                "heart_rate": None if not rr_s else round(60.0 / rr_s, 1),
-            })
+            events.append(event.beat(round(self.start_time + r_abs / self.fs, 4), r_abs, label,
+                                     event.probabilities(self.model.labels, pr), rr_s))
         return events
 
 

@@ -1,4 +1,4 @@
-"""The sensor wire protocol (docs/protocol.md): framing constants, CRC, and the decoder.
+"""The sensor wire protocol (docs/protocol.md): framing constants, CRC, decoder, encoder.
 
 Two layers, both incremental:
 
@@ -10,8 +10,9 @@ Two layers, both incremental:
   :class:`Gap` items when samples are missing (lost frames, lead-off, disconnects), and
   :class:`StatusEvent` items (hello, lead-off/on, status flag changes).
 
-The encoder lives in ``firmware_sim`` (the device side never sends); it uses the constants
-and :func:`crc16` defined here so the two cannot disagree.
+:class:`FrameEncoder` writes frames (the simulated board in ``firmware_sim`` and the fuzz
+corpus use it); encoder and decoder share the constants and :func:`crc16` defined here, so
+the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ FLAG_LOW_BATTERY = 0x04
 #: Holes up to this long are filled by linear interpolation so detection keeps its learned
 #: thresholds (a restart costs ~2 s of beats); longer holes restart detection.
 MAX_CONCEAL_S = 0.25
+#: A forward jump of the device's sample index longer than this is not believed as a hole
+#: (a CRC-valid frame with a corrupt or reset counter would otherwise move the time axis
+#: by up to 2^31 samples, 69 days at 360 Hz): the stream continues at the new index with an
+#: ``index_jump`` status event and a gap of exactly this long (which restarts detection).
+MAX_INDEX_JUMP_S = 60.0
 
 
 class ProtocolError(ValueError):
@@ -100,6 +106,43 @@ def parse_samples(payload: bytes) -> tuple[int, int, np.ndarray]:
                             f"{ch}-channel int16 samples")
     x = np.frombuffer(payload, dtype="<i2", offset=SAMPLES_HEAD.size).reshape(-1, ch)
     return first, flags, x
+
+
+class FrameEncoder:
+    """Frames out, one per call: numbers them with a wrapping 16-bit sequence and seals
+    them with the CRC."""
+
+    def __init__(self, seq: int = 0):
+        self.seq = seq & 0xFFFF
+
+    def frame(self, ftype: int, timestamp_us: int, payload: bytes) -> bytes:
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+        head = HEADER.pack(SYNC, VERSION, ftype, self.seq, int(timestamp_us) & 0xFFFFFFFF,
+                           len(payload))
+        self.seq = (self.seq + 1) & 0xFFFF
+        body = head[2:] + payload
+        return SYNC + body + CRC.pack(crc16(body))
+
+    def hello(self, hello: Hello, timestamp_us: int) -> bytes:
+        return self.frame(HELLO, timestamp_us, hello.pack())
+
+    def samples(self, first: int, counts: np.ndarray, flags: int, timestamp_us: int) -> bytes:
+        """``counts``: int16 ADC values shaped (n,) or (n, channels)."""
+        c = np.asarray(counts)
+        if c.ndim == 1:
+            c = c[:, None]
+        payload = (SAMPLES_HEAD.pack(first & 0xFFFFFFFF, c.shape[1], flags)
+                   + c.astype("<i2").tobytes())
+        return self.frame(SAMPLES, timestamp_us, payload)
+
+    def status(self, sample_count: int, flags: int, battery_mv: int, timestamp_us: int) -> bytes:
+        return self.frame(STATUS, timestamp_us,
+                          STATUS_PAYLOAD.pack(sample_count & 0xFFFFFFFF, flags, battery_mv))
+
+    def lead_off(self, sample: int, mask: int, timestamp_us: int) -> bytes:
+        return self.frame(LEAD_OFF, timestamp_us, LEAD_OFF_PAYLOAD.pack(sample & 0xFFFFFFFF,
+                                                                        mask))
 
 
 @dataclass
@@ -234,6 +277,7 @@ class StreamStats:
     saturated_frames: int = 0
     bad_payloads: int = 0
     hellos: int = 0
+    index_jumps: int = 0
     clock_ppm: float | None = None
 
 
@@ -324,6 +368,15 @@ class SampleStream:
                 return out
             counts, first = counts[skip:], first + skip
             n, delta = len(counts), 0
+        bound = int(MAX_INDEX_JUMP_S * self.hello.fs)
+        if delta > bound:  # not a hole the link could make: a bounded gap, reported
+            st.index_jumps += 1
+            st.missing_samples += bound
+            st.gaps += 1
+            out += [StatusEvent({"status": "index_jump", "jump_samples": int(delta),
+                                 "gap_samples": bound, "from_index": int(self._next),
+                                 "to_index": int(first)}), Gap(bound, "index_jump")]
+            self._last, self._lead_off, self._clock0, delta = None, False, None, 0
         if flags & FLAG_LEAD_OFF:
             st.lead_off_samples += n
             self._lead_off = True

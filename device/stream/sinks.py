@@ -6,6 +6,18 @@ S seconds, ``"never"`` (leave it to the OS). The SQLite sink commits every batch
 transaction with WAL journaling and ``synchronous=NORMAL``, durable across process crashes.
 Events carry a sequence number ``seq``; a restarted daemon continues after the last one it
 finds in its sinks.
+
+Reusing a file is explicit: a JSONL or SQLite sink that already holds events is refused
+unless ``append`` is set (``--append``, config ``append = true``); the daemon marks every
+event with the ``run`` it belongs to, so ``device score`` can tell appended runs apart.
+
+A failing sink stays the daemon's problem alone: :class:`GuardedSink` keeps the events it
+could not take (bounded) and retries with backoff (:data:`SINK_RETRY_S`), while the other
+sinks go on.
+
+:data:`SINKS` maps each scheme to the function that opens it: ``jsonl:PATH``,
+``sqlite:PATH``, ``stdout``; a bare path picks its scheme by suffix (:data:`SUFFIXES`:
+``PATH.jsonl``, ``PATH.db`` ...) and ``-`` is stdout.
 """
 
 from __future__ import annotations
@@ -15,7 +27,10 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 
 class JsonlSink:
@@ -95,9 +110,11 @@ class JsonlSink:
 
     def close(self) -> None:
         if not self._fh.closed:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            finally:  # closed even when the flush fails (disk full): no leaked descriptor
+                self._fh.close()
 
 
 class SqliteSink:
@@ -143,14 +160,181 @@ class StdoutSink:
         sys.stdout.flush()
 
 
-def open_sink(spec: str, fsync: str = "batch", max_bytes: int = 50_000_000):
-    """``PATH.jsonl`` / ``jsonl:PATH``, ``PATH.db`` / ``sqlite:PATH``, or ``stdout``."""
-    kind, _, rest = spec.partition(":")
-    if spec == "stdout" or spec == "-":
-        return StdoutSink()
-    if kind == "jsonl" or (not rest and spec.endswith((".jsonl", ".json"))):
-        return JsonlSink(rest or spec, max_bytes=max_bytes, fsync=fsync)
-    if kind == "sqlite" or (not rest and spec.endswith((".db", ".sqlite", ".sqlite3"))):
-        return SqliteSink(rest or spec)
-    raise ValueError(f"unknown sink {spec!r}: expected PATH.jsonl, PATH.db, jsonl:PATH, "
-                     "sqlite:PATH or stdout")
+class Sink(Protocol):
+    """What the daemon calls on a sink."""
+
+    def write(self, events: list[dict]) -> None: ...
+
+    def last_seq(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    """The daemon's sink settings; each sink takes what applies to it."""
+
+    fsync: str = "batch"
+    max_bytes: int = 50_000_000
+    append: bool = False  # add to a sink file that already holds events
+
+
+def _refuse_reuse(path: str, what: str) -> None:
+    raise ValueError(f"{path}: already holds {what}; give --append (config append = true) "
+                     "to add this run to them (each event carries its run id), or choose "
+                     "another file")
+
+
+def open_jsonl(path: str, opts: SinkOptions) -> JsonlSink:
+    """``jsonl:PATH``; a non-empty file (or its rotated ``.1``) only with ``append``."""
+    if not path:
+        raise ValueError("jsonl sink needs a path: jsonl:PATH")
+    p = Path(path)
+    if not opts.append:
+        for f in (p, p.with_name(f"{p.name}.1")):
+            if f.is_file() and f.stat().st_size > 0:
+                _refuse_reuse(path, f"events ({f.stat().st_size} bytes in {f.name})")
+    return JsonlSink(path, max_bytes=opts.max_bytes, fsync=opts.fsync)
+
+
+def open_sqlite(path: str, opts: SinkOptions) -> SqliteSink:
+    """``sqlite:PATH``; a database holding events only with ``append``."""
+    if not path:
+        raise ValueError("sqlite sink needs a path: sqlite:PATH")
+    sink = SqliteSink(path)
+    if not opts.append:
+        n = sink._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        if n:
+            sink.close()
+            _refuse_reuse(path, f"{n} events")
+    return sink
+
+
+def open_stdout(path: str, opts: SinkOptions) -> StdoutSink:
+    """``stdout``."""
+    if path:
+        raise ValueError(f"stdout sink takes no path, got {path!r}")
+    return StdoutSink()
+
+
+#: Scheme -> opener(path, options); a new sink is one entry here plus its function.
+SINKS: dict[str, Callable[[str, SinkOptions], Sink]] = {
+    "jsonl": open_jsonl,
+    "sqlite": open_sqlite,
+    "stdout": open_stdout,
+}
+#: A bare path's suffix -> its scheme.
+SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".db": "sqlite", ".sqlite": "sqlite",
+            ".sqlite3": "sqlite"}
+
+
+def open_sink(spec: str, fsync: str = "batch", max_bytes: int = 50_000_000,
+              append: bool = False) -> Sink:
+    """Open ``SCHEME:PATH`` (see :data:`SINKS`), ``stdout`` or ``-``, or a bare path by its
+    suffix (:data:`SUFFIXES`). A file that already holds events needs ``append``."""
+    opts = SinkOptions(fsync, max_bytes, append)
+    scheme, _, path = spec.partition(":")
+    if spec == "-":
+        scheme, path = "stdout", ""
+    elif scheme not in SINKS and not path:
+        scheme, path = SUFFIXES.get(Path(spec).suffix, ""), spec
+    if scheme not in SINKS:
+        raise ValueError(f"unknown sink {spec!r}: expected SCHEME:PATH with a scheme among "
+                         f"{', '.join(SINKS)} (stdout alone), or a path ending in "
+                         f"{', '.join(SUFFIXES)}")
+    return SINKS[scheme](path, opts)
+
+
+#: A failing sink is retried after the first delay (s), doubling up to the second.
+SINK_RETRY_S = (1.0, 60.0)
+#: Events kept for a failing sink; beyond this the oldest are dropped (and counted).
+SINK_BACKLOG = 100_000
+
+
+class GuardedSink:
+    """A sink whose failures stay its own (a full disk, a vanished mount).
+
+    :meth:`write` never raises: a failed write keeps the events (at most ``backlog``, the
+    oldest dropped and counted in ``lost``), closes the sink and returns ``"failed"``;
+    later writes only add to the backlog until the retry time, then the sink is opened
+    again with ``reopen()`` (a JSONL file cuts a torn last line on opening) and given the
+    backlog; success returns ``"recovered"``. Retries back off from ``retry_s[0]``
+    doubling to ``retry_s[1]`` seconds."""
+
+    def __init__(self, name: str, sink: Sink, reopen: Callable[[], Sink],
+                 retry_s: tuple[float, float] | None = None, backlog: int = SINK_BACKLOG,
+                 clock: Callable[[], float] = time.monotonic):
+        from collections import deque
+
+        self.name, self.sink, self._reopen, self._clock = name, sink, reopen, clock
+        self.retry_s = retry_s or SINK_RETRY_S
+        self.backlog: deque[dict] = deque(maxlen=backlog)
+        self.failing, self.error = False, ""
+        self.attempts = self.errors = self.lost = 0
+        self._delay, self._next_try = 0.0, 0.0
+
+    @property
+    def path(self):
+        return getattr(self.sink, "path", "stdout")
+
+    def last_seq(self) -> int:
+        return self.sink.last_seq()
+
+    def _keep(self, events: list[dict]) -> None:
+        over = len(self.backlog) + len(events) - (self.backlog.maxlen or 0)
+        self.lost += max(0, over)
+        self.backlog.extend(events)
+
+    def write(self, events: list[dict]) -> str | None:
+        """Write (or keep) ``events``; ``"failed"``/``"recovered"`` when that changes."""
+        if self.failing:
+            self._keep(events)
+            if self._clock() < self._next_try:
+                return None
+            batch = list(self.backlog)
+        else:
+            batch = events
+        self.attempts += 1
+        try:
+            if self.sink is None:
+                self.sink = self._reopen()
+            self.sink.write(batch)
+        except Exception as exc:  # noqa: BLE001 - whatever the sink raises is its own
+            self.errors += 1
+            self.error = f"{type(exc).__name__}: {exc}"
+            self._close_quietly()
+            if not self.failing:
+                self._keep(events)
+            self._delay = (self.retry_s[0] if not self.failing
+                           else min(2 * self._delay, self.retry_s[1]))
+            self._next_try = self._clock() + self._delay
+            was, self.failing = self.failing, True
+            return None if was else "failed"
+        if self.failing:
+            self.failing = False
+            self.backlog.clear()
+            return "recovered"
+        return None
+
+    def _close_quietly(self) -> None:
+        if self.sink is not None:
+            try:
+                self.sink.close()
+            except Exception:  # noqa: BLE001 - already failing
+                pass
+            self.sink = None
+
+    def close(self) -> None:
+        """Close; a failing sink gets one last try at its backlog first."""
+        if self.failing:
+            self._next_try = 0.0
+            self.write([])
+        if self.failing:
+            self._close_quietly()
+        elif self.sink is not None:
+            self.sink.close()
+
+    def stats(self) -> dict:
+        return {"failing": self.failing, "error": self.error, "attempts": self.attempts,
+                "errors": self.errors, "unwritten": len(self.backlog) + self.lost
+                if self.failing else self.lost}

@@ -1,17 +1,37 @@
 """Where samples come from: a registry of sources, each yielding chunks of one ECG lead in
 physical units (mV) at a known sample rate.
 
-``replay:PATH``   a WFDB record (``.hea``) or a one-column CSV (needs ``fs``), at real time
-                  x speed or as fast as possible (``speed="max"``); finite.
+``replay:PATH``   a WFDB record (``.hea``), a one-column CSV (needs ``fs``), a wav/flac
+                  file or a session (``.npz``), at real time x speed or as fast as
+                  possible (``speed="max"``); finite.
 ``stdin``         text samples, one per line (``fs`` required); ends at EOF.
+``stdin-pcm``     raw int16 little-endian mono PCM audio (``fs`` required); ends at EOF.
 ``tcp:HOST:PORT`` listen for one client at a time sending text samples, one per line.
 ``serial:PATH[@BAUD]``  a sensor board speaking the framed binary protocol
                   (docs/protocol.md) on a serial port (default 921600 baud); the rate
                   comes from the board's hello; ends when the port goes away.
 ``frames+tcp:HOST:PORT`` listen for one board at a time speaking the framed protocol.
 
+The two listening sources bind loopback unless told otherwise, and a HOST that is not
+loopback needs a source token (``source_token_file`` / ``$VITALEDGE_SOURCE_TOKEN``, the
+rule of :func:`~.auth.check_token`) or the source refuses to open: anyone who can reach
+the port could otherwise inject ECG into a patient's stream. With a token, each client's
+first line must be ``AUTH <token>`` (sent within 5 s, compared in constant time) before a
+single sample or frame is read; a missing or wrong token closes the connection, is
+counted (``auth_failures`` in the source's stats) and reported as an ``auth_failed``
+status event (at most one a second). The token travels in clear text: off loopback, run
+the link over a network you trust (a VPN, an SSH tunnel).
+
+Bounds: a sample rate outside 10-10,000 Hz (:data:`FS_RANGE`, the records' limit; audio
+sources up to 192 kHz) is refused when the source opens; a text line longer than
+:data:`MAX_LINE_BYTES` without a newline is refused (a tcp client is disconnected with a
+``line_too_long`` status event, stdin ends with an error).
+
 Framed sources yield, besides sample chunks, :class:`~.protocol.Gap` items (samples lost
 on the wire or withheld during lead-off) and :class:`~.protocol.StatusEvent` items.
+
+:data:`SOURCES` maps each scheme (the spec's text before the first ``:``) to the function
+that opens it; :func:`open_source` looks the scheme up there.
 """
 
 from __future__ import annotations
@@ -26,14 +46,60 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.io.records import read_record
-from vitaledge.device.stream.protocol import ProtocolReader
+from vitaledge.device.io.records import FS_RANGE, read_record
+from vitaledge.device.stream.auth import is_loopback, read_handshake
+from vitaledge.device.stream.protocol import ProtocolReader, StatusEvent
 
 log = logging.getLogger(__name__)
+
+#: Samples per chunk from the text sources (stdin, tcp): each chunk is one pipeline call
+#: and, when the daemon's queue is full, one drop.
+TEXT_CHUNK_SAMPLES = 64
 
 
 class SourceError(ValueError):
     """A source specification or its data is unusable; the message says which and why."""
+
+
+#: Sample rates (Hz) an audio source (``stdin-pcm``, a wav/flac replay) may have; every
+#: other source is held to the records' :data:`~vitaledge.device.io.records.FS_RANGE`.
+#: Stages size their buffers by the rate, so an absurd one must be refused before them.
+AUDIO_FS_RANGE = (FS_RANGE[0], 192_000.0)
+
+#: A text sample line (``stdin``, ``tcp:``) longer than this many characters without a
+#: newline is refused: read whole, an endless line would grow the daemon's memory without
+#: bound. A tcp client sending one is reported (``line_too_long``) and disconnected.
+MAX_LINE_BYTES = 64 * 1024
+
+
+def check_fs(what: str, fs: float, audio: bool = False) -> float:
+    """``fs`` if it lies in :data:`FS_RANGE` (:data:`AUDIO_FS_RANGE` for audio), else a
+    :class:`SourceError` naming the source, the value and the range."""
+    lo, hi = AUDIO_FS_RANGE if audio else FS_RANGE
+    if not lo <= fs <= hi:  # NaN fails too
+        raise SourceError(f"{what}: sample rate {fs:g} Hz is outside {lo:g}-{hi:g} Hz "
+                          f"(the range a{'n audio' if audio else ''} source may have)")
+    return float(fs)
+
+
+def bounded_lines(readline: Callable[[int], str], refused: list,
+                  limit: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """Lines from ``readline(size)`` until EOF or the first line longer than ``limit``
+    characters, which is not read further: its length so far is appended to ``refused``."""
+    while True:
+        line = readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith("\n"):
+            refused.append(len(line))
+            return
+        yield line
+
+
+def line_too_long(what: str) -> StatusEvent:
+    """The status event of a refused over-long text line."""
+    return StatusEvent({"status": "line_too_long", "source": what,
+                        "max_bytes": MAX_LINE_BYTES})
 
 
 @dataclass
@@ -45,6 +111,7 @@ class Source:
     chunks: Iterator[np.ndarray]
     stop: Callable[[], None] = lambda: None
     stats: Callable[[], dict] = dict
+    length: int | None = None  # samples of a recording (a replay), for progress lines
 
 
 def _paced(x: np.ndarray, fs: float, chunk: int, speed: float | None,
@@ -61,7 +128,9 @@ def _paced(x: np.ndarray, fs: float, chunk: int, speed: float | None,
         yield x[i:i + chunk]
 
 
-def _read_csv_samples(path: Path) -> np.ndarray:
+def read_csv_samples(path: Path) -> np.ndarray:
+    """The first column of a replay CSV as floats; a header line is skipped, any other
+    line that is not a number is a :class:`SourceError` naming the file and line."""
     vals = []
     with path.open(errors="surrogateescape") as fh:  # bad bytes: a "not a number" line
         for lineno, line in enumerate(fh, start=1):
@@ -88,7 +157,7 @@ def replay_source(path: str, speed: float | None = None, fs: float | None = None
     if p.suffix.lower() == ".csv":
         if not fs:
             raise SourceError(f"{p}: CSV replay needs the sample rate (--fs)")
-        x, rate, name = _read_csv_samples(p), float(fs), p.stem
+        x, rate, name = read_csv_samples(p), float(fs), p.stem
     elif p.suffix.lower() == ".npz":
         from vitaledge.device.io.sessions import SessionError, read_session, session_chunks
 
@@ -132,10 +201,10 @@ def replay_source(path: str, speed: float | None = None, fs: float | None = None
         x, rate, name = rec.signal, rec.fs, rec.name
     chunk = max(1, int(round((chunk_s or (0.5 if speed else 10.0)) * rate)))
     return Source(f"replay:{name}", rate, _paced(x, rate, chunk, speed, lambda: stopped["v"]),
-                  lambda: stopped.update(v=True))
+                  lambda: stopped.update(v=True), length=len(x))
 
 
-def _text_samples(lines: Iterator[str], what: str, chunk: int) -> Iterator[np.ndarray]:
+def text_samples(lines: Iterator[str], what: str, chunk: int) -> Iterator[np.ndarray]:
     """Parse text lines into float chunks; malformed lines are logged and skipped."""
     buf: list[float] = []
     bad = 0
@@ -159,10 +228,20 @@ def _text_samples(lines: Iterator[str], what: str, chunk: int) -> Iterator[np.nd
         yield np.asarray(buf)
 
 
-def stdin_source(fs: float, chunk: int = 64) -> Source:
+def stdin_source(fs: float, chunk: int = TEXT_CHUNK_SAMPLES) -> Source:
+    """Text samples on standard input; a line longer than :data:`MAX_LINE_BYTES` ends the
+    source with a :class:`SourceError` (the daemon then exits non-zero)."""
     if not fs:
         raise SourceError("stdin source needs the sample rate (--fs)")
-    return Source("stdin", float(fs), _text_samples(iter(sys.stdin.readline, ""), "stdin", chunk))
+
+    def gen() -> Iterator[np.ndarray]:
+        refused: list = []
+        yield from text_samples(bounded_lines(sys.stdin.readline, refused), "stdin", chunk)
+        if refused:
+            raise SourceError(f"stdin: a line longer than {MAX_LINE_BYTES} characters "
+                              "without a newline: not text samples")
+
+    return Source("stdin", float(fs), gen())
 
 
 def pcm_chunks(stream, chunk: int) -> Iterator[np.ndarray]:
@@ -185,9 +264,47 @@ def stdin_pcm_source(fs: float, chunk: int = 1024) -> Source:
     return Source("stdin-pcm", float(fs), pcm_chunks(sys.stdin.buffer, chunk))
 
 
-def _connections(srv: socket.socket, state: dict, what: str):
+#: Schemes that listen on the network; off loopback they need a source token.
+LISTENING_SCHEMES = ("tcp", "frames+tcp")
+
+
+@dataclass
+class _Gate:
+    """The token a listening source's clients must send first, and the refusals."""
+
+    token: str = ""
+    failures: int = 0
+    _reported: float = float("-inf")
+
+    def refused(self, addr, why: str, what: str) -> StatusEvent | None:
+        """Count a refused client; an ``auth_failed`` status event at most once a second."""
+        self.failures += 1
+        log.warning("%s: %s refused (%s), %d refused so far", what, addr, why, self.failures)
+        now = time.monotonic()
+        if now - self._reported < 1.0:
+            return None
+        self._reported = now
+        return StatusEvent({"status": "auth_failed", "reason": why, "peer": str(addr[0]),
+                            "auth_failures": self.failures})
+
+
+def _listen(scheme: str, host: str, port: int, token: str) -> socket.socket:
+    """The listening socket; refused off loopback without a token (before binding)."""
+    if not is_loopback(host) and not token:
+        raise SourceError(f"{scheme} source {host}:{port}: {host!r} is not loopback, and "
+                          "anyone who can reach it could inject ECG into the stream: set "
+                          "a source token (source_token_file or $VITALEDGE_SOURCE_TOKEN; "
+                          "the board sends it first, docs/protocol.md) or bind 127.0.0.1")
+    srv = socket.create_server((host, port))
+    srv.settimeout(0.5)
+    return srv
+
+
+def _connections(srv: socket.socket, state: dict, what: str, gate: _Gate | None = None):
     """Connections accepted on listening socket ``srv``, one at a time, until
-    ``state["stop"]`` is set or the socket is closed."""
+    ``state["stop"]`` is set or the socket is closed. With a token in ``gate``, only
+    clients whose first line is ``AUTH <token>`` are yielded; each refusal may yield an
+    ``auth_failed`` :class:`StatusEvent` instead."""
     while not state["stop"]:
         try:
             conn, addr = srv.accept()
@@ -195,28 +312,48 @@ def _connections(srv: socket.socket, state: dict, what: str):
             continue
         except OSError:
             return
+        if gate is not None and gate.token:
+            why = read_handshake(conn, gate.token, lambda: state["stop"])
+            if why:
+                conn.close()
+                if (ev := gate.refused(addr, why, what)) is not None:
+                    yield ev
+                continue
+            conn.settimeout(None)
         log.info("%s: %s connected", what, addr)
         yield conn, addr
 
 
-def tcp_source(host: str, port: int, fs: float, chunk: int = 64) -> Source:
+def tcp_source(host: str, port: int, fs: float, chunk: int = TEXT_CHUNK_SAMPLES,
+               token: str = "") -> Source:
     if not fs:
         raise SourceError("tcp source needs the sample rate (--fs)")
-    srv = socket.create_server((host, port))
-    srv.settimeout(0.5)
+    srv = _listen("tcp", host, port, token)
     state = {"stop": False}
+    gate = _Gate(token)
 
-    def gen() -> Iterator[np.ndarray]:
-        for conn, addr in _connections(srv, state, "tcp source"):
+    def gen() -> Iterator:
+        for item in _connections(srv, state, "tcp source", gate):
+            if isinstance(item, StatusEvent):
+                yield item
+                continue
+            conn, addr = item
+            refused: list = []
             with conn, conn.makefile("r", errors="replace") as fh:
-                yield from _text_samples(iter(fh.readline, ""), f"tcp {addr}", chunk)
+                yield from text_samples(bounded_lines(fh.readline, refused), f"tcp {addr}",
+                                        chunk)
+            if refused:  # closed above: the rest of the line is never read
+                log.warning("tcp source: %s sent a line longer than %d characters; "
+                            "disconnected", addr, MAX_LINE_BYTES)
+                yield line_too_long(f"tcp {addr[0]}:{addr[1]}")
             log.info("tcp source: client %s disconnected", addr)
 
     def stop() -> None:
         state["stop"] = True
         srv.close()
 
-    return Source(f"tcp:{host}:{port}", float(fs), gen(), stop)
+    return Source(f"tcp:{host}:{port}", float(fs), gen(), stop,
+                  lambda: {"auth_failures": gate.failures})
 
 
 def serial_source(path: str, baud: int = 921600, fs: float | None = None,
@@ -267,20 +404,24 @@ def serial_source(path: str, baud: int = 921600, fs: float | None = None,
                   reader.stats)
 
 
-def frames_tcp_source(host: str, port: int, fs: float) -> Source:
+def frames_tcp_source(host: str, port: int, fs: float, token: str = "") -> Source:
     """Listen for one board at a time speaking the framed protocol. Sequence and sample
     tracking continue across connections, so a reconnecting board's lost frames are
     counted and the hole is reported."""
     if not fs:
         raise SourceError("frames+tcp source needs the sample rate (--fs); a board "
                           "announcing another rate is refused")
-    srv = socket.create_server((host, port))
-    srv.settimeout(0.5)
+    srv = _listen("frames+tcp", host, port, token)
     reader = ProtocolReader(fs)
     state = {"stop": False}
+    gate = _Gate(token)
 
     def gen() -> Iterator:
-        for conn, addr in _connections(srv, state, "frames+tcp source"):
+        for item in _connections(srv, state, "frames+tcp source", gate):
+            if isinstance(item, StatusEvent):
+                yield item
+                continue
+            conn, addr = item
             with conn:
                 conn.settimeout(0.2)
                 while not state["stop"]:
@@ -300,39 +441,109 @@ def frames_tcp_source(host: str, port: int, fs: float) -> Source:
         state["stop"] = True
         srv.close()
 
-    return Source(f"frames+tcp:{host}:{port}", float(fs), gen(), stop, reader.stats)
+    return Source(f"frames+tcp:{host}:{port}", float(fs), gen(), stop,
+                  lambda: {**reader.stats(), "auth_failures": gate.failures})
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source specification split at its scheme, with the settings a source may use."""
+
+    text: str                     # the whole spec, for messages
+    scheme: str
+    rest: str                     # what follows ``scheme:``
+    fs: float | None = None
+    speed: str | float | None = "max"
+    lead: str = "MLII"
+    token: str = ""               # what clients of a listening source must send first
+
+
+def _host_port(spec: SourceSpec) -> tuple[str, int]:
+    host, _, port = spec.rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise SourceError(f"{spec.scheme} source {spec.text!r}: expected "
+                          f"{spec.scheme}:HOST:PORT")
+    return host, int(port)
+
+
+def open_replay(spec: SourceSpec) -> Source:
+    """``replay:PATH``."""
+    if not spec.rest:
+        raise SourceError("replay source needs a path: replay:PATH")
+    speed = None if spec.speed in (None, "max") else float(spec.speed)
+    return replay_source(spec.rest, speed, spec.fs, spec.lead)
+
+
+def open_stdin(spec: SourceSpec) -> Source:
+    """``stdin``."""
+    return stdin_source(spec.fs or 0)
+
+
+def open_stdin_pcm(spec: SourceSpec) -> Source:
+    """``stdin-pcm``."""
+    return stdin_pcm_source(spec.fs or 0)
+
+
+def open_tcp(spec: SourceSpec) -> Source:
+    """``tcp:HOST:PORT``."""
+    return tcp_source(*_host_port(spec), spec.fs or 0, token=spec.token)
+
+
+def open_serial(spec: SourceSpec) -> Source:
+    """``serial:PATH[@BAUD]``."""
+    path, at, baud = spec.rest.partition("@")
+    if not path or (at and not baud.isdigit()):
+        raise SourceError(f"serial source {spec.text!r}: expected serial:PATH or "
+                          "serial:PATH@BAUD")
+    return serial_source(path, int(baud) if at else 921600, spec.fs)
+
+
+def open_frames_tcp(spec: SourceSpec) -> Source:
+    """``frames+tcp:HOST:PORT``."""
+    return frames_tcp_source(*_host_port(spec), spec.fs or 0, token=spec.token)
+
+
+#: Scheme -> opener; a new source is one entry here plus its function.
+SOURCES: dict[str, Callable[[SourceSpec], Source]] = {
+    "replay": open_replay,
+    "stdin": open_stdin,
+    "stdin-pcm": open_stdin_pcm,
+    "tcp": open_tcp,
+    "serial": open_serial,
+    "frames+tcp": open_frames_tcp,
+}
+
+
+def check_source_safety(spec: str, token: str = "") -> None:
+    """Refuse (:class:`SourceError`) a listening source off loopback without a token,
+    before anything is loaded or bound."""
+    scheme, _, rest = spec.partition(":")
+    if scheme in LISTENING_SCHEMES:
+        host, port = _host_port(SourceSpec(spec, scheme, rest))
+        if not is_loopback(host) and not token:
+            _listen(scheme, host, port, token)  # raises with the one message
 
 
 def open_source(spec: str, fs: float | None = None, speed: str | float | None = "max",
-                lead: str = "MLII") -> Source:
-    """Open ``replay:PATH``, ``stdin``, ``tcp:HOST:PORT``, ``serial:PATH[@BAUD]`` or
-    ``frames+tcp:HOST:PORT``."""
-    kind, _, rest = spec.partition(":")
-    if kind == "replay":
-        if not rest:
-            raise SourceError("replay source needs a path: replay:PATH")
-        sp = None if speed in (None, "max") else float(speed)
-        return replay_source(rest, sp, fs, lead)
-    if kind == "stdin":
-        return stdin_source(fs or 0)
-    if kind == "stdin-pcm":
-        return stdin_pcm_source(fs or 0)
-    if kind == "tcp":
-        host, _, port = rest.rpartition(":")
-        if not host or not port.isdigit():
-            raise SourceError(f"tcp source {spec!r}: expected tcp:HOST:PORT")
-        return tcp_source(host, int(port), fs or 0)
-    if kind == "serial":
-        path, at, baud = rest.partition("@")
-        if not path or (at and not baud.isdigit()):
-            raise SourceError(f"serial source {spec!r}: expected serial:PATH or "
-                              "serial:PATH@BAUD")
-        return serial_source(path, int(baud) if at else 921600, fs)
-    if kind == "frames+tcp":
-        host, _, port = rest.rpartition(":")
-        if not host or not port.isdigit():
-            raise SourceError(f"frames+tcp source {spec!r}: expected frames+tcp:HOST:PORT")
-        return frames_tcp_source(host, int(port), fs or 0)
-    raise SourceError(f"unknown source {spec!r}: expected replay:PATH, stdin, stdin-pcm, "
-                      "tcp:HOST:PORT, "
-                      "serial:PATH[@BAUD] or frames+tcp:HOST:PORT")
+                lead: str = "MLII", token: str = "") -> Source:
+    """Open the source ``spec`` names by its scheme (see :data:`SOURCES`); ``token`` is
+    what clients of a listening source must send first (required off loopback). A sample
+    rate outside :data:`FS_RANGE` (:data:`AUDIO_FS_RANGE` for audio), given or found in
+    the data, is refused (:func:`check_fs`)."""
+    scheme, _, rest = spec.partition(":")
+    opener = SOURCES.get(scheme)
+    if opener is None:
+        raise SourceError(f"unknown source {spec!r}: expected one of the schemes "
+                          f"{', '.join(SOURCES)} (replay:PATH, stdin, tcp:HOST:PORT, "
+                          "serial:PATH[@BAUD] ...)")
+    audio = scheme == "stdin-pcm" or (scheme == "replay" and Path(rest).suffix.lower()
+                                      in (".wav", ".flac"))
+    if fs is not None:  # refused before anything is opened or allocated
+        check_fs(f"source {spec}", fs, audio)
+    source = opener(SourceSpec(spec, scheme, rest, fs, speed, lead, token))
+    try:
+        check_fs(f"source {spec}", source.fs, audio)
+    except SourceError:
+        source.stop()
+        raise
+    return source

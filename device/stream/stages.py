@@ -1,8 +1,7 @@
 """Window -> model -> event stages on one sample stream, and a fan-out over several.
 
-Every stage takes the same calls from the daemon: ``process(chunk)``, ``gap(n_missing)``,
-``flush()``, ``swap_model(model)``, and keeps ``samples_in``, ``fs``, ``stats`` and
-``dropped_edge``. :class:`~.pipeline.BeatPipeline` is the beat stage; this module adds
+Every stage satisfies :class:`Stage`, the calls the daemon makes.
+:class:`~.pipeline.BeatPipeline` is the beat stage; this module adds
 
 * :class:`EcgEmotionStage`: the ECG emotion model on sliding 48 s windows of the same
   ECG stream (window, hop and baseline rule from the manifest's signal spec);
@@ -12,18 +11,60 @@ Every stage takes the same calls from the daemon: ``process(chunk)``, ``gap(n_mi
 * :class:`FanOut`: several stages fed the same stream, so one ECG stream yields beat
   events and emotion estimates.
 
-:func:`stage_for` picks the stage from the manifest's task.
+:data:`STAGES` maps each manifest task to the function that makes its stage;
+:func:`stage_for` picks from it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from vitaledge.device.model.manifest import input_key
 from vitaledge.device.model.runtime import Model
+from vitaledge.device.stream import events as event
 from vitaledge.device.stream.pipeline import BeatPipeline, SignalError
+
+
+class StageStats(Protocol):
+    def summary(self) -> dict: ...
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """What the daemon calls on a stage: one model on one sample stream.
+
+    ``process``, ``gap``, ``face`` and ``flush`` return the events they make (in stream
+    order); ``swap_model`` hot-reloads a model of the same ``task`` and signal spec or
+    raises :class:`SignalError`. ``wants_signal_monitor`` asks the daemon to cut stream
+    faults out (as gaps) before they reach the stage; ``min_source_fs`` is the slowest
+    stream the stage can use (None: any)."""
+
+    task: str
+    fs: float
+    model: Model
+    samples_in: int
+    dropped_edge: int
+    gaps: int
+    stats: StageStats
+    wants_signal_monitor: bool
+
+    @property
+    def min_source_fs(self) -> float | None: ...
+
+    def process(self, chunk: np.ndarray) -> list[dict]: ...
+
+    def gap(self, n_missing: int) -> list[dict]: ...
+
+    def face(self, frame) -> list[dict]: ...
+
+    def flush(self) -> list[dict]: ...
+
+    def swap_model(self, model: Model) -> None: ...
 
 
 class LabelStats:
@@ -57,16 +98,19 @@ class _WindowStage:
     """Shared bookkeeping of the emotion stages: sample counting, events, model swap."""
 
     task = ""
+    wants_signal_monitor = False
+    min_source_fs: float | None = None
 
     def __init__(self, model: Model, fs: float, start_time: float = 0.0,
                  hop_s: float | None = None):
         if model.manifest.task != self.task:
             raise SignalError(f"model task {model.manifest.task!r} is not {self.task!r}")
         self.model = model
-        # the manifest's signal spec, with the daemon's hop when one is configured
-        self.signal = dict(model.manifest.signal)
-        if hop_s:
-            self.signal["hop_s"] = float(hop_s)
+        # the manifest's (typed, checked) signal spec, with the daemon's hop when one is
+        # configured and the spec has a hop
+        self.signal = model.manifest.signal
+        if hop_s and hasattr(self.signal, "hop_s"):
+            self.signal = replace(self.signal, hop_s=float(hop_s))
         self.fs = float(fs)
         self.start_time = start_time
         self.samples_in = 0
@@ -80,6 +124,10 @@ class _WindowStage:
                               "model's; restart the daemon to change them")
         self.model = model
 
+    def face(self, frame) -> list[dict]:
+        """Camera frames, for the stages that use faces; the others ignore them."""
+        return []
+
     def _events(self, batch, ends: list[int], length: int) -> list[dict]:
         """Classify ``batch`` (what ``Model.predict`` takes: stacked windows, or a list of
         stacked inputs for a multi-input model) and make one event per window."""
@@ -89,11 +137,9 @@ class _WindowStage:
         events = []
         for end, pr in zip(ends, probs, strict=True):
             label = self.model.labels[int(np.argmax(pr))]
-            ev = {"type": "emotion", "task": self.task,
-                  "time": round(self.start_time + end / self.fs, 4), "sample": int(end),
-                  "window_s": round(length / self.fs, 3), "class": label,
-                  "probabilities": {lab: round(float(v), 4)
-                                    for lab, v in zip(self.model.labels, pr, strict=True)}}
+            ev = event.emotion(self.task, round(self.start_time + end / self.fs, 4), end,
+                               round(length / self.fs, 3), label,
+                               event.probabilities(self.model.labels, pr))
             self.stats.add(ev)
             events.append(ev)
         return events
@@ -118,11 +164,11 @@ class EcgEmotionStage(_WindowStage):
         self._win = EcgEmotionWindower(self.signal, self.fs)
         self._offset = offset
         # Segment geometry at the model's rate, as the windower computes it.
-        s, fs_model = self.signal, float(self.signal["fs"])
+        s, fs_model = self.signal, float(self.signal.fs)
         self._ratio = self.fs / fs_model
-        self._first_out = int(round((s["baseline_s"] + s["skip_s"]) * fs_model))
-        self._hop_out = max(1, int(round(s["hop_s"] * fs_model)))
-        self._seg_out = int(round(s["window_s"] * fs_model)) * int(s["n_windows"])
+        self._first_out = int(round((s.baseline_s + s.skip_s) * fs_model))
+        self._hop_out = max(1, int(round(s.hop_s * fs_model)))
+        self._seg_out = int(round(s.window_s * fs_model)) * int(s.n_windows)
         self._length = int(round(self._seg_out * self._ratio))
 
     def process(self, chunk: np.ndarray) -> list[dict]:
@@ -158,10 +204,8 @@ class SpeechEmotionStage(_WindowStage):
 
     def __init__(self, model: Model, fs: float, start_time: float = 0.0,
                  hop_s: float | None = None):
-        from vitaledge.device.inputs.mel import SpeechSignal
-
         super().__init__(model, fs, start_time, hop_s)
-        self.spec = SpeechSignal.from_dict(model.manifest.signal)
+        self.spec = model.manifest.signal
         self._length = int(round((self.spec.offset_s + self.spec.duration_s) * self.fs))
         self._hop = int(round((hop_s or (self.spec.offset_s + self.spec.duration_s) / 2)
                               * self.fs))
@@ -231,14 +275,14 @@ class MultimodalStage(_WindowStage):
         from vitaledge.device.inputs.multimodal import MultimodalWindower
 
         super().__init__(model, fs, start_time, hop_s)
-        if abs(float(self.signal["fs"]) - self.fs) > 1e-6:
+        if abs(float(self.signal.fs) - self.fs) > 1e-6:
             raise SignalError(f"stream is {self.fs} Hz, the multimodal model expects "
-                              f"{self.signal['fs']} Hz ECG/GSR")
+                              f"{self.signal.fs} Hz ECG/GSR")
         self._make = lambda: MultimodalWindower(self.signal)
         # window geometry in stream samples, as the windower cuts them
-        self._calib = int(round(self.signal["calib_s"] * self.fs))
-        self._length = int(round(self.signal["window_s"] * self.fs))
-        self._hop = max(1, int(round(self.signal["hop_s"] * self.fs)))
+        self._calib = int(round(self.signal.calib_s * self.fs))
+        self._length = int(round(self.signal.window_s * self.fs))
+        self._hop = max(1, int(round(self.signal.hop_s * self.fs)))
         self._restart(0)
         self._frames: list = []          # (time_s, image), oldest first
         self.order = [input_key(t.name) for t in model.manifest.inputs]
@@ -271,8 +315,7 @@ class MultimodalStage(_WindowStage):
             frames = [f for f in self._frames if f[0] <= t_end]
             if not frames:
                 self.skipped_no_face += 1
-                events.append({"type": "status", "status": "no_face",
-                               "time": round(self.start_time + t_end, 3)})
+                events.append(event.no_face(round(self.start_time + t_end, 3)))
                 continue
             inputs.append({**w, "face": face_input(frames[-1][1])})
             ends.append(end)
@@ -298,58 +341,93 @@ class MultimodalStage(_WindowStage):
 
 
 class FanOut:
-    """Several stages on one stream; the first one's figures stand for the stream."""
+    """Several stages on one stream, each fed every call. The first is the primary stage:
+    its figures (samples, rate, model, rhythm statistics) stand for the stream."""
 
-    def __init__(self, stages: list):
+    def __init__(self, stages: list[Stage]):
         if not stages:
             raise ValueError("FanOut needs at least one stage")
         self.stages = stages
 
-    def __getattr__(self, name):  # samples_in, fs, stats, dropped_edge, model, gaps ...
-        return getattr(self.stages[0], name)
+    @property
+    def primary(self) -> Stage:
+        return self.stages[0]
 
-    def _all(self, call: str, *args) -> list[dict]:
-        events: list[dict] = []
-        for s in self.stages:
-            events += getattr(s, call)(*args)
-        return events
+    @property
+    def samples_in(self) -> int:
+        return self.primary.samples_in
+
+    @property
+    def fs(self) -> float:
+        return self.primary.fs
+
+    @property
+    def model(self) -> Model:
+        return self.primary.model
+
+    @property
+    def stats(self) -> StageStats:
+        return self.primary.stats
+
+    @property
+    def dropped_edge(self) -> int:
+        return self.primary.dropped_edge
+
+    @property
+    def gaps(self) -> int:
+        return self.primary.gaps
 
     def process(self, chunk: np.ndarray) -> list[dict]:
-        return self._all("process", chunk)
+        return [e for s in self.stages for e in s.process(chunk)]
 
     def gap(self, n_missing: int) -> list[dict]:
-        return self._all("gap", n_missing)
-
-    def flush(self) -> list[dict]:
-        return self._all("flush")
+        return [e for s in self.stages for e in s.gap(n_missing)]
 
     def face(self, frame) -> list[dict]:
         """A camera frame, for the stages that use faces."""
-        return [e for s in self.stages if hasattr(s, "face") for e in s.face(frame)]
+        return [e for s in self.stages for e in s.face(frame)]
+
+    def flush(self) -> list[dict]:
+        return [e for s in self.stages for e in s.flush()]
 
     def swap_model(self, model: Model) -> None:
         """Give ``model`` to the stage of its task (the others keep theirs)."""
         for s in self.stages:
-            if getattr(s, "task", "beat") == model.manifest.task or (
-                    isinstance(s, BeatPipeline) and model.manifest.task == "beat"):
+            if s.task == model.manifest.task:
                 s.swap_model(model)
                 return
         raise SignalError(f"no running stage takes a {model.manifest.task!r} model")
 
     def summary(self) -> dict:
-        return {getattr(s, "task", "beat"): s.stats.summary() for s in self.stages}
+        return {s.task: s.stats.summary() for s in self.stages}
 
 
-STAGES = {"beat": BeatPipeline, "emotion-ecg": EcgEmotionStage,
-          "emotion-speech": SpeechEmotionStage, "emotion-multimodal": MultimodalStage}
+def beat_stage(model: Model, fs: float, hop_s: float | None = None) -> Stage:
+    """The beat stage; beats have no hop (one event per detected beat)."""
+    return BeatPipeline(model, fs)
 
 
-def stage_for(model: Model, fs: float, hop_s: float | None = None):
+def window_stage(cls: type[_WindowStage]) -> Callable[..., Stage]:
+    """The factory of an emotion stage, which takes the daemon's hop."""
+    def make(model: Model, fs: float, hop_s: float | None = None) -> Stage:
+        return cls(model, fs, hop_s=hop_s)
+    make.__doc__ = cls.__doc__
+    return make
+
+
+#: Manifest task -> ``make(model, fs, hop_s)``; a new task's stage is one entry here.
+STAGES: dict[str, Callable[..., Stage]] = {
+    "beat": beat_stage,
+    "emotion-ecg": window_stage(EcgEmotionStage),
+    "emotion-speech": window_stage(SpeechEmotionStage),
+    "emotion-multimodal": window_stage(MultimodalStage),
+}
+
+
+def stage_for(model: Model, fs: float, hop_s: float | None = None) -> Stage:
     """The stage that runs ``model`` on a stream at ``fs`` Hz."""
     task = model.manifest.task
     if task not in STAGES:
         raise SignalError(f"model task {task!r} has no streaming stage (known: "
                           f"{', '.join(STAGES)})")
-    if task == "beat":
-        return BeatPipeline(model, fs)
-    return STAGES[task](model, fs, hop_s=hop_s)
+    return STAGES[task](model, fs, hop_s)

@@ -1,0 +1,139 @@
+"""The daemon in words: the progress line of a replay, the summary at the end of a run,
+and ``/health`` as ``vitaledge device status`` prints it. Plain functions over the dicts
+the daemon already makes (``Daemon.position()``, ``Daemon.run()``, ``Daemon.health()``)."""
+
+from __future__ import annotations
+
+
+def clock(seconds: float) -> str:
+    """Signal time as ``M:SS`` (``H:MM:SS`` from an hour): ``1805.6`` -> ``"30:05"``."""
+    s = int(seconds)  # a clock shows whole seconds passed
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _n(x: int | float) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:,.1f}"
+
+
+def _events(counts: dict) -> str:
+    """``{"beat": 2271, "status": 3}`` -> ``"2,271 beat events, 3 status events"``."""
+    parts = [f"{_n(n)} {kind} event{'s' if n != 1 else ''}"
+             for kind, n in sorted(counts.items(), key=lambda kv: (kv[0] != "beat", kv[0]))]
+    return ", ".join(parts) or "no events"
+
+
+def format_position(pos: dict, wall_s: float) -> str:
+    """One progress line: ``replay:100  12:30 / 30:05 of signal (41 %)  1,234 beat events
+    231x real time``."""
+    fs = pos["fs"] or 1.0
+    done = pos["samples"] / fs
+    where = clock(done)
+    if pos.get("length"):
+        total = pos["length"] / fs
+        where += f" / {clock(total)} of signal ({100 * pos['samples'] / pos['length']:.0f} %)"
+    else:
+        where += " of signal"
+    speed = f"{done / wall_s:,.0f}x real time" if wall_s > 0 and done else ""
+    return "  ".join(p for p in (pos.get("source", ""), where, _events(pos["events"]), speed)
+                     if p)
+
+
+def format_summary(s: dict) -> str:
+    """The end of ``vitaledge device run``, for a person (``--json FILE`` has it all)."""
+    counts = s.get("events_this_run") or {}
+    sinks = ", ".join(s.get("sinks") or []) or "no sink"
+    wall = s.get("wall_seconds") or 0
+    rtf = f", {s['realtime_factor']:,.0f}x real time" if s.get("realtime_factor") else ""
+    lines = [f"{_events(counts)} from {clock(s.get('signal_seconds') or 0)} of signal in "
+             f"{wall:,.1f} s"
+             f"{rtf} → {sinks}"]
+    rhythm = s.get("rhythm") or {}
+    if rhythm.get("beats"):
+        classes = " · ".join(f"{k} {_n(v)}" for k, v in rhythm.get("classes", {}).items())
+        hr = f"; heart rate {rhythm['heart_rate_bpm']:g} bpm" \
+            if rhythm.get("heart_rate_bpm") is not None else ""
+        edge = s.get("dropped_edge_beats") or 0
+        lines.append(f"beats: {classes}{hr}"
+                     + (f"; {edge} at the stream's edges not classified" if edge else ""))
+    trouble = []
+    if s.get("dropped_samples"):
+        trouble.append(f"{_n(s['dropped_samples'])} samples dropped on a full queue "
+                       f"({_n(s.get('dropped_chunks') or 0)} chunks)")
+    faults = {k: v for k, v in (s.get("signal_fault_samples") or {}).items() if v}
+    if faults:
+        trouble.append("signal faults cut out: " + ", ".join(
+            f"{_n(v)} samples {k.replace('_', ' ')}" for k, v in faults.items()))
+    lines.append("; ".join(trouble) if trouble else
+                 "no samples dropped, no signal faults")
+    lines[-1] += (f"; ready in {s.get('ready_seconds', 0):.2f} s, "
+                  f"{s.get('rss_mb', 0):.0f} MB resident")
+    return "\n".join(lines)
+
+
+def format_health(h: dict) -> str:
+    """``/health`` in words, for ``vitaledge device status``."""
+    state = h.get("status", "?")
+    reasons = h.get("degraded") or h.get("reasons") or []
+    if isinstance(reasons, dict):
+        reasons = [f"{k}: {v}" for k, v in reasons.items()]
+    elif isinstance(reasons, str):
+        reasons = [reasons]
+    head = f"state: {state}" + (f" ({'; '.join(map(str, reasons))})" if reasons else "")
+    lines = [head, f"uptime: {clock(h.get('uptime_s', 0))}"]
+    sha = h.get("model_sha256") or ""
+    lines.append(f"model: {h.get('model', '?')}" + (f" (sha256 {sha[:12]}…)" if sha else ""))
+    src = f"source: {h.get('source', '?')}"
+    if h.get("samples_in") is not None:
+        src += f", {_n(h['samples_in'])} samples"
+        if h.get("fs"):
+            src += f" ({clock(h['samples_in'] / h['fs'])} of signal)"
+    lines.append(src)
+    ev = f"events: last seq {_n(h.get('last_seq', 0))}"
+    if h.get("events_this_run"):
+        ev += f"; this run {_events(h['events_this_run'])}"
+    if h.get("seconds_since_last_beat") is not None:
+        ev += f"; last beat {h['seconds_since_last_beat']:.1f} s ago"
+    lines.append(ev)
+    rhythm = h.get("rhythm") or {}
+    if rhythm.get("beats"):
+        lines.append("beats: " + " · ".join(f"{k} {_n(v)}"
+                                            for k, v in rhythm.get("classes", {}).items())
+                     + (f"; heart rate {rhythm['heart_rate_bpm']:g} bpm"
+                        if rhythm.get("heart_rate_bpm") is not None else ""))
+    if h.get("dropped_samples"):
+        lines.append(f"dropped: {_n(h['dropped_samples'])} samples on a full queue")
+    return "\n".join(lines)
+
+
+class StatusError(RuntimeError):
+    """No usable answer from the daemon's API; the message says why and what to try."""
+
+
+def fetch_health(url: str, token: str = "", timeout: float = 3.0) -> dict:
+    """GET ``url``/health (``url`` like ``http://127.0.0.1:8787``) as a dict."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    base = url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise StatusError(f"--api {url!r}: expected a URL like http://127.0.0.1:8787")
+    req = urllib.request.Request(base + "/health",
+                                 headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise StatusError(f"{base}: the API wants a bearer token (--api-token-file FILE "
+                              "or $VITALEDGE_API_TOKEN)") from exc
+        raise StatusError(f"{base}/health: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StatusError(f"no daemon API answers at {base} ({reason}); is `vitaledge "
+                          "device run --api-port PORT` running there?") from exc
+    except ValueError as exc:
+        raise StatusError(f"{base}/health: not a vitaledge API (the answer is not "
+                          "JSON)") from exc

@@ -1,0 +1,187 @@
+"""Bad input gets a plain answer: every case below exits non-zero with one ``Error:`` line
+naming the file, option or value at fault, and never a traceback. The walks at the end
+give every command of the CLI an unknown option and a path that does not exist."""
+
+from __future__ import annotations
+
+import math
+import socket
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from vitaledge.cli import main
+
+#: Lines click adds around a usage error, and deprecation warnings: not the message.
+BOILERPLATE = ("Usage:", "Try '", "Warning:")
+
+
+def error_line(r) -> str:
+    """The one line of ``r``'s output that is the message, after checking the basics."""
+    assert r.exit_code != 0, r.output
+    assert isinstance(r.exception, SystemExit), repr(r.exception)  # not a crash
+    assert "Traceback" not in r.output
+    lines = [x for x in r.output.splitlines() if x.strip() and not x.startswith(BOILERPLATE)]
+    assert len(lines) == 1, r.output
+    assert lines[0].startswith("Error: "), r.output
+    return lines[0]
+
+
+def invoke(args: list[str]):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def fake_records(tmp_path):
+    """A folder of two annotated "records" (empty files: the record list is checked
+    before any is read)."""
+    d = tmp_path / "recs"
+    d.mkdir()
+    for name in ("100", "208"):
+        for ext in ("hea", "dat", "atr"):
+            (d / f"{name}.{ext}").write_text("")
+    return d
+
+
+def toml(tmp_path, body: str):
+    """A device.toml of its own (``device-N.toml``) with ``body`` after model and source."""
+    p = tmp_path / f"device-{len(list(tmp_path.glob('device-*.toml')))}.toml"
+    p.write_text('model = "art"\nsource = "replay:rec"\n' + body + "\n")
+    return p
+
+
+def cases(tmp_path, fake_records):
+    """(args, words the message must contain)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    events = tmp_path / "ev.jsonl"
+    events.write_text("")
+    return [
+        (["bench", "detector", "--data", empty], [str(empty), "no WFDB records", ".atr"]),
+        (["bench", "detector", "--data", fake_records, "--records", "100,999"],
+         [str(fake_records), "999"]),
+        (["bench", "detector"], ["--data"]),
+        (["bench", "run", empty, "--threads", "two"], ["--threads", "'two'"]),
+        (["bench", "run", empty, "--batch", "0"], ["--batch", "'0'"]),
+        (["data", "synth", "--out", tmp_path / "s", "--minutes", "0"], ["--minutes", "0"]),
+        (["data", "synth", "--out", tmp_path / "s", "--fs", "0"], ["--fs", "0"]),
+        (["data", "synth", "--out", tmp_path / "s", "--n-records", "0"], ["--n-records"]),
+        (["device", "run", "--config", toml(tmp_path, 'threads = "two"')],
+         [".toml: ", "threads", "'two'", "integer"]),
+        (["device", "run", "--config", toml(tmp_path, 'out = "x.jsonl"')],
+         [".toml: ", "out", "'x.jsonl'", "list of strings"]),
+        (["device", "run", "--config", toml(tmp_path, "speed = -1")],
+         [".toml: ", "speed", "-1"]),
+        (["device", "run", "--config", toml(tmp_path, "api_port = 70000")],
+         [".toml: ", "api_port", "70000"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--speed", "-1"],
+         ["--speed", "'-1'", "'max'"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--speed", "nan"],
+         ["--speed", "'nan'"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--speed", "fast"],
+         ["--speed", "'fast'"]),
+        (["device", "run", "--model", "art", "--source", "stdin", "--fs", "-3"],
+         ["--fs", "-3"]),
+        (["device", "run", "--model", "art", "--source", "stdin", "--threads", "0"],
+         ["--threads", "0"]),
+        (["device", "score", events, "--record", tmp_path / "999"], ["999.hea"]),
+        (["device", "info", empty], [str(empty / "manifest.json"), "no manifest"]),
+        (["device", "status", "--api", f"http://127.0.0.1:{free_port()}"],
+         ["no daemon API answers", "127.0.0.1"]),
+        (["device", "status", "--api", "127.0.0.1:8787"], ["--api", "expected a URL"]),
+        (["firmware", "sensor", "--synth", "--speed", "0"], ["--speed"]),
+        (["firmware", "sensor", "--synth", "--minutes", "-1"], ["--minutes"]),
+    ]
+
+
+def test_bad_input_gets_one_line_naming_the_thing(tmp_path, fake_records):
+    for args, words in cases(tmp_path, fake_records):
+        line = error_line(invoke(args))
+        missing = [w for w in words if w not in line]
+        assert not missing, (args, line, missing)
+
+
+def test_speed_accepts_max_and_positive_factors_only():
+    from vitaledge.device.stream.daemon import DaemonConfig
+
+    for ok in ("max", "1", "0.5", 20, 2.5):
+        assert DaemonConfig(speed=ok).speed == ok
+    for bad in ("-1", "0", 0, "nan", math.inf, "fast", ""):
+        with pytest.raises(ValueError, match="speed"):
+            DaemonConfig(speed=bad)
+
+
+def test_config_types_are_checked_against_the_fields(tmp_path):
+    from vitaledge.device.stream.daemon import DaemonConfig
+
+    good = toml(tmp_path, 'out = ["a.jsonl", "b.db"]\nthreads = 2\nfs = 360\nspeed = 20')
+    cfg = DaemonConfig.from_toml(good)
+    assert cfg.out == ["a.jsonl", "b.db"] and cfg.threads == 2 and cfg.fs == 360
+    for body, key in (("threads = true", "threads"), ("fs = \"360\"", "fs"),
+                      ("out = [1, 2]", "out"), ("api_rate = [20]", "api_rate")):
+        with pytest.raises(ValueError, match=rf"device-\d+\.toml: {key} = "):
+            DaemonConfig.from_toml(toml(tmp_path, body))
+    # a flag's value is checked too, and the file is not blamed for it
+    with pytest.raises(ValueError, match=r"^threads 0"):
+        DaemonConfig.from_toml(good, threads=0)
+
+
+def test_api_port_in_use_names_the_api_port():
+    import errno
+
+    from vitaledge.device.stream.daemon import api_bind_error
+
+    msg = api_bind_error("127.0.0.1", 8787, OSError(errno.EADDRINUSE, "Address in use"))
+    assert msg.startswith("API port 8787 on 127.0.0.1 is already in use") and "\n" not in msg
+
+
+@pytest.mark.slow
+def test_api_port_in_use_through_the_cli(converted, synth_dir, tmp_path):
+    out, _ = converted
+    ev = tmp_path / "ev.jsonl"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = invoke(["device", "run", "--model", out / "cpu-int8", "--source",
+                    f"replay:{synth_dir / 's000'}", "--sink", ev, "--api-port", port])
+    line = error_line(r)
+    assert f"API port {port}" in line and "already in use" in line
+    assert ev.read_text() == ""  # nothing was written before the refusal
+
+
+def leaf_commands(group: click.Group, prefix=()):
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from leaf_commands(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name), cmd
+
+
+def test_every_command_refuses_an_unknown_option_in_one_line():
+    for path, _ in leaf_commands(main):
+        line = error_line(invoke([*path, "--no-such-option"]))
+        assert "--no-such-option" in line, (path, line)
+
+
+def test_every_path_that_must_exist_is_named_when_it_does_not(tmp_path):
+    """Each command's path parameters that must exist, given a path that does not: one
+    line, the path named (or, when a required option comes first, that option)."""
+    ghost = tmp_path / "no-such-thing"
+    seen = 0
+    for path, cmd in leaf_commands(main):
+        for p in cmd.params:
+            if not (isinstance(p.type, click.Path) and p.type.exists):
+                continue
+            args = [ghost] if isinstance(p, click.Argument) else [p.opts[0], ghost]
+            line = error_line(invoke([*path, *args]))
+            assert str(ghost) in line or "Missing" in line, (path, p.name, line)
+            seen += 1
+    assert seen > 10

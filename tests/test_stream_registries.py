@@ -1,0 +1,168 @@
+"""The daemon's registries are complete: every documented source scheme, sink scheme and
+manifest task has an entry, and every entry opens something or refuses bad arguments with
+its documented message. Also the typed queue items and the event builders' JSON shape."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vitaledge.device.stream import events as event
+from vitaledge.device.stream import sinks, sources
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _documented_source_schemes() -> set[str]:
+    toml = (REPO / "docs" / "device.toml").read_text()
+    line = toml[toml.index("\nsource ="):]
+    doc = line[: line.index("\nfs =")]  # the source line and its continuation
+    from_toml = {m.split(":")[0] for m in re.findall(r"([a-z][a-z+-]*)(?::[A-Z]|\s*[|\n])",
+                                                      doc.split("#", 1)[1])}
+    from_docstring = set(re.findall(r"^``([a-z][a-z+-]*)[:`]", sources.__doc__, re.M))
+    return from_toml | from_docstring
+
+
+def test_every_documented_source_scheme_is_registered():
+    documented = _documented_source_schemes()
+    assert {"replay", "stdin", "stdin-pcm", "tcp", "serial", "frames+tcp"} <= documented
+    assert documented == set(sources.SOURCES)
+
+
+def test_unknown_source_lists_the_registry():
+    with pytest.raises(sources.SourceError) as exc:
+        sources.open_source("bogus:x")
+    for scheme in sources.SOURCES:
+        assert scheme in str(exc.value)
+
+
+def test_every_source_opens_or_refuses_bad_arguments(tmp_path):
+    csv = tmp_path / "x.csv"
+    np.savetxt(csv, np.sin(np.arange(500) / 10))
+    src = sources.open_source(f"replay:{csv}", fs=360.0)
+    assert src.fs == 360.0 and sum(len(c) for c in src.chunks) == 500
+    refusals = {"replay": ("replay:", "needs a path: replay:PATH"),
+                "stdin": ("stdin", "needs the sample rate"),
+                "stdin-pcm": ("stdin-pcm", "needs the sample rate"),
+                "tcp": ("tcp:nohost", "expected tcp:HOST:PORT"),
+                "serial": ("serial:", "expected serial:PATH or serial:PATH@BAUD"),
+                "frames+tcp": ("frames+tcp:7000", "expected frames+tcp:HOST:PORT")}
+    assert set(refusals) == set(sources.SOURCES)
+    for spec, message in refusals.values():
+        with pytest.raises(sources.SourceError, match=re.escape(message)):
+            sources.open_source(spec)
+    for spec in ("tcp:127.0.0.1:0", "frames+tcp:127.0.0.1:0"):  # listeners open and stop
+        src = sources.open_source(spec, fs=360.0)
+        assert src.fs == 360.0
+        src.stop()
+
+
+def test_every_documented_sink_scheme_is_registered():
+    doc = sinks.__doc__[sinks.__doc__.index(":data:`SINKS`"):]  # the schemes paragraph
+    documented = set(re.findall(r"``([a-z]+)(?::PATH)?``", doc))
+    assert documented == set(sinks.SINKS) == {"jsonl", "sqlite", "stdout"}
+    assert set(sinks.SUFFIXES.values()) <= set(sinks.SINKS)
+
+
+def test_every_sink_opens_on_a_tmp_path_and_refuses_bad_arguments(tmp_path):
+    ev = [{"type": "status", "status": "hello", "time": 0.0, "seq": 7}]
+    for spec in (f"jsonl:{tmp_path / 'a.jsonl'}", str(tmp_path / "b.jsonl"),
+                 f"sqlite:{tmp_path / 'a.db'}", str(tmp_path / "b.sqlite3"), "stdout", "-"):
+        s = sinks.open_sink(spec)
+        s.write(ev)
+        assert s.last_seq() == (0 if spec in ("stdout", "-") else 7)
+        s.close()
+    for spec, message in {"jsonl:": "jsonl sink needs a path", "sqlite:": "sqlite sink needs "
+                          "a path", "stdout:x": "stdout sink takes no path"}.items():
+        with pytest.raises(ValueError, match=message):
+            sinks.open_sink(spec)
+    with pytest.raises(ValueError) as exc:
+        sinks.open_sink(str(tmp_path / "events.txt"))
+    for key in [*sinks.SINKS, *sinks.SUFFIXES]:
+        assert key in str(exc.value)
+
+
+def test_every_manifest_task_has_a_stage():
+    from vitaledge.device.model.manifest import TASKS
+    from vitaledge.device.stream.stages import STAGES
+
+    assert set(STAGES) == set(TASKS)
+
+
+def test_stage_classes_carry_the_protocol_members():
+    from vitaledge.device.stream.pipeline import BeatPipeline
+    from vitaledge.device.stream.stages import (
+        STAGES,
+        EcgEmotionStage,
+        FanOut,
+        MultimodalStage,
+        SpeechEmotionStage,
+    )
+
+    classes = (BeatPipeline, EcgEmotionStage, SpeechEmotionStage, MultimodalStage)
+    for cls in classes:
+        for name in ("task", "wants_signal_monitor", "min_source_fs", "process", "gap",
+                     "face", "flush", "swap_model"):
+            assert hasattr(cls, name), (cls.__name__, name)
+    assert {cls.task for cls in classes} == set(STAGES)
+    assert "__getattr__" not in vars(FanOut)
+
+
+def test_queue_items_from_source_output():
+    from vitaledge.device.io.sessions import FaceFrame
+    from vitaledge.device.stream.protocol import Gap, StatusEvent
+    from vitaledge.device.stream.queue_items import (
+        DeviceStatus,
+        FaceItem,
+        Samples,
+        WireGap,
+        from_source,
+    )
+
+    x = np.zeros(5)
+    s = from_source(x)
+    assert isinstance(s, Samples) and s.lost_samples == s.span == 5
+    g = from_source(Gap(12, "lost_frames"))
+    assert isinstance(g, WireGap) and (g.lost_samples, g.span) == (0, 12)
+    st = from_source(StatusEvent({"status": "hello"}))
+    assert isinstance(st, DeviceStatus) and st.info == {"status": "hello"}
+    f = from_source(FaceFrame(1.0, np.zeros((2, 2))))
+    assert isinstance(f, FaceItem) and (f.lost_samples, f.span) == (0, 0)
+
+
+def _line(e: dict) -> str:
+    return json.dumps(e, separators=(",", ":"))
+
+
+def test_event_builders_keep_the_json_fields_and_order():
+    assert _line(event.beat(1.25, 450, "N", {"N": 0.9, "V": 0.1}, 0.8)) == (
+        '{"type":"beat","time":1.25,"sample":450,"class":"N","probabilities":'
+        '{"N":0.9,"V":0.1},"rr":0.8,"heart_rate":75.0}')
+    assert _line(event.beat(1.0, 360, "N", {}, None)).endswith('"rr":null,"heart_rate":null}')
+    assert _line(event.emotion("emotion-ecg", 55.0, 19800, 48.0, "LVLA", {"LVLA": 1.0})) == (
+        '{"type":"emotion","task":"emotion-ecg","time":55.0,"sample":19800,"window_s":48.0,'
+        '"class":"LVLA","probabilities":{"LVLA":1.0}}')
+    assert _line(event.wire_gap("lead_off", 2.0, 36, False)) == (
+        '{"type":"status","status":"gap","reason":"lead_off","time":2.0,'
+        '"missing_samples":36,"concealed":false}')
+    assert _line(event.gap(2.0, 36)) == (
+        '{"type":"status","status":"gap","time":2.0,"missing_samples":36}')
+    assert _line(event.device_status({"status": "hello", "fs": 360.0}, 0.5)) == (
+        '{"type":"status","status":"hello","fs":360.0,"time":0.5}')
+    assert _line(event.signal_change("saturation", 3.0, "saturation", 90)) == (
+        '{"type":"status","status":"saturation","time":3.0,"fault":"saturation",'
+        '"fault_samples":90}')
+    assert _line(event.signal_change("signal_ok", 3.0)) == (
+        '{"type":"status","status":"signal_ok","time":3.0}')
+    assert _line(event.rate_change("rate_ok", 1.0, 359.9, 360.0)) == (
+        '{"type":"status","status":"rate_ok","time":1.0,"measured_hz":359.9,'
+        '"configured_hz":360.0}')
+    assert _line(event.signal_error("bad")) == (
+        '{"type":"status","status":"signal_error","error":"bad"}')
+    assert _line(event.sample_rate_mismatch(100.0, 125.0, "slow")) == (
+        '{"type":"status","status":"sample_rate_mismatch","time":0.0,"source_fs":100.0,'
+        '"model_fs":125.0,"error":"slow"}')
