@@ -60,28 +60,33 @@ def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Res
     p: Prepared = prepare(cfg)
     check_split_ids(run_dir / "splits.npz", p.train, p.val, p.test)
     held, held_name = (p.test, "test") if len(p.test) else (p.val, "validation")
-    keras_probs = predict(base, held.X)
+    names = list(base.input_names)
+    keras_probs = predict(base, held.inputs())
     keras_pred = keras_probs.argmax(1)
     keras_acc = float(np.mean(keras_pred == held.y))
     keras_ref = {"accuracy": keras_acc, "macro_f1": classification_metrics(
         held.y, keras_pred, list(CLASSES))["macro"]["f1"], "n": int(len(held.y)),
         "evaluated_on": held_name}
-    rep = representative_windows(p.train, opts.representative_size, cfg.seed)
+    rep = representative_windows(p.train, opts.representative_size, cfg.seed, names)
     print(f"keras model: accuracy {keras_acc:.4f} on {len(held.y)} held-out {held_name} beats; "
-          f"calibration set {len(rep)} windows")
-    src = Source(run_dir=run_dir, task="beat", labels=list(CLASSES),
-                 signal={"kind": "beat", "window": cfg.window.to_dict(), "lead": cfg.lead},
-                 arch=cfg.arch, input_names=list(base.input_names), calibration=rep,
-                 X=held.X, y=held.y, keras_probs=keras_probs, keras_ref=keras_ref)
+          f"calibration set {len(rep[0] if isinstance(rep, list) else rep)} windows")
+    signal = {"kind": "beat", "window": cfg.window.to_dict(), "lead": cfg.lead}
+    if cfg.rr is not None:
+        signal["rr"] = cfg.rr
+    held_inputs = held.inputs()
+    X = [held_inputs[k] for k in names] if isinstance(held_inputs, dict) else held.X
+    src = Source(run_dir=run_dir, task="beat", labels=list(CLASSES), signal=signal,
+                 arch=cfg.arch, input_names=names, calibration=rep,
+                 X=X, y=held.y, keras_probs=keras_probs, keras_ref=keras_ref)
     results: list[Result] = []
     out.mkdir(parents=True, exist_ok=True)
     # The held-out windows, for device-side checks (bench --data) without TensorFlow.
-    write_heldout(out / "heldout.npz", held.X, held.y, src.signal)
+    write_heldout(out / "heldout.npz", X, held.y, src.signal)
     for s in opts.sparsities:
         model, pruning = base, None
         if s:
             print(f"\npruning to {s:.0%} sparsity ({opts.prune_epochs} fine-tuning epochs)")
-            model, report = prune(base, p.X_fit, p.y_fit, (p.val.X[..., None], p.val.y), s,
+            model, report = prune(base, p.X_fit, p.y_fit, (p.val.inputs(), p.val.y), s,
                                   epochs=opts.prune_epochs, class_weight=p.class_weight,
                                   log_dir=run_dir / "logs" / f"pruning-{int(s * 100)}")
             pruning = report.to_dict()

@@ -15,8 +15,11 @@ from vitaledge.train.backend import keras, tf
 QUANT_MODES = ("none", "int8", "int8-fc", "fp16", "dynamic")
 
 
-def representative_windows(train: BeatSet, n: int = 300, seed: int = 0) -> np.ndarray:
-    """A class-stratified sample of training windows for calibration.
+def representative_windows(train: BeatSet, n: int = 300, seed: int = 0,
+                           input_names: list[str] | None = None):
+    """A class-stratified sample of training windows for calibration; for a model with
+    RR features (``input_names`` ``["beat", "rr"]``) a list of the windows and their
+    features, in the model's input order.
 
     Each class gets a share proportional to its frequency but at least ``n // 20`` windows
     (or all it has), so rare classes' activation ranges are seen too.
@@ -30,7 +33,12 @@ def representative_windows(train: BeatSet, n: int = 300, seed: int = 0) -> np.nd
         picks.append(rng.choice(np.flatnonzero(train.y == c), k, replace=False))
     idx = np.concatenate(picks)
     rng.shuffle(idx)
-    return train.X[idx[:max(n, len(classes) * floor)]].astype(np.float32)
+    idx = idx[:max(n, len(classes) * floor)]
+    if input_names and len(input_names) > 1:
+        by_name = {"beat": train.X[idx].astype(np.float32),
+                   "rr": None if train.rr is None else train.rr[idx].astype(np.float32)}
+        return [by_name[k] for k in input_names]
+    return train.X[idx].astype(np.float32)
 
 
 def _signature(model: keras.Model) -> list:

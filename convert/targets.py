@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.model.manifest import input_key
 from vitaledge.device.model.runtime import get_backend, make_interpreter, quantize
 from vitaledge.firmware_sim import tflm as micro
 
@@ -53,13 +54,15 @@ class Quants:
 @dataclass(frozen=True)
 class Built:
     """What an extras hook gets: the converted model, its ops, its artifact directory, the
-    C identifier prefix (``--name``) and the calibration inputs."""
+    C identifier prefix (``--name``) and the calibration inputs (a list in the order of
+    ``input_names`` for a multi-input model)."""
 
     content: bytes
     ops: list[dict]
     dir: Path
     name: str
     calibration: np.ndarray | list[np.ndarray]
+    input_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,16 +102,24 @@ def _gpu_extras(built: Built) -> dict:
     return {"gpu": cov}
 
 
-def micro_sample(content: bytes, rep: np.ndarray) -> np.ndarray:
-    """One calibration window in the model's input dtype and shape (for arena search)."""
+def micro_sample(content: bytes, rep, input_names=()):
+    """One calibration input in the model's input dtype and shape (for arena search); for a
+    multi-input model (``rep`` a list in the order of ``input_names``) a list with one per
+    interpreter input, matched by name (the converter orders inputs its own way)."""
     interp = make_interpreter(content, get_backend(), threads=1, delegate="none")
-    d = interp.get_input_details()[0]
-    return quantize(rep[:1].reshape(d["shape"]).astype(np.float32), d["dtype"],
-                    d["quantization"])
+    details = interp.get_input_details()
+    if isinstance(rep, list | tuple):
+        by_name = dict(zip(input_names, rep, strict=True))
+        reps = [by_name[input_key(d["name"])] for d in details]
+    else:
+        reps = [rep]
+    out = [quantize(np.asarray(r[:1], np.float32).reshape(d["shape"]), d["dtype"],
+                    d["quantization"]) for r, d in zip(reps, details, strict=True)]
+    return out if len(out) > 1 else out[0]
 
 
 def _micro_extras(built: Built) -> dict:
-    sample = micro_sample(built.content, built.calibration)
+    sample = micro_sample(built.content, built.calibration, built.input_names)
     names = micro.resolver_ops([o["op"] for o in built.ops])
     cc, h = micro.c_source(built.content, built.name, names)
     (built.dir / "model_data.cc").write_text(cc)

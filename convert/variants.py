@@ -135,7 +135,8 @@ def build_variant(src: Source, v: Variant, out: Path, opts: ConvertOptions) -> R
     try:
         ops = list_ops(content)
         extra = {"gzip_bytes": gz, "ops": sorted({o["op"] for o in ops}), **v.extra}
-        extra.update(target.extras(Built(content, ops, vdir, opts.name, src.calibration)))
+        extra.update(target.extras(Built(content, ops, vdir, opts.name, src.calibration,
+                                         tuple(src.input_names))))
         m = build_manifest(src, v.target, v.quant, content, v.pruning, extra,
                            "probabilities" if logits is None else LOGITS)
         m.save(vdir / "manifest.json")

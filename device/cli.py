@@ -158,6 +158,9 @@ def _flag_named(message: str, overrides: dict) -> str:
               help="Event sink: PATH.jsonl, PATH.db, jsonl:PATH, sqlite:PATH or stdout "
                    "(repeatable).")
 @deprecated_alias("--out", "--sink", "sinks", multiple=True)
+@click.option("--append", is_flag=True, default=None,
+              help="Add this run to sink files that already hold events (else refused); "
+                   "every event carries its run id.")
 @click.option("--fsync", help="JSONL durability: batch (default) | interval:S | never.")
 @click.option("--api-host", help="API bind address (default 127.0.0.1).")
 @click.option("--api-port", type=int, help="API port (0 = no API).")
@@ -179,18 +182,20 @@ def _flag_named(message: str, overrides: dict) -> str:
 @click.option("--log-level", default="INFO", show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Write the run's summary here (JSON: counts, rates, rhythm, stages).")
-def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead, sinks, fsync,
+def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead, sinks,
+            append, fsync,
             api_host, api_port, api_token_file, api_rate, source_token_file, verify_key,
             threads, backend, delegate, fallback, log_level, json_out) -> None:
     """Run the inference daemon: stream ECG in, beat events (and emotion estimates) out;
-    or audio in, speech-emotion estimates out. SIGTERM drains and exits 0, SIGHUP reloads
-    the model(s)."""
+    or audio in, speech-emotion estimates out. SIGTERM drains (1.5 s at most) and exits 0,
+    SIGHUP reloads the model(s); a failed run (pipeline or source error, a sink that lost
+    events) exits 1."""
     import logging
 
     from vitaledge.device.model.manifest import ManifestError
     from vitaledge.device.model.runtime import ModelLoadError
     from vitaledge.device.stream.progress import ProgressLine
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig, DaemonFailure
     from vitaledge.device.stream.pipeline import SignalError
     from vitaledge.device.stream.report import format_position, format_summary
     from vitaledge.device.stream.sources import SourceError
@@ -199,7 +204,8 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     overrides = {"model": model, "emotion_model": emotion_model,
                  "emotion_hop_s": emotion_hop_s, "source": source, "fs": fs, "speed": speed,
                  "lead": lead,
-                 "out": list(sinks) or None, "fsync": fsync, "api_host": api_host,
+                 "out": list(sinks) or None, "append": append, "fsync": fsync,
+                 "api_host": api_host,
                  "api_port": api_port, "api_token_file": api_token_file,
                  "api_rate": api_rate, "source_token_file": source_token_file,
                  "verify_key": verify_key,
@@ -218,11 +224,18 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
         raise click.ClickException(str(exc)) from exc
     with ProgressLine(enabled=None if cfg.source.startswith("replay:") else False) as line:
         t0 = time.monotonic()
-        summary = daemon.run(progress=lambda pos: line.update(
-            format_position(pos, time.monotonic() - t0))) if line.enabled else daemon.run()
-    click.echo(format_summary(summary), err=True)
+        try:
+            summary = daemon.run(progress=lambda pos: line.update(
+                format_position(pos, time.monotonic() - t0))) if line.enabled else daemon.run()
+            failure = None
+        except DaemonFailure as exc:  # exit 1 after the summary: systemd restarts us
+            summary, failure = exc.summary, exc
+    if summary:
+        click.echo(format_summary(summary), err=True)
     if json_out:
         write_json(json_out, summary)
+    if failure is not None:
+        raise click.ClickException(f"the run failed: {failure}")
 
 
 @device_group.command("keygen")
@@ -329,20 +342,30 @@ device_group.add_command(_reliability_group())
 @click.argument("events", type=click.Path(exists=True, dir_okay=False))
 @click.option("--record", required=True, help="WFDB record path (with .atr annotations).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
-def score_cmd(events, record, json_out) -> None:
-    """Score daemon beat events against a record's reference annotations."""
+@click.option("--run", "run_id", help="Run to score when the file holds several "
+                                     "(device run --append); default: the last.")
+def score_cmd(events, record, json_out, run_id) -> None:
+    """Score daemon beat events against a record's reference annotations (one run of the
+    file: the last, or --run ID)."""
     from vitaledge.device.eval.score_events import (
         EventsError,
         format_score,
         load_events,
+        read_runs,
         score_events,
     )
     from vitaledge.device.io.records import RecordError
 
     try:
-        s = score_events(load_events(events), record)
+        runs = list(read_runs(events))
+        chosen = run_id if run_id is not None else (runs[-1] if runs else None)
+        s = score_events(load_events(events, run_id), record)
     except (EventsError, RecordError) as exc:
         raise click.ClickException(str(exc)) from exc
+    s = {**s, "run": chosen, "runs_in_file": len(runs)}
+    if len(runs) > 1:
+        click.echo(f"{events} holds {len(runs)} runs ({', '.join(runs)}); scoring run "
+                   f"{chosen}{'' if run_id else ' (the last; --run ID for another)'}")
     click.echo(format_score(s))
     if json_out:
         write_json(json_out, s)
@@ -426,8 +449,8 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
                   backend, keras_runs, pin, out) -> None:
     """Latency (load, first, p50/p90/p99), throughput, memory and accuracy per artifact x
     delegate x threads x batch."""
+    from vitaledge.device.bench.latency import FAIL, run_bench, save
     from vitaledge.device.bench.latency import format_table as fmt
-    from vitaledge.device.bench.latency import run_bench, save
     from vitaledge.device.stream.progress import ProgressLine
 
     thread_list, batch_list = _ints(threads, "--threads"), _ints(batches, "--batch")
@@ -447,6 +470,10 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
         except OSError as exc:
             raise click.ClickException(f"cannot write {out}: {exc}") from exc
         click.echo(f"saved to {out}/bench.json, bench.csv, bench.md, bench.txt")
+    failed = [r for r in res.rows if r.status == FAIL]
+    if failed:  # after printing and saving everything: a failed row fails the command
+        click.echo(f"{len(failed)} of {len(res.rows)} rows failed ({FAIL})", err=True)
+        raise SystemExit(1)
 
 
 @bench_group.command("compare")

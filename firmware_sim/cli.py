@@ -47,8 +47,8 @@ def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc
 
     First line of output: the device path (or tcp:HOST:PORT). Last line: a JSON summary
     of what was sent and every fault injected."""
-    from vitaledge.device.stream.progress import ProgressLine
     from vitaledge.device.stream.auth import load_token
+    from vitaledge.device.stream.progress import ProgressLine
     from vitaledge.device.stream.report import clock
 
     from .adc import AdcModel

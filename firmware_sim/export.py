@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.model.manifest import load_manifest
-from vitaledge.device.model.runtime import list_ops
+from vitaledge.device.model.manifest import input_key, load_manifest
+from vitaledge.device.model.runtime import get_backend, list_ops, make_interpreter
 from vitaledge.firmware_sim.tflm import (
     c_identifier,
     c_source,
@@ -22,7 +22,31 @@ from vitaledge.firmware_sim.tflm import (
 ARENA_HEADROOM = 1.1  # the measured minimum plus 10 %, rounded up to 16 bytes
 
 
-def _config_header(ident: str, m, arena: int, ops: list[str]) -> str:
+def _input_macros(ident: str, m, order: list[int]) -> list[str]:
+    """Per model input: its TFLite Micro input index, length, scale and zero point, named
+    after the input (``BEAT``, ``RR``), so a multi-input model's every input is quantized
+    with its own parameters; the RR feature order and spec as a comment."""
+    lines = []
+    for spec, idx in zip(m.inputs, order, strict=True):
+        key = f"{ident.upper()}_{c_identifier(input_key(spec.name)).upper()}"
+        q = spec.quantization
+        lines += [f"#define {key}_INPUT_INDEX {idx}",
+                  f"#define {key}_LENGTH {int(np.prod(spec.shape[1:]))}"]
+        if q:
+            lines += [f"#define {key}_SCALE {q.scale!r}f",
+                      f"#define {key}_ZERO_POINT {q.zero_point}"]
+    rr = getattr(m.signal, "rr", None)
+    if rr is not None:
+        d = rr.to_dict()
+        lines.append(f"// RR input, in this order (seconds; *_rel divided by long_rr): "
+                     f"{', '.join(d['features'])}; local_beats {d['local_beats']}, long_s "
+                     f"{d['long_s']}, RR clipped to [{d['min_rr_s']}, {d['max_rr_s']}] s "
+                     "(vitaledge.device.dsp.rr)")
+    return lines
+
+
+def _config_header(ident: str, m, arena: int, ops: list[str],
+                   order: list[int] | None = None) -> str:
     q_in, q_out = m.input.quantization, m.output.quantization
     labels = ", ".join(f'"{lab}"' for lab in m.labels)
     w = m.signal.to_dict().get("window", {})
@@ -42,8 +66,20 @@ def _config_header(ident: str, m, arena: int, ops: list[str]) -> str:
         f"#define {ident.upper()}_OUTPUT_IS_LOGITS {int(_is_logits(m))}",
         f"#define {ident.upper()}_WINDOW_HZ {float(w.get('fs', 0))!r}f",
         f"#define {ident.upper()}_OP_COUNT {len(ops)}",
+        *(_input_macros(ident, m, order) if order and len(m.inputs) > 1 else []),
         f"static const char* const {ident}_labels[] = {{{labels}}};", "",
         f"#endif  // {guard}", ""])
+
+
+def _subgraph_order(content: bytes, m) -> list[int]:
+    """Each manifest input's index among the model's subgraph inputs (what
+    ``interp.input(i)`` takes on the MCU): the converter orders inputs its own way."""
+    if len(m.inputs) == 1:
+        return [0]
+    names = [d["name"] for d in
+             make_interpreter(content, get_backend(), threads=1, delegate="none")
+             .get_input_details()]
+    return [names.index(spec.name) for spec in m.inputs]
 
 
 def _is_logits(m) -> bool:
@@ -125,7 +161,10 @@ static {ident}_OpResolver resolver;
 const tflite::Model* model = tflite::GetModel({ident}_model_data);
 tflite::MicroInterpreter interp(model, resolver, arena, sizeof(arena));
 interp.AllocateTensors();
-// fill interp.input(0)->data.int8 with the quantized window, then:
+// fill interp.input(0)->data.int8 with the quantized window (a model with RR features has
+// two inputs: fill interp.input(<NAME>_BEAT_INPUT_INDEX) with the window and
+// interp.input(<NAME>_RR_INPUT_INDEX) with the RR features, each quantized with its own
+// <NAME>_<INPUT>_SCALE / _ZERO_POINT from model_config.h), then:
 interp.Invoke();
 int8_t* scores = interp.output(0)->data.int8;  // class = argmax of scores
 ```
@@ -143,17 +182,20 @@ def export_firmware(artifact: str | Path, out: str | Path) -> list[Path]:
     ident = (m.extra.get("micro") or {}).get("c_array", "vitaledge_model_data")
     ident = c_identifier(ident.removesuffix("_model_data") or "vitaledge")
     measured = (m.extra.get("micro") or {}).get("arena_bytes")
+    order = _subgraph_order(content, m)
     if not measured:
-        q = m.input.quantization
-        sample = np.full(m.input.shape, q.zero_point if q else 0, np.int8)
-        measured = measure_arena(content, sample)
+        sample = [None] * len(m.inputs)
+        for spec, idx in zip(m.inputs, order, strict=True):
+            q = spec.quantization
+            sample[idx] = np.full(spec.shape, q.zero_point if q else 0, np.int8)
+        measured = measure_arena(content, sample if len(sample) > 1 else sample[0])
     arena = int(np.ceil(measured * ARENA_HEADROOM / 16) * 16)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     src, hdr = c_source(content, ident, ops)
     files = {"model_data.cc": src, "model_data.h": hdr,
              "op_resolver.cc": resolver_source(ops, ident),
-             "model_config.h": _config_header(ident, m, arena, ops),
+             "model_config.h": _config_header(ident, m, arena, ops, order),
              "README.md": _readme(m, ident, arena, int(measured), ops)}
     written = []
     for name, text in files.items():

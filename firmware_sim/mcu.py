@@ -23,6 +23,7 @@ import numpy as np
 
 from vitaledge.device.dsp.windows import WindowSpec
 from vitaledge.device.io.beats import beats_from_dir
+from vitaledge.device.io.heldout import read_heldout
 from vitaledge.device.model.manifest import load_manifest
 from vitaledge.device.model.runtime import Model, list_ops
 from vitaledge.firmware_sim.tflm import measure_arena
@@ -33,26 +34,40 @@ DEADLINE_BPM = 200.0
 RING_MARGIN_S = 0.5  # detector look-ahead (0.2 s) + filter and resampler reach, rounded up
 
 
-def load_beats(data: str | Path, spec: WindowSpec, n: int,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``n`` real beats (seeded choice, in order): windows, labels and where each came
-    from (``record:sample`` for WFDB, ``heldout#i`` for convert's heldout.npz)."""
-    import json
-
+def load_beats(data: str | Path, signal, n: int,
+               seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """``n`` real beats (seeded choice, in order): the model's inputs (one array per input,
+    in the manifest's order: the windows, and the RR features for a model with an ``rr``
+    input), labels, and where each came from (``record:sample`` for WFDB, ``heldout#i`` for
+    convert's heldout.npz). WFDB beats of an RR model are cut where the device's detector
+    finds them, as the daemon cuts them."""
     if str(data).endswith(".npz"):
-        with np.load(data, allow_pickle=False) as z:
-            if json.loads(str(z["window"])) != spec.to_dict():
-                raise ValueError(f"{data}: windows were made with another window spec")
-            X, y = z["X"], z["y"]
+        held = read_heldout(data)
+        if held.signal.get("window") != signal.window.to_dict():
+            raise ValueError(f"{data}: windows were made with another window spec")
+        xs, y = list(held.inputs), held.y
         ids = [f"heldout#{i}" for i in range(len(y))]
     else:
-        b = beats_from_dir(data, spec)
-        X, y = b.X, b.y
+        anchor = "detected" if signal.rr is not None else "annotated"
+        b = beats_from_dir(data, signal.window, anchor=anchor, rr=signal.rr)
+        xs = [b.X] if b.rr is None else [b.X, b.rr]
+        y = b.y
         ids = [f"{r}:{s}" for r, s in zip(b.record, b.sample, strict=True)]
     if len(y) == 0:
         raise ValueError(f"{data}: no beats")
+    if len(xs) != len(signal.input_names()):
+        raise ValueError(f"{data}: holds {len(xs)} inputs per beat, the model takes "
+                         f"{signal.input_names()}")
     idx = np.sort(np.random.default_rng(seed).choice(len(y), min(n, len(y)), replace=False))
-    return X[idx], y[idx], [ids[i] for i in idx]
+    return [x[idx] for x in xs], y[idx], [ids[i] for i in idx]
+
+
+def _micro_order(model: Model) -> list[int]:
+    """For each manifest input, its index among the interpreter's (and TFLite Micro's)
+    subgraph inputs: the converter orders inputs its own way."""
+    names = [d["name"] for d in model.interpreter.get_input_details()]
+    return [names.index(spec.name) if spec.name in names else i
+            for i, spec in enumerate(model.manifest.inputs)]
 
 
 def mac_count(ops: list[dict]) -> tuple[int, list[dict]]:
@@ -74,7 +89,7 @@ def mac_count(ops: list[dict]) -> tuple[int, list[dict]]:
     return sum(p["macs"] for p in per), per
 
 
-def compare_runtimes(artifact: str | Path, X: np.ndarray, ids: list[str], y: np.ndarray,
+def compare_runtimes(artifact: str | Path, X, ids: list[str], y: np.ndarray,
                      arena: int, delegates: tuple[str, ...] = ("none", "xnnpack")) -> dict:
     """TFLite Micro vs LiteRT on the same quantized inputs, once per LiteRT delegate
     (``none``: LiteRT's reference int8 kernels; ``xnnpack``: what the Pi runs)."""
@@ -86,18 +101,21 @@ def compare_runtimes(artifact: str | Path, X: np.ndarray, ids: list[str], y: np.
                          f"{model.manifest.output.dtype})")
     micro = _preserving_micro(Path(model.path).read_bytes(), arena)
     logit_idx = {d: _softmax_input(m.interpreter) for d, m in models.items()}
-    shape = model.input_shape
+    xs = list(X) if isinstance(X, list | tuple) else [X]
+    order = _micro_order(model)
     lite: dict[str, list] = {d: [] for d in delegates}
     lite_logits: dict[str, list] = {d: [] for d in delegates}
     tflm, tflm_logits = [], []
-    for x in X:
-        xq = model.quantize_input(np.asarray(x, np.float32).reshape(shape))
+    for j in range(len(y)):
+        xq = [model.quantize_input(np.asarray(x[j], np.float32).reshape(model.input_shapes[i]),
+                                   i) for i, x in enumerate(xs)]
         for d, m in models.items():
-            lite[d].append(np.array(m.invoke_raw(xq)[0], np.int16))
+            lite[d].append(np.array(m.invoke_raw(xq if len(xq) > 1 else xq[0])[0], np.int16))
             if logit_idx[d] is not None:
                 lite_logits[d].append(np.array(m.interpreter.get_tensor(logit_idx[d]),
                                                np.int16).ravel())
-        micro.set_input(xq, 0)
+        for i, q in enumerate(xq):
+            micro.set_input(q, order[i])
         micro.invoke()
         tflm.append(np.array(micro.get_output(0)[0], np.int16))
         li = next((i for i in logit_idx.values() if i is not None), None)
@@ -107,7 +125,7 @@ def compare_runtimes(artifact: str | Path, X: np.ndarray, ids: list[str], y: np.
     tflm_a = np.stack(tflm)
     ta, t_ties = tflm_a.argmax(1), exact_ties(tflm_a)
     labels = model.labels
-    out = {"beats": int(len(X)), "output": model.output_kind,
+    out = {"beats": int(len(y)), "output": model.output_kind,
            "argmax_ties": "first maximum (lowest class index)",
            "accuracy_tflm": float(np.mean(ta == y)), "ties_tflm": int(t_ties.sum()),
            "litert": {}}
@@ -196,11 +214,14 @@ def simulate_mcu(artifact: str | Path, profile: McuProfile, data: str | Path, n_
     manifest, path = load_manifest(artifact)
     content = path.read_bytes()
     spec = manifest.signal.window
-    X, y, ids = load_beats(data, spec, n_beats, seed)
-    shape = tuple(manifest.input.shape)
+    X, y, ids = load_beats(data, manifest.signal, n_beats, seed)
     model = Model(artifact, delegate="none")
-    sample = model.quantize_input(np.asarray(X[0], np.float32).reshape(shape))
-    arena = measure_arena(content, sample)
+    order = _micro_order(model)
+    sample = [None] * len(X)
+    for i, x in enumerate(X):
+        sample[order[i]] = model.quantize_input(
+            np.asarray(x[0], np.float32).reshape(model.input_shapes[i]), i)
+    arena = measure_arena(content, sample if len(sample) > 1 else sample[0])
     ops = list_ops(content)
     macs, per_op = mac_count(ops)
     return {"artifact": str(artifact), "profile": asdict(profile), "data": str(data),

@@ -12,8 +12,6 @@ import contextlib
 import os
 import re
 
-import numpy as np
-
 ARENA_ALIGN = 16
 
 
@@ -106,24 +104,27 @@ def _quiet_stderr():
         os.close(fd)
 
 
-def _runs(content: bytes, arena: int, sample: np.ndarray) -> bool:
+def _runs(content: bytes, arena: int, sample) -> bool:
+    """Does the model run in ``arena`` bytes? ``sample``: one array, or one per input."""
     try:
         it = micro_interpreter(content, arena)
-        it.set_input(sample, 0)
+        for i, x in enumerate(sample if isinstance(sample, list | tuple) else [sample]):
+            it.set_input(x, i)
         it.invoke()
         return True
     except (RuntimeError, ValueError):
         return False
 
 
-def measure_arena(content: bytes, sample: np.ndarray, upper: int | None = None,
+def measure_arena(content: bytes, sample, upper: int | None = None,
                   resolution: int = 256) -> int:
-    """Smallest arena (bytes, multiple of ``resolution``) in which the model runs."""
+    """Smallest arena (bytes, multiple of ``resolution``) in which the model runs;
+    ``sample`` is one input array, or a list with one per model input."""
     with _quiet_stderr():
         return _search(content, sample, upper, resolution)
 
 
-def _search(content: bytes, sample: np.ndarray, upper: int | None, resolution: int) -> int:
+def _search(content: bytes, sample, upper: int | None, resolution: int) -> int:
     hi = upper or max(64 * 1024, 10 * len(content))
     while not _runs(content, hi, sample):
         hi *= 2

@@ -145,9 +145,10 @@ def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512,
 
 
 def task_inputs(manifest, data: str | None, artifact: Path) -> tuple[object, np.ndarray | None]:
-    """(inputs, labels) for a non-beat model: the ``heldout.npz`` that ``vitaledge convert``
-    writes beside an emotion model's artifacts (or ``data``, such a file): one array per
-    model input (a list for multi-input models) and the labels."""
+    """(inputs, labels) for an emotion model or a beat model with RR features: the
+    ``heldout.npz`` that ``vitaledge convert`` writes beside the artifacts (or ``data``,
+    such a file): one array per model input (a list for multi-input models) and the
+    labels."""
     path = Path(data) if data and str(data).endswith(".npz") else artifact.parent / "heldout.npz"
     if not path.exists():
         raise ValueError(f"{artifact}: a {manifest.task} model is benchmarked on the held-out "
@@ -241,7 +242,7 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
     for art in artifacts:
         try:
             manifest, _ = load_manifest(art)
-            if manifest.task == "beat":
+            if manifest.task == "beat" and len(manifest.inputs) == 1:
                 spec = manifest.signal.window
                 key = json.dumps(spec.to_dict(), sort_keys=True)
                 if key not in inputs:

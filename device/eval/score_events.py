@@ -1,5 +1,6 @@
 """Scoring daemon events against a record's reference annotations: beat detection and a
-per-class confusion table of the matched beats."""
+per-class confusion table of the matched beats. A sink file may hold several runs
+(``device run --append``); one run is scored, the last unless another is named."""
 
 from __future__ import annotations
 
@@ -20,14 +21,32 @@ class EventsError(ValueError):
     """An events file cannot be scored; the message names the file and what is wrong."""
 
 
-def load_events(path: str | Path) -> list[dict]:
-    """Beat events of a daemon sink file: JSON Lines (a torn last line after a crash is
-    skipped) or the SQLite sink's database."""
+def read_runs(path: str | Path) -> dict[str, list[dict]]:
+    """Beat events of a daemon sink file per run, in the order the runs were written:
+    JSON Lines (a torn last line after a crash is skipped) or the SQLite sink's database.
+    A file appended to (``device run --append``) holds several runs; events written before
+    events carried their run id count as one run named ``""``."""
     path = Path(path)
     with open(path, "rb") as fh:
         magic = fh.read(len(SQLITE_MAGIC))
     rows = _sqlite_rows(path) if magic == SQLITE_MAGIC else _jsonl_rows(path)
-    return [e for e in rows if isinstance(e, dict) and e.get("type") == "beat"]
+    runs: dict[str, list[dict]] = {}
+    for e in rows:
+        if isinstance(e, dict) and e.get("type") == "beat":
+            runs.setdefault(str(e.get("run", "")), []).append(e)
+    return runs
+
+
+def load_events(path: str | Path, run: str | None = None) -> list[dict]:
+    """Beat events of one run of a daemon sink file (:func:`read_runs`): ``run``, or the
+    last one written."""
+    runs = read_runs(path)
+    if run is None:
+        return runs[list(runs)[-1]] if runs else []
+    if run not in runs:
+        raise EventsError(f"{path}: no run {run!r}; it holds {len(runs)} run(s): "
+                          f"{', '.join(map(repr, runs)) or 'none'}")
+    return runs[run]
 
 
 def _jsonl_rows(path: Path) -> list:

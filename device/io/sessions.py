@@ -85,13 +85,15 @@ def write_session(path: str | Path, s: Session) -> Path:
 
 
 def session_chunks(s: Session, chunk: int):
-    """(k, 2) [ecg, gsr] chunks, each preceded by the face frames whose time falls before
-    the chunk's end."""
+    """(k, 2) [ecg, gsr] chunks, each preceded by the face frames taken at or before the
+    chunk's end: a window ending with this chunk is paired with the latest frame at or
+    before its end (``MultimodalStage``, ``model_inputs`` in batch), so a frame taken exactly
+    at the end must arrive before the chunk that completes the window."""
     both = np.stack([s.ecg, s.gsr], axis=1)
     f = 0
     for i in range(0, len(both), chunk):
         end_s = min(i + chunk, len(both)) / s.fs
-        while f < len(s.face_times) and s.face_times[f] < end_s:
+        while f < len(s.face_times) and s.face_times[f] <= end_s:
             yield FaceFrame(float(s.face_times[f]), s.faces[f])
             f += 1
         yield both[i:i + chunk]

@@ -215,6 +215,14 @@ class Manifest:
         names = getattr(signal, "input_names", None)
         if names is not None:
             _check_input_names(names(), [inp, *extra_inputs], where)
+        if isinstance(signal, BeatSignal):  # one window per input row, or every predict fails
+            per = 1
+            for n in inp.shape[1:]:
+                per *= n
+            if per != signal.window.length:
+                raise ManifestError(f"{where}.signal.window.length: {signal.window.length} "
+                                    f"samples, but the input tensor {inp.shape} takes "
+                                    f"{per} per window")
         return cls(**{**d, "input": inp, "output": out, "extra_inputs": extra_inputs,
                       "signal": signal})
 

@@ -37,20 +37,26 @@ class BeatWatch:
         return (samples_in - (self.last_beat[1] if self.last_beat else 0)) / self.fs
 
     def update(self, new_events: list[dict], samples_in: int) -> list[dict]:
-        """After present samples up to ``samples_in`` made ``new_events``: the status
-        events of a pause starting or ending."""
-        out = []
-        beats = [e for e in new_events if e.get("type") == "beat"]
-        if beats:
-            if self.active:
-                self.active = False
-                out.append(event.beats_resumed(beats[0]["time"],
-                                               round(beats[0]["time"] - self._since, 1)))
-            self.last_beat = (beats[-1]["time"], beats[-1]["sample"])
-            self.ref = max(self.ref, beats[-1]["sample"])
+        """``new_events`` (what present samples up to ``samples_in`` made) with the status
+        events of pauses starting or ending put in among them, in stream order. A pause
+        is judged beat by beat, so the result does not depend on the chunk size."""
+        out: list[dict] = []
+        for e in new_events:
+            if e.get("type") == "beat":
+                if not self.active and e["sample"] - self.ref >= self.limit:
+                    out.append(self._start())
+                if self.active:
+                    self.active = False
+                    out.append(event.beats_resumed(e["time"], round(e["time"] - self._since,
+                                                                    1)))
+                self.last_beat = (e["time"], e["sample"])
+                self.ref = max(self.ref, e["sample"])
+            out.append(e)
         if not self.active and samples_in - self.ref >= self.limit:
-            self.active, self._since = True, self.ref / self.fs
-            out.append(event.no_beats(round((self.ref + self.limit) / self.fs, 3),
-                                      self.limit_s,
-                                      self.last_beat[0] if self.last_beat else None))
+            out.append(self._start())
         return out
+
+    def _start(self) -> dict:
+        self.active, self._since = True, self.ref / self.fs
+        return event.no_beats(round((self.ref + self.limit) / self.fs, 3), self.limit_s,
+                              self.last_beat[0] if self.last_beat else None)

@@ -536,12 +536,12 @@ class Daemon:
         """``events`` to every sink; the status events of sinks failing or recovering."""
         status = []
         for s in self.sinks:
-            backlog = len(s.backlog)
+            backlog, errors = len(s.backlog), s.errors
             change = s.write(events)
-            if s.failing:
-                self.m_sink_errors.labels(s.name).inc(1 if change or s.errors else 0)
-            else:
-                self.m_written.labels(str(s.path)).inc(len(events))
+            if s.errors > errors:
+                self.m_sink_errors.labels(s.name).inc(s.errors - errors)
+            if not s.failing:
+                self.m_written.labels(str(s.path)).inc(len(events) + backlog)
             if change == "failed":
                 log.error(json.dumps({"event": "sink_error", "sink": s.name,
                                       "error": s.error}))
@@ -694,7 +694,7 @@ class Daemon:
         """Present signal through the stages, and a pause without beats reported."""
         events = pipe.process(x)
         if self.beat_watch is not None:
-            events += self.beat_watch.update(events, pipe.samples_in)
+            events = self.beat_watch.update(events, pipe.samples_in)
         return events
 
     def _watch_gap(self, pipe: FanOut) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from vitaledge.device.dsp.filters import CausalFilter
 from vitaledge.device.dsp.rhythm import RhythmStats
 from vitaledge.device.dsp.rpeaks import RPeakDetector
+from vitaledge.device.dsp.rr import RRFeatures
 from vitaledge.device.dsp.signal_buffer import SignalBuffer
 from vitaledge.device.dsp.windows import Cut, median_rr, plan_cut, window_from_span
 from vitaledge.device.model.runtime import Model
@@ -31,6 +32,7 @@ class _Pending:
     r: int
     rr: float | None
     cut: Cut
+    feats: np.ndarray | None = None  # RR features, once the next R peak has come
 
 
 class BeatPipeline:
@@ -61,6 +63,10 @@ class BeatPipeline:
         self.dropped_edge = 0
         self._offset = 0  # absolute index of the detector/buffer's sample 0
         self.gaps = 0
+        rr_spec = model.manifest.signal.rr
+        # A model with RR features classifies a beat once its post-RR is known: when the
+        # next R peak is found (or the stream ends or breaks).
+        self._rrf = RRFeatures(self.fs, rr_spec) if rr_spec is not None else None
 
     @property
     def min_source_fs(self) -> float:
@@ -79,6 +85,8 @@ class BeatPipeline:
         """Samples were lost: finish what can be finished, then restart detection after
         the hole so that no beat is made of signal on both sides of it."""
         events = self.flush()
+        if self._rrf is not None:
+            self._rrf.gap(n_missing / self.fs)  # no interval across the hole
         self._offset = self.samples_in + int(n_missing)
         self.samples_in = self._offset
         self._filter.reset()
@@ -93,9 +101,12 @@ class BeatPipeline:
         return events
 
     def swap_model(self, model: Model) -> None:
-        """Replace the model (hot reload); its window spec must equal the current one."""
-        if model.manifest.task != "beat" or model.manifest.signal.window != self.spec:
-            raise SignalError("new model's task or window spec differs from the running "
+        """Replace the model (hot reload); its window and RR specs must equal the current
+        ones."""
+        old = self.model.manifest.signal
+        if (model.manifest.task != "beat" or model.manifest.signal.window != self.spec
+                or model.manifest.signal.rr != old.rr):
+            raise SignalError("new model's task, window or RR spec differs from the running "
                               "model's; restart the daemon to change them")
         self.model = model
 
@@ -114,6 +125,9 @@ class BeatPipeline:
         """End of stream: decide the last beats; windows that cannot complete are dropped."""
         for r in self._detector.flush():
             self._queue(r)
+        if self._rrf is not None:
+            for r_abs, feats in self._rrf.flush():
+                self._attach(r_abs, feats)
         return self._classify_ready(final=True)
 
     def _queue(self, r: int) -> None:
@@ -123,11 +137,24 @@ class BeatPipeline:
         self._last_r = r
         med = median_rr(np.asarray(self._rr_hist), self.spec, self.fs)
         self._pending.append(_Pending(r, rr, plan_cut(r, med, self.fs, self.spec)))
+        if self._rrf is not None:
+            for r_abs, feats in self._rrf.push(self._offset + r):
+                self._attach(r_abs, feats)
+
+    def _attach(self, r_abs: int, feats: np.ndarray) -> None:
+        """Give the pending beat at absolute sample ``r_abs`` its RR features."""
+        for p in reversed(self._pending):
+            if self._offset + p.r == r_abs:
+                p.feats = feats
+                return
+
+    def _ready(self, p: _Pending) -> bool:
+        return p.cut.stop <= self._buf.end and (self._rrf is None or p.feats is not None)
 
     def _classify_ready(self, final: bool) -> list[dict]:
         ready: list[_Pending] = []
         wins = []
-        while self._pending and self._pending[0].cut.stop <= self._buf.end:
+        while self._pending and self._ready(self._pending[0]):
             p = self._pending.popleft()
             if p.cut.start < self._buf.start:
                 self.dropped_edge += 1
@@ -143,7 +170,11 @@ class BeatPipeline:
         self._buf.trim(min(keep, self._buf.end - int(4 * self.fs)))
         if not ready:
             return []
-        probs = self.model.predict(np.stack(wins))
+        if self._rrf is None:
+            probs = self.model.predict(np.stack(wins))
+        else:
+            probs = self.model.predict({"beat": np.stack(wins),
+                                        "rr": np.stack([p.feats for p in ready])})
         events = []
         for p, pr in zip(ready, probs, strict=True):
             r_abs = self._offset + p.r

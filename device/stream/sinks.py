@@ -267,6 +267,7 @@ class GuardedSink:
         from collections import deque
 
         self.name, self.sink, self._reopen, self._clock = name, sink, reopen, clock
+        self._path = getattr(sink, "path", "stdout")
         self.retry_s = retry_s or SINK_RETRY_S
         self.backlog: deque[dict] = deque(maxlen=backlog)
         self.failing, self.error = False, ""
@@ -275,7 +276,7 @@ class GuardedSink:
 
     @property
     def path(self):
-        return getattr(self.sink, "path", "stdout")
+        return self._path
 
     def last_seq(self) -> int:
         return self.sink.last_seq()

@@ -1,0 +1,99 @@
+"""A beat model with RR features through the whole chain: train on detected beats ->
+convert (cpu int8, micro) -> manifest with two inputs -> runtime -> daemon stream equal to
+the batch computation -> bench -> MCU check -> firmware export."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vitaledge.convert.results import OK
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def rr_run(synth_dir, tmp_path_factory):
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.train.config import BeatTrainConfig
+    from vitaledge.train.fit import train_beat
+
+    run = tmp_path_factory.mktemp("rr-run")
+    cfg = BeatTrainConfig(arch="tiny-rr", records=str(synth_dir), record_list=["s000", "s001",
+                          "s002"], window=WindowSpec.centered(), split="record",
+                          test_records=["s002"], anchor="detected", balance="class-weight",
+                          epochs=12, patience=12, learning_rate=3e-3, seed=2)
+    metrics = train_beat(cfg, run, verbose=0)
+    return run, metrics
+
+
+@pytest.fixture(scope="module")
+def rr_art(rr_run, tmp_path_factory):
+    from vitaledge.convert.pipeline import ConvertOptions, convert_run
+
+    run, _ = rr_run
+    out = tmp_path_factory.mktemp("rr-art")
+    results = convert_run(run, out, ConvertOptions(targets=["cpu", "micro"], max_drop=10.0))
+    return out, {r.variant: r for r in results}
+
+
+def test_training_used_detected_beats_and_rr_features(rr_run):
+    run, metrics = rr_run
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["anchor"] == "detected" and cfg["rr"]["features"][0] == "pre_rr"
+    assert metrics["data"]["anchor"] == "detected"
+    assert metrics["accuracy"] > 0.6  # learns the simulated patients' classes
+    rep = json.loads((run / "ec57.json").read_text())  # a record split is by patient
+    assert list(rep["records"]) == ["s002"]
+
+
+def test_manifest_has_both_inputs_and_artifacts_agree_with_keras(rr_art):
+    from vitaledge.device.model.manifest import input_key, load_manifest
+
+    out, results = rr_art
+    for name in ("cpu-fp32", "cpu-int8", "micro-int8"):
+        assert results[name].status == OK, (name, results[name])
+        m, _ = load_manifest(out / name)
+        assert sorted(input_key(t.name) for t in m.inputs) == ["beat", "rr"]
+        assert m.signal.rr is not None and m.signal.input_names() == ["beat", "rr"]
+    assert results["cpu-fp32"].metrics["agreement_with_keras"] == 1.0
+    assert results["cpu-int8"].metrics["agreement_with_keras"] >= 0.95
+
+
+@pytest.mark.parametrize("chunk", [7, 360, 10_000])
+def test_the_stream_computes_what_training_computed(rr_art, synth_dir, chunk):
+    """Detected peaks, windows and RR features: the daemon's pipeline over a record in
+    chunks gives the batch (training-time) inputs' probabilities for every beat."""
+    from vitaledge.device.io.beats import beats_from_record
+    from vitaledge.device.io.records import read_record
+    from vitaledge.device.model.runtime import Model
+    from vitaledge.device.stream.pipeline import run_record
+
+    out, _ = rr_art
+    m = Model(out / "cpu-int8")
+    rec = read_record(synth_dir / "s003")
+    batch = beats_from_record(rec, m.manifest.signal.window, "detected", m.manifest.signal.rr)
+    want = m.predict(batch.inputs())
+    events = run_record(m, rec.signal, rec.fs, chunk)
+    got = {e["sample"]: e for e in events}
+    assert len(batch) > 150 and set(batch.sample) <= set(got)
+    probs = np.array([[got[s]["probabilities"][lab] for lab in m.labels] for s in batch.sample])
+    np.testing.assert_allclose(probs, want, atol=1e-4)  # events round to 4 decimals
+
+
+def test_bench_mcu_and_export_take_both_inputs(rr_art, synth_dir, tmp_path):
+    from vitaledge.device.bench.latency import run_bench
+    from vitaledge.firmware_sim.export import export_firmware
+    from vitaledge.firmware_sim.mcu import simulate_mcu
+    from vitaledge.firmware_sim.profiles import PROFILES
+
+    out, _ = rr_art
+    res = run_bench([out / "cpu-int8"], threads=[1], delegates=["xnnpack"], batches=[1],
+                    warmup=5, runs=20)
+    assert [r.status for r in res.rows] == [OK] and res.rows[0].accuracy is not None
+    r = simulate_mcu(out / "micro-int8", PROFILES["cortex-m4-256k"], synth_dir, n_beats=300)
+    assert r["agreement"]["beats"] == 300
+    assert r["agreement"]["litert"]["none"]["argmax_agreement"] >= 0.99
+    export_firmware(out / "micro-int8", tmp_path / "fw")
+    header = (tmp_path / "fw" / "model_config.h").read_text()
+    assert "_RR_INPUT_INDEX" in header and "_BEAT_SCALE" in header
