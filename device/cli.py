@@ -105,6 +105,41 @@ def data_group() -> None:
     # ``data synth`` (simulated patients) is added by the root: device never imports firmware_sim.
 
 
+@data_group.command("nst")
+@click.option("--record", "records", required=True, multiple=True,
+              type=click.Path(dir_okay=False),
+              help="Clean WFDB record with .atr annotations (repeatable), e.g. mitdb/118.")
+@click.option("--noise", "noises", required=True, multiple=True,
+              type=click.Path(dir_okay=False),
+              help="Noise WFDB record (repeatable), e.g. nstdb-noise/ma; any record you bring.")
+@click.option("--snr", "snrs", default="24,18,12,6,0,-6", show_default=True,
+              help="Comma-separated SNRs in dB (the NST database's six by default).")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Directory for the noise-stress records.")
+@click.option("--seed", type=int, default=None,
+              help="Start at a seeded offset into the noise record (default: its start).")
+def nst_cmd(records, noises, snrs, out, seed) -> None:
+    """Noise-stress records after PhysioNet's nst: a clean record plus a noise record at
+    each SNR (5 min clean, then 2-min noisy/clean periods; reference annotations copied)."""
+    from vitaledge.device.io.nst import make_nst
+    from vitaledge.device.io.records import RecordError
+
+    try:
+        levels = [float(s) for s in csv_list(snrs)]
+    except ValueError as exc:
+        raise click.BadParameter(f"{snrs!r}: expected numbers in dB, e.g. 24,12,0",
+                                 param_hint="--snr") from exc
+    for rec in records:
+        for noise in noises:
+            for snr in levels:
+                try:
+                    r = make_nst(rec, noise, snr, out, seed=seed)
+                except (RecordError, ValueError) as exc:
+                    raise click.ClickException(str(exc)) from exc
+                click.echo(f"{r.record}: {Path(rec).name} + {r.noise_record} at {snr:g} dB "
+                           f"(gain {', '.join(f'{g:.3g}' for g in r.gains)}) -> {out}")
+
+
 @data_group.command("fetch")
 @click.argument("database", type=click.Choice(["mitdb"]))
 @click.option("--out", type=click.Path(file_okay=False), required=True)
@@ -194,9 +229,9 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
 
     from vitaledge.device.model.manifest import ManifestError
     from vitaledge.device.model.runtime import ModelLoadError
-    from vitaledge.device.stream.progress import ProgressLine
     from vitaledge.device.stream.daemon import Daemon, DaemonConfig, DaemonFailure
     from vitaledge.device.stream.pipeline import SignalError
+    from vitaledge.device.stream.progress import ProgressLine
     from vitaledge.device.stream.report import format_position, format_summary
     from vitaledge.device.stream.sources import SourceError
 

@@ -81,3 +81,19 @@ def test_output_is_a_record_every_loader_reads_and_a_seed_reproduces_it(nst_sour
     np.testing.assert_allclose(light.physical, wfdb.rdrecord(str(tmp_path / "a/118_ma6")).p_signal)
     meta = json.loads((tmp_path / "a/118_ma6.nst.json").read_text())
     assert meta["snr_db"] == 6 and meta["segments"][0][0] == 300 * 360
+
+
+def test_cli_makes_records_and_names_a_missing_one(nst_sources, tmp_path):
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    (c, _), (ma, _) = nst_sources
+    r = CliRunner().invoke(main, ["data", "nst", "--record", str(c), "--noise", str(ma),
+                                  "--snr", "12", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "118_ma12.hea").exists() and "118_ma12: 118 + ma at 12 dB" in r.output
+    r = CliRunner().invoke(main, ["data", "nst", "--record", str(c), "--noise", "nope",
+                                  "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "nope.hea: no such WFDB header" in r.output
+    assert "Traceback" not in r.output

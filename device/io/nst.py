@@ -139,6 +139,10 @@ class NstResult:
 
 def _read_all(path: Path):
     wfdb = wfdb_module()
+    if path.suffix == ".hea":
+        path = path.with_suffix("")
+    if not path.with_suffix(".hea").exists():
+        raise RecordError(f"{path}.hea: no such WFDB header")
     check_header(path)
     try:
         return wfdb.rdrecord(str(path))
