@@ -133,10 +133,19 @@ def patient_of(record: str) -> str:
 
 
 def _patient_counts(beats: BeatSet, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Beats per class of each patient among ``idx``: the records' reference annotations
+    when the set carries them (so the folds do not depend on the anchor or the window),
+    else the labels in the set."""
     counts: dict[str, np.ndarray] = {}
-    pats = np.array([patient_of(r) for r in beats.record[idx]], dtype=object)
+    ref = beats.description.get("reference_counts") or {}
+    recs = beats.record[idx]
+    pats = np.array([patient_of(r) for r in recs], dtype=object)
     for p in sorted(set(pats)):
-        counts[p] = np.bincount(beats.y[idx][pats == p], minlength=len(CLASSES))
+        mine = sorted(set(recs[pats == p]))
+        if all(r in ref for r in mine):
+            counts[p] = np.sum([np.asarray(ref[r]) for r in mine], axis=0)
+        else:
+            counts[p] = np.bincount(beats.y[idx][pats == p], minlength=len(CLASSES))
     return counts
 
 

@@ -88,7 +88,11 @@ def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
         raise ValueError(f"anchor: expected one of {ANCHORS}, got {anchor!r}")
     samples, labels = map_annotations(rec.ann_samples, rec.ann_symbols)
     x = apply_filter(rec.signal, rec.fs, spec.filter)
-    desc = {"records": [rec.name], "leads": {rec.name: rec.lead}, "anchor": anchor}
+    desc = {"records": [rec.name], "leads": {rec.name: rec.lead}, "anchor": anchor,
+            # the record's reference beats per class, whatever the anchor (patient-wise folds
+            # are dealt on these, so every anchor and window gets the same folds)
+            "reference_counts": {rec.name: np.bincount(labels, minlength=len(CLASSES))
+                                 .tolist()}}
     if anchor == "detected":
         peaks = detect_rpeaks(rec.signal, rec.fs)
         ri, di = match_beats(samples, peaks, int(round(MATCH_TOLERANCE_S * rec.fs)))
@@ -123,6 +127,8 @@ def beats_from_dir(directory: str | Path, spec: WindowSpec, records: list[str] |
         "leads": {k: v for s in sets for k, v in s.description["leads"].items()},
         "dropped_edge_beats": sum(s.description["dropped_edge_beats"] for s in sets),
         "window": spec.to_dict(), "anchor": anchor,
+        "reference_counts": {k: v for s in sets
+                             for k, v in s.description["reference_counts"].items()},
     }
     if anchor == "detected":
         for k in ("unmatched_detections", "missed_reference_beats"):
