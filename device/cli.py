@@ -214,13 +214,16 @@ def _flag_named(message: str, overrides: dict) -> str:
 @click.option("--delegate", help="xnnpack (default) | none | edgetpu | gpu | PATH.so")
 @click.option("--fallback", type=click.Choice(["none", "cpu"]),
               help="cpu: run on the CPU when the delegate cannot be loaded.")
+@click.option("--no-gating", "no_gating", is_flag=True, default=None,
+              help="Turn signal-quality gating off: beats in unreadable stretches are "
+                   "classified too, none is flagged doubtful (config: gating = false).")
 @click.option("--log-level", default="INFO", show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Write the run's summary here (JSON: counts, rates, rhythm, stages).")
 def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead, sinks,
             append, fsync,
             api_host, api_port, api_token_file, api_rate, source_token_file, verify_key,
-            threads, backend, delegate, fallback, log_level, json_out) -> None:
+            threads, backend, delegate, fallback, no_gating, log_level, json_out) -> None:
     """Run the inference daemon: stream ECG in, beat events (and emotion estimates) out;
     or audio in, speech-emotion estimates out. SIGTERM drains (1.5 s at most) and exits 0,
     SIGHUP reloads the model(s); a failed run (pipeline or source error, a sink that lost
@@ -245,7 +248,8 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
                  "api_rate": api_rate, "source_token_file": source_token_file,
                  "verify_key": verify_key,
                  "threads": threads, "backend": backend,
-                 "delegate": delegate, "fallback": fallback}
+                 "delegate": delegate, "fallback": fallback,
+                 "gating": False if no_gating else None}
     try:
         cfg = (DaemonConfig.from_toml(config, **overrides) if config else
                DaemonConfig(**{k: v for k, v in overrides.items() if v is not None}))
@@ -384,10 +388,13 @@ def score_cmd(events, record, json_out, run_id) -> None:
     file: the last, or --run ID)."""
     from vitaledge.device.eval.score_events import (
         EventsError,
+        format_gated,
         format_score,
         load_events,
+        quality_segments,
         read_runs,
         score_events,
+        score_gated,
     )
     from vitaledge.device.io.records import RecordError
 
@@ -402,8 +409,39 @@ def score_cmd(events, record, json_out, run_id) -> None:
         click.echo(f"{events} holds {len(runs)} runs ({', '.join(runs)}); scoring run "
                    f"{chosen}{'' if run_id else ' (the last; --run ID for another)'}")
     click.echo(format_score(s))
+    try:
+        segments = quality_segments(events, chosen)
+        s["signal_quality"] = score_gated(load_events(events, run_id), segments, record)
+    except (EventsError, RecordError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("\n" + format_gated(s["signal_quality"]))
     if json_out:
         write_json(json_out, s)
+
+
+@device_group.command("review")
+@click.argument("events", type=click.Path(exists=True, dir_okay=False))
+@click.option("--record", required=True, help="WFDB record path the events came from "
+                                               "(its .atr, when present, is compared).")
+@click.option("--out", type=click.Path(dir_okay=False), default="review.html",
+              show_default=True, help="The HTML page to write (one self-contained file).")
+@click.option("--run", "run_id", help="Run to show when the file holds several "
+                                     "(device run --append); default: the last.")
+def review_cmd(events, record, out, run_id) -> None:
+    """One self-contained HTML page to review beat events on the ECG: zoomable strip,
+    beats by class and quality, unreadable segments; against the record's annotations,
+    missed / false / misclassified beats listed and marked, Se, +P and class confusion."""
+    from vitaledge.device.eval.review import format_summary, write_review
+    from vitaledge.device.eval.score_events import EventsError
+    from vitaledge.device.io.records import RecordError
+
+    try:
+        review = write_review(events, record, out, run=run_id)
+    except (EventsError, RecordError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from exc
+    click.echo(format_summary(review, out))
 
 
 class _BenchGroup(click.Group):
@@ -483,7 +521,7 @@ def _ints(value: str, option: str, low: int = 1) -> list[int]:
 def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seconds, data,
                   backend, keras_runs, pin, out) -> None:
     """Latency (load, first, p50/p90/p99), throughput, memory and accuracy per artifact x
-    delegate x threads x batch."""
+    delegate x threads x batch. Exits 1 when a row failed (after printing and saving)."""
     from vitaledge.device.bench.latency import FAIL, run_bench, save
     from vitaledge.device.bench.latency import format_table as fmt
     from vitaledge.device.stream.progress import ProgressLine

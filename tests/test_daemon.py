@@ -41,7 +41,11 @@ def test_replay_max_speed_processes_the_whole_record(converted, synth_dir, tmp_p
     with sqlite3.connect(tmp_path / "ev.db") as db:
         assert db.execute("SELECT COUNT(*), MAX(seq) FROM events").fetchone() == (
             len(events), len(events))
-    # a second run continues the sequence numbers found in the sinks
+    # a second run into the same files is refused unless appended; appended, it
+    # continues the sequence numbers found in the sinks
+    with pytest.raises(ValueError, match="--append"):
+        Daemon(cfg)
+    cfg.append = True
     Daemon(cfg).run(install_signals=False)
     more = [json.loads(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
     assert more[len(events)]["seq"] == len(events) + 1

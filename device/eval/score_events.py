@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
-from vitaledge.device.eval.scoring import match_beats
+from vitaledge.device.eval.scoring import match_beats, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations
 from vitaledge.device.io.records import read_record
 
@@ -26,15 +26,29 @@ def read_runs(path: str | Path) -> dict[str, list[dict]]:
     JSON Lines (a torn last line after a crash is skipped) or the SQLite sink's database.
     A file appended to (``device run --append``) holds several runs; events written before
     events carried their run id count as one run named ``""``."""
-    path = Path(path)
-    with open(path, "rb") as fh:
-        magic = fh.read(len(SQLITE_MAGIC))
-    rows = _sqlite_rows(path) if magic == SQLITE_MAGIC else _jsonl_rows(path)
     runs: dict[str, list[dict]] = {}
-    for e in rows:
+    for e in read_rows(path):
         if isinstance(e, dict) and e.get("type") == "beat":
             runs.setdefault(str(e.get("run", "")), []).append(e)
     return runs
+
+
+def read_rows(path: str | Path) -> list:
+    """Every event of a daemon sink file (beats, status, emotion; all runs), in the order
+    written: JSON Lines or the SQLite sink's database."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        magic = fh.read(len(SQLITE_MAGIC))
+    return _sqlite_rows(path) if magic == SQLITE_MAGIC else _jsonl_rows(path)
+
+
+def check_beat_events(events: list[dict]) -> None:
+    """Every beat event needs an integer ``sample`` and a ``class`` in :data:`CLASSES`."""
+    bad = [e for e in events if not isinstance(e.get("sample"), int)
+           or e.get("class") not in CLASSES]
+    if bad:
+        raise EventsError(f"beat event seq {bad[0].get('seq')}: needs an integer 'sample' and "
+                          f"a 'class' in {list(CLASSES)}, got {bad[0]}")
 
 
 def load_events(path: str | Path, run: str | None = None) -> list[dict]:
@@ -89,11 +103,7 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = 0.
     if len(ref) == 0:
         raise EventsError(f"{record}: no reference beat annotations (.atr missing or empty): "
                           "nothing to score against")
-    bad = [e for e in events if not isinstance(e.get("sample"), int)
-           or e.get("class") not in CLASSES]
-    if bad:
-        raise EventsError(f"beat event seq {bad[0].get('seq')}: needs an integer 'sample' and "
-                          f"a 'class' in {list(CLASSES)}, got {bad[0]}")
+    check_beat_events(events)
     det = np.asarray([e["sample"] for e in events], dtype=np.int64)
     labels = list(CLASSES)
     pred = np.asarray([labels.index(e["class"]) for e in events], dtype=np.int64)
@@ -104,6 +114,47 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = 0.
             "extra": int(len(det) - len(ri)),
             "sensitivity": len(ri) / len(ref) if len(ref) else 0.0,
             "ppv": len(ri) / len(det) if len(det) else 0.0, "classification": m}
+
+
+def quality_segments(path: str | Path, run: str | None = None) -> list[dict]:
+    """The ``doubtful`` and ``unreadable`` status events (signal-quality gating) of one
+    run of a sink file: ``run``, or the last run that has beat events."""
+    rows = [e for e in read_rows(path) if isinstance(e, dict)]
+    if run is None:
+        runs = read_runs(path)
+        run = list(runs)[-1] if runs else ""
+    return [e for e in rows if e.get("type") == "status"
+            and e.get("status") in ("doubtful", "unreadable")
+            and str(e.get("run", "")) == run and isinstance(e.get("start_sample"), int)]
+
+
+def score_gated(events: list[dict], segments: list[dict], record: str | Path,
+                tolerance_s: float = 0.15) -> dict:
+    """Detection outside the flagged (doubtful or unreadable) stretches, and how much of
+    the record they cover: a gate that flags everything shows as a large fraction."""
+    rec = read_record(record)
+    ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
+    det = np.asarray([e["sample"] for e in events], dtype=np.int64)
+    spans = [(int(e["start_sample"]), int(e["end_sample"])) for e in segments]
+    out = score_outside(ref, det, rec.fs, spans, tolerance_s)
+    n = len(rec.signal)
+    frac = {st: sum(min(b, n) - a for (a, b), e in zip(spans, segments, strict=True)
+                    if e["status"] == st) / n for st in ("doubtful", "unreadable")}
+    return {"outside_flagged": {"tp": out.tp, "fn": out.fn, "fp": out.fp,
+                                "sensitivity": out.sensitivity, "ppv": out.ppv},
+            "flagged_fraction": frac["doubtful"] + frac["unreadable"],
+            "doubtful_fraction": frac["doubtful"], "unreadable_fraction": frac["unreadable"],
+            "doubtful_beats": sum(1 for e in events if e.get("quality") == "doubtful"),
+            "quality_segments": len(segments)}
+
+
+def format_gated(g: dict) -> str:
+    o = g["outside_flagged"]
+    return (f"signal quality: {100 * g['flagged_fraction']:.1f}% of the record flagged "
+            f"({100 * g['unreadable_fraction']:.1f}% unreadable, no beats; "
+            f"{100 * g['doubtful_fraction']:.1f}% doubtful, {g['doubtful_beats']} beats "
+            f"flagged); outside it: Se {100 * o['sensitivity']:.2f}%, "
+            f"+P {100 * o['ppv']:.2f}% ({o['fn']} missed, {o['fp']} extra)")
 
 
 def format_score(s: dict) -> str:

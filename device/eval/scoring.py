@@ -32,3 +32,27 @@ def score_detections(ref: np.ndarray, det: np.ndarray, fs: float,
                      tolerance_s: float = 0.15) -> DetectionScore:
     ri, _ = match_beats(ref, det, int(round(tolerance_s * fs)))
     return DetectionScore(tp=len(ri), fn=len(ref) - len(ri), fp=len(det) - len(ri))
+
+
+def outside(samples: np.ndarray, segments: list[tuple[int, int]]) -> np.ndarray:
+    """Mask of ``samples`` outside every [start, stop) of ``segments``."""
+    samples = np.asarray(samples, np.int64)
+    keep = np.ones(len(samples), dtype=bool)
+    for a, b in segments:
+        keep &= ~((samples >= a) & (samples < b))
+    return keep
+
+
+def score_outside(ref: np.ndarray, det: np.ndarray, fs: float,
+                  segments: list[tuple[int, int]], tolerance_s: float = 0.15
+                  ) -> DetectionScore:
+    """Detection scored only outside ``segments`` (flagged stretches): matched over the
+    whole record, then reference beats and detections inside a segment are left out (as
+    EC57 leaves out excluded stretches)."""
+    ref = np.asarray(ref, np.int64)
+    det = np.asarray(det, np.int64)
+    ri, di = match_beats(ref, det, int(round(tolerance_s * fs)))
+    r_in, d_in = outside(ref, segments), outside(det, segments)
+    tp = int(r_in[ri].sum())
+    return DetectionScore(tp=tp, fn=int(r_in.sum()) - tp,
+                          fp=int(d_in.sum()) - int(d_in[di].sum()))

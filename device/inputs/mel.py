@@ -9,7 +9,14 @@ TimeDistributed CNN + LSTM.
 
 The whole recipe is the ``signal`` dict a run records (``SpeechSignal.to_dict``);
 :func:`model_input` turns a waveform at any rate into the model input from that dict alone,
-so training and the daemon compute the same numbers.
+so training and the daemon compute the same numbers. It is two steps, so training can cache
+the costly one: :func:`clip_log_mel` (resample, fit, STFT, mel, dB, as float32) and
+:func:`images_from_log_mel` (the optional feature normalization, then the rolling images).
+
+``feature_norm`` standardizes each mel band of the log-mel spectrogram (float32 arithmetic):
+``"none"`` (the seed), ``"utterance"`` (mean and sd of the clip's own frames) or
+``"speaker"`` (mean and sd over the speaker's clips, :func:`mel_stats`, passed as ``stats``;
+a device gets them from the speaker's enrolment audio).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from vitaledge.device.dsp.spec_fields import construct, read_fields
 from vitaledge.device.inputs.audio import AudioError, check_rate, fit_clip
 
 KIND = "speech_log_mel_images"
+FEATURE_NORMS = ("none", "utterance", "speaker")
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class SpeechSignal:
     image_count: int = 6
     image_width: int = 128         # spectrogram frames per image
     image_hop: int = 49            # frames between image starts
+    feature_norm: str = "none"     # per-band log-mel standardization: none|utterance|speaker
 
     def __post_init__(self) -> None:
         checks = [
@@ -58,6 +67,7 @@ class SpeechSignal:
             (self.mel_scale == "htk", "mel_scale must be 'htk'"),
             (self.db_ref in ("max", "one"), "db_ref must be 'max' or 'one'"),
             (self.channels in ("mix", "error"), "channels must be 'mix' or 'error'"),
+            (self.feature_norm in FEATURE_NORMS, f"feature_norm must be one of {FEATURE_NORMS}"),
             (0 < self.hop and 0 < self.frame <= self.n_fft, "need 0 < frame <= n_fft, hop > 0"),
             (0 <= self.fmin < self.fmax <= self.sample_rate / 2,
              "need 0 <= fmin < fmax <= sample_rate / 2"),
@@ -105,6 +115,8 @@ class SpeechSignal:
         (:class:`~vitaledge.device.dsp.spec_fields.SpecError` naming the field)."""
         if isinstance(d, SpeechSignal):
             return d
+        if isinstance(d, dict) and "feature_norm" not in d:
+            d = {**d, "feature_norm": "none"}  # specs written before the field existed
         return construct(cls, read_fields(cls, d, where, word="keys"), where)
 
 
@@ -191,10 +203,10 @@ def log_mel(clip: np.ndarray, signal: dict | SpeechSignal) -> np.ndarray:
     return power_to_db(mel, s.db_ref, s.amin, s.top_db)
 
 
-def model_input(waveform: np.ndarray, fs: float, signal: dict | SpeechSignal,
-                source: str = "waveform") -> np.ndarray:
-    """The speech model's input for one mono clip at ``fs`` Hz: float32 of shape
-    (image_count, n_mels, image_width, 1), computed from the run's ``signal`` dict alone.
+def clip_log_mel(waveform: np.ndarray, fs: float, signal: dict | SpeechSignal,
+                 source: str = "waveform") -> np.ndarray:
+    """(n_mels, n_frames) float32 log-mel spectrogram of one mono clip at ``fs`` Hz: the
+    costly, normalization-free part of :func:`model_input` (what training caches).
 
     Bad audio (non-finite, too short, a rate below 2 * fmax) raises :class:`AudioError`
     naming ``source``."""
@@ -202,14 +214,67 @@ def model_input(waveform: np.ndarray, fs: float, signal: dict | SpeechSignal,
     check_rate(fs, 2 * s.fmax, source)
     clip = fit_clip(waveform, fs, s.sample_rate, s.offset_s, s.duration_s, s.min_duration_s,
                     s.normalization, source)
-    images = rolling_images(log_mel(clip, s), s.image_count, s.image_width, s.image_hop)
+    return log_mel(clip, s).astype(np.float32)
+
+
+def mel_stats(log_mels) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, sd) per mel band, float32, over every frame of the given (n_mels, n_frames)
+    log-mel spectrograms (one clip: utterance statistics; a speaker's clips: speaker
+    statistics). A band with sd 0 gets sd 1."""
+    frames = np.concatenate([np.asarray(m, np.float32) for m in log_mels], axis=1)
+    mean = frames.mean(axis=1, dtype=np.float64).astype(np.float32)
+    sd = frames.std(axis=1, dtype=np.float64).astype(np.float32)
+    return mean, np.where(sd > 0, sd, np.float32(1.0)).astype(np.float32)
+
+
+def normalize_log_mel(spec: np.ndarray, signal: dict | SpeechSignal,
+                      stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The signal's ``feature_norm`` applied to a float32 log-mel spectrogram: per band
+    (x - mean) / sd with the utterance's own statistics, or the speaker's ``stats``."""
+    s = SpeechSignal.from_dict(signal)
+    spec = np.asarray(spec, np.float32)
+    if s.feature_norm == "none":
+        return spec
+    if s.feature_norm == "utterance":
+        stats = mel_stats([spec])
+    elif stats is None:
+        raise ValueError("feature_norm 'speaker' needs the speaker's statistics "
+                         "(mel_stats of their clips)")
+    mean, sd = (np.asarray(a, np.float32).reshape(-1, 1) for a in stats)
+    if mean.shape[0] != spec.shape[0] or sd.shape[0] != spec.shape[0]:
+        raise ValueError(f"speaker statistics have {mean.shape[0]} bands, the spectrogram "
+                         f"{spec.shape[0]}")
+    return ((spec - mean) / sd).astype(np.float32)
+
+
+def images_from_log_mel(spec: np.ndarray, signal: dict | SpeechSignal,
+                        stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The model input (image_count, n_mels, image_width, 1) float32 from the output of
+    :func:`clip_log_mel`: feature normalization, then the rolling images."""
+    s = SpeechSignal.from_dict(signal)
+    spec = normalize_log_mel(spec, s, stats)
+    images = rolling_images(spec, s.image_count, s.image_width, s.image_hop)
     return images[..., None].astype(np.float32)
 
 
-def file_input(path, signal: dict | SpeechSignal) -> np.ndarray:
+def model_input(waveform: np.ndarray, fs: float, signal: dict | SpeechSignal,
+                source: str = "waveform",
+                stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The speech model's input for one mono clip at ``fs`` Hz: float32 of shape
+    (image_count, n_mels, image_width, 1), computed from the run's ``signal`` dict alone
+    (and, with ``feature_norm="speaker"``, the speaker's ``stats`` from :func:`mel_stats`).
+
+    Bad audio (non-finite, too short, a rate below 2 * fmax) raises :class:`AudioError`
+    naming ``source``."""
+    s = SpeechSignal.from_dict(signal)
+    return images_from_log_mel(clip_log_mel(waveform, fs, s, source), s, stats)
+
+
+def file_input(path, signal: dict | SpeechSignal,
+               stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """:func:`model_input` of an audio file (errors name the file)."""
     from vitaledge.device.inputs.audio import read_wav
 
     s = SpeechSignal.from_dict(signal)
     x, fs = read_wav(path, s.channels)
-    return model_input(x, fs, s, str(path))
+    return model_input(x, fs, s, str(path), stats)

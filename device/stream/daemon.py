@@ -50,6 +50,7 @@ from vitaledge.device.model.runtime import Model, ModelLoadError
 from vitaledge.device.stream import events as event
 from vitaledge.device.stream.auth import load_token
 from vitaledge.device.stream.beat_watch import NO_BEATS_S, BeatWatch
+from vitaledge.device.stream.notify import Watchdog, notify
 from vitaledge.device.stream.pipeline import SignalError
 from vitaledge.device.stream.protocol import Gap
 from vitaledge.device.stream.queue_items import (
@@ -120,6 +121,12 @@ class DaemonConfig:
     append: bool = False
     # Seconds of present signal without a beat before a no_beats status event.
     no_beats_s: float = NO_BEATS_S
+    # Signal-quality gating of the beat stage: no beats in unreadable stretches, doubtful
+    # ones flagged (device/stream/pipeline.py); false for the ungated comparison.
+    gating: bool = True
+    # The MQTT sink's settings, TOML table [mqtt] (site, device, spool, rate, TLS ...;
+    # device/stream/mqtt.py MqttOptions); a sink URL's query overrides them.
+    mqtt: dict = field(default_factory=dict)
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides) -> DaemonConfig:
@@ -170,6 +177,9 @@ class DaemonConfig:
                 raise ValueError(f"{key} {v!r}: expected a number >= 0")
         if not (math.isfinite(self.no_beats_s) and self.no_beats_s > 0):
             raise ValueError(f"no_beats_s {self.no_beats_s!r}: expected seconds > 0")
+        from vitaledge.device.stream.mqtt import check_table
+
+        check_table(self.mqtt)
 
 
 def _type_ok(value, hint) -> bool:
@@ -287,6 +297,8 @@ class Daemon:
         primary: Stage = self.pipeline.primary
         # stream faults (NaN, saturation, lead-off) are cut out and reported
         self.monitor = SignalMonitor(self.source.fs) if primary.wants_signal_monitor else None
+        if hasattr(primary, "set_gating"):
+            primary.set_gating(self.cfg.gating)
         self.beat_watch = (BeatWatch(self.source.fs, self.cfg.no_beats_s)
                            if primary.task == "beat" else None)
 
@@ -310,9 +322,11 @@ class Daemon:
         self.sinks: list[GuardedSink] = []
         try:
             for spec in cfg.out:
-                sink = open_sink(spec, cfg.fsync, cfg.max_jsonl_bytes, cfg.append)
+                sink = open_sink(spec, cfg.fsync, cfg.max_jsonl_bytes, cfg.append,
+                                 cfg.mqtt, self._sink_context)
                 self.sinks.append(GuardedSink(spec, sink, lambda spec=spec: open_sink(
-                    spec, cfg.fsync, cfg.max_jsonl_bytes, append=True)))
+                    spec, cfg.fsync, cfg.max_jsonl_bytes, True, cfg.mqtt,
+                    self._sink_context)))
         except Exception:
             for s in self.sinks:
                 s.close()
@@ -321,6 +335,15 @@ class Daemon:
         self.seq = max((s.last_seq() for s in self.sinks), default=0)
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + \
             secrets.token_hex(3)
+
+    def _sink_context(self) -> dict:
+        """What the MQTT sink's birth and stats messages say about this daemon (read from
+        the sink's thread)."""
+        m = self.model.manifest
+        return {"model": {"sha256": m.sha256, "task": m.task, "path": self.cfg.model,
+                          "version": getattr(m, "vitaledge_version", None),
+                          "created": getattr(m, "created", None)},
+                "source": self.cfg.source, "dropped_samples": self.dropped_samples}
 
     def _refuse_slow_source(self) -> None:
         """A source slower than the model's windows is reported in the sinks, then refused."""
@@ -341,6 +364,7 @@ class Daemon:
     def _make_queue(self) -> None:
         """The bounded queue between the threads, the events kept for ``/events``, and
         the flags the threads stop on."""
+        self.watchdog = Watchdog()  # pings systemd from the worker loop ($WATCHDOG_USEC)
         self.q: queue.Queue[QueueItem] = queue.Queue(maxsize=self.cfg.queue_chunks)
         self.recent: deque[dict] = deque(maxlen=self.cfg.keep_events)
         self.stop = threading.Event()
@@ -570,6 +594,7 @@ class Daemon:
 
     def _work_loop(self) -> None:
         while True:
+            self.watchdog.kick()  # systemd's WatchdogSec: a hung pipeline stops the pings
             if self.abandoned.is_set():
                 return
             try:
@@ -755,6 +780,7 @@ class Daemon:
         t0 = time.perf_counter()
         reader.start()
         worker.start()
+        notify(f"READY=1\nSTATUS=serving {self.source.name}")
         stop_by: float | None = None
         while worker.is_alive():
             worker.join(timeout=0.1)
@@ -794,6 +820,7 @@ class Daemon:
                    "dropped_samples": self.dropped_samples,
                    "dropped_edge_beats": self.pipeline.dropped_edge,
                    "signal_fault_samples": self.monitor.counts if self.monitor else None,
+                   "signal_quality": self._quality_summary(),
                    "source_stats": self.source.stats(),
                    "rss_mb": round(rss_mb(), 1), "ready_seconds": round(self.ready_s, 3),
                    "rhythm": self.pipeline.stats.summary(),
@@ -807,10 +834,16 @@ class Daemon:
             raise DaemonFailure(self.failure, summary)
         return summary
 
+    def _quality_summary(self) -> dict | None:
+        """The beat stage's signal-quality figures (None for other stages)."""
+        fn = getattr(self.pipeline.primary, "quality_summary", None)
+        return fn() if fn is not None else None
+
     def request_stop(self) -> None:
         """Graceful stop: no more input; what is queued is processed and flushed, for
         STOP_GRACE_S at most (then :meth:`run` returns without the worker)."""
         log.info(json.dumps({"event": "stopping"}))
+        notify("STOPPING=1")
         self.stop.set()
         self.source.stop()
         self.source_done.set()
@@ -820,7 +853,7 @@ def check_task(option: str, path: str, model: Model, allowed: tuple[str, ...]) -
     """Refuse a model whose manifest task ``option`` does not take."""
     task = model.manifest.task
     if task not in allowed:
-        raise ValueError(f"{option}: {path} is a {task!r} model; tasks allowed here: "
+        raise ValueError(f"{option}: {path} is a model of task {task!r}; tasks allowed here: "
                          f"{', '.join(allowed)}" + (" (an emotion model runs beside a beat "
                                                     "model)" if option.startswith("--model")
                                                     and allowed == ("beat",) else ""))
@@ -858,3 +891,17 @@ class _StreamCollector:
             if key in stats:
                 errors.add_metric([kind], stats[key])
         yield errors
+        q = self.d._quality_summary()
+        if q is not None and q["gating"]:
+            secs = CounterMetricFamily("vitaledge_signal_quality_seconds",
+                                       "Stream seconds judged per signal-quality state",
+                                       labels=["state"])
+            for state in ("good", "doubtful", "unreadable"):
+                secs.add_metric([state], q[f"{state}_s"])
+            yield secs
+            beats = CounterMetricFamily("vitaledge_quality_beats",
+                                        "Beats flagged doubtful or gated (unreadable: no "
+                                        "event)", labels=["kind"])
+            beats.add_metric(["flagged"], q["flagged_beats"])
+            beats.add_metric(["gated"], q["gated_beats"])
+            yield beats

@@ -17,12 +17,17 @@ def probabilities(labels: Sequence[str], scores) -> dict[str, float]:
 
 
 def beat(time: float, sample: int, label: str, probs: dict[str, float],
-         rr_s: float | None) -> dict:
-    """One classified heartbeat; ``rr_s`` is the interval to the previous beat."""
-    return {"type": "beat", "time": time, "sample": int(sample), "class": label,
-            "probabilities": probs,
-            "rr": None if rr_s is None else round(rr_s, 4),
-            "heart_rate": None if not rr_s else round(60.0 / rr_s, 1)}
+         rr_s: float | None, quality: str | None = None) -> dict:
+    """One classified heartbeat; ``rr_s`` is the interval to the previous beat. A beat in
+    a stretch the signal-quality index doubts carries ``quality`` (``"doubtful"``); a
+    beat on good signal has no such field."""
+    e = {"type": "beat", "time": time, "sample": int(sample), "class": label,
+         "probabilities": probs,
+         "rr": None if rr_s is None else round(rr_s, 4),
+         "heart_rate": None if not rr_s else round(60.0 / rr_s, 1)}
+    if quality is not None:
+        e["quality"] = quality
+    return e
 
 
 def emotion(task: str, time: float, sample: int, window_s: float, label: str,
@@ -61,6 +66,16 @@ def signal_change(kind: str, time: float, fault: str | None = None,
     if fault:
         return status(kind, time, fault=fault, fault_samples=fault_samples)
     return status(kind, time)
+
+
+def quality_run(state: str, start: float, end: float, start_sample: int, end_sample: int,
+                reason: str) -> dict:
+    """A stretch [start, end) (s; samples) the signal-quality index judged ``state``:
+    ``unreadable`` (no beat events inside) or ``doubtful`` (its beats carry
+    ``"quality": "doubtful"``); ``reason`` names the failing index (``noise``, ``rate``,
+    ``detectors_disagree``, ``short``)."""
+    return status(state, end, start=start, end=end, start_sample=int(start_sample),
+                  end_sample=int(end_sample), reason=reason)
 
 
 def no_signal(time: float, silent_s: float) -> dict:

@@ -4,6 +4,17 @@ Everything is driven by sample counts, so feeding a record in chunks of any size
 same beats, windows and classes as feeding it whole. Windows follow the model manifest's
 signal spec (either convention, with the kachuee running median RR computed from the
 detected beats), cut at the source rate and resampled to the model's.
+
+Signal-quality gating (on unless ``gating=False``; :mod:`~.dsp.signal_quality_index`):
+every 2 s block is judged good, doubtful or unreadable from the 8 s before its end. Beats
+in unreadable blocks are not classified and make no event; beats in doubtful blocks carry
+``"quality": "doubtful"``; beats in good blocks keep the event exactly as without gating
+(no ``quality`` field, so existing consumers see nothing new on clean signal). Each run of
+doubtful or unreadable blocks (cut into pieces of at most ``MAX_RUN_S``, and ended by a
+hole) gives one ``doubtful``/``unreadable`` status event with its start, end and reason.
+A beat waits for its block's judgement: up to ``block_s + delay_s`` (3 s) more latency.
+The samples are cut at the judgement points, so beats and status events come out in the
+same order for any chunking.
 """
 
 from __future__ import annotations
@@ -18,6 +29,13 @@ from vitaledge.device.dsp.rhythm import RhythmStats
 from vitaledge.device.dsp.rpeaks import RPeakDetector
 from vitaledge.device.dsp.rr import RRFeatures
 from vitaledge.device.dsp.signal_buffer import SignalBuffer
+from vitaledge.device.dsp.signal_quality_index import (
+    GOOD,
+    UNREADABLE,
+    BlockQuality,
+    QualityIndex,
+    QualitySpec,
+)
 from vitaledge.device.dsp.windows import Cut, median_rr, plan_cut, window_from_span
 from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream import events as event
@@ -45,7 +63,12 @@ class BeatPipeline:
     #: the daemon cuts stream faults (NaN, saturation, lead-off) out before this stage
     wants_signal_monitor = True
 
-    def __init__(self, model: Model, fs: float, start_time: float = 0.0):
+    #: A run of doubtful/unreadable blocks is reported in pieces at most this long, so a
+    #: live stream hears of a long one while it lasts.
+    MAX_RUN_S = 30.0
+
+    def __init__(self, model: Model, fs: float, start_time: float = 0.0,
+                 gating: bool = True, quality: QualitySpec | None = None):
         if model.manifest.task != "beat":
             raise SignalError(f"model task {model.manifest.task!r} is not a beat classifier")
         self.model = model
@@ -67,6 +90,21 @@ class BeatPipeline:
         # A model with RR features classifies a beat once its post-RR is known: when the
         # next R peak is found (or the stream ends or breaks).
         self._rrf = RRFeatures(self.fs, rr_spec) if rr_spec is not None else None
+        self.quality_spec = quality or QualitySpec()
+        self.quality_counts = {"good_s": 0.0, "doubtful_s": 0.0, "unreadable_s": 0.0,
+                               "flagged_beats": 0, "gated_beats": 0}
+        self.set_gating(gating)
+
+    def set_gating(self, on: bool) -> None:
+        """Turn signal-quality gating on or off (before the first sample)."""
+        if self.samples_in:
+            raise SignalError("gating can only be set before the stream starts")
+        self.gating = bool(on)
+        self._quality = (QualityIndex(self.fs, self.quality_spec, self._detector)
+                         if on else None)
+        self._blocks: deque[BlockQuality] = deque()  # judged, still needed by beats
+        self._judged = 0  # absolute end of the judged blocks
+        self._run: list | None = None  # [state, start, stop, reasons] of a flagged run
 
     @property
     def min_source_fs(self) -> float:
@@ -96,6 +134,10 @@ class BeatPipeline:
         else:
             self._detector = RPeakDetector(self.fs)
             self._rr_hist.clear()
+        if self._quality is not None:
+            self._quality = self._quality.resumed(self._offset, self._detector)
+            self._blocks.clear()
+            self._judged = self._offset
         self._last_r = None
         self.gaps += 1
         return events
@@ -115,20 +157,73 @@ class BeatPipeline:
         if not np.all(np.isfinite(x)):
             bad = int(np.argmax(~np.isfinite(x)))
             raise SignalError(f"non-finite sample at stream index {self.samples_in + bad}")
-        self.samples_in += len(x)
-        self._buf.append(self._filter.process(x))
-        for r in self._detector.process(x):
-            self._queue(r)
-        return self._classify_ready(final=False)
+        if self._quality is None:
+            self.samples_in += len(x)
+            self._buf.append(self._filter.process(x))
+            for r in self._detector.process(x):
+                self._queue(r)
+            return self._classify_ready(final=False)
+        events: list[dict] = []
+        while len(x):  # pieces ending at the judgement points: the same order any chunking
+            take = min(len(x), max(1, self._quality._due() - self.samples_in))
+            piece, x = x[:take], x[take:]
+            self.samples_in += len(piece)
+            self._buf.append(self._filter.process(piece))
+            peaks, blocks = self._quality.process(piece)
+            for r in peaks:
+                self._queue(r)
+            events += self._classify_ready(final=False)
+            if blocks:
+                events += self._judged_blocks(blocks)
+                events += self._classify_ready(final=False)
+        return events
 
     def flush(self) -> list[dict]:
         """End of stream: decide the last beats; windows that cannot complete are dropped."""
-        for r in self._detector.flush():
+        peaks, blocks = (self._quality.flush() if self._quality is not None
+                         else (self._detector.flush(), []))
+        for r in peaks:
             self._queue(r)
         if self._rrf is not None:
             for r_abs, feats in self._rrf.flush():
                 self._attach(r_abs, feats)
-        return self._classify_ready(final=True)
+        events = self._classify_ready(final=False)
+        events += self._judged_blocks(blocks) + self._end_run()
+        return events + self._classify_ready(final=True)
+
+    # -- signal quality ------------------------------------------------------------------
+    def _judged_blocks(self, blocks: list[BlockQuality]) -> list[dict]:
+        """Record judged blocks; the status events of flagged runs that ended."""
+        events: list[dict] = []
+        for b in blocks:
+            self.quality_counts[f"{b.state}_s"] += (b.stop - b.start) / self.fs
+            self._blocks.append(b)
+            self._judged = b.stop
+            run = self._run
+            if run is not None and (run[0] != b.state or run[2] != b.start
+                                    or run[2] - run[1] >= self.MAX_RUN_S * self.fs):
+                events += self._end_run()
+            if b.state != GOOD:
+                if self._run is None:
+                    self._run = [b.state, b.start, b.stop, []]
+                self._run[2] = b.stop
+                self._run[3].append(b.reason)
+        return events
+
+    def _end_run(self) -> list[dict]:
+        if self._run is None:
+            return []
+        state, a, b, reasons = self._run
+        self._run = None
+        reason = max(set(reasons), key=reasons.count)
+        return [event.quality_run(state, round(self.start_time + a / self.fs, 4),
+                                  round(self.start_time + b / self.fs, 4), a, b, reason)]
+
+    def _state_at(self, r_abs: int) -> str:
+        """The judged state of the block holding absolute sample ``r_abs``."""
+        while self._blocks and self._blocks[0].stop <= r_abs:
+            self._blocks.popleft()
+        return self._blocks[0].state if self._blocks else GOOD
 
     def _queue(self, r: int) -> None:
         rr = None if self._last_r is None else float(r - self._last_r)
@@ -149,16 +244,23 @@ class BeatPipeline:
                 return
 
     def _ready(self, p: _Pending) -> bool:
-        return p.cut.stop <= self._buf.end and (self._rrf is None or p.feats is not None)
+        return (p.cut.stop <= self._buf.end and (self._rrf is None or p.feats is not None)
+                and (self._quality is None or self._offset + p.r < self._judged))
 
     def _classify_ready(self, final: bool) -> list[dict]:
         ready: list[_Pending] = []
         wins = []
+        states: list[str] = []
         while self._pending and self._ready(self._pending[0]):
             p = self._pending.popleft()
+            state = GOOD if self._quality is None else self._state_at(self._offset + p.r)
+            if state == UNREADABLE:
+                self.quality_counts["gated_beats"] += 1
+                continue
             if p.cut.start < self._buf.start:
                 self.dropped_edge += 1
                 continue
+            states.append(state)
             wins.append(window_from_span(self._buf.get(p.cut.start, p.cut.stop), p.cut,
                                          self.fs, self.spec))
             ready.append(p)
@@ -176,20 +278,31 @@ class BeatPipeline:
             probs = self.model.predict({"beat": np.stack(wins),
                                         "rr": np.stack([p.feats for p in ready])})
         events = []
-        for p, pr in zip(ready, probs, strict=True):
+        for p, pr, state in zip(ready, probs, states, strict=True):
             r_abs = self._offset + p.r
             k = int(np.argmax(pr))
             label = self.model.labels[k]
             rr_s = None if p.rr is None else p.rr / self.fs
             self.stats.add(label, rr_s)
+            if state != GOOD:
+                self.quality_counts["flagged_beats"] += 1
             events.append(event.beat(round(self.start_time + r_abs / self.fs, 4), r_abs, label,
-                                     event.probabilities(self.model.labels, pr), rr_s))
+                                     event.probabilities(self.model.labels, pr), rr_s,
+                                     quality=None if state == GOOD else state))
         return events
 
+    def quality_summary(self) -> dict:
+        """Seconds judged per state, beats flagged doubtful and beats gated (unreadable)."""
+        return {"gating": self.gating,
+                **{k: round(v, 1) if isinstance(v, float) else v
+                   for k, v in self.quality_counts.items()}}
 
-def run_record(model: Model, signal: np.ndarray, fs: float, chunk: int | None = None) -> list[dict]:
-    """All beat events of a whole signal, optionally fed in chunks of ``chunk`` samples."""
-    pipe = BeatPipeline(model, fs)
+
+def run_record(model: Model, signal: np.ndarray, fs: float, chunk: int | None = None,
+               gating: bool = True) -> list[dict]:
+    """All events of a whole signal (beats, and the quality runs when gating),
+    optionally fed in chunks of ``chunk`` samples."""
+    pipe = BeatPipeline(model, fs, gating=gating)
     events: list[dict] = []
     step = chunk or len(signal)
     for i in range(0, len(signal), step):

@@ -16,8 +16,9 @@ could not take (bounded) and retries with backoff (:data:`SINK_RETRY_S`), while 
 sinks go on.
 
 :data:`SINKS` maps each scheme to the function that opens it: ``jsonl:PATH``,
-``sqlite:PATH``, ``stdout``; a bare path picks its scheme by suffix (:data:`SUFFIXES`:
-``PATH.jsonl``, ``PATH.db`` ...) and ``-`` is stdout.
+``sqlite:PATH``, ``stdout``, ``mqtt://HOST:PORT/PREFIX`` and ``mqtts://HOST:PORT/PREFIX``
+(TLS): store and forward to an MQTT broker, :mod:`.mqtt_sink`; a bare path picks its
+scheme by suffix (:data:`SUFFIXES`: ``PATH.jsonl``, ``PATH.db`` ...) and ``-`` is stdout.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class JsonlSink:
     def _drop_torn_tail(self) -> int:
         """A crash mid-write can leave a last line without its newline: never fsync'd,
         so never acknowledged. Cut it off, or the next event would be glued to it."""
-        if not self.path.exists():
+        if not self.path.is_file():
             return 0
         with self.path.open("r+b") as fh:
             size = fh.seek(0, os.SEEK_END)
@@ -75,7 +76,7 @@ class JsonlSink:
         current file has none yet (a crash right after rotating must not restart at 1)."""
         for path in (self.path, self.path.with_name(f"{self.path.name}.1")):
             last = 0
-            if path.exists():
+            if path.is_file():  # not a device (/dev/full reads zeros without end)
                 with path.open("rb") as fh:
                     for line in fh:
                         try:
@@ -177,6 +178,9 @@ class SinkOptions:
     fsync: str = "batch"
     max_bytes: int = 50_000_000
     append: bool = False  # add to a sink file that already holds events
+    mqtt: dict | None = None  # the config's [mqtt] table (device/stream/mqtt.py)
+    # what the daemon serves (model, counters), for the MQTT birth and stats messages
+    context: Callable[[], dict] | None = None
 
 
 def _refuse_reuse(path: str, what: str) -> None:
@@ -217,11 +221,21 @@ def open_stdout(path: str, opts: SinkOptions) -> StdoutSink:
     return StdoutSink()
 
 
+def open_mqtt(path: str, opts: SinkOptions, scheme: str = "mqtt") -> Sink:
+    """``mqtt://HOST:PORT/PREFIX`` (``mqtts://`` for TLS): store and forward to a broker
+    (device/stream/mqtt_sink.py; paho-mqtt, from the ``device`` extra)."""
+    from vitaledge.device.stream.mqtt_sink import open_mqtt as _open
+
+    return _open(f"{scheme}:{path}", opts.mqtt, opts.context)
+
+
 #: Scheme -> opener(path, options); a new sink is one entry here plus its function.
 SINKS: dict[str, Callable[[str, SinkOptions], Sink]] = {
     "jsonl": open_jsonl,
     "sqlite": open_sqlite,
     "stdout": open_stdout,
+    "mqtt": open_mqtt,
+    "mqtts": lambda path, opts: open_mqtt(path, opts, "mqtts"),
 }
 #: A bare path's suffix -> its scheme.
 SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".db": "sqlite", ".sqlite": "sqlite",
@@ -229,10 +243,11 @@ SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".db": "sqlite", ".sqlite": "sq
 
 
 def open_sink(spec: str, fsync: str = "batch", max_bytes: int = 50_000_000,
-              append: bool = False) -> Sink:
+              append: bool = False, mqtt: dict | None = None,
+              context: Callable[[], dict] | None = None) -> Sink:
     """Open ``SCHEME:PATH`` (see :data:`SINKS`), ``stdout`` or ``-``, or a bare path by its
     suffix (:data:`SUFFIXES`). A file that already holds events needs ``append``."""
-    opts = SinkOptions(fsync, max_bytes, append)
+    opts = SinkOptions(fsync, max_bytes, append, mqtt, context)
     scheme, _, path = spec.partition(":")
     if spec == "-":
         scheme, path = "stdout", ""

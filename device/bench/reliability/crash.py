@@ -65,7 +65,8 @@ def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
         port = free_port()
         cfg = workdir / "device.toml"
         cfg.write_text(f'model = "{model}"\nsource = "replay:{record}"\nspeed = "{speed}"\n'
-                       f'out = ["{jl}", "{db}"]\nfsync = "batch"\napi_port = {port}\n'
+                       f'out = ["{jl}", "{db}"]\nappend = true\nfsync = "batch"\n'
+                       f"api_port = {port}\n"
                        f"api_rate = 0.0\nmax_jsonl_bytes = {max_jsonl_bytes}\n")
         torn = 0
         if jl.exists():

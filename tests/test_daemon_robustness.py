@@ -1,0 +1,523 @@
+"""Issue 13: the daemon under implausible input and failures — pauses without beats, bounded
+input, loud failures, an isolated failing sink, explicit reuse of a sink file, models that
+do not fit their option, and a bench that fails when a row fails.
+
+Most tests run the daemon on synthetic CSV records with a stand-in model (the daemon's
+plumbing does not need a trained one); the ones marked slow use the ``converted`` artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from vitaledge.device.stream import sources
+from vitaledge.device.stream.daemon import Daemon, DaemonConfig, DaemonFailure
+
+FS = 360.0
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class FakeModel:
+    """A stand-in for :class:`~vitaledge.device.model.runtime.Model`: a manifest with
+    ``task`` and the default signal spec of that task; ``predict`` answers class 0 (or
+    sleeps, or raises)."""
+
+    def __init__(self, task: str = "beat", sleep_s: float = 0.0, fail: bool = False):
+        from vitaledge.device.model.manifest import SIGNAL_SPECS
+
+        if task == "beat":
+            from vitaledge.device.dsp.windows import WindowSpec
+
+            signal = SIGNAL_SPECS[task](window=WindowSpec.kachuee())
+        else:
+            from vitaledge.device.inputs.emotion_ecg import EcgEmotionSignal
+
+            signal = EcgEmotionSignal.from_dict(
+                __import__("vitaledge.device.inputs.emotion_ecg",
+                           fromlist=["default_signal"]).default_signal())
+        labels = ["N", "S", "V", "F", "Q"] if task == "beat" else ["LVLA", "LVHA", "HVLA",
+                                                                   "HVHA"]
+        self.manifest = SimpleNamespace(task=task, signal=signal, labels=labels,
+                                        sha256="0" * 64)
+        self.labels = labels
+        self.sleep_s, self.fail = sleep_s, fail
+        self.calls = 0
+
+    def predict(self, x):
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("interpreter failed")
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        y = np.zeros((len(x), len(self.labels)), np.float32)
+        y[:, 0] = 1.0
+        return y
+
+
+@pytest.fixture
+def fake_models(monkeypatch):
+    """``models[path] = FakeModel(...)``: what the daemon loads for ``path``."""
+    models: dict[str, FakeModel] = {}
+    monkeypatch.setattr(Daemon, "_load_model",
+                        lambda self, path=None: models[path or self.cfg.model])
+    return models
+
+
+def ecg(seconds: float, seed: int = 3) -> np.ndarray:
+    from vitaledge.firmware_sim.patients.ecg import synth_record
+
+    x = synth_record(seconds / 60.0 + 0.05, seed=seed, fs=FS).signal
+    x = x[:, 0] if x.ndim == 2 else x
+    return x[:int(seconds * FS)]
+
+
+def csv_record(path: Path, x: np.ndarray) -> Path:
+    np.savetxt(path, x, fmt="%.5f")
+    return path
+
+
+def run_daemon(**kw) -> tuple[Daemon, dict]:
+    d = Daemon(DaemonConfig(**{"model": "beat", "fs": FS, **kw}))
+    return d, d.run(install_signals=False)
+
+
+def events_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def statuses(events: list[dict], kind: str) -> list[dict]:
+    return [e for e in events if e["type"] == "status" and e.get("status") == kind]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- 1. no_beats
+
+
+def test_no_beats_while_signal_is_present_is_reported_and_degrades_health(fake_models,
+                                                                         tmp_path):
+    # small noise, no QRS: the signal monitor lets it through (not flat, not saturated).
+    # The detector starts taking noise for beats after ~6 s (device/dsp/rpeaks.py, not
+    # this test's subject), so the pause limit is set to 3 s here (default NO_BEATS_S).
+    fake_models["beat"] = FakeModel()
+    noise = 0.02 * np.random.default_rng(0).standard_normal(int(30 * FS))
+    x = np.concatenate([ecg(15), noise, ecg(15, seed=4)])
+    src = csv_record(tmp_path / "nb.csv", x)
+    found = []
+    for speed in ("max", "40"):  # 10 s and 0.5 s chunks: the same events
+        out = tmp_path / f"ev-{speed}.jsonl"
+        run_daemon(source=f"replay:{src}", out=[str(out)], no_beats_s=3.0, speed=speed)
+        ev = events_of(out)
+        beats = [e for e in ev if e["type"] == "beat"]
+        last_before = max(e["time"] for e in beats if e["time"] < 15.0)
+        first_after = min(e["time"] for e in beats if e["time"] > last_before)
+        nb, back = statuses(ev, "no_beats")[0], statuses(ev, "beats_resumed")[0]
+        assert nb["last_beat_time"] == last_before and nb["no_beats_s"] == 3.0
+        assert nb["time"] == pytest.approx(last_before + 3.0, abs=0.01)
+        assert back["time"] == first_after
+        assert back["no_beats_s"] == pytest.approx(first_after - last_before, abs=0.06)
+        # in stream order: no later beat before the no_beats event
+        i = ev.index(nb)
+        assert all(e["time"] <= nb["time"] for e in ev[:i] if e["type"] == "beat")
+        found.append([{k: v for k, v in e.items() if k not in ("seq", "run")}
+                      for e in ev if e["type"] == "status"])
+    assert found[0] == found[1]
+
+    # ends in the pause: health is degraded and the gauge says how long
+    src2 = csv_record(tmp_path / "nb2.csv", np.concatenate([ecg(15), noise[:int(5 * FS)]]))
+    d, _ = run_daemon(source=f"replay:{src2}", out=[str(tmp_path / "ev2.jsonl")],
+                      no_beats_s=3.0)
+    last = max(e["time"] for e in events_of(tmp_path / "ev2.jsonl") if e["type"] == "beat")
+    h = d.health()
+    assert h["status"] == "degraded" and h["degraded"] == ["no_beats"]
+    gauge = [ln for ln in d.metrics().decode().splitlines()
+             if ln.startswith("vitaledge_seconds_since_last_beat ")]
+    assert float(gauge[0].split()[1]) == pytest.approx(20.0 - last, abs=0.01)
+
+
+def test_no_beats_is_not_reported_for_a_normal_rhythm(fake_models, tmp_path):
+    fake_models["beat"] = FakeModel()
+    src = csv_record(tmp_path / "ok.csv", ecg(60))
+    out = tmp_path / "ev.jsonl"
+    d, _ = run_daemon(source=f"replay:{src}", out=[str(out)])
+    assert not statuses(events_of(out), "no_beats")
+    assert d.health()["status"] == "ok"
+
+
+# ---------------------------------------------------------------- 2. bounded input
+
+
+@pytest.mark.parametrize("spec", ["stdin", "stdin-pcm", "tcp:127.0.0.1:0",
+                                  "frames+tcp:127.0.0.1:0", "replay:{csv}"])
+@pytest.mark.parametrize("fs", [1e9, 5e8, 2.0])
+def test_implausible_sample_rate_is_refused_naming_value_and_range(spec, fs, tmp_path):
+    from vitaledge.device.io.records import FS_RANGE
+
+    csv = csv_record(tmp_path / "x.csv", np.zeros(10))
+    with pytest.raises(sources.SourceError) as exc:
+        sources.open_source(spec.format(csv=csv), fs=fs)
+    lo, hi = sources.AUDIO_FS_RANGE if spec == "stdin-pcm" else FS_RANGE
+    msg = str(exc.value)
+    assert f"{fs:g} Hz" in msg and f"{lo:g}-{hi:g} Hz" in msg and spec.split(":")[0] in msg
+
+
+def test_audio_sources_take_audio_rates_but_not_absurd_ones():
+    src = sources.open_source("stdin-pcm", fs=16000.0)
+    assert src.fs == 16000.0
+    with pytest.raises(sources.SourceError, match="1e\\+09 Hz"):
+        sources.open_source("stdin-pcm", fs=1e9)
+
+
+def test_far_sample_index_jump_is_a_bounded_gap_with_a_status_event():
+    from vitaledge.device.stream.protocol import (
+        MAX_INDEX_JUMP_S,
+        FrameEncoder,
+        Gap,
+        Hello,
+        ProtocolReader,
+        StatusEvent,
+    )
+
+    enc = FrameEncoder()
+    r = ProtocolReader(FS)
+    counts = np.arange(36, dtype=np.int16)
+    items = r.feed(enc.hello(Hello(FS, 1, 16, 200.0, 0, 36), 0))
+    for i in range(0, 360, 36):
+        items += r.feed(enc.samples(i, counts, 0, i * 2778))
+    items += r.feed(enc.samples(1 << 31, counts, 0, 360 * 2778))
+    items += r.feed(enc.samples((1 << 31) + 36, counts, 0, 396 * 2778))
+    gaps = [it for it in items if isinstance(it, Gap)]
+    jumps = [it for it in items if isinstance(it, StatusEvent)
+             and it.info.get("status") == "index_jump"]
+    assert len(jumps) == 1 and jumps[0].info["jump_samples"] == (1 << 31) - 360
+    assert jumps[0].info["gap_samples"] == int(MAX_INDEX_JUMP_S * FS)
+    assert [(g.missing, g.reason) for g in gaps] == [(int(MAX_INDEX_JUMP_S * FS),
+                                                      "index_jump")]
+    # the stream continues from the new index: the next frame is no gap
+    assert sum(len(it) for it in items if isinstance(it, np.ndarray)) == 360 + 72
+    # a jump within the bound is an ordinary hole
+    items = r.feed(enc.samples((1 << 31) + 72 + 360, counts, 0, 500 * 2778))
+    assert [(g.missing, g.reason) for g in items if isinstance(g, Gap)] == [
+        (360, "lost_frames")]
+
+
+def test_tcp_line_longer_than_the_bound_is_refused_and_the_connection_closed():
+    port = free_port()
+    src = sources.open_source(f"tcp:127.0.0.1:{port}", fs=FS)
+    got: list = []
+    t = threading.Thread(target=lambda: got.extend(src.chunks), daemon=True)
+    t.start()
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"0.5\n0.25\n")
+    closed = False
+    try:
+        for _ in range(4 * sources.MAX_LINE_BYTES // 65536):
+            c.sendall(b"1" * 65536)
+        c.shutdown(socket.SHUT_WR)
+        closed = c.recv(1) == b""
+    except OSError:
+        closed = True
+    assert closed
+    c.close()
+    # the source goes on listening: a new client is served
+    c2 = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c2.sendall(b"0.75\n")
+    c2.close()
+    time.sleep(0.5)
+    src.stop()
+    t.join(5)
+    status = [x for x in got if isinstance(x, sources.StatusEvent)]
+    samples = np.concatenate([x for x in got if isinstance(x, np.ndarray)])
+    assert [s.info["status"] for s in status] == ["line_too_long"]
+    assert status[0].info["max_bytes"] == sources.MAX_LINE_BYTES
+    assert list(samples) == [0.5, 0.25, 0.75]
+
+
+def test_stop_is_prompt_while_the_worker_is_busy(fake_models, tmp_path):
+    from vitaledge.device.stream.daemon import STOP_GRACE_S
+
+    fake_models["beat"] = FakeModel(sleep_s=2.0)  # every chunk's windows take 2 s
+    src = csv_record(tmp_path / "long.csv", ecg(170))  # 17 chunks: > 30 s of work
+    out = tmp_path / "ev.jsonl"
+    d = Daemon(DaemonConfig(model="beat", fs=FS, source=f"replay:{src}", out=[str(out)]))
+    threading.Timer(0.5, d.request_stop).start()
+    t = time.monotonic()
+    summary = d.run(install_signals=False)
+    took = time.monotonic() - t
+    assert took < 0.5 + STOP_GRACE_S + 3.0, took  # not the ~34 s the work would take
+    assert summary["abandoned_chunks"] > 0
+    # what was written is whole JSON lines
+    events_of(out)
+
+
+# ---------------------------------------------------------------- 3. fail loudly
+
+
+def test_pipeline_thread_death_is_a_failure_and_a_nonzero_exit(fake_models, tmp_path,
+                                                                monkeypatch):
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    fake_models["beat"] = FakeModel(fail=True)
+    src = csv_record(tmp_path / "x.csv", ecg(30))
+    out = tmp_path / "ev.jsonl"
+    with pytest.raises(DaemonFailure, match="interpreter failed"):
+        run_daemon(source=f"replay:{src}", out=[str(out)])
+    (err,) = statuses(events_of(out), "pipeline_error")
+    assert "interpreter failed" in err["error"]
+    r = CliRunner().invoke(main, ["device", "run", "--model", "beat", "--source",
+                                  f"replay:{src}", "--fs", "360", "--sink",
+                                  str(tmp_path / "cli.jsonl")])
+    assert r.exit_code != 0 and "interpreter failed" in r.output
+
+
+def test_source_exception_is_a_failure(fake_models, tmp_path, monkeypatch):
+    from vitaledge.device.stream import daemon as daemon_mod
+
+    fake_models["beat"] = FakeModel()
+
+    def chunks():
+        yield np.zeros(100)
+        raise OSError("device unplugged")
+
+    monkeypatch.setattr(daemon_mod, "open_source",
+                        lambda *a, **k: sources.Source("fake", FS, chunks()))
+    out = tmp_path / "ev.jsonl"
+    with pytest.raises(DaemonFailure, match="device unplugged"):
+        run_daemon(source="fake:x", out=[str(out)])
+    assert statuses(events_of(out), "source_error")
+
+
+def test_window_length_must_match_the_input_tensor():
+    from vitaledge.device.bench.reliability.corpus import manifest_seed
+    from vitaledge.device.model.manifest import Manifest, ManifestError
+
+    m = json.loads(manifest_seed())
+    Manifest.from_dict(m)
+    m["signal"]["window"]["length"] = 188
+    with pytest.raises(ManifestError) as exc:
+        Manifest.from_dict(m)
+    assert "188" in str(exc.value) and "187" in str(exc.value)
+    assert "signal.window.length" in str(exc.value)
+
+
+# ---------------------------------------------------------------- 4. a failing sink
+
+
+def test_a_failing_sink_is_isolated_reported_and_retried(fake_models, tmp_path):
+    fake_models["beat"] = FakeModel()
+    src = csv_record(tmp_path / "x.csv", ecg(120))
+    ref = tmp_path / "ref.jsonl"
+    run_daemon(source=f"replay:{src}", out=[str(ref)])
+    n_beats = sum(e["type"] == "beat" for e in events_of(ref))
+
+    ok = tmp_path / "ok.jsonl"
+    d = Daemon(DaemonConfig(model="beat", fs=FS, source=f"replay:{src}", speed="20",
+                            out=["jsonl:/dev/full", str(ok)]))
+    seen: list[dict] = []
+    watching = threading.Event()
+
+    def watch():
+        while not watching.is_set():
+            seen.append(d.health())
+            time.sleep(0.2)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    # the run goes on to the end, then fails: events never reached one of its sinks
+    with pytest.raises(DaemonFailure, match="jsonl:/dev/full: .* events never written"
+                       ) as exc:
+        d.run(install_signals=False)
+    watching.set()
+    t.join()
+    during = [h for h in seen if h["status"] == "degraded"]
+    assert during and during[-1]["degraded"][0].startswith("sink jsonl:/dev/full: OSError")
+    ev = events_of(ok)
+    assert sum(e["type"] == "beat" for e in ev) == n_beats
+    errs = statuses(ev, "sink_error")
+    assert errs and errs[0]["sink"] == "jsonl:/dev/full" and "space" in errs[0]["error"]
+    # retried with backoff (1, 2, 4 s ... over the 6 s run), not on every batch
+    sink = exc.value.summary["sink_errors"]["jsonl:/dev/full"]
+    assert 2 <= sink["attempts"] < 10 and sink["errors"] == sink["attempts"]
+    assert sink["unwritten"] == len(ev)
+    metrics = d.metrics().decode()
+    assert 'vitaledge_sink_errors_total{sink="jsonl:/dev/full"}' in metrics
+    assert d.health()["status"] == "failed"
+
+
+def test_a_sink_that_recovers_gets_its_backlog(fake_models, tmp_path, monkeypatch):
+    from vitaledge.device.stream import sinks as sinks_mod
+    from vitaledge.device.stream.sinks import JsonlSink
+
+    fake_models["beat"] = FakeModel()
+    monkeypatch.setattr(sinks_mod, "SINK_RETRY_S", (0.0, 0.0))
+    src = csv_record(tmp_path / "x.csv", ecg(60))
+    flaky = tmp_path / "flaky.jsonl"
+    fails = {"n": 2}
+    real_write = JsonlSink.write
+
+    def write(self, events):
+        if self.path == flaky and fails["n"]:
+            fails["n"] -= 1
+            raise OSError(28, "No space left on device")
+        real_write(self, events)
+
+    monkeypatch.setattr(JsonlSink, "write", write)
+    ok = tmp_path / "ok.jsonl"
+    d, summary = run_daemon(source=f"replay:{src}", out=[str(flaky), str(ok)])
+    a, b = events_of(flaky), events_of(ok)
+    assert [e["seq"] for e in a if e["type"] == "beat"] == \
+        [e["seq"] for e in b if e["type"] == "beat"]
+    assert statuses(b, "sink_error") and statuses(b, "sink_recovered")
+    assert d.health()["status"] == "ok"
+
+
+# ---------------------------------------------------------------- 5. sink reuse
+
+
+@pytest.mark.parametrize("name", ["ev.jsonl", "ev.db"])
+def test_existing_sink_file_needs_append_and_runs_are_scored_apart(fake_models, tmp_path,
+                                                                    name):
+    from vitaledge.device.eval.score_events import load_events, read_runs
+
+    fake_models["beat"] = FakeModel()
+    src = csv_record(tmp_path / "x.csv", ecg(30))
+    out = tmp_path / name
+    run_daemon(source=f"replay:{src}", out=[str(out)])
+    with pytest.raises(ValueError, match="--append") as exc:
+        run_daemon(source=f"replay:{src}", out=[str(out)])
+    assert str(out) in str(exc.value)
+    n1 = len(load_events(out))
+    run_daemon(source=f"replay:{src}", out=[str(out)], append=True)
+    runs = read_runs(out)
+    assert len(runs) == 2
+    first, last = list(runs)
+    assert first != last
+    assert len(load_events(out)) == n1  # the last run only
+    assert {e["run"] for e in load_events(out)} == {last}
+    assert {e["run"] for e in load_events(out, run=first)} == {first}
+    with pytest.raises(ValueError, match="no run 'nope'"):
+        load_events(out, run="nope")
+    # numbering continues across runs
+    seqs = [e["seq"] for r in runs.values() for e in r]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_empty_existing_sink_file_is_fine(fake_models, tmp_path):
+    fake_models["beat"] = FakeModel()
+    src = csv_record(tmp_path / "x.csv", ecg(20))
+    out = tmp_path / "ev.jsonl"
+    out.touch()
+    run_daemon(source=f"replay:{src}", out=[str(out)])
+    assert events_of(out)
+
+
+# ---------------------------------------------------------------- 6. model tasks
+
+
+@pytest.mark.parametrize("model, emotion, option, task", [
+    ("beat", "beat", "--emotion-model", "'beat'"),
+    ("emo", "emo", "--model", "'emotion-ecg'"),
+])
+def test_a_model_whose_task_does_not_fit_its_option_is_refused(fake_models, tmp_path,
+                                                               model, emotion, option, task):
+    fake_models.update(beat=FakeModel("beat"), emo=FakeModel("emotion-ecg"))
+    with pytest.raises(ValueError) as exc:
+        Daemon(DaemonConfig(model=model, emotion_model=emotion, fs=FS, source="stdin",
+                            out=[str(tmp_path / "ev.jsonl")]))
+    msg = str(exc.value)
+    assert msg.startswith(option) and task in msg and "allowed" in msg
+
+
+def test_model_and_emotion_model_of_the_right_tasks_load(fake_models, tmp_path):
+    fake_models.update(beat=FakeModel("beat"), emo=FakeModel("emotion-ecg"))
+    d = Daemon(DaemonConfig(model="beat", emotion_model="emo", fs=FS, source="stdin",
+                            out=[str(tmp_path / "ev.jsonl")]))
+    assert [s.task for s in d.pipeline.stages] == ["beat", "emotion-ecg"]
+
+
+# ---------------------------------------------------------------- 7. bench
+
+
+def test_bench_exits_nonzero_when_a_row_failed_after_saving(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+    from vitaledge.device.bench import latency
+
+    def fake_run_bench(artifacts, threads, delegates, *a, **k):
+        res = latency.BenchResult(latency.SCHEMA, {"cpu": "x", "cores": 1, "backend": "b",
+                                                   "backend_version": "1", "numpy": "2",
+                                                   "cpu_features": []}, {})
+        for d in delegates:
+            row = latency.BenchRow(str(artifacts[0]), "v", d, 1, 1)
+            if d == "xnnpack":
+                row.status = latency.OK
+            else:
+                row.error = "no edgetpu"
+            res.rows.append(row)
+        return res
+
+    monkeypatch.setattr(latency, "run_bench", fake_run_bench)
+    r = CliRunner().invoke(main, ["bench", "run", str(tmp_path), "--delegate",
+                                  "xnnpack,edgetpu", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 1, r.output
+    assert "no edgetpu" in r.output and (tmp_path / "b" / "bench.json").exists()
+    assert "1 of 2 rows failed" in r.output
+    r = CliRunner().invoke(main, ["bench", "run", str(tmp_path), "--delegate", "xnnpack"])
+    assert r.exit_code == 0, r.output
+
+
+# ---------------------------------------------------------------- slow: real models
+
+
+@pytest.mark.slow
+def test_real_beat_model_refused_as_emotion_model_and_window_mismatch(converted, tmp_path):
+    import shutil
+
+    from vitaledge.device.model.manifest import ManifestError
+    from vitaledge.device.model.runtime import Model
+
+    out, _ = converted
+    art = str(out / "cpu-int8")
+    with pytest.raises(ValueError, match="--emotion-model.*'beat'.*emotion-ecg"):
+        Daemon(DaemonConfig(model=art, emotion_model=art, fs=FS, source="stdin",
+                            out=[str(tmp_path / "ev.jsonl")]))
+    bad = tmp_path / "bad"
+    shutil.copytree(art, bad)
+    m = json.loads((bad / "manifest.json").read_text())
+    m["signal"]["window"]["length"] += 1
+    (bad / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match="188.*187|187.*188"):
+        Model(bad)
+
+
+@pytest.mark.slow
+def test_real_model_two_runs_appended_score_one_run(converted, synth_dir, tmp_path):
+    from vitaledge.device.eval.score_events import load_events, read_runs, score_events
+
+    out, _ = converted
+    ev = tmp_path / "ev.jsonl"
+    cfg = dict(model=str(out / "cpu-int8"), source=f"replay:{synth_dir / 's001'}",
+               out=[str(ev)])
+    Daemon(DaemonConfig(**cfg)).run(install_signals=False)
+    one = score_events(load_events(ev), synth_dir / "s001")
+    Daemon(DaemonConfig(**cfg, append=True)).run(install_signals=False)
+    assert len(read_runs(ev)) == 2
+    two = score_events(load_events(ev), synth_dir / "s001")
+    assert two["ppv"] == one["ppv"] and two["events"] == one["events"]
