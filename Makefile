@@ -21,6 +21,8 @@ demo: venv
 	$(BIN)/vitaledge demo --out $(DEMO)
 
 test: venv
+	@.ci/browser.sh
+	@bash .ci/system-packages
 	$(BIN)/python -m pytest -q
 
 lint: venv

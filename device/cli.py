@@ -563,6 +563,47 @@ def bench_compare_cmd(results) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@bench_group.command("noise-stress")
+@click.option("--record", "records", required=True, multiple=True,
+              type=click.Path(dir_okay=False),
+              help="Clean WFDB record with .atr (repeatable), e.g. mitdb/118.")
+@click.option("--noise", "noises", required=True, multiple=True,
+              type=click.Path(dir_okay=False),
+              help="Noise WFDB record (repeatable), e.g. nstdb-noise/ma.")
+@click.option("--snr", "snrs", default="24,18,12,6,0,-6", show_default=True,
+              help="Comma-separated SNRs in dB.")
+@click.option("--model", type=click.Path(exists=True, file_okay=False),
+              help="Beat model artifact: classify too (default: detection only).")
+@click.option("--work", "work_dir", type=click.Path(file_okay=False), default="nst-work",
+              show_default=True, help="Where the noise-stress records are made (reused).")
+@click.option("--no-xqrs", is_flag=True, help="Skip wfdb's XQRS beside it.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Write noise_stress.json, .md and .png here.")
+def bench_noise_stress_cmd(records, noises, snrs, model, work_dir, no_xqrs, out) -> None:
+    """Noise stress test: Se/+P per record and SNR (all beats, with gating, outside the
+    flagged stretches with the flagged fraction of noisy time), beside XQRS."""
+    from vitaledge.device.bench.noise_stress import bench_noise_stress, format_markdown, save
+    from vitaledge.device.io.records import RecordError
+    from vitaledge.device.stream.progress import ProgressLine
+
+    try:
+        levels = tuple(float(s) for s in csv_list(snrs))
+    except ValueError as exc:
+        raise click.BadParameter(f"{snrs!r}: expected numbers in dB, e.g. 24,12,0",
+                                 param_hint="--snr") from exc
+    try:
+        with ProgressLine() as line:
+            res = bench_noise_stress(list(records), list(noises), levels, work_dir, model,
+                                     with_xqrs=not no_xqrs, progress=line.counter("replay"))
+    except (RecordError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_markdown(res))
+    if out:
+        for note in save(res, Path(out)):
+            click.echo(note, err=True)
+        click.echo(f"saved to {out}/noise_stress.json, .md, .png")
+
+
 @bench_group.command("stream")
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", type=click.Path(exists=True, file_okay=False),
