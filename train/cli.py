@@ -127,8 +127,18 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
 
 @click.command("evaluate")
 @click.argument("model", type=click.Path(exists=True))
-@click.option("--data", type=click.Path(exists=True, file_okay=False),
-              help="WFDB directory to evaluate on (default: the run's own data).")
+@click.option("--data", multiple=True, type=click.Path(exists=True),
+              help="Data to evaluate on (default: the run's held-out data): beat, a WFDB "
+                   "directory; speech, corpus directories (repeat to merge); emotion-ecg, "
+                   "the data set's file or directory.")
+@click.option("--actors", help="Speech: comma list of the speakers in --data to score.")
+@click.option("--calm", type=click.Choice(["neutral", "drop", "class"]), default=None,
+              help="Speech: RAVDESS calm [as in training].")
+@click.option("--corpus", type=click.Choice(["auto", "ravdess", "tess", "savee"]),
+              default="auto", show_default=True, help="Speech: file naming scheme.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Speech: log-mel cache directory [default cache]; see --no-cache.")
+@click.option("--no-cache", is_flag=True, help="Speech: compute the log-mels afresh.")
 @click.option("--records", help="Comma-separated record names.")
 @records_dir_alias()
 @deprecated_alias("--record-list", "--records", "records")
@@ -138,15 +148,28 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
               help="test: the run's held-out beats (same split and seed); all: every beat.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Write the metrics here as JSON.")
-def evaluate_cmd(model, data, records, csv_file, split, json_out) -> None:
-    """Re-run a run's evaluation on any data. MODEL: a run directory, its model.keras, or a
-    converted artifact directory (model.tflite + manifest.json, run without TensorFlow)."""
-    from .evaluate import evaluate_model
+def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records, csv_file,
+                 split, json_out) -> None:
+    """Re-run a run's evaluation on any data. MODEL: a run directory (any task), its
+    model.keras, or a converted artifact directory (model.tflite + manifest.json, run
+    without TensorFlow)."""
+    from .evaluate import EMOTION_TASKS, evaluate_emotion, evaluate_model, run_task
 
     try:
-        metrics, text = evaluate_model(Path(model), records=data,
-                                       record_list=csv_list(records), csv=csv_file,
-                                       split=split)
+        task = run_task(Path(model))
+        if task in EMOTION_TASKS:
+            from .speech_cache import default_cache_dir
+
+            cache = None if no_cache else str(cache_dir or default_cache_dir())
+            metrics, text = evaluate_emotion(Path(model), list(data) or None,
+                                             csv_list(actors), calm, corpus, cache)
+        else:
+            if len(data) > 1 or (data and not Path(data[0]).is_dir()):
+                raise click.BadParameter("beat models take one WFDB directory",
+                                         param_hint="--data")
+            metrics, text = evaluate_model(Path(model), records=data[0] if data else None,
+                                           record_list=csv_list(records), csv=csv_file,
+                                           split=split)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(text)
@@ -163,13 +186,19 @@ def evaluate_cmd(model, data, records, csv_file, split, json_out) -> None:
 @deprecated_alias("--synth", "--synth-per-class", "synth", type=int)
 @click.option("--corpus", type=click.Choice(["auto", "ravdess", "tess", "savee"]),
               default="auto", show_default=True, help="File naming scheme.")
-@click.option("--calm", type=click.Choice(["neutral", "drop"]), default="neutral",
-              show_default=True, help="RAVDESS 'calm': count as neutral (as the seed) or drop.")
-@click.option("--split", type=click.Choice(["actor", "random"]), default="actor",
-              show_default=True, help="actor: speaker-independent; random: stratified.")
+@click.option("--calm", type=click.Choice(["neutral", "drop", "class"]), default="neutral",
+              show_default=True,
+              help="RAVDESS 'calm': merge into neutral (as the seed), drop, or its own class.")
+@click.option("--split", type=click.Choice(["actor", "actors", "none", "random"]),
+              default="actor", show_default=True,
+              help="actor: given test speakers; actors: leave-speakers-out K-fold; none: "
+                   "every speaker trains (final model); random: stratified by clip.")
+@click.option("--folds", type=click.IntRange(2, 100), default=4, show_default=True,
+              help="actors split: number of folds (speakers balanced by gender).")
 @click.option("--test-actors", help="actor split: comma list of test speakers, e.g. 04.")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True)
-@click.option("--val-fraction", type=float, default=0.15, show_default=True)
+@click.option("--val-fraction", type=float, default=0.15, show_default=True,
+              help="Validation share: of the training speakers (actors, none) or clips.")
 @click.option("--augment", type=int, default=1, show_default=True,
               help="Noisy copies of each training clip (noise injection).")
 @click.option("--snr", default="15,30", show_default=True, help="Noise SNR range in dB.")
@@ -185,10 +214,34 @@ def evaluate_cmd(model, data, records, csv_file, split, json_out) -> None:
 @click.option("--patience", type=int, default=15, show_default=True,
               help="Early stopping on validation accuracy.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=0.01, show_default=True, help="SGD learning rate.")
+@click.option("--recipe", type=click.Choice(["seed", "robust"]), default="seed",
+              show_default=True,
+              help="seed: the seed's SGD 0.01, no feature norm, no masks; robust: Adam + "
+                   "cosine, utterance norm, SpecAugment, gain, class weights. The options "
+                   "below override single levers.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
+              help="Optimizer [recipe].")
+@click.option("--lr", type=float, default=None, help="Learning rate [recipe: seed 0.01].")
 @click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD momentum.")
+@click.option("--schedule", type=click.Choice(["constant", "cosine", "plateau"]), default=None,
+              help="Learning-rate schedule [recipe].")
+@click.option("--feature-norm", type=click.Choice(["none", "utterance", "speaker"]),
+              default=None, help="Per-band log-mel standardization (signal spec) [recipe].")
+@click.option("--time-masks", type=int, default=None, help="SpecAugment time masks per image.")
+@click.option("--time-mask-width", type=int, default=None, help="Max frames per time mask.")
+@click.option("--freq-masks", type=int, default=None, help="SpecAugment mel-band masks.")
+@click.option("--freq-mask-width", type=int, default=None, help="Max bands per band mask.")
+@click.option("--gain-db", type=float, default=None, help="Level jitter +- dB (training).")
+@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=None,
+              help="Loss weights per class [recipe].")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Log-mel cache directory [$VITALEDGE_CACHE/speech-mel or "
+                   "~/.cache/vitaledge/speech-mel].")
+@click.option("--no-cache", is_flag=True, help="Compute every log-mel spectrogram afresh.")
 @click.option("--width", type=float, default=1.0, show_default=True,
               help="Filter-count multiplier (1.0 = the seed's 64/64/128/128).")
+@click.option("--lstm-units", type=int, default=256, show_default=True,
+              help="LSTM width (256 = the seed's).")
 @click.option("--pools", default="4,4,4,2", show_default=True,
               help="Max-pool sizes of the four modules (2,4,4,4: the reference network).")
 @click.option("--time-budget", type=float, default=None,
@@ -196,15 +249,19 @@ def evaluate_cmd(model, data, records, csv_file, split, json_out) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Run directory to write.")
-def train_speech_cmd(data, synth, corpus, calm, split, test_actors, test_fraction,
+def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_fraction,
                      val_fraction, augment, snr, sample_rate, duration, offset, n_mels,
-                     image_width, epochs, patience, batch_size, lr, momentum, width,
-                     pools, time_budget, seed, out) -> None:
+                     image_width, epochs, patience, batch_size, recipe, optimizer, lr,
+                     momentum, schedule, feature_norm, time_masks, time_mask_width,
+                     freq_masks, freq_mask_width, gain_db, class_weights, cache_dir,
+                     no_cache, width, lstm_units, pools, time_budget, seed, out) -> None:
     """Train the speech-emotion model (seed 004: log-mel images, TimeDistributed CNN + LSTM)
     on RAVDESS/TESS/SAVEE clips or synthetic speech, and report on held-out clips."""
     from vitaledge.device.inputs.mel import SpeechSignal
 
-    from .speech import SpeechTrainConfig, train_speech
+    from .speech import SpeechTrainConfig, recipe_values, train_speech
+    from .speech_cache import default_cache_dir
+    from .speech_data import labels_for
 
     if not data and synth <= 0:
         raise click.UsageError("give --data DIR or --synth-per-class N")
@@ -221,16 +278,24 @@ def train_speech_cmd(data, synth, corpus, calm, split, test_actors, test_fractio
     except ValueError as exc:
         raise click.BadParameter("expected four positive integers", param_hint="--pools") from exc
     try:
+        lever = recipe_values(recipe, optimizer=optimizer, learning_rate=lr, schedule=schedule,
+                              feature_norm=feature_norm, time_masks=time_masks,
+                              time_mask_width=time_mask_width, freq_masks=freq_masks,
+                              freq_mask_width=freq_mask_width, gain_db=gain_db,
+                              class_weights=class_weights)
         signal = SpeechSignal.fitted(sample_rate=sample_rate, duration_s=duration,
                                      offset_s=offset, n_mels=n_mels, fmax=sample_rate / 2,
-                                     image_width=image_width)
+                                     image_width=image_width,
+                                     feature_norm=lever.pop("feature_norm"))
+        cache = None if no_cache else str(cache_dir or default_cache_dir())
         cfg = SpeechTrainConfig(
             data=list(data), corpus=corpus, calm=calm, synth_per_class=synth, split=split,
-            test_actors=csv_list(test_actors), test_fraction=test_fraction,
+            folds=folds, test_actors=csv_list(test_actors), test_fraction=test_fraction,
             val_fraction=val_fraction, augment=augment, snr_db=snr_db, epochs=epochs,
-            patience=patience, batch_size=batch_size, learning_rate=lr, momentum=momentum,
-            width=width, pools=pool_sizes, time_budget_min=time_budget, seed=seed,
-            signal=signal)
+            patience=patience, batch_size=batch_size, recipe=recipe, momentum=momentum,
+            width=width, lstm_units=lstm_units, pools=pool_sizes,
+            time_budget_min=time_budget, seed=seed, cache=cache, labels=labels_for(calm),
+            signal=signal, **lever)
         train_speech(cfg, Path(out))
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -19,6 +19,16 @@ def score(probs: np.ndarray, y: np.ndarray, labels: list[str] | None = None) -> 
     return classification_metrics(y, np.argmax(probs, axis=1), labels)
 
 
+def with_uar(metrics: dict) -> dict:
+    """``metrics`` (from ``classification_metrics``) plus ``macro_f1`` and ``uar``:
+    unweighted average recall, the mean recall over the classes that occur (chance is one
+    over their number whatever the class balance)."""
+    recalls = [pc["recall"] for pc in metrics["per_class"].values() if pc["support"] > 0]
+    metrics["macro_f1"] = metrics["macro"]["f1"]
+    metrics["uar"] = float(np.mean(recalls)) if recalls else 0.0
+    return metrics
+
+
 def write_report(metrics: dict, out_dir: Path, prefix: str = "") -> str:
     """Write metrics JSON, text report and confusion plots; return the printed text."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,4 +115,127 @@ def evaluate_model(model_path: Path, records: str | None = None,
     metrics["model"] = model_desc
     metrics["data"] = source
     text = f"{len(beats)} beats\n" + format_report(metrics) + "\n\n" + format_confusion(metrics)
+    return metrics, text
+
+
+EMOTION_TASKS = ("emotion-ecg", "emotion-multimodal", "emotion-speech")
+
+
+def run_task(model_path: Path) -> str:
+    """The task of a run directory, its ``model.keras`` or a converted artifact: the
+    manifest's, else ``config.json``'s (beat runs written before ``task`` existed: beat)."""
+    model_path = Path(model_path)
+    base = model_path if model_path.is_dir() else model_path.parent
+    for name in ("manifest.json", "config.json"):
+        if (base / name).exists():
+            try:
+                return json.loads((base / name).read_text()).get("task", "beat")
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{base / name}: {exc}") from exc
+    raise FileNotFoundError(f"{base}: no config.json or manifest.json; MODEL must be a run "
+                            "directory written by 'vitaledge train', its model.keras, or a "
+                            "converted artifact")
+
+
+def _emotion_predictor(model_path: Path):
+    """(run directory, predict(inputs by name) -> probabilities, description, signal dict or
+    None) for an emotion run, its model.keras, or a converted artifact (device runtime)."""
+    artifact = model_path if model_path.is_dir() else model_path.parent
+    if (artifact / "manifest.json").exists():
+        from vitaledge.device.model.manifest import input_key
+        from vitaledge.device.model.runtime import Model
+
+        m = Model(artifact)
+        names = [input_key(s.name) for s in m.manifest.inputs]
+
+        def tflite_predict(X: dict) -> np.ndarray:
+            return m.predict(X if len(names) > 1 else X[names[0]])
+
+        desc = f"{artifact} ({m.manifest.target} {m.manifest.quantization}, {m.backend.name})"
+        return (Path(m.manifest.source_run.get("path", "")), tflite_predict, desc,
+                m.manifest.signal.to_dict())
+    model_file = model_path / "model.keras" if model_path.is_dir() else model_path
+
+    def keras_predict(X: dict) -> np.ndarray:
+        from .backend import keras
+
+        model = keras.models.load_model(str(model_file))
+        xs = [X[n] for n in model.input_names]
+        return model.predict(xs if len(xs) > 1 else xs[0], batch_size=64, verbose=0)
+
+    return model_file.parent, keras_predict, str(model_file), None
+
+
+def evaluate_emotion(model_path: Path, data: list[str] | None = None,
+                     actors: list[str] | None = None, calm: str | None = None,
+                     corpus: str = "auto", cache: str | None = None) -> tuple[dict, str]:
+    """Score an emotion model (Keras, or a converted artifact through the device runtime)
+    on its run's held-out inputs (``data.npz``) or, with ``data``, on other recordings:
+    speech corpus directories (clips of ``actors`` only, when given; RAVDESS calm treated as
+    in training unless ``calm`` says otherwise) or, for emotion-ecg, a directory of the
+    run's data set. Metrics as training writes them, with UAR."""
+    from vitaledge.device.eval.metrics import classification_metrics
+
+    run_dir, predict_fn, model_desc, manifest_signal = _emotion_predictor(Path(model_path))
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path}: missing; the model's run directory is needed")
+    cfg = json.loads(cfg_path.read_text())
+    task, labels, signal = cfg["task"], list(cfg["labels"]), cfg["signal"]
+    if data is None:
+        if actors:
+            raise ValueError("--actors selects speakers in --data; give --data")
+        with np.load(run_dir / "data.npz", allow_pickle=False) as z:
+            X = {k[5:]: z[k] for k in z.files if k.startswith("test_") and k != "test_y"}
+            y = z["test_y"].astype(np.int64)
+        source = {"run": str(run_dir), "set": "held-out test (data.npz)"}
+    elif task == "emotion-speech":
+        from .speech_cache import MelCache
+        from .speech_data import _same_speaker, clip_inputs, describe, find_clips
+        from .speech_data import labels_for as _labels_for
+
+        calm = calm or cfg.get("calm", "neutral")
+        if _labels_for(calm) != labels:
+            calm = "neutral" if len(labels) == 7 else "class"
+        clips = [c for d in data for c in find_clips(d, corpus, calm)]
+        if actors:
+            known = sorted({c.speaker for c in clips})
+            missing = [a for a in actors if not any(_same_speaker(a, k) for k in known)]
+            if missing:
+                raise ValueError(f"actors {missing} not in {', '.join(data)}; speakers there: "
+                                 f"{', '.join(known)}")
+            clips = [c for c in clips if any(_same_speaker(a, c.speaker) for a in actors)]
+        clips = [c for c in clips if c.label in labels]
+        if not clips:
+            raise ValueError(f"no clips with the model's labels in {', '.join(data)}")
+        from vitaledge.device.inputs.mel import SpeechSignal
+
+        # an artifact's inputs are made from its manifest's signal spec, as on the device
+        spec = SpeechSignal.from_dict(manifest_signal or signal)
+        mel, y, _ = clip_inputs(clips, spec, cache=MelCache(cache))
+        X = {"mel": mel}
+        source = {"data": list(data), "actors": actors, "calm": calm,
+                  "clips": describe(clips)}
+    elif task == "emotion-ecg":
+        from .emotion_data import ecg_segments, load_trials
+
+        tr = cfg.get("training", {})
+        if len(data) != 1:
+            raise ValueError("emotion-ecg: give one --data (the data set's file or directory)")
+        ts = load_trials(tr.get("dataset", "synth"), data[0], tr.get("threshold"),
+                         bool(tr.get("trust_pickle", False)))
+        seg = ecg_segments(ts, signal)
+        X, y = {"ecg": seg.X}, seg.y.astype(np.int64)
+        source = {"data": data[0], "dataset": tr.get("dataset"), "set": "every segment"}
+    else:
+        raise ValueError(f"{task}: only the run's held-out inputs can be evaluated (no --data)")
+    if len(y) == 0:
+        raise ValueError("nothing to evaluate")
+    probs = predict_fn(X)
+    metrics = with_uar(classification_metrics(y, np.argmax(probs, axis=1), labels))
+    metrics.update({"n_test": int(len(y)), "task": task, "model": model_desc,
+                    "data": source})
+    text = (f"{len(y)} {task} inputs\n" + format_report(metrics) + "\n\n"
+            + format_confusion(metrics) + f"\n\nUAR {metrics['uar']:.4f}  macro F1 "
+            f"{metrics['macro_f1']:.4f}")
     return metrics, text

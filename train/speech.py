@@ -1,11 +1,17 @@
 """Training the speech-emotion model (seed 004): clips -> log-mel images -> fit -> report.
 
-SGD (learning rate 0.01), early stopping with patience 15 on validation accuracy and the
-best checkpoint on it, as the seed; noise-injection augmentation of the training clips;
-speaker-independent (``actor``) or random split. Writes a run directory: ``model.keras``,
-``config.json``, ``data.npz`` (``calib_mel``, ``test_mel``, ``test_y``), ``metrics.json``,
-``classification_report.txt``, ``history.csv``, ``training_history.png`` and confusion
-matrix plots.
+The ``seed`` recipe is the seed's: SGD at 0.01, early stopping with patience 15 on
+validation accuracy and the best checkpoint on it, noise-injection copies of the training
+clips. The ``robust`` recipe (and each of its levers as its own option) adds per-utterance
+feature normalization, Adam with a cosine schedule, SpecAugment-style masks, gain jitter and
+class weights. Splits: ``actor`` (given test speakers), ``actors`` (leave-speakers-out
+K-fold, :mod:`.speech_folds`), ``none`` (every speaker trains; validation speakers
+carved out), ``random``. Log-mel spectrograms are cached on disk (:mod:`.speech_cache`).
+
+A run directory: ``model.keras``, ``config.json``, ``data.npz`` (``calib_mel``,
+``test_mel``, ``test_y``), ``metrics.json`` (accuracy, UAR, macro F1, per class, confusion,
+epoch and run times), ``classification_report.txt``, ``history.csv``,
+``training_history.png`` and confusion matrix plots.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +29,46 @@ from vitaledge.device.inputs.mel import SpeechSignal
 
 from . import zoo
 from .backend import keras, set_seed
-from .evaluate import write_report
+from .evaluate import with_uar, write_report
 from .plots import plot_history
+from .speech_cache import MelCache
 from .speech_data import (
     EMOTIONS,
+    LABELS_WITH_CALM,
     Clip,
     clip_inputs,
     describe,
     find_clips,
+    speaker_genders,
+    speaker_split,
     split_clips,
     synthetic_clips,
 )
 
 TASK = "emotion-speech"
 CALIBRATION_SIZE = 300
+SPLITS = ("actor", "actors", "none", "random")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine", "plateau")
+CLASS_WEIGHTS = ("none", "balanced")
+
+#: Named recipes: the values of the levers each sets (explicit options override them).
+RECIPES: dict[str, dict] = {
+    "seed": {"optimizer": "sgd", "learning_rate": 0.01, "schedule": "constant",
+             "feature_norm": "none", "time_masks": 0, "time_mask_width": 0,
+             "freq_masks": 0, "freq_mask_width": 0, "gain_db": 0.0, "class_weights": "none"},
+    "robust": {"optimizer": "adam", "learning_rate": 1e-3, "schedule": "cosine",
+               "feature_norm": "utterance", "time_masks": 2, "time_mask_width": 12,
+               "freq_masks": 2, "freq_mask_width": 8, "gain_db": 6.0,
+               "class_weights": "balanced"},
+}
+
+
+def recipe_values(recipe: str, **overrides) -> dict:
+    """The recipe's lever values with the given non-None ``overrides`` applied."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {sorted(RECIPES)}")
+    return {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
 
 
 @dataclass
@@ -48,8 +80,11 @@ class SpeechTrainConfig:
     calm: str = "neutral"
     synth_per_class: int = 0       # > 0: synthetic clips instead of ``data``
     synth_speakers: int = 4
-    split: str = "actor"           # actor | random
+    split: str = "actor"           # actor | actors (K-fold) | none | random
     test_actors: list[str] | None = None
+    val_actors: list[str] | None = None   # filled in when validation is carved by speaker
+    folds: int = 4                 # split "actors": leave-speakers-out folds
+    fold: int = 0                  # this run's fold (1..folds) under a K-fold run, else 0
     test_fraction: float = 0.2
     val_fraction: float = 0.15
     augment: int = 1               # noisy copies per training clip
@@ -57,8 +92,18 @@ class SpeechTrainConfig:
     epochs: int = 100
     patience: int = 15
     batch_size: int = 32
+    recipe: str = "seed"
+    optimizer: str = "sgd"         # sgd | adam
     learning_rate: float = 0.01
-    momentum: float = 0.0
+    momentum: float = 0.0          # sgd only
+    schedule: str = "constant"     # constant | cosine | plateau
+    time_masks: int = 0            # SpecAugment: time masks per image
+    time_mask_width: int = 0       #   of up to this many frames
+    freq_masks: int = 0            # SpecAugment: mel-band masks per input
+    freq_mask_width: int = 0       #   of up to this many bands
+    gain_db: float = 0.0           # level jitter: uniform +-gain_db added to the input
+    class_weights: str = "none"    # none | balanced
+    cache: str | None = None       # log-mel cache directory (None: no cache)
     width: float = 1.0             # filter-count multiplier (1.0 = the seed's network)
     lstm_units: int = 256
     pools: list[int] = field(default_factory=lambda: [4, 4, 4, 2])
@@ -80,6 +125,9 @@ class SpeechTrainConfig:
         if unknown:
             raise ValueError(f"config: unknown keys {sorted(unknown)}")
         d = dict(d)
+        for key, value in (("recipe", "seed"), ("optimizer", "sgd"), ("schedule", "constant"),
+                           ("class_weights", "none")):
+            d.setdefault(key, value)  # configs written before these options existed
         if "signal" in d:
             d["signal"] = SpeechSignal.from_dict(d["signal"])
         return cls(**d)
@@ -90,6 +138,24 @@ class SpeechTrainConfig:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError, ValueError, TypeError) as exc:
             raise ValueError(f"{path}: not a valid speech training config: {exc}") from exc
+
+    def check(self) -> None:
+        """Option values in range (before any work starts)."""
+        for name, value, allowed in (("split", self.split, SPLITS),
+                                     ("optimizer", self.optimizer, OPTIMIZERS),
+                                     ("schedule", self.schedule, SCHEDULES),
+                                     ("class_weights", self.class_weights, CLASS_WEIGHTS),
+                                     ("recipe", self.recipe, tuple(RECIPES))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if min(self.time_masks, self.time_mask_width, self.freq_masks,
+               self.freq_mask_width) < 0 or self.gain_db < 0:
+            raise ValueError("mask counts/widths and gain_db must be >= 0")
+        if list(self.labels) != list(LABELS_WITH_CALM[:len(self.labels)]):
+            raise ValueError(f"labels must be {list(LABELS_WITH_CALM)} or its first seven "
+                             f"(calm 'class'), got {self.labels}")
+        if self.split == "actors" and self.folds < 2:
+            raise ValueError(f"split 'actors' needs --folds >= 2, got {self.folds}")
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -106,6 +172,96 @@ class TimeBudget(keras.callbacks.Callback):
         if time.time() - self.t0 > self.seconds:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall-clock seconds of each epoch (validation included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.time() - self._t)
+
+
+def spec_augment(x: np.ndarray, cfg: SpeechTrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """A training copy of one input (images, n_mels, frames, 1): ``freq_masks`` mel-band
+    masks (the same bands in every image), ``time_masks`` frame masks per image, each up to
+    its width and filled with the input's mean, then a level offset uniform in
+    +-``gain_db``. Never applied to validation or test inputs."""
+    x = x.copy()
+    fill = float(x.mean())
+    n_img, n_mels, n_frames = x.shape[:3]
+    for _ in range(cfg.freq_masks):
+        w = int(rng.integers(0, min(cfg.freq_mask_width, n_mels) + 1))
+        if w:
+            f0 = int(rng.integers(0, n_mels - w + 1))
+            x[:, f0:f0 + w] = fill
+    for i in range(n_img):
+        for _ in range(cfg.time_masks):
+            w = int(rng.integers(0, min(cfg.time_mask_width, n_frames) + 1))
+            if w:
+                t0 = int(rng.integers(0, n_frames - w + 1))
+                x[i, :, t0:t0 + w] = fill
+    if cfg.gain_db > 0:
+        x += np.float32(rng.uniform(-cfg.gain_db, cfg.gain_db))
+    return x
+
+
+def augments(cfg: SpeechTrainConfig) -> bool:
+    return bool(cfg.time_masks and cfg.time_mask_width or cfg.freq_masks
+                and cfg.freq_mask_width or cfg.gain_db > 0)
+
+
+class SpeechBatches(keras.utils.Sequence):
+    """Shuffled training batches with :func:`spec_augment` drawn afresh every epoch and,
+    when given, per-sample class weights."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, cfg: SpeechTrainConfig,
+                 weights: np.ndarray | None):
+        super().__init__()
+        self.X, self.y, self.cfg, self.weights = X, y, cfg, weights
+        self.rng = np.random.default_rng(cfg.seed + 7)
+        self.order = self.rng.permutation(len(X))
+
+    def __len__(self) -> int:
+        return -(-len(self.X) // self.cfg.batch_size)
+
+    def __getitem__(self, i: int):
+        idx = self.order[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size]
+        xb = self.X[idx]
+        if augments(self.cfg):
+            xb = np.stack([spec_augment(x, self.cfg, self.rng) for x in xb])
+        if self.weights is None:
+            return xb, self.y[idx]
+        return xb, self.y[idx], self.weights[self.y[idx]]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.X))
+
+
+def class_weight_vector(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Balanced weights n / (k n_c) for the k classes present (absent classes weigh 0)."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w.astype(np.float32)
+
+
+def make_optimizer(cfg: SpeechTrainConfig, steps_per_epoch: int):
+    lr = cfg.learning_rate
+    if cfg.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate,
+                                                    decay_steps=max(1, cfg.epochs
+                                                                    * steps_per_epoch))
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    return keras.optimizers.SGD(lr, momentum=cfg.momentum)
 
 
 def load_clips(cfg: SpeechTrainConfig) -> list[Clip]:
@@ -131,29 +287,68 @@ def calibration_subset(y: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
+def make_parts(cfg: SpeechTrainConfig, clips: list[Clip]) -> dict[str, np.ndarray]:
+    """fit/val/test indices per the configured split (``actors`` folds give their test
+    speakers in ``test_actors``; ``none`` has no test part)."""
+    if cfg.split in ("actors", "none"):
+        return speaker_split(clips, list(cfg.test_actors or []) if cfg.split == "actors"
+                             else [], cfg.val_fraction, cfg.seed + cfg.fold)
+    return split_clips(clips, cfg.split, cfg.test_actors, cfg.test_fraction,
+                       cfg.val_fraction, cfg.seed)
+
+
 def split_description(cfg: SpeechTrainConfig, clips: list[Clip],
                       parts: dict[str, np.ndarray]) -> dict:
     speakers = {k: sorted({clips[i].speaker for i in v}) for k, v in parts.items()}
+    genders = speaker_genders(clips)
+
+    def who(k):
+        return ", ".join(f"{s} ({genders[s][0] if genders[s] != 'unknown' else '?'})"
+                         for s in speakers[k])
+
     if cfg.split == "actor":
         text = (f"speaker-independent: test speakers {', '.join(speakers['test'])}; "
                 f"fit/validation from {', '.join(speakers['fit'])} "
                 f"(validation {cfg.val_fraction:.0%} of their clips, stratified)")
+    elif cfg.split == "actors":
+        text = (f"leave-speakers-out fold {cfg.fold}/{cfg.folds}: test speakers {who('test')}; "
+                f"validation speakers {who('val')}; fit speakers {who('fit')}")
+    elif cfg.split == "none":
+        text = (f"every speaker trains (no test speakers): fit speakers {who('fit')}; "
+                f"validation speakers {who('val')}, scored as the held-out set")
     else:
         text = (f"random stratified: test {cfg.test_fraction:.0%}, validation "
                 f"{cfg.val_fraction:.0%} of the rest; speakers mixed")
     return {"method": cfg.split, "description": text, "speakers": speakers,
+            "genders": {s: genders[s] for s in sorted(genders)},
+            "calm": cfg.calm,
             "counts": {k: describe([clips[i] for i in v]) for k, v in parts.items()}}
 
 
-def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = None) -> dict:
-    """Train the speech-emotion model per ``cfg``, write ``run_dir``, return the metrics."""
+def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = None,
+                 clips: list[Clip] | None = None, cache: MelCache | None = None) -> dict:
+    """Train the speech-emotion model per ``cfg``, write ``run_dir``, return the metrics.
+
+    ``split="actors"`` (``fold=0``) runs the K-fold protocol instead
+    (:func:`.speech_folds.run_speaker_folds`) and returns its summary. ``clips`` and
+    ``cache`` let that protocol load the corpus once for every fold."""
+    cfg.check()
+    if cfg.split == "actors" and cfg.fold == 0:
+        from .speech_folds import run_speaker_folds
+
+        return run_speaker_folds(cfg, run_dir, verbose)
+    run_t0 = time.time()
     run_dir = Path(run_dir)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    set_seed(cfg.seed)
-    clips = load_clips(cfg)
-    parts = split_clips(clips, cfg.split, cfg.test_actors, cfg.test_fraction,
-                        cfg.val_fraction, cfg.seed)
+    set_seed(cfg.seed + cfg.fold)
+    clips = load_clips(cfg) if clips is None else clips
+    cache = cache if cache is not None else MelCache(cfg.cache)
+    parts = make_parts(cfg, clips)
+    if cfg.split == "none":
+        parts["test"] = parts["val"]  # scored on the validation speakers
+    if cfg.split in ("actors", "none"):
+        cfg = replace(cfg, val_actors=sorted({clips[i].speaker for i in parts["val"]}))
     for k in ("fit", "val", "test"):
         if len(parts[k]) == 0:
             raise ValueError(f"{k} set is empty ({len(clips)} clips); use more data")
@@ -164,12 +359,15 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     t0 = time.time()
     sig = cfg.signal
     X_fit, y_fit, _ = clip_inputs([clips[i] for i in parts["fit"]], sig, cfg.augment,
-                                  tuple(cfg.snr_db), cfg.seed)
-    X_val, y_val, _ = clip_inputs([clips[i] for i in parts["val"]], sig)
-    X_test, y_test, _ = clip_inputs([clips[i] for i in parts["test"]], sig)
+                                  tuple(cfg.snr_db), cfg.seed, cache)
+    X_val, y_val, _ = clip_inputs([clips[i] for i in parts["val"]], sig, cache=cache)
+    X_test, y_test, _ = clip_inputs([clips[i] for i in parts["test"]], sig, cache=cache)
+    feature_s = time.time() - t0
     print(f"inputs {X_fit.shape[1:]}: fit {len(X_fit)} (with {cfg.augment} noisy "
           f"cop{'y' if cfg.augment == 1 else 'ies'} per clip), val {len(X_val)}, "
-          f"test {len(X_test)} ({time.time() - t0:.1f} s)")
+          f"test {len(X_test)} ({feature_s:.1f} s; log-mel cache "
+          f"{'off' if cache.root is None else cache.root}: {cache.hits} hits, "
+          f"{cache.misses} computed)")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -181,43 +379,70 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     arch = zoo.get(cfg.arch, TASK)
     model = arch.build(sig.input_shape, len(cfg.labels), width=cfg.width,
                        lstm_units=cfg.lstm_units, pools=tuple(cfg.pools))
-    model.compile(optimizer=keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum),
+    steps = -(-len(X_fit) // cfg.batch_size)
+    model.compile(optimizer=make_optimizer(cfg, steps),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     n_params = int(model.count_params())
-    print(f"model {cfg.arch}: {n_params:,} parameters")
+    print(f"model {cfg.arch}: {n_params:,} parameters; recipe {cfg.recipe}: {cfg.optimizer} "
+          f"lr {cfg.learning_rate:g} {cfg.schedule}, feature norm {sig.feature_norm}, "
+          f"masks t{cfg.time_masks}x{cfg.time_mask_width} f{cfg.freq_masks}x"
+          f"{cfg.freq_mask_width}, gain +-{cfg.gain_db:g} dB, class weights "
+          f"{cfg.class_weights}")
 
     ckpt = run_dir / "model.keras"
     budget = TimeBudget(cfg.time_budget_min) if cfg.time_budget_min else None
+    timer = EpochTimer()
     callbacks = [
         keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_accuracy", mode="max",
                                         save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                       patience=cfg.patience),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+        timer,
     ] + ([budget] if budget else [])
+    if cfg.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=max(2, cfg.patience // 3)))
+    weights = (class_weight_vector(y_fit, len(cfg.labels))
+               if cfg.class_weights == "balanced" else None)
     t0 = time.time()
-    hist = model.fit(X_fit, y_fit, validation_data=(X_val, y_val), epochs=cfg.epochs,
-                     batch_size=cfg.batch_size, callbacks=callbacks, shuffle=True,
-                     verbose=verbose)
+    if weights is None and not augments(cfg):  # the seed's path: arrays, Keras shuffles
+        hist = model.fit(X_fit, y_fit, validation_data=(X_val, y_val), epochs=cfg.epochs,
+                         batch_size=cfg.batch_size, callbacks=callbacks, shuffle=True,
+                         verbose=verbose)
+    else:
+        hist = model.fit(SpeechBatches(X_fit, y_fit, cfg, weights),
+                         validation_data=(X_val, y_val), epochs=cfg.epochs,
+                         callbacks=callbacks, verbose=verbose)
     train_s = time.time() - t0
     plot_history(hist.history, run_dir / "training_history.png")
 
     best = keras.models.load_model(str(ckpt))
     probs = best.predict(X_test, batch_size=64, verbose=0)
-    metrics = classification_metrics(y_test, probs.argmax(1), cfg.labels)
+    metrics = with_uar(classification_metrics(y_test, probs.argmax(1), cfg.labels))
     metrics.update({
-        "macro_f1": metrics["macro"]["f1"],
         "n_test": int(len(y_test)),
+        "evaluated_on": "validation speakers (split none)" if cfg.split == "none"
+        else "held-out test",
         "split": split,
         "arch": cfg.arch,
+        "recipe": cfg.recipe,
         "parameters": n_params,
         "epochs_run": len(hist.history["loss"]),
         "best_epoch": int(np.argmax(hist.history["val_accuracy"])) + 1,
         "best_val_accuracy": float(np.max(hist.history["val_accuracy"])),
         "stopped_by_time_budget": bool(budget and budget.stopped_epoch),
         "train_seconds": round(train_s, 1),
+        "feature_seconds": round(feature_s, 1),
+        "epoch_seconds": round(float(np.mean(timer.seconds)), 2) if timer.seconds else None,
+        "feature_cache": {"dir": None if cache.root is None else str(cache.root),
+                          "hits": cache.hits, "computed": cache.misses},
+        "run_seconds": round(time.time() - run_t0, 1),
     })
     text = write_report(metrics, run_dir)
-    print(f"\nheld-out test clips: {len(y_test)} ({split['description']})")
+    print(f"\nheld-out clips: {len(y_test)} ({split['description']})")
     print(text)
+    print(f"UAR {metrics['uar']:.4f}  macro F1 {metrics['macro_f1']:.4f}  one epoch "
+          f"{metrics['epoch_seconds']} s, training {train_s:.1f} s, whole run "
+          f"{metrics['run_seconds']} s")
     return metrics

@@ -6,7 +6,8 @@ Seven emotions, in the seed's order. File names carry the labels:
   repetition-actor; emotion 01 neutral, 02 calm, 03 happy, 04 sad, 05 angry, 06 fearful,
   07 disgust, 08 surprised. "calm" is not one of the seven: ``calm="neutral"`` maps it to
   neutral (what the seed did: its 808 neutral clips are TESS 400 + SAVEE 120 + RAVDESS
-  neutral 96 + calm 192), ``calm="drop"`` leaves those clips out. Speaker = actor ("12").
+  neutral 96 + calm 192), ``calm="drop"`` leaves those clips out, ``calm="class"`` keeps
+  it as an eighth class (``LABELS_WITH_CALM``). Speaker = actor ("12").
 - TESS ``OAF_back_angry.wav``: speaker_word_emotion; emotions angry, disgust, fear, happy,
   neutral, ps (pleasant surprise), sad. Speaker = OAF / YAF.
 - SAVEE ``DC_a01.wav`` or ``DC/a01.wav``: a angry, d disgust, f fear, h happy, n neutral,
@@ -23,12 +24,22 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.inputs.audio import read_wav
-from vitaledge.device.inputs.mel import SpeechSignal, model_input
+from vitaledge.device.inputs.mel import SpeechSignal, images_from_log_mel, mel_stats
+
+from .speech_cache import MelCache, add_noise
+
+__all__ = ["add_noise"]  # re-exported: the seed's noise injection lives with the cache
 
 EMOTIONS = ("happy", "sad", "angry", "disgust", "fear", "surprise", "neutral")
 CORPORA = ("auto", "ravdess", "tess", "savee")
-CALM = ("neutral", "drop")
+CALM = ("neutral", "drop", "class")
+#: The labels with RAVDESS calm as its own class (``calm="class"``): the seven, then calm.
+LABELS_WITH_CALM = EMOTIONS + ("calm",)
+
+
+def labels_for(calm: str) -> list[str]:
+    """The model's labels (output order) for a calm treatment."""
+    return list(LABELS_WITH_CALM if calm == "class" else EMOTIONS)
 
 _RAVDESS = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 _RAVDESS_EMOTION = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
@@ -114,7 +125,7 @@ def find_clips(root: str | Path, corpus: str = "auto", calm: str = "neutral") ->
             unknown.append(p)
             continue
         emotion, speaker = parsed
-        if emotion == "calm":
+        if emotion == "calm" and calm != "class":
             if calm == "drop":
                 continue
             emotion = "neutral"
@@ -164,7 +175,7 @@ def split_clips(clips: list[Clip], method: str, test_speakers: list[str] | None 
     independent); validation is a stratified ``val_fraction`` of the other speakers' clips.
     ``"random"``: stratified by label, speakers mixed (as the seed's 80/20 split).
     """
-    y = np.array([EMOTIONS.index(c.label) for c in clips])
+    y = np.array([LABELS_WITH_CALM.index(c.label) for c in clips])
     idx = np.arange(len(clips))
     rng = np.random.default_rng(seed)
     if method == "actor":
@@ -188,36 +199,107 @@ def split_clips(clips: list[Clip], method: str, test_speakers: list[str] | None 
     return {"fit": fit, "val": val, "test": test}
 
 
-def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """``x`` plus white Gaussian noise at ``snr_db`` dB below the clip's mean power (the
-    seed's noise-injection augmentation)."""
-    power = float(np.mean(np.square(x)))
-    noise = rng.standard_normal(len(x)) * np.sqrt(power / 10 ** (snr_db / 10))
-    return x + noise
+def speaker_gender(clip: Clip) -> str:
+    """"male", "female" or "unknown": RAVDESS (and the numbered synthetic speakers) odd
+    actors are male, even female; TESS speakers are female, SAVEE speakers male."""
+    if clip.corpus in ("ravdess", "synthetic") and clip.speaker.isdigit():
+        return "male" if int(clip.speaker) % 2 else "female"
+    return {"tess": "female", "savee": "male"}.get(clip.corpus, "unknown")
+
+
+def speaker_genders(clips: list[Clip]) -> dict[str, str]:
+    """{speaker: gender} over ``clips``."""
+    return {c.speaker: speaker_gender(c) for c in clips}
+
+
+def speaker_folds(clips: list[Clip], k: int, seed: int = 0) -> list[list[str]]:
+    """``k`` disjoint lists of test speakers covering every speaker once, balanced by
+    gender: speakers of each gender (shuffled with ``seed``) go one by one to the fold with
+    the fewest of that gender, then the fewest speakers, so fold sizes differ by at most
+    one and, on a gender-balanced corpus, each fold's men and women by at most one."""
+    genders = speaker_genders(clips)
+    if k < 2:
+        raise ValueError(f"need at least 2 folds, got {k}")
+    if k > len(genders):
+        raise ValueError(f"{k} folds but only {len(genders)} speakers")
+    rng = np.random.default_rng(seed)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for g in sorted(set(genders.values())):
+        group = sorted(s for s, gg in genders.items() if gg == g)
+        for s in rng.permutation(group):
+            f = min(range(k), key=lambda i: (sum(genders[x] == g for x in folds[i]),
+                                             len(folds[i]), i))
+            folds[f].append(str(s))
+    return [sorted(f) for f in folds]
+
+
+def val_speakers(clips: list[Clip], candidates: list[str], fraction: float,
+                 seed: int = 0) -> list[str]:
+    """About ``fraction`` of ``candidates`` (at least one, never all) as validation
+    speakers, alternating genders so validation is as gender-balanced as they allow."""
+    if len(candidates) < 2:
+        raise ValueError(f"validation is carved by speaker: need at least 2 training "
+                         f"speakers, have {len(candidates)}")
+    genders = speaker_genders(clips)
+    n = min(max(1, int(round(fraction * len(candidates)))), len(candidates) - 1)
+    rng = np.random.default_rng(seed)
+    pools = {g: [str(s) for s in rng.permutation(sorted(c for c in candidates
+                                                        if genders[c] == g))]
+             for g in sorted({genders[c] for c in candidates})}
+    order = sorted(pools, key=lambda g: -len(pools[g]))
+    chosen: list[str] = []
+    while len(chosen) < n:
+        for g in order:
+            if pools[g] and len(chosen) < n:
+                chosen.append(pools[g].pop())
+    return sorted(chosen)
+
+
+def speaker_split(clips: list[Clip], test: list[str], val_fraction: float,
+                  seed: int = 0) -> dict[str, np.ndarray]:
+    """``fit``/``val``/``test`` indices with every split by speaker: ``test`` speakers'
+    clips, validation speakers carved from the rest (:func:`val_speakers`), the others."""
+    speakers = sorted({c.speaker for c in clips})
+    rest = [s for s in speakers if s not in set(test)]
+    val = val_speakers(clips, rest, val_fraction, seed)
+    where = np.array(["test" if c.speaker in set(test) else
+                      "val" if c.speaker in set(val) else "fit" for c in clips])
+    return {k: np.flatnonzero(where == k) for k in ("fit", "val", "test")}
 
 
 def clip_inputs(clips: list[Clip], signal: SpeechSignal, noisy_copies: int = 0,
                 snr_db: tuple[float, float] = (15.0, 30.0), seed: int = 0,
+                cache: MelCache | None = None,
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inputs, labels, source clip index) for ``clips``: each clip once as recorded, then
-    ``noisy_copies`` times with noise at an SNR drawn uniformly from ``snr_db``. Every input
-    is :func:`model_input` of the (noisy) waveform, exactly what the device computes."""
-    rng = np.random.default_rng(seed)
-    X = np.zeros((len(clips) * (1 + noisy_copies), *signal.input_shape), np.float32)
+    ``noisy_copies`` times with noise at an SNR drawn uniformly from ``snr_db`` (per clip
+    and copy, from the clip's content and ``seed``). Every input is the device's
+    :func:`~vitaledge.device.inputs.mel.model_input` of the (noisy) waveform; the log-mel
+    spectrograms come from ``cache`` when given. With ``feature_norm="speaker"`` each
+    speaker's statistics are those of their clean clips among ``clips``."""
+    cache = cache or MelCache(None)
+    per = 1 + noisy_copies
+    mels = [cache.log_mels(c.path, c.wave, c.fs, signal, noisy_copies, snr_db, seed, c.name)
+            for c in clips]
+    stats = speaker_stats(clips, [m[0] for m in mels]) \
+        if signal.feature_norm == "speaker" else {}
+    X = np.zeros((len(clips) * per, *signal.input_shape), np.float32)
     y = np.zeros(len(X), np.int64)
     src = np.zeros(len(X), np.int64)
-    k = 0
-    for i, c in enumerate(clips):
-        if c.wave is not None:
-            wave, fs = c.wave, float(c.fs)
-        else:
-            wave, fs = read_wav(c.path, signal.channels)
-        for copy in range(1 + noisy_copies):
-            w = wave if copy == 0 else add_noise(wave, rng.uniform(*snr_db), rng)
-            X[k] = model_input(w, fs, signal, c.name)
-            y[k], src[k] = EMOTIONS.index(c.label), i
-            k += 1
+    for i, (c, ms) in enumerate(zip(clips, mels, strict=True)):
+        for copy, m in enumerate(ms):
+            k = i * per + copy
+            X[k] = images_from_log_mel(m, signal, stats.get(c.speaker))
+            y[k], src[k] = LABELS_WITH_CALM.index(c.label), i
     return X, y, src
+
+
+def speaker_stats(clips: list[Clip], log_mels: list[np.ndarray]) -> dict[str, tuple]:
+    """{speaker: (mean, sd) per mel band} over each speaker's clean log-mel spectrograms."""
+    by: dict[str, list[np.ndarray]] = {}
+    for c, m in zip(clips, log_mels, strict=True):
+        by.setdefault(c.speaker, []).append(m)
+    return {s: mel_stats(ms) for s, ms in by.items()}
 
 
 def describe(clips: list[Clip]) -> dict:
