@@ -73,6 +73,8 @@ def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Res
     signal = {"kind": "beat", "window": cfg.window.to_dict(), "lead": cfg.lead}
     if cfg.rr is not None:
         signal["rr"] = cfg.rr
+    if cfg.template is not None:
+        signal["template"] = cfg.template
     held_inputs = held.inputs()
     X = [held_inputs[k] for k in names] if isinstance(held_inputs, dict) else held.X
     src = Source(run_dir=run_dir, task="beat", labels=list(CLASSES), signal=signal,

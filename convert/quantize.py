@@ -35,9 +35,8 @@ def representative_windows(train: BeatSet, n: int = 300, seed: int = 0,
     rng.shuffle(idx)
     idx = idx[:max(n, len(classes) * floor)]
     if input_names and len(input_names) > 1:
-        by_name = {"beat": train.X[idx].astype(np.float32),
-                   "rr": None if train.rr is None else train.rr[idx].astype(np.float32)}
-        return [by_name[k] for k in input_names]
+        by_name = train.subset(idx).inputs()
+        return [np.asarray(by_name[k], np.float32) for k in input_names]
     return train.X[idx].astype(np.float32)
 
 

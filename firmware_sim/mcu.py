@@ -48,9 +48,11 @@ def load_beats(data: str | Path, signal, n: int,
         xs, y = list(held.inputs), held.y
         ids = [f"heldout#{i}" for i in range(len(y))]
     else:
-        anchor = "detected" if signal.rr is not None else "annotated"
-        b = beats_from_dir(data, signal.window, anchor=anchor, rr=signal.rr)
-        xs = [b.X] if b.rr is None else [b.X, b.rr]
+        multi = len(signal.input_names()) > 1
+        b = beats_from_dir(data, signal.window, anchor="detected" if multi else "annotated",
+                           rr=signal.rr, template=signal.template)
+        inputs = b.inputs()
+        xs = [inputs[k] for k in signal.input_names()] if multi else [b.X]
         y = b.y
         ids = [f"{r}:{s}" for r, s in zip(b.record, b.sample, strict=True)]
     if len(y) == 0:

@@ -97,3 +97,36 @@ def test_bench_mcu_and_export_take_both_inputs(rr_art, synth_dir, tmp_path):
     export_firmware(out / "micro-int8", tmp_path / "fw")
     header = (tmp_path / "fw" / "model_config.h").read_text()
     assert "_RR_INPUT_INDEX" in header and "_BEAT_SCALE" in header
+
+
+def test_patient_template_model_streams_what_training_computed(synth_dir, tmp_path):
+    """tiny-rrt (beat + RR features + the patient's running template): trained, converted,
+    and the daemon's pipeline gives the batch inputs' probabilities."""
+    from vitaledge.convert.pipeline import ConvertOptions, convert_run
+    from vitaledge.device.dsp.template import templates
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.io.beats import beats_from_record
+    from vitaledge.device.io.records import read_record
+    from vitaledge.device.model.runtime import Model
+    from vitaledge.device.stream.pipeline import run_record
+    from vitaledge.train.config import BeatTrainConfig
+    from vitaledge.train.fit import train_beat
+
+    cfg = BeatTrainConfig(arch="tiny-rrt", records=str(synth_dir), record_list=["s000", "s001"],
+                          window=WindowSpec.centered(), split="record", test_records=["s001"],
+                          anchor="detected", epochs=3, patience=3, seed=4)
+    train_beat(cfg, tmp_path / "run", verbose=0)
+    convert_run(tmp_path / "run", tmp_path / "art", ConvertOptions(targets=["cpu"],
+                                                                   quant="none"))
+    m = Model(tmp_path / "art" / "cpu-fp32")
+    assert m.manifest.signal.input_names() == ["beat", "rr", "template"]
+    rec = read_record(synth_dir / "s002")
+    sig = m.manifest.signal
+    batch = beats_from_record(rec, sig.window, "detected", sig.rr, sig.template)
+    # the template is the median of the windows before each beat
+    np.testing.assert_array_equal(batch.template[5],
+                                  templates(batch.X[:6], sig.template)[5])
+    want = m.predict(batch.inputs())
+    got = {e["sample"]: e for e in run_record(m, rec.signal, rec.fs, 360)}
+    probs = np.array([[got[s]["probabilities"][lab] for lab in m.labels] for s in batch.sample])
+    np.testing.assert_allclose(probs, want, atol=1e-4)

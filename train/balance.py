@@ -39,24 +39,30 @@ def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
 
 
 def balance(X: np.ndarray, y: np.ndarray, spec: str, n_classes: int, seed: int = 0,
-            rr: np.ndarray | None = None):
-    """Return (X, y, class_weight, rr) balanced according to ``spec``.
+            rr: np.ndarray | None = None, template: np.ndarray | None = None):
+    """Return (X, y, class_weight, rr, template) balanced according to ``spec``.
 
-    A beat's RR features travel with its window: SMOTE interpolates both between the same
-    two neighbours (found on the window and the features together), over- and
-    undersampling pick whole beats."""
+    A beat's other inputs (RR features, the patient's template) travel with its window:
+    SMOTE interpolates all of them between the same two neighbours (found on everything
+    together), over- and undersampling pick whole beats."""
     name, n = parse(spec)
     if name == "none":
-        return X, y, None, rr
+        return X, y, None, rr, template
     if name == "class-weight":
-        return X, y, class_weights(y, n_classes), rr
-    width = int(np.prod(X.shape[1:]))
-    flat = X.reshape(len(X), -1)
-    if rr is not None:
-        flat = np.concatenate([flat, rr.astype(flat.dtype)], axis=1)
+        return X, y, class_weights(y, n_classes), rr, template
+    parts = [a for a in (X, rr, template) if a is not None]
+    widths = [int(np.prod(a.shape[1:])) for a in parts]
+    flat = np.concatenate([a.reshape(len(a), -1).astype(np.float32) for a in parts], axis=1)
     flat, y = _resample(flat, y, name, n, n_classes, seed)
-    out = flat[:, :width].reshape((-1, *X.shape[1:])).astype(X.dtype)
-    return out, y, None, (flat[:, width:].astype(rr.dtype) if rr is not None else None)
+    out, at = [], 0
+    for a, w in zip(parts, widths, strict=True):
+        out.append(flat[:, at:at + w].reshape((-1, *a.shape[1:])).astype(a.dtype))
+        at += w
+    it = iter(out)
+    X2 = next(it)
+    rr2 = next(it) if rr is not None else None
+    t2 = next(it) if template is not None else None
+    return X2, y, None, rr2, t2
 
 
 def _resample(flat: np.ndarray, y: np.ndarray, name: str, n: int | None, n_classes: int,

@@ -40,6 +40,15 @@ class BeatTrainConfig:
     rr: dict | None = None
     #: patient-wise folds for ``split="patients"``
     folds: int = 4
+    #: the patient's running template (vitaledge.device.dsp.template.TemplateSpec as a
+    #: dict) for models with a "template" input
+    template: dict | None = None
+
+    def template_spec(self):
+        """The TemplateSpec of ``template`` (None for models without that input)."""
+        from vitaledge.device.dsp.template import TemplateSpec
+
+        return None if self.template is None else TemplateSpec.from_dict(self.template)
 
     def rr_spec(self):
         """The RRSpec of ``rr`` (None for window-only models)."""

@@ -36,8 +36,8 @@ def load_all(cfg: BeatTrainConfig) -> tuple[BeatSet, BeatSet | None]:
     """(beats to split, separate test beats or None) as the config names them."""
     if cfg.records:
         return beats_from_dir(cfg.records, cfg.window, cfg.record_list, cfg.lead,
-                              cfg.anchor, cfg.rr_spec()), None
-    if cfg.rr is not None or cfg.anchor != "annotated":
+                              cfg.anchor, cfg.rr_spec(), cfg.template_spec()), None
+    if cfg.rr is not None or cfg.template is not None or cfg.anchor != "annotated":
         raise ValueError("RR features and detected anchors need WFDB records (--data): the "
                          "Kaggle CSV rows carry no beat times")
     if cfg.csv_train:
@@ -72,7 +72,8 @@ def split_parts(cfg: BeatTrainConfig, beats: BeatSet | None = None
 
 def prepare(cfg: BeatTrainConfig, beats: BeatSet | None = None) -> Prepared:
     train, val, test = split_parts(cfg, beats)
-    X, y, cw, rr = balance(train.X, train.y, cfg.balance, len(CLASSES), cfg.seed, train.rr)
+    X, y, cw, rr, tmpl = balance(train.X, train.y, cfg.balance, len(CLASSES), cfg.seed,
+                                 train.rr, train.template)
     desc = {
         "source": train.description.get("source"),
         "records": sorted(set(train.record) | set(val.record) | set(test.record)),
@@ -89,7 +90,10 @@ def prepare(cfg: BeatTrainConfig, beats: BeatSet | None = None) -> Prepared:
         desc["anchor"] = cfg.anchor
     if cfg.rr is not None:
         desc["rr"] = cfg.rr
-    inputs = X[..., None] if rr is None else {"beat": X[..., None], "rr": rr}
+    if cfg.template is not None:
+        desc["template"] = cfg.template
+    inputs = BeatSet(X, y, np.zeros(len(y), object), np.zeros(len(y), np.int64), {}, rr,
+                     tmpl).inputs()
     return Prepared(train, val, test, inputs, y, cw, desc)
 
 

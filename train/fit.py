@@ -57,12 +57,14 @@ def check_inputs(cfg: BeatTrainConfig, arch: zoo.Arch) -> None:
     """A model with an "rr" input gets the default RR spec unless one is given; a
     window-only model refuses one (it could not use it)."""
     from vitaledge.device.dsp.rr import RRSpec
+    from vitaledge.device.dsp.template import TemplateSpec
 
-    if "rr" in arch.inputs and cfg.rr is None:
-        cfg.rr = RRSpec().to_dict()
-    if "rr" not in arch.inputs and cfg.rr is not None:
-        raise ValueError(f"architecture {arch.name!r} takes no RR features; choose one of "
-                         f"{[a for a in zoo.names('beat') if 'rr' in zoo.get(a).inputs]}")
+    for name, field, default in (("rr", "rr", RRSpec), ("template", "template", TemplateSpec)):
+        if name in arch.inputs and getattr(cfg, field) is None:
+            setattr(cfg, field, default().to_dict())
+        if name not in arch.inputs and getattr(cfg, field) is not None:
+            raise ValueError(f"architecture {arch.name!r} takes no {name!r} input; choose one "
+                             f"of {[a for a in zoo.names('beat') if name in zoo.get(a).inputs]}")
 
 
 def input_shapes(cfg: BeatTrainConfig, arch: zoo.Arch):
@@ -70,7 +72,10 @@ def input_shapes(cfg: BeatTrainConfig, arch: zoo.Arch):
     from vitaledge.device.dsp.rr import FEATURES
 
     beat = (cfg.window.length, 1)
-    return {"beat": beat, "rr": (len(FEATURES),)} if "rr" in arch.inputs else beat
+    if arch.inputs == ("beat",):
+        return beat
+    shapes = {"beat": beat, "rr": (len(FEATURES),), "template": beat}
+    return {k: shapes[k] for k in arch.inputs}
 
 
 def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,

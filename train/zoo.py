@@ -200,6 +200,46 @@ def tiny_rr(input_shapes: dict[str, tuple[int, ...]], n_classes: int) -> keras.M
     return keras.Model([inp, rr], out, name="tiny_rr")
 
 
+@register("tiny-rrt", "beat",
+          "inter-patient microcontroller model: tiny-rr with the patient's running template "
+          "as a second channel of the window", inputs=("beat", "rr", "template"))
+def tiny_rrt(input_shapes: dict[str, tuple[int, ...]], n_classes: int) -> keras.Model:
+    """tiny-rr whose convolutions see the beat and the patient's template (the median of
+    the previous beats) side by side, so "unlike this patient's usual beat" is learnable."""
+    inp = L.Input(input_shapes["beat"], name="beat")
+    rr = L.Input(input_shapes["rr"], name="rr")
+    tmpl = L.Input(input_shapes["template"], name="template")
+    x = L.Concatenate(name="beat_template")([inp, tmpl])
+    for i, (f, k) in enumerate(((16, 7), (24, 5), (32, 5), (48, 3)), start=1):
+        x = L.Conv1D(f, k, strides=2, padding="same", name=f"t{i}_conv")(x)
+        x = L.BatchNormalization(name=f"t{i}_bn")(x)
+        x = L.ReLU(name=f"t{i}_relu")(x)
+    trunk = L.Flatten(name="flatten")(x)
+    out = _beat_rr_head(trunk, _rr_branch(rr, 8), 20, 0.2, n_classes)
+    return keras.Model([inp, rr, tmpl], out, name="tiny_rrt")
+
+
+@register("resnet1d-rrt", "beat",
+          "inter-patient: resnet1d-rr with the patient's running template as a second channel",
+          inputs=("beat", "rr", "template"))
+def resnet1d_rrt(input_shapes: dict[str, tuple[int, ...]], n_classes: int) -> keras.Model:
+    """resnet1d-rr on the beat and the patient's template stacked as two channels."""
+    bn = {"momentum": 0.9, "epsilon": 1e-5}
+    inp = L.Input(input_shapes["beat"], name="beat")
+    rr = L.Input(input_shapes["rr"], name="rr")
+    tmpl = L.Input(input_shapes["template"], name="template")
+    x0 = L.Concatenate(name="beat_template")([inp, tmpl])
+    b1 = _conv_block(x0, 32, 5, 0.2, "b1", bn)
+    b2 = _conv_block(b1, 64, 5, 0.2, "b2", bn)
+    b2 = L.Add(name="skip_in_b2")([b2, _skip(x0, 4, 64, "skip1")])
+    b3 = _conv_block(b2, 128, 5, 0.2, "b3", bn)
+    b3 = L.Add(name="skip_b1_b3")([b3, _skip(b1, 4, 128, "skip2")])
+    b4 = _conv_block(b3, 256, 5, 0.2, "b4", bn)
+    trunk = L.Flatten(name="flatten")(b4)
+    out = _beat_rr_head(trunk, _rr_branch(rr), 128, 0.3, n_classes)
+    return keras.Model([inp, rr, tmpl], out, name="resnet1d_rrt")
+
+
 @register("tdcnnlstm_speech", "emotion-speech",
           "seed 004: TimeDistributed Conv2D 3x3 64/64/128/128 (BN, ELU, MaxPool, Dropout) "
           "-> LSTM 256 -> softmax")

@@ -2,9 +2,11 @@
 
 In the manifest: ``{"kind": "beat", "window": <WindowSpec dict>, "lead": "MLII"}``, and for
 a model that also takes each beat's RR features (an input named ``rr``) ``"rr": <RRSpec
-dict>``. The window convention, rate, length, filter and normalization are
-:class:`WindowSpec`'s (:mod:`vitaledge.device.dsp.windows`); the RR features are
-:mod:`vitaledge.device.dsp.rr`'s: the one implementation training uses too.
+dict>``, and for one that takes the patient's running template (input ``template``)
+``"template": <TemplateSpec dict>``. The window convention, rate, length, filter and
+normalization are :class:`WindowSpec`'s (:mod:`vitaledge.device.dsp.windows`), the RR
+features :mod:`vitaledge.device.dsp.rr`'s and the template
+:mod:`vitaledge.device.dsp.template`'s: the one implementation training uses too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 from vitaledge.device.dsp.rr import RRSpec
 from vitaledge.device.dsp.spec_fields import SpecError, construct, read_fields, require
+from vitaledge.device.dsp.template import TemplateSpec
 from vitaledge.device.dsp.windows import WindowSpec
 
 KIND = "beat"
@@ -26,30 +29,36 @@ class BeatSignal:
     lead: str = "MLII"
     kind: str = KIND
     rr: RRSpec | None = None
+    template: TemplateSpec | None = None
 
     def __post_init__(self) -> None:
         require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
 
     def input_names(self) -> list[str]:
         """The model inputs this spec makes, in the model's order."""
-        return ["beat", "rr"] if self.rr is not None else ["beat"]
+        return (["beat"] + (["rr"] if self.rr is not None else [])
+                + (["template"] if self.template is not None else []))
 
     def to_dict(self) -> dict:
         d = {"kind": self.kind, "window": self.window.to_dict(), "lead": self.lead}
         if self.rr is not None:
             d["rr"] = self.rr.to_dict()
+        if self.template is not None:
+            d["template"] = self.template.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict | BeatSignal, where: str = "signal") -> BeatSignal:
         """From a manifest's ``signal`` dict; unknown or missing fields are errors (``rr``
-        may be absent: a window-only model)."""
+        and ``template`` may be absent: a window-only model)."""
         if isinstance(d, BeatSignal):
             return d
-        if isinstance(d, dict) and "rr" not in d:
-            d = {**d, "rr": None}
+        if isinstance(d, dict):
+            d = {"rr": None, "template": None, **d}
         return construct(cls, read_fields(cls, d, where, {"window": WindowSpec.from_dict,
-                                                          "rr": _read_rr}), where)
+                                                          "rr": _read_rr,
+                                                          "template": _read_template}),
+                         where)
 
 
 def _read_rr(value, path: str) -> RRSpec | None:
@@ -59,3 +68,13 @@ def _read_rr(value, path: str) -> RRSpec | None:
         return RRSpec.from_dict(value)
     except (TypeError, ValueError) as exc:
         raise SpecError(path, str(exc).removeprefix("rr.").removeprefix("rr: ")) from None
+
+
+def _read_template(value, path: str) -> TemplateSpec | None:
+    if value is None:
+        return None
+    try:
+        return TemplateSpec.from_dict(value)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(path, str(exc).removeprefix("template.").removeprefix("template: "))\
+            from None

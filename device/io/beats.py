@@ -21,6 +21,7 @@ from vitaledge.device.dsp.filters import apply_filter
 from vitaledge.device.dsp.matching import match_beats
 from vitaledge.device.dsp.rpeaks import detect_rpeaks
 from vitaledge.device.dsp.rr import RRSpec, rr_features
+from vitaledge.device.dsp.template import TemplateSpec, templates
 from vitaledge.device.dsp.windows import WindowSpec, extract_beats
 from vitaledge.device.io.aami import CLASSES, map_annotations
 from vitaledge.device.io.records import Record, list_records, read_record
@@ -40,19 +41,29 @@ class BeatSet:
     sample: np.ndarray  # (n,) int64
     description: dict = field(default_factory=dict)
     rr: np.ndarray | None = None  # (n, len(rr.FEATURES)) float32, when asked for
+    template: np.ndarray | None = None  # (n, length) the patient's running template
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, idx: np.ndarray) -> BeatSet:
         return BeatSet(self.X[idx], self.y[idx], self.record[idx], self.sample[idx],
-                       dict(self.description), None if self.rr is None else self.rr[idx])
+                       dict(self.description), None if self.rr is None else self.rr[idx],
+                       None if self.template is None else self.template[idx])
 
     def inputs(self):
-        """The model's inputs by name: ``{"beat": (n, length, 1), "rr": (n, k)}`` when the set
-        carries RR features, else the windows alone as (n, length, 1)."""
+        """The model's inputs by name: ``{"beat": (n, length, 1), "rr": (n, k),
+        "template": (n, length, 1)}`` for what the set carries, else the windows alone as
+        (n, length, 1)."""
         beat = self.X[..., None]
-        return beat if self.rr is None else {"beat": beat, "rr": self.rr}
+        if self.rr is None and self.template is None:
+            return beat
+        out = {"beat": beat}
+        if self.rr is not None:
+            out["rr"] = self.rr
+        if self.template is not None:
+            out["template"] = self.template[..., None]
+        return out
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.y, minlength=len(CLASSES))
@@ -66,12 +77,15 @@ class BeatSet:
         desc = dict(sets[0].description)
         desc["records"] = sorted({r for s in sets for r in s.description.get("records", [])})
         with_rr = {s.rr is not None for s in sets}
-        if len(with_rr) > 1:
-            raise ValueError("cannot concatenate beat sets with and without RR features")
+        with_t = {s.template is not None for s in sets}
+        if len(with_rr) > 1 or len(with_t) > 1:
+            raise ValueError("cannot concatenate beat sets with and without RR features or "
+                             "templates")
         return BeatSet(np.concatenate([s.X for s in sets]), np.concatenate([s.y for s in sets]),
                        np.concatenate([s.record for s in sets]),
                        np.concatenate([s.sample for s in sets]), desc,
-                       np.concatenate([s.rr for s in sets]) if with_rr == {True} else None)
+                       np.concatenate([s.rr for s in sets]) if with_rr == {True} else None,
+                       np.concatenate([s.template for s in sets]) if with_t == {True} else None)
 
 
 ANCHORS = ("annotated", "detected")
@@ -81,9 +95,11 @@ MATCH_TOLERANCE_S = 0.15
 
 
 def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
-                      rr: RRSpec | None = None) -> BeatSet:
+                      rr: RRSpec | None = None, template: TemplateSpec | None = None) -> BeatSet:
     """The beats of a record that have a complete window, anchored on the annotated or the
-    detected R peaks (module doc); with ``rr``, each beat's RR features too."""
+    detected R peaks (module doc); with ``rr``, each beat's RR features too; with
+    ``template``, the patient's running template (over every window cut, as the stream
+    sees them, unmatched detections included)."""
     if anchor not in ANCHORS:
         raise ValueError(f"anchor: expected one of {ANCHORS}, got {anchor!r}")
     samples, labels = map_annotations(rec.ann_samples, rec.ann_symbols)
@@ -103,15 +119,17 @@ def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
         samples, labels = peaks, peak_labels
     X, kept = extract_beats(x, rec.fs, samples, spec)
     feats = rr_features(samples, rec.fs, rr)[kept] if rr is not None else None
+    tmpl = templates(X, template) if template is not None else None
     real = labels[kept] >= 0
     desc["dropped_edge_beats"] = int(len(samples) - len(kept))
     return BeatSet(X[real], labels[kept][real], np.full(int(real.sum()), rec.name, dtype=object),
-                   samples[kept][real], desc, None if feats is None else feats[real])
+                   samples[kept][real], desc, None if feats is None else feats[real],
+                   None if tmpl is None else tmpl[real])
 
 
 def beats_from_dir(directory: str | Path, spec: WindowSpec, records: list[str] | None = None,
                    lead: str = "MLII", anchor: str = "annotated",
-                   rr: RRSpec | None = None) -> BeatSet:
+                   rr: RRSpec | None = None, template: TemplateSpec | None = None) -> BeatSet:
     """Beats of every annotated record in ``directory`` (or of the named ``records``)."""
     paths = list_records(directory)
     if records is not None:
@@ -120,7 +138,8 @@ def beats_from_dir(directory: str | Path, spec: WindowSpec, records: list[str] |
         if missing:
             raise FileNotFoundError(f"{directory}: records not found: {', '.join(missing)}")
         paths = [by_name[r] for r in records]
-    sets = [beats_from_record(read_record(p, lead=lead), spec, anchor, rr) for p in paths]
+    sets = [beats_from_record(read_record(p, lead=lead), spec, anchor, rr, template)
+            for p in paths]
     out = BeatSet.concat(sets)
     out.description = {
         "source": "wfdb", "directory": str(directory), "records": [p.name for p in paths],
@@ -135,4 +154,6 @@ def beats_from_dir(directory: str | Path, spec: WindowSpec, records: list[str] |
             out.description[k] = sum(s.description[k] for s in sets)
     if rr is not None:
         out.description["rr"] = rr.to_dict()
+    if template is not None:
+        out.description["template"] = template.to_dict()
     return out

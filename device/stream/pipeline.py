@@ -36,6 +36,7 @@ from vitaledge.device.dsp.signal_quality_index import (
     QualityIndex,
     QualitySpec,
 )
+from vitaledge.device.dsp.template import BeatTemplate
 from vitaledge.device.dsp.windows import Cut, median_rr, plan_cut, window_from_span
 from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream import events as event
@@ -90,6 +91,8 @@ class BeatPipeline:
         # A model with RR features classifies a beat once its post-RR is known: when the
         # next R peak is found (or the stream ends or breaks).
         self._rrf = RRFeatures(self.fs, rr_spec) if rr_spec is not None else None
+        t_spec = model.manifest.signal.template
+        self._tmpl = BeatTemplate(t_spec) if t_spec is not None else None
         self.quality_spec = quality or QualitySpec()
         self.quality_counts = {"good_s": 0.0, "doubtful_s": 0.0, "unreadable_s": 0.0,
                                "flagged_beats": 0, "gated_beats": 0}
@@ -134,6 +137,8 @@ class BeatPipeline:
         else:
             self._detector = RPeakDetector(self.fs)
             self._rr_hist.clear()
+            if self._tmpl is not None:
+                self._tmpl.reset()
         if self._quality is not None:
             self._quality = self._quality.resumed(self._offset, self._detector)
             self._blocks.clear()
@@ -147,7 +152,8 @@ class BeatPipeline:
         ones."""
         old = self.model.manifest.signal
         if (model.manifest.task != "beat" or model.manifest.signal.window != self.spec
-                or model.manifest.signal.rr != old.rr):
+                or model.manifest.signal.rr != old.rr
+                or model.manifest.signal.template != old.template):
             raise SignalError("new model's task, window or RR spec differs from the running "
                               "model's; restart the daemon to change them")
         self.model = model
@@ -272,11 +278,15 @@ class BeatPipeline:
         self._buf.trim(min(keep, self._buf.end - int(4 * self.fs)))
         if not ready:
             return []
-        if self._rrf is None:
+        if self._rrf is None and self._tmpl is None:
             probs = self.model.predict(np.stack(wins))
         else:
-            probs = self.model.predict({"beat": np.stack(wins),
-                                        "rr": np.stack([p.feats for p in ready])})
+            inputs = {"beat": np.stack(wins)}
+            if self._rrf is not None:
+                inputs["rr"] = np.stack([p.feats for p in ready])
+            if self._tmpl is not None:
+                inputs["template"] = np.stack([self._tmpl.push(w) for w in wins])
+            probs = self.model.predict(inputs)
         events = []
         for p, pr, state in zip(ready, probs, states, strict=True):
             r_abs = self._offset + p.r
