@@ -63,8 +63,8 @@ def test_every_source_opens_or_refuses_bad_arguments(tmp_path):
 
 def test_every_documented_sink_scheme_is_registered():
     doc = sinks.__doc__[sinks.__doc__.index(":data:`SINKS`"):]  # the schemes paragraph
-    documented = set(re.findall(r"``([a-z]+)(?::PATH)?``", doc))
-    assert documented == set(sinks.SINKS) == {"jsonl", "sqlite", "stdout"}
+    documented = set(re.findall(r"``([a-z]+)(?::PATH|://HOST:PORT/PREFIX)?``", doc))
+    assert documented == set(sinks.SINKS) == {"jsonl", "sqlite", "stdout", "mqtt", "mqtts"}
     assert set(sinks.SUFFIXES.values()) <= set(sinks.SINKS)
 
 

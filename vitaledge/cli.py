@@ -11,6 +11,7 @@ from vitaledge.convert.cli import convert_cmd
 from vitaledge.demo import demo_cmd
 from vitaledge.device.bench.baselines import BASELINES, DEFAULT_INPUTS
 from vitaledge.device.cli import bench_group, data_group, device_group
+from vitaledge.device.fleet.cli import fleet_group
 from vitaledge.firmware_sim.cli import firmware_group, synth_cmd
 from vitaledge.train.cli import evaluate_cmd, train_group
 
@@ -52,6 +53,7 @@ main.add_command(convert_cmd)
 main.add_command(device_group)
 main.add_command(bench_group)
 main.add_command(firmware_group)
+main.add_command(fleet_group)
 main.add_command(demo_cmd)
 
 if __name__ == "__main__":

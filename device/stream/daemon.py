@@ -778,9 +778,10 @@ class Daemon:
         # a daemon thread: a worker abandoned after STOP_GRACE_S does not hold the exit
         worker = threading.Thread(target=self._work, name="pipeline", daemon=True)
         t0 = time.perf_counter()
+        # everything is loaded and open: ready (before the worker's first WATCHDOG=1)
+        notify(f"READY=1\nSTATUS=serving {self.source.name}")
         reader.start()
         worker.start()
-        notify(f"READY=1\nSTATUS=serving {self.source.name}")
         stop_by: float | None = None
         while worker.is_alive():
             worker.join(timeout=0.1)

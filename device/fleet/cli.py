@@ -1,0 +1,93 @@
+"""``vitaledge fleet``: the devices and their events, seen from the MQTT broker."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+BROKER_HELP = "mqtt://HOST:PORT/PREFIX (mqtts:// for TLS) of the broker the devices use."
+
+
+@click.group("fleet")
+def fleet_group() -> None:
+    """Devices publishing to an MQTT broker: presence, counters, events."""
+
+
+def _age(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else \
+        f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+@fleet_group.command("status")
+@click.option("--broker", required=True, help=BROKER_HELP)
+@click.option("--wait", "wait_s", type=float, default=1.0, show_default=True,
+              help="Seconds to collect the retained messages.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def status_cmd(broker: str, wait_s: float, as_json: bool) -> None:
+    """List devices: online, model, software version, uptime, events/s, drops, spool
+    backlog, last seen (from the retained status and stats messages)."""
+    from vitaledge.device.fleet.view import fleet_status
+
+    try:
+        rows = fleet_status(broker, wait_s)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"broker {broker}: {exc}") from exc
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no devices (no retained status under this prefix)")
+        return
+    head = ("SITE/DEVICE", "STATE", "MODEL", "VERSION", "UPTIME", "EV/S", "DROPS", "BACKLOG",
+            "LAST SEEN")
+    lines = [head] + [(f"{r['site']}/{r['device']}", r["state"],
+                       (r["model_sha256"] or "-")[:12], r["software_version"] or "-",
+                       _age(r["uptime_s"]),
+                       "-" if r["events_per_s"] is None else f"{r['events_per_s']:g}",
+                       "-" if r["spool_dropped"] is None else str(r["spool_dropped"]),
+                       "-" if r["spool_backlog"] is None else str(r["spool_backlog"]),
+                       "-" if r["last_seen_s"] is None else _age(r["last_seen_s"]) + " ago")
+                      for r in rows]
+    widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
+    for line in lines:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+
+
+@fleet_group.command("tail")
+@click.option("--broker", required=True, help=BROKER_HELP)
+@click.option("--device", default="+", help="One device id (default: all).")
+@click.option("--site", default="+", help="One site id (default: all).")
+@click.option("--client-id", default="",
+              help="Persistent session under this id: the broker keeps events for it "
+                   "while it is away.")
+@click.option("--count", type=int, default=0, help="Stop after this many events.")
+@click.option("--idle", "idle_s", type=float, default=0.0,
+              help="Stop after this many seconds without an event.")
+@click.option("--timeout", "timeout_s", type=float, default=0.0, help="Stop after seconds.")
+def tail_cmd(broker: str, device: str, site: str, client_id: str, count: int, idle_s: float,
+             timeout_s: float) -> None:
+    """Follow events as JSON lines, each once (de-duplicated by device, run and seq) in
+    the order each device sent them; counts on stderr at the end."""
+    from vitaledge.device.fleet.view import tail
+
+    n = 0
+
+    def show(event: dict) -> None:
+        nonlocal n
+        n += 1
+        sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
+    try:
+        dedup = tail(broker, show, device=device, site=site, client_id=client_id,
+                     count=count, idle_s=idle_s, timeout_s=timeout_s)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"broker {broker}: {exc}") from exc
+    except KeyboardInterrupt:
+        return
+    click.echo(f"{n} events, {dedup.duplicates} duplicates dropped", err=True)

@@ -1,0 +1,232 @@
+"""MQTT for the fleet: the topic scheme, the payloads, the connection options, and the one
+module that imports paho-mqtt (2.x; the broker is Eclipse Mosquitto).
+
+Topics (``PREFIX`` from the sink's URL, ``v1`` the topic scheme's version)::
+
+    PREFIX/v1/<site>/<device>/events/<kind>   every event, kind = its type: beat, emotion,
+                                              status, unreadable ...   QoS 1, not retained
+    PREFIX/v1/<site>/<device>/status          birth {"state": "online", ...} on connect and
+                                              the Last Will {"state": "offline"}; retained
+    PREFIX/v1/<site>/<device>/stats           periodic counters (events/s, spool backlog,
+                                              drops, uptime); retained
+
+Every payload is one JSON object carrying ``schema`` (:data:`SCHEMA`), ``site`` and
+``device``; an event payload is the daemon's event (with its per-device ``seq`` and its
+``run``), so a consumer de-duplicates on (device, run, seq).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+SCHEMA = 1
+TOPIC_VERSION = "v1"
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+def default_ids() -> tuple[str, str]:
+    """(site, device) from the hostname: the device is its first label, the site the
+    rest of a fully qualified name (``pi7.ward3.example`` → ``ward3``), else ``default``."""
+    name = socket.getfqdn() or socket.gethostname() or "device"
+    parts = name.split(".")
+    device = _topic_safe(parts[0] or "device")
+    site = _topic_safe(parts[1]) if len(parts) > 2 else "default"
+    return site, device
+
+
+def _topic_safe(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in s) or "x"
+
+
+def topic(prefix: str, site: str, device: str, *rest: str) -> str:
+    """``PREFIX/v1/<site>/<device>/<rest...>``."""
+    return "/".join([prefix, TOPIC_VERSION, site, device, *rest])
+
+
+def event_topic(prefix: str, site: str, device: str, kind: str) -> str:
+    return topic(prefix, site, device, "events", kind)
+
+
+def parse_topic(prefix: str, name: str) -> tuple[str, str, list[str]] | None:
+    """(site, device, rest) of a topic under ``prefix``, or None for another scheme."""
+    parts = name.split("/")
+    head = prefix.split("/")
+    if parts[:len(head)] != head or len(parts) < len(head) + 4:
+        return None
+    if parts[len(head)] != TOPIC_VERSION:
+        return None
+    return parts[len(head) + 1], parts[len(head) + 2], parts[len(head) + 3:]
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    """The MQTT sink's settings: the TOML table ``[mqtt]`` and/or the sink URL's query
+    (``mqtt://HOST:PORT/PREFIX?device=pi7&rate=200``; the URL wins). The password is read
+    from ``password_file`` or ``$VITALEDGE_MQTT_PASSWORD``, never a config value."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    prefix: str = "vitaledge"
+    site: str = ""  # "" = from the hostname (default_ids)
+    device: str = ""
+    client_id: str = ""  # "" = vitaledge-<site>-<device>
+    spool: str = ""  # "" = $STATE_DIRECTORY (or .)/mqtt-spool-<host>-<port>.db
+    spool_max_bytes: int = 64_000_000
+    rate: float = 200.0  # messages per second at most (drains a backlog at this rate)
+    max_inflight: int = 100  # published, not yet acknowledged
+    stats_interval_s: float = 10.0
+    keepalive: int = 30
+    drain_on_stop_s: float = 5.0  # on a clean stop, time given to empty the spool
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""  # client certificate (with key_file)
+    key_file: str = ""
+    username: str = ""
+    password_file: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("mqtt sink needs a broker: mqtt://HOST:PORT/PREFIX")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"mqtt port {self.port!r}: expected 1-65535")
+        for key in ("rate", "stats_interval_s", "spool_max_bytes", "max_inflight",
+                    "keepalive"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"mqtt {key} {getattr(self, key)!r}: expected a number > 0")
+        if self.drain_on_stop_s < 0:
+            raise ValueError(f"mqtt drain_on_stop_s {self.drain_on_stop_s!r}: expected >= 0")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("mqtt cert_file and key_file go together (client certificate)")
+        if "+" in self.prefix or "#" in self.prefix or not self.prefix.strip("/"):
+            raise ValueError(f"mqtt prefix {self.prefix!r}: expected a topic without "
+                             "wildcards, e.g. vitaledge")
+
+    @property
+    def ids(self) -> tuple[str, str]:
+        site, device = default_ids()
+        return _topic_safe(self.site) if self.site else site, \
+            _topic_safe(self.device) if self.device else device
+
+    @property
+    def spool_path(self) -> Path:
+        if self.spool:
+            return Path(self.spool)
+        base = Path(os.environ.get("STATE_DIRECTORY", ".").split(":")[0])
+        return base / f"mqtt-spool-{_topic_safe(self.host)}-{self.port}.db"
+
+    def password(self) -> str:
+        if self.password_file:
+            try:
+                return Path(self.password_file).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"mqtt password_file {self.password_file}: {exc}") from exc
+        return os.environ.get("VITALEDGE_MQTT_PASSWORD", "")
+
+
+_KEYS = {f.name: f.type for f in fields(MqttOptions)}
+
+
+def check_table(table: dict) -> None:
+    """Refuse unknown keys or wrong types in the ``[mqtt]`` config table."""
+    unknown = set(table) - set(_KEYS) - {"host", "port", "prefix"}
+    if unknown:
+        raise ValueError(f"mqtt: unknown keys {sorted(unknown)}; known: {', '.join(_KEYS)}")
+    for key, value in table.items():
+        want = {"int": int, "float": (int, float), "bool": bool, "str": str}[_KEYS[key]]
+        if isinstance(value, bool) and want is not bool or not isinstance(value, want):
+            raise ValueError(f"mqtt {key} = {value!r}: expected {_KEYS[key]}")
+
+
+def parse_url(url: str, table: dict | None = None) -> MqttOptions:
+    """``mqtt://HOST[:PORT]/PREFIX[?key=value&...]`` (``mqtts://`` turns TLS on, port
+    8883) over the ``[mqtt]`` table."""
+    parts = urlsplit(url)
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"mqtt sink {url!r}: expected mqtt://HOST:PORT/PREFIX")
+    values: dict = dict(table or {})
+    check_table(values)
+    try:
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+    except ValueError as exc:
+        raise ValueError(f"mqtt sink {url!r}: {exc}") from exc
+    values.update(host=parts.hostname, port=port)
+    if parts.path.strip("/"):
+        values["prefix"] = parts.path.strip("/")
+    if parts.scheme == "mqtts":
+        values["tls"] = True
+    for key, raw in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _KEYS or key in ("host", "port", "prefix"):
+            raise ValueError(f"mqtt sink {url!r}: unknown option {key!r}; known: "
+                             f"{', '.join(k for k in _KEYS if k not in ('host', 'port'))}")
+        kind = _KEYS[key]
+        try:
+            values[key] = (raw.lower() in ("1", "true", "yes") if kind == "bool"
+                           else int(raw) if kind == "int" else float(raw) if kind == "float"
+                           else raw)
+        except ValueError as exc:
+            raise ValueError(f"mqtt sink option {key}={raw!r}: expected {kind}") from exc
+    return MqttOptions(**values)
+
+
+def payload(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def new_client(opts: MqttOptions, client_id: str, clean_session: bool = True,
+               will: tuple[str, bytes] | None = None):
+    """A paho client (callback API 2, MQTT 3.1.1) with TLS, credentials and the Last Will
+    set from ``opts``; not connected yet."""
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                    clean_session=clean_session, protocol=mqtt.MQTTv311)
+    if opts.tls:
+        c.tls_set(ca_certs=opts.ca_file or None, certfile=opts.cert_file or None,
+                  keyfile=opts.key_file or None)
+    if opts.username:
+        c.username_pw_set(opts.username, opts.password() or None)
+    if will is not None:
+        c.will_set(will[0], will[1], qos=1, retain=True)
+    c.reconnect_delay_set(min_delay=60, max_delay=120)  # reconnects are ours, not paho's
+    return c
+
+
+def subscriber(url: str, topics: list[str], on_message, client_id: str = "",
+               table: dict | None = None):
+    """A connected client subscribed (QoS 1) to ``topics``, calling
+    ``on_message(topic, dict)``; it subscribes again after every reconnect. Returns
+    (client, options); ``client.loop_start()`` is the caller's."""
+    opts = parse_url(url, table)
+    cid = client_id or f"vitaledge-fleet-{socket.gethostname()}-{secrets.token_hex(4)}"
+    c = new_client(opts, cid, clean_session=not client_id)
+    c.reconnect_delay_set(min_delay=1, max_delay=10)
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        if not reason_code.is_failure:
+            client.subscribe([(t, 1) for t in topics])
+
+    def on_msg(client, userdata, msg):
+        try:
+            body = json.loads(msg.payload) if msg.payload else None
+        except ValueError:
+            return
+        if isinstance(body, dict):
+            on_message(msg.topic, body)
+        elif body is None:
+            on_message(msg.topic, {})
+
+    c.on_connect = on_connect
+    c.on_message = on_msg
+    c.connect(opts.host, opts.port, opts.keepalive)
+    return c, opts
+
+
+def now_iso(t: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
