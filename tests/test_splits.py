@@ -73,7 +73,7 @@ def test_validation_holdout_is_disjoint_and_keeps_singletons_in_training():
 
 def test_hybrid_balance_gives_exactly_n_per_class():
     b = fake_beats()
-    X, y, cw, _ = balance(b.X, b.y, "hybrid:100", 5, seed=0)
+    X, y, cw, _, _ = balance(b.X, b.y, "hybrid:100", 5, seed=0)
     assert np.bincount(y).tolist() == [100] * 5 and cw is None
     assert X.shape == (500, 187)
     # every balanced row is a row of the original set (random over/undersampling)
@@ -83,7 +83,7 @@ def test_hybrid_balance_gives_exactly_n_per_class():
 
 def test_smote_and_class_weights():
     b = fake_beats()
-    X, y, _, _ = balance(b.X, b.y, "smote", 5, seed=0)
+    X, y, _, _, _ = balance(b.X, b.y, "smote", 5, seed=0)
     counts = np.bincount(y)
     assert np.all(counts == counts.max())
     w = class_weights(b.y, 5)
@@ -152,7 +152,7 @@ def test_rr_features_travel_with_their_window_through_balancing():
     b = fake_beats()
     rr = np.stack([b.X[:, 0] * 2, b.X[:, 1] - 1], axis=1).astype(np.float32)  # tied to X
     for spec in ("hybrid:100", "smote"):
-        X, y, _, r = balance(b.X, b.y, spec, 5, seed=0, rr=rr)
+        X, y, _, r, _ = balance(b.X, b.y, spec, 5, seed=0, rr=rr)
         assert len(X) == len(y) == len(r)
         np.testing.assert_allclose(r[:, 0], X[:, 0] * 2, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(r[:, 1], X[:, 1] - 1, rtol=1e-5, atol=1e-5)

@@ -296,7 +296,12 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_
             width=width, lstm_units=lstm_units, pools=pool_sizes,
             time_budget_min=time_budget, seed=seed, cache=cache, labels=labels_for(calm),
             signal=signal, **lever)
-        train_speech(cfg, Path(out))
+        if cfg.split == "actors":
+            from .speech_folds import run_speaker_folds
+
+            run_speaker_folds(cfg, Path(out))
+        else:
+            train_speech(cfg, Path(out))
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run written to {out}")

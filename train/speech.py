@@ -327,16 +327,14 @@ def split_description(cfg: SpeechTrainConfig, clips: list[Clip],
 
 def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = None,
                  clips: list[Clip] | None = None, cache: MelCache | None = None) -> dict:
-    """Train the speech-emotion model per ``cfg``, write ``run_dir``, return the metrics.
-
-    ``split="actors"`` (``fold=0``) runs the K-fold protocol instead
-    (:func:`.speech_folds.run_speaker_folds`) and returns its summary. ``clips`` and
-    ``cache`` let that protocol load the corpus once for every fold."""
+    """Train the speech-emotion model per ``cfg`` (one fold of ``split="actors"``, or any
+    other split), write ``run_dir``, return the metrics. The K-fold protocol is
+    :func:`.speech_folds.run_speaker_folds`, which calls this once per fold; ``clips`` and
+    ``cache`` let it load the corpus once for every fold."""
     cfg.check()
     if cfg.split == "actors" and cfg.fold == 0:
-        from .speech_folds import run_speaker_folds
-
-        return run_speaker_folds(cfg, run_dir, verbose)
+        raise ValueError("split 'actors' runs through speech_folds.run_speaker_folds (one "
+                         "train_speech per fold)")
     run_t0 = time.time()
     run_dir = Path(run_dir)
     if verbose is None:
