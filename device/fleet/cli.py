@@ -91,3 +91,45 @@ def tail_cmd(broker: str, device: str, site: str, client_id: str, count: int, id
     except KeyboardInterrupt:
         return
     click.echo(f"{n} events, {dedup.duplicates} duplicates dropped", err=True)
+
+
+@fleet_group.command("simulate")
+@click.option("--broker", required=True, help=BROKER_HELP)
+@click.option("--devices", type=click.IntRange(1, 100_000), required=True,
+              help="How many simulated devices.")
+@click.option("--seconds", type=click.FloatRange(0.5, 3600), default=20.0, show_default=True,
+              help="How long they publish.")
+@click.option("--bpm", type=click.FloatRange(1, 300), default=75.0, show_default=True,
+              help="Beat events per device per minute.")
+@click.option("--connections", type=int, default=0,
+              help="MQTT connections the devices share (default: min(devices, 20)).")
+@click.option("--broker-pid", type=int, default=None,
+              help="The broker's pid, for its CPU (default: the owner of the listening "
+                   "socket, for a broker on this machine).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def simulate_cmd(broker: str, devices: int, seconds: float, bpm: float, connections: int,
+                 broker_pid: int | None, seed: int, as_json: bool) -> None:
+    """Simulated devices publishing beat events in real time, and a subscriber measuring
+    messages/s, end-to-end latency, losses and the broker's CPU."""
+    from vitaledge.device.fleet.simulate import simulate
+
+    try:
+        r = simulate(broker, devices, seconds, bpm=bpm, connections=connections,
+                     broker_pid=broker_pid, seed=seed)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"broker {broker}: {exc}") from exc
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    lat = r["latency_ms"]
+    cpu = "-" if r["broker_cpu_percent"] is None else f"{r['broker_cpu_percent']:g}%"
+    click.echo(f"{r['devices']} devices over {r['connections']} connections, "
+               f"{r['seconds']:g} s at {r['bpm']:g} beats/min "
+               f"(expected {r['expected_per_s']:g} msg/s)")
+    click.echo(f"published {r['published']} ({r['published_per_s']:g}/s), acked "
+               f"{r['acked']}, received {r['unique']} ({r['received_per_s']:g}/s), "
+               f"lost {r['lost']}, duplicates {r['duplicates']}")
+    click.echo(f"latency ms p50 {lat['p50']} p90 {lat['p90']} p99 {lat['p99']} max "
+               f"{lat['max']}; broker CPU {cpu}; simulator CPU "
+               f"{r['simulator_cpu_percent']:g}%; payload {r['payload_bytes']} B")

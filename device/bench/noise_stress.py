@@ -1,0 +1,307 @@
+"""``vitaledge bench noise-stress``: detection (and beat classification) under noise, the
+way the MIT-BIH Noise Stress Test is run (Moody, Muldrow & Mark 1984), beside wfdb's XQRS.
+
+For each clean record x noise record x SNR, the noise-stress record is made with
+:func:`~..io.nst.make_nst` (into a work directory, reused when already there), replayed
+through the daemon's streaming beat path (:class:`~..stream.pipeline.BeatPipeline` with a
+beat model artifact; without one, the same detector and signal-quality index with no
+classification) and scored beat by beat (150 ms) from the end of the 5-minute learning
+period, as nst's protocol is scored. Reported per row and gross per SNR:
+
+* ``ungated``: every detected beat (gating off: what the detector alone does);
+* ``gated``: the beats the daemon emits with gating (none in unreadable stretches), against
+  every reference beat: gating can only cost sensitivity here;
+* ``outside_flagged``: the gated beats and reference beats outside the doubtful and
+  unreadable stretches, with ``flagged_noisy`` / ``flagged_clean``: the fraction of the
+  noisy / clean (protocol) time flagged, so flagging everything cannot pass for accuracy;
+* ``xqrs``: wfdb's XQRS on the same signal, over all beats and outside the same stretches;
+* per-class Se/+P of the emitted beats (with a model).
+
+The clean records themselves are scored the same way (SNR ``clean``) for reference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from vitaledge.device.dsp.signal_quality_index import GOOD, UNREADABLE, QualityIndex
+from vitaledge.device.eval.scoring import DetectionScore, outside, score_outside
+from vitaledge.device.io.aami import CLASSES, map_annotations
+from vitaledge.device.io.nst import LEARNING_S, NST_SNRS, make_nst, noisy_segments
+from vitaledge.device.io.records import read_record
+from vitaledge.device.model.runtime import Model
+from vitaledge.device.stream.pipeline import BeatPipeline
+
+TOLERANCE_S = 0.15
+
+
+def _score_dict(s: DetectionScore) -> dict:
+    return {"tp": s.tp, "fn": s.fn, "fp": s.fp, "se": s.sensitivity, "ppv": s.ppv}
+
+
+def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool,
+            chunk: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, str]]]:
+    """(beat samples, class indices or -1, flagged (start, stop, state)) of one replay."""
+    if model is not None:
+        pipe = BeatPipeline(model, fs, gating=gating)
+        events = []
+        for i in range(0, len(signal), chunk):
+            events += pipe.process(signal[i:i + chunk])
+        events += pipe.flush()
+        beats = [e for e in events if e["type"] == "beat"]
+        flagged = [(e["start_sample"], e["end_sample"], e["status"]) for e in events
+                   if e["type"] == "status" and e["status"] in ("doubtful", UNREADABLE)]
+        labels = list(CLASSES)
+        cls = [labels.index(e["class"]) if e["class"] in labels else -1 for e in beats]
+        return (np.asarray([e["sample"] for e in beats], np.int64),
+                np.asarray(cls, np.int64), flagged)
+    qi = QualityIndex(fs)
+    peaks, blocks = [], []
+    for i in range(0, len(signal), chunk):
+        p, b = qi.process(signal[i:i + chunk])
+        peaks += p
+        blocks += b
+    p, b = qi.flush()
+    peaks = np.asarray(peaks + p, np.int64)
+    blocks += b
+    flagged = [(b.start, b.stop, b.state) for b in blocks if b.state != GOOD] if gating else []
+    if gating:
+        unread = [(a, z) for a, z, st in flagged if st == UNREADABLE]
+        peaks = peaks[outside(peaks, unread)]
+    return peaks, np.full(len(peaks), -1, np.int64), flagged
+
+
+def _class_counts(ref: np.ndarray, rcls: np.ndarray, det: np.ndarray, dcls: np.ndarray,
+                  fs: float, keep_ref: np.ndarray, keep_det: np.ndarray) -> dict:
+    """Per-class tp/fn/fp (EC57 style: a reference beat of class c is a true positive when
+    detected and labelled c) over the kept beats."""
+    from vitaledge.device.dsp.matching import match_beats
+
+    ri, di = match_beats(ref, det, int(round(TOLERANCE_S * fs)))
+    out = {}
+    for k, name in enumerate(CLASSES):
+        ok = keep_ref[ri] & (rcls[ri] == k) & (dcls[di] == k)
+        tp = int(ok.sum())
+        n_ref = int((keep_ref & (rcls == k)).sum())
+        n_det = int((keep_det & (dcls == k)).sum())
+        out[name] = {"tp": tp, "fn": n_ref - tp, "fp": n_det - tp}
+    return out
+
+
+def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: float = 1.0,
+                 start_s: float = LEARNING_S) -> dict:
+    """One noise-stress (or clean) record through the daemon path, scored from ``start_s``."""
+    rec = read_record(path)
+    fs, x = rec.fs, rec.signal
+    ref_all, cls_all = map_annotations(rec.ann_samples, rec.ann_symbols)
+    start = int(round(start_s * fs)) if len(x) > (start_s + 60) * fs else 0
+    chunk = max(1, int(round(chunk_s * fs)))
+    noisy = noisy_segments(len(x), fs)  # the protocol's noisy stretches (none added: clean)
+    sel = ref_all >= start
+    ref, rcls = ref_all[sel], cls_all[sel]
+    det_u, _, _ = _stream(x, fs, model, False, chunk)
+    det_g, dcls, flagged = _stream(x, fs, model, True, chunk)
+    det_u = det_u[det_u >= start]
+    keep = det_g >= start
+    det_g, dcls = det_g[keep], dcls[keep]
+    spans = [(a, b) for a, b, _ in flagged]
+    is_flagged = np.zeros(len(x), bool)
+    for a, b in spans:
+        is_flagged[a:b] = True
+    is_noisy = np.zeros(len(x), bool)
+    for a, b in noisy:
+        is_noisy[a:b] = True
+    is_clean = ~is_noisy
+    is_clean[:start] = False
+
+    def frac(where: np.ndarray) -> float:
+        return float(is_flagged[where].mean()) if where.any() else 0.0
+    row = {"record": rec.name, "beats": int(len(ref)), "scored_from_s": start / fs,
+           "ungated": _score_dict(score_outside(ref, det_u, fs, [], TOLERANCE_S)),
+           "gated": _score_dict(score_outside(ref, det_g, fs, [], TOLERANCE_S)),
+           "outside_flagged": _score_dict(score_outside(ref, det_g, fs, spans, TOLERANCE_S)),
+           "flagged_noisy": frac(is_noisy), "flagged_clean": frac(is_clean),
+           "unreadable_s": sum(b - a for a, b, st in flagged if st == UNREADABLE) / fs,
+           "doubtful_s": sum(b - a for a, b, st in flagged if st != UNREADABLE) / fs}
+    if model is not None:
+        row["classes"] = _class_counts(ref, rcls, det_g, dcls, fs,
+                                       outside(ref, []), outside(det_g, []))
+        row["classes_outside_flagged"] = _class_counts(ref, rcls, det_g, dcls, fs,
+                                                       outside(ref, spans),
+                                                       outside(det_g, spans))
+    if with_xqrs:
+        from vitaledge.device.bench.detector import xqrs_detect
+
+        xq = xqrs_detect(x, fs)
+        xq = xq[xq >= start]
+        row["xqrs"] = _score_dict(score_outside(ref, xq, fs, [], TOLERANCE_S))
+        row["xqrs_outside_flagged"] = _score_dict(score_outside(ref, xq, fs, spans,
+                                                                TOLERANCE_S))
+    return row
+
+
+def _gross(rows: list[dict]) -> dict:
+    out = {}
+    for key in ("ungated", "gated", "outside_flagged", "xqrs", "xqrs_outside_flagged"):
+        if rows and key in rows[0]:
+            s = DetectionScore(0, 0, 0)
+            for r in rows:
+                s = s + DetectionScore(r[key]["tp"], r[key]["fn"], r[key]["fp"])
+            out[key] = _score_dict(s)
+    if rows:
+        out["flagged_noisy"] = float(np.mean([r["flagged_noisy"] for r in rows]))
+        out["flagged_clean"] = float(np.mean([r["flagged_clean"] for r in rows]))
+    for key in ("classes", "classes_outside_flagged"):
+        if rows and key in rows[0]:
+            out[key] = {}
+            for c in CLASSES:
+                tp = sum(r[key][c]["tp"] for r in rows)
+                fn = sum(r[key][c]["fn"] for r in rows)
+                fp = sum(r[key][c]["fp"] for r in rows)
+                out[key][c] = _score_dict(DetectionScore(tp, fn, fp))
+    return out
+
+
+def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
+                       snrs: tuple[float, ...] = NST_SNRS, work_dir: str | Path = "nst-work",
+                       model: str | Path | None = None, with_xqrs: bool = True,
+                       chunk_s: float = 1.0,
+                       progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Rows per clean record x noise x SNR (and per clean record alone), gross totals per
+    SNR and per noise x SNR."""
+    work = Path(work_dir)
+    m = Model(model, threads=1) if model else None
+    jobs: list[tuple[str, str, Path, str]] = []
+    for c in clean:
+        jobs.append((Path(c).name, "clean", Path(c), "clean"))
+        for nz in noises:
+            for snr in snrs:
+                jobs.append((Path(c).name, Path(nz).name, Path(c), f"{snr:g}"))
+    rows = []
+    for i, (cname, nname, cpath, snr) in enumerate(jobs):
+        if progress is not None:
+            progress(i, len(jobs), f"{cname} {nname} {snr}")
+        if snr == "clean":
+            path = cpath
+        else:
+            noise = next(Path(n) for n in noises if Path(n).name == nname)
+            name = f"{cname}_{nname}{snr}"
+            path = work / name
+            meta = work / f"{name}.nst.json"
+            if not (meta.exists() and json.loads(meta.read_text())["snr_db"] == float(snr)
+                    and path.with_suffix(".dat").exists()):
+                make_nst(cpath, noise, float(snr), work)
+        row = score_replay(path, m, with_xqrs, chunk_s)
+        rows.append({"clean": cname, "noise": nname, "snr": snr, **row})
+    by_snr = {}
+    for snr in ["clean", *[f"{s:g}" for s in snrs]]:
+        by_snr[snr] = _gross([r for r in rows if r["snr"] == snr])
+    by_noise = {f"{nz} {snr}": _gross([r for r in rows if r["noise"] == nz and r["snr"] == snr])
+                for nz in sorted({r["noise"] for r in rows if r["noise"] != "clean"})
+                for snr in [f"{s:g}" for s in snrs]}
+    return {"model": str(model) if model else None, "classification": m is not None,
+            "snrs": [f"{s:g}" for s in snrs], "scored_from_s": LEARNING_S,
+            "tolerance_s": TOLERANCE_S, "rows": rows, "by_snr": by_snr,
+            "by_noise_snr": by_noise}
+
+
+def _pct(d: dict | None, key: str) -> str:
+    return "—" if not d else f"{100 * d[key]:.2f}"
+
+
+def format_markdown(res: dict) -> str:
+    """Per-row and gross tables (Se/+P in %)."""
+    has_x = bool(res["rows"]) and "xqrs" in res["rows"][0]
+    head = ("| record | noise | SNR | beats | ungated Se | ungated +P | gated Se | gated +P | "
+            "outside-flagged Se | outside-flagged +P | flagged noisy % | flagged clean % |"
+            + (" XQRS Se | XQRS +P | XQRS outside Se | XQRS outside +P |" if has_x else ""))
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in res["rows"]:
+        cells = [r["clean"], r["noise"], r["snr"], str(r["beats"]),
+                 _pct(r["ungated"], "se"), _pct(r["ungated"], "ppv"),
+                 _pct(r["gated"], "se"), _pct(r["gated"], "ppv"),
+                 _pct(r["outside_flagged"], "se"), _pct(r["outside_flagged"], "ppv"),
+                 f"{100 * r['flagged_noisy']:.1f}", f"{100 * r['flagged_clean']:.1f}"]
+        if has_x:
+            cells += [_pct(r["xqrs"], "se"), _pct(r["xqrs"], "ppv"),
+                      _pct(r["xqrs_outside_flagged"], "se"),
+                      _pct(r["xqrs_outside_flagged"], "ppv")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Gross per SNR (all clean records and noises):", "",
+              "| SNR | ungated Se | ungated +P | gated Se | gated +P | outside-flagged Se | "
+              "outside-flagged +P | flagged noisy % | flagged clean % |"
+              + (" XQRS Se | XQRS +P |" if has_x else ""),
+              "|" + "---|" * (11 if has_x else 9)]
+    for key, g in list(res["by_snr"].items()) + list(res["by_noise_snr"].items()):
+        if not g:
+            continue
+        cells = [key, _pct(g["ungated"], "se"), _pct(g["ungated"], "ppv"),
+                 _pct(g["gated"], "se"), _pct(g["gated"], "ppv"),
+                 _pct(g["outside_flagged"], "se"), _pct(g["outside_flagged"], "ppv"),
+                 f"{100 * g['flagged_noisy']:.1f}", f"{100 * g['flagged_clean']:.1f}"]
+        if has_x:
+            cells += [_pct(g.get("xqrs"), "se"), _pct(g.get("xqrs"), "ppv")]
+        lines.append("| " + " | ".join(cells) + " |")
+    if res["classification"]:
+        lines += ["", "Per-class Se/+P of the emitted beats, gross per SNR (all | outside "
+                  "flagged):", "", "| SNR | " + " | ".join(f"{c} Se | {c} +P" for c in CLASSES)
+                  + " |", "|" + "---|" * (1 + 2 * len(CLASSES))]
+        for key, g in res["by_snr"].items():
+            if not g:
+                continue
+            cells = [key] + [f"{_pct(g['classes'][c], 'se')} \\| "
+                             f"{_pct(g['classes_outside_flagged'][c], 'se')} | "
+                             f"{_pct(g['classes'][c], 'ppv')} \\| "
+                             f"{_pct(g['classes_outside_flagged'][c], 'ppv')}"
+                             for c in CLASSES]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def save_plot(res: dict, path: Path) -> str | None:
+    """Se and +P against SNR per noise (None, or why the plot was skipped)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: plot skipped"
+    noises = sorted({k.split(" ")[0] for k in res["by_noise_snr"]})
+    if not noises:
+        return "no noise records: plot skipped"
+    snrs = res["snrs"]
+    xs = [float(s) for s in snrs]
+    fig, axes = plt.subplots(1, len(noises), figsize=(5 * len(noises), 3.6), squeeze=False)
+    series = [("ungated", "vitaledge"), ("outside_flagged", "vitaledge, outside flagged"),
+              ("xqrs", "XQRS")]
+    for ax, nz in zip(axes[0], noises, strict=True):
+        for key, label in series:
+            gs = [res["by_noise_snr"][f"{nz} {s}"].get(key) for s in snrs]
+            if any(g is None for g in gs):
+                continue
+            ax.plot(xs, [100 * g["se"] for g in gs], "o-", label=f"{label} Se")
+            ax.plot(xs, [100 * g["ppv"] for g in gs], "s--", label=f"{label} +P")
+        ax.set_title(f"noise: {nz}")
+        ax.set_xlabel("SNR (dB)")
+        ax.set_ylabel("%")
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def save(res: dict, out: Path) -> list[str]:
+    """noise_stress.json, .md and .png in ``out``; returns notes (a skipped plot)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "noise_stress.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / "noise_stress.md").write_text(format_markdown(res) + "\n")
+    note = save_plot(res, out / "noise_stress.png")
+    return [note] if note else []

@@ -1,0 +1,252 @@
+"""Issue 15: the signal-quality index on the stream and the gating of the beat stage —
+chunk-invariant judgements, no beats on pure noise, clean records left alone."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import mitdb_records
+
+from vitaledge.device.dsp.length_transform import (
+    LengthTransformDetector,
+    detect_length_transform,
+)
+from vitaledge.device.dsp.signal_quality_index import (
+    DOUBTFUL,
+    GOOD,
+    UNREADABLE,
+    flagged_fraction,
+    kurtosis,
+    record_quality,
+)
+from vitaledge.device.stream.pipeline import BeatPipeline, run_record
+
+FS = 360.0
+
+
+class FakeModel:
+    """A beat model stand-in (kachuee windows, no RR features) answering class N."""
+
+    def __init__(self):
+        from vitaledge.device.dsp.windows import WindowSpec
+        from vitaledge.device.model.manifest import SIGNAL_SPECS
+
+        self.labels = ["N", "S", "V", "F", "Q"]
+        self.manifest = SimpleNamespace(task="beat", labels=self.labels, sha256="0" * 64,
+                                        signal=SIGNAL_SPECS["beat"](window=WindowSpec.kachuee()))
+
+    def predict(self, x):
+        y = np.zeros((len(x), 5), np.float32)
+        y[:, 0] = 1.0
+        return y
+
+
+@pytest.fixture(scope="module")
+def rec118(mitdb_dir):
+    from vitaledge.device.io.records import read_record
+
+    return read_record(mitdb_records(mitdb_dir, ["118"])[0])
+
+
+@pytest.fixture(scope="module")
+def noisy118(rec118, data_dir):
+    """118's first 3 minutes with 40 s of the NST muscle noise at about -6 dB from 60 s."""
+    from vitaledge.device.io.records import read_record
+
+    ma = data_dir / "nstdb-noise" / "ma"
+    if not ma.with_suffix(".hea").exists():
+        pytest.skip(f"{ma}: NST noise record not found")
+    noise = read_record(ma).signal
+    x = rec118.signal[: int(180 * FS)].copy()
+    a, b = int(60 * FS), int(100 * FS)
+    n = noise[: b - a] - noise[: b - a].mean()
+    x[a:b] += n * (2.0 * 3.0 / (np.sqrt(8) * n.std()))  # QRS ~3 mV p-p: about -6 dB
+    return x
+
+
+def test_kurtosis_tells_spiky_ecg_from_gaussian_noise(rec118):
+    rng = np.random.default_rng(0)
+    assert abs(kurtosis(rng.normal(size=50_000)) - 3.0) < 0.1
+    assert kurtosis(np.zeros(100)) == 0.0
+    from vitaledge.device.dsp.filters import FilterSpec, apply_filter
+
+    assert kurtosis(apply_filter(rec118.signal[: int(60 * FS)], FS, FilterSpec(1.0, 40.0))) > 5
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 360, 10_000])
+def test_quality_index_is_chunk_invariant(noisy118, chunk):
+    # chunk 1 on a clean and a noisy stretch of 20 s each (a Python call per sample)
+    x = noisy118 if chunk > 1 else np.concatenate([noisy118[: int(20 * FS)],
+                                                   noisy118[int(60 * FS): int(80 * FS)]])
+    x = x[:-1234]  # the stream ends inside a block
+    peaks, blocks = record_quality(x, FS)
+    p2, b2 = record_quality(x, FS, chunk=chunk)
+    assert np.array_equal(peaks, p2)
+    assert b2 == blocks
+    assert len(blocks) == int(np.ceil(len(x) / (2 * FS)))
+    assert {b.state for b in blocks} >= {GOOD}
+
+
+def test_second_detector_is_chunk_invariant_and_finds_the_beats(rec118):
+    from vitaledge.device.eval.scoring import score_detections
+    from vitaledge.device.io.aami import map_annotations
+
+    x = rec118.signal[: int(120 * FS)]
+    whole = detect_length_transform(x, FS)
+    for chunk in (1, 7, 360):
+        d = LengthTransformDetector(FS)
+        got = []
+        for i in range(0, len(x), chunk):
+            got += d.process(x[i:i + chunk])
+        assert got + d.flush() == whole.tolist()
+    ref, _ = map_annotations(rec118.ann_samples, rec118.ann_symbols)
+    s = score_detections(ref[ref < len(x)], whole, FS)
+    assert s.sensitivity > 0.99 and s.ppv > 0.99, s
+
+
+def test_noise_is_judged_unreadable_and_clean_signal_good(noisy118):
+    _, blocks = record_quality(noisy118, FS)
+    noisy = [b for b in blocks if b.start >= 64 * FS and b.stop <= 100 * FS]
+    clean = [b for b in blocks if b.stop <= 60 * FS or b.start >= 110 * FS]
+    assert sum(b.state != GOOD for b in noisy) >= 0.6 * len(noisy)  # ma varies in strength
+    assert any(b.state == UNREADABLE for b in noisy)
+    assert flagged_fraction(clean) < 0.05
+
+
+@pytest.mark.parametrize("name", ["100", "118"])
+def test_a_clean_record_is_not_flagged(mitdb_dir, name):
+    """Less than 1 % of the time flagged on MIT-BIH 100 (DS2: measured, never tuned on)
+    and 118; no unreadable block at all."""
+    from vitaledge.device.io.records import read_record
+
+    rec = read_record(mitdb_records(mitdb_dir, [name])[0])
+    _, blocks = record_quality(rec.signal, rec.fs, chunk=3600)
+    assert flagged_fraction(blocks) < 0.01
+    assert not any(b.state == UNREADABLE for b in blocks)
+
+
+def test_pure_noise_gives_unreadable_events_and_no_beats():
+    rng = np.random.default_rng(1)
+    x = rng.normal(scale=0.3, size=int(60 * FS))
+    events = run_record(FakeModel(), x, FS, chunk=500)
+    assert not [e for e in events if e["type"] == "beat"]
+    unread = [e for e in events if e.get("status") == UNREADABLE]
+    assert unread
+    covered = sum(e["end_sample"] - e["start_sample"] for e in unread)
+    assert covered >= 0.9 * len(x)
+    for e in unread:
+        assert e["type"] == "status" and e["reason"] in ("noise", "rate")
+        assert e["end"] > e["start"] and e["end"] - e["start"] <= BeatPipeline.MAX_RUN_S
+    # without gating the same noise makes beats
+    assert [e for e in run_record(FakeModel(), x, FS, gating=False) if e["type"] == "beat"]
+
+
+def test_the_ma_noise_record_alone_is_all_flagged(data_dir):
+    """The NST muscle-artifact record alone (no ECG): every block is flagged and no beat
+    comes out unflagged. Its electrode-motion spikes keep kSQI above 5 in much of it, so
+    part is judged doubtful (beats flagged) rather than unreadable (beats dropped)."""
+    from vitaledge.device.io.records import read_record
+
+    ma = data_dir / "nstdb-noise" / "ma"
+    if not ma.with_suffix(".hea").exists():
+        pytest.skip(f"{ma}: NST noise record not found")
+    x = read_record(ma).signal[: int(120 * FS)]
+    pipe = BeatPipeline(FakeModel(), FS)
+    events = pipe.process(x) + pipe.flush()
+    beats = [e for e in events if e["type"] == "beat"]
+    q = pipe.quality_summary()
+    assert q["good_s"] == 0 and q["unreadable_s"] > 0
+    assert all(e.get("quality") == DOUBTFUL for e in beats)
+    assert q["gated_beats"] > 0
+    assert any(e.get("status") == UNREADABLE for e in events)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 360, 10_000])
+def test_gated_events_are_chunk_invariant(noisy118, chunk):
+    x = noisy118[int(40 * FS): int(100 * FS)] if chunk == 1 else noisy118
+    whole = run_record(FakeModel(), x, FS)
+    assert run_record(FakeModel(), x, FS, chunk=chunk) == whole
+    kinds = {(e["type"], e.get("status"), e.get("quality")) for e in whole}
+    assert ("beat", None, None) in kinds
+
+
+def test_gating_flags_and_counts_beats_and_good_beats_keep_their_json(noisy118):
+    gated = run_record(FakeModel(), noisy118, FS)
+    plain = run_record(FakeModel(), noisy118, FS, gating=False)
+    beats = [e for e in gated if e["type"] == "beat"]
+    assert any(e.get("quality") == DOUBTFUL for e in beats)
+    good = [e for e in beats if "quality" not in e]
+    by_sample = {e["sample"]: e for e in plain if e["type"] == "beat"}
+    # a good beat's event is exactly the ungated one (same keys, same values)
+    assert good and all(by_sample[e["sample"]] == e for e in good)
+    unread = [e for e in gated if e.get("status") == UNREADABLE]
+    for e in unread:
+        assert not [b for b in beats if e["start_sample"] <= b["sample"] < e["end_sample"]]
+    pipe = BeatPipeline(FakeModel(), FS)
+    pipe.process(noisy118)
+    pipe.flush()
+    q = pipe.quality_summary()
+    assert q["flagged_beats"] == sum(e.get("quality") == DOUBTFUL for e in beats)
+    assert q["gated_beats"] > 0 and q["unreadable_s"] > 0
+    assert abs(q["good_s"] + q["doubtful_s"] + q["unreadable_s"] - len(noisy118) / FS) < 0.1
+
+
+def test_a_stream_ending_or_broken_inside_a_block_is_judged_to_its_end(noisy118):
+    """The last, partial block is judged on what there is of it, also right after a hole
+    (the daemon's stop and gap flush the stage at any sample)."""
+    for n in (int(22.5 * FS), int(23.9 * FS) + 7):
+        pipe = BeatPipeline(FakeModel(), FS)
+        pipe.process(noisy118[:n])
+        pipe.flush()
+        q = pipe.quality_summary()
+        assert abs(q["good_s"] + q["doubtful_s"] + q["unreadable_s"] - n / FS) < 0.1
+    pipe = BeatPipeline(FakeModel(), FS)
+    events = pipe.process(noisy118[: int(30.3 * FS)]) + pipe.gap(int(5 * FS))
+    events += pipe.process(noisy118[int(35.3 * FS): int(70 * FS)]) + pipe.flush()
+    assert [e for e in events if e["type"] == "beat"]
+    q = pipe.quality_summary()
+    assert abs(q["good_s"] + q["doubtful_s"] + q["unreadable_s"] - 65.0) < 0.1
+
+
+def test_gating_is_set_before_the_stream_only():
+    pipe = BeatPipeline(FakeModel(), FS)
+    pipe.set_gating(False)
+    pipe.process(np.zeros(100))
+    with pytest.raises(ValueError):
+        pipe.set_gating(True)
+
+
+def test_score_reports_outside_the_flagged_stretches(noisy118, tmp_path, mitdb_dir):
+    """``device score``'s gated figures on events written as the daemon writes them."""
+    import json
+
+    from vitaledge.device.eval.score_events import (
+        format_gated,
+        load_events,
+        quality_segments,
+        score_events,
+        score_gated,
+    )
+
+    events = run_record(FakeModel(), noisy118, FS)
+    path = tmp_path / "ev.jsonl"
+    path.write_text("".join(json.dumps({**e, "seq": i + 1, "run": "r1"}) + "\n"
+                            for i, e in enumerate(events)))
+    segs = quality_segments(path)
+    assert segs and all(s["status"] in (DOUBTFUL, UNREADABLE) for s in segs)
+    # a record of the same 3 minutes with 118's annotations
+    import wfdb
+
+    ann = wfdb.rdann(str(mitdb_dir / "118"), "atr", sampto=len(noisy118))
+    wfdb.wrsamp("n118", fs=FS, units=["mV"], sig_name=["MLII"], p_signal=noisy118[:, None],
+                fmt=["16"], write_dir=str(tmp_path))
+    wfdb.wrann("n118", "atr", ann.sample, symbol=ann.symbol, write_dir=str(tmp_path))
+    g = score_gated(load_events(path), segs, tmp_path / "n118")
+    assert 0.15 < g["flagged_fraction"] < 0.5
+    plain = score_events(load_events(path), tmp_path / "n118")
+    assert g["outside_flagged"]["sensitivity"] > 0.97
+    assert g["outside_flagged"]["ppv"] > max(0.98, plain["ppv"])
+    assert "flagged" in format_gated(g)
+
