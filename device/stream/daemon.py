@@ -719,7 +719,7 @@ class Daemon:
         """Present signal through the stages, and a pause without beats reported."""
         events = pipe.process(x)
         if self.beat_watch is not None:
-            events = self.beat_watch.update(events, pipe.samples_in)
+            events = self.beat_watch.update(events, pipe.decided_samples)
         return events
 
     def _watch_gap(self, pipe: FanOut) -> None:

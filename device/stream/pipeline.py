@@ -98,6 +98,13 @@ class BeatPipeline:
                                "flagged_beats": 0, "gated_beats": 0}
         self.set_gating(gating)
 
+    @property
+    def decided_samples(self) -> int:
+        """Absolute stream position up to which beats are decided: the end of the judged
+        quality blocks when gating, else every sample in (what the no-beats watch measures
+        pauses against, so gating's delay is not taken for a pause)."""
+        return self._judged if self._quality is not None else self.samples_in
+
     def set_gating(self, on: bool) -> None:
         """Turn signal-quality gating on or off (before the first sample)."""
         if self.samples_in:

@@ -358,6 +358,12 @@ class FanOut:
         return self.primary.samples_in
 
     @property
+    def decided_samples(self) -> int:
+        """The stream position up to which the first stage's events are final (a gated beat
+        stage decides its beats only once their quality block is judged)."""
+        return int(getattr(self.primary, "decided_samples", self.primary.samples_in))
+
+    @property
     def fs(self) -> float:
         return self.primary.fs
 
