@@ -8,7 +8,9 @@ Writes a run directory with ``model.keras``, ``config.json``, ``splits.npz``,
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +38,19 @@ def distribution_strategy() -> tf.distribute.Strategy:
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run directory: always, except in a multi-worker
+    cluster, where only the chief does (task ``chief``, or ``worker`` 0 when the cluster
+    names no chief). The other workers run the same steps into a temporary directory."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return (resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
 
 
 class ValMacroF1(keras.callbacks.Callback):
@@ -80,8 +95,21 @@ def input_shapes(cfg: BeatTrainConfig, arch: zoo.Arch):
 
 def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
                data: Prepared | None = None) -> dict:
-    """Train ``cfg.arch`` on the configured beats, write the run directory, return metrics."""
-    run_dir = Path(run_dir)
+    """Train ``cfg.arch`` on the configured beats, write the run directory, return metrics.
+    Under a multi-worker strategy every worker trains (the global batch is ``batch_size``,
+    split between the workers); only the chief writes ``run_dir``."""
+    strategy = distribution_strategy()  # first: MultiWorkerMirrored must precede other ops
+    if not is_chief(strategy):
+        scratch = Path(tempfile.mkdtemp(prefix="vitaledge-worker-"))
+        try:
+            return _train_beat(cfg, scratch, verbose, data, strategy)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _train_beat(cfg, Path(run_dir), verbose, data, strategy)
+
+
+def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
+                data: Prepared | None, strategy: tf.distribute.Strategy) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
@@ -94,7 +122,7 @@ def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
     cfg.save(run_dir / "config.json")
     save_split_ids(run_dir / "splits.npz", p)
 
-    with distribution_strategy().scope():
+    with strategy.scope():
         model = arch.build(input_shapes(cfg, arch), len(CLASSES))
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -118,6 +146,9 @@ def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
                      callbacks=callbacks, shuffle=True, verbose=verbose)
     train_s = time.time() - t0
     plot_history(hist.history, run_dir / "training_history.png")
+    if not is_chief(strategy):  # ModelCheckpoint saved nothing here; the chief evaluates
+        return {"chief": False, "epochs_run": len(hist.history["loss"]),
+                "history": hist.history}
 
     best = keras.models.load_model(str(ckpt))
     eval_set, eval_name = (p.test, "test") if len(p.test) else (p.val, "validation")
