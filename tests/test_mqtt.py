@@ -275,7 +275,7 @@ def test_daemon_to_fleet_tail_every_beat_once_in_order(broker, tmp_path):
                                "tail", "--broker", broker.url, "--device", "pi1", "--idle",
                                "2", "--timeout", "60"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    assert tailer.stderr.readline().strip() == "subscribed"  # before anything is published
     d = start_daemon(tmp_path, cfg)
     _, err = d.communicate(timeout=60)
     assert d.returncode == 0, err

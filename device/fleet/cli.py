@@ -67,7 +67,7 @@ def status_cmd(broker: str, wait_s: float, as_json: bool) -> None:
                    "while it is away.")
 @click.option("--count", type=int, default=0, help="Stop after this many events.")
 @click.option("--idle", "idle_s", type=float, default=0.0,
-              help="Stop after this many seconds without an event.")
+              help="Stop after this many seconds without an event, once events have begun.")
 @click.option("--timeout", "timeout_s", type=float, default=0.0, help="Stop after seconds.")
 def tail_cmd(broker: str, device: str, site: str, client_id: str, count: int, idle_s: float,
              timeout_s: float) -> None:
@@ -85,7 +85,8 @@ def tail_cmd(broker: str, device: str, site: str, client_id: str, count: int, id
 
     try:
         dedup = tail(broker, show, device=device, site=site, client_id=client_id,
-                     count=count, idle_s=idle_s, timeout_s=timeout_s)
+                     count=count, idle_s=idle_s, timeout_s=timeout_s,
+                     on_subscribed=lambda: click.echo("subscribed", err=True))
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"broker {broker}: {exc}") from exc
     except KeyboardInterrupt:

@@ -88,11 +88,13 @@ class Dedup:
 
 def tail(url: str, on_event: Callable[[dict], None], device: str = "+", site: str = "+",
          client_id: str = "", stop: threading.Event | None = None,
-         count: int = 0, idle_s: float = 0.0, timeout_s: float = 0.0) -> Dedup:
+         count: int = 0, idle_s: float = 0.0, timeout_s: float = 0.0,
+         on_subscribed: Callable[[], None] | None = None) -> Dedup:
     """Follow events under the broker URL's prefix (one ``device``/``site`` or all),
     calling ``on_event`` once per event. Stops on ``stop``, after ``count`` events, after
-    ``idle_s`` without one, or after ``timeout_s`` (0: no such bound). ``client_id`` makes
-    a persistent session: the broker keeps what arrives while this tail is away."""
+    ``idle_s`` without one once events have begun, or after ``timeout_s`` (0: no such
+    bound). ``client_id`` makes a persistent session: the broker keeps what arrives while
+    this tail is away. ``on_subscribed`` is called when the subscription is granted."""
     stop = stop or threading.Event()
     dedup = Dedup()
     prefix = mqtt.parse_url(url).prefix
@@ -113,7 +115,8 @@ def tail(url: str, on_event: Callable[[dict], None], device: str = "+", site: st
                 stop.set()
 
     client, _ = mqtt.subscriber(url, [mqtt.topic(prefix, site, device, "events", "#")],
-                                on_message, client_id=client_id)
+                                on_message, client_id=client_id,
+                                on_subscribed=on_subscribed)
     client.loop_start()
     t0 = time.monotonic()
     try:
@@ -121,7 +124,7 @@ def tail(url: str, on_event: Callable[[dict], None], device: str = "+", site: st
             now = time.monotonic()
             if timeout_s and now - t0 > timeout_s:
                 break
-            if idle_s and now - state["last"] > idle_s:
+            if idle_s and state["n"] and now - state["last"] > idle_s:
                 break
     finally:
         client.disconnect()

@@ -199,10 +199,11 @@ def new_client(opts: MqttOptions, client_id: str, clean_session: bool = True,
 
 
 def subscriber(url: str, topics: list[str], on_message, client_id: str = "",
-               table: dict | None = None):
+               table: dict | None = None, on_subscribed=None):
     """A connected client subscribed (QoS 1) to ``topics``, calling
-    ``on_message(topic, dict)``; it subscribes again after every reconnect. Returns
-    (client, options); ``client.loop_start()`` is the caller's."""
+    ``on_message(topic, dict)``; it subscribes again after every reconnect, and calls
+    ``on_subscribed()`` when the broker has granted a subscription. Returns (client,
+    options); ``client.loop_start()`` is the caller's."""
     opts = parse_url(url, table)
     cid = client_id or f"vitaledge-fleet-{socket.gethostname()}-{secrets.token_hex(4)}"
     c = new_client(opts, cid, clean_session=not client_id)
@@ -222,8 +223,13 @@ def subscriber(url: str, topics: list[str], on_message, client_id: str = "",
         elif body is None:
             on_message(msg.topic, {})
 
+    def on_subscribe(client, userdata, mid, reason_codes, properties):
+        if on_subscribed is not None:
+            on_subscribed()
+
     c.on_connect = on_connect
     c.on_message = on_msg
+    c.on_subscribe = on_subscribe
     c.connect(opts.host, opts.port, opts.keepalive)
     return c, opts
 
