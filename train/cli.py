@@ -14,12 +14,17 @@ from vitaledge.device.cli import csv_list, deprecated_alias, records_dir_alias, 
 from . import zoo
 from .splits import SPLITS
 
+#: The default of ``train beat --arch``: the best on DS1 patient-wise 4-fold (docs/results.md).
+DEFAULT_BEAT_ARCH = "tiny-rrt"
+
 
 def window_options(fn):
     """Options that define the beat window (shared by train and evaluate)."""
     opts = [
         click.option("--window", "convention", type=click.Choice(["kachuee", "centered"]),
-                     default="kachuee", show_default=True, help="Beat window convention."),
+                     default=None,
+                     help="Beat window convention [default: centered for models with RR or "
+                          "template inputs, kachuee (the seed's) for window-only models]."),
         click.option("--fs", type=float, default=125.0, show_default=True,
                      help="Model sample rate (Hz); records are resampled to it."),
         click.option("--before", type=float, default=0.25, show_default=True,
@@ -50,8 +55,10 @@ def train_group() -> None:
 
 
 @train_group.command("beat")
-@click.option("--arch", type=click.Choice(zoo.names("beat")), default="resnet1d",
-              show_default=True, help="Architecture from the model zoo.")
+@click.option("--arch", type=click.Choice(zoo.names("beat")), default=DEFAULT_BEAT_ARCH,
+              show_default=True,
+              help="Architecture from the model zoo (the default is the best on DS1 "
+                   "patient-wise folds; resnet1d and cnn1d are the seed-exact references).")
 @click.option("--data", type=click.Path(exists=True, file_okay=False),
               help="Directory of WFDB records with .atr annotations.")
 @click.option("--records", help="Comma-separated record names to use (default: all).")
@@ -68,10 +75,11 @@ def train_group() -> None:
                    "dechazal (DS1 -> DS2), patients (patient-wise K-fold), none, loro.")
 @click.option("--folds", type=click.IntRange(2, 50), default=4, show_default=True,
               help="Number of patient-wise folds for --split patients.")
-@click.option("--anchor", type=click.Choice(["annotated", "detected"]), default="annotated",
-              show_default=True,
+@click.option("--anchor", type=click.Choice(["annotated", "detected"]), default=None,
               help="Cut training windows at the annotated R peaks or where the device's "
-                   "detector finds them (each detection labelled by its reference beat).")
+                   "detector finds them (each detection labelled by its reference beat) "
+                   "[default: detected for models with RR or template inputs, else "
+                   "annotated].")
 @click.option("--test-records", help="record split: comma list, or 'dechazal' (DS1/DS2).")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True)
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
@@ -98,6 +106,9 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         raise click.BadParameter(str(exc), param_hint="--balance") from exc
     if not data and not csv_train:
         raise click.UsageError("give --data DIR or --csv-train FILE")
+    inter_patient = zoo.get(arch).inputs != ("beat",)
+    convention = convention or ("centered" if inter_patient else "kachuee")
+    anchor = anchor or ("detected" if inter_patient else "annotated")
     if csv_train and convention == "kachuee":
         no_filter = True  # the Kaggle rows were cut from unfiltered signal
     cfg = BeatTrainConfig(
