@@ -130,3 +130,20 @@ def test_patient_template_model_streams_what_training_computed(synth_dir, tmp_pa
     got = {e["sample"]: e for e in run_record(m, rec.signal, rec.fs, 360)}
     probs = np.array([[got[s]["probabilities"][lab] for lab in m.labels] for s in batch.sample])
     np.testing.assert_allclose(probs, want, atol=1e-4)
+
+
+def test_evaluate_scores_an_rr_artifact_on_other_records(rr_art, synth_dir):
+    """vitaledge evaluate on a converted RR model and records it has not seen: the same
+    beats (detected) and inputs as the device makes."""
+    from vitaledge.device.io.beats import beats_from_dir
+    from vitaledge.device.model.runtime import Model
+    from vitaledge.train.evaluate import evaluate_model
+
+    out, _ = rr_art
+    metrics, _ = evaluate_model(out / "cpu-int8", records=str(synth_dir), record_list=["s003"],
+                                split="all")
+    m = Model(out / "cpu-int8")
+    sig = m.manifest.signal
+    b = beats_from_dir(synth_dir, sig.window, ["s003"], anchor="detected", rr=sig.rr)
+    acc = float(np.mean(m.predict(b.inputs()).argmax(1) == b.y))
+    assert metrics["n"] == len(b) and metrics["accuracy"] == pytest.approx(acc)

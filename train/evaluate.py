@@ -106,7 +106,7 @@ def evaluate_model(model_path: Path, records: str | None = None,
                 check_split_ids(run_dir / "splits.npz", train, val, beats)
         else:
             beats = beats_from_dir(data_cfg.records, cfg.window, data_cfg.record_list, cfg.lead,
-                                   cfg.anchor, cfg.rr_spec())
+                                   cfg.anchor, cfg.rr_spec(), cfg.template_spec())
         source = {"records": data_cfg.records, "record_list": data_cfg.record_list,
                   "split": split}
     if len(beats) == 0:
