@@ -88,6 +88,27 @@ def _skip(src, pool: int, filters: int, name: str):
     return L.Conv1D(filters, 1, name=f"{name}_proj")(x)
 
 
+def _resnet1d_trunk(inp):
+    """Seed 003's four blocks with their two skips, up to Flatten (layer names kept)."""
+    bn = {"momentum": 0.9, "epsilon": 1e-5}
+    b1 = _conv_block(inp, 32, 5, 0.2, "b1", bn)
+    b2 = _conv_block(b1, 64, 5, 0.2, "b2", bn)
+    b2 = L.Add(name="skip_in_b2")([b2, _skip(inp, 4, 64, "skip1")])
+    b3 = _conv_block(b2, 128, 5, 0.2, "b3", bn)
+    b3 = L.Add(name="skip_b1_b3")([b3, _skip(b1, 4, 128, "skip2")])
+    b4 = _conv_block(b3, 256, 5, 0.2, "b4", bn)
+    return L.Flatten(name="flatten")(b4)
+
+
+def _tiny_trunk(x):
+    """tiny's four stride-2 Conv1D -> BN -> ReLU layers, up to Flatten."""
+    for i, (f, k) in enumerate(((16, 7), (24, 5), (32, 5), (48, 3)), start=1):
+        x = L.Conv1D(f, k, strides=2, padding="same", name=f"t{i}_conv")(x)
+        x = L.BatchNormalization(name=f"t{i}_bn")(x)
+        x = L.ReLU(name=f"t{i}_relu")(x)
+    return L.Flatten(name="flatten")(x)
+
+
 @register("resnet1d", "beat", "seed 003: 4 conv blocks 32/64/128/256, skips in->b2 and b1->b3")
 def resnet1d(input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
     """Seed 003's network: four blocks Conv1D(k=5) -> BN -> ReLU -> MaxPool 2 -> Dropout 0.2
@@ -98,15 +119,8 @@ def resnet1d(input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
     The seed is a PyTorch model, so BatchNorm uses PyTorch's defaults (momentum 0.1, i.e.
     Keras momentum 0.9, eps 1e-5): with Keras' 0.99 the moving statistics lag far behind
     on small data sets and the saved model scores near chance while training looks fine."""
-    bn = {"momentum": 0.9, "epsilon": 1e-5}
     inp = L.Input(input_shape, name="beat")
-    b1 = _conv_block(inp, 32, 5, 0.2, "b1", bn)
-    b2 = _conv_block(b1, 64, 5, 0.2, "b2", bn)
-    b2 = L.Add(name="skip_in_b2")([b2, _skip(inp, 4, 64, "skip1")])
-    b3 = _conv_block(b2, 128, 5, 0.2, "b3", bn)
-    b3 = L.Add(name="skip_b1_b3")([b3, _skip(b1, 4, 128, "skip2")])
-    b4 = _conv_block(b3, 256, 5, 0.2, "b4", bn)
-    x = L.Flatten(name="flatten")(b4)
+    x = _resnet1d_trunk(inp)
     x = L.Dense(128, name="fc1")(x)
     x = L.ReLU(name="fc1_relu")(x)
     x = L.Dropout(0.3, name="fc1_drop")(x)
@@ -137,13 +151,7 @@ def tiny(input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
     """Four stride-2 Conv1D -> BN -> ReLU layers (16/24/32/48 filters), Flatten, Dense.
     Small enough for a Cortex-M4 with 256 KB of RAM; only ops TFLite Micro has kernels for."""
     inp = L.Input(input_shape, name="beat")
-    x = inp
-    for i, (f, k) in enumerate(((16, 7), (24, 5), (32, 5), (48, 3)), start=1):
-        x = L.Conv1D(f, k, strides=2, padding="same", name=f"t{i}_conv")(x)
-        x = L.BatchNormalization(name=f"t{i}_bn")(x)
-        x = L.ReLU(name=f"t{i}_relu")(x)
-    x = L.Flatten(name="flatten")(x)
-    x = L.Dropout(0.2, name="drop")(x)
+    x = L.Dropout(0.2, name="drop")(_tiny_trunk(inp))
     out = L.Dense(n_classes, activation="softmax", name="probs")(x)
     return keras.Model(inp, out, name="tiny")
 
@@ -168,17 +176,9 @@ def _beat_rr_head(trunk, rr_code, units: int, dropout: float, n_classes: int):
 def resnet1d_rr(input_shapes: dict[str, tuple[int, ...]], n_classes: int) -> keras.Model:
     """The resnet1d trunk (its layers and PyTorch BatchNorm defaults) up to Flatten, the RR
     features (``vitaledge.device.dsp.rr``) through Dense 16, joined before the classifier."""
-    bn = {"momentum": 0.9, "epsilon": 1e-5}
     inp = L.Input(input_shapes["beat"], name="beat")
     rr = L.Input(input_shapes["rr"], name="rr")
-    b1 = _conv_block(inp, 32, 5, 0.2, "b1", bn)
-    b2 = _conv_block(b1, 64, 5, 0.2, "b2", bn)
-    b2 = L.Add(name="skip_in_b2")([b2, _skip(inp, 4, 64, "skip1")])
-    b3 = _conv_block(b2, 128, 5, 0.2, "b3", bn)
-    b3 = L.Add(name="skip_b1_b3")([b3, _skip(b1, 4, 128, "skip2")])
-    b4 = _conv_block(b3, 256, 5, 0.2, "b4", bn)
-    trunk = L.Flatten(name="flatten")(b4)
-    out = _beat_rr_head(trunk, _rr_branch(rr), 128, 0.3, n_classes)
+    out = _beat_rr_head(_resnet1d_trunk(inp), _rr_branch(rr), 128, 0.3, n_classes)
     return keras.Model([inp, rr], out, name="resnet1d_rr")
 
 
@@ -190,13 +190,7 @@ def tiny_rr(input_shapes: dict[str, tuple[int, ...]], n_classes: int) -> keras.M
     RR branch: about 23k parameters, only ops TFLite Micro has kernels for."""
     inp = L.Input(input_shapes["beat"], name="beat")
     rr = L.Input(input_shapes["rr"], name="rr")
-    x = inp
-    for i, (f, k) in enumerate(((16, 7), (24, 5), (32, 5), (48, 3)), start=1):
-        x = L.Conv1D(f, k, strides=2, padding="same", name=f"t{i}_conv")(x)
-        x = L.BatchNormalization(name=f"t{i}_bn")(x)
-        x = L.ReLU(name=f"t{i}_relu")(x)
-    trunk = L.Flatten(name="flatten")(x)
-    out = _beat_rr_head(trunk, _rr_branch(rr, 8), 20, 0.2, n_classes)
+    out = _beat_rr_head(_tiny_trunk(inp), _rr_branch(rr, 8), 20, 0.2, n_classes)
     return keras.Model([inp, rr], out, name="tiny_rr")
 
 
@@ -210,12 +204,7 @@ def tiny_rrt(input_shapes: dict[str, tuple[int, ...]], n_classes: int) -> keras.
     rr = L.Input(input_shapes["rr"], name="rr")
     tmpl = L.Input(input_shapes["template"], name="template")
     x = L.Concatenate(name="beat_template")([inp, tmpl])
-    for i, (f, k) in enumerate(((16, 7), (24, 5), (32, 5), (48, 3)), start=1):
-        x = L.Conv1D(f, k, strides=2, padding="same", name=f"t{i}_conv")(x)
-        x = L.BatchNormalization(name=f"t{i}_bn")(x)
-        x = L.ReLU(name=f"t{i}_relu")(x)
-    trunk = L.Flatten(name="flatten")(x)
-    out = _beat_rr_head(trunk, _rr_branch(rr, 8), 20, 0.2, n_classes)
+    out = _beat_rr_head(_tiny_trunk(x), _rr_branch(rr, 8), 20, 0.2, n_classes)
     return keras.Model([inp, rr, tmpl], out, name="tiny_rrt")
 
 
@@ -224,19 +213,11 @@ def tiny_rrt(input_shapes: dict[str, tuple[int, ...]], n_classes: int) -> keras.
           inputs=("beat", "rr", "template"))
 def resnet1d_rrt(input_shapes: dict[str, tuple[int, ...]], n_classes: int) -> keras.Model:
     """resnet1d-rr on the beat and the patient's template stacked as two channels."""
-    bn = {"momentum": 0.9, "epsilon": 1e-5}
     inp = L.Input(input_shapes["beat"], name="beat")
     rr = L.Input(input_shapes["rr"], name="rr")
     tmpl = L.Input(input_shapes["template"], name="template")
     x0 = L.Concatenate(name="beat_template")([inp, tmpl])
-    b1 = _conv_block(x0, 32, 5, 0.2, "b1", bn)
-    b2 = _conv_block(b1, 64, 5, 0.2, "b2", bn)
-    b2 = L.Add(name="skip_in_b2")([b2, _skip(x0, 4, 64, "skip1")])
-    b3 = _conv_block(b2, 128, 5, 0.2, "b3", bn)
-    b3 = L.Add(name="skip_b1_b3")([b3, _skip(b1, 4, 128, "skip2")])
-    b4 = _conv_block(b3, 256, 5, 0.2, "b4", bn)
-    trunk = L.Flatten(name="flatten")(b4)
-    out = _beat_rr_head(trunk, _rr_branch(rr), 128, 0.3, n_classes)
+    out = _beat_rr_head(_resnet1d_trunk(x0), _rr_branch(rr), 128, 0.3, n_classes)
     return keras.Model([inp, rr, tmpl], out, name="resnet1d_rrt")
 
 
