@@ -156,3 +156,15 @@ def test_rr_features_travel_with_their_window_through_balancing():
         assert len(X) == len(y) == len(r)
         np.testing.assert_allclose(r[:, 0], X[:, 0] * 2, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(r[:, 1], X[:, 1] - 1, rtol=1e-5, atol=1e-5)
+
+
+def test_sqrt_weights_are_capped_and_spare_classes_too_rare_to_learn():
+    from vitaledge.train.balance import class_weights, sqrt_weights
+
+    y = np.array([0] * 10_000 + [1] * 400 + [2] * 100 + [3] * 99 + [4] * 8)
+    full, w = class_weights(y, 5), sqrt_weights(y, 5)
+    assert w[0] == pytest.approx(np.sqrt(full[0])) and w[1] == pytest.approx(np.sqrt(full[1]))
+    assert w[2] == pytest.approx(min(10.0, np.sqrt(full[2])))
+    assert w[3] == 1.0 and w[4] == 1.0  # 99 and 8 beats: too rare, not up-weighted
+    _, _, cw, _, _ = balance(np.zeros((len(y), 3)), y, "sqrt-weight", 5)
+    assert cw == w

@@ -2,6 +2,9 @@
 
 ``none``          the data as it is;
 ``class-weight``  inverse-frequency loss weights (n / (k * count_c));
+``sqrt-weight``   their square roots, capped at 10, and 1 for a class with fewer than 100
+                  training beats (DS1 has 8 Q beats: an inverse weight of ~1,000 on them
+                  teaches the model to call unfamiliar normal beats abnormal);
 ``smote``         SMOTE oversampling of every minority class up to the majority count;
 ``hybrid:N``      random undersampling of classes above N and random oversampling of those
                   below, to exactly N per class (seed 003 uses 10,000).
@@ -19,8 +22,9 @@ class BalanceError(ValueError):
 def parse(spec: str) -> tuple[str, int | None]:
     """``"hybrid:10000"`` -> ("hybrid", 10000); other names -> (name, None)."""
     name, _, arg = spec.partition(":")
-    if name not in {"none", "class-weight", "smote", "hybrid"}:
-        raise BalanceError(f"balance {spec!r}: expected none, class-weight, smote or hybrid:N")
+    if name not in {"none", "class-weight", "sqrt-weight", "smote", "hybrid"}:
+        raise BalanceError(f"balance {spec!r}: expected none, class-weight, sqrt-weight, smote "
+                           "or hybrid:N")
     if name == "hybrid":
         if not arg.isdigit() or int(arg) <= 0:
             raise BalanceError(f"balance {spec!r}: hybrid needs a positive count, e.g. hybrid:5000")
@@ -28,6 +32,16 @@ def parse(spec: str) -> tuple[str, int | None]:
     if arg:
         raise BalanceError(f"balance {spec!r}: {name} takes no argument")
     return name, None
+
+
+def sqrt_weights(y: np.ndarray, n_classes: int, cap: float = 10.0,
+                 min_count: int = 100) -> dict[int, float]:
+    """Square roots of the inverse-frequency weights, capped; classes too rare to learn
+    from (fewer than ``min_count`` beats) keep weight 1."""
+    counts = np.bincount(y, minlength=n_classes)
+    full = class_weights(y, n_classes)
+    return {c: (min(cap, float(np.sqrt(w))) if counts[c] >= min_count else 1.0)
+            for c, w in full.items()}
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -50,6 +64,8 @@ def balance(X: np.ndarray, y: np.ndarray, spec: str, n_classes: int, seed: int =
         return X, y, None, rr, template
     if name == "class-weight":
         return X, y, class_weights(y, n_classes), rr, template
+    if name == "sqrt-weight":
+        return X, y, sqrt_weights(y, n_classes), rr, template
     parts = [a for a in (X, rr, template) if a is not None]
     widths = [int(np.prod(a.shape[1:])) for a in parts]
     flat = np.concatenate([a.reshape(len(a), -1).astype(np.float32) for a in parts], axis=1)

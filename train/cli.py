@@ -84,7 +84,7 @@ def train_group() -> None:
 @click.option("--test-fraction", type=float, default=0.2, show_default=True)
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
 @click.option("--balance", default="none", show_default=True,
-              help="none | class-weight | smote | hybrid:N")
+              help="none | class-weight | sqrt-weight | smote | hybrid:N")
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
