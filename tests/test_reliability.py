@@ -85,10 +85,11 @@ BAD = {
     "manifest schema from the future": (lambda a: _edit(a, lambda m: m.update(
         schema_version=99)), "schema_version"),
     "wrong task": (lambda a: _edit(a, _emotion_task), "emotion-ecg"),
-    "wrong input shape": (lambda a: _edit(a, _wrong_shape), "manifest says"),
+    # refused when the manifest loads: its window no longer fits the input tensor
+    "wrong input shape": (lambda a: _edit(a, _wrong_shape), "takes 200 per window"),
     "wrong input dtype": (lambda a: _edit(a, _wrong_dtype), "manifest says"),
     "wrong label count": (lambda a: _edit(a, _labels), "labels"),
-    "different window spec": (lambda a: _edit(a, _wrong_window), "window spec differs"),
+    "different window spec": (lambda a: _edit(a, _wrong_window), "takes 187 per window"),
     "model_file escapes the directory": (lambda a: _edit(a, lambda m: m.update(
         model_file="../../etc/passwd")), "plain file name"),
 }

@@ -199,7 +199,8 @@ class Manifest:
         try:
             signal = SIGNAL_SPECS[d["task"]].from_dict(d["signal"], "signal")
         except (ValueError, OverflowError) as exc:
-            raise ManifestError(f"{where}: {exc}") from None
+            raise ManifestError(f"{where}: {exc} (the signal spec of a {d['task']!r} "
+                                "model)") from None
         if d["pruning"] is not None:
             _check_type(d["pruning"], (dict,), f"{where}.pruning")
         for k in ("created", "vitaledge_version"):
