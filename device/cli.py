@@ -99,6 +99,15 @@ def write_json(path: str | Path, obj) -> None:
         raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
+def snr_list(text: str) -> list[float]:
+    """``--snr 24,12,0`` as numbers in dB (``data nst`` and ``bench noise-stress``)."""
+    try:
+        return [float(s) for s in csv_list(text)]
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: expected numbers in dB, e.g. 24,12,0",
+                                 param_hint="--snr") from exc
+
+
 @click.group("data")
 def data_group() -> None:
     """Make or fetch ECG records."""
@@ -124,11 +133,7 @@ def nst_cmd(records, noises, snrs, out, seed) -> None:
     from vitaledge.device.io.nst import make_nst
     from vitaledge.device.io.records import RecordError
 
-    try:
-        levels = [float(s) for s in csv_list(snrs)]
-    except ValueError as exc:
-        raise click.BadParameter(f"{snrs!r}: expected numbers in dB, e.g. 24,12,0",
-                                 param_hint="--snr") from exc
+    levels = snr_list(snrs)
     for rec in records:
         for noise in noises:
             for snr in levels:
@@ -586,11 +591,7 @@ def bench_noise_stress_cmd(records, noises, snrs, model, work_dir, no_xqrs, out)
     from vitaledge.device.io.records import RecordError
     from vitaledge.device.stream.progress import ProgressLine
 
-    try:
-        levels = tuple(float(s) for s in csv_list(snrs))
-    except ValueError as exc:
-        raise click.BadParameter(f"{snrs!r}: expected numbers in dB, e.g. 24,12,0",
-                                 param_hint="--snr") from exc
+    levels = tuple(snr_list(snrs))
     try:
         with ProgressLine() as line:
             res = bench_noise_stress(list(records), list(noises), levels, work_dir, model,
