@@ -23,6 +23,7 @@ from vitaledge.train.backend import keras
 from vitaledge.train.config import BeatTrainConfig
 from vitaledge.train.data import Prepared, check_split_ids, prepare
 from vitaledge.train.predict import predict
+from vitaledge.train.premature import decide_beats
 
 from .emotion import convert_emotion_run
 from .prune import PruneReport, prune
@@ -62,7 +63,8 @@ def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Res
     held, held_name = (p.test, "test") if len(p.test) else (p.val, "validation")
     names = list(base.input_names)
     keras_probs = predict(base, held.inputs())
-    keras_pred = keras_probs.argmax(1)
+    beat_signal = cfg.beat_signal()
+    keras_pred = decide_beats(beat_signal, keras_probs, held)
     keras_acc = float(np.mean(keras_pred == held.y))
     keras_ref = {"accuracy": keras_acc, "macro_f1": classification_metrics(
         held.y, keras_pred, list(CLASSES))["macro"]["f1"], "n": int(len(held.y)),
@@ -70,11 +72,7 @@ def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Res
     rep = representative_windows(p.train, opts.representative_size, cfg.seed, names)
     print(f"keras model: accuracy {keras_acc:.4f} on {len(held.y)} held-out {held_name} beats; "
           f"calibration set {len(rep[0] if isinstance(rep, list) else rep)} windows")
-    signal = {"kind": "beat", "window": cfg.window.to_dict(), "lead": cfg.lead}
-    if cfg.rr is not None:
-        signal["rr"] = cfg.rr
-    if cfg.template is not None:
-        signal["template"] = cfg.template
+    signal = beat_signal.to_dict()
     held_inputs = held.inputs()
     X = [held_inputs[k] for k in names] if isinstance(held_inputs, dict) else held.X
     src = Source(run_dir=run_dir, task="beat", labels=list(CLASSES), signal=signal,

@@ -18,12 +18,13 @@ from vitaledge.device.model.timing import time_calls
 
 def verify(artifact_dir: Path, X, y: np.ndarray, keras_probs: np.ndarray,
            labels: list[str], threads: int = 1, delegate: str = "xnnpack") -> dict:
-    """Metrics of the artifact, agreement with Keras, and a quick latency figure."""
+    """Metrics of the artifact (classes decided as the device decides them), agreement of
+    its argmax with the Keras model's, and a quick latency figure."""
     t0 = time.perf_counter()
     model = Model(artifact_dir, threads=threads, delegate=delegate)
     load_ms = (time.perf_counter() - t0) * 1e3
     probs = model.predict(X)
-    pred = probs.argmax(1)
+    pred = model.decide(probs, X)
     m = classification_metrics(y, pred, labels)
     xs = list(X) if isinstance(X, list | tuple) else [X]
     x1 = [model.quantize_input(np.asarray(a[:1], np.float32).reshape(model.input_shapes[i]), i)
@@ -36,7 +37,7 @@ def verify(artifact_dir: Path, X, y: np.ndarray, keras_probs: np.ndarray,
         "macro_f1": m["macro"]["f1"],
         "per_class": m["per_class"],
         "confusion_matrix": m["confusion_matrix"],
-        "agreement_with_keras": float(np.mean(pred == keras_probs.argmax(1))),
+        "agreement_with_keras": float(np.mean(probs.argmax(1) == keras_probs.argmax(1))),
         "max_prob_diff": float(np.max(np.abs(probs - keras_probs))) if len(y) else 0.0,
         "backend": f"{model.backend.name} {model.backend.version}",
         "delegate": delegate,

@@ -42,6 +42,27 @@ def _input_macros(ident: str, m, order: list[int]) -> list[str]:
                      f"{', '.join(d['features'])}; local_beats {d['local_beats']}, long_s "
                      f"{d['long_s']}, RR clipped to [{d['min_rr_s']}, {d['max_rr_s']}] s "
                      "(vitaledge.device.dsp.rr)")
+    return lines + _premature_macros(ident, m)
+
+
+def _premature_macros(ident: str, m) -> list[str]:
+    """The premature-beat rule (vitaledge.device.dsp.premature), when the model has one:
+    the firmware decides N/S by timing exactly as the daemon does."""
+    rule = getattr(m.signal, "premature", None)
+    if rule is None:
+        return []
+    key = f"{ident.upper()}_PREMATURE"
+    lines = ["// Premature-beat rule: when the argmax is N or S, the class is S if",
+             "//   bias + sum_k weight_k * logf(term_k) > logf(threshold / (1 - threshold))",
+             "// else N; V, F and Q stay the argmax (vitaledge.device.dsp.premature). Terms: "
+             + ", ".join(f"{k} = {t}" for k, t in enumerate(rule.terms)),
+             "// (pre_rel: pre_rr/long_rr; post_rel: post_rr/long_rr; local_rel: "
+             "local_rr/long_rr; pre_local: pre_rr/local_rr; post_pre: post_rr/pre_rr)",
+             f"#define {key}_TERMS {len(rule.terms)}",
+             f"#define {key}_BIAS {float(rule.bias)!r}f",
+             f"#define {key}_THRESHOLD {float(rule.threshold)!r}f"]
+    lines += [f"#define {key}_WEIGHT_{t.upper()} {float(w)!r}f"
+              for t, w in zip(rule.terms, rule.weights, strict=True)]
     return lines
 
 

@@ -22,7 +22,7 @@ def rr_run(synth_dir, tmp_path_factory):
     cfg = BeatTrainConfig(arch="tiny-rr", records=str(synth_dir), record_list=["s000", "s001",
                           "s002"], window=WindowSpec.centered(), split="record",
                           test_records=["s002"], anchor="detected", balance="class-weight",
-                          epochs=12, patience=12, learning_rate=3e-3, seed=2)
+                          epochs=12, patience=12, learning_rate=3e-3, seed=2, s_rule="timing")
     metrics = train_beat(cfg, run, verbose=0)
     return run, metrics
 
@@ -41,6 +41,10 @@ def test_training_used_detected_beats_and_rr_features(rr_run):
     run, metrics = rr_run
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["anchor"] == "detected" and cfg["rr"]["features"][0] == "pre_rr"
+    # the premature-beat rule was fitted on the training patients: earlier means S
+    rule = cfg["premature"]
+    assert rule["terms"][0] == "pre_rel" and rule["weights"][0] < 0
+    assert "network_only" in metrics
     assert metrics["data"]["anchor"] == "detected"
     assert metrics["accuracy"] > 0.6  # learns the simulated patients' classes
     rep = json.loads((run / "ec57.json").read_text())  # a record split is by patient
@@ -56,6 +60,7 @@ def test_manifest_has_both_inputs_and_artifacts_agree_with_keras(rr_art):
         m, _ = load_manifest(out / name)
         assert sorted(input_key(t.name) for t in m.inputs) == ["beat", "rr"]
         assert m.signal.rr is not None and m.signal.input_names() == ["beat", "rr"]
+        assert m.signal.premature is not None  # the N/S rule travels with the model
     assert results["cpu-fp32"].metrics["agreement_with_keras"] == 1.0
     assert results["cpu-int8"].metrics["agreement_with_keras"] >= 0.95
 
@@ -79,6 +84,9 @@ def test_the_stream_computes_what_training_computed(rr_art, synth_dir, chunk):
     assert len(batch) > 150 and set(batch.sample) <= set(got)
     probs = np.array([[got[s]["probabilities"][lab] for lab in m.labels] for s in batch.sample])
     np.testing.assert_allclose(probs, want, atol=1e-4)  # events round to 4 decimals
+    # and the classes, N/S decided by the premature-beat rule, are the batch decision's
+    labels = [m.labels[k] for k in m.decide(want, batch.inputs())]
+    assert [got[s]["class"] for s in batch.sample] == labels
 
 
 def test_bench_mcu_and_export_take_both_inputs(rr_art, synth_dir, tmp_path):
@@ -97,6 +105,8 @@ def test_bench_mcu_and_export_take_both_inputs(rr_art, synth_dir, tmp_path):
     export_firmware(out / "micro-int8", tmp_path / "fw")
     header = (tmp_path / "fw" / "model_config.h").read_text()
     assert "_RR_INPUT_INDEX" in header and "_BEAT_SCALE" in header
+    rule = json.loads((out / "micro-int8" / "manifest.json").read_text())["signal"]["premature"]
+    assert f"_PREMATURE_WEIGHT_PRE_REL {rule['weights'][0]!r}f" in header
 
 
 def test_patient_template_model_streams_what_training_computed(synth_dir, tmp_path):

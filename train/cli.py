@@ -85,6 +85,13 @@ def train_group() -> None:
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
 @click.option("--balance", default="none", show_default=True,
               help="none | class-weight | sqrt-weight | smote | hybrid:N")
+@click.option("--s-rule", type=click.Choice(["network", "timing"]), default=None,
+              help="How N and S are told apart: the network's argmax, or timing (the "
+                   "premature-beat rule fitted on the training patients' RR intervals) "
+                   "[default: timing for models with RR inputs, else network].")
+@click.option("--s-rule-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.8, show_default=True,
+              help="Probability above which the timing rule calls a beat S.")
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
@@ -95,7 +102,8 @@ def train_group() -> None:
               help="Run directory to write.")
 def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, fs,
                    before, after, no_filter, split, folds, anchor, test_records, test_fraction,
-                   val_fraction, balance, epochs, batch_size, lr, patience, seed, out) -> None:
+                   val_fraction, balance, s_rule, s_rule_threshold, epochs, batch_size, lr,
+                   patience, seed, out) -> None:
     """Train a heartbeat classifier (AAMI N/S/V/F/Q) and evaluate it on held-out beats."""
     from .balance import BalanceError, parse
     from .config import BeatTrainConfig
@@ -109,6 +117,11 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
     inter_patient = zoo.get(arch).inputs != ("beat",)
     convention = convention or ("centered" if inter_patient else "kachuee")
     anchor = anchor or ("detected" if inter_patient else "annotated")
+    has_rr = "rr" in zoo.get(arch).inputs
+    s_rule = s_rule or ("timing" if has_rr else "network")
+    if s_rule == "timing" and not has_rr:
+        raise click.BadParameter(f"architecture {arch!r} takes no RR features; the timing "
+                                 "rule needs them", param_hint="--s-rule")
     if csv_train and convention == "kachuee":
         no_filter = True  # the Kaggle rows were cut from unfiltered signal
     cfg = BeatTrainConfig(
@@ -117,7 +130,8 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         window=make_window(convention, fs, before, after, no_filter),
         split=split, test_fraction=test_fraction, test_records=csv_list(test_records),
         val_fraction=val_fraction, balance=balance, epochs=epochs, batch_size=batch_size,
-        learning_rate=lr, patience=patience, seed=seed, anchor=anchor, folds=folds)
+        learning_rate=lr, patience=patience, seed=seed, anchor=anchor, folds=folds,
+        s_rule=s_rule, s_rule_threshold=s_rule_threshold)
     try:
         if split == "loro":
             from .loro import run_loro
@@ -249,6 +263,8 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
               help="Log-mel cache directory [$VITALEDGE_CACHE/speech-mel or "
                    "~/.cache/vitaledge/speech-mel].")
 @click.option("--no-cache", is_flag=True, help="Compute every log-mel spectrogram afresh.")
+@click.option("--arch", type=click.Choice(zoo.names("emotion-speech")), default=None,
+              help="Network [recipe: seed tdcnnlstm_speech, robust cnn_speech].")
 @click.option("--width", type=float, default=1.0, show_default=True,
               help="Filter-count multiplier (1.0 = the seed's 64/64/128/128).")
 @click.option("--lstm-units", type=int, default=256, show_default=True,
@@ -265,7 +281,8 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_
                      image_width, epochs, patience, batch_size, recipe, optimizer, lr,
                      momentum, schedule, feature_norm, time_masks, time_mask_width,
                      freq_masks, freq_mask_width, gain_db, class_weights, cache_dir,
-                     no_cache, width, lstm_units, pools, time_budget, seed, out) -> None:
+                     no_cache, arch, width, lstm_units, pools, time_budget, seed,
+                     out) -> None:
     """Train the speech-emotion model (seed 004: log-mel images, TimeDistributed CNN + LSTM)
     on RAVDESS/TESS/SAVEE clips or synthetic speech, and report on held-out clips."""
     from vitaledge.device.inputs.mel import SpeechSignal
@@ -293,7 +310,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_
                               feature_norm=feature_norm, time_masks=time_masks,
                               time_mask_width=time_mask_width, freq_masks=freq_masks,
                               freq_mask_width=freq_mask_width, gain_db=gain_db,
-                              class_weights=class_weights)
+                              class_weights=class_weights, arch=arch)
         signal = SpeechSignal.fitted(sample_rate=sample_rate, duration_s=duration,
                                      offset_s=offset, n_mels=n_mels, fmax=sample_rate / 2,
                                      image_width=image_width,

@@ -43,6 +43,23 @@ class BeatTrainConfig:
     #: the patient's running template (vitaledge.device.dsp.template.TemplateSpec as a
     #: dict) for models with a "template" input
     template: dict | None = None
+    #: the N/S decision: "network" (the argmax) or "timing" (the premature-beat rule,
+    #: vitaledge.device.dsp.premature, fitted on the training patients; needs RR features)
+    s_rule: str = "network"
+    #: the rule's probability threshold (chosen on DS1 patients, docs/results.md)
+    s_rule_threshold: float = 0.8
+    #: the fitted rule (PrematureRule as a dict), written by training
+    premature: dict | None = None
+
+    def beat_signal(self):
+        """The device's signal spec of this run's model (what the manifest carries)."""
+        from vitaledge.device.inputs.beat import BeatSignal
+
+        d = {"kind": "beat", "window": self.window.to_dict(), "lead": self.lead}
+        for key in ("rr", "template", "premature"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
+        return BeatSignal.from_dict(d)
 
     def template_spec(self):
         """The TemplateSpec of ``template`` (None for models without that input)."""

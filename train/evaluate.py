@@ -111,7 +111,9 @@ def evaluate_model(model_path: Path, records: str | None = None,
                   "split": split}
     if len(beats) == 0:
         raise ValueError("no beats to evaluate")
-    metrics = score(predict_fn(beats.inputs()), beats.y)
+    inputs = beats.inputs()
+    pred = cfg.beat_signal().decide(predict_fn(inputs), list(CLASSES), beats.rr)
+    metrics = classification_metrics(beats.y, pred, list(CLASSES))
     metrics["model"] = model_desc
     metrics["data"] = source
     text = f"{len(beats)} beats\n" + format_report(metrics) + "\n\n" + format_confusion(metrics)

@@ -26,6 +26,8 @@ from .data import Prepared, prepare, save_split_ids
 from .evaluate import score, write_report
 from .plots import plot_history
 from .predict import predict
+from .premature import decide_beats, fit_premature
+from .premature import describe as describe_rule
 from .report import write_ec57
 from .splits import BY_PATIENT
 
@@ -55,15 +57,17 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 class ValMacroF1(keras.callbacks.Callback):
     """Adds ``val_macro_f1`` to the epoch logs so checkpointing and early stopping can use
-    the metric that matters under class imbalance. Must precede those callbacks."""
+    the metric that matters under class imbalance. Must precede those callbacks. Classes
+    are decided as the device decides them (``decide(probs)``, default the argmax)."""
 
-    def __init__(self, X, y: np.ndarray):
+    def __init__(self, X, y: np.ndarray, decide=None):
         super().__init__()
         self.X, self.y = X, y
+        self.decide = decide or (lambda probs: probs.argmax(1))
 
     def on_epoch_end(self, epoch, logs=None):
         probs = self.model.predict(self.X, batch_size=512, verbose=0)
-        m = classification_metrics(self.y, probs.argmax(1), list(CLASSES))
+        m = classification_metrics(self.y, self.decide(probs), list(CLASSES))
         if logs is not None:
             logs["val_macro_f1"] = m["macro"]["f1"]
 
@@ -119,6 +123,11 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
     p = data if data is not None else prepare(cfg)
     if len(p.y_fit) == 0 or len(p.val) == 0:
         raise ValueError("not enough beats to train and validate")
+    if cfg.s_rule == "timing":
+        rule = fit_premature(p.train, cfg.s_rule_threshold)
+        cfg.premature = rule.to_dict()
+        print(describe_rule(rule))
+    signal = cfg.beat_signal()
     cfg.save(run_dir / "config.json")
     save_split_ids(run_dir / "splits.npz", p)
 
@@ -132,7 +141,7 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
 
     ckpt = run_dir / "model.keras"
     callbacks = [
-        ValMacroF1(p.val.inputs(), p.val.y),
+        ValMacroF1(p.val.inputs(), p.val.y, lambda probs: decide_beats(signal, probs, p.val)),
         keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_macro_f1", mode="max",
                                         save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max",
@@ -153,12 +162,15 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
     best = keras.models.load_model(str(ckpt))
     eval_set, eval_name = (p.test, "test") if len(p.test) else (p.val, "validation")
     probs = predict(best, eval_set.inputs())
-    metrics = score(probs, eval_set.y)
+    pred = decide_beats(signal, probs, eval_set)
+    metrics = classification_metrics(eval_set.y, pred, list(CLASSES))
+    if signal.premature is not None:  # what the network alone would have said
+        metrics["network_only"] = score(probs, eval_set.y)
     if len(p.test):
         np.savez_compressed(run_dir / "test_predictions.npz", record=p.test.record.astype(str),
-                            sample=p.test.sample, y=p.test.y, probs=probs)
+                            sample=p.test.sample, y=p.test.y, probs=probs, pred=pred)
     if cfg.split in BY_PATIENT and len(p.test):
-        write_ec57(p.test, probs.argmax(1), run_dir,
+        write_ec57(p.test, pred, run_dir,
                    f"{cfg.arch}, trained on {len(set(p.train.record))} patients "
                    f"(split {cfg.split}); tested on {', '.join(sorted(set(p.test.record)))}")
     metrics.update({

@@ -209,7 +209,7 @@ def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.nda
         row.peak_rss_mb = peak_rss_mb()
         row.status = OK
         if y is not None:
-            pred = model.predict(X).argmax(1)
+            pred = model.decide(model.predict(X), X)
             m = classification_metrics(y, pred, model.labels)
             row.accuracy, row.macro_f1 = round(m["accuracy"], 5), round(m["macro"]["f1"], 5)
             ref = manifest.metrics.get("accuracy")

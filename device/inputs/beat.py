@@ -3,9 +3,13 @@
 In the manifest: ``{"kind": "beat", "window": <WindowSpec dict>, "lead": "MLII"}``, and for
 a model that also takes each beat's RR features (an input named ``rr``) ``"rr": <RRSpec
 dict>``, and for one that takes the patient's running template (input ``template``)
-``"template": <TemplateSpec dict>``. The window convention, rate, length, filter and
-normalization are :class:`WindowSpec`'s (:mod:`vitaledge.device.dsp.windows`), the RR
-features :mod:`vitaledge.device.dsp.rr`'s and the template
+``"template": <TemplateSpec dict>``, and for one whose N/S decision is made by timing
+``"premature": <PrematureRule dict>`` (:mod:`vitaledge.device.dsp.premature`; needs ``rr``).
+:meth:`BeatSignal.decide` turns the model's outputs into classes: the one place every
+consumer (training reports, conversion checks, ``evaluate``, the daemon) does it.
+The window convention, rate, length, filter and normalization are :class:`WindowSpec`'s
+(:mod:`vitaledge.device.dsp.windows`), the RR features :mod:`vitaledge.device.dsp.rr`'s and
+the template
 :mod:`vitaledge.device.dsp.template`'s: the one implementation training uses too.
 """
 
@@ -13,6 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from vitaledge.device.dsp.premature import PrematureRule
 from vitaledge.device.dsp.rr import RRSpec
 from vitaledge.device.dsp.spec_fields import SpecError, construct, read_fields, require
 from vitaledge.device.dsp.template import TemplateSpec
@@ -30,9 +37,24 @@ class BeatSignal:
     kind: str = KIND
     rr: RRSpec | None = None
     template: TemplateSpec | None = None
+    premature: PrematureRule | None = None
 
     def __post_init__(self) -> None:
         require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
+        require(self.premature is None or self.rr is not None, "premature",
+                "the premature-beat rule needs the RR features (an \"rr\" spec)")
+
+    def decide(self, probs: np.ndarray, labels: list[str],
+               rr: np.ndarray | None = None) -> np.ndarray:
+        """The class index of each beat from the model's outputs ``probs`` (n, k): the
+        argmax, then the premature-beat rule on the N/S beats when the spec has one (it
+        needs the beats' RR feature rows ``rr``)."""
+        pred = np.asarray(probs).argmax(axis=1)
+        if self.premature is None:
+            return pred
+        if rr is None:
+            raise ValueError("this beat model decides N/S by timing: its RR features are needed")
+        return self.premature.apply(pred, rr, labels)
 
     def input_names(self) -> list[str]:
         """The model inputs this spec makes, in the model's order."""
@@ -45,19 +67,22 @@ class BeatSignal:
             d["rr"] = self.rr.to_dict()
         if self.template is not None:
             d["template"] = self.template.to_dict()
+        if self.premature is not None:
+            d["premature"] = self.premature.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict | BeatSignal, where: str = "signal") -> BeatSignal:
-        """From a manifest's ``signal`` dict; unknown or missing fields are errors (``rr``
-        and ``template`` may be absent: a window-only model)."""
+        """From a manifest's ``signal`` dict; unknown or missing fields are errors (``rr``,
+        ``template`` and ``premature`` may be absent)."""
         if isinstance(d, BeatSignal):
             return d
         if isinstance(d, dict):
-            d = {"rr": None, "template": None, **d}
+            d = {"rr": None, "template": None, "premature": None, **d}
         return construct(cls, read_fields(cls, d, where, {"window": WindowSpec.from_dict,
                                                           "rr": _read_rr,
-                                                          "template": _read_template}),
+                                                          "template": _read_template,
+                                                          "premature": _read_premature}),
                          where)
 
 
@@ -78,3 +103,7 @@ def _read_template(value, path: str) -> TemplateSpec | None:
     except (TypeError, ValueError) as exc:
         raise SpecError(path, str(exc).removeprefix("template.").removeprefix("template: "))\
             from None
+
+
+def _read_premature(value, path: str) -> PrematureRule | None:
+    return None if value is None else PrematureRule.from_dict(value, path)

@@ -293,6 +293,20 @@ class Model:
         y = self.dequantize_output(np.concatenate(out))
         return softmax(y) if self.output_kind == "logits" else y
 
+    def decide(self, probs: np.ndarray, x) -> np.ndarray:
+        """The class index of each row of ``probs`` (outputs for inputs ``x``) as the
+        signal spec decides it: the argmax, and for a beat model with the premature-beat
+        rule, N/S by timing (it reads the ``rr`` input of ``x``: a dict by input name or a
+        list in the manifest's input order)."""
+        decide = getattr(self.manifest.signal, "decide", None)
+        if decide is None:
+            return np.asarray(probs).argmax(axis=1)
+        rr = None
+        names = [input_key(s.name) for s in self.manifest.inputs]
+        if "rr" in names:
+            rr = x["rr"] if isinstance(x, dict) else list(x)[names.index("rr")]
+        return decide(probs, self.labels, rr)
+
 
 def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise float32 softmax, stable for any logits (the row maximum is subtracted)."""

@@ -294,11 +294,12 @@ class BeatPipeline:
             if self._tmpl is not None:
                 inputs["template"] = np.stack([self._tmpl.push(w) for w in wins])
             probs = self.model.predict(inputs)
+        classes = self.model.decide(probs, inputs) if self._rrf is not None \
+            else np.argmax(probs, axis=1)
         events = []
-        for p, pr, state in zip(ready, probs, states, strict=True):
+        for p, pr, state, k in zip(ready, probs, states, classes, strict=True):
             r_abs = self._offset + p.r
-            k = int(np.argmax(pr))
-            label = self.model.labels[k]
+            label = self.model.labels[int(k)]
             rr_s = None if p.rr is None else p.rr / self.fs
             self.stats.add(label, rr_s)
             if state != GOOD:

@@ -1,0 +1,79 @@
+"""The premature-beat rule: N/S by timing, fitted on training patients, carried by the
+signal spec, refused when malformed."""
+
+import numpy as np
+import pytest
+
+from vitaledge.device.dsp.premature import PrematureRule, log_terms
+from vitaledge.device.dsp.rr import FEATURES
+from vitaledge.device.dsp.spec_fields import SpecError
+from vitaledge.device.io.aami import CLASSES
+from vitaledge.device.io.beats import BeatSet
+
+LABELS = list(CLASSES)
+N, S, V = LABELS.index("N"), LABELS.index("S"), LABELS.index("V")
+
+
+def rr_rows(pre, post, local=0.8, long=0.8):
+    """RR feature rows (the order of rr.FEATURES) for given pre/post intervals."""
+    pre, post = np.asarray(pre, float), np.asarray(post, float)
+    n = len(pre)
+    loc, lng = np.full(n, local), np.full(n, long)
+    return np.stack([pre, post, loc, lng, pre / lng, post / lng, loc / lng], 1).astype(np.float32)
+
+
+def test_terms_are_the_logs_of_the_rr_ratios():
+    rr = rr_rows([0.4, 0.8], [1.2, 0.8])
+    t = log_terms(rr, ["pre_rel", "pre_local", "post_pre"])
+    np.testing.assert_allclose(np.exp(t), [[0.5, 0.5, 3.0], [1.0, 1.0, 1.0]], rtol=1e-6)
+    assert len(FEATURES) == rr.shape[1]
+
+
+def test_rule_decides_n_and_s_by_timing_and_leaves_v_alone():
+    rule = PrematureRule(["pre_rel"], [-10.0], -1.0, 0.8)
+    rr = rr_rows([0.5, 0.8, 0.5, 0.8, 0.5], [1.1, 0.8, 1.1, 0.8, 1.1])
+    pred = np.array([N, S, S, N, V])  # network: early N, on-time S, early S, N, early V
+    out = rule.apply(pred, rr, LABELS)
+    assert out.tolist() == [S, N, S, N, V]
+    assert rule.score(rr)[0] > 0.95 and rule.score(rr)[1] < 0.3
+
+
+def test_fit_on_training_beats_learns_that_early_means_s():
+    from vitaledge.train.premature import fit_premature
+
+    rng = np.random.default_rng(0)
+    n_n, n_s = 400, 60
+    pre = np.r_[rng.normal(0.8, 0.05, n_n), rng.normal(0.5, 0.05, n_s)]
+    post = np.r_[rng.normal(0.8, 0.05, n_n), rng.normal(1.1, 0.05, n_s)]
+    y = np.r_[np.full(n_n, N), np.full(n_s, S)]
+    beats = BeatSet(np.zeros((len(y), 4), np.float32), y, np.full(len(y), "p", dtype=object),
+                    np.arange(len(y)), rr=rr_rows(pre, post))
+    rule = fit_premature(beats)
+    assert rule.terms == ["pre_rel", "pre_local", "post_pre"] and rule.weights[0] < 0
+    pred = rule.apply(np.full(len(y), N), beats.rr, LABELS)
+    assert (pred == y).mean() > 0.95
+    with pytest.raises(ValueError, match="at least 20 N and 20 S"):
+        fit_premature(beats.subset(np.arange(n_n + 5)))  # 5 S beats only
+
+
+def test_signal_spec_carries_the_rule_and_refuses_bad_ones():
+    from vitaledge.device.dsp.rr import RRSpec
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.inputs.beat import BeatSignal
+
+    rule = PrematureRule(["pre_rel", "post_pre"], [-9.0, 3.0], -2.0, 0.8)
+    sig = BeatSignal(WindowSpec.centered(), rr=RRSpec(), premature=rule)
+    d = sig.to_dict()
+    assert BeatSignal.from_dict(d) == sig
+    with pytest.raises(SpecError, match="signal.premature.terms"):
+        BeatSignal.from_dict({**d, "premature": {**d["premature"], "terms": ["qrs_width",
+                                                                              "post_pre"]}})
+    with pytest.raises(SpecError, match="signal.premature.weights"):
+        BeatSignal.from_dict({**d, "premature": {**d["premature"], "weights": [1.0]}})
+    with pytest.raises(SpecError, match="signal.premature.threshold"):
+        BeatSignal.from_dict({**d, "premature": {**d["premature"], "threshold": 1.5}})
+    no_rr = {k: v for k, v in d.items() if k != "rr"}
+    with pytest.raises(SpecError, match="needs the RR features"):
+        BeatSignal.from_dict(no_rr)
+    with pytest.raises(ValueError, match="RR features are needed"):
+        sig.decide(np.eye(5)[[0]], LABELS, None)
