@@ -16,6 +16,7 @@ epoch and run times), ``classification_report.txt``, ``history.csv``,
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import time
@@ -53,13 +54,15 @@ SCHEDULES = ("constant", "cosine", "plateau")
 CLASS_WEIGHTS = ("none", "balanced")
 
 #: Named recipes: the values of the levers each sets (explicit options override them).
+#: ``robust`` has no gain jitter: its per-utterance standardization removes the level.
 RECIPES: dict[str, dict] = {
-    "seed": {"optimizer": "sgd", "learning_rate": 0.01, "schedule": "constant",
-             "feature_norm": "none", "time_masks": 0, "time_mask_width": 0,
-             "freq_masks": 0, "freq_mask_width": 0, "gain_db": 0.0, "class_weights": "none"},
-    "robust": {"optimizer": "adam", "learning_rate": 1e-3, "schedule": "cosine",
-               "feature_norm": "utterance", "time_masks": 2, "time_mask_width": 12,
-               "freq_masks": 2, "freq_mask_width": 8, "gain_db": 6.0,
+    "seed": {"arch": "tdcnnlstm_speech", "optimizer": "sgd", "learning_rate": 0.01,
+             "schedule": "constant", "feature_norm": "none", "time_masks": 0,
+             "time_mask_width": 0, "freq_masks": 0, "freq_mask_width": 0, "gain_db": 0.0,
+             "class_weights": "none"},
+    "robust": {"arch": "cnn_speech", "optimizer": "adam", "learning_rate": 1e-3,
+               "schedule": "cosine", "feature_norm": "utterance", "time_masks": 2,
+               "time_mask_width": 12, "freq_masks": 2, "freq_mask_width": 8, "gain_db": 0.0,
                "class_weights": "balanced"},
 }
 
@@ -151,6 +154,13 @@ class SpeechTrainConfig:
         if min(self.time_masks, self.time_mask_width, self.freq_masks,
                self.freq_mask_width) < 0 or self.gain_db < 0:
             raise ValueError("mask counts/widths and gain_db must be >= 0")
+        if self.gain_db > 0 and self.signal.feature_norm != "none":
+            # a level change is an offset on the log-mel dB scale, which the per-band
+            # standardization removes; added after it, it is a shift of several standard
+            # deviations that the device never sees
+            raise ValueError(f"gain_db jitters the level in dB; with feature norm "
+                             f"{self.signal.feature_norm!r} the level is normalized away "
+                             "(use --gain-db 0, or --feature-norm none)")
         if list(self.labels) != list(LABELS_WITH_CALM[:len(self.labels)]):
             raise ValueError(f"labels must be {list(LABELS_WITH_CALM)} or its first seven "
                              f"(calm 'class'), got {self.labels}")
@@ -375,8 +385,10 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
                         test_y=y_test, labels=np.array(cfg.labels))
 
     arch = zoo.get(cfg.arch, TASK)
-    model = arch.build(sig.input_shape, len(cfg.labels), width=cfg.width,
-                       lstm_units=cfg.lstm_units, pools=tuple(cfg.pools))
+    knobs = {"width": cfg.width, "lstm_units": cfg.lstm_units, "pools": tuple(cfg.pools)}
+    takes = inspect.signature(arch.build).parameters
+    model = arch.build(sig.input_shape, len(cfg.labels),
+                       **{k: v for k, v in knobs.items() if k in takes})
     steps = -(-len(X_fit) // cfg.batch_size)
     model.compile(optimizer=make_optimizer(cfg, steps),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
