@@ -42,7 +42,8 @@ def _input_macros(ident: str, m, order: list[int]) -> list[str]:
                      f"{', '.join(d['features'])}; local_beats {d['local_beats']}, long_s "
                      f"{d['long_s']}, RR clipped to [{d['min_rr_s']}, {d['max_rr_s']}] s "
                      "(vitaledge.device.dsp.rr)")
-    return lines + _premature_macros(ident, m)
+    return lines + _premature_macros(ident, m) + (
+        _dominant_macros(ident, m) if getattr(m.signal, "premature", None) is None else [])
 
 
 def _premature_macros(ident: str, m) -> list[str]:
@@ -63,7 +64,21 @@ def _premature_macros(ident: str, m) -> list[str]:
              f"#define {key}_THRESHOLD {float(rule.threshold)!r}f"]
     lines += [f"#define {key}_WEIGHT_{t.upper()} {float(w)!r}f"
               for t, w in zip(rule.terms, rule.weights, strict=True)]
-    return lines
+    return lines + _dominant_macros(ident, m)
+
+
+def _dominant_macros(ident: str, m) -> list[str]:
+    """The dominant-beat rule (vitaledge.device.dsp.dominant), when the model has one."""
+    rule = getattr(m.signal, "dominant", None)
+    if rule is None:
+        return []
+    key = f"{ident.upper()}_DOMINANT"
+    return ["// Dominant-beat rule, applied before the premature-beat rule: a beat whose argmax",
+            "// is V is N when the Pearson correlation of its window with the template input",
+            "// exceeds MIN_CORR and pre_rr/long_rr exceeds MIN_PRE_REL",
+            "// (vitaledge.device.dsp.dominant)",
+            f"#define {key}_MIN_CORR {float(rule.min_corr)!r}f",
+            f"#define {key}_MIN_PRE_REL {float(rule.min_pre_rel)!r}f"]
 
 
 def _config_header(ident: str, m, arena: int, ops: list[str],

@@ -1,5 +1,6 @@
-"""The premature-beat rule: N/S by timing, fitted on training patients, carried by the
-signal spec, refused when malformed."""
+"""The decision rules of beat models: the premature-beat rule (N/S by timing, fitted on
+training patients) and the dominant-beat rule (V like the patient's template and on time
+is N), carried by the signal spec, refused when malformed."""
 
 import numpy as np
 import pytest
@@ -75,5 +76,40 @@ def test_signal_spec_carries_the_rule_and_refuses_bad_ones():
     no_rr = {k: v for k, v in d.items() if k != "rr"}
     with pytest.raises(SpecError, match="needs the RR features"):
         BeatSignal.from_dict(no_rr)
-    with pytest.raises(ValueError, match="RR features are needed"):
+    with pytest.raises(ValueError, match=r"need its \['rr'\] inputs"):
         sig.decide(np.eye(5)[[0]], LABELS, None)
+
+
+def test_dominant_rule_turns_usual_on_time_beats_from_v_to_n():
+    from vitaledge.device.dsp.dominant import DominantRule, correlation
+
+    t = np.sin(np.linspace(0, 3 * np.pi, 64))
+    other = np.cos(np.linspace(0, 7 * np.pi, 64))
+    windows = np.stack([t * 2 + 0.1, t, other, t])       # usual, usual, unlike, usual
+    templates = np.stack([t, t, t, t])
+    assert correlation(windows, templates)[0] == pytest.approx(1.0)
+    assert correlation(np.zeros((1, 64)), templates[:1])[0] == 0.0  # flat: no match
+    rr = rr_rows([0.8, 0.8, 0.8, 0.5], [0.8, 0.8, 0.8, 1.1])  # the last one is early
+    pred = np.array([V, N, V, V])
+    out = DominantRule(0.9, 0.9).apply(pred, windows, templates, rr, LABELS)
+    assert out.tolist() == [N, N, V, V]  # like the template and on time -> N; else V stays
+
+
+def test_signal_spec_with_dominant_rule_needs_the_template():
+    from vitaledge.device.dsp.dominant import DominantRule
+    from vitaledge.device.dsp.rr import RRSpec
+    from vitaledge.device.dsp.template import TemplateSpec
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.inputs.beat import BeatSignal
+
+    sig = BeatSignal(WindowSpec.centered(), rr=RRSpec(), template=TemplateSpec(),
+                     dominant=DominantRule())
+    d = sig.to_dict()
+    assert d["dominant"] == {"min_corr": 0.9, "min_pre_rel": 0.9}
+    assert BeatSignal.from_dict(d) == sig
+    with pytest.raises(SpecError, match="needs the RR features and the template"):
+        BeatSignal.from_dict({k: v for k, v in d.items() if k != "template"})
+    with pytest.raises(SpecError, match="signal.dominant.min_corr"):
+        BeatSignal.from_dict({**d, "dominant": {"min_corr": 2.0, "min_pre_rel": 0.9}})
+    with pytest.raises(ValueError, match="inputs"):
+        sig.decide(np.eye(5)[[2]], LABELS, {"rr": rr_rows([0.8], [0.8])})

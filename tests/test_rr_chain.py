@@ -124,7 +124,7 @@ def test_patient_template_model_streams_what_training_computed(synth_dir, tmp_pa
 
     cfg = BeatTrainConfig(arch="tiny-rrt", records=str(synth_dir), record_list=["s000", "s001"],
                           window=WindowSpec.centered(), split="record", test_records=["s001"],
-                          anchor="detected", epochs=3, patience=3, seed=4)
+                          anchor="detected", epochs=3, patience=3, seed=4, v_rule="template")
     train_beat(cfg, tmp_path / "run", verbose=0)
     convert_run(tmp_path / "run", tmp_path / "art", ConvertOptions(targets=["cpu"],
                                                                    quant="none"))
@@ -140,6 +140,10 @@ def test_patient_template_model_streams_what_training_computed(synth_dir, tmp_pa
     got = {e["sample"]: e for e in run_record(m, rec.signal, rec.fs, 360)}
     probs = np.array([[got[s]["probabilities"][lab] for lab in m.labels] for s in batch.sample])
     np.testing.assert_allclose(probs, want, atol=1e-4)
+    # the dominant-beat rule travels with the model and decides the same on the stream
+    assert sig.dominant is not None and sig.premature is None
+    labels = [m.labels[k] for k in m.decide(want, batch.inputs())]
+    assert [got[s]["class"] for s in batch.sample] == labels
 
 
 def test_evaluate_scores_an_rr_artifact_on_other_records(rr_art, synth_dir):

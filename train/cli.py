@@ -92,6 +92,11 @@ def train_group() -> None:
 @click.option("--s-rule-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.8, show_default=True,
               help="Probability above which the timing rule calls a beat S.")
+@click.option("--v-rule", type=click.Choice(["network", "template"]), default=None,
+              help="Beats the network calls V: keep them, or call N those shaped like the "
+                   "patient's running template and on time (the dominant-beat rule) "
+                   "[default: template for models with RR and template inputs, else "
+                   "network].")
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
@@ -102,8 +107,8 @@ def train_group() -> None:
               help="Run directory to write.")
 def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, fs,
                    before, after, no_filter, split, folds, anchor, test_records, test_fraction,
-                   val_fraction, balance, s_rule, s_rule_threshold, epochs, batch_size, lr,
-                   patience, seed, out) -> None:
+                   val_fraction, balance, s_rule, s_rule_threshold, v_rule, epochs,
+                   batch_size, lr, patience, seed, out) -> None:
     """Train a heartbeat classifier (AAMI N/S/V/F/Q) and evaluate it on held-out beats."""
     from .balance import BalanceError, parse
     from .config import BeatTrainConfig
@@ -122,6 +127,11 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
     if s_rule == "timing" and not has_rr:
         raise click.BadParameter(f"architecture {arch!r} takes no RR features; the timing "
                                  "rule needs them", param_hint="--s-rule")
+    has_template = has_rr and "template" in zoo.get(arch).inputs
+    v_rule = v_rule or ("template" if has_template else "network")
+    if v_rule == "template" and not has_template:
+        raise click.BadParameter(f"architecture {arch!r} takes no RR features and template; "
+                                 "the dominant-beat rule needs both", param_hint="--v-rule")
     if csv_train and convention == "kachuee":
         no_filter = True  # the Kaggle rows were cut from unfiltered signal
     cfg = BeatTrainConfig(
@@ -131,7 +141,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         split=split, test_fraction=test_fraction, test_records=csv_list(test_records),
         val_fraction=val_fraction, balance=balance, epochs=epochs, batch_size=batch_size,
         learning_rate=lr, patience=patience, seed=seed, anchor=anchor, folds=folds,
-        s_rule=s_rule, s_rule_threshold=s_rule_threshold)
+        s_rule=s_rule, s_rule_threshold=s_rule_threshold, v_rule=v_rule)
     try:
         if split == "loro":
             from .loro import run_loro

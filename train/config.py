@@ -50,13 +50,19 @@ class BeatTrainConfig:
     s_rule_threshold: float = 0.8
     #: the fitted rule (PrematureRule as a dict), written by training
     premature: dict | None = None
+    #: V beats like the patient's template and on time: "network" (the argmax) or
+    #: "template" (the dominant-beat rule, vitaledge.device.dsp.dominant; needs RR features
+    #: and the template input)
+    v_rule: str = "network"
+    #: the dominant-beat rule (DominantRule as a dict), written by training
+    dominant: dict | None = None
 
     def beat_signal(self):
         """The device's signal spec of this run's model (what the manifest carries)."""
         from vitaledge.device.inputs.beat import BeatSignal
 
         d = {"kind": "beat", "window": self.window.to_dict(), "lead": self.lead}
-        for key in ("rr", "template", "premature"):
+        for key in ("rr", "template", "premature", "dominant"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
         return BeatSignal.from_dict(d)

@@ -112,7 +112,7 @@ def evaluate_model(model_path: Path, records: str | None = None,
     if len(beats) == 0:
         raise ValueError("no beats to evaluate")
     inputs = beats.inputs()
-    pred = cfg.beat_signal().decide(predict_fn(inputs), list(CLASSES), beats.rr)
+    pred = cfg.beat_signal().decide(predict_fn(inputs), list(CLASSES), inputs)
     metrics = classification_metrics(beats.y, pred, list(CLASSES))
     metrics["model"] = model_desc
     metrics["data"] = source

@@ -127,6 +127,10 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
         rule = fit_premature(p.train, cfg.s_rule_threshold)
         cfg.premature = rule.to_dict()
         print(describe_rule(rule))
+    if cfg.v_rule == "template":
+        from vitaledge.device.dsp.dominant import DominantRule
+
+        cfg.dominant = DominantRule().to_dict()
     signal = cfg.beat_signal()
     cfg.save(run_dir / "config.json")
     save_split_ids(run_dir / "splits.npz", p)
@@ -164,7 +168,7 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
     probs = predict(best, eval_set.inputs())
     pred = decide_beats(signal, probs, eval_set)
     metrics = classification_metrics(eval_set.y, pred, list(CLASSES))
-    if signal.premature is not None:  # what the network alone would have said
+    if signal.premature or signal.dominant:  # what the network alone would have said
         metrics["network_only"] = score(probs, eval_set.y)
     if len(p.test):
         np.savez_compressed(run_dir / "test_predictions.npz", record=p.test.record.astype(str),

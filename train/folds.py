@@ -57,7 +57,7 @@ def run_patient_folds(cfg: BeatTrainConfig, run_dir: Path) -> dict:
     rep = write_ec57(pooled_beats, cat["pred"], run_dir, title)
     summary = {"config": cfg.to_dict(), "folds": per_fold, "spread": spread(per_fold),
                "pooled": rep["gross"]}
-    if cfg.s_rule != "network":  # the same networks' argmax, for the rule's ablation
+    if cfg.s_rule != "network" or cfg.v_rule != "network":  # the networks' argmax alone
         summary["pooled_network_only"] = ec57.table(pooled_beats.y, cat["probs"].argmax(1))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "folds.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -105,7 +105,7 @@ def folds_markdown(summary: dict) -> str:
     lines.append("| mean ± sd | | " + ms(sp["accuracy"]) + " | "
                  + " | ".join(ms(sp[f"{c}_{s}"]) for c in ec57.SCORED for s in STATS) + " |")
     for key, name in (("pooled", "pooled"), ("pooled_network_only",
-                                              "pooled, network argmax (no timing rule)")):
+                                              "pooled, network argmax (no decision rules)")):
         if key in summary:
             g = summary[key]
             lines.append(f"| {name} | | " + pct(g["accuracy"]) + " | "

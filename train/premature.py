@@ -50,4 +50,4 @@ def describe(rule: PrematureRule) -> str:
 
 def decide_beats(signal, probs: np.ndarray, beats: BeatSet) -> np.ndarray:
     """Class indices of ``beats`` from model outputs, as the device decides them."""
-    return signal.decide(probs, list(CLASSES), beats.rr)
+    return signal.decide(probs, list(CLASSES), beats.inputs())

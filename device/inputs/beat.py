@@ -4,7 +4,9 @@ In the manifest: ``{"kind": "beat", "window": <WindowSpec dict>, "lead": "MLII"}
 a model that also takes each beat's RR features (an input named ``rr``) ``"rr": <RRSpec
 dict>``, and for one that takes the patient's running template (input ``template``)
 ``"template": <TemplateSpec dict>``, and for one whose N/S decision is made by timing
-``"premature": <PrematureRule dict>`` (:mod:`vitaledge.device.dsp.premature`; needs ``rr``).
+``"premature": <PrematureRule dict>`` (:mod:`vitaledge.device.dsp.premature`; needs ``rr``),
+and for one that keeps the patient's usual beats out of V ``"dominant": <DominantRule
+dict>`` (:mod:`vitaledge.device.dsp.dominant`; needs ``rr`` and ``template``).
 :meth:`BeatSignal.decide` turns the model's outputs into classes: the one place every
 consumer (training reports, conversion checks, ``evaluate``, the daemon) does it.
 The window convention, rate, length, filter and normalization are :class:`WindowSpec`'s
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitaledge.device.dsp.dominant import DominantRule
 from vitaledge.device.dsp.premature import PrematureRule
 from vitaledge.device.dsp.rr import RRSpec
 from vitaledge.device.dsp.spec_fields import SpecError, construct, read_fields, require
@@ -38,23 +41,36 @@ class BeatSignal:
     rr: RRSpec | None = None
     template: TemplateSpec | None = None
     premature: PrematureRule | None = None
+    dominant: DominantRule | None = None
 
     def __post_init__(self) -> None:
         require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
         require(self.premature is None or self.rr is not None, "premature",
                 "the premature-beat rule needs the RR features (an \"rr\" spec)")
+        require(self.dominant is None or (self.rr is not None and self.template is not None),
+                "dominant", "the dominant-beat rule needs the RR features and the template "
+                "(\"rr\" and \"template\" specs)")
 
     def decide(self, probs: np.ndarray, labels: list[str],
-               rr: np.ndarray | None = None) -> np.ndarray:
+               inputs: dict | None = None) -> np.ndarray:
         """The class index of each beat from the model's outputs ``probs`` (n, k): the
-        argmax, then the premature-beat rule on the N/S beats when the spec has one (it
-        needs the beats' RR feature rows ``rr``)."""
+        argmax, then the dominant-beat rule on V beats and the premature-beat rule on N/S
+        beats when the spec has them; they read the model's ``inputs`` by name (``beat``,
+        ``rr``, ``template``)."""
         pred = np.asarray(probs).argmax(axis=1)
-        if self.premature is None:
+        if self.premature is None and self.dominant is None:
             return pred
-        if rr is None:
-            raise ValueError("this beat model decides N/S by timing: its RR features are needed")
-        return self.premature.apply(pred, rr, labels)
+        inputs = inputs if isinstance(inputs, dict) else {}
+        need = ["rr"] + (["beat", "template"] if self.dominant is not None else [])
+        missing = [k for k in need if k not in inputs]
+        if missing:
+            raise ValueError(f"this beat model's decision rules need its {missing} inputs")
+        if self.dominant is not None:
+            pred = self.dominant.apply(pred, inputs["beat"], inputs["template"], inputs["rr"],
+                                       labels)
+        if self.premature is not None:
+            pred = self.premature.apply(pred, inputs["rr"], labels)
+        return pred
 
     def input_names(self) -> list[str]:
         """The model inputs this spec makes, in the model's order."""
@@ -67,22 +83,24 @@ class BeatSignal:
             d["rr"] = self.rr.to_dict()
         if self.template is not None:
             d["template"] = self.template.to_dict()
-        if self.premature is not None:
-            d["premature"] = self.premature.to_dict()
+        for key in ("premature", "dominant"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key).to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict | BeatSignal, where: str = "signal") -> BeatSignal:
         """From a manifest's ``signal`` dict; unknown or missing fields are errors (``rr``,
-        ``template`` and ``premature`` may be absent)."""
+        ``template``, ``premature`` and ``dominant`` may be absent)."""
         if isinstance(d, BeatSignal):
             return d
         if isinstance(d, dict):
-            d = {"rr": None, "template": None, "premature": None, **d}
+            d = {"rr": None, "template": None, "premature": None, "dominant": None, **d}
         return construct(cls, read_fields(cls, d, where, {"window": WindowSpec.from_dict,
                                                           "rr": _read_rr,
                                                           "template": _read_template,
-                                                          "premature": _read_premature}),
+                                                          "premature": _read_premature,
+                                                          "dominant": _read_dominant}),
                          where)
 
 
@@ -107,3 +125,7 @@ def _read_template(value, path: str) -> TemplateSpec | None:
 
 def _read_premature(value, path: str) -> PrematureRule | None:
     return None if value is None else PrematureRule.from_dict(value, path)
+
+
+def _read_dominant(value, path: str) -> DominantRule | None:
+    return None if value is None else DominantRule.from_dict(value, path)

@@ -295,17 +295,16 @@ class Model:
 
     def decide(self, probs: np.ndarray, x) -> np.ndarray:
         """The class index of each row of ``probs`` (outputs for inputs ``x``) as the
-        signal spec decides it: the argmax, and for a beat model with the premature-beat
-        rule, N/S by timing (it reads the ``rr`` input of ``x``: a dict by input name or a
-        list in the manifest's input order)."""
+        signal spec decides it: the argmax, and for a beat model with decision rules
+        (premature-beat, dominant-beat) those rules, which read the inputs ``x``: a dict by
+        input name or a list in the manifest's input order."""
         decide = getattr(self.manifest.signal, "decide", None)
         if decide is None:
             return np.asarray(probs).argmax(axis=1)
-        rr = None
         names = [input_key(s.name) for s in self.manifest.inputs]
-        if "rr" in names:
-            rr = x["rr"] if isinstance(x, dict) else list(x)[names.index("rr")]
-        return decide(probs, self.labels, rr)
+        by_name = x if isinstance(x, dict) else dict(zip(names, list(x) if len(names) > 1
+                                                         else [x], strict=True))
+        return decide(probs, self.labels, by_name)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
