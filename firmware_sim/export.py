@@ -42,8 +42,7 @@ def _input_macros(ident: str, m, order: list[int]) -> list[str]:
                      f"{', '.join(d['features'])}; local_beats {d['local_beats']}, long_s "
                      f"{d['long_s']}, RR clipped to [{d['min_rr_s']}, {d['max_rr_s']}] s "
                      "(vitaledge.device.dsp.rr)")
-    return lines + _premature_macros(ident, m) + (
-        _dominant_macros(ident, m) if getattr(m.signal, "premature", None) is None else [])
+    return lines + _premature_macros(ident, m) + _dominant_macros(ident, m)
 
 
 def _premature_macros(ident: str, m) -> list[str]:
@@ -64,7 +63,7 @@ def _premature_macros(ident: str, m) -> list[str]:
              f"#define {key}_THRESHOLD {float(rule.threshold)!r}f"]
     lines += [f"#define {key}_WEIGHT_{t.upper()} {float(w)!r}f"
               for t, w in zip(rule.terms, rule.weights, strict=True)]
-    return lines + _dominant_macros(ident, m)
+    return lines
 
 
 def _dominant_macros(ident: str, m) -> list[str]:
