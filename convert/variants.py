@@ -1,6 +1,8 @@
 """One variant, built the same way for every model family: convert, write ``model.tflite``,
 add the target's extras, describe it in ``manifest.json``, verify it through the device
-runtime on the run's held-out data and record the figures in the manifest.
+runtime on the run's held-out data, record the figures in the manifest, and write the
+self-test vectors (``selftest.npz``: a few held-out inputs and this artifact's own outputs
+on them, named in the manifest with their sha256, so a signature covers them).
 
 A family (:mod:`.pipeline` for beat models, :mod:`.emotion`) prepares a :class:`Source`
 once per run and a :class:`Variant` per artifact; :func:`build_variant` does the rest.
@@ -20,12 +22,14 @@ import numpy as np
 from vitaledge import __version__
 from vitaledge.device.model.manifest import SCHEMA_VERSION, SIGNAL_SPECS, Manifest, input_key
 from vitaledge.device.model.runtime import (
+    Model,
     ModelLoadError,
     get_backend,
     list_ops,
     make_interpreter,
     tensor_spec,
 )
+from vitaledge.device.model.selftest import write_selftest
 from vitaledge.train.backend import keras
 
 from .logits import LOGITS, logits_model
@@ -147,6 +151,11 @@ def build_variant(src: Source, v: Variant, out: Path, opts: ConvertOptions) -> R
     metrics["accuracy_drop_points"] = round(
         (src.keras_ref["accuracy"] - metrics["accuracy"]) * 100, 3)
     m.metrics = metrics
+    try:  # held-out inputs and this artifact's own outputs on them, for the device's check
+        m.selftest = write_selftest(vdir, Model(vdir, threads=opts.threads), src.X, src.y)
+    except (ModelLoadError, RuntimeError, ValueError) as exc:
+        return Result(v.name, FAIL, vdir, len(content), gz,
+                      error=f"self-test vectors: {exc}")
     m.save(vdir / "manifest.json")
     return Result(v.name, status(metrics["accuracy_drop_points"], opts.max_drop), vdir,
                   len(content), gz, metrics)

@@ -213,6 +213,15 @@ def _flag_named(message: str, overrides: dict) -> str:
                    "$VITALEDGE_SOURCE_TOKEN); required when the source is not on loopback.")
 @click.option("--verify-key", type=click.Path(dir_okay=False),
               help="Ed25519 public key (PEM): refuse models without a valid manifest.sig.")
+@click.option("--ota", "ota", is_flag=True, default=None,
+              help="Take over-the-air model deployments from the broker of the mqtt:// "
+                   "sink (needs --verify-key; config: [ota] enabled = true).")
+@click.option("--models-dir", type=click.Path(file_okay=False),
+              help="Models directory of over-the-air updates: current, previous, releases "
+                   "(config: [ota] models_dir).")
+@click.option("--probation", "probation_s", type=float,
+              help="Seconds a deployed model is watched before it is kept (config: [ota] "
+                   "probation_s, default 30).")
 @click.option("--threads", type=int, help="Interpreter threads (default 1).")
 @click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tf"]),
               help="LiteRT backend (default: first installed).")
@@ -228,6 +237,7 @@ def _flag_named(message: str, overrides: dict) -> str:
 def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead, sinks,
             append, fsync,
             api_host, api_port, api_token_file, api_rate, source_token_file, verify_key,
+            ota, models_dir, probation_s,
             threads, backend, delegate, fallback, no_gating, log_level, json_out) -> None:
     """Run the inference daemon: stream ECG in, beat events (and emotion estimates) out;
     or audio in, speech-emotion estimates out. SIGTERM drains (1.5 s at most) and exits 0,
@@ -255,11 +265,21 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
                  "threads": threads, "backend": backend,
                  "delegate": delegate, "fallback": fallback,
                  "gating": False if no_gating else None}
+    ota_flags = {k: v for k, v in {"enabled": ota, "models_dir": models_dir,
+                                   "probation_s": probation_s}.items() if v is not None}
     try:
         cfg = (DaemonConfig.from_toml(config, **overrides) if config else
                DaemonConfig(**{k: v for k, v in overrides.items() if v is not None}))
     except ValueError as exc:
         raise click.ClickException(_flag_named(str(exc), overrides)) from exc
+    if ota_flags:  # the [ota] table's keys given as flags
+        import dataclasses
+
+        try:
+            cfg = dataclasses.replace(cfg, ota={**cfg.ota, **ota_flags})
+        except ValueError as exc:
+            raise click.ClickException(str(exc).replace("ota probation_s", "--probation")
+                                       ) from exc
     try:
         if not cfg.model or not cfg.source:
             raise click.UsageError("give --model and --source (or a --config that sets them)")
@@ -332,6 +352,38 @@ def verify_cmd(artifacts, key) -> None:
         except ManifestError as exc:
             bad += 1
             click.echo(f"REFUSED  {a}: {exc}")
+    if bad:
+        raise SystemExit(1)
+
+
+@device_group.command("selftest")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--key", type=click.Path(exists=True, dir_okay=False),
+              help="Ed25519 public key (PEM): check the signature too, as the device does.")
+@click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tf"]),
+              help="LiteRT backend (default: first installed).")
+@click.option("--delegate", default="xnnpack", show_default=True,
+              help="xnnpack | none | edgetpu | gpu | PATH.so")
+def selftest_cmd(artifacts, key, backend, delegate) -> None:
+    """Run artifacts on their self-test vectors (written by convert, covered by the
+    signature) through this machine's runtime: what a device does before it takes an
+    over-the-air deployment. Exits 1 when one fails or has none."""
+    from vitaledge.device.model.manifest import ManifestError
+    from vitaledge.device.model.runtime import Model, ModelLoadError
+    from vitaledge.device.model.selftest import check
+
+    bad = 0
+    for a in artifacts:
+        try:
+            r = check(Model(a, backend=backend, delegate=delegate, verify_key=key), a)
+        except (ManifestError, ModelLoadError) as exc:
+            bad += 1
+            click.echo(f"REFUSED  {a}: {exc}")
+            continue
+        line = (f"{r.vectors} vectors, max |diff| {r.max_abs_diff:.3g} (tolerance "
+                f"{r.atol:g}), {r.argmax_mismatches} changed class")
+        click.echo(f"ok       {a}: {line}" if r.passed else f"FAILED   {a}: {r.reason}")
+        bad += not r.passed
     if bad:
         raise SystemExit(1)
 
@@ -608,15 +660,20 @@ def bench_noise_stress_cmd(records, noises, snrs, model, work_dir, no_xqrs, out)
 @bench_group.command("stream")
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", type=click.Path(exists=True, file_okay=False),
-              help="Directory of WFDB records (required).")
+              help="Directory of WFDB records, or of audio clips (wav/flac, searched "
+                   "recursively) for a speech artifact (required).")
 @click.option("--records", help="Comma-separated record names (default: all).")
 @records_dir_alias()
 @deprecated_alias("--record-list", "--records", "records")
+@click.option("--clips", type=click.IntRange(min=1),
+              help="Speech artifact: stream the first N clips under --data [default: 40].")
 @click.option("--chunk", "chunk_s", type=float, default=0.1, show_default=True,
               help="Seconds of signal per pipeline call.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
-def bench_stream_cmd(artifact, data, records, chunk_s, json_out) -> None:
-    """Streaming end to end: decision latency, real-time factor, streams per core."""
+def bench_stream_cmd(artifact, data, records, clips, chunk_s, json_out) -> None:
+    """Streaming end to end through the daemon's stage for the artifact's task: decision
+    latency, real-time factor, streams per core (beats over WFDB records; speech emotion
+    over audio clips, on one thread)."""
     from vitaledge.device.bench.stream import bench_stream, format_stream
     from vitaledge.device.stream.progress import ProgressLine
 
@@ -625,7 +682,7 @@ def bench_stream_cmd(artifact, data, records, chunk_s, json_out) -> None:
     try:
         with ProgressLine() as line:
             res = bench_stream(artifact, data, chunk_s, csv_list(records),
-                               progress=line.counter("record"))
+                               progress=line.counter("replaying"), clips=clips)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_stream(res))

@@ -54,7 +54,7 @@ def test_valid_manifest_round_trips():
     (lambda d: d.update(model_file="../../etc/passwd"), "plain file name"),
     (lambda d: d["output"].update(shape=[1, 4]), "4 != 5 labels"),
     (lambda d: d.update(size_bytes="10"), "expected int"),
-    (lambda d: d.update(schema_version=4), r"reads versions \(1, 2, 3\)"),
+    (lambda d: d.update(schema_version=5), r"reads versions \(1, 2, 3, 4\)"),
     (lambda d: d.update(schema_version=3, extra_inputs=[]),
      r"missing field\(s\) \['output_kind'\]"),
     (lambda d: d["extra"].update(output="log-probabilities"), "output_kind"),
@@ -119,7 +119,7 @@ SIGNALS = {"beat": BEAT_SIGNAL, "emotion-ecg": emotion_ecg.default_signal(),
 
 def _with_signal(task: str, signal: dict) -> dict:
     return {**copy.deepcopy(VALID), "schema_version": SCHEMA_VERSION, "extra_inputs": [],
-            "output_kind": "probabilities", "task": task, "signal": signal}
+            "output_kind": "probabilities", "selftest": None, "task": task, "signal": signal}
 
 
 @pytest.mark.parametrize("task", list(SIGNALS))

@@ -134,3 +134,73 @@ def simulate_cmd(broker: str, devices: int, seconds: float, bpm: float, connecti
     click.echo(f"latency ms p50 {lat['p50']} p90 {lat['p90']} p99 {lat['p99']} max "
                f"{lat['max']}; broker CPU {cpu}; simulator CPU "
                f"{r['simulator_cpu_percent']:g}%; payload {r['payload_bytes']} B")
+
+
+@fleet_group.command("deploy")
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.option("--broker", required=True, help=BROKER_HELP)
+@click.option("--device", help="One device id.")
+@click.option("--all", "all_devices", is_flag=True,
+              help="Every device of the site(s): the site's all/deploy topic.")
+@click.option("--site", help="The site (default: found from the devices' retained status).")
+@click.option("--wait", "wait_s", type=click.FloatRange(min=0), default=0.0,
+              show_default=True,
+              help="Seconds to follow the devices' status messages (longer than their "
+                   "probation); 0: publish and return.")
+def deploy_cmd(artifact: str, broker: str, device: str | None, all_devices: bool,
+               site: str | None, wait_s: float) -> None:
+    """Deploy a signed artifact with self-test vectors over the air: each device verifies,
+    stages, self-tests, swaps it in and keeps it after a probation, or rolls back. With
+    --wait, print each device's status messages; exit 1 when one refused, rolled back or
+    gave no outcome in time."""
+    from vitaledge.device.fleet.deploy import (
+        DeployError,
+        deploy,
+        find_targets,
+        new_deployment_id,
+        read_artifact,
+    )
+
+    if bool(device) == all_devices:
+        raise click.UsageError("give --device ID or --all (one of them)")
+    try:
+        bundle = read_artifact(artifact)
+    except DeployError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    def show(s: dict, seconds: float) -> None:
+        extra = ""
+        if s.get("state") == "swapped":
+            extra = f"  swap {s.get('swap_ms')} ms, probation {s['probation']['seconds']:g} s"
+        elif s.get("state") == "selftest_passed":
+            st = s.get("selftest") or {}
+            extra = f"  {st.get('vectors')} vectors, max |diff| {st.get('max_abs_diff'):.3g}"
+        elif s.get("state") == "probation_passed":
+            p = s.get("probation") or {}
+            extra = (f"  {p.get('outputs')} outputs, p99 {p.get('latency_p99_ms')} ms, "
+                     f"error rate {p.get('error_rate')}")
+        if s.get("reason"):
+            extra += f"  {s['reason']}"
+        click.echo(f"{s.get('site')}/{s.get('device')}  {s.get('state', '?'):<16} "
+                   f"{seconds:7.2f} s{extra}")
+
+    try:
+        targets, expected = find_targets(broker, device, site)
+        where = ", ".join(f"{s}/{d}" for s, d in targets)
+        size = sum(len(b) for b in bundle.files.values())
+        dep = new_deployment_id()
+        click.echo(f"deployment {dep}: {artifact} (model {bundle.sha256[:12]}, {size:,} "
+                   f"bytes) to {where}" + (f" ({len(expected)} devices online)"
+                                           if all_devices else ""))
+        report = deploy(broker, bundle, targets, expected, wait_s, show, deployment=dep)
+    except DeployError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"broker {broker}: {exc}") from exc
+    if not wait_s:
+        click.echo(f"deployment {report.deployment} published")
+        return
+    bad = report.failures()
+    if bad:
+        raise click.ClickException(f"{len(bad)} device(s) failed: " + "; ".join(bad))
+    click.echo(f"all {len(report.expected | set(report.statuses))} device(s) took it")

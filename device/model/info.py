@@ -84,6 +84,9 @@ def format_info(info: dict) -> str:
                  for k, v in metrics.items()) or "none recorded"),
              f"sha256 {m.sha256} ({m.size_bytes:,} bytes; file {info['file_check']})",
              f"signature {info['signature']}",
+             "self-test " + (f"{m.selftest.vectors} vectors in {m.selftest.file} (tolerance "
+                             f"{m.selftest.atol:g})" if m.selftest else
+                             "none (no over-the-air deployment without vectors)"),
              f"made {m.created} by vitaledge {m.vitaledge_version} from "
              f"{m.source_run.get('arch', '?')} run {m.source_run.get('path', '?')}"]
     return "\n".join(lines)

@@ -11,7 +11,9 @@ checked field by field when the manifest is read, so the stages take it as it is
 
 Schema history: 1, one input; 2 adds ``extra_inputs``; 3 adds ``output_kind`` (what the
 output tensor holds, :data:`OUTPUT_KINDS`; versions 1 and 2 kept it in ``extra["output"]``,
-absent meaning probabilities). Versions 1 and 2 are still read.
+absent meaning probabilities); 4 adds ``selftest`` (the self-test vectors file beside the
+model, with its sha256 and size, so that a signature covers the vectors too; null when an
+artifact has none). Versions 1 to 3 are still read, without self-test vectors.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from vitaledge.device.inputs.emotion_ecg import EcgEmotionSignal
 from vitaledge.device.inputs.mel import SpeechSignal
 from vitaledge.device.inputs.multimodal import MultimodalSignal
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Version 1 had no ``extra_inputs`` (every model had one input); it is read as an empty list.
 # Versions 1 and 2 had no ``output_kind``; it is read from ``extra["output"]``.
-READABLE_VERSIONS = (1, 2, 3)
+# Versions 1 to 3 had no ``selftest``; it is read as None (no vectors).
+READABLE_VERSIONS = (1, 2, 3, 4)
 #: The signal spec of each task: ``cls.from_dict(d, where)`` reads and checks the manifest's
 #: ``signal`` dict, ``spec.to_dict()`` writes it.
 SIGNAL_SPECS = {"beat": BeatSignal, "emotion-ecg": EcgEmotionSignal,
@@ -123,6 +126,49 @@ class TensorSpec:
 
 
 @dataclass
+class SelfTestRef:
+    """The self-test vectors beside the model (schema 4): ``file`` (a plain name), its
+    ``sha256`` and ``size_bytes`` (so the manifest's signature covers them), how many
+    ``vectors`` it holds and the absolute tolerance ``atol`` the outputs are held to
+    (:mod:`~.selftest`)."""
+
+    file: str
+    sha256: str
+    size_bytes: int
+    vectors: int
+    atol: float
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> SelfTestRef | None:
+        if d is None:
+            return None
+        _strict(cls, d, where)
+        _check_type(d["file"], (str,), f"{where}.file")
+        _check_plain_name(d["file"], f"{where}.file")
+        _check_sha256(d["sha256"], f"{where}.sha256")
+        for k in ("size_bytes", "vectors"):
+            _check_type(d[k], (int,), f"{where}.{k}")
+            if d[k] < 1:
+                raise ManifestError(f"{where}.{k}: must be >= 1, got {d[k]}")
+        _check_type(d["atol"], (float, int), f"{where}.atol")
+        if not 0 <= d["atol"] < 1:
+            raise ManifestError(f"{where}.atol: expected 0 <= atol < 1, got {d['atol']}")
+        return cls(d["file"], d["sha256"], d["size_bytes"], d["vectors"], float(d["atol"]))
+
+
+def _check_plain_name(name: str, where: str) -> None:
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        raise ManifestError(f"{where}: must be a plain file name beside the manifest, got "
+                            f"{name!r}")
+
+
+def _check_sha256(value: Any, where: str) -> None:
+    _check_type(value, (str,), where)
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ManifestError(f"{where}: expected 64 lowercase hex digits")
+
+
+@dataclass
 class Manifest:
     schema_version: int
     task: str
@@ -144,6 +190,8 @@ class Manifest:
     # Inputs after the first, in the model's input order (multimodal models).
     extra_inputs: list[TensorSpec] = field(default_factory=list)
     output_kind: str = "probabilities"
+    # The self-test vectors beside the model (schema 4; None: the artifact has none).
+    selftest: SelfTestRef | None = None
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -171,6 +219,11 @@ class Manifest:
                     d.get("extra"), dict):
                 extra = dict(d["extra"])
                 d = {**d, "extra": extra, "output_kind": extra.pop("output", "probabilities")}
+            if d["schema_version"] in (1, 2, 3):
+                if d.get("selftest") is not None:
+                    raise ManifestError(f"{where}.selftest: a schema {d['schema_version']} "
+                                        "manifest has no self-test vectors (schema 4 adds them)")
+                d = {**d, "selftest": None}
         _strict(cls, d, where)
         if d["task"] not in TASKS:
             raise ManifestError(f"{where}.task: {d['task']!r} not one of {TASKS}")
@@ -183,13 +236,8 @@ class Manifest:
         if not d["labels"] or not all(isinstance(x, str) for x in d["labels"]):
             raise ManifestError(f"{where}.labels: expected a non-empty list of strings")
         _check_type(d["model_file"], (str,), f"{where}.model_file")
-        if "/" in d["model_file"] or "\\" in d["model_file"] or d["model_file"] in ("", ".",
-                                                                                   ".."):
-            raise ManifestError(f"{where}.model_file: must be a plain file name beside the "
-                                f"manifest, got {d['model_file']!r}")
-        _check_type(d["sha256"], (str,), f"{where}.sha256")
-        if len(d["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in d["sha256"]):
-            raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits")
+        _check_plain_name(d["model_file"], f"{where}.model_file")
+        _check_sha256(d["sha256"], f"{where}.sha256")
         _check_type(d["size_bytes"], (int,), f"{where}.size_bytes")
         if d["output_kind"] not in OUTPUT_KINDS:
             raise ManifestError(f"{where}.output_kind: {d['output_kind']!r} not one of "
@@ -224,8 +272,11 @@ class Manifest:
                 raise ManifestError(f"{where}.signal.window.length: {signal.window.length} "
                                     f"samples, but the input tensor {inp.shape} takes "
                                     f"{per} per window")
+        selftest = SelfTestRef.from_dict(d["selftest"], f"{where}.selftest")
+        if selftest is not None and selftest.file == d["model_file"]:
+            raise ManifestError(f"{where}.selftest.file: {selftest.file!r} is the model file")
         return cls(**{**d, "input": inp, "output": out, "extra_inputs": extra_inputs,
-                      "signal": signal})
+                      "signal": signal, "selftest": selftest})
 
 
 def _check_input_names(wanted: list[str], specs: list[TensorSpec], where: str) -> None:

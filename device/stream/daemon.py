@@ -23,7 +23,11 @@ Operation:
 * every event carries ``seq`` and the ``run`` it belongs to; a sink file that already
   holds events is refused unless ``append`` is set;
 * SIGHUP: load the model again from its artifact directory; a model that fails to load or
-  does not fit the running pipeline is refused and the old one keeps serving.
+  does not fit the running pipeline is refused and the old one keeps serving;
+* over-the-air updates (``[ota] enabled``, with an MQTT sink and a verify key): the model
+  serves from ``MODELS_DIR/current``, and deployments from the broker are verified,
+  self-tested, swapped in through the same swap as a reload, watched on probation and
+  rolled back when they fail it (:mod:`.ota`).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import time
 import types
 import typing
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vitaledge.device.dsp.signal_quality import Change, Fault, SignalMonitor
@@ -127,6 +131,9 @@ class DaemonConfig:
     # The MQTT sink's settings, TOML table [mqtt] (site, device, spool, rate, TLS ...;
     # device/stream/mqtt.py MqttOptions); a sink URL's query overrides them.
     mqtt: dict = field(default_factory=dict)
+    # Over-the-air model updates, TOML table [ota] (enabled, models_dir, probation limits
+    # ...; device/stream/ota.py OtaOptions); flags --ota, --models-dir, --probation.
+    ota: dict = field(default_factory=dict)
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides) -> DaemonConfig:
@@ -177,9 +184,11 @@ class DaemonConfig:
                 raise ValueError(f"{key} {v!r}: expected a number >= 0")
         if not (math.isfinite(self.no_beats_s) and self.no_beats_s > 0):
             raise ValueError(f"no_beats_s {self.no_beats_s!r}: expected seconds > 0")
+        from vitaledge.device.stream import ota
         from vitaledge.device.stream.mqtt import check_table
 
         check_table(self.mqtt)
+        ota.check_table(self.ota)
 
 
 def _type_ok(value, hint) -> bool:
@@ -243,6 +252,7 @@ class Daemon:
         token = self._check_api_safety()  # refuse an unsafe API before loading anything
         self._source_token = source_token(cfg)  # and an unauthenticated open listener
         check_source_safety(cfg.source, self._source_token)
+        self._prepare_store()
         self._load_models()
         self._open_source()
         self._build_pipeline()
@@ -252,6 +262,7 @@ class Daemon:
         self._make_queue()
         self._make_metrics()
         self._start_api(token)
+        self._start_ota()
         self._log_ready()
 
     # -- start-up steps ------------------------------------------------------------------
@@ -268,6 +279,55 @@ class Daemon:
                                    "token is required (api_token_file or "
                                    "VITALEDGE_API_TOKEN)")
         return token
+
+    def _prepare_store(self) -> None:
+        """With over-the-air updates: the models directory (a probation the last run left
+        unfinished is rolled back), seeded with ``model`` when it has no current model;
+        the daemon then serves ``MODELS_DIR/current``."""
+        self.store = self.ota = self._ota_recovered = None
+        cfg = self.cfg
+        from vitaledge.device.stream import ota
+
+        opts = ota.check_table(cfg.ota)
+        if not opts.enabled:
+            return
+        if not cfg.verify_key:
+            raise ValueError("ota: over-the-air updates need verify_key (the public key "
+                             "deployments must be signed by)")
+        spec = self._mqtt_spec()
+        if spec is None:
+            raise ValueError("ota: over-the-air updates need an mqtt:// sink in out "
+                             "(deployments come through the broker)")
+        from vitaledge.device.stream import mqtt
+
+        if mqtt.parse_url(spec, cfg.mqtt).ids[1] == mqtt.ALL_DEVICES:
+            raise ValueError(f"mqtt device id {mqtt.ALL_DEVICES!r} is reserved for "
+                             "deployments to every device of a site; choose another")
+        from vitaledge.device.model.staging import ModelStore
+
+        self.store = ModelStore(opts.models_path)
+        self._ota_recovered = self.store.recover()
+        if not cfg.model:
+            raise ValueError("ota: give model (the artifact that seeds models_dir on the "
+                             "first start)")
+        link, seeded = self.store.seed(cfg.model)
+        if not seeded and Path(cfg.model).absolute() != link.absolute():
+            log.info(json.dumps({"event": "ota_serving_store", "model": str(link),
+                                 "configured": cfg.model, "release": self.store.current}))
+        self.cfg = replace(cfg, model=str(link))
+
+    def _mqtt_spec(self) -> str | None:
+        return next((s for s in self.cfg.out if s.startswith(("mqtt:", "mqtts:"))), None)
+
+    def _start_ota(self) -> None:
+        if self.store is None:
+            return
+        from vitaledge.device.stream import mqtt, ota
+
+        cfg = self.cfg
+        self.ota = ota.Updater(ota.check_table(cfg.ota), mqtt.parse_url(self._mqtt_spec(),
+                                                                        cfg.mqtt),
+                               self.store, cfg.verify_key, self, self._ota_recovered)
 
     def _load_models(self) -> None:
         """The main model and, when configured, the emotion model on the same stream."""
@@ -340,10 +400,14 @@ class Daemon:
         """What the MQTT sink's birth and stats messages say about this daemon (read from
         the sink's thread)."""
         m = self.model.manifest
-        return {"model": {"sha256": m.sha256, "task": m.task, "path": self.cfg.model,
-                          "version": getattr(m, "vitaledge_version", None),
-                          "created": getattr(m, "created", None)},
-                "source": self.cfg.source, "dropped_samples": self.dropped_samples}
+        ctx = {"model": {"sha256": m.sha256, "task": m.task, "path": self.cfg.model,
+                         "version": getattr(m, "vitaledge_version", None),
+                         "created": getattr(m, "created", None)},
+               "source": self.cfg.source, "dropped_samples": self.dropped_samples}
+        ota = getattr(self, "ota", None)
+        if ota is not None:
+            ctx["ota"] = ota.summary()
+        return ctx
 
     def _refuse_slow_source(self) -> None:
         """A source slower than the model's windows is reported in the sinks, then refused."""
@@ -375,6 +439,8 @@ class Daemon:
         self.abandoned = threading.Event()  # the worker overran STOP_GRACE_S: write nothing
         self.failure: str | None = None
         self._source_error: str | None = None
+        self.items_processed = 0  # queue items through the pipeline
+        self.signal_errors = 0  # of them refused by a stage (signal_error events)
 
     def _make_metrics(self) -> None:
         """The /metrics registry (names and meanings: docs/metrics.md)."""
@@ -460,6 +526,35 @@ class Daemon:
                      delegate=self.cfg.delegate, fallback_cpu=self.cfg.fallback == "cpu",
                      verify_key=self.cfg.verify_key or None)
 
+    # -- what the over-the-air updater uses (device/stream/ota.py Host) --------------------
+    def load_model(self, path: str) -> Model:
+        """``path`` loaded as the daemon loads its models (backend, delegate, verify key)."""
+        return self._load_model(path)
+
+    def serving(self) -> Model:
+        """The main model serving now."""
+        return self.model
+
+    def swap_model(self, model: Model) -> None:
+        """Put ``model`` in the running pipeline in place of the main model (the swap of a
+        reload); a model that does not fit raises SignalError and changes nothing."""
+        self._swap_in(model, None)
+
+    def probe(self) -> dict:
+        """Counters a probation watches: queue items processed, of them refused as bad
+        signal, the failure that ended the run, a stop requested, signal-quality seconds,
+        the last event's ``seq``."""
+        return {"items": self.items_processed, "signal_errors": self.signal_errors,
+                "failure": self.failure, "stopping": self.stop.is_set(),
+                "quality": self._quality_summary(), "last_seq": self.seq}
+
+    def announce(self) -> None:
+        """The MQTT sinks publish their retained birth message again (the model changed)."""
+        for s in self.sinks:
+            fn = getattr(s.sink, "announce", None)
+            if fn is not None:
+                fn()
+
     # -- API callbacks -------------------------------------------------------------------
     def degraded(self) -> list[str]:
         """Why the daemon is not fully working: a pause without beats, failing sinks."""
@@ -477,7 +572,8 @@ class Daemon:
                 "samples_in": self.pipeline.samples_in,
                 "events_this_run": dict(self.emitted), "dropped_samples": self.dropped_samples,
                 "last_seq": self.seq, "rhythm": self.pipeline.stats.summary(),
-                "stages": self.pipeline.summary(), "source_stats": self.source.stats()}
+                "stages": self.pipeline.summary(), "source_stats": self.source.stats(),
+                **({"ota": self.ota.summary()} if self.ota is not None else {})}
 
     def metrics(self) -> bytes:
         from prometheus_client import generate_latest
@@ -611,6 +707,8 @@ class Daemon:
                 events = self._handle(pipe, item)
             except SignalError as exc:
                 events = [event.signal_error(str(exc))]
+                self.signal_errors += 1
+            self.items_processed += 1
             self.m_latency.observe(time.perf_counter() - t)
             self._emit(events)
         # drops that no later chunk got through to report (the reader may still be
@@ -743,13 +841,7 @@ class Daemon:
             model = self._load_model()
             emotion = self._load_model(self.cfg.emotion_model) if self.cfg.emotion_model \
                 else None
-            with self.lock:
-                self.pipeline.swap_model(model)
-                if emotion is not None:
-                    self.pipeline.swap_model(emotion)
-                self.model = model
-                self._models = [model] + ([emotion] if emotion is not None else [])
-                self._set_model_info()
+            self._swap_in(model, emotion)
         except (ManifestError, ModelLoadError, SignalError, ValueError, OSError) as exc:
             self.m_reloads.labels("refused").inc()
             log.error(json.dumps({"event": "reload_refused", "error": str(exc)}))
@@ -757,6 +849,17 @@ class Daemon:
         self.m_reloads.labels("ok").inc()
         log.info(json.dumps({"event": "reloaded", "sha256": model.manifest.sha256}))
         return True
+
+    def _swap_in(self, model: Model, emotion: Model | None) -> None:
+        """The swap: ``model`` (and ``emotion``) into the running stages under the lock;
+        the stream goes on and the next window is classified by them."""
+        with self.lock:
+            self.pipeline.swap_model(model)
+            if emotion is not None:
+                self.pipeline.swap_model(emotion)
+            self.model = model
+            self._models = [model, *([emotion] if emotion is not None else self._models[1:])]
+            self._set_model_info()
 
     def position(self) -> dict:
         """Where the stream is, for a progress line: samples processed (and the source's
@@ -801,6 +904,8 @@ class Daemon:
             log.warning(json.dumps({"event": "worker_abandoned", "after_s": STOP_GRACE_S,
                                     "chunks": abandoned}))
         wall = time.perf_counter() - t0
+        if self.ota is not None:  # a probation going on ends (rolled back) before the sinks
+            self.ota.close()
         for s in self.sinks:
             s.close()
         lost = {s.name: s.stats() for s in self.sinks if s.errors}

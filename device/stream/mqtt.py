@@ -9,6 +9,9 @@ Topics (``PREFIX`` from the sink's URL, ``v1`` the topic scheme's version)::
                                               the Last Will {"state": "offline"}; retained
     PREFIX/v1/<site>/<device>/stats           periodic counters (events/s, spool backlog,
                                               drops, uptime); retained
+    PREFIX/v1/<site>/<device>/deploy          over-the-air model deployments to one device
+    PREFIX/v1/<site>/all/deploy               ... and to every device of the site (QoS 1)
+    PREFIX/v1/<site>/<device>/deploy/status   what the device did with each (QoS 1)
 
 Every payload is one JSON object carrying ``schema`` (:data:`SCHEMA`), ``site`` and
 ``device``; an event payload is the daemon's event (with its per-device ``seq`` and its
@@ -52,6 +55,21 @@ def topic(prefix: str, site: str, device: str, *rest: str) -> str:
 
 def event_topic(prefix: str, site: str, device: str, kind: str) -> str:
     return topic(prefix, site, device, "events", kind)
+
+
+#: The device id of a site's deployment topic that every device of the site follows (so no
+#: device may be called that).
+ALL_DEVICES = "all"
+
+
+def deploy_topic(prefix: str, site: str, device: str) -> str:
+    """Where deployments for ``device`` (or :data:`ALL_DEVICES`) of ``site`` go."""
+    return topic(prefix, site, device, "deploy")
+
+
+def deploy_status_topic(prefix: str, site: str, device: str) -> str:
+    """Where ``device`` says what it did with each deployment."""
+    return topic(prefix, site, device, "deploy", "status")
 
 
 def parse_topic(prefix: str, name: str) -> tuple[str, str, list[str]] | None:

@@ -57,6 +57,7 @@ class MqttSink:
         self._acks: list[int] = []
         self._ack_lock = threading.Lock()
         self._wake = threading.Event()
+        self._announce = threading.Event()
         self._stopping = threading.Event()
         self._deadline = 0.0
         self._gen = 0
@@ -84,6 +85,12 @@ class MqttSink:
 
     def last_seq(self) -> int:
         return self.spool.last_seq()
+
+    def announce(self) -> None:
+        """Publish the retained birth and stats messages again (from the sink's thread):
+        what they say about the daemon changed, e.g. its model after a deployment."""
+        self._announce.set()
+        self._wake.set()
 
     def close(self) -> None:
         """Give the spool ``drain_on_stop_s`` to empty, say offline, disconnect. What is
@@ -133,6 +140,10 @@ class MqttSink:
                     backoff = min(2 * backoff, BACKOFF_S[1])
                     continue
                 backoff, cursor = BACKOFF_S[0], 0
+                next_stats = 0.0
+            if self._announce.is_set():
+                self._announce.clear()
+                self._birth(client)
                 next_stats = 0.0
             self._settle()
             rate = self.opts.rate
@@ -218,12 +229,17 @@ class MqttSink:
         self.connects += 1
         log.info(json.dumps({"event": "mqtt_connected", "broker": self.path,
                              "backlog": self.spool.count}))
-        ctx = self._context()
-        self._say(c, "status", {"state": "online", "software_version": software_version(),
-                                "started": mqtt.now_iso(self.started),
-                                "started_t": round(self.started, 3), "client_id":
-                                self.client_id, "time": mqtt.now_iso(), **ctx})
+        self._announce.clear()
+        self._birth(c)
         return c
+
+    def _birth(self, client) -> None:
+        """The retained ``state: online`` message with what the daemon says about itself."""
+        ctx = self._context()
+        self._say(client, "status", {"state": "online", "software_version": software_version(),
+                                     "started": mqtt.now_iso(self.started),
+                                     "started_t": round(self.started, 3), "client_id":
+                                     self.client_id, "time": mqtt.now_iso(), **ctx})
 
     def _say(self, client, what: str, body: dict):
         """A retained message on ``.../<what>`` (not spooled: it only says the present)."""
