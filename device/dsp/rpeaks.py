@@ -38,6 +38,24 @@ candidate sequence like the rest:
   train inside the learning period (all its spikes look typical then) is thus undone only
   after 8 s; a single spike there, or spikes after it, within about 3 s.
 
+Noise. In muscle noise the 5-15 Hz band fills with bursts whose MWI peaks reach half a
+QRS and more, and the 15 % threshold accepts them (MIT-BIH 118/119 with NST ``ma`` noise at
+6 dB: +P 92 %). A candidate above threshold is therefore also checked against the shapes
+of the last eight QRS complexes (the 0.5-40 Hz ECG, +/- ``shape_s`` around its R peak; beat
+template matching as in Hamilton & Tompkins' and Clifford's beat-to-beat quality checks),
+but only where that can be afforded: when the signal is noisy, i.e. the median MWI of
+the last ``noise_s`` (2 s) exceeds ``noise_floor`` (10 %) of the median typical QRS height
+(clean ECG leaves the MWI near zero between complexes: median 0.8 % on MIT-BIH DS1, 1.4 %
+on 118/119 with noise up to 6 dB, ``ma`` bursts lift it past 10 %), and only for a
+candidate lower than ``shape_h`` (0.7) of that height (a large ectopic beat of a new shape
+stays a beat). Such a candidate whose best correlation with those shapes is below
+``shape_corr`` (0.7) is not taken as a QRS; it stays available to search-back (a true beat
+of an odd shape is found again when no other came) and does not update the noise level
+(a burst's peak in NPKI would lift the threshold over the clean beats after the burst).
+Tuned on DS1 and the 118/119 noise-stress records: there +P at 6 dB went from 95.55 to
+96.98 % and at 12 dB from 99.24 to 99.39 % at the same Se (99.62, 99.99 %); on the 28
+clean MIT-BIH records the same true beats and 4 false beats fewer.
+
 Every decision depends only on the sequence of candidates and on signal values, never on
 how the samples were chunked: ``process`` over any chunking plus ``flush`` returns the same
 peaks as :func:`detect_rpeaks` on the whole signal.
@@ -98,14 +116,17 @@ class RPeakDetector:
                  twave_s: float = 0.36, search_back: float = 1.66, band: tuple = (5.0, 15.0),
                  thr_frac: float = 0.15, peak_s: float = 0.2, clip: float = 10.0,
                  relearn_s: float = 3.0, relearn_rr: float = 3.0, relearn_min: float = 0.05,
-                 relearn_max_s: float = 8.0):
+                 relearn_max_s: float = 8.0, noise_s: float = 2.0, noise_floor: float = 0.1,
+                 shape_s: float = 0.06, shape_h: float = 0.7, shape_corr: float = 0.7):
         self.fs = fs
         self.thr_frac = thr_frac
         self._params = {"learn_s": learn_s, "refractory_s": refractory_s, "twave_s": twave_s,
                         "search_back": search_back, "band": band, "thr_frac": thr_frac,
                         "peak_s": peak_s, "clip": clip, "relearn_s": relearn_s,
                         "relearn_rr": relearn_rr, "relearn_min": relearn_min,
-                        "relearn_max_s": relearn_max_s}
+                        "relearn_max_s": relearn_max_s, "noise_s": noise_s,
+                        "noise_floor": noise_floor, "shape_s": shape_s, "shape_h": shape_h,
+                        "shape_corr": shape_corr}
         self.clip = clip
         self.relearn_gap = relearn_s * fs
         self.relearn_rr = relearn_rr
@@ -123,6 +144,12 @@ class RPeakDetector:
         self.search_back = search_back
         self.learn = int(round(learn_s * fs))
         self.r_search = n_mwi + int(round(0.05 * fs))
+        self.noise_n = max(1, int(round(noise_s * fs)))
+        self.noise_floor = noise_floor
+        self.shape_half = max(1, int(round(shape_s * fs)))
+        self.shape_h = shape_h
+        self.shape_corr = shape_corr
+        self._shapes: list[np.ndarray] = []  # unit-norm QRS shapes of the last 8 QRS
         self._m = SignalBuffer()  # MWI
         self._d = SignalBuffer()  # |derivative|
         self._x = SignalBuffer()  # 0.5-40 Hz ECG
@@ -149,6 +176,7 @@ class RPeakDetector:
             new._rr = list(self._rr)
             new._qrs_h = list(self._qrs_h)
             new._last_slope = self._last_slope
+            new._shapes = list(self._shapes)
             new._initialised = True
         return new
 
@@ -191,6 +219,9 @@ class RPeakDetector:
         keep = min(self._next_candidate - self.half - 1,
                    (self._last_qrs or 0) - self.r_search) - self.twave
         keep = min(keep, min((t for t, _ in self._noise_since), default=keep) - self.r_search)
+        # the noise level's MWI, also for the candidates a relearning decides again
+        keep = min(keep, min((t for t, _ in self._noise_since), default=self._next_candidate)
+                   - self.noise_n - 1, self._next_candidate - self.noise_n - 1)
         for b in (self._m, self._d, self._x):
             b.trim(keep)
         return out
@@ -240,10 +271,41 @@ class RPeakDetector:
                     and slope < 0.5 * self._last_slope):
                 self._noise(t, h)
                 return out
+            if self._unlike_in_noise(t, h):
+                # not a QRS, but left to search-back, and not taught as noise: a burst's
+                # peak in NPKI would lift the threshold over the clean beats after it
+                self._noise_since.append((t, h))
+                return out
             out.append(self._accept(t, h, slope, 0.125))
         else:
             self._noise(t, h)
         return out
+
+    def _r_peak(self, t: int) -> int:
+        a = max(self._x.start, t - self.r_search)
+        return a + int(np.argmax(np.abs(self._x.get(a, t + 1))))
+
+    def _shape(self, r: int) -> np.ndarray | None:
+        """Unit-norm, zero-mean QRS of the 0.5-40 Hz ECG around ``r`` (None: not all held)."""
+        a, b = r - self.shape_half, r + self.shape_half + 1
+        if a < self._x.start or b > self._x.end:
+            return None
+        s = self._x.get(a, b) - self._x.get(a, b).mean()
+        n = float(np.linalg.norm(s))
+        return s / n if n > 0 else None
+
+    def _unlike_in_noise(self, t: int, h: float) -> bool:
+        """In noise, a smallish candidate shaped like none of the recent QRS complexes."""
+        if len(self._qrs_h) < 3 or len(self._shapes) < 3:
+            return False
+        typical = float(np.median(self._qrs_h))
+        if h >= self.shape_h * typical:
+            return False
+        level = float(np.median(self._m.get(max(0, t - self.noise_n), t))) if t > 0 else 0.0
+        if level <= self.noise_floor * typical:
+            return False
+        s = self._shape(self._r_peak(t))
+        return s is not None and max(float(s @ q) for q in self._shapes) < self.shape_corr
 
     def _relearn(self, t: int, h: float) -> list[int] | None:
         """No QRS for a long time although the signal has peaks: learn the levels afresh
@@ -292,9 +354,11 @@ class RPeakDetector:
         self._last_qrs = t
         self._last_slope = slope
         self._noise_since = [(tt, hh) for tt, hh in self._noise_since if tt > t]
-        a = max(self._x.start, t - self.r_search)
-        seg = self._x.get(a, t + 1)
-        return a + int(np.argmax(np.abs(seg)))
+        r = self._r_peak(t)
+        s = self._shape(r)
+        if s is not None:
+            self._shapes = (self._shapes + [s])[-8:]
+        return r
 
 
 def detect_rpeaks(x: np.ndarray, fs: float, **kw) -> np.ndarray:
