@@ -203,6 +203,23 @@ def spool_rows(path: Path) -> tuple[list[int], int]:
         db.close()
 
 
+def spool_state(path: Path) -> tuple[list[int], int, int, int] | None:
+    """(seqs still spooled, highest seq ever spooled, payload bytes, dropped) of a spool
+    file, or None while the daemon has not created it yet."""
+    if not path.exists():
+        return None
+    db = sqlite3.connect(str(path))
+    try:
+        rows = [r[0] for r in db.execute("SELECT seq FROM spool ORDER BY id")]
+        size = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool").fetchone()[0]
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        return rows, int(meta.get("last_seq", 0)), int(size), int(meta.get("dropped", 0))
+    except sqlite3.OperationalError:  # tables not made yet
+        return None
+    finally:
+        db.close()
+
+
 # ---------------------------------------------------------------- units
 
 
@@ -380,6 +397,92 @@ def test_spool_drops_are_reported_in_fleet_status(broker, tmp_path):
         assert row["online"] and row["spool_dropped"] == dropped and row["spool_backlog"] == 0
     finally:
         sink.close()
+
+
+def test_closed_port_then_broker_appears_loses_nothing_and_spool_stays_bounded(tmp_path):
+    """A network blackhole from the start: nothing listens on the sink's broker port
+    (connection refused) while two daemons replay a record, pi5 with the default spool and
+    pi6 with a small ``spool_max_bytes``. Every event waits in the spool, none acknowledged;
+    pi6's spool stays within its bound, the oldest dropped and counted. Then mosquitto
+    appears on that port: both spools drain, and a consumer (a persistent session made
+    before the port closed, kept by the broker's persistence) gets every event that was
+    spooled, once after de-duplication by seq and in order per device."""
+    bound = 8_000
+    b = Broker(tmp_path / "broker", persistence=True)
+    daemons: list[subprocess.Popen] = []
+    try:
+        c = Collector(b.url, client_id="test-tail-closed-port", timeout_s=120)
+        b.stop()  # from here on the port is closed: nothing listens
+        t_down = time.monotonic()
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", b.port)) != 0  # refused
+        record = ecg_csv(tmp_path / "rec.csv", 60)
+        spools = {"pi5": tmp_path / "pi5.db", "pi6": tmp_path / "pi6.db"}
+        for dev, extra in (("pi5", {}), ("pi6", {"spool_max_bytes": bound})):
+            cfg = daemon_config(tmp_path / f"{dev}.toml", record, b.url, device=dev,
+                                site="lab", spool=str(spools[dev]), rate=2000.0,
+                                drain_on_stop_s=30.0, **extra)
+            daemons.append(start_daemon(tmp_path, cfg))
+        # the daemons replay the record and spool; wait until both spools stop growing
+        state: dict = {}
+        most6, stable_since, deadline = 0, None, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = {dev: spool_state(p) for dev, p in spools.items()}
+            if all(now.values()):
+                most6 = max(most6, now["pi6"][2])
+                if now != state:
+                    state, stable_since = now, time.monotonic()
+                elif now["pi5"][1] and time.monotonic() - stable_since > 2.0:
+                    break
+            time.sleep(0.1)
+        assert all(d.poll() is None for d in daemons), "the daemons should keep running"
+        rows5, last5, bytes5, dropped5 = state["pi5"]
+        rows6, last6, bytes6, dropped6 = state["pi6"]
+        assert last5 > 50 and rows5 == list(range(1, last5 + 1)) and dropped5 == 0  # all
+        assert last6 == last5 and dropped6 > 0 and bytes6 <= bound and most6 <= bound
+        assert rows6 == list(range(dropped6 + 1, last6 + 1))  # the newest kept, none acked
+
+        b.start()  # the broker appears on the same port
+        t_up = time.monotonic()
+        while any(spool_state(p)[0] for p in spools.values()) and \
+                time.monotonic() - t_up < 45:
+            time.sleep(0.1)
+        drained_s = time.monotonic() - t_up
+        errs = {}
+        for dev, d in zip(spools, daemons, strict=True):
+            _, errs[dev] = d.communicate(timeout=45)
+            assert d.returncode == 0, errs[dev]
+        after = {dev: spool_state(p) for dev, p in spools.items()}
+        assert after["pi5"][:2] == ([], last5) and after["pi6"][:2] == ([], last6)
+        assert after["pi6"][3] == dropped6  # nothing dropped after the broker came
+        expect = {"pi5": list(range(1, last5 + 1)), "pi6": list(range(dropped6 + 1, last6 + 1))}
+
+        def by_device(ev):
+            return {dev: [e["seq"] for e in ev if e["device"] == dev] for dev in spools}
+
+        assert c.wait_for(lambda ev: all(len(v) >= len(expect[k])
+                                         for k, v in by_device(ev).items()), timeout=30)
+        got = by_device(c.close())
+        assert got == expect  # every spooled event once, in order: 0 acknowledged lost
+        full = [json.loads(line)["dropped_total"] for line in errs["pi6"].splitlines()
+                if "mqtt_spool_full" in line]
+        assert full and full[-1] == dropped6  # the drops logged, with the count
+        rows = {r["device"]: r for r in fleet_status(b.url, 0.5)}
+        assert rows["pi6"]["spool_dropped"] == dropped6 and rows["pi5"]["spool_dropped"] == 0
+        assert rows["pi5"]["spool_backlog"] == rows["pi6"]["spool_backlog"] == 0
+        print(f"\nclosed port for {t_up - t_down:.1f} s: pi5 spooled {last5} events "
+              f"({bytes5} B), 0 acknowledged; pi6 (spool_max_bytes {bound}) kept "
+              f"{len(rows6)} ({bytes6} B, at most {most6} B seen), dropped the oldest "
+              f"{dropped6} (logged and in fleet status). Broker up: spools drained in "
+              f"{drained_s:.1f} s; received pi5 {len(got['pi5'])}/{last5}, pi6 "
+              f"{len(got['pi6'])}/{len(rows6)} kept, duplicates removed "
+              f"{c.dedup.duplicates if c.dedup else 'n/a'}, acknowledged lost 0")
+    finally:
+        for d in daemons:
+            if d.poll() is None:
+                d.kill()
+                d.wait(timeout=5)
+        b.stop()
 
 
 # ---------------------------------------------------------------- systemd notify
