@@ -169,7 +169,8 @@ def synth_run(tmp_path_factory):
             "--sample-rate", "8000",
             "--duration", "1.0", "--offset", "0.2", "--n-mels", "32", "--image-width", "16",
             "--width", "0.25", "--epochs", "12", "--patience", "12", "--batch-size", "16",
-            "--momentum", "0.9", "--seed", "1", "--no-cache", "--out", str(out)]
+            "--momentum", "0.9", "--seed", "1", "--no-cache", "--recipe", "seed",
+            "--out", str(out)]
     res = CliRunner().invoke(train_group, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     return out, res.output
