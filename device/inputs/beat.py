@@ -29,6 +29,9 @@ from vitaledge.device.dsp.template import TemplateSpec
 from vitaledge.device.dsp.windows import WindowSpec
 
 KIND = "beat"
+#: The spec's fields that decide classes from the model's outputs (they travel with the
+#: model) rather than make its inputs: a new model may bring its own.
+DECISION_RULES = ("premature", "dominant")
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class BeatSignal:
             d["rr"] = self.rr.to_dict()
         if self.template is not None:
             d["template"] = self.template.to_dict()
-        for key in ("premature", "dominant"):
+        for key in DECISION_RULES:
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key).to_dict()
         return d

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vitaledge.device.inputs.beat import DECISION_RULES
 from vitaledge.device.model.manifest import (
     Manifest,
     ManifestError,
@@ -46,9 +47,8 @@ from vitaledge.device.model.selftest import SelfTestError, SelfTestResult, check
 from vitaledge.device.model.signing import SIG_FILE, SignatureError, canonical_bytes
 
 PENDING_FILE = "probation.json"
-#: Signal-spec keys that decide classes from a model's outputs (they travel with the model)
-#: rather than make its inputs: a new model may bring its own.
-DECISION_KEYS = ("premature", "dominant")
+#: Signal-spec keys that decide classes rather than make inputs (the beat spec's rules).
+DECISION_KEYS = DECISION_RULES
 
 
 class StagingError(ManifestError):
