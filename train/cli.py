@@ -97,6 +97,13 @@ def train_group() -> None:
                    "patient's running template and on time (the dominant-beat rule) "
                    "[default: template for models with RR and template inputs, else "
                    "network].")
+@click.option("--noise-aug", type=click.Path(exists=True), default=None,
+              help="Also fit on noisy copies of the training records, with the noise "
+                   "records in this directory (e.g. ../shared/data/nstdb-noise).")
+@click.option("--noise-copies", type=click.IntRange(1, 20), default=1, show_default=True,
+              help="Noisy copies per training record (with --noise-aug).")
+@click.option("--noise-snr", default="6,24", show_default=True,
+              help="SNR range in dB of the noisy copies, drawn every minute (nst's SNR).")
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
@@ -107,8 +114,9 @@ def train_group() -> None:
               help="Run directory to write.")
 def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, fs,
                    before, after, no_filter, split, folds, anchor, test_records, test_fraction,
-                   val_fraction, balance, s_rule, s_rule_threshold, v_rule, epochs,
-                   batch_size, lr, patience, seed, out) -> None:
+                   val_fraction, balance, s_rule, s_rule_threshold, v_rule, noise_aug,
+                   noise_copies, noise_snr, epochs, batch_size, lr, patience, seed,
+                   out) -> None:
     """Train a heartbeat classifier (AAMI N/S/V/F/Q) and evaluate it on held-out beats."""
     from .balance import BalanceError, parse
     from .config import BeatTrainConfig
@@ -134,6 +142,15 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
                                  "the dominant-beat rule needs both", param_hint="--v-rule")
     if csv_train and convention == "kachuee":
         no_filter = True  # the Kaggle rows were cut from unfiltered signal
+    if noise_aug is not None:
+        from .noise_aug import NoiseAug
+
+        try:
+            noise_aug = NoiseAug(noise_aug, noise_copies,
+                                 [float(v) for v in noise_snr.split(",")]).to_dict()
+            NoiseAug.from_dict(noise_aug).noise_paths()
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--noise-aug/--noise-snr") from exc
     cfg = BeatTrainConfig(
         arch=arch, records=data, record_list=csv_list(records), csv_train=csv_train,
         csv_test=csv_test, lead=lead,
@@ -141,7 +158,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         split=split, test_fraction=test_fraction, test_records=csv_list(test_records),
         val_fraction=val_fraction, balance=balance, epochs=epochs, batch_size=batch_size,
         learning_rate=lr, patience=patience, seed=seed, anchor=anchor, folds=folds,
-        s_rule=s_rule, s_rule_threshold=s_rule_threshold, v_rule=v_rule)
+        s_rule=s_rule, s_rule_threshold=s_rule_threshold, v_rule=v_rule, noise_aug=noise_aug)
     try:
         if split == "loro":
             from .loro import run_loro

@@ -56,6 +56,9 @@ class BeatTrainConfig:
     v_rule: str = "network"
     #: the dominant-beat rule (DominantRule as a dict), written by training
     dominant: dict | None = None
+    #: noisy copies of the training records to fit on as well (vitaledge.train.noise_aug.
+    #: NoiseAug as a dict); None: the clean records only
+    noise_aug: dict | None = None
 
     def beat_signal(self):
         """The device's signal spec of this run's model (what the manifest carries)."""
@@ -93,6 +96,10 @@ class BeatTrainConfig:
         d = dict(d)
         if "window" in d:
             d["window"] = WindowSpec.from_dict(d["window"])
+        if d.get("noise_aug") is not None:
+            from .noise_aug import NoiseAug
+
+            d["noise_aug"] = NoiseAug.from_dict(d["noise_aug"]).to_dict()
         return cls(**d)
 
     def save(self, path: Path) -> None:

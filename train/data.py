@@ -18,6 +18,7 @@ from vitaledge.device.io.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
 
 from .balance import balance
 from .config import BeatTrainConfig
+from .noise_aug import noisy_beats
 from .splits import BY_PATIENT, make_split, patient_holdout, stratified_holdout
 
 
@@ -72,8 +73,10 @@ def split_parts(cfg: BeatTrainConfig, beats: BeatSet | None = None
 
 def prepare(cfg: BeatTrainConfig, beats: BeatSet | None = None) -> Prepared:
     train, val, test = split_parts(cfg, beats)
-    X, y, cw, rr, tmpl = balance(train.X, train.y, cfg.balance, len(CLASSES), cfg.seed,
-                                 train.rr, train.template)
+    noisy = noisy_beats(cfg, sorted(set(train.record)))
+    fit = train if noisy is None else BeatSet.concat([train, noisy])
+    X, y, cw, rr, tmpl = balance(fit.X, fit.y, cfg.balance, len(CLASSES), cfg.seed,
+                                 fit.rr, fit.template)
     desc = {
         "source": train.description.get("source"),
         "records": sorted(set(train.record) | set(val.record) | set(test.record)),
@@ -92,6 +95,8 @@ def prepare(cfg: BeatTrainConfig, beats: BeatSet | None = None) -> Prepared:
         desc["rr"] = cfg.rr
     if cfg.template is not None:
         desc["template"] = cfg.template
+    if noisy is not None:
+        desc["noise_aug"] = {**cfg.noise_aug, "beats": noisy.class_counts()}
     inputs = BeatSet(X, y, np.zeros(len(y), object), np.zeros(len(y), np.int64), {}, rr,
                      tmpl).inputs()
     return Prepared(train, val, test, inputs, y, cw, desc)

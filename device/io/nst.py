@@ -110,6 +110,12 @@ def add_noise(x: np.ndarray, noise: np.ndarray, gain: float,
     g = np.zeros(len(x))
     for a, b in segments:
         g[a:b] = gain
+    return add_noise_gains(x, noise, g)
+
+
+def add_noise_gains(x: np.ndarray, noise: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``x`` (n,) plus ``g * noise`` for a per-sample gain ``g`` (n,), piecewise constant;
+    at every change of gain an offset is carried so the output never steps."""
     raw = x + g * noise
     out = np.empty_like(raw)
     switches = np.flatnonzero(np.diff(g) != 0) + 1
@@ -121,6 +127,30 @@ def add_noise(x: np.ndarray, noise: np.ndarray, gain: float,
             # the next sample continues from out[s-1] as if the new gain had held already
         start = s
     return out
+
+
+def noise_stretch(noise: np.ndarray, n: int, start: int) -> np.ndarray:
+    """``n`` samples of the noise channel ``noise`` from ``start``, wrapping around its end
+    with an offset carried at each wrap so the noise does not step there."""
+    idx = (start + np.arange(n)) % len(noise)
+    stretch = noise[idx]
+    for w in np.flatnonzero(np.diff(idx) < 0) + 1:
+        stretch[w:] += stretch[w - 1] - stretch[w]
+    return stretch
+
+
+def read_noise(path: str | Path, fs: float) -> np.ndarray:
+    """(n, channels) samples of the noise record ``path``, resampled to ``fs`` with the
+    device's polyphase resampler; a one-line :class:`RecordError` for what cannot be used."""
+    path = Path(path)
+    nrec = _read_all(path)
+    nz = nrec.p_signal.astype(np.float64)
+    if not np.isfinite(nz).all():
+        raise RecordError(f"{path}: non-finite samples")
+    if abs(float(nrec.fs) - fs) > 1e-6:
+        up, down = rate_ratio(float(nrec.fs), fs)
+        nz = np.stack([resample(nz[:, j], up, down) for j in range(nz.shape[1])], axis=1)
+    return nz
 
 
 @dataclass
@@ -157,15 +187,12 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
     e.g. ``118_ma12``, ``118_bw-6``) and return what was done."""
     wfdb = wfdb_module()
     clean, noise = Path(clean), Path(noise)
-    rec, nrec = _read_all(clean), _read_all(noise)
+    rec = _read_all(clean)
     fs = float(rec.fs)
     x = rec.p_signal.astype(np.float64)
-    nz = nrec.p_signal.astype(np.float64)
-    if not np.isfinite(x).all() or not np.isfinite(nz).all():
-        raise RecordError(f"{clean} or {noise}: non-finite samples")
-    if abs(float(nrec.fs) - fs) > 1e-6:
-        up, down = rate_ratio(float(nrec.fs), fs)
-        nz = np.stack([resample(nz[:, j], up, down) for j in range(nz.shape[1])], axis=1)
+    if not np.isfinite(x).all():
+        raise RecordError(f"{clean}: non-finite samples")
+    nz = read_noise(noise, fs)
     try:
         ann = wfdb.rdann(str(clean), "atr")
     except Exception as exc:
@@ -177,18 +204,12 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
         offset_s = 0.0 if seed is None else float(
             np.random.default_rng(seed).integers(0, max(1, int(len(nz) / fs))))
     start = int(round(offset_s * fs)) % len(nz)
-    idx = (start + np.arange(len(x))) % len(nz)
     segments = noisy_segments(len(x), fs)
     out = np.empty_like(x)
     gains, s_pp, n_rms = [], [], []
-    wraps = np.flatnonzero(np.diff(idx) < 0) + 1
     for i in range(x.shape[1]):
-        noise_i = nz[:, i % nz.shape[1]]
         sp = qrs_amplitude(x[:, i], fs, normal)
-        stretch = noise_i[idx]
-        # where the noise record wraps, carry an offset so the noise does not step either
-        for w in wraps:
-            stretch[w:] += stretch[w - 1] - stretch[w]
+        stretch = noise_stretch(nz[:, i % nz.shape[1]], len(x), start)
         nr = rms_amplitude(np.concatenate([stretch[a:b] for a, b in segments]), fs,
                            max_windows=len(x))
         g = noise_gain(snr_db, sp, nr)
