@@ -161,3 +161,23 @@ def test_evaluate_scores_an_rr_artifact_on_other_records(rr_art, synth_dir):
     b = beats_from_dir(synth_dir, sig.window, ["s003"], anchor="detected", rr=sig.rr)
     acc = float(np.mean(m.predict(b.inputs()).argmax(1) == b.y))
     assert metrics["n"] == len(b) and metrics["accuracy"] == pytest.approx(acc)
+
+
+def test_pruning_a_multi_input_model(rr_run, tmp_path):
+    """Pruning fine-tunes the two-input model on (window, RR features) and the pruned int8
+    artifact keeps both inputs, the decision rule and the measured sparsity."""
+    from vitaledge.convert.pipeline import ConvertOptions, convert_run
+    from vitaledge.device.model.manifest import input_key, load_manifest
+
+    run, _ = rr_run
+    results = {r.variant: r for r in convert_run(run, tmp_path, ConvertOptions(
+        targets=["cpu"], quant="int8", sparsities=[0.5], prune_epochs=1, max_drop=100.0))}
+    assert list(results) == ["cpu-int8-pruned50"]
+    r = results["cpu-int8-pruned50"]
+    assert r.status == OK, r
+    m, _ = load_manifest(tmp_path / "cpu-int8-pruned50")
+    assert sorted(input_key(t.name) for t in m.inputs) == ["beat", "rr"]
+    assert m.signal.premature is not None
+    assert m.pruning["target_sparsity"] == 0.5
+    assert 0.49 <= m.pruning["measured_sparsity"] <= 0.51
+    assert r.metrics["agreement_with_keras"] >= 0.9  # against the pruned Keras model
