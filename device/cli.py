@@ -631,23 +631,30 @@ def bench_compare_cmd(results) -> None:
               help="Comma-separated SNRs in dB.")
 @click.option("--model", type=click.Path(exists=True, file_okay=False),
               help="Beat model artifact: classify too (default: detection only).")
-@click.option("--work", "work_dir", type=click.Path(file_okay=False), default="nst-work",
-              show_default=True, help="Where the noise-stress records are made (reused).")
+@click.option("--work", "work_dir", type=click.Path(file_okay=False), default=None,
+              help="Where the noise-stress records are made, and reused from "
+                   "[default: OUT/records; without --out, a temporary directory].")
 @click.option("--no-xqrs", is_flag=True, help="Skip wfdb's XQRS beside it.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Write noise_stress.json, .md and .png here.")
 def bench_noise_stress_cmd(records, noises, snrs, model, work_dir, no_xqrs, out) -> None:
     """Noise stress test: Se/+P per record and SNR (all beats, with gating, outside the
     flagged stretches with the flagged fraction of noisy time), beside XQRS."""
+    import tempfile
+
     from vitaledge.device.bench.noise_stress import bench_noise_stress, format_markdown, save
     from vitaledge.device.io.records import RecordError
     from vitaledge.device.stream.progress import ProgressLine
 
     levels = tuple(snr_list(snrs))
+    if work_dir is None and out:
+        work_dir = str(Path(out) / "records")
     try:
-        with ProgressLine() as line:
-            res = bench_noise_stress(list(records), list(noises), levels, work_dir, model,
-                                     with_xqrs=not no_xqrs, progress=line.counter("replay"))
+        with tempfile.TemporaryDirectory(prefix="vitaledge-nst-") as tmp, \
+                ProgressLine() as line:
+            res = bench_noise_stress(list(records), list(noises), levels, work_dir or tmp,
+                                     model, with_xqrs=not no_xqrs,
+                                     progress=line.counter("replay"))
     except (RecordError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_markdown(res))

@@ -4,6 +4,7 @@ numbers that make sense (24 dB detection as good as the clean record's; 0 dB fla
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,7 +96,7 @@ def test_report_saved_as_json_markdown_and_plot(report, tmp_path):
         assert (tmp_path / "noise_stress.png").stat().st_size > 1000
 
 
-def test_cli_noise_stress(short118, data_dir, tmp_path):
+def test_cli_noise_stress(short118, data_dir, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from vitaledge.cli import main
@@ -103,11 +104,15 @@ def test_cli_noise_stress(short118, data_dir, tmp_path):
     ma = data_dir / "nstdb-noise" / "ma"
     if not ma.with_suffix(".hea").exists():
         pytest.skip(f"{ma}: NST noise record not found")
+    monkeypatch.chdir(tmp_path / "..")
+    before = set(Path.cwd().iterdir())
     res = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
-                                    "--noise", str(ma), "--snr", "6", "--no-xqrs",
-                                    "--work", str(tmp_path / "w"), "--out",
+                                    "--noise", str(ma), "--snr", "6", "--no-xqrs", "--out",
                                     str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
+    # the noise-stress records are made under --out, nothing in the working directory
+    assert (tmp_path / "o" / "records" / "s118_ma6.hea").exists()
+    assert set(Path.cwd().iterdir()) == before
     assert "| s118 | ma | 6 |" in res.output
     got = json.loads((tmp_path / "o" / "noise_stress.json").read_text())
     assert got["rows"][1]["snr"] == "6" and "xqrs" not in got["rows"][1]

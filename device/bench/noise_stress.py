@@ -167,7 +167,7 @@ def _gross(rows: list[dict]) -> dict:
 
 
 def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
-                       snrs: tuple[float, ...] = NST_SNRS, work_dir: str | Path = "nst-work",
+                       snrs: tuple[float, ...] = NST_SNRS, work_dir: str | Path = "nst-records",
                        model: str | Path | None = None, with_xqrs: bool = True,
                        chunk_s: float = 1.0,
                        progress: Callable[[int, int, str], None] | None = None) -> dict:
