@@ -4,7 +4,8 @@ The ``seed`` recipe is the seed's: SGD at 0.01, early stopping with patience 15 
 validation accuracy and the best checkpoint on it, noise-injection copies of the training
 clips. The ``robust`` recipe (and each of its levers as its own option) adds per-utterance
 feature normalization, Adam with a cosine schedule, SpecAugment-style masks, gain jitter and
-class weights. Splits: ``actor`` (given test speakers), ``actors`` (leave-speakers-out
+class weights; ``mixup`` (pairs of training inputs and their labels blended) is a lever
+that neither recipe sets. Splits: ``actor`` (given test speakers), ``actors`` (leave-speakers-out
 K-fold, :mod:`.speech_folds`), ``none`` (every speaker trains; validation speakers
 carved out), ``random``. Log-mel spectrograms are cached on disk (:mod:`.speech_cache`).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -108,6 +110,7 @@ class SpeechTrainConfig:
     freq_masks: int = 0            # SpecAugment: mel-band masks per input
     freq_mask_width: int = 0       #   of up to this many bands
     gain_db: float = 0.0           # level jitter: uniform +-gain_db added to the input
+    mixup: float = 0.0             # mixup Beta(alpha, alpha) within each batch (0 = off)
     class_weights: str = "none"    # none | balanced
     cache: str | None = None       # log-mel cache directory (None: no cache)
     width: float = 1.0             # filter-count multiplier (1.0 = the seed's network)
@@ -157,6 +160,13 @@ class SpeechTrainConfig:
         if min(self.time_masks, self.time_mask_width, self.freq_masks,
                self.freq_mask_width) < 0 or self.gain_db < 0:
             raise ValueError("mask counts/widths and gain_db must be >= 0")
+        try:
+            alpha = float(self.mixup)
+        except (TypeError, ValueError):
+            alpha = math.nan
+        if not (math.isfinite(alpha) and alpha >= 0):
+            raise ValueError(f"mixup is a Beta(alpha, alpha) alpha: finite and >= 0 (0 = "
+                             f"off), got {self.mixup!r}")
         if self.gain_db > 0 and self.signal.feature_norm != "none":
             # a level change is an offset on the log-mel dB scale, which the per-band
             # standardization removes; added after it, it is a shift of several standard
@@ -230,9 +240,41 @@ def augments(cfg: SpeechTrainConfig) -> bool:
                 and cfg.freq_mask_width or cfg.gain_db > 0)
 
 
+def mixup_batch(x: np.ndarray, y: np.ndarray, n_classes: int, alpha: float,
+                rng: np.random.Generator, weights: np.ndarray | None = None):
+    """Mixup of one training batch: one lambda ~ Beta(alpha, alpha) for the batch, each
+    example i blended with example j = perm(i) of the same batch (a random permutation),
+    inputs ``lam * x_i + (1 - lam) * x_j`` and targets ``lam * e(y_i) + (1 - lam) * e(y_j)``
+    (one-hot e), for a categorical cross-entropy loss.
+
+    Returns ``(x_mixed, targets, sample_weights)``; ``sample_weights`` is None without
+    class ``weights``. With them, the loss is the class-weighted cross-entropy of the
+    mixed target, ``-sum_c w_c t_c log p_c = lam * w(y_i) * CE(y_i) + (1 - lam) * w(y_j) *
+    CE(y_j)``: each label's share of the target keeps its own class weight, as in the
+    integer-label loss (one-hot t gives ``w(y) * CE(y)`` exactly), so the classes stay
+    balanced. Keras weighs a whole sample, so this is passed as the per-sample weight
+    ``s = lam * w(y_i) + (1 - lam) * w(y_j)`` (the mixed weight) with the target
+    re-weighted to ``w * t / s`` (still sums to 1): ``s * CE(w * t / s) = -sum_c w_c t_c
+    log p_c``. (Weighting the plain mixed target by ``s`` would instead give each label's
+    share the other's weight in part, diluting the balance.)"""
+    lam = float(rng.beta(alpha, alpha))
+    perm = rng.permutation(len(x))
+    onehot = np.eye(n_classes, dtype=np.float32)[y]
+    xm = (lam * x + (1.0 - lam) * x[perm]).astype(np.float32)
+    t = lam * onehot + (1.0 - lam) * onehot[perm]
+    if weights is None:
+        return xm, t.astype(np.float32), None
+    wt = t * weights[None, :]
+    s = wt.sum(axis=1)
+    safe = np.where(s > 0, s, 1.0)
+    return xm, (wt / safe[:, None]).astype(np.float32), s.astype(np.float32)
+
+
 class SpeechBatches(keras.utils.Sequence):
-    """Shuffled training batches with :func:`spec_augment` drawn afresh every epoch and,
-    when given, per-sample class weights."""
+    """Shuffled training batches with :func:`spec_augment` drawn afresh every epoch,
+    with ``cfg.mixup`` > 0 mixed by :func:`mixup_batch` (one-hot/soft targets for a
+    categorical cross-entropy; integer labels otherwise) and, when given, per-sample class
+    weights."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, cfg: SpeechTrainConfig,
                  weights: np.ndarray | None):
@@ -249,6 +291,10 @@ class SpeechBatches(keras.utils.Sequence):
         xb = self.X[idx]
         if augments(self.cfg):
             xb = np.stack([spec_augment(x, self.cfg, self.rng) for x in xb])
+        if self.cfg.mixup > 0:
+            xb, tb, sw = mixup_batch(xb, self.y[idx], len(self.cfg.labels), self.cfg.mixup,
+                                     self.rng, self.weights)
+            return (xb, tb) if sw is None else (xb, tb, sw)
         if self.weights is None:
             return xb, self.y[idx]
         return xb, self.y[idx], self.weights[self.y[idx]]
@@ -393,14 +439,19 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     model = arch.build(sig.input_shape, len(cfg.labels),
                        **{k: v for k, v in knobs.items() if k in takes})
     steps = -(-len(X_fit) // cfg.batch_size)
+    # mixup trains on soft targets: categorical cross-entropy, validation labels one-hot
+    # too (same loss and metric); without it, integer labels as ever
+    soft = cfg.mixup > 0
+    val_target = np.eye(len(cfg.labels), dtype=np.float32)[y_val] if soft else y_val
     model.compile(optimizer=make_optimizer(cfg, steps),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="categorical_crossentropy" if soft
+                  else "sparse_categorical_crossentropy", metrics=["accuracy"])
     n_params = int(model.count_params())
     print(f"model {cfg.arch}: {n_params:,} parameters; recipe {cfg.recipe}: {cfg.optimizer} "
           f"lr {cfg.learning_rate:g} {cfg.schedule}, feature norm {sig.feature_norm}, "
           f"masks t{cfg.time_masks}x{cfg.time_mask_width} f{cfg.freq_masks}x"
           f"{cfg.freq_mask_width}, gain +-{cfg.gain_db:g} dB, class weights "
-          f"{cfg.class_weights}")
+          f"{cfg.class_weights}" + (f", mixup {cfg.mixup:g}" if soft else ""))
 
     ckpt = run_dir / "model.keras"
     budget = TimeBudget(cfg.time_budget_min) if cfg.time_budget_min else None
@@ -419,13 +470,13 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     weights = (class_weight_vector(y_fit, len(cfg.labels))
                if cfg.class_weights == "balanced" else None)
     t0 = time.time()
-    if weights is None and not augments(cfg):  # the seed's path: arrays, Keras shuffles
+    if weights is None and not augments(cfg) and not soft:  # the seed's: Keras shuffles
         hist = model.fit(X_fit, y_fit, validation_data=(X_val, y_val), epochs=cfg.epochs,
                          batch_size=cfg.batch_size, callbacks=callbacks, shuffle=True,
                          verbose=verbose)
     else:
         hist = model.fit(SpeechBatches(X_fit, y_fit, cfg, weights),
-                         validation_data=(X_val, y_val), epochs=cfg.epochs,
+                         validation_data=(X_val, val_target), epochs=cfg.epochs,
                          callbacks=callbacks, verbose=verbose)
     train_s = time.time() - t0
     plot_history(hist.history, run_dir / "training_history.png")

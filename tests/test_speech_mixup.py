@@ -1,0 +1,121 @@
+"""Mixup for speech-emotion training: the mixed batch, its class weights, the config check."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vitaledge.train.speech import (
+    SpeechBatches,
+    SpeechTrainConfig,
+    class_weight_vector,
+    mixup_batch,
+)
+
+
+def _pairs(t: np.ndarray, y: np.ndarray):
+    """(lambda, partner index) per row of the targets, read off the labels: every example
+    has its own class, so the class holding the rest of the mass names the partner."""
+    lam = t[np.arange(len(y)), y]
+    rest = t.copy()
+    rest[np.arange(len(y)), y] = 0
+    partner = np.where(rest.max(axis=1) > 0, rest.argmax(axis=1), y)  # else itself
+    return lam, np.argsort(y)[partner]
+
+
+def test_mixup_blends_inputs_and_labels_with_one_lambda():
+    rng = np.random.default_rng(0)
+    n = 8
+    y = rng.permutation(n)  # one example per class: the target says who the partner is
+    x = rng.standard_normal((n, 6, 5, 4, 1)).astype(np.float32)
+    for seed in range(5):
+        xm, t, sw = mixup_batch(x, y, n, 0.2, np.random.default_rng(seed))
+        assert sw is None and xm.dtype == np.float32 and xm.shape == x.shape
+        assert t.shape == (n, n) and (t >= 0).all()
+        np.testing.assert_allclose(t.sum(axis=1), 1, atol=1e-6)
+        assert ((t > 0).sum(axis=1) <= 2).all()  # a convex pair, nothing else
+        lam, j = _pairs(t, y)
+        mixed = j != np.arange(n)
+        assert mixed.any() and sorted(j) == list(range(n))  # a permutation of the batch
+        assert np.allclose(lam[mixed], lam[mixed][0])  # one lambda for the whole batch
+        lam = float(lam[mixed][0])
+        assert 0 < lam < 1
+        np.testing.assert_allclose(xm, lam * x + (1 - lam) * x[j], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(t, lam * np.eye(n)[y] + (1 - lam) * np.eye(n)[y[j]],
+                                   atol=1e-6)
+    # Beta(0.2, 0.2) puts most lambdas near 0 or 1 (mostly one clip, a little of another)
+    lams = [np.random.default_rng(s).beta(0.2, 0.2) for s in range(400)]
+    assert np.mean([min(v, 1 - v) < 0.1 for v in lams]) > 0.5
+
+
+def test_mixup_keeps_each_labels_class_weight():
+    rng = np.random.default_rng(1)
+    y = np.array([0, 0, 0, 0, 0, 1, 2, 2])
+    w = class_weight_vector(y, 4)  # class 3 absent: weight 0
+    x = rng.standard_normal((len(y), 3, 4, 2, 1)).astype(np.float32)
+    xm, t, sw = mixup_batch(x, y, 4, 0.4, np.random.default_rng(3), w)
+    # replay the draws to know lambda and the pairs
+    r = np.random.default_rng(3)
+    lam, j = float(r.beta(0.4, 0.4)), r.permutation(len(y))
+    np.testing.assert_allclose(xm, lam * x + (1 - lam) * x[j], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sw, lam * w[y] + (1 - lam) * w[y[j]], rtol=1e-6)
+    np.testing.assert_allclose(t.sum(axis=1), 1, atol=1e-6)
+    # sample weight x target = each label's share times its own class weight, so the loss
+    # s * CE(t) = lam w(y_i) CE(y_i) + (1 - lam) w(y_j) CE(y_j)
+    eye = np.eye(4)
+    np.testing.assert_allclose(sw[:, None] * t,
+                               lam * w[y][:, None] * eye[y]
+                               + (1 - lam) * w[y[j]][:, None] * eye[y[j]], atol=1e-6)
+    logp = np.log(np.random.default_rng(4).dirichlet(np.ones(4), len(y)))
+    loss = -(sw[:, None] * t * logp).sum(axis=1)
+    expect = -(lam * w[y] * logp[np.arange(len(y)), y]
+               + (1 - lam) * w[y[j]] * logp[np.arange(len(y)), y[j]])
+    np.testing.assert_allclose(loss, expect, rtol=1e-5)
+
+
+def test_batches_mix_only_when_asked():
+    rng = np.random.default_rng(2)
+    y = np.array([0, 1, 2, 3, 4, 5, 6, 0, 1, 2])
+    x = rng.standard_normal((len(y), 2, 4, 3, 1)).astype(np.float32)
+    w = class_weight_vector(y, 7)
+    plain = SpeechBatches(x, y, SpeechTrainConfig(batch_size=4), w)
+    xb, yb, sb = plain[0]
+    idx = plain.order[:4]
+    assert yb.dtype == y.dtype and (yb == y[idx]).all()  # integer labels, untouched inputs
+    np.testing.assert_array_equal(xb, x[idx])
+    np.testing.assert_allclose(sb, w[y[idx]])
+    mixed = SpeechBatches(x, y, SpeechTrainConfig(batch_size=4, mixup=0.2), None)
+    xb, tb = mixed[2]
+    assert xb.shape == (2,) + x.shape[1:] and tb.shape == (2, 7)
+    np.testing.assert_allclose(tb.sum(axis=1), 1, atol=1e-6)
+    xb, tb, sb = SpeechBatches(x, y, SpeechTrainConfig(batch_size=4, mixup=0.2), w)[0]
+    assert tb.shape == (4, 7) and sb.shape == (4,) and (sb > 0).all()
+
+
+@pytest.mark.parametrize("alpha", [-0.1, math.nan, math.inf, "0.2x"])
+def test_config_refuses_bad_mixup(alpha):
+    with pytest.raises(ValueError, match="mixup"):
+        SpeechTrainConfig(mixup=alpha).check()
+
+
+def test_config_mixup_default_off_and_round_trips():
+    assert SpeechTrainConfig().mixup == 0.0
+    SpeechTrainConfig(mixup=0).check()
+    cfg = SpeechTrainConfig(mixup=0.2)
+    cfg.check()
+    assert SpeechTrainConfig.from_dict(cfg.to_dict()).mixup == 0.2
+    old = {k: v for k, v in cfg.to_dict().items() if k != "mixup"}  # configs from before
+    assert SpeechTrainConfig.from_dict(old).mixup == 0.0
+
+
+def test_cli_passes_mixup_to_the_config():
+    from click.testing import CliRunner
+
+    from vitaledge.train.cli import train_group
+
+    res = CliRunner().invoke(train_group, ["emotion-speech", "--synth-per-class", "2",
+                                           "--mixup", "-0.5", "--out", "unused"])
+    assert res.exit_code != 0 and "mixup" in res.output and "-0.5" in res.output
+    assert "--mixup" in CliRunner().invoke(train_group, ["emotion-speech", "--help"]).output
