@@ -47,6 +47,10 @@ def _check_targets(ctx, param, value: str) -> str:
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning before int8.")
 @click.option("--representative", type=int, default=300, show_default=True,
               help="Calibration windows (class-stratified, from the training split).")
+@click.option("--weight-rounding", type=click.Choice(["compensated", "nearest"]),
+              default="compensated", show_default=True,
+              help="Full int8: round Conv/Dense kernels compensating each rounding error "
+                   "on the calibration inputs (GPTQ), or to the nearest step.")
 @click.option("--max-drop", type=float, default=1.0, show_default=True,
               help="Largest allowed accuracy drop vs Keras, in points.")
 @click.option("--allow-drop", is_flag=True, help="Exit 0 even when an artifact drops more.")
@@ -57,15 +61,15 @@ def _check_targets(ctx, param, value: str) -> str:
               help="Ed25519 private key (PEM): write manifest.sig beside every manifest "
                    "(vitaledge device keygen makes one).")
 @click.option("--out", type=click.Path(file_okay=False), required=True)
-def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representative, max_drop,
-                allow_drop, threads, name, sign_key, out) -> None:
+def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representative,
+                weight_rounding, max_drop, allow_drop, threads, name, sign_key, out) -> None:
     """Prune, quantize and export a training run to TFLite; verify every artifact."""
     from .pipeline import DROP, FAIL, ConvertOptions, convert_run
 
     opts = ConvertOptions(targets=[t.strip() for t in targets.split(",")], quant=quant,
                           sparsities=_floats(prune), qat=qat, representative_size=representative,
                           max_drop=max_drop, prune_epochs=prune_epochs, threads=threads,
-                          name=name)
+                          name=name, weight_rounding=weight_rounding)
     if sign_key:  # fail before the long conversion, not after
         from vitaledge.device.model.signing import load_private_key
 

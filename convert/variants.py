@@ -52,6 +52,8 @@ class ConvertOptions:
     name: str = "vitaledge"
     # emotion runs: also build the straight (fused-LSTM) conversion, the speed reference
     fused_reference: bool = True
+    # full int8: Conv/Dense kernels rounded with error compensation (convert/rounding.py)
+    weight_rounding: str = "compensated"
 
 
 @dataclass
@@ -71,6 +73,7 @@ class Source:
     y: np.ndarray
     keras_probs: np.ndarray
     keras_ref: dict
+    input_range: str = "minmax"  # full int8's input range (quantize.INPUT_RANGES)
 
 
 @dataclass
@@ -131,7 +134,8 @@ def build_variant(src: Source, v: Variant, out: Path, opts: ConvertOptions) -> R
                   "probabilities")
     try:
         content = to_tflite(v.model if logits is None else logits, v.quant, src.calibration,
-                            concrete=v.concrete)
+                            concrete=v.concrete, weight_rounding=opts.weight_rounding,
+                            input_range=src.input_range)
     except Exception as exc:  # converter errors are many and untyped
         return Result(v.name, FAIL, vdir, error=f"conversion failed: {exc}")
     (vdir / "model.tflite").write_bytes(content)
@@ -139,6 +143,8 @@ def build_variant(src: Source, v: Variant, out: Path, opts: ConvertOptions) -> R
     try:
         ops = list_ops(content)
         extra = {"gzip_bytes": gz, "ops": sorted({o["op"] for o in ops}), **v.extra}
+        if v.quant == "int8":  # how the int8 weights and input range were chosen
+            extra.update(weight_rounding=opts.weight_rounding, input_range=src.input_range)
         extra.update(target.extras(Built(content, ops, vdir, opts.name, src.calibration,
                                          tuple(src.input_names))))
         m = build_manifest(src, v.target, v.quant, content, v.pruning, extra,
