@@ -111,6 +111,7 @@ class SpeechTrainConfig:
     freq_mask_width: int = 0       #   of up to this many bands
     gain_db: float = 0.0           # level jitter: uniform +-gain_db added to the input
     mixup: float = 0.0             # mixup Beta(alpha, alpha) within each batch (0 = off)
+    freq_warp: float = 0.0         # mel-axis stretch by a factor in 1 +- freq_warp (0 = off)
     class_weights: str = "none"    # none | balanced
     cache: str | None = None       # log-mel cache directory (None: no cache)
     width: float = 1.0             # filter-count multiplier (1.0 = the seed's network)
@@ -167,6 +168,9 @@ class SpeechTrainConfig:
         if not (math.isfinite(alpha) and alpha >= 0):
             raise ValueError(f"mixup is a Beta(alpha, alpha) alpha: finite and >= 0 (0 = "
                              f"off), got {self.mixup!r}")
+        if not (isinstance(self.freq_warp, (int, float)) and 0 <= self.freq_warp < 0.5):
+            raise ValueError(f"freq_warp is a relative stretch in [0, 0.5), got "
+                             f"{self.freq_warp!r}")
         if self.gain_db > 0 and self.signal.feature_norm != "none":
             # a level change is an offset on the log-mel dB scale, which the per-band
             # standardization removes; added after it, it is a shift of several standard
@@ -211,12 +215,29 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.time() - self._t)
 
 
+def warp_mel(x: np.ndarray, factor: float) -> np.ndarray:
+    """``x`` (images, n_mels, frames, 1) with its mel-band axis stretched by ``factor``
+    about band 0: band m takes the value at band m / factor (linear interpolation, the top
+    band held beyond the edge). A factor above 1 moves spectral structure up, like a
+    shorter vocal tract: an approximation on the mel image of vocal tract length
+    perturbation (Jaitly & Hinton, ICML 2013 workshop), a speaker-variation augmentation."""
+    n_mels = x.shape[1]
+    src = np.arange(n_mels) / factor
+    lo = np.clip(np.floor(src).astype(int), 0, n_mels - 1)
+    hi = np.clip(lo + 1, 0, n_mels - 1)
+    w = np.clip(src - lo, 0.0, 1.0).astype(x.dtype)[None, :, None, None]
+    return (1 - w) * x[:, lo] + w * x[:, hi]
+
+
 def spec_augment(x: np.ndarray, cfg: SpeechTrainConfig, rng: np.random.Generator) -> np.ndarray:
-    """A training copy of one input (images, n_mels, frames, 1): ``freq_masks`` mel-band
+    """A training copy of one input (images, n_mels, frames, 1): its mel axis stretched by
+    a factor uniform in 1 +- ``freq_warp`` (:func:`warp_mel`), ``freq_masks`` mel-band
     masks (the same bands in every image), ``time_masks`` frame masks per image, each up to
     its width and filled with the input's mean, then a level offset uniform in
     +-``gain_db``. Never applied to validation or test inputs."""
     x = x.copy()
+    if cfg.freq_warp > 0:
+        x = warp_mel(x, float(rng.uniform(1 - cfg.freq_warp, 1 + cfg.freq_warp)))
     fill = float(x.mean())
     n_img, n_mels, n_frames = x.shape[:3]
     for _ in range(cfg.freq_masks):
@@ -237,7 +258,7 @@ def spec_augment(x: np.ndarray, cfg: SpeechTrainConfig, rng: np.random.Generator
 
 def augments(cfg: SpeechTrainConfig) -> bool:
     return bool(cfg.time_masks and cfg.time_mask_width or cfg.freq_masks
-                and cfg.freq_mask_width or cfg.gain_db > 0)
+                and cfg.freq_mask_width or cfg.gain_db > 0 or cfg.freq_warp > 0)
 
 
 def mixup_batch(x: np.ndarray, y: np.ndarray, n_classes: int, alpha: float,
@@ -451,7 +472,8 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
           f"lr {cfg.learning_rate:g} {cfg.schedule}, feature norm {sig.feature_norm}, "
           f"masks t{cfg.time_masks}x{cfg.time_mask_width} f{cfg.freq_masks}x"
           f"{cfg.freq_mask_width}, gain +-{cfg.gain_db:g} dB, class weights "
-          f"{cfg.class_weights}" + (f", mixup {cfg.mixup:g}" if soft else ""))
+          f"{cfg.class_weights}" + (f", mixup {cfg.mixup:g}" if soft else "")
+          + (f", mel warp +-{cfg.freq_warp:g}" if cfg.freq_warp else ""))
 
     ckpt = run_dir / "model.keras"
     budget = TimeBudget(cfg.time_budget_min) if cfg.time_budget_min else None

@@ -1,4 +1,5 @@
-"""Mixup for speech-emotion training: the mixed batch, its class weights, the config check."""
+"""Training-time augmentation for speech emotion: mixup (the mixed batch, its class weights,
+the config check) and the mel-axis warp."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from vitaledge.train.speech import (
     SpeechTrainConfig,
     class_weight_vector,
     mixup_batch,
+    spec_augment,
+    warp_mel,
 )
 
 
@@ -119,3 +122,35 @@ def test_cli_passes_mixup_to_the_config():
                                            "--mixup", "-0.5", "--out", "unused"])
     assert res.exit_code != 0 and "mixup" in res.output and "-0.5" in res.output
     assert "--mixup" in CliRunner().invoke(train_group, ["emotion-speech", "--help"]).output
+
+
+def test_warp_moves_spectral_structure_along_the_mel_axis():
+    x = np.zeros((3, 64, 5, 1), np.float32)
+    x[:, 20] = 1.0  # one band lit in every image and frame
+    np.testing.assert_array_equal(warp_mel(x, 1.0), x)
+    up, down = warp_mel(x, 1.1), warp_mel(x, 0.9)
+    assert int(np.argmax(up[0, :, 0, 0])) == 22 and int(np.argmax(down[0, :, 0, 0])) == 18
+    assert up.shape == x.shape and np.allclose(up[1], up[0])  # every image alike
+    ramp = np.broadcast_to(np.arange(64, dtype=np.float32)[None, :, None, None], x.shape)
+    np.testing.assert_allclose(warp_mel(ramp, 1.25)[0, :60, 0, 0], np.arange(60) / 1.25,
+                               atol=1e-5)  # linear interpolation between bands
+
+
+def test_warp_is_drawn_per_example_and_only_in_training_batches():
+    rng = np.random.default_rng(3)
+    y = np.array([0, 1, 2, 3])
+    x = rng.standard_normal((4, 2, 16, 3, 1)).astype(np.float32)
+    cfg = SpeechTrainConfig(batch_size=4, freq_warp=0.1)
+    a = spec_augment(x[0], cfg, np.random.default_rng(0))
+    b = spec_augment(x[0], cfg, np.random.default_rng(1))
+    assert a.shape == x[0].shape and not np.allclose(a, b) and not np.allclose(a, x[0])
+    xb, yb = SpeechBatches(x, y, cfg, None)[0]
+    assert not np.allclose(xb, x[SpeechBatches(x, y, cfg, None).order[:4]])
+    xb, _ = SpeechBatches(x, y, SpeechTrainConfig(batch_size=4), None)[0]
+    assert any(np.array_equal(xb[0], xi) for xi in x)  # off: inputs untouched
+
+
+@pytest.mark.parametrize("warp", [-0.1, 0.5, math.nan, "0.1"])
+def test_config_refuses_bad_warp(warp):
+    with pytest.raises(ValueError, match="freq_warp"):
+        SpeechTrainConfig(freq_warp=warp).check()
