@@ -54,7 +54,7 @@ def _eligible(model: keras.Model) -> list:
                 continue
         else:
             continue
-        if len(getattr(layer, "_inbound_nodes", ())) != 1:
+        if len(getattr(layer, "inbound_nodes", ())) != 1:
             continue  # shared (or never called): no single input to measure
         out.append(layer)
     return out

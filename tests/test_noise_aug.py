@@ -13,10 +13,9 @@ from vitaledge.device.dsp.windows import WindowSpec
 from vitaledge.device.io.aami import map_annotations
 from vitaledge.device.io.nst import measured_snr, qrs_amplitude, rms_amplitude
 from vitaledge.device.io.records import list_records, read_record
-from vitaledge.train import noise_aug
 from vitaledge.train.config import BeatTrainConfig
 from vitaledge.train.data import prepare
-from vitaledge.train.noise_aug import NoiseAug, noisy_beats, noisy_record
+from vitaledge.train.noise_aug import NoiseAug, forget_built, noisy_beats, noisy_record
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +71,7 @@ def _cfg(synth_dir, noise_dir, **kw):
 def test_only_training_patients_are_copied_and_a_seed_rebuilds_them(synth_dir, noise_dir):
     aug = NoiseAug(str(noise_dir), copies=2, snr_db=[6.0, 18.0]).to_dict()
     clean = prepare(_cfg(synth_dir, noise_dir))
-    noise_aug._BUILT.clear()
+    forget_built()
     p = prepare(_cfg(synth_dir, noise_dir, noise_aug=aug))
     train_records = set(p.train.record)
     assert "s003" not in train_records and set(p.val.record).isdisjoint(train_records)
@@ -85,10 +84,10 @@ def test_only_training_patients_are_copied_and_a_seed_rebuilds_them(synth_dir, n
     assert len(p.y_fit) == len(p.train) + len(noisy) > 2.5 * len(p.train)  # two copies each
     assert p.description["noise_aug"]["beats"]["N"] == int((noisy.y == 0).sum())
     # rebuilt from nothing with the same seed: the same beats; another seed: others
-    noise_aug._BUILT.clear()
+    forget_built()
     again = prepare(_cfg(synth_dir, noise_dir, noise_aug=aug))
     assert np.array_equal(again.X_fit, p.X_fit) and np.array_equal(again.y_fit, p.y_fit)
-    noise_aug._BUILT.clear()
+    forget_built()
     seed5 = BeatTrainConfig.from_dict({**_cfg(synth_dir, noise_dir, noise_aug=aug).to_dict(),
                                        "seed": 5})
     other = noisy_beats(seed5, sorted(train_records))

@@ -114,6 +114,11 @@ def noisy_record(rec: Record, noise: np.ndarray, aug: NoiseAug,
 _BUILT: dict[tuple, BeatSet] = {}
 
 
+def forget_built() -> None:
+    """Drop the copies built so far (the next call builds them afresh)."""
+    _BUILT.clear()
+
+
 def noisy_beats(cfg: BeatTrainConfig, records: list[str]) -> BeatSet | None:
     """The beats of ``cfg.noise_aug.copies`` noisy copies of each of ``records`` (names in
     ``cfg.records``), cut as the clean beats are; None without ``noise_aug``."""
