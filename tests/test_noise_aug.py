@@ -79,7 +79,13 @@ def test_only_training_patients_are_copied_and_a_seed_rebuilds_them(synth_dir, n
     for part in ("train", "val", "test"):
         a, b = getattr(clean, part), getattr(p, part)
         assert np.array_equal(a.X, b.X) and np.array_equal(a.y, b.y)
-    noisy = noisy_beats(_cfg(synth_dir, noise_dir, noise_aug=aug), sorted(train_records))
+    cfg = _cfg(synth_dir, noise_dir, noise_aug=aug)
+
+    def copies(seed):
+        return noisy_beats(NoiseAug.from_dict(aug), cfg.records, sorted(train_records), seed,
+                           cfg.window, cfg.lead, cfg.anchor)
+
+    noisy = copies(cfg.seed)
     assert set(noisy.record) == train_records
     assert len(p.y_fit) == len(p.train) + len(noisy) > 2.5 * len(p.train)  # two copies each
     assert p.description["noise_aug"]["beats"]["N"] == int((noisy.y == 0).sum())
@@ -88,9 +94,7 @@ def test_only_training_patients_are_copied_and_a_seed_rebuilds_them(synth_dir, n
     again = prepare(_cfg(synth_dir, noise_dir, noise_aug=aug))
     assert np.array_equal(again.X_fit, p.X_fit) and np.array_equal(again.y_fit, p.y_fit)
     forget_built()
-    seed5 = BeatTrainConfig.from_dict({**_cfg(synth_dir, noise_dir, noise_aug=aug).to_dict(),
-                                       "seed": 5})
-    other = noisy_beats(seed5, sorted(train_records))
+    other = copies(5)
     assert len(other) != len(noisy) or not np.array_equal(other.X, noisy.X)
 
 

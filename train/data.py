@@ -18,7 +18,7 @@ from vitaledge.device.io.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
 
 from .balance import balance
 from .config import BeatTrainConfig
-from .noise_aug import noisy_beats
+from .noise_aug import NoiseAug, noisy_beats
 from .splits import BY_PATIENT, make_split, patient_holdout, stratified_holdout
 
 
@@ -73,7 +73,13 @@ def split_parts(cfg: BeatTrainConfig, beats: BeatSet | None = None
 
 def prepare(cfg: BeatTrainConfig, beats: BeatSet | None = None) -> Prepared:
     train, val, test = split_parts(cfg, beats)
-    noisy = noisy_beats(cfg, sorted(set(train.record)))
+    noisy = None
+    if cfg.noise_aug is not None:
+        if not cfg.records:
+            raise ValueError("noise augmentation needs WFDB records (--data)")
+        noisy = noisy_beats(NoiseAug.from_dict(cfg.noise_aug), cfg.records,
+                            sorted(set(train.record)), cfg.seed, cfg.window, cfg.lead,
+                            cfg.anchor, cfg.rr_spec(), cfg.template_spec())
     fit = train if noisy is None else BeatSet.concat([train, noisy])
     X, y, cw, rr, tmpl = balance(fit.X, fit.y, cfg.balance, len(CLASSES), cfg.seed,
                                  fit.rr, fit.template)

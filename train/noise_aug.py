@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.dsp.rr import RRSpec
+from vitaledge.device.dsp.template import TemplateSpec
+from vitaledge.device.dsp.windows import WindowSpec
 from vitaledge.device.io.aami import map_annotations
 from vitaledge.device.io.beats import BeatSet, beats_from_record
 from vitaledge.device.io.nst import (
@@ -38,8 +41,6 @@ from vitaledge.device.io.nst import (
     rms_amplitude,
 )
 from vitaledge.device.io.records import Record, RecordError, list_records, read_record
-
-from .config import BeatTrainConfig
 
 
 @dataclass(frozen=True)
@@ -119,34 +120,31 @@ def forget_built() -> None:
     _BUILT.clear()
 
 
-def noisy_beats(cfg: BeatTrainConfig, records: list[str]) -> BeatSet | None:
-    """The beats of ``cfg.noise_aug.copies`` noisy copies of each of ``records`` (names in
-    ``cfg.records``), cut as the clean beats are; None without ``noise_aug``."""
-    if cfg.noise_aug is None or not records:
-        return None
-    if not cfg.records:
-        raise ValueError("noise augmentation needs WFDB records (--data)")
-    aug = NoiseAug.from_dict(cfg.noise_aug)
+def noisy_beats(aug: NoiseAug, directory: str | Path, records: list[str], seed: int,
+                window: WindowSpec, lead: str = "MLII", anchor: str = "detected",
+                rr: RRSpec | None = None, template: TemplateSpec | None = None) -> BeatSet:
+    """The beats of ``aug.copies`` noisy copies of each of ``records`` (names in the WFDB
+    ``directory``), cut as the clean beats are (same ``window``, ``anchor``, ``rr`` and
+    ``template`` specs); ``seed`` (the run's) picks the noise, its start and its SNRs."""
     noise_paths = aug.noise_paths()
-    by_name = {p.name: p for p in list_records(cfg.records)}
+    by_name = {p.name: p for p in list_records(directory)}
     noises: dict[tuple[str, float], np.ndarray] = {}
     sets = []
     for name in records:
-        key = (str(cfg.records), name, cfg.lead, cfg.seed, repr(aug.to_dict()),
-               repr(cfg.window.to_dict()), cfg.anchor, repr(cfg.rr), repr(cfg.template))
+        key = (str(directory), name, lead, seed, repr(aug.to_dict()), repr(window.to_dict()),
+               anchor, repr(rr), repr(template))
         if key not in _BUILT:
-            rec = read_record(by_name[name], lead=cfg.lead)
+            rec = read_record(by_name[name], lead=lead)
             copies = []
             for k in range(aug.copies):
-                rng = np.random.default_rng(_seed(cfg.seed, name, k))
+                rng = np.random.default_rng(_seed(seed, name, k))
                 path = noise_paths[(k + _seed(name)) % len(noise_paths)]
                 if (str(path), rec.fs) not in noises:
                     noises[(str(path), rec.fs)] = read_noise(path, rec.fs)
                 nz = noises[(str(path), rec.fs)]
                 channel = nz[:, int(rng.integers(0, nz.shape[1]))]
                 noisy, _ = noisy_record(rec, channel, aug, rng)
-                copies.append(beats_from_record(noisy, cfg.window, cfg.anchor,
-                                                cfg.rr_spec(), cfg.template_spec()))
+                copies.append(beats_from_record(noisy, window, anchor, rr, template))
             _BUILT[key] = BeatSet.concat(copies)
         sets.append(_BUILT[key])
     return BeatSet.concat(sets)
