@@ -39,7 +39,7 @@ DAMP = 0.01
 _QMAX = 127
 
 
-def _eligible(model: keras.Model) -> list:
+def eligible_layers(model: keras.Model) -> list:
     """The model's own Conv1D/Conv2D (channels-last, ungrouped, not causal) and Dense layers,
     each called once: the layers whose inputs a sub-model can return. Anything else
     (TimeDistributed, LSTM, depthwise, quantization-aware wrappers) keeps the converter's
@@ -133,7 +133,7 @@ def gptq_round(w: np.ndarray, H: np.ndarray, damp: float = DAMP,
 def compensated_weights(model: keras.Model, representative) -> dict[str, list[np.ndarray]]:
     """New weights (kernel on the int8 grid, bias unchanged) of every eligible layer of
     ``model``, by layer name, from its inputs on ``representative``."""
-    layers = _eligible(model)
+    layers = eligible_layers(model)
     if not layers:
         return {}
     moments = _second_moments(model, layers, representative)

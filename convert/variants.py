@@ -144,7 +144,12 @@ def build_variant(src: Source, v: Variant, out: Path, opts: ConvertOptions) -> R
         ops = list_ops(content)
         extra = {"gzip_bytes": gz, "ops": sorted({o["op"] for o in ops}), **v.extra}
         if v.quant == "int8":  # how the int8 weights and input range were chosen
-            extra.update(weight_rounding=opts.weight_rounding, input_range=src.input_range)
+            from .rounding import eligible_layers
+
+            rounded = opts.weight_rounding == "compensated" and bool(eligible_layers(
+                v.model if logits is None else logits))
+            extra.update(weight_rounding="compensated" if rounded else "nearest",
+                         input_range=src.input_range)
         extra.update(target.extras(Built(content, ops, vdir, opts.name, src.calibration,
                                          tuple(src.input_names))))
         m = build_manifest(src, v.target, v.quant, content, v.pruning, extra,

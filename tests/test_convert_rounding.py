@@ -62,8 +62,10 @@ def test_int8_conversion_keeps_the_compensated_kernels_and_restores_the_float_on
     assert len(kernels) == 1
     got = interp.get_tensor(kernels[0]["index"]).transpose(1, 2, 3, 0)
     assert np.array_equal(got, expected)
-    assert not np.array_equal(expected, np.round(  # not what nearest rounding gives
-        before[0] * folded / kq / (np.abs(folded).reshape(-1, 4).max(0) / 127)))
+    fold = gamma / np.sqrt(bn.get_weights()[3] + bn.epsilon)
+    nearest = before[0] * fold
+    nearest = np.round(nearest / (np.abs(nearest).reshape(-1, 4).max(0) / 127))
+    assert not np.array_equal(expected, nearest)  # not what nearest rounding gives
 
 
 def test_mse_range_clips_a_long_tail_only():

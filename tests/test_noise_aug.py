@@ -75,7 +75,7 @@ def test_only_training_patients_are_copied_and_a_seed_rebuilds_them(synth_dir, n
     p = prepare(_cfg(synth_dir, noise_dir, noise_aug=aug))
     train_records = set(p.train.record)
     assert "s003" not in train_records and set(p.val.record).isdisjoint(train_records)
-    # validation, test and the clean training beats are what they are without augmentation
+    # the clean parts are left as they were: the copies only add to what the network fits
     for part in ("train", "val", "test"):
         a, b = getattr(clean, part), getattr(p, part)
         assert np.array_equal(a.X, b.X) and np.array_equal(a.y, b.y)
@@ -104,6 +104,8 @@ def test_config_round_trips_and_refuses_bad_values(synth_dir, noise_dir, tmp_pat
     cfg.save(tmp_path / "config.json")
     assert BeatTrainConfig.load(tmp_path / "config.json").noise_aug == aug
     for bad, field in (({**aug, "copies": 0}, "copies"), ({**aug, "snr_db": [24, 6]}, "snr_db"),
+                       ({**aug, "snr_db": ["a", 6]}, "snr_db"), ({**aug, "segment_s": "60"},
+                                                                 "segment_s"),
                        ({**aug, "snr_db": [float("nan"), 6]}, "snr_db"),
                        ({**aug, "segment_s": -1}, "segment_s"), ({**aug, "gain": 1}, "unknown"),
                        ({"copies": 1}, "noise")):
@@ -111,15 +113,36 @@ def test_config_round_trips_and_refuses_bad_values(synth_dir, noise_dir, tmp_pat
             BeatTrainConfig.from_dict({**cfg.to_dict(), "noise_aug": bad})
 
 
+def test_a_split_by_beat_is_refused(synth_dir, noise_dir):
+    """Copying a whole record would copy its held-out beats into training."""
+    aug = NoiseAug(str(noise_dir)).to_dict()
+    cfg = BeatTrainConfig(arch="tiny", records=str(synth_dir), window=WindowSpec.kachuee(),
+                          split="beat", noise_aug=aug)
+    with pytest.raises(ValueError, match="split by patient"):
+        prepare(cfg)
+
+
+def test_flat_noise_is_refused(synth_dir):
+    with pytest.raises(ValueError, match="flat"):
+        noisy_record(_record(synth_dir), np.zeros(36_000), NoiseAug("unused"),
+                     np.random.default_rng(0))
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--noise-snr", "24,6"], "snr_db"),
     (["--noise-snr", "six,24"], "could not convert"),
     (["--noise-aug", "."], "no WFDB noise records"),
+    (["--split", "beat"], "split by patient"),
+    (["--no-aug", "--noise-copies", "2"], "need --noise-aug"),
 ])
 def test_cli_bad_noise_options_one_line(synth_dir, noise_dir, tmp_path, extra, message):
     args = ["train", "beat", "--arch", "tiny", "--data", str(synth_dir), "--out",
             str(tmp_path / "run")]
-    if "--noise-aug" not in extra:
+    if "--split" not in extra:
+        args += ["--split", "record", "--test-records", "s003"]
+    if "--no-aug" in extra:
+        extra = [a for a in extra if a != "--no-aug"]
+    elif "--noise-aug" not in extra:
         args += ["--noise-aug", str(noise_dir)]
     r = CliRunner().invoke(main, args + extra)
     assert r.exit_code == 2 and "Traceback" not in r.output

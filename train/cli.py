@@ -142,11 +142,18 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
                                  "the dominant-beat rule needs both", param_hint="--v-rule")
     if csv_train and convention == "kachuee":
         no_filter = True  # the Kaggle rows were cut from unfiltered signal
+    if noise_aug is None and (noise_copies != 1 or noise_snr != "6,24"):
+        raise click.UsageError("--noise-copies and --noise-snr need --noise-aug DIR")
     if noise_aug is not None:
         from .noise_aug import NoiseAug
+        from .splits import BY_PATIENT
 
+        if split not in BY_PATIENT:
+            raise click.BadParameter(f"noise augmentation copies whole records: it needs a "
+                                     f"split by patient ({', '.join(BY_PATIENT)}), not "
+                                     f"{split!r}", param_hint="--noise-aug/--split")
         try:
-            noise_aug = NoiseAug(noise_aug, noise_copies,
+            noise_aug = NoiseAug(str(Path(noise_aug).resolve()), noise_copies,
                                  [float(v) for v in noise_snr.split(",")]).to_dict()
             NoiseAug.from_dict(noise_aug).noise_paths()
         except ValueError as exc:

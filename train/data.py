@@ -77,6 +77,10 @@ def prepare(cfg: BeatTrainConfig, beats: BeatSet | None = None) -> Prepared:
     if cfg.noise_aug is not None:
         if not cfg.records:
             raise ValueError("noise augmentation needs WFDB records (--data)")
+        if cfg.split not in BY_PATIENT:
+            raise ValueError(f"noise augmentation copies whole records, so it needs a split "
+                             f"by patient ({', '.join(BY_PATIENT)}), not {cfg.split!r}: "
+                             "the copies would hold the held-out beats of those records")
         noisy = noisy_beats(NoiseAug.from_dict(cfg.noise_aug), cfg.records,
                             sorted(set(train.record)), cfg.seed, cfg.window, cfg.lead,
                             cfg.anchor, cfg.rr_spec(), cfg.template_spec())

@@ -13,10 +13,11 @@ the reference beats, windows, RR features and the running template), so the mode
 the beats the device cuts from noisy signal, detector mistakes included.
 
 Only the training patients are copied (:func:`vitaledge.train.data.prepare` asks for the
-records of the training part), never validation or test patients; the copies are built from
-a seed derived from the run's seed, the record and the copy, so a run rebuilds the same
-beats. They add to what the network is fitted on; the reports, the premature-beat rule and
-the calibration data use the clean beats only.
+records of the training part, and refuses a split that is not by patient: copying a whole
+record would copy its held-out beats too), never validation or test patients; the copies
+are built from a seed derived from the run's seed, the record and the copy, so a run
+rebuilds the same beats. They add to what the network is fitted on; the reports, the
+premature-beat rule and the calibration data use the clean beats only.
 """
 
 from __future__ import annotations
@@ -55,11 +56,15 @@ class NoiseAug:
     def __post_init__(self):
         if not (isinstance(self.copies, int) and self.copies >= 1):
             raise ValueError(f"noise_aug.copies: expected an int >= 1, got {self.copies!r}")
-        lo_hi = list(self.snr_db)
+        try:
+            lo_hi = [float(v) for v in self.snr_db]
+        except (TypeError, ValueError):
+            lo_hi = []
         if len(lo_hi) != 2 or not all(np.isfinite(lo_hi)) or lo_hi[0] > lo_hi[1]:
             raise ValueError(f"noise_aug.snr_db: expected [low, high] in dB, got "
                              f"{self.snr_db!r}")
-        if not (np.isfinite(self.segment_s) and self.segment_s > 0):
+        if not (isinstance(self.segment_s, int | float) and np.isfinite(self.segment_s)
+                and self.segment_s > 0):
             raise ValueError(f"noise_aug.segment_s: expected a positive number of seconds, "
                              f"got {self.segment_s!r}")
 
@@ -102,6 +107,8 @@ def noisy_record(rec: Record, noise: np.ndarray, aug: NoiseAug,
     signal_pp = qrs_amplitude(rec.signal, fs, normal if len(normal) else samples)
     stretch = noise_stretch(noise, n, int(rng.integers(0, len(noise))))
     noise_rms = rms_amplitude(stretch, fs, max_windows=n)
+    if not noise_rms > 0:
+        raise RecordError(f"{rec.name}: the noise channel is flat (RMS 0); no SNR can be set")
     seg = max(1, int(round(aug.segment_s * fs)))
     snrs = rng.uniform(aug.snr_db[0], aug.snr_db[1], size=-(-n // seg))
     g = np.repeat([noise_gain(s, signal_pp, noise_rms) for s in snrs], seg)[:n]

@@ -161,10 +161,7 @@ class SpeechTrainConfig:
         if min(self.time_masks, self.time_mask_width, self.freq_masks,
                self.freq_mask_width) < 0 or self.gain_db < 0:
             raise ValueError("mask counts/widths and gain_db must be >= 0")
-        try:
-            alpha = float(self.mixup)
-        except (TypeError, ValueError):
-            alpha = math.nan
+        alpha = float(self.mixup) if isinstance(self.mixup, int | float) else math.nan
         if not (math.isfinite(alpha) and alpha >= 0):
             raise ValueError(f"mixup is a Beta(alpha, alpha) alpha: finite and >= 0 (0 = "
                              f"off), got {self.mixup!r}")
