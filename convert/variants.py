@@ -132,10 +132,10 @@ def build_variant(src: Source, v: Variant, out: Path, opts: ConvertOptions) -> R
         if logits is None:
             print(f"{v.name}: no final softmax layer found to remove; the output stays "
                   "probabilities")
+    net = v.model if logits is None else logits
     try:
-        content = to_tflite(v.model if logits is None else logits, v.quant, src.calibration,
-                            concrete=v.concrete, weight_rounding=opts.weight_rounding,
-                            input_range=src.input_range)
+        content = to_tflite(net, v.quant, src.calibration, concrete=v.concrete,
+                            weight_rounding=opts.weight_rounding, input_range=src.input_range)
     except Exception as exc:  # converter errors are many and untyped
         return Result(v.name, FAIL, vdir, error=f"conversion failed: {exc}")
     (vdir / "model.tflite").write_bytes(content)
@@ -146,8 +146,7 @@ def build_variant(src: Source, v: Variant, out: Path, opts: ConvertOptions) -> R
         if v.quant == "int8":  # how the int8 weights and input range were chosen
             from .rounding import eligible_layers
 
-            rounded = opts.weight_rounding == "compensated" and bool(eligible_layers(
-                v.model if logits is None else logits))
+            rounded = opts.weight_rounding == "compensated" and bool(eligible_layers(net))
             extra.update(weight_rounding="compensated" if rounded else "nearest",
                          input_range=src.input_range)
         extra.update(target.extras(Built(content, ops, vdir, opts.name, src.calibration,

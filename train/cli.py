@@ -145,17 +145,14 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
     if noise_aug is None and (noise_copies != 1 or noise_snr != "6,24"):
         raise click.UsageError("--noise-copies and --noise-snr need --noise-aug DIR")
     if noise_aug is not None:
-        from .noise_aug import NoiseAug
-        from .splits import BY_PATIENT
+        from .noise_aug import NoiseAug, require_patient_split
 
-        if split not in BY_PATIENT:
-            raise click.BadParameter(f"noise augmentation copies whole records: it needs a "
-                                     f"split by patient ({', '.join(BY_PATIENT)}), not "
-                                     f"{split!r}", param_hint="--noise-aug/--split")
         try:
-            noise_aug = NoiseAug(str(Path(noise_aug).resolve()), noise_copies,
-                                 [float(v) for v in noise_snr.split(",")]).to_dict()
-            NoiseAug.from_dict(noise_aug).noise_paths()
+            require_patient_split(split)
+            aug = NoiseAug(str(Path(noise_aug).resolve()), noise_copies,
+                           [float(v) for v in noise_snr.split(",")])
+            aug.noise_paths()
+            noise_aug = aug.to_dict()
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--noise-aug/--noise-snr") from exc
     cfg = BeatTrainConfig(

@@ -18,7 +18,7 @@ from vitaledge.device.io.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
 
 from .balance import balance
 from .config import BeatTrainConfig
-from .noise_aug import NoiseAug, noisy_beats
+from .noise_aug import NoiseAug, noisy_beats, require_patient_split
 from .splits import BY_PATIENT, make_split, patient_holdout, stratified_holdout
 
 
@@ -77,10 +77,7 @@ def prepare(cfg: BeatTrainConfig, beats: BeatSet | None = None) -> Prepared:
     if cfg.noise_aug is not None:
         if not cfg.records:
             raise ValueError("noise augmentation needs WFDB records (--data)")
-        if cfg.split not in BY_PATIENT:
-            raise ValueError(f"noise augmentation copies whole records, so it needs a split "
-                             f"by patient ({', '.join(BY_PATIENT)}), not {cfg.split!r}: "
-                             "the copies would hold the held-out beats of those records")
+        require_patient_split(cfg.split)
         noisy = noisy_beats(NoiseAug.from_dict(cfg.noise_aug), cfg.records,
                             sorted(set(train.record)), cfg.seed, cfg.window, cfg.lead,
                             cfg.anchor, cfg.rr_spec(), cfg.template_spec())

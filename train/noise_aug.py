@@ -43,6 +43,8 @@ from vitaledge.device.io.nst import (
 )
 from vitaledge.device.io.records import Record, RecordError, list_records, read_record
 
+from .splits import BY_PATIENT
+
 
 @dataclass(frozen=True)
 class NoiseAug:
@@ -90,6 +92,15 @@ class NoiseAug:
         if not paths:
             raise RecordError(f"{self.noise}: no WFDB noise records (*.hea)")
         return paths
+
+
+def require_patient_split(split: str) -> None:
+    """Refuse a split that is not by patient: a whole record is copied, so under a split by
+    beat the copies would carry that record's held-out beats into training."""
+    if split not in BY_PATIENT:
+        raise ValueError(f"noise augmentation copies whole records, so it needs a split by "
+                         f"patient ({', '.join(BY_PATIENT)}), not {split!r}: the copies "
+                         "would hold the held-out beats of those records")
 
 
 def _seed(*parts) -> int:

@@ -4,10 +4,11 @@ The ``seed`` recipe is the seed's: SGD at 0.01, early stopping with patience 15 
 validation accuracy and the best checkpoint on it, noise-injection copies of the training
 clips. The ``robust`` recipe (and each of its levers as its own option) adds per-utterance
 feature normalization, Adam with a cosine schedule, SpecAugment-style masks, gain jitter and
-class weights; ``mixup`` (pairs of training inputs and their labels blended) is a lever
-that neither recipe sets. Splits: ``actor`` (given test speakers), ``actors`` (leave-speakers-out
-K-fold, :mod:`.speech_folds`), ``none`` (every speaker trains; validation speakers
-carved out), ``random``. Log-mel spectrograms are cached on disk (:mod:`.speech_cache`).
+class weights; ``mixup`` (pairs of training inputs and their labels blended) and
+``freq_warp`` (the mel axis stretched) are levers that neither recipe sets. Splits:
+``actor`` (given test speakers), ``actors`` (leave-speakers-out K-fold,
+:mod:`.speech_folds`), ``none`` (every speaker trains; validation speakers carved out),
+``random``. Log-mel spectrograms are cached on disk (:mod:`.speech_cache`).
 
 A run directory: ``model.keras``, ``config.json``, ``data.npz`` (``calib_mel``,
 ``test_mel``, ``test_y``), ``metrics.json`` (accuracy, UAR, macro F1, per class, confusion,
