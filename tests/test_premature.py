@@ -15,12 +15,14 @@ LABELS = list(CLASSES)
 N, S, V = LABELS.index("N"), LABELS.index("S"), LABELS.index("V")
 
 
-def rr_rows(pre, post, local=0.8, long=0.8):
+def rr_rows(pre, post, local=0.8, long=0.8, irregular=0.0):
     """RR feature rows (the order of rr.FEATURES) for given pre/post intervals."""
     pre, post = np.asarray(pre, float), np.asarray(post, float)
     n = len(pre)
     loc, lng = np.full(n, local), np.full(n, long)
-    return np.stack([pre, post, loc, lng, pre / lng, post / lng, loc / lng], 1).astype(np.float32)
+    irr = np.broadcast_to(np.asarray(irregular, float), (n,))
+    return np.stack([pre, post, loc, lng, pre / lng, post / lng, loc / lng, irr],
+                    1).astype(np.float32)
 
 
 def test_terms_are_the_logs_of_the_rr_ratios():
@@ -37,6 +39,18 @@ def test_rule_decides_n_and_s_by_timing_and_leaves_v_alone():
     out = rule.apply(pred, rr, LABELS)
     assert out.tolist() == [S, N, S, N, V]
     assert rule.score(rr)[0] > 0.95 and rule.score(rr)[1] < 0.3
+
+
+def test_an_irregular_rhythm_keeps_early_beats_n():
+    rule = PrematureRule(["pre_rel"], [-10.0], -1.0, 0.8, max_irregularity=0.1)
+    early = rr_rows([0.5] * 4, [1.1] * 4, irregular=[0.0, 0.1, 0.11, 0.4])
+    out = rule.apply(np.array([N, S, N, S]), early, LABELS)
+    assert out.tolist() == [S, S, N, N]  # regular up to 0.1; above it, early says nothing
+    assert rule.regular(early).tolist() == [True, True, False, False]
+    # no gate: the same beats are all S; the rule of seven RR features has no irregularity
+    ungated = PrematureRule(["pre_rel"], [-10.0], -1.0, 0.8)
+    assert ungated.apply(np.array([N, S, N, S]), early, LABELS).tolist() == [S] * 4
+    assert ungated.apply(np.array([N]), early[:1, :7], LABELS).tolist() == [S]
 
 
 def test_fit_on_training_beats_learns_that_early_means_s():
@@ -73,6 +87,16 @@ def test_signal_spec_carries_the_rule_and_refuses_bad_ones():
         BeatSignal.from_dict({**d, "premature": {**d["premature"], "weights": [1.0]}})
     with pytest.raises(SpecError, match="signal.premature.threshold"):
         BeatSignal.from_dict({**d, "premature": {**d["premature"], "threshold": 1.5}})
+    # a rule written before the regularity gate existed reads as one without it
+    old = {k: v for k, v in d["premature"].items() if k != "max_irregularity"}
+    assert BeatSignal.from_dict({**d, "premature": old}).premature.max_irregularity is None
+    gated = {**d["premature"], "max_irregularity": 0.1}
+    assert BeatSignal.from_dict({**d, "premature": gated}).premature.max_irregularity == 0.1
+    with pytest.raises(SpecError, match="signal.premature.max_irregularity"):
+        BeatSignal.from_dict({**d, "premature": {**gated, "max_irregularity": -1}})
+    seven = {**d["rr"], "features": list(FEATURES[:7])}
+    with pytest.raises(SpecError, match="needs the \"irregularity\" RR feature"):
+        BeatSignal.from_dict({**d, "rr": seven, "premature": gated})
     no_rr = {k: v for k, v in d.items() if k != "rr"}
     with pytest.raises(SpecError, match="needs the RR features"):
         BeatSignal.from_dict(no_rr)

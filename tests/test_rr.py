@@ -16,11 +16,12 @@ def test_a_premature_beat_is_early_and_followed_by_a_pause():
     f = rr_features(peaks, FS)
     assert f.shape == (len(peaks), len(FEATURES))
     i = 40
-    pre, post, local, long, pre_rel, post_rel, local_rel = f[i]
+    pre, post, local, long, pre_rel, post_rel, local_rel, irregular = f[i]
     assert pre == pytest.approx(0.5, abs=1e-3) and post == pytest.approx(1.1, abs=1e-3)
     assert local == pytest.approx(0.8, abs=1e-3) and long == pytest.approx(0.8, abs=1e-3)
     assert pre_rel == pytest.approx(0.625, abs=1e-3) and post_rel == pytest.approx(1.375, 1e-3)
     assert f[10, 4] == pytest.approx(1.0, abs=1e-3)  # an ordinary beat
+    assert irregular == 0.0  # one early beat leaves a steady rhythm regular
 
 
 def test_means_look_only_backwards():
@@ -116,9 +117,40 @@ def test_training_beats_can_come_from_the_detector(synth_dir):
     assert det.description["unmatched_detections"] == s.fp
     near = np.abs(det.sample[:, None] - ref[None, :]).argmin(axis=1)
     np.testing.assert_array_equal(det.y, labels[near])
-    assert det.rr.shape == (len(det), len(FEATURES)) and ann.rr.shape == (len(ann), 7)
+    assert det.rr.shape == (len(det), len(FEATURES)) and ann.rr.shape == (len(ann), 8)
     # the RR features are those of the detected peak sequence
     full = rr_features(peaks, rec.fs)
     np.testing.assert_array_equal(det.rr, full[np.searchsorted(peaks, det.sample)])
     with pytest.raises(ValueError, match="anchor"):
         beats_from_record(rec, spec, "guessed")
+
+
+def test_irregularity_is_high_in_an_irregular_rhythm_and_low_around_premature_beats():
+    rng = np.random.default_rng(3)
+    steady = np.arange(0, 120, 0.8)
+    # sinus rhythm with an atrial premature beat every 8th beat (early, then a pause)
+    ectopic = steady.copy()
+    ectopic[8::8] -= 0.3
+    # atrial fibrillation: every interval drawn anew
+    af = np.cumsum(rng.uniform(0.45, 1.15, 150))
+    col = FEATURES.index("irregularity")
+    irr = {name: rr_features(np.round(t * FS).astype(int), FS)[:, col]
+           for name, t in (("steady", steady), ("ectopic", ectopic), ("af", af))}
+    assert irr["steady"].max() < 0.01
+    assert np.median(irr["ectopic"][20:]) < 0.05
+    assert np.median(irr["af"][20:]) > 0.2
+    assert (irr["af"][:6] == 0).all()  # too little history: regular until shown otherwise
+
+
+def test_a_model_of_seven_rr_features_gets_seven():
+    old = RRSpec.from_dict({"features": list(FEATURES[:7]), "local_beats": 10,
+                            "long_s": 300.0, "min_rr_s": 0.2, "max_rr_s": 2.5})
+    peaks = np.round(np.arange(0, 30, 0.8) * FS).astype(int)
+    f7, f8 = rr_features(peaks, FS, old), rr_features(peaks, FS)
+    assert f7.shape[1] == 7 and f8.shape[1] == 8
+    np.testing.assert_array_equal(f7, f8[:, :7])
+    assert RRSpec.from_dict(RRSpec().to_dict()) == RRSpec()
+    with pytest.raises(ValueError, match="features"):
+        RRSpec.from_dict({"features": ["pre_rr", "irregularity"]})
+    with pytest.raises(ValueError, match="irregular_beats"):
+        RRSpec(irregular_beats=2)

@@ -5,6 +5,7 @@ TensorFlow is imported only when a command runs, so ``--help`` stays fast.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -47,6 +48,20 @@ def make_window(convention: str, fs: float, before: float, after: float, no_filt
     if convention == "kachuee":
         return WindowSpec.kachuee(fs=fs, filter=filt)
     return WindowSpec.centered(before_s=before, after_s=after, fs=fs, filter=filt)
+
+
+def _irregularity(value: str) -> float | None:
+    """--s-rule-irregularity: a positive number, or 'off' (None)."""
+    if value.strip().lower() == "off":
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        v = float("nan")
+    if not (v > 0 and math.isfinite(v)):
+        raise click.BadParameter(f"expected a positive number or 'off', got {value!r}",
+                                 param_hint="--s-rule-irregularity")
+    return v
 
 
 @click.group("train")
@@ -92,6 +107,10 @@ def train_group() -> None:
 @click.option("--s-rule-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.8, show_default=True,
               help="Probability above which the timing rule calls a beat S.")
+@click.option("--s-rule-irregularity", default="0.1", show_default=True,
+              help="Rhythm irregularity (median successive RR difference over the mean RR, "
+                   "last 20 intervals) above which the timing rule calls no beat S, as in "
+                   "atrial fibrillation; 'off' for no such gate.")
 @click.option("--v-rule", type=click.Choice(["network", "template"]), default=None,
               help="Beats the network calls V: keep them, or call N those shaped like the "
                    "patient's running template and on time (the dominant-beat rule) "
@@ -114,9 +133,9 @@ def train_group() -> None:
               help="Run directory to write.")
 def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, fs,
                    before, after, no_filter, split, folds, anchor, test_records, test_fraction,
-                   val_fraction, balance, s_rule, s_rule_threshold, v_rule, noise_aug,
-                   noise_copies, noise_snr, epochs, batch_size, lr, patience, seed,
-                   out) -> None:
+                   val_fraction, balance, s_rule, s_rule_threshold, s_rule_irregularity,
+                   v_rule, noise_aug, noise_copies, noise_snr, epochs, batch_size, lr,
+                   patience, seed, out) -> None:
     """Train a heartbeat classifier (AAMI N/S/V/F/Q) and evaluate it on held-out beats."""
     from .balance import BalanceError, parse
     from .config import BeatTrainConfig
@@ -140,6 +159,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
     if v_rule == "template" and not has_template:
         raise click.BadParameter(f"architecture {arch!r} takes no RR features and template; "
                                  "the dominant-beat rule needs both", param_hint="--v-rule")
+    s_rule_irregularity = _irregularity(s_rule_irregularity)
     if csv_train and convention == "kachuee":
         no_filter = True  # the Kaggle rows were cut from unfiltered signal
     if noise_aug is None and (noise_copies != 1 or noise_snr != "6,24"):
@@ -162,7 +182,8 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         split=split, test_fraction=test_fraction, test_records=csv_list(test_records),
         val_fraction=val_fraction, balance=balance, epochs=epochs, batch_size=batch_size,
         learning_rate=lr, patience=patience, seed=seed, anchor=anchor, folds=folds,
-        s_rule=s_rule, s_rule_threshold=s_rule_threshold, v_rule=v_rule, noise_aug=noise_aug)
+        s_rule=s_rule, s_rule_threshold=s_rule_threshold,
+        s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, noise_aug=noise_aug)
     try:
         if split == "loro":
             from .loro import run_loro

@@ -48,6 +48,9 @@ class BeatTrainConfig:
     s_rule: str = "network"
     #: the rule's probability threshold (chosen on DS1 patients, docs/results.md)
     s_rule_threshold: float = 0.8
+    #: the rhythm irregularity (rr feature ``irregularity``) above which the rule calls no
+    #: beat S, or None for no such gate (0.1 chosen on DS1 patients, docs/results.md)
+    s_rule_irregularity: float | None = 0.1
     #: the fitted rule (PrematureRule as a dict), written by training
     premature: dict | None = None
     #: V beats like the patient's template and on time: "network" (the argmax) or

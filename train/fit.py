@@ -124,7 +124,8 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
     if len(p.y_fit) == 0 or len(p.val) == 0:
         raise ValueError("not enough beats to train and validate")
     if cfg.s_rule == "timing":
-        rule = fit_premature(p.train, cfg.s_rule_threshold)
+        rule = fit_premature(p.train, cfg.s_rule_threshold,
+                             max_irregularity=cfg.s_rule_irregularity)
         cfg.premature = rule.to_dict()
         print(describe_rule(rule))
     if cfg.v_rule == "template":

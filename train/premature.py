@@ -19,8 +19,10 @@ MIN_BEATS = 20
 
 
 def fit_premature(beats: BeatSet, threshold: float = 0.8,
-                  terms: tuple[str, ...] = DEFAULT_TERMS) -> PrematureRule:
-    """The rule fitted on ``beats`` (which must carry RR features)."""
+                  terms: tuple[str, ...] = DEFAULT_TERMS,
+                  max_irregularity: float | None = None) -> PrematureRule:
+    """The rule fitted on ``beats`` (which must carry RR features); ``max_irregularity``
+    is passed through to the rule (its regularity gate, not fitted)."""
     from sklearn.linear_model import LogisticRegression
 
     if beats.rr is None:
@@ -37,15 +39,17 @@ def fit_premature(beats: BeatSet, threshold: float = 0.8,
     X = log_terms(beats.rr[keep], terms)
     lr = LogisticRegression(class_weight="balanced", max_iter=2000).fit(X, is_s)
     return PrematureRule(list(terms), [float(w) for w in lr.coef_[0]],
-                         float(lr.intercept_[0]), threshold)
+                         float(lr.intercept_[0]), threshold, max_irregularity)
 
 
 def describe(rule: PrematureRule) -> str:
     """One line for the training log."""
     terms = " ".join(f"{w:+.2f}*log({t})" for t, w in zip(rule.terms, rule.weights,
                                                           strict=True))
+    gate = ("" if rule.max_irregularity is None
+            else f" and irregularity <= {rule.max_irregularity:g}")
     return (f"premature-beat rule: S when sigmoid({rule.bias:+.2f} {terms}) > "
-            f"{rule.threshold:g}")
+            f"{rule.threshold:g}{gate}")
 
 
 def decide_beats(signal, probs: np.ndarray, beats: BeatSet) -> np.ndarray:

@@ -10,8 +10,13 @@ new patient (docs/results.md). This rule puts the timing decision where it gener
 
     score = sigmoid(bias + sum_k weight_k * log(term_k))        (terms below)
 
-and a beat the network calls N or S is S when ``score > threshold``, N otherwise; V, F and
-Q stay the network's (a premature ventricular beat is premature too: its shape says V).
+and a beat the network calls N or S is S when ``score > threshold`` and the rhythm before
+it is regular (its ``irregularity`` RR feature at most ``max_irregularity``), N otherwise;
+V, F and Q stay the network's (a premature ventricular beat is premature too: its shape
+says V). The regularity gate is for atrial fibrillation: there every other beat comes
+early, and the rule without it called thousands of AF beats of DS1's records 201 and 203
+S (docs/results.md). Isolated premature beats leave the median successive difference of the
+last 20 intervals low; only a rhythm irregular beat after beat raises it.
 The weights are a logistic regression fitted at training time on the training patients'
 N and S beats (``vitaledge.train.premature``); the rule travels in the manifest's signal
 spec, so training, conversion checks, ``evaluate`` and the daemon decide the same way.
@@ -50,8 +55,9 @@ NORMAL, PREMATURE = "N", "S"
 
 
 def log_terms(rr: np.ndarray, terms: tuple[str, ...] | list[str]) -> np.ndarray:
-    """(n, len(terms)) natural logs of the named terms of RR feature rows ``rr`` (n, 7)."""
-    rr = np.asarray(rr, dtype=np.float64).reshape(-1, len(FEATURES))
+    """(n, len(terms)) natural logs of the named terms of RR feature rows ``rr`` (n, k)."""
+    rr = np.asarray(rr, dtype=np.float64)
+    rr = rr.reshape(-1, rr.shape[-1] if rr.ndim else len(FEATURES))
     cols = []
     for t in terms:
         num, den = TERMS[t]
@@ -62,12 +68,14 @@ def log_terms(rr: np.ndarray, terms: tuple[str, ...] | list[str]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PrematureRule:
-    """A fitted rule: terms, their weights, the bias and the probability threshold."""
+    """A fitted rule: terms, their weights, the bias, the probability threshold, and the
+    irregularity above which no beat is called S by timing (None: no such gate)."""
 
     terms: list[str]
     weights: list[float]
     bias: float
     threshold: float = 0.8
+    max_irregularity: float | None = None
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.terms if t not in TERMS]
@@ -79,10 +87,16 @@ class PrematureRule:
                 "expected finite weights and bias")
         require(0.0 < self.threshold < 1.0, "threshold",
                 f"expected a probability in (0, 1), got {self.threshold!r}")
+        require(self.max_irregularity is None or self.max_irregularity > 0,
+                "max_irregularity", f"expected a positive number or null, got "
+                f"{self.max_irregularity!r}")
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "premature") -> PrematureRule:
-        """From a signal spec's ``premature`` dict; unknown or missing fields are errors."""
+        """From a signal spec's ``premature`` dict; unknown or missing fields are errors
+        (``max_irregularity`` may be absent: a rule fitted before the gate existed)."""
+        if isinstance(d, dict):
+            d = {"max_irregularity": None, **d}
         return construct(cls, read_fields(cls, d, where), where)
 
     def score(self, rr: np.ndarray) -> np.ndarray:
@@ -90,19 +104,29 @@ class PrematureRule:
         z = self.bias + log_terms(rr, self.terms) @ np.asarray(self.weights, np.float64)
         return 1.0 / (1.0 + np.exp(-z))
 
+    def regular(self, rr: np.ndarray) -> np.ndarray:
+        """(n,) whether each beat's rhythm is regular enough for timing to say S."""
+        rr = np.asarray(rr, dtype=np.float32)  # the features' own precision
+        rr = rr.reshape(-1, rr.shape[-1])
+        if self.max_irregularity is None:
+            return np.ones(len(rr), dtype=bool)
+        return rr[:, _F("irregularity")] <= np.float32(self.max_irregularity)
+
     def apply(self, pred: np.ndarray, rr: np.ndarray, labels: list[str]) -> np.ndarray:
         """The classes ``pred`` (indices into ``labels``) with every N-or-S beat decided by
-        timing: S when the score passes the threshold, else N."""
+        timing: S when the score passes the threshold in a regular rhythm, else N."""
         pred = np.asarray(pred).copy()
         if len(pred) == 0:
             return pred
         n, s = labels.index(NORMAL), labels.index(PREMATURE)
         ns = (pred == n) | (pred == s)
-        early = self.score(rr) > self.threshold
+        early = (self.score(rr) > self.threshold) & self.regular(rr)
         pred[ns & early] = s
         pred[ns & ~early] = n
         return pred
 
     def to_dict(self) -> dict:
         return {"terms": list(self.terms), "weights": [float(w) for w in self.weights],
-                "bias": float(self.bias), "threshold": float(self.threshold)}
+                "bias": float(self.bias), "threshold": float(self.threshold),
+                "max_irregularity": (None if self.max_irregularity is None
+                                     else float(self.max_irregularity))}

@@ -50,6 +50,10 @@ class BeatSignal:
         require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
         require(self.premature is None or self.rr is not None, "premature",
                 "the premature-beat rule needs the RR features (an \"rr\" spec)")
+        require(self.premature is None or self.premature.max_irregularity is None
+                or "irregularity" in self.rr.features, "premature",
+                "the premature-beat rule's max_irregularity needs the \"irregularity\" RR "
+                "feature")
         require(self.dominant is None or (self.rr is not None and self.template is not None),
                 "dominant", "the dominant-beat rule needs the RR features and the template "
                 "(\"rr\" and \"template\" specs)")
