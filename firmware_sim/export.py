@@ -40,7 +40,9 @@ def _input_macros(ident: str, m, order: list[int]) -> list[str]:
         d = rr.to_dict()
         lines.append(f"// RR input, in this order (seconds; *_rel divided by long_rr): "
                      f"{', '.join(d['features'])}; local_beats {d['local_beats']}, long_s "
-                     f"{d['long_s']}, RR clipped to [{d['min_rr_s']}, {d['max_rr_s']}] s "
+                     f"{d['long_s']}, RR clipped to [{d['min_rr_s']}, {d['max_rr_s']}] s; "
+                     f"irregularity: median |successive difference| of the last "
+                     f"{d['irregular_beats']} intervals over their mean "
                      "(vitaledge.device.dsp.rr)")
     return lines + _premature_macros(ident, m) + _dominant_macros(ident, m)
 
@@ -63,6 +65,10 @@ def _premature_macros(ident: str, m) -> list[str]:
              f"#define {key}_THRESHOLD {float(rule.threshold)!r}f"]
     lines += [f"#define {key}_WEIGHT_{t.upper()} {float(w)!r}f"
               for t, w in zip(rule.terms, rule.weights, strict=True)]
+    if rule.max_irregularity is not None:
+        lines += ["// ... and only when the irregularity RR feature is at most MAX_IRREGULARITY "
+                  "(else N: an irregular rhythm, as in atrial fibrillation)",
+                  f"#define {key}_MAX_IRREGULARITY {float(rule.max_irregularity)!r}f"]
     return lines
 
 

@@ -107,6 +107,7 @@ def test_bench_mcu_and_export_take_both_inputs(rr_art, synth_dir, tmp_path):
     assert "_RR_INPUT_INDEX" in header and "_BEAT_SCALE" in header
     rule = json.loads((out / "micro-int8" / "manifest.json").read_text())["signal"]["premature"]
     assert f"_PREMATURE_WEIGHT_PRE_REL {rule['weights'][0]!r}f" in header
+    assert f"_PREMATURE_MAX_IRREGULARITY {rule['max_irregularity']!r}f" in header
 
 
 def test_patient_template_model_streams_what_training_computed(synth_dir, tmp_path):
