@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import mitdb_records
 
 from vitaledge.device.eval.ec57 import kappa, markdown, report, table
 
@@ -45,3 +46,37 @@ def test_report_has_gross_and_per_record_rows_and_prints_published_figures():
     assert "| vitaledge | 6 | 66.7 |" in md
     assert "de Chazal et al. 2004 (published)" in md and "| 75.9 | 38.5 |" in md
     assert md.rstrip().endswith("DS2 here is partial.")
+
+
+def test_vf_episodes_are_read_from_the_reference_brackets():
+    from vitaledge.device.io.aami import vf_episodes
+
+    samples = np.array([10, 100, 150, 160, 300, 400, 500, 900])
+    symbols = ["N", "[", "!", "!", "]", "N", "[", "!"]
+    eps = vf_episodes(samples, symbols)
+    assert eps[0] == (100, 301)  # "]" included
+    assert eps[1][0] == 500 and eps[1][1] > 10**12  # still open at the end: to the end
+    assert vf_episodes(samples[:2], ["N", "N"]) == []
+
+
+def test_detection_inside_ventricular_flutter_is_not_scored(mitdb_dir):
+    """Record 207's flutter waves inside its reference-marked VF episodes are detected:
+    counted, they were 309 of its 313 extra detections; as EC57's bxb, they are left out,
+    and the beats outside are scored as before."""
+    from vitaledge.device.bench.detector import bench_detector
+    from vitaledge.device.dsp.rpeaks import detect_rpeaks
+    from vitaledge.device.eval.scoring import score_detections
+    from vitaledge.device.io.aami import map_annotations, vf_episodes
+    from vitaledge.device.io.records import read_record
+
+    (path,) = mitdb_records(mitdb_dir, ["207"])
+    rec = read_record(path)
+    vf = vf_episodes(rec.ann_samples, rec.ann_symbols)
+    assert len(vf) == 6 and 140 < sum(b - a for a, b in vf) / rec.fs < 146
+    ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
+    every = score_detections(ref, detect_rpeaks(rec.signal, rec.fs), rec.fs)
+    row = bench_detector(path.parent, with_xqrs=False, names=["207"])["records"][0]
+    ours = row["vitaledge"]
+    assert ours["tp"] == every.tp and ours["fn"] == every.fn  # no reference beat lost
+    assert every.fp - ours["fp"] > 250 and ours["fp"] < 20
+    assert row["vf_seconds"] == pytest.approx(sum(b - a for a, b in vf) / rec.fs, abs=0.1)

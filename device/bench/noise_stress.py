@@ -30,7 +30,7 @@ import numpy as np
 
 from vitaledge.device.dsp.signal_quality_index import GOOD, UNREADABLE, QualityIndex
 from vitaledge.device.eval.scoring import DetectionScore, outside, score_outside
-from vitaledge.device.io.aami import CLASSES, map_annotations
+from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
 from vitaledge.device.io.nst import LEARNING_S, NST_SNRS, make_nst, noisy_segments
 from vitaledge.device.io.records import read_record
 from vitaledge.device.model.runtime import Model
@@ -109,6 +109,8 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
     keep = det_g >= start
     det_g, dcls = det_g[keep], dcls[keep]
     spans = [(a, b) for a, b, _ in flagged]
+    # as EC57's bxb: nothing inside reference-marked ventricular flutter/fibrillation counts
+    vf = vf_episodes(rec.ann_samples, rec.ann_symbols)
     is_flagged = np.zeros(len(x), bool)
     for a, b in spans:
         is_flagged[a:b] = True
@@ -121,25 +123,26 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
     def frac(where: np.ndarray) -> float:
         return float(is_flagged[where].mean()) if where.any() else 0.0
     row = {"record": rec.name, "beats": int(len(ref)), "scored_from_s": start / fs,
-           "ungated": _score_dict(score_outside(ref, det_u, fs, [], TOLERANCE_S)),
-           "gated": _score_dict(score_outside(ref, det_g, fs, [], TOLERANCE_S)),
-           "outside_flagged": _score_dict(score_outside(ref, det_g, fs, spans, TOLERANCE_S)),
+           "ungated": _score_dict(score_outside(ref, det_u, fs, vf, TOLERANCE_S)),
+           "gated": _score_dict(score_outside(ref, det_g, fs, vf, TOLERANCE_S)),
+           "outside_flagged": _score_dict(score_outside(ref, det_g, fs, spans + vf,
+                                                        TOLERANCE_S)),
            "flagged_noisy": frac(is_noisy), "flagged_clean": frac(is_clean),
            "unreadable_s": sum(b - a for a, b, st in flagged if st == UNREADABLE) / fs,
            "doubtful_s": sum(b - a for a, b, st in flagged if st != UNREADABLE) / fs}
     if model is not None:
         row["classes"] = _class_counts(ref, rcls, det_g, dcls, fs,
-                                       outside(ref, []), outside(det_g, []))
+                                       outside(ref, vf), outside(det_g, vf))
         row["classes_outside_flagged"] = _class_counts(ref, rcls, det_g, dcls, fs,
-                                                       outside(ref, spans),
-                                                       outside(det_g, spans))
+                                                       outside(ref, spans + vf),
+                                                       outside(det_g, spans + vf))
     if with_xqrs:
         from vitaledge.device.bench.detector import xqrs_detect
 
         xq = xqrs_detect(x, fs)
         xq = xq[xq >= start]
-        row["xqrs"] = _score_dict(score_outside(ref, xq, fs, [], TOLERANCE_S))
-        row["xqrs_outside_flagged"] = _score_dict(score_outside(ref, xq, fs, spans,
+        row["xqrs"] = _score_dict(score_outside(ref, xq, fs, vf, TOLERANCE_S))
+        row["xqrs_outside_flagged"] = _score_dict(score_outside(ref, xq, fs, spans + vf,
                                                                 TOLERANCE_S))
     return row
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
-from vitaledge.device.eval.scoring import match_beats, score_outside
-from vitaledge.device.io.aami import CLASSES, map_annotations
+from vitaledge.device.eval.scoring import match_beats, outside, score_outside
+from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
 from vitaledge.device.io.records import read_record
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -107,9 +107,15 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = 0.
     det = np.asarray([e["sample"] for e in events], dtype=np.int64)
     labels = list(CLASSES)
     pred = np.asarray([labels.index(e["class"]) for e in events], dtype=np.int64)
+    # as EC57's bxb: nothing inside reference-marked ventricular flutter/fibrillation counts
+    vf = vf_episodes(rec.ann_samples, rec.ann_symbols)
+    keep_ref, keep_det = outside(ref, vf), outside(det, vf)
+    ref, cls, excluded = ref[keep_ref], cls[keep_ref], int((~keep_det).sum())
+    det, pred = det[keep_det], pred[keep_det]
     ri, di = match_beats(ref, det, int(round(tolerance_s * rec.fs)))
     m = classification_metrics(cls[ri], pred[di], labels)
     return {"record": rec.name, "reference_beats": int(len(ref)), "events": int(len(det)),
+            "events_in_vf": excluded,
             "matched": int(len(ri)), "missed": int(len(ref) - len(ri)),
             "extra": int(len(det) - len(ri)),
             "sensitivity": len(ri) / len(ref) if len(ref) else 0.0,
@@ -136,7 +142,8 @@ def score_gated(events: list[dict], segments: list[dict], record: str | Path,
     ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
     det = np.asarray([e["sample"] for e in events], dtype=np.int64)
     spans = [(int(e["start_sample"]), int(e["end_sample"])) for e in segments]
-    out = score_outside(ref, det, rec.fs, spans, tolerance_s)
+    out = score_outside(ref, det, rec.fs, spans + vf_episodes(rec.ann_samples, rec.ann_symbols),
+                        tolerance_s)
     n = len(rec.signal)
     frac = {st: sum(min(b, n) - a for (a, b), e in zip(spans, segments, strict=True)
                     if e["status"] == st) / n for st in ("doubtful", "unreadable")}
@@ -158,8 +165,10 @@ def format_gated(g: dict) -> str:
 
 
 def format_score(s: dict) -> str:
+    vf = (f"; {s['events_in_vf']} events inside reference-marked ventricular flutter/"
+          "fibrillation not scored (EC57)" if s.get("events_in_vf") else "")
     return (f"record {s['record']}: {s['reference_beats']} reference beats, {s['events']} "
             f"events, {s['matched']} matched (Se {100 * s['sensitivity']:.2f}%, "
-            f"+P {100 * s['ppv']:.2f}%)\n\nmatched beats, rows = reference class:\n"
+            f"+P {100 * s['ppv']:.2f}%){vf}\n\nmatched beats, rows = reference class:\n"
             + format_confusion(s["classification"]) + "\n\n"
             + format_report(s["classification"]))

@@ -34,3 +34,28 @@ def map_annotations(samples: np.ndarray, symbols: list[str]) -> tuple[np.ndarray
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     arr = np.asarray(keep, dtype=np.int64)
     return arr[:, 0], arr[:, 1]
+
+
+#: Reference annotations that open and close an episode of ventricular flutter or
+#: fibrillation (MIT-BIH ``[`` and ``]``).
+VF_ON, VF_OFF = "[", "]"
+
+
+def vf_episodes(samples: np.ndarray, symbols: list[str]) -> list[tuple[int, int]]:
+    """[start, stop) of each reference-marked episode of ventricular flutter or
+    fibrillation (``[`` to ``]`` inclusive; one still open at the end runs on to the end).
+
+    EC57's beat-by-beat comparison leaves them out: its reference implementation, bxb,
+    ignores the reference annotations between VFON and VFOFF and does not count the
+    algorithm's beats during reference-marked VF. Beat detection is not what is asked of
+    an analyzer there (flutter waves are not QRS complexes to count)."""
+    out, start = [], None
+    for s, sym in zip(samples, symbols, strict=True):
+        if sym == VF_ON and start is None:
+            start = int(s)
+        elif sym == VF_OFF and start is not None:
+            out.append((start, int(s) + 1))
+            start = None
+    if start is not None:
+        out.append((start, np.iinfo(np.int64).max))
+    return out
