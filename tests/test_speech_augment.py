@@ -1,5 +1,5 @@
 """Training-time augmentation for speech emotion: mixup (the mixed batch, its class weights,
-the config check) and the mel-axis warp."""
+the config check), the mel-axis warp and speed perturbation."""
 
 from __future__ import annotations
 
@@ -8,14 +8,25 @@ import math
 import numpy as np
 import pytest
 
+from vitaledge.device.dsp.resample import resample
+from vitaledge.device.inputs.mel import SpeechSignal, clip_log_mel, images_from_log_mel
 from vitaledge.train.speech import (
     SpeechBatches,
     SpeechTrainConfig,
     class_weight_vector,
     mixup_batch,
     spec_augment,
+    speed_factors,
     warp_mel,
 )
+from vitaledge.train.speech_cache import (
+    MelCache,
+    add_noise,
+    content_hash,
+    noise_params,
+    speed_perturb,
+)
+from vitaledge.train.speech_data import Clip, clip_inputs
 
 
 def _pairs(t: np.ndarray, y: np.ndarray):
@@ -154,3 +165,117 @@ def test_warp_is_drawn_per_example_and_only_in_training_batches():
 def test_config_refuses_bad_warp(warp):
     with pytest.raises(ValueError, match="freq_warp"):
         SpeechTrainConfig(freq_warp=warp).check()
+
+
+def _voice(fs: float, seconds: float = 4.0) -> np.ndarray:
+    """A gliding harmonic tone with a little noise: spectral and temporal structure."""
+    t = np.arange(int(seconds * fs)) / fs
+    f0 = 150 + 60 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / fs
+    x = sum(np.sin(k * phase) / k for k in range(1, 12)) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    return x + 0.01 * np.random.default_rng(0).standard_normal(len(t))
+
+
+def test_speed_perturb_changes_tempo_and_pitch():
+    fs = 16000.0
+    t = np.arange(int(2 * fs)) / fs
+    tone = np.sin(2 * np.pi * 1000 * t)
+    assert speed_perturb(tone, fs, 1.0) is tone
+    for factor in (0.9, 1.1):
+        y = speed_perturb(tone, fs, factor)
+        assert len(y) == math.ceil(len(tone) / factor)  # shorter when faster
+        np.testing.assert_array_equal(y, resample(tone, fs * factor, fs))  # the device's
+        mid = y[2000:2000 + 8192]
+        peak = np.argmax(np.abs(np.fft.rfft(mid * np.hanning(len(mid))))) * fs / len(mid)
+        assert abs(peak - 1000 * factor) < 5  # the pitch moves with the speed
+
+
+@pytest.mark.parametrize("fs", [16000.0, 48000.0])
+def test_speed_perturbed_features_are_a_fresh_resample_and_cached_per_factor(tmp_path, fs):
+    sig = SpeechSignal(feature_norm="utterance")
+    wave = _voice(fs)
+    cache = MelCache(tmp_path)
+    plain = cache.log_mels(None, wave, fs, sig, noisy_copies=1, seed=3)
+    for factor in (0.9, 1.1):
+        got = cache.log_mels(None, wave, fs, sig, noisy_copies=1, seed=3, speed=factor)
+        fresh = resample(wave, fs * factor, fs)
+        np.testing.assert_array_equal(got[0], clip_log_mel(fresh, fs, sig))
+        snr, s = noise_params(content_hash(None, wave, fs), 1, (15.0, 30.0), 3)
+        noisy = add_noise(fresh, snr, np.random.default_rng(s))
+        np.testing.assert_array_equal(got[1], clip_log_mel(noisy, fs, sig))
+        for g, p in zip(got, plain, strict=True):
+            assert g.shape == p.shape and np.abs(g - p).mean() > 1.0  # dB: not the original
+    assert cache.misses == 6 and cache.hits == 0  # a key per factor (and per noisy copy)
+    again = MelCache(tmp_path)
+    for factor in (0.9, 1.1):
+        got = again.log_mels(None, wave, fs, sig, noisy_copies=1, seed=3, speed=factor)
+        np.testing.assert_array_equal(got[0], clip_log_mel(resample(wave, fs * factor, fs),
+                                                           fs, sig))
+    assert again.hits == 4 and again.misses == 0
+    assert not np.array_equal(again.log_mels(None, wave, fs, sig, speed=0.9)[0],
+                              again.log_mels(None, wave, fs, sig, speed=1.1)[0])
+
+
+def test_clip_inputs_at_a_speed_are_the_perturbed_clips_model_inputs():
+    fs = 16000.0
+    sig = SpeechSignal(feature_norm="utterance")
+    clips = [Clip("happy", "01", "synth", wave=_voice(fs), fs=fs),
+             Clip("sad", "02", "synth", wave=_voice(fs)[::-1].copy(), fs=fs)]
+    X, y, src = clip_inputs(clips, sig, speed=1.1)
+    X1, y1, _ = clip_inputs(clips, sig)
+    assert X.shape == X1.shape and (y == y1).all() and not np.allclose(X, X1)
+    for k, c in enumerate(clips):
+        np.testing.assert_array_equal(
+            X[k], images_from_log_mel(clip_log_mel(resample(c.wave, fs * 1.1, fs), fs, sig),
+                                      sig))
+
+
+def test_speed_variants_drawn_per_example_each_epoch_and_only_when_on():
+    rng = np.random.default_rng(5)
+    n = 64
+    y = np.arange(n) % 7
+    x = rng.standard_normal((n, 2, 4, 3, 1)).astype(np.float32)
+    xs = np.stack([x + 100, x + 200])  # tell the versions apart by their offset
+    cfg = SpeechTrainConfig(batch_size=n, speed_perturb=0.1)
+    assert speed_factors(cfg) == (0.9, 1.1) and speed_factors(SpeechTrainConfig()) == ()
+    x0, xs0 = x.copy(), xs.copy()
+    b = SpeechBatches(x, y, cfg, None, xs)
+    seen = []
+    for _ in range(2):
+        xb, yb = b[0]
+        idx = b.order
+        which = np.round((xb - x[idx]).mean(axis=(1, 2, 3, 4)) / 100).astype(int)
+        assert set(which) == {0, 1, 2}  # all three speeds in one batch of 64
+        np.testing.assert_array_equal(xb, np.stack([x, *xs])[which, idx])
+        assert (yb == y[idx]).all()
+        seen.append(which[np.argsort(idx)])
+        b.on_epoch_end()
+    assert not (seen[0] == seen[1]).all()  # drawn afresh each epoch
+    np.testing.assert_array_equal(x, x0)  # the stored inputs untouched
+    np.testing.assert_array_equal(xs, xs0)
+    xb, _ = SpeechBatches(x, y, SpeechTrainConfig(batch_size=n), None)[0]
+    assert all(any(np.array_equal(r, xi) for xi in x) for r in xb)  # off: as recorded
+    with pytest.raises(ValueError, match="speed variants"):
+        SpeechBatches(x, y, cfg, None, xs[:, :10])
+
+
+@pytest.mark.parametrize("speed", [-0.1, 0.5, 1.0, math.nan, math.inf, "0.1", True])
+def test_config_refuses_bad_speed_perturb(speed):
+    with pytest.raises(ValueError, match="speed_perturb"):
+        SpeechTrainConfig(speed_perturb=speed).check()
+
+
+def test_config_speed_perturb_default_off_round_trips_and_cli_passes_it():
+    from click.testing import CliRunner
+
+    from vitaledge.train.cli import train_group
+
+    assert SpeechTrainConfig().speed_perturb == 0.0
+    cfg = SpeechTrainConfig(speed_perturb=0.1)
+    cfg.check()
+    assert SpeechTrainConfig.from_dict(cfg.to_dict()).speed_perturb == 0.1
+    old = {k: v for k, v in cfg.to_dict().items() if k != "speed_perturb"}
+    assert SpeechTrainConfig.from_dict(old).speed_perturb == 0.0
+    res = CliRunner().invoke(train_group, ["emotion-speech", "--synth-per-class", "2",
+                                           "--speed-perturb", "0.7", "--out", "unused"])
+    assert res.exit_code != 0 and "speed_perturb" in res.output and "0.7" in res.output

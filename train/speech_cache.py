@@ -3,8 +3,10 @@
 A clip's entry is keyed by the sha256 of its content (the file's bytes, or an in-memory
 waveform's samples and rate), the part of the signal spec that shapes the log-mel
 spectrogram (everything but ``feature_norm`` and the image fields, which act after it) and,
-for a noisy training copy, the copy's noise seed and SNR. The value is exactly
-:func:`vitaledge.device.inputs.mel.clip_log_mel` of the clip (float32), so a cached run sees
+for a noisy training copy, the copy's noise seed and SNR, and for a speed-perturbed
+training copy, its speed factor. The value is exactly
+:func:`vitaledge.device.inputs.mel.clip_log_mel` of the clip (float32; of the clip as
+:func:`speed_perturb` changes it, for a speed factor other than 1), so a cached run sees
 what an uncached one (and the device) computes.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.dsp.resample import resample
 from vitaledge.device.inputs.audio import read_wav
 from vitaledge.device.inputs.mel import SpeechSignal, clip_log_mel
 
@@ -58,6 +61,16 @@ def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndar
     return x + noise
 
 
+def speed_perturb(x: np.ndarray, fs: float, factor: float) -> np.ndarray:
+    """``x`` (at ``fs`` Hz) played ``factor`` times as fast, still at ``fs`` Hz: tempo and
+    pitch both scaled by ``factor`` (speed perturbation, Ko et al., Interspeech 2015). The
+    device's resampler takes the samples as if recorded at ``fs * factor`` to ``fs``, so
+    the result has ``len(x) / factor`` samples (rounded up); a factor of 1 returns ``x``."""
+    if factor == 1:
+        return x
+    return resample(x, fs * factor, fs)
+
+
 def noise_params(clip_hash: str, copy: int, snr_db: tuple[float, float],
                  seed: int) -> tuple[float, int]:
     """(SNR in dB, noise seed) of noisy copy ``copy`` of a clip: derived from the clip's
@@ -83,11 +96,14 @@ class MelCache:
     def log_mels(self, path: str | None, wave: np.ndarray | None, fs: float | None,
                  signal: SpeechSignal, noisy_copies: int = 0,
                  snr_db: tuple[float, float] = (15.0, 30.0), seed: int = 0,
-                 source: str = "clip") -> list[np.ndarray]:
-        """The clean clip's log-mel, then ``noisy_copies`` noisy copies' (each cached)."""
+                 source: str = "clip", speed: float = 1.0) -> list[np.ndarray]:
+        """The clean clip's log-mel, then ``noisy_copies`` noisy copies' (each cached).
+        With ``speed`` other than 1, those of the clip after :func:`speed_perturb` by that
+        factor (each noisy copy: the same noise draw as unperturbed, added after it)."""
         h = content_hash(path, wave, fs)
-        keys = [h] + [f"{h}-n{c}-{noise_params(h, c, snr_db, seed)}".replace(" ", "")
-                      for c in range(1, noisy_copies + 1)]
+        base = h if speed == 1 else f"{h}-sp{float(speed)!r}"
+        keys = [base] + [f"{base}-n{c}-{noise_params(h, c, snr_db, seed)}".replace(" ", "")
+                         for c in range(1, noisy_copies + 1)]
         out: list[np.ndarray | None] = [None] * len(keys)
         if self.root is not None:
             for i, k in enumerate(keys):
@@ -102,6 +118,7 @@ class MelCache:
             return out  # type: ignore[return-value]
         if wave is None:
             wave, fs = read_wav(path, signal.channels)
+        wave = speed_perturb(wave, float(fs), speed)
         for i, k in enumerate(keys):
             if out[i] is not None:
                 continue

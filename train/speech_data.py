@@ -269,18 +269,21 @@ def speaker_split(clips: list[Clip], test: list[str], val_fraction: float,
 
 def clip_inputs(clips: list[Clip], signal: SpeechSignal, noisy_copies: int = 0,
                 snr_db: tuple[float, float] = (15.0, 30.0), seed: int = 0,
-                cache: MelCache | None = None,
+                cache: MelCache | None = None, speed: float = 1.0,
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inputs, labels, source clip index) for ``clips``: each clip once as recorded, then
     ``noisy_copies`` times with noise at an SNR drawn uniformly from ``snr_db`` (per clip
     and copy, from the clip's content and ``seed``). Every input is the device's
     :func:`~vitaledge.device.inputs.mel.model_input` of the (noisy) waveform; the log-mel
     spectrograms come from ``cache`` when given. With ``feature_norm="speaker"`` each
-    speaker's statistics are those of their clean clips among ``clips``."""
+    speaker's statistics are those of their clean clips among ``clips``. A ``speed`` other
+    than 1 (training only) first plays every waveform that many times as fast
+    (:func:`.speech_cache.speed_perturb`); the speaker statistics are then those of the
+    perturbed clean clips."""
     cache = cache or MelCache(None)
     per = 1 + noisy_copies
-    mels = [cache.log_mels(c.path, c.wave, c.fs, signal, noisy_copies, snr_db, seed, c.name)
-            for c in clips]
+    mels = [cache.log_mels(c.path, c.wave, c.fs, signal, noisy_copies, snr_db, seed, c.name,
+                           speed) for c in clips]
     stats = speaker_stats(clips, [m[0] for m in mels]) \
         if signal.feature_norm == "speaker" else {}
     X = np.zeros((len(clips) * per, *signal.input_shape), np.float32)
