@@ -279,3 +279,47 @@ def test_config_speed_perturb_default_off_round_trips_and_cli_passes_it():
     res = CliRunner().invoke(train_group, ["emotion-speech", "--synth-per-class", "2",
                                            "--speed-perturb", "0.7", "--out", "unused"])
     assert res.exit_code != 0 and "speed_perturb" in res.output and "0.7" in res.output
+
+
+def test_checkpoint_last_keeps_the_weights_after_the_last_epoch(tmp_path, monkeypatch):
+    """``--checkpoint last`` (the robust recipe's) keeps the final weights, whatever the
+    validation accuracy did; ``best`` (the seed's) the epoch of best validation accuracy."""
+    import json
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from vitaledge.train.backend import keras
+    from vitaledge.train.cli import train_group
+    from vitaledge.train.speech import RECIPES
+
+    assert RECIPES["robust"]["checkpoint"] == "last" and RECIPES["seed"]["checkpoint"] == "best"
+    with pytest.raises(ValueError, match="checkpoint"):
+        SpeechTrainConfig(checkpoint="median").check()
+    saved: dict[str, list[int]] = {}
+    real = keras.callbacks.ModelCheckpoint
+
+    class Recording(real):  # which epochs' weights end up in model.keras
+        def _save_model(self, epoch, batch, logs):
+            before = Path(self.filepath).stat().st_mtime_ns if Path(self.filepath).exists() \
+                else None
+            super()._save_model(epoch, batch, logs)
+            if Path(self.filepath).stat().st_mtime_ns != before:
+                saved.setdefault(Path(self.filepath).parent.name, []).append(epoch + 1)
+
+    monkeypatch.setattr(keras.callbacks, "ModelCheckpoint", Recording)
+    runs = {}
+    for kept in ("last", "best"):
+        out = tmp_path / kept
+        args = ["emotion-speech", "--synth-per-class", "4", "--split", "random",
+                "--sample-rate", "8000", "--duration", "1.0", "--offset", "0.2",
+                "--n-mels", "16", "--image-width", "8", "--width", "0.25", "--epochs", "3",
+                "--patience", "3", "--batch-size", "8", "--seed", "1", "--no-cache",
+                "--speed-perturb", "0", "--checkpoint", kept, "--out", str(out)]
+        res = CliRunner().invoke(train_group, args, catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        runs[kept] = json.loads((out / "metrics.json").read_text())
+        assert json.loads((out / "config.json").read_text())["checkpoint"] == kept
+    assert runs["last"]["kept_epoch"] == runs["last"]["epochs_run"] == 3
+    assert saved["last"][-1] == 3  # written after the last epoch
+    assert runs["best"]["kept_epoch"] == runs["best"]["best_epoch"] == saved["best"][-1]

@@ -317,6 +317,9 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 @click.option("--speed-perturb", type=float, default=None,
               help="Play each training clip at speed 1 - S, 1 or 1 + S (drawn each epoch; "
                    "resampled waveform; 0: off) [recipe: robust 0.1].")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default=None,
+              help="Keep the epoch of best validation accuracy, or the weights after the "
+                   "last epoch [recipe: seed best, robust last].")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=None,
               help="Loss weights per class [recipe].")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
@@ -341,8 +344,8 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_
                      image_width, epochs, patience, batch_size, recipe, optimizer, lr,
                      momentum, schedule, feature_norm, time_masks, time_mask_width,
                      freq_masks, freq_mask_width, gain_db, mixup, freq_warp, speed_perturb,
-                     class_weights, cache_dir, no_cache, arch, width, lstm_units, pools,
-                     time_budget, seed, out) -> None:
+                     checkpoint, class_weights, cache_dir, no_cache, arch, width, lstm_units,
+                     pools, time_budget, seed, out) -> None:
     """Train the speech-emotion model (seed 004: log-mel images, TimeDistributed CNN + LSTM)
     on RAVDESS/TESS/SAVEE clips or synthetic speech, and report on held-out clips."""
     from vitaledge.device.inputs.mel import SpeechSignal
@@ -371,7 +374,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_
                               time_mask_width=time_mask_width, freq_masks=freq_masks,
                               freq_mask_width=freq_mask_width, gain_db=gain_db,
                               mixup=mixup, freq_warp=freq_warp, speed_perturb=speed_perturb,
-                              class_weights=class_weights, arch=arch)
+                              class_weights=class_weights, checkpoint=checkpoint, arch=arch)
         signal = SpeechSignal.fitted(sample_rate=sample_rate, duration_s=duration,
                                      offset_s=offset, n_mels=n_mels, fmax=sample_rate / 2,
                                      image_width=image_width,
