@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.dsp.rr import MIN_IRREGULAR
 from vitaledge.device.model.manifest import input_key, load_manifest
 from vitaledge.device.model.runtime import get_backend, list_ops, make_interpreter
 from vitaledge.firmware_sim.tflm import (
@@ -40,10 +41,13 @@ def _input_macros(ident: str, m, order: list[int]) -> list[str]:
         d = rr.to_dict()
         lines.append(f"// RR input, in this order (seconds; *_rel divided by long_rr): "
                      f"{', '.join(d['features'])}; local_beats {d['local_beats']}, long_s "
-                     f"{d['long_s']}, RR clipped to [{d['min_rr_s']}, {d['max_rr_s']}] s; "
-                     f"irregularity: median |successive difference| of the last "
-                     f"{d['irregular_beats']} intervals over their mean "
+                     f"{d['long_s']}, RR clipped to [{d['min_rr_s']}, {d['max_rr_s']}] s "
                      "(vitaledge.device.dsp.rr)")
+        if "irregularity" in d["features"]:
+            lines.append(f"// irregularity: median |difference of successive RR intervals| over "
+                         f"the last {d['irregular_beats']} clipped intervals before the beat "
+                         f"(not its own pre_rr; only those within long_s), divided by their "
+                         f"mean; 0 with fewer than {MIN_IRREGULAR} intervals")
     return lines + _premature_macros(ident, m) + _dominant_macros(ident, m)
 
 

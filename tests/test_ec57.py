@@ -57,6 +57,8 @@ def test_vf_episodes_are_read_from_the_reference_brackets():
     assert eps[0] == (100, 301)  # "]" included
     assert eps[1][0] == 500 and eps[1][1] > 10**12  # still open at the end: to the end
     assert vf_episodes(samples[:2], ["N", "N"]) == []
+    # a record that begins inside an episode: its "]" closes one from the start
+    assert vf_episodes(np.array([5, 40, 90]), ["!", "]", "N"]) == [(0, 41)]
 
 
 def test_detection_inside_ventricular_flutter_is_not_scored(mitdb_dir):
@@ -80,3 +82,10 @@ def test_detection_inside_ventricular_flutter_is_not_scored(mitdb_dir):
     assert ours["tp"] == every.tp and ours["fn"] == every.fn  # no reference beat lost
     assert every.fp - ours["fp"] > 250 and ours["fp"] < 20
     assert row["vf_seconds"] == pytest.approx(sum(b - a for a, b in vf) / rec.fs, abs=0.1)
+    # device score leaves the same beats out, by the same rule
+    from vitaledge.device.eval.score_events import score_events
+
+    det = detect_rpeaks(rec.signal, rec.fs)
+    s = score_events([{"sample": int(r), "class": "N"} for r in det], path)
+    assert (s["matched"], s["missed"], s["extra"]) == (ours["tp"], ours["fn"], ours["fp"])
+    assert s["events_in_vf"] == len(det) - ours["tp"] - ours["fp"] > 250

@@ -159,7 +159,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
     if v_rule == "template" and not has_template:
         raise click.BadParameter(f"architecture {arch!r} takes no RR features and template; "
                                  "the dominant-beat rule needs both", param_hint="--v-rule")
-    s_rule_irregularity = _irregularity(s_rule_irregularity)
+    s_rule_irregularity = _irregularity(s_rule_irregularity) if s_rule == "timing" else None
     if csv_train and convention == "kachuee":
         no_filter = True  # the Kaggle rows were cut from unfiltered signal
     if noise_aug is None and (noise_copies != 1 or noise_snr != "6,24"):

@@ -97,6 +97,8 @@ class BeatTrainConfig:
         if unknown:
             raise ValueError(f"config: unknown keys {sorted(unknown)}")
         d = dict(d)
+        # a config written before the regularity gate existed: its fitted rule has none
+        d.setdefault("s_rule_irregularity", None)
         if "window" in d:
             d["window"] = WindowSpec.from_dict(d["window"])
         if d.get("noise_aug") is not None:

@@ -93,7 +93,8 @@ def input_shapes(cfg: BeatTrainConfig, arch: zoo.Arch):
     beat = (cfg.window.length, 1)
     if arch.inputs == ("beat",):
         return beat
-    shapes = {"beat": beat, "rr": (len(FEATURES),), "template": beat}
+    rr = cfg.rr_spec()
+    shapes = {"beat": beat, "rr": (len(rr.features if rr else FEATURES),), "template": beat}
     return {k: shapes[k] for k in arch.inputs}
 
 

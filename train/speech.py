@@ -4,9 +4,10 @@ The ``seed`` recipe is the seed's: SGD at 0.01, early stopping with patience 15 
 validation accuracy and the best checkpoint on it, noise-injection copies of the training
 clips. The ``robust`` recipe (and each of its levers as its own option) adds per-utterance
 feature normalization, Adam with a cosine schedule, SpecAugment-style masks, gain jitter and
-class weights; ``mixup`` (pairs of training inputs and their labels blended),
-``freq_warp`` (the mel axis stretched) and ``speed_perturb`` (training waveforms played
-faster or slower) are levers that neither recipe sets. Splits:
+class weights, speed perturbation (``speed_perturb``: training waveforms played faster or
+slower) and keeps the weights after the last epoch; ``mixup`` (pairs of training inputs and
+their labels blended) and ``freq_warp`` (the mel axis stretched) are levers that neither
+recipe sets. Splits:
 ``actor`` (given test speakers), ``actors`` (leave-speakers-out K-fold,
 :mod:`.speech_folds`), ``none`` (every speaker trains; validation speakers carved out),
 ``random``. Log-mel spectrograms are cached on disk (:mod:`.speech_cache`).
@@ -517,11 +518,12 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     callbacks = [
         keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_accuracy", mode="max",
                                         save_best_only=cfg.checkpoint == "best"),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
-                                      patience=cfg.patience),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
         timer,
     ] + ([budget] if budget else [])
+    if cfg.checkpoint == "best":  # "last" runs the whole schedule: no early stop
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                                       patience=cfg.patience))
     if cfg.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=max(2, cfg.patience // 3)))

@@ -39,23 +39,24 @@ candidate sequence like the rest:
   train inside the learning period (all its spikes look typical then) is thus undone only
   after 8 s; a single spike there, or spikes after it, within about 3 s.
 
-Noise. In muscle noise the 5-15 Hz band fills with bursts whose MWI peaks reach half a
-QRS and more, and a low threshold accepts them (MIT-BIH 118/119 with NST ``ma`` noise at
-6 dB: +P 92 %). A candidate above threshold is therefore also checked against the shapes
-of the last eight QRS complexes (the 0.5-40 Hz ECG, +/- ``shape_s`` around its R peak; beat
-template matching as in Hamilton & Tompkins' and Clifford's beat-to-beat quality checks),
-but only where that can be afforded: when the signal is noisy, i.e. the median MWI of
-the last ``noise_s`` (2 s) exceeds ``noise_floor`` (3 %) of the median typical QRS height
-(clean ECG leaves the MWI near zero between complexes: median 0.8 % on MIT-BIH DS1, 1.4 %
-on 118/119 with noise up to 6 dB, ``ma`` bursts lift it past 10 %), and only for a
-candidate lower than ``shape_h`` (1.0) times that height (a large ectopic beat of a new
-shape stays a beat). Such a candidate whose best correlation with those shapes is below
-``shape_corr`` (0.7) is not taken as a QRS; it stays available to search-back (a true beat
-of an odd shape is found again when no other came) and does not update the noise level
-(a burst's peak in NPKI would lift the threshold over the clean beats after the burst).
-The shape check was first tuned on DS1 and the 118/119 noise-stress records: there +P at
-6 dB went from 95.55 to 96.98 % and at 12 dB from 99.24 to 99.39 % at the same Se (99.62,
-99.99 %); on the 28 clean MIT-BIH records the same true beats and 4 false beats fewer.
+Noise. In muscle noise the 5-15 Hz band fills with bursts whose MWI peaks reach half a QRS
+and more, and a low threshold accepts them (MIT-BIH 118/119 with NST ``ma`` noise at 6 dB:
++P 92 % with the 15 % threshold and no shape check). A candidate above threshold is
+therefore also checked against the shapes of the last eight QRS complexes (the 0.5-40 Hz
+ECG, +/- ``shape_s`` around its R peak; beat template matching as in Hamilton & Tompkins'
+and Clifford's beat-to-beat quality checks), but only where that can be afforded: when the
+signal is noisy, i.e. the median MWI of the last ``noise_s`` (2 s) exceeds ``noise_floor``
+(3 %) of the median typical QRS height (clean ECG leaves the MWI near zero between
+complexes: median 0.8 % on MIT-BIH DS1, 1.4 % on 118/119 with noise up to 6 dB, ``ma``
+bursts lift it past 10 %), and only for a candidate lower than ``shape_h`` (1.0) times that
+height (a large ectopic beat of a new shape stays a beat). Such a candidate whose best
+correlation with those shapes is below ``shape_corr`` (0.7) is not taken as a QRS; it stays
+available to search-back (a true beat of an odd shape is found again when no other came)
+and does not update the noise level (a burst's peak in NPKI would lift the threshold over
+the clean beats after the burst). The shape check was first tuned on DS1 and the 118/119
+noise-stress records: there +P at 6 dB went from 95.55 to 96.98 % and at 12 dB from 99.24
+to 99.39 % at the same Se (99.62, 99.99 %); on the 28 clean MIT-BIH records the same true
+beats and 4 false beats fewer.
 
 Tuning. The threshold fraction (0.12), the search-back interval (1.4 mean RR), the noise
 floor (3 %) and the height limit (1.0) of the shape check were then chosen together on the

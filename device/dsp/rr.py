@@ -29,7 +29,8 @@ history the means are its own interval.
 A hole in the stream (:meth:`RRFeatures.gap`) ends the current run of peaks: the beat
 before it is emitted with its post-RR taken as the local mean, the interval across the hole
 is never used, and the history is kept for a short hole (the heart went on beating) or
-dropped for a long one.
+dropped for a long one. (After a short hole, one successive difference of the irregularity
+compares the intervals either side of it.)
 
 :class:`RRFeatures` is the one implementation; :func:`rr_features` (training) feeds it a
 whole record's peaks, so training and the stream compute the same numbers bit for bit.
@@ -107,7 +108,8 @@ class RRFeatures:
         self.fs = float(fs)
         self.spec = spec or RRSpec()
         self._history: deque[tuple[float, float]] = deque()  # (time of the later R, rr)
-        self._pending: tuple[int, float | None, float | None, float | None] | None = None
+        # (R, pre-RR, local mean, long mean, irregularity) of the beat waiting for its post-RR
+        self._pending: tuple[int, float | None, float | None, float | None, float] | None = None
         self._last_r: int | None = None
 
     def _clip(self, rr: float) -> float:

@@ -107,19 +107,21 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = 0.
     det = np.asarray([e["sample"] for e in events], dtype=np.int64)
     labels = list(CLASSES)
     pred = np.asarray([labels.index(e["class"]) for e in events], dtype=np.int64)
-    # as EC57's bxb: nothing inside reference-marked ventricular flutter/fibrillation counts
+    # matched over the whole record, then, as EC57's bxb, nothing inside reference-marked
+    # ventricular flutter/fibrillation counts (the same rule as score_outside)
     vf = vf_episodes(rec.ann_samples, rec.ann_symbols)
     keep_ref, keep_det = outside(ref, vf), outside(det, vf)
-    ref, cls, excluded = ref[keep_ref], cls[keep_ref], int((~keep_det).sum())
-    det, pred = det[keep_det], pred[keep_det]
     ri, di = match_beats(ref, det, int(round(tolerance_s * rec.fs)))
+    pair = keep_ref[ri]
+    ri, di = ri[pair], di[pair]
+    n_ref, n_det = int(keep_ref.sum()), int(keep_det.sum())
     m = classification_metrics(cls[ri], pred[di], labels)
-    return {"record": rec.name, "reference_beats": int(len(ref)), "events": int(len(det)),
-            "events_in_vf": excluded,
-            "matched": int(len(ri)), "missed": int(len(ref) - len(ri)),
-            "extra": int(len(det) - len(ri)),
-            "sensitivity": len(ri) / len(ref) if len(ref) else 0.0,
-            "ppv": len(ri) / len(det) if len(det) else 0.0, "classification": m}
+    return {"record": rec.name, "reference_beats": n_ref, "events": n_det,
+            "events_in_vf": int(len(det) - n_det),
+            "matched": int(len(ri)), "missed": n_ref - int(len(ri)),
+            "extra": n_det - int(keep_det[di].sum()),
+            "sensitivity": len(ri) / n_ref if n_ref else 0.0,
+            "ppv": int(keep_det[di].sum()) / n_det if n_det else 0.0, "classification": m}
 
 
 def quality_segments(path: str | Path, run: str | None = None) -> list[dict]:

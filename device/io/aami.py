@@ -43,19 +43,23 @@ VF_ON, VF_OFF = "[", "]"
 
 def vf_episodes(samples: np.ndarray, symbols: list[str]) -> list[tuple[int, int]]:
     """[start, stop) of each reference-marked episode of ventricular flutter or
-    fibrillation (``[`` to ``]`` inclusive; one still open at the end runs on to the end).
+    fibrillation (``[`` to ``]`` inclusive; one still open at the end runs on to the end, a
+    ``]`` before any ``[`` closes one that was running when the record began).
 
     EC57's beat-by-beat comparison leaves them out: its reference implementation, bxb,
     ignores the reference annotations between VFON and VFOFF and does not count the
     algorithm's beats during reference-marked VF. Beat detection is not what is asked of
     an analyzer there (flutter waves are not QRS complexes to count)."""
-    out, start = [], None
+    out, start, seen = [], None, False
     for s, sym in zip(samples, symbols, strict=True):
         if sym == VF_ON and start is None:
-            start = int(s)
+            start, seen = int(s), True
         elif sym == VF_OFF and start is not None:
             out.append((start, int(s) + 1))
             start = None
+        elif sym == VF_OFF and not seen:  # the record began inside an episode
+            out.append((0, int(s) + 1))
+            seen = True
     if start is not None:
         out.append((start, np.iinfo(np.int64).max))
     return out

@@ -40,7 +40,7 @@ class BeatSet:
     record: np.ndarray  # (n,) str
     sample: np.ndarray  # (n,) int64
     description: dict = field(default_factory=dict)
-    rr: np.ndarray | None = None  # (n, len(rr.FEATURES)) float32, when asked for
+    rr: np.ndarray | None = None  # (n, len(spec.features)) float32, when asked for
     template: np.ndarray | None = None  # (n, length) the patient's running template
 
     def __len__(self) -> int:
