@@ -281,9 +281,10 @@ def test_config_speed_perturb_default_off_round_trips_and_cli_passes_it():
     assert res.exit_code != 0 and "speed_perturb" in res.output and "0.7" in res.output
 
 
-def test_checkpoint_last_keeps_the_weights_after_the_last_epoch(tmp_path, monkeypatch):
-    """``--checkpoint last`` (the robust recipe's) keeps the final weights, whatever the
-    validation accuracy did; ``best`` (the seed's) the epoch of best validation accuracy."""
+def test_checkpoint_choices_keep_the_epoch_they_name(tmp_path, monkeypatch):
+    """``--checkpoint``: ``best`` (the seed's) keeps the epoch of best validation accuracy,
+    ``last`` the weights after the last epoch, ``late-best`` (the robust recipe's) the best
+    epoch of the second half of the schedule; the last two never stop early."""
     import json
 
     from click.testing import CliRunner
@@ -292,7 +293,8 @@ def test_checkpoint_last_keeps_the_weights_after_the_last_epoch(tmp_path, monkey
     from vitaledge.train.cli import train_group
     from vitaledge.train.speech import RECIPES
 
-    assert RECIPES["robust"]["checkpoint"] == "last" and RECIPES["seed"]["checkpoint"] == "best"
+    assert RECIPES["robust"]["checkpoint"] == "late-best"
+    assert RECIPES["seed"]["checkpoint"] == "best"
     with pytest.raises(ValueError, match="checkpoint"):
         SpeechTrainConfig(checkpoint="median").check()
     made = []
@@ -304,23 +306,26 @@ def test_checkpoint_last_keeps_the_weights_after_the_last_epoch(tmp_path, monkey
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(keras.callbacks, "ModelCheckpoint", Recording)
-    runs = {}
-    for kept in ("last", "best"):
+    runs, vals = {}, {}
+    for kept in ("last", "best", "late-best"):
         out = tmp_path / kept
         args = ["emotion-speech", "--synth-per-class", "4", "--split", "random",
                 "--sample-rate", "8000", "--duration", "1.0", "--offset", "0.2",
-                "--n-mels", "16", "--image-width", "8", "--width", "0.25", "--epochs", "3",
-                "--patience", "3", "--batch-size", "8", "--seed", "1", "--no-cache",
+                "--n-mels", "16", "--image-width", "8", "--width", "0.25", "--epochs", "6",
+                "--patience", "1", "--batch-size", "8", "--seed", "1", "--no-cache",
                 "--speed-perturb", "0", "--checkpoint", kept, "--out", str(out)]
         res = CliRunner().invoke(train_group, args, catch_exceptions=False)
         assert res.exit_code == 0, res.output
         runs[kept] = json.loads((out / "metrics.json").read_text())
         assert json.loads((out / "config.json").read_text())["checkpoint"] == kept
-    # "last": written after every epoch, the last one last, and no early stop
+        hist = (out / "history.csv").read_text().splitlines()
+        col = hist[0].split(",").index("val_accuracy")
+        vals[kept] = [float(r.split(",")[col]) for r in hist[1:]]
+    # "last": written after every epoch, the last one last; late-best writes its own
     assert made == [False, True]
-    assert runs["last"]["kept_epoch"] == runs["last"]["epochs_run"] == 3
+    assert runs["last"]["kept_epoch"] == runs["last"]["epochs_run"] == 6  # no early stop
+    assert runs["late-best"]["epochs_run"] == 6
     assert runs["best"]["kept_epoch"] == runs["best"]["best_epoch"]
-    hist = (tmp_path / "best" / "history.csv").read_text().splitlines()
-    col = hist[0].split(",").index("val_accuracy")
-    vals = [float(r.split(",")[col]) for r in hist[1:]]
-    assert runs["best"]["best_val_accuracy"] == pytest.approx(max(vals))
+    assert runs["best"]["best_val_accuracy"] == pytest.approx(max(vals["best"]))
+    late = vals["late-best"][3:]  # epochs 4-6, the second half
+    assert runs["late-best"]["kept_epoch"] == 4 + late.index(max(late))
