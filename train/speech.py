@@ -5,9 +5,9 @@ validation accuracy and the best checkpoint on it, noise-injection copies of the
 clips. The ``robust`` recipe (and each of its levers as its own option) adds per-utterance
 feature normalization, Adam with a cosine schedule, SpecAugment-style masks, gain jitter and
 class weights, speed perturbation (``speed_perturb``: training waveforms played faster or
-slower) and keeps the weights after the last epoch; ``mixup`` (pairs of training inputs and
-their labels blended) and ``freq_warp`` (the mel axis stretched) are levers that neither
-recipe sets. Splits:
+slower) and keeps the best epoch of the second half of its schedule; ``mixup`` (pairs of
+training inputs and their labels blended) and ``freq_warp`` (the mel axis stretched) are
+levers that neither recipe sets. Splits:
 ``actor`` (given test speakers), ``actors`` (leave-speakers-out K-fold,
 :mod:`.speech_folds`), ``none`` (every speaker trains; validation speakers carved out),
 ``random``. Log-mel spectrograms are cached on disk (:mod:`.speech_cache`).
@@ -491,7 +491,7 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     # never), row for row as X_fit; each epoch draws one version per example
     X_speed = np.stack([clip_inputs([clips[i] for i in parts["fit"]], sig, cfg.augment,
                                     tuple(cfg.snr_db), cfg.seed, cache, speed=f)[0]
-                        for f in speed_factors(cfg)]) if cfg.speed_perturb > 0 else None
+                        for f in speed_factors(cfg)]) if speed_factors(cfg) else None
     X_val, y_val, _ = clip_inputs([clips[i] for i in parts["val"]], sig, cache=cache)
     X_test, y_test, _ = clip_inputs([clips[i] for i in parts["test"]], sig, cache=cache)
     feature_s = time.time() - t0
@@ -565,8 +565,9 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     if late is not None and late.epoch is None:  # stopped (time budget) before the 2nd half
         model.save(str(ckpt))
     epochs_run = len(hist.history["loss"])
-    kept = {"best": int(np.argmax(hist.history["val_accuracy"])) + 1, "last": epochs_run,
-            "late-best": (late.epoch or epochs_run) if late else None}[cfg.checkpoint]
+    best_epoch = int(np.argmax(hist.history["val_accuracy"])) + 1
+    kept = (best_epoch if cfg.checkpoint == "best"
+            else late.epoch if late is not None and late.epoch is not None else epochs_run)
 
     best = keras.models.load_model(str(ckpt))
     probs = best.predict(X_test, batch_size=64, verbose=0)
@@ -579,8 +580,8 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
         "arch": cfg.arch,
         "recipe": cfg.recipe,
         "parameters": n_params,
-        "epochs_run": len(hist.history["loss"]),
-        "best_epoch": int(np.argmax(hist.history["val_accuracy"])) + 1,
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
         "best_val_accuracy": float(np.max(hist.history["val_accuracy"])),
         "checkpoint": cfg.checkpoint,
         "kept_epoch": kept,

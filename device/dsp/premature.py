@@ -56,8 +56,7 @@ NORMAL, PREMATURE = "N", "S"
 
 def log_terms(rr: np.ndarray, terms: tuple[str, ...] | list[str]) -> np.ndarray:
     """(n, len(terms)) natural logs of the named terms of RR feature rows ``rr`` (n, k)."""
-    rr = np.asarray(rr, dtype=np.float64)
-    rr = rr.reshape(-1, rr.shape[-1] if rr.ndim else len(FEATURES))
+    rr = np.atleast_2d(np.asarray(rr, dtype=np.float64))
     cols = []
     for t in terms:
         num, den = TERMS[t]
@@ -106,8 +105,7 @@ class PrematureRule:
 
     def regular(self, rr: np.ndarray) -> np.ndarray:
         """(n,) whether each beat's rhythm is regular enough for timing to say S."""
-        rr = np.asarray(rr, dtype=np.float32)  # the features' own precision
-        rr = rr.reshape(-1, rr.shape[-1])
+        rr = np.atleast_2d(np.asarray(rr, dtype=np.float32))  # the features' own precision
         if self.max_irregularity is None:
             return np.ones(len(rr), dtype=bool)
         return rr[:, _F("irregularity")] <= np.float32(self.max_irregularity)

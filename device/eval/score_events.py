@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
-from vitaledge.device.eval.scoring import match_beats, outside, score_outside
+from vitaledge.device.eval.scoring import match_outside, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
 from vitaledge.device.io.records import read_record
 
@@ -107,21 +107,15 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = 0.
     det = np.asarray([e["sample"] for e in events], dtype=np.int64)
     labels = list(CLASSES)
     pred = np.asarray([labels.index(e["class"]) for e in events], dtype=np.int64)
-    # matched over the whole record, then, as EC57's bxb, nothing inside reference-marked
-    # ventricular flutter/fibrillation counts (the same rule as score_outside)
-    vf = vf_episodes(rec.ann_samples, rec.ann_symbols)
-    keep_ref, keep_det = outside(ref, vf), outside(det, vf)
-    ri, di = match_beats(ref, det, int(round(tolerance_s * rec.fs)))
-    pair = keep_ref[ri]
-    ri, di = ri[pair], di[pair]
-    n_ref, n_det = int(keep_ref.sum()), int(keep_det.sum())
-    m = classification_metrics(cls[ri], pred[di], labels)
-    return {"record": rec.name, "reference_beats": n_ref, "events": n_det,
-            "events_in_vf": int(len(det) - n_det),
-            "matched": int(len(ri)), "missed": n_ref - int(len(ri)),
-            "extra": n_det - int(keep_det[di].sum()),
-            "sensitivity": len(ri) / n_ref if n_ref else 0.0,
-            "ppv": int(keep_det[di].sum()) / n_det if n_det else 0.0, "classification": m}
+    # as EC57's bxb: nothing inside reference-marked ventricular flutter/fibrillation counts
+    ri, di, ref_out, det_out, s = match_outside(
+        ref, det, rec.fs, vf_episodes(rec.ann_samples, rec.ann_symbols), tolerance_s)
+    pair = ref_out[ri]
+    m = classification_metrics(cls[ri[pair]], pred[di[pair]], labels)
+    n_det = int(det_out.sum())
+    return {"record": rec.name, "reference_beats": s.tp + s.fn, "events": n_det,
+            "events_in_vf": int(len(det) - n_det), "matched": s.tp, "missed": s.fn,
+            "extra": s.fp, "sensitivity": s.sensitivity, "ppv": s.ppv, "classification": m}
 
 
 def quality_segments(path: str | Path, run: str | None = None) -> list[dict]:

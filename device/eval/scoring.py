@@ -43,16 +43,26 @@ def outside(samples: np.ndarray, segments: list[tuple[int, int]]) -> np.ndarray:
     return keep
 
 
-def score_outside(ref: np.ndarray, det: np.ndarray, fs: float,
+def match_outside(ref: np.ndarray, det: np.ndarray, fs: float,
                   segments: list[tuple[int, int]], tolerance_s: float = 0.15
-                  ) -> DetectionScore:
-    """Detection scored only outside ``segments`` (flagged stretches): matched over the
-    whole record, then reference beats and detections inside a segment are left out (as
-    EC57 leaves out excluded stretches)."""
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, DetectionScore]:
+    """Detections matched to reference beats over the whole record, then reference beats
+    and detections inside ``segments`` (flagged stretches, VF episodes) left out, as EC57
+    leaves out excluded stretches: ``(ri, di, ref_out, det_out, score)``, the matched index
+    pairs, the masks of the reference beats and detections outside, and the score there (a
+    pair counts when its reference beat is outside)."""
     ref = np.asarray(ref, np.int64)
     det = np.asarray(det, np.int64)
     ri, di = match_beats(ref, det, int(round(tolerance_s * fs)))
     r_in, d_in = outside(ref, segments), outside(det, segments)
     tp = int(r_in[ri].sum())
-    return DetectionScore(tp=tp, fn=int(r_in.sum()) - tp,
-                          fp=int(d_in.sum()) - int(d_in[di].sum()))
+    score = DetectionScore(tp=tp, fn=int(r_in.sum()) - tp,
+                           fp=int(d_in.sum()) - int(d_in[di].sum()))
+    return ri, di, r_in, d_in, score
+
+
+def score_outside(ref: np.ndarray, det: np.ndarray, fs: float,
+                  segments: list[tuple[int, int]], tolerance_s: float = 0.15
+                  ) -> DetectionScore:
+    """Detection scored only outside ``segments`` (:func:`match_outside`)."""
+    return match_outside(ref, det, fs, segments, tolerance_s)[-1]
