@@ -317,10 +317,11 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 @click.option("--speed-perturb", type=float, default=None,
               help="Play each training clip at speed 1 - S, 1 or 1 + S (drawn each epoch; "
                    "resampled waveform; 0: off) [recipe: robust 0.1].")
-@click.option("--checkpoint", type=click.Choice(["best", "last", "late-best"]), default=None,
+@click.option("--checkpoint", type=click.Choice(["best", "last", "late-best", "average"]),
+              default=None,
               help="Keep the epoch of best validation accuracy, the weights after the last "
-                   "epoch, or the best epoch of the second half [recipe: seed best, robust "
-                   "late-best].")
+                   "epoch, the best epoch of the second half, or the mean of the second "
+                   "half's weights [recipe: seed best, robust late-best].")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=None,
               help="Loss weights per class [recipe].")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,

@@ -50,6 +50,7 @@ from .speech_data import (
     split_clips,
     synthetic_clips,
 )
+from .weight_average import WeightAverage
 
 TASK = "emotion-speech"
 CALIBRATION_SIZE = 300
@@ -59,8 +60,10 @@ SCHEDULES = ("constant", "cosine", "plateau")
 CLASS_WEIGHTS = ("none", "balanced")
 #: The weights a run keeps: those of the epoch with the best validation accuracy (the
 #: seed's), those after the last epoch, or those of the best validation accuracy among the
-#: second half of the epochs (a schedule run to its end, its early noisy peaks passed over).
-CHECKPOINTS = ("best", "last", "late-best")
+#: second half of the epochs (a schedule run to its end, its early noisy peaks passed over),
+#: or the mean of the weights after each epoch of the second half, BatchNorm statistics
+#: recomputed (:mod:`.weight_average`: no epoch is chosen on the validation speakers).
+CHECKPOINTS = ("best", "last", "late-best", "average")
 
 #: Named recipes: the values of the levers each sets (explicit options override them).
 #: ``robust`` has no gain jitter (its per-utterance standardization removes the level) and
@@ -535,13 +538,16 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     ckpt = run_dir / "model.keras"
     budget = TimeBudget(cfg.time_budget_min) if cfg.time_budget_min else None
     timer = EpochTimer()
-    late = LateCheckpoint(ckpt, cfg.epochs // 2 + 1) if cfg.checkpoint == "late-best" else None
-    callbacks = [
-        late or keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_accuracy", mode="max",
-                                                save_best_only=cfg.checkpoint == "best"),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-        timer,
-    ] + ([budget] if budget else [])
+    second_half = cfg.epochs // 2 + 1
+    late = LateCheckpoint(ckpt, second_half) if cfg.checkpoint == "late-best" else None
+    # averaging: BatchNorm statistics are gathered again on the clean-speed training inputs
+    average = (WeightAverage(second_half, [X_fit[i:i + cfg.batch_size]
+                                           for i in range(0, len(X_fit), cfg.batch_size)])
+               if cfg.checkpoint == "average" else None)
+    keep = late or average or keras.callbacks.ModelCheckpoint(
+        str(ckpt), monitor="val_accuracy", mode="max", save_best_only=cfg.checkpoint == "best")
+    callbacks = [keep, keras.callbacks.CSVLogger(str(run_dir / "history.csv")), timer] + (
+        [budget] if budget else [])
     if cfg.checkpoint == "best":  # the others run the whole schedule: no early stop
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                                        patience=cfg.patience))
@@ -562,12 +568,13 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
                          callbacks=callbacks, verbose=verbose)
     train_s = time.time() - t0
     plot_history(hist.history, run_dir / "training_history.png")
-    if late is not None and late.epoch is None:  # stopped (time budget) before the 2nd half
-        model.save(str(ckpt))
+    if average is not None or (late is not None and late.epoch is None):
+        model.save(str(ckpt))  # the averaged weights, or a time budget hit before the 2nd half
     epochs_run = len(hist.history["loss"])
     best_epoch = int(np.argmax(hist.history["val_accuracy"])) + 1
     kept = (best_epoch if cfg.checkpoint == "best"
             else late.epoch if late is not None and late.epoch is not None else epochs_run)
+    averaged = average.epochs if average is not None else []
 
     best = keras.models.load_model(str(ckpt))
     probs = best.predict(X_test, batch_size=64, verbose=0)
@@ -585,6 +592,7 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
         "best_val_accuracy": float(np.max(hist.history["val_accuracy"])),
         "checkpoint": cfg.checkpoint,
         "kept_epoch": kept,
+        "averaged_epochs": [averaged[0], averaged[-1]] if averaged else None,
         "stopped_by_time_budget": bool(budget and budget.stopped_epoch),
         "train_seconds": round(train_s, 1),
         "feature_seconds": round(feature_s, 1),
