@@ -128,6 +128,10 @@ def train_group() -> None:
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--patience", type=int, default=6, show_default=True,
               help="Early-stopping patience (epochs without better validation macro F1).")
+@click.option("--checkpoint", type=click.Choice(["best", "average"]), default="best",
+              show_default=True,
+              help="Keep the epoch of best validation macro F1 (early stopping), or run "
+                   "every epoch and keep the mean of the second half's weights.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Run directory to write.")
@@ -135,7 +139,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
                    before, after, no_filter, split, folds, anchor, test_records, test_fraction,
                    val_fraction, balance, s_rule, s_rule_threshold, s_rule_irregularity,
                    v_rule, noise_aug, noise_copies, noise_snr, epochs, batch_size, lr,
-                   patience, seed, out) -> None:
+                   patience, checkpoint, seed, out) -> None:
     """Train a heartbeat classifier (AAMI N/S/V/F/Q) and evaluate it on held-out beats."""
     from .balance import BalanceError, parse
     from .config import BeatTrainConfig
@@ -181,7 +185,8 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         window=make_window(convention, fs, before, after, no_filter),
         split=split, test_fraction=test_fraction, test_records=csv_list(test_records),
         val_fraction=val_fraction, balance=balance, epochs=epochs, batch_size=batch_size,
-        learning_rate=lr, patience=patience, seed=seed, anchor=anchor, folds=folds,
+        learning_rate=lr, patience=patience, checkpoint=checkpoint, seed=seed, anchor=anchor,
+        folds=folds,
         s_rule=s_rule, s_rule_threshold=s_rule_threshold,
         s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, noise_aug=noise_aug)
     try:

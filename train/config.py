@@ -31,6 +31,10 @@ class BeatTrainConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     patience: int = 6
+    #: the weights kept: "best" (the epoch of best validation macro F1, early stopping at
+    #: ``patience``) or "average" (every epoch runs; the mean of the second half's weights,
+    #: vitaledge.train.weight_average)
+    checkpoint: str = "best"
     seed: int = 0
     task: str = "beat"
     #: where training windows sit: the annotated R peaks or the device detector's

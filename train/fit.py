@@ -30,6 +30,7 @@ from .premature import decide_beats, fit_premature
 from .premature import describe as describe_rule
 from .report import write_ec57
 from .splits import BY_PATIENT
+from .weight_average import WeightAverage, input_batches
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -146,12 +147,16 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
     print("training beats per class:", p.description["counts"]["fit_after_balance"])
 
     ckpt = run_dir / "model.keras"
-    callbacks = [
-        ValMacroF1(p.val.inputs(), p.val.y, lambda probs: decide_beats(signal, probs, p.val)),
+    average = (WeightAverage(cfg.epochs // 2 + 1, input_batches(p.X_fit, cfg.batch_size))
+               if cfg.checkpoint == "average" else None)
+    keep = [average] if average is not None else [
         keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_macro_f1", mode="max",
                                         save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max",
-                                      patience=cfg.patience),
+                                      patience=cfg.patience)]
+    callbacks = [
+        ValMacroF1(p.val.inputs(), p.val.y, lambda probs: decide_beats(signal, probs, p.val)),
+        *keep,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), histogram_freq=0),
     ]
@@ -164,6 +169,8 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
     if not is_chief(strategy):  # ModelCheckpoint saved nothing here; the chief evaluates
         return {"chief": False, "epochs_run": len(hist.history["loss"]),
                 "history": hist.history}
+    if average is not None:
+        model.save(str(ckpt))  # the averaged weights
 
     best = keras.models.load_model(str(ckpt))
     eval_set, eval_name = (p.test, "test") if len(p.test) else (p.val, "validation")
@@ -185,6 +192,9 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
         "parameters": n_params,
         "epochs_run": len(hist.history["loss"]),
         "best_epoch": int(np.argmax(hist.history["val_macro_f1"])) + 1,
+        "checkpoint": cfg.checkpoint,
+        "averaged_epochs": ([average.epochs[0], average.epochs[-1]]
+                            if average is not None and average.epochs else None),
         "train_seconds": round(train_s, 1),
         "data": p.description,
     })

@@ -50,7 +50,7 @@ from .speech_data import (
     split_clips,
     synthetic_clips,
 )
-from .weight_average import WeightAverage
+from .weight_average import WeightAverage, input_batches
 
 TASK = "emotion-speech"
 CALIBRATION_SIZE = 300
@@ -541,8 +541,7 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     second_half = cfg.epochs // 2 + 1
     late = LateCheckpoint(ckpt, second_half) if cfg.checkpoint == "late-best" else None
     # averaging: BatchNorm statistics are gathered again on the clean-speed training inputs
-    average = (WeightAverage(second_half, [X_fit[i:i + cfg.batch_size]
-                                           for i in range(0, len(X_fit), cfg.batch_size)])
+    average = (WeightAverage(second_half, input_batches(X_fit, cfg.batch_size))
                if cfg.checkpoint == "average" else None)
     keep = late or average or keras.callbacks.ModelCheckpoint(
         str(ckpt), monitor="val_accuracy", mode="max", save_best_only=cfg.checkpoint == "best")

@@ -25,7 +25,8 @@ class WeightAverage(keras.callbacks.Callback):
     """Keeps the running mean of the trainable weights at the end of every epoch from
     ``first`` (1-based) on; at the end of training loads the mean into the model and
     recomputes the BatchNorm statistics over ``batches`` (a ``keras.utils.Sequence`` or list
-    of batches whose first item is the input). ``epochs`` lists the epochs averaged."""
+    of model inputs, or of tuples whose first item is the input: :func:`input_batches`).
+    ``epochs`` lists the epochs averaged."""
 
     def __init__(self, first: int, batches):
         super().__init__()
@@ -54,7 +55,8 @@ def recompute_batchnorm(model: keras.Model, batches) -> int:
     """Sets every BatchNormalization layer's moving mean and variance to the average of its
     per-batch statistics over ``batches`` (first item of each is the input) under the
     model's current weights; returns the number of batches used (0: no BN layer, nothing
-    done). The layers' momentum is restored afterwards."""
+    done). A batch is the model's input, or a tuple whose first item is. The layers'
+    momentum is restored afterwards."""
     bns = [layer for layer in _layers(model)
            if isinstance(layer, keras.layers.BatchNormalization)]
     if not bns:
@@ -64,7 +66,7 @@ def recompute_batchnorm(model: keras.Model, batches) -> int:
     try:
         for i in range(len(batches)):
             item = batches[i]
-            x = item[0] if isinstance(item, tuple | list) else item
+            x = item[0] if isinstance(item, tuple) else item  # (inputs, targets...) or inputs
             for bn in bns:  # cumulative mean: the i-th batch (0-based) weighs 1 / (i + 1)
                 bn.momentum = i / (i + 1.0)
             model(x, training=True)
@@ -73,6 +75,17 @@ def recompute_batchnorm(model: keras.Model, batches) -> int:
         for bn, m in zip(bns, saved, strict=True):
             bn.momentum = m
     return n
+
+
+def input_batches(X, batch_size: int) -> list:
+    """``X`` (an array, or a dict or list of arrays: a multi-input model's inputs) cut into
+    consecutive batches of ``batch_size`` rows, each in ``X``'s form."""
+    if isinstance(X, dict):
+        n = len(next(iter(X.values())))
+        return [{k: v[i:i + batch_size] for k, v in X.items()} for i in range(0, n, batch_size)]
+    if isinstance(X, list | tuple):
+        return [[v[i:i + batch_size] for v in X] for i in range(0, len(X[0]), batch_size)]
+    return [X[i:i + batch_size] for i in range(0, len(X), batch_size)]
 
 
 def _layers(model):
