@@ -88,3 +88,26 @@ def test_checkpoint_average_through_the_cli(tmp_path):
     data = np.load(out / "data.npz")
     probs = keras.models.load_model(out / "model.keras").predict(data["test_mel"], verbose=0)
     assert m["accuracy"] == pytest.approx(float(np.mean(probs.argmax(1) == data["test_y"])))
+
+
+def test_beat_checkpoint_average_runs_every_epoch(synth_dir, tmp_path):
+    """``train beat --checkpoint average``: no early stop (patience 1 is ignored), the
+    second half averaged, recorded in the config and metrics; the default stays ``best``."""
+    from click.testing import CliRunner
+
+    from vitaledge.train.cli import train_group
+    from vitaledge.train.config import BeatTrainConfig
+
+    assert BeatTrainConfig().checkpoint == "best"
+    out = tmp_path / "avg"
+    args = ["beat", "--arch", "tiny-rrt", "--data", str(synth_dir), "--records",
+            "s000,s001,s002", "--split", "record", "--test-records", "s002", "--epochs", "4",
+            "--patience", "1", "--checkpoint", "average", "--out", str(out)]
+    res = CliRunner().invoke(train_group, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs_run"] == 4 and m["averaged_epochs"] == [3, 4]
+    assert BeatTrainConfig.load(out / "config.json").checkpoint == "average"
+    res = CliRunner().invoke(train_group, args[:-4] + ["--checkpoint", "median", "--out",
+                                                       str(out)])
+    assert res.exit_code != 0 and "median" in res.output
