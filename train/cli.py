@@ -329,6 +329,9 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
                    "half's weights [recipe: seed best, robust late-best].")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=None,
               help="Loss weights per class [recipe].")
+@click.option("--ensemble", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Train N networks from seeds SEED, SEED+1, ... on the same split and "
+                   "keep one model that averages their class probabilities.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Log-mel cache directory [$VITALEDGE_CACHE/speech-mel or "
                    "~/.cache/vitaledge/speech-mel].")
@@ -351,8 +354,8 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_
                      image_width, epochs, patience, batch_size, recipe, optimizer, lr,
                      momentum, schedule, feature_norm, time_masks, time_mask_width,
                      freq_masks, freq_mask_width, gain_db, mixup, freq_warp, speed_perturb,
-                     checkpoint, class_weights, cache_dir, no_cache, arch, width, lstm_units,
-                     pools, time_budget, seed, out) -> None:
+                     checkpoint, class_weights, ensemble, cache_dir, no_cache, arch, width,
+                     lstm_units, pools, time_budget, seed, out) -> None:
     """Train the speech-emotion model (seed 004: log-mel images, TimeDistributed CNN + LSTM)
     on RAVDESS/TESS/SAVEE clips or synthetic speech, and report on held-out clips."""
     from vitaledge.device.inputs.mel import SpeechSignal
@@ -392,7 +395,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_
             folds=folds, test_actors=csv_list(test_actors), test_fraction=test_fraction,
             val_fraction=val_fraction, augment=augment, snr_db=snr_db, epochs=epochs,
             patience=patience, batch_size=batch_size, recipe=recipe, momentum=momentum,
-            width=width, lstm_units=lstm_units, pools=pool_sizes,
+            width=width, lstm_units=lstm_units, pools=pool_sizes, ensemble=ensemble,
             time_budget_min=time_budget, seed=seed, cache=cache, labels=labels_for(calm),
             signal=signal, **lever)
         if cfg.split == "actors":

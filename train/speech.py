@@ -33,7 +33,7 @@ import numpy as np
 from vitaledge.device.eval.metrics import classification_metrics
 from vitaledge.device.inputs.mel import SpeechSignal
 
-from . import zoo
+from . import ensemble, zoo
 from .backend import keras, set_seed
 from .evaluate import with_uar, write_report
 from .plots import plot_history
@@ -131,7 +131,8 @@ class SpeechTrainConfig:
     freq_warp: float = 0.0         # mel-axis stretch by a factor in 1 +- freq_warp (0 = off)
     speed_perturb: float = 0.0     # training waveforms at speed 1 - s, 1 or 1 + s (0 = off)
     class_weights: str = "none"    # none | balanced
-    checkpoint: str = "best"       # best | last | late-best (CHECKPOINTS)
+    checkpoint: str = "best"       # best | last | late-best | average (CHECKPOINTS)
+    ensemble: int = 1              # networks trained from seeds seed, seed+1, ...; averaged
     cache: str | None = None       # log-mel cache directory (None: no cache)
     width: float = 1.0             # filter-count multiplier (1.0 = the seed's network)
     lstm_units: int = 256
@@ -202,6 +203,10 @@ class SpeechTrainConfig:
         if list(self.labels) != list(LABELS_WITH_CALM[:len(self.labels)]):
             raise ValueError(f"labels must be {list(LABELS_WITH_CALM)} or its first seven "
                              f"(calm 'class'), got {self.labels}")
+        if isinstance(self.ensemble, bool) or not (isinstance(self.ensemble, int)
+                                                   and 1 <= self.ensemble <= 16):
+            raise ValueError(f"ensemble is a number of networks, 1 to 16, got "
+                             f"{self.ensemble!r}")
         if self.split == "actors" and self.folds < 2:
             raise ValueError(f"split 'actors' needs --folds >= 2, got {self.folds}")
 
@@ -457,6 +462,89 @@ def split_description(cfg: SpeechTrainConfig, clips: list[Clip],
             "counts": {k: describe([clips[i] for i in v]) for k, v in parts.items()}}
 
 
+@dataclass
+class FittedNetwork:
+    """One trained network of a run: where its kept weights are and how it got there."""
+
+    path: Path
+    history: dict
+    kept: int               # the epoch whose weights were kept (the last, when averaged)
+    averaged: list[int]     # the epochs averaged (``checkpoint="average"``), else []
+    seconds: float
+    epoch_seconds: list[float]
+    budget_hit: bool
+
+
+def fit_network(cfg: SpeechTrainConfig, X_fit: np.ndarray, y_fit: np.ndarray,
+                X_speed: np.ndarray | None, X_val: np.ndarray, y_val: np.ndarray,
+                path: Path, history_csv: Path, verbose: int) -> FittedNetwork:
+    """Build ``cfg.arch``, fit it per ``cfg``'s recipe and checkpoint rule, save the kept
+    weights at ``path`` and the epochs' figures at ``history_csv``."""
+    sig = cfg.signal
+    arch = zoo.get(cfg.arch, TASK)
+    knobs = {"width": cfg.width, "lstm_units": cfg.lstm_units, "pools": tuple(cfg.pools)}
+    takes = inspect.signature(arch.build).parameters
+    model = arch.build(sig.input_shape, len(cfg.labels),
+                       **{k: v for k, v in knobs.items() if k in takes})
+    steps = -(-len(X_fit) // cfg.batch_size)
+    # mixup trains on soft targets: categorical cross-entropy, validation labels one-hot
+    # too (same loss and metric); without it, integer labels as ever
+    soft = cfg.mixup > 0
+    val_target = np.eye(len(cfg.labels), dtype=np.float32)[y_val] if soft else y_val
+    model.compile(optimizer=make_optimizer(cfg, steps),
+                  loss="categorical_crossentropy" if soft
+                  else "sparse_categorical_crossentropy", metrics=["accuracy"])
+    n_params = int(model.count_params())
+    print(f"model {cfg.arch}: {n_params:,} parameters; recipe {cfg.recipe}: {cfg.optimizer} "
+          f"lr {cfg.learning_rate:g} {cfg.schedule}, feature norm {sig.feature_norm}, "
+          f"masks t{cfg.time_masks}x{cfg.time_mask_width} f{cfg.freq_masks}x"
+          f"{cfg.freq_mask_width}, gain +-{cfg.gain_db:g} dB, class weights "
+          f"{cfg.class_weights}" + (f", mixup {cfg.mixup:g}" if soft else "")
+          + (f", mel warp +-{cfg.freq_warp:g}" if cfg.freq_warp else "")
+          + (f", speed perturbation +-{cfg.speed_perturb:g}" if cfg.speed_perturb else ""))
+
+    ckpt = Path(path)
+    budget = TimeBudget(cfg.time_budget_min) if cfg.time_budget_min else None
+    timer = EpochTimer()
+    second_half = cfg.epochs // 2 + 1
+    late = LateCheckpoint(ckpt, second_half) if cfg.checkpoint == "late-best" else None
+    # averaging: BatchNorm statistics are gathered again on the clean-speed training inputs
+    average = (WeightAverage(second_half, input_batches(X_fit, cfg.batch_size))
+               if cfg.checkpoint == "average" else None)
+    keep = late or average or keras.callbacks.ModelCheckpoint(
+        str(ckpt), monitor="val_accuracy", mode="max", save_best_only=cfg.checkpoint == "best")
+    callbacks = [keep, keras.callbacks.CSVLogger(str(history_csv)), timer] + (
+        [budget] if budget else [])
+    if cfg.checkpoint == "best":  # the others run the whole schedule: no early stop
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                                       patience=cfg.patience))
+    if cfg.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=max(2, cfg.patience // 3)))
+    weights = (class_weight_vector(y_fit, len(cfg.labels))
+               if cfg.class_weights == "balanced" else None)
+    t0 = time.time()
+    if weights is None and not augments(cfg) and not soft and X_speed is None:
+        # the seed's: Keras shuffles
+        hist = model.fit(X_fit, y_fit, validation_data=(X_val, y_val), epochs=cfg.epochs,
+                         batch_size=cfg.batch_size, callbacks=callbacks, shuffle=True,
+                         verbose=verbose)
+    else:
+        hist = model.fit(SpeechBatches(X_fit, y_fit, cfg, weights, X_speed),
+                         validation_data=(X_val, val_target), epochs=cfg.epochs,
+                         callbacks=callbacks, verbose=verbose)
+    train_s = time.time() - t0
+    if average is not None or (late is not None and late.epoch is None):
+        model.save(str(ckpt))  # the averaged weights, or a time budget hit before the 2nd half
+    epochs_run = len(hist.history["loss"])
+    best_epoch = int(np.argmax(hist.history["val_accuracy"])) + 1
+    kept = (best_epoch if cfg.checkpoint == "best"
+            else late.epoch if late is not None and late.epoch is not None else epochs_run)
+    return FittedNetwork(ckpt, hist.history, kept,
+                         average.epochs if average is not None else [], train_s,
+                         list(timer.seconds), bool(budget and budget.stopped_epoch))
+
+
 def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = None,
                  clips: list[Clip] | None = None, cache: MelCache | None = None) -> dict:
     """Train the speech-emotion model per ``cfg`` (one fold of ``split="actors"``, or any
@@ -513,67 +601,30 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     np.savez_compressed(run_dir / "data.npz", calib_mel=X_fit[calib], test_mel=X_test,
                         test_y=y_test, labels=np.array(cfg.labels))
 
-    arch = zoo.get(cfg.arch, TASK)
-    knobs = {"width": cfg.width, "lstm_units": cfg.lstm_units, "pools": tuple(cfg.pools)}
-    takes = inspect.signature(arch.build).parameters
-    model = arch.build(sig.input_shape, len(cfg.labels),
-                       **{k: v for k, v in knobs.items() if k in takes})
-    steps = -(-len(X_fit) // cfg.batch_size)
-    # mixup trains on soft targets: categorical cross-entropy, validation labels one-hot
-    # too (same loss and metric); without it, integer labels as ever
-    soft = cfg.mixup > 0
-    val_target = np.eye(len(cfg.labels), dtype=np.float32)[y_val] if soft else y_val
-    model.compile(optimizer=make_optimizer(cfg, steps),
-                  loss="categorical_crossentropy" if soft
-                  else "sparse_categorical_crossentropy", metrics=["accuracy"])
-    n_params = int(model.count_params())
-    print(f"model {cfg.arch}: {n_params:,} parameters; recipe {cfg.recipe}: {cfg.optimizer} "
-          f"lr {cfg.learning_rate:g} {cfg.schedule}, feature norm {sig.feature_norm}, "
-          f"masks t{cfg.time_masks}x{cfg.time_mask_width} f{cfg.freq_masks}x"
-          f"{cfg.freq_mask_width}, gain +-{cfg.gain_db:g} dB, class weights "
-          f"{cfg.class_weights}" + (f", mixup {cfg.mixup:g}" if soft else "")
-          + (f", mel warp +-{cfg.freq_warp:g}" if cfg.freq_warp else "")
-          + (f", speed perturbation +-{cfg.speed_perturb:g}" if cfg.speed_perturb else ""))
-
+    fits = []
+    for member in range(cfg.ensemble):
+        if member:  # member 0 is exactly the single network a run without an ensemble trains
+            set_seed(cfg.seed + member + cfg.fold)
+        tag = "" if cfg.ensemble == 1 else f"-member{member}"
+        fits.append(fit_network(replace(cfg, seed=cfg.seed + member), X_fit, y_fit, X_speed,
+                                X_val, y_val, run_dir / f"model{tag}.keras",
+                                run_dir / f"history{tag}.csv", verbose))
+        if cfg.ensemble > 1:
+            print(f"member {member + 1}/{cfg.ensemble}: kept epoch {fits[-1].kept}")
+    first = fits[0]
+    plot_history(first.history, run_dir / "training_history.png")
     ckpt = run_dir / "model.keras"
-    budget = TimeBudget(cfg.time_budget_min) if cfg.time_budget_min else None
-    timer = EpochTimer()
-    second_half = cfg.epochs // 2 + 1
-    late = LateCheckpoint(ckpt, second_half) if cfg.checkpoint == "late-best" else None
-    # averaging: BatchNorm statistics are gathered again on the clean-speed training inputs
-    average = (WeightAverage(second_half, input_batches(X_fit, cfg.batch_size))
-               if cfg.checkpoint == "average" else None)
-    keep = late or average or keras.callbacks.ModelCheckpoint(
-        str(ckpt), monitor="val_accuracy", mode="max", save_best_only=cfg.checkpoint == "best")
-    callbacks = [keep, keras.callbacks.CSVLogger(str(run_dir / "history.csv")), timer] + (
-        [budget] if budget else [])
-    if cfg.checkpoint == "best":  # the others run the whole schedule: no early stop
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
-                                                       patience=cfg.patience))
-    if cfg.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=max(2, cfg.patience // 3)))
-    weights = (class_weight_vector(y_fit, len(cfg.labels))
-               if cfg.class_weights == "balanced" else None)
-    t0 = time.time()
-    if weights is None and not augments(cfg) and not soft and X_speed is None:
-        # the seed's: Keras shuffles
-        hist = model.fit(X_fit, y_fit, validation_data=(X_val, y_val), epochs=cfg.epochs,
-                         batch_size=cfg.batch_size, callbacks=callbacks, shuffle=True,
-                         verbose=verbose)
-    else:
-        hist = model.fit(SpeechBatches(X_fit, y_fit, cfg, weights, X_speed),
-                         validation_data=(X_val, val_target), epochs=cfg.epochs,
-                         callbacks=callbacks, verbose=verbose)
-    train_s = time.time() - t0
-    plot_history(hist.history, run_dir / "training_history.png")
-    if average is not None or (late is not None and late.epoch is None):
-        model.save(str(ckpt))  # the averaged weights, or a time budget hit before the 2nd half
-    epochs_run = len(hist.history["loss"])
-    best_epoch = int(np.argmax(hist.history["val_accuracy"])) + 1
-    kept = (best_epoch if cfg.checkpoint == "best"
-            else late.epoch if late is not None and late.epoch is not None else epochs_run)
-    averaged = average.epochs if average is not None else []
+    if cfg.ensemble > 1:
+        merged = ensemble.merge([keras.models.load_model(str(f.path)) for f in fits],
+                                name=f"{cfg.arch}_x{cfg.ensemble}")
+        merged.save(str(ckpt))
+    n_params = int(keras.models.load_model(str(ckpt)).count_params())
+    train_s = sum(f.seconds for f in fits)
+    epochs_run = len(first.history["loss"])
+    best_epoch = int(np.argmax(first.history["val_accuracy"])) + 1
+    kept, averaged = first.kept, first.averaged
+    budget_hit = any(f.budget_hit for f in fits)
+    epoch_times = [t for f in fits for t in f.epoch_seconds]
 
     best = keras.models.load_model(str(ckpt))
     probs = best.predict(X_test, batch_size=64, verbose=0)
@@ -588,18 +639,25 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
         "parameters": n_params,
         "epochs_run": epochs_run,
         "best_epoch": best_epoch,
-        "best_val_accuracy": float(np.max(hist.history["val_accuracy"])),
+        "best_val_accuracy": float(np.max(first.history["val_accuracy"])),
         "checkpoint": cfg.checkpoint,
         "kept_epoch": kept,
         "averaged_epochs": [averaged[0], averaged[-1]] if averaged else None,
-        "stopped_by_time_budget": bool(budget and budget.stopped_epoch),
+        "stopped_by_time_budget": budget_hit,
         "train_seconds": round(train_s, 1),
         "feature_seconds": round(feature_s, 1),
-        "epoch_seconds": round(float(np.mean(timer.seconds)), 2) if timer.seconds else None,
+        "epoch_seconds": round(float(np.mean(epoch_times)), 2) if epoch_times else None,
         "feature_cache": {"dir": None if cache.root is None else str(cache.root),
                           "hits": cache.hits, "computed": cache.misses},
         "run_seconds": round(time.time() - run_t0, 1),
     })
+    if cfg.ensemble > 1:  # each member alone on the same clips, beside the ensemble
+        metrics["members"] = [
+            {"seed": cfg.seed + i, "kept_epoch": f.kept,
+             "best_val_accuracy": float(np.max(f.history["val_accuracy"])),
+             "accuracy": float(np.mean(keras.models.load_model(str(f.path)).predict(
+                 X_test, batch_size=64, verbose=0).argmax(1) == y_test))}
+            for i, f in enumerate(fits)]
     text = write_report(metrics, run_dir)
     print(f"\nheld-out clips: {len(y_test)} ({split['description']})")
     print(text)
