@@ -41,21 +41,23 @@ def test_merge_averages_the_members_and_owns_its_layers():
 
 
 def test_speech_ensemble_through_the_cli(tmp_path):
-    """``--ensemble 3``: three members trained on one split, kept beside the merged model,
-    whose predictions are their mean; each member's own accuracy is reported."""
+    """The robust recipe's ``--ensemble 3``: three members trained on one split, kept
+    beside the merged model, whose predictions are their mean; each member's own accuracy
+    is reported."""
     from click.testing import CliRunner
 
     from vitaledge.train.cli import train_group
-    from vitaledge.train.speech import SpeechTrainConfig
+    from vitaledge.train.speech import RECIPES, SpeechTrainConfig
 
+    assert RECIPES["robust"]["ensemble"] == 3 and RECIPES["seed"]["ensemble"] == 1
+    assert SpeechTrainConfig().ensemble == 1
     with pytest.raises(ValueError, match="ensemble"):
         SpeechTrainConfig(ensemble=0).check()
     out = tmp_path / "ens"
     args = ["emotion-speech", "--synth-per-class", "6", "--split", "random",
             "--sample-rate", "8000", "--duration", "1.0", "--offset", "0.2",
             "--n-mels", "16", "--image-width", "8", "--recipe", "robust", "--width", "0.25",
-            "--epochs", "3", "--batch-size", "8", "--no-cache", "--ensemble", "3",
-            "--out", str(out)]
+            "--epochs", "3", "--batch-size", "8", "--no-cache", "--out", str(out)]  # robust: 3
     res = CliRunner().invoke(train_group, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     m = json.loads((out / "metrics.json").read_text())

@@ -313,7 +313,8 @@ def test_checkpoint_choices_keep_the_epoch_they_name(tmp_path, monkeypatch):
                 "--sample-rate", "8000", "--duration", "1.0", "--offset", "0.2",
                 "--n-mels", "16", "--image-width", "8", "--width", "0.25", "--epochs", "6",
                 "--patience", "1", "--batch-size", "8", "--seed", "1", "--no-cache",
-                "--speed-perturb", "0", "--checkpoint", kept, "--out", str(out)]
+                "--speed-perturb", "0", "--checkpoint", kept, "--ensemble", "1",
+                "--out", str(out)]
         res = CliRunner().invoke(train_group, args, catch_exceptions=False)
         assert res.exit_code == 0, res.output
         runs[kept] = json.loads((out / "metrics.json").read_text())

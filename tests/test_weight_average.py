@@ -79,7 +79,7 @@ def test_checkpoint_average_through_the_cli(tmp_path):
             "--n-mels", "16", "--image-width", "8", "--width", "0.25", "--epochs", "6",
             "--patience", "1", "--batch-size", "8", "--seed", "1", "--no-cache",
             "--recipe", "robust", "--speed-perturb", "0", "--checkpoint", "average",
-            "--out", str(out)]
+            "--ensemble", "1", "--out", str(out)]
     res = CliRunner().invoke(train_group, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     m = json.loads((out / "metrics.json").read_text())

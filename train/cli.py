@@ -329,9 +329,10 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
                    "half's weights [recipe: seed best, robust late-best].")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=None,
               help="Loss weights per class [recipe].")
-@click.option("--ensemble", type=click.IntRange(1, 16), default=1, show_default=True,
+@click.option("--ensemble", type=click.IntRange(1, 16), default=None,
               help="Train N networks from seeds SEED, SEED+1, ... on the same split and "
-                   "keep one model that averages their class probabilities.")
+                   "keep one model that averages their class probabilities [recipe: seed 1, "
+                   "robust 3].")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Log-mel cache directory [$VITALEDGE_CACHE/speech-mel or "
                    "~/.cache/vitaledge/speech-mel].")
@@ -384,7 +385,8 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_
                               time_mask_width=time_mask_width, freq_masks=freq_masks,
                               freq_mask_width=freq_mask_width, gain_db=gain_db,
                               mixup=mixup, freq_warp=freq_warp, speed_perturb=speed_perturb,
-                              class_weights=class_weights, checkpoint=checkpoint, arch=arch)
+                              class_weights=class_weights, checkpoint=checkpoint, arch=arch,
+                              ensemble=ensemble)
         signal = SpeechSignal.fitted(sample_rate=sample_rate, duration_s=duration,
                                      offset_s=offset, n_mels=n_mels, fmax=sample_rate / 2,
                                      image_width=image_width,
@@ -395,7 +397,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_
             folds=folds, test_actors=csv_list(test_actors), test_fraction=test_fraction,
             val_fraction=val_fraction, augment=augment, snr_db=snr_db, epochs=epochs,
             patience=patience, batch_size=batch_size, recipe=recipe, momentum=momentum,
-            width=width, lstm_units=lstm_units, pools=pool_sizes, ensemble=ensemble,
+            width=width, lstm_units=lstm_units, pools=pool_sizes,
             time_budget_min=time_budget, seed=seed, cache=cache, labels=labels_for(calm),
             signal=signal, **lever)
         if cfg.split == "actors":
