@@ -346,7 +346,8 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 @click.option("--pools", default="4,4,4,2", show_default=True,
               help="Max-pool sizes of the four modules (2,4,4,4: the reference network).")
 @click.option("--time-budget", type=float, default=None,
-              help="Stop after this many minutes (best checkpoint kept).")
+              help="Stop after this many minutes of the whole run, every ensemble member "
+                   "counted (each member keeps its checkpoint rule's weights).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Run directory to write.")

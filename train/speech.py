@@ -606,13 +606,18 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
                         test_y=y_test, labels=np.array(cfg.labels))
 
     fits = []
+    deadline = time.time() + 60 * cfg.time_budget_min if cfg.time_budget_min else None
     for member in range(cfg.ensemble):
         if member:  # member 0 is exactly the single network a run without an ensemble trains
             set_seed(cfg.seed + member + cfg.fold)
         tag = "" if cfg.ensemble == 1 else f"-member{member}"
-        fits.append(fit_network(replace(cfg, seed=cfg.seed + member), X_fit, y_fit, X_speed,
-                                X_val, y_val, run_dir / f"model{tag}.keras",
-                                run_dir / f"history{tag}.csv", verbose))
+        # the time budget is the whole run's: each member gets what the ones before left
+        # (at least one epoch)
+        left = None if deadline is None else max(1e-3, (deadline - time.time()) / 60)
+        fits.append(fit_network(replace(cfg, seed=cfg.seed + member, time_budget_min=left),
+                                X_fit, y_fit, X_speed, X_val, y_val,
+                                run_dir / f"model{tag}.keras", run_dir / f"history{tag}.csv",
+                                verbose))
         if cfg.ensemble > 1:
             print(f"member {member + 1}/{cfg.ensemble}: kept epoch {fits[-1].kept}")
     first = fits[0]
