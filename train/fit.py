@@ -193,8 +193,7 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
         "epochs_run": len(hist.history["loss"]),
         "best_epoch": int(np.argmax(hist.history["val_macro_f1"])) + 1,
         "checkpoint": cfg.checkpoint,
-        "averaged_epochs": ([average.epochs[0], average.epochs[-1]]
-                            if average is not None and average.epochs else None),
+        "averaged_epochs": average.span if average is not None else None,
         "train_seconds": round(train_s, 1),
         "data": p.description,
     })

@@ -473,7 +473,7 @@ class FittedNetwork:
     path: Path
     history: dict
     kept: int               # the epoch whose weights were kept (the last, when averaged)
-    averaged: list[int]     # the epochs averaged (``checkpoint="average"``), else []
+    averaged: list[int] | None  # [first, last] epoch averaged (``checkpoint="average"``)
     seconds: float
     epoch_seconds: list[float]
     budget_hit: bool
@@ -545,7 +545,7 @@ def fit_network(cfg: SpeechTrainConfig, X_fit: np.ndarray, y_fit: np.ndarray,
     kept = (best_epoch if cfg.checkpoint == "best"
             else late.epoch if late is not None and late.epoch is not None else epochs_run)
     return FittedNetwork(ckpt, hist.history, kept,
-                         average.epochs if average is not None else [], train_s,
+                         average.span if average is not None else None, train_s,
                          list(timer.seconds), bool(budget and budget.stopped_epoch))
 
 
@@ -623,19 +623,14 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     first = fits[0]
     plot_history(first.history, run_dir / "training_history.png")
     ckpt = run_dir / "model.keras"
-    if cfg.ensemble > 1:
-        merged = ensemble.merge([keras.models.load_model(str(f.path)) for f in fits],
-                                name=f"{cfg.arch}_x{cfg.ensemble}")
-        merged.save(str(ckpt))
-    n_params = int(keras.models.load_model(str(ckpt)).count_params())
+    members = ([keras.models.load_model(str(f.path)) for f in fits] if cfg.ensemble > 1
+               else [])
+    if members:
+        ensemble.merge(members, name=f"{cfg.arch}_x{cfg.ensemble}").save(str(ckpt))
     train_s = sum(f.seconds for f in fits)
-    epochs_run = len(first.history["loss"])
-    best_epoch = int(np.argmax(first.history["val_accuracy"])) + 1
-    kept, averaged = first.kept, first.averaged
-    budget_hit = any(f.budget_hit for f in fits)
     epoch_times = [t for f in fits for t in f.epoch_seconds]
 
-    best = keras.models.load_model(str(ckpt))
+    best = keras.models.load_model(str(ckpt))  # what the run leaves, scored as saved
     probs = best.predict(X_test, batch_size=64, verbose=0)
     metrics = with_uar(classification_metrics(y_test, probs.argmax(1), cfg.labels))
     metrics.update({
@@ -645,14 +640,14 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
         "split": split,
         "arch": cfg.arch,
         "recipe": cfg.recipe,
-        "parameters": n_params,
-        "epochs_run": epochs_run,
-        "best_epoch": best_epoch,
+        "parameters": int(best.count_params()),
+        "epochs_run": len(first.history["loss"]),
+        "best_epoch": int(np.argmax(first.history["val_accuracy"])) + 1,
         "best_val_accuracy": float(np.max(first.history["val_accuracy"])),
         "checkpoint": cfg.checkpoint,
-        "kept_epoch": kept,
-        "averaged_epochs": [averaged[0], averaged[-1]] if averaged else None,
-        "stopped_by_time_budget": budget_hit,
+        "kept_epoch": first.kept,
+        "averaged_epochs": first.averaged,
+        "stopped_by_time_budget": any(f.budget_hit for f in fits),
         "train_seconds": round(train_s, 1),
         "feature_seconds": round(feature_s, 1),
         "epoch_seconds": round(float(np.mean(epoch_times)), 2) if epoch_times else None,
@@ -660,13 +655,13 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
                           "hits": cache.hits, "computed": cache.misses},
         "run_seconds": round(time.time() - run_t0, 1),
     })
-    if cfg.ensemble > 1:  # each member alone on the same clips, beside the ensemble
+    if members:  # each member alone on the same clips, beside the ensemble
         metrics["members"] = [
             {"seed": cfg.seed + i, "kept_epoch": f.kept,
              "best_val_accuracy": float(np.max(f.history["val_accuracy"])),
-             "accuracy": float(np.mean(keras.models.load_model(str(f.path)).predict(
-                 X_test, batch_size=64, verbose=0).argmax(1) == y_test))}
-            for i, f in enumerate(fits)]
+             "accuracy": float(np.mean(m.predict(X_test, batch_size=64, verbose=0).argmax(1)
+                                       == y_test))}
+            for i, (f, m) in enumerate(zip(fits, members, strict=True))]
     text = write_report(metrics, run_dir)
     print(f"\nheld-out clips: {len(y_test)} ({split['description']})")
     print(text)

@@ -34,6 +34,11 @@ class WeightAverage(keras.callbacks.Callback):
         self.epochs: list[int] = []
         self.mean: list[np.ndarray] | None = None
 
+    @property
+    def span(self) -> list[int] | None:
+        """[first, last] epoch averaged (None: none yet), as run reports give it."""
+        return [self.epochs[0], self.epochs[-1]] if self.epochs else None
+
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 < self.first:
             return
