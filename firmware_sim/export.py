@@ -82,12 +82,17 @@ def _dominant_macros(ident: str, m) -> list[str]:
     if rule is None:
         return []
     key = f"{ident.upper()}_DOMINANT"
-    return ["// Dominant-beat rule, applied before the premature-beat rule: a beat whose argmax",
-            "// is V is N when the Pearson correlation of its window with the template input",
-            "// exceeds MIN_CORR and pre_rr/long_rr exceeds MIN_PRE_REL",
-            "// (vitaledge.device.dsp.dominant)",
-            f"#define {key}_MIN_CORR {float(rule.min_corr)!r}f",
-            f"#define {key}_MIN_PRE_REL {float(rule.min_pre_rel)!r}f"]
+    lines = ["// Dominant-beat rule, applied before the premature-beat rule: a beat whose argmax",
+             "// is V is N when the Pearson correlation of its window with the template input",
+             "// exceeds MIN_CORR and pre_rr/long_rr exceeds MIN_PRE_REL"
+             + (", or the correlation exceeds MIN_CORR_ANY" if rule.min_corr_any is not None
+                else ""),
+             "// (vitaledge.device.dsp.dominant)",
+             f"#define {key}_MIN_CORR {float(rule.min_corr)!r}f",
+             f"#define {key}_MIN_PRE_REL {float(rule.min_pre_rel)!r}f"]
+    if rule.min_corr_any is not None:
+        lines.append(f"#define {key}_MIN_CORR_ANY {float(rule.min_corr_any)!r}f")
+    return lines
 
 
 def _config_header(ident: str, m, arena: int, ops: list[str],

@@ -115,8 +115,45 @@ def test_dominant_rule_turns_usual_on_time_beats_from_v_to_n():
     assert correlation(np.zeros((1, 64)), templates[:1])[0] == 0.0  # flat: no match
     rr = rr_rows([0.8, 0.8, 0.8, 0.5], [0.8, 0.8, 0.8, 1.1])  # the last one is early
     pred = np.array([V, N, V, V])
-    out = DominantRule(0.9, 0.9).apply(pred, windows, templates, rr, LABELS)
+    out = DominantRule(0.9, 0.9, None).apply(pred, windows, templates, rr, LABELS)
     assert out.tolist() == [N, N, V, V]  # like the template and on time -> N; else V stays
+
+
+def test_dominant_rule_frees_early_beats_shaped_exactly_like_the_usual_one():
+    """An early beat whose window matches the template above ``min_corr_any`` is not V
+    (the premature-beat rule then calls it S by timing); an early beat that only resembles
+    it (between ``min_corr`` and ``min_corr_any``) stays V, as does an unlike one."""
+    from vitaledge.device.dsp.dominant import DominantRule, correlation
+    from vitaledge.device.dsp.premature import PrematureRule
+    from vitaledge.device.dsp.rr import RRSpec
+    from vitaledge.device.dsp.template import TemplateSpec
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.inputs.beat import BeatSignal
+
+    n = np.linspace(0, 1, 64)
+    t = np.exp(-((n - 0.5) / 0.05) ** 2)                       # the usual QRS
+    wide = np.exp(-((n - 0.5) / 0.08) ** 2)                    # resembles it: r ~ 0.94
+    same = t + 0.02 * np.sin(40 * n)                           # r > 0.99
+    windows = np.stack([same, wide, -t])
+    templates = np.stack([t, t, t])
+    r = correlation(windows, templates)
+    assert r[0] > 0.99 and 0.9 < r[1] < 0.95 and r[2] < 0
+    rr = rr_rows([0.5, 0.5, 0.5], [1.1, 1.1, 1.1])             # all three early
+    pred = np.array([V, V, V])
+    rule = DominantRule()
+    assert rule.min_corr_any == 0.95
+    assert rule.apply(pred, windows, templates, rr, LABELS).tolist() == [N, V, V]
+    assert DominantRule(min_corr_any=None).apply(pred, windows, templates, rr,
+                                                 LABELS).tolist() == [V, V, V]
+    # through the signal spec: freed from V, the premature-beat rule calls it S
+    sig = BeatSignal(WindowSpec.centered(), rr=RRSpec(), template=TemplateSpec(),
+                     premature=PrematureRule(["pre_rel"], [-5.0], 0.0, 0.8), dominant=rule)
+    probs = np.eye(5)[pred]
+    got = sig.decide(probs, LABELS, {"beat": windows[..., None], "rr": rr,
+                                     "template": templates[..., None]})
+    assert got.tolist() == [S, V, V]
+    with pytest.raises(SpecError, match="min_corr_any"):
+        DominantRule(0.9, 0.9, 0.8)
 
 
 def test_signal_spec_with_dominant_rule_needs_the_template():
@@ -129,8 +166,11 @@ def test_signal_spec_with_dominant_rule_needs_the_template():
     sig = BeatSignal(WindowSpec.centered(), rr=RRSpec(), template=TemplateSpec(),
                      dominant=DominantRule())
     d = sig.to_dict()
-    assert d["dominant"] == {"min_corr": 0.9, "min_pre_rel": 0.9}
+    assert d["dominant"] == {"min_corr": 0.9, "min_pre_rel": 0.9, "min_corr_any": 0.95}
     assert BeatSignal.from_dict(d) == sig
+    # a manifest written before min_corr_any existed decides as it did then
+    old = BeatSignal.from_dict({**d, "dominant": {"min_corr": 0.9, "min_pre_rel": 0.9}})
+    assert old.dominant.min_corr_any is None
     with pytest.raises(SpecError, match="needs the RR features and the template"):
         BeatSignal.from_dict({k: v for k, v in d.items() if k != "template"})
     with pytest.raises(SpecError, match="signal.dominant.min_corr"):

@@ -1,18 +1,26 @@
-"""The dominant-beat rule: a beat shaped like the patient's usual beat, on time, is not
-ventricular.
+"""The dominant-beat rule: a beat shaped like the patient's usual beat is not ventricular.
 
 A network trained on some patients calls a new patient's wide but normal beats (left or
 right bundle branch block, an unusual axis) ventricular: it has not seen that patient's
 normal shape. The patient's own running template (:mod:`vitaledge.device.dsp.template`,
-the median of the recent windows) knows it. A ventricular ectopic beat differs from the
-dominant beat and usually comes early; so a beat the network calls V whose window
-correlates with the template above ``min_corr`` and whose pre-RR over the patient's mean
-is above ``min_pre_rel`` (not premature) is N.
+the median of the recent windows) knows it. A ventricular ectopic beat starts in the
+ventricles, so its QRS differs from the dominant beat, and it usually comes early. A beat
+the network calls V is therefore N:
+
+* when its window correlates with the template above ``min_corr`` and its pre-RR over
+  the patient's mean is above ``min_pre_rel`` (like the usual beat and not premature); or
+* whatever its timing, when it correlates above ``min_corr_any``: a premature beat shaped
+  almost exactly like the patient's sinus beat was conducted through the normal pathway,
+  i.e. it is supraventricular, and the premature-beat rule that runs next calls it S by
+  its timing. (Before this second condition, one network seed of three called 207's and
+  118's atrial premature beats V by the hundred; ``None`` turns it off, and manifests
+  written before it existed read as ``None``.)
 
 The thresholds were chosen on DS1 patients only: out-of-fold predictions of the DS1
-patient-wise folds (docs/results.md). The rule travels in the manifest's signal spec
-(``"dominant"``), so training reports, conversion checks, ``evaluate`` and the daemon
-decide the same way; it needs the ``rr`` and ``template`` inputs.
+patient-wise folds, ``min_corr_any`` on three network seeds' (docs/results.md). The rule
+travels in the manifest's signal spec (``"dominant"``), so training reports, conversion
+checks, ``evaluate``, the daemon and the firmware header decide the same way; it needs the
+``rr`` and ``template`` inputs.
 """
 
 from __future__ import annotations
@@ -39,34 +47,47 @@ def correlation(windows: np.ndarray, templates: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DominantRule:
-    """V -> N for beats like the template (``min_corr``) and on time (``min_pre_rel``)."""
+    """V -> N for beats like the template (``min_corr``) and on time (``min_pre_rel``), or
+    very like it (``min_corr_any``) at any time."""
 
     min_corr: float = 0.9
     min_pre_rel: float = 0.9
+    min_corr_any: float | None = 0.95
 
     def __post_init__(self) -> None:
         require(-1.0 < self.min_corr < 1.0, "min_corr",
                 f"expected a correlation in (-1, 1), got {self.min_corr!r}")
         require(self.min_pre_rel > 0, "min_pre_rel",
                 f"expected a positive ratio, got {self.min_pre_rel!r}")
+        require(self.min_corr_any is None or self.min_corr <= self.min_corr_any < 1.0,
+                "min_corr_any", f"expected a correlation in [min_corr, 1) or null, got "
+                f"{self.min_corr_any!r}")
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "dominant") -> DominantRule:
-        """From a signal spec's ``dominant`` dict; unknown or missing fields are errors."""
+        """From a signal spec's ``dominant`` dict; unknown or missing fields are errors,
+        except ``min_corr_any``, which manifests written before it lack (read as null)."""
+        if isinstance(d, dict):
+            d = {"min_corr_any": None, **d}
         return construct(cls, read_fields(cls, d, where), where)
 
     def to_dict(self) -> dict:
-        return {"min_corr": float(self.min_corr), "min_pre_rel": float(self.min_pre_rel)}
+        return {"min_corr": float(self.min_corr), "min_pre_rel": float(self.min_pre_rel),
+                "min_corr_any": (None if self.min_corr_any is None
+                                 else float(self.min_corr_any))}
 
     def apply(self, pred: np.ndarray, windows: np.ndarray, templates: np.ndarray,
               rr: np.ndarray, labels: list[str]) -> np.ndarray:
         """``pred`` (class indices into ``labels``) with V beats that match the template
-        and are not premature turned into N."""
+        and are not premature, or match it closely at any time, turned into N."""
         pred = np.asarray(pred).copy()
         if len(pred) == 0:
             return pred
         v, n = labels.index(VENTRICULAR), labels.index(NORMAL)
         pre_rel = np.asarray(rr, np.float64).reshape(len(pred), -1)[:, FEATURES.index("pre_rel")]
-        usual = (correlation(windows, templates) > self.min_corr) & (pre_rel > self.min_pre_rel)
+        corr = correlation(windows, templates)
+        usual = (corr > self.min_corr) & (pre_rel > self.min_pre_rel)
+        if self.min_corr_any is not None:
+            usual |= corr > self.min_corr_any
         pred[(pred == v) & usual] = n
         return pred
