@@ -12,8 +12,8 @@ the network calls V is therefore N:
 * whatever its timing, when it correlates above ``min_corr_any``: a premature beat shaped
   almost exactly like the patient's sinus beat was conducted through the normal pathway,
   i.e. it is supraventricular, and the premature-beat rule that runs next calls it S by
-  its timing. (Before this second condition, one network seed of three called 207's and
-  118's atrial premature beats V by the hundred; ``None`` turns it off, and manifests
+  its timing. (Before this second condition, two network seeds of three called 207's and
+  118's atrial premature beats V by the dozen or hundred; ``None`` turns it off, and manifests
   written before it existed read as ``None``.)
 
 The thresholds were chosen on DS1 patients only: out-of-fold predictions of the DS1
