@@ -637,9 +637,15 @@ def bench_compare_cmd(results) -> None:
 @click.option("--no-xqrs", is_flag=True, help="Skip wfdb's XQRS beside it.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Write noise_stress.json, .md and .png here.")
-def bench_noise_stress_cmd(records, noises, snrs, model, work_dir, no_xqrs, out) -> None:
+@click.option("--review-worst", "review_worst", type=click.IntRange(min=0), default=3,
+              show_default=True,
+              help="With --out, a review page (as device review writes) for each of the N "
+                   "rows with the most errors, named in the report; 0: none.")
+def bench_noise_stress_cmd(records, noises, snrs, model, work_dir, no_xqrs, out,
+                           review_worst) -> None:
     """Noise stress test: Se/+P per record and SNR (all beats, with gating, outside the
-    flagged stretches with the flagged fraction of noisy time), beside XQRS."""
+    flagged stretches with the flagged fraction of noisy time), beside XQRS; with --out,
+    review pages of the rows with the most errors."""
     import tempfile
 
     from vitaledge.device.bench.noise_stress import bench_noise_stress, format_markdown, save
@@ -654,14 +660,17 @@ def bench_noise_stress_cmd(records, noises, snrs, model, work_dir, no_xqrs, out)
                 ProgressLine() as line:
             res = bench_noise_stress(list(records), list(noises), levels, work_dir or tmp,
                                      model, with_xqrs=not no_xqrs,
-                                     progress=line.counter("replay"))
+                                     progress=line.counter("replay"),
+                                     review_dir=out, review_worst=review_worst)
     except (RecordError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_markdown(res))
     if out:
         for note in save(res, Path(out)):
             click.echo(note, err=True)
-        click.echo(f"saved to {out}/noise_stress.json, .md, .png")
+        pages = len(res.get("review", {}).get("pages", []))
+        click.echo(f"saved to {out}/noise_stress.json, .md, .png"
+                   + (f" and {pages} review page{'s' * (pages != 1)}" if pages else ""))
 
 
 @bench_group.command("stream")

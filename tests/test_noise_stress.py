@@ -1,9 +1,11 @@
-"""Issue 15: ``vitaledge bench noise-stress`` on a short record — the report's shape, and
-numbers that make sense (24 dB detection as good as the clean record's; 0 dB flagged)."""
+"""Issue 15: ``vitaledge bench noise-stress`` on a short record — the report's shape,
+numbers that make sense (24 dB detection as good as the clean record's; 0 dB flagged), and
+the review pages it names for its rows with the most errors."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,7 @@ def report(short118, data_dir, tmp_path_factory):
         pytest.skip(f"{ma}: NST noise record not found")
     work = tmp_path_factory.mktemp("nstwork")
     return bench_noise_stress([short118], [ma], (24.0, 0.0), work, model=None,
-                              with_xqrs=True), work
+                              with_xqrs=True, review_dir=work / "report"), work
 
 
 def test_report_shape(report):
@@ -96,6 +98,62 @@ def test_report_saved_as_json_markdown_and_plot(report, tmp_path):
         assert (tmp_path / "noise_stress.png").stat().st_size > 1000
 
 
+def test_report_names_review_pages_of_its_worst_rows(report):
+    """The rows with the most errors of the emitted (gated) beats get a review page, made
+    by ``device review``'s code from the events of their replay: self-contained, holding
+    that record's errors, linked from the report at the worst 2-minute period."""
+    from vitaledge.device.bench.noise_stress import format_markdown
+    from vitaledge.device.eval.review import run_events
+
+    res, work = report
+    rows = {(r["noise"], r["snr"]): r for r in res["rows"]}
+    errors = {k: r["gated"]["fn"] + r["gated"]["fp"] for k, r in rows.items()}
+    pages = res["review"]["pages"]
+    named = [(p["noise"], p["snr"]) for p in pages]
+    assert named[0] == ("ma", "0") and 1 <= len(named) <= 3  # 0 dB: the most errors
+    assert [p["errors"]["total"] for p in pages] == [errors[k] for k in named]
+    assert all(errors[k] > 0 for k in named)
+    assert min(errors[k] for k in named) >= max([errors[k] for k in rows if k not in named],
+                                                default=0)
+    md = format_markdown(res)
+    for pg in pages:
+        row = rows[(pg["noise"], pg["snr"])]
+        html = (work / "report" / pg["page"]).read_text()
+        # self-contained: nothing fetched from elsewhere
+        assert html.startswith("<!DOCTYPE html>") and "<canvas" in html
+        assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?\s*(https?:)?//""", html, re.I)
+        assert "<link" not in html and not re.search(r"<script[^>]+src=", html)
+        m = re.search(r'<script type="application/json" id="review-data">(.*?)</script>',
+                      html, re.S)
+        data = json.loads(m.group(1))
+        # the page shows the events of that replay, beside that record's reference beats
+        beats, status, _ = run_events(work / "report" / pg["events"])
+        assert data["record"] == ("s118" if pg["snr"] == "clean" else f"s118_ma{pg['snr']}")
+        assert pg["events"] == f"review-{data['record']}.events.jsonl"
+        assert data["beats"]["sample"] == sorted(e["sample"] for e in beats)
+        assert data["summary"]["unclassified"] == len(beats) > 0  # detection only
+        # its error list holds the row's missed and false beats of the scored stretch
+        start = row["scored_from_s"] * data["fs"]
+        scored = [e for e in data["errors"] if e["sample"] >= start]
+        assert sum(e["kind"] == "missed" for e in scored) == row["gated"]["fn"]
+        assert sum(e["kind"] == "false" for e in scored) == row["gated"]["fp"]
+        assert not any(e["kind"] == "class" for e in data["errors"])
+        # the link opens it at the first error of the 2-minute period with the most errors
+        w = pg["worst_period"]
+        k = w["first_error"]
+        assert pg["link"] == f"{pg['page']}#error={k}"
+        assert f"[{pg['page']}]({pg['link']})" in md
+        first = data["errors"][k]["sample"]
+        assert w["start_s"] * data["fs"] <= first < w["end_s"] * data["fs"]
+        assert k == 0 or data["errors"][k - 1]["sample"] < w["start_s"] * data["fs"]
+        assert w["errors"] == sum(w["start_s"] <= e["sample"] / data["fs"] < w["end_s"]
+                                  for e in data["errors"])
+    # 9 minutes: 5 to 7 is the noisy period, 7 to 9 the clean one
+    assert pages[0]["worst_period"]["start_s"] == 300.0
+    assert pages[0]["worst_period"]["end_s"] == 420.0
+    assert "first error of the 2-minute period with the most errors" in md
+
+
 def test_cli_noise_stress(short118, data_dir, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
@@ -107,8 +165,8 @@ def test_cli_noise_stress(short118, data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "..")
     before = set(Path.cwd().iterdir())
     res = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
-                                    "--noise", str(ma), "--snr", "6", "--no-xqrs", "--out",
-                                    str(tmp_path / "o")])
+                                    "--noise", str(ma), "--snr", "6,0", "--no-xqrs", "--out",
+                                    str(tmp_path / "o"), "--review-worst", "1"])
     assert res.exit_code == 0, res.output
     # the noise-stress records are made under --out, nothing in the working directory
     assert (tmp_path / "o" / "records" / "s118_ma6.hea").exists()
@@ -117,6 +175,14 @@ def test_cli_noise_stress(short118, data_dir, tmp_path, monkeypatch):
     got = json.loads((tmp_path / "o" / "noise_stress.json").read_text())
     assert got["rows"][1]["snr"] == "6" and "xqrs" not in got["rows"][1]
     assert np.isfinite(got["by_snr"]["6"]["outside_flagged"]["se"])
+    # one review page (--review-worst 1): the row with the most errors, 0 dB against 6 dB
+    err = {r["snr"]: r["gated"]["fn"] + r["gated"]["fp"] for r in got["rows"]}
+    assert err["0"] > err["6"] > 0
+    assert [p["page"] for p in got["review"]["pages"]] == ["review-s118_ma0.html"]
+    assert "[review-s118_ma0.html](review-s118_ma0.html#error=" in res.output
+    assert (tmp_path / "o" / "review-s118_ma0.html").stat().st_size > 100_000
+    assert not (tmp_path / "o" / "review-s118_ma6.html").exists()
+    assert "and 1 review page" in res.output
 
 
 def test_shape_check_in_noise_removes_false_beats_and_is_chunk_invariant(data_dir, mitdb_dir):

@@ -18,6 +18,11 @@ period, as nst's protocol is scored. Reported per row and gross per SNR:
 * per-class Se/+P of the emitted beats (with a model).
 
 The clean records themselves are scored the same way (SNR ``clean``) for reference.
+
+With a ``review_dir``, the rows with the most errors (:func:`row_errors`) get a review page
+there, written by :func:`~..eval.review.write_review` (``vitaledge device review``) from the
+events of their gated replay (kept beside it as JSON Lines): the report names each page
+with a link that opens it at the first error of the record's worst 2-minute period.
 """
 
 from __future__ import annotations
@@ -28,24 +33,32 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.dsp.signal_quality_index import GOOD, UNREADABLE, QualityIndex
+from vitaledge.device.dsp.signal_quality_index import DOUBTFUL, GOOD, UNREADABLE, QualityIndex
+from vitaledge.device.eval.review import write_review
 from vitaledge.device.eval.scoring import DetectionScore, outside, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
-from vitaledge.device.io.nst import LEARNING_S, NST_SNRS, make_nst, noisy_segments
+from vitaledge.device.io.nst import LEARNING_S, NST_SNRS, PERIOD_S, make_nst, noisy_segments
 from vitaledge.device.io.records import read_record
 from vitaledge.device.model.runtime import Model
+from vitaledge.device.stream import events as event
 from vitaledge.device.stream.pipeline import BeatPipeline
+from vitaledge.device.stream.sinks import JsonlSink
 
 TOLERANCE_S = 0.15
+
+#: How many of the rows with the most errors get a review page by default.
+REVIEW_WORST = 3
 
 
 def _score_dict(s: DetectionScore) -> dict:
     return {"tp": s.tp, "fn": s.fn, "fp": s.fp, "se": s.sensitivity, "ppv": s.ppv}
 
 
-def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool,
-            chunk: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, str]]]:
-    """(beat samples, class indices or -1, flagged (start, stop, state)) of one replay."""
+def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, chunk: int
+            ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, str]], list[dict]]:
+    """(beat samples, class indices or -1, flagged (start, stop, state), events) of one
+    replay: the events are the daemon's; without a model, the same beat and quality-run
+    events with no class."""
     if model is not None:
         pipe = BeatPipeline(model, fs, gating=gating)
         events = []
@@ -58,7 +71,7 @@ def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool,
         labels = list(CLASSES)
         cls = [labels.index(e["class"]) if e["class"] in labels else -1 for e in beats]
         return (np.asarray([e["sample"] for e in beats], np.int64),
-                np.asarray(cls, np.int64), flagged)
+                np.asarray(cls, np.int64), flagged, events)
     qi = QualityIndex(fs)
     peaks, blocks = [], []
     for i in range(0, len(signal), chunk):
@@ -72,7 +85,14 @@ def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool,
     if gating:
         unread = [(a, z) for a, z, st in flagged if st == UNREADABLE]
         peaks = peaks[outside(peaks, unread)]
-    return peaks, np.full(len(peaks), -1, np.int64), flagged
+    doubt = ~outside(peaks, [(a, z) for a, z, st in flagged if st == DOUBTFUL])
+    events = [event.beat(round(s / fs, 4), int(s), None, None,
+                         (s - peaks[k - 1]) / fs if k else None, DOUBTFUL if doubt[k] else None)
+              for k, s in enumerate(peaks)]
+    events += [event.quality_run(b.state, round(b.start / fs, 4), round(b.stop / fs, 4),
+                                 b.start, b.stop, b.reason)
+               for b in blocks if gating and b.state != GOOD]
+    return peaks, np.full(len(peaks), -1, np.int64), flagged, events
 
 
 def _class_counts(ref: np.ndarray, rcls: np.ndarray, det: np.ndarray, dcls: np.ndarray,
@@ -93,8 +113,9 @@ def _class_counts(ref: np.ndarray, rcls: np.ndarray, det: np.ndarray, dcls: np.n
 
 
 def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: float = 1.0,
-                 start_s: float = LEARNING_S) -> dict:
-    """One noise-stress (or clean) record through the daemon path, scored from ``start_s``."""
+                 start_s: float = LEARNING_S) -> tuple[dict, list[dict]]:
+    """One noise-stress (or clean) record through the daemon path, scored from ``start_s``:
+    the row, and the events of the gated replay (what the daemon emits)."""
     rec = read_record(path)
     fs, x = rec.fs, rec.signal
     ref_all, cls_all = map_annotations(rec.ann_samples, rec.ann_symbols)
@@ -103,8 +124,8 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
     noisy = noisy_segments(len(x), fs)  # the protocol's noisy stretches (none added: clean)
     sel = ref_all >= start
     ref, rcls = ref_all[sel], cls_all[sel]
-    det_u, _, _ = _stream(x, fs, model, False, chunk)
-    det_g, dcls, flagged = _stream(x, fs, model, True, chunk)
+    det_u, _, _, _ = _stream(x, fs, model, False, chunk)
+    det_g, dcls, flagged, events = _stream(x, fs, model, True, chunk)
     det_u = det_u[det_u >= start]
     keep = det_g >= start
     det_g, dcls = det_g[keep], dcls[keep]
@@ -144,7 +165,60 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
         row["xqrs"] = _score_dict(score_outside(ref, xq, fs, vf, TOLERANCE_S))
         row["xqrs_outside_flagged"] = _score_dict(score_outside(ref, xq, fs, spans + vf,
                                                                 TOLERANCE_S))
-    return row
+    return row, events
+
+
+def row_errors(row: dict) -> dict:
+    """A row's errors in the beats the daemon emits (gated, scored as the row): missed and
+    false beats, and with a model the matched beats given the wrong class."""
+    g = row["gated"]
+    wrong = g["tp"] - sum(c["tp"] for c in row["classes"].values()) if "classes" in row else 0
+    return {"missed": g["fn"], "false": g["fp"], "misclassified": wrong,
+            "total": g["fn"] + g["fp"] + wrong}
+
+
+def worst_period(errors: list[dict], fs: float, n: int, start_s: float,
+                 period_s: float = PERIOD_S) -> dict | None:
+    """The ``period_s`` stretch from ``start_s`` on (the noise-stress protocol's noisy and
+    clean periods) holding the most of a review page's ``errors``, first on a tie: its
+    start and end (s), its error count and the page index of its first error; None
+    without errors there."""
+    a0, step = int(round(start_s * fs)), int(round(period_s * fs))
+    best = None
+    for a in range(a0, n, step):
+        idx = [i for i, e in enumerate(errors) if a <= e["sample"] < a + step]
+        if idx and (best is None or len(idx) > best["errors"]):
+            best = {"start_s": a / fs, "end_s": min(a + step, n) / fs, "errors": len(idx),
+                    "first_error": idx[0]}
+    return best
+
+
+def write_review_pages(worst: list[tuple[dict, list[dict], Path]], out: Path) -> list[dict]:
+    """For each (row, events of its gated replay, record path): the events as
+    ``review-NAME.events.jsonl`` and the review page ``review-NAME.html`` in ``out``; what
+    the report says of each page."""
+    out.mkdir(parents=True, exist_ok=True)
+    pages = []
+    for row, events, path in worst:
+        name = f"review-{path.name}"
+        ev_path = out / f"{name}.events.jsonl"
+        ev_path.unlink(missing_ok=True)  # a rerun's events replace the last run's
+        sink = JsonlSink(ev_path, fsync="never")
+        try:
+            sink.write(events)
+        finally:
+            sink.close()
+        page = out / f"{name}.html"
+        review = write_review(ev_path, path, page, tolerance_s=TOLERANCE_S)
+        fs, n = review["fs"], review["signal"]["n"]
+        seg = worst_period(review["errors"], fs, n, row["scored_from_s"])
+        s = review["summary"]
+        pages.append({"clean": row["clean"], "noise": row["noise"], "snr": row["snr"],
+                      "errors": row_errors(row), "page": page.name, "events": ev_path.name,
+                      "page_errors": {k: s[k] for k in ("missed", "false", "class")},
+                      "worst_period": seg,
+                      "link": page.name + (f"#error={seg['first_error']}" if seg else "")})
+    return pages
 
 
 def _gross(rows: list[dict]) -> dict:
@@ -173,9 +247,12 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
                        snrs: tuple[float, ...] = NST_SNRS, work_dir: str | Path = "nst-records",
                        model: str | Path | None = None, with_xqrs: bool = True,
                        chunk_s: float = 1.0,
-                       progress: Callable[[int, int, str], None] | None = None) -> dict:
+                       progress: Callable[[int, int, str], None] | None = None,
+                       review_dir: str | Path | None = None,
+                       review_worst: int = REVIEW_WORST) -> dict:
     """Rows per clean record x noise x SNR (and per clean record alone), gross totals per
-    SNR and per noise x SNR."""
+    SNR and per noise x SNR; with ``review_dir``, review pages there for the
+    ``review_worst`` rows with the most errors (``review``: :func:`write_review_pages`)."""
     work = Path(work_dir)
     m = Model(model, threads=1) if model else None
     jobs: list[tuple[str, str, Path, str]] = []
@@ -185,6 +262,7 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
             for snr in snrs:
                 jobs.append((Path(c).name, Path(nz).name, Path(c), f"{snr:g}"))
     rows = []
+    worst: list[tuple[dict, list[dict], Path]] = []  # only the rows still among the worst
     for i, (cname, nname, cpath, snr) in enumerate(jobs):
         if progress is not None:
             progress(i, len(jobs), f"{cname} {nname} {snr}")
@@ -198,22 +276,63 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
             if not (meta.exists() and json.loads(meta.read_text())["snr_db"] == float(snr)
                     and path.with_suffix(".dat").exists()):
                 make_nst(cpath, noise, float(snr), work)
-        row = score_replay(path, m, with_xqrs, chunk_s)
+        row, events = score_replay(path, m, with_xqrs, chunk_s)
         rows.append({"clean": cname, "noise": nname, "snr": snr, **row})
+        if review_dir is not None and review_worst > 0 and row_errors(rows[-1])["total"]:
+            worst.append((rows[-1], events, path))
+            worst.sort(key=lambda w: -row_errors(w[0])["total"])  # stable: first on a tie
+            del worst[review_worst:]
     by_snr = {}
     for snr in ["clean", *[f"{s:g}" for s in snrs]]:
         by_snr[snr] = _gross([r for r in rows if r["snr"] == snr])
     by_noise = {f"{nz} {snr}": _gross([r for r in rows if r["noise"] == nz and r["snr"] == snr])
                 for nz in sorted({r["noise"] for r in rows if r["noise"] != "clean"})
                 for snr in [f"{s:g}" for s in snrs]}
-    return {"model": str(model) if model else None, "classification": m is not None,
-            "snrs": [f"{s:g}" for s in snrs], "scored_from_s": LEARNING_S,
-            "tolerance_s": TOLERANCE_S, "rows": rows, "by_snr": by_snr,
-            "by_noise_snr": by_noise}
+    res = {"model": str(model) if model else None, "classification": m is not None,
+           "snrs": [f"{s:g}" for s in snrs], "scored_from_s": LEARNING_S,
+           "tolerance_s": TOLERANCE_S, "rows": rows, "by_snr": by_snr,
+           "by_noise_snr": by_noise}
+    if review_dir is not None and review_worst > 0:
+        res["review"] = {"worst": review_worst, "period_s": PERIOD_S,
+                         "pages": write_review_pages(worst, Path(review_dir))}
+    return res
 
 
 def _pct(d: dict | None, key: str) -> str:
     return "—" if not d else f"{100 * d[key]:.2f}"
+
+
+def _mmss(t: float) -> str:
+    return f"{int(t // 60)}:{int(t % 60):02d}"
+
+
+def format_review(res: dict) -> list[str]:
+    """The report's lines naming the review pages (none when none were asked for)."""
+    rv = res.get("review")
+    if rv is None:
+        return []
+    cls = res["classification"]
+    lines = ["", f"Review pages of the {rv['worst']} rows with the most errors in the beats "
+             "the daemon emits (gated, from "
+             f"{_mmss(res['scored_from_s'])}: missed + false"
+             + (" + misclassified" if cls else "") + "), written next to this report "
+             "by `vitaledge device review` (the events beside each page). Each link opens "
+             f"the page at the first error of the {rv['period_s'] / 60:g}-minute period with "
+             "the most errors; the page lists and marks every error of the record.", ""]
+    if not rv["pages"]:
+        return [*lines, "No row has errors: no review page written."]
+    lines += ["| record | noise | SNR | errors | missed | false |"
+              + (" misclassified |" if cls else "") + " worst period | errors there | "
+              "review page |", "|" + "---|" * (10 if cls else 9)]
+    for pg in rv["pages"]:
+        e, w = pg["errors"], pg["worst_period"]
+        cells = [pg["clean"], pg["noise"], pg["snr"], str(e["total"]), str(e["missed"]),
+                 str(e["false"])] + ([str(e["misclassified"])] if cls else [])
+        cells += ([f"{_mmss(w['start_s'])}–{_mmss(w['end_s'])}", str(w["errors"])] if w
+                  else ["—", "0"])
+        cells.append(f"[{pg['page']}]({pg['link']})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def format_markdown(res: dict) -> str:
@@ -262,7 +381,7 @@ def format_markdown(res: dict) -> str:
                              f"{_pct(g['classes_outside_flagged'][c], 'ppv')}"
                              for c in CLASSES]
             lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + format_review(res))
 
 
 def save_plot(res: dict, path: Path) -> str | None:

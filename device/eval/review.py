@@ -105,8 +105,10 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
                  run: str | None = None) -> dict:
     """Everything the page shows, as plain JSON-able data: the signal, the beats (class,
     quality, probability, matched reference), the reference beats, the errors in time
-    order, unreadable segments and the summary (Se, +P, class confusion)."""
-    check_beat_events(beats)
+    order, unreadable segments and the summary (Se, +P, class confusion). A beat whose
+    ``class`` is null was detected, not classified (``bench noise-stress`` without a
+    model): it can be missed or false, never misclassified."""
+    check_beat_events(beats, unclassified=True)
     fs, n = record.fs, len(record.signal)
     outside = [e for e in beats if not 0 <= e["sample"] < n]
     if outside:
@@ -116,7 +118,8 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
                           "events of another record?)")
     beats = sorted(beats, key=lambda e: e["sample"])
     det = np.asarray([e["sample"] for e in beats], np.int64)
-    pred = np.asarray([CLASSES.index(e["class"]) for e in beats], np.int64)
+    pred = np.asarray([CLASSES.index(e["class"]) if e.get("class") is not None else -1
+                       for e in beats], np.int64)
     quality = [e.get("quality") if isinstance(e.get("quality"), str) else None for e in beats]
     prob = [_prob(e) for e in beats]
     ref, cls = map_annotations(record.ann_samples, record.ann_symbols)
@@ -139,10 +142,10 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
                            "expected": CLASSES[cls[i]], "got": None, "doubtful": False})
         for j in np.flatnonzero(det_ref < 0):
             errors.append({"kind": "false", "sample": int(det[j]), "ref": -1, "det": int(j),
-                           "expected": None, "got": CLASSES[pred[j]],
+                           "expected": None, "got": CLASSES[pred[j]] if pred[j] >= 0 else None,
                            "doubtful": quality[j] == "doubtful"})
         for i, j in zip(ri, di, strict=True):
-            if cls[i] != pred[j]:
+            if pred[j] >= 0 and cls[i] != pred[j]:
                 errors.append({"kind": "class", "sample": int(det[j]), "ref": int(i),
                                "det": int(j), "expected": CLASSES[cls[i]],
                                "got": CLASSES[pred[j]], "doubtful": quality[j] == "doubtful"})
@@ -150,7 +153,8 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
         for e in errors:
             e["unreadable"] = in_unreadable(e["sample"])
     confusion = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
-    np.add.at(confusion, (cls[ri], pred[di]), 1)
+    classified = pred[di] >= 0
+    np.add.at(confusion, (cls[ri][classified], pred[di][classified]), 1)
     counts = {k: sum(e["kind"] == k for e in errors) for k in ERROR_KINDS}
     summary = {
         "has_reference": bool(has_ref), "reference_beats": int(len(ref)),
@@ -159,6 +163,7 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
         "ppv": len(ri) / len(det) if has_ref and len(det) else None,
         "classes": list(CLASSES), "confusion": confusion.tolist(),
         "beats_per_class": {c: int((pred == k).sum()) for k, c in enumerate(CLASSES)},
+        "unclassified": int((pred < 0).sum()),
         "doubtful": sum(q == "doubtful" for q in quality),
         "has_quality": any(q is not None for q in quality),
         "errors_on_doubtful": sum(e["doubtful"] for e in errors),
@@ -407,7 +412,7 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px; background: #f
     card(pct(S.ppv), "positive predictivity (+P)");
     card(S.missed, "missed beats", "missed");
     card(S.false, "false beats", "false");
-    card(S.class, "misclassified", "class");
+    if (!S.beats || S.unclassified < S.beats) card(S.class, "misclassified", "class");
   }
   if (S.has_quality) {
     card(S.doubtful, "doubtful beats" +
@@ -419,10 +424,15 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px; background: #f
          (U.length === 1 ? " segment" : " segments") +
          (S.has_reference ? ", " + S.errors_in_unreadable + " errors)" : ")"));
   }
-  for (const c of CL) card(S.beats_per_class[c], c + " beats");
+  if (S.unclassified) card(S.unclassified, "beats not classified (detection only)");
+  if (!S.beats || S.unclassified < S.beats) {
+    for (const c of CL) card(S.beats_per_class[c], c + " beats");
+  }
 
   const conf = document.getElementById("confusion");
-  if (S.has_reference) {
+  if (S.beats && S.unclassified === S.beats) {
+    conf.appendChild(el("p", {class: "note"}, "Detection only: no beat was classified."));
+  } else if (S.has_reference) {
     const t = el("table", {class: "conf"}), hr = el("tr");
     hr.appendChild(el("th", {}, "ref \u2193 / detected \u2192"));
     for (const c of CL) hr.appendChild(el("th", {}, c));
@@ -443,6 +453,7 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px; background: #f
     CL.map(function (c) {
       return '<i style="color:' + CLASS_COLOR[c] + '">' + c + "</i>";
     }).join(" ") +
+    (S.unclassified ? " (<i>&bull;</i> detected, not classified)" : "") +
     " (<i>?</i> doubtful quality); bottom lane: reference annotations. " +
     "Amber: doubtful signal; grey hatching: unreadable (no beats classified). " +
     '<i style="color:#d0021b">&#9650;</i> missed beat, ' +
@@ -455,7 +466,8 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px; background: #f
   const items = [];
   function errorText(e) {
     if (e.kind === "missed") return "reference " + e.expected + " beat not detected";
-    if (e.kind === "false") return "detected " + e.got + " beat, no reference beat";
+    if (e.kind === "false") return "detected " + (e.got ? e.got + " " : "") +
+      "beat, no reference beat";
     return "detected " + e.got + ", reference " + e.expected;
   }
   E.forEach(function (e, i) {
@@ -659,11 +671,12 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px; background: #f
     ctx.textAlign = "center"; ctx.textBaseline = "middle";
     let drawn = 0;
     for (let j = b0; j < b1; j++) {
-      const s = B.sample[j], xx = x(s), c = CL[B.class[j]], doubt = B.quality[j] === "doubtful";
+      const s = B.sample[j], xx = x(s), doubt = B.quality[j] === "doubtful";
+      const c = B.class[j] >= 0 ? CL[B.class[j]] : "\u2022";  // not classified
       const r = B.ref[j], isFalse = S.has_reference && r < 0;
-      const isClass = r >= 0 && R.class[r] !== B.class[j];
+      const isClass = r >= 0 && B.class[j] >= 0 && R.class[r] !== B.class[j];
       ctx.globalAlpha = doubt ? 0.5 : 1;
-      ctx.fillStyle = CLASS_COLOR[c];
+      ctx.fillStyle = CLASS_COLOR[c] || "#333";
       if (dense) {
         ctx.fillRect(xx - 0.5, 4, 1.5, LANE_TOP - 10);
       } else {
@@ -689,7 +702,7 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px; background: #f
     const laneY = bottom + LANE_BOTTOM / 2;
     for (let i = r0; i < r1; i++) {
       const s = R.sample[i], xx = x(s), c = CL[R.class[i]], missed = R.det[i] < 0;
-      const wrong = !missed && B.class[R.det[i]] !== R.class[i];
+      const wrong = !missed && B.class[R.det[i]] >= 0 && B.class[R.det[i]] !== R.class[i];
       if (missed) {
         ctx.fillStyle = KIND.missed.color; ctx.strokeStyle = KIND.missed.color;
         ctx.setLineDash([4, 3]); ctx.lineWidth = 1.5; ctx.beginPath();
@@ -827,7 +840,8 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px; background: #f
     if (best < 0) { info.textContent = fmtTime(s / FS, 3); return; }
     const r = B.ref[best], rr = best > 0 ? (B.sample[best] - B.sample[best - 1]) / FS : null;
     info.textContent = "beat " + (best + 1) + " of " + B.sample.length + " \u00b7 " +
-      fmtTime(B.sample[best] / FS, 3) + " \u00b7 class " + CL[B.class[best]] +
+      fmtTime(B.sample[best] / FS, 3) +
+      (B.class[best] >= 0 ? " \u00b7 class " + CL[B.class[best]] : " \u00b7 not classified") +
       (B.p[best] !== null ? " (p " + B.p[best].toFixed(2) + ")" : "") +
       (B.quality[best] ? " \u00b7 quality " + B.quality[best] : "") +
       (rr ? " \u00b7 RR " + (1000 * rr).toFixed(0) + " ms (" + (60 / rr).toFixed(0) + " bpm)"

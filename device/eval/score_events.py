@@ -42,13 +42,15 @@ def read_rows(path: str | Path) -> list:
     return _sqlite_rows(path) if magic == SQLITE_MAGIC else _jsonl_rows(path)
 
 
-def check_beat_events(events: list[dict]) -> None:
-    """Every beat event needs an integer ``sample`` and a ``class`` in :data:`CLASSES`."""
+def check_beat_events(events: list[dict], unclassified: bool = False) -> None:
+    """Every beat event needs an integer ``sample`` and a ``class`` in :data:`CLASSES`
+    (with ``unclassified``, or ``null``: a beat detected, not classified)."""
+    allowed = (*CLASSES, None) if unclassified else CLASSES
     bad = [e for e in events if not isinstance(e.get("sample"), int)
-           or e.get("class") not in CLASSES]
+           or e.get("class") not in allowed]
     if bad:
         raise EventsError(f"beat event seq {bad[0].get('seq')}: needs an integer 'sample' and "
-                          f"a 'class' in {list(CLASSES)}, got {bad[0]}")
+                          f"a 'class' in {list(allowed)}, got {bad[0]}")
 
 
 def load_events(path: str | Path, run: str | None = None) -> list[dict]:

@@ -16,11 +16,12 @@ def probabilities(labels: Sequence[str], scores) -> dict[str, float]:
     return {lab: round(float(v), 4) for lab, v in zip(labels, scores, strict=True)}
 
 
-def beat(time: float, sample: int, label: str, probs: dict[str, float],
+def beat(time: float, sample: int, label: str | None, probs: dict[str, float] | None,
          rr_s: float | None, quality: str | None = None) -> dict:
     """One classified heartbeat; ``rr_s`` is the interval to the previous beat. A beat in
     a stretch the signal-quality index doubts carries ``quality`` (``"doubtful"``); a
-    beat on good signal has no such field."""
+    beat on good signal has no such field. ``label`` and ``probs`` are None for a beat
+    detected without a model (``bench noise-stress`` detection only; never the daemon)."""
     e = {"type": "beat", "time": time, "sample": int(sample), "class": label,
          "probabilities": probs,
          "rr": None if rr_s is None else round(rr_s, 4),
