@@ -153,6 +153,15 @@ def test_spec_augment_and_class_weights():
     np.testing.assert_allclose(w, [6 / 9, 2.0, 1.0, 0.0], rtol=1e-6)
 
 
+def _fold_args(root) -> list[str]:
+    """``train emotion-speech`` options of the tiny 2-fold run (all but ``--out``)."""
+    return ["emotion-speech", "--data", str(root / "corpus"), "--split", "actors",
+            "--folds", "2", "--sample-rate", "8000", "--duration", "1.0", "--offset", "0.2",
+            "--n-mels", "32", "--image-width", "16", "--width", "0.25", "--lstm-units", "16",
+            "--epochs", "2", "--batch-size", "8", "--recipe", "robust", "--seed", "2",
+            "--cache", str(root / "cache")]
+
+
 @pytest.fixture(scope="module")
 def fold_run(tmp_path_factory):
     """A tiny leave-speakers-out 2-fold run on RAVDESS-named synthetic wavs (2 epochs)."""
@@ -161,12 +170,8 @@ def fold_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("speechfolds")
     write_ravdess_like(root / "corpus", per_class=4, speakers=4, fs=16000, seconds=1.4)
     out = root / "run"
-    args = ["emotion-speech", "--data", str(root / "corpus"), "--split", "actors",
-            "--folds", "2", "--sample-rate", "8000", "--duration", "1.0", "--offset", "0.2",
-            "--n-mels", "32", "--image-width", "16", "--width", "0.25", "--lstm-units", "16",
-            "--epochs", "2", "--batch-size", "8", "--recipe", "robust", "--seed", "2",
-            "--cache", str(root / "cache"), "--out", str(out)]
-    res = CliRunner().invoke(train_group, args, catch_exceptions=False)
+    res = CliRunner().invoke(train_group, [*_fold_args(root), "--out", str(out)],
+                             catch_exceptions=False)
     assert res.exit_code == 0, res.output
     return root, out
 
@@ -194,6 +199,44 @@ def test_fold_report(fold_run):
     assert summary["run_seconds"] > 0 and summary["epoch_seconds"] > 0
     cfg = json.loads((run / "fold-1" / "config.json").read_text())
     assert cfg["signal"]["feature_norm"] == "utterance" and cfg["optimizer"] == "adam"
+
+
+def test_one_fold_alone_is_that_fold_of_the_whole_deal(fold_run, tmp_path):
+    """``--fold 2`` trains fold 2 of the same deal alone; with fold 1 of the whole run beside
+    it in ``--out``, the rebuilt table has both folds as the whole run's has them."""
+    import shutil
+
+    from vitaledge.train.cli import train_group
+
+    root, run = fold_run
+    deal = speaker_folds(find_clips(root / "corpus"), 2, seed=2)
+    whole = json.loads((run / "folds.json").read_text())
+    assert [f["test_speakers"] for f in whole["folds"]] == deal and whole["complete"]
+    out = tmp_path / "single"
+    shutil.copytree(run / "fold-1", out / "fold-1")
+    runner = CliRunner()
+    res = runner.invoke(train_group, [*_fold_args(root), "--fold", "2", "--out", str(out)],
+                        catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "fold-2" / "metrics.json").read_text())
+    assert m["split"]["speakers"]["test"] == deal[1] != deal[0]
+    assert m["split"]["speakers"] == json.loads(
+        (run / "fold-2" / "metrics.json").read_text())["split"]["speakers"]  # val, fit too
+    rebuilt = json.loads((out / "folds.json").read_text())
+    assert rebuilt["folds_run"] == [1, 2] and rebuilt["complete"]
+    for got, want in zip(rebuilt["folds"], whole["folds"], strict=True):
+        for key in ("fold", "test_speakers", "val_speakers", "n_test"):
+            assert got[key] == want[key], key
+    assert rebuilt["folds"][0] == whole["folds"][0]  # fold 1 carried over as it was
+    assert rebuilt["folds"][1]["accuracy"] == m["accuracy"]
+    assert "Folds run so far" not in (out / "folds.md").read_text()
+    # a fold of another run is refused before anything trains; so is a fold out of range
+    cfg = json.loads((out / "fold-1" / "config.json").read_text())
+    (out / "fold-1" / "config.json").write_text(json.dumps(cfg | {"seed": 3}))
+    res = runner.invoke(train_group, [*_fold_args(root), "--fold", "2", "--out", str(out)])
+    assert res.exit_code != 0 and "trained with other seed than this run" in res.output
+    res = runner.invoke(train_group, [*_fold_args(root), "--fold", "3", "--out", str(out)])
+    assert res.exit_code != 0 and "a 2-fold run has folds 1 to 2" in res.output
 
 
 def _same(a: dict, b: dict) -> None:

@@ -212,8 +212,11 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
 @click.option("--data", multiple=True, type=click.Path(exists=True),
               help="Data to evaluate on (default: the run's held-out data): beat, a WFDB "
                    "directory; speech, corpus directories (repeat to merge); emotion-ecg, "
-                   "the data set's file or directory.")
-@click.option("--actors", help="Speech: comma list of the speakers in --data to score.")
+                   "the data set's file or directory (runs on synthetic data, and "
+                   "emotion-multimodal, have none).")
+@click.option("--actors", help="Speech: comma list of the speakers in --data to score; "
+                               "emotion-ecg: of the subjects (AMIGOS P01, DREAMER S01, "
+                               "WESAD S2).")
 @click.option("--calm", type=click.Choice(["neutral", "drop", "class"]), default=None,
               help="Speech: RAVDESS calm [as in training].")
 @click.option("--corpus", type=click.Choice(["auto", "ravdess", "tess", "savee"]),
@@ -239,6 +242,15 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 
     try:
         task = run_task(Path(model))
+        given = {"--records": records, "--csv": csv_file, "--split": split != "test",
+                 "--calm": calm, "--corpus": corpus != "auto", "--actors": actors}
+        takes = {"beat": ("--records", "--csv", "--split"),
+                 "emotion-speech": ("--calm", "--corpus", "--actors"),
+                 "emotion-ecg": ("--actors",)}.get(task, ())
+        refused = [name for name, on in given.items() if on and name not in takes]
+        if refused:
+            raise click.BadParameter(f"{task} runs do not take {', '.join(refused)}",
+                                     param_hint=refused[0])
         if task in EMOTION_TASKS:
             from .speech_cache import default_cache_dir
 
@@ -277,6 +289,10 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
                    "every speaker trains (final model); random: stratified by clip.")
 @click.option("--folds", type=click.IntRange(2, 100), default=4, show_default=True,
               help="actors split: number of folds (speakers balanced by gender).")
+@click.option("--fold", type=click.IntRange(1, 100), default=None,
+              help="actors split: train fold N (1..K) alone, its speakers as in the whole "
+                   "K-fold run, into --out/fold-N; folds.json/folds.md then cover the folds "
+                   "--out holds.")
 @click.option("--test-actors", help="actor split: comma list of test speakers, e.g. 04.")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True)
 @click.option("--val-fraction", type=float, default=0.15, show_default=True,
@@ -351,9 +367,9 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Run directory to write.")
-def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_fraction,
-                     val_fraction, augment, snr, sample_rate, duration, offset, n_mels,
-                     image_width, epochs, patience, batch_size, recipe, optimizer, lr,
+def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
+                     test_fraction, val_fraction, augment, snr, sample_rate, duration, offset,
+                     n_mels, image_width, epochs, patience, batch_size, recipe, optimizer, lr,
                      momentum, schedule, feature_norm, time_masks, time_mask_width,
                      freq_masks, freq_mask_width, gain_db, mixup, freq_warp, speed_perturb,
                      checkpoint, class_weights, ensemble, cache_dir, no_cache, arch, width,
@@ -368,6 +384,12 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_
 
     if not data and synth <= 0:
         raise click.UsageError("give --data DIR or --synth-per-class N")
+    if fold is not None and split != "actors":
+        raise click.BadParameter("a fold of the leave-speakers-out folds: needs --split actors",
+                                 param_hint="--fold")
+    if fold is not None and fold > folds:
+        raise click.BadParameter(f"{fold}: a {folds}-fold run has folds 1 to {folds}",
+                                 param_hint="--fold")
     try:
         snr_db = [float(v) for v in snr.split(",")]
         if len(snr_db) != 2:
@@ -404,7 +426,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, test_actors, test_
         if cfg.split == "actors":
             from .speech_folds import run_speaker_folds
 
-            run_speaker_folds(cfg, Path(out))
+            run_speaker_folds(cfg, Path(out), only=fold)
         else:
             train_speech(cfg, Path(out))
     except (ValueError, FileNotFoundError) as exc:

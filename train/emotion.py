@@ -7,8 +7,9 @@
                   seed and the training options
 ``data.npz``      ``calib_<input>`` (<= 300 class-stratified training inputs),
                   ``test_<input>`` (held-out inputs), ``test_y``
-``metrics.json``  held-out accuracy, macro F1, per class, confusion, n_test (+ CV / AUC /
-                  baselines), plus ``history.csv`` and figures.
+``metrics.json``  held-out accuracy, UAR, macro F1, per class, confusion, n_test (+ CV /
+                  AUC / baselines), as ``vitaledge evaluate`` writes them, plus
+                  ``history.csv`` and figures.
 
 emotion-ecg: trials are split by group (trial or subject) into a held-out test part and a
 development part; k-fold cross-validation (grouped, stratified) on the development part
@@ -41,6 +42,7 @@ from vitaledge.device.inputs.face import face_input
 from . import zoo
 from .backend import keras, set_seed
 from .emotion_data import Segments, ecg_segments, load_trials, synth_multimodal
+from .evaluate import with_uar
 from .plots import _plt, plot_confusion, plot_history
 
 N_CALIB = 300
@@ -203,14 +205,18 @@ def train_emotion_ecg(cfg: EmotionEcgConfig, run_dir: Path, verbose: int | None 
     assert final is not None
     final.save(str(run_dir / "model.keras"))
     probs = final.predict(seg.X[test], verbose=0)
-    metrics = classification_metrics(seg.y[test], probs.argmax(1), labels)
-    metrics.update({"macro_f1": metrics["macro"]["f1"], "n_test": int(len(test)),
+    metrics = with_uar(classification_metrics(seg.y[test], probs.argmax(1), labels))
+    # held out by subject, the test part is every segment of these subjects: `evaluate RUN
+    # --data DIR --actors ...` scores it again from the recordings
+    test_subjects = ({"test_subjects": sorted(set(seg.subject[test].tolist()))}
+                     if cfg.group == "subject" else {})
+    metrics.update({"n_test": int(len(test)),
                     "evaluated_on": "held-out test, model of fold 1" if cv else
                     "held-out test, model trained on the development part", "cv": cv_summary,
                     "arch": cfg.arch, "parameters": n_params, "train_seconds": round(train_s, 1),
                     "data": ts.describe() | {"inputs": int(len(seg.y)),
                                              "development": int(len(dev)),
-                                             "test": int(len(test))}})
+                                             "test": int(len(test))} | test_subjects})
     calib = dev[folds[0][0]][stratified_pick(seg.y[dev[folds[0][0]]], N_CALIB, cfg.seed)]
     np.savez(run_dir / "data.npz", calib_ecg=seg.X[calib], test_ecg=seg.X[test],
              test_y=seg.y[test].astype(np.int64))
@@ -406,7 +412,7 @@ def train_emotion_multimodal(cfg: MultimodalConfig, run_dir: Path,
         model, history = _fit("hybrid_multimodal", X, y, tr, va, len(labels), hp, cfg, verbose)
     model.save(str(run_dir / "model.keras"))
     probs = _predict(model, "hybrid_multimodal", X, te)
-    metrics = classification_metrics(y[te], probs.argmax(1), labels)
+    metrics = with_uar(classification_metrics(y[te], probs.argmax(1), labels))
     rocs = roc_auc(y[te], probs, labels)
     plot_roc(rocs, run_dir / "roc_curves.png")
     rows = [{"model": "Hybrid CNN-RNN (hybrid_multimodal)", "inputs": "physio+features+face",
@@ -425,7 +431,7 @@ def train_emotion_multimodal(cfg: MultimodalConfig, run_dir: Path,
     train_s = time.time() - t0
     table = format_comparison(rows)
     (run_dir / "comparison.md").write_text(table + "\n")
-    metrics.update({"macro_f1": metrics["macro"]["f1"], "n_test": int(len(te)),
+    metrics.update({"n_test": int(len(te)),
                     "evaluated_on": "held-out test (15%)",
                     "auc": {k: v["auc"] for k, v in rocs.items()},
                     "comparison": rows, "grid": grid_rows, "hyperparameters": hp,

@@ -168,14 +168,28 @@ def _emotion_predictor(model_path: Path):
     return model_file.parent, keras_predict, str(model_file), None
 
 
+def pick_speakers(wanted: list[str], have: list[str], where: str,
+                  noun: str = "speakers") -> set[str]:
+    """The names in ``have`` (the speakers of a corpus, the subjects of a data set) that
+    ``wanted`` (``--actors``) names; an error naming those of ``wanted`` not there."""
+    from .speech_data import same_speaker
+
+    missing = [a for a in wanted if not any(same_speaker(a, k) for k in have)]
+    if missing:
+        raise ValueError(f"actors {missing} not in {where}; {noun} there: {', '.join(have)}")
+    return {k for k in have if any(same_speaker(a, k) for a in wanted)}
+
+
 def evaluate_emotion(model_path: Path, data: list[str] | None = None,
                      actors: list[str] | None = None, calm: str | None = None,
                      corpus: str = "auto", cache: str | None = None) -> tuple[dict, str]:
     """Score an emotion model (Keras, or a converted artifact through the device runtime)
     on its run's held-out inputs (``data.npz``) or, with ``data``, on other recordings:
     speech corpus directories (clips of ``actors`` only, when given; RAVDESS calm treated as
-    in training unless ``calm`` says otherwise) or, for emotion-ecg, a directory of the
-    run's data set. Metrics as training writes them, with UAR."""
+    in training unless ``calm`` says otherwise) or, for emotion-ecg, the file or directory
+    of the run's data set (every segment, of the subjects in ``actors`` when given). Runs
+    trained on synthetic data (emotion-ecg ``synth``, emotion-multimodal) have no data
+    directory: ``data`` is refused. Metrics as training writes them, with UAR."""
     from vitaledge.device.eval.metrics import classification_metrics
 
     run_dir, predict_fn, model_desc, manifest_signal = _emotion_predictor(Path(model_path))
@@ -186,14 +200,15 @@ def evaluate_emotion(model_path: Path, data: list[str] | None = None,
     task, labels, signal = cfg["task"], list(cfg["labels"]), cfg["signal"]
     if data is None:
         if actors:
-            raise ValueError("--actors selects speakers in --data; give --data")
+            raise ValueError("--actors selects speakers (emotion-ecg: subjects) in --data; "
+                             "give --data")
         with np.load(run_dir / "data.npz", allow_pickle=False) as z:
             X = {k[5:]: z[k] for k in z.files if k.startswith("test_") and k != "test_y"}
             y = z["test_y"].astype(np.int64)
         source = {"run": str(run_dir), "set": "held-out test (data.npz)"}
     elif task == "emotion-speech":
         from .speech_cache import MelCache
-        from .speech_data import _same_speaker, clip_inputs, describe, find_clips
+        from .speech_data import clip_inputs, describe, find_clips
         from .speech_data import labels_for as _labels_for
 
         calm = calm or cfg.get("calm", "neutral")
@@ -201,12 +216,8 @@ def evaluate_emotion(model_path: Path, data: list[str] | None = None,
             calm = "neutral" if len(labels) == 7 else "class"
         clips = [c for d in data for c in find_clips(d, corpus, calm)]
         if actors:
-            known = sorted({c.speaker for c in clips})
-            missing = [a for a in actors if not any(_same_speaker(a, k) for k in known)]
-            if missing:
-                raise ValueError(f"actors {missing} not in {', '.join(data)}; speakers there: "
-                                 f"{', '.join(known)}")
-            clips = [c for c in clips if any(_same_speaker(a, c.speaker) for a in actors)]
+            keep = pick_speakers(actors, sorted({c.speaker for c in clips}), ", ".join(data))
+            clips = [c for c in clips if c.speaker in keep]
         clips = [c for c in clips if c.label in labels]
         if not clips:
             raise ValueError(f"no clips with the model's labels in {', '.join(data)}")
@@ -219,16 +230,31 @@ def evaluate_emotion(model_path: Path, data: list[str] | None = None,
         source = {"data": list(data), "actors": actors, "calm": calm,
                   "clips": describe(clips)}
     elif task == "emotion-ecg":
-        from .emotion_data import ecg_segments, load_trials
+        from .emotion_data import TrialSet, ecg_segments, load_trials
 
         tr = cfg.get("training", {})
+        dataset = tr.get("dataset", "synth")
+        if dataset == "synth":
+            raise ValueError("emotion-ecg: this run was trained on synthetic trials (dataset "
+                             "synth), which have no data directory; evaluate it without "
+                             "--data (its held-out inputs)")
         if len(data) != 1:
             raise ValueError("emotion-ecg: give one --data (the data set's file or directory)")
-        ts = load_trials(tr.get("dataset", "synth"), data[0], tr.get("threshold"),
+        ts = load_trials(dataset, data[0], tr.get("threshold"),
                          bool(tr.get("trust_pickle", False)))
-        seg = ecg_segments(ts, signal)
+        if actors:
+            keep = pick_speakers(actors, sorted({t.subject for t in ts.trials}), data[0],
+                                 "subjects")
+            ts = TrialSet([t for t in ts.trials if t.subject in keep], ts.labels, ts.skipped)
+        seg = ecg_segments(ts, manifest_signal or signal)
         X, y = {"ecg": seg.X}, seg.y.astype(np.int64)
-        source = {"data": data[0], "dataset": tr.get("dataset"), "set": "every segment"}
+        source = {"data": data[0], "dataset": dataset, "actors": actors,
+                  "subjects": sorted({t.subject for t in ts.trials}),
+                  "set": "every segment" + (" of these subjects" if actors else "")}
+    elif task == "emotion-multimodal":
+        raise ValueError("emotion-multimodal: this run was trained on synthetic windows (no "
+                         "multimodal data set has a loader yet), which have no data "
+                         "directory; evaluate it without --data (its held-out inputs)")
     else:
         raise ValueError(f"{task}: only the run's held-out inputs can be evaluated (no --data)")
     if len(y) == 0:

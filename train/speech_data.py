@@ -162,7 +162,9 @@ def _stratified(idx: np.ndarray, y: np.ndarray, frac: float,
     return np.setdiff1d(idx, held), held
 
 
-def _same_speaker(a: str, b: str) -> bool:
+def same_speaker(a: str, b: str) -> bool:
+    """Whether speaker (or subject) names ``a`` and ``b`` are one: equal, or both numbers of
+    the same value ("4" is "04")."""
     return a == b or (a.isdigit() and b.isdigit() and int(a) == int(b))
 
 
@@ -183,10 +185,10 @@ def split_clips(clips: list[Clip], method: str, test_speakers: list[str] | None 
             raise ValueError("actor split: give the test speakers (--test-actors)")
         speakers = sorted({c.speaker for c in clips})
         for s in test_speakers:
-            if not any(_same_speaker(s, k) for k in speakers):
+            if not any(same_speaker(s, k) for k in speakers):
                 raise ValueError(f"test actor {s!r} not in the data; speakers: "
                                  f"{', '.join(speakers)}")
-        is_test = np.array([any(_same_speaker(s, c.speaker) for s in test_speakers)
+        is_test = np.array([any(same_speaker(s, c.speaker) for s in test_speakers)
                             for c in clips])
         if is_test.all():
             raise ValueError("actor split: every clip belongs to a test actor")
