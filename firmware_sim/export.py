@@ -48,6 +48,12 @@ def _input_macros(ident: str, m, order: list[int]) -> list[str]:
                          f"the last {d['irregular_beats']} clipped intervals before the beat "
                          f"(not its own pre_rr; only those within long_s), divided by their "
                          f"mean; 0 with fewer than {MIN_IRREGULAR} intervals")
+    tmpl = getattr(m.signal, "template", None)
+    if tmpl is not None:
+        lines += ["// template input: the sample-wise median of the (float, unquantized) beat "
+                  "windows of up to TEMPLATE_BEATS previous beats, fewer at the start of a "
+                  "stream; the first beat is its own template (vitaledge.device.dsp.template)",
+                  f"#define {ident.upper()}_TEMPLATE_BEATS {int(tmpl.beats)}"]
     return lines + _premature_macros(ident, m) + _dominant_macros(ident, m)
 
 

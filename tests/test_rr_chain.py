@@ -3,6 +3,8 @@ convert (cpu int8, micro) -> manifest with two inputs -> runtime -> daemon strea
 the batch computation -> bench -> MCU check -> firmware export."""
 
 import json
+import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -183,3 +185,116 @@ def test_pruning_a_multi_input_model(rr_run, tmp_path):
     assert m.pruning["target_sparsity"] == 0.5
     assert 0.49 <= m.pruning["measured_sparsity"] <= 0.51
     assert r.metrics["agreement_with_keras"] >= 0.9  # against the pruned Keras model
+
+
+def _header_macros(text: str) -> dict[str, str]:
+    """``#define NAME VALUE`` lines of a generated header as {NAME: VALUE} (no include guard)."""
+    return dict(re.findall(r"^#define (\w+) (\S+)$", text, re.M))
+
+
+def _c_float(value: str) -> float:
+    """A C float literal the header writes (``0.9f``) as the Python float it spells."""
+    assert value.endswith("f"), value
+    return float(value[:-1])
+
+
+def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
+    """tiny-rrt (beat, RR features, template; premature- and dominant-beat rules) -> micro
+    int8 -> firmware export: model_config.h gives each of the three inputs the TFLite Micro
+    input index, length, scale and zero point the artifact's interpreter reports, the
+    template recipe, and every constant of both rules equal to the manifest's (numbers
+    parsed from the header, not its strings matched)."""
+    import shutil
+
+    from vitaledge.convert.pipeline import ConvertOptions, convert_run
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.model.manifest import input_key
+    from vitaledge.device.model.runtime import get_backend, make_interpreter
+    from vitaledge.firmware_sim.export import export_firmware
+    from vitaledge.train.config import BeatTrainConfig
+    from vitaledge.train.fit import train_beat
+
+    cfg = BeatTrainConfig(arch="tiny-rrt", records=str(synth_dir),
+                          record_list=["s000", "s001", "s002"], window=WindowSpec.centered(),
+                          split="record", test_records=["s002"], anchor="detected", epochs=3,
+                          patience=3, seed=4, s_rule="timing", v_rule="template")
+    train_beat(cfg, tmp_path / "run", verbose=0)
+    # accuracy is not the point here (three epochs): the artifact only has to be built
+    res = convert_run(tmp_path / "run", tmp_path / "art",
+                      ConvertOptions(targets=["micro"], max_drop=100.0))
+    assert [(r.variant, r.status) for r in res] == [("micro-int8", OK)], res
+    art = tmp_path / "art" / "micro-int8"
+    man = json.loads((art / "manifest.json").read_text())
+    sig = man["signal"]
+    assert sig["premature"] is not None and sig["dominant"]["min_corr_any"] is not None
+
+    export_firmware(art, tmp_path / "fw")
+    header = (tmp_path / "fw" / "model_config.h").read_text()
+    d = _header_macros(header)
+    ident = json.loads((tmp_path / "fw" / "export.json").read_text())["identifier"].upper()
+
+    # every input: its subgraph index names that tensor, and its quantization is the tensor's
+    details = make_interpreter((art / man["model_file"]).read_bytes(), get_backend(),
+                               threads=1, delegate="none").get_input_details()
+    specs = [man["input"], *man["extra_inputs"]]
+    assert sorted(input_key(s["name"]) for s in specs) == ["beat", "rr", "template"]
+    assert len(details) == 3
+    indices = []
+    for spec in specs:
+        key = f"{ident}_{input_key(spec['name']).upper()}"
+        idx = int(d[f"{key}_INPUT_INDEX"])
+        indices.append(idx)
+        det = details[idx]
+        assert det["name"] == spec["name"], key
+        assert det["dtype"] == np.int8, key
+        scale, zero_point = det["quantization"]
+        assert scale > 0, key
+        assert _c_float(d[f"{key}_SCALE"]) == scale, key
+        assert int(d[f"{key}_ZERO_POINT"]) == zero_point, key
+        assert int(d[f"{key}_LENGTH"]) == int(np.prod(det["shape"][1:])), key
+    assert sorted(indices) == [0, 1, 2]
+    assert int(d[f"{ident}_TEMPLATE_BEATS"]) == sig["template"]["beats"]
+
+    # the premature-beat rule, term by term
+    pre = sig["premature"]
+    p = f"{ident}_PREMATURE"
+    assert int(d[f"{p}_TERMS"]) == len(pre["terms"]) > 0
+    assert _c_float(d[f"{p}_BIAS"]) == pre["bias"]
+    assert _c_float(d[f"{p}_THRESHOLD"]) == pre["threshold"]
+    assert _c_float(d[f"{p}_MAX_IRREGULARITY"]) == pre["max_irregularity"]
+    weights = {k.removeprefix(f"{p}_WEIGHT_"): _c_float(v) for k, v in d.items()
+               if k.startswith(f"{p}_WEIGHT_")}
+    assert weights == {t.upper(): w for t, w in zip(pre["terms"], pre["weights"], strict=True)}
+
+    # the dominant-beat rule; the trained defaults repeat a value (min_corr == min_pre_rel),
+    # so export a copy whose rule has three distinct values, then one without min_corr_any
+    def dominant_macros(name: str, rule: dict) -> dict[str, float]:
+        edited = tmp_path / name
+        shutil.copytree(art, edited)
+        m2 = json.loads((edited / "manifest.json").read_text())
+        m2["signal"]["dominant"] = rule
+        (edited / "manifest.json").write_text(json.dumps(m2))
+        export_firmware(edited, edited / "fw")
+        got = _header_macros((edited / "fw" / "model_config.h").read_text())
+        return {k.removeprefix(f"{ident}_DOMINANT_"): _c_float(v) for k, v in got.items()
+                if k.startswith(f"{ident}_DOMINANT_")}
+
+    dom = sig["dominant"]
+    assert dominant_macros("trained", dom) == {"MIN_CORR": dom["min_corr"],
+                                    "MIN_PRE_REL": dom["min_pre_rel"],
+                                    "MIN_CORR_ANY": dom["min_corr_any"]}
+    distinct = {"min_corr": 0.85, "min_pre_rel": 0.7, "min_corr_any": 0.97}
+    assert dominant_macros("distinct", distinct) == {"MIN_CORR": 0.85, "MIN_PRE_REL": 0.7,
+                                         "MIN_CORR_ANY": 0.97}
+    assert dominant_macros("no-any", {**distinct, "min_corr_any": None}) == {"MIN_CORR": 0.85,
+                                                                   "MIN_PRE_REL": 0.7}
+
+    if shutil.which("gcc"):  # the macros are C: every float one a valid float literal
+        uses = ", ".join(k for k, v in d.items() if v.endswith("f"))
+        (tmp_path / "fw" / "use.cc").write_text(
+            f'#include "model_config.h"\nstatic const float used[] = {{{uses}}};\n'
+            "float first() { return used[0]; }\n")
+        r = subprocess.run(["gcc", "-x", "c++", "-std=c++17", "-Wall", "-Werror",
+                            "-fsyntax-only", "use.cc"], cwd=tmp_path / "fw",
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
