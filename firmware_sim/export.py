@@ -156,6 +156,33 @@ def _output_section(m, ident: str) -> str:
             "sum_j exp(z_j - max z)`.")
 
 
+def _more_inputs_section(m, ident: str) -> str:
+    """The README's words on a multi-input model's other inputs and its decision rules
+    (their numbers are in ``model_config.h``); empty for a one-input model."""
+    if len(m.inputs) == 1:
+        return ""
+    key = ident.upper()
+    names = ", ".join(f"`{spec.name}` {tuple(spec.shape)}" for spec in m.inputs)
+    lines = [f"## More inputs: {names}", "",
+             f"Each input has its own quantization and interpreter index: "
+             f"`{key}_<INPUT>_INPUT_INDEX`, `_LENGTH`, `_SCALE`, `_ZERO_POINT` in "
+             "`model_config.h` (the converter orders the inputs its own way; use the index)."]
+    if getattr(m.signal, "rr", None) is not None:
+        lines.append("The RR input's features, in order, and how each is computed causally "
+                     "are a comment in `model_config.h`; the reference implementation is "
+                     "`vitaledge/device/dsp/rr.py`. A beat is classified when the next R peak "
+                     "is found (its post-RR).")
+    if getattr(m.signal, "template", None) is not None:
+        lines.append(f"The template input is the sample-wise median of the float windows of "
+                     f"the previous `{key}_TEMPLATE_BEATS` beats "
+                     "(`vitaledge/device/dsp/template.py`).")
+    lines.append("The decision rules applied after the network (premature-beat and "
+                 "dominant-beat, when the manifest has them) are `*_PREMATURE_*` and "
+                 "`*_DOMINANT_*` macros; `vitaledge/device/dsp/premature.py` and "
+                 "`dominant.py` are their reference implementations.")
+    return "\n".join(lines) + "\n\n"
+
+
 def _readme(m, ident: str, arena: int, measured: int, ops: list[str]) -> str:
     q_in = m.input.quantization
     w = m.signal.to_dict().get("window", {})
@@ -198,7 +225,7 @@ plus 10 %. Align it to 16 bytes. Check RAM and flash against a part with
   zero-padded. The reference implementation is `vitaledge/device/dsp/windows.py`; compare
   your firmware's windows with it on a recorded signal before trusting the classes.
 
-## Output
+{_more_inputs_section(m, ident)}## Output
 
 {_output_section(m, ident)}
 

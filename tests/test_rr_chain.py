@@ -254,6 +254,12 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
         assert int(d[f"{key}_LENGTH"]) == int(np.prod(det["shape"][1:])), key
     assert sorted(indices) == [0, 1, 2]
     assert int(d[f"{ident}_TEMPLATE_BEATS"]) == sig["template"]["beats"]
+    # the bundle's README tells the firmware writer about every input, not only the window
+    readme = (tmp_path / "fw" / "README.md").read_text()
+    more = readme.split("## More inputs:", 1)[1].split("## Output", 1)[0]
+    for spec in specs:
+        assert f"`{spec['name']}`" in more
+    assert f"`{ident}_TEMPLATE_BEATS`" in more and "post-RR" in more
 
     # the premature-beat rule, term by term
     pre = sig["premature"]
