@@ -219,7 +219,12 @@ def test_tcp_line_longer_than_the_bound_is_refused_and_the_connection_closed():
     port = free_port()
     src = sources.open_source(f"tcp:127.0.0.1:{port}", fs=FS)
     got: list = []
-    t = threading.Thread(target=lambda: got.extend(src.chunks), daemon=True)
+
+    def collect():
+        for item in src.chunks:
+            got.append(item)
+
+    t = threading.Thread(target=collect, daemon=True)
     t.start()
     c = socket.create_connection(("127.0.0.1", port), timeout=5)
     c.sendall(b"0.5\n0.25\n")
@@ -237,7 +242,10 @@ def test_tcp_line_longer_than_the_bound_is_refused_and_the_connection_closed():
     c2 = socket.create_connection(("127.0.0.1", port), timeout=5)
     c2.sendall(b"0.75\n")
     c2.close()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20  # the second client's sample arrives, then stop
+    while not any(isinstance(x, np.ndarray) and 0.75 in x for x in list(got)) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
     src.stop()
     t.join(5)
     status = [x for x in got if isinstance(x, sources.StatusEvent)]
@@ -258,7 +266,9 @@ def test_stop_is_prompt_while_the_worker_is_busy(fake_models, tmp_path):
     t = time.monotonic()
     summary = d.run(install_signals=False)
     took = time.monotonic() - t
-    assert took < 0.5 + STOP_GRACE_S + 3.0, took  # not the ~34 s the work would take
+    # not the ~34 s the work would take (the bar is far from both: a loaded machine may
+    # take a few seconds more than 0.5 s + STOP_GRACE_S, never the work's 34 s)
+    assert took < 15.0, (took, STOP_GRACE_S)
     assert summary["abandoned_chunks"] > 0
     # what was written is whole JSON lines
     events_of(out)

@@ -101,8 +101,12 @@ def test_emotion_run_converts_to_every_cpu_variant(emotion_run, tmp_path):
     keras_pred = model.predict(X, verbose=0).argmax(1)
     assert np.mean(keras_pred == y) > 0.6      # the toy model did learn something
     # The unrolled float graph is the Keras arithmetic reordered: same predictions.
-    for name in ("cpu-fp32", "cpu-fp32-fused", "cpu-fp16"):
+    for name in ("cpu-fp32", "cpu-fp32-fused"):
         assert by_name[name].metrics["agreement_with_keras"] == 1.0, name
+    # fp16 weights round: on a near-tie of the (unseeded) toy model one window's argmax may
+    # flip, not more (of the 80 held-out windows, 0.99 would still demand all)
+    fp16 = by_name["cpu-fp16"].metrics
+    assert fp16["n"] > 0 and round((1 - fp16["agreement_with_keras"]) * fp16["n"]) <= 1, fp16
     assert by_name["cpu-int8-fc"].metrics["agreement_with_keras"] >= 0.95
 
     fused = {o["op"] for o in list_ops((tmp_path / "cpu-fp32-fused/model.tflite").read_bytes())}

@@ -5,6 +5,8 @@ broker's CPU. A few seconds against the session's mosquitto (tests/test_mqtt.py)
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -17,14 +19,25 @@ from vitaledge.device.fleet.simulate import listener_pid, proc_cpu_s, simulate  
 from vitaledge.device.stream import mqtt  # noqa: E402
 
 
+def _of_run(seen: list, run: str) -> list:
+    return [(t, b) for t, b in list(seen) if b.get("run") == run]
+
+
 def test_simulated_fleet_reaches_the_subscriber_and_is_measured(broker):  # noqa: F811
     seen = []
     prefix = mqtt.parse_url(broker.url).prefix
+    subscribed = threading.Event()
     sub, _ = mqtt.subscriber(broker.url, [mqtt.topic(prefix, "+", "+", "events", "beat")],
-                             lambda t, body: seen.append((t, body)))
+                             lambda t, body: seen.append((t, body)),
+                             on_subscribed=subscribed.set)
     sub.loop_start()
     try:
+        assert subscribed.wait(20), "this test's subscription was not granted"
         r = simulate(broker.url, devices=5, seconds=3.0, bpm=120, connections=2, seed=1)
+        # simulate waited for its own subscriber; this one may still be receiving
+        deadline = time.monotonic() + 20
+        while len(_of_run(seen, r["run"])) < r["published"] and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         sub.disconnect()
         sub.loop_stop()
@@ -38,13 +51,14 @@ def test_simulated_fleet_reaches_the_subscriber_and_is_measured(broker):  # noqa
         assert key in r
     assert (r["devices"], r["connections"], r["expected_per_s"]) == (5, 2, 10.0)
     lat = r["latency_ms"]
-    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] < 2000
+    # a latency in ms, not a timestamp; no speed bar: the machine may be loaded
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] < 10_000
     # the broker was found by its listening socket, and its CPU read from /proc
     assert r["broker_pid"] == broker.proc.pid == listener_pid(broker.port)
     assert r["broker_cpu_percent"] is not None and r["broker_cpu_percent"] >= 0
 
     # the daemon's topic scheme and beat payload, with seq/run per device
-    mine = [(t, b) for t, b in seen if b.get("run") == r["run"]]
+    mine = _of_run(seen, r["run"])
     assert len(mine) == r["published"]
     topic, body = mine[0]
     site, device, rest = mqtt.parse_topic(prefix, topic)

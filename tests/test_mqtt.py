@@ -165,14 +165,16 @@ class Collector:
         self.events: list[dict] = []
         self.stop = threading.Event()
         self.dedup: Dedup | None = None
+        self.subscribed = threading.Event()
         self._t = threading.Thread(target=self._run, args=(url, client_id, idle_s, timeout_s),
                                    daemon=True)
         self._t.start()
-        time.sleep(0.5)  # subscribed
+        assert self.subscribed.wait(20), "the collector's subscription was not granted"
 
     def _run(self, url, client_id, idle_s, timeout_s):
         self.dedup = tail(url, self.events.append, client_id=client_id, stop=self.stop,
-                          idle_s=idle_s, timeout_s=timeout_s)
+                          idle_s=idle_s, timeout_s=timeout_s,
+                          on_subscribed=self.subscribed.set)
 
     def wait_for(self, pred, timeout: float = 20.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -392,9 +394,14 @@ def test_spool_drops_are_reported_in_fleet_status(broker, tmp_path):
         deadline = time.monotonic() + 10
         while sink.stats()["spool_backlog"] and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.4)
-        row = {r["device"]: r for r in fleet_status(broker.url, 0.5)}["pi4"]
-        assert row["online"] and row["spool_dropped"] == dropped and row["spool_backlog"] == 0
+        row: dict = {}
+        deadline = time.monotonic() + 20  # a stats message after the drain, every 0.2 s
+        while time.monotonic() < deadline:
+            row = {r["device"]: r for r in fleet_status(broker.url, 0.5)}.get("pi4", {})
+            if row.get("online") and row.get("spool_backlog") == 0:
+                break
+        assert row.get("online") and row["spool_dropped"] == dropped \
+            and row["spool_backlog"] == 0, row
     finally:
         sink.close()
 
@@ -523,7 +530,8 @@ def test_daemon_says_ready_then_pings_the_watchdog(tmp_path):
         deadline = time.monotonic() + 20
         while not any("READY=1" in m for _, m in got) and time.monotonic() < deadline:
             got += datagrams(sock, 0.2)
-        got += datagrams(sock, 1.0)
+        window = datagrams(sock, 2.0)  # 20 pings due in it, one every 0.1 s
+        got += window
         d.send_signal(signal.SIGTERM)
         d.wait(timeout=10)
         got += datagrams(sock, 0.3)
@@ -533,8 +541,11 @@ def test_daemon_says_ready_then_pings_the_watchdog(tmp_path):
         sock.close()
     states = [m.split("\n")[0] for _, m in got]
     assert "READY=1" in states, states
-    pings = [t for t, m in got if m == "WATCHDOG=1"]
-    assert len(pings) >= 5 and max(np.diff(pings)) < 0.5
+    # pings keep coming while nothing arrives: a count, not gaps measured at the receiver
+    # (a loaded machine can hold either process back for a moment); pings that stop, or
+    # come once a second instead of every 0.1 s, give at most a handful
+    in_window = sum(m == "WATCHDOG=1" for _, m in window)
+    assert in_window >= 8, (in_window, states)
     assert states[-1] == "STOPPING=1"
 
 

@@ -298,6 +298,11 @@ def test_probation_verdicts():
     assert p.verdict(probe, 101.0) is None  # too early
     for _ in range(4):
         timed.predict(np.zeros((1, 187)))
+    assert len(timed.seconds) == 4 and timed.outputs == 4  # every call timed and counted
+    # the figures judged from here are synthetic: a real call on a loaded machine can take
+    # longer than the 5 ms limit
+    timed.seconds.clear()
+    timed.seconds.extend([0.001] * 4)  # 1 ms calls: within the limit
     assert p.verdict(probe, 102.5)[0] is True
     assert p.verdict({**probe, "signal_errors": 5}, 102.5)[1].startswith("error rate 0.5")
     bad_q = {**probe, "quality": {"good_s": 1.0, "doubtful_s": 0.0, "unreadable_s": 3.0}}

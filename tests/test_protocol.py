@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vitaledge.device.stream.protocol import (
@@ -85,7 +85,8 @@ def _session(n_frames: int, n: int = 10, seed: int = 0) -> tuple[list[bytes], np
     return frames, counts
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(cuts=st.lists(st.integers(0, 2000), max_size=30), seed=st.integers(0, 1000))
 def test_round_trip_over_any_split(cuts, seed):
     frames, counts = _session(60, n=int(seed % 13) + 1, seed=seed)

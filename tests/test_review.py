@@ -187,7 +187,9 @@ def test_page_renders_in_chromium(page, tmp_path):
                     "as root with apt available): the page was not opened in a browser")
     out, _ = page
     url = out.resolve().as_uri()
-    dom = _run_chromium(exe, tmp_path / "profile", "--dump-dom", url)
+    # virtual time: the page's drawing is done when the DOM is dumped, however loaded
+    dom = _run_chromium(exe, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom",
+                        url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
     m = re.search(r'<canvas id="strip"[^>]*>', html)
@@ -200,7 +202,8 @@ def test_page_renders_in_chromium(page, tmp_path):
     assert len(re.findall(r'<li class="error-item missed', html)) == 1
     # opened at an error (#error=1): the strip is drawn around it
     shot = tmp_path / "review.png"
-    res = _run_chromium(exe, tmp_path / "profile2", f"--screenshot={shot}", url + "#error=1")
+    res = _run_chromium(exe, tmp_path / "profile2", "--virtual-time-budget=5000",
+                        f"--screenshot={shot}", url + "#error=1")
     assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
