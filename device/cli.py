@@ -653,6 +653,9 @@ def bench_noise_stress_cmd(records, noises, snrs, model, work_dir, no_xqrs, out,
     from vitaledge.device.stream.progress import ProgressLine
 
     levels = tuple(snr_list(snrs))
+    source = click.get_current_context().get_parameter_source("review_worst")
+    if not out and source is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--review-worst writes pages next to the report: give --out")
     if work_dir is None and out:
         work_dir = str(Path(out) / "records")
     try:
@@ -668,9 +671,13 @@ def bench_noise_stress_cmd(records, noises, snrs, model, work_dir, no_xqrs, out,
     if out:
         for note in save(res, Path(out)):
             click.echo(note, err=True)
-        pages = len(res.get("review", {}).get("pages", []))
+        pages = sum("page" in pg for pg in res.get("review", {}).get("pages", []))
         click.echo(f"saved to {out}/noise_stress.json, .md, .png"
                    + (f" and {pages} review page{'s' * (pages != 1)}" if pages else ""))
+        failed = [pg for pg in res.get("review", {}).get("pages", []) if "error" in pg]
+        if failed:
+            raise click.ClickException(f"{len(failed)} review page(s) not written (the report "
+                                       f"is saved): {failed[0]['error']}")
 
 
 @bench_group.command("stream")

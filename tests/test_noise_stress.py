@@ -183,6 +183,26 @@ def test_cli_noise_stress(short118, data_dir, tmp_path, monkeypatch):
     assert (tmp_path / "o" / "review-s118_ma0.html").stat().st_size > 100_000
     assert not (tmp_path / "o" / "review-s118_ma6.html").exists()
     assert "and 1 review page" in res.output
+    # pages go next to the report: asked for without one is a usage error, before any work
+    res = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
+                                    "--noise", str(ma), "--review-worst", "2"])
+    assert res.exit_code == 2 and "give --out" in res.output, res.output
+    # a page that cannot be written: the measured report is saved all the same, exit 1
+    import vitaledge.device.bench.noise_stress as ns
+
+    def no_room(*a, **k):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(ns, "write_review", no_room)
+    res = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
+                                    "--noise", str(ma), "--snr", "0", "--no-xqrs", "--out",
+                                    str(tmp_path / "p"), "--review-worst", "1"])
+    assert res.exit_code == 1, res.output
+    assert "1 review page(s) not written (the report is saved): No space left" in res.output
+    got = json.loads((tmp_path / "p" / "noise_stress.json").read_text())
+    assert got["review"]["pages"][0]["error"] == "No space left on device"
+    md = (tmp_path / "p" / "noise_stress.md").read_text()
+    assert "not written: No space left on device" in md
 
 
 def test_shape_check_in_noise_removes_false_beats_and_is_chunk_invariant(data_dir, mitdb_dir):

@@ -166,6 +166,19 @@ def test_errors_are_one_line_and_keep_the_old_page(synth_dir, tmp_path):
     res = CliRunner().invoke(main, ["device", "review", str(far), "--record",
                                     str(synth_dir / "s000"), "--out", str(out)])
     assert res.exit_code != 0 and "seq 7: sample 1000000000 is outside" in res.output
+    # a beat without its class, or unclassified beside classified ones, is not a page
+    beat = {"type": "beat", "sample": 500, "seq": 3}
+    for rows, msg in [([beat], "seq 3: needs an integer 'sample' and a 'class'"),
+                      ([{**beat, "class": None, "probabilities": {"N": 1.0}},
+                        {**beat, "sample": 900, "class": "N", "seq": 4}],
+                       "seq 3: class null beside 1 classified beats")]:
+        odd = tmp_path / "odd.jsonl"
+        odd.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        res = CliRunner().invoke(main, ["device", "review", str(odd), "--record",
+                                        str(synth_dir / "s000"), "--out", str(out)])
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code != 0 and len(lines) == 1 and msg in lines[0], res.output
+    assert out.read_text() == "old page"
 
 
 def _chromium() -> str | None:

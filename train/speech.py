@@ -599,6 +599,9 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
           f"{cache.misses} computed)")
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    # an earlier run's metrics must not stand beside this run's config if this one stops
+    # before it writes its own (a fold table reads the pair)
+    (run_dir / "metrics.json").unlink(missing_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     clean = np.arange(len(X_fit)) % (1 + cfg.augment) == 0
     calib = np.flatnonzero(clean)[calibration_subset(y_fit[clean], CALIBRATION_SIZE, cfg.seed)]

@@ -194,31 +194,41 @@ def worst_period(errors: list[dict], fs: float, n: int, start_s: float,
 
 
 def write_review_pages(worst: list[tuple[dict, list[dict], Path]], out: Path) -> list[dict]:
-    """For each (row, events of its gated replay, record path): the events as
-    ``review-NAME.events.jsonl`` and the review page ``review-NAME.html`` in ``out``; what
-    the report says of each page."""
+    """For each (row, events of its gated replay, record path): :func:`write_review_page`;
+    a page that cannot be written is reported (``error``) instead of ending the bench,
+    whose tables are already measured."""
     out.mkdir(parents=True, exist_ok=True)
     pages = []
     for row, events, path in worst:
-        name = f"review-{path.name}"
-        ev_path = out / f"{name}.events.jsonl"
-        ev_path.unlink(missing_ok=True)  # a rerun's events replace the last run's
-        sink = JsonlSink(ev_path, fsync="never")
         try:
-            sink.write(events)
-        finally:
-            sink.close()
-        page = out / f"{name}.html"
-        review = write_review(ev_path, path, page, tolerance_s=TOLERANCE_S)
-        fs, n = review["fs"], review["signal"]["n"]
-        seg = worst_period(review["errors"], fs, n, row["scored_from_s"])
-        s = review["summary"]
-        pages.append({"clean": row["clean"], "noise": row["noise"], "snr": row["snr"],
-                      "errors": row_errors(row), "page": page.name, "events": ev_path.name,
-                      "page_errors": {k: s[k] for k in ("missed", "false", "class")},
-                      "worst_period": seg,
-                      "link": page.name + (f"#error={seg['first_error']}" if seg else "")})
+            pages.append(write_review_page(row, events, path, out))
+        except (OSError, ValueError) as exc:  # EventsError and RecordError are ValueErrors
+            pages.append({"clean": row["clean"], "noise": row["noise"], "snr": row["snr"],
+                          "errors": row_errors(row), "error": str(exc)})
     return pages
+
+
+def write_review_page(row: dict, events: list[dict], path: Path, out: Path) -> dict:
+    """The events as ``review-NAME.events.jsonl`` and the review page ``review-NAME.html``
+    in ``out``; what the report says of the page."""
+    name = f"review-{path.name}"
+    ev_path = out / f"{name}.events.jsonl"
+    ev_path.unlink(missing_ok=True)  # a rerun's events replace the last run's
+    sink = JsonlSink(ev_path, fsync="never")
+    try:
+        sink.write(events)
+    finally:
+        sink.close()
+    page = out / f"{name}.html"
+    review = write_review(ev_path, path, page, tolerance_s=TOLERANCE_S)
+    seg = worst_period(review["errors"], review["fs"], review["signal"]["n"],
+                       row["scored_from_s"])
+    s = review["summary"]
+    return {"clean": row["clean"], "noise": row["noise"], "snr": row["snr"],
+            "errors": row_errors(row), "page": page.name, "events": ev_path.name,
+            "page_errors": {k: s[k] for k in ("missed", "false", "class")},
+            "worst_period": seg,
+            "link": page.name + (f"#error={seg['first_error']}" if seg else "")}
 
 
 def _gross(rows: list[dict]) -> dict:
@@ -325,12 +335,13 @@ def format_review(res: dict) -> list[str]:
               + (" misclassified |" if cls else "") + " worst period | errors there | "
               "review page |", "|" + "---|" * (10 if cls else 9)]
     for pg in rv["pages"]:
-        e, w = pg["errors"], pg["worst_period"]
+        e, w = pg["errors"], pg.get("worst_period")
         cells = [pg["clean"], pg["noise"], pg["snr"], str(e["total"]), str(e["missed"]),
                  str(e["false"])] + ([str(e["misclassified"])] if cls else [])
         cells += ([f"{_mmss(w['start_s'])}–{_mmss(w['end_s'])}", str(w["errors"])] if w
-                  else ["—", "0"])
-        cells.append(f"[{pg['page']}]({pg['link']})")
+                  else ["—", "—" if "error" in pg else "0"])
+        cells.append(f"not written: {pg['error']}" if "error" in pg
+                     else f"[{pg['page']}]({pg['link']})")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -196,7 +196,7 @@ def _readable_se(ref: np.ndarray, ref_det: np.ndarray, segs: list[list[int]]) ->
 
 def _prob(e: dict) -> float | None:
     p = e.get("probabilities")
-    if isinstance(p, dict) and isinstance(p.get(e["class"]), int | float):
+    if isinstance(p, dict) and isinstance(p.get(e.get("class")), int | float):
         return round(float(p[e["class"]]), 3)
     return None
 

@@ -43,14 +43,21 @@ def read_rows(path: str | Path) -> list:
 
 
 def check_beat_events(events: list[dict], unclassified: bool = False) -> None:
-    """Every beat event needs an integer ``sample`` and a ``class`` in :data:`CLASSES`
-    (with ``unclassified``, or ``null``: a beat detected, not classified)."""
+    """Every beat event needs an integer ``sample`` and a ``class`` in :data:`CLASSES`.
+    With ``unclassified``, a run whose every beat has ``"class": null`` (detected, not
+    classified: ``bench noise-stress`` without a model) passes too; a missing ``class``
+    key, or null beside classified beats, is still an error."""
     allowed = (*CLASSES, None) if unclassified else CLASSES
     bad = [e for e in events if not isinstance(e.get("sample"), int)
-           or e.get("class") not in allowed]
+           or "class" not in e or e["class"] not in allowed]
     if bad:
         raise EventsError(f"beat event seq {bad[0].get('seq')}: needs an integer 'sample' and "
                           f"a 'class' in {list(allowed)}, got {bad[0]}")
+    nulls = [e for e in events if e["class"] is None]
+    if nulls and len(nulls) != len(events):
+        raise EventsError(f"beat event seq {nulls[0].get('seq')}: class null beside "
+                          f"{len(events) - len(nulls)} classified beats (a detection-only run "
+                          "has no class on any beat)")
 
 
 def load_events(path: str | Path, run: str | None = None) -> list[dict]:
