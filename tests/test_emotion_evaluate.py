@@ -132,6 +132,7 @@ def test_bad_data_is_one_line_and_a_non_zero_exit(runs, tmp_path):
     assert "does not exist" in one_error(ecg, "--data", tmp_path / "nowhere")
     assert "give --data" in one_error(ecg, "--actors", "P01")
     assert "emotion-ecg runs do not take --split" in one_error(ecg, "--split", "all")
+    assert "emotion-ecg runs do not take --no-cache" in one_error(ecg, "--no-cache")
     # synthetic training data has no directory: --data is refused, not ignored
     assert "trained on synthetic trials" in one_error(runs / "ecg-synth", "--data", amigos)
     assert "trained on synthetic windows" in one_error(runs / "mm", "--data", amigos)

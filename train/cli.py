@@ -243,9 +243,10 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
     try:
         task = run_task(Path(model))
         given = {"--records": records, "--csv": csv_file, "--split": split != "test",
-                 "--calm": calm, "--corpus": corpus != "auto", "--actors": actors}
+                 "--calm": calm, "--corpus": corpus != "auto", "--actors": actors,
+                 "--cache": cache_dir, "--no-cache": no_cache}
         takes = {"beat": ("--records", "--csv", "--split"),
-                 "emotion-speech": ("--calm", "--corpus", "--actors"),
+                 "emotion-speech": ("--calm", "--corpus", "--actors", "--cache", "--no-cache"),
                  "emotion-ecg": ("--actors",)}.get(task, ())
         refused = [name for name, on in given.items() if on and name not in takes]
         if refused:
