@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,15 @@ def mitdb_dir(data_dir: Path) -> Path:
 #: The seven records the detector and loader tests were written on; tests name the records
 #: they need instead of assuming what the folder holds (it grows).
 SEVEN = ("100", "104", "106", "108", "113", "208", "232")
+
+
+def wait_for(cond, seconds: float) -> bool:
+    """Poll ``cond`` every 0.1 s until it holds or ``seconds`` pass; its last value (for
+    tests that wait for a server or a peer instead of sleeping a fixed time)."""
+    deadline = time.monotonic() + seconds
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return cond()
 
 
 def mitdb_records(mitdb: Path, names) -> list[Path]:

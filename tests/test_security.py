@@ -8,12 +8,12 @@ import json
 import re
 import shutil
 import socket
-import time
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import wait_for
 
 from vitaledge.device.model.signing import (
     SIG_FILE,
@@ -41,13 +41,6 @@ def _serve(**kw):
                       lambda: b"m 1\n", events, **kw)
     api.serve_in_thread(srv)
     return srv, calls
-
-
-def _wait_for(cond, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return cond()
 
 
 def _code(srv) -> int | None:
@@ -170,12 +163,12 @@ def test_connections_beyond_the_limit_get_503(monkeypatch):
             s = socket.create_connection(("127.0.0.1", srv.server_address[1]))
             idle.append(s)
         # once the server has taken them all in, a new client is turned away
-        assert _wait_for(lambda: _code(srv) == 503, 20), _code(srv)
+        assert wait_for(lambda: _code(srv) == 503, 20), _code(srv)
     finally:
         for s in idle:
             s.close()
     try:  # slots come back when clients leave
-        assert _wait_for(lambda: _code(srv) == 200, 20), _code(srv)
+        assert wait_for(lambda: _code(srv) == 200, 20), _code(srv)
     finally:
         srv.shutdown()
 

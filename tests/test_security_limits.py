@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import wait_for
 
 from vitaledge.device.stream import api
 from vitaledge.device.stream.protocol import StatusEvent
@@ -52,13 +53,6 @@ def _closed_by_peer(s: socket.socket) -> bool:
         return False
     except OSError:
         return True
-
-
-def _wait_for(cond, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return cond()
 
 
 # ---------------------------------------------------------------- slow clients
@@ -106,7 +100,7 @@ def test_slow_clients_are_closed_and_health_keeps_answering():
             time.sleep(0.5)
         assert codes[-1] == 200, f"/health with 20 slow clients connected: {codes}"
         # the server closes every slow client: the request bound is whole-request
-        assert _wait_for(lambda: len(closed) == len(slow), 20), \
+        assert wait_for(lambda: len(closed) == len(slow), 20), \
             f"{len(slow) - len(closed)} slow clients still connected"
         stop.set()
         t.join(5)
@@ -195,7 +189,7 @@ def test_tcp_source_reads_samples_only_after_the_token():
         client(b"AUTH wrong-token-0123456789\n", 8.0)
         client(b"AUTH " + b"a" * 300, 7.0)  # no end of line in sight
         client(f"AUTH {TOKEN}\n".encode(), 1.5)
-        assert _wait_for(lambda: src.stats()["auth_failures"] == 3, 10)
+        assert wait_for(lambda: src.stats()["auth_failures"] == 3, 10)
     finally:
         src.stop()
         reader.join(10)
@@ -229,13 +223,13 @@ def test_sensor_board_sends_the_token_and_a_board_without_it_is_refused(tmp_path
     try:
         anon = _sensor(port, env=env)  # a board without the token
         assert anon.returncode == 0, anon.stderr
-        assert _wait_for(lambda: src.stats()["auth_failures"] == 1, 10)
+        assert wait_for(lambda: src.stats()["auth_failures"] == 1, 10)
         assert src.stats()["bytes_in"] == 0  # not one of its bytes reached the decoder
         board = _sensor(port, "--token-file", str(tok), env=env)
         assert board.returncode == 0, board.stderr
         summary = json.loads(board.stdout.splitlines()[-1])
         s = src.stats
-        assert _wait_for(lambda: s()["samples"] + s()["missing_samples"]
+        assert wait_for(lambda: s()["samples"] + s()["missing_samples"]
                          + s()["start_offset"] >= summary["samples"], 10)
     finally:
         src.stop()

@@ -388,9 +388,6 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
     if fold is not None and split != "actors":
         raise click.BadParameter("a fold of the leave-speakers-out folds: needs --split actors",
                                  param_hint="--fold")
-    if fold is not None and fold > folds:
-        raise click.BadParameter(f"{fold}: a {folds}-fold run has folds 1 to {folds}",
-                                 param_hint="--fold")
     try:
         snr_db = [float(v) for v in snr.split(",")]
         if len(snr_db) != 2:
