@@ -238,3 +238,70 @@ def test_shape_check_in_noise_removes_false_beats_and_is_chunk_invariant(data_di
         for i in range(0, len(x), chunk):
             got += d.process(x[i:i + chunk])
         assert got + d.flush() == whole.tolist()
+
+
+def test_review_page_counts_the_rows_scope(report, tmp_path):
+    """A review page lists every error of its record, but the report counts those the row
+    counts: from the end of the learning period and outside reference-marked ventricular
+    flutter (as EC57's bxb). On the 0 dB record with a VF episode marked inside the noisy
+    period, the page's scored counts equal the row's and the worst period skips the VF."""
+    import wfdb
+
+    from vitaledge.device.bench.noise_stress import score_replay, write_review_page
+
+    _, work = report
+    src = work / "s118_ma0"
+    rec = wfdb.rdrecord(str(src))
+    ann = wfdb.rdann(str(src), "atr")
+    vf = (int(330 * FS), int(360 * FS))  # 5:30-6:00, in the noisy period
+    sample = np.concatenate([ann.sample, vf])
+    symbol = list(ann.symbol) + ["[", "]"]
+    order = np.argsort(sample, kind="stable")
+    wfdb.wrsamp("vf118", fs=rec.fs, units=rec.units, sig_name=rec.sig_name,
+                p_signal=rec.p_signal, fmt=["16"] * rec.n_sig, adc_gain=rec.adc_gain,
+                baseline=[0] * rec.n_sig, write_dir=str(tmp_path))
+    wfdb.wrann("vf118", "atr", sample[order], symbol=[symbol[i] for i in order],
+               write_dir=str(tmp_path))
+    path = tmp_path / "vf118"
+    row, events = score_replay(path, None, with_xqrs=False)
+    row = {"clean": "s118", "noise": "ma", "snr": "0", **row}
+    pg = write_review_page(row, events, path, tmp_path / "pages")
+    data = json.loads(re.search(r'<script type="application/json" id="review-data">(.*?)'
+                                r"</script>", (tmp_path / "pages" / pg["page"]).read_text(),
+                                re.S).group(1))
+    in_vf = [e for e in data["errors"] if vf[0] <= e["sample"] < vf[1]]
+    assert in_vf, "the 0 dB noise should cost beats inside the marked episode"
+    assert pg["page_errors"]["missed"] == row["gated"]["fn"]
+    assert pg["page_errors"]["false"] == row["gated"]["fp"]
+    whole = pg["page_errors_whole_record"]
+    assert whole["missed"] + whole["false"] == len(data["errors"])
+    assert whole["missed"] + whole["false"] >= (pg["page_errors"]["missed"]
+                                               + pg["page_errors"]["false"] + len(in_vf))
+    w = pg["worst_period"]
+    first = data["errors"][w["first_error"]]["sample"]
+    assert not vf[0] <= first < vf[1]
+    assert w["errors"] == sum(w["start_s"] * FS <= e["sample"] < w["end_s"] * FS
+                              and not vf[0] <= e["sample"] < vf[1] for e in data["errors"])
+
+
+def test_two_records_of_one_name_are_refused(short118, data_dir, tmp_path):
+    """Records made from the clean and noise records, and their review pages, are named by
+    the records' names: two clean records of one name are refused before any work."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    other = tmp_path / "other"
+    other.mkdir()
+    for ext in (".hea", ".dat", ".atr"):
+        shutil.copy(short118.with_suffix(ext), other / f"s118{ext}")
+    res = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
+                                    "--record", str(other / "s118"), "--noise",
+                                    str(data_dir / "nstdb-noise" / "ma"), "--snr", "6",
+                                    "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith("Error: two clean records are named 's118'")
+    assert len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

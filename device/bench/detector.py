@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.dsp.matching import TOLERANCE_S
 from vitaledge.device.dsp.rpeaks import detect_rpeaks
 from vitaledge.device.eval.scoring import DetectionScore, score_outside
 from vitaledge.device.io.aami import map_annotations, vf_episodes
@@ -26,7 +27,7 @@ def xqrs_detect(x: np.ndarray, fs: float) -> np.ndarray:
 
 
 def bench_detector(directory: str | Path, with_xqrs: bool = True,
-                   tolerance_s: float = 0.15, names: list[str] | None = None,
+                   tolerance_s: float = TOLERANCE_S, names: list[str] | None = None,
                    progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Se / +P per record of ``directory`` (only ``names`` when given). ``progress`` is
     called with (records done, records in all, the record now read)."""

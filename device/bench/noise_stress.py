@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 from vitaledge.device.dsp.signal_quality_index import DOUBTFUL, GOOD, UNREADABLE, QualityIndex
 from vitaledge.device.eval.review import write_review
 from vitaledge.device.eval.scoring import DetectionScore, outside, score_outside
@@ -43,8 +44,6 @@ from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream import events as event
 from vitaledge.device.stream.pipeline import BeatPipeline
 from vitaledge.device.stream.sinks import JsonlSink
-
-TOLERANCE_S = 0.15
 
 #: How many of the rows with the most errors get a review page by default.
 REVIEW_WORST = 3
@@ -58,7 +57,7 @@ def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, ch
             ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, str]], list[dict]]:
     """(beat samples, class indices or -1, flagged (start, stop, state), events) of one
     replay: the events are the daemon's; without a model, the same beat and quality-run
-    events with no class."""
+    events with no class, built for the gated replay only (the one a review page shows)."""
     if model is not None:
         pipe = BeatPipeline(model, fs, gating=gating)
         events = []
@@ -85,13 +84,15 @@ def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, ch
     if gating:
         unread = [(a, z) for a, z, st in flagged if st == UNREADABLE]
         peaks = peaks[outside(peaks, unread)]
+    if not gating:
+        return peaks, np.full(len(peaks), -1, np.int64), flagged, []
     doubt = ~outside(peaks, [(a, z) for a, z, st in flagged if st == DOUBTFUL])
     events = [event.beat(round(s / fs, 4), int(s), None, None,
                          (s - peaks[k - 1]) / fs if k else None, DOUBTFUL if doubt[k] else None)
               for k, s in enumerate(peaks)]
     events += [event.quality_run(b.state, round(b.start / fs, 4), round(b.stop / fs, 4),
                                  b.start, b.stop, b.reason)
-               for b in blocks if gating and b.state != GOOD]
+               for b in blocks if b.state != GOOD]
     return peaks, np.full(len(peaks), -1, np.int64), flagged, events
 
 
@@ -99,8 +100,6 @@ def _class_counts(ref: np.ndarray, rcls: np.ndarray, det: np.ndarray, dcls: np.n
                   fs: float, keep_ref: np.ndarray, keep_det: np.ndarray) -> dict:
     """Per-class tp/fn/fp (EC57 style: a reference beat of class c is a true positive when
     detected and labelled c) over the kept beats."""
-    from vitaledge.device.dsp.matching import match_beats
-
     ri, di = match_beats(ref, det, int(round(TOLERANCE_S * fs)))
     out = {}
     for k, name in enumerate(CLASSES):
@@ -178,15 +177,16 @@ def row_errors(row: dict) -> dict:
 
 
 def worst_period(errors: list[dict], fs: float, n: int, start_s: float,
-                 period_s: float = PERIOD_S) -> dict | None:
+                 period_s: float = PERIOD_S, scored: list[bool] | None = None) -> dict | None:
     """The ``period_s`` stretch from ``start_s`` on (the noise-stress protocol's noisy and
-    clean periods) holding the most of a review page's ``errors``, first on a tie: its
-    start and end (s), its error count and the page index of its first error; None
-    without errors there."""
+    clean periods) holding the most of a review page's ``errors`` (only those ``scored``
+    marks, when given), first on a tie: its start and end (s), its error count and the
+    page index of its first error; None without errors there."""
     a0, step = int(round(start_s * fs)), int(round(period_s * fs))
+    keep = scored if scored is not None else [True] * len(errors)
     best = None
     for a in range(a0, n, step):
-        idx = [i for i, e in enumerate(errors) if a <= e["sample"] < a + step]
+        idx = [i for i, e in enumerate(errors) if keep[i] and a <= e["sample"] < a + step]
         if idx and (best is None or len(idx) > best["errors"]):
             best = {"start_s": a / fs, "end_s": min(a + step, n) / fs, "errors": len(idx),
                     "first_error": idx[0]}
@@ -221,12 +221,22 @@ def write_review_page(row: dict, events: list[dict], path: Path, out: Path) -> d
         sink.close()
     page = out / f"{name}.html"
     review = write_review(ev_path, path, page, tolerance_s=TOLERANCE_S)
-    seg = worst_period(review["errors"], review["fs"], review["signal"]["n"],
-                       row["scored_from_s"])
-    s = review["summary"]
+    fs = review["fs"]
+    # the page lists every error of the record; the report counts those of the row's
+    # scope: from the end of the learning period, outside reference-marked VF (as EC57)
+    rec = read_record(path)
+    vf = vf_episodes(rec.ann_samples, rec.ann_symbols)
+    at = np.asarray([e["sample"] for e in review["errors"]], np.int64)
+    scored = ((at >= round(row["scored_from_s"] * fs)) & outside(at, vf)).tolist()
+    seg = worst_period(review["errors"], fs, review["signal"]["n"], row["scored_from_s"],
+                       scored=scored)
+    page_errors = {k: sum(ok and e["kind"] == k for ok, e in
+                          zip(scored, review["errors"], strict=True))
+                   for k in ("missed", "false", "class")}
     return {"clean": row["clean"], "noise": row["noise"], "snr": row["snr"],
             "errors": row_errors(row), "page": page.name, "events": ev_path.name,
-            "page_errors": {k: s[k] for k in ("missed", "false", "class")},
+            "page_errors": page_errors, "page_errors_whole_record": {
+                k: review["summary"][k] for k in ("missed", "false", "class")},
             "worst_period": seg,
             "link": page.name + (f"#error={seg['first_error']}" if seg else "")}
 
@@ -263,6 +273,12 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
     """Rows per clean record x noise x SNR (and per clean record alone), gross totals per
     SNR and per noise x SNR; with ``review_dir``, review pages there for the
     ``review_worst`` rows with the most errors (``review``: :func:`write_review_pages`)."""
+    for kind, paths in (("clean", clean), ("noise", noises)):
+        names = [Path(p).name for p in paths]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # the records made from them, and their review pages, are named by it
+            raise ValueError(f"two {kind} records are named {twice[0]!r}: each record's "
+                             "name must be unique (copy or link one under another name)")
     work = Path(work_dir)
     m = Model(model, threads=1) if model else None
     jobs: list[tuple[str, str, Path, str]] = []

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
+#: ANSI/AAMI EC57's matching window: a detection within 150 ms of a reference beat matches it.
+#: Every scorer (and the labelling of detected training beats) uses this one value.
+TOLERANCE_S = 0.15
+
 
 def match_beats(ref: np.ndarray, det: np.ndarray, tolerance: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (ref index, det index) matched greedily by time order within ``tolerance``

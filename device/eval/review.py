@@ -20,13 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.dsp.matching import match_beats
+from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 from vitaledge.device.eval.score_events import EventsError, check_beat_events, read_rows
 from vitaledge.device.io.aami import CLASSES, map_annotations
 from vitaledge.device.io.records import Record, read_record
-
-#: EC57's matching window: a detection within 150 ms of a reference beat matches it.
-TOLERANCE_S = 0.15
 
 #: Error kinds, in the order the page lists their counts.
 ERROR_KINDS = ("missed", "false", "class")

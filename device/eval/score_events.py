@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.dsp.matching import TOLERANCE_S
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
 from vitaledge.device.eval.scoring import match_outside, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
@@ -105,7 +106,7 @@ def _sqlite_rows(path: Path) -> list:
     return [json.loads(b) for (b,) in body]
 
 
-def score_events(events: list[dict], record: str | Path, tolerance_s: float = 0.15) -> dict:
+def score_events(events: list[dict], record: str | Path, tolerance_s: float = TOLERANCE_S) -> dict:
     """Detection and classification of ``events`` against ``record``'s annotations."""
     rec = read_record(record)
     ref, cls = map_annotations(rec.ann_samples, rec.ann_symbols)
@@ -140,7 +141,7 @@ def quality_segments(path: str | Path, run: str | None = None) -> list[dict]:
 
 
 def score_gated(events: list[dict], segments: list[dict], record: str | Path,
-                tolerance_s: float = 0.15) -> dict:
+                tolerance_s: float = TOLERANCE_S) -> dict:
     """Detection outside the flagged (doubtful or unreadable) stretches, and how much of
     the record they cover: a gate that flags everything shows as a large fraction."""
     rec = read_record(record)

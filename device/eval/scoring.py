@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitaledge.device.dsp.matching import match_beats
+from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 
 
 @dataclass
@@ -29,7 +29,7 @@ class DetectionScore:
 
 
 def score_detections(ref: np.ndarray, det: np.ndarray, fs: float,
-                     tolerance_s: float = 0.15) -> DetectionScore:
+                     tolerance_s: float = TOLERANCE_S) -> DetectionScore:
     ri, _ = match_beats(ref, det, int(round(tolerance_s * fs)))
     return DetectionScore(tp=len(ri), fn=len(ref) - len(ri), fp=len(det) - len(ri))
 
@@ -44,7 +44,7 @@ def outside(samples: np.ndarray, segments: list[tuple[int, int]]) -> np.ndarray:
 
 
 def match_outside(ref: np.ndarray, det: np.ndarray, fs: float,
-                  segments: list[tuple[int, int]], tolerance_s: float = 0.15
+                  segments: list[tuple[int, int]], tolerance_s: float = TOLERANCE_S
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, DetectionScore]:
     """Detections matched to reference beats over the whole record, then reference beats
     and detections inside ``segments`` (flagged stretches, VF episodes) left out, as EC57
@@ -62,7 +62,7 @@ def match_outside(ref: np.ndarray, det: np.ndarray, fs: float,
 
 
 def score_outside(ref: np.ndarray, det: np.ndarray, fs: float,
-                  segments: list[tuple[int, int]], tolerance_s: float = 0.15
+                  segments: list[tuple[int, int]], tolerance_s: float = TOLERANCE_S
                   ) -> DetectionScore:
     """Detection scored only outside ``segments`` (:func:`match_outside`)."""
     return match_outside(ref, det, fs, segments, tolerance_s)[-1]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.dsp.filters import apply_filter
-from vitaledge.device.dsp.matching import match_beats
+from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 from vitaledge.device.dsp.rpeaks import detect_rpeaks
 from vitaledge.device.dsp.rr import RRSpec, rr_features
 from vitaledge.device.dsp.template import TemplateSpec, templates
@@ -90,9 +90,6 @@ class BeatSet:
 
 ANCHORS = ("annotated", "detected")
 
-#: A detection within this of a reference beat is that beat (ANSI/AAMI EC57).
-MATCH_TOLERANCE_S = 0.15
-
 
 def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
                       rr: RRSpec | None = None, template: TemplateSpec | None = None) -> BeatSet:
@@ -111,7 +108,7 @@ def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
                                  .tolist()}}
     if anchor == "detected":
         peaks = detect_rpeaks(rec.signal, rec.fs)
-        ri, di = match_beats(samples, peaks, int(round(MATCH_TOLERANCE_S * rec.fs)))
+        ri, di = match_beats(samples, peaks, int(round(TOLERANCE_S * rec.fs)))
         peak_labels = np.full(len(peaks), -1, np.int64)
         peak_labels[di] = labels[ri]
         desc.update(unmatched_detections=int(len(peaks) - len(di)),
