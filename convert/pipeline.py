@@ -77,11 +77,12 @@ def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Res
     X = [held_inputs[k] for k in names] if isinstance(held_inputs, dict) else held.X
     src = Source(run_dir=run_dir, task="beat", labels=list(CLASSES), signal=signal,
                  arch=cfg.arch, input_names=names, calibration=rep,
-                 X=X, y=held.y, keras_probs=keras_probs, keras_ref=keras_ref)
+                 X=X, y=held.y, keras_probs=keras_probs, keras_ref=keras_ref,
+                 order={"groups": held.record, "times": held.sample})
     results: list[Result] = []
     out.mkdir(parents=True, exist_ok=True)
     # The held-out windows, for device-side checks (bench --data) without TensorFlow.
-    write_heldout(out / "heldout.npz", X, held.y, src.signal)
+    write_heldout(out / "heldout.npz", X, held.y, src.signal, held.record, held.sample)
     for s in opts.sparsities:
         model, pruning = base, None
         if s:

@@ -74,6 +74,9 @@ class Source:
     keras_probs: np.ndarray
     keras_ref: dict
     input_range: str = "minmax"  # full int8's input range (quantize.INPUT_RANGES)
+    #: each held-out beat's patient and time, for decisions made over a patient's beats in
+    #: order (the similar-beat vote); empty for tasks without them
+    order: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -154,7 +157,8 @@ def build_variant(src: Source, v: Variant, out: Path, opts: ConvertOptions) -> R
         m = build_manifest(src, v.target, v.quant, content, v.pruning, extra,
                            "probabilities" if logits is None else LOGITS)
         m.save(vdir / "manifest.json")
-        metrics = verify(vdir, src.X, src.y, src.keras_probs, list(src.labels), opts.threads)
+        metrics = verify(vdir, src.X, src.y, src.keras_probs, list(src.labels), opts.threads,
+                         order=src.order)
     except (ModelLoadError, RuntimeError, ValueError) as exc:
         return Result(v.name, FAIL, vdir, len(content), gz, error=str(exc))
     metrics["evaluated_on"] = src.keras_ref["evaluated_on"]

@@ -17,14 +17,16 @@ from vitaledge.device.model.timing import time_calls
 
 
 def verify(artifact_dir: Path, X, y: np.ndarray, keras_probs: np.ndarray,
-           labels: list[str], threads: int = 1, delegate: str = "xnnpack") -> dict:
-    """Metrics of the artifact (classes decided as the device decides them), agreement of
-    its argmax with the Keras model's, and a quick latency figure."""
+           labels: list[str], threads: int = 1, delegate: str = "xnnpack",
+           order: dict | None = None) -> dict:
+    """Metrics of the artifact (classes decided as the device decides them; ``order``:
+    each row's ``groups`` and ``times`` for decisions over a patient's beats), agreement
+    of its argmax with the Keras model's, and a quick latency figure."""
     t0 = time.perf_counter()
     model = Model(artifact_dir, threads=threads, delegate=delegate)
     load_ms = (time.perf_counter() - t0) * 1e3
     probs = model.predict(X)
-    pred = model.decide(probs, X)
+    pred = model.decide(probs, X, **(order or {}))
     m = classification_metrics(y, pred, labels)
     xs = list(X) if isinstance(X, list | tuple) else [X]
     x1 = [model.quantize_input(np.asarray(a[:1], np.float32).reshape(model.input_shapes[i]), i)

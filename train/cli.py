@@ -116,6 +116,10 @@ def train_group() -> None:
                    "patient's running template and on time (the dominant-beat rule) "
                    "[default: template for models with RR and template inputs, else "
                    "network].")
+@click.option("--vote", type=click.Choice(["none", "similar"]), default=None,
+              help="Before the class is decided, average each beat's outputs with those of "
+                   "the patient's earlier beats of the same shape (the similar-beat vote) "
+                   "[default: similar for models with RR and template inputs, else none].")
 @click.option("--noise-aug", type=click.Path(exists=True), default=None,
               help="Also fit on noisy copies of the training records, with the noise "
                    "records in this directory (e.g. ../shared/data/nstdb-noise).")
@@ -138,7 +142,7 @@ def train_group() -> None:
 def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, fs,
                    before, after, no_filter, split, folds, anchor, test_records, test_fraction,
                    val_fraction, balance, s_rule, s_rule_threshold, s_rule_irregularity,
-                   v_rule, noise_aug, noise_copies, noise_snr, epochs, batch_size, lr,
+                   v_rule, vote, noise_aug, noise_copies, noise_snr, epochs, batch_size, lr,
                    patience, checkpoint, seed, out) -> None:
     """Train a heartbeat classifier (AAMI N/S/V/F/Q) and evaluate it on held-out beats."""
     from .balance import BalanceError, parse
@@ -163,6 +167,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
     if v_rule == "template" and not has_template:
         raise click.BadParameter(f"architecture {arch!r} takes no RR features and template; "
                                  "the dominant-beat rule needs both", param_hint="--v-rule")
+    vote = vote or ("similar" if has_template else "none")
     s_rule_irregularity = _irregularity(s_rule_irregularity) if s_rule == "timing" else None
     if csv_train and convention == "kachuee":
         no_filter = True  # the Kaggle rows were cut from unfiltered signal
@@ -188,7 +193,8 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         learning_rate=lr, patience=patience, checkpoint=checkpoint, seed=seed, anchor=anchor,
         folds=folds,
         s_rule=s_rule, s_rule_threshold=s_rule_threshold,
-        s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, noise_aug=noise_aug)
+        s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, vote=vote,
+        noise_aug=noise_aug)
     try:
         if split == "loro":
             from .loro import run_loro

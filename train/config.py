@@ -63,6 +63,12 @@ class BeatTrainConfig:
     v_rule: str = "network"
     #: the dominant-beat rule (DominantRule as a dict), written by training
     dominant: dict | None = None
+    #: before the class is decided: "none", or "similar" (the similar-beat vote,
+    #: vitaledge.device.dsp.similar_beats: each beat's outputs averaged with those of the
+    #: patient's earlier beats of the same shape)
+    vote: str = "none"
+    #: the vote (SimilarBeatVote as a dict), written by training
+    similar: dict | None = None
     #: noisy copies of the training records to fit on as well (vitaledge.train.noise_aug.
     #: NoiseAug as a dict); None: the clean records only
     noise_aug: dict | None = None
@@ -72,7 +78,7 @@ class BeatTrainConfig:
         from vitaledge.device.inputs.beat import BeatSignal
 
         d = {"kind": "beat", "window": self.window.to_dict(), "lead": self.lead}
-        for key in ("rr", "template", "premature", "dominant"):
+        for key in ("rr", "template", "premature", "dominant", "similar"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
         return BeatSignal.from_dict(d)

@@ -112,7 +112,8 @@ def evaluate_model(model_path: Path, records: str | None = None,
     if len(beats) == 0:
         raise ValueError("no beats to evaluate")
     inputs = beats.inputs()
-    pred = cfg.beat_signal().decide(predict_fn(inputs), list(CLASSES), inputs)
+    pred = cfg.beat_signal().decide(predict_fn(inputs), list(CLASSES), inputs,
+                                    groups=beats.record, times=beats.sample)
     metrics = classification_metrics(beats.y, pred, list(CLASSES))
     metrics["model"] = model_desc
     metrics["data"] = source

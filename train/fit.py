@@ -134,6 +134,10 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
         from vitaledge.device.dsp.dominant import DominantRule
 
         cfg.dominant = DominantRule().to_dict()
+    if cfg.vote == "similar":
+        from vitaledge.device.dsp.similar_beats import SimilarBeatVote
+
+        cfg.similar = SimilarBeatVote().to_dict()
     signal = cfg.beat_signal()
     cfg.save(run_dir / "config.json")
     save_split_ids(run_dir / "splits.npz", p)
@@ -177,7 +181,7 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
     probs = predict(best, eval_set.inputs())
     pred = decide_beats(signal, probs, eval_set)
     metrics = classification_metrics(eval_set.y, pred, list(CLASSES))
-    if signal.premature or signal.dominant:  # what the network alone would have said
+    if signal.premature or signal.dominant or signal.similar:  # what the network alone says
         metrics["network_only"] = score(probs, eval_set.y)
     if len(p.test):
         np.savez_compressed(run_dir / "test_predictions.npz", record=p.test.record.astype(str),

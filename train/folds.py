@@ -57,7 +57,7 @@ def run_patient_folds(cfg: BeatTrainConfig, run_dir: Path) -> dict:
     rep = write_ec57(pooled_beats, cat["pred"], run_dir, title)
     summary = {"config": cfg.to_dict(), "folds": per_fold, "spread": spread(per_fold),
                "pooled": rep["gross"]}
-    if cfg.s_rule != "network" or cfg.v_rule != "network":  # the networks' argmax alone
+    if cfg.s_rule != "network" or cfg.v_rule != "network" or cfg.vote != "none":  # argmax alone
         summary["pooled_network_only"] = ec57.table(pooled_beats.y, cat["probs"].argmax(1))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "folds.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -53,5 +53,8 @@ def describe(rule: PrematureRule) -> str:
 
 
 def decide_beats(signal, probs: np.ndarray, beats: BeatSet) -> np.ndarray:
-    """Class indices of ``beats`` from model outputs, as the device decides them."""
-    return signal.decide(probs, list(CLASSES), beats.inputs())
+    """Class indices of ``beats`` from model outputs, as the device decides them (a
+    decision over a patient's beats in time order, the similar-beat vote, runs per record
+    in sample order)."""
+    return signal.decide(probs, list(CLASSES), beats.inputs(), groups=beats.record,
+                         times=beats.sample)

@@ -126,29 +126,32 @@ def environment(backend: str | None) -> dict:
 
 
 def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """(windows, labels): ``data`` is a WFDB directory (every annotated beat) or the
-    ``heldout.npz`` that ``vitaledge convert`` writes (the run's held-out beats); without
-    data, synthetic beats."""
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """(windows, labels, order): ``data`` is a WFDB directory (every annotated beat) or
+    the ``heldout.npz`` that ``vitaledge convert`` writes (the run's held-out beats);
+    without data, synthetic beats. ``order`` is each beat's patient and time
+    (``groups``, ``times``) when known, for decisions made over a patient's beats."""
     if data and str(data).endswith(".npz"):
         h = read_heldout(data)
         if h.signal.get("window") != spec.to_dict():
             raise ValueError(f"{data}: windows were made with another window spec")
-        return h.inputs[0], h.y
+        return h.inputs[0], h.y, {"groups": h.groups, "times": h.times}
     if data:
         beats = beats_from_dir(data, spec)
-        return beats.X, beats.y
+        return beats.X, beats.y, {"groups": beats.record, "times": beats.sample}
     if "synthetic" not in DEFAULT_INPUTS:
         raise ValueError("no --data given and no simulated patient registered: give --data "
                          "DIR (WFDB records) or --data HELDOUT.npz")
-    return DEFAULT_INPUTS["synthetic"](spec, n, seed)
+    X, y = DEFAULT_INPUTS["synthetic"](spec, n, seed)
+    return X, y, {}
 
 
-def task_inputs(manifest, data: str | None, artifact: Path) -> tuple[object, np.ndarray | None]:
-    """(inputs, labels) for an emotion model or a beat model with RR features: the
+def task_inputs(manifest, data: str | None, artifact: Path
+                ) -> tuple[object, np.ndarray | None, dict]:
+    """(inputs, labels, order) for an emotion model or a beat model with RR features: the
     ``heldout.npz`` that ``vitaledge convert`` writes beside the artifacts (or ``data``,
-    such a file): one array per model input (a list for multi-input models) and the
-    labels."""
+    such a file): one array per model input (a list for multi-input models), the labels,
+    and each beat's patient and time when the file has them (:func:`bench_inputs`)."""
     path = Path(data) if data and str(data).endswith(".npz") else artifact.parent / "heldout.npz"
     if not path.exists():
         raise ValueError(f"{artifact}: a {manifest.task} model is benchmarked on the held-out "
@@ -159,7 +162,7 @@ def task_inputs(manifest, data: str | None, artifact: Path) -> tuple[object, np.
     if len(h.inputs) != len(manifest.inputs):  # X_i is the manifest's input i
         raise ValueError(f"{path}: {len(h.inputs)} input arrays, the model takes "
                          f"{len(manifest.inputs)}")
-    return h.x, h.y
+    return h.x, h.y, {"groups": h.groups, "times": h.times}
 
 
 def _take(X, idx):
@@ -177,7 +180,7 @@ def record_timing(row: BenchRow, times: np.ndarray, batch: int) -> None:
 
 def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.ndarray,
               y: np.ndarray | None, warmup: int, runs: int | None, min_seconds: float,
-              backend: str | None, max_drop: float) -> BenchRow:
+              backend: str | None, max_drop: float, order: dict | None = None) -> BenchRow:
     row = BenchRow(str(artifact), f"{artifact.resolve().parent.name}/{artifact.name}",
                    delegate, threads, batch)
     try:
@@ -209,7 +212,7 @@ def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.nda
         row.peak_rss_mb = peak_rss_mb()
         row.status = OK
         if y is not None:
-            pred = model.decide(model.predict(X), X)
+            pred = model.decide(model.predict(X), X, **(order or {}))
             m = classification_metrics(y, pred, model.labels)
             row.accuracy, row.macro_f1 = round(m["accuracy"], 5), round(m["macro"]["f1"], 5)
             ref = manifest.metrics.get("accuracy")
@@ -247,10 +250,10 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
                 key = json.dumps(spec.to_dict(), sort_keys=True)
                 if key not in inputs:
                     inputs[key] = bench_inputs(spec, data)
-                X, y = inputs[key]
+                X, y, order = inputs[key]
                 y = y if data else None
             else:
-                X, y = task_inputs(manifest, data, Path(art))
+                X, y, order = task_inputs(manifest, data, Path(art))
             first_inputs = first_inputs or (X, y)
         except (ManifestError, KeyError, ValueError) as exc:
             res.rows.append(BenchRow(str(art), Path(art).name, "-", 0, 0, FAIL, str(exc)))
@@ -262,7 +265,7 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
                         progress(step, total, f"{Path(art).name} {d} threads {th} batch {b}")
                     step += 1
                     res.rows.append(bench_one(Path(art), d, th, b, X, y, warmup, runs,
-                                              min_seconds, backend, max_drop))
+                                              min_seconds, backend, max_drop, order))
     if keras_runs:
         if "keras" not in BASELINES:
             raise ValueError("--keras needs the training side (pip install 'vitaledge[train]')")

@@ -6,7 +6,9 @@ dict>``, and for one that takes the patient's running template (input ``template
 ``"template": <TemplateSpec dict>``, and for one whose N/S decision is made by timing
 ``"premature": <PrematureRule dict>`` (:mod:`vitaledge.device.dsp.premature`; needs ``rr``),
 and for one that keeps the patient's usual beats out of V ``"dominant": <DominantRule
-dict>`` (:mod:`vitaledge.device.dsp.dominant`; needs ``rr`` and ``template``).
+dict>`` (:mod:`vitaledge.device.dsp.dominant`; needs ``rr`` and ``template``), and for one
+whose beats vote with the patient's earlier beats of the same shape ``"similar":
+<SimilarBeatVote dict>`` (:mod:`vitaledge.device.dsp.similar_beats`).
 :meth:`BeatSignal.decide` turns the model's outputs into classes: the one place every
 consumer (training reports, conversion checks, ``evaluate``, the daemon) does it.
 The window convention, rate, length, filter and normalization are :class:`WindowSpec`'s
@@ -24,6 +26,7 @@ import numpy as np
 from vitaledge.device.dsp.dominant import DominantRule
 from vitaledge.device.dsp.premature import PrematureRule
 from vitaledge.device.dsp.rr import RRSpec
+from vitaledge.device.dsp.similar_beats import SimilarBeatMemory, SimilarBeatVote
 from vitaledge.device.dsp.spec_fields import SpecError, construct, read_fields, require
 from vitaledge.device.dsp.template import TemplateSpec
 from vitaledge.device.dsp.windows import WindowSpec
@@ -31,7 +34,7 @@ from vitaledge.device.dsp.windows import WindowSpec
 KIND = "beat"
 #: The spec's fields that decide classes from the model's outputs (they travel with the
 #: model) rather than make its inputs: a new model may bring its own.
-DECISION_RULES = ("premature", "dominant")
+DECISION_RULES = ("similar", "premature", "dominant")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class BeatSignal:
     template: TemplateSpec | None = None
     premature: PrematureRule | None = None
     dominant: DominantRule | None = None
+    similar: SimilarBeatVote | None = None
 
     def __post_init__(self) -> None:
         require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
@@ -58,20 +62,28 @@ class BeatSignal:
                 "dominant", "the dominant-beat rule needs the RR features and the template "
                 "(\"rr\" and \"template\" specs)")
 
-    def decide(self, probs: np.ndarray, labels: list[str],
-               inputs: dict | None = None) -> np.ndarray:
+    def decide(self, probs: np.ndarray, labels: list[str], inputs: dict | None = None,
+               memory: SimilarBeatMemory | None = None, groups: np.ndarray | None = None,
+               times: np.ndarray | None = None) -> np.ndarray:
         """The class index of each beat from the model's outputs ``probs`` (n, k): the
-        argmax, then the dominant-beat rule on V beats and the premature-beat rule on N/S
-        beats when the spec has them; they read the model's ``inputs`` by name (``beat``,
-        ``rr``, ``template``)."""
-        pred = np.asarray(probs).argmax(axis=1)
-        if self.premature is None and self.dominant is None:
-            return pred
+        similar-beat vote, the argmax, then the dominant-beat rule on V beats and the
+        premature-beat rule on N/S beats when the spec has them; they read the model's
+        ``inputs`` by name (``beat``, ``rr``, ``template``). The vote runs over one
+        patient's beats in time order continuing a stream's ``memory``, or over each
+        patient of ``groups`` (in ``times`` order) from the start
+        (:meth:`SimilarBeatVote.apply`)."""
+        if self.premature is None and self.dominant is None and self.similar is None:
+            return np.asarray(probs).argmax(axis=1)
         inputs = inputs if isinstance(inputs, dict) else {}
-        need = ["rr"] + (["beat", "template"] if self.dominant is not None else [])
-        missing = [k for k in need if k not in inputs]
+        need = ((["rr"] if self.premature is not None or self.dominant is not None else [])
+                + (["beat", "template"] if self.dominant is not None else [])
+                + (["beat"] if self.similar is not None else []))
+        missing = [k for k in dict.fromkeys(need) if k not in inputs]
         if missing:
             raise ValueError(f"this beat model's decision rules need its {missing} inputs")
+        if self.similar is not None:
+            probs = self.similar.apply(probs, inputs["beat"], memory, groups, times)
+        pred = np.asarray(probs).argmax(axis=1)
         if self.dominant is not None:
             pred = self.dominant.apply(pred, inputs["beat"], inputs["template"], inputs["rr"],
                                        labels)
@@ -98,16 +110,18 @@ class BeatSignal:
     @classmethod
     def from_dict(cls, d: dict | BeatSignal, where: str = "signal") -> BeatSignal:
         """From a manifest's ``signal`` dict; unknown or missing fields are errors (``rr``,
-        ``template``, ``premature`` and ``dominant`` may be absent)."""
+        ``template``, ``premature``, ``dominant`` and ``similar`` may be absent)."""
         if isinstance(d, BeatSignal):
             return d
         if isinstance(d, dict):
-            d = {"rr": None, "template": None, "premature": None, "dominant": None, **d}
+            d = {"rr": None, "template": None, "premature": None, "dominant": None,
+                 "similar": None, **d}
         return construct(cls, read_fields(cls, d, where, {"window": WindowSpec.from_dict,
                                                           "rr": _read_rr,
                                                           "template": _read_template,
                                                           "premature": _read_premature,
-                                                          "dominant": _read_dominant}),
+                                                          "dominant": _read_dominant,
+                                                          "similar": _read_similar}),
                          where)
 
 
@@ -136,3 +150,7 @@ def _read_premature(value, path: str) -> PrematureRule | None:
 
 def _read_dominant(value, path: str) -> DominantRule | None:
     return None if value is None else DominantRule.from_dict(value, path)
+
+
+def _read_similar(value, path: str) -> SimilarBeatVote | None:
+    return None if value is None else SimilarBeatVote.from_dict(value, path)

@@ -9,6 +9,9 @@ Layout, the same for every task (a NumPy ``.npz``, compressed, no pickles):
 ``y``                  int64 (n,): class indices in the manifest's label order
 ``signal``             0-d str: JSON of the manifest's ``signal`` dict, the spec the inputs
                        were made with (a model made with another spec must not use them)
+``record``, ``sample`` optional (beat runs): each beat's record (str) and R-peak sample,
+                       so that a decision that runs over a patient's beats in time order
+                       (the similar-beat vote) is made as training made it
 
 Files written before this layout are still read: emotion runs wrote the same arrays; beat
 runs wrote ``X`` (the windows), ``y`` and ``window`` (JSON of the window spec alone), read
@@ -35,6 +38,9 @@ class Heldout:
     inputs: list[np.ndarray]
     y: np.ndarray
     signal: dict
+    #: each row's patient (record) and time (sample), when the file has them
+    groups: np.ndarray | None = None
+    times: np.ndarray | None = None
 
     @property
     def x(self) -> np.ndarray | list[np.ndarray]:
@@ -43,11 +49,17 @@ class Heldout:
 
 
 def write_heldout(path: str | Path, inputs: np.ndarray | list[np.ndarray], y: np.ndarray,
-                  signal: dict) -> Path:
-    """Write ``path`` in the layout above, atomically (a crash leaves the old file)."""
+                  signal: dict, groups: np.ndarray | None = None,
+                  times: np.ndarray | None = None) -> Path:
+    """Write ``path`` in the layout above, atomically (a crash leaves the old file);
+    ``groups`` and ``times`` are each beat's record and sample."""
     path = Path(path)
     xs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     arrays = {f"X_{i}": np.asarray(a, np.float32) for i, a in enumerate(xs)}
+    if groups is not None:
+        arrays["record"] = np.asarray(groups).astype(str)
+    if times is not None:
+        arrays["sample"] = np.asarray(times, np.int64)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         np.savez_compressed(fh, y=np.asarray(y, np.int64), signal=json.dumps(signal), **arrays)
@@ -80,7 +92,11 @@ def read_heldout(path: str | Path) -> Heldout:
     if any(len(a) != len(files["y"]) for a in inputs):
         raise HeldoutError(f"{path}: {[len(a) for a in inputs]} inputs for "
                            f"{len(files['y'])} labels")
-    return Heldout(inputs, files["y"], signal)
+    order = [files.get(k) for k in ("record", "sample")]
+    if any(a is not None and len(a) != len(files["y"]) for a in order):
+        raise HeldoutError(f"{path}: record/sample arrays do not match the "
+                           f"{len(files['y'])} labels")
+    return Heldout(inputs, files["y"], signal, *order)
 
 
 def _json(value: np.ndarray, path: Path) -> dict:

@@ -293,18 +293,21 @@ class Model:
         y = self.dequantize_output(np.concatenate(out))
         return softmax(y) if self.output_kind == "logits" else y
 
-    def decide(self, probs: np.ndarray, x) -> np.ndarray:
+    def decide(self, probs: np.ndarray, x, memory=None, groups: np.ndarray | None = None,
+               times: np.ndarray | None = None) -> np.ndarray:
         """The class index of each row of ``probs`` (outputs for inputs ``x``) as the
         signal spec decides it: the argmax, and for a beat model with decision rules
-        (premature-beat, dominant-beat) those rules, which read the inputs ``x``: a dict by
-        input name or a list in the manifest's input order."""
+        (similar-beat vote, premature-beat, dominant-beat) those rules, which read the
+        inputs ``x``: a dict by input name or a list in the manifest's input order. The
+        vote continues a stream's ``memory`` or runs per patient of ``groups``
+        (:meth:`~vitaledge.device.inputs.beat.BeatSignal.decide`)."""
         decide = getattr(self.manifest.signal, "decide", None)
         if decide is None:
             return np.asarray(probs).argmax(axis=1)
         names = [input_key(s.name) for s in self.manifest.inputs]
         by_name = x if isinstance(x, dict) else dict(zip(names, list(x) if len(names) > 1
                                                          else [x], strict=True))
-        return decide(probs, self.labels, by_name)
+        return decide(probs, self.labels, by_name, memory=memory, groups=groups, times=times)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -93,6 +93,7 @@ class BeatPipeline:
         self._rrf = RRFeatures(self.fs, rr_spec) if rr_spec is not None else None
         t_spec = model.manifest.signal.template
         self._tmpl = BeatTemplate(t_spec) if t_spec is not None else None
+        self._memory = self._vote_memory(model)
         self.quality_spec = quality or QualitySpec()
         self.quality_counts = {"good_s": 0.0, "doubtful_s": 0.0, "unreadable_s": 0.0,
                                "flagged_beats": 0, "gated_beats": 0}
@@ -146,6 +147,7 @@ class BeatPipeline:
             self._rr_hist.clear()
             if self._tmpl is not None:
                 self._tmpl.reset()
+            self._memory = self._vote_memory(self.model)
         if self._quality is not None:
             self._quality = self._quality.resumed(self._offset, self._detector)
             self._blocks.clear()
@@ -164,6 +166,13 @@ class BeatPipeline:
             raise SignalError("new model's task, window or RR spec differs from the running "
                               "model's; restart the daemon to change them")
         self.model = model
+        self._memory = self._vote_memory(model)  # the old model's outputs do not vote
+
+    @staticmethod
+    def _vote_memory(model: Model):
+        """A fresh memory for the model's similar-beat vote (None without one)."""
+        vote = getattr(model.manifest.signal, "similar", None)
+        return vote.memory() if vote is not None else None
 
     def process(self, chunk: np.ndarray) -> list[dict]:
         x = np.asarray(chunk, dtype=np.float64).ravel()
@@ -285,17 +294,17 @@ class BeatPipeline:
         self._buf.trim(min(keep, self._buf.end - int(4 * self.fs)))
         if not ready:
             return []
+        inputs = {"beat": np.stack(wins)}
         if self._rrf is None and self._tmpl is None:
-            probs = self.model.predict(np.stack(wins))
+            probs = self.model.predict(inputs["beat"])
         else:
-            inputs = {"beat": np.stack(wins)}
             if self._rrf is not None:
                 inputs["rr"] = np.stack([p.feats for p in ready])
             if self._tmpl is not None:
                 inputs["template"] = np.stack([self._tmpl.push(w) for w in wins])
             probs = self.model.predict(inputs)
-        classes = self.model.decide(probs, inputs) if self._rrf is not None \
-            else np.argmax(probs, axis=1)
+        classes = self.model.decide(probs, inputs, memory=self._memory) \
+            if self._rrf is not None or self._memory is not None else np.argmax(probs, axis=1)
         events = []
         for p, pr, state, k in zip(ready, probs, states, classes, strict=True):
             r_abs = self._offset + p.r
