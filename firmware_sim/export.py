@@ -54,7 +54,26 @@ def _input_macros(ident: str, m, order: list[int]) -> list[str]:
                   "windows of up to TEMPLATE_BEATS previous beats, fewer at the start of a "
                   "stream; the first beat is its own template (vitaledge.device.dsp.template)",
                   f"#define {ident.upper()}_TEMPLATE_BEATS {int(tmpl.beats)}"]
-    return lines + _premature_macros(ident, m) + _dominant_macros(ident, m)
+    return (lines + _similar_macros(ident, m) + _premature_macros(ident, m)
+            + _dominant_macros(ident, m))
+
+
+def _similar_macros(ident: str, m) -> list[str]:
+    """The similar-beat vote (vitaledge.device.dsp.similar_beats), when the model has one."""
+    vote = getattr(m.signal, "similar", None)
+    if vote is None:
+        return []
+    key = f"{ident.upper()}_SIMILAR"
+    return ["// Similar-beat vote, before the argmax: the beat's outputs (dequantized "
+            "probabilities)",
+            "// are averaged with the network outputs of those of the patient's previous "
+            "BEATS beats",
+            "// whose (float) window's Pearson correlation with this beat's exceeds MIN_CORR; "
+            "keep each",
+            "// beat's window minus its mean over its norm and its own outputs in a ring "
+            "(vitaledge.device.dsp.similar_beats)",
+            f"#define {key}_BEATS {int(vote.beats)}",
+            f"#define {key}_MIN_CORR {float(vote.min_corr)!r}f"]
 
 
 def _premature_macros(ident: str, m) -> list[str]:
@@ -176,10 +195,11 @@ def _more_inputs_section(m, ident: str) -> str:
         lines.append(f"The template input is the sample-wise median of the float windows of "
                      f"the previous `{key}_TEMPLATE_BEATS` beats "
                      "(`vitaledge/device/dsp/template.py`).")
-    lines.append("The decision rules applied after the network (premature-beat and "
-                 "dominant-beat, when the manifest has them) are `*_PREMATURE_*` and "
-                 "`*_DOMINANT_*` macros; `vitaledge/device/dsp/premature.py` and "
-                 "`dominant.py` are their reference implementations.")
+    lines.append("The decision rules applied after the network (the similar-beat vote, "
+                 "then the argmax, the dominant-beat and the premature-beat rule, each when "
+                 "the manifest has it) are `*_SIMILAR_*`, `*_DOMINANT_*` and `*_PREMATURE_*` "
+                 "macros; `vitaledge/device/dsp/similar_beats.py`, `dominant.py` and "
+                 "`premature.py` are their reference implementations.")
     return "\n".join(lines) + "\n\n"
 
 

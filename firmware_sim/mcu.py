@@ -8,7 +8,9 @@ under LiteRT, and does it fit a given MCU's memory and beat deadline?
   argmax mismatch is listed. Argmax ties go to the first (lowest-index) class, as numpy's
   argmax and a firmware loop with a strict ``>`` do; exact ties are counted.
 * Memory: the tensor arena is measured by search (:func:`measure_arena`); RAM adds a
-  sample ring buffer and a window buffer, flash adds op-kernel estimates to the model.
+  sample ring buffer, a window buffer and the patient memory of the inputs and decision
+  rules that keep earlier beats (the template's windows, the similar-beat vote's windows
+  and outputs, as float32), flash adds op-kernel estimates to the model.
 * Time: cycles are *estimated* from the model's multiply-accumulate count and the
   profile's cycles-per-MAC; a beat must be classified before the next one at 200 bpm.
 """
@@ -21,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.dsp.windows import WindowSpec
 from vitaledge.device.io.beats import beats_from_dir
 from vitaledge.device.io.heldout import read_heldout
 from vitaledge.device.model.manifest import load_manifest
@@ -178,21 +179,35 @@ def _preserving_micro(content: bytes, arena: int):
         intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)  # sic: their spelling
 
 
-def memory_budget(content: bytes, ops: list[dict], arena: int, spec: WindowSpec,
+def patient_memory(signal, n_classes: int) -> dict:
+    """Bytes of the earlier beats a beat model keeps per patient, float32: the template
+    input's windows and the similar-beat vote's windows and outputs (0 without them)."""
+    length = signal.window.length
+    tmpl = getattr(signal, "template", None)
+    vote = getattr(signal, "similar", None)
+    return {"template": 0 if tmpl is None else int(tmpl.beats) * length * 4,
+            "similar_vote": 0 if vote is None else int(vote.beats) * (length + n_classes) * 4}
+
+
+def memory_budget(content: bytes, ops: list[dict], arena: int, signal, n_classes: int,
                   input_fs: float, profile: McuProfile) -> dict:
-    """RAM = arena + sample ring + window buffer; flash = model + runtime + op kernels."""
+    """RAM = arena + sample ring + window buffer + patient memory (:func:`patient_memory`);
+    flash = model + runtime + op kernels."""
+    spec = signal.window
     ring_s = spec.length / spec.fs + RING_MARGIN_S
     ring_samples = int(math.ceil(ring_s * input_fs))
     ring = ring_samples * (2 + 4)  # raw int16 + filtered float32 per sample
     window = spec.length * 4  # float32 window before it is quantized into the arena
+    patient = patient_memory(signal, n_classes)
     kinds = sorted({op["op"] for op in ops})
     kernels = {k: FLASH_PER_OP.get(k, FLASH_OTHER_OP) for k in kinds}
-    ram = arena + ring + window
+    ram = arena + ring + window + sum(patient.values())
     flash = len(content) + FLASH_RUNTIME + sum(kernels.values())
     ram_avail = profile.ram_bytes - profile.reserved_ram
     flash_avail = profile.flash_bytes - profile.reserved_flash
     return {"arena_bytes": arena, "ring_buffer_bytes": ring, "ring_samples": ring_samples,
             "ring_seconds": round(ring_s, 3), "window_buffer_bytes": window,
+            "patient_memory_bytes": patient,
             "ram_bytes": ram, "ram_available": ram_avail, "ram_fits": ram <= ram_avail,
             "model_bytes": len(content), "runtime_flash_estimate": FLASH_RUNTIME,
             "op_kernel_flash_estimate": kernels, "flash_bytes": flash,
@@ -215,7 +230,6 @@ def simulate_mcu(artifact: str | Path, profile: McuProfile, data: str | Path, n_
     """Everything ``vitaledge firmware mcu`` reports, as a dict."""
     manifest, path = load_manifest(artifact)
     content = path.read_bytes()
-    spec = manifest.signal.window
     X, y, ids = load_beats(data, manifest.signal, n_beats, seed)
     model = Model(artifact, delegate="none")
     order = _micro_order(model)
@@ -228,7 +242,8 @@ def simulate_mcu(artifact: str | Path, profile: McuProfile, data: str | Path, n_
     macs, per_op = mac_count(ops)
     return {"artifact": str(artifact), "profile": asdict(profile), "data": str(data),
             "agreement": compare_runtimes(artifact, X, ids, y, arena, delegates),
-            "memory": memory_budget(content, ops, arena, spec, input_fs, profile),
+            "memory": memory_budget(content, ops, arena, manifest.signal, len(manifest.labels),
+                                    input_fs, profile),
             "timing": timing_estimate(macs, profile), "ops": per_op}
 
 
@@ -259,7 +274,10 @@ def format_report(r: dict) -> str:
     kern = ", ".join(f"{k} {v // 1024} KB" for k, v in m["op_kernel_flash_estimate"].items())
     lines += [
         f"RAM   arena {m['arena_bytes']:,} (measured) + ring buffer {m['ring_buffer_bytes']:,} "
-        f"({m['ring_samples']} samples) + window {m['window_buffer_bytes']:,} = "
+        f"({m['ring_samples']} samples) + window {m['window_buffer_bytes']:,}"
+        + "".join(f" + {k.replace('_', ' ')} {v:,}"
+                  for k, v in m.get("patient_memory_bytes", {}).items() if v)
+        + " = "
         f"{m['ram_bytes']:,} B of {m['ram_available']:,} available "
         f"({p['ram_bytes'] // 1024} KB - {p['reserved_ram'] // 1024} KB reserved): "
         f"fits {ok[m['ram_fits']]}",

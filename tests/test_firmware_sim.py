@@ -350,7 +350,8 @@ def test_mcu_tflm_matches_litert_and_fits(converted, synth_dir):
     assert r["memory"]["ram_fits"] and r["timing"]["macs"] > 0
     assert r["memory"]["ram_bytes"] == (r["memory"]["arena_bytes"] +
                                         r["memory"]["ring_buffer_bytes"] +
-                                        r["memory"]["window_buffer_bytes"])
+                                        r["memory"]["window_buffer_bytes"] +
+                                        sum(r["memory"]["patient_memory_bytes"].values()))
     text = format_report(r)
     assert "ESTIMATE" in text and "fits yes" in text and "int8 logits" in text
     with pytest.raises(ValueError, match="unknown MCU profile"):

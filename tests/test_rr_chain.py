@@ -113,8 +113,9 @@ def test_bench_mcu_and_export_take_both_inputs(rr_art, synth_dir, tmp_path):
 
 
 def test_patient_template_model_streams_what_training_computed(synth_dir, tmp_path):
-    """tiny-rrt (beat + RR features + the patient's running template): trained, converted,
-    and the daemon's pipeline gives the batch inputs' probabilities."""
+    """tiny-rrt (beat + RR features + the patient's running template, with the
+    similar-beat vote): trained, converted, and the daemon's pipeline gives the batch
+    inputs' probabilities and, for any chunk size, the batch decision's classes."""
     from vitaledge.convert.pipeline import ConvertOptions, convert_run
     from vitaledge.device.dsp.template import templates
     from vitaledge.device.dsp.windows import WindowSpec
@@ -127,7 +128,8 @@ def test_patient_template_model_streams_what_training_computed(synth_dir, tmp_pa
 
     cfg = BeatTrainConfig(arch="tiny-rrt", records=str(synth_dir), record_list=["s000", "s001"],
                           window=WindowSpec.centered(), split="record", test_records=["s001"],
-                          anchor="detected", epochs=3, patience=3, seed=4, v_rule="template")
+                          anchor="detected", epochs=3, patience=3, seed=4, v_rule="template",
+                          vote="similar")
     train_beat(cfg, tmp_path / "run", verbose=0)
     convert_run(tmp_path / "run", tmp_path / "art", ConvertOptions(targets=["cpu"],
                                                                    quant="none"))
@@ -143,10 +145,18 @@ def test_patient_template_model_streams_what_training_computed(synth_dir, tmp_pa
     got = {e["sample"]: e for e in run_record(m, rec.signal, rec.fs, 360)}
     probs = np.array([[got[s]["probabilities"][lab] for lab in m.labels] for s in batch.sample])
     np.testing.assert_allclose(probs, want, atol=1e-4)
-    # the dominant-beat rule travels with the model and decides the same on the stream
-    assert sig.dominant is not None and sig.premature is None
-    labels = [m.labels[k] for k in m.decide(want, batch.inputs())]
+    # the vote and the dominant-beat rule travel with the model and decide the same on the
+    # stream, whatever its chunks: the vote's memory carries over from one call to the next
+    assert sig.dominant is not None and sig.premature is None and sig.similar is not None
+    labels = [m.labels[k] for k in m.decide(want, batch.inputs(), groups=batch.record,
+                                            times=batch.sample)]
     assert [got[s]["class"] for s in batch.sample] == labels
+    for chunk in (97, 1000):
+        events = {e["sample"]: e for e in run_record(m, rec.signal, rec.fs, chunk)}
+        assert [events[s]["class"] for s in batch.sample] == labels, chunk
+    # the events carry the network's own outputs; the vote moved them before the argmax
+    voted = sig.similar.apply(want, batch.X)
+    assert np.abs(voted - want).max() > 1e-3
 
 
 def test_evaluate_scores_an_rr_artifact_on_other_records(rr_art, synth_dir):
@@ -217,7 +227,8 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
     cfg = BeatTrainConfig(arch="tiny-rrt", records=str(synth_dir),
                           record_list=["s000", "s001", "s002"], window=WindowSpec.centered(),
                           split="record", test_records=["s002"], anchor="detected", epochs=3,
-                          patience=3, seed=4, s_rule="timing", v_rule="template")
+                          patience=3, seed=4, s_rule="timing", v_rule="template",
+                          vote="similar")
     train_beat(cfg, tmp_path / "run", verbose=0)
     # accuracy is not the point here (three epochs): the artifact only has to be built
     res = convert_run(tmp_path / "run", tmp_path / "art",
@@ -227,6 +238,7 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
     man = json.loads((art / "manifest.json").read_text())
     sig = man["signal"]
     assert sig["premature"] is not None and sig["dominant"]["min_corr_any"] is not None
+    assert sig["similar"] == {"beats": 300, "min_corr": 0.95}
 
     export_firmware(art, tmp_path / "fw")
     header = (tmp_path / "fw" / "model_config.h").read_text()
@@ -260,6 +272,10 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
     for spec in specs:
         assert f"`{spec['name']}`" in more
     assert f"`{ident}_TEMPLATE_BEATS`" in more and "post-RR" in more
+    # the similar-beat vote
+    assert int(d[f"{ident}_SIMILAR_BEATS"]) == sig["similar"]["beats"]
+    assert _c_float(d[f"{ident}_SIMILAR_MIN_CORR"]) == sig["similar"]["min_corr"]
+    assert "`*_SIMILAR_*`" in readme and "similar_beats.py" in readme
 
     # the premature-beat rule, term by term
     pre = sig["premature"]

@@ -230,13 +230,13 @@ class QualityIndex:
         peaks: list[int] = []
         blocks: list[BlockQuality] = []
         while len(x):
-            take = min(len(x), self._due() - (self.offset + self.n))
+            take = min(len(x), self.due() - (self.offset + self.n))
             if take <= 0:
                 blocks.append(self._judge(self._end))
                 continue
             piece, x = x[:take], x[take:]
             peaks += self._feed(piece)
-            if self.offset + self.n >= self._due():
+            if self.offset + self.n >= self.due():
                 blocks.append(self._judge(self._end))
         return peaks, blocks
 
@@ -252,7 +252,7 @@ class QualityIndex:
             blocks.append(self._judge(min(self._end, end)))
         return peaks, blocks
 
-    def _due(self) -> int:
+    def due(self) -> int:
         """The absolute sample count at which the next block is judged."""
         return self._end + self.delay
 

@@ -187,7 +187,7 @@ class BeatPipeline:
             return self._classify_ready(final=False)
         events: list[dict] = []
         while len(x):  # pieces ending at the judgement points: the same order any chunking
-            take = min(len(x), max(1, self._quality._due() - self.samples_in))
+            take = min(len(x), max(1, self._quality.due() - self.samples_in))
             piece, x = x[:take], x[take:]
             self.samples_in += len(piece)
             self._buf.append(self._filter.process(piece))
