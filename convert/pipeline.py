@@ -22,8 +22,8 @@ from vitaledge.device.io.heldout import write_heldout
 from vitaledge.train.backend import keras
 from vitaledge.train.config import BeatTrainConfig
 from vitaledge.train.data import Prepared, check_split_ids, prepare
+from vitaledge.train.decide import decide_beats
 from vitaledge.train.predict import predict
-from vitaledge.train.premature import decide_beats
 
 from .emotion import convert_emotion_run
 from .prune import PruneReport, prune

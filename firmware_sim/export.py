@@ -64,8 +64,8 @@ def _similar_macros(ident: str, m) -> list[str]:
     if vote is None:
         return []
     key = f"{ident.upper()}_SIMILAR"
-    return ["// Similar-beat vote, before the argmax: the beat's outputs (dequantized "
-            "probabilities)",
+    return ["// Similar-beat vote, before the argmax: the beat's probabilities (for int8 logits: "
+            "dequantized, then a softmax)",
             "// are averaged with the network outputs of those of the patient's previous "
             "BEATS beats",
             "// whose (float) window's Pearson correlation with this beat's exceeds MIN_CORR; "
@@ -137,7 +137,9 @@ def _config_header(ident: str, m, arena: int, ops: list[str],
         f"#define {ident.upper()}_OUTPUT_ZERO_POINT {q_out.zero_point}" if q_out else "",
         f"#define {ident.upper()}_NUM_CLASSES {len(m.labels)}",
         "// 1: the output is the int8 logits (no softmax); the class is their argmax, and a",
-        "// softmax over the dequantized logits gives probabilities only if they are wanted.",
+        "// softmax over the dequantized logits gives probabilities when they are wanted"
+        + (" (the similar-beat vote averages them: see *_SIMILAR_*)."
+           if getattr(m.signal, "similar", None) is not None else "."),
         f"#define {ident.upper()}_OUTPUT_IS_LOGITS {int(_is_logits(m))}",
         f"#define {ident.upper()}_WINDOW_HZ {float(w.get('fs', 0))!r}f",
         f"#define {ident.upper()}_OP_COUNT {len(ops)}",
@@ -164,15 +166,24 @@ def _is_logits(m) -> bool:
 def _output_section(m, ident: str) -> str:
     q = m.output.quantization
     scale, zp = (q.scale, q.zero_point) if q else (1, 0)
+    vote = getattr(m.signal, "similar", None) is not None
     if not _is_logits(m):
         return (f"int8 scores for {m.labels}; probability `p = (q - {zp}) x {scale}`. The class "
-                "is the argmax (no dequantization needed for it).")
+                "is the argmax" + (" of the similar-beat vote's average of the probabilities "
+                                   "(see below)." if vote else
+                                   " (no dequantization needed for it)."))
+    softmax = (f"dequantize, `z = (q - {zp}) x {scale}`, and take a softmax, `p_i = exp(z_i - "
+               "max z) /\nsum_j exp(z_j - max z)`.")
+    if vote:
+        return (f"int8 **logits** for {m.labels}: the model ends before its softmax\n"
+                f"(`{ident.upper()}_OUTPUT_IS_LOGITS` is 1). This model's similar-beat vote "
+                "averages probabilities,\nso every beat needs them: " + softmax
+                + " The class is the argmax of the vote's average\n(a tie goes to the first "
+                "class when the scan uses a strict `>`), then the decision rules.")
     return (f"int8 **logits** for {m.labels}: the model ends before its softmax\n"
             f"(`{ident.upper()}_OUTPUT_IS_LOGITS` is 1). The class is the argmax of the int8\n"
             "values (no dequantization, no softmax needed; a tie goes to the first class when\n"
-            "the scan uses a strict `>`). Only if probabilities are wanted: dequantize,\n"
-            f"`z = (q - {zp}) x {scale}`, and take a softmax, `p_i = exp(z_i - max z) /\n"
-            "sum_j exp(z_j - max z)`.")
+            "the scan uses a strict `>`). Only if probabilities are wanted: " + softmax)
 
 
 def _more_inputs_section(m, ident: str) -> str:

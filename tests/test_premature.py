@@ -105,7 +105,8 @@ def test_signal_spec_carries_the_rule_and_refuses_bad_ones():
 
 
 def test_dominant_rule_turns_usual_on_time_beats_from_v_to_n():
-    from vitaledge.device.dsp.dominant import DominantRule, correlation
+    from vitaledge.device.dsp.dominant import DominantRule
+    from vitaledge.device.dsp.shape import correlation
 
     t = np.sin(np.linspace(0, 3 * np.pi, 64))
     other = np.cos(np.linspace(0, 7 * np.pi, 64))
@@ -123,9 +124,10 @@ def test_dominant_rule_frees_early_beats_shaped_exactly_like_the_usual_one():
     """An early beat whose window matches the template above ``min_corr_any`` is not V
     (the premature-beat rule then calls it S by timing); an early beat that only resembles
     it (between ``min_corr`` and ``min_corr_any``) stays V, as does an unlike one."""
-    from vitaledge.device.dsp.dominant import DominantRule, correlation
+    from vitaledge.device.dsp.dominant import DominantRule
     from vitaledge.device.dsp.premature import PrematureRule
     from vitaledge.device.dsp.rr import RRSpec
+    from vitaledge.device.dsp.shape import correlation
     from vitaledge.device.dsp.template import TemplateSpec
     from vitaledge.device.dsp.windows import WindowSpec
     from vitaledge.device.inputs.beat import BeatSignal

@@ -157,6 +157,18 @@ def test_patient_template_model_streams_what_training_computed(synth_dir, tmp_pa
     # the events carry the network's own outputs; the vote moved them before the argmax
     voted = sig.similar.apply(want, batch.X)
     assert np.abs(voted - want).max() > 1e-3
+    # a reload of the same model mid-stream (SIGHUP, probation passed) keeps the vote's
+    # memory: the stream still decides what the batch decides
+    from vitaledge.device.stream.pipeline import BeatPipeline
+
+    pipe = BeatPipeline(m, rec.fs)
+    half = len(rec.signal) // 2
+    events = pipe.process(rec.signal[:half])
+    pipe.swap_model(Model(tmp_path / "art" / "cpu-fp32"))
+    events += pipe.process(rec.signal[half:]) + pipe.flush()
+    swapped = {e["sample"]: e["class"] for e in events if e["type"] == "beat"}
+    assert [swapped[s] for s in batch.sample] == labels
+    assert pipe.vote_memory.count == len(swapped)  # every beat, not those since the swap
 
 
 def test_evaluate_scores_an_rr_artifact_on_other_records(rr_art, synth_dir):
@@ -276,6 +288,10 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
     assert int(d[f"{ident}_SIMILAR_BEATS"]) == sig["similar"]["beats"]
     assert _c_float(d[f"{ident}_SIMILAR_MIN_CORR"]) == sig["similar"]["min_corr"]
     assert "`*_SIMILAR_*`" in readme and "similar_beats.py" in readme
+    # the micro artifact ends at int8 logits; the vote averages probabilities, so the
+    # README's output section asks for the softmax on every beat instead of waiving it
+    output = readme.split("## Output", 1)[1]
+    assert "vote" in output and "softmax" in output and "no softmax needed" not in output
 
     # the premature-beat rule, term by term
     pre = sig["premature"]

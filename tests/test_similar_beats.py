@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vitaledge.device.dsp.similar_beats import SimilarBeatVote, unit_rows
+from vitaledge.device.dsp.shape import unit_rows
+from vitaledge.device.dsp.similar_beats import SimilarBeatVote
 from vitaledge.device.dsp.spec_fields import SpecError
 
 L = 40
@@ -108,3 +109,35 @@ def test_spec_round_trips_and_bad_fields_are_refused():
     # the vote reads the beat windows: deciding without them is an error, not a guess
     with pytest.raises(ValueError, match=r"\['beat'\]"):
         sig.decide(np.full((2, 5), 0.2), list("NSVFQ"), {})
+
+
+def test_a_decision_without_patients_or_a_stream_is_refused():
+    """A model with the vote decides per patient in time order: given neither each beat's
+    record (a heldout.npz written before the vote) nor a stream's memory, decide says so
+    instead of pooling every patient's beats into one."""
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.inputs.beat import BeatSignal
+
+    sig = BeatSignal(window=WindowSpec.centered(), similar=SimilarBeatVote())
+    X = _beats("aab")
+    probs = np.array([[0.6, 0.4], [0.6, 0.4], [0.1, 0.9]])
+    with pytest.raises(ValueError, match="record and sample, or a stream's memory"):
+        sig.decide(probs, ["N", "V"], {"beat": X})
+    assert sig.decide(probs, ["N", "V"], {"beat": X}, groups=np.zeros(3)).tolist() == [0, 0, 1]
+    mem = SimilarBeatVote().memory()
+    assert sig.decide(probs, ["N", "V"], {"beat": X}, memory=mem).tolist() == [0, 0, 1]
+
+
+def test_the_vote_is_refused_where_beats_are_not_whole_records(synth_dir, tmp_path):
+    """A split by beat scatters a record's held-out beats, and Kaggle CSV rows have no
+    patients: asking for the vote there is a usage error, before any training."""
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    res = CliRunner().invoke(main, ["train", "beat", "--arch", "tiny-rrt", "--data",
+                                    str(synth_dir), "--split", "beat", "--vote", "similar",
+                                    "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2, res.output
+    assert "similar-beat vote decides over each patient's beats" in res.output
+    assert not (tmp_path / "run").exists()

@@ -119,7 +119,8 @@ def train_group() -> None:
 @click.option("--vote", type=click.Choice(["none", "similar"]), default=None,
               help="Before the class is decided, average each beat's outputs with those of "
                    "the patient's earlier beats of the same shape (the similar-beat vote) "
-                   "[default: similar for models with RR and template inputs, else none].")
+                   "[default: similar for models with RR and template inputs on WFDB "
+                   "records split by patient (or none), else none].")
 @click.option("--noise-aug", type=click.Path(exists=True), default=None,
               help="Also fit on noisy copies of the training records, with the noise "
                    "records in this directory (e.g. ../shared/data/nstdb-noise).")
@@ -167,7 +168,15 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
     if v_rule == "template" and not has_template:
         raise click.BadParameter(f"architecture {arch!r} takes no RR features and template; "
                                  "the dominant-beat rule needs both", param_hint="--v-rule")
-    vote = vote or ("similar" if has_template else "none")
+    # the vote decides over each patient's beats in time order: held-out beats scattered
+    # through a record (split by beat) or Kaggle rows (no patients) cannot give it that
+    whole_records = split != "beat" and not csv_train
+    vote = vote or ("similar" if has_template and whole_records else "none")
+    if vote == "similar" and not whole_records:
+        raise click.BadParameter("the similar-beat vote decides over each patient's beats in "
+                                 "time order; a split by beat or Kaggle CSV rows cannot give "
+                                 "it that: use a split by patient or --vote none",
+                                 param_hint="--vote")
     s_rule_irregularity = _irregularity(s_rule_irregularity) if s_rule == "timing" else None
     if csv_train and convention == "kachuee":
         no_filter = True  # the Kaggle rows were cut from unfiltered signal

@@ -82,6 +82,7 @@ def evaluate_model(model_path: Path, records: str | None = None,
 
     from .config import BeatTrainConfig
     from .data import check_split_ids, split_parts
+    from .decide import decide_beats
 
     run_dir, predict_fn, model_desc = _resolve_model(Path(model_path))
     cfg_path = run_dir / "config.json"
@@ -112,8 +113,7 @@ def evaluate_model(model_path: Path, records: str | None = None,
     if len(beats) == 0:
         raise ValueError("no beats to evaluate")
     inputs = beats.inputs()
-    pred = cfg.beat_signal().decide(predict_fn(inputs), list(CLASSES), inputs,
-                                    groups=beats.record, times=beats.sample)
+    pred = decide_beats(cfg.beat_signal(), predict_fn(inputs), beats)
     metrics = classification_metrics(beats.y, pred, list(CLASSES))
     metrics["model"] = model_desc
     metrics["data"] = source

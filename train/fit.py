@@ -23,11 +23,12 @@ from . import zoo
 from .backend import keras, set_seed, tf
 from .config import BeatTrainConfig
 from .data import Prepared, prepare, save_split_ids
+from .decide import decide_beats
 from .evaluate import score, write_report
 from .plots import plot_history
 from .predict import predict
-from .premature import decide_beats, fit_premature
 from .premature import describe as describe_rule
+from .premature import fit_premature
 from .report import write_ec57
 from .splits import BY_PATIENT
 from .weight_average import WeightAverage, input_batches

@@ -5,8 +5,6 @@ patients' N and S beats only — never on validation or test patients."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from vitaledge.device.dsp.premature import NORMAL, PREMATURE, PrematureRule, log_terms
 from vitaledge.device.io.aami import CLASSES
 from vitaledge.device.io.beats import BeatSet
@@ -51,10 +49,3 @@ def describe(rule: PrematureRule) -> str:
     return (f"premature-beat rule: S when sigmoid({rule.bias:+.2f} {terms}) > "
             f"{rule.threshold:g}{gate}")
 
-
-def decide_beats(signal, probs: np.ndarray, beats: BeatSet) -> np.ndarray:
-    """Class indices of ``beats`` from model outputs, as the device decides them (a
-    decision over a patient's beats in time order, the similar-beat vote, runs per record
-    in sample order)."""
-    return signal.decide(probs, list(CLASSES), beats.inputs(), groups=beats.record,
-                         times=beats.sample)

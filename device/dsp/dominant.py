@@ -30,19 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitaledge.device.dsp.rr import FEATURES
+from vitaledge.device.dsp.shape import correlation
 from vitaledge.device.dsp.spec_fields import construct, read_fields, require
 
 VENTRICULAR, NORMAL = "V", "N"
-
-
-def correlation(windows: np.ndarray, templates: np.ndarray) -> np.ndarray:
-    """(n,) Pearson correlation of each window with its template (0 for a flat one)."""
-    a = np.asarray(windows, np.float64).reshape(len(windows), -1)
-    t = np.asarray(templates, np.float64).reshape(len(templates), -1)
-    a = a - a.mean(axis=1, keepdims=True)
-    t = t - t.mean(axis=1, keepdims=True)
-    den = np.sqrt((a * a).sum(axis=1) * (t * t).sum(axis=1))
-    return np.where(den > 0, (a * t).sum(axis=1) / np.where(den > 0, den, 1.0), 0.0)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ from vitaledge.device.dsp.filters import CausalFilter, FilterSpec
 from vitaledge.device.dsp.length_transform import LengthTransformDetector
 from vitaledge.device.dsp.matching import match_beats
 from vitaledge.device.dsp.rpeaks import RPeakDetector
+from vitaledge.device.dsp.shape import unit_rows
 from vitaledge.device.dsp.signal_buffer import SignalBuffer
 
 GOOD, DOUBTFUL, UNREADABLE = "good", "doubtful", "unreadable"
@@ -155,11 +156,7 @@ def best_twins(x: np.ndarray, peaks: np.ndarray, half: int) -> tuple[np.ndarray,
     ps = np.asarray([int(p) for p in peaks if p - half >= 0 and p + half < len(x)], np.int64)
     if len(ps) < 2:
         return np.zeros(0, np.int64), np.zeros(0)
-    s = np.stack([x[p - half:p + half + 1] for p in ps])
-    s = s - s.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(s, axis=1)
-    norm[norm == 0] = 1.0
-    s = s / norm[:, None]
+    s = unit_rows(np.stack([x[p - half:p + half + 1] for p in ps]))
     c = s @ s.T
     np.fill_diagonal(c, -1.0)
     return ps, c.max(axis=1)

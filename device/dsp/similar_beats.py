@@ -25,21 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitaledge.device.dsp.shape import unit_rows
 from vitaledge.device.dsp.spec_fields import construct, read_fields, require
 
 
-def unit_rows(windows: np.ndarray) -> np.ndarray:
-    """(n, L) float32: each window minus its mean, scaled to unit length (a flat window
-    stays zero), so that a dot product of two rows is their Pearson correlation."""
-    a = np.asarray(windows, np.float64).reshape(len(windows), -1)
-    a = a - a.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(a, axis=1, keepdims=True)
-    return (a / np.where(norm > 0, norm, 1.0)).astype(np.float32)
-
-
 class SimilarBeatMemory:
-    """One patient's last ``beats`` windows (as :func:`unit_rows`) and network outputs:
-    the state the vote carries from one beat to the next."""
+    """One patient's last ``beats`` windows (as :func:`~.shape.unit_rows`) and network
+    outputs, float32 as a microcontroller keeps them: the state the vote carries from one
+    beat to the next."""
 
     def __init__(self, beats: int) -> None:
         self.beats = beats
@@ -52,7 +45,7 @@ class SimilarBeatMemory:
         beat joins the memory with its own outputs."""
         if self.windows is None:
             self.windows = np.zeros((self.beats, len(unit)), np.float32)
-            self.probs = np.zeros((self.beats, len(probs)), np.float64)
+            self.probs = np.zeros((self.beats, len(probs)), np.float32)
         held = min(self.count, self.beats)
         out = np.asarray(probs, np.float64)
         if held:
@@ -108,7 +101,7 @@ class SimilarBeatVote:
         out = probs.copy()
         if len(probs) == 0:
             return out
-        units = unit_rows(windows)
+        units = unit_rows(windows, np.float32)
         if groups is None:
             mem = memory if memory is not None else self.memory()
             for i in range(len(probs)):

@@ -71,7 +71,7 @@ class BeatSignal:
         ``inputs`` by name (``beat``, ``rr``, ``template``). The vote runs over one
         patient's beats in time order continuing a stream's ``memory``, or over each
         patient of ``groups`` (in ``times`` order) from the start
-        (:meth:`SimilarBeatVote.apply`)."""
+        (:meth:`SimilarBeatVote.apply`); with a vote, one of them must be given."""
         if self.premature is None and self.dominant is None and self.similar is None:
             return np.asarray(probs).argmax(axis=1)
         inputs = inputs if isinstance(inputs, dict) else {}
@@ -82,6 +82,11 @@ class BeatSignal:
         if missing:
             raise ValueError(f"this beat model's decision rules need its {missing} inputs")
         if self.similar is not None:
+            if memory is None and groups is None:
+                raise ValueError("this beat model's similar-beat vote decides over each "
+                                 "patient's beats in time order: give each beat's record and "
+                                 "sample, or a stream's memory (a heldout.npz written before "
+                                 "the vote lacks them: run convert again)")
             probs = self.similar.apply(probs, inputs["beat"], memory, groups, times)
         pred = np.asarray(probs).argmax(axis=1)
         if self.dominant is not None:

@@ -93,7 +93,8 @@ class BeatPipeline:
         self._rrf = RRFeatures(self.fs, rr_spec) if rr_spec is not None else None
         t_spec = model.manifest.signal.template
         self._tmpl = BeatTemplate(t_spec) if t_spec is not None else None
-        self._memory = self._vote_memory(model)
+        #: the similar-beat vote's memory of this stream's beats (None without a vote)
+        self.vote_memory = self._vote_memory(model)
         self.quality_spec = quality or QualitySpec()
         self.quality_counts = {"good_s": 0.0, "doubtful_s": 0.0, "unreadable_s": 0.0,
                                "flagged_beats": 0, "gated_beats": 0}
@@ -147,7 +148,7 @@ class BeatPipeline:
             self._rr_hist.clear()
             if self._tmpl is not None:
                 self._tmpl.reset()
-            self._memory = self._vote_memory(self.model)
+            self.vote_memory = self._vote_memory(self.model)
         if self._quality is not None:
             self._quality = self._quality.resumed(self._offset, self._detector)
             self._blocks.clear()
@@ -165,8 +166,12 @@ class BeatPipeline:
                 or model.manifest.signal.template != old.template):
             raise SignalError("new model's task, window or RR spec differs from the running "
                               "model's; restart the daemon to change them")
+        same = (model.manifest.sha256 == self.model.manifest.sha256
+                and getattr(model.manifest.signal, "similar", None)
+                == getattr(old, "similar", None))
         self.model = model
-        self._memory = self._vote_memory(model)  # the old model's outputs do not vote
+        if not same:  # another network's outputs do not vote; the same one's (a reload,
+            self.vote_memory = self._vote_memory(model)  # probation passed) keep their memory
 
     @staticmethod
     def _vote_memory(model: Model):
@@ -303,8 +308,8 @@ class BeatPipeline:
             if self._tmpl is not None:
                 inputs["template"] = np.stack([self._tmpl.push(w) for w in wins])
             probs = self.model.predict(inputs)
-        classes = self.model.decide(probs, inputs, memory=self._memory) \
-            if self._rrf is not None or self._memory is not None else np.argmax(probs, axis=1)
+        classes = self.model.decide(probs, inputs, memory=self.vote_memory) \
+            if self._rrf is not None or self.vote_memory is not None else np.argmax(probs, axis=1)
         events = []
         for p, pr, state, k in zip(ready, probs, states, classes, strict=True):
             r_abs = self._offset + p.r
