@@ -792,6 +792,7 @@ def test_a_new_model_may_bring_its_own_decision_rules():
 
     from vitaledge.device.dsp.premature import PrematureRule
     from vitaledge.device.dsp.rr import RRSpec
+    from vitaledge.device.dsp.similar_beats import SimilarBeatVote
     from vitaledge.device.model.manifest import Manifest
     from vitaledge.device.model.staging import DECISION_KEYS, StagingError, check_fits
 
@@ -802,10 +803,13 @@ def test_a_new_model_may_bring_its_own_decision_rules():
     base["input"]["name"] = "serving_default_beat:0"
     base["signal"]["rr"] = RRSpec().to_dict()
     running = Manifest.from_dict(copy.deepcopy(base))
-    assert DECISION_KEYS == ("premature", "dominant")
+    assert DECISION_KEYS == ("similar", "premature", "dominant")
     timed = copy.deepcopy(base)
     timed["signal"]["premature"] = PrematureRule(["pre_rel"], [-10.0], -1.0, 0.8).to_dict()
     check_fits(Manifest.from_dict(timed), running)  # the new model's N/S rule: fine
+    voted = copy.deepcopy(base)
+    voted["signal"]["similar"] = SimilarBeatVote().to_dict()
+    check_fits(Manifest.from_dict(voted), running)  # and its similar-beat vote
     other_lead = copy.deepcopy(base)
     other_lead["signal"]["lead"] = "V1"
     with pytest.raises(StagingError, match=r"in \['lead'\]"):
