@@ -284,6 +284,33 @@ def test_review_page_counts_the_rows_scope(report, tmp_path):
                               and not vf[0] <= e["sample"] < vf[1] for e in data["errors"])
 
 
+def test_a_beat_on_the_scope_boundary_counts_as_the_page_marks_it(short118, tmp_path):
+    """A detection and its reference beat on either side of the start of the scored stretch
+    are one matched beat, in the row as on the review page (both match over the whole record
+    and then leave out what is before the start): the row counts neither a miss nor a false
+    beat for it."""
+    from vitaledge.device.bench.noise_stress import score_replay, write_review_page
+    from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
+    from vitaledge.device.io.aami import map_annotations
+    from vitaledge.device.io.records import read_record
+
+    _, events = score_replay(short118, None, with_xqrs=False)
+    det = np.asarray([e["sample"] for e in events if e["type"] == "beat"], np.int64)
+    rec = read_record(short118)
+    ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
+    ri, di = match_beats(ref, det, int(round(TOLERANCE_S * FS)))
+    # a matched pair past 5:00 whose detection and reference differ by a few samples
+    k = next(i for i in range(len(ri)) if ref[ri[i]] > 310 * FS
+             and ref[ri[i]] != det[di[i]])
+    r, d = int(ref[ri[k]]), int(det[di[k]])
+    row, events = score_replay(short118, None, with_xqrs=False, start_s=max(r, d) / FS)
+    assert min(r, d) < round(row["scored_from_s"] * FS) <= max(r, d)
+    pg = write_review_page({"clean": "s118", "noise": "clean", "snr": "clean", **row},
+                           events, short118, tmp_path)
+    assert pg["page_errors"]["missed"] == row["gated"]["fn"]
+    assert pg["page_errors"]["false"] == row["gated"]["fp"]
+
+
 def test_two_records_of_one_name_are_refused(short118, data_dir, tmp_path):
     """Records made from the clean and noise records, and their review pages, are named by
     the records' names: two clean records of one name are refused before any work."""

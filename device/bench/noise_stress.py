@@ -99,15 +99,21 @@ def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, ch
 def _class_counts(ref: np.ndarray, rcls: np.ndarray, det: np.ndarray, dcls: np.ndarray,
                   fs: float, keep_ref: np.ndarray, keep_det: np.ndarray) -> dict:
     """Per-class tp/fn/fp (EC57 style: a reference beat of class c is a true positive when
-    detected and labelled c) over the kept beats."""
+    detected and labelled c) over the kept beats, matched over the whole record as
+    :func:`~vitaledge.device.eval.scoring.match_outside` matches: a detection paired with a
+    reference beat that is not kept (before the scored stretch, inside VF) counts nowhere."""
     ri, di = match_beats(ref, det, int(round(TOLERANCE_S * fs)))
+    paired_away = np.zeros(len(det), bool)
+    paired_away[di[~keep_ref[ri]]] = True
     out = {}
     for k, name in enumerate(CLASSES):
         ok = keep_ref[ri] & (rcls[ri] == k) & (dcls[di] == k)
         tp = int(ok.sum())
+        is_tp = np.zeros(len(det), bool)
+        is_tp[di[ok]] = True
         n_ref = int((keep_ref & (rcls == k)).sum())
-        n_det = int((keep_det & (dcls == k)).sum())
-        out[name] = {"tp": tp, "fn": n_ref - tp, "fp": n_det - tp}
+        fp = int((keep_det & (dcls == k) & ~is_tp & ~paired_away).sum())
+        out[name] = {"tp": tp, "fn": n_ref - tp, "fp": fp}
     return out
 
 
@@ -121,16 +127,14 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
     start = int(round(start_s * fs)) if len(x) > (start_s + 60) * fs else 0
     chunk = max(1, int(round(chunk_s * fs)))
     noisy = noisy_segments(len(x), fs)  # the protocol's noisy stretches (none added: clean)
-    sel = ref_all >= start
-    ref, rcls = ref_all[sel], cls_all[sel]
+    ref, rcls = ref_all, cls_all
     det_u, _, _, _ = _stream(x, fs, model, False, chunk)
     det_g, dcls, flagged, events = _stream(x, fs, model, True, chunk)
-    det_u = det_u[det_u >= start]
-    keep = det_g >= start
-    det_g, dcls = det_g[keep], dcls[keep]
     spans = [(a, b) for a, b, _ in flagged]
-    # as EC57's bxb: nothing inside reference-marked ventricular flutter/fibrillation counts
-    vf = vf_episodes(rec.ann_samples, rec.ann_symbols)
+    # matched over the whole record, then scored outside the learning period and, as EC57's
+    # bxb, outside reference-marked ventricular flutter/fibrillation (what the review page
+    # of the same record marks is then what the row counts, beat for beat)
+    excluded = [(0, start)] * bool(start) + vf_episodes(rec.ann_samples, rec.ann_symbols)
     is_flagged = np.zeros(len(x), bool)
     for a, b in spans:
         is_flagged[a:b] = True
@@ -142,27 +146,26 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
 
     def frac(where: np.ndarray) -> float:
         return float(is_flagged[where].mean()) if where.any() else 0.0
-    row = {"record": rec.name, "beats": int(len(ref)), "scored_from_s": start / fs,
-           "ungated": _score_dict(score_outside(ref, det_u, fs, vf, TOLERANCE_S)),
-           "gated": _score_dict(score_outside(ref, det_g, fs, vf, TOLERANCE_S)),
-           "outside_flagged": _score_dict(score_outside(ref, det_g, fs, spans + vf,
+    row = {"record": rec.name, "beats": int((ref >= start).sum()), "scored_from_s": start / fs,
+           "ungated": _score_dict(score_outside(ref, det_u, fs, excluded, TOLERANCE_S)),
+           "gated": _score_dict(score_outside(ref, det_g, fs, excluded, TOLERANCE_S)),
+           "outside_flagged": _score_dict(score_outside(ref, det_g, fs, spans + excluded,
                                                         TOLERANCE_S)),
            "flagged_noisy": frac(is_noisy), "flagged_clean": frac(is_clean),
            "unreadable_s": sum(b - a for a, b, st in flagged if st == UNREADABLE) / fs,
            "doubtful_s": sum(b - a for a, b, st in flagged if st != UNREADABLE) / fs}
     if model is not None:
         row["classes"] = _class_counts(ref, rcls, det_g, dcls, fs,
-                                       outside(ref, vf), outside(det_g, vf))
+                                       outside(ref, excluded), outside(det_g, excluded))
         row["classes_outside_flagged"] = _class_counts(ref, rcls, det_g, dcls, fs,
-                                                       outside(ref, spans + vf),
-                                                       outside(det_g, spans + vf))
+                                                       outside(ref, spans + excluded),
+                                                       outside(det_g, spans + excluded))
     if with_xqrs:
         from vitaledge.device.bench.detector import xqrs_detect
 
         xq = xqrs_detect(x, fs)
-        xq = xq[xq >= start]
-        row["xqrs"] = _score_dict(score_outside(ref, xq, fs, vf, TOLERANCE_S))
-        row["xqrs_outside_flagged"] = _score_dict(score_outside(ref, xq, fs, spans + vf,
+        row["xqrs"] = _score_dict(score_outside(ref, xq, fs, excluded, TOLERANCE_S))
+        row["xqrs_outside_flagged"] = _score_dict(score_outside(ref, xq, fs, spans + excluded,
                                                                 TOLERANCE_S))
     return row, events
 
