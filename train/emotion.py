@@ -43,7 +43,7 @@ from . import zoo
 from .backend import keras, set_seed
 from .emotion_data import Segments, ecg_segments, load_trials, synth_multimodal
 from .evaluate import with_uar
-from .plots import _plt, plot_confusion, plot_history
+from .plots import plot_confusion, plot_history, plot_roc
 
 N_CALIB = 300
 
@@ -340,22 +340,6 @@ def roc_auc(y: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
         fpr, tpr, _ = roc_curve(y == c, probs[:, c])
         out[lab] = {"auc": float(auc(fpr, tpr)), "fpr": fpr.tolist(), "tpr": tpr.tolist()}
     return out
-
-
-def plot_roc(rocs: dict, path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    for lab, r in rocs.items():
-        ax.plot(r["fpr"], r["tpr"], label=f"{lab} (AUC {r['auc']:.3f})")
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("ROC per class (one vs rest)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def format_comparison(rows: list[dict]) -> str:

@@ -1,4 +1,4 @@
-"""Training-history and confusion-matrix figures (matplotlib, headless)."""
+"""Training figures (matplotlib, headless): history, confusion matrix, ROC curves."""
 
 from __future__ import annotations
 
@@ -85,6 +85,23 @@ def plot_ec57(rep: dict, path: Path, title: str = "") -> None:
     ax.set_title(title or f"gross over {rep['gross']['beats']} beats")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_roc(rocs: dict, path: Path) -> None:
+    """One-vs-rest ROC curve per class with its AUC (``rocs``: what ``roc_auc`` returns)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    for lab, r in rocs.items():
+        ax.plot(r["fpr"], r["tpr"], label=f"{lab} (AUC {r['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC per class (one vs rest)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

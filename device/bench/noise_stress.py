@@ -19,10 +19,10 @@ period, as nst's protocol is scored. Reported per row and gross per SNR:
 
 The clean records themselves are scored the same way (SNR ``clean``) for reference.
 
-With a ``review_dir``, the rows with the most errors (:func:`row_errors`) get a review page
-there, written by :func:`~..eval.review.write_review` (``vitaledge device review``) from the
-events of their gated replay (kept beside it as JSON Lines): the report names each page
-with a link that opens it at the first error of the record's worst 2-minute period.
+With a ``review_dir``, the rows with the most errors get a review page there
+(:mod:`.noise_stress_review`): the report names each page with a link that opens it at
+the first error of the record's worst 2-minute period. The Se/+P-against-SNR figure is
+drawn by :mod:`.plots`, with the bench's other figures.
 """
 
 from __future__ import annotations
@@ -33,9 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.bench.noise_stress_review import (
+    REVIEW_WORST,
+    format_review,
+    row_errors,
+    write_review_pages,
+)
+from vitaledge.device.bench.plots import save_noise_stress_plot
 from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 from vitaledge.device.dsp.signal_quality_index import DOUBTFUL, GOOD, UNREADABLE, QualityIndex
-from vitaledge.device.eval.review import write_review
 from vitaledge.device.eval.scoring import DetectionScore, outside, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
 from vitaledge.device.io.nst import LEARNING_S, NST_SNRS, PERIOD_S, make_nst, noisy_segments
@@ -43,10 +49,6 @@ from vitaledge.device.io.records import read_record
 from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream import events as event
 from vitaledge.device.stream.pipeline import BeatPipeline
-from vitaledge.device.stream.sinks import JsonlSink
-
-#: How many of the rows with the most errors get a review page by default.
-REVIEW_WORST = 3
 
 
 def _score_dict(s: DetectionScore) -> dict:
@@ -170,80 +172,6 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
     return row, events
 
 
-def row_errors(row: dict) -> dict:
-    """A row's errors in the beats the daemon emits (gated, scored as the row): missed and
-    false beats, and with a model the matched beats given the wrong class."""
-    g = row["gated"]
-    wrong = g["tp"] - sum(c["tp"] for c in row["classes"].values()) if "classes" in row else 0
-    return {"missed": g["fn"], "false": g["fp"], "misclassified": wrong,
-            "total": g["fn"] + g["fp"] + wrong}
-
-
-def worst_period(errors: list[dict], fs: float, n: int, start_s: float,
-                 period_s: float = PERIOD_S, scored: list[bool] | None = None) -> dict | None:
-    """The ``period_s`` stretch from ``start_s`` on (the noise-stress protocol's noisy and
-    clean periods) holding the most of a review page's ``errors`` (only those ``scored``
-    marks, when given), first on a tie: its start and end (s), its error count and the
-    page index of its first error; None without errors there."""
-    a0, step = int(round(start_s * fs)), int(round(period_s * fs))
-    keep = scored if scored is not None else [True] * len(errors)
-    best = None
-    for a in range(a0, n, step):
-        idx = [i for i, e in enumerate(errors) if keep[i] and a <= e["sample"] < a + step]
-        if idx and (best is None or len(idx) > best["errors"]):
-            best = {"start_s": a / fs, "end_s": min(a + step, n) / fs, "errors": len(idx),
-                    "first_error": idx[0]}
-    return best
-
-
-def write_review_pages(worst: list[tuple[dict, list[dict], Path]], out: Path) -> list[dict]:
-    """For each (row, events of its gated replay, record path): :func:`write_review_page`;
-    a page that cannot be written is reported (``error``) instead of ending the bench,
-    whose tables are already measured."""
-    out.mkdir(parents=True, exist_ok=True)
-    pages = []
-    for row, events, path in worst:
-        try:
-            pages.append(write_review_page(row, events, path, out))
-        except (OSError, ValueError) as exc:  # EventsError and RecordError are ValueErrors
-            pages.append({"clean": row["clean"], "noise": row["noise"], "snr": row["snr"],
-                          "errors": row_errors(row), "error": str(exc)})
-    return pages
-
-
-def write_review_page(row: dict, events: list[dict], path: Path, out: Path) -> dict:
-    """The events as ``review-NAME.events.jsonl`` and the review page ``review-NAME.html``
-    in ``out``; what the report says of the page."""
-    name = f"review-{path.name}"
-    ev_path = out / f"{name}.events.jsonl"
-    ev_path.unlink(missing_ok=True)  # a rerun's events replace the last run's
-    sink = JsonlSink(ev_path, fsync="never")
-    try:
-        sink.write(events)
-    finally:
-        sink.close()
-    page = out / f"{name}.html"
-    review = write_review(ev_path, path, page, tolerance_s=TOLERANCE_S)
-    fs = review["fs"]
-    # the page lists every error of the record; the report counts those of the row's
-    # scope: from the end of the learning period, outside reference-marked VF (as EC57)
-    rec = read_record(path)
-    vf = vf_episodes(rec.ann_samples, rec.ann_symbols)
-    at = np.asarray([e["sample"] for e in review["errors"]], np.int64)
-    scored = ((at >= round(row["scored_from_s"] * fs)) & outside(at, vf)).tolist()
-    seg = worst_period(review["errors"], fs, review["signal"]["n"], row["scored_from_s"],
-                       scored=scored)
-    page_errors = {k: sum(ok and e["kind"] == k for ok, e in
-                          zip(scored, review["errors"], strict=True))
-                   for k in ("missed", "false", "class")}
-    return {"clean": row["clean"], "noise": row["noise"], "snr": row["snr"],
-            "errors": row_errors(row), "page": page.name, "events": ev_path.name,
-            "page_errors": page_errors, "page_errors_whole_record": {
-                k: review["summary"][k] for k in ("missed", "false", "class")},
-            "worst_period": seg,
-            "link": page.name + (f"#error={seg['first_error']}" if seg else "")}
-
-
 def _gross(rows: list[dict]) -> dict:
     out = {}
     for key in ("ungated", "gated", "outside_flagged", "xqrs", "xqrs_outside_flagged"):
@@ -331,40 +259,6 @@ def _pct(d: dict | None, key: str) -> str:
     return "—" if not d else f"{100 * d[key]:.2f}"
 
 
-def _mmss(t: float) -> str:
-    return f"{int(t // 60)}:{int(t % 60):02d}"
-
-
-def format_review(res: dict) -> list[str]:
-    """The report's lines naming the review pages (none when none were asked for)."""
-    rv = res.get("review")
-    if rv is None:
-        return []
-    cls = res["classification"]
-    lines = ["", f"Review pages of the {rv['worst']} rows with the most errors in the beats "
-             "the daemon emits (gated, from "
-             f"{_mmss(res['scored_from_s'])}: missed + false"
-             + (" + misclassified" if cls else "") + "), written next to this report "
-             "by `vitaledge device review` (the events beside each page). Each link opens "
-             f"the page at the first error of the {rv['period_s'] / 60:g}-minute period with "
-             "the most errors; the page lists and marks every error of the record.", ""]
-    if not rv["pages"]:
-        return [*lines, "No row has errors: no review page written."]
-    lines += ["| record | noise | SNR | errors | missed | false |"
-              + (" misclassified |" if cls else "") + " worst period | errors there | "
-              "review page |", "|" + "---|" * (10 if cls else 9)]
-    for pg in rv["pages"]:
-        e, w = pg["errors"], pg.get("worst_period")
-        cells = [pg["clean"], pg["noise"], pg["snr"], str(e["total"]), str(e["missed"]),
-                 str(e["false"])] + ([str(e["misclassified"])] if cls else [])
-        cells += ([f"{_mmss(w['start_s'])}–{_mmss(w['end_s'])}", str(w["errors"])] if w
-                  else ["—", "—" if "error" in pg else "0"])
-        cells.append(f"not written: {pg['error']}" if "error" in pg
-                     else f"[{pg['page']}]({pg['link']})")
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
 def format_markdown(res: dict) -> str:
     """Per-row and gross tables (Se/+P in %)."""
     has_x = bool(res["rows"]) and "xqrs" in res["rows"][0]
@@ -414,46 +308,10 @@ def format_markdown(res: dict) -> str:
     return "\n".join(lines + format_review(res))
 
 
-def save_plot(res: dict, path: Path) -> str | None:
-    """Se and +P against SNR per noise (None, or why the plot was skipped)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed: plot skipped"
-    noises = sorted({k.split(" ")[0] for k in res["by_noise_snr"]})
-    if not noises:
-        return "no noise records: plot skipped"
-    snrs = res["snrs"]
-    xs = [float(s) for s in snrs]
-    fig, axes = plt.subplots(1, len(noises), figsize=(5 * len(noises), 3.6), squeeze=False)
-    series = [("ungated", "vitaledge"), ("outside_flagged", "vitaledge, outside flagged"),
-              ("xqrs", "XQRS")]
-    for ax, nz in zip(axes[0], noises, strict=True):
-        for key, label in series:
-            gs = [res["by_noise_snr"][f"{nz} {s}"].get(key) for s in snrs]
-            if any(g is None for g in gs):
-                continue
-            ax.plot(xs, [100 * g["se"] for g in gs], "o-", label=f"{label} Se")
-            ax.plot(xs, [100 * g["ppv"] for g in gs], "s--", label=f"{label} +P")
-        ax.set_title(f"noise: {nz}")
-        ax.set_xlabel("SNR (dB)")
-        ax.set_ylabel("%")
-        ax.invert_xaxis()
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return None
-
-
 def save(res: dict, out: Path) -> list[str]:
     """noise_stress.json, .md and .png in ``out``; returns notes (a skipped plot)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "noise_stress.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / "noise_stress.md").write_text(format_markdown(res) + "\n")
-    note = save_plot(res, out / "noise_stress.png")
+    note = save_noise_stress_plot(res, out / "noise_stress.png")
     return [note] if note else []

@@ -1,4 +1,5 @@
-"""Bench figures: latency spread per variant, and accuracy vs latency vs size.
+"""Bench figures: latency spread per variant, accuracy vs latency vs size, and the noise
+stress test's Se and +P against SNR.
 
 matplotlib is a training-side dependency; on a device without it the bench saves its
 tables and says the plots were skipped."""
@@ -8,13 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def save_plots(res: dict, out: Path) -> list[Path]:
+def _pyplot():
+    """matplotlib's pyplot on the headless backend, or None without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def save_plots(res: dict, out: Path) -> list[Path]:
+    """``vitaledge bench run``: the latency spread per variant and, with accuracy figures,
+    accuracy against latency and size (none without matplotlib)."""
+    plt = _pyplot()
+    if plt is None:
         return []
     rows = [r for r in res["rows"] if r["status"] != "❌"]
     if not rows:
@@ -53,3 +64,36 @@ def save_plots(res: dict, out: Path) -> list[Path]:
         plt.close(fig)
         paths.append(p2)
     return paths
+
+
+def save_noise_stress_plot(res: dict, path: Path) -> str | None:
+    """``vitaledge bench noise-stress``: Se and +P against SNR per noise (None, or why the
+    plot was skipped)."""
+    plt = _pyplot()
+    if plt is None:
+        return "matplotlib is not installed: plot skipped"
+    noises = sorted({k.split(" ")[0] for k in res["by_noise_snr"]})
+    if not noises:
+        return "no noise records: plot skipped"
+    snrs = res["snrs"]
+    xs = [float(s) for s in snrs]
+    fig, axes = plt.subplots(1, len(noises), figsize=(5 * len(noises), 3.6), squeeze=False)
+    series = [("ungated", "vitaledge"), ("outside_flagged", "vitaledge, outside flagged"),
+              ("xqrs", "XQRS")]
+    for ax, nz in zip(axes[0], noises, strict=True):
+        for key, label in series:
+            gs = [res["by_noise_snr"][f"{nz} {s}"].get(key) for s in snrs]
+            if any(g is None for g in gs):
+                continue
+            ax.plot(xs, [100 * g["se"] for g in gs], "o-", label=f"{label} Se")
+            ax.plot(xs, [100 * g["ppv"] for g in gs], "s--", label=f"{label} +P")
+        ax.set_title(f"noise: {nz}")
+        ax.set_xlabel("SNR (dB)")
+        ax.set_ylabel("%")
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
