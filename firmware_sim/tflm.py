@@ -116,6 +116,13 @@ def _runs(content: bytes, arena: int, sample) -> bool:
         return False
 
 
+def runs_in_arena(content: bytes, arena: int, sample) -> bool:
+    """Does the model run in ``arena`` bytes (TFLite Micro's allocation messages kept off
+    the terminal)? ``sample``: one input array, or a list with one per model input."""
+    with _quiet_stderr():
+        return _runs(content, arena, sample)
+
+
 def measure_arena(content: bytes, sample, upper: int | None = None,
                   resolution: int = 256) -> int:
     """Smallest arena (bytes, multiple of ``resolution``) in which the model runs;

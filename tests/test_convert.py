@@ -93,16 +93,15 @@ def test_edgetpu_gpu_micro_extras(converted):
 
 def test_micro_arena_is_the_smallest_that_runs(converted):
     from vitaledge.convert.targets import micro_sample
-    from vitaledge.firmware_sim.tflm import _quiet_stderr, _runs
+    from vitaledge.firmware_sim.tflm import runs_in_arena
 
     out, _ = converted
     content = (out / "micro-int8" / "model.tflite").read_bytes()
     arena = json.loads((out / "micro-int8" / "manifest.json").read_text())["extra"]["micro"][
         "arena_bytes"]
     sample = micro_sample(content, np.random.default_rng(0).random((1, 187)).astype(np.float32))
-    with _quiet_stderr():
-        assert _runs(content, arena, sample)
-        assert not _runs(content, arena - 256, sample)
+    assert runs_in_arena(content, arena, sample)
+    assert not runs_in_arena(content, arena - 256, sample)
 
 
 def test_micro_artifact_ends_at_the_logits(converted, tmp_path):

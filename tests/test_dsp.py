@@ -11,9 +11,15 @@ import pytest
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
-from vitaledge.device.dsp.filters import CausalFilter, FilterSpec, apply_filter, design
-from vitaledge.device.dsp.resample import _fir, filter_half_len_in, rate_ratio, resample
-from vitaledge.device.dsp.rpeaks import _Fir, sliding_max
+from vitaledge.device.dsp.filters import (
+    CausalFilter,
+    FilterSpec,
+    StreamingFir,
+    apply_filter,
+    design,
+)
+from vitaledge.device.dsp.resample import antialias_taps, filter_half_len_in, rate_ratio, resample
+from vitaledge.device.dsp.rpeaks import sliding_max
 
 # the filters the repository uses (beat pipeline at each database rate, the R-peak
 # band-pass, a GSR-type low-pass, a high-pass) and a few more orders
@@ -123,11 +129,11 @@ def test_bad_filter_specs_are_refused(spec):
 def test_fir_is_bit_exact_for_any_chunking_and_equals_lfilter(b):
     rng = np.random.default_rng(4)
     x = 100 * rng.standard_normal(20_000)
-    whole = _Fir(b).process(x)
+    whole = StreamingFir(b).process(x)
     ref = sps.lfilter(b, [1.0], x)
     assert rel_err(whole, ref) < 1e-14
     for sizes in ([1], [7], [360], [3, 1, 200, 53, 54, 55, 4096]):
-        f = _Fir(b)
+        f = StreamingFir(b)
         out, a, i = [], 0, 0
         while a < len(x):
             out.append(f.process(x[a:a + sizes[i % len(sizes)]]))
@@ -161,7 +167,7 @@ def test_resample_equals_scipy_resample_poly(fs_in, fs_out):
     up, down = rate_ratio(fs_in, fs_out)
     m = max(up, down)
     ref_h = sps.firwin(20 * m + 1, 1.0 / m, window=("kaiser", 5.0))
-    assert np.max(np.abs(_fir(up, down) - ref_h)) < 1e-15
+    assert np.max(np.abs(antialias_taps(up, down) - ref_h)) < 1e-15
     rng = np.random.default_rng(up + down)
     for n in (1, 2, 7, 50, 599, 1000, 12_345, 100_003):
         x = 2.0 + rng.standard_normal(n)

@@ -292,7 +292,7 @@ def _converts_and_runs_in_the_daemon(run, keras_accuracy, stream_name, write_str
 def test_cross_validation_folds_never_split_a_trial():
     """Held-out test and k folds grouped by trial: each development input is scored once,
     no trial is on two sides, every class is in every fold."""
-    from vitaledge.train.emotion import _group_splits, split_test
+    from vitaledge.train.emotion import group_splits, split_test
     from vitaledge.train.emotion_data import Segments
 
     trial = np.repeat(np.arange(40), 5)
@@ -300,7 +300,7 @@ def test_cross_validation_folds_never_split_a_trial():
     seg = Segments(np.zeros((200, 1)), y, trial, np.asarray([f"s{t // 8}" for t in trial]))
     dev, test = split_test(seg, "trial", 0.25, seed=0)
     assert 40 <= len(test) <= 60 and not set(trial[dev]) & set(trial[test])
-    folds = _group_splits(y[dev], trial[dev], 5, seed=0)
+    folds = group_splits(y[dev], trial[dev], 5, seed=0)
     assert sorted(np.concatenate([va for _, va in folds]).tolist()) == list(range(len(dev)))
     for tr, va in folds:
         assert not set(trial[dev][tr]) & set(trial[dev][va])
@@ -308,7 +308,7 @@ def test_cross_validation_folds_never_split_a_trial():
     dev_s, test_s = split_test(seg, "subject", 0.25, seed=0)
     assert not set(seg.subject[dev_s]) & set(seg.subject[test_s])
     with pytest.raises(ValueError, match="10 folds need at least 10 groups"):
-        _group_splits(y[:20], trial[:20], 10, seed=0)
+        group_splits(y[:20], trial[:20], 10, seed=0)
 
 
 def test_emotion_multimodal_trains_and_writes_the_run(tmp_path):

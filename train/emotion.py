@@ -119,7 +119,7 @@ class EmotionEcgConfig:
     task: str = field(default="emotion-ecg", init=False)
 
 
-def _group_splits(y: np.ndarray, groups: np.ndarray, k: int, seed: int):
+def group_splits(y: np.ndarray, groups: np.ndarray, k: int, seed: int):
     """Stratified group k-fold (sklearn): (train, test) index pairs."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -139,7 +139,7 @@ def split_test(seg: Segments, group: str, test_fraction: float,
         raise ValueError(f"test fraction must be in (0, 0.5), got {test_fraction}")
     groups = seg.trial if group == "trial" else seg.subject
     k = max(2, int(round(1 / test_fraction)))
-    dev, test = _group_splits(seg.y, groups, k, seed)[0]
+    dev, test = group_splits(seg.y, groups, k, seed)[0]
     return dev, test
 
 
@@ -161,7 +161,7 @@ def train_emotion_ecg(cfg: EmotionEcgConfig, run_dir: Path, verbose: int | None 
     dev, test = split_test(seg, cfg.group, cfg.test_fraction, cfg.seed)
     groups = (seg.trial if cfg.group == "trial" else seg.subject)[dev]
     if cfg.folds:
-        folds = _group_splits(seg.y[dev], groups, cfg.folds, cfg.seed)
+        folds = group_splits(seg.y[dev], groups, cfg.folds, cfg.seed)
     else:  # no CV: one model on the whole development part
         folds = [(np.arange(len(dev)), np.zeros(0, np.int64))]
     print(f"{ts.describe()}")

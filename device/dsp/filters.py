@@ -1,4 +1,5 @@
-"""Causal IIR filtering of ECG, identical in batch and streaming use.
+"""Causal IIR filtering of ECG, identical in batch and streaming use (and a causal FIR,
+:class:`StreamingFir`, for the R-peak detector's derivative and moving-window integration).
 
 Zero-phase filters (filtfilt) need the future and cannot run on a stream, so the device
 and training both use the same causal Butterworth sections. State starts at the filter's
@@ -297,3 +298,23 @@ class CausalFilter:
 def apply_filter(x: np.ndarray, fs: float, spec: FilterSpec | None) -> np.ndarray:
     """Filter a whole signal (the batch form of :class:`CausalFilter`)."""
     return CausalFilter(spec, fs).process(x)
+
+
+class StreamingFir:
+    """Stateful causal FIR filter y[n] = sum_k b[k] x[n-k], zero history at start.
+
+    Keeps the last len(b) - 1 inputs; each output is the same dot product whatever the
+    chunking, so chunked output equals whole-signal output bit for bit."""
+
+    def __init__(self, b: np.ndarray):
+        self.b = np.asarray(b, dtype=np.float64)
+        self._hist = np.zeros(len(self.b) - 1)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.size == 0:
+            return x.copy()
+        xx = np.concatenate([self._hist, x])
+        if len(self._hist):
+            self._hist = xx[len(xx) - len(self._hist):].copy()
+        return np.convolve(xx, self.b, mode="valid")

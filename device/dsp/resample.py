@@ -42,7 +42,7 @@ def filter_half_len_in(fs_in: float, fs_out: float) -> int:
 
 
 @lru_cache(maxsize=32)
-def _fir(up: int, down: int) -> np.ndarray:
+def antialias_taps(up: int, down: int) -> np.ndarray:
     """Anti-aliasing low-pass for (up, down): 20 max(up, down) + 1 taps of a sinc cut at
     1 / max(up, down) of Nyquist, Kaiser window (beta 5), unit DC gain. This is
     ``scipy.signal.firwin(n, 1 / max_rate, window=("kaiser", 5.0))``, resample_poly's
@@ -64,7 +64,7 @@ def _table(up: int, down: int) -> tuple[np.ndarray, np.ndarray, int, int, int]:
     Output i is sum_k w[i, k] * x[idx[i, k] - (T - 1)] (indices into x left-padded with
     T - 1 zeros); the block starting at output q * B uses idx + q * P * down, since the
     tap pattern repeats every ``up`` outputs. Returns (idx, w, T, B, half)."""
-    h = _fir(up, down) * up
+    h = antialias_taps(up, down) * up
     half = (len(h) - 1) // 2
     T = -(-len(h) // up)
     P = max(1, _BLOCK_ELEMS // (up * T))

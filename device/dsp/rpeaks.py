@@ -79,28 +79,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vitaledge.device.dsp.filters import CausalFilter, FilterSpec
+from vitaledge.device.dsp.filters import CausalFilter, FilterSpec, StreamingFir
 from vitaledge.device.dsp.signal_buffer import SignalBuffer
-
-
-class _Fir:
-    """Stateful causal FIR filter y[n] = sum_k b[k] x[n-k], zero history at start.
-
-    Keeps the last len(b) - 1 inputs; each output is the same dot product whatever the
-    chunking, so chunked output equals whole-signal output bit for bit."""
-
-    def __init__(self, b: np.ndarray):
-        self.b = np.asarray(b, dtype=np.float64)
-        self._hist = np.zeros(len(self.b) - 1)
-
-    def process(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        if x.size == 0:
-            return x.copy()
-        xx = np.concatenate([self._hist, x])
-        if len(self._hist):
-            self._hist = xx[len(xx) - len(self._hist):].copy()
-        return np.convolve(xx, self.b, mode="valid")
 
 
 def sliding_max(x: np.ndarray, size: int) -> np.ndarray:
@@ -148,9 +128,9 @@ class RPeakDetector:
         self.relearn_max = relearn_max_s * fs
         self._bp = CausalFilter(FilterSpec(band[0], band[1], 2), fs)
         self._ecg = CausalFilter(FilterSpec(0.5, 40.0 if fs > 85 else 0.45 * fs, 2), fs)
-        self._deriv = _Fir(np.array([2, 1, 0, -1, -2]) * fs / 8.0)
+        self._deriv = StreamingFir(np.array([2, 1, 0, -1, -2]) * fs / 8.0)
         n_mwi = max(1, int(round(0.150 * fs)))
-        self._mwi = _Fir(np.ones(n_mwi) / n_mwi)
+        self._mwi = StreamingFir(np.ones(n_mwi) / n_mwi)
         self.n_mwi = n_mwi
         self.half = max(1, int(round(peak_s * fs)))  # candidate neighbourhood
         self.refractory = int(round(refractory_s * fs))

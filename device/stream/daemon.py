@@ -17,6 +17,8 @@ Operation:
   is retried with backoff, reported (``sink_error``/``sink_recovered`` status events on the
   healthy sinks, ``vitaledge_sink_errors_total{sink=...}``) and ``/health`` is
   ``degraded`` while it fails;
+* a live source that goes quiet or sends at another rate than configured is reported
+  (``no_signal``/``signal_resumed``, ``rate_mismatch``/``rate_ok``; :mod:`.source_watch`);
 * beats that stop while the signal is present are reported (``no_beats``, then
   ``beats_resumed``; :mod:`.beat_watch`), ``/health`` is ``degraded`` meanwhile and
   ``vitaledge_seconds_since_last_beat`` says how long;
@@ -68,12 +70,11 @@ from vitaledge.device.stream.queue_items import (
     from_source,
 )
 from vitaledge.device.stream.sinks import GuardedSink, open_sink
+from vitaledge.device.stream.source_watch import NO_SIGNAL_S, SourceWatch
 from vitaledge.device.stream.sources import Source, check_source_safety, open_source
 from vitaledge.device.stream.stages import FanOut, Stage, stage_for
 
 log = logging.getLogger("vitaledge.daemon")
-NO_SIGNAL_S = 5.0  # a live source silent this long gets a no_signal status event
-RATE_WINDOW_S = 30.0  # a live source's arrival rate is measured over this much wall time
 STOP_GRACE_S = 1.5  # after a stop request the worker gets this long to drain, then is left
 #: What each model option takes (manifest tasks); the main model any task with a stage,
 #: but a beat model when an emotion model runs beside it.
@@ -125,6 +126,8 @@ class DaemonConfig:
     append: bool = False
     # Seconds of present signal without a beat before a no_beats status event.
     no_beats_s: float = NO_BEATS_S
+    # Seconds a live source may send nothing before a no_signal status event.
+    no_signal_s: float = NO_SIGNAL_S
     # Signal-quality gating of the beat stage: no beats in unreadable stretches, doubtful
     # ones flagged (device/stream/pipeline.py); false for the ungated comparison.
     gating: bool = True
@@ -184,6 +187,8 @@ class DaemonConfig:
                 raise ValueError(f"{key} {v!r}: expected a number >= 0")
         if not (math.isfinite(self.no_beats_s) and self.no_beats_s > 0):
             raise ValueError(f"no_beats_s {self.no_beats_s!r}: expected seconds > 0")
+        if not (math.isfinite(self.no_signal_s) and self.no_signal_s > 0):
+            raise ValueError(f"no_signal_s {self.no_signal_s!r}: expected seconds > 0")
         from vitaledge.device.stream import ota
         from vitaledge.device.stream.mqtt import check_table
 
@@ -364,12 +369,8 @@ class Daemon:
 
     def _reset_stream_watch(self) -> None:
         """Bookkeeping of a live source's silences, arrival rate and drops."""
-        self._last_data: float | None = None
-        self._silent = False
+        self.source_watch = SourceWatch(self.source.fs, self.live, self.cfg.no_signal_s)
         self._arrived = 0  # samples that reached the worker (drops are added apart)
-        self._rate_t0: float | None = None
-        self._rate_n0 = 0
-        self._rate_bad = False
         self._missing = 0  # samples dropped since the last chunk that got through
         self.dropped_chunks = 0
         self.dropped_samples = 0
@@ -756,50 +757,16 @@ class Daemon:
         return round(pipe.samples_in / pipe.fs, 3)
 
     def _check_silence(self) -> None:
-        """A live source that stops sending for NO_SIGNAL_S is reported once."""
-        if (self.live and not self._silent and self._last_data is not None
-                and time.monotonic() - self._last_data > NO_SIGNAL_S):
-            self._silent = True
-            self._emit([event.no_signal(self._time(self.pipeline),
-                                        round(time.monotonic() - self._last_data, 1))])
-
-    def _check_rate(self, now: float) -> list[dict]:
-        """A live source whose samples arrive, over RATE_WINDOW_S, more than 25 % away
-        from the configured rate gets rate_mismatch (once), and rate_ok when it is back
-        within 10 %: the stream's time axis and beat intervals assume that rate."""
-        arrived = self._arrived + self.dropped_samples
-        if self._rate_t0 is None:
-            self._rate_t0, self._rate_n0 = now, arrived
-            return []
-        dt = now - self._rate_t0
-        if dt < RATE_WINDOW_S:
-            return []
-        rate = (arrived - self._rate_n0) / dt
-        self._rate_t0, self._rate_n0 = now, arrived
-        off = abs(rate / self.source.fs - 1.0)
-        if off > 0.25 and not self._rate_bad:
-            self._rate_bad, status = True, "rate_mismatch"
-        elif off < 0.1 and self._rate_bad:
-            self._rate_bad, status = False, "rate_ok"
-        else:
-            return []
-        return [event.rate_change(status, self._time(self.pipeline), round(rate, 1),
-                                  self.source.fs)]
+        """A live source that stops sending is reported once (:mod:`.source_watch`)."""
+        self._emit(self.source_watch.check_silence(time.monotonic(),
+                                                   self._time(self.pipeline)))
 
     def _samples(self, pipe: FanOut, x) -> list[dict]:
         """Samples through the signal monitor: faulty stretches become gaps (never
         classified) with a status event where a fault starts and where it ends."""
-        events: list[dict] = []
-        now = time.monotonic()
-        if self._silent:
-            self._silent = False
-            self._rate_t0 = None  # a silence is not a slow rate
-            events.append(event.signal_resumed(self._time(pipe),
-                                               round(now - (self._last_data or now), 1)))
-        self._last_data = now
         self._arrived += len(x)
-        if self.live:
-            events += self._check_rate(now)
+        events = self.source_watch.arrived(len(x), self._arrived + self.dropped_samples,
+                                           time.monotonic(), self._time(pipe))
         if self.monitor is None or getattr(x, "ndim", 1) != 1:
             return events + self._present(pipe, x)
         for part in self.monitor.split(x):
