@@ -68,7 +68,7 @@ class FakeModel:
 def fake_models(monkeypatch):
     """``models[path] = FakeModel(...)``: what the daemon loads for ``path``."""
     models: dict[str, FakeModel] = {}
-    monkeypatch.setattr(Daemon, "_load_model",
+    monkeypatch.setattr(Daemon, "load_model",
                         lambda self, path=None: models[path or self.cfg.model])
     return models
 

@@ -131,7 +131,9 @@ def parse(args: list[str]) -> click.Context:
         ctx = cmd.make_context(name, list(args), parent=parent, resilient_parsing=False)
         if not isinstance(cmd, click.Group):
             return ctx
-        rest = [*ctx._protected_args, *ctx.args]
+        # the subcommand and its arguments: Click 8.2 deprecated the public
+        # ``protected_args`` for this attribute, which its own Group.invoke reads
+        rest = [*ctx._protected_args, *ctx.args]  # noqa: SLF001
         if not rest:
             return ctx
         name, cmd, args = cmd.resolve_command(ctx, rest)

@@ -228,7 +228,8 @@ def test_sqlite_uncommitted_batch_is_invisible_and_seq_continues(tmp_path):
     db.close()  # closed without commit = the writer died mid-transaction
     s2 = SqliteSink(p)
     assert s2.last_seq() == 2
-    assert s2._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with sqlite3.connect(p) as check:
+        assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 @pytest.mark.slow
@@ -316,17 +317,21 @@ def test_signal_monitor_is_quiet_on_real_ecg(mitdb_dir):
 
 
 @pytest.mark.slow
-def test_daemon_reports_faults_and_never_classifies_them(converted, synth_dir):
+def test_daemon_reports_faults_and_never_classifies_them(converted, synth_dir, tmp_path):
+    """A recording with a NaN second, an inf sample, clipping and lead-off, replayed from
+    CSV through the daemon: each fault is a status event where it starts and ends, no
+    beat comes from it, and the beats after it are on the record's time axis."""
     from vitaledge.device.io.records import read_record
     from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     out, _ = converted
-    d = Daemon(DaemonConfig(model=str(out / "cpu-int8"), source="stdin", fs=FS, out=[]))
     x, where = _faulty(read_record(synth_dir / "s000").signal[: 90 * FS])
-    events = []
-    for i in range(0, len(x), 500):
-        events += d._samples(d.pipeline, x[i:i + 500])
-    events += d.pipeline.flush()
+    csv = tmp_path / "faulty.csv"
+    csv.write_text("".join(f"{v:.6g}\n" for v in x))
+    ev = tmp_path / "ev.jsonl"
+    Daemon(DaemonConfig(model=str(out / "cpu-int8"), source=f"replay:{csv}", fs=FS,
+                        out=[str(ev)])).run(install_signals=False)
+    events = [json.loads(line) for line in ev.read_text().splitlines()]
     status = [e["status"] for e in events if e["type"] == "status"]
     assert status.count("non_finite") == 2 and status.count("saturation") == 1
     assert status.count("lead_off") == 1 and status.count("signal_ok") == 4

@@ -59,6 +59,11 @@ class RateLimiter:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        """Clients whose bucket is remembered now (at most the tracked-client bound)."""
+        with self._lock:
+            return len(self._buckets)
+
     def allow(self, client: str, now: float | None = None) -> bool:
         if self.rate <= 0:
             return True

@@ -338,12 +338,12 @@ class Daemon:
         """The main model and, when configured, the emotion model on the same stream."""
         from vitaledge.device.stream.stages import STAGES
 
-        self.model = self._load_model()
+        self.model = self.load_model()
         main_tasks = ("beat",) if self.cfg.emotion_model else tuple(STAGES)
         check_task("--model (model)", self.cfg.model, self.model, main_tasks)
         self._models = [self.model]
         if self.cfg.emotion_model:
-            emotion = self._load_model(self.cfg.emotion_model)
+            emotion = self.load_model(self.cfg.emotion_model)
             check_task("--emotion-model (emotion_model)", self.cfg.emotion_model, emotion,
                        EMOTION_MODEL_TASKS)
             self._models.append(emotion)
@@ -522,15 +522,13 @@ class Daemon:
                              "api": f"{self.cfg.api_host}:{self.api.server_address[1]}"
                              if self.api else None}))
 
-    def _load_model(self, path: str | None = None) -> Model:
+    # -- what the over-the-air updater uses (device/stream/ota.py Host) --------------------
+    def load_model(self, path: str | None = None) -> Model:
+        """``path`` (the configured model without one) loaded as the daemon loads every
+        model: the configured backend, delegate and verify key."""
         return Model(path or self.cfg.model, backend=self.cfg.backend, threads=self.cfg.threads,
                      delegate=self.cfg.delegate, fallback_cpu=self.cfg.fallback == "cpu",
                      verify_key=self.cfg.verify_key or None)
-
-    # -- what the over-the-air updater uses (device/stream/ota.py Host) --------------------
-    def load_model(self, path: str) -> Model:
-        """``path`` loaded as the daemon loads its models (backend, delegate, verify key)."""
-        return self._load_model(path)
 
     def serving(self) -> Model:
         """The main model serving now."""
@@ -805,8 +803,8 @@ class Daemon:
     def reload(self) -> bool:
         """Hot reload: load the artifact again; swap only if it loads and fits."""
         try:
-            model = self._load_model()
-            emotion = self._load_model(self.cfg.emotion_model) if self.cfg.emotion_model \
+            model = self.load_model()
+            emotion = self.load_model(self.cfg.emotion_model) if self.cfg.emotion_model \
                 else None
             self._swap_in(model, emotion)
         except (ManifestError, ModelLoadError, SignalError, ValueError, OSError) as exc:
