@@ -26,6 +26,9 @@ class BeatTrainConfig:
     test_fraction: float = 0.2
     test_records: list[str] | None = None
     val_fraction: float = 0.1
+    #: a class counts in the validation F1 that picks the epoch only with at least this
+    #: many validation beats (vitaledge.train.fit.selection_f1)
+    val_min_support: int = 20
     balance: str = "none"
     epochs: int = 30
     batch_size: int = 32

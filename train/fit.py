@@ -57,21 +57,36 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
             and "chief" not in resolver.cluster_spec().as_dict())
 
 
-class ValMacroF1(keras.callbacks.Callback):
-    """Adds ``val_macro_f1`` to the epoch logs so checkpointing and early stopping can use
-    the metric that matters under class imbalance. Must precede those callbacks. Classes
-    are decided as the device decides them (``decide(probs)``, default the argmax)."""
+def selection_f1(metrics: dict, min_support: int) -> float:
+    """The validation figure that picks the epoch: the mean F1 over the classes with at
+    least ``min_support`` validation beats (over the classes present, when fewer than two
+    have that many). A class that a few validation patients hold a handful of beats of,
+    or none (predicted once, it counts with F1 0 in the plain macro average), makes that
+    average jump by 0.1 from one epoch to the next on nothing; the epoch kept was then
+    decided by noise (docs/results.md, "The epoch choice")."""
+    per = [c for c in metrics["per_class"].values() if c["support"] > 0]
+    big = [c for c in per if c["support"] >= min_support]
+    use = big if len(big) >= 2 else per
+    return float(np.mean([c["f1"] for c in use])) if use else 0.0
 
-    def __init__(self, X, y: np.ndarray, decide=None):
+
+class ValMacroF1(keras.callbacks.Callback):
+    """Adds ``val_macro_f1`` (:func:`selection_f1`) to the epoch logs so checkpointing and
+    early stopping can use the metric that matters under class imbalance. Must precede
+    those callbacks. Classes are decided as the device decides them (``decide(probs)``,
+    default the argmax)."""
+
+    def __init__(self, X, y: np.ndarray, decide=None, min_support: int = 20):
         super().__init__()
         self.X, self.y = X, y
         self.decide = decide or (lambda probs: probs.argmax(1))
+        self.min_support = min_support
 
     def on_epoch_end(self, epoch, logs=None):
         probs = self.model.predict(self.X, batch_size=512, verbose=0)
         m = classification_metrics(self.y, self.decide(probs), list(CLASSES))
         if logs is not None:
-            logs["val_macro_f1"] = m["macro"]["f1"]
+            logs["val_macro_f1"] = selection_f1(m, self.min_support)
 
 
 def check_inputs(cfg: BeatTrainConfig, arch: zoo.Arch) -> None:
@@ -160,7 +175,8 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
         keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max",
                                       patience=cfg.patience)]
     callbacks = [
-        ValMacroF1(p.val.inputs(), p.val.y, lambda probs: decide_beats(signal, probs, p.val)),
+        ValMacroF1(p.val.inputs(), p.val.y, lambda probs: decide_beats(signal, probs, p.val),
+                   cfg.val_min_support),
         *keep,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), histogram_freq=0),
