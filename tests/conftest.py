@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -35,6 +36,13 @@ def mitdb_dir(data_dir: Path) -> Path:
 #: The seven records the detector and loader tests were written on; tests name the records
 #: they need instead of assuming what the folder holds (it grows).
 SEVEN = ("100", "104", "106", "108", "113", "208", "232")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(cond, seconds: float) -> bool:

@@ -10,6 +10,7 @@ import socket
 import click
 import pytest
 from click.testing import CliRunner
+from conftest import free_port
 
 from vitaledge.cli import main
 
@@ -31,11 +32,6 @@ def error_line(r) -> str:
 def invoke(args: list[str]):
     return CliRunner().invoke(main, [str(a) for a in args])
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -10,14 +10,10 @@ import time
 import urllib.request
 
 import pytest
+from conftest import free_port
 
 pytestmark = pytest.mark.slow
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_replay_max_speed_processes_the_whole_record(converted, synth_dir, tmp_path):

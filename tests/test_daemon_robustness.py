@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from vitaledge.device.stream import sources
 from vitaledge.device.stream.daemon import Daemon, DaemonConfig, DaemonFailure
@@ -98,11 +99,6 @@ def events_of(path: Path) -> list[dict]:
 def statuses(events: list[dict], kind: str) -> list[dict]:
     return [e for e in events if e["type"] == "status" and e.get("status") == kind]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- 1. no_beats

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from vitaledge.device.stream.sinks import JsonlSink, SqliteSink
 
@@ -127,7 +128,7 @@ def test_sighup_with_a_corrupt_model_keeps_the_daemon_serving(converted, synth_d
     out, _ = converted
     art = tmp_path / "art"
     shutil.copytree(out / "cpu-int8", art)
-    port = _free_port()
+    port = free_port()
     ev = tmp_path / "ev.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "vitaledge.cli", "device", "run", "--model",
                              str(art), "--source", "stdin", "--fs", "360", "--sink", str(ev),
@@ -156,13 +157,6 @@ def test_sighup_with_a_corrupt_model_keeps_the_daemon_serving(converted, synth_d
     seqs = [json.loads(line)["seq"] for line in ev.read_text().splitlines()]
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > n + 10
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(port: int, path: str, raw: bool = False):

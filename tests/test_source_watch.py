@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 
 import numpy as np
 import pytest
+from conftest import free_port, wait_for
 
 from vitaledge.device.stream.source_watch import RATE_WINDOW_S, SourceWatch
 
@@ -19,32 +19,29 @@ FS = 360.0
 def test_silence_is_reported_once_and_its_end_says_how_long():
     w = SourceWatch(FS, live=True, no_signal_s=5.0)
     assert w.check_silence(100.0, 0.0) == []  # nothing arrived yet: nothing to miss
-    assert w.arrived(10, 10, 100.0, 0.03) == []
+    assert w.arrived(10, 0, 100.0, 0.03) == []
     assert w.check_silence(104.9, 0.03) == []
     [ev] = w.check_silence(130.0, 0.03)  # thirty seconds without a sample
     assert ev["status"] == "no_signal" and ev["time"] == 0.03 and ev["silent_s"] == 30.0
     assert w.check_silence(131.0, 0.03) == []  # reported once
-    [ev] = w.arrived(10, 20, 131.0, 0.03)
+    [ev] = w.arrived(10, 0, 131.0, 0.03)
     assert ev["status"] == "signal_resumed" and ev["silent_s"] == 31.0
     assert not w.silent
 
 
 def test_a_replayed_source_is_never_reported():
     w = SourceWatch(FS, live=False)
-    w.arrived(10, 10, 0.0, 0.0)
+    w.arrived(10, 0, 0.0, 0.0)
     assert w.check_silence(1000.0, 0.0) == []
-    assert w.arrived(10 * 360, 3610, 2 * RATE_WINDOW_S, 10.0) == []
+    assert w.arrived(10 * 360, 0, 2 * RATE_WINDOW_S, 10.0) == []
 
 
 def test_arrival_rate_off_by_more_than_a_quarter_is_reported_and_its_return():
     w = SourceWatch(FS, live=True)
     win = RATE_WINDOW_S
-    n = 0
 
     def arrive(samples: int, now: float) -> list[dict]:
-        nonlocal n
-        n += samples
-        return w.arrived(samples, n, now, 0.0)
+        return w.arrived(samples, 0, now, 0.0)
 
     assert arrive(1, 100.0) == []  # the window starts
     [ev] = arrive(int(2 * FS * win), 100.0 + win)  # twice the configured rate
@@ -58,29 +55,15 @@ def test_arrival_rate_off_by_more_than_a_quarter_is_reported_and_its_return():
 def test_dropped_samples_count_as_arrived_and_a_silence_is_not_a_slow_rate():
     w = SourceWatch(FS, live=True, no_signal_s=5.0)
     win = RATE_WINDOW_S
-    assert w.arrived(1, 1, 0.0, 0.0) == []
+    assert w.arrived(1, 0, 0.0, 0.0) == []
     # half the samples reached the worker, the other half were dropped on a full queue:
-    # ``counted`` holds both, so the rate is the configured one
-    assert w.arrived(int(FS * win / 2), 1 + int(FS * win), win, 0.0) == []
+    # they count as arrived, so the rate is the configured one
+    half = int(FS * win / 2)
+    assert w.arrived(half, half, win, 0.0) == []
     w.check_silence(win + 60.0, 0.0)  # a minute of silence
-    [ev] = w.arrived(10, 11 + int(FS * win), win + 60.0, 0.0)
+    [ev] = w.arrived(10, half, win + 60.0, 0.0)
     assert ev["status"] == "signal_resumed"  # and no rate_mismatch: the window restarted
-    assert w.arrived(int(FS * win), 11 + int(2 * FS * win), 2 * win + 60.0, 0.0) == []
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(cond, deadline_s: float = 30.0) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
+    assert w.arrived(int(FS * win), half, 2 * win + 60.0, 0.0) == []
 
 
 @pytest.mark.slow
@@ -90,7 +73,7 @@ def test_a_tcp_source_that_goes_quiet_is_reported_by_the_daemon(converted, tmp_p
     from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 
     out, _ = converted
-    port = _free_port()
+    port = free_port()
     ev = tmp_path / "ev.jsonl"
     d = Daemon(DaemonConfig(model=str(out / "cpu-int8"), source=f"tcp:127.0.0.1:{port}",
                             fs=FS, out=[str(ev)], no_signal_s=0.5))
@@ -102,9 +85,9 @@ def test_a_tcp_source_that_goes_quiet_is_reported_by_the_daemon(converted, tmp_p
         x = np.sin(np.arange(int(3 * FS)) / 20.0)
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall("".join(f"{v:.4f}\n" for v in x).encode())
-            if _wait_for(lambda: "no_signal" in statuses()):
+            if wait_for(lambda: "no_signal" in statuses(), 30.0):
                 s.sendall("".join(f"{v:.4f}\n" for v in x).encode())
-                _wait_for(lambda: "signal_resumed" in statuses())
+                wait_for(lambda: "signal_resumed" in statuses(), 30.0)
         d.request_stop()
 
     t = threading.Thread(target=sensor)

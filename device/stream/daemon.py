@@ -370,7 +370,6 @@ class Daemon:
     def _reset_stream_watch(self) -> None:
         """Bookkeeping of a live source's silences, arrival rate and drops."""
         self.source_watch = SourceWatch(self.source.fs, self.live, self.cfg.no_signal_s)
-        self._arrived = 0  # samples that reached the worker (drops are added apart)
         self._missing = 0  # samples dropped since the last chunk that got through
         self.dropped_chunks = 0
         self.dropped_samples = 0
@@ -762,9 +761,8 @@ class Daemon:
     def _samples(self, pipe: FanOut, x) -> list[dict]:
         """Samples through the signal monitor: faulty stretches become gaps (never
         classified) with a status event where a fault starts and where it ends."""
-        self._arrived += len(x)
-        events = self.source_watch.arrived(len(x), self._arrived + self.dropped_samples,
-                                           time.monotonic(), self._time(pipe))
+        events = self.source_watch.arrived(len(x), self.dropped_samples, time.monotonic(),
+                                           self._time(pipe))
         if self.monitor is None or getattr(x, "ndim", 1) != 1:
             return events + self._present(pipe, x)
         for part in self.monitor.split(x):

@@ -33,14 +33,16 @@ class SourceWatch:
         self.last_data: float | None = None  # wall time of the last samples
         self.silent = False                  # in a reported silence
         self.rate_bad = False                # in a reported rate mismatch
+        self.received = 0                    # samples that reached the worker
         self._t0: float | None = None        # start of the rate window
         self._n0 = 0                         # samples counted at its start
 
-    def arrived(self, n: int, counted: int, now: float, t_stream: float) -> list[dict]:
-        """``n`` samples arrived at wall time ``now`` (``counted``: every sample that has
-        arrived so far, these and the dropped ones included; ``t_stream``: the stream time
-        for a status event): ``signal_resumed`` after a reported silence, and a rate
-        change when the window closes."""
+    def arrived(self, n: int, dropped: int, now: float, t_stream: float) -> list[dict]:
+        """``n`` samples reached the worker at wall time ``now`` (``dropped``: the samples
+        dropped on a full queue so far, which did arrive; ``t_stream``: the stream time for
+        a status event): ``signal_resumed`` after a reported silence, and a rate change
+        when the window closes."""
+        self.received += n
         events = []
         if self.silent:
             self.silent = False
@@ -49,7 +51,7 @@ class SourceWatch:
                                                round(now - (self.last_data or now), 1)))
         self.last_data = now
         if self.live:
-            events += self.check_rate(counted, now, t_stream)
+            events += self._check_rate(self.received + dropped, now, t_stream)
         return events
 
     def check_silence(self, now: float, t_stream: float) -> list[dict]:
@@ -60,7 +62,7 @@ class SourceWatch:
             return [event.no_signal(t_stream, round(now - self.last_data, 1))]
         return []
 
-    def check_rate(self, counted: int, now: float, t_stream: float) -> list[dict]:
+    def _check_rate(self, counted: int, now: float, t_stream: float) -> list[dict]:
         """A rate change when the window that started earlier closes at ``now`` with
         ``counted`` samples arrived in all (see the module docstring); else nothing."""
         if self._t0 is None:
