@@ -21,6 +21,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from vitaledge.device.io.fetch import DATABASES
+
 
 def _given(value) -> bool:
     return value is not None and value != ()
@@ -146,18 +148,22 @@ def nst_cmd(records, noises, snrs, out, seed) -> None:
 
 
 @data_group.command("fetch")
-@click.argument("database", type=click.Choice(["mitdb"]))
+@click.argument("database", type=click.Choice(sorted(DATABASES)))
 @click.option("--out", type=click.Path(file_okay=False), required=True)
-@click.option("--records", "record_list", help="Comma-separated records (default: all 48).")
+@click.option("--records", "record_list",
+              help="Comma-separated records (default: all of the database's), e.g. bw,em,ma "
+                   "for nstdb's noise records.")
 def fetch_cmd(database, out, record_list) -> None:
-    """Download a PhysioNet database with wfdb (needs network access to PhysioNet)."""
+    """Download a PhysioNet database with wfdb (needs network access to PhysioNet):
+    mitdb (the MIT-BIH Arrhythmia Database) or nstdb (its Noise Stress Test Database:
+    the bw, em and ma noise records and noisy copies of 118 and 119)."""
     from vitaledge.device.io.fetch import FetchError, fetch_physionet
 
     try:
         n = fetch_physionet(database, Path(out), csv_list(record_list))
     except FetchError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"downloaded {n} records of {database} to {out}")
+    click.echo(f"downloaded {n} records of {database} ({DATABASES[database]}) to {out}")
 
 
 @click.group("device")

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: The PhysioNet databases ``vitaledge data fetch`` offers, with what each holds.
+DATABASES = {
+    "mitdb": "MIT-BIH Arrhythmia Database: 48 half-hour two-lead ECG records, beat annotations",
+    "nstdb": "MIT-BIH Noise Stress Test Database: the noise records bw (baseline wander), em "
+             "(electrode motion) and ma (muscle artifact), and 12 noisy copies of 118 and 119",
+}
+
 
 class FetchError(RuntimeError):
     """The download failed; the message says why (offline, unknown record, ...)."""
 
 
 def fetch_physionet(database: str, out: Path, records: list[str] | None = None) -> int:
-    """Download ``database`` (e.g. ``mitdb``) records and annotations into ``out``."""
+    """Download ``database``'s records (all by default) and their annotations, where a
+    record has any, into ``out``; e.g. ``nstdb`` with ``["bw", "em", "ma"]`` for the noise
+    records ``vitaledge data nst`` adds to clean ones."""
     try:
         import wfdb
     except ImportError as exc:
