@@ -627,12 +627,14 @@ def bench_compare_cmd(results) -> None:
 
 
 @bench_group.command("noise-stress")
-@click.option("--record", "records", required=True, multiple=True,
-              type=click.Path(dir_okay=False),
-              help="Clean WFDB record with .atr (repeatable), e.g. mitdb/118.")
-@click.option("--noise", "noises", required=True, multiple=True,
-              type=click.Path(dir_okay=False),
-              help="Noise WFDB record (repeatable), e.g. nstdb-noise/ma.")
+@click.option("--record", "records", multiple=True, type=click.Path(dir_okay=False),
+              help="Clean WFDB record with .atr (repeatable), e.g. mitdb/118; with --noise.")
+@click.option("--noise", "noises", multiple=True, type=click.Path(dir_okay=False),
+              help="Noise WFDB record (repeatable), e.g. nstdb-noise/ma; with --record.")
+@click.option("--noisy-record", "noisy", multiple=True, type=click.Path(dir_okay=False),
+              help="Ready-made noise-stress record, scored as it is (repeatable): the NST "
+                   "database's (nstdb/118e06; noise em, SNR from the name) or one `data nst` "
+                   "made (its .nst.json says the noise and SNR).")
 @click.option("--snr", "snrs", default="24,18,12,6,0,-6", show_default=True,
               help="Comma-separated SNRs in dB.")
 @click.option("--model", type=click.Path(exists=True, file_okay=False),
@@ -647,11 +649,12 @@ def bench_compare_cmd(results) -> None:
               show_default=True,
               help="With --out, a review page (as device review writes) for each of the N "
                    "rows with the most errors, named in the report; 0: none.")
-def bench_noise_stress_cmd(records, noises, snrs, model, work_dir, no_xqrs, out,
+def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqrs, out,
                            review_worst) -> None:
     """Noise stress test: Se/+P per record and SNR (all beats, with gating, outside the
     flagged stretches with the flagged fraction of noisy time), beside XQRS; with --out,
-    review pages of the rows with the most errors."""
+    review pages of the rows with the most errors. Clean records x noise records x SNRs
+    are made here; ready-made ones (--noisy-record) are scored as they are."""
     import tempfile
 
     from vitaledge.device.bench.noise_stress import bench_noise_stress, format_markdown, save
@@ -670,7 +673,8 @@ def bench_noise_stress_cmd(records, noises, snrs, model, work_dir, no_xqrs, out,
             res = bench_noise_stress(list(records), list(noises), levels, work_dir or tmp,
                                      model, with_xqrs=not no_xqrs,
                                      progress=line.counter("replay"),
-                                     review_dir=out, review_worst=review_worst)
+                                     review_dir=out, review_worst=review_worst,
+                                     noisy=list(noisy))
     except (RecordError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_markdown(res))

@@ -332,3 +332,71 @@ def test_two_records_of_one_name_are_refused(short118, data_dir, tmp_path):
     assert res.output.startswith("Error: two clean records are named 's118'")
     assert len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_ready_made_noise_stress_records_score_as_the_ones_made_here(report, tmp_path):
+    """The real NST database's records (118e06 ...) and records ``data nst`` made before are
+    replayed as they are: labelled from the name or the sidecar, each row the same counts
+    as the bench's own row for that record, in the gross totals of their SNR."""
+    import shutil
+
+    import wfdb
+
+    from vitaledge.device.bench.noise_stress import bench_noise_stress
+
+    res, work = report
+    made = next(r for r in res["rows"] if (r["noise"], r["snr"]) == ("ma", "0"))
+    kept = tmp_path / "kept"  # a record data nst made, with its sidecar
+    kept.mkdir()
+    for f in work.glob("s118_ma0.*"):
+        shutil.copy(f, kept / f.name)
+    nstdb = tmp_path / "nstdb"  # the same signal under the NST database's name, no sidecar
+    nstdb.mkdir()
+    rec = wfdb.rdrecord(str(work / "s118_ma0"))
+    ann = wfdb.rdann(str(work / "s118_ma0"), "atr")
+    wfdb.wrsamp("118e00", fs=rec.fs, units=rec.units, sig_name=rec.sig_name,
+                p_signal=rec.p_signal, fmt=["16"] * rec.n_sig, adc_gain=rec.adc_gain,
+                baseline=[0] * rec.n_sig, write_dir=str(nstdb))
+    wfdb.wrann("118e00", "atr", ann.sample, symbol=ann.symbol, write_dir=str(nstdb))
+
+    got = bench_noise_stress([], [], (), tmp_path / "w", model=None, with_xqrs=True,
+                             noisy=[kept / "s118_ma0", nstdb / "118e00"])
+    assert [(r["clean"], r["noise"], r["snr"]) for r in got["rows"]] == [
+        ("s118", "ma", "0"), ("118", "em", "0")]
+    assert got["snrs"] == ["0"] and not (tmp_path / "w").exists()  # nothing made
+    for row in got["rows"]:
+        for key in ("ungated", "gated", "outside_flagged", "xqrs"):
+            assert row[key] == made[key], (row["record"], key)
+        assert row["flagged_noisy"] == made["flagged_noisy"]
+    assert got["by_snr"]["0"]["ungated"]["tp"] == 2 * made["ungated"]["tp"]
+    assert got["by_snr"]["clean"] == {}
+
+
+def test_noise_stress_inputs_that_cannot_be_scored_are_named(short118, data_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+    from vitaledge.device.bench.noise_stress import bench_noise_stress
+    from vitaledge.device.io.nst import nst_label
+
+    assert nst_label("nstdb/119e_6") == nst_label(Path("119e_6.hea"))
+    assert (nst_label("119e_6").clean, nst_label("119e_6").noise,
+            nst_label("119e_6").snr) == ("119", "em", "-6")
+    with pytest.raises(ValueError, match="s118: not a noise-stress record"):
+        bench_noise_stress([], [], (), tmp_path, with_xqrs=False, noisy=[short118])
+    with pytest.raises(ValueError, match="give both"):
+        bench_noise_stress([short118], [], (12.0,), tmp_path, with_xqrs=False)
+    ma = data_dir / "nstdb-noise" / "ma"
+    if ma.with_suffix(".hea").exists():  # one made before, and the same made again here
+        from vitaledge.device.io.nst import make_nst
+
+        make_nst(short118, ma, 12.0, tmp_path / "before")
+        with pytest.raises(ValueError, match="'s118_ma12' is given and would also be made"):
+            bench_noise_stress([short118], [ma], (12.0,), tmp_path / "w", with_xqrs=False,
+                               noisy=[tmp_path / "before" / "s118_ma12"])
+    res = CliRunner().invoke(main, ["bench", "noise-stress", "--noisy-record", str(short118),
+                                    "--no-xqrs"])
+    assert res.exit_code == 1 and "s118: not a noise-stress record" in res.output
+    assert "Traceback" not in res.output
+    res = CliRunner().invoke(main, ["bench", "noise-stress", "--no-xqrs"])
+    assert res.exit_code == 1 and "nothing to score" in res.output

@@ -18,6 +18,9 @@ period, as nst's protocol is scored. Reported per row and gross per SNR:
 * per-class Se/+P of the emitted beats (with a model).
 
 The clean records themselves are scored the same way (SNR ``clean``) for reference.
+Ready-made noise-stress records (``noisy``: the real NST database's 118e24 ... 119e_6, or
+records ``vitaledge data nst`` made before) are replayed and scored as they are, labelled
+by :func:`~..io.nst.nst_label`, in the same rows and gross totals.
 
 With a ``review_dir``, the rows with the most errors get a review page there
 (:mod:`.noise_stress_review`): the report names each page with a link that opens it at
@@ -44,7 +47,14 @@ from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 from vitaledge.device.dsp.signal_quality_index import DOUBTFUL, GOOD, UNREADABLE, QualityIndex
 from vitaledge.device.eval.scoring import DetectionScore, outside, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
-from vitaledge.device.io.nst import LEARNING_S, NST_SNRS, PERIOD_S, make_nst, noisy_segments
+from vitaledge.device.io.nst import (
+    LEARNING_S,
+    NST_SNRS,
+    PERIOD_S,
+    make_nst,
+    noisy_segments,
+    nst_label,
+)
 from vitaledge.device.io.records import read_record
 from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream import events as event
@@ -200,11 +210,20 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
                        chunk_s: float = 1.0,
                        progress: Callable[[int, int, str], None] | None = None,
                        review_dir: str | Path | None = None,
-                       review_worst: int = REVIEW_WORST) -> dict:
-    """Rows per clean record x noise x SNR (and per clean record alone), gross totals per
-    SNR and per noise x SNR; with ``review_dir``, review pages there for the
-    ``review_worst`` rows with the most errors (``review``: :func:`write_review_pages`)."""
-    for kind, paths in (("clean", clean), ("noise", noises)):
+                       review_worst: int = REVIEW_WORST,
+                       noisy: list[str | Path] = ()) -> dict:
+    """Rows per clean record x noise x SNR (and per clean record alone) and per ready-made
+    ``noisy`` record, gross totals per SNR and per noise x SNR; with ``review_dir``, review
+    pages there for the ``review_worst`` rows with the most errors (``review``:
+    :func:`write_review_pages`)."""
+    if bool(clean) != bool(noises):
+        raise ValueError("clean records and noise records go together: give both (or only "
+                         "ready-made noise-stress records)")
+    if not clean and not noisy:
+        raise ValueError("nothing to score: give clean and noise records, or ready-made "
+                         "noise-stress records")
+    labels = [nst_label(p) for p in noisy]
+    for kind, paths in (("clean", clean), ("noise", noises), ("noise-stress", noisy)):
         names = [Path(p).name for p in paths]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:  # the records made from them, and their review pages, are named by it
@@ -218,12 +237,21 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
         for nz in noises:
             for snr in snrs:
                 jobs.append((Path(c).name, Path(nz).name, Path(c), f"{snr:g}"))
+    made = {f"{c}_{nz}{s}" for c, nz, _, s in jobs if s != "clean"}
+    clash = sorted(made & {Path(p).name for p in noisy})
+    if clash:
+        raise ValueError(f"the noise-stress record {clash[0]!r} is given and would also be "
+                         "made here: give one or the other")
+    ready = len(jobs)  # the jobs from here on replay a ready-made record as it is
+    jobs += [(lab.clean, lab.noise, Path(p), lab.snr) for p, lab in zip(noisy, labels, strict=True)]
+    levels = [f"{s:g}" for s in snrs] if clean else []
+    levels += sorted({lab.snr for lab in labels} - set(levels), key=lambda s: -float(s))
     rows = []
     worst: list[tuple[dict, list[dict], Path]] = []  # only the rows still among the worst
     for i, (cname, nname, cpath, snr) in enumerate(jobs):
         if progress is not None:
             progress(i, len(jobs), f"{cname} {nname} {snr}")
-        if snr == "clean":
+        if snr == "clean" or i >= ready:
             path = cpath
         else:
             noise = next(Path(n) for n in noises if Path(n).name == nname)
@@ -240,13 +268,13 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
             worst.sort(key=lambda w: -row_errors(w[0])["total"])  # stable: first on a tie
             del worst[review_worst:]
     by_snr = {}
-    for snr in ["clean", *[f"{s:g}" for s in snrs]]:
+    for snr in ["clean", *levels]:
         by_snr[snr] = _gross([r for r in rows if r["snr"] == snr])
     by_noise = {f"{nz} {snr}": _gross([r for r in rows if r["noise"] == nz and r["snr"] == snr])
                 for nz in sorted({r["noise"] for r in rows if r["noise"] != "clean"})
-                for snr in [f"{s:g}" for s in snrs]}
+                for snr in levels}
     res = {"model": str(model) if model else None, "classification": m is not None,
-           "snrs": [f"{s:g}" for s in snrs], "scored_from_s": LEARNING_S,
+           "snrs": levels, "scored_from_s": LEARNING_S,
            "tolerance_s": TOLERANCE_S, "rows": rows, "by_snr": by_snr,
            "by_noise_snr": by_noise}
     if review_dir is not None and review_worst > 0:

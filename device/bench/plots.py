@@ -76,15 +76,17 @@ def save_noise_stress_plot(res: dict, path: Path) -> str | None:
     if not noises:
         return "no noise records: plot skipped"
     snrs = res["snrs"]
-    xs = [float(s) for s in snrs]
     fig, axes = plt.subplots(1, len(noises), figsize=(5 * len(noises), 3.6), squeeze=False)
     series = [("ungated", "vitaledge"), ("outside_flagged", "vitaledge, outside flagged"),
               ("xqrs", "XQRS")]
     for ax, nz in zip(axes[0], noises, strict=True):
         for key, label in series:
-            gs = [res["by_noise_snr"][f"{nz} {s}"].get(key) for s in snrs]
-            if any(g is None for g in gs):
+            # the SNRs this noise was scored at (ready-made records need not cover them all)
+            pts = [(float(s), g[key]) for s in snrs
+                   if key in (g := res["by_noise_snr"].get(f"{nz} {s}") or {})]
+            if not pts:
                 continue
+            xs, gs = [x for x, _ in pts], [g for _, g in pts]
             ax.plot(xs, [100 * g["se"] for g in gs], "o-", label=f"{label} Se")
             ax.plot(xs, [100 * g["ppv"] for g in gs], "s--", label=f"{label} +P")
         ax.set_title(f"noise: {nz}")

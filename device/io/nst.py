@@ -30,11 +30,17 @@ rate is resampled to the ECG's with the device's own polyphase resampler. ``offs
 ``seed``) picks where in the noise record to start, so several records can be made from one
 noise record reproducibly. A ``NAME.nst.json`` sidecar lists the SNR, gain, the measured
 sizes and the noisy segments, for reports that score noisy and clean stretches apart.
+
+:func:`nst_label` tells what a ready-made noise-stress record is (clean record, noise, SNR)
+from that sidecar or from the NST database's own names (``118e06``: 118 with electrode
+motion noise ``em`` at 6 dB; ``119e_6``: at -6 dB), so the real database's records are
+scored beside the ones made here.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -165,6 +171,47 @@ class NstResult:
     segments: list[tuple[int, int]]
     fs: float
     clipped_samples: int
+
+
+#: The MIT-BIH Noise Stress Test Database's record names: clean record, ``e``, SNR as two
+#: digits or ``_`` and one for a negative SNR (118e24 ... 118e00, 118e_6); noise ``em``.
+NSTDB_NAME = re.compile(r"^(?P<clean>\d{3})e(?P<snr>\d\d|_\d)$")
+NSTDB_NOISE = "em"
+
+
+@dataclass(frozen=True)
+class NstLabel:
+    """What a ready-made noise-stress record is, in the names the bench's rows use."""
+
+    clean: str
+    noise: str
+    snr: str  # as ``f"{snr_db:g}"``: "12", "-6"
+
+
+def nst_label(path: str | Path) -> NstLabel:
+    """The clean record, noise and SNR of the noise-stress record ``path``: from its
+    ``.nst.json`` sidecar (``vitaledge data nst``), else from the NST database's naming;
+    a ValueError naming the record when neither tells."""
+    path = Path(path)
+    if path.suffix == ".hea":
+        path = path.with_suffix("")
+    sidecar = path.with_name(f"{path.name}.nst.json")
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text())
+            snr, noise = float(meta["snr_db"]), str(meta["noise_record"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{sidecar}: not a noise-stress sidecar ({exc})") from exc
+        suffix = f"_{noise}{snr:g}"
+        clean = path.name[:-len(suffix)] if path.name.endswith(suffix) else path.name
+        return NstLabel(clean, noise, f"{snr:g}")
+    m = NSTDB_NAME.match(path.name)
+    if m is None:
+        raise ValueError(f"{path.name}: not a noise-stress record this bench can label (no "
+                         f"{sidecar.name} beside it, and not named as the NST database names "
+                         "its records, e.g. 118e06); make it with `vitaledge data nst`")
+    snr = -int(m["snr"][1]) if m["snr"].startswith("_") else int(m["snr"])
+    return NstLabel(m["clean"], NSTDB_NOISE, f"{snr:g}")
 
 
 def _read_all(path: Path):
