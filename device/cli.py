@@ -147,23 +147,22 @@ def nst_cmd(records, noises, snrs, out, seed) -> None:
                            f"(gain {', '.join(f'{g:.3g}' for g in r.gains)}) -> {out}")
 
 
-@data_group.command("fetch")
+@data_group.command("fetch", help="Download a PhysioNet database with wfdb (needs network "
+                    "access to PhysioNet).\n\n" + "\n\n".join(f"{k}: {v}."
+                                                            for k, v in DATABASES.items()))
 @click.argument("database", type=click.Choice(sorted(DATABASES)))
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 @click.option("--records", "record_list",
               help="Comma-separated records (default: all of the database's), e.g. bw,em,ma "
                    "for nstdb's noise records.")
 def fetch_cmd(database, out, record_list) -> None:
-    """Download a PhysioNet database with wfdb (needs network access to PhysioNet):
-    mitdb (the MIT-BIH Arrhythmia Database) or nstdb (its Noise Stress Test Database:
-    the bw, em and ma noise records and noisy copies of 118 and 119)."""
     from vitaledge.device.io.fetch import FetchError, fetch_physionet
 
     try:
         n = fetch_physionet(database, Path(out), csv_list(record_list))
     except FetchError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"downloaded {n} records of {database} ({DATABASES[database]}) to {out}")
+    click.echo(f"downloaded {n} records of {database} to {out}")
 
 
 @click.group("device")
@@ -662,7 +661,11 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
     from vitaledge.device.stream.progress import ProgressLine
 
     levels = tuple(snr_list(snrs))
-    source = click.get_current_context().get_parameter_source("review_worst")
+    given = click.get_current_context().get_parameter_source
+    if not records and given("snrs") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--snr is the levels records are made at from --record and "
+                               "--noise; a ready-made record is scored at its own")
+    source = given("review_worst")
     if not out and source is click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--review-worst writes pages next to the report: give --out")
     if work_dir is None and out:

@@ -372,31 +372,83 @@ def test_ready_made_noise_stress_records_score_as_the_ones_made_here(report, tmp
     assert got["by_snr"]["clean"] == {}
 
 
+def test_nst_label_reads_the_nst_database_names_and_sidecars(tmp_path):
+    """No recordings needed: the NST database's names, a sidecar, and what is refused."""
+    from vitaledge.device.io.nst import nst_label
+    from vitaledge.device.io.records import RecordError
+
+    for name in ("118e24", "118e06", "118e00", "119e_6", "plain"):
+        (tmp_path / f"{name}.hea").write_text(f"{name} 1 360 10\n")
+    got = {n: nst_label(tmp_path / n) for n in ("118e24", "118e06", "118e00", "119e_6")}
+    assert {n: (g.clean, g.noise, g.snr) for n, g in got.items()} == {
+        "118e24": ("118", "em", "24"), "118e06": ("118", "em", "6"),
+        "118e00": ("118", "em", "0"), "119e_6": ("119", "em", "-6")}
+    assert nst_label(tmp_path / "119e_6.hea") == nst_label(tmp_path / "119e_6.dat") == got["119e_6"]
+    sidecar = tmp_path / "plain.nst.json"
+    sidecar.write_text('{"snr_db": -6.0, "noise_record": "ma", "clean_record": "x1"}')
+    assert nst_label(tmp_path / "plain") == type(got["118e24"])("x1", "ma", "-6")
+    sidecar.write_text('{"snr_db": "nan", "noise_record": "ma"}')
+    with pytest.raises(ValueError, match="plain.nst.json: snr_db is nan"):
+        nst_label(tmp_path / "plain")
+    sidecar.write_text("[1]")
+    with pytest.raises(ValueError, match="plain.nst.json: not a noise-stress sidecar"):
+        nst_label(tmp_path / "plain")
+    sidecar.unlink()
+    with pytest.raises(ValueError, match="plain: not a noise-stress record"):
+        nst_label(tmp_path / "plain")
+    with pytest.raises(RecordError, match="118e12.hea: no such WFDB header"):
+        nst_label(tmp_path / "118e12")
+
+
+def test_clean_and_ready_made_records_together(short118, data_dir, tmp_path):
+    """Made and ready-made rows in one report: the SNRs highest first whatever order they
+    came in, each noise's gross only at the SNRs it was scored at; the same record given
+    twice (with and without .hea) or two rows of one label are refused."""
+    from vitaledge.device.bench.noise_stress import bench_noise_stress
+    from vitaledge.device.io.nst import make_nst
+
+    ma = data_dir / "nstdb-noise" / "ma"
+    if not ma.with_suffix(".hea").exists():
+        pytest.skip(f"{ma}: NST noise record not found")
+    make_nst(short118, ma, 6.0, tmp_path / "before")  # s118_ma6, ready-made
+    ready = tmp_path / "before" / "s118_ma6"
+    res = bench_noise_stress([short118], [ma], (0.0, 24.0), tmp_path / "w", with_xqrs=False,
+                             noisy=[ready.with_suffix(".hea")])
+    assert [(r["noise"], r["snr"]) for r in res["rows"]] == [
+        ("clean", "clean"), ("ma", "0"), ("ma", "24"), ("ma", "6")]
+    assert res["snrs"] == ["24", "6", "0"]
+    assert list(res["by_snr"]) == ["clean", "24", "6", "0"]
+    assert set(res["by_noise_snr"]) == {"ma 24", "ma 6", "ma 0"}
+    with pytest.raises(ValueError, match="two rows would replay records named 's118_ma6'"):
+        bench_noise_stress([short118], [ma], (6.0,), tmp_path / "w", with_xqrs=False,
+                           noisy=[ready.with_suffix(".hea")])
+    with pytest.raises(ValueError, match="two rows would replay records named 's118_ma6'"):
+        bench_noise_stress([], [], (), tmp_path / "w", with_xqrs=False,
+                           noisy=[ready, ready.with_suffix(".hea")])
+    import shutil  # the same label under another name: s118 + ma at 6 dB twice
+    for f in (tmp_path / "before").glob("s118_ma6.*"):
+        shutil.copy(f, tmp_path / f.name.replace("s118_ma6", "again"))
+    with pytest.raises(ValueError, match="two rows would both be 's118 \\+ ma at 6 dB'"):
+        bench_noise_stress([], [], (), tmp_path / "w", with_xqrs=False,
+                           noisy=[ready, tmp_path / "again"])
+
+
 def test_noise_stress_inputs_that_cannot_be_scored_are_named(short118, data_dir, tmp_path):
     from click.testing import CliRunner
 
     from vitaledge.cli import main
     from vitaledge.device.bench.noise_stress import bench_noise_stress
-    from vitaledge.device.io.nst import nst_label
 
-    assert nst_label("nstdb/119e_6") == nst_label(Path("119e_6.hea"))
-    assert (nst_label("119e_6").clean, nst_label("119e_6").noise,
-            nst_label("119e_6").snr) == ("119", "em", "-6")
     with pytest.raises(ValueError, match="s118: not a noise-stress record"):
         bench_noise_stress([], [], (), tmp_path, with_xqrs=False, noisy=[short118])
     with pytest.raises(ValueError, match="give both"):
         bench_noise_stress([short118], [], (12.0,), tmp_path, with_xqrs=False)
-    ma = data_dir / "nstdb-noise" / "ma"
-    if ma.with_suffix(".hea").exists():  # one made before, and the same made again here
-        from vitaledge.device.io.nst import make_nst
-
-        make_nst(short118, ma, 12.0, tmp_path / "before")
-        with pytest.raises(ValueError, match="'s118_ma12' is given and would also be made"):
-            bench_noise_stress([short118], [ma], (12.0,), tmp_path / "w", with_xqrs=False,
-                               noisy=[tmp_path / "before" / "s118_ma12"])
     res = CliRunner().invoke(main, ["bench", "noise-stress", "--noisy-record", str(short118),
                                     "--no-xqrs"])
     assert res.exit_code == 1 and "s118: not a noise-stress record" in res.output
     assert "Traceback" not in res.output
     res = CliRunner().invoke(main, ["bench", "noise-stress", "--no-xqrs"])
     assert res.exit_code == 1 and "nothing to score" in res.output
+    res = CliRunner().invoke(main, ["bench", "noise-stress", "--noisy-record", str(short118),
+                                    "--snr", "6"])
+    assert res.exit_code == 2 and "a ready-made record is scored at its own" in res.output

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ from vitaledge.device.io.nst import (
     noisy_segments,
     nst_label,
 )
-from vitaledge.device.io.records import read_record
+from vitaledge.device.io.records import read_record, record_path
 from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream import events as event
 from vitaledge.device.stream.pipeline import BeatPipeline
@@ -204,6 +205,61 @@ def _gross(rows: list[dict]) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One row: the record it replays is made here (``make``: ``source`` + ``noise`` at
+    ``snr``) or is ``source`` itself (a clean record, or a ready-made noise-stress one)."""
+
+    clean: str
+    noise: str
+    snr: str
+    source: Path
+    make: bool
+
+    @property
+    def name(self) -> str:
+        """The name of the record replayed (and of its review page)."""
+        return f"{self.clean}_{self.noise}{self.snr}" if self.make else self.source.name
+
+
+def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> list[_Job]:
+    """The rows to measure, in order; inputs that would give two rows one record name or
+    one label (clean record, noise, SNR) are refused before any work."""
+    if bool(clean) != bool(noises):
+        raise ValueError("clean records and noise records go together: give both (or only "
+                         "ready-made noise-stress records)")
+    if not clean and not noisy:
+        raise ValueError("nothing to score: give clean and noise records, or ready-made "
+                         "noise-stress records")
+    for kind, paths in (("clean", clean), ("noise", noises)):
+        names = [record_path(p).name for p in paths]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # the records made from them, and their review pages, are named by it
+            raise ValueError(f"two {kind} records are named {twice[0]!r}: each record's "
+                             "name must be unique (copy or link one under another name)")
+    jobs = []
+    for c in map(record_path, clean):
+        jobs.append(_Job(c.name, "clean", "clean", c, False))
+        jobs += [_Job(c.name, record_path(nz).name, f"{snr:g}", c, True)
+                 for nz in noises for snr in snrs]
+    for path in map(record_path, noisy):
+        label = nst_label(path)
+        jobs.append(_Job(label.clean, label.noise, label.snr, path, False))
+    for what, key in (("replay records named", lambda j: j.name),
+                      ("both be", lambda j: f"{j.clean} + {j.noise} at {j.snr} dB")):
+        keys = [key(j) for j in jobs]
+        twice = next((k for k in keys if keys.count(k) > 1), None)
+        if twice is not None:
+            raise ValueError(f"two rows would {what} {twice!r}: give each noise-stress "
+                             "record once (a ready-made one is not made here again)")
+    return jobs
+
+
+def _levels(jobs: list[_Job]) -> list[str]:
+    """The SNRs scored, highest first (as the NST database lists them)."""
+    return sorted({j.snr for j in jobs if j.snr != "clean"}, key=lambda s: -float(s))
+
+
 def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
                        snrs: tuple[float, ...] = NST_SNRS, work_dir: str | Path = "nst-records",
                        model: str | Path | None = None, with_xqrs: bool = True,
@@ -216,63 +272,33 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
     ``noisy`` record, gross totals per SNR and per noise x SNR; with ``review_dir``, review
     pages there for the ``review_worst`` rows with the most errors (``review``:
     :func:`write_review_pages`)."""
-    if bool(clean) != bool(noises):
-        raise ValueError("clean records and noise records go together: give both (or only "
-                         "ready-made noise-stress records)")
-    if not clean and not noisy:
-        raise ValueError("nothing to score: give clean and noise records, or ready-made "
-                         "noise-stress records")
-    labels = [nst_label(p) for p in noisy]
-    for kind, paths in (("clean", clean), ("noise", noises), ("noise-stress", noisy)):
-        names = [Path(p).name for p in paths]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:  # the records made from them, and their review pages, are named by it
-            raise ValueError(f"two {kind} records are named {twice[0]!r}: each record's "
-                             "name must be unique (copy or link one under another name)")
+    jobs = _jobs(list(clean), list(noises), snrs, list(noisy))
+    levels = _levels(jobs)
     work = Path(work_dir)
     m = Model(model, threads=1) if model else None
-    jobs: list[tuple[str, str, Path, str]] = []
-    for c in clean:
-        jobs.append((Path(c).name, "clean", Path(c), "clean"))
-        for nz in noises:
-            for snr in snrs:
-                jobs.append((Path(c).name, Path(nz).name, Path(c), f"{snr:g}"))
-    made = {f"{c}_{nz}{s}" for c, nz, _, s in jobs if s != "clean"}
-    clash = sorted(made & {Path(p).name for p in noisy})
-    if clash:
-        raise ValueError(f"the noise-stress record {clash[0]!r} is given and would also be "
-                         "made here: give one or the other")
-    ready = len(jobs)  # the jobs from here on replay a ready-made record as it is
-    jobs += [(lab.clean, lab.noise, Path(p), lab.snr) for p, lab in zip(noisy, labels, strict=True)]
-    levels = [f"{s:g}" for s in snrs] if clean else []
-    levels += sorted({lab.snr for lab in labels} - set(levels), key=lambda s: -float(s))
+    noise_paths = {record_path(n).name: record_path(n) for n in noises}
     rows = []
     worst: list[tuple[dict, list[dict], Path]] = []  # only the rows still among the worst
-    for i, (cname, nname, cpath, snr) in enumerate(jobs):
+    for i, job in enumerate(jobs):
         if progress is not None:
-            progress(i, len(jobs), f"{cname} {nname} {snr}")
-        if snr == "clean" or i >= ready:
-            path = cpath
-        else:
-            noise = next(Path(n) for n in noises if Path(n).name == nname)
-            name = f"{cname}_{nname}{snr}"
-            path = work / name
-            meta = work / f"{name}.nst.json"
-            if not (meta.exists() and json.loads(meta.read_text())["snr_db"] == float(snr)
-                    and path.with_suffix(".dat").exists()):
-                make_nst(cpath, noise, float(snr), work)
+            progress(i, len(jobs), f"{job.clean} {job.noise} {job.snr}")
+        path = work / job.name if job.make else job.source
+        meta = work / f"{job.name}.nst.json"
+        if job.make and not (meta.exists()
+                             and json.loads(meta.read_text())["snr_db"] == float(job.snr)
+                             and path.with_suffix(".dat").exists()):
+            make_nst(job.source, noise_paths[job.noise], float(job.snr), work)
         row, events = score_replay(path, m, with_xqrs, chunk_s)
-        rows.append({"clean": cname, "noise": nname, "snr": snr, **row})
+        rows.append({"clean": job.clean, "noise": job.noise, "snr": job.snr, **row})
         if review_dir is not None and review_worst > 0 and row_errors(rows[-1])["total"]:
             worst.append((rows[-1], events, path))
             worst.sort(key=lambda w: -row_errors(w[0])["total"])  # stable: first on a tie
             del worst[review_worst:]
-    by_snr = {}
-    for snr in ["clean", *levels]:
-        by_snr[snr] = _gross([r for r in rows if r["snr"] == snr])
+    by_snr = {snr: _gross([r for r in rows if r["snr"] == snr]) for snr in ["clean", *levels]}
     by_noise = {f"{nz} {snr}": _gross([r for r in rows if r["noise"] == nz and r["snr"] == snr])
                 for nz in sorted({r["noise"] for r in rows if r["noise"] != "clean"})
-                for snr in levels}
+                for snr in levels
+                if any(r["noise"] == nz and r["snr"] == snr for r in rows)}
     res = {"model": str(model) if model else None, "classification": m is not None,
            "snrs": levels, "scored_from_s": LEARNING_S,
            "tolerance_s": TOLERANCE_S, "rows": rows, "by_snr": by_snr,

@@ -20,6 +20,8 @@ def fetch_physionet(database: str, out: Path, records: list[str] | None = None) 
     """Download ``database``'s records (all by default) and their annotations, where a
     record has any, into ``out``; e.g. ``nstdb`` with ``["bw", "em", "ma"]`` for the noise
     records ``vitaledge data nst`` adds to clean ones."""
+    if database not in DATABASES:
+        raise FetchError(f"unknown database {database!r}: expected one of {sorted(DATABASES)}")
     try:
         import wfdb
     except ImportError as exc:

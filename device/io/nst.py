@@ -40,6 +40,7 @@ scored beside the ones made here.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ import numpy as np
 
 from vitaledge.device.dsp.resample import rate_ratio, resample
 from vitaledge.device.io.aami import map_annotations
-from vitaledge.device.io.records import RecordError, check_header, wfdb_module
+from vitaledge.device.io.records import RecordError, check_header, record_path, wfdb_module
 
 LEARNING_S = 300.0
 PERIOD_S = 120.0
@@ -171,6 +172,7 @@ class NstResult:
     segments: list[tuple[int, int]]
     fs: float
     clipped_samples: int
+    clean_record: str = ""
 
 
 #: The MIT-BIH Noise Stress Test Database's record names: clean record, ``e``, SNR as two
@@ -191,19 +193,23 @@ class NstLabel:
 def nst_label(path: str | Path) -> NstLabel:
     """The clean record, noise and SNR of the noise-stress record ``path``: from its
     ``.nst.json`` sidecar (``vitaledge data nst``), else from the NST database's naming;
-    a ValueError naming the record when neither tells."""
-    path = Path(path)
-    if path.suffix == ".hea":
-        path = path.with_suffix("")
+    a RecordError or ValueError naming the record when it is missing or neither tells."""
+    path = record_path(path)
+    if not path.with_suffix(".hea").exists():
+        raise RecordError(f"{path}.hea: no such WFDB header")
     sidecar = path.with_name(f"{path.name}.nst.json")
     if sidecar.is_file():
         try:
             meta = json.loads(sidecar.read_text())
             snr, noise = float(meta["snr_db"]), str(meta["noise_record"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{sidecar}: not a noise-stress sidecar ({exc})") from exc
-        suffix = f"_{noise}{snr:g}"
-        clean = path.name[:-len(suffix)] if path.name.endswith(suffix) else path.name
+            clean = str(meta.get("clean_record") or "")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{sidecar}: not a noise-stress sidecar ({exc!r})") from exc
+        if not math.isfinite(snr):
+            raise ValueError(f"{sidecar}: snr_db is {snr}, not a level in dB")
+        if not clean:  # a sidecar written before it named the clean record
+            suffix = f"_{noise}{snr:g}"
+            clean = path.name[:-len(suffix)] if path.name.endswith(suffix) else path.name
         return NstLabel(clean, noise, f"{snr:g}")
     m = NSTDB_NAME.match(path.name)
     if m is None:
@@ -233,7 +239,7 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
     """Write the noise-stress record ``out_dir/name`` (default ``<clean>_<noise><snr>``,
     e.g. ``118_ma12``, ``118_bw-6``) and return what was done."""
     wfdb = wfdb_module()
-    clean, noise = Path(clean), Path(noise)
+    clean, noise = record_path(clean), record_path(noise)
     rec = _read_all(clean)
     fs = float(rec.fs)
     x = rec.p_signal.astype(np.float64)
@@ -280,7 +286,7 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
                aux_note=list(ann.aux_note) if ann.aux_note else None,
                write_dir=str(out_dir))
     res = NstResult(name, float(snr_db), gains, s_pp, n_rms, noise.name, float(offset_s),
-                    [(int(a), int(b)) for a, b in segments], fs, clipped)
+                    [(int(a), int(b)) for a, b in segments], fs, clipped, clean.name)
     (out_dir / f"{name}.nst.json").write_text(json.dumps(asdict(res), indent=2) + "\n")
     return res
 

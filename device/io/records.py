@@ -127,6 +127,13 @@ def wfdb_module():
     return wfdb
 
 
+def record_path(path: str | Path) -> Path:
+    """A WFDB record's path without the extension it may be given with (``.hea``, ``.dat``,
+    ``.atr``): ``mitdb/100.hea`` -> ``mitdb/100``; its ``name`` is the record's name."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in {".hea", ".dat", ".atr"} else path
+
+
 def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "atr") -> Record:
     """Read one lead of a WFDB record and (if present) its annotations.
 
@@ -134,9 +141,7 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
     When ``lead`` is not in the record (MIT-BIH 102 and 104 have no MLII), the first channel
     is used and a warning is logged; ``Record.lead`` says which lead was read.
     """
-    path = Path(path)
-    if path.suffix in {".hea", ".dat", ".atr"}:
-        path = path.with_suffix("")
+    path = record_path(path)
     if not path.with_suffix(".hea").exists():
         raise RecordError(f"{path}.hea: no such WFDB header")
     check_header(path)
