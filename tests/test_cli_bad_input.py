@@ -33,7 +33,6 @@ def invoke(args: list[str]):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-
 @pytest.fixture
 def fake_records(tmp_path):
     """A folder of two annotated "records" (empty files: the record list is checked

@@ -15,7 +15,6 @@ from conftest import free_port
 pytestmark = pytest.mark.slow
 
 
-
 def test_replay_max_speed_processes_the_whole_record(converted, synth_dir, tmp_path):
     from vitaledge.device.io.aami import map_annotations
     from vitaledge.device.io.records import read_record

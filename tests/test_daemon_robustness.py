@@ -100,7 +100,6 @@ def statuses(events: list[dict], kind: str) -> list[dict]:
     return [e for e in events if e["type"] == "status" and e.get("status") == kind]
 
 
-
 # ---------------------------------------------------------------- 1. no_beats
 
 

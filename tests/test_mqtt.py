@@ -47,7 +47,6 @@ def mosquitto_binary() -> str | None:
         None)
 
 
-
 class Broker:
     """mosquitto on 127.0.0.1:port with a generated config; ``persistence`` keeps the
     subscribers' sessions and queued messages across a restart."""

@@ -158,7 +158,6 @@ def test_sighup_with_a_corrupt_model_keeps_the_daemon_serving(converted, synth_d
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > n + 10
 
 
-
 def _get(port: int, path: str, raw: bool = False):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:

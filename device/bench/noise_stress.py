@@ -255,6 +255,13 @@ def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> li
     return jobs
 
 
+def _made_before(path: Path, snr: str) -> bool:
+    """``path`` is already in the work directory, made at ``snr`` (reused, not made again)."""
+    meta = path.with_name(f"{path.name}.nst.json")
+    return (meta.exists() and json.loads(meta.read_text())["snr_db"] == float(snr)
+            and path.with_suffix(".dat").exists())
+
+
 def _levels(jobs: list[_Job]) -> list[str]:
     """The SNRs scored, highest first (as the NST database lists them)."""
     return sorted({j.snr for j in jobs if j.snr != "clean"}, key=lambda s: -float(s))
@@ -283,10 +290,7 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
         if progress is not None:
             progress(i, len(jobs), f"{job.clean} {job.noise} {job.snr}")
         path = work / job.name if job.make else job.source
-        meta = work / f"{job.name}.nst.json"
-        if job.make and not (meta.exists()
-                             and json.loads(meta.read_text())["snr_db"] == float(job.snr)
-                             and path.with_suffix(".dat").exists()):
+        if job.make and not _made_before(path, job.snr):
             make_nst(job.source, noise_paths[job.noise], float(job.snr), work)
         row, events = score_replay(path, m, with_xqrs, chunk_s)
         rows.append({"clean": job.clean, "noise": job.noise, "snr": job.snr, **row})
@@ -295,10 +299,10 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
             worst.sort(key=lambda w: -row_errors(w[0])["total"])  # stable: first on a tie
             del worst[review_worst:]
     by_snr = {snr: _gross([r for r in rows if r["snr"] == snr]) for snr in ["clean", *levels]}
-    by_noise = {f"{nz} {snr}": _gross([r for r in rows if r["noise"] == nz and r["snr"] == snr])
-                for nz in sorted({r["noise"] for r in rows if r["noise"] != "clean"})
-                for snr in levels
-                if any(r["noise"] == nz and r["snr"] == snr for r in rows)}
+    scored = {(r["noise"], r["snr"]) for r in rows if r["noise"] != "clean"}
+    by_noise = {f"{nz} {snr}": _gross([r for r in rows if (r["noise"], r["snr"]) == (nz, snr)])
+                for nz in sorted({nz for nz, _ in scored}) for snr in levels
+                if (nz, snr) in scored}
     res = {"model": str(model) if model else None, "classification": m is not None,
            "snrs": levels, "scored_from_s": LEARNING_S,
            "tolerance_s": TOLERANCE_S, "rows": rows, "by_snr": by_snr,
