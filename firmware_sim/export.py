@@ -117,6 +117,13 @@ def _dominant_macros(ident: str, m) -> list[str]:
              f"#define {key}_MIN_PRE_REL {float(rule.min_pre_rel)!r}f"]
     if rule.min_corr_any is not None:
         lines.append(f"#define {key}_MIN_CORR_ANY {float(rule.min_corr_any)!r}f")
+    if rule.on_time is not None:
+        lines += ["// its template is not the template input but its own: the sample-wise median "
+                  "of the windows of the",
+                  "// last TEMPLATE_BEATS beats with ON_TIME_LO <= pre_rr/local_rr <= ON_TIME_HI "
+                  "(a beat's own template is taken before it enters; none yet: its own window)",
+                  f"#define {key}_ON_TIME_LO {rule.on_time[0]!r}f",
+                  f"#define {key}_ON_TIME_HI {rule.on_time[1]!r}f"]
     return lines
 
 

@@ -181,11 +181,16 @@ def _preserving_micro(content: bytes, arena: int):
 
 def patient_memory(signal, n_classes: int) -> dict:
     """Bytes of the earlier beats a beat model keeps per patient, float32: the template
-    input's windows and the similar-beat vote's windows and outputs (0 without them)."""
+    input's windows, the dominant-beat rule's own template's (its beats on time) and the
+    similar-beat vote's windows and outputs (0 without them)."""
     length = signal.window.length
     tmpl = getattr(signal, "template", None)
+    dominant = getattr(signal, "dominant", None)
     vote = getattr(signal, "similar", None)
+    own = (tmpl is not None and dominant is not None
+           and dominant.template_spec(tmpl.beats) is not None)
     return {"template": 0 if tmpl is None else int(tmpl.beats) * length * 4,
+            "dominant_template": int(tmpl.beats) * length * 4 if own else 0,
             "similar_vote": 0 if vote is None else int(vote.beats) * (length + n_classes) * 4}
 
 

@@ -149,7 +149,8 @@ def test_dominant_rule_frees_early_beats_shaped_exactly_like_the_usual_one():
                                                  LABELS).tolist() == [V, V, V]
     # through the signal spec: freed from V, the premature-beat rule calls it S
     sig = BeatSignal(WindowSpec.centered(), rr=RRSpec(), template=TemplateSpec(),
-                     premature=PrematureRule(["pre_rel"], [-5.0], 0.0, 0.8), dominant=rule)
+                     premature=PrematureRule(["pre_rel"], [-5.0], 0.0, 0.8),
+                     dominant=DominantRule(on_time=None))  # compares with the template input
     probs = np.eye(5)[pred]
     got = sig.decide(probs, LABELS, {"beat": windows[..., None], "rr": rr,
                                      "template": templates[..., None]})
@@ -168,14 +169,67 @@ def test_signal_spec_with_dominant_rule_needs_the_template():
     sig = BeatSignal(WindowSpec.centered(), rr=RRSpec(), template=TemplateSpec(),
                      dominant=DominantRule())
     d = sig.to_dict()
-    assert d["dominant"] == {"min_corr": 0.9, "min_pre_rel": 0.9, "min_corr_any": 0.95}
+    assert d["dominant"] == {"min_corr": 0.9, "min_pre_rel": 0.9, "min_corr_any": 0.95,
+                             "on_time": [0.9, 1.3]}
     assert BeatSignal.from_dict(d) == sig
-    # a manifest written before min_corr_any existed decides as it did then
+    # a manifest written before min_corr_any and on_time existed decides as it did then
     old = BeatSignal.from_dict({**d, "dominant": {"min_corr": 0.9, "min_pre_rel": 0.9}})
-    assert old.dominant.min_corr_any is None
+    assert old.dominant.min_corr_any is None and old.dominant.on_time is None
+    assert old.memory() is None  # no vote, and the rule reads the template input
+    for bad in ([0.9], [1.1, 1.3], "0.9,1.3", [0.9, True]):
+        with pytest.raises(SpecError, match="signal.dominant.on_time"):
+            BeatSignal.from_dict({**d, "dominant": {**d["dominant"], "on_time": bad}})
     with pytest.raises(SpecError, match="needs the RR features and the template"):
         BeatSignal.from_dict({k: v for k, v in d.items() if k != "template"})
     with pytest.raises(SpecError, match="signal.dominant.min_corr"):
         BeatSignal.from_dict({**d, "dominant": {"min_corr": 2.0, "min_pre_rel": 0.9}})
     with pytest.raises(ValueError, match="inputs"):
         sig.decide(np.eye(5)[[2]], LABELS, {"rr": rr_rows([0.8], [0.8])})
+
+
+def test_dominant_rule_compares_with_the_beats_on_time_stream_equal_to_batch():
+    """In bigeminy the ectopic beats are half of the recent beats: a template over every
+    beat (the network's template input) drifts towards them and the rule calls them N;
+    the rule's own template of the beats on time stays the sinus beat and they stay V.
+    Stream (a memory carried over calls) and batch (per patient in time order) agree."""
+    from vitaledge.device.dsp.dominant import DominantRule
+    from vitaledge.device.dsp.rr import RRSpec, rr_features
+    from vitaledge.device.dsp.template import TemplateSpec, templates
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.inputs.beat import BeatSignal, DecisionMemory
+
+    fs, n = 360.0, np.linspace(0, 1, 64)
+    sinus = np.exp(-((n - 0.5) / 0.04) ** 2)
+    ectopic = 0.6 * sinus + 0.4 * np.exp(-((n - 0.55) / 0.12) ** 2)  # r ~ 0.93 with sinus
+    gaps = [0.8] * 20 + [0.5, 1.1] * 30  # sinus, then bigeminy: early beat, pause
+    peaks = np.round(np.cumsum([1.0] + gaps) * fs).astype(np.int64)
+    is_v = np.array([False] * 21 + [True, False] * 30)
+    X = np.where(is_v[:, None], ectopic, sinus).astype(np.float32)
+    rr = rr_features(peaks, fs, RRSpec())
+    every = templates(X, TemplateSpec(), rr)
+    inputs = {"beat": X[..., None], "rr": rr, "template": every[..., None]}
+    probs = np.eye(5)[np.where(is_v, V, N)]
+    on_time = BeatSignal(WindowSpec.centered(), rr=RRSpec(), template=TemplateSpec(),
+                         dominant=DominantRule())
+    plain = BeatSignal(WindowSpec.centered(), rr=RRSpec(), template=TemplateSpec(),
+                       dominant=DominantRule(on_time=None))
+    groups = np.zeros(len(X), int)
+    got = on_time.decide(probs, LABELS, inputs, groups=groups, times=peaks)
+    assert (got[is_v] == V).all() and (got[~is_v] == N).all()
+    before = plain.decide(probs, LABELS, inputs)
+    assert (before[is_v] == N).sum() >= 10  # the drifting template freed the late ectopics
+    # the stream: any split of the beats into calls, one memory carried over
+    for step in (1, 7, len(X)):
+        mem = on_time.memory()
+        assert isinstance(mem, DecisionMemory) and mem.vote is None
+        parts = [on_time.decide(probs[i:i + step], LABELS,
+                                {k: v[i:i + step] for k, v in inputs.items()}, memory=mem)
+                 for i in range(0, len(X), step)]
+        assert np.concatenate(parts).tolist() == got.tolist()
+    # two patients interleaved in the rows: each decided over its own beats in time order
+    both = on_time.decide(np.concatenate([probs, probs]), LABELS,
+                          {k: np.concatenate([v, v]) for k, v in inputs.items()},
+                          groups=np.repeat([0, 1], len(X)), times=np.concatenate([peaks, peaks]))
+    assert both.tolist() == got.tolist() * 2
+    with pytest.raises(ValueError, match="time order"):
+        on_time.decide(probs, LABELS, inputs)

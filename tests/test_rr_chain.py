@@ -168,7 +168,7 @@ def test_patient_template_model_streams_what_training_computed(synth_dir, tmp_pa
     events += pipe.process(rec.signal[half:]) + pipe.flush()
     swapped = {e["sample"]: e["class"] for e in events if e["type"] == "beat"}
     assert [swapped[s] for s in batch.sample] == labels
-    assert pipe.vote_memory.count == len(swapped)  # every beat, not those since the swap
+    assert pipe.memory.vote.count == len(swapped)  # every beat, not those since the swap
 
 
 def test_evaluate_scores_an_rr_artifact_on_other_records(rr_art, synth_dir):
@@ -320,7 +320,10 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
     dom = sig["dominant"]
     assert dominant_macros("trained", dom) == {"MIN_CORR": dom["min_corr"],
                                     "MIN_PRE_REL": dom["min_pre_rel"],
-                                    "MIN_CORR_ANY": dom["min_corr_any"]}
+                                    "MIN_CORR_ANY": dom["min_corr_any"],
+                                    "ON_TIME_LO": dom["on_time"][0],
+                                    "ON_TIME_HI": dom["on_time"][1]}
+    assert dom["on_time"] == [0.9, 1.3]
     distinct = {"min_corr": 0.85, "min_pre_rel": 0.7, "min_corr_any": 0.97}
     assert dominant_macros("distinct", distinct) == {"MIN_CORR": 0.85, "MIN_PRE_REL": 0.7,
                                          "MIN_CORR_ANY": 0.97}

@@ -124,8 +124,10 @@ def test_a_decision_without_patients_or_a_stream_is_refused():
     with pytest.raises(ValueError, match="record and sample, or a stream's memory"):
         sig.decide(probs, ["N", "V"], {"beat": X})
     assert sig.decide(probs, ["N", "V"], {"beat": X}, groups=np.zeros(3)).tolist() == [0, 0, 1]
-    mem = SimilarBeatVote().memory()
+    mem = sig.memory()  # a stream's: the vote's memory (no dominant-beat rule here)
+    assert mem.usual is None and mem.vote.count == 0
     assert sig.decide(probs, ["N", "V"], {"beat": X}, memory=mem).tolist() == [0, 0, 1]
+    assert mem.vote.count == 3
 
 
 def test_the_vote_is_refused_where_beats_are_not_whole_records(synth_dir, tmp_path):

@@ -28,13 +28,23 @@ from vitaledge.device.dsp.premature import PrematureRule
 from vitaledge.device.dsp.rr import RRSpec
 from vitaledge.device.dsp.similar_beats import SimilarBeatMemory, SimilarBeatVote
 from vitaledge.device.dsp.spec_fields import SpecError, construct, read_fields, require
-from vitaledge.device.dsp.template import TemplateSpec
+from vitaledge.device.dsp.template import BeatTemplate, TemplateSpec
 from vitaledge.device.dsp.windows import WindowSpec
 
 KIND = "beat"
 #: The spec's fields that decide classes from the model's outputs (they travel with the
 #: model) rather than make its inputs: a new model may bring its own.
 DECISION_RULES = ("similar", "premature", "dominant")
+
+
+@dataclass
+class DecisionMemory:
+    """What a stream's decisions carry from one beat of the patient to the next: the
+    similar-beat vote's earlier beats and the dominant-beat rule's template of the beats
+    on time (each None when the model has no such stage)."""
+
+    vote: SimilarBeatMemory | None = None
+    usual: BeatTemplate | None = None
 
 
 @dataclass(frozen=True)
@@ -58,12 +68,25 @@ class BeatSignal:
                 or "irregularity" in self.rr.features, "premature",
                 "the premature-beat rule's max_irregularity needs the \"irregularity\" RR "
                 "feature")
+        require(self.template is None or self.template.on_time is None or self.rr is not None,
+                "template", "a template of the beats on time (\"on_time\") needs the RR "
+                "features (an \"rr\" spec)")
         require(self.dominant is None or (self.rr is not None and self.template is not None),
                 "dominant", "the dominant-beat rule needs the RR features and the template "
                 "(\"rr\" and \"template\" specs)")
 
+    def memory(self) -> DecisionMemory | None:
+        """A fresh memory for a stream's decisions (one per patient), or None when no
+        stage keeps earlier beats."""
+        usual = (None if self.dominant is None or self.template is None
+                 else self.dominant.template_spec(self.template.beats))
+        if self.similar is None and usual is None:
+            return None
+        return DecisionMemory(None if self.similar is None else self.similar.memory(),
+                              None if usual is None else BeatTemplate(usual))
+
     def decide(self, probs: np.ndarray, labels: list[str], inputs: dict | None = None,
-               memory: SimilarBeatMemory | None = None, groups: np.ndarray | None = None,
+               memory: DecisionMemory | None = None, groups: np.ndarray | None = None,
                times: np.ndarray | None = None) -> np.ndarray:
         """The class index of each beat from the model's outputs ``probs`` (n, k): the
         similar-beat vote, the argmax, then the dominant-beat rule on V beats and the
@@ -81,17 +104,22 @@ class BeatSignal:
         missing = [k for k in dict.fromkeys(need) if k not in inputs]
         if missing:
             raise ValueError(f"this beat model's decision rules need its {missing} inputs")
+        usual = (None if self.dominant is None
+                 else self.dominant.template_spec(self.template.beats))
+        if (self.similar is not None or usual is not None) and memory is None and groups is None:
+            raise ValueError("this beat model's decisions run over each patient's beats in time "
+                             "order: give each beat's record and sample, or a stream's memory "
+                             "(a heldout.npz written before the vote lacks them: run convert "
+                             "again)")
         if self.similar is not None:
-            if memory is None and groups is None:
-                raise ValueError("this beat model's similar-beat vote decides over each "
-                                 "patient's beats in time order: give each beat's record and "
-                                 "sample, or a stream's memory (a heldout.npz written before "
-                                 "the vote lacks them: run convert again)")
-            probs = self.similar.apply(probs, inputs["beat"], memory, groups, times)
+            probs = self.similar.apply(probs, inputs["beat"],
+                                       None if memory is None else memory.vote, groups, times)
         pred = np.asarray(probs).argmax(axis=1)
         if self.dominant is not None:
-            pred = self.dominant.apply(pred, inputs["beat"], inputs["template"], inputs["rr"],
-                                       labels)
+            template = (inputs["template"] if usual is None else self.dominant.usual(
+                inputs["beat"], inputs["rr"], usual, None if memory is None else memory.usual,
+                groups, times))
+            pred = self.dominant.apply(pred, inputs["beat"], template, inputs["rr"], labels)
         if self.premature is not None:
             pred = self.premature.apply(pred, inputs["rr"], labels)
         return pred

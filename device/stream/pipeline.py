@@ -93,8 +93,9 @@ class BeatPipeline:
         self._rrf = RRFeatures(self.fs, rr_spec) if rr_spec is not None else None
         t_spec = model.manifest.signal.template
         self._tmpl = BeatTemplate(t_spec) if t_spec is not None else None
-        #: the similar-beat vote's memory of this stream's beats (None without a vote)
-        self.vote_memory = self._vote_memory(model)
+        #: what the decisions keep of this stream's beats: the similar-beat vote's and the
+        #: dominant-beat rule's template (a DecisionMemory; None without either)
+        self.memory = self._memory(model)
         self.quality_spec = quality or QualitySpec()
         self.quality_counts = {"good_s": 0.0, "doubtful_s": 0.0, "unreadable_s": 0.0,
                                "flagged_beats": 0, "gated_beats": 0}
@@ -148,7 +149,7 @@ class BeatPipeline:
             self._rr_hist.clear()
             if self._tmpl is not None:
                 self._tmpl.reset()
-            self.vote_memory = self._vote_memory(self.model)
+            self.memory = self._memory(self.model)
         if self._quality is not None:
             self._quality = self._quality.resumed(self._offset, self._detector)
             self._blocks.clear()
@@ -167,17 +168,18 @@ class BeatPipeline:
             raise SignalError("new model's task, window or RR spec differs from the running "
                               "model's; restart the daemon to change them")
         same = (model.manifest.sha256 == self.model.manifest.sha256
-                and getattr(model.manifest.signal, "similar", None)
-                == getattr(old, "similar", None))
+                and all(getattr(model.manifest.signal, k, None) == getattr(old, k, None)
+                        for k in ("similar", "dominant")))
         self.model = model
         if not same:  # another network's outputs do not vote; the same one's (a reload,
-            self.vote_memory = self._vote_memory(model)  # probation passed) keep their memory
+            self.memory = self._memory(model)  # probation passed) keep their memory
 
     @staticmethod
-    def _vote_memory(model: Model):
-        """A fresh memory for the model's similar-beat vote (None without one)."""
-        vote = getattr(model.manifest.signal, "similar", None)
-        return vote.memory() if vote is not None else None
+    def _memory(model: Model):
+        """A fresh memory for the model's decisions over the patient's beats (the
+        similar-beat vote's, the dominant-beat rule's template; None without them)."""
+        memory = getattr(model.manifest.signal, "memory", None)
+        return memory() if memory is not None else None
 
     def process(self, chunk: np.ndarray) -> list[dict]:
         x = np.asarray(chunk, dtype=np.float64).ravel()
@@ -306,10 +308,13 @@ class BeatPipeline:
             if self._rrf is not None:
                 inputs["rr"] = np.stack([p.feats for p in ready])
             if self._tmpl is not None:
-                inputs["template"] = np.stack([self._tmpl.push(w) for w in wins])
+                pace = self._tmpl.spec.pace(inputs.get("rr"))
+                inputs["template"] = np.stack([
+                    self._tmpl.push(w, None if pace is None else float(pace[i]))
+                    for i, w in enumerate(wins)])
             probs = self.model.predict(inputs)
-        classes = self.model.decide(probs, inputs, memory=self.vote_memory) \
-            if self._rrf is not None or self.vote_memory is not None else np.argmax(probs, axis=1)
+        classes = self.model.decide(probs, inputs, memory=self.memory) \
+            if self._rrf is not None or self.memory is not None else np.argmax(probs, axis=1)
         events = []
         for p, pr, state, k in zip(ready, probs, states, classes, strict=True):
             r_abs = self._offset + p.r
