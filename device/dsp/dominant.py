@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitaledge.device.dsp.rr import FEATURES
-from vitaledge.device.dsp.shape import correlation
+from vitaledge.device.dsp.shape import correlation, patient_rows
 from vitaledge.device.dsp.spec_fields import construct, read_fields, require
 from vitaledge.device.dsp.template import BeatTemplate, TemplateSpec
 
@@ -111,11 +111,7 @@ class DominantRule:
             for i in range(len(w)):
                 out[i] = memory.push(w[i], float(pace[i]))
             return out
-        groups = np.asarray(groups)
-        keys = np.arange(len(w)) if times is None else np.asarray(times)
-        for g in np.unique(groups):
-            rows = np.flatnonzero(groups == g)
-            rows = rows[np.argsort(keys[rows], kind="stable")]
+        for rows in patient_rows(groups, times):
             t = BeatTemplate(spec)
             for i in rows:
                 out[i] = t.push(w[i], float(pace[i]))

@@ -1,7 +1,8 @@
 """Comparing beat shapes: the Pearson correlation of windows, one implementation for the
 dominant-beat rule (a beat against the patient's template), the similar-beat vote (a beat
 against the patient's earlier beats) and the signal-quality index's shape consistency (a
-QRS against the other QRS complexes of a block). numpy only."""
+QRS against the other QRS complexes of a block); and the rows of each patient in time
+order, which the first two walk in batch. numpy only."""
 
 from __future__ import annotations
 
@@ -20,3 +21,14 @@ def unit_rows(windows: np.ndarray, dtype=np.float64) -> np.ndarray:
 def correlation(windows: np.ndarray, templates: np.ndarray) -> np.ndarray:
     """(n,) Pearson correlation of each window with its template (0 for a flat one)."""
     return np.einsum("ij,ij->i", unit_rows(windows), unit_rows(templates))
+
+
+def patient_rows(groups: np.ndarray, times: np.ndarray | None = None):
+    """Row indices of each patient of ``groups`` (a patient id per row), in ``times``
+    order (row order without): what the decisions over a patient's earlier beats (the
+    similar-beat vote, the dominant-beat rule's template) run over in batch."""
+    groups = np.asarray(groups)
+    keys = np.arange(len(groups)) if times is None else np.asarray(times)
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        yield rows[np.argsort(keys[rows], kind="stable")]

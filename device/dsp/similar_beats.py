@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitaledge.device.dsp.shape import unit_rows
+from vitaledge.device.dsp.shape import patient_rows, unit_rows
 from vitaledge.device.dsp.spec_fields import construct, read_fields, require
 
 
@@ -109,11 +109,7 @@ class SimilarBeatVote:
             return out
         if memory is not None:
             raise ValueError("similar-beat vote: give a stream's memory or groups, not both")
-        groups = np.asarray(groups)
-        keys = (np.arange(len(probs)) if times is None else np.asarray(times))
-        for g in np.unique(groups):
-            rows = np.flatnonzero(groups == g)
-            rows = rows[np.argsort(keys[rows], kind="stable")]
+        for rows in patient_rows(groups, times):
             mem = self.memory()
             for i in rows:
                 out[i] = mem.vote(units[i], probs[i], self.min_corr)

@@ -116,8 +116,6 @@ def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
         samples, labels = peaks, peak_labels
     X, kept = extract_beats(x, rec.fs, samples, spec)
     feats = rr_features(samples, rec.fs, rr)[kept] if rr is not None else None
-    if template is not None and template.on_time is not None and feats is None:
-        raise ValueError("template.on_time needs the RR features (an rr spec)")
     tmpl = templates(X, template, feats) if template is not None else None
     real = labels[kept] >= 0
     desc["dropped_edge_beats"] = int(len(samples) - len(kept))
