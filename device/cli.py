@@ -662,11 +662,11 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
 
     levels = tuple(snr_list(snrs))
     given = click.get_current_context().get_parameter_source
-    if not records and given("snrs") is click.core.ParameterSource.COMMANDLINE:
+    if not records and given("snrs") is ParameterSource.COMMANDLINE:
         raise click.UsageError("--snr is the levels records are made at from --record and "
                                "--noise; a ready-made record is scored at its own")
     source = given("review_worst")
-    if not out and source is click.core.ParameterSource.COMMANDLINE:
+    if not out and source is ParameterSource.COMMANDLINE:
         raise click.UsageError("--review-worst writes pages next to the report: give --out")
     if work_dir is None and out:
         work_dir = str(Path(out) / "records")

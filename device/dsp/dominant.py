@@ -42,8 +42,8 @@ import numpy as np
 
 from vitaledge.device.dsp.rr import FEATURES
 from vitaledge.device.dsp.shape import correlation, patient_rows
-from vitaledge.device.dsp.spec_fields import construct, read_fields, require
-from vitaledge.device.dsp.template import BeatTemplate, TemplateSpec
+from vitaledge.device.dsp.spec_fields import SpecError, construct, read_fields, require
+from vitaledge.device.dsp.template import BeatTemplate, TemplateSpec, on_time_bounds
 
 VENTRICULAR, NORMAL = "V", "N"
 
@@ -68,10 +68,9 @@ class DominantRule:
                 f"{self.min_corr_any!r}")
         if self.on_time is not None:
             try:
-                on_time = TemplateSpec(on_time=self.on_time).on_time
+                object.__setattr__(self, "on_time", on_time_bounds(self.on_time))
             except ValueError as exc:
-                require(False, "on_time", str(exc).split(": ", 1)[-1])
-            object.__setattr__(self, "on_time", on_time)
+                raise SpecError("on_time", str(exc)) from None
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "dominant") -> DominantRule:
@@ -80,7 +79,8 @@ class DominantRule:
         (read as null)."""
         if isinstance(d, dict):
             d = {"min_corr_any": None, "on_time": None, **d}
-        return construct(cls, read_fields(cls, d, where, {"on_time": _bounds}), where)
+        # on_time: a JSON list, checked by __post_init__ like a value given in Python
+        return construct(cls, read_fields(cls, d, where, {"on_time": lambda v, _: v}), where)
 
     def to_dict(self) -> dict:
         return {"min_corr": float(self.min_corr), "min_pre_rel": float(self.min_pre_rel),
@@ -133,12 +133,3 @@ class DominantRule:
         pred[(pred == v) & usual] = n
         return pred
 
-
-def _bounds(value, path: str) -> tuple[float, float] | None:
-    """A spec's ``on_time``: null or ``[lo, hi]``."""
-    if value is None:
-        return None
-    require(isinstance(value, list) and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
-            path, f"expected [lo, hi] or null, got {value!r}")
-    return float(value[0]), float(value[1])

@@ -38,6 +38,18 @@ from vitaledge.device.dsp.rr import FEATURES
 PRE_RR, LOCAL_RR = FEATURES.index("pre_rr"), FEATURES.index("local_rr")
 
 
+def on_time_bounds(value) -> tuple[float, float]:
+    """``on_time`` as a pair of floats ``(lo, hi)`` with 0 < lo < 1 < hi; a ValueError
+    saying what is wrong otherwise."""
+    ok = (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(b, (int, float)) and not isinstance(b, bool) and np.isfinite(b)
+                  for b in value)
+          and 0 < value[0] < 1 < value[1])
+    if not ok:
+        raise ValueError(f"expected [lo, hi] with 0 < lo < 1 < hi or null, got {value!r}")
+    return float(value[0]), float(value[1])
+
+
 @dataclass(frozen=True)
 class TemplateSpec:
     """How the running template is made; saved in the manifest's signal spec."""
@@ -49,14 +61,10 @@ class TemplateSpec:
         if not (isinstance(self.beats, int) and self.beats >= 1):
             raise ValueError(f"template.beats: expected an int >= 1, got {self.beats!r}")
         if self.on_time is not None:
-            ok = (isinstance(self.on_time, (tuple, list)) and len(self.on_time) == 2
-                  and all(isinstance(b, (int, float)) and np.isfinite(b) for b in self.on_time)
-                  and 0 < self.on_time[0] < 1 < self.on_time[1])
-            if not ok:
-                raise ValueError("template.on_time: expected [lo, hi] with 0 < lo < 1 < hi "
-                                 f"or null, got {self.on_time!r}")
-            object.__setattr__(self, "on_time", (float(self.on_time[0]),
-                                                 float(self.on_time[1])))
+            try:
+                object.__setattr__(self, "on_time", on_time_bounds(self.on_time))
+            except ValueError as exc:
+                raise ValueError(f"template.on_time: {exc}") from None
 
     def to_dict(self) -> dict:
         return {"beats": self.beats,
