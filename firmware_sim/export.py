@@ -124,6 +124,15 @@ def _dominant_macros(ident: str, m) -> list[str]:
                   "(a beat's own template is taken before it enters; none yet: its own window)",
                   f"#define {key}_ON_TIME_LO {rule.on_time[0]!r}f",
                   f"#define {key}_ON_TIME_HI {rule.on_time[1]!r}f"]
+    pause = rule.compensatory
+    if pause is not None:
+        lines += ["// then, whatever the class so far, a beat is V when the correlation is below "
+                  "PAUSE_MAX_CORR,",
+                  "// pre_rr/long_rr is below PAUSE_MAX_PRE_REL and (pre_rr + post_rr)/long_rr "
+                  "exceeds PAUSE_MIN (a compensatory pause)",
+                  f"#define {key}_PAUSE_MAX_CORR {float(pause.max_corr)!r}f",
+                  f"#define {key}_PAUSE_MAX_PRE_REL {float(pause.max_pre_rel)!r}f",
+                  f"#define {key}_PAUSE_MIN {float(pause.min_pause)!r}f"]
     return lines
 
 

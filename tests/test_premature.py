@@ -1,6 +1,7 @@
 """The decision rules of beat models: the premature-beat rule (N/S by timing, fitted on
 training patients) and the dominant-beat rule (V like the patient's template and on time
-is N), carried by the signal spec, refused when malformed."""
+is N; early, unlike it and followed by a compensatory pause is V), carried by the signal
+spec, refused when malformed."""
 
 import numpy as np
 import pytest
@@ -120,6 +121,64 @@ def test_dominant_rule_turns_usual_on_time_beats_from_v_to_n():
     assert out.tolist() == [N, N, V, V]  # like the template and on time -> N; else V stays
 
 
+def test_early_unlike_beats_with_a_compensatory_pause_become_v():
+    """A beat unlike the template, early and followed by a full compensatory pause (pre
+    plus post RR about two cycles) is V whatever the network said; without the pause (an
+    atrial beat resets the sinus node), on time, or like the usual beat, it keeps its class."""
+    from vitaledge.device.dsp.dominant import CompensatoryPause, DominantRule
+
+    n = np.linspace(0, 1, 64)
+    t = np.exp(-((n - 0.5) / 0.04) ** 2)                      # the usual narrow QRS
+    wide = -np.exp(-((n - 0.45) / 0.15) ** 2)                 # a wide, inverted complex
+    windows = np.stack([wide, wide, wide, t, wide, wide])
+    templates = np.stack([t] * 6)
+    # long_rr 0.8: pre/post (s) -> pre_rel + post_rel = 2.0, 1.5, 2.0, 2.0, 2.0, 1.875
+    rr = rr_rows([0.5, 0.5, 0.8, 0.5, 0.5, 0.5], [1.1, 0.7, 0.8, 1.1, 1.1, 1.0])
+    pred = np.array([N, S, N, S, LABELS.index("F"), N])
+    out = DominantRule().apply(pred, windows, templates, rr, LABELS)
+    assert out.tolist() == [V, S, N, S, V, N]
+    # the thresholds are the rule's: a shorter pause passes a lower min_pause
+    lower = DominantRule(compensatory=CompensatoryPause(min_pause=1.8))
+    assert lower.apply(pred, windows, templates, rr, LABELS).tolist() == [V, S, N, S, V, V]
+    assert DominantRule(compensatory=None).apply(pred, windows, templates, rr,
+                                                 LABELS).tolist() == pred.tolist()
+
+
+def test_compensatory_pause_finds_bigeminy_the_network_missed_stream_equal_to_batch():
+    """Ventricular bigeminy the network calls N: compared with the template of the beats
+    on time (the sinus beat), each ectopic beat is unlike it, early and followed by a full
+    pause, and is called V, in batch and in a stream of any chunking alike; the sinus beats
+    stay N."""
+    from vitaledge.device.dsp.dominant import DominantRule
+    from vitaledge.device.dsp.rr import RRSpec, rr_features
+    from vitaledge.device.dsp.template import TemplateSpec, templates
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.inputs.beat import BeatSignal
+
+    fs, n = 360.0, np.linspace(0, 1, 64)
+    sinus = np.exp(-((n - 0.5) / 0.04) ** 2)
+    ectopic = -np.exp(-((n - 0.45) / 0.15) ** 2)
+    gaps = [0.8] * 30 + [0.5, 1.1] * 30  # sinus, then bigeminy with a full pause
+    peaks = np.round(np.cumsum([1.0] + gaps) * fs).astype(np.int64)
+    is_v = np.array([False] * 31 + [True, False] * 30)
+    X = np.where(is_v[:, None], ectopic, sinus).astype(np.float32)
+    rr = rr_features(peaks, fs, RRSpec())
+    inputs = {"beat": X[..., None], "rr": rr,
+              "template": templates(X, TemplateSpec(), rr)[..., None]}
+    probs = np.eye(5)[np.full(len(X), N)]  # the network saw no V
+    sig = BeatSignal(WindowSpec.centered(), rr=RRSpec(), template=TemplateSpec(),
+                     dominant=DominantRule())
+    got = sig.decide(probs, LABELS, inputs, groups=np.zeros(len(X), int), times=peaks)
+    # the first ectopic beats: the 5-minute mean RR still holds sinus cycles only
+    assert (got[is_v] == V).all() and (got[~is_v] == N).all()
+    for step in (1, 5, len(X)):
+        mem = sig.memory()
+        parts = [sig.decide(probs[i:i + step], LABELS,
+                            {k: v[i:i + step] for k, v in inputs.items()}, memory=mem)
+                 for i in range(0, len(X), step)]
+        assert np.concatenate(parts).tolist() == got.tolist()
+
+
 def test_dominant_rule_frees_early_beats_shaped_exactly_like_the_usual_one():
     """An early beat whose window matches the template above ``min_corr_any`` is not V
     (the premature-beat rule then calls it S by timing); an early beat that only resembles
@@ -170,11 +229,25 @@ def test_signal_spec_with_dominant_rule_needs_the_template():
                      dominant=DominantRule())
     d = sig.to_dict()
     assert d["dominant"] == {"min_corr": 0.9, "min_pre_rel": 0.9, "min_corr_any": 0.95,
-                             "on_time": [0.9, 1.3]}
+                             "on_time": [0.9, 1.3],
+                             "compensatory": {"max_corr": 0.7, "max_pre_rel": 0.9,
+                                              "min_pause": 1.9}}
     assert BeatSignal.from_dict(d) == sig
-    # a manifest written before min_corr_any and on_time existed decides as it did then
+    # a manifest written before min_corr_any, on_time and compensatory decides as then
     old = BeatSignal.from_dict({**d, "dominant": {"min_corr": 0.9, "min_pre_rel": 0.9}})
     assert old.dominant.min_corr_any is None and old.dominant.on_time is None
+    assert old.dominant.compensatory is None
+    off = BeatSignal.from_dict({**d, "dominant": {**d["dominant"], "compensatory": None}})
+    assert off.dominant.compensatory is None and off.dominant.on_time == (0.9, 1.3)
+    pause = d["dominant"]["compensatory"]
+    for bad, field in (({**pause, "max_corr": 0.95}, "compensatory.max_corr"),
+                       ({**pause, "max_pre_rel": 1.2}, "compensatory.max_pre_rel"),
+                       ({**pause, "min_pause": 0.9}, "compensatory.min_pause"),
+                       ({**pause, "min_pause": "1.9"}, "compensatory.min_pause"),
+                       ({**pause, "width": 3}, "compensatory"),
+                       ([0.7, 0.9, 1.9], "compensatory")):
+        with pytest.raises(SpecError, match=f"signal.dominant.{field}"):
+            BeatSignal.from_dict({**d, "dominant": {**d["dominant"], "compensatory": bad}})
     assert old.memory() is None  # no vote, and the rule reads the template input
     for bad in ([0.9], [1.1, 1.3], "0.9,1.3", [0.9, True]):
         with pytest.raises(SpecError, match="signal.dominant.on_time"):

@@ -322,8 +322,12 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
                                     "MIN_PRE_REL": dom["min_pre_rel"],
                                     "MIN_CORR_ANY": dom["min_corr_any"],
                                     "ON_TIME_LO": dom["on_time"][0],
-                                    "ON_TIME_HI": dom["on_time"][1]}
+                                    "ON_TIME_HI": dom["on_time"][1],
+                                    "PAUSE_MAX_CORR": dom["compensatory"]["max_corr"],
+                                    "PAUSE_MAX_PRE_REL": dom["compensatory"]["max_pre_rel"],
+                                    "PAUSE_MIN": dom["compensatory"]["min_pause"]}
     assert dom["on_time"] == [0.9, 1.3]
+    assert dom["compensatory"] == {"max_corr": 0.7, "max_pre_rel": 0.9, "min_pause": 1.9}
     distinct = {"min_corr": 0.85, "min_pre_rel": 0.7, "min_corr_any": 0.97}
     assert dominant_macros("distinct", distinct) == {"MIN_CORR": 0.85, "MIN_PRE_REL": 0.7,
                                          "MIN_CORR_ANY": 0.97}

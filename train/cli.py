@@ -112,8 +112,9 @@ def train_group() -> None:
                    "last 20 intervals) above which the timing rule calls no beat S, as in "
                    "atrial fibrillation; 'off' for no such gate.")
 @click.option("--v-rule", type=click.Choice(["network", "template"]), default=None,
-              help="Beats the network calls V: keep them, or call N those shaped like the "
-                   "patient's running template and on time (the dominant-beat rule) "
+              help="V as the network says, or as the patient's running template corrects "
+                   "it (the dominant-beat rule): V beats shaped like it and on time are N, "
+                   "early beats unlike it followed by a compensatory pause are V "
                    "[default: template for models with RR and template inputs, else "
                    "network].")
 @click.option("--vote", type=click.Choice(["none", "similar"]), default=None,

@@ -1,4 +1,5 @@
-"""The dominant-beat rule: a beat shaped like the patient's usual beat is not ventricular.
+"""The dominant-beat rule: a beat shaped like the patient's usual beat is not ventricular,
+and an early beat unlike it, followed by a full compensatory pause, is.
 
 A network trained on some patients calls a new patient's wide but normal beats (left or
 right bundle branch block, an unusual axis) ventricular: it has not seen that patient's
@@ -27,6 +28,19 @@ loss of +P (docs/results.md). ``on_time`` null (manifests written before it) com
 the template input, as before. Like the vote, it is causal over one patient's beats in time
 order: :meth:`DominantRule.usual` continues a stream's template or runs per patient.
 
+The converse (``compensatory``): a beat the network did not call V is V when its window
+is unlike the template (correlation below ``max_corr``), it comes early (pre-RR over the
+patient's mean below ``max_pre_rel``) and the pause after it is compensatory (pre-RR plus
+post-RR above ``min_pause`` times the mean). That is the textbook sign of a premature
+ventricular beat: it does not reset the sinus node, so the next sinus beat comes when it
+would have, two cycles after the last one; an atrial premature beat resets it, and the
+pause after it is shorter. A network trained on other patients called many of a new
+patient's ventricular beats N when they looked unlike anything it had learned as V
+(MIT-BIH 223, 106 and 215 on DS1); the timing and the patient's own usual beat tell. A
+beat invented by noise between two real ones, or the beat after it, has no such pause
+(pre plus post is one cycle), so noise does not trigger it. Manifests written before it
+read ``compensatory`` as null.
+
 The thresholds were chosen on DS1 patients only: out-of-fold predictions of the DS1
 patient-wise folds, ``min_corr_any`` on three network seeds' (docs/results.md). The rule
 travels in the manifest's signal spec (``"dominant"``), so training reports, conversion
@@ -49,14 +63,52 @@ VENTRICULAR, NORMAL = "V", "N"
 
 
 @dataclass(frozen=True)
+class CompensatoryPause:
+    """Not-V -> V for beats unlike the template (correlation below ``max_corr``), early
+    (``pre_rel`` below ``max_pre_rel``) and followed by a compensatory pause (``pre_rel +
+    post_rel`` above ``min_pause``). Chosen on DS1 patients (docs/results.md)."""
+
+    max_corr: float = 0.7
+    max_pre_rel: float = 0.9
+    min_pause: float = 1.9
+
+    def __post_init__(self) -> None:
+        require(-1.0 < self.max_corr < 1.0, "max_corr",
+                f"expected a correlation in (-1, 1), got {self.max_corr!r}")
+        require(0 < self.max_pre_rel < 1.0, "max_pre_rel",
+                f"expected a ratio in (0, 1): an early beat, got {self.max_pre_rel!r}")
+        require(self.min_pause > 1.0, "min_pause",
+                f"expected a ratio above 1 (pre plus post RR over the mean RR), got "
+                f"{self.min_pause!r}")
+
+    @classmethod
+    def from_dict(cls, d, where: str) -> CompensatoryPause | None:
+        """From the dominant rule's ``compensatory`` dict, or None for null."""
+        return None if d is None else construct(cls, read_fields(cls, d, where), where)
+
+    def to_dict(self) -> dict:
+        return {"max_corr": float(self.max_corr), "max_pre_rel": float(self.max_pre_rel),
+                "min_pause": float(self.min_pause)}
+
+    def ventricular(self, corr: np.ndarray, rr: np.ndarray) -> np.ndarray:
+        """(n,) bool: which beats, of correlations ``corr`` with the template and RR
+        feature rows ``rr``, are early, unlike the usual beat and followed by a pause."""
+        pre = rr[:, FEATURES.index("pre_rel")]
+        post = rr[:, FEATURES.index("post_rel")]
+        return (corr < self.max_corr) & (pre < self.max_pre_rel) & (pre + post > self.min_pause)
+
+
+@dataclass(frozen=True)
 class DominantRule:
     """V -> N for beats like the template (``min_corr``) and on time (``min_pre_rel``), or
-    very like it (``min_corr_any``) at any time."""
+    very like it (``min_corr_any``) at any time; -> V for early beats unlike it followed by
+    a compensatory pause (``compensatory``)."""
 
     min_corr: float = 0.9
     min_pre_rel: float = 0.9
     min_corr_any: float | None = 0.95
     on_time: tuple[float, float] | None = (0.9, 1.3)
+    compensatory: CompensatoryPause | None = CompensatoryPause()
 
     def __post_init__(self) -> None:
         require(-1.0 < self.min_corr < 1.0, "min_corr",
@@ -66,6 +118,9 @@ class DominantRule:
         require(self.min_corr_any is None or self.min_corr <= self.min_corr_any < 1.0,
                 "min_corr_any", f"expected a correlation in [min_corr, 1) or null, got "
                 f"{self.min_corr_any!r}")
+        require(self.compensatory is None or self.compensatory.max_corr <= self.min_corr,
+                "compensatory.max_corr", "expected at most min_corr: a beat cannot be both "
+                "like the usual beat and unlike it")
         if self.on_time is not None:
             try:
                 object.__setattr__(self, "on_time", on_time_bounds(self.on_time))
@@ -75,18 +130,21 @@ class DominantRule:
     @classmethod
     def from_dict(cls, d: dict, where: str = "dominant") -> DominantRule:
         """From a signal spec's ``dominant`` dict; unknown or missing fields are errors,
-        except ``min_corr_any`` and ``on_time``, which manifests written before them lack
-        (read as null)."""
+        except ``min_corr_any``, ``on_time`` and ``compensatory``, which manifests written
+        before them lack (read as null)."""
         if isinstance(d, dict):
-            d = {"min_corr_any": None, "on_time": None, **d}
+            d = {"min_corr_any": None, "on_time": None, "compensatory": None, **d}
         # on_time: a JSON list, checked by __post_init__ like a value given in Python
-        return construct(cls, read_fields(cls, d, where, {"on_time": lambda v, _: v}), where)
+        return construct(cls, read_fields(cls, d, where, {
+            "on_time": lambda v, _: v, "compensatory": CompensatoryPause.from_dict}), where)
 
     def to_dict(self) -> dict:
         return {"min_corr": float(self.min_corr), "min_pre_rel": float(self.min_pre_rel),
                 "min_corr_any": (None if self.min_corr_any is None
                                  else float(self.min_corr_any)),
-                "on_time": None if self.on_time is None else list(self.on_time)}
+                "on_time": None if self.on_time is None else list(self.on_time),
+                "compensatory": (None if self.compensatory is None
+                                 else self.compensatory.to_dict())}
 
     def template_spec(self, beats: int) -> TemplateSpec | None:
         """The spec of the template this rule compares with, over ``beats`` beats (the
@@ -120,16 +178,19 @@ class DominantRule:
     def apply(self, pred: np.ndarray, windows: np.ndarray, templates: np.ndarray,
               rr: np.ndarray, labels: list[str]) -> np.ndarray:
         """``pred`` (class indices into ``labels``) with V beats that match the template
-        and are not premature, or match it closely at any time, turned into N."""
+        and are not premature, or match it closely at any time, turned into N; and other
+        beats early, unlike it and followed by a compensatory pause turned into V."""
         pred = np.asarray(pred).copy()
         if len(pred) == 0:
             return pred
         v, n = labels.index(VENTRICULAR), labels.index(NORMAL)
-        pre_rel = np.asarray(rr, np.float64).reshape(len(pred), -1)[:, FEATURES.index("pre_rel")]
+        rr = np.asarray(rr, np.float64).reshape(len(pred), -1)
         corr = correlation(windows, templates)
-        usual = (corr > self.min_corr) & (pre_rel > self.min_pre_rel)
+        usual = (corr > self.min_corr) & (rr[:, FEATURES.index("pre_rel")] > self.min_pre_rel)
         if self.min_corr_any is not None:
             usual |= corr > self.min_corr_any
         pred[(pred == v) & usual] = n
+        if self.compensatory is not None:
+            pred[self.compensatory.ventricular(corr, rr)] = v
         return pred
 
