@@ -193,16 +193,16 @@ def test_dominant_rule_frees_early_beats_shaped_exactly_like_the_usual_one():
 
     n = np.linspace(0, 1, 64)
     t = np.exp(-((n - 0.5) / 0.05) ** 2)                       # the usual QRS
-    wide = np.exp(-((n - 0.5) / 0.08) ** 2)                    # resembles it: r ~ 0.94
+    wide = np.exp(-((n - 0.5) / 0.1) ** 2)                     # resembles it: r ~ 0.89
     same = t + 0.02 * np.sin(40 * n)                           # r > 0.99
     windows = np.stack([same, wide, -t])
     templates = np.stack([t, t, t])
     r = correlation(windows, templates)
-    assert r[0] > 0.99 and 0.9 < r[1] < 0.95 and r[2] < 0
+    assert r[0] > 0.99 and 0.75 < r[1] < 0.9 and r[2] < 0
     rr = rr_rows([0.5, 0.5, 0.5], [1.1, 1.1, 1.1])             # all three early
     pred = np.array([V, V, V])
     rule = DominantRule()
-    assert rule.min_corr_any == 0.95
+    assert (rule.min_corr, rule.min_corr_any) == (0.75, 0.9)
     assert rule.apply(pred, windows, templates, rr, LABELS).tolist() == [N, V, V]
     assert DominantRule(min_corr_any=None).apply(pred, windows, templates, rr,
                                                  LABELS).tolist() == [V, V, V]
@@ -216,6 +216,9 @@ def test_dominant_rule_frees_early_beats_shaped_exactly_like_the_usual_one():
     assert got.tolist() == [S, V, V]
     with pytest.raises(SpecError, match="min_corr_any"):
         DominantRule(0.9, 0.9, 0.8)
+    # on time, a beat that resembles the usual one (r ~ 0.89 > min_corr) is N
+    on_time = rr_rows([0.8] * 3, [0.8] * 3)
+    assert rule.apply(pred, windows, templates, on_time, LABELS).tolist() == [N, N, V]
 
 
 def test_signal_spec_with_dominant_rule_needs_the_template():
@@ -228,7 +231,7 @@ def test_signal_spec_with_dominant_rule_needs_the_template():
     sig = BeatSignal(WindowSpec.centered(), rr=RRSpec(), template=TemplateSpec(),
                      dominant=DominantRule())
     d = sig.to_dict()
-    assert d["dominant"] == {"min_corr": 0.9, "min_pre_rel": 0.9, "min_corr_any": 0.95,
+    assert d["dominant"] == {"min_corr": 0.75, "min_pre_rel": 0.9, "min_corr_any": 0.9,
                              "on_time": [0.9, 1.3],
                              "compensatory": {"max_corr": 0.7, "max_pre_rel": 0.9,
                                               "min_pause": 1.9}}
@@ -273,7 +276,7 @@ def test_dominant_rule_compares_with_the_beats_on_time_stream_equal_to_batch():
 
     fs, n = 360.0, np.linspace(0, 1, 64)
     sinus = np.exp(-((n - 0.5) / 0.04) ** 2)
-    ectopic = 0.6 * sinus + 0.4 * np.exp(-((n - 0.55) / 0.12) ** 2)  # r ~ 0.93 with sinus
+    ectopic = 0.6 * sinus + 0.4 * np.exp(-((n - 0.55) / 0.12) ** 2)  # r 0.897 with sinus
     gaps = [0.8] * 20 + [0.5, 1.1] * 30  # sinus, then bigeminy: early beat, pause
     peaks = np.round(np.cumsum([1.0] + gaps) * fs).astype(np.int64)
     is_v = np.array([False] * 21 + [True, False] * 30)

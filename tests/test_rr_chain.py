@@ -304,7 +304,7 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
                if k.startswith(f"{p}_WEIGHT_")}
     assert weights == {t.upper(): w for t, w in zip(pre["terms"], pre["weights"], strict=True)}
 
-    # the dominant-beat rule; the trained defaults repeat a value (min_corr == min_pre_rel),
+    # the dominant-beat rule; the trained defaults repeat a value (min_pre_rel == min_corr_any),
     # so export a copy whose rule has three distinct values, then one without min_corr_any
     def dominant_macros(name: str, rule: dict) -> dict[str, float]:
         edited = tmp_path / name
