@@ -35,8 +35,9 @@ post-RR above ``min_pause`` times the mean). That is the textbook sign of a prem
 ventricular beat: it does not reset the sinus node, so the next sinus beat comes when it
 would have, two cycles after the last one; an atrial premature beat resets it, and the
 pause after it is shorter. A network trained on other patients called many of a new
-patient's ventricular beats N when they looked unlike anything it had learned as V
-(MIT-BIH 223, 106 and 215 on DS1); the timing and the patient's own usual beat tell. A
+patient's ventricular beats something else when they looked unlike anything it had
+learned as V (on DS1, 223's and 106's N, 215's S and F); the timing and the patient's own
+usual beat tell. A
 beat invented by noise between two real ones, or the beat after it, has no such pause
 (pre plus post is one cycle), so noise does not trigger it. Manifests written before it
 read ``compensatory`` as null.
