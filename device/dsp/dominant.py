@@ -37,20 +37,19 @@ would have, two cycles after the last one; an atrial premature beat resets it, a
 pause after it is shorter. A network trained on other patients called many of a new
 patient's ventricular beats something else when they looked unlike anything it had
 learned as V (on DS1, 223's and 106's N, 215's S and F); the timing and the patient's own
-usual beat tell. A
-beat invented by noise between two real ones, or the beat after it, has no such pause
-(pre plus post is one cycle), so noise does not trigger it. Manifests written before it
-read ``compensatory`` as null.
+usual beat tell. A beat invented by noise between two real ones, or the beat after it, has
+no such pause (pre plus post is one cycle), so noise does not trigger it. Manifests
+written before it read ``compensatory`` as null.
 
 The thresholds were chosen on DS1 patients only, on the out-of-fold predictions of the
 DS1 patient-wise folds of three network seeds (docs/results.md). ``min_corr`` and
 ``min_corr_any`` were first chosen (0.9 and 0.95) against the template of every beat; the
 template of the beats on time holds sinus beats only, and against it 0.75 and 0.9 free
 more of a new patient's usual beats the network calls V at no cost in S (DS1, retrained,
-means of three network seeds: V +P +2.7 points, Se -0.8). The rule
-travels in the manifest's signal spec (``"dominant"``), so training reports, conversion
-checks, ``evaluate``, the daemon and the firmware header decide the same way; it needs the
-``rr`` and ``template`` inputs.
+means of three network seeds: V +P +2.7 points, Se -0.8). The rule travels in the
+manifest's signal spec (``"dominant"``), so training reports, conversion checks,
+``evaluate``, the daemon and the firmware header decide the same way; it needs the ``rr``
+and ``template`` inputs.
 """
 
 from __future__ import annotations
