@@ -304,8 +304,9 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
                if k.startswith(f"{p}_WEIGHT_")}
     assert weights == {t.upper(): w for t, w in zip(pre["terms"], pre["weights"], strict=True)}
 
-    # the dominant-beat rule; the trained defaults repeat a value (min_pre_rel == min_corr_any),
-    # so export a copy whose rule has three distinct values, then one without min_corr_any
+    # the dominant-beat rule; the trained defaults repeat a value (0.9: min_pre_rel,
+    # min_corr_any, on_time's lower bound, the pause's max_pre_rel), so export copies whose
+    # rule has distinct values: three, then without min_corr_any, then all eight
     def dominant_macros(name: str, rule: dict) -> dict[str, float]:
         edited = tmp_path / name
         shutil.copytree(art, edited)
@@ -333,6 +334,13 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
                                          "MIN_CORR_ANY": 0.97}
     assert dominant_macros("no-any", {**distinct, "min_corr_any": None}) == {"MIN_CORR": 0.85,
                                                                    "MIN_PRE_REL": 0.7}
+    # its own template and the compensatory pause, every value distinct from the others
+    own = {**distinct, "on_time": [0.85, 1.25],
+           "compensatory": {"max_corr": 0.6, "max_pre_rel": 0.8, "min_pause": 1.95}}
+    assert dominant_macros("pause", own) == {"MIN_CORR": 0.85, "MIN_PRE_REL": 0.7,
+                                             "MIN_CORR_ANY": 0.97, "ON_TIME_LO": 0.85,
+                                             "ON_TIME_HI": 1.25, "PAUSE_MAX_CORR": 0.6,
+                                             "PAUSE_MAX_PRE_REL": 0.8, "PAUSE_MIN": 1.95}
 
     if shutil.which("gcc"):  # the macros are C: every float one a valid float literal
         uses = ", ".join(k for k, v in d.items() if v.endswith("f"))

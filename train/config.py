@@ -60,9 +60,10 @@ class BeatTrainConfig:
     s_rule_irregularity: float | None = 0.1
     #: the fitted rule (PrematureRule as a dict), written by training
     premature: dict | None = None
-    #: V beats like the patient's template and on time: "network" (the argmax) or
-    #: "template" (the dominant-beat rule, vitaledge.device.dsp.dominant; needs RR features
-    #: and the template input)
+    #: V as the network says ("network", the argmax) or as the patient's template corrects
+    #: it ("template": the dominant-beat rule, vitaledge.device.dsp.dominant: V beats like
+    #: the template and on time are N, early unlike beats with a compensatory pause are V;
+    #: needs RR features and the template input)
     v_rule: str = "network"
     #: the dominant-beat rule (DominantRule as a dict), written by training
     dominant: dict | None = None

@@ -37,8 +37,9 @@ would have, two cycles after the last one; an atrial premature beat resets it, a
 pause after it is shorter. A network trained on other patients called many of a new
 patient's ventricular beats something else when they looked unlike anything it had
 learned as V (on DS1, 223's and 106's N, 215's S and F); the timing and the patient's own
-usual beat tell. A beat invented by noise between two real ones, or the beat after it, has
-no such pause (pre plus post is one cycle); a missed beat after an early one, or a window
+usual beat tell. A beat invented by noise between two real ones has no such pause (pre
+plus post is one cycle), nor has the real beat after it when early (pre plus post under
+1.9 cycles); a missed beat after an early one, or a window
 made unlike the template by noise, can still meet it (on DS1's noise-stress copies it
 found more true V than it added false ones; docs/results.md). Manifests written before
 it read ``compensatory`` as null.
@@ -125,8 +126,9 @@ class DominantRule:
                 "min_corr_any", f"expected a correlation in [min_corr, 1) or null, got "
                 f"{self.min_corr_any!r}")
         require(self.compensatory is None or self.compensatory.max_corr <= self.min_corr,
-                "compensatory.max_corr", "expected at most min_corr: a beat cannot be both "
-                "like the usual beat and unlike it")
+                "compensatory.max_corr", f"expected at most min_corr ({self.min_corr!r}), got "
+                f"{None if self.compensatory is None else self.compensatory.max_corr!r}: a "
+                "beat cannot be both like the usual beat and unlike it")
         if self.on_time is not None:
             try:
                 object.__setattr__(self, "on_time", on_time_bounds(self.on_time))

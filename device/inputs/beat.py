@@ -5,9 +5,10 @@ a model that also takes each beat's RR features (an input named ``rr``) ``"rr": 
 dict>``, and for one that takes the patient's running template (input ``template``)
 ``"template": <TemplateSpec dict>``, and for one whose N/S decision is made by timing
 ``"premature": <PrematureRule dict>`` (:mod:`vitaledge.device.dsp.premature`; needs ``rr``),
-and for one that keeps the patient's usual beats out of V ``"dominant": <DominantRule
-dict>`` (:mod:`vitaledge.device.dsp.dominant`; needs ``rr`` and ``template``), and for one
-whose beats vote with the patient's earlier beats of the same shape ``"similar":
+and for one that corrects V by the patient's usual beat (its usual beats out of V, early
+unlike beats with a compensatory pause into it) ``"dominant": <DominantRule dict>``
+(:mod:`vitaledge.device.dsp.dominant`; needs ``rr`` and ``template``), and for one whose
+beats vote with the patient's earlier beats of the same shape ``"similar":
 <SimilarBeatVote dict>`` (:mod:`vitaledge.device.dsp.similar_beats`).
 :meth:`BeatSignal.decide` turns the model's outputs into classes: the one place every
 consumer (training reports, conversion checks, ``evaluate``, the daemon) does it.
@@ -92,8 +93,9 @@ class BeatSignal:
                memory: DecisionMemory | None = None, groups: np.ndarray | None = None,
                times: np.ndarray | None = None) -> np.ndarray:
         """The class index of each beat from the model's outputs ``probs`` (n, k): the
-        similar-beat vote, the argmax, then the dominant-beat rule on V beats and the
-        premature-beat rule on N/S beats when the spec has them; they read the model's
+        similar-beat vote, the argmax, then the dominant-beat rule (V beats like the usual
+        one to N, early unlike ones with a compensatory pause to V) and the premature-beat
+        rule on N/S beats when the spec has them; they read the model's
         ``inputs`` by name (``beat``, ``rr``, ``template``). The vote runs over one
         patient's beats in time order continuing a stream's ``memory``, or over each
         patient of ``groups`` (in ``times`` order) from the start
