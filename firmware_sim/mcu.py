@@ -185,12 +185,10 @@ def patient_memory(signal, n_classes: int) -> dict:
     similar-beat vote's windows and outputs (0 without them)."""
     length = signal.window.length
     tmpl = getattr(signal, "template", None)
-    dominant = getattr(signal, "dominant", None)
+    own = getattr(signal, "rule_template", lambda: None)()
     vote = getattr(signal, "similar", None)
-    own = (tmpl is not None and dominant is not None
-           and dominant.template_spec(tmpl.beats) is not None)
     return {"template": 0 if tmpl is None else int(tmpl.beats) * length * 4,
-            "dominant_template": int(tmpl.beats) * length * 4 if own else 0,
+            "dominant_template": 0 if own is None else int(own.beats) * length * 4,
             "similar_vote": 0 if vote is None else int(vote.beats) * (length + n_classes) * 4}
 
 

@@ -167,20 +167,16 @@ class DominantRule:
         row, ``times`` each beat's time), each patient's beats in time order from a fresh
         template."""
         w = np.asarray(windows, np.float32).reshape(len(windows), -1)
-        out = np.empty_like(w)
-        pace = spec.pace(rr)
+        rr = np.asarray(rr)
         if groups is None:
             if memory is None:
                 raise ValueError("dominant-beat rule: its template of the beats on time runs "
                                  "over each patient's beats in time order: give each beat's "
                                  "record and sample, or a stream's memory")
-            for i in range(len(w)):
-                out[i] = memory.push(w[i], float(pace[i]))
-            return out
+            return memory.push_all(w, rr)
+        out = np.empty_like(w)
         for rows in patient_rows(groups, times):
-            t = BeatTemplate(spec)
-            for i in rows:
-                out[i] = t.push(w[i], float(pace[i]))
+            out[rows] = BeatTemplate(spec).push_all(w[rows], rr[rows])
         return out
 
     def apply(self, pred: np.ndarray, windows: np.ndarray, templates: np.ndarray,

@@ -111,6 +111,18 @@ class BeatTemplate:
             self._hist.append(w)
         return t
 
+    def push_all(self, windows: np.ndarray, rr: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`push` each of ``windows`` (n, ...) in order; their templates, stacked.
+        ``rr``: the beats' RR features (n, k), needed when the spec has ``on_time``."""
+        w = np.asarray(windows, np.float32)
+        pace = self.spec.pace(rr)
+        if pace is not None and len(pace) != len(w):
+            raise ValueError(f"template: {len(w)} windows but {len(pace)} RR feature rows")
+        if not len(w):
+            return np.zeros_like(w)
+        return np.stack([self.push(x, None if pace is None else float(pace[i]))
+                         for i, x in enumerate(w)])
+
     def reset(self) -> None:
         """A long hole: another stretch of recording, maybe another electrode placement."""
         self._hist.clear()
@@ -120,10 +132,4 @@ def templates(windows: np.ndarray, spec: TemplateSpec | None = None,
               rr: np.ndarray | None = None) -> np.ndarray:
     """(n, length) templates of a record's windows (n, length), in beat order; ``rr``: the
     beats' RR features (n, k), needed when the spec has ``on_time``."""
-    t = BeatTemplate(spec)
-    pace = t.spec.pace(rr)
-    if pace is not None and len(pace) != len(windows):
-        raise ValueError(f"template: {len(windows)} windows but {len(pace)} RR feature rows")
-    return (np.stack([t.push(w, None if pace is None else float(pace[i]))
-                      for i, w in enumerate(windows)]) if len(windows)
-            else np.zeros_like(np.asarray(windows, np.float32)))
+    return BeatTemplate(spec).push_all(windows, rr)

@@ -76,14 +76,14 @@ class BeatSignal:
                 "dominant", "the dominant-beat rule needs the RR features and the template "
                 "(\"rr\" and \"template\" specs)")
 
-    def _rule_template(self) -> TemplateSpec | None:
+    def rule_template(self) -> TemplateSpec | None:
         """The dominant-beat rule's own template (None: no rule, or it reads the input)."""
         return None if self.dominant is None else self.dominant.template_spec(self.template.beats)
 
     def memory(self) -> DecisionMemory | None:
         """A fresh memory for a stream's decisions (one per patient), or None when no
         stage keeps earlier beats."""
-        usual = self._rule_template()
+        usual = self.rule_template()
         if self.similar is None and usual is None:
             return None
         return DecisionMemory(None if self.similar is None else self.similar.memory(),
@@ -109,7 +109,7 @@ class BeatSignal:
         missing = [k for k in dict.fromkeys(need) if k not in inputs]
         if missing:
             raise ValueError(f"this beat model's decision rules need its {missing} inputs")
-        usual = self._rule_template()
+        usual = self.rule_template()
         if (self.similar is not None or usual is not None) and memory is None and groups is None:
             raise ValueError("this beat model's decisions run over each patient's beats in time "
                              "order: give each beat's record and sample, or a stream's memory "

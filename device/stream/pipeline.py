@@ -308,10 +308,7 @@ class BeatPipeline:
             if self._rrf is not None:
                 inputs["rr"] = np.stack([p.feats for p in ready])
             if self._tmpl is not None:
-                pace = self._tmpl.spec.pace(inputs.get("rr"))
-                inputs["template"] = np.stack([
-                    self._tmpl.push(w, None if pace is None else float(pace[i]))
-                    for i, w in enumerate(wins)])
+                inputs["template"] = self._tmpl.push_all(wins, inputs.get("rr"))
             probs = self.model.predict(inputs)
         classes = self.model.decide(probs, inputs, memory=self.memory) \
             if self._rrf is not None or self.memory is not None else np.argmax(probs, axis=1)
