@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from pathlib import Path
 
@@ -101,13 +102,67 @@ def write_json(path: str | Path, obj) -> None:
         raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
+class FiniteRange(click.FloatRange):
+    """A :class:`click.FloatRange` that also refuses NaN (every comparison lets it
+    through) and infinities."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+#: A length, rate or speed: 0 makes no sense.
+POSITIVE = FiniteRange(min=0, min_open=True)
+
+
+class SampleRate(click.ParamType):
+    """A sample rate in Hz inside :data:`~vitaledge.device.io.records.FS_RANGE`, the rates
+    every record reader accepts; NaN and infinities fail too."""
+
+    name = "hz"
+
+    def convert(self, value, param, ctx):
+        from vitaledge.device.io.records import FS_RANGE
+
+        fs = click.FLOAT.convert(value, param, ctx)
+        lo, hi = FS_RANGE
+        if not lo <= fs <= hi:  # NaN fails too
+            self.fail(f"{fs:g} Hz is outside {lo:g}-{hi:g} Hz (the sample rates a record "
+                      "may have)", param, ctx)
+        return float(fs)
+
+
+def not_an_input(out: str | Path | None, option: str, inputs) -> None:
+    """Refuse an output path that is one of the command's inputs (``inputs``: paths, None
+    skipped): writing it would destroy what the command reads or what a run wrote."""
+    if out is None:
+        return
+    target = Path(out).resolve()
+    for given in inputs:
+        if given is not None and Path(given).resolve() == target:
+            raise click.BadParameter(f"{out} is also an input of this command ({given}); "
+                                     "writing it would destroy that: choose another path",
+                                     param_hint=option)
+
+
+#: SNRs ``--snr`` accepts, in dB: beyond 60 dB the noise is below the records' resolution,
+#: below -20 dB the noise is ten times the QRS and a 16-bit record clips.
+SNR_RANGE_DB = (-20.0, 60.0)
+
+
 def snr_list(text: str) -> list[float]:
     """``--snr 24,12,0`` as numbers in dB (``data nst`` and ``bench noise-stress``)."""
+    lo, hi = SNR_RANGE_DB
     try:
-        return [float(s) for s in csv_list(text)]
-    except ValueError as exc:
-        raise click.BadParameter(f"{text!r}: expected numbers in dB, e.g. 24,12,0",
-                                 param_hint="--snr") from exc
+        levels = [float(s) for s in csv_list(text) or []]
+    except ValueError:
+        levels = []
+    if not levels or not all(lo <= v <= hi for v in levels):  # also NaN, inf
+        raise click.BadParameter(f"{text!r}: expected a comma list of SNRs from {lo:g} to "
+                                 f"{hi:g} dB, e.g. 24,12,0", param_hint="--snr")
+    return levels
 
 
 @click.group("data")
@@ -127,7 +182,7 @@ def data_group() -> None:
               help="Comma-separated SNRs in dB (the NST database's six by default).")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Directory for the noise-stress records.")
-@click.option("--seed", type=int, default=None,
+@click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Start at a seeded offset into the noise record (default: its start).")
 def nst_cmd(records, noises, snrs, out, seed) -> None:
     """Noise-stress records after PhysioNet's nst: a clean record plus a noise record at
@@ -256,6 +311,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     from vitaledge.device.stream.pipeline import SignalError
     from vitaledge.device.stream.progress import ProgressLine
     from vitaledge.device.stream.report import format_position, format_summary
+    from vitaledge.device.stream.sinks import sink_file
     from vitaledge.device.stream.sources import SourceError
 
     logging.getLogger().setLevel(log_level.upper())
@@ -288,6 +344,8 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     try:
         if not cfg.model or not cfg.source:
             raise click.UsageError("give --model and --source (or a --config that sets them)")
+        not_an_input(json_out, "--json", [config, *(sink_file(o) for o in cfg.out),
+                                          cfg.source.partition(":")[2] or None])
         daemon = Daemon(cfg)
     except (ValueError, ManifestError, ModelLoadError, SourceError, SignalError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -330,10 +388,11 @@ def keygen_cmd(private) -> None:
               help="Ed25519 private key (PEM).")
 def sign_cmd(artifacts, key) -> None:
     """Sign artifact manifests: writes manifest.sig beside each manifest.json."""
-    from vitaledge.device.model.signing import SignatureError, sign_artifact
+    from vitaledge.device.model.signing import SignatureError, check_whole, sign_artifact
 
     for a in artifacts:
         try:
+            check_whole(a)
             click.echo(f"signed {sign_artifact(a, key)}")
         except SignatureError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -400,13 +459,18 @@ def selftest_cmd(artifacts, key, backend, delegate) -> None:
 def info_cmd(artifact, key) -> None:
     """What an artifact is: task, inputs (shape, dtype, quantization), labels, output,
     metrics measured at conversion, sha256 and signature status."""
-    from vitaledge.device.model.info import artifact_info, format_info
+    from vitaledge.device.model.info import INVALID, MATCHES, artifact_info, format_info
     from vitaledge.device.model.manifest import ManifestError
 
     try:
-        click.echo(format_info(artifact_info(artifact, key)))
+        info = artifact_info(artifact, key)
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from exc
+    click.echo(format_info(info))
+    if info["file_check"] != MATCHES or info["signature"].startswith(INVALID):
+        raise click.ClickException(f"{artifact}: the model file does not match its manifest"
+                                   if info["file_check"] != MATCHES else
+                                   f"{artifact}: the signature is invalid")
 
 
 @device_group.command("status")
@@ -439,6 +503,11 @@ def _reliability_group():
 device_group.add_command(_reliability_group())
 
 
+def record_files(record: str | Path) -> list[Path]:
+    """The files a WFDB record path stands for (header, signal, annotations)."""
+    return [Path(f"{record}{suffix}") for suffix in ("", ".hea", ".dat", ".atr")]
+
+
 @device_group.command("score")
 @click.argument("events", type=click.Path(exists=True, dir_okay=False))
 @click.option("--record", required=True, help="WFDB record path (with .atr annotations).")
@@ -460,6 +529,7 @@ def score_cmd(events, record, json_out, run_id) -> None:
     )
     from vitaledge.device.io.records import RecordError
 
+    not_an_input(json_out, "--json", [events, *record_files(record)])
     try:
         runs = list(read_runs(events))
         chosen = run_id if run_id is not None else (runs[-1] if runs else None)
@@ -497,6 +567,7 @@ def review_cmd(events, record, out, run_id) -> None:
     from vitaledge.device.eval.score_events import EventsError
     from vitaledge.device.io.records import RecordError
 
+    not_an_input(out, "--out", [events, *record_files(record)])
     try:
         review = write_review(events, record, out, run=run_id)
     except (EventsError, RecordError) as exc:

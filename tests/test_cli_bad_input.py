@@ -57,7 +57,8 @@ def cases(tmp_path, fake_records):
     empty = tmp_path / "empty"
     empty.mkdir()
     events = tmp_path / "ev.jsonl"
-    events.write_text("")
+    events.write_text('{"type": "beat", "seq": 1, "sample": 100, "class": "N"}\n')
+    nst = ["--record", tmp_path / "118", "--noise", tmp_path / "ma", "--out", tmp_path / "n"]
     return [
         (["bench", "detector", "--data", empty], [str(empty), "no WFDB records", ".atr"]),
         (["bench", "detector", "--data", fake_records, "--records", "100,999"],
@@ -91,6 +92,23 @@ def cases(tmp_path, fake_records):
         (["device", "status", "--api", f"http://127.0.0.1:{free_port()}"],
          ["no daemon API answers", "127.0.0.1"]),
         (["device", "status", "--api", "127.0.0.1:8787"], ["--api", "expected a URL"]),
+        *[(["data", "nst", *nst, "--snr", snr], ["--snr", "-20 to 60 dB"])
+          for snr in ("nan", "inf", "-inf", "1000", "-100", "", "12,nan")],
+        (["data", "nst", *nst, "--seed", "-5"], ["--seed", "-5"]),
+        (["bench", "noise-stress", "--record", tmp_path / "118", "--noise", tmp_path / "ma",
+          "--snr", "nan"], ["--snr", "'nan'"]),
+        (["device", "score", events, "--record", tmp_path / "118", "--json", events],
+         ["--json", str(events), "also an input"]),
+        (["device", "review", events, "--record", tmp_path / "118", "--out", events],
+         ["--out", "also an input"]),
+        (["device", "review", events, "--record", tmp_path / "118", "--out",
+          tmp_path / "118.hea"], ["--out", "118.hea", "also an input"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--sink",
+          tmp_path / "run.jsonl", "--json", tmp_path / "run.jsonl"],
+         ["--json", "run.jsonl", "also an input"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--sink",
+          f"sqlite:{tmp_path / 'run.db'}", "--json", tmp_path / "run.db"],
+         ["--json", "run.db", "also an input"]),
         (["firmware", "sensor", "--synth", "--speed", "0"], ["--speed"]),
         (["firmware", "sensor", "--synth", "--minutes", "-1"], ["--minutes"]),
     ]
@@ -101,6 +119,99 @@ def test_bad_input_gets_one_line_naming_the_thing(tmp_path, fake_records):
         line = error_line(invoke(args))
         missing = [w for w in words if w not in line]
         assert not missing, (args, line, missing)
+
+
+def test_an_output_that_is_an_input_leaves_the_input_as_it_was(tmp_path):
+    events = tmp_path / "ev.jsonl"
+    body = '{"type": "beat", "seq": 1, "sample": 100, "class": "N"}\n'
+    events.write_text(body)
+    for args in (["device", "score", events, "--record", tmp_path / "118", "--json", events],
+                 ["device", "review", events, "--record", tmp_path / "118", "--out", events],
+                 ["device", "run", "--model", "art", "--source", "replay:rec", "--sink",
+                  events, "--append", "--json", events]):
+        error_line(invoke(args))
+        assert events.read_text() == body, args
+
+
+def test_events_files_that_are_not_this_records_events_are_refused(tmp_path, synth_dir):
+    """Scored, they would read as Se 0 %: an empty file, rows that are not events, and
+    events whose samples lie outside the record (another, longer record's)."""
+    record = synth_dir / "s000"
+    empty, rows, other = (tmp_path / f"{n}.jsonl" for n in ("empty", "rows", "other"))
+    empty.write_text("")
+    rows.write_text("[1, 2, 3]\n[4]\n")
+    other.write_text('{"type": "beat", "seq": 1, "sample": 100, "class": "N"}\n'
+                     '{"type": "beat", "seq": 2, "sample": 99000000, "class": "N"}\n')
+    for cmd in (["device", "score"], ["device", "review"]):
+        for path, words in ((empty, ["holds no events"]), (rows, ["event 1", "list"]),
+                            (other, ["seq 2", "99000000", "outside record s000"])):
+            extra = ["--out", tmp_path / "r.html"] if cmd[1] == "review" else []
+            line = error_line(invoke([*cmd, path, "--record", record, *extra]))
+            assert all(w in line for w in [str(path) if path != other else "", *words]), line
+
+
+def test_a_noise_stress_record_needs_more_than_the_learning_period(tmp_path, synth_dir,
+                                                                   data_dir):
+    line = error_line(invoke(["data", "nst", "--record", synth_dir / "s000", "--noise",
+                              data_dir / "nstdb-noise" / "ma", "--snr", "6", "--out",
+                              tmp_path]))
+    assert "s000" in line and "180 s long" in line and "300-s" in line
+    assert not list(tmp_path.glob("*.dat"))
+
+
+def test_bench_run_refuses_a_record_directory_for_a_model_that_takes_rr(tmp_path):
+    """A WFDB directory gives windows only; an RR-input model used to be benchmarked on
+    its artifact's held-out file instead, silently, with that file's accuracy."""
+    from types import SimpleNamespace
+
+    from vitaledge.device.bench.latency import task_inputs
+
+    manifest = SimpleNamespace(task="beat", inputs=[SimpleNamespace(name="beat"),
+                                                    SimpleNamespace(name="rr")])
+    (tmp_path / "heldout.npz").write_bytes(b"")  # would be read if --data were ignored
+    with pytest.raises(ValueError, match=r"not on --data .*recs.*HELDOUT\.npz"):
+        task_inputs(manifest, str(tmp_path / "recs"), tmp_path / "cpu-int8")
+
+
+@pytest.mark.slow
+def test_a_corrupt_model_is_neither_described_as_fine_nor_signed(converted, tmp_path):
+    import hashlib
+    import json
+    import shutil
+
+    out, _ = converted
+    key = tmp_path / "k.pem"
+    assert invoke(["device", "keygen", "--key", key]).exit_code == 0
+    bad = tmp_path / "bad"
+    shutil.copytree(out / "cpu-int8", bad)
+    model = bad / "model.tflite"
+    model.write_bytes(b"\0" * 64 + model.read_bytes()[64:])  # damaged in place
+    line = error_line(invoke(["device", "sign", bad, "--key", key]))
+    assert "not signed" in line and "sha256" in line
+    r = invoke(["device", "info", bad])
+    assert r.exit_code == 1 and "MISMATCH" in r.output
+    assert r.output.strip().splitlines()[-1].startswith("Error: ")
+    assert "does not match its manifest" in r.output
+    # garbage whose sha256 and size were written into the manifest: whole, but no model
+    model.write_bytes(b"garbage " * 100)
+    m = json.loads((bad / "manifest.json").read_text())
+    m.update(sha256=hashlib.sha256(model.read_bytes()).hexdigest(), size_bytes=800)
+    (bad / "manifest.json").write_text(json.dumps(m))
+    line = error_line(invoke(["device", "sign", bad, "--key", key]))
+    assert "not a TFLite flatbuffer" in line and "TFL3" in line
+    assert not (bad / "manifest.sig").exists()
+    assert invoke(["device", "sign", out / "cpu-int8", "--key", key]).exit_code == 0
+
+
+@pytest.mark.slow
+def test_a_sink_file_that_is_not_a_database_is_named(converted, synth_dir, tmp_path):
+    out, _ = converted
+    db = tmp_path / "events.db"
+    db.write_text("not a database\n")
+    line = error_line(invoke(["device", "run", "--model", out / "cpu-int8", "--source",
+                              f"replay:{synth_dir / 's000'}", "--speed", "max", "--sink", db]))
+    assert str(db) in line and "cannot be an events database" in line
+    assert db.read_text() == "not a database\n"
 
 
 def test_speed_accepts_max_and_positive_factors_only():

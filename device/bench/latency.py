@@ -152,7 +152,12 @@ def task_inputs(manifest, data: str | None, artifact: Path
     ``heldout.npz`` that ``vitaledge convert`` writes beside the artifacts (or ``data``,
     such a file): one array per model input (a list for multi-input models), the labels,
     and each beat's patient and time when the file has them (:func:`bench_inputs`)."""
-    path = Path(data) if data and str(data).endswith(".npz") else artifact.parent / "heldout.npz"
+    if data and not str(data).endswith(".npz"):
+        raise ValueError(f"{artifact}: a {manifest.task} model with inputs "
+                         f"{', '.join(t.name for t in manifest.inputs)} is benchmarked on "
+                         f"the held-out inputs convert saves, not on --data {data}: give "
+                         "--data HELDOUT.npz, or no --data for the artifact's own")
+    path = Path(data) if data else artifact.parent / "heldout.npz"
     if not path.exists():
         raise ValueError(f"{artifact}: a {manifest.task} model is benchmarked on the held-out "
                          f"inputs convert saves ({path} not found; give --data HELDOUT.npz)")

@@ -21,7 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
-from vitaledge.device.eval.score_events import EventsError, check_beat_events, read_rows
+from vitaledge.device.eval.score_events import (
+    EventsError,
+    check_beat_events,
+    check_within,
+    read_rows,
+)
 from vitaledge.device.io.aami import CLASSES, map_annotations
 from vitaledge.device.io.records import Record, read_record
 
@@ -107,12 +112,7 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
     model): it can be missed or false, never misclassified."""
     check_beat_events(beats, unclassified=True)
     fs, n = record.fs, len(record.signal)
-    outside = [e for e in beats if not 0 <= e["sample"] < n]
-    if outside:
-        e = outside[0]
-        raise EventsError(f"beat event seq {e.get('seq')}: sample {e['sample']} is outside "
-                          f"record {record.name}'s {n} samples ({len(outside)} such events: "
-                          "events of another record?)")
+    check_within(beats, n, record.name)
     beats = sorted(beats, key=lambda e: e["sample"])
     det = np.asarray([e["sample"] for e in beats], np.int64)
     pred = np.asarray([CLASSES.index(e["class"]) if e.get("class") is not None else -1

@@ -40,7 +40,15 @@ def read_rows(path: str | Path) -> list:
     path = Path(path)
     with open(path, "rb") as fh:
         magic = fh.read(len(SQLITE_MAGIC))
-    return _sqlite_rows(path) if magic == SQLITE_MAGIC else _jsonl_rows(path)
+    rows = _sqlite_rows(path) if magic == SQLITE_MAGIC else _jsonl_rows(path)
+    if not rows:
+        raise EventsError(f"{path}: holds no events (not a daemon sink file, or a run that "
+                          "wrote nothing)")
+    odd = next((i for i, e in enumerate(rows) if not isinstance(e, dict)), None)
+    if odd is not None:
+        raise EventsError(f"{path}: event {odd + 1} is {type(rows[odd]).__name__}, not a JSON "
+                          "object: not a daemon events file")
+    return rows
 
 
 def check_beat_events(events: list[dict], unclassified: bool = False) -> None:
@@ -59,6 +67,17 @@ def check_beat_events(events: list[dict], unclassified: bool = False) -> None:
         raise EventsError(f"beat event seq {nulls[0].get('seq')}: class null beside "
                           f"{len(events) - len(nulls)} classified beats (a detection-only run "
                           "has no class on any beat)")
+
+
+def check_within(events: list[dict], n: int, name: str) -> None:
+    """Every beat event's sample lies inside the record's ``n`` samples (else the events
+    are not this record's)."""
+    outside = [e for e in events if not 0 <= e["sample"] < n]
+    if outside:
+        e = outside[0]
+        raise EventsError(f"beat event seq {e.get('seq')}: sample {e['sample']} is outside "
+                          f"record {name}'s {n} samples ({len(outside)} such events: "
+                          "events of another record?)")
 
 
 def load_events(path: str | Path, run: str | None = None) -> list[dict]:
@@ -114,6 +133,7 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = TO
         raise EventsError(f"{record}: no reference beat annotations (.atr missing or empty): "
                           "nothing to score against")
     check_beat_events(events)
+    check_within(events, len(rec.signal), rec.name)
     det = np.asarray([e["sample"] for e in events], dtype=np.int64)
     labels = list(CLASSES)
     pred = np.asarray([labels.index(e["class"]) for e in events], dtype=np.int64)

@@ -238,6 +238,8 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
              seed: int | None = None) -> NstResult:
     """Write the noise-stress record ``out_dir/name`` (default ``<clean>_<noise><snr>``,
     e.g. ``118_ma12``, ``118_bw-6``) and return what was done."""
+    if not np.isfinite(snr_db):
+        raise ValueError(f"SNR {snr_db!r}: expected a finite number of dB")
     wfdb = wfdb_module()
     clean, noise = record_path(clean), record_path(noise)
     rec = _read_all(clean)
@@ -258,6 +260,9 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
             np.random.default_rng(seed).integers(0, max(1, int(len(nz) / fs))))
     start = int(round(offset_s * fs)) % len(nz)
     segments = noisy_segments(len(x), fs)
+    if not segments:
+        raise RecordError(f"{clean}: {len(x) / fs:.0f} s long; the protocol adds noise only "
+                          f"after a {LEARNING_S:.0f}-s noise-free learning period")
     out = np.empty_like(x)
     gains, s_pp, n_rms = [], [], []
     for i in range(x.shape[1]):

@@ -17,6 +17,10 @@ from vitaledge.device.model.manifest import (
     verify_model_file,
 )
 
+#: ``file_check`` of a model file with the manifest's size and sha256; the start of an
+#: invalid signature's status.
+MATCHES, INVALID = "matches the manifest", "INVALID"
+
 
 def _tensor(t: TensorSpec) -> str:
     zp = t.quantization.zero_point if t.quantization else 0
@@ -42,7 +46,7 @@ def signature_status(artifact: str | Path, public_key: str | Path | None = None)
     try:
         verify_artifact(artifact, public_key)
     except SignatureError as exc:
-        return f"INVALID: {exc}"
+        return f"{INVALID}: {exc}"
     return f"valid (key {kid})"
 
 
@@ -52,7 +56,7 @@ def artifact_info(artifact: str | Path, public_key: str | Path | None = None) ->
     m, model_path = load_manifest(artifact, verify_file=False)
     try:
         verify_model_file(m, model_path)
-        file_check = "matches the manifest"
+        file_check = MATCHES
     except ManifestError as exc:
         file_check = f"MISMATCH: {exc}"
     return {"artifact": str(artifact), "manifest": m, "model_file": str(model_path),

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vitaledge.device.model.manifest import ManifestError, manifest_path
+from vitaledge.device.model.manifest import ManifestError, load_manifest, manifest_path
 
 DOMAIN = b"vitaledge-manifest-v1\n"
 SIG_FILE = "manifest.sig"
@@ -101,8 +101,26 @@ def load_public_key(path: str | Path):
     return key
 
 
+#: The flatbuffer file identifier every TFLite model carries at bytes 4-8.
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def check_whole(artifact: str | Path) -> None:
+    """SignatureError unless ``artifact`` is whole: a valid manifest whose model file has
+    the recorded size and sha256 and, for ``.tflite``, is a TFLite flatbuffer. A signature
+    vouches for the artifact; ``device sign`` refuses a damaged one."""
+    try:
+        _, model_path = load_manifest(artifact)
+    except ManifestError as exc:
+        raise SignatureError(f"not signed: {exc}") from exc
+    if model_path.suffix == ".tflite" and model_path.read_bytes()[4:8] != TFLITE_IDENTIFIER:
+        raise SignatureError(f"not signed: {model_path} is not a TFLite flatbuffer (no "
+                             f"{TFLITE_IDENTIFIER.decode()} identifier)")
+
+
 def sign_artifact(artifact: str | Path, private_key_path: str | Path) -> Path:
-    """Sign ``artifact``'s manifest.json; write ``manifest.sig`` beside it (atomically)."""
+    """Sign ``artifact``'s manifest.json; write ``manifest.sig`` beside it (atomically).
+    :func:`check_whole` first, to sign only what a signature should vouch for."""
     mpath = manifest_path(artifact)
     key = load_private_key(private_key_path)
     try:

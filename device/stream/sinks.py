@@ -123,12 +123,16 @@ class SqliteSink:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, "
-                         "type TEXT NOT NULL, time REAL, sample INTEGER, class TEXT, "
-                         "body TEXT NOT NULL)")
-        self._db.commit()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, "
+                             "type TEXT NOT NULL, time REAL, sample INTEGER, class TEXT, "
+                             "body TEXT NOT NULL)")
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:  # an existing file that is not a database
+            self._db.close()
+            raise ValueError(f"{self.path}: cannot be an events database ({exc})") from None
 
     def last_seq(self) -> int:
         row = self._db.execute("SELECT MAX(seq) FROM events").fetchone()
@@ -247,7 +251,17 @@ def open_sink(spec: str, fsync: str = "batch", max_bytes: int = 50_000_000,
               context: Callable[[], dict] | None = None) -> Sink:
     """Open ``SCHEME:PATH`` (see :data:`SINKS`), ``stdout`` or ``-``, or a bare path by its
     suffix (:data:`SUFFIXES`). A file that already holds events needs ``append``."""
-    opts = SinkOptions(fsync, max_bytes, append, mqtt, context)
+    scheme, path = sink_target(spec)
+    return SINKS[scheme](path, SinkOptions(fsync, max_bytes, append, mqtt, context))
+
+
+#: Schemes whose path is a local file.
+FILE_SCHEMES = ("jsonl", "sqlite")
+
+
+def sink_target(spec: str) -> tuple[str, str]:
+    """(scheme, path) of a sink spec as :func:`open_sink` reads it; ValueError for an
+    unknown scheme or suffix."""
     scheme, _, path = spec.partition(":")
     if spec == "-":
         scheme, path = "stdout", ""
@@ -257,7 +271,13 @@ def open_sink(spec: str, fsync: str = "batch", max_bytes: int = 50_000_000,
         raise ValueError(f"unknown sink {spec!r}: expected SCHEME:PATH with a scheme among "
                          f"{', '.join(SINKS)} (stdout alone), or a path ending in "
                          f"{', '.join(SUFFIXES)}")
-    return SINKS[scheme](path, opts)
+    return scheme, path
+
+
+def sink_file(spec: str) -> Path | None:
+    """The local file a sink spec writes (None: stdout, a broker)."""
+    scheme, path = sink_target(spec)
+    return Path(path) if scheme in FILE_SCHEMES else None
 
 
 #: A failing sink is retried after the first delay (s), doubling up to the second.
