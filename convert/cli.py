@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import sys
+import zipfile
 from pathlib import Path
 
 import click
+
+from vitaledge.device.cli import FiniteRange
 
 from .targets import choices
 
 
 def _floats(value: str | None) -> list[float]:
+    """``--prune``: one sparsity or a comma list, each in [0, 1) (0 = unpruned)."""
     if not value:
         return [0.0]
     out = []
     for v in value.split(","):
-        f = float(v)
-        if not 0.0 <= f < 1.0:
+        try:
+            f = float(v)
+        except ValueError:
+            raise click.BadParameter(f"{v.strip()!r} is not a number; expected sparsities in "
+                                     "[0, 1), e.g. 0,0.5", param_hint="--prune") from None
+        if not 0.0 <= f < 1.0:  # also NaN
             raise click.BadParameter(f"sparsity {f} not in [0, 1)", param_hint="--prune")
         out.append(f)
     return out
+
+
+def _check_prune(ctx, param, value: str | None) -> str | None:
+    """``--prune`` checked as it is parsed, before any work."""
+    _floats(value)
+    return value
 
 
 def _check_targets(ctx, param, value: str) -> str:
@@ -40,21 +54,21 @@ def _check_targets(ctx, param, value: str) -> str:
               help="Quantization (default: the target's own: cpu fp32+int8, edgetpu/micro "
                    "int8, gpu fp16; emotion runs: see README). int8-fc: int8 matrix "
                    "products, float elsewhere (recurrent models).")
-@click.option("--prune", "prune", help="Target sparsity, or a comma list such as 0,0.5,0.75 "
-                                       "(0 = unpruned).")
-@click.option("--prune-epochs", type=int, default=4, show_default=True,
+@click.option("--prune", "prune", callback=_check_prune,
+              help="Target sparsity, or a comma list such as 0,0.5,0.75 (0 = unpruned).")
+@click.option("--prune-epochs", type=click.IntRange(min=1), default=4, show_default=True,
               help="Fine-tuning epochs while pruning.")
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning before int8.")
-@click.option("--representative", type=int, default=300, show_default=True,
+@click.option("--representative", type=click.IntRange(min=1), default=300, show_default=True,
               help="Calibration windows (class-stratified, from the training split).")
 @click.option("--weight-rounding", type=click.Choice(["compensated", "nearest"]),
               default="compensated", show_default=True,
               help="Full int8: round Conv/Dense kernels compensating each rounding error "
                    "on the calibration inputs (GPTQ), or to the nearest step.")
-@click.option("--max-drop", type=float, default=1.0, show_default=True,
+@click.option("--max-drop", type=FiniteRange(min=0), default=1.0, show_default=True,
               help="Largest allowed accuracy drop vs Keras, in points.")
 @click.option("--allow-drop", is_flag=True, help="Exit 0 even when an artifact drops more.")
-@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--name", default="vitaledge", show_default=True,
               help="C identifier prefix for the micro target.")
 @click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False),
@@ -64,6 +78,12 @@ def _check_targets(ctx, param, value: str) -> str:
 def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representative,
                 weight_rounding, max_drop, allow_drop, threads, name, sign_key, out) -> None:
     """Prune, quantize and export a training run to TFLite; verify every artifact."""
+    from vitaledge.train.evaluate import check_keras_file
+
+    try:  # a missing or corrupt model fails here, before TensorFlow and the data
+        check_keras_file(Path(run_dir) / "model.keras")
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
     from .pipeline import DROP, FAIL, ConvertOptions, convert_run
 
     opts = ConvertOptions(targets=[t.strip() for t in targets.split(",")], quant=quant,
@@ -81,6 +101,9 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
         results = convert_run(Path(run_dir), Path(out), opts)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except (OSError, zipfile.BadZipFile) as exc:  # a model file past the check, or the disk
+        where = getattr(exc, "filename", None) or run_dir
+        raise click.ClickException(f"{where}: {getattr(exc, 'strerror', None) or exc}") from exc
     if sign_key:
         from vitaledge.device.model.signing import sign_artifact
 

@@ -10,13 +10,24 @@ from pathlib import Path
 
 import click
 
-from vitaledge.device.cli import csv_list, deprecated_alias, records_dir_alias, write_json
+from vitaledge.device.cli import (
+    FiniteRange,
+    SampleRate,
+    csv_list,
+    deprecated_alias,
+    records_dir_alias,
+    write_json,
+)
 
 from . import zoo
 from .splits import SPLITS
 
 #: The default of ``train beat --arch``: the best on DS1 patient-wise 4-fold (docs/results.md).
 DEFAULT_BEAT_ARCH = "tiny-rrt"
+
+
+#: Fractions of a data set held out (test, validation): both sides must keep beats.
+FRACTION = FiniteRange(0, 1, min_open=True, max_open=True)
 
 
 def window_options(fn):
@@ -26,12 +37,12 @@ def window_options(fn):
                      default=None,
                      help="Beat window convention [default: centered for models with RR or "
                           "template inputs, kachuee (the seed's) for window-only models]."),
-        click.option("--fs", type=float, default=125.0, show_default=True,
+        click.option("--fs", type=SampleRate(), default=125.0, show_default=True,
                      help="Model sample rate (Hz); records are resampled to it."),
-        click.option("--before", type=float, default=0.25, show_default=True,
+        click.option("--before", type=FiniteRange(min=0), default=0.25, show_default=True,
                      help="centered: seconds before the R peak."),
-        click.option("--after", type=float, default=0.45, show_default=True,
-                     help="centered: seconds after the R peak."),
+        click.option("--after", type=FiniteRange(min=0, min_open=True), default=0.45,
+                     show_default=True, help="centered: seconds after the R peak."),
         click.option("--no-filter", is_flag=True,
                      help="Do not band-pass filter (0.5-40 Hz) before windowing."),
     ]
@@ -41,13 +52,20 @@ def window_options(fn):
 
 
 def make_window(convention: str, fs: float, before: float, after: float, no_filter: bool):
+    """The WindowSpec of the window options; one the spec refuses (a centered window of
+    fewer than one sample, say) is a usage error naming the options."""
     from vitaledge.device.dsp.filters import FilterSpec
     from vitaledge.device.dsp.windows import WindowSpec
 
     filt = None if no_filter else FilterSpec()
-    if convention == "kachuee":
-        return WindowSpec.kachuee(fs=fs, filter=filt)
-    return WindowSpec.centered(before_s=before, after_s=after, fs=fs, filter=filt)
+    try:
+        if convention == "kachuee":
+            return WindowSpec.kachuee(fs=fs, filter=filt)
+        return WindowSpec.centered(before_s=before, after_s=after, fs=fs, filter=filt)
+    except ValueError as exc:  # SpecError
+        raise click.BadParameter(f"{exc} (--window {convention}, --fs {fs:g}, --before "
+                                 f"{before:g}, --after {after:g})",
+                                 param_hint="--fs/--before/--after") from exc
 
 
 def _irregularity(value: str) -> float | None:
@@ -96,15 +114,15 @@ def train_group() -> None:
                    "[default: detected for models with RR or template inputs, else "
                    "annotated].")
 @click.option("--test-records", help="record split: comma list, or 'dechazal' (DS1/DS2).")
-@click.option("--test-fraction", type=float, default=0.2, show_default=True)
-@click.option("--val-fraction", type=float, default=0.1, show_default=True)
+@click.option("--test-fraction", type=FRACTION, default=0.2, show_default=True)
+@click.option("--val-fraction", type=FRACTION, default=0.1, show_default=True)
 @click.option("--balance", default="none", show_default=True,
               help="none | class-weight | sqrt-weight | smote | hybrid:N")
 @click.option("--s-rule", type=click.Choice(["network", "timing"]), default=None,
               help="How N and S are told apart: the network's argmax, or timing (the "
                    "premature-beat rule fitted on the training patients' RR intervals) "
                    "[default: timing for models with RR inputs, else network].")
-@click.option("--s-rule-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--s-rule-threshold", type=FiniteRange(0, 1, min_open=True, max_open=True),
               default=0.8, show_default=True,
               help="Probability above which the timing rule calls a beat S.")
 @click.option("--s-rule-irregularity", default="0.1", show_default=True,
@@ -129,16 +147,17 @@ def train_group() -> None:
               help="Noisy copies per training record (with --noise-aug).")
 @click.option("--noise-snr", default="6,24", show_default=True,
               help="SNR range in dB of the noisy copies, drawn every minute (nst's SNR).")
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--patience", type=int, default=6, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=FiniteRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Adam learning rate.")
+@click.option("--patience", type=click.IntRange(min=0), default=6, show_default=True,
               help="Early-stopping patience (epochs without better validation macro F1).")
 @click.option("--checkpoint", type=click.Choice(["best", "average"]), default="best",
               show_default=True,
               help="Keep the epoch of best validation macro F1 (early stopping), or run "
                    "every epoch and keep the mean of the second half's weights.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Run directory to write.")
 def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, fs,
@@ -194,18 +213,18 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
             noise_aug = aug.to_dict()
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--noise-aug/--noise-snr") from exc
-    cfg = BeatTrainConfig(
-        arch=arch, records=data, record_list=csv_list(records), csv_train=csv_train,
-        csv_test=csv_test, lead=lead,
-        window=make_window(convention, fs, before, after, no_filter),
-        split=split, test_fraction=test_fraction, test_records=csv_list(test_records),
-        val_fraction=val_fraction, balance=balance, epochs=epochs, batch_size=batch_size,
-        learning_rate=lr, patience=patience, checkpoint=checkpoint, seed=seed, anchor=anchor,
-        folds=folds,
-        s_rule=s_rule, s_rule_threshold=s_rule_threshold,
-        s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, vote=vote,
-        noise_aug=noise_aug)
+    window = make_window(convention, fs, before, after, no_filter)
     try:
+        cfg = BeatTrainConfig(
+            arch=arch, records=data, record_list=csv_list(records), csv_train=csv_train,
+            csv_test=csv_test, lead=lead, window=window,
+            split=split, test_fraction=test_fraction, test_records=csv_list(test_records),
+            val_fraction=val_fraction, balance=balance, epochs=epochs, batch_size=batch_size,
+            learning_rate=lr, patience=patience, checkpoint=checkpoint, seed=seed,
+            anchor=anchor, folds=folds,
+            s_rule=s_rule, s_rule_threshold=s_rule_threshold,
+            s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, vote=vote,
+            noise_aug=noise_aug)
         if split == "loro":
             from .loro import run_loro
 
@@ -254,6 +273,8 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
     """Re-run a run's evaluation on any data. MODEL: a run directory (any task), its
     model.keras, or a converted artifact directory (model.tflite + manifest.json, run
     without TensorFlow)."""
+    from vitaledge.device.model.runtime import ModelLoadError
+
     from .evaluate import EMOTION_TASKS, evaluate_emotion, evaluate_model, run_task
 
     try:
@@ -281,7 +302,7 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
             metrics, text = evaluate_model(Path(model), records=data[0] if data else None,
                                            record_list=csv_list(records), csv=csv_file,
                                            split=split)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(text)
     if json_out:

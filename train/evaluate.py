@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -42,26 +43,85 @@ def write_report(metrics: dict, out_dir: Path, prefix: str = "") -> str:
     return text
 
 
+#: The first bytes of an HDF5 file (the legacy Keras format, which ``load_model`` also reads
+#: from a file named ``.keras``).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_keras_file(path: Path) -> None:
+    """Refuse, without TensorFlow, a ``model.keras`` that cannot be a Keras model: missing,
+    not a file, neither a Keras archive (zip) nor HDF5 (a truncated archive loses the zip
+    directory at its end), an archive whose members fail their CRC or that has no
+    ``config.json``. The error names the file, so a command fails before any work."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; a run written by 'vitaledge train' has "
+                                "its model there")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a file; expected a Keras model")
+    try:
+        if not zipfile.is_zipfile(path):
+            with path.open("rb") as f:
+                if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                    return
+            raise ValueError(f"{path}: not a Keras model (neither a .keras archive nor HDF5; "
+                             f"{path.stat().st_size} bytes, truncated or corrupt?)")
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path}: unreadable Keras model archive: {exc}") from exc
+    if bad is not None:
+        raise ValueError(f"{path}: corrupt Keras model archive ({bad} fails its CRC check)")
+    if "config.json" not in names:
+        raise ValueError(f"{path}: not a Keras model archive (no config.json in it)")
+
+
+def load_keras(path: Path):
+    """The Keras model in ``path`` (:func:`check_keras_file` first); a model Keras cannot
+    load is a ValueError naming the file."""
+    check_keras_file(path)
+    from .backend import keras
+
+    try:
+        return keras.models.load_model(str(path))
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: cannot load the Keras model: {exc}") from exc
+
+
+def _artifact_model(artifact: Path):
+    """The device runtime's Model of a converted artifact; a model file the interpreter
+    refuses is a ModelLoadError naming the file."""
+    from vitaledge.device.model.runtime import Model, ModelLoadError
+
+    try:
+        return Model(artifact)
+    except ModelLoadError as exc:
+        try:  # the manifest was read before the interpreter refused its model file
+            name = json.loads((artifact / "manifest.json").read_text())["model_file"]
+        except (OSError, ValueError, KeyError, TypeError):
+            name = "model.tflite"
+        raise ModelLoadError(f"{artifact / str(name)}: {exc}") from exc
+
+
 def _resolve_model(model_path: Path):
     """(run directory, predict function, description) for a run directory, its
     ``model.keras``, or a converted artifact (directory with ``manifest.json``, or its
     ``model.tflite``), which is run through the TensorFlow-free device runtime."""
     artifact = model_path if model_path.is_dir() else model_path.parent
     if (artifact / "manifest.json").exists():
-        from vitaledge.device.model.runtime import Model
-
-        m = Model(artifact)
+        m = _artifact_model(artifact)
         run_dir = Path(m.manifest.source_run.get("path", ""))
         return run_dir, m.predict, f"{artifact} ({m.manifest.target} "\
                                    f"{m.manifest.quantization}, {m.backend.name})"
     run_dir = model_path if model_path.is_dir() else model_path.parent
     model_file = model_path / "model.keras" if model_path.is_dir() else model_path
+    check_keras_file(model_file)  # before the data is read
 
     def keras_predict(X):
-        from .backend import keras
         from .predict import predict
 
-        return predict(keras.models.load_model(str(model_file)), X)
+        return predict(load_keras(model_file), X)
 
     return run_dir, keras_predict, str(model_file)
 
@@ -146,9 +206,8 @@ def _emotion_predictor(model_path: Path):
     artifact = model_path if model_path.is_dir() else model_path.parent
     if (artifact / "manifest.json").exists():
         from vitaledge.device.model.manifest import input_key
-        from vitaledge.device.model.runtime import Model
 
-        m = Model(artifact)
+        m = _artifact_model(artifact)
         names = [input_key(s.name) for s in m.manifest.inputs]
 
         def tflite_predict(X: dict) -> np.ndarray:
@@ -158,11 +217,10 @@ def _emotion_predictor(model_path: Path):
         return (Path(m.manifest.source_run.get("path", "")), tflite_predict, desc,
                 m.manifest.signal.to_dict())
     model_file = model_path / "model.keras" if model_path.is_dir() else model_path
+    check_keras_file(model_file)  # before the data is read
 
     def keras_predict(X: dict) -> np.ndarray:
-        from .backend import keras
-
-        model = keras.models.load_model(str(model_file))
+        model = load_keras(model_file)
         xs = [X[n] for n in model.input_names]
         return model.predict(xs if len(xs) > 1 else xs[0], batch_size=64, verbose=0)
 

@@ -1,0 +1,290 @@
+"""Bad input to ``train beat``, ``convert`` and ``evaluate`` gets one ``Error:`` line
+naming the option or file at fault and a non-zero exit, never a traceback, and fails
+before any work: no model is trained or converted here, and nothing is written."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+
+import pytest
+from click.testing import CliRunner
+
+from vitaledge.cli import main
+from vitaledge.device.dsp.windows import WindowSpec
+from vitaledge.train.config import BeatTrainConfig
+
+#: Lines click adds around a usage error, and deprecation warnings: not the message.
+BOILERPLATE = ("Usage:", "Try '", "Warning:")
+
+
+def error_line(r) -> str:
+    """The one line of ``r``'s output that is the message, after checking the basics."""
+    assert r.exit_code != 0, r.output
+    assert isinstance(r.exception, SystemExit), repr(r.exception)  # not a crash
+    assert "Traceback" not in r.output
+    lines = [x for x in r.output.splitlines() if x.strip() and not x.startswith(BOILERPLATE)]
+    assert len(lines) == 1, r.output
+    assert lines[0].startswith("Error: "), r.output
+    return lines[0]
+
+
+def invoke(args: list) -> object:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def keras_archive(config: bytes = b'{"class_name": "Functional"}') -> bytes:
+    """Bytes laid out as a ``.keras`` archive (what is in it is never loaded here)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("metadata.json", b'{"keras_version": "2.19.0"}')
+        z.writestr("config.json", config)
+        z.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 40)
+    return buf.getvalue()
+
+
+def beat_run(tmp_path, model: bytes | None, name: str = "run"):
+    """A beat run directory (config.json) with ``model`` as its model.keras (None: none)."""
+    run = tmp_path / name
+    run.mkdir()
+    BeatTrainConfig(arch="tiny", records=str(tmp_path), window=WindowSpec.kachuee()
+                    ).save(run / "config.json")
+    if model is not None:
+        (run / "model.keras").write_bytes(model)
+    return run
+
+
+# ----------------------------------------------------------------------- train beat options
+
+TRAIN_BAD = [
+    (["--fs", "nan"], ["--fs", "nan", "10-10000"]),
+    (["--fs", "0"], ["--fs", "10", "10000"]),
+    (["--fs", "inf"], ["--fs"]),
+    (["--fs", "1e6"], ["--fs", "10000"]),
+    (["--fs", "x"], ["--fs", "'x'"]),
+    (["--before", "nan"], ["--before", "finite"]),
+    (["--before", "-0.1"], ["--before"]),
+    (["--after", "0"], ["--after"]),
+    (["--after", "inf"], ["--after", "finite"]),
+    (["--window", "centered", "--before", "0", "--after", "0.001"],
+     ["--before", "--after", "length"]),
+    (["--epochs", "-1"], ["--epochs", "-1"]),
+    (["--epochs", "0"], ["--epochs"]),
+    (["--batch-size", "0"], ["--batch-size"]),
+    (["--lr", "nan"], ["--lr", "finite"]),
+    (["--lr", "0"], ["--lr"]),
+    (["--lr", "-1e-3"], ["--lr"]),
+    (["--patience", "-1"], ["--patience"]),
+    (["--seed", "-1"], ["--seed", "-1"]),
+    (["--val-fraction", "0"], ["--val-fraction"]),
+    (["--val-fraction", "1"], ["--val-fraction"]),
+    (["--val-fraction", "nan"], ["--val-fraction", "finite"]),
+    (["--test-fraction", "1.5"], ["--test-fraction"]),
+    (["--test-fraction", "-0.2"], ["--test-fraction"]),
+    (["--s-rule-threshold", "nan"], ["--s-rule-threshold", "finite"]),
+]
+
+
+@pytest.mark.parametrize("bad,words", TRAIN_BAD, ids=[" ".join(a) for a, _ in TRAIN_BAD])
+def test_train_beat_refuses_a_bad_number_before_any_work(tmp_path, bad, words):
+    out = tmp_path / "out"
+    line = error_line(invoke(["train", "beat", "--arch", "tiny", "--data", tmp_path,
+                              *bad, "--out", out]))
+    for w in words:
+        assert w in line, line
+    assert not out.exists()  # nothing started
+
+
+def test_train_beat_accepts_the_edges_of_its_ranges():
+    """The checks above refuse no sensible value (parsed only: nothing runs)."""
+    from vitaledge.train.cli import train_beat_cmd
+
+    for args in (["--fs", "10"], ["--fs", "10000"], ["--fs", "360"], ["--before", "0"],
+                 ["--patience", "0"], ["--seed", "0"], ["--seed", "4294967295"],
+                 ["--epochs", "1"], ["--val-fraction", "0.5"], ["--lr", "3e-3"]):
+        ctx = train_beat_cmd.make_context("beat", [*args, "--out", "r"])
+        assert ctx.params[args[0][2:].replace("-", "_")] is not None
+
+
+# -------------------------------------------------------------------------- convert options
+
+CONVERT_BAD = [
+    (["--max-drop", "nan"], ["--max-drop", "nan", "finite"]),
+    (["--max-drop", "inf"], ["--max-drop", "finite"]),
+    (["--max-drop", "-1"], ["--max-drop", "-1"]),
+    (["--prune", "1"], ["--prune", "[0, 1)"]),
+    (["--prune", "nan"], ["--prune", "nan"]),
+    (["--prune", "0,-0.5"], ["--prune", "-0.5"]),
+    (["--prune", "abc"], ["--prune", "'abc'", "not a number"]),
+    (["--prune", "0,,0.5"], ["--prune", "not a number"]),
+    (["--prune-epochs", "0"], ["--prune-epochs"]),
+    (["--representative", "0"], ["--representative"]),
+    (["--representative", "-5"], ["--representative"]),
+    (["--threads", "0"], ["--threads"]),
+]
+
+
+@pytest.mark.parametrize("bad,words", CONVERT_BAD, ids=[" ".join(a) for a, _ in CONVERT_BAD])
+def test_convert_refuses_a_bad_number_before_any_work(tmp_path, bad, words):
+    """Checked as the options are parsed: a NaN --max-drop used to pass, the whole
+    conversion run, and then 'accuracy dropped more than nan points' exit 1."""
+    run = beat_run(tmp_path, keras_archive())
+    out = tmp_path / "art"
+    line = error_line(invoke(["convert", run, *bad, "--out", out]))
+    for w in words:
+        assert w in line, line
+    assert not out.exists()
+
+
+def test_convert_accepts_the_edges_of_its_ranges(tmp_path):
+    from vitaledge.convert.cli import convert_cmd
+
+    for args in (["--max-drop", "0"], ["--max-drop", "5"], ["--prune", "0,0.5,0.75"],
+                 ["--prune", "0"], ["--representative", "1"], ["--threads", "4"]):
+        ctx = convert_cmd.make_context("convert", [str(tmp_path), *args, "--out", "a"])
+        assert ctx.params[args[0][2:].replace("-", "_")] is not None
+
+
+# ------------------------------------------------------------------ missing or corrupt model
+
+def corrupt_models() -> dict[str, tuple[bytes, list[str]]]:
+    """name -> (model.keras bytes, words the message must hold)."""
+    good = keras_archive()
+    flipped = bytearray(good)
+    at = good.index(b"\x89HDF") + 100  # inside the stored weights member
+    flipped[at] ^= 0xFF
+    return {
+        "truncated": (good[:len(good) // 2], ["not a Keras model", "truncated or corrupt"]),
+        "garbage": (b"garbage " * 100, ["not a Keras model", "800 bytes"]),
+        "empty": (b"", ["not a Keras model", "0 bytes"]),
+        "bad-crc": (bytes(flipped), ["corrupt Keras model archive", "model.weights.h5",
+                                     "CRC"]),
+        "no-config": (_zip({"model.weights.h5": b"\x89HDF\r\n\x1a\n"}),
+                      ["no config.json"]),
+    }
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+CORRUPT = corrupt_models()
+
+
+def test_convert_names_a_missing_model_keras(tmp_path):
+    run = beat_run(tmp_path, None)
+    out = tmp_path / "art"
+    line = error_line(invoke(["convert", run, "--out", out]))
+    assert str(run / "model.keras") in line and "missing" in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", list(CORRUPT))
+def test_convert_names_a_corrupt_model_keras_and_keeps_what_out_holds(tmp_path, kind):
+    data, words = CORRUPT[kind]
+    run = beat_run(tmp_path, data)
+    out = tmp_path / "art"
+    out.mkdir()
+    (out / "earlier.txt").write_text("kept\n")  # an earlier conversion's file
+    line = error_line(invoke(["convert", run, "--out", out]))
+    assert str(run / "model.keras") in line, line
+    for w in words:
+        assert w in line, line
+    assert (out / "earlier.txt").read_text() == "kept\n"
+    assert sorted(p.name for p in out.iterdir()) == ["earlier.txt"]
+    assert (run / "model.keras").read_bytes() == data  # the run is left as it was
+
+
+@pytest.mark.parametrize("kind", list(CORRUPT))
+@pytest.mark.parametrize("as_file", [False, True], ids=["run-dir", "model-file"])
+def test_evaluate_names_a_corrupt_model_keras_before_reading_data(tmp_path, kind, as_file):
+    """The model is checked before the data: ``--data`` here is an empty directory that
+    would be an error of its own."""
+    data, words = CORRUPT[kind]
+    run = beat_run(tmp_path, data)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    json_out = tmp_path / "m.json"
+    line = error_line(invoke(["evaluate", run / "model.keras" if as_file else run,
+                              "--data", empty, "--json", json_out]))
+    assert str(run / "model.keras") in line, line
+    for w in words:
+        assert w in line, line
+    assert not json_out.exists()
+
+
+def test_evaluate_names_a_missing_model_keras(tmp_path):
+    run = beat_run(tmp_path, None)
+    line = error_line(invoke(["evaluate", run]))
+    assert str(run / "model.keras") in line and "missing" in line, line
+
+
+def test_evaluate_an_emotion_run_names_its_corrupt_model(tmp_path):
+    run = tmp_path / "emo"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"task": "emotion-ecg", "labels": ["a", "b"]}))
+    (run / "model.keras").write_bytes(CORRUPT["truncated"][0])
+    line = error_line(invoke(["evaluate", run]))
+    assert str(run / "model.keras") in line and "not a Keras model" in line, line
+
+
+def test_a_sound_archive_or_hdf5_passes_the_check(tmp_path):
+    """The check refuses no file Keras could load: a .keras archive, or legacy HDF5."""
+    from vitaledge.train.evaluate import check_keras_file
+
+    (tmp_path / "a.keras").write_bytes(keras_archive())
+    (tmp_path / "b.keras").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    check_keras_file(tmp_path / "a.keras")
+    check_keras_file(tmp_path / "b.keras")
+
+
+def test_a_model_keras_cannot_load_is_a_value_error_naming_it(tmp_path):
+    """Past the structural check (a whole archive, but its config is not JSON): Keras's
+    own error, as a ValueError naming the file."""
+    from vitaledge.train.evaluate import load_keras
+
+    path = tmp_path / "model.keras"
+    path.write_bytes(keras_archive(config=b"{garbage"))
+    with pytest.raises(ValueError, match=r"model\.keras: cannot load the Keras model"):
+        load_keras(path)
+
+
+# -------------------------------------------------------------- a converted artifact's model
+
+def garbage_artifact(tmp_path):
+    """An artifact whose model.tflite is garbage with the manifest's sha256 and size
+    written to match it: whole as a file, but no model."""
+    art = tmp_path / "cpu-int8"
+    art.mkdir()
+    model = b"garbage " * 100
+    (art / "model.tflite").write_bytes(model)
+    q = {"scale": 0.0039, "zero_point": -128}
+    manifest = {
+        "schema_version": 1, "task": "beat", "labels": ["N", "S", "V", "F", "Q"],
+        "model_file": "model.tflite", "sha256": hashlib.sha256(model).hexdigest(),
+        "size_bytes": len(model), "target": "cpu", "quantization": "int8",
+        "input": {"name": "x", "shape": [1, 187, 1], "dtype": "int8", "quantization": q},
+        "output": {"name": "y", "shape": [1, 5], "dtype": "int8", "quantization": q},
+        "signal": {"kind": "beat", "window": WindowSpec.kachuee().to_dict(), "lead": "MLII"},
+        "pruning": None, "source_run": {"path": str(tmp_path / "run")}, "metrics": {},
+        "created": "2026-01-01T00:00:00+00:00", "vitaledge_version": "0.1.0", "extra": {},
+    }
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    return art
+
+
+def test_evaluate_names_an_artifact_model_the_interpreter_refuses(tmp_path):
+    """It used to end a 50-line chained traceback (ModelLoadError); ``device run`` said
+    it in one line, and now so does evaluate, naming the file."""
+    art = garbage_artifact(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for target in (art, art / "model.tflite"):
+        line = error_line(invoke(["evaluate", target, "--data", empty]))
+        assert str(art / "model.tflite") in line and "refused the model" in line, line
