@@ -7,9 +7,39 @@ import sys
 
 import click
 
-from vitaledge.device.cli import deprecated_alias, write_json
+from vitaledge.device.cli import (
+    POSITIVE,
+    FiniteRange,
+    SampleRate,
+    deprecated_alias,
+    not_an_input,
+    write_json,
+)
 
-POSITIVE = click.FloatRange(min=0, min_open=True)  # a length, rate or speed: 0 makes no sense
+#: Lengths of a synthetic record ``data synth`` writes, in minutes: from 15 s (a shorter
+#: one may hold no beat at all) to a day, what a Holter monitor records ...
+SYNTH_MINUTES = (0.25, 24 * 60.0)
+#: ... and at most a day's samples at MIT-BIH's 360 Hz per record (about 3 GB of memory
+#: while it is made; a day at 10 kHz would want some 80 GB).
+MAX_SYNTH_SAMPLES = 24 * 3600 * 360
+
+#: The LiteRT delegates ``firmware mcu`` compares TFLite Micro with: the two CPU paths.
+MCU_DELEGATES = ("none", "xnnpack")
+
+
+def _mcu_delegates(ctx, param, value: str) -> tuple[str, ...]:
+    """--delegate of ``firmware mcu``: a comma-separated list of :data:`MCU_DELEGATES`."""
+    names = tuple(dict.fromkeys(d.strip() for d in value.split(",") if d.strip()))
+    expected = f"a comma-separated list of {', '.join(MCU_DELEGATES)}"
+    if not names:
+        raise click.BadParameter(f"{value!r} names no delegate; expected {expected}",
+                                 ctx, param)
+    bad = [d for d in names if d not in MCU_DELEGATES]
+    if bad:
+        raise click.BadParameter(f"{', '.join(map(repr, bad))}: mcu compares TFLite Micro "
+                                 f"with LiteRT's CPU paths only; expected {expected}",
+                                 ctx, param)
+    return names
 
 
 @click.group("firmware")
@@ -92,10 +122,12 @@ def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc
               help="cortex-m4-256k | cortex-m7-512k | esp32-s3")
 @click.option("--data", required=True, type=click.Path(exists=True),
               help="Real beats: a WFDB directory or the heldout.npz that convert writes.")
-@click.option("--beats", type=int, default=1000, show_default=True)
-@click.option("--fs", "input_fs", type=float, default=360.0, show_default=True,
-              help="Sensor sample rate (sizes the ring buffer).")
+@click.option("--beats", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="How many beats to compare on (at most those in --data).")
+@click.option("--fs", "input_fs", type=SampleRate(), default=360.0, show_default=True,
+              help="Sensor sample rate, 10-10000 Hz (sizes the ring buffer).")
 @click.option("--delegate", "delegates", default="none,xnnpack", show_default=True,
+              callback=_mcu_delegates,
               help="LiteRT delegates to compare with: none (reference int8 kernels), "
                    "xnnpack (what the Pi runs).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which beats.")
@@ -108,7 +140,7 @@ def mcu_cmd(artifact, profile_name, data, beats, input_fs, delegates, seed, json
 
     try:
         r = simulate_mcu(artifact, get_profile(profile_name), data, beats, input_fs, seed,
-                         tuple(d.strip() for d in delegates.split(",") if d.strip()))
+                         delegates)
     except (ValueError, RuntimeError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_report(r))
@@ -123,8 +155,11 @@ def mcu_cmd(artifact, profile_name, data, beats, input_fs, delegates, seed, json
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 def export_cmd(artifact, out) -> None:
     """C array + header, op resolver, config header and a README for the firmware engineer."""
+    from vitaledge.device.model.manifest import manifest_path
+
     from .export import export_firmware
 
+    not_an_input(out, "--out", [manifest_path(artifact).parent])
     try:
         files = export_firmware(artifact, out)
     except (ValueError, RuntimeError, OSError) as exc:
@@ -135,18 +170,23 @@ def export_cmd(artifact, out) -> None:
 @click.command("synth")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Directory for the WFDB records (.hea/.dat/.atr).")
-@click.option("--minutes", type=POSITIVE, default=5.0, show_default=True,
-              help="Length of each record.")
+@click.option("--minutes", type=FiniteRange(*SYNTH_MINUTES), default=5.0,
+              show_default=True,
+              help="Length of each record: 0.25 (15 s) to 1440 (a day).")
 @click.option("--n-records", "n_records", type=click.IntRange(min=1), default=4,
               show_default=True, help="How many records (each a different synthetic patient).")
 @deprecated_alias("--records", "--n-records", "n_records", type=click.IntRange(min=1))
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--fs", type=POSITIVE, default=360.0, show_default=True,
-              help="Sample rate (Hz).")
+@click.option("--fs", type=SampleRate(), default=360.0, show_default=True,
+              help="Sample rate, 10-10000 Hz (what the record readers accept).")
 def synth_cmd(out, minutes, n_records, seed, fs) -> None:
     """Write synthetic, annotated ECG records (N/S/V/F/Q beats) that loaders read like real ones."""
     from vitaledge.firmware_sim.patients.ecg import synth_database
 
+    if minutes * 60 * fs > MAX_SYNTH_SAMPLES:
+        raise click.UsageError(f"--minutes {minutes:g} at --fs {fs:g} Hz is "
+                               f"{minutes * 60 * fs:,.0f} samples per record; at most "
+                               f"{MAX_SYNTH_SAMPLES:,} (a day at 360 Hz)")
     try:
         paths = synth_database(out, n_records=n_records, minutes=minutes, seed=seed, fs=fs)
     except (ValueError, OSError) as exc:
