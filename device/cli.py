@@ -310,7 +310,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     from vitaledge.device.stream.daemon import Daemon, DaemonConfig, DaemonFailure
     from vitaledge.device.stream.pipeline import SignalError
     from vitaledge.device.stream.progress import ProgressLine
-    from vitaledge.device.stream.report import format_position, format_summary
+    from vitaledge.device.stream.report import format_position, format_summary, unreadable_input
     from vitaledge.device.stream.sinks import sink_file
     from vitaledge.device.stream.sources import SourceError
 
@@ -363,6 +363,10 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
         write_json(json_out, summary)
     if failure is not None:
         raise click.ClickException(f"the run failed: {failure}")
+    rejected = unreadable_input(summary or {})
+    if rejected and not (summary or {}).get("samples"):
+        raise click.ClickException(f"no sample could be read from {cfg.source}: {rejected} "
+                                   "(is that the source's format?)")
 
 
 @device_group.command("keygen")
@@ -661,6 +665,12 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
 
     thread_list, batch_list = _ints(threads, "--threads"), _ints(batches, "--batch")
     cpus = _ints(pin, "--pin", low=0) if pin else None
+    import os
+
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    if cpus and usable is not None and not set(cpus) <= set(usable):
+        raise click.BadParameter(f"{pin!r}: CPUs {sorted(set(cpus) - set(usable))} are not "
+                                 f"this process's; it may run on {usable}", param_hint="'--pin'")
     try:
         with ProgressLine() as line:
             res = run_bench([Path(a) for a in artifacts], thread_list,
@@ -689,10 +699,15 @@ def bench_compare_cmd(results) -> None:
     """Side by side p50 latencies from bench.json files of several machines or runs."""
     from vitaledge.device.bench.latency import compare
 
+    loaded = []
+    for r in results:
+        try:
+            loaded.append(json.loads(Path(r).read_text()))
+        except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise click.ClickException(f"{r}: not a bench.json ({exc})") from exc
     try:
-        loaded = [json.loads(Path(r).read_text()) for r in results]
         click.echo(compare(loaded, [Path(r).parent.name or Path(r).stem for r in results]))
-    except (ValueError, json.JSONDecodeError) as exc:
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
 
 

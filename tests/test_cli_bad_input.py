@@ -4,6 +4,7 @@ give every command of the CLI an unknown option and a path that does not exist."
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 
@@ -58,6 +59,8 @@ def cases(tmp_path, fake_records):
     empty.mkdir()
     events = tmp_path / "ev.jsonl"
     events.write_text('{"type": "beat", "seq": 1, "sample": 100, "class": "N"}\n')
+    table = tmp_path / "bench.csv"
+    table.write_text("{}\n{}\n")
     nst = ["--record", tmp_path / "118", "--noise", tmp_path / "ma", "--out", tmp_path / "n"]
     return [
         (["bench", "detector", "--data", empty], [str(empty), "no WFDB records", ".atr"]),
@@ -66,6 +69,8 @@ def cases(tmp_path, fake_records):
         (["bench", "detector"], ["--data"]),
         (["bench", "run", empty, "--threads", "two"], ["--threads", "'two'"]),
         (["bench", "run", empty, "--batch", "0"], ["--batch", "'0'"]),
+        (["bench", "run", empty, "--pin", "4096"], ["--pin", "'4096'", "4096"]),
+        (["bench", "compare", table], [str(table), "not a bench.json"]),
         (["data", "synth", "--out", tmp_path / "s", "--minutes", "0"], ["--minutes", "0"]),
         (["data", "synth", "--out", tmp_path / "s", "--fs", "0"], ["--fs", "0"]),
         (["data", "synth", "--out", tmp_path / "s", "--n-records", "0"], ["--n-records"]),
@@ -291,3 +296,29 @@ def test_every_path_that_must_exist_is_named_when_it_does_not(tmp_path):
             assert str(ghost) in line or "Missing" in line, (path, p.name, line)
             seen += 1
     assert seen > 10
+
+
+@pytest.mark.slow
+def test_garbage_on_the_wire_is_counted_and_a_stream_of_nothing_else_fails(converted,
+                                                                           synth_dir,
+                                                                           tmp_path):
+    """Text that is no sample used to end in "no samples dropped, no signal faults" and
+    exit 0: it is counted in the summary, and a stream that held nothing readable fails."""
+    from vitaledge.device.io.records import read_record
+
+    out, _ = converted
+    args = ["device", "run", "--model", out / "cpu-int8", "--source", "stdin", "--fs", "360",
+            "--json", tmp_path / "s.json"]
+    garbage = "".join(f"\x01garbage {i} \x7f\n" for i in range(200))
+    r = CliRunner().invoke(main, [str(a) for a in args], input=garbage)
+    line = r.output.strip().splitlines()[-1]
+    assert r.exit_code == 1 and line.startswith("Error: "), r.output
+    assert "no sample could be read from stdin" in line and "200 malformed lines" in line
+    x = read_record(synth_dir / "s000").signal[: 360 * 30]
+    text = "".join(f"{v:.4f}\n" for v in x[:5000]) + "bad\n?\n\n" + "".join(
+        f"{v:.4f}\n" for v in x[5000:])
+    r = CliRunner().invoke(main, [str(a) for a in args], input=text)
+    assert r.exit_code == 0, r.output
+    assert "2 malformed lines on the source ignored" in r.output
+    assert json.loads((tmp_path / "s.json").read_text())["source_stats"] == {
+        "malformed_lines": 2}

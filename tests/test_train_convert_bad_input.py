@@ -225,6 +225,16 @@ def test_evaluate_names_a_missing_model_keras(tmp_path):
     assert str(run / "model.keras") in line and "missing" in line, line
 
 
+def test_evaluate_names_the_runs_record_directory_when_it_is_not_here(tmp_path):
+    """A run keeps its --data path as given (relative to where it was trained); evaluated
+    from elsewhere it used to fail with the bare path and no hint."""
+    run = beat_run(tmp_path, keras_archive())
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "records": "../elsewhere/mitdb"}))
+    line = error_line(invoke(["evaluate", run]))
+    assert "../elsewhere/mitdb" in line and "give --data DIR" in line, line
+
+
 def test_evaluate_an_emotion_run_names_its_corrupt_model(tmp_path):
     run = tmp_path / "emo"
     run.mkdir()

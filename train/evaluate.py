@@ -158,6 +158,10 @@ def evaluate_model(model_path: Path, records: str | None = None,
         source = {"csv": csv}
     else:
         own = records is None
+        if own and cfg.records and not Path(cfg.records).is_dir():
+            raise ValueError(f"{cfg.records}: the run's record directory, as given when it "
+                             f"was trained (relative to where that ran), is not a directory "
+                             f"here: give --data DIR")
         data_cfg = cfg if own else dataclasses.replace(cfg, records=records,
                                                        record_list=record_list,
                                                        csv_train=None, csv_test=None)

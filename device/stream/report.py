@@ -40,6 +40,16 @@ def format_position(pos: dict, wall_s: float) -> str:
                      if p)
 
 
+def unreadable_input(s: dict) -> str:
+    """What the run's source could not read (malformed text lines, bytes that were no
+    frame), in words; "" when nothing."""
+    st = s.get("source_stats") or {}
+    parts = [f"{_n(st[k])} {what}" for k, what in (("malformed_lines", "malformed lines"),
+                                                   ("garbage_bytes", "bytes of no frame"))
+             if st.get(k)]
+    return " and ".join(parts)
+
+
 def format_summary(s: dict) -> str:
     """The end of ``vitaledge device run``, for a person (``--json FILE`` has it all)."""
     counts = s.get("events_this_run") or {}
@@ -65,6 +75,9 @@ def format_summary(s: dict) -> str:
     if faults:
         trouble.append("signal faults cut out: " + ", ".join(
             f"{_n(v)} samples {k.replace('_', ' ')}" for k, v in faults.items()))
+    rejected = unreadable_input(s)
+    if rejected:
+        trouble.append(f"{rejected} on the source ignored")
     lines.append("; ".join(trouble) if trouble else
                  "no samples dropped, no signal faults")
     lines[-1] += (f"; ready in {s.get('ready_seconds', 0):.2f} s, "

@@ -204,10 +204,13 @@ def replay_source(path: str, speed: float | None = None, fs: float | None = None
                   lambda: stopped.update(v=True), length=len(x))
 
 
-def text_samples(lines: Iterator[str], what: str, chunk: int) -> Iterator[np.ndarray]:
-    """Parse text lines into float chunks; malformed lines are logged and skipped."""
+def text_samples(lines: Iterator[str], what: str, chunk: int,
+                 counts: dict | None = None) -> Iterator[np.ndarray]:
+    """Parse text lines into float chunks; malformed lines are logged, skipped and counted
+    in ``counts["malformed_lines"]`` (the run's summary reports them)."""
     buf: list[float] = []
     bad = 0
+    counts = {} if counts is None else counts
     for line in lines:
         s = line.strip()
         if not s:
@@ -216,9 +219,10 @@ def text_samples(lines: Iterator[str], what: str, chunk: int) -> Iterator[np.nda
             v = float(s.split(",")[0])
         except ValueError:
             bad += 1
+            counts["malformed_lines"] = counts.get("malformed_lines", 0) + 1
             if bad <= 5 or bad % 1000 == 0:
-                log.warning("%s: ignoring malformed sample line %r (%d so far)", what, s[:40],
-                            bad)
+                log.warning("%s: ignoring malformed sample line %r (%d so far)", what,
+                            s[:40].encode("unicode_escape").decode("ascii"), bad)
             continue
         buf.append(v)
         if len(buf) >= chunk:
@@ -234,14 +238,17 @@ def stdin_source(fs: float, chunk: int = TEXT_CHUNK_SAMPLES) -> Source:
     if not fs:
         raise SourceError("stdin source needs the sample rate (--fs)")
 
+    counts: dict = {}
+
     def gen() -> Iterator[np.ndarray]:
         refused: list = []
-        yield from text_samples(bounded_lines(sys.stdin.readline, refused), "stdin", chunk)
+        yield from text_samples(bounded_lines(sys.stdin.readline, refused), "stdin", chunk,
+                                counts)
         if refused:
             raise SourceError(f"stdin: a line longer than {MAX_LINE_BYTES} characters "
                               "without a newline: not text samples")
 
-    return Source("stdin", float(fs), gen())
+    return Source("stdin", float(fs), gen(), stats=lambda: dict(counts))
 
 
 def pcm_chunks(stream, chunk: int) -> Iterator[np.ndarray]:
@@ -331,6 +338,7 @@ def tcp_source(host: str, port: int, fs: float, chunk: int = TEXT_CHUNK_SAMPLES,
     srv = _listen("tcp", host, port, token)
     state = {"stop": False}
     gate = _Gate(token)
+    counts: dict = {}
 
     def gen() -> Iterator:
         for item in _connections(srv, state, "tcp source", gate):
@@ -341,7 +349,7 @@ def tcp_source(host: str, port: int, fs: float, chunk: int = TEXT_CHUNK_SAMPLES,
             refused: list = []
             with conn, conn.makefile("r", errors="replace") as fh:
                 yield from text_samples(bounded_lines(fh.readline, refused), f"tcp {addr}",
-                                        chunk)
+                                        chunk, counts)
             if refused:  # closed above: the rest of the line is never read
                 log.warning("tcp source: %s sent a line longer than %d characters; "
                             "disconnected", addr, MAX_LINE_BYTES)
@@ -353,7 +361,7 @@ def tcp_source(host: str, port: int, fs: float, chunk: int = TEXT_CHUNK_SAMPLES,
         srv.close()
 
     return Source(f"tcp:{host}:{port}", float(fs), gen(), stop,
-                  lambda: {"auth_failures": gate.failures})
+                  lambda: {"auth_failures": gate.failures, **counts})
 
 
 def serial_source(path: str, baud: int = 921600, fs: float | None = None,
