@@ -163,6 +163,35 @@ def test_the_ma_noise_record_alone_is_all_flagged(data_dir):
     assert any(e.get("status") == UNREADABLE for e in events)
 
 
+def test_twins_make_a_block_good_only_where_the_detectors_agree_or_beats_repeat():
+    """In pure muscle noise the detector's few beats of a block can each have a look-alike
+    among the window's (twin >= 0.8) while the two detectors disagree and the window's
+    beats do not repeat: that block was judged good (6 of the NST ``ma`` record's 12 first
+    minutes held 24 s of such blocks)."""
+    from vitaledge.device.dsp.signal_quality_index import QualitySpec, judge
+
+    spec = QualitySpec()
+    assert judge(0.2, 8.0, 120.0, 8.0, spec, ssqi=0.0, twin=0.85)[0] == DOUBTFUL
+    assert judge(0.6, 8.0, 120.0, 8.0, spec, ssqi=0.0, twin=0.85)[0] == GOOD
+    assert judge(0.2, 8.0, 120.0, 8.0, spec, ssqi=0.55, twin=0.85)[0] == GOOD
+    assert judge(0.2, 4.0, 120.0, 8.0, spec, ssqi=0.0, twin=0.85)[0] == UNREADABLE
+
+
+@pytest.mark.slow
+def test_the_ma_noise_record_has_no_good_stretch_in_its_first_ten_minutes(data_dir):
+    from vitaledge.device.io.records import read_record
+
+    ma = data_dir / "nstdb-noise" / "ma"
+    if not ma.with_suffix(".hea").exists():
+        pytest.skip(f"{ma}: NST noise record not found")
+    x = read_record(ma).signal
+    for start in range(0, 600, 120):
+        pipe = BeatPipeline(FakeModel(), FS)
+        events = pipe.process(x[int(start * FS): int((start + 120) * FS)]) + pipe.flush()
+        assert pipe.quality_summary()["good_s"] == 0, start
+        assert all(e.get("quality") == DOUBTFUL for e in events if e["type"] == "beat")
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 360, 10_000])
 def test_gated_events_are_chunk_invariant(noisy118, chunk):
     x = noisy118[int(40 * FS): int(100 * FS)] if chunk == 1 else noisy118

@@ -183,7 +183,7 @@ def judge(bsqi: float, ksqi: float, bpm: float, seen_s: float,
         return UNREADABLE, "rate"
     if bsqi < spec.b_unreadable and ksqi < spec.k_unreadable and ssqi < spec.s_unreadable:
         return UNREADABLE, "noise"
-    if twin >= spec.twin_good:
+    if twin >= spec.twin_good and (bsqi >= spec.b_unreadable or ssqi >= spec.s_unreadable):
         return GOOD, ""
     if bsqi < spec.b_doubtful and ssqi < spec.s_good:
         return DOUBTFUL, "detectors_disagree"
