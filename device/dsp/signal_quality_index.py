@@ -44,7 +44,11 @@ detectors disagree and the signal has lost the ECG's spikiness) and sSQI < ``s_u
 (0.5: the primary's beats do not repeat their shape either), or when the primary detector's
 rate is outside ``min_bpm``-``max_bpm``; else ``good`` when every beat of the block itself
 has a twin in the window (``twin`` >= ``twin_good``, 0.8: a window spoilt by noise in its
-other 6 s does not flag a block whose own beats are sound); else ``doubtful`` when bSQI <
+other 6 s does not flag a block whose own beats are sound) and the detectors agree (bSQI >=
+``b_unreadable``) or the window's beats repeat (sSQI >= ``s_unreadable``): in pure muscle
+noise a block's two or three invented beats can each find a look-alike among the window's
+while neither holds (the NST ``ma`` record alone had 24 s of its first 12 minutes judged
+good that way); else ``doubtful`` when bSQI <
 ``b_doubtful`` (0.8) and sSQI < ``s_good`` (0.8), or when sSQI < ``s_doubtful`` (0.6)
 whatever bSQI; else ``good``. Measured on the 118/119 noise-stress records (detection only,
 gross over ``ma`` and ``bw``, with the R-peak detector's shape check in noise, before the
