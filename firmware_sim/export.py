@@ -55,7 +55,7 @@ def _input_macros(ident: str, m, order: list[int]) -> list[str]:
                   "stream; the first beat is its own template (vitaledge.device.dsp.template)",
                   f"#define {ident.upper()}_TEMPLATE_BEATS {int(tmpl.beats)}"]
     return (lines + _similar_macros(ident, m) + _premature_macros(ident, m)
-            + _dominant_macros(ident, m))
+            + _fusion_macros(ident, m) + _dominant_macros(ident, m))
 
 
 def _similar_macros(ident: str, m) -> list[str]:
@@ -99,6 +99,18 @@ def _premature_macros(ident: str, m) -> list[str]:
                   "(else N: an irregular rhythm, as in atrial fibrillation)",
                   f"#define {key}_MAX_IRREGULARITY {float(rule.max_irregularity)!r}f"]
     return lines
+
+
+def _fusion_macros(ident: str, m) -> list[str]:
+    """The fusion rule (vitaledge.device.dsp.fusion), when the model has one."""
+    rule = getattr(m.signal, "fusion", None)
+    if rule is None:
+        return []
+    labels = list(m.labels)
+    return ["// Fusion rule, applied to the argmax before the dominant-beat rule: an argmax of F",
+            "// (class FUSION_FROM) is decided as class FUSION_TO (vitaledge.device.dsp.fusion)",
+            f"#define {ident.upper()}_FUSION_FROM {labels.index('F')}",
+            f"#define {ident.upper()}_FUSION_TO {labels.index(rule.as_class)}"]
 
 
 def _dominant_macros(ident: str, m) -> list[str]:
@@ -223,10 +235,11 @@ def _more_inputs_section(m, ident: str) -> str:
                      f"the previous `{key}_TEMPLATE_BEATS` beats "
                      "(`vitaledge/device/dsp/template.py`).")
     lines.append("The decision rules applied after the network (the similar-beat vote, "
-                 "then the argmax, the dominant-beat and the premature-beat rule, each when "
-                 "the manifest has it) are `*_SIMILAR_*`, `*_DOMINANT_*` and `*_PREMATURE_*` "
-                 "macros; `vitaledge/device/dsp/similar_beats.py`, `dominant.py` and "
-                 "`premature.py` are their reference implementations.")
+                 "then the argmax, the fusion, dominant-beat and premature-beat rules, each "
+                 "when the manifest has it) are `*_SIMILAR_*`, `*_FUSION_*`, `*_DOMINANT_*` "
+                 "and `*_PREMATURE_*` macros; `vitaledge/device/dsp/similar_beats.py`, "
+                 "`fusion.py`, `dominant.py` and `premature.py` are their reference "
+                 "implementations.")
     return "\n".join(lines) + "\n\n"
 
 

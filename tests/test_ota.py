@@ -803,7 +803,7 @@ def test_a_new_model_may_bring_its_own_decision_rules():
     base["input"]["name"] = "serving_default_beat:0"
     base["signal"]["rr"] = RRSpec().to_dict()
     running = Manifest.from_dict(copy.deepcopy(base))
-    assert DECISION_KEYS == ("similar", "premature", "dominant")
+    assert DECISION_KEYS == ("similar", "premature", "dominant", "fusion")
     timed = copy.deepcopy(base)
     timed["signal"]["premature"] = PrematureRule(["pre_rel"], [-10.0], -1.0, 0.8).to_dict()
     check_fits(Manifest.from_dict(timed), running)  # the new model's N/S rule: fine

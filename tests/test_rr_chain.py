@@ -240,7 +240,7 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
                           record_list=["s000", "s001", "s002"], window=WindowSpec.centered(),
                           split="record", test_records=["s002"], anchor="detected", epochs=3,
                           patience=3, seed=4, s_rule="timing", v_rule="template",
-                          vote="similar")
+                          vote="similar", f_rule="normal")
     train_beat(cfg, tmp_path / "run", verbose=0)
     # accuracy is not the point here (three epochs): the artifact only has to be built
     res = convert_run(tmp_path / "run", tmp_path / "art",
@@ -284,6 +284,12 @@ def test_firmware_header_has_every_input_and_both_rules(synth_dir, tmp_path):
     for spec in specs:
         assert f"`{spec['name']}`" in more
     assert f"`{ident}_TEMPLATE_BEATS`" in more and "post-RR" in more
+    # the fusion rule: the argmax's F index becomes N's
+    assert sig["fusion"] == {"as_class": "N"}
+    labels = man["labels"]
+    assert int(d[f"{ident}_FUSION_FROM"]) == labels.index("F") != labels.index("N")
+    assert int(d[f"{ident}_FUSION_TO"]) == labels.index("N")
+    assert "`*_FUSION_*`" in readme and "fusion.py" in readme
     # the similar-beat vote
     assert int(d[f"{ident}_SIMILAR_BEATS"]) == sig["similar"]["beats"]
     assert _c_float(d[f"{ident}_SIMILAR_MIN_CORR"]) == sig["similar"]["min_corr"]

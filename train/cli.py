@@ -135,6 +135,10 @@ def train_group() -> None:
                    "early beats unlike it followed by a compensatory pause are V "
                    "[default: template for models with RR and template inputs, else "
                    "network].")
+@click.option("--f-rule", type=click.Choice(["network", "normal"]), default=None,
+              help="F as the network says, or its F calls decided as N (the fusion rule: "
+                   "on new patients they are almost never fusion beats) [default: normal "
+                   "for models with RR inputs, else network].")
 @click.option("--vote", type=click.Choice(["none", "similar"]), default=None,
               help="Before the class is decided, average each beat's outputs with those of "
                    "the patient's earlier beats of the same shape (the similar-beat vote) "
@@ -163,7 +167,7 @@ def train_group() -> None:
 def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, fs,
                    before, after, no_filter, split, folds, anchor, test_records, test_fraction,
                    val_fraction, balance, s_rule, s_rule_threshold, s_rule_irregularity,
-                   v_rule, vote, noise_aug, noise_copies, noise_snr, epochs, batch_size, lr,
+                   v_rule, f_rule, vote, noise_aug, noise_copies, noise_snr, epochs, batch_size, lr,
                    patience, checkpoint, seed, out) -> None:
     """Train a heartbeat classifier (AAMI N/S/V/F/Q) and evaluate it on held-out beats."""
     from .balance import BalanceError, parse
@@ -188,6 +192,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
     if v_rule == "template" and not has_template:
         raise click.BadParameter(f"architecture {arch!r} takes no RR features and template; "
                                  "the dominant-beat rule needs both", param_hint="--v-rule")
+    f_rule = f_rule or ("normal" if has_rr else "network")
     # the vote decides over each patient's beats in time order: held-out beats scattered
     # through a record (split by beat) or Kaggle rows (no patients) cannot give it that
     whole_records = split != "beat" and not csv_train
@@ -223,7 +228,8 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
             learning_rate=lr, patience=patience, checkpoint=checkpoint, seed=seed,
             anchor=anchor, folds=folds,
             s_rule=s_rule, s_rule_threshold=s_rule_threshold,
-            s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, vote=vote,
+            s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, f_rule=f_rule,
+            vote=vote,
             noise_aug=noise_aug)
         if split == "loro":
             from .loro import run_loro

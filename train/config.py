@@ -73,6 +73,11 @@ class BeatTrainConfig:
     vote: str = "none"
     #: the vote (SimilarBeatVote as a dict), written by training
     similar: dict | None = None
+    #: the network's F calls: as it says ("network") or decided as N ("normal": the fusion
+    #: rule, vitaledge.device.dsp.fusion; on new patients they are almost never F)
+    f_rule: str = "network"
+    #: the fusion rule (FusionRule as a dict), written by training
+    fusion: dict | None = None
     #: noisy copies of the training records to fit on as well (vitaledge.train.noise_aug.
     #: NoiseAug as a dict); None: the clean records only
     noise_aug: dict | None = None
@@ -82,7 +87,7 @@ class BeatTrainConfig:
         from vitaledge.device.inputs.beat import BeatSignal
 
         d = {"kind": "beat", "window": self.window.to_dict(), "lead": self.lead}
-        for key in ("rr", "template", "premature", "dominant", "similar"):
+        for key in ("rr", "template", "premature", "dominant", "similar", "fusion"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
         return BeatSignal.from_dict(d)

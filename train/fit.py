@@ -150,6 +150,10 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
         from vitaledge.device.dsp.dominant import DominantRule
 
         cfg.dominant = DominantRule().to_dict()
+    if cfg.f_rule == "normal":
+        from vitaledge.device.dsp.fusion import FusionRule
+
+        cfg.fusion = FusionRule().to_dict()
     if cfg.vote == "similar":
         from vitaledge.device.dsp.similar_beats import SimilarBeatVote
 

@@ -9,7 +9,9 @@ and for one that corrects V by the patient's usual beat (its usual beats out of 
 unlike beats with a compensatory pause into it) ``"dominant": <DominantRule dict>``
 (:mod:`vitaledge.device.dsp.dominant`; needs ``rr`` and ``template``), and for one whose
 beats vote with the patient's earlier beats of the same shape ``"similar":
-<SimilarBeatVote dict>`` (:mod:`vitaledge.device.dsp.similar_beats`).
+<SimilarBeatVote dict>`` (:mod:`vitaledge.device.dsp.similar_beats`), and for one whose F
+calls are decided as another class ``"fusion": <FusionRule dict>``
+(:mod:`vitaledge.device.dsp.fusion`).
 :meth:`BeatSignal.decide` turns the model's outputs into classes: the one place every
 consumer (training reports, conversion checks, ``evaluate``, the daemon) does it.
 The window convention, rate, length, filter and normalization are :class:`WindowSpec`'s
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitaledge.device.dsp.dominant import DominantRule
+from vitaledge.device.dsp.fusion import FusionRule
 from vitaledge.device.dsp.premature import PrematureRule
 from vitaledge.device.dsp.rr import RRSpec
 from vitaledge.device.dsp.similar_beats import SimilarBeatMemory, SimilarBeatVote
@@ -35,7 +38,7 @@ from vitaledge.device.dsp.windows import WindowSpec
 KIND = "beat"
 #: The spec's fields that decide classes from the model's outputs (they travel with the
 #: model) rather than make its inputs: a new model may bring its own.
-DECISION_RULES = ("similar", "premature", "dominant")
+DECISION_RULES = ("similar", "premature", "dominant", "fusion")
 
 
 @dataclass
@@ -60,6 +63,7 @@ class BeatSignal:
     premature: PrematureRule | None = None
     dominant: DominantRule | None = None
     similar: SimilarBeatVote | None = None
+    fusion: FusionRule | None = None
 
     def __post_init__(self) -> None:
         require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
@@ -93,14 +97,15 @@ class BeatSignal:
                memory: DecisionMemory | None = None, groups: np.ndarray | None = None,
                times: np.ndarray | None = None) -> np.ndarray:
         """The class index of each beat from the model's outputs ``probs`` (n, k): the
-        similar-beat vote, the argmax, then the dominant-beat rule (V beats like the usual
+        similar-beat vote, the argmax, the fusion rule (F calls as N), then the
+        dominant-beat rule (V beats like the usual
         one to N, early unlike ones with a compensatory pause to V) and the premature-beat
         rule on N/S beats when the spec has them; they read the model's
         ``inputs`` by name (``beat``, ``rr``, ``template``). The vote runs over one
         patient's beats in time order continuing a stream's ``memory``, or over each
         patient of ``groups`` (in ``times`` order) from the start
         (:meth:`SimilarBeatVote.apply`); with a vote, one of them must be given."""
-        if self.premature is None and self.dominant is None and self.similar is None:
+        if all(getattr(self, key) is None for key in DECISION_RULES):
             return np.asarray(probs).argmax(axis=1)
         inputs = inputs if isinstance(inputs, dict) else {}
         need = ((["rr"] if self.premature is not None or self.dominant is not None else [])
@@ -119,6 +124,8 @@ class BeatSignal:
             probs = self.similar.apply(probs, inputs["beat"],
                                        None if memory is None else memory.vote, groups, times)
         pred = np.asarray(probs).argmax(axis=1)
+        if self.fusion is not None:
+            pred = self.fusion.apply(pred, labels)
         if self.dominant is not None:
             template = (inputs["template"] if usual is None else self.dominant.usual(
                 inputs["beat"], inputs["rr"], usual, None if memory is None else memory.usual,
@@ -147,18 +154,20 @@ class BeatSignal:
     @classmethod
     def from_dict(cls, d: dict | BeatSignal, where: str = "signal") -> BeatSignal:
         """From a manifest's ``signal`` dict; unknown or missing fields are errors (``rr``,
-        ``template``, ``premature``, ``dominant`` and ``similar`` may be absent)."""
+        ``template``, ``premature``, ``dominant``, ``similar`` and ``fusion`` may be
+        absent)."""
         if isinstance(d, BeatSignal):
             return d
         if isinstance(d, dict):
             d = {"rr": None, "template": None, "premature": None, "dominant": None,
-                 "similar": None, **d}
+                 "similar": None, "fusion": None, **d}
         return construct(cls, read_fields(cls, d, where, {"window": WindowSpec.from_dict,
                                                           "rr": _read_rr,
                                                           "template": _read_template,
                                                           "premature": _read_premature,
                                                           "dominant": _read_dominant,
-                                                          "similar": _read_similar}),
+                                                          "similar": _read_similar,
+                                                          "fusion": _read_fusion}),
                          where)
 
 
@@ -191,3 +200,7 @@ def _read_dominant(value, path: str) -> DominantRule | None:
 
 def _read_similar(value, path: str) -> SimilarBeatVote | None:
     return None if value is None else SimilarBeatVote.from_dict(value, path)
+
+
+def _read_fusion(value, path: str) -> FusionRule | None:
+    return None if value is None else FusionRule.from_dict(value, path)
