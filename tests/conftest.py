@@ -98,3 +98,28 @@ def converted(tiny_run, tmp_path_factory):
                           max_drop=5.0)
     results = convert_run(run, out, opts)
     return out, {r.variant: r for r in results}
+
+
+#: Lines click adds around a usage error, and deprecation warnings: not the message.
+BOILERPLATE = ("Usage:", "Try '", "Warning:")
+
+
+def error_line(r) -> str:
+    """The one line of a CliRunner result's output that is the message, after checking the
+    basics: a non-zero exit, no crash, no traceback, one ``Error:`` line."""
+    assert r.exit_code != 0, r.output
+    assert isinstance(r.exception, SystemExit), repr(r.exception)  # not a crash
+    assert "Traceback" not in r.output
+    lines = [x for x in r.output.splitlines() if x.strip() and not x.startswith(BOILERPLATE)]
+    assert len(lines) == 1, r.output
+    assert lines[0].startswith("Error: "), r.output
+    return lines[0]
+
+
+def invoke(args: list):
+    """``vitaledge ARGS`` in a CliRunner (each argument made a string)."""
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])

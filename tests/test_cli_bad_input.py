@@ -11,27 +11,9 @@ import socket
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import free_port
+from conftest import error_line, free_port, invoke
 
 from vitaledge.cli import main
-
-#: Lines click adds around a usage error, and deprecation warnings: not the message.
-BOILERPLATE = ("Usage:", "Try '", "Warning:")
-
-
-def error_line(r) -> str:
-    """The one line of ``r``'s output that is the message, after checking the basics."""
-    assert r.exit_code != 0, r.output
-    assert isinstance(r.exception, SystemExit), repr(r.exception)  # not a crash
-    assert "Traceback" not in r.output
-    lines = [x for x in r.output.splitlines() if x.strip() and not x.startswith(BOILERPLATE)]
-    assert len(lines) == 1, r.output
-    assert lines[0].startswith("Error: "), r.output
-    return lines[0]
-
-
-def invoke(args: list[str]):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture

@@ -8,27 +8,7 @@ one: no model is trained or converted here."""
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
-
-from vitaledge.cli import main
-
-#: Lines click adds around a usage error, and deprecation warnings: not the message.
-BOILERPLATE = ("Usage:", "Try '", "Warning:")
-
-
-def error_line(r) -> str:
-    """The one line of ``r``'s output that is the message, after checking the basics."""
-    assert r.exit_code != 0, r.output
-    assert isinstance(r.exception, SystemExit), repr(r.exception)  # not a crash
-    assert "Traceback" not in r.output
-    lines = [x for x in r.output.splitlines() if x.strip() and not x.startswith(BOILERPLATE)]
-    assert len(lines) == 1, r.output
-    assert lines[0].startswith("Error: "), r.output
-    return lines[0]
-
-
-def invoke(args: list) -> object:
-    return CliRunner().invoke(main, [str(a) for a in args])
+from conftest import error_line, invoke
 
 
 def snapshot(d) -> dict:

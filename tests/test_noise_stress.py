@@ -203,12 +203,9 @@ def test_cli_noise_stress(short118, data_dir, tmp_path, monkeypatch):
     assert "not written: " in md
 
 
-def test_shape_check_in_noise_removes_false_beats_and_is_chunk_invariant(data_dir, mitdb_dir):
-    """118 with NST muscle noise at about 6 dB: the noise-gated shape check of the R-peak
-    detector drops false beats (+P up) for at most a few true ones, the same for any
-    chunking; on the clean record it changes nothing."""
-    from vitaledge.device.dsp.rpeaks import RPeakDetector, detect_rpeaks
-    from vitaledge.device.eval.scoring import score_detections
+def noisy_118(data_dir, mitdb_dir, snr_db: float):
+    """(fs, clean, reference beats, noisy): 118's first 4 minutes with the NST muscle noise
+    added throughout at ``snr_db`` (nst's gain)."""
     from vitaledge.device.io.aami import map_annotations
     from vitaledge.device.io.nst import noise_gain, qrs_amplitude, rms_amplitude
     from vitaledge.device.io.records import read_record
@@ -222,8 +219,18 @@ def test_shape_check_in_noise_removes_false_beats_and_is_chunk_invariant(data_di
     ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
     ref = ref[ref < n]
     noise = read_record(ma).signal[:n]
-    gain = noise_gain(6.0, qrs_amplitude(clean, fs, ref), rms_amplitude(noise, fs))
-    x = clean + gain * (noise - noise.mean())
+    gain = noise_gain(snr_db, qrs_amplitude(clean, fs, ref), rms_amplitude(noise, fs))
+    return fs, clean, ref, clean + gain * (noise - noise.mean())
+
+
+def test_shape_check_in_noise_removes_false_beats_and_is_chunk_invariant(data_dir, mitdb_dir):
+    """118 with NST muscle noise at about 6 dB: the noise-gated shape check of the R-peak
+    detector drops false beats (+P up) for at most a few true ones, the same for any
+    chunking; on the clean record it changes nothing."""
+    from vitaledge.device.dsp.rpeaks import RPeakDetector, detect_rpeaks
+    from vitaledge.device.eval.scoring import score_detections
+
+    fs, clean, ref, x = noisy_118(data_dir, mitdb_dir, 6.0)
     on = score_detections(ref, detect_rpeaks(x, fs), fs)
     off = score_detections(ref, detect_rpeaks(x, fs, noise_floor=np.inf), fs)
     assert on.fp <= off.fp - 10  # measured: 28 against 43 false beats, 284 true ones each
@@ -463,21 +470,8 @@ def test_muscle_noise_moves_the_detector_to_the_lower_band_and_finds_more(data_d
     from vitaledge.device.dsp.filters import CausalFilter, FilterSpec
     from vitaledge.device.dsp.rpeaks import MuscleMix, RPeakDetector, detect_rpeaks
     from vitaledge.device.eval.scoring import score_detections
-    from vitaledge.device.io.aami import map_annotations
-    from vitaledge.device.io.nst import noise_gain, qrs_amplitude, rms_amplitude
-    from vitaledge.device.io.records import read_record
 
-    ma = data_dir / "nstdb-noise" / "ma"
-    if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
-    rec = read_record(mitdb_records(mitdb_dir, ["118"])[0])
-    fs, n = rec.fs, int(240 * rec.fs)
-    clean = rec.signal[:n]
-    ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
-    ref = ref[ref < n]
-    noise = read_record(ma).signal[:n]
-    gain = noise_gain(0.0, qrs_amplitude(clean, fs, ref), rms_amplitude(noise, fs))
-    x = clean + gain * (noise - noise.mean())
+    fs, clean, ref, x = noisy_118(data_dir, mitdb_dir, 0.0)
 
     def weight(sig, chunk=None):
         mix = MuscleMix(fs, (5.0, 11.0), (25.0, 45.0), (0.3, 0.6), 1 / 0.62, 2.0)
