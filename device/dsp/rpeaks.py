@@ -70,9 +70,9 @@ median of 0.55. Of the 28 clean records only 104 and 207 get other peaks (one fa
 detection more over all 28). Chosen on the 22 DS1 records
 and their nst copies (seed 7; band 5-10 to 5-12 Hz, ratio edges 0.2-0.5 to 0.5-1.0, gain
 1.4-2.0 tried), scored as the noise-stress bench's ungated column (copies from minute 5,
-VF episodes left out; the Tuning figures below are over whole records): Se/+P in %, clean 99.75/99.94 unchanged, ``ma`` 12 dB 99.63/99.10 ->
-99.63/99.27, 6 dB 98.40/95.91 -> 98.77/97.40, 0 dB 93.23/87.80 -> 95.12/90.97, ``bw``
-6 dB 99.62/99.61 -> 99.63/99.60.
+VF episodes left out; the Tuning figures below are over whole records): Se/+P in %,
+clean 99.75/99.94 unchanged, ``ma`` 12 dB 99.63/99.10 -> 99.63/99.27, 6 dB 98.40/95.91 ->
+98.77/97.40, 0 dB 93.23/87.80 -> 95.12/90.97, ``bw`` 6 dB 99.62/99.61 -> 99.63/99.60.
 
 Tuning. The threshold fraction (0.12), the search-back interval (1.4 mean RR), the noise
 floor (3 %) and the height limit (1.0) of the shape check were then chosen together on the

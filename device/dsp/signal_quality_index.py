@@ -48,21 +48,22 @@ other 6 s does not flag a block whose own beats are sound) and the detectors agr
 ``b_unreadable``) or the window's beats repeat (sSQI >= ``s_unreadable``): in pure muscle
 noise a block's two or three invented beats can each find a look-alike among the window's
 while neither holds (the NST ``ma`` record alone had 24 s of its first 12 minutes judged
-good that way, 36 s with the R-peak detector's muscle-noise blend; none now); else ``doubtful`` when bSQI <
-``b_doubtful`` (0.8) and sSQI < ``s_good`` (0.8), or when sSQI < ``s_doubtful`` (0.6)
-whatever bSQI; else ``good``. Measured on the 118/119 noise-stress records (detection only,
-gross over ``ma`` and ``bw``, with the R-peak detector's shape check in noise, before the
-detector's re-tuning, which moved 6 dB to 99.42 % with 18.3 %, and before its
-muscle-noise blend and the twin condition, with which it is 99.53 % with 17.1 %): at 6 dB +P
-outside the flagged time 99.23 % with 19.7 % of the noisy time flagged (bSQI and kSQI alone,
-before that check: 98.96 % with 35.2 %), at 12 dB 99.59 % with 2.6 % (99.46 % with 17.9 %),
-at 0 dB 99.23 % with 38.9 % (98.67 % with 48.7 %); on the 28 clean MIT-BIH records no block
-of 108 is unreadable any more (12 % before) and the gated Se is the detector's (99.68 %, was
-99.30 %); ``vitaledge bench noise-stress`` reports it per SNR. Swept again on the nst
-copies of all 22 DS1 records (``ma``, ``bw`` at 6 and 12 dB; 1,296 settings of the seven
-thresholds, clean DS1 flagged time kept under 0.5 %), no setting gained more than 0.06
-point of +P outside the flagged time at the same flagged share (docs/results.md), so the
-thresholds above stayed. A
+good that way, 36 s with the R-peak detector's muscle-noise blend; none now); else
+``doubtful`` when bSQI < ``b_doubtful`` (0.8) and sSQI < ``s_good`` (0.8), or when sSQI <
+``s_doubtful`` (0.6) whatever bSQI; else ``good``. Measured on the 118/119 noise-stress
+records (detection only, gross over ``ma`` and ``bw``, with the R-peak detector's shape
+check in noise, before the detector's re-tuning, which moved 6 dB to 99.42 % with 18.3 %,
+and before its muscle-noise blend and the twin condition, with which it is 99.53 % with
+17.1 %): at 6 dB +P outside the flagged time 99.23 % with 19.7 % of the noisy time flagged
+(bSQI and kSQI alone, before that check: 98.96 % with 35.2 %), at 12 dB 99.59 % with 2.6 %
+(99.46 % with 17.9 %), at 0 dB 99.23 % with 38.9 % (98.67 % with 48.7 %); on the 28 clean
+MIT-BIH records no block of 108 is unreadable any more (12 % before) and the gated Se is
+the detector's (99.68 %, was 99.30 %); ``vitaledge bench noise-stress`` reports it per SNR.
+Swept again on the nst copies of all 22 DS1 records (``ma``, ``bw`` at 6 and 12 dB; 1,296
+settings of the seven thresholds, clean DS1 flagged time kept under 0.5 %), no setting
+gained more than 0.06 point of +P outside the flagged time at the same flagged share
+(docs/results.md), so the thresholds above stayed.
+A
 block of which less than ``min_s`` of signal has been seen (after a hole) is ``doubtful``.
 
 :class:`QualityIndex` owns the primary :class:`~.rpeaks.RPeakDetector` (the caller gets its
