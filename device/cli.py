@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -471,10 +472,10 @@ def info_cmd(artifact, key) -> None:
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_info(info))
-    if info["file_check"] != MATCHES or info["signature"].startswith(INVALID):
-        raise click.ClickException(f"{artifact}: the model file does not match its manifest"
-                                   if info["file_check"] != MATCHES else
-                                   f"{artifact}: the signature is invalid")
+    if info["file_check"] != MATCHES:
+        raise click.ClickException(f"{artifact}: the model file does not match its manifest")
+    if info["signature"].startswith(INVALID):
+        raise click.ClickException(f"{artifact}: the signature is invalid")
 
 
 @device_group.command("status")
@@ -485,8 +486,6 @@ def info_cmd(artifact, key) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print /health as JSON instead.")
 def status_cmd(url, api_token_file, as_json) -> None:
     """The running daemon's /health in words: state, uptime, model, samples, events."""
-    import os
-
     from vitaledge.device.stream.report import StatusError, fetch_health, format_health
 
     token = (Path(api_token_file).read_text().strip() if api_token_file
@@ -665,8 +664,6 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
 
     thread_list, batch_list = _ints(threads, "--threads"), _ints(batches, "--batch")
     cpus = _ints(pin, "--pin", low=0) if pin else None
-    import os
-
     usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     if cpus and usable is not None and not set(cpus) <= set(usable):
         raise click.BadParameter(f"{pin!r}: CPUs {sorted(set(cpus) - set(usable))} are not "

@@ -84,10 +84,10 @@ class BeatTrainConfig:
 
     def beat_signal(self):
         """The device's signal spec of this run's model (what the manifest carries)."""
-        from vitaledge.device.inputs.beat import BeatSignal
+        from vitaledge.device.inputs.beat import DECISION_RULES, BeatSignal
 
         d = {"kind": "beat", "window": self.window.to_dict(), "lead": self.lead}
-        for key in ("rr", "template", "premature", "dominant", "similar", "fusion"):
+        for key in ("rr", "template", *DECISION_RULES):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
         return BeatSignal.from_dict(d)

@@ -78,9 +78,8 @@ def check_keras_file(path: Path) -> None:
 
 
 def load_keras(path: Path):
-    """The Keras model in ``path`` (:func:`check_keras_file` first); a model Keras cannot
-    load is a ValueError naming the file."""
-    check_keras_file(path)
+    """The Keras model in ``path`` (its callers run :func:`check_keras_file` before reading
+    any data); a model Keras cannot load is a ValueError naming the file."""
     from .backend import keras
 
     try:
@@ -92,16 +91,13 @@ def load_keras(path: Path):
 def _artifact_model(artifact: Path):
     """The device runtime's Model of a converted artifact; a model file the interpreter
     refuses is a ModelLoadError naming the file."""
+    from vitaledge.device.model.manifest import load_manifest
     from vitaledge.device.model.runtime import Model, ModelLoadError
 
     try:
         return Model(artifact)
-    except ModelLoadError as exc:
-        try:  # the manifest was read before the interpreter refused its model file
-            name = json.loads((artifact / "manifest.json").read_text())["model_file"]
-        except (OSError, ValueError, KeyError, TypeError):
-            name = "model.tflite"
-        raise ModelLoadError(f"{artifact / str(name)}: {exc}") from exc
+    except ModelLoadError as exc:  # the manifest was read before the interpreter refused
+        raise ModelLoadError(f"{load_manifest(artifact, verify_file=False)[1]}: {exc}") from exc
 
 
 def _resolve_model(model_path: Path):

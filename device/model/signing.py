@@ -26,7 +26,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vitaledge.device.model.manifest import ManifestError, load_manifest, manifest_path
+from vitaledge.device.model.manifest import (
+    ManifestError,
+    load_manifest,
+    manifest_path,
+    verify_model_file,
+)
 
 DOMAIN = b"vitaledge-manifest-v1\n"
 SIG_FILE = "manifest.sig"
@@ -110,10 +115,11 @@ def check_whole(artifact: str | Path) -> None:
     the recorded size and sha256 and, for ``.tflite``, is a TFLite flatbuffer. A signature
     vouches for the artifact; ``device sign`` refuses a damaged one."""
     try:
-        _, model_path = load_manifest(artifact)
+        m, model_path = load_manifest(artifact, verify_file=False)
+        data = verify_model_file(m, model_path)  # the bytes, read once
     except ManifestError as exc:
         raise SignatureError(f"not signed: {exc}") from exc
-    if model_path.suffix == ".tflite" and model_path.read_bytes()[4:8] != TFLITE_IDENTIFIER:
+    if model_path.suffix == ".tflite" and data[4:8] != TFLITE_IDENTIFIER:
         raise SignatureError(f"not signed: {model_path} is not a TFLite flatbuffer (no "
                              f"{TFLITE_IDENTIFIER.decode()} identifier)")
 
