@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from vitaledge.device.cli import FiniteRange
+from vitaledge.train.run_dir import check_fresh, overwrite_option
 
 from .targets import choices
 
@@ -74,9 +75,12 @@ def _check_targets(ctx, param, value: str) -> str:
 @click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False),
               help="Ed25519 private key (PEM): write manifest.sig beside every manifest "
                    "(vitaledge device keygen makes one).")
-@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Directory for the artifacts (new or empty).")
+@overwrite_option
 def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representative,
-                weight_rounding, max_drop, allow_drop, threads, name, sign_key, out) -> None:
+                weight_rounding, max_drop, allow_drop, threads, name, sign_key, out,
+                overwrite) -> None:
     """Prune, quantize and export a training run to TFLite; verify every artifact."""
     from vitaledge.train.evaluate import check_keras_file
 
@@ -84,6 +88,7 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
         check_keras_file(Path(run_dir) / "model.keras")
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
+    check_fresh(out, overwrite)
     from .pipeline import DROP, FAIL, ConvertOptions, convert_run
 
     opts = ConvertOptions(targets=[t.strip() for t in targets.split(",")], quant=quant,

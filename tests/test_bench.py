@@ -118,6 +118,22 @@ def test_broken_artifact_is_a_failed_row_with_the_reason(converted, tmp_path):
     assert res.rows[0].status == "❌" and "bytes, manifest says" in res.rows[0].error
 
 
+def test_a_failed_rows_reason_is_printed_whole(converted, tmp_path):
+    """The console table used to cut a failure's reason at 90 characters and bench.json at
+    300; a reason is one line in the table (whitespace folded) and whole in the file."""
+    from vitaledge.device.bench.latency import format_table, run_bench
+
+    out, _ = converted
+    bad = tmp_path / ("an-artifact-directory-with-a-long-name-" * 3)
+    shutil.copytree(out / "cpu-int8", bad)
+    (bad / "model.tflite").write_bytes(b"garbage")
+    res = run_bench([bad], [1], ["xnnpack"], [1], warmup=1, runs=5).to_dict()
+    reason = res["rows"][0]["error"]
+    assert len(reason) > 90 and str(bad) in reason and "manifest says" in reason
+    row = [line for line in format_table(res).splitlines() if "❌" in line]
+    assert len(row) == 1 and row[0].endswith(" ".join(reason.split())), row
+
+
 def test_data_gives_accuracy_per_row(converted, synth_dir):
     from vitaledge.device.bench.latency import run_bench
 

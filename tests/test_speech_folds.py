@@ -234,6 +234,9 @@ def test_one_fold_alone_is_that_fold_of_the_whole_deal(fold_run, tmp_path):
     cfg = json.loads((out / "fold-1" / "config.json").read_text())
     (out / "fold-1" / "config.json").write_text(json.dumps(cfg | {"seed": 3}))
     res = runner.invoke(train_group, [*_fold_args(root), "--fold", "2", "--out", str(out)])
+    assert res.exit_code != 0 and f"--out {out / 'fold-2'}: already holds" in res.output
+    res = runner.invoke(train_group, [*_fold_args(root), "--fold", "2", "--out", str(out),
+                                      "--overwrite"])
     assert res.exit_code != 0 and "trained with other seed than this run" in res.output
     res = runner.invoke(train_group, [*_fold_args(root), "--fold", "3", "--out", str(out)])
     assert res.exit_code != 0 and "a 2-fold run has folds 1 to 2" in res.output

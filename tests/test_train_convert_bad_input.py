@@ -279,3 +279,128 @@ def test_evaluate_names_an_artifact_model_the_interpreter_refuses(tmp_path):
     for target in (art, art / "model.tflite"):
         line = error_line(invoke(["evaluate", target, "--data", empty]))
         assert str(art / "model.tflite") in line and "refused the model" in line, line
+
+
+# ------------------------------------------------------------- --out holding an earlier run
+
+def earlier_run(path):
+    """A directory holding an earlier run's files, and their bytes."""
+    path.mkdir()
+    files = {"model.keras": keras_archive(), "metrics.json": b'{"accuracy": 0.97}\n',
+             "config.json": b"{}\n", "history.csv": b"epoch,loss\n0,1.0\n"}
+    for name, data in files.items():
+        (path / name).write_bytes(data)
+    return files
+
+
+def assert_untouched(path, files):
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == files
+
+
+TRAIN_COMMANDS = [
+    ["train", "beat", "--arch", "tiny", "--data", "{data}"],
+    ["train", "emotion-ecg"],
+    ["train", "emotion-multimodal"],
+    ["train", "emotion-speech", "--synth-per-class", "2"],
+]
+
+
+@pytest.mark.parametrize("cmd", TRAIN_COMMANDS, ids=[c[1] for c in TRAIN_COMMANDS])
+def test_train_refuses_an_out_holding_an_earlier_run(tmp_path, cmd):
+    out = tmp_path / "run"
+    files = earlier_run(out)
+    line = error_line(invoke([a.format(data=tmp_path) for a in cmd] + ["--out", out]))
+    assert f"--out {out}" in line and "already holds" in line and "--overwrite" in line, line
+    assert "config.json, history.csv, metrics.json and 1 more" in line, line
+    assert_untouched(out, files)
+
+
+def test_train_refuses_an_out_that_is_a_file_even_with_overwrite(tmp_path):
+    out = tmp_path / "run"
+    out.write_text("notes\n")
+    line = error_line(invoke(["train", "beat", "--data", tmp_path, "--out", out,
+                              "--overwrite"]))
+    assert "--out" in line and str(out) in line and "is a file" in line, line
+    assert out.read_text() == "notes\n"
+
+
+def test_train_beat_overwrite_lets_the_run_start(tmp_path):
+    """With --overwrite the check passes and the next error is the data's own (an empty
+    --data directory), so the run got as far as reading it; the earlier files stay until
+    the new run writes its own."""
+    out = tmp_path / "run"
+    files = earlier_run(out)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = error_line(invoke(["train", "beat", "--arch", "tiny", "--data", empty, "--out",
+                              out, "--overwrite"]))
+    assert "already holds" not in line and str(empty) in line, line
+    assert_untouched(out, files)
+
+
+def test_speech_fold_checks_its_own_fold_directory(tmp_path):
+    """``--fold N`` writes ``--out/fold-N`` beside the other folds' directories: those and
+    the folds summary are this run's own, only ``fold-N`` holding files is refused."""
+    out = tmp_path / "folds"
+    (out / "fold-1").mkdir(parents=True)
+    (out / "fold-1" / "metrics.json").write_text("{}\n")
+    (out / "folds.json").write_text("{}\n")
+    args = ["train", "emotion-speech", "--synth-per-class", "2", "--split", "actors",
+            "--out", out]
+    line = error_line(invoke([*args, "--fold", "1"]))
+    assert f"--out {out / 'fold-1'}: already holds metrics.json" in line, line
+    r = invoke([*args, "--fold", "2", "--data", tmp_path / "missing"])
+    assert "already holds" not in r.output, r.output  # fold-2 is new: the check passed
+
+
+def test_convert_refuses_an_out_holding_earlier_artifacts(tmp_path):
+    run = beat_run(tmp_path, keras_archive())
+    out = tmp_path / "art"
+    files = earlier_run(out)
+    line = error_line(invoke(["convert", run, "--out", out]))
+    assert f"--out {out}: already holds" in line and "--overwrite" in line, line
+    assert_untouched(out, files)
+    line = error_line(invoke(["convert", run, "--out", run]))  # the run itself
+    assert f"--out {run}: already holds config.json, model.keras" in line, line
+
+
+@pytest.mark.parametrize("tf_config,writes", [
+    (None, True),
+    ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}, True),
+    ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}, False),
+    ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "worker",
+                                                                 "index": 0}}, False),
+    ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief",
+                                                                 "index": 0}}, True),
+])
+def test_only_the_process_that_writes_out_checks_it(tmp_path, tf_config, writes):
+    """A multi-worker cluster's other workers write nothing into --out (the chief may
+    already have), so only the chief refuses one that holds files."""
+    from vitaledge.train.run_dir import check_fresh, writes_out
+
+    environ = {} if tf_config is None else {"TF_CONFIG": json.dumps(tf_config)}
+    assert writes_out(environ) is writes
+    out = tmp_path / "run"
+    earlier_run(out)
+    import os
+    from unittest import mock
+
+    import click
+
+    with mock.patch.dict(os.environ, environ, clear=False):
+        if tf_config is None:
+            os.environ.pop("TF_CONFIG", None)
+        if writes:
+            with pytest.raises(click.ClickException, match="already holds"):
+                check_fresh(out, overwrite=False)
+        else:
+            check_fresh(out, overwrite=False)
+
+
+def test_a_garbled_tf_config_is_named():
+    import click
+
+    from vitaledge.train.run_dir import writes_out
+
+    with pytest.raises(click.ClickException, match="TF_CONFIG"):
+        writes_out({"TF_CONFIG": "{not json"})

@@ -20,6 +20,7 @@ from vitaledge.device.cli import (
 )
 
 from . import zoo
+from .run_dir import check_fresh, overwrite_option
 from .splits import SPLITS
 
 #: The default of ``train beat --arch``: the best on DS1 patient-wise 4-fold (docs/results.md).
@@ -163,12 +164,13 @@ def train_group() -> None:
                    "every epoch and keep the mean of the second half's weights.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
-              help="Run directory to write.")
+              help="Run directory to write (new or empty).")
+@overwrite_option
 def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, fs,
                    before, after, no_filter, split, folds, anchor, test_records, test_fraction,
                    val_fraction, balance, s_rule, s_rule_threshold, s_rule_irregularity,
                    v_rule, f_rule, vote, noise_aug, noise_copies, noise_snr, epochs, batch_size, lr,
-                   patience, checkpoint, seed, out) -> None:
+                   patience, checkpoint, seed, out, overwrite) -> None:
     """Train a heartbeat classifier (AAMI N/S/V/F/Q) and evaluate it on held-out beats."""
     from .balance import BalanceError, parse
     from .config import BeatTrainConfig
@@ -219,6 +221,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--noise-aug/--noise-snr") from exc
     window = make_window(convention, fs, before, after, no_filter)
+    check_fresh(out, overwrite)
     try:
         cfg = BeatTrainConfig(
             arch=arch, records=data, record_list=csv_list(records), csv_train=csv_train,
@@ -410,14 +413,15 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
                    "counted (each member keeps its checkpoint rule's weights).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
-              help="Run directory to write.")
+              help="Run directory to write (new or empty; with --fold, its fold-N).")
+@overwrite_option
 def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
                      test_fraction, val_fraction, augment, snr, sample_rate, duration, offset,
                      n_mels, image_width, epochs, patience, batch_size, recipe, optimizer, lr,
                      momentum, schedule, feature_norm, time_masks, time_mask_width,
                      freq_masks, freq_mask_width, gain_db, mixup, freq_warp, speed_perturb,
                      checkpoint, class_weights, ensemble, cache_dir, no_cache, arch, width,
-                     lstm_units, pools, time_budget, seed, out) -> None:
+                     lstm_units, pools, time_budget, seed, out, overwrite) -> None:
     """Train the speech-emotion model (seed 004: log-mel images, TimeDistributed CNN + LSTM)
     on RAVDESS/TESS/SAVEE clips or synthetic speech, and report on held-out clips."""
     from vitaledge.device.inputs.mel import SpeechSignal
@@ -437,6 +441,11 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
             raise ValueError
     except ValueError as exc:
         raise click.BadParameter("expected LOW,HIGH in dB", param_hint="--snr") from exc
+    if fold is None:
+        check_fresh(out, overwrite)
+    else:  # the other folds' directories and the folds summary are this run's
+        check_fresh(Path(out), True)
+        check_fresh(Path(out) / f"fold-{fold}", overwrite)
     try:
         pool_sizes = [int(v) for v in pools.split(",")]
         if len(pool_sizes) != 4 or min(pool_sizes) < 1:
@@ -503,10 +512,12 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
               help="Synthetic trials per subject and class.")
 @click.option("--synth-seconds", type=float, default=75.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Run directory (new or empty).")
+@overwrite_option
 def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, bandpass, group,
                           folds, test_fraction, epochs, batch_size, lr, dropout, synth_subjects,
-                          synth_trials, synth_seconds, seed, out) -> None:
+                          synth_trials, synth_seconds, seed, out, overwrite) -> None:
     """ECG emotion CNN-LSTM (seed 000): 4 valence/arousal quadrants, k-fold CV report."""
     from .emotion import EmotionEcgConfig, train_emotion_ecg
 
@@ -519,6 +530,7 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
         filt = {"low_hz": low, "high_hz": high, "order": 2}
     if dataset != "synth" and not data:
         raise click.UsageError(f"--data is required for --dataset {dataset}")
+    check_fresh(out, overwrite)
     cfg = EmotionEcgConfig(dataset=dataset, data=data, threshold=threshold,
                            trust_pickle=trust_pickle, arch=arch, hop_s=hop_s, filter=filt,
                            group=group, folds=folds, test_fraction=test_fraction, epochs=epochs,
@@ -554,10 +566,12 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
 @click.option("--synth-per-class", type=int, default=12, show_default=True,
               help="Synthetic windows per subject and emotion.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Run directory (new or empty).")
+@overwrite_option
 def train_emotion_multimodal_cmd(dataset, window_s, physio_fs, conv_layers, lstm_units, dropout,
                                  grid, no_baselines, epochs, batch_size, lr, patience,
-                                 synth_subjects, synth_per_class, seed, out) -> None:
+                                 synth_subjects, synth_per_class, seed, out, overwrite) -> None:
     """Multimodal hybrid (seed 001): ECG+GSR LSTM, HRV/GSR features, face CNN; 5 emotions."""
     from .emotion import MultimodalConfig, parse_grid, train_emotion_multimodal
 
@@ -565,6 +579,7 @@ def train_emotion_multimodal_cmd(dataset, window_s, physio_fs, conv_layers, lstm
         grid_spec = parse_grid(grid) if grid is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--grid") from exc
+    check_fresh(out, overwrite)
     cfg = MultimodalConfig(dataset=dataset, window_s=window_s, physio_fs=physio_fs,
                            conv_layers=conv_layers, lstm_units=lstm_units, dropout=dropout,
                            grid=grid_spec, baselines=not no_baselines, epochs=epochs,

@@ -30,6 +30,7 @@ from .predict import predict
 from .premature import describe as describe_rule
 from .premature import fit_premature
 from .report import write_ec57
+from .run_dir import chief_task
 from .splits import BY_PATIENT
 from .weight_average import WeightAverage, input_batches
 
@@ -51,10 +52,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True
-    if resolver.task_type == "chief":
-        return True
-    return (resolver.task_type == "worker" and resolver.task_id == 0
-            and "chief" not in resolver.cluster_spec().as_dict())
+    return chief_task(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())
 
 
 def selection_f1(metrics: dict, min_support: int) -> float:

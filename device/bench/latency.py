@@ -225,7 +225,7 @@ def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.nda
                     ref - row.accuracy) * 100 > max_drop:
                 row.status = DROP
     except (ManifestError, ModelLoadError, ValueError, RuntimeError) as exc:
-        row.status, row.error = FAIL, str(exc)[:300]
+        row.status, row.error = FAIL, str(exc)
     return row
 
 
@@ -305,7 +305,7 @@ def format_table(res: dict) -> str:
     lines = ["".join(f"{h:<{w}}" if not f else f"{h:>{w}}" for _, h, w, f in COLUMNS)]
     for r in res["rows"]:
         if r["status"] == FAIL:
-            lines.append(f"{r['variant']:<38}{r['status']:<7}{r['error'][:90]}")
+            lines.append(f"{r['variant']:<38}{r['status']:<7}{' '.join(r['error'].split())}")
             continue
         lines.append("".join(_cell(r.get(k), w, f) for k, _, w, f in COLUMNS)
                      + ("  (noisy: wide spread)" if r.get("noisy") else ""))
