@@ -53,8 +53,8 @@ good that way, 36 s with the R-peak detector's muscle-noise blend; none now); el
 ``s_doubtful`` (0.6) whatever bSQI; else ``good``. Measured on the 118/119 noise-stress
 records (detection only, gross over ``ma`` and ``bw``, with the R-peak detector's shape
 check in noise, before the detector's re-tuning, which moved 6 dB to 99.42 % with 18.3 %,
-and before its muscle-noise blend and the twin condition, with which it is 99.53 % with
-17.1 %): at 6 dB +P outside the flagged time 99.23 % with 19.7 % of the noisy time flagged
+and before its muscle-noise blend and the twin condition, with which it is 99.54 % with
+16.9 %): at 6 dB +P outside the flagged time 99.23 % with 19.7 % of the noisy time flagged
 (bSQI and kSQI alone, before that check: 98.96 % with 35.2 %), at 12 dB 99.59 % with 2.6 %
 (99.46 % with 17.9 %), at 0 dB 99.23 % with 38.9 % (98.67 % with 48.7 %); on the 28 clean
 MIT-BIH records no block of 108 is unreadable any more (12 % before) and the gated Se is
