@@ -73,3 +73,72 @@ def test_speech_ensemble_through_the_cli(tmp_path):
     np.testing.assert_allclose(merged, np.mean(probs, axis=0), atol=1e-5)
     assert m["accuracy"] == pytest.approx(float(np.mean(merged.argmax(1) == y)))
     assert json.loads((out / "config.json").read_text())["ensemble"] == 3
+
+
+def test_merge_keeps_a_beat_models_named_inputs():
+    """The beat models take several named inputs (window, RR features, template): the
+    merged model takes the same names, each shared by every member, and averages."""
+    from vitaledge.train import zoo
+
+    arch = zoo.get("tiny-rrt", "beat")
+    shapes = {"beat": (180, 1), "rr": (9,), "template": (180, 1)}
+    members = []
+    for seed in (1, 2, 3):
+        keras.utils.set_random_seed(seed)
+        members.append(arch.build(shapes, 5))
+    merged = merge(members, name="x3")
+    assert [t.name.split(":")[0] for t in merged.inputs] == ["beat", "rr", "template"]
+    rng = np.random.default_rng(0)
+    X = {k: rng.normal(size=(6, *s)).astype(np.float32) for k, s in shapes.items()}
+    want = np.mean([m.predict(X, verbose=0) for m in members], axis=0)
+    np.testing.assert_allclose(merged.predict(X, verbose=0), want, atol=1e-6)
+    assert merged.count_params() == 3 * members[0].count_params()
+    other = keras.Model(members[0].inputs[::-1], members[0].outputs)  # inputs in other order
+    with pytest.raises(ValueError, match="named inputs"):
+        merge([members[0], other])
+
+
+@pytest.mark.slow
+def test_beat_ensemble_through_the_cli_and_the_converter(synth_dir, tmp_path):
+    """``train beat --ensemble 2``: two members trained on one split (member 0 is the
+    network a run without --ensemble trains), the merged model their mean, each member
+    scored beside it; the merged model converts to a verified int8 artifact with every
+    input's quantization in its manifest."""
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+    from vitaledge.train.config import BeatTrainConfig
+
+    with pytest.raises(ValueError, match="ensemble"):
+        BeatTrainConfig(ensemble=0)
+    common = ["train", "beat", "--arch", "tiny-rr", "--data", str(synth_dir), "--split",
+              "record", "--test-records", "s003", "--epochs", "2", "--seed", "5"]
+    out, single = tmp_path / "ens", tmp_path / "single"
+    r = CliRunner().invoke(main, [*common, "--ensemble", "2", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, [*common, "--ensemble", "1", "--out", str(single)])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["ensemble"] == 2 and [x["seed"] for x in m["members"]] == [5, 6]
+    one = json.loads((single / "metrics.json").read_text())
+    assert m["members"][0]["accuracy"] == pytest.approx(one["accuracy"], abs=0.02)
+    merged = keras.models.load_model(out / "model.keras")
+    members = [keras.models.load_model(out / f"model-member{i}.keras") for i in (0, 1)]
+    with np.load(out / "test_predictions.npz") as z:
+        probs = z["probs"]
+    rng = np.random.default_rng(1)
+    X = {t.name.split(":")[0]: rng.normal(size=(4, *t.shape[1:])).astype(np.float32)
+         for t in merged.inputs}
+    np.testing.assert_allclose(merged.predict(X, verbose=0),
+                               np.mean([x.predict(X, verbose=0) for x in members], axis=0),
+                               atol=1e-6)
+    assert probs.shape[1] == 5 and np.allclose(probs.sum(1), 1, atol=1e-4)
+    art = tmp_path / "art"
+    r = CliRunner().invoke(main, ["convert", str(out), "--target", "cpu", "--quant", "int8",
+                                  "--out", str(art)])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((art / "cpu-int8" / "manifest.json").read_text())
+    inputs = [manifest["input"], *manifest["extra_inputs"]]
+    assert sorted(i["name"] for i in inputs) == ["serving_default_beat:0",
+                                                 "serving_default_rr:0"]
+    assert all(i["dtype"] == "int8" and i["quantization"]["scale"] > 0 for i in inputs)

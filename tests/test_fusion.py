@@ -79,8 +79,9 @@ def test_train_beat_gives_rr_models_the_rule_by_default(synth_dir, tmp_path):
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "rr" / "config.json").read_text())
     assert cfg["f_rule"] == "normal" and cfg["fusion"] == {"as_class": "N"}
+    assert cfg["ensemble"] == 3  # RR models' default too: three networks averaged
     r = CliRunner().invoke(main, ["train", "beat", "--arch", "tiny-rr", *common, "--f-rule",
-                                  "network", "--out", str(tmp_path / "net")])
+                                  "network", "--ensemble", "1", "--out", str(tmp_path / "net")])
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "net" / "config.json").read_text())
     assert cfg["f_rule"] == "network" and cfg["fusion"] is None

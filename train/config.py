@@ -81,6 +81,15 @@ class BeatTrainConfig:
     #: noisy copies of the training records to fit on as well (vitaledge.train.noise_aug.
     #: NoiseAug as a dict); None: the clean records only
     noise_aug: dict | None = None
+    #: networks trained on the same beats from seeds seed, seed + 1, ...; their class
+    #: probabilities averaged in one model (vitaledge.train.ensemble)
+    ensemble: int = 1
+
+    def __post_init__(self):
+        if isinstance(self.ensemble, bool) or not (isinstance(self.ensemble, int)
+                                                   and 1 <= self.ensemble <= 16):
+            raise ValueError(f"ensemble is a number of networks, 1 to 16, got "
+                             f"{self.ensemble!r}")
 
     def beat_signal(self):
         """The device's signal spec of this run's model (what the manifest carries)."""

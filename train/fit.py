@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from .backend import keras, set_seed, tf
 from .config import BeatTrainConfig
 from .data import Prepared, prepare, save_split_ids
 from .decide import decide_beats
+from .ensemble import merge
 from .evaluate import score, write_report
 from .plots import plot_history
 from .predict import predict
@@ -113,6 +115,54 @@ def input_shapes(cfg: BeatTrainConfig, arch: zoo.Arch):
     return {k: shapes[k] for k in arch.inputs}
 
 
+@dataclass
+class Fit:
+    """One network's training: where its kept weights are, its history and figures."""
+
+    path: Path
+    history: dict
+    best_epoch: int
+    averaged: int | None
+    parameters: int
+    seconds: float
+
+
+def _fit_network(cfg: BeatTrainConfig, arch: zoo.Arch, p: Prepared, signal, run_dir: Path,
+                 tag: str, strategy: tf.distribute.Strategy, verbose: int) -> Fit:
+    """Build, train and keep (``run_dir/model{tag}.keras``) one network of ``arch``; its
+    epochs are logged to ``history{tag}.csv``."""
+    with strategy.scope():
+        model = arch.build(input_shapes(cfg, arch), len(CLASSES))
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    n_params = int(model.count_params())
+    print(f"model {cfg.arch}: {n_params:,} parameters")
+    ckpt = run_dir / f"model{tag}.keras"
+    average = (WeightAverage(cfg.epochs // 2 + 1, input_batches(p.X_fit, cfg.batch_size))
+               if cfg.checkpoint == "average" else None)
+    keep = [average] if average is not None else [
+        keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_macro_f1", mode="max",
+                                        save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max",
+                                      patience=cfg.patience)]
+    callbacks = [
+        ValMacroF1(p.val.inputs(), p.val.y, lambda probs: decide_beats(signal, probs, p.val),
+                   cfg.val_min_support),
+        *keep,
+        keras.callbacks.CSVLogger(str(run_dir / f"history{tag}.csv")),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / f"logs{tag}"), histogram_freq=0),
+    ]
+    t0 = time.time()
+    hist = model.fit(p.X_fit, p.y_fit, validation_data=(p.val.inputs(), p.val.y),
+                     epochs=cfg.epochs, batch_size=cfg.batch_size, class_weight=p.class_weight,
+                     callbacks=callbacks, shuffle=True, verbose=verbose)
+    seconds = time.time() - t0
+    if average is not None and is_chief(strategy):
+        model.save(str(ckpt))  # the averaged weights
+    return Fit(ckpt, hist.history, int(np.argmax(hist.history["val_macro_f1"])) + 1,
+               average.span if average is not None else None, n_params, seconds)
+
+
 def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
                data: Prepared | None = None) -> dict:
     """Train ``cfg.arch`` on the configured beats, write the run directory, return metrics.
@@ -160,40 +210,27 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
     cfg.save(run_dir / "config.json")
     save_split_ids(run_dir / "splits.npz", p)
 
-    with strategy.scope():
-        model = arch.build(input_shapes(cfg, arch), len(CLASSES))
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    n_params = int(model.count_params())
-    print(f"model {cfg.arch}: {n_params:,} parameters")
     print("training beats per class:", p.description["counts"]["fit_after_balance"])
-
-    ckpt = run_dir / "model.keras"
-    average = (WeightAverage(cfg.epochs // 2 + 1, input_batches(p.X_fit, cfg.batch_size))
-               if cfg.checkpoint == "average" else None)
-    keep = [average] if average is not None else [
-        keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_macro_f1", mode="max",
-                                        save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max",
-                                      patience=cfg.patience)]
-    callbacks = [
-        ValMacroF1(p.val.inputs(), p.val.y, lambda probs: decide_beats(signal, probs, p.val),
-                   cfg.val_min_support),
-        *keep,
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), histogram_freq=0),
-    ]
-    t0 = time.time()
-    hist = model.fit(p.X_fit, p.y_fit, validation_data=(p.val.inputs(), p.val.y),
-                     epochs=cfg.epochs, batch_size=cfg.batch_size, class_weight=p.class_weight,
-                     callbacks=callbacks, shuffle=True, verbose=verbose)
-    train_s = time.time() - t0
-    plot_history(hist.history, run_dir / "training_history.png")
+    fits = []
+    for member in range(cfg.ensemble):
+        if member:  # member 0 is exactly the single network a run without an ensemble trains
+            set_seed(cfg.seed + member)
+        tag = "" if cfg.ensemble == 1 else f"-member{member}"
+        fits.append(_fit_network(cfg, arch, p, signal, run_dir, tag, strategy, verbose))
+        if cfg.ensemble > 1:
+            print(f"member {member + 1}/{cfg.ensemble}: kept epoch {fits[-1].best_epoch}")
+    first = fits[0]
+    train_s = sum(f.seconds for f in fits)
+    plot_history(first.history, run_dir / "training_history.png")
     if not is_chief(strategy):  # ModelCheckpoint saved nothing here; the chief evaluates
-        return {"chief": False, "epochs_run": len(hist.history["loss"]),
-                "history": hist.history}
-    if average is not None:
-        model.save(str(ckpt))  # the averaged weights
+        return {"chief": False, "epochs_run": len(first.history["loss"]),
+                "history": first.history}
+    ckpt = run_dir / "model.keras"
+    members = ([keras.models.load_model(str(f.path)) for f in fits] if cfg.ensemble > 1
+               else [])
+    if members:
+        merge(members, name=f"{cfg.arch}_x{cfg.ensemble}").save(str(ckpt))
+    n_params = int(members[0].count_params()) if members else first.parameters
 
     best = keras.models.load_model(str(ckpt))
     eval_set, eval_name = (p.test, "test") if len(p.test) else (p.val, "validation")
@@ -212,14 +249,25 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
     metrics.update({
         "evaluated_on": eval_name,
         "arch": cfg.arch,
-        "parameters": n_params,
-        "epochs_run": len(hist.history["loss"]),
-        "best_epoch": int(np.argmax(hist.history["val_macro_f1"])) + 1,
+        "parameters": n_params * cfg.ensemble,
+        "epochs_run": len(first.history["loss"]),
+        "best_epoch": first.best_epoch,
         "checkpoint": cfg.checkpoint,
-        "averaged_epochs": average.span if average is not None else None,
+        "averaged_epochs": first.averaged,
         "train_seconds": round(train_s, 1),
         "data": p.description,
     })
+    if members:  # each member alone on the same beats, beside the ensemble
+        metrics["ensemble"] = cfg.ensemble
+        metrics["members"] = []
+        for i, (f, m) in enumerate(zip(fits, members, strict=True)):
+            alone = classification_metrics(
+                eval_set.y, decide_beats(signal, predict(m, eval_set.inputs()), eval_set),
+                list(CLASSES))
+            metrics["members"].append({"seed": cfg.seed + i, "best_epoch": f.best_epoch,
+                                       "epochs_run": len(f.history["loss"]),
+                                       "accuracy": alone["accuracy"],
+                                       "macro_f1": alone["macro"]["f1"]})
     text = write_report(metrics, run_dir)
     print(f"\nheld-out {eval_name} beats: {metrics['n']}")
     print(text)
