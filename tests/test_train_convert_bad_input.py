@@ -351,6 +351,9 @@ def test_speech_fold_checks_its_own_fold_directory(tmp_path):
     assert f"--out {out / 'fold-1'}: already holds metrics.json" in line, line
     r = invoke([*args, "--fold", "2", "--data", tmp_path / "missing"])
     assert "already holds" not in r.output, r.output  # fold-2 is new: the check passed
+    (out / "model.keras").write_bytes(b"an unrelated run's model")  # not a fold run's own
+    line = error_line(invoke([*args, "--fold", "2"]))
+    assert f"--out {out}: already holds model.keras" in line, line
 
 
 def test_convert_refuses_an_out_holding_earlier_artifacts(tmp_path):
@@ -375,7 +378,8 @@ def test_convert_refuses_an_out_holding_earlier_artifacts(tmp_path):
 ])
 def test_only_the_process_that_writes_out_checks_it(tmp_path, tf_config, writes):
     """A multi-worker cluster's other workers write nothing into --out (the chief may
-    already have), so only the chief refuses one that holds files."""
+    already have), so only the chief refuses one that holds files; a command that never
+    runs as a worker (``convert``, the emotion trainers) checks whatever TF_CONFIG says."""
     from vitaledge.train.run_dir import check_fresh, writes_out
 
     environ = {} if tf_config is None else {"TF_CONFIG": json.dumps(tf_config)}
@@ -392,8 +396,10 @@ def test_only_the_process_that_writes_out_checks_it(tmp_path, tf_config, writes)
             os.environ.pop("TF_CONFIG", None)
         if writes:
             with pytest.raises(click.ClickException, match="already holds"):
-                check_fresh(out, overwrite=False)
+                check_fresh(out, overwrite=False, cluster=True)
         else:
+            check_fresh(out, overwrite=False, cluster=True)
+        with pytest.raises(click.ClickException, match="already holds"):
             check_fresh(out, overwrite=False)
 
 

@@ -227,7 +227,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--noise-aug/--noise-snr") from exc
     window = make_window(convention, fs, before, after, no_filter)
-    check_fresh(out, overwrite)
+    check_fresh(out, overwrite, cluster=True)
     try:
         cfg = BeatTrainConfig(
             arch=arch, records=data, record_list=csv_list(records), csv_train=csv_train,
@@ -450,7 +450,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
     if fold is None:
         check_fresh(out, overwrite)
     else:  # the other folds' directories and the folds summary are this run's
-        check_fresh(Path(out), True)
+        check_fresh(Path(out), overwrite, own=r"fold-\d+|folds\.(json|md)")
         check_fresh(Path(out) / f"fold-{fold}", overwrite)
     try:
         pool_sizes = [int(v) for v in pools.split(",")]

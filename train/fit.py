@@ -2,7 +2,10 @@
 
 Writes a run directory with ``model.keras``, ``config.json``, ``splits.npz``,
 ``history.csv``, ``metrics.json``, ``classification_report.txt``, ``training_history.png``,
-``confusion_matrix.png``, ``confusion_matrix_normalized.png`` and TensorBoard ``logs/``.
+``confusion_matrix.png``, ``confusion_matrix_normalized.png`` and TensorBoard ``logs/``; an
+ensemble (``ensemble`` > 1) keeps each member's ``model-member{i}.keras``,
+``history-member{i}.csv`` and ``logs-member{i}/`` instead of the history and logs, and
+``model.keras`` is their merged model.
 """
 
 from __future__ import annotations
@@ -250,7 +253,7 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
         "evaluated_on": eval_name,
         "arch": cfg.arch,
         "parameters": n_params * cfg.ensemble,
-        "epochs_run": len(first.history["loss"]),
+        "epochs_run": len(first.history["loss"]),  # member 0's; each one's under "members"
         "best_epoch": first.best_epoch,
         "checkpoint": cfg.checkpoint,
         "averaged_epochs": first.averaged,

@@ -3,16 +3,17 @@ files, unless the user says so with ``--overwrite``, so a mistyped path cannot r
 earlier run's model, metrics or artifacts. No TensorFlow here: the check runs before it
 loads.
 
-In a multi-worker cluster every worker is started with the same ``--out`` but only the
-chief writes it (:func:`chief_task`, the rule :func:`vitaledge.train.fit.is_chief` applies
-to the running strategy); the other workers do not check it, since the chief may already
-have written there when a slower worker starts.
+In a multi-worker cluster (``train beat`` only) every worker is started with the same
+``--out`` but only the chief writes it (:func:`chief_task`, the rule
+:func:`vitaledge.train.fit.is_chief` applies to the running strategy); the other workers do
+not check it, since the chief may already have written there when a slower worker starts.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import click
@@ -49,15 +50,19 @@ def held_files(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir())
 
 
-def check_fresh(path: Path, overwrite: bool, option: str = "--out") -> None:
+def check_fresh(path: Path, overwrite: bool, option: str = "--out", cluster: bool = False,
+                own: str | None = None) -> None:
     """Refuse (one line, exit 1) a ``path`` that holds files, unless ``overwrite``; refuse
-    a ``path`` that is a file whatever ``overwrite`` says."""
+    a ``path`` that is a file whatever ``overwrite`` says. ``cluster``: the command may run
+    as one worker of a multi-worker cluster (``train beat``), where only the chief checks.
+    ``own``: a regular expression of the names this run may find there already (the other
+    folds of a fold-at-a-time run)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise click.ClickException(f"{option} {path}: is a file, not a directory")
-    if overwrite or not writes_out():
+    if overwrite or (cluster and not writes_out()):
         return
-    held = held_files(path)
+    held = [n for n in held_files(path) if own is None or not re.fullmatch(own, n)]
     if held:
         more = f" and {len(held) - SHOWN} more" if len(held) > SHOWN else ""
         raise click.ClickException(

@@ -81,7 +81,7 @@ unlike the recent QRS). And a relearning forgets the QRS shapes with the levels 
 signal's size changed (its largest recent candidate outside a quarter to four times the
 typical QRS height, ``SIZE_CHANGE``; half to twice gives the same figures): the old
 shapes are those of the signal before the change. Without that, clean 116 lost three
-beats after its amplitude drop at 22:41 to the shape check; forgetting them at every
+beats (22:41-22:43) after its amplitude drop at 22:35 to the shape check; forgetting them at every
 relearning gave the pure ``ma`` record 2 s of look-alike beats the signal-quality gate
 judged good. Same copies and scoring: clean 99.75/99.94 unchanged, ``ma`` 12 dB
 99.63/99.27 -> 99.62/99.42, 6 dB 98.77/97.40 -> 98.75/97.65, 0 dB 95.12/90.97 ->
