@@ -376,31 +376,29 @@ def test_convert_refuses_an_out_holding_earlier_artifacts(tmp_path):
     ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief",
                                                                  "index": 0}}, True),
 ])
-def test_only_the_process_that_writes_out_checks_it(tmp_path, tf_config, writes):
+def test_only_the_process_that_writes_out_checks_it(tmp_path, monkeypatch, tf_config,
+                                                    writes):
     """A multi-worker cluster's other workers write nothing into --out (the chief may
     already have), so only the chief refuses one that holds files; a command that never
     runs as a worker (``convert``, the emotion trainers) checks whatever TF_CONFIG says."""
+    import click
+
     from vitaledge.train.run_dir import check_fresh, writes_out
 
     environ = {} if tf_config is None else {"TF_CONFIG": json.dumps(tf_config)}
     assert writes_out(environ) is writes
     out = tmp_path / "run"
     earlier_run(out)
-    import os
-    from unittest import mock
-
-    import click
-
-    with mock.patch.dict(os.environ, environ, clear=False):
-        if tf_config is None:
-            os.environ.pop("TF_CONFIG", None)
-        if writes:
-            with pytest.raises(click.ClickException, match="already holds"):
-                check_fresh(out, overwrite=False, cluster=True)
-        else:
-            check_fresh(out, overwrite=False, cluster=True)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    if writes:
         with pytest.raises(click.ClickException, match="already holds"):
-            check_fresh(out, overwrite=False)
+            check_fresh(out, overwrite=False, cluster=True)
+    else:
+        check_fresh(out, overwrite=False, cluster=True)
+    with pytest.raises(click.ClickException, match="already holds"):
+        check_fresh(out, overwrite=False)
 
 
 def test_a_garbled_tf_config_is_named():

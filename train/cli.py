@@ -20,6 +20,7 @@ from vitaledge.device.cli import (
 )
 
 from . import zoo
+from .config import MAX_ENSEMBLE
 from .run_dir import check_fresh, overwrite_option
 from .splits import SPLITS
 
@@ -162,7 +163,7 @@ def train_group() -> None:
               show_default=True,
               help="Keep the epoch of best validation macro F1 (early stopping), or run "
                    "every epoch and keep the mean of the second half's weights.")
-@click.option("--ensemble", type=click.IntRange(1, 16), default=None,
+@click.option("--ensemble", type=click.IntRange(1, MAX_ENSEMBLE), default=None,
               help="Train this many networks from seeds --seed, --seed + 1, ... on the same "
                    "beats and average their class probabilities in one model (steadier on "
                    "new patients than any one network) [default: 3 for models with RR "
@@ -398,7 +399,7 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
                    "half's weights [recipe: seed best, robust late-best].")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=None,
               help="Loss weights per class [recipe].")
-@click.option("--ensemble", type=click.IntRange(1, 16), default=None,
+@click.option("--ensemble", type=click.IntRange(1, MAX_ENSEMBLE), default=None,
               help="Train N networks from seeds SEED, SEED+1, ... on the same split and "
                    "keep one model that averages their class probabilities [recipe: seed 1, "
                    "robust 3].")

@@ -12,6 +12,15 @@ from pathlib import Path
 
 from vitaledge.device.dsp.windows import WindowSpec
 
+#: The most networks one model averages (``--ensemble``; vitaledge.train.ensemble).
+MAX_ENSEMBLE = 16
+
+
+def check_ensemble(n) -> None:
+    """An ensemble size is a whole number of networks, 1 to :data:`MAX_ENSEMBLE`."""
+    if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n <= MAX_ENSEMBLE):
+        raise ValueError(f"ensemble is a number of networks, 1 to {MAX_ENSEMBLE}, got {n!r}")
+
 
 @dataclass
 class BeatTrainConfig:
@@ -86,10 +95,7 @@ class BeatTrainConfig:
     ensemble: int = 1
 
     def __post_init__(self):
-        if isinstance(self.ensemble, bool) or not (isinstance(self.ensemble, int)
-                                                   and 1 <= self.ensemble <= 16):
-            raise ValueError(f"ensemble is a number of networks, 1 to 16, got "
-                             f"{self.ensemble!r}")
+        check_ensemble(self.ensemble)
 
     def beat_signal(self):
         """The device's signal spec of this run's model (what the manifest carries)."""

@@ -233,7 +233,6 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
                else [])
     if members:
         merge(members, name=f"{cfg.arch}_x{cfg.ensemble}").save(str(ckpt))
-    n_params = int(members[0].count_params()) if members else first.parameters
 
     best = keras.models.load_model(str(ckpt))
     eval_set, eval_name = (p.test, "test") if len(p.test) else (p.val, "validation")
@@ -252,7 +251,7 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
     metrics.update({
         "evaluated_on": eval_name,
         "arch": cfg.arch,
-        "parameters": n_params * cfg.ensemble,
+        "parameters": first.parameters * cfg.ensemble,
         "epochs_run": len(first.history["loss"]),  # member 0's; each one's under "members"
         "best_epoch": first.best_epoch,
         "checkpoint": cfg.checkpoint,

@@ -35,6 +35,7 @@ from vitaledge.device.inputs.mel import SpeechSignal
 
 from . import ensemble, zoo
 from .backend import keras, set_seed
+from .config import check_ensemble
 from .evaluate import with_uar, write_report
 from .plots import plot_history
 from .speech_cache import MelCache
@@ -207,10 +208,7 @@ class SpeechTrainConfig:
         if list(self.labels) != list(LABELS_WITH_CALM[:len(self.labels)]):
             raise ValueError(f"labels must be {list(LABELS_WITH_CALM)} or its first seven "
                              f"(calm 'class'), got {self.labels}")
-        if isinstance(self.ensemble, bool) or not (isinstance(self.ensemble, int)
-                                                   and 1 <= self.ensemble <= 16):
-            raise ValueError(f"ensemble is a number of networks, 1 to 16, got "
-                             f"{self.ensemble!r}")
+        check_ensemble(self.ensemble)
         if self.split == "actors" and self.folds < 2:
             raise ValueError(f"split 'actors' needs --folds >= 2, got {self.folds}")
 

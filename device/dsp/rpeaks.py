@@ -399,8 +399,8 @@ class RPeakDetector:
             return False
         a = max(0, t - self.noise_n)
         level = float(np.median(self._m.get(a, t))) if t > 0 else 0.0
-        muscle = self.muscle_shape and self._w.get(a, t + 1).max() > 0
-        if level <= self.noise_floor * typical and not muscle:
+        if level <= self.noise_floor * typical and not (
+                self.muscle_shape and self._w.get(a, t + 1).max() > 0):
             return False  # neither a raised floor nor muscle noise in the last noise_s
         s = self._shape(self._r_peak(t))
         return s is not None and max(float(s @ q) for q in self._shapes) < self.shape_corr
