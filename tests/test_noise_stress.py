@@ -571,6 +571,48 @@ def test_search_back_waits_for_the_compensatory_pause_after_a_pvc_in_muscle_nois
     assert np.array_equal(detect_rpeaks(clean, fs), detect_rpeaks(clean, fs, pause_k=0.0))
 
 
+def test_in_muscle_noise_the_r_peak_moves_to_where_the_ecg_looks_like_a_qrs(data_dir,
+                                                                          mitdb_dir):
+    """The first 10 minutes of 115 and 118 with NST muscle noise at 6 dB: the largest
+    deflection before an energy peak is often a noise spike 150-400 ms from the QRS, which
+    counts as one missed and one false beat. Placing the R peak where the ECG matches the
+    recent QRS shapes best finds most of them; streaming equals batch; clean records are
+    unchanged."""
+    from vitaledge.device.dsp.rpeaks import RPeakDetector, detect_rpeaks
+    from vitaledge.device.eval.scoring import score_detections
+    from vitaledge.device.io.aami import map_annotations
+    from vitaledge.device.io.nst import noise_gain, qrs_amplitude, rms_amplitude
+    from vitaledge.device.io.records import read_record
+
+    ma = data_dir / "nstdb-noise" / "ma"
+    if not ma.with_suffix(".hea").exists():
+        pytest.skip(f"{ma}: NST noise record not found")
+    on = off = np.zeros(4, int)
+    for path in mitdb_records(mitdb_dir, ["115", "118"]):
+        rec = read_record(path)
+        fs, n = rec.fs, int(600 * rec.fs)
+        noise = read_record(ma).signal[:n]
+        clean, nz = rec.signal[:n], noise - noise.mean()
+        ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
+        ref = ref[ref < n]
+        x = clean + noise_gain(6.0, qrs_amplitude(clean, fs, ref), rms_amplitude(nz, fs)) * nz
+        for relocate_s in (0.3, 0.0):
+            peaks = detect_rpeaks(x, fs, relocate_s=relocate_s)
+            s = score_detections(ref, peaks, fs)
+            gap = np.array([np.abs(peaks - r).min() for r in ref]) / fs
+            row = np.array([s.tp, s.fn, s.fp, int(((gap > 0.15) & (gap < 0.4)).sum())])
+            if relocate_s:
+                on = on + row
+                d = RPeakDetector(fs)
+                got = [p for i in range(0, n, 713) for p in d.process(x[i:i + 713])]
+                assert got + d.flush() == peaks.tolist(), path.name
+            else:
+                off = off + row
+        assert np.array_equal(detect_rpeaks(clean, fs), detect_rpeaks(clean, fs, relocate_s=0.0))
+    # measured: 1,396 against 1,382 true beats, 59 against 76 false, 7 against 20 displaced
+    assert on[0] >= off[0] + 8 and on[2] <= off[2] - 8 and on[3] <= off[3] - 8, (on, off)
+
+
 def test_a_relearning_after_the_signal_shrank_forgets_the_old_qrs_shapes(mitdb_dir,
                                                                          monkeypatch):
     """MIT-BIH 116 at 22:35-22:50: the ECG drops to a small fraction of its size (the
