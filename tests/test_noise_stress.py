@@ -565,9 +565,10 @@ def test_search_back_waits_for_the_compensatory_pause_after_a_pvc_in_muscle_nois
         assert after_pvc_false(wait) <= after_pvc_false(no_wait) - fewer, snr
         on, off = score_detections(ref, wait, fs), score_detections(ref, no_wait, fs)
         assert on.tp >= off.tp and on.fp < off.fp, (snr, on, off)
-    d = RPeakDetector(fs)
-    got = [p for i in range(0, n, 1201) for p in d.process(x[i:i + 1201])] + d.flush()
-    assert got == wait.tolist()
+        for chunk in (113, 1201):
+            d = RPeakDetector(fs)
+            got = [p for i in range(0, n, chunk) for p in d.process(x[i:i + chunk])]
+            assert got + d.flush() == wait.tolist(), (snr, chunk)
     assert np.array_equal(detect_rpeaks(clean, fs), detect_rpeaks(clean, fs, pause_k=0.0))
 
 
@@ -603,14 +604,25 @@ def test_in_muscle_noise_the_r_peak_moves_to_where_the_ecg_looks_like_a_qrs(data
             row = np.array([s.tp, s.fn, s.fp, int(((gap > 0.15) & (gap < 0.4)).sum())])
             if relocate_s:
                 on = on + row
-                d = RPeakDetector(fs)
-                got = [p for i in range(0, n, 713) for p in d.process(x[i:i + 713])]
-                assert got + d.flush() == peaks.tolist(), path.name
+                for chunk in (97, 713):
+                    d = RPeakDetector(fs)
+                    got = [p for i in range(0, n, chunk) for p in d.process(x[i:i + chunk])]
+                    assert got + d.flush() == peaks.tolist(), (path.name, chunk)
             else:
                 off = off + row
         assert np.array_equal(detect_rpeaks(clean, fs), detect_rpeaks(clean, fs, relocate_s=0.0))
     # measured: 1,396 against 1,382 true beats, 60 against 76 false, 7 against 20 displaced
     assert on[0] >= off[0] + 8 and on[2] <= off[2] - 8 and on[3] <= off[3] - 8, (on, off)
+
+
+def test_a_relocation_window_longer_than_the_kept_history_is_refused():
+    """The R peak's search window must lie within the history the buffers keep (noise_s),
+    or where it was cut would depend on how the stream was chunked."""
+    from vitaledge.device.dsp.rpeaks import RPeakDetector
+
+    with pytest.raises(ValueError, match="relocate_s"):
+        RPeakDetector(360.0, relocate_s=1.95)
+    assert RPeakDetector(360.0, relocate_s=1.9).relocate == 684
 
 
 def test_a_relearning_after_the_signal_shrank_forgets_the_old_qrs_shapes(mitdb_dir,

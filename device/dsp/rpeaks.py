@@ -150,6 +150,7 @@ from __future__ import annotations
 import numpy as np
 
 from vitaledge.device.dsp.filters import CausalFilter, FilterSpec, StreamingFir
+from vitaledge.device.dsp.shape import unit_rows
 from vitaledge.device.dsp.signal_buffer import SignalBuffer
 
 #: A relearning whose largest candidate is this many times larger or smaller than the
@@ -292,6 +293,9 @@ class RPeakDetector:
         self.pause_corr = pause_corr
         self._ectopic = False  # the last QRS: large, of a new shape, from the main path
         self.relocate = int(round(relocate_s * fs))
+        if relocate_s + shape_s > noise_s:
+            raise ValueError(f"relocate_s + shape_s ({relocate_s} + {shape_s} s) must not "
+                             f"exceed noise_s ({noise_s} s), the history the buffers keep")
         self.relocate_below = relocate_below
         self.relocate_gain = relocate_gain
         self.relocate_min = int(round(relocate_min_s * fs))
@@ -427,7 +431,7 @@ class RPeakDetector:
                 # peak in NPKI would lift the threshold over the clean beats after it
                 self._noise_since.append((t, h))
                 return out
-            out.append(self._accept(t, h, slope, 0.125))
+            out.append(self._accept(t, h, slope))
         else:
             self._noise(t, h)
         return out
@@ -442,8 +446,9 @@ class RPeakDetector:
         ``relocate_s`` before the energy peak, and after the last R peak's refractory
         period, whose shape matches one of them best, if that match is at least
         ``shape_corr`` and ``relocate_gain`` better, and at least ``relocate_min_s`` away (a
-        smaller move is the same QRS: it stays where it was). (Buffers hold ``noise_s`` before every
-        undecided candidate, so the whole search window is always there.)"""
+        smaller move is the same QRS: it stays where it was). Only with three QRS shapes or
+        more held. (Buffers hold ``noise_s`` before every undecided candidate, more than
+        ``relocate_s`` and the shape's half-width, so the search window is always there.)"""
         if self.relocate <= 0 or len(self._shapes) < 3 or not self._in_muscle(t):
             return r
         hs = self.shape_half
@@ -455,10 +460,9 @@ class RPeakDetector:
             return r
         win = np.lib.stride_tricks.sliding_window_view(self._x.get(lo - hs, hi + hs + 1),
                                                        2 * hs + 1)
-        win = win - win.mean(axis=1, keepdims=True)
-        norm = np.linalg.norm(win, axis=1)
-        corr = (win @ np.asarray(self._shapes).T).max(axis=1) / np.where(norm > 0, norm, 1.0)
-        here = float(corr[r - lo]) if lo <= r <= hi else -1.0
+        corr = (unit_rows(win) @ np.asarray(self._shapes).T).max(axis=1)
+        s = self._shape(r)
+        here = max(float(s @ q) for q in self._shapes) if s is not None else -1.0
         best = int(np.argmax(corr))
         if (here < self.relocate_below and corr[best] >= self.shape_corr
                 and corr[best] >= here + self.relocate_gain
@@ -535,15 +539,21 @@ class RPeakDetector:
         if not pool:
             return []
         tt, hh = max(pool, key=lambda p: p[1])
-        return [self._accept(tt, hh, self._slope(tt), 0.25)]
+        return [self._accept(tt, hh, self._slope(tt), searched_back=True)]
 
     def _slope(self, t: int) -> float:
         a = max(self._d.start, t - self.n_mwi)
         return float(self._d.get(a, t + 1).max())
 
-    def _accept(self, t: int, h: float, slope: float, rate: float) -> int:
+    def _accept(self, t: int, h: float, slope: float, searched_back: bool = False) -> int:
+        """Take the candidate at ``t`` as a QRS; its R peak. Search-back's QRS moves SPKI
+        twice as fast (0.25 instead of 0.125, as Pan-Tompkins)."""
+        rate = 0.25 if searched_back else 0.125
         typical = float(np.median(self._qrs_h)) if self._qrs_h else 0.0
-        large = rate < 0.25 and 0 < typical and self.pause_h * typical <= h  # not search-back
+        # an ectopic-looking beat needs an interval of its own (none after a relearning or
+        # a hole) and the main path's threshold
+        large = (not searched_back and self._last_qrs is not None and 0 < typical
+                 and self.pause_h * typical <= h)
         if h > self.clip * self.spki:
             h = self.clip * self.spki  # an outlier: bounded, and not a typical QRS height
         else:
