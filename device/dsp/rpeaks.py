@@ -451,6 +451,10 @@ class RPeakDetector:
         ``relocate_s`` and the shape's half-width, so the search window is always there.)"""
         if self.relocate <= 0 or len(self._shapes) < 3 or not self._in_muscle(t):
             return r
+        s = self._shape(r)
+        here = self._likeness(s) if s is not None else -1.0
+        if here >= self.relocate_below:
+            return r  # shaped like a QRS: no search (most beats, even in muscle noise)
         hs = self.shape_half
         lo = max(self._x.start + hs, t - self.relocate)
         if self._last_r is not None:
@@ -461,11 +465,8 @@ class RPeakDetector:
         win = np.lib.stride_tricks.sliding_window_view(self._x.get(lo - hs, hi + hs + 1),
                                                        2 * hs + 1)
         corr = (unit_rows(win) @ np.asarray(self._shapes).T).max(axis=1)
-        s = self._shape(r)
-        here = max(float(s @ q) for q in self._shapes) if s is not None else -1.0
         best = int(np.argmax(corr))
-        if (here < self.relocate_below and corr[best] >= self.shape_corr
-                and corr[best] >= here + self.relocate_gain
+        if (corr[best] >= self.shape_corr and corr[best] >= here + self.relocate_gain
                 and abs(lo + best - r) >= self.relocate_min):
             return lo + best
         return r
@@ -491,7 +492,11 @@ class RPeakDetector:
         if level <= self.noise_floor * typical and not (self.muscle_shape and self._in_muscle(t)):
             return False  # neither a raised floor nor muscle noise in the last noise_s
         s = self._shape(self._r_peak(t))
-        return s is not None and max(float(s @ q) for q in self._shapes) < self.shape_corr
+        return s is not None and self._likeness(s) < self.shape_corr
+
+    def _likeness(self, s: np.ndarray) -> float:
+        """The best correlation of the unit QRS shape ``s`` with the shapes held."""
+        return max(float(s @ q) for q in self._shapes)
 
     def _in_muscle(self, t: int) -> bool:
         """:class:`MuscleMix` found muscle noise in the last ``noise_s``."""
