@@ -203,9 +203,9 @@ def test_cli_noise_stress(short118, data_dir, tmp_path, monkeypatch):
     assert "not written: " in md
 
 
-def noisy_118(data_dir, mitdb_dir, snr_db: float):
-    """(fs, clean, reference beats, noisy): 118's first 4 minutes with the NST muscle noise
-    added throughout at ``snr_db`` (nst's gain)."""
+def muscle_copy(data_dir, mitdb_dir, record: str, seconds: float, snrs):
+    """(fs, clean, reference beats, their classes, {snr: noisy}): the record's first
+    ``seconds`` with the NST muscle noise added throughout at each SNR (nst's gain)."""
     from vitaledge.device.io.aami import map_annotations
     from vitaledge.device.io.nst import noise_gain, qrs_amplitude, rms_amplitude
     from vitaledge.device.io.records import read_record
@@ -213,21 +213,37 @@ def noisy_118(data_dir, mitdb_dir, snr_db: float):
     ma = data_dir / "nstdb-noise" / "ma"
     if not ma.with_suffix(".hea").exists():
         pytest.skip(f"{ma}: NST noise record not found")
-    rec = read_record(mitdb_records(mitdb_dir, ["118"])[0])
-    fs, n = rec.fs, int(240 * rec.fs)
+    rec = read_record(mitdb_records(mitdb_dir, [record])[0])
+    fs, n = rec.fs, int(seconds * rec.fs)
     clean = rec.signal[:n]
-    ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
-    ref = ref[ref < n]
+    ref, cls = map_annotations(rec.ann_samples, rec.ann_symbols)
+    ref, cls = ref[ref < n], cls[ref < n]
     noise = read_record(ma).signal[:n]
-    gain = noise_gain(snr_db, qrs_amplitude(clean, fs, ref), rms_amplitude(noise, fs))
-    return fs, clean, ref, clean + gain * (noise - noise.mean())
+    nz = noise - noise.mean()
+    pp, rms = qrs_amplitude(clean, fs, ref), rms_amplitude(nz, fs)
+    return fs, clean, ref, cls, {snr: clean + noise_gain(snr, pp, rms) * nz for snr in snrs}
+
+
+def noisy_118(data_dir, mitdb_dir, snr_db: float):
+    """(fs, clean, reference beats, noisy): 118's first 4 minutes with the NST muscle noise
+    added throughout at ``snr_db`` (nst's gain)."""
+    fs, clean, ref, _, noisy = muscle_copy(data_dir, mitdb_dir, "118", 240, [snr_db])
+    return fs, clean, ref, noisy[snr_db]
+
+
+def streamed(x: np.ndarray, fs: float, chunk: int) -> list[int]:
+    """The streaming detector's peaks over ``x`` fed in chunks of ``chunk`` samples."""
+    from vitaledge.device.dsp.rpeaks import RPeakDetector
+
+    d = RPeakDetector(fs)
+    return [p for i in range(0, len(x), chunk) for p in d.process(x[i:i + chunk])] + d.flush()
 
 
 def test_shape_check_in_noise_removes_false_beats_and_is_chunk_invariant(data_dir, mitdb_dir):
     """118 with NST muscle noise at about 6 dB: the noise-gated shape check of the R-peak
     detector drops false beats (+P up) for at most a few true ones, the same for any
     chunking; on the clean record it changes nothing."""
-    from vitaledge.device.dsp.rpeaks import RPeakDetector, detect_rpeaks
+    from vitaledge.device.dsp.rpeaks import detect_rpeaks
     from vitaledge.device.eval.scoring import score_detections
 
     fs, clean, ref, x = noisy_118(data_dir, mitdb_dir, 6.0)
@@ -238,11 +254,7 @@ def test_shape_check_in_noise_removes_false_beats_and_is_chunk_invariant(data_di
     assert np.array_equal(detect_rpeaks(clean, fs), detect_rpeaks(clean, fs, shape_h=0.0))
     whole = detect_rpeaks(x, fs)
     for chunk in (7, 360, 5000):
-        d = RPeakDetector(fs)
-        got = []
-        for i in range(0, len(x), chunk):
-            got += d.process(x[i:i + chunk])
-        assert got + d.flush() == whole.tolist()
+        assert streamed(x, fs, chunk) == whole.tolist()
 
 
 def test_review_page_counts_the_rows_scope(report, tmp_path):
@@ -468,7 +480,7 @@ def test_muscle_noise_moves_the_detector_to_the_lower_band_and_finds_more(data_d
     Hz band alone; on the clean record the weight stays 0 and the peaks are the same; the
     weight is chunk-invariant."""
     from vitaledge.device.dsp.filters import CausalFilter, FilterSpec
-    from vitaledge.device.dsp.rpeaks import MuscleMix, RPeakDetector, detect_rpeaks
+    from vitaledge.device.dsp.rpeaks import MuscleMix, detect_rpeaks
     from vitaledge.device.eval.scoring import score_detections
 
     fs, clean, ref, x = noisy_118(data_dir, mitdb_dir, 0.0)
@@ -487,9 +499,7 @@ def test_muscle_noise_moves_the_detector_to_the_lower_band_and_finds_more(data_d
     # peaks exactly
     np.testing.assert_allclose(weight(x, chunk=997), w_noisy, rtol=0, atol=1e-9)
     whole = detect_rpeaks(x, fs)
-    d = RPeakDetector(fs)
-    got = [p for i in range(0, len(x), 997) for p in d.process(x[i:i + 997])]
-    assert got + d.flush() == whole.tolist()
+    assert streamed(x, fs, 997) == whole.tolist()
     on = score_detections(ref, detect_rpeaks(x, fs), fs)
     off = score_detections(ref, detect_rpeaks(x, fs, muscle_band=None), fs)
     assert on.tp >= off.tp + 5 and on.fp <= off.fp - 5, (on, off)
@@ -503,22 +513,11 @@ def test_muscle_noise_turns_the_shape_check_on_where_the_floor_does_not(data_dir
     same true ones; on the clean records nothing changes."""
     from vitaledge.device.dsp.rpeaks import detect_rpeaks
     from vitaledge.device.eval.scoring import score_detections
-    from vitaledge.device.io.aami import map_annotations
-    from vitaledge.device.io.nst import noise_gain, qrs_amplitude, rms_amplitude
-    from vitaledge.device.io.records import read_record
 
-    ma = data_dir / "nstdb-noise" / "ma"
-    if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
-    noise = read_record(ma).signal
     on = off = np.zeros(3, int)
-    for path in mitdb_records(mitdb_dir, ["114", "119", "201"]):
-        rec = read_record(path)
-        fs, n = rec.fs, int(600 * rec.fs)
-        clean, nz = rec.signal[:n], noise[:n] - noise[:n].mean()
-        ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
-        ref = ref[ref < n]
-        x = clean + noise_gain(6.0, qrs_amplitude(clean, fs, ref), rms_amplitude(nz, fs)) * nz
+    for name in ("114", "119", "201"):
+        fs, clean, ref, _, noisy = muscle_copy(data_dir, mitdb_dir, name, 600, [6.0])
+        x = noisy[6.0]
         for flag in (True, False):
             s = score_detections(ref, detect_rpeaks(x, fs, muscle_shape=flag), fs)
             if flag:
@@ -526,7 +525,7 @@ def test_muscle_noise_turns_the_shape_check_on_where_the_floor_does_not(data_dir
             else:
                 off = off + (s.tp, s.fn, s.fp)
         assert np.array_equal(detect_rpeaks(clean, fs),
-                              detect_rpeaks(clean, fs, muscle_shape=False)), path.name
+                              detect_rpeaks(clean, fs, muscle_shape=False)), name
     assert on[2] <= off[2] - 8, (on, off)  # measured: 152 against 164 false beats
     assert on[0] >= off[0] - 2, (on, off)  # 1,954 true beats each
 
@@ -538,21 +537,10 @@ def test_search_back_waits_for_the_compensatory_pause_after_a_pvc_in_muscle_nois
     pause, before the next sinus beat is due, and takes the largest noise peak there.
     Waiting for the expected pause after a large beat of a new shape takes about half those
     false beats away and no true one; streaming equals batch; clean 119 is unchanged."""
-    from vitaledge.device.dsp.rpeaks import RPeakDetector, detect_rpeaks
+    from vitaledge.device.dsp.rpeaks import detect_rpeaks
     from vitaledge.device.eval.scoring import score_detections
-    from vitaledge.device.io.aami import map_annotations
-    from vitaledge.device.io.nst import noise_gain, qrs_amplitude, rms_amplitude
-    from vitaledge.device.io.records import read_record
 
-    ma = data_dir / "nstdb-noise" / "ma"
-    if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
-    rec = read_record(mitdb_records(mitdb_dir, ["119"])[0])
-    fs, n = rec.fs, int(600 * rec.fs)
-    noise = read_record(ma).signal[:n]
-    clean, nz = rec.signal[:n], noise - noise.mean()
-    ref, cls = map_annotations(rec.ann_samples, rec.ann_symbols)
-    ref, cls = ref[ref < n], cls[ref < n]
+    fs, clean, ref, cls, noisy = muscle_copy(data_dir, mitdb_dir, "119", 600, [12.0, 6.0])
 
     def after_pvc_false(peaks):
         prev = np.searchsorted(ref, peaks) - 1
@@ -560,15 +548,13 @@ def test_search_back_waits_for_the_compensatory_pause_after_a_pvc_in_muscle_nois
                    for p, i in zip(peaks, prev, strict=True))
 
     for snr, fewer in ((12.0, 8), (6.0, 12)):  # measured: 21 -> 10 and 38 -> 19
-        x = clean + noise_gain(snr, qrs_amplitude(clean, fs, ref), rms_amplitude(nz, fs)) * nz
+        x = noisy[snr]
         wait, no_wait = detect_rpeaks(x, fs), detect_rpeaks(x, fs, pause_k=0.0)
         assert after_pvc_false(wait) <= after_pvc_false(no_wait) - fewer, snr
         on, off = score_detections(ref, wait, fs), score_detections(ref, no_wait, fs)
         assert on.tp >= off.tp and on.fp < off.fp, (snr, on, off)
         for chunk in (113, 1201):
-            d = RPeakDetector(fs)
-            got = [p for i in range(0, n, chunk) for p in d.process(x[i:i + chunk])]
-            assert got + d.flush() == wait.tolist(), (snr, chunk)
+            assert streamed(x, fs, chunk) == wait.tolist(), (snr, chunk)
     assert np.array_equal(detect_rpeaks(clean, fs), detect_rpeaks(clean, fs, pause_k=0.0))
 
 
@@ -579,24 +565,13 @@ def test_in_muscle_noise_the_r_peak_moves_to_where_the_ecg_looks_like_a_qrs(data
     counts as one missed and one false beat. Placing the R peak where the ECG matches the
     recent QRS shapes best finds most of them; streaming equals batch; clean records are
     unchanged."""
-    from vitaledge.device.dsp.rpeaks import RPeakDetector, detect_rpeaks
+    from vitaledge.device.dsp.rpeaks import detect_rpeaks
     from vitaledge.device.eval.scoring import score_detections
-    from vitaledge.device.io.aami import map_annotations
-    from vitaledge.device.io.nst import noise_gain, qrs_amplitude, rms_amplitude
-    from vitaledge.device.io.records import read_record
 
-    ma = data_dir / "nstdb-noise" / "ma"
-    if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
     on = off = np.zeros(4, int)
-    for path in mitdb_records(mitdb_dir, ["115", "118"]):
-        rec = read_record(path)
-        fs, n = rec.fs, int(600 * rec.fs)
-        noise = read_record(ma).signal[:n]
-        clean, nz = rec.signal[:n], noise - noise.mean()
-        ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
-        ref = ref[ref < n]
-        x = clean + noise_gain(6.0, qrs_amplitude(clean, fs, ref), rms_amplitude(nz, fs)) * nz
+    for name in ("115", "118"):
+        fs, clean, ref, _, noisy = muscle_copy(data_dir, mitdb_dir, name, 600, [6.0])
+        x = noisy[6.0]
         for relocate_s in (0.3, 0.0):
             peaks = detect_rpeaks(x, fs, relocate_s=relocate_s)
             s = score_detections(ref, peaks, fs)
@@ -605,9 +580,7 @@ def test_in_muscle_noise_the_r_peak_moves_to_where_the_ecg_looks_like_a_qrs(data
             if relocate_s:
                 on = on + row
                 for chunk in (97, 713):
-                    d = RPeakDetector(fs)
-                    got = [p for i in range(0, n, chunk) for p in d.process(x[i:i + chunk])]
-                    assert got + d.flush() == peaks.tolist(), (path.name, chunk)
+                    assert streamed(x, fs, chunk) == peaks.tolist(), (name, chunk)
             else:
                 off = off + row
         assert np.array_equal(detect_rpeaks(clean, fs), detect_rpeaks(clean, fs, relocate_s=0.0))
