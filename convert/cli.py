@@ -53,7 +53,7 @@ def _check_targets(ctx, param, value: str) -> str:
               help=f"{' | '.join(choices())} (comma list allowed).")
 @click.option("--quant", type=click.Choice(["int8", "int8-fc", "fp16", "dynamic", "none"]),
               help="Quantization (default: the target's own: cpu fp32+int8, edgetpu/micro "
-                   "int8, gpu fp16; emotion runs: see README). int8-fc: int8 matrix "
+                   "int8, gpu fp16; emotion runs: see docs/convert.md). int8-fc: int8 matrix "
                    "products, float elsewhere (recurrent models).")
 @click.option("--prune", "prune", callback=_check_prune,
               help="Target sparsity, or a comma list such as 0,0.5,0.75 (0 = unpruned).")

@@ -1,6 +1,6 @@
 """``vitaledge convert`` for emotion runs (ECG CNN-LSTM, multimodal hybrid, speech).
 
-An emotion run directory (see README, "Emotion models") holds ``model.keras``,
+An emotion run directory (see docs/convert.md, "Emotion runs") holds ``model.keras``,
 ``config.json`` (task, arch, labels, and the ``signal`` dict the device turns raw signals
 into model inputs with) and ``data.npz`` (``calib_<input>`` calibration inputs,
 ``test_<input>`` held-out inputs, ``test_y``). Every artifact is verified through the

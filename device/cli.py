@@ -249,15 +249,15 @@ def _flag_named(message: str, overrides: dict) -> str:
                                       "stream (sliding 48 s windows).")
 @click.option("--emotion-hop", "emotion_hop_s", type=float,
               help="Seconds between emotion estimates (default: the manifest's hop).")
-@click.option("--source", help="replay:PATH (WFDB, CSV or WAV) | stdin | stdin-pcm | "
-                               "tcp:HOST:PORT | serial:PATH[@BAUD] | frames+tcp:HOST:PORT "
-                               "(framed protocol, docs/protocol.md)")
+@click.option("--source", help="replay:PATH (WFDB, CSV, WAV, FLAC or .npz session) | "
+                               "stdin | stdin-pcm | tcp:HOST:PORT | serial:PATH[@BAUD] | "
+                               "frames+tcp:HOST:PORT (framed protocol, docs/protocol.md)")
 @click.option("--fs", type=float, help="Sample rate of stdin/tcp/frames+tcp/CSV sources (Hz).")
 @click.option("--speed", help="Replay speed: 'max' or a factor of real time (1 = real time).")
 @click.option("--lead", help="Lead to replay from WFDB records (default MLII).")
 @click.option("--sink", "sinks", multiple=True,
-              help="Event sink: PATH.jsonl, PATH.db, jsonl:PATH, sqlite:PATH or stdout "
-                   "(repeatable).")
+              help="Event sink: PATH.jsonl, PATH.db, jsonl:PATH, sqlite:PATH, stdout or "
+                   "mqtt[s]://HOST:PORT/PREFIX (repeatable; docs/fleet.md).")
 @deprecated_alias("--out", "--sink", "sinks", multiple=True)
 @click.option("--append", is_flag=True, default=None,
               help="Add this run to sink files that already hold events (else refused); "

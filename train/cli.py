@@ -86,7 +86,7 @@ def _irregularity(value: str) -> float | None:
 
 @click.group("train")
 def train_group() -> None:
-    """Train models (beat classification; emotion models in later releases)."""
+    """Train beat and emotion models."""
 
 
 @train_group.command("beat")
