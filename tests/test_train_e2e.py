@@ -51,3 +51,31 @@ def test_evaluate_refuses_a_changed_dataset(tiny_run, tmp_path):
         (tmp_path / f).write_bytes((run / f).read_bytes())
     with pytest.raises(ValueError, match="differ from the ones this run was trained on"):
         evaluate_model(tmp_path)
+
+
+def test_patient_folds_report_every_row_on_the_same_beats(synth_dir, tmp_path):
+    """``train beat --split patients --folds 2`` on four synthetic patients: each fold row's
+    accuracy is its EC57 report's (beats whose reference is Q left out, as the class columns
+    and the pooled row), so the pooled accuracy, a weighted mean of the folds', lies between
+    them; each patient is tested once; ``convert`` on the K-fold directory names a fold."""
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    run = tmp_path / "folds"
+    r = CliRunner().invoke(main, ["train", "beat", "--data", str(synth_dir), "--split",
+                                  "patients", "--folds", "2", "--arch", "tiny", "--epochs",
+                                  "2", "--patience", "2", "--out", str(run)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((run / "folds.json").read_text())
+    folds = summary["folds"]
+    tested = [p for f in folds for p in f["test_records"]]
+    assert sorted(tested) == sorted(p.stem for p in synth_dir.glob("*.hea"))
+    for k, f in enumerate(folds, start=1):
+        gross = json.loads((run / f"fold-{k}" / "ec57.json").read_text())["gross"]
+        assert f["accuracy"] == gross["accuracy"] and gross["q_reference"]["beats"] > 0
+    accs = [f["accuracy"] for f in folds]
+    assert min(accs) <= summary["pooled"]["accuracy"] <= max(accs), (accs, summary["pooled"])
+    r = CliRunner().invoke(main, ["convert", str(run), "--target", "cpu", "--out",
+                                  str(tmp_path / "art")])
+    assert r.exit_code != 0 and "fold-1" in r.output and "Traceback" not in r.output, r.output

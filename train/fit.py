@@ -183,7 +183,6 @@ def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
 
 def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
                 data: Prepared | None, strategy: tf.distribute.Strategy) -> dict:
-    run_dir.mkdir(parents=True, exist_ok=True)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     set_seed(cfg.seed)
@@ -192,6 +191,7 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
     p = data if data is not None else prepare(cfg)
     if len(p.y_fit) == 0 or len(p.val) == 0:
         raise ValueError("not enough beats to train and validate")
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once the data is known to be good
     if cfg.s_rule == "timing":
         rule = fit_premature(p.train, cfg.s_rule_threshold,
                              max_irregularity=cfg.s_rule_irregularity)
