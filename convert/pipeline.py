@@ -86,7 +86,8 @@ def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Res
     for s in opts.sparsities:
         model, pruning = base, None
         if s:
-            print(f"\npruning to {s:.0%} sparsity ({opts.prune_epochs} fine-tuning epochs)")
+            print(f"\npruning to {s:.0%} sparsity (--prune-epochs {opts.prune_epochs}, more "
+                  "if the training windows are few)")
             model, report = prune(base, p.X_fit, p.y_fit, (p.val.inputs(), p.val.y), s,
                                   epochs=opts.prune_epochs, class_weight=p.class_weight,
                                   log_dir=run_dir / "logs" / f"pruning-{int(s * 100)}")

@@ -94,7 +94,7 @@ def prune(model: keras.Model, X: np.ndarray, y: np.ndarray, val: tuple[np.ndarra
     if steps * epochs < min_steps:
         epochs = int(np.ceil(min_steps / steps))
         print(f"prune: {len(X)} training windows are few; fine-tuning for {epochs} epochs "
-              f"({min_steps} steps at least)")
+              f"instead, {min_steps} steps at least")
     # Reach the final sparsity after 70% of the steps; the rest recovers at that sparsity.
     end_step = max(1, int(0.7 * steps * epochs))
     schedule = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0,

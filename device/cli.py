@@ -156,8 +156,9 @@ SNR_RANGE_DB = (-20.0, 60.0)
 def snr_list(text: str) -> list[float]:
     """``--snr 24,12,0`` as numbers in dB (``data nst`` and ``bench noise-stress``)."""
     lo, hi = SNR_RANGE_DB
+    items = [s.strip() for s in (text or "").split(",")]
     try:
-        levels = [float(s) for s in csv_list(text) or []]
+        levels = [float(s) for s in items] if all(items) else []  # "6,," is a slip, not 6
     except ValueError:
         levels = []
     if not levels or not all(lo <= v <= hi for v in levels):  # also NaN, inf

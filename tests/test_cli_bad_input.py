@@ -80,7 +80,7 @@ def cases(tmp_path, fake_records):
          ["no daemon API answers", "127.0.0.1"]),
         (["device", "status", "--api", "127.0.0.1:8787"], ["--api", "expected a URL"]),
         *[(["data", "nst", *nst, "--snr", snr], ["--snr", "-20 to 60 dB"])
-          for snr in ("nan", "inf", "-inf", "1000", "-100", "", "12,nan")],
+          for snr in ("nan", "inf", "-inf", "1000", "-100", "", "12,nan", "6,,", ",6")],
         (["data", "nst", *nst, "--seed", "-5"], ["--seed", "-5"]),
         (["bench", "noise-stress", "--record", tmp_path / "118", "--noise", tmp_path / "ma",
           "--snr", "nan"], ["--snr", "'nan'"]),

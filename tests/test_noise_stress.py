@@ -646,3 +646,23 @@ def test_a_relearning_after_the_signal_shrank_forgets_the_old_qrs_shapes(mitdb_d
     assert found(rpeaks.detect_rpeaks(rec.signal[a:b], rec.fs)) == [True] * 3
     monkeypatch.setattr(rpeaks, "SIZE_CHANGE", np.inf)  # keep the old shapes
     assert found(rpeaks.detect_rpeaks(rec.signal[a:b], rec.fs)) == [False] * 3
+
+
+def test_report_says_how_many_review_pages_it_wrote():
+    """Three pages asked for, one row with errors: the report says one page, and why not
+    three (it said "the 3 rows" above a table of one)."""
+    from vitaledge.device.bench.noise_stress_review import format_review
+
+    page = {"clean": "118", "noise": "ma", "snr": "6", "page": "review-118_ma6.html",
+            "link": "review-118_ma6.html", "errors": {"total": 5, "missed": 2, "false": 3},
+            "worst_period": None}
+    res = {"classification": False, "scored_from_s": 300.0,
+           "review": {"worst": 3, "period_s": 120.0, "pages": [page]}}
+    text = "\n".join(format_review(res))
+    assert "Review pages of the 1 row with the most errors" in text
+    assert "(3 asked for; only 1 row has errors.)" in text
+    res["review"]["pages"] = [page] * 3
+    text = "\n".join(format_review(res))
+    assert "the 3 rows with the most errors" in text and "asked for" not in text
+    res["review"]["pages"] = []
+    assert "No row has errors" in "\n".join(format_review(res))

@@ -97,3 +97,28 @@ def test_cli_makes_records_and_names_a_missing_one(nst_sources, tmp_path):
                                   "--out", str(tmp_path)])
     assert r.exit_code == 1 and "nope.hea: no such WFDB header" in r.output
     assert "Traceback" not in r.output
+
+
+def test_a_noise_record_shorter_than_a_noisy_period_is_refused(nst_sources, tmp_path):
+    """Noise shorter than one 2-minute noisy period would repeat within it (a 0.5-s record
+    used to be looped silently, 240 times a period); the message names the record, its
+    length and the least one; nothing is written."""
+    import wfdb
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    (c, _), (ma, _) = nst_sources
+    rec = wfdb.rdrecord(str(ma))
+    for seconds in (0.5, 60.0):
+        name = f"ma{int(seconds * 1000)}ms"
+        wfdb.wrsamp(name, fs=rec.fs, units=rec.units, sig_name=rec.sig_name,
+                    p_signal=rec.p_signal[:int(seconds * rec.fs)], fmt=["16"] * 2,
+                    adc_gain=rec.adc_gain, baseline=rec.baseline, write_dir=str(tmp_path))
+        out = tmp_path / f"out-{name}"
+        r = CliRunner().invoke(main, ["data", "nst", "--record", str(c), "--noise",
+                                      str(tmp_path / name), "--snr", "12", "--out", str(out)])
+        line = r.output.strip().splitlines()[-1]
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert name in line and f"{seconds:.1f} s of noise" in line and "120 s" in line, line
+        assert not out.exists() or not list(out.iterdir())

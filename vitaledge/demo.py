@@ -74,6 +74,8 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
     summary = Daemon(DaemonConfig(model=str(art_dir / "cpu-int8"), source=f"replay:{replay}",
                                   out=[str(events_path)])).run(install_signals=False)
     scored = score_events(load_events(events_path), replay)
+    print("(the daemon's rss_mb above is this demo's process, which holds TensorFlow from "
+          "training; `vitaledge device run` imports none)")
     print(format_score(scored))
     timings["daemon"] = time.time() - t
 
@@ -85,6 +87,7 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
                       batches=[1], warmup=20, min_seconds=0.5,
                       data=str(art_dir / "heldout.npz"))
     save(bench, out / "bench")
+    print(f"{len(bench.rows)} artifact rows measured; the table is in the summary below")
     timings["bench"] = time.time() - t
 
     step("summary")

@@ -106,13 +106,18 @@ def format_review(res: dict) -> list[str]:
     if rv is None:
         return []
     cls = res["classification"]
-    lines = ["", f"Review pages of the {rv['worst']} rows with the most errors in the beats "
+    pages = len(rv["pages"])
+    n = pages or rv["worst"]
+    lines = ["", f"Review pages of the {n} row{'s' * (n != 1)} with the most errors in the beats "
              "the daemon emits (gated, from "
              f"{_mmss(res['scored_from_s'])}: missed + false"
              + (" + misclassified" if cls else "") + "), written next to this report "
              "by `vitaledge device review` (the events beside each page). Each link opens "
              f"the page at the first error of the {rv['period_s'] / 60:g}-minute period with "
-             "the most errors; the page lists and marks every error of the record.", ""]
+             "the most errors; the page lists and marks every error of the record."
+             + (f" ({rv['worst']} asked for; only {pages} row{'s' * (pages != 1)} "
+                f"{'have' if pages != 1 else 'has'} errors.)"
+                if 0 < pages < rv["worst"] else ""), ""]
     if not rv["pages"]:
         return [*lines, "No row has errors: no review page written."]
     lines += ["| record | noise | SNR | errors | missed | false |"

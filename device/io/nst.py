@@ -20,7 +20,9 @@ The method, as nst(1) defines it:
 * **Protocol**: no noise for the first 5 minutes (a detector's learning period), then noise
   switched on and off every 2 minutes to the end of the record.
 * **No steps**: when the gain switches, a constant offset is carried so the output goes on
-  from the previous sample's value instead of jumping; the same where the noise record wraps.
+  from the previous sample's value instead of jumping; the same where the noise record wraps
+  (a noise record shorter than the clean one is used again from its start; one shorter than
+  a noisy period, 2 minutes, is refused: its noise would repeat within the period).
 * Written in WFDB format 16 (nst's default), wide enough that offsets and strong noise are
   not clipped.
 * The reference annotations are copied unchanged.
@@ -248,6 +250,10 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
     if not np.isfinite(x).all():
         raise RecordError(f"{clean}: non-finite samples")
     nz = read_noise(noise, fs)
+    if len(nz) < PERIOD_S * fs:
+        raise RecordError(f"{noise}: {len(nz) / fs:.1f} s of noise; a noise record needs at "
+                          f"least one noisy period ({PERIOD_S:.0f} s), or the same noise "
+                          "would repeat within it")
     try:
         ann = wfdb.rdann(str(clean), "atr")
     except Exception as exc:
