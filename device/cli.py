@@ -603,8 +603,11 @@ def bench_group() -> None:
 @click.option("--records", help="Comma-separated record names within --data (default: all).")
 @records_dir_alias(data_dest="directory")
 @click.option("--no-xqrs", is_flag=True, help="Skip the wfdb XQRS comparison.")
+@click.option("--fs", type=click.FloatRange(50.0, 10_000.0),
+              help="Resample every record to this rate first (Hz, 50-10000; the device's "
+                   "resampler): the detector at a device's rate.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
-def bench_detector_cmd(directory, records, no_xqrs, json_out) -> None:
+def bench_detector_cmd(directory, records, no_xqrs, fs, json_out) -> None:
     """R-peak detection Se / +P per record: vitaledge's streaming detector vs wfdb XQRS."""
     from vitaledge.device.bench.detector import bench_detector, format_table
     from vitaledge.device.stream.progress import ProgressLine
@@ -614,7 +617,7 @@ def bench_detector_cmd(directory, records, no_xqrs, json_out) -> None:
     try:
         with ProgressLine() as line:
             res = bench_detector(directory, with_xqrs=not no_xqrs, names=csv_list(records),
-                                 progress=line.counter("record"))
+                                 progress=line.counter("record"), fs=fs)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_table(res))
