@@ -606,8 +606,10 @@ def bench_group() -> None:
 @click.option("--fs", type=click.FloatRange(50.0, 10_000.0),
               help="Resample every record to this rate first (Hz, 50-10000; the device's "
                    "resampler): the detector at a device's rate.")
+@click.option("--lead", default="MLII", show_default=True,
+              help="Lead to score, by name (e.g. V1); records without it are skipped.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
-def bench_detector_cmd(directory, records, no_xqrs, fs, json_out) -> None:
+def bench_detector_cmd(directory, records, no_xqrs, fs, lead, json_out) -> None:
     """R-peak detection Se / +P per record: vitaledge's streaming detector vs wfdb XQRS."""
     from vitaledge.device.bench.detector import bench_detector, format_table
     from vitaledge.device.stream.progress import ProgressLine
@@ -617,7 +619,7 @@ def bench_detector_cmd(directory, records, no_xqrs, fs, json_out) -> None:
     try:
         with ProgressLine() as line:
             res = bench_detector(directory, with_xqrs=not no_xqrs, names=csv_list(records),
-                                 progress=line.counter("record"), fs=fs)
+                                 progress=line.counter("record"), fs=fs, lead=lead)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_table(res))

@@ -111,3 +111,20 @@ def test_bench_detector_at_a_devices_rate(mitdb_dir):
         assert t["fn"] <= n["fn"] + 8 and t["fp"] <= n["fp"] + 8, (fs, t, n)
     with pytest.raises(ValueError, match="fs 20"):
         bench_detector(paths[0].parent, with_xqrs=False, names=["207"], fs=20.0)
+
+
+def test_bench_detector_on_another_lead(mitdb_dir):
+    """``bench detector --lead V1``: the V1 lead of each record that has one, the others
+    skipped and named; a lead no record has is a one-line error."""
+    from vitaledge.device.bench.detector import bench_detector, format_table
+    from vitaledge.device.io.records import read_record
+
+    paths = mitdb_records(mitdb_dir, ["114", "118"])  # 114: MLII and V5, no V1
+    res = bench_detector(paths[0].parent, with_xqrs=False, names=["114", "118"], lead="V1")
+    assert [r["record"] for r in res["records"]] == ["118"] and res["skipped_no_lead"] == ["114"]
+    assert res["records"][0]["lead"] == "V1"
+    assert read_record(paths[1], lead="V1").lead == "V1"
+    assert "lead V1; records without it, not scored: 114" in format_table(res)
+    assert res["totals"]["vitaledge"]["se"] > 0.99  # 118's V1 is clean (0 missed, 0 false)
+    with pytest.raises(ValueError, match="no record has lead 'V9'"):
+        bench_detector(paths[0].parent, with_xqrs=False, names=["114"], lead="V9")

@@ -18,7 +18,12 @@ from vitaledge.device.dsp.resample import resample
 from vitaledge.device.dsp.rpeaks import detect_rpeaks
 from vitaledge.device.eval.scoring import DetectionScore, score_outside
 from vitaledge.device.io.aami import map_annotations, vf_episodes
-from vitaledge.device.io.records import list_records, read_record, select_records
+from vitaledge.device.io.records import (
+    LeadMissing,
+    list_records,
+    read_record,
+    select_records,
+)
 
 #: Rates ``fs`` may resample to: a QRS needs its 5-15 Hz band (and the muscle-noise measure
 #: its 25-45 Hz, off below about 67 Hz); above 10 kHz is not an ECG front end.
@@ -36,18 +41,24 @@ def xqrs_detect(x: np.ndarray, fs: float) -> np.ndarray:
 def bench_detector(directory: str | Path, with_xqrs: bool = True,
                    tolerance_s: float = TOLERANCE_S, names: list[str] | None = None,
                    progress: Callable[[int, int, str], None] | None = None,
-                   fs: float | None = None) -> dict:
+                   fs: float | None = None, lead: str = "MLII") -> dict:
     """Se / +P per record of ``directory`` (only ``names`` when given), at each record's
-    own rate or resampled to ``fs``. ``progress`` is called with (records done, records in
-    all, the record now read)."""
+    own rate or resampled to ``fs``, on ``lead`` (records without it are skipped and named;
+    MLII falls back to the first channel, as everywhere). ``progress`` is called with
+    (records done, records in all, the record now read)."""
     if fs is not None and not MIN_FS <= fs <= MAX_FS:
         raise ValueError(f"fs {fs!r}: expected a sample rate from {MIN_FS:g} to {MAX_FS:g} Hz")
     rows, totals = [], {"vitaledge": DetectionScore(0, 0, 0), "xqrs": DetectionScore(0, 0, 0)}
+    skipped = []
     paths = select_records(list_records(directory), names)
     for i, p in enumerate(paths):
         if progress is not None:
             progress(i, len(paths), p.name)
-        rec = read_record(p)
+        try:
+            rec = read_record(p, lead=lead)
+        except LeadMissing:
+            skipped.append(p.name)
+            continue
         ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
         vf = vf_episodes(rec.ann_samples, rec.ann_symbols)  # EC57 leaves them out
         x, rate = rec.signal, rec.fs
@@ -69,9 +80,12 @@ def bench_detector(directory: str | Path, with_xqrs: bool = True,
             row[name] = {"tp": s.tp, "fn": s.fn, "fp": s.fp, "se": s.sensitivity,
                          "ppv": s.ppv, "seconds": round(dt, 3)}
         rows.append(row)
-    return {"records": rows, "fs": fs, "totals": {k: {"tp": v.tp, "fn": v.fn, "fp": v.fp,
-                                             "se": v.sensitivity, "ppv": v.ppv}
-                                         for k, v in totals.items() if v.tp + v.fn}}
+    if not rows:
+        raise ValueError(f"{directory}: no record has lead {lead!r}")
+    scores = {k: {"tp": v.tp, "fn": v.fn, "fp": v.fp, "se": v.sensitivity, "ppv": v.ppv}
+              for k, v in totals.items() if v.tp + v.fn}
+    return {"records": rows, "fs": fs, "lead": lead, "skipped_no_lead": skipped,
+            "totals": scores}
 
 
 def format_table(res: dict) -> str:
@@ -87,6 +101,10 @@ def format_table(res: dict) -> str:
         lines.append(f"{r['record']:<8}{r['beats']:>7}" + cells)
     if res.get("fs"):
         lines.append(f"every record resampled to {res['fs']:g} Hz first")
+    if res.get("lead", "MLII") != "MLII":
+        lines.append(f"lead {res['lead']}"
+                     + (f"; records without it, not scored: {', '.join(res['skipped_no_lead'])}"
+                        if res.get("skipped_no_lead") else ""))
     vf = [f"{r['record']} {r['vf_seconds']:g} s" for r in res["records"] if r.get("vf_seconds")]
     if vf:
         lines.append("not scored (reference-marked ventricular flutter/fibrillation, as EC57's "

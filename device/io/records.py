@@ -22,6 +22,10 @@ class RecordError(ValueError):
     """A record is missing, malformed or unusable; the message names the file."""
 
 
+class LeadMissing(RecordError):
+    """The record has no lead of the name asked for."""
+
+
 #: Sample rates a record may declare (Hz). ECG is sampled at 100-1000 Hz in practice; a
 #: header outside this range is a typo or an attack, not a recording (fs 360,000,000 once
 #: made the daemon allocate 1.8 GB before it noticed).
@@ -160,7 +164,7 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
     if lead in names:
         ch = names.index(lead)
     elif lead != "MLII":  # a lead asked for by name must exist; the default falls back
-        raise RecordError(f"{path}.hea: no lead {lead!r} (leads: {', '.join(names)})")
+        raise LeadMissing(f"{path}.hea: no lead {lead!r} (leads: {', '.join(names)})")
     else:
         ch = 0
         log.warning("%s: lead %s not found (leads %s); using %s", path.name, lead, names,
