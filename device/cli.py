@@ -189,10 +189,15 @@ def data_group() -> None:
 def nst_cmd(records, noises, snrs, out, seed) -> None:
     """Noise-stress records after PhysioNet's nst: a clean record plus a noise record at
     each SNR (5 min clean, then 2-min noisy/clean periods; reference annotations copied)."""
-    from vitaledge.device.io.nst import make_nst
+    from vitaledge.device.io.nst import check_noise_length, make_nst
     from vitaledge.device.io.records import RecordError
 
     levels = snr_list(snrs)
+    try:
+        for noise in noises:  # all of them before any record is written
+            check_noise_length(noise)
+    except (RecordError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
     for rec in records:
         for noise in noises:
             for snr in levels:
@@ -607,7 +612,8 @@ def bench_group() -> None:
               help="Resample every record to this rate first (Hz, 50-10000; the device's "
                    "resampler): the detector at a device's rate.")
 @click.option("--lead", default="MLII", show_default=True,
-              help="Lead to score, by name (e.g. V1); records without it are skipped.")
+              help="Lead to score, by name (e.g. V1); records without it are skipped and "
+                   "named (MLII falls back to a record's first channel, as everywhere).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
 def bench_detector_cmd(directory, records, no_xqrs, fs, lead, json_out) -> None:
     """R-peak detection Se / +P per record: vitaledge's streaming detector vs wfdb XQRS."""

@@ -604,6 +604,7 @@ def test_search_back_in_muscle_noise_takes_no_bump_under_a_tenth_of_a_qrs(data_d
         x = noisy[12.0]
         floor, none = detect_rpeaks(x, fs), detect_rpeaks(x, fs, search_back_min=0.0)
         on, off = score_detections(ref, floor, fs), score_detections(ref, none, fs)
+        assert on.tp >= off.tp and on.fp <= off.fp, (name, on, off)  # 201: 54 -> 41 false
         tp, fp = tp + [on.tp, off.tp], fp + [on.fp, off.fp]
         for chunk in (89, 1499):
             assert streamed(x, fs, chunk) == floor.tolist(), (name, chunk)
@@ -665,4 +666,4 @@ def test_report_says_how_many_review_pages_it_wrote():
     text = "\n".join(format_review(res))
     assert "the 3 rows with the most errors" in text and "asked for" not in text
     res["review"]["pages"] = []
-    assert "No row has errors" in "\n".join(format_review(res))
+    assert format_review(res) == ["", "No row has errors: no review page written."]

@@ -116,8 +116,10 @@ def test_a_noise_record_shorter_than_a_noisy_period_is_refused(nst_sources, tmp_
                     p_signal=rec.p_signal[:int(seconds * rec.fs)], fmt=["16"] * 2,
                     adc_gain=rec.adc_gain, baseline=rec.baseline, write_dir=str(tmp_path))
         out = tmp_path / f"out-{name}"
-        r = CliRunner().invoke(main, ["data", "nst", "--record", str(c), "--noise",
-                                      str(tmp_path / name), "--snr", "12", "--out", str(out)])
+        # the good noise record first: the short one is refused before anything is written
+        r = CliRunner().invoke(main, ["data", "nst", "--record", str(c), "--noise", str(ma),
+                                      "--noise", str(tmp_path / name), "--snr", "12", "--out",
+                                      str(out)])
         line = r.output.strip().splitlines()[-1]
         assert r.exit_code == 1 and "Traceback" not in r.output, r.output
         assert name in line and f"{seconds:.1f} s of noise" in line and "120 s" in line, line

@@ -57,9 +57,9 @@ def check_keras_file(path: Path) -> None:
     if not path.exists():
         folds = sorted(p.name for p in path.parent.glob("fold-*") if p.is_dir())
         if folds:  # a patient-wise K-fold run: each fold is a run of its own
-            raise FileNotFoundError(f"{path.parent}: a {len(folds)}-fold run has no model of "
-                                    f"its own; give one of its folds, e.g. "
-                                    f"{path.parent / folds[0]}")
+            raise FileNotFoundError(f"{path.parent}: a K-fold run directory ({', '.join(folds)} "
+                                    f"here) has no model of its own; give one of its folds, "
+                                    f"e.g. {path.parent / folds[0]}")
         raise FileNotFoundError(f"{path}: missing; a run written by 'vitaledge train' has "
                                 "its model there")
     if not path.is_file():

@@ -44,10 +44,11 @@ def run_patient_folds(cfg: BeatTrainConfig, run_dir: Path) -> dict:
         fold_dir = run_dir / f"fold-{k}"
         m = train_beat(fold_cfg, fold_dir, data=prepare(fold_cfg, beats))
         rep = json.loads((fold_dir / "ec57.json").read_text())
-        # accuracy as the class columns and the pooled row: Q references left out (EC57)
+        # accuracy and macro F1 as the class columns and the pooled row: EC57's, Q
+        # references left out (the fold's metrics.json counts them)
         per_fold.append({"fold": k, "test_records": test_records,
                          "accuracy": rep["gross"]["accuracy"],
-                         "macro_f1": m["macro"]["f1"], "best_epoch": m["best_epoch"],
+                         "macro_f1": macro_f1(rep["gross"]), "best_epoch": m["best_epoch"],
                          "gross": rep["gross"]})
         with np.load(fold_dir / "test_predictions.npz", allow_pickle=False) as z:
             pooled.append({key: z[key] for key in z.files})
@@ -69,13 +70,21 @@ def run_patient_folds(cfg: BeatTrainConfig, run_dir: Path) -> dict:
     return summary
 
 
+def macro_f1(gross: dict) -> float | None:
+    """The mean F1 of the EC57-scored classes (N, S, V, F) an EC57 table defines one for."""
+    f1 = [c["f1"] for c in gross["classes"].values() if c["f1"] is not None]
+    return float(np.mean(f1)) if f1 else None
+
+
 def spread(per_fold: list[dict]) -> dict:
     """Mean and standard deviation over folds of accuracy, macro F1 and per-class Se, +P,
-    F1 (a fold without beats of a class leaves that class's figures out)."""
+    F1 (a fold without beats of a class, or without any beat but Q, leaves those figures
+    out)."""
     out = {}
     for key in ("accuracy", "macro_f1"):
-        v = np.array([f[key] for f in per_fold], float)
-        out[key] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+        v = np.array([f[key] for f in per_fold if f[key] is not None], float)
+        out[key] = ({"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+                    if len(v) else None)
     for c in ec57.SCORED:
         for s in STATS:
             v = np.array([f["gross"]["classes"][c][s] for f in per_fold

@@ -49,21 +49,23 @@ def bench_detector(directory: str | Path, with_xqrs: bool = True,
     if fs is not None and not MIN_FS <= fs <= MAX_FS:
         raise ValueError(f"fs {fs!r}: expected a sample rate from {MIN_FS:g} to {MAX_FS:g} Hz")
     rows, totals = [], {"vitaledge": DetectionScore(0, 0, 0), "xqrs": DetectionScore(0, 0, 0)}
-    skipped = []
+    skipped, missing, resampled = [], None, False
     paths = select_records(list_records(directory), names)
     for i, p in enumerate(paths):
         if progress is not None:
             progress(i, len(paths), p.name)
         try:
             rec = read_record(p, lead=lead)
-        except LeadMissing:
+        except LeadMissing as exc:
             skipped.append(p.name)
+            missing = str(exc)
             continue
         ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
         vf = vf_episodes(rec.ann_samples, rec.ann_symbols)  # EC57 leaves them out
         x, rate = rec.signal, rec.fs
         if fs is not None and fs != rec.fs:
             x, rate, k = resample(rec.signal, rec.fs, fs), float(fs), fs / rec.fs
+            resampled = True
             ref = np.round(np.asarray(ref) * k).astype(np.int64)
             vf = [(int(round(a * k)), int(round(b * k))) for a, b in vf]
         row = {"record": rec.name, "beats": int(len(ref)), "lead": rec.lead, "fs": rate,
@@ -81,10 +83,11 @@ def bench_detector(directory: str | Path, with_xqrs: bool = True,
                          "ppv": s.ppv, "seconds": round(dt, 3)}
         rows.append(row)
     if not rows:
-        raise ValueError(f"{directory}: no record has lead {lead!r}")
+        raise ValueError(f"{directory}: no record has lead {lead!r}; the last: {missing}")
     scores = {k: {"tp": v.tp, "fn": v.fn, "fp": v.fp, "se": v.sensitivity, "ppv": v.ppv}
               for k, v in totals.items() if v.tp + v.fn}
-    return {"records": rows, "fs": fs, "lead": lead, "skipped_no_lead": skipped,
+    return {"records": rows, "fs": fs, "resampled": resampled, "lead": lead,
+            "skipped_no_lead": skipped,
             "totals": scores}
 
 
@@ -99,8 +102,8 @@ def format_table(res: dict) -> str:
         cells = "".join(f"{r[n]['fn']:>14}{r[n]['fp']:>5}{100 * r[n]['se']:>8.2f}"
                         f"{100 * r[n]['ppv']:>8.2f}" for n in names)
         lines.append(f"{r['record']:<8}{r['beats']:>7}" + cells)
-    if res.get("fs"):
-        lines.append(f"every record resampled to {res['fs']:g} Hz first")
+    if res.get("resampled"):
+        lines.append(f"records resampled to {res['fs']:g} Hz first")
     if res.get("lead", "MLII") != "MLII":
         lines.append(f"lead {res['lead']}"
                      + (f"; records without it, not scored: {', '.join(res['skipped_no_lead'])}"

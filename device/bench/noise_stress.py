@@ -52,6 +52,7 @@ from vitaledge.device.io.nst import (
     LEARNING_S,
     NST_SNRS,
     PERIOD_S,
+    check_noise_length,
     make_nst,
     noisy_segments,
     nst_label,
@@ -237,6 +238,8 @@ def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> li
         if twice:  # the records made from them, and their review pages, are named by it
             raise ValueError(f"two {kind} records are named {twice[0]!r}: each record's "
                              "name must be unique (copy or link one under another name)")
+    for nz in noises:
+        check_noise_length(nz)
     jobs = []
     for c in map(record_path, clean):
         jobs.append(_Job(c.name, "clean", "clean", c, False))

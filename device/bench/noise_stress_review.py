@@ -106,9 +106,11 @@ def format_review(res: dict) -> list[str]:
     if rv is None:
         return []
     cls = res["classification"]
-    pages = len(rv["pages"])
-    n = pages or rv["worst"]
-    lines = ["", f"Review pages of the {n} row{'s' * (n != 1)} with the most errors in the beats "
+    if not rv["pages"]:
+        return ["", "No row has errors: no review page written."]
+    pages = len(rv["pages"])  # rows with errors, their pages written or not (the table says)
+    lines = ["", f"Review pages of the {pages} row{'s' * (pages != 1)} with the most errors "
+             "in the beats "
              "the daemon emits (gated, from "
              f"{_mmss(res['scored_from_s'])}: missed + false"
              + (" + misclassified" if cls else "") + "), written next to this report "
@@ -117,9 +119,7 @@ def format_review(res: dict) -> list[str]:
              "the most errors; the page lists and marks every error of the record."
              + (f" ({rv['worst']} asked for; only {pages} row{'s' * (pages != 1)} "
                 f"{'have' if pages != 1 else 'has'} errors.)"
-                if 0 < pages < rv["worst"] else ""), ""]
-    if not rv["pages"]:
-        return [*lines, "No row has errors: no review page written."]
+                if pages < rv["worst"] else ""), ""]
     lines += ["| record | noise | SNR | errors | missed | false |"
               + (" misclassified |" if cls else "") + " worst period | errors there | "
               "review page |", "|" + "---|" * (10 if cls else 9)]

@@ -235,6 +235,25 @@ def _read_all(path: Path):
         raise RecordError(f"{path}: cannot read WFDB record: {exc}") from exc
 
 
+def check_noise_length(noise: str | Path) -> None:
+    """Refuse, from its header alone, a noise record shorter than one noisy period: its noise
+    would repeat within the period. Callers making several records check every noise
+    record first, so none is refused after others were written."""
+    path = record_path(noise)
+    if not path.with_suffix(".hea").exists():
+        raise RecordError(f"{path}.hea: no such WFDB header")
+    check_header(path)
+    try:
+        head = wfdb_module().rdheader(str(path))
+    except Exception as exc:
+        raise RecordError(f"{path}: cannot read WFDB header: {exc}") from exc
+    seconds = (head.sig_len or 0) / float(head.fs)
+    if seconds < PERIOD_S:
+        raise RecordError(f"{path}: {seconds:.1f} s of noise; a noise record needs at least "
+                          f"one noisy period ({PERIOD_S:.0f} s), or the same noise would "
+                          "repeat within it")
+
+
 def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str | Path,
              name: str | None = None, offset_s: float | None = None,
              seed: int | None = None) -> NstResult:
@@ -249,11 +268,8 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
     x = rec.p_signal.astype(np.float64)
     if not np.isfinite(x).all():
         raise RecordError(f"{clean}: non-finite samples")
+    check_noise_length(noise)
     nz = read_noise(noise, fs)
-    if len(nz) < PERIOD_S * fs:
-        raise RecordError(f"{noise}: {len(nz) / fs:.1f} s of noise; a noise record needs at "
-                          f"least one noisy period ({PERIOD_S:.0f} s), or the same noise "
-                          "would repeat within it")
     try:
         ann = wfdb.rdann(str(clean), "atr")
     except Exception as exc:
