@@ -138,3 +138,21 @@ def test_bench_detector_on_another_lead(mitdb_dir):
     with pytest.raises(ValueError, match=r"no record has lead 'V9'; the last: "
                        r".*114.hea: no lead 'V9' \(leads: V5, MLII\)"):
         bench_detector(paths[0].parent, with_xqrs=False, names=["114"], lead="V9")
+
+
+def test_score_of_another_records_events_says_they_hardly_match(synth_dir):
+    """Events scored against the wrong record of the same length are no error the scorer
+    can prove, but hardly any beat matches either way: the report says so; a right pair
+    does not get the note."""
+    from vitaledge.device.eval.score_events import format_score, score_events
+    from vitaledge.device.io.records import read_record
+
+    def events(name):
+        rec = read_record(synth_dir / name)
+        return [{"sample": int(r), "class": "N"} for r in rec.ann_samples]
+
+    wrong = score_events(events("s002"), synth_dir / "s000")
+    right = score_events(events("s000"), synth_dir / "s000")
+    assert wrong["sensitivity"] < 0.5 and wrong["ppv"] < 0.5, wrong["sensitivity"]
+    assert "are these events of record s000?" in format_score(wrong)
+    assert right["sensitivity"] > 0.99 and "are these events" not in format_score(right)

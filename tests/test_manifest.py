@@ -106,6 +106,8 @@ def test_a_beat_model_with_rr_features_needs_both_inputs():
 def test_missing_manifest_and_missing_model_file(tmp_path):
     with pytest.raises(ManifestError, match="no manifest"):
         load_manifest(tmp_path)
+    with pytest.raises(ManifestError, match=r"nomodel: no such model directory"):
+        load_manifest(tmp_path / "nomodel")  # a mistyped --model: not "no manifest"
     (tmp_path / "manifest.json").write_text(json.dumps(VALID))
     with pytest.raises(ManifestError, match="model file named by the manifest is missing"):
         load_manifest(tmp_path)

@@ -190,11 +190,19 @@ def format_gated(g: dict) -> str:
             f"+P {100 * o['ppv']:.2f}% ({o['fn']} missed, {o['fp']} extra)")
 
 
+#: Below this Se and +P both, events and reference hardly match: the report says so (events
+#: of another record, or of another stretch, score like this; a noisy record does not).
+UNMATCHED = 0.5
+
+
 def format_score(s: dict) -> str:
     vf = (f"; {s['events_in_vf']} events inside reference-marked ventricular flutter/"
           "fibrillation not scored (EC57)" if s.get("events_in_vf") else "")
+    odd = (f"\nnote: fewer than {UNMATCHED:.0%} of the beats match either way: are these "
+           f"events of record {s['record']}?"
+           if s["events"] and s["sensitivity"] < UNMATCHED and s["ppv"] < UNMATCHED else "")
     return (f"record {s['record']}: {s['reference_beats']} reference beats, {s['events']} "
             f"events, {s['matched']} matched (Se {100 * s['sensitivity']:.2f}%, "
-            f"+P {100 * s['ppv']:.2f}%){vf}\n\nmatched beats, rows = reference class:\n"
+            f"+P {100 * s['ppv']:.2f}%){vf}{odd}\n\nmatched beats, rows = reference class:\n"
             + format_confusion(s["classification"]) + "\n\n"
             + format_report(s["classification"]))

@@ -310,6 +310,8 @@ def load_manifest(artifact: str | Path, verify_file: bool = True) -> tuple[Manif
     With ``verify_file`` the model file must exist, have the recorded size and sha256.
     Returns the manifest and the model file path.
     """
+    if not Path(artifact).exists():
+        raise ManifestError(f"{artifact}: no such model directory (or manifest file)")
     mpath = manifest_path(artifact)
     try:
         raw = json.loads(mpath.read_text())
