@@ -80,19 +80,23 @@ def spread(per_fold: list[dict]) -> dict:
     """Mean and standard deviation over folds of accuracy, macro F1 and per-class Se, +P,
     F1 (a fold without beats of a class, or without any beat but Q, leaves those figures
     out)."""
-    out = {}
-    for key in ("accuracy", "macro_f1"):
-        v = np.array([f[key] for f in per_fold if f[key] is not None], float)
-        out[key] = ({"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
-                    if len(v) else None)
+    out = {key: _mean_sd([f[key] for f in per_fold]) for key in ("accuracy", "macro_f1")}
     for c in ec57.SCORED:
         for s in STATS:
-            v = np.array([f["gross"]["classes"][c][s] for f in per_fold
-                          if f["gross"]["classes"][c][s] is not None], float)
-            out[f"{c}_{s}"] = ({"mean": float(v.mean()),
-                                "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                                "folds": int(len(v))} if len(v) else None)
+            values = [f["gross"]["classes"][c][s] for f in per_fold]
+            d = _mean_sd(values)
+            out[f"{c}_{s}"] = (None if d is None
+                               else {**d, "folds": sum(v is not None for v in values)})
     return out
+
+
+def _mean_sd(values: list) -> dict | None:
+    """Mean and sample standard deviation (0 for one value) of the values that are not
+    None; None when none is."""
+    v = np.array([x for x in values if x is not None], float)
+    if not len(v):
+        return None
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
 
 
 def folds_markdown(summary: dict) -> str:

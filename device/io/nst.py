@@ -222,15 +222,19 @@ def nst_label(path: str | Path) -> NstLabel:
     return NstLabel(m["clean"], NSTDB_NOISE, f"{snr:g}")
 
 
-def _read_all(path: Path):
-    wfdb = wfdb_module()
-    if path.suffix == ".hea":
-        path = path.with_suffix("")
+def _checked(path: str | Path) -> Path:
+    """The record path, its header there and sound (a one-line RecordError otherwise)."""
+    path = record_path(path)
     if not path.with_suffix(".hea").exists():
         raise RecordError(f"{path}.hea: no such WFDB header")
     check_header(path)
+    return path
+
+
+def _read_all(path: Path):
+    path = _checked(path)
     try:
-        return wfdb.rdrecord(str(path))
+        return wfdb_module().rdrecord(str(path))
     except Exception as exc:
         raise RecordError(f"{path}: cannot read WFDB record: {exc}") from exc
 
@@ -239,10 +243,7 @@ def check_noise_length(noise: str | Path) -> None:
     """Refuse, from its header alone, a noise record shorter than one noisy period: its noise
     would repeat within the period. Callers making several records check every noise
     record first, so none is refused after others were written."""
-    path = record_path(noise)
-    if not path.with_suffix(".hea").exists():
-        raise RecordError(f"{path}.hea: no such WFDB header")
-    check_header(path)
+    path = _checked(noise)
     try:
         head = wfdb_module().rdheader(str(path))
     except Exception as exc:
