@@ -25,11 +25,13 @@ class PruneReport:
     pruned_weights: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
     fine_tune_epochs: int = 0
+    fine_tune_steps: int = 0
 
     def to_dict(self) -> dict:
         return {"target_sparsity": self.target_sparsity, "measured_sparsity": self.overall,
                 "per_layer": self.per_layer, "pruned_weights": self.pruned_weights,
-                "skipped_layers": self.skipped, "fine_tune_epochs": self.fine_tune_epochs}
+                "skipped_layers": self.skipped, "fine_tune_epochs": self.fine_tune_epochs,
+                "fine_tune_steps": self.fine_tune_steps}
 
 
 def _has_kernel(layer) -> bool:
@@ -81,8 +83,9 @@ def measure_sparsity(model: keras.Model) -> tuple[dict[str, float], float, int]:
     return per, (zeros / total if total else 0.0), total
 
 
-def prune(model: keras.Model, X: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray],
-          sparsity: float, epochs: int = 4, batch_size: int = 64, learning_rate: float = 3e-4,
+def prune(model: keras.Model, X: np.ndarray | dict, y: np.ndarray,
+          val: tuple[np.ndarray | dict, np.ndarray], sparsity: float, epochs: int = 4,
+          batch_size: int = 64, learning_rate: float = 3e-4,
           class_weight: dict | None = None, log_dir: Path | None = None,
           verbose: int = 2, min_steps: int = 400) -> tuple[keras.Model, PruneReport]:
     """Prune ``model`` to ``sparsity`` while fine-tuning on (X, y); return the stripped model."""
@@ -90,11 +93,18 @@ def prune(model: keras.Model, X: np.ndarray, y: np.ndarray, val: tuple[np.ndarra
 
     if not 0.0 < sparsity < 1.0:
         raise ValueError(f"sparsity must be in (0, 1), got {sparsity}")
-    steps = int(np.ceil(len(X) / batch_size))
-    if steps * epochs < min_steps:
-        epochs = int(np.ceil(min_steps / steps))
-        print(f"prune: {len(X)} training windows are few; fine-tuning for {epochs} epochs "
-              f"instead, {min_steps} steps at least")
+    n = len(y)  # not len(X): a multi-input model's X is a dict of its inputs
+    steps = int(np.ceil(n / batch_size))
+    repeats = int(np.ceil(np.ceil(min_steps / epochs) * batch_size / n))
+    if repeats > 1:
+        # Few windows: each epoch goes over them several times, so fine-tuning still takes
+        # min_steps steps, with one validation pass per epoch (not one per pass).
+        print(f"prune: {n} training windows are few; each of the {epochs} epochs goes over "
+              f"them {repeats} times, {min_steps} steps at least")
+        X = ({k: np.concatenate([v] * repeats) for k, v in X.items()} if isinstance(X, dict)
+             else np.concatenate([X] * repeats))
+        y = np.concatenate([y] * repeats)
+        steps = int(np.ceil(len(y) / batch_size))
     # Reach the final sparsity after 70% of the steps; the rest recovers at that sparsity.
     end_step = max(1, int(0.7 * steps * epochs))
     schedule = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0,
@@ -111,5 +121,5 @@ def prune(model: keras.Model, X: np.ndarray, y: np.ndarray, val: tuple[np.ndarra
                 class_weight=class_weight, callbacks=callbacks, verbose=verbose)
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     per, overall, total = measure_sparsity(stripped)
-    report = PruneReport(sparsity, per, overall, total, skipped, epochs)
+    report = PruneReport(sparsity, per, overall, total, skipped, epochs, steps * epochs)
     return stripped, report

@@ -62,6 +62,20 @@ def batch1_function(model: keras.Model):
     return fn.get_concrete_function()
 
 
+def _variables_of(concrete) -> tf.Module:
+    """What the converter saves beside ``concrete``: only the variables it captures.
+
+    The converter lowers a concrete function through a SavedModel of the object it is
+    given. Given the Keras model, that SavedModel traces and serializes every layer's
+    call functions (4.5 s of the 5.3 s a ResNet1D conversion took); given a module
+    holding the captured variables it serializes only those (0.8 s). The graph converted
+    is the concrete function either way, and the TFLite bytes are the same (fp32 and
+    fp16 of the demo's ResNet1D compared, and every artifact is verified after)."""
+    holder = tf.Module()
+    holder.variables_captured = list(concrete.variables)
+    return holder
+
+
 def _calibration(representative, specs: list):
     """A representative-dataset generator from an array (one input) or a list of arrays
     (one per model input, in input order), each reshaped to its input's batch-1 shape.
@@ -128,7 +142,8 @@ def to_tflite(model: keras.Model, quant: str, representative=None, concrete=None
     specs = list(concrete.structured_input_signature[0])
 
     def converter():
-        return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+        return tf.lite.TFLiteConverter.from_concrete_functions([concrete],
+                                                                _variables_of(concrete))
 
     conv = converter()
     if quant == "int8":

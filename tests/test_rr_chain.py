@@ -206,6 +206,13 @@ def test_pruning_a_multi_input_model(rr_run, tmp_path):
     assert m.signal.premature is not None
     assert m.pruning["target_sparsity"] == 0.5
     assert 0.49 <= m.pruning["measured_sparsity"] <= 0.51
+    # the windows are counted, not the inputs (the two-input X was once counted as 2
+    # windows and fine-tuned for 400 epochs); few windows are gone over several times an
+    # epoch, so the one epoch asked for still takes 400 steps at least
+    n_fit = int(np.load(run / "splits.npz")["train_sample"].size)
+    assert 64 < n_fit < 400
+    assert m.pruning["fine_tune_epochs"] == 1
+    assert 400 <= m.pruning["fine_tune_steps"] < 400 + -(-n_fit // 64)
     assert r.metrics["agreement_with_keras"] >= 0.9  # against the pruned Keras model
 
 
