@@ -23,7 +23,7 @@ demo: venv
 test: venv
 	@.ci/browser.sh
 	@bash .ci/system-packages
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 lint: venv
 	$(BIN)/ruff check .

@@ -100,6 +100,24 @@ def converted(tiny_run, tmp_path_factory):
     return out, {r.variant: r for r in results}
 
 
+#: Session fixtures that train or convert a model: every test file using one runs on the
+#: same pytest-xdist worker, so the model is made once.
+SHARED_MODEL = {"tiny_run", "converted"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Groups for ``make test``'s ``pytest -n auto --dist loadgroup``: a test file's tests
+    run on one worker (its module fixtures are made once), and the files that use the
+    session's trained model all run on one worker (it is trained and converted once)."""
+    def file_of(item):
+        return item.nodeid.split("::")[0]
+
+    shared = {file_of(i) for i in items if SHARED_MODEL & set(i.fixturenames)}
+    for item in items:
+        group = "shared-model" if file_of(item) in shared else file_of(item)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 #: Lines click adds around a usage error, and deprecation warnings: not the message.
 BOILERPLATE = ("Usage:", "Try '", "Warning:")
 
