@@ -180,10 +180,13 @@ def simulate(url: str, devices: int, seconds: float, bpm: float = 75.0,
         cpu1, sim1 = (proc_cpu_s(broker_pid) if broker_pid else None), time.process_time()
         with recv.lock:
             in_window = len(recv.seen)
+        # drain: every event received by the subscriber and acknowledged to its publisher
+        # (the broker may forward an event before its PUBACK reaches the publisher; a
+        # publisher disconnected in between would count an acknowledged event as not)
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline:
             with recv.lock:
-                if len(recv.seen) >= published:
+                if len(recv.seen) >= published and sum(acked) >= published:
                     break
             time.sleep(0.05)
     finally:
