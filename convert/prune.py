@@ -94,7 +94,6 @@ def prune(model: keras.Model, X: np.ndarray | dict, y: np.ndarray,
     if not 0.0 < sparsity < 1.0:
         raise ValueError(f"sparsity must be in (0, 1), got {sparsity}")
     n = len(y)  # not len(X): a multi-input model's X is a dict of its inputs
-    steps = int(np.ceil(n / batch_size))
     repeats = int(np.ceil(np.ceil(min_steps / epochs) * batch_size / n))
     if repeats > 1:
         # Few windows: each epoch goes over them several times, so fine-tuning still takes
@@ -104,7 +103,7 @@ def prune(model: keras.Model, X: np.ndarray | dict, y: np.ndarray,
         X = ({k: np.concatenate([v] * repeats) for k, v in X.items()} if isinstance(X, dict)
              else np.concatenate([X] * repeats))
         y = np.concatenate([y] * repeats)
-        steps = int(np.ceil(len(y) / batch_size))
+    steps = int(np.ceil(len(y) / batch_size))
     # Reach the final sparsity after 70% of the steps; the rest recovers at that sparsity.
     end_step = max(1, int(0.7 * steps * epochs))
     schedule = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0,
