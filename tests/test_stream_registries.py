@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,20 @@ def test_every_source_opens_or_refuses_bad_arguments(tmp_path):
         src = sources.open_source(spec, fs=360.0)
         assert src.fs == 360.0
         src.stop()
+    for spec in ("tcp:127.0.0.1:99999", "frames+tcp:127.0.0.1:70000"):  # not a TCP port
+        with pytest.raises(sources.SourceError, match=r"port \d+ is not a TCP port"):
+            sources.open_source(spec, fs=360.0)
+
+
+def test_a_listener_that_cannot_bind_names_the_source():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for scheme in ("tcp", "frames+tcp"):
+            with pytest.raises(sources.SourceError, match=rf"{re.escape(scheme)} source "
+                               rf"127.0.0.1:{port}: cannot listen"):
+                sources.open_source(f"{scheme}:127.0.0.1:{port}", fs=360.0)
 
 
 def test_every_documented_sink_scheme_is_registered():

@@ -302,7 +302,10 @@ def _listen(scheme: str, host: str, port: int, token: str) -> socket.socket:
                           "anyone who can reach it could inject ECG into the stream: set "
                           "a source token (source_token_file or $VITALEDGE_SOURCE_TOKEN; "
                           "the board sends it first, docs/protocol.md) or bind 127.0.0.1")
-    srv = socket.create_server((host, port))
+    try:
+        srv = socket.create_server((host, port))
+    except OSError as exc:  # in use, not an address of this machine, no permission
+        raise SourceError(f"{scheme} source {host}:{port}: cannot listen: {exc}") from exc
     srv.settimeout(0.5)
     return srv
 
@@ -471,6 +474,9 @@ def _host_port(spec: SourceSpec) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise SourceError(f"{spec.scheme} source {spec.text!r}: expected "
                           f"{spec.scheme}:HOST:PORT")
+    if not 0 <= int(port) <= 65535:
+        raise SourceError(f"{spec.scheme} source {spec.text!r}: port {int(port)} is not "
+                          "a TCP port (0-65535; 0: any free one)")
     return host, int(port)
 
 
