@@ -216,6 +216,18 @@ def test_evaluate_names_the_runs_record_directory_when_it_is_not_here(tmp_path):
     assert "../elsewhere/mitdb" in line and "give --data DIR" in line, line
 
 
+@pytest.mark.parametrize("body,words", [("[]", "expected a JSON object, got []"),
+                                         ("null", "expected a JSON object, got null"),
+                                         ('{"task": "zzz"}', "task 'zzz' is not one of beat")])
+def test_evaluate_names_a_config_json_that_is_not_a_run_config(tmp_path, body, words):
+    """Valid JSON of the wrong shape, or a task no model is trained for: named, before any
+    data is read (it was an AttributeError, or the unknown task evaluated as a beat run)."""
+    run = beat_run(tmp_path, keras_archive())
+    (run / "config.json").write_text(body)
+    line = error_line(invoke(["evaluate", run]))
+    assert str(run / "config.json") in line and words in line, line
+
+
 def test_evaluate_an_emotion_run_names_its_corrupt_model(tmp_path):
     run = tmp_path / "emo"
     run.mkdir()

@@ -10,6 +10,7 @@ import numpy as np
 
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
 from vitaledge.device.io.aami import CLASSES
+from vitaledge.device.model.manifest import TASKS
 
 from .plots import plot_confusion
 
@@ -197,9 +198,17 @@ def run_task(model_path: Path) -> str:
     for name in ("manifest.json", "config.json"):
         if (base / name).exists():
             try:
-                return json.loads((base / name).read_text()).get("task", "beat")
+                doc = json.loads((base / name).read_text())
             except (OSError, json.JSONDecodeError) as exc:
                 raise ValueError(f"{base / name}: {exc}") from exc
+            if not isinstance(doc, dict):
+                raise ValueError(f"{base / name}: expected a JSON object, got "
+                                 f"{json.dumps(doc)[:40]}")
+            task = doc.get("task", "beat")
+            if task not in TASKS:
+                raise ValueError(f"{base / name}: task {task!r} is not one of "
+                                 f"{', '.join(TASKS)}")
+            return task
     raise FileNotFoundError(f"{base}: no config.json or manifest.json; MODEL must be a run "
                             "directory written by 'vitaledge train', its model.keras, or a "
                             "converted artifact")
