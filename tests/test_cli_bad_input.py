@@ -214,6 +214,18 @@ def test_speed_accepts_max_and_positive_factors_only():
             DaemonConfig(speed=bad)
 
 
+def test_fsync_takes_batch_never_or_a_positive_interval_only():
+    from vitaledge.device.stream.daemon import DaemonConfig
+
+    for ok in ("batch", "never", "interval:0.5", "interval:10"):
+        assert DaemonConfig(fsync=ok).fsync == ok
+    for bad in ("interval:-1", "interval:0", "interval:nan", "interval:inf", "interval:abc",
+                "interval:", "always", ""):
+        with pytest.raises(ValueError, match=r"^fsync policy .*expected batch, never or "
+                                             r"interval:S \(S seconds > 0\)$"):
+            DaemonConfig(fsync=bad)
+
+
 def test_config_types_are_checked_against_the_fields(tmp_path):
     from vitaledge.device.stream.daemon import DaemonConfig
 

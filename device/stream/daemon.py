@@ -191,6 +191,9 @@ class DaemonConfig:
             raise ValueError(f"no_signal_s {self.no_signal_s!r}: expected seconds > 0")
         from vitaledge.device.stream import ota
         from vitaledge.device.stream.mqtt import check_table
+        from vitaledge.device.stream.sinks import fsync_interval
+
+        fsync_interval(self.fsync)
 
         check_table(self.mqtt)
         ota.check_table(self.ota)

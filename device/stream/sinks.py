@@ -24,6 +24,7 @@ scheme by suffix (:data:`SUFFIXES`: ``PATH.jsonl``, ``PATH.db`` ...) and ``-`` i
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -34,16 +35,31 @@ from pathlib import Path
 from typing import Protocol
 
 
+def fsync_interval(policy: str) -> float:
+    """The seconds between fsyncs of an ``interval:S`` policy, 0 for ``batch`` and
+    ``never``; ValueError naming the policy for anything else (S must be finite and > 0)."""
+    if policy in ("batch", "never"):
+        return 0.0
+    seconds = math.nan
+    if isinstance(policy, str) and policy.startswith("interval:"):
+        try:
+            seconds = float(policy.split(":", 1)[1])
+        except ValueError:
+            pass
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"fsync policy {policy!r}: expected batch, never or interval:S "
+                         "(S seconds > 0)")
+    return seconds
+
+
 class JsonlSink:
     def __init__(self, path: str | Path, max_bytes: int = 50_000_000, keep: int = 5,
                  fsync: str = "batch"):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes, self.keep = max_bytes, keep
-        if fsync not in ("batch", "never") and not fsync.startswith("interval:"):
-            raise ValueError(f"fsync policy {fsync!r}: expected batch, never or interval:S")
         self.fsync = fsync
-        self._interval = float(fsync.split(":")[1]) if fsync.startswith("interval:") else 0.0
+        self._interval = fsync_interval(fsync)
         self._last_sync = time.monotonic()
         self.repaired_bytes = self._drop_torn_tail()
         self._fh = self.path.open("a", encoding="utf-8")
