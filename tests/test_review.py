@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -179,6 +181,27 @@ def test_errors_are_one_line_and_keep_the_old_page(synth_dir, tmp_path):
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
         assert res.exit_code != 0 and len(lines) == 1 and msg in lines[0], res.output
     assert out.read_text() == "old page"
+
+
+def test_out_that_is_a_link_or_a_device_is_refused_and_left_alone(synth_dir, tmp_path):
+    """The page replaces --out atomically; a symlink or a device file there would have been
+    replaced by the page (as root, /dev/full became an HTML file)."""
+    good = tmp_path / "ev.jsonl"
+    _events(synth_dir / "s000", good)
+    target = tmp_path / "target.html"
+    target.write_text("kept")
+    link = tmp_path / "link.html"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo.html"
+    os.mkfifo(fifo)
+    for out in (link, fifo):
+        res = CliRunner().invoke(main, ["device", "review", str(good), "--record",
+                                        str(synth_dir / "s000"), "--out", str(out)])
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code != 0 and len(lines) == 1, res.output
+        assert f"cannot write {out}" in lines[0], res.output
+    assert link.is_symlink() and target.read_text() == "kept"
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
 
 
 def _chromium() -> str | None:

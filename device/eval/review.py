@@ -12,6 +12,7 @@ device side as well.
 from __future__ import annotations
 
 import base64
+import errno
 import html
 import json
 import os
@@ -212,12 +213,16 @@ def write_review(events: str | Path, record: str | Path, out: str | Path,
                  run: str | None = None, tolerance_s: float = TOLERANCE_S) -> dict:
     """Read ``events`` (one run) and ``record``, write the review page to ``out``
     (atomically: a failure leaves any earlier file as it was); return the page's data."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        # the page replaces ``out`` atomically: a link or a device there would be replaced
+        # by a file, not written through
+        raise OSError(errno.EEXIST, "exists and is not a regular file: give another --out")
     beats, status, chosen = run_events(events, run)
     rec = read_record(record)
     review = build_review(beats, rec, status, tolerance_s, source=Path(events).name,
                           run=chosen)
     page = render_html(review)
-    out = Path(out)
     umask = os.umask(0)
     os.umask(umask)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
