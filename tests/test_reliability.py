@@ -291,12 +291,43 @@ def test_signal_monitor_finds_each_fault_for_any_chunking(chunk, synth_dir):
     assert clean + cut == len(x)
     assert mon.counts == {"non_finite": FS + 1,
                           "saturation": 2 * FS - (mon.sat_n - 1),
-                          "lead_off": 5 * FS - (mon.flat_n - 1)}
+                          "lead_off": 5 * FS - (mon.flat_n - 1), "out_of_range": 0}
     changes = [(c.kind, c.after) for c in parts if isinstance(c, Change)]
     assert changes == [("non_finite", None), ("signal_ok", "non_finite"),
                        ("non_finite", None), ("signal_ok", "non_finite"),
                        ("saturation", None), ("signal_ok", "saturation"),
                        ("lead_off", None), ("signal_ok", "lead_off")]
+
+
+@pytest.mark.parametrize("chunk", [1, 360, 100_000])
+def test_a_wild_sample_is_cut_out_and_the_detector_lives(chunk, synth_dir):
+    """One sample of 1e300 (garbage on a text source): cut out as ``out_of_range``, and the
+    detector after the monitor finds the same beats as on the record without it; fed to
+    the detector, it overflowed the filters and blinded them for the rest of the stream."""
+    from vitaledge.device.dsp.rpeaks import RPeakDetector
+    from vitaledge.device.dsp.signal_quality import Fault, SignalMonitor
+    from vitaledge.device.io.records import read_record
+
+    x = read_record(synth_dir / "s000").signal[: 60 * FS]
+    bad = x.copy()
+    bad[20 * FS] = 1e300
+    mon, det, beats, pos, base = SignalMonitor(FS), RPeakDetector(FS), [], 0, 0
+    with np.errstate(over="raise", invalid="raise"):  # no overflow on the way
+        for i in range(0, len(bad), chunk):
+            for part in mon.split(bad[i:i + chunk]):
+                if isinstance(part, np.ndarray):
+                    beats += [base + p for p in det.process(part)]
+                    pos += len(part)
+                elif isinstance(part, Fault):  # the pipeline restarts after a gap
+                    beats += [base + p for p in det.flush()]
+                    pos += part.n
+                    det, base = det.resumed(), pos
+    beats += [base + p for p in det.flush()]
+    assert mon.counts["out_of_range"] == 1
+    ref = RPeakDetector(FS)
+    clean = ref.process(x) + ref.flush()
+    after = [b for b in clean if b > 25 * FS]
+    assert len(after) > 40 and set(after) <= set(beats)
 
 
 def test_signal_monitor_is_quiet_on_real_ecg(mitdb_dir):
@@ -306,7 +337,8 @@ def test_signal_monitor_is_quiet_on_real_ecg(mitdb_dir):
     for rec in ("100", "108", "208"):
         mon = SignalMonitor(FS)
         mon.split(read_record(mitdb_dir / rec, annotator=None).signal)
-        assert mon.counts == {"non_finite": 0, "saturation": 0, "lead_off": 0}, rec
+        assert mon.counts == {"non_finite": 0, "saturation": 0, "lead_off": 0,
+                              "out_of_range": 0}, rec
 
 
 @pytest.mark.slow
