@@ -217,7 +217,8 @@ def write_review(events: str | Path, record: str | Path, out: str | Path,
     if out.is_symlink() or (out.exists() and not out.is_file()):
         # the page replaces ``out`` atomically: a link or a device there would be replaced
         # by a file, not written through
-        raise OSError(errno.EEXIST, "exists and is not a regular file: give another --out")
+        raise OSError(errno.EEXIST, "exists and is not a regular file: give another --out",
+                      str(out))
     beats, status, chosen = run_events(events, run)
     rec = read_record(record)
     review = build_review(beats, rec, status, tolerance_s, source=Path(events).name,
