@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from vitaledge.device.cli_types import POSITIVE, FiniteRange  # noqa: F401 - shared: train, convert
 from vitaledge.device.io.fetch import DATABASES
 
 
@@ -101,21 +101,6 @@ def write_json(path: str | Path, obj) -> None:
         Path(path).write_text(json.dumps(obj, indent=2) + "\n")
     except OSError as exc:
         raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-
-class FiniteRange(click.FloatRange):
-    """A :class:`click.FloatRange` that also refuses NaN (every comparison lets it
-    through) and infinities."""
-
-    def convert(self, value, param, ctx):
-        rv = super().convert(value, param, ctx)
-        if not math.isfinite(rv):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return rv
-
-
-#: A length, rate or speed: 0 makes no sense.
-POSITIVE = FiniteRange(min=0, min_open=True)
 
 
 class SampleRate(click.ParamType):

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from vitaledge.device.cli_types import POSITIVE, FiniteRange
+
 BROKER_HELP = "mqtt://HOST:PORT/PREFIX (mqtts:// for TLS) of the broker the devices use."
 
 
@@ -23,9 +25,14 @@ def _age(s: float | None) -> str:
         f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
+def _number(x: float | None, spec: str) -> str:
+    """A number of a device's message, or "?" when the device left it out."""
+    return "?" if x is None else format(x, spec)
+
+
 @fleet_group.command("status")
 @click.option("--broker", required=True, help=BROKER_HELP)
-@click.option("--wait", "wait_s", type=float, default=1.0, show_default=True,
+@click.option("--wait", "wait_s", type=POSITIVE, default=1.0, show_default=True,
               help="Seconds to collect the retained messages.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def status_cmd(broker: str, wait_s: float, as_json: bool) -> None:
@@ -37,6 +44,10 @@ def status_cmd(broker: str, wait_s: float, as_json: bool) -> None:
         rows = fleet_status(broker, wait_s)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"broker {broker}: {exc}") from exc
+    for r in rows:
+        if r["invalid_fields"]:
+            click.echo(f"{r['site']}/{r['device']}: malformed retained message, shown as "
+                       f"unknown: {', '.join(r['invalid_fields'])}", err=True)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -65,10 +76,13 @@ def status_cmd(broker: str, wait_s: float, as_json: bool) -> None:
 @click.option("--client-id", default="",
               help="Persistent session under this id: the broker keeps events for it "
                    "while it is away.")
-@click.option("--count", type=int, default=0, help="Stop after this many events.")
-@click.option("--idle", "idle_s", type=float, default=0.0,
-              help="Stop after this many seconds without an event, once events have begun.")
-@click.option("--timeout", "timeout_s", type=float, default=0.0, help="Stop after seconds.")
+@click.option("--count", type=click.IntRange(min=0), default=0,
+              help="Stop after this many events (0: no such bound).")
+@click.option("--idle", "idle_s", type=FiniteRange(min=0), default=0.0,
+              help="Stop after this many seconds without an event, once events have begun "
+                   "(0: no such bound).")
+@click.option("--timeout", "timeout_s", type=FiniteRange(min=0), default=0.0,
+              help="Stop after seconds (0: no such bound).")
 def tail_cmd(broker: str, device: str, site: str, client_id: str, count: int, idle_s: float,
              timeout_s: float) -> None:
     """Follow events as JSON lines, each once (de-duplicated by device, run and seq) in
@@ -78,38 +92,49 @@ def tail_cmd(broker: str, device: str, site: str, client_id: str, count: int, id
     n = 0
 
     def show(event: dict) -> None:
+        """Print an event as a JSON line; one with NaN or an infinity in it would be no
+        JSON for what reads the lines: ValueError, and tail skips it as malformed."""
         nonlocal n
+        try:
+            line = json.dumps(event, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            raise ValueError("a number in it is NaN or infinite") from None
         n += 1
-        sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+        sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
     try:
         dedup = tail(broker, show, device=device, site=site, client_id=client_id,
                      count=count, idle_s=idle_s, timeout_s=timeout_s,
-                     on_subscribed=lambda: click.echo("subscribed", err=True))
+                     on_subscribed=lambda: click.echo("subscribed", err=True),
+                     on_malformed=lambda topic, why: click.echo(
+                         f"skipped a malformed event on {topic}: {why}", err=True))
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"broker {broker}: {exc}") from exc
     except KeyboardInterrupt:
         return
-    click.echo(f"{n} events, {dedup.duplicates} duplicates dropped", err=True)
+    click.echo(f"{n} events, {dedup.duplicates} duplicates dropped"
+               + (f", {dedup.malformed} malformed skipped" if dedup.malformed else ""),
+               err=True)
 
 
 @fleet_group.command("simulate")
 @click.option("--broker", required=True, help=BROKER_HELP)
 @click.option("--devices", type=click.IntRange(1, 100_000), required=True,
               help="How many simulated devices.")
-@click.option("--seconds", type=click.FloatRange(0.5, 3600), default=20.0, show_default=True,
+@click.option("--seconds", type=FiniteRange(0.5, 3600), default=20.0, show_default=True,
               help="How long they publish.")
-@click.option("--bpm", type=click.FloatRange(1, 300), default=75.0, show_default=True,
+@click.option("--bpm", type=FiniteRange(1, 300), default=75.0, show_default=True,
               help="Beat events per device per minute.")
-@click.option("--connections", type=int, default=0,
+@click.option("--connections", type=click.IntRange(min=1), default=None,
               help="MQTT connections the devices share (default: min(devices, 20)).")
-@click.option("--broker-pid", type=int, default=None,
+@click.option("--broker-pid", type=click.IntRange(min=1), default=None,
               help="The broker's pid, for its CPU (default: the owner of the listening "
                    "socket, for a broker on this machine).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def simulate_cmd(broker: str, devices: int, seconds: float, bpm: float, connections: int,
+def simulate_cmd(broker: str, devices: int, seconds: float, bpm: float,
+                 connections: int | None,
                  broker_pid: int | None, seed: int, as_json: bool) -> None:
     """Simulated devices publishing beat events in real time, and a subscriber measuring
     messages/s, end-to-end latency, losses and the broker's CPU."""
@@ -143,7 +168,7 @@ def simulate_cmd(broker: str, devices: int, seconds: float, bpm: float, connecti
 @click.option("--all", "all_devices", is_flag=True,
               help="Every device of the site(s): the site's all/deploy topic.")
 @click.option("--site", help="The site (default: found from the devices' retained status).")
-@click.option("--wait", "wait_s", type=click.FloatRange(min=0), default=0.0,
+@click.option("--wait", "wait_s", type=FiniteRange(min=0), default=0.0,
               show_default=True,
               help="Seconds to follow the devices' status messages (longer than their "
                    "probation); 0: publish and return.")
@@ -169,12 +194,17 @@ def deploy_cmd(artifact: str, broker: str, device: str | None, all_devices: bool
         raise click.ClickException(str(exc)) from exc
 
     def show(s: dict, seconds: float) -> None:
+        """One line per status message (checked by deploy: the fields have their types,
+        though a device may leave any of them out)."""
         extra = ""
         if s.get("state") == "swapped":
-            extra = f"  swap {s.get('swap_ms')} ms, probation {s['probation']['seconds']:g} s"
+            p = s.get("probation") or {}
+            extra = (f"  swap {s.get('swap_ms')} ms, probation "
+                     f"{_number(p.get('seconds'), 'g')} s")
         elif s.get("state") == "selftest_passed":
             st = s.get("selftest") or {}
-            extra = f"  {st.get('vectors')} vectors, max |diff| {st.get('max_abs_diff'):.3g}"
+            extra = (f"  {st.get('vectors')} vectors, max |diff| "
+                     f"{_number(st.get('max_abs_diff'), '.3g')}")
         elif s.get("state") == "probation_passed":
             p = s.get("probation") or {}
             extra = (f"  {p.get('outputs')} outputs, p99 {p.get('latency_p99_ms')} ms, "
@@ -192,7 +222,10 @@ def deploy_cmd(artifact: str, broker: str, device: str | None, all_devices: bool
         click.echo(f"deployment {dep}: {artifact} (model {bundle.sha256[:12]}, {size:,} "
                    f"bytes) to {where}" + (f" ({len(expected)} devices online)"
                                            if all_devices else ""))
-        report = deploy(broker, bundle, targets, expected, wait_s, show, deployment=dep)
+        report = deploy(broker, bundle, targets, expected, wait_s, show, deployment=dep,
+                        on_malformed=lambda key, why: click.echo(
+                            f"{key[0]}/{key[1]}: ignored a malformed status message: {why}",
+                            err=True))
     except DeployError as exc:
         raise click.ClickException(str(exc)) from exc
     except (OSError, ValueError) as exc:

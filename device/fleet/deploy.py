@@ -14,6 +14,7 @@ callback until every device has an outcome or the wait is over.
 from __future__ import annotations
 
 import json
+import math
 import queue
 import secrets
 import threading
@@ -27,6 +28,10 @@ from vitaledge.device.stream import mqtt, ota_wire
 #: States that end a deployment on a device, and those of them that are a success.
 FINAL = {"refused", "unchanged", "probation_passed", "rolled_back"}
 GOOD = {"unchanged", "probation_passed"}
+#: The objects a status message may carry, and their numbers (each may be null).
+STATUS_NUMBERS = {"": ("swap_ms", "elapsed_s"),
+                  "probation": ("seconds", "outputs", "latency_p99_ms", "error_rate"),
+                  "selftest": ("vectors", "max_abs_diff")}
 
 
 class DeployError(ValueError):
@@ -134,13 +139,38 @@ def find_targets(url: str, device: str | None, site: str | None,
             {(r["site"], r["device"]) for r in online})
 
 
+def status_problem(body: dict) -> str | None:
+    """What makes a device's deploy status message unusable, or None: a ``state`` or
+    ``reason`` that is no string, a ``probation``/``selftest`` that is no object, one of
+    their numbers that is no finite number. Such a message (a device's bug, or anyone
+    publishing under the prefix) is ignored, not taken for the device's outcome."""
+    if not isinstance(body.get("state"), str):
+        return "state is not a string"
+    if body.get("reason") is not None and not isinstance(body["reason"], str):
+        return "reason is not a string"
+    for part, numbers in STATUS_NUMBERS.items():
+        obj = body.get(part) if part else body
+        if obj is None:
+            continue
+        if not isinstance(obj, dict):
+            return f"{part} is not an object"
+        for name in numbers:
+            v = obj.get(name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v)):
+                return f"{part + '.' if part else ''}{name} is not a finite number"
+    return None
+
+
 @dataclass
 class Report:
-    """Each device's status messages of one deployment, in arrival order."""
+    """Each device's status messages of one deployment, in arrival order; ``malformed``
+    counts the ones ignored (see :func:`status_problem`)."""
 
     deployment: str
     expected: set[tuple[str, str]]
     statuses: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
+    malformed: int = 0
 
     def final(self, key: tuple[str, str]) -> dict | None:
         got = [s for s in self.statuses.get(key, []) if s.get("state") in FINAL]
@@ -168,11 +198,13 @@ class Report:
 def deploy(url: str, bundle: Bundle, targets: list[tuple[str, str]],
            expected: set[tuple[str, str]], wait_s: float = 0.0,
            on_status: Callable[[dict, float], None] | None = None,
-           chunk_bytes: int = ota_wire.CHUNK_BYTES, deployment: str | None = None) -> Report:
+           chunk_bytes: int = ota_wire.CHUNK_BYTES, deployment: str | None = None,
+           on_malformed: Callable[[tuple[str, str], str], None] | None = None) -> Report:
     """Publish ``bundle`` to ``targets``; with ``wait_s``, follow the devices' status
     messages of this deployment (``on_status(message, seconds since publishing)``, called
     in this thread) until each expected device (and any other that answers) has an
-    outcome, or ``wait_s``."""
+    outcome, or ``wait_s``. A malformed status message is counted and handed to
+    ``on_malformed((site, device), what was wrong)`` instead; the wait goes on."""
     deployment = deployment or new_deployment_id()
     report = Report(deployment, set(expected))
     prefix = mqtt.parse_url(url).prefix
@@ -199,6 +231,12 @@ def deploy(url: str, bundle: Bundle, targets: list[tuple[str, str]],
             try:
                 key, body, seconds = arrived.get(timeout=0.05)
             except queue.Empty:
+                continue
+            problem = status_problem(body)
+            if problem is not None:
+                report.malformed += 1
+                if on_malformed is not None:
+                    on_malformed(key, problem)
                 continue
             report.statuses.setdefault(key, []).append(body)
             if on_status is not None:

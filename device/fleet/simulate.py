@@ -22,6 +22,7 @@ counts ``late_publishes`` (> 100 ms late) and stops at 1.5 x ``seconds``, leavin
 from __future__ import annotations
 
 import heapq
+import math
 import os
 import random
 import secrets
@@ -77,6 +78,15 @@ def _percentile(sorted_xs: list[float], q: float) -> float | None:
     return sorted_xs[i]
 
 
+def _ours(body: dict) -> bool:
+    """Whether ``body`` is a simulated beat: a finite ``sent_t``, an integer ``seq``.
+    Anything else published under this run's site is not counted (nor crashes the
+    subscriber's thread)."""
+    t, seq = body.get("sent_t"), body.get("seq")
+    return (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+            and isinstance(seq, int) and not isinstance(seq, bool))
+
+
 class _Receiver:
     """The subscriber's side: arrivals, latencies, duplicates."""
 
@@ -90,7 +100,7 @@ class _Receiver:
     def __call__(self, topic: str, body: dict) -> None:
         t = time.time()
         where = mqtt.parse_topic(self.prefix, topic)
-        if where is None or where[0] != self.site or "sent_t" not in body:
+        if where is None or where[0] != self.site or not _ours(body):
             return
         key = (where[1], body.get("seq"))
         with self.lock:
@@ -103,13 +113,14 @@ class _Receiver:
 
 
 def simulate(url: str, devices: int, seconds: float, bpm: float = 75.0,
-             connections: int = 0, broker_pid: int | None = None, seed: int = 0,
+             connections: int | None = None, broker_pid: int | None = None, seed: int = 0,
              drain_s: float = 5.0) -> dict:
-    """Run the simulated fleet for ``seconds`` and return the measured report (a dict)."""
-    if devices < 1 or seconds <= 0 or bpm <= 0:
-        raise ValueError("expected devices >= 1, seconds > 0, bpm > 0")
+    """Run the simulated fleet for ``seconds`` and return the measured report (a dict).
+    ``connections``: how many MQTT connections the devices share (None: min(devices, 20))."""
+    if devices < 1 or not 0 < seconds < math.inf or not 0 < bpm < math.inf:  # NaN too
+        raise ValueError("expected devices >= 1, finite seconds > 0 and bpm > 0")
     opts = mqtt.parse_url(url)
-    k = connections or min(devices, 20)
+    k = min(devices, 20) if connections is None else connections
     if not 1 <= k <= devices:
         raise ValueError(f"connections {k}: expected 1..{devices}")
     site = "sim-" + secrets.token_hex(3)  # this run's devices only

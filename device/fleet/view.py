@@ -9,6 +9,7 @@ Topics and payloads: :mod:`vitaledge.device.stream.mqtt`.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -47,34 +48,82 @@ def fleet_status(url: str, wait_s: float = 1.0) -> list[dict]:
 
 
 def _row(site: str, device: str, status: dict, stats: dict, now: float) -> dict:
-    online = status.get("state") == "online"
-    model = status.get("model") or stats.get("model") or {}
-    started = status.get("started_t")
-    last = stats.get("t")
-    return {"site": site, "device": device, "state": status.get("state", "unknown"),
-            "online": online, "reason": status.get("reason"),
-            "model_sha256": model.get("sha256"), "model_task": model.get("task"),
-            "software_version": status.get("software_version")
-            or stats.get("software_version"),
+    """A device's row. A field of the wrong type (a device's bug, or anyone publishing
+    under the prefix) reads as unknown and is named in ``invalid_fields``: one malformed
+    message must not hide the other devices, nor this one's other fields."""
+    bad: list[str] = []
+    state = status.get("state", "unknown")
+    if not isinstance(state, str):
+        bad.append("status.state")
+        state = "invalid"
+    online = state == "online"
+    model = _model(status, stats, bad)
+    started = _number(status, "started_t", "status", bad)
+    last = _number(stats, "t", "stats", bad)
+    return {"site": site, "device": device, "state": state,
+            "online": online, "reason": _text(status, "reason", "status", bad),
+            "model_sha256": _text(model, "sha256", "model", bad),
+            "model_task": _text(model, "task", "model", bad),
+            "software_version": _text(status, "software_version", "status", bad)
+            or _text(stats, "software_version", "stats", bad),
             "uptime_s": round(now - started, 1) if online and started else None,
-            "events_per_s": stats.get("events_per_s"),
-            "spool_dropped": stats.get("spool_dropped"),
-            "dropped_samples": stats.get("dropped_samples"),
-            "spool_backlog": stats.get("spool_backlog"), "last_seq": stats.get("last_seq"),
-            "last_seen_s": round(now - last, 1) if last else None}
+            "events_per_s": _number(stats, "events_per_s", "stats", bad),
+            "spool_dropped": _number(stats, "spool_dropped", "stats", bad),
+            "dropped_samples": _number(stats, "dropped_samples", "stats", bad),
+            "spool_backlog": _number(stats, "spool_backlog", "stats", bad),
+            "last_seq": _number(stats, "last_seq", "stats", bad),
+            "last_seen_s": round(now - last, 1) if last else None,
+            "invalid_fields": bad}
+
+
+def _number(msg: dict, key: str, where: str, bad: list[str]) -> float | None:
+    """``msg[key]`` if it is a finite number (JSON lets NaN through), else None; a value
+    that is there but is no such number is named in ``bad`` as ``where.key``."""
+    v = msg.get(key)
+    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                     and math.isfinite(v)):
+        return v
+    bad.append(f"{where}.{key}")
+    return None
+
+
+def _text(msg: dict, key: str, where: str, bad: list[str]) -> str | None:
+    """``msg[key]`` if it is a string, else None; any other value is named in ``bad``."""
+    v = msg.get(key)
+    if v is None or isinstance(v, str):
+        return v
+    bad.append(f"{where}.{key}")
+    return None
+
+
+def _model(status: dict, stats: dict, bad: list[str]) -> dict:
+    """The ``model`` object of the status message, else of the stats message; one that is
+    not an object is named in ``bad`` and the other message's is used."""
+    for where, msg in (("status", status), ("stats", stats)):
+        m = msg.get("model")
+        if isinstance(m, dict) and m:
+            return m
+        if m and not isinstance(m, dict):
+            bad.append(f"{where}.model")
+    return {}
 
 
 class Dedup:
     """Each event once: an event whose (run, seq) its device already sent is a duplicate
-    (the at-least-once delivery's re-sends). Remembers the last ``keep`` per device."""
+    (the at-least-once delivery's re-sends). Remembers the last ``keep`` per device.
+    ``malformed`` counts the events :func:`tail` skipped as malformed."""
 
     def __init__(self, keep: int = 200_000):
         self.keep = keep
         self._seen: dict[str, tuple[set, deque]] = {}
         self.duplicates = 0
+        self.malformed = 0
 
     def first_time(self, device: str, event: dict) -> bool:
-        key = (event.get("run"), event.get("seq"))
+        """True the first time ``device`` sends this event; ValueError, naming the field,
+        for a ``run`` that is no string or a ``seq`` that is no integer (no such event can
+        be told from its re-sends)."""
+        key = event_key(event)
         seen, order = self._seen.setdefault(device, (set(), deque()))
         if key in seen:
             self.duplicates += 1
@@ -86,15 +135,29 @@ class Dedup:
         return True
 
 
+def event_key(event: dict) -> tuple[str | None, int | None]:
+    """(run, seq) of an event; ValueError naming the field when one has the wrong type."""
+    run, seq = event.get("run"), event.get("seq")
+    if run is not None and not isinstance(run, str):
+        raise ValueError(f"run is a {type(run).__name__}, not a string")
+    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+        raise ValueError(f"seq is a {type(seq).__name__}, not an integer")
+    return run, seq
+
+
 def tail(url: str, on_event: Callable[[dict], None], device: str = "+", site: str = "+",
          client_id: str = "", stop: threading.Event | None = None,
          count: int = 0, idle_s: float = 0.0, timeout_s: float = 0.0,
-         on_subscribed: Callable[[], None] | None = None) -> Dedup:
+         on_subscribed: Callable[[], None] | None = None,
+         on_malformed: Callable[[str, str], None] | None = None) -> Dedup:
     """Follow events under the broker URL's prefix (one ``device``/``site`` or all),
     calling ``on_event`` once per event. Stops on ``stop``, after ``count`` events, after
     ``idle_s`` without one once events have begun, or after ``timeout_s`` (0: no such
     bound). ``client_id`` makes a persistent session: the broker keeps what arrives while
-    this tail is away. ``on_subscribed`` is called when the subscription is granted."""
+    this tail is away. ``on_subscribed`` is called when the subscription is granted.
+    A malformed event (see :meth:`Dedup.first_time`; ``on_event`` may refuse one too, by
+    raising ValueError) is skipped, counted in ``Dedup.malformed`` and handed to
+    ``on_malformed(topic, what was wrong)``: it must not stop the events after it."""
     stop = stop or threading.Event()
     dedup = Dedup()
     prefix = mqtt.parse_url(url).prefix
@@ -106,11 +169,17 @@ def tail(url: str, on_event: Callable[[dict], None], device: str = "+", site: st
         if where is None or not body:
             return
         with lock:
-            if not dedup.first_time(f"{where[0]}/{where[1]}", body):
+            try:
+                if not dedup.first_time(f"{where[0]}/{where[1]}", body):
+                    return
+                on_event(body)
+            except ValueError as exc:
+                dedup.malformed += 1
+                if on_malformed is not None:
+                    on_malformed(topic, str(exc))
                 return
             state["n"] += 1
             state["last"] = time.monotonic()
-            on_event(body)
             if count and state["n"] >= count:
                 stop.set()
 

@@ -234,7 +234,7 @@ def subscriber(url: str, topics: list[str], on_message, client_id: str = "",
     def on_msg(client, userdata, msg):
         try:
             body = json.loads(msg.payload) if msg.payload else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             return
         if isinstance(body, dict):
             on_message(msg.topic, body)
