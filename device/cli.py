@@ -171,18 +171,38 @@ def data_group() -> None:
               help="Directory for the noise-stress records.")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Start at a seeded offset into the noise record (default: its start).")
-def nst_cmd(records, noises, snrs, out, seed) -> None:
+@click.option("--overwrite", is_flag=True,
+              help="Replace records of the same names already in --out (else refused).")
+def nst_cmd(records, noises, snrs, out, seed, overwrite) -> None:
     """Noise-stress records after PhysioNet's nst: a clean record plus a noise record at
-    each SNR (5 min clean, then 2-min noisy/clean periods; reference annotations copied)."""
-    from vitaledge.device.io.nst import check_noise_length, make_nst
-    from vitaledge.device.io.records import RecordError
+    each SNR (5 min clean, then 2-min noisy/clean periods; reference annotations copied),
+    named CLEAN_NOISESNR (118_ma6, 118_ma-6; 118_ma6p5 for 6.5 dB)."""
+    from vitaledge.device.io.nst import (
+        check_noise_length,
+        make_nst,
+        make_out_dir,
+        nst_files,
+        nst_name,
+    )
+    from vitaledge.device.io.records import RecordError, record_path
 
     levels = snr_list(snrs)
     try:
         for noise in noises:  # all of them before any record is written
             check_noise_length(noise)
+        make_out_dir(out)
     except (RecordError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if not overwrite:  # every record's files before any is written
+        for rec in records:
+            for noise in noises:
+                for snr in levels:
+                    name = nst_name(record_path(rec).name, record_path(noise).name, snr)
+                    held = next((f for f in nst_files(out, name) if f.exists()), None)
+                    if held is not None:
+                        raise click.ClickException(
+                            f"{held}: already exists (an earlier run?); give a new --out, "
+                            "or --overwrite to replace it")
     for rec in records:
         for noise in noises:
             for snr in levels:
@@ -190,6 +210,9 @@ def nst_cmd(records, noises, snrs, out, seed) -> None:
                     r = make_nst(rec, noise, snr, out, seed=seed)
                 except (RecordError, ValueError) as exc:
                     raise click.ClickException(str(exc)) from exc
+                except OSError as exc:
+                    raise click.ClickException(f"cannot write {out}: "
+                                               f"{exc.strerror or exc}") from exc
                 click.echo(f"{r.record}: {Path(rec).name} + {r.noise_record} at {snr:g} dB "
                            f"(gain {', '.join(f'{g:.3g}' for g in r.gains)}) -> {out}")
 

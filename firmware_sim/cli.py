@@ -179,7 +179,9 @@ def export_cmd(artifact, out) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fs", type=SampleRate(), default=360.0, show_default=True,
               help="Sample rate, 10-10000 Hz (what the record readers accept).")
-def synth_cmd(out, minutes, n_records, seed, fs) -> None:
+@click.option("--overwrite", is_flag=True,
+              help="Replace records of the same names already in --out (else refused).")
+def synth_cmd(out, minutes, n_records, seed, fs, overwrite) -> None:
     """Write synthetic, annotated ECG records (N/S/V/F/Q beats) that loaders read like real ones."""
     from vitaledge.firmware_sim.patients.ecg import synth_database
 
@@ -188,7 +190,8 @@ def synth_cmd(out, minutes, n_records, seed, fs) -> None:
                                f"{minutes * 60 * fs:,.0f} samples per record; at most "
                                f"{MAX_SYNTH_SAMPLES:,} (a day at 360 Hz)")
     try:
-        paths = synth_database(out, n_records=n_records, minutes=minutes, seed=seed, fs=fs)
+        paths = synth_database(out, n_records=n_records, minutes=minutes, seed=seed, fs=fs,
+                               overwrite=overwrite)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {len(paths)} records to {out}: {', '.join(p.name for p in paths)}")

@@ -62,7 +62,8 @@ def test_garbage_and_truncated_annotations_are_named(rec):
         read_record(rec)
     rng = np.random.default_rng(0)
     atr.write_bytes(rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
-    with pytest.raises(RecordError, match=r"s000\.atr: (annotation \d+|truncated or not)"):
+    with pytest.raises(RecordError, match=r"s000\.atr: (annotation \d+|truncated or not|"
+                                          r"annotation file ends without)"):
         read_record(rec)
 
 
@@ -115,3 +116,57 @@ def test_annotations_outside_the_signal_are_refused(rec):
     with pytest.raises(RecordError, match=rf"s000\.atr: annotation 2 at sample {n + 5} is "
                                           rf"outside the record's {n} samples"):
         read_record(rec)
+
+
+def test_annotations_cut_at_an_even_byte_count_are_refused(rec):
+    """A cut at an even byte count leaves whole annotation words that wfdb decodes without
+    complaint, only without the end marker (two zero bytes): every such cut is named."""
+    atr = rec.with_suffix(".atr")
+    good = atr.read_bytes()
+    assert good[-2:] == b"\x00\x00"
+    for cut in (len(good) // 2 & ~1, len(good) - 2, 2):
+        atr.write_bytes(good[:cut])
+        with pytest.raises(RecordError, match=r"s000\.atr: annotation file ends without its "
+                                              r"end marker: truncated\?"):
+            read_record(rec)
+    atr.write_bytes(b"")
+    with pytest.raises(RecordError, match=r"s000\.atr: empty annotation file"):
+        read_record(rec)
+
+
+def test_annotation_files_wfdb_writes_are_whole(rec):
+    """What wfdb.wrann writes (``data synth``, ``data nst``, these tests) passes the end
+    check: with long gaps (SKIP words), aux notes of odd and even length, channel, number
+    and subtype fields, and the sample rate."""
+    import wfdb
+
+    n = len(read_record(rec).signal)
+    samples = np.array([5, 6, 1500, 1600, 1700, 40_000, 40_001, n - 1])
+    wfdb.wrann("s000", "atr", samples, symbol=["+", "N", "N", "V", "N", "~", "N", "N"],
+               aux_note=["(N", "", "odd", "even", "", "(VT", "", "x" * 255],
+               chan=np.array([0, 0, 1, 0, 0, 1, 0, 0]), num=np.array([0, 1, 0, 2, 0, 0, 0, 3]),
+               subtype=np.array([0, 0, 0, 1, 0, 2, 0, 0]), fs=360, write_dir=str(rec.parent))
+    got = read_record(rec)
+    np.testing.assert_array_equal(got.ann_samples, samples)
+    good = rec.with_suffix(".atr").read_bytes()
+    for cut in range(0, len(good) - 1, 2):  # and no cut of it passes
+        rec.with_suffix(".atr").write_bytes(good[:cut])
+        with pytest.raises(RecordError, match=r"s000\.atr: "):
+            read_record(rec)
+
+
+@pytest.mark.parametrize("atr", [b"", b"\x00\x00", "half"])
+def test_bench_detector_refuses_a_record_without_beats(rec, atr):
+    """An empty, end-marker-only or truncated .atr: one line naming it, exit 1 (it was
+    "0 beats" or +P 49.89 %, exit 0)."""
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    path = rec.with_suffix(".atr")
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2 & ~1] if atr == "half"
+                     else atr)
+    r = CliRunner().invoke(main, ["bench", "detector", "--data", str(rec.parent),
+                                  "--records", "s000", "--no-xqrs"])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.output.startswith(f"Error: {path}: ") and len(r.output.splitlines()) == 1

@@ -26,3 +26,13 @@ def test_fetch_names_the_databases_it_knows(tmp_path):
     r = CliRunner().invoke(main, ["data", "fetch", "nstdbx", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "'mitdb'" in r.output and "'nstdb'" in r.output
     assert not any(tmp_path.iterdir())
+
+
+def test_an_output_directory_that_cannot_be_made_is_one_line(tmp_path):
+    """Refused before any download (it was a NotADirectoryError traceback)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = CliRunner().invoke(main, ["data", "fetch", "nstdb", "--out", str(afile / "sub"),
+                                  "--records", "ma"])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.output == f"Error: cannot create output directory {afile / 'sub'}: Not a directory\n"

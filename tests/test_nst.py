@@ -124,3 +124,103 @@ def test_a_noise_record_shorter_than_a_noisy_period_is_refused(nst_sources, tmp_
         assert r.exit_code == 1 and "Traceback" not in r.output, r.output
         assert name in line and f"{seconds:.1f} s of noise" in line and "120 s" in line, line
         assert not out.exists() or not list(out.iterdir())
+
+
+@pytest.fixture(scope="module")
+def synth_nst(tmp_path_factory):
+    """A 5.5-minute synthetic clean record (one noisy period after the learning period)
+    and a 130-s synthetic noise record ``nz``: no real data needed."""
+    import wfdb
+
+    from vitaledge.firmware_sim.patients.ecg import synth_database
+
+    d = tmp_path_factory.mktemp("synth_nst")
+    [clean] = synth_database(d, n_records=1, minutes=5.5, seed=3)
+    noise = np.random.default_rng(0).normal(0, 0.1, (130 * 360, 2))
+    wfdb.wrsamp("nz", fs=360, units=["mV"] * 2, sig_name=["n0", "n1"], p_signal=noise,
+                fmt=["16"] * 2, adc_gain=[200.0] * 2, baseline=[0] * 2, write_dir=str(d))
+    return clean, d / "nz"
+
+
+def nst_cli(*args):
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    return CliRunner().invoke(main, ["data", "nst", *map(str, args)])
+
+
+def test_a_fractional_snr_names_its_record_with_a_p(synth_nst, tmp_path):
+    """wfdb refuses a '.' in a record name (6.5 dB was a traceback); integer SNRs keep
+    their names, and the noise-stress bench replays the record it names."""
+    from vitaledge.device.bench.noise_stress import _jobs
+    from vitaledge.device.io.nst import NstLabel, nst_label, nst_name
+    from vitaledge.device.io.records import read_record
+
+    clean, nz = synth_nst
+    r = nst_cli("--record", clean, "--noise", nz, "--snr", "6.5,-0.5,6,-6", "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    for name, snr in (("s000_nz6p5", "6.5"), ("s000_nz-0p5", "-0.5"), ("s000_nz6", "6"),
+                      ("s000_nz-6", "-6")):
+        assert f"{name}: s000 + nz at {snr} dB" in r.output
+        assert len(read_record(tmp_path / name).ann_samples) > 100
+        assert nst_label(tmp_path / name) == NstLabel("s000", "nz", snr)
+        assert nst_name("s000", "nz", float(snr)) == name
+        sidecar = tmp_path / f"{name}.nst.json"  # as written before it named the clean one
+        meta = json.loads(sidecar.read_text())
+        del meta["clean_record"]
+        sidecar.write_text(json.dumps(meta))
+        assert nst_label(tmp_path / name) == NstLabel("s000", "nz", snr)
+    names = [j.name for j in _jobs([clean], [nz], (6.5, -0.5, 6.0), []) if j.make]
+    assert names == ["s000_nz6p5", "s000_nz-0p5", "s000_nz6"]
+
+
+def test_an_output_directory_that_cannot_be_made_is_one_line(synth_nst, tmp_path):
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    clean, nz = synth_nst
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = nst_cli("--record", clean, "--noise", nz, "--snr", "6", "--out", afile / "sub")
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.output == f"Error: cannot create output directory {afile / 'sub'}: Not a directory\n"
+    r = CliRunner().invoke(main, ["data", "synth", "--out", str(afile / "sub"), "--minutes",
+                                  "0.25", "--n-records", "1"])
+    assert r.exit_code == 1 and "cannot create output directory" in r.output, r.output
+
+
+def test_existing_records_are_not_replaced_without_overwrite(synth_nst, tmp_path):
+    clean, nz = synth_nst
+    assert nst_cli("--record", clean, "--noise", nz, "--snr", "6", "--out", tmp_path,
+                   "--seed", "1").exit_code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["s000_nz6.atr", "s000_nz6.dat", "s000_nz6.hea",
+                              "s000_nz6.nst.json"]
+    r = nst_cli("--record", clean, "--noise", nz, "--snr", "12,6", "--out", tmp_path,
+                "--seed", "1000")
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert f"{tmp_path / 's000_nz6'}." in r.output and "already exists" in r.output
+    assert "--overwrite" in r.output
+    # nothing was written, not even the record that did not exist yet
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    r = nst_cli("--record", clean, "--noise", nz, "--snr", "6", "--out", tmp_path,
+                "--seed", "1000", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "s000_nz6.dat").read_bytes() != before["s000_nz6.dat"]
+
+
+def test_a_truncated_clean_annotation_file_is_refused(synth_nst, tmp_path):
+    import shutil
+
+    clean, nz = synth_nst
+    for ext in (".hea", ".dat", ".atr"):
+        shutil.copy(clean.with_suffix(ext), tmp_path / f"s000{ext}")
+    atr = tmp_path / "s000.atr"
+    atr.write_bytes(atr.read_bytes()[:len(atr.read_bytes()) // 2 & ~1])
+    r = nst_cli("--record", tmp_path / "s000", "--noise", nz, "--snr", "6", "--out",
+                tmp_path / "out")
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.output == (f"Error: {atr}: annotation file ends without its end marker: "
+                        "truncated?\n")

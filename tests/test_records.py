@@ -82,3 +82,25 @@ def test_replay_reading_does_not_import_wfdb(mitdb_dir):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd="/").stdout.split()
     assert out == ["650000", "False", "False"]
+
+
+def test_data_synth_does_not_replace_records_without_overwrite(tmp_path):
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    def synth(*extra):
+        return CliRunner().invoke(main, ["data", "synth", "--out", str(tmp_path), "--minutes",
+                                         "0.25", "--n-records", "2", *extra])
+
+    assert synth("--seed", "1").exit_code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert len(before) == 6
+    r = synth("--seed", "5")
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.output == (f"Error: {tmp_path / 's000.hea'}: already exists (an earlier run?); "
+                        "give a new --out, or --overwrite to replace it\n")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    r = synth("--seed", "5", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "s000.dat").read_bytes() != before["s000.dat"]

@@ -20,6 +20,7 @@ from vitaledge.device.eval.scoring import DetectionScore, score_outside
 from vitaledge.device.io.aami import map_annotations, vf_episodes
 from vitaledge.device.io.records import (
     LeadMissing,
+    RecordError,
     list_records,
     read_record,
     select_records,
@@ -61,6 +62,8 @@ def bench_detector(directory: str | Path, with_xqrs: bool = True,
             missing = str(exc)
             continue
         ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
+        if not len(ref):
+            raise RecordError(f"{p}.atr: no beat annotations; the record cannot be scored")
         vf = vf_episodes(rec.ann_samples, rec.ann_symbols)  # EC57 leaves them out
         x, rate = rec.signal, rec.fs
         if fs is not None and fs != rec.fs:

@@ -56,8 +56,9 @@ from vitaledge.device.io.nst import (
     make_nst,
     noisy_segments,
     nst_label,
+    nst_name,
 )
-from vitaledge.device.io.records import read_record, record_path
+from vitaledge.device.io.records import RecordError, read_record, record_path
 from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream import events as event
 from vitaledge.device.stream.pipeline import BeatPipeline
@@ -138,6 +139,9 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
     rec = read_record(path)
     fs, x = rec.fs, rec.signal
     ref_all, cls_all = map_annotations(rec.ann_samples, rec.ann_symbols)
+    if not len(ref_all):
+        raise RecordError(f"{record_path(path)}.atr: no beat annotations (or no such file); "
+                          "the record cannot be scored")
     start = int(round(start_s * fs)) if len(x) > (start_s + 60) * fs else 0
     chunk = max(1, int(round(chunk_s * fs)))
     noisy = noisy_segments(len(x), fs)  # the protocol's noisy stretches (none added: clean)
@@ -220,7 +224,8 @@ class _Job:
     @property
     def name(self) -> str:
         """The name of the record replayed (and of its review page)."""
-        return f"{self.clean}_{self.noise}{self.snr}" if self.make else self.source.name
+        return nst_name(self.clean, self.noise, float(self.snr)) if self.make \
+            else self.source.name
 
 
 def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> list[_Job]:

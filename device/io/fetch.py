@@ -26,7 +26,10 @@ def fetch_physionet(database: str, out: Path, records: list[str] | None = None) 
         import wfdb
     except ImportError as exc:
         raise FetchError("downloading needs the 'wfdb' package") from exc
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetchError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
     try:
         names = records or wfdb.get_record_list(database)
         wfdb.dl_database(database, dl_dir=str(out), records=names, annotators="all")

@@ -51,7 +51,13 @@ import numpy as np
 
 from vitaledge.device.dsp.resample import rate_ratio, resample
 from vitaledge.device.io.aami import map_annotations
-from vitaledge.device.io.records import RecordError, check_header, record_path, wfdb_module
+from vitaledge.device.io.records import (
+    RecordError,
+    check_header,
+    read_annotations,
+    record_path,
+    wfdb_module,
+)
 
 LEARNING_S = 300.0
 PERIOD_S = 120.0
@@ -162,6 +168,34 @@ def read_noise(path: str | Path, fs: float) -> np.ndarray:
     return nz
 
 
+def snr_tag(snr_db: float) -> str:
+    """The SNR as a record's name carries it: ``6``, ``-6``; a fractional one with ``p``
+    for its point (``6p5``, ``-0p5``), since wfdb refuses a '.' in a record name."""
+    return f"{snr_db:g}".replace(".", "p")
+
+
+def nst_name(clean: str, noise: str, snr_db: float) -> str:
+    """The name ``make_nst`` gives a record by default: ``118_ma12``, ``118_bw-6``,
+    ``118_ma6p5``."""
+    return f"{clean}_{noise}{snr_tag(snr_db)}"
+
+
+def nst_files(out_dir: str | Path, name: str) -> list[Path]:
+    """The files ``make_nst`` writes for the record ``name`` in ``out_dir``."""
+    return [Path(out_dir) / f"{name}{ext}" for ext in (".hea", ".dat", ".atr", ".nst.json")]
+
+
+def make_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir``, created if need be; a one-line :class:`RecordError` when it cannot be."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RecordError(f"cannot create output directory {out_dir}: "
+                          f"{exc.strerror or exc}") from exc
+    return out_dir
+
+
 @dataclass
 class NstResult:
     record: str
@@ -210,7 +244,7 @@ def nst_label(path: str | Path) -> NstLabel:
         if not math.isfinite(snr):
             raise ValueError(f"{sidecar}: snr_db is {snr}, not a level in dB")
         if not clean:  # a sidecar written before it named the clean record
-            suffix = f"_{noise}{snr:g}"
+            suffix = f"_{noise}{snr_tag(snr)}"
             clean = path.name[:-len(suffix)] if path.name.endswith(suffix) else path.name
         return NstLabel(clean, noise, f"{snr:g}")
     m = NSTDB_NAME.match(path.name)
@@ -258,8 +292,9 @@ def check_noise_length(noise: str | Path) -> None:
 def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str | Path,
              name: str | None = None, offset_s: float | None = None,
              seed: int | None = None) -> NstResult:
-    """Write the noise-stress record ``out_dir/name`` (default ``<clean>_<noise><snr>``,
-    e.g. ``118_ma12``, ``118_bw-6``) and return what was done."""
+    """Write the noise-stress record ``out_dir/name`` (default :func:`nst_name`,
+    e.g. ``118_ma12``, ``118_bw-6``, ``118_ma6p5``) and return what was done; files of the
+    same names there are replaced (``data nst`` refuses them unless ``--overwrite``)."""
     if not np.isfinite(snr_db):
         raise ValueError(f"SNR {snr_db!r}: expected a finite number of dB")
     wfdb = wfdb_module()
@@ -271,11 +306,10 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
         raise RecordError(f"{clean}: non-finite samples")
     check_noise_length(noise)
     nz = read_noise(noise, fs)
-    try:
-        ann = wfdb.rdann(str(clean), "atr")
-    except Exception as exc:
+    if not clean.with_suffix(".atr").exists():
         raise RecordError(f"{clean}.atr: reference annotations needed to measure the QRS "
-                          f"amplitude ({exc})") from exc
+                          "amplitude (no such file)")
+    ann = read_annotations(clean, "atr", len(x))
     samples, classes = map_annotations(np.asarray(ann.sample), list(ann.symbol))
     normal = samples[classes == 0]
     if offset_s is None:
@@ -302,14 +336,12 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
     limit = np.array([32767.0 / g for g in adc_gain])
     clipped = int((np.abs(out) > limit).sum())
     out = np.clip(out, -limit, limit)
-    snr_tag = f"{snr_db:g}"
-    name = name or f"{clean.name}_{noise.name}{snr_tag}"
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    name = name or nst_name(clean.name, noise.name, snr_db)
+    out_dir = make_out_dir(out_dir)
     wfdb.wrsamp(name, fs=fs, units=list(rec.units), sig_name=list(rec.sig_name),
                 p_signal=out, fmt=["16"] * out.shape[1], adc_gain=adc_gain,
                 baseline=[0] * out.shape[1], write_dir=str(out_dir),
-                comments=[f"nst: {clean.name} + {noise.name} at {snr_tag} dB"])
+                comments=[f"nst: {clean.name} + {noise.name} at {snr_db:g} dB"])
     wfdb.wrann(name, "atr", np.asarray(ann.sample), symbol=list(ann.symbol),
                aux_note=list(ann.aux_note) if ann.aux_note else None,
                write_dir=str(out_dir))

@@ -105,6 +105,50 @@ def check_annotations(ann_path: Path, samples: np.ndarray, n_signal: int) -> Non
                           f"before the one ahead of it (not a WFDB annotation file?)")
 
 
+def check_annotation_end(ann_path: Path) -> None:
+    """Refuse an annotation file that does not end with the MIT format's end marker (a
+    word of two zero bytes, where an annotation would begin): wfdb decodes a file cut at
+    an even byte count without complaint, dropping the annotations cut off. The walk over
+    the annotation words is wfdb's own (SKIP, NUM/SUB/CHN and AUX words)."""
+    data = np.fromfile(ann_path, dtype="<u2") if ann_path.stat().st_size % 2 == 0 else None
+    if data is None:
+        raise RecordError(f"{ann_path}: {ann_path.stat().st_size} bytes, not whole 2-byte "
+                          "annotation words: truncated or not a WFDB annotation file")
+    if not len(data):
+        raise RecordError(f"{ann_path}: empty annotation file (not even its end marker): "
+                          "truncated?")
+    words, n, i = data.tolist(), len(data), 0
+    while i < n - 1:
+        while i < n and words[i] >> 10 == 59:  # SKIP: two more words of interval
+            i += 3
+        i += 1  # the annotation's own word
+        while i < n and words[i] >> 10 > 59:  # NUM, SUB, CHN; AUX with its text
+            i += 1 + ((words[i] & 0x3FF) + 1) // 2 if words[i] >> 10 == 63 else 1
+    if i != n - 1 or words[-1] != 0:
+        raise RecordError(f"{ann_path}: annotation file ends without its end marker: "
+                          "truncated?")
+
+
+def read_annotations(path: str | Path, annotator: str = "atr", n_signal: int | None = None):
+    """The wfdb Annotation of record ``path`` (``NAME.<annotator>``), a whole file: a
+    :class:`RecordError` naming the file when it is missing, truncated or not a WFDB
+    annotation file, or (given the signal's length ``n_signal``) its annotations lie
+    outside the signal or out of time order."""
+    path = record_path(path)
+    ann_path = path.with_suffix("." + annotator)
+    if not ann_path.is_file():
+        raise RecordError(f"{ann_path}: no such annotation file")
+    try:
+        ann = wfdb_module().rdann(str(path), annotator)
+    except Exception as exc:
+        raise RecordError(f"{ann_path}: truncated or not a WFDB annotation file "
+                          f"(wfdb: {exc})") from exc
+    check_annotation_end(ann_path)
+    if n_signal is not None:
+        check_annotations(ann_path, np.asarray(ann.sample, dtype=np.int64), n_signal)
+    return ann
+
+
 @dataclass
 class Record:
     """One lead of a record, in physical units, with its reference annotations."""
@@ -181,13 +225,8 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
     if annotator:
         ann_path = path.with_suffix("." + annotator)
         if ann_path.exists():
-            try:
-                ann = wfdb_module().rdann(str(path), annotator)
-            except Exception as exc:
-                raise RecordError(f"{ann_path}: truncated or not a WFDB annotation file "
-                                  f"(wfdb: {exc})") from exc
+            ann = read_annotations(path, annotator, len(sig))
             out.ann_samples = np.asarray(ann.sample, dtype=np.int64)
-            check_annotations(ann_path, out.ann_samples, len(sig))
             out.ann_symbols = list(ann.symbol)
     return out
 

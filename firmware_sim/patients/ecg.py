@@ -409,8 +409,23 @@ def write_wfdb(rec: SynthRecord, out_dir: str | Path) -> Path:
 
 
 def synth_database(out_dir: str | Path, n_records: int = 4, minutes: float = 5.0, seed: int = 0,
-                   fs: float = 360.0) -> list[Path]:
-    """Write ``n_records`` records s000, s001, ... each from its own patient; return paths."""
+                   fs: float = 360.0, overwrite: bool = True) -> list[Path]:
+    """Write ``n_records`` records s000, s001, ... each from its own patient; return paths.
+    Unless ``overwrite``, a ValueError naming the first of their files already in
+    ``out_dir`` is raised before any is written; a ValueError too when ``out_dir`` cannot
+    be created."""
+    out_dir = Path(out_dir)
+    if not overwrite:
+        held = next((f for i in range(n_records) for ext in (".hea", ".dat", ".atr")
+                     if (f := out_dir / f"s{i:03d}{ext}").exists()), None)
+        if held is not None:
+            raise ValueError(f"{held}: already exists (an earlier run?); give a new --out, "
+                             "or --overwrite to replace it")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create output directory {out_dir}: "
+                         f"{exc.strerror or exc}") from exc
     paths = []
     for i in range(n_records):
         rec_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
