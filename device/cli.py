@@ -22,7 +22,11 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from vitaledge.device.cli_types import POSITIVE, FiniteRange  # noqa: F401 - shared: train, convert
+from vitaledge.device.cli_shared import (  # noqa: F401 - shared: train, convert
+    POSITIVE,
+    FiniteRange,
+    write_json,
+)
 from vitaledge.device.io.fetch import DATABASES
 
 
@@ -93,14 +97,6 @@ def records_dir_alias(data_dest: str = "data", records_dest: str = "records"):
 def csv_list(value: str | None) -> list[str] | None:
     """A ``--records``-style comma list as a list (None when not given)."""
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-def write_json(path: str | Path, obj) -> None:
-    """Write a ``--json FILE`` result; an unwritable path is a one-line CLI error."""
-    try:
-        Path(path).write_text(json.dumps(obj, indent=2) + "\n")
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 class SampleRate(click.ParamType):
@@ -714,7 +710,7 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
                                                                      dir_okay=False))
 def bench_compare_cmd(results) -> None:
     """Side by side p50 latencies from bench.json files of several machines or runs."""
-    from vitaledge.device.bench.latency import compare
+    from vitaledge.device.bench.latency import compare, validate
 
     loaded = []
     for r in results:
@@ -722,6 +718,10 @@ def bench_compare_cmd(results) -> None:
             loaded.append(json.loads(Path(r).read_text()))
         except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
             raise click.ClickException(f"{r}: not a bench.json ({exc})") from exc
+        try:
+            validate(loaded[-1], where=r)
+        except ValueError as exc:  # a field compare would read is missing or mistyped
+            raise click.ClickException(str(exc)) from exc
     try:
         click.echo(compare(loaded, [Path(r).parent.name or Path(r).stem for r in results]))
     except ValueError as exc:

@@ -35,15 +35,16 @@ DEADLINE_BPM = 200.0
 RING_MARGIN_S = 0.5  # detector look-ahead (0.2 s) + filter and resampler reach, rounded up
 
 
-def load_beats(data: str | Path, signal, n: int,
-               seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+def load_beats(data: str | Path, signal, n: int, seed: int = 0,
+               n_labels: int | None = None) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
     """``n`` real beats (seeded choice, in order): the model's inputs (one array per input,
     in the manifest's order: the windows, and the RR features for a model with an ``rr``
     input), labels, and where each came from (``record:sample`` for WFDB, ``heldout#i`` for
     convert's heldout.npz). WFDB beats of an RR model are cut where the device's detector
-    finds them, as the daemon cuts them."""
+    finds them, as the daemon cuts them. A heldout.npz's inputs must be finite and its
+    labels below ``n_labels`` (the model's classes), as ``bench run`` requires."""
     if str(data).endswith(".npz"):
-        held = read_heldout(data)
+        held = read_heldout(data, n_labels)
         if held.signal.get("window") != signal.window.to_dict():
             raise ValueError(f"{data}: windows were made with another window spec")
         xs, y = list(held.inputs), held.y
@@ -233,7 +234,7 @@ def simulate_mcu(artifact: str | Path, profile: McuProfile, data: str | Path, n_
     """Everything ``vitaledge firmware mcu`` reports, as a dict."""
     manifest, path = load_manifest(artifact)
     content = path.read_bytes()
-    X, y, ids = load_beats(data, manifest.signal, n_beats, seed)
+    X, y, ids = load_beats(data, manifest.signal, n_beats, seed, len(manifest.labels))
     model = Model(artifact, delegate="none")
     order = _micro_order(model)
     sample = [None] * len(X)

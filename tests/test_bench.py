@@ -212,4 +212,87 @@ def test_missing_delegates_fail_their_rows_with_the_library_named(converted):
     none, tpu = res.rows
     assert none.status == "✅" and none.p50_ms > 0
     if tpu.status == "❌":  # no Coral on this machine
-        assert "libedgetpu.so.1" in tpu.error and "--fallback cpu" in tpu.error
+        assert "libedgetpu.so.1" in tpu.error and "--delegate xnnpack or none" in tpu.error
+        assert "--fallback" not in tpu.error  # device run's option; bench has none
+
+
+# ---- fast: no model is trained for these -------------------------------------------------
+
+def test_a_delegate_that_does_not_load_names_the_benchs_own_options(tmp_path, monkeypatch):
+    """The interpreter's hint names ``device run --fallback cpu``; ``bench run`` has no
+    such option, its row says how to time the CPU instead."""
+    from types import SimpleNamespace
+
+    from conftest import invoke
+
+    from vitaledge.device.bench import latency
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.model.runtime import get_backend, make_interpreter
+
+    m = SimpleNamespace(task="beat", inputs=[SimpleNamespace(name="beat")], size_bytes=1,
+                        labels=["N"], signal=SimpleNamespace(window=WindowSpec.kachuee()))
+    monkeypatch.setattr(latency, "load_manifest", lambda *a, **k: (m, tmp_path))
+    monkeypatch.setattr(latency, "bench_inputs", lambda *a, **k: (np.zeros((1, 4)), None, {}))
+    monkeypatch.setattr(latency, "Model", lambda art, backend=None, threads=1, delegate="":
+                        make_interpreter(b"", get_backend(backend), threads, delegate))
+    r = invoke(["bench", "run", tmp_path, "--delegate", "bogus", "--runs", "1"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), repr(r.exception)
+    assert "cannot load the bogus delegate" in r.output, r.output
+    assert "--fallback" not in r.output and "--delegate xnnpack or none" in r.output
+
+
+def _bench_json(path, change=lambda d: None):
+    """A bench.json as ``bench run --out`` saves it (one row), after ``change``."""
+    from vitaledge.device.bench.latency import OK, SCHEMA, BenchResult, BenchRow
+
+    env = {"cpu": "Test CPU", "cpu_features": ["avx2"], "machine": "x86_64", "cores": 2,
+           "python": "3.11", "numpy": "2.0", "backend": "ai-edge-litert",
+           "backend_version": "2.3.0", "affinity": [0, 1]}
+    row = BenchRow("a/cpu-int8", "a/cpu-int8", "xnnpack", 1, 1, OK, p50_ms=0.25)
+    d = BenchResult(SCHEMA, env, {"threads": [1]}, [row]).to_dict()
+    change(d)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(d))
+    return path
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda d: d.update(rows=None), "'rows' is NoneType, expected a list"),
+    (lambda d: d.update(rows="x"), "'rows' is str, expected a list"),
+    (lambda d: d["rows"][0].update(p50_ms=None), "row 0.p50_ms: expected float, got None"),
+    (lambda d: d["rows"][0].update(threads="x"), "row 0.threads: expected int, got 'x'"),
+    (lambda d: d.update(rows=[[1]]), "row 0 is list, expected an object"),
+    (lambda d: d.update(environment="x"), "'environment' is str, expected an object"),
+    (lambda d: d["environment"].update(cores="two"), "environment.cores is 'two'"),
+    (lambda d: d["environment"].update(cpu_features="avx2"), "environment.cpu_features"),
+    (lambda d: d.update(settings=[]), "'settings' is list, expected an object"),
+    (lambda d: d.clear(), "not a vitaledge.bench/1 result"),
+])
+def test_compare_names_the_file_and_the_bad_field(tmp_path, change, said):
+    from conftest import error_line, invoke
+
+    good = _bench_json(tmp_path / "ok" / "bench.json")
+    bad = _bench_json(tmp_path / "bad" / "bench.json", change)
+    line = error_line(invoke(["bench", "compare", good, bad]))
+    assert f"{bad}: " in line and said in line, line
+
+
+def test_compare_names_a_file_that_holds_no_object(tmp_path):
+    from conftest import error_line, invoke
+
+    good = _bench_json(tmp_path / "ok" / "bench.json")
+    (tmp_path / "list.json").write_text("[]")
+    line = error_line(invoke(["bench", "compare", good, tmp_path / "list.json"]))
+    assert f"{tmp_path / 'list.json'}: not a JSON object" in line, line
+
+
+def test_compare_of_good_files_still_prints_the_table(tmp_path):
+    from conftest import invoke
+
+    a = _bench_json(tmp_path / "pi" / "bench.json")
+    b = _bench_json(tmp_path / "x86" / "bench.json",
+                    lambda d: d["environment"].pop("cpu_features"))  # saved before it was
+    r = invoke(["bench", "compare", a, b])
+    assert r.exit_code == 0, r.output
+    assert "0.25" in r.output and "x86: Test CPU" in r.output
+    assert "CPU features not recorded" in r.output

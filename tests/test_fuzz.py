@@ -148,3 +148,30 @@ def test_wfdb_header_gain_that_is_not_a_number_is_a_record_error(tmp_path):
     (tmp_path / "r.hea").write_text("r 1 0 4\nr.dat 16 200 11 1024 0 0 0 MLII\n")
     with pytest.raises(RecordError, match="sample rate 0 Hz is outside 10-10000 Hz"):
         read_record(tmp_path / "r", annotator=None)
+
+
+# ---- the command's own bad input ---------------------------------------------------------
+
+def test_fuzz_json_to_an_unwritable_path_is_one_error_line(tmp_path):
+    """The campaign's figures are printed; the file that cannot be written is a
+    ``cannot write`` error (as every other --json option), not a traceback."""
+    from conftest import invoke
+
+    r = invoke(["device", "reliability", "fuzz", "--target", "csv", "--inputs", "5",
+                "--json", tmp_path / "no-such-dir" / "fuzz.json"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), repr(r.exception)
+    assert "Traceback" not in r.output
+    errors = [x for x in r.output.splitlines() if x.startswith("Error:")]
+    assert errors == [f"Error: cannot write {tmp_path / 'no-such-dir' / 'fuzz.json'}: "
+                      "No such file or directory"], r.output
+    [figures] = [json.loads(x) for x in r.output.splitlines() if x.startswith("{")]
+    assert figures["inputs"] == 5  # printed before the error
+
+
+@pytest.mark.parametrize("n", ["-5", "0"])
+def test_fuzz_refuses_fewer_than_one_input(n):
+    from conftest import error_line, invoke
+
+    line = error_line(invoke(["device", "reliability", "fuzz", "--target", "csv",
+                              "--inputs", n]))
+    assert "--inputs" in line and n in line, line

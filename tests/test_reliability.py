@@ -386,3 +386,59 @@ def test_a_source_below_the_models_rate_is_refused_with_a_status_event(converted
     assert status["status"] == "sample_rate_mismatch" and status["source_fs"] == 100
     assert status["model_fs"] == 125 and status["seq"] == 1
     # a live source that goes quiet or sends at another rate: tests/test_source_watch.py
+
+
+# ---- device status: a /health answer of the wrong shape ------------------------------------
+
+@pytest.fixture
+def health_server(tmp_path):
+    """An HTTP server whose /health answers the bytes in ``tmp_path/health`` (as
+    ``python -m http.server`` over a directory holding a file named health does)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path / "health", f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("body, said", [
+    ("[1, 2]", "expected a JSON object, got [1, 2]"),
+    ("null", "expected a JSON object, got None"),
+    ('{"status": "ok", "uptime_s": "x"}', "uptime_s is 'x', expected a number"),
+    ('{"uptime_s": NaN}', "uptime_s is nan, expected a number"),
+    ('{"last_seq": null}', "last_seq is None, expected a number"),
+    ('{"degraded": 5}', "degraded is 5, expected a list or an object"),
+    ('{"model_sha256": 7}', "model_sha256 is 7"),
+    ('{"events_this_run": {"beat": "x"}}', "events_this_run is {'beat': 'x'}"),
+    ('{"rhythm": {"beats": 3, "classes": {"N": []}}}', "rhythm.classes is {'N': []}"),
+])
+def test_status_refuses_a_malformed_health_answer_in_one_line(health_server, body, said):
+    from conftest import error_line, invoke
+
+    health, url = health_server
+    health.write_text(body)
+    line = error_line(invoke(["device", "status", "--api", url]))
+    assert line.startswith(f"Error: {url}/health: malformed answer: ") and said in line, line
+    assert error_line(invoke(["device", "status", "--api", url, "--json"])) == line
+
+
+def test_status_prints_a_well_formed_health_answer(health_server):
+    from conftest import invoke
+
+    health, url = health_server
+    health.write_text(json.dumps({"status": "ok", "degraded": [], "uptime_s": 65.0,
+                                  "model": "m", "model_sha256": "ab" * 32, "source": "s",
+                                  "fs": None, "samples_in": None, "last_seq": 0,
+                                  "events_this_run": {}, "rhythm": {}, "error": None}))
+    r = invoke(["device", "status", "--api", url])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[:2] == ["state: ok", "uptime: 1:05"]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.bench.baselines import BASELINES, DEFAULT_INPUTS
+from vitaledge.device.dsp.spec_fields import SpecError, read_fields
 from vitaledge.device.dsp.windows import WindowSpec
 from vitaledge.device.eval.metrics import classification_metrics
 from vitaledge.device.io.beats import beats_from_dir
@@ -33,6 +34,10 @@ from vitaledge.device.model.timing import stats_ms, time_calls
 
 SCHEMA = "vitaledge.bench/1"
 OK, DROP, FAIL = "✅", "❎", "❌"
+#: The interpreter's hint for a delegate that does not load names ``device run``'s
+#: --fallback, which the bench does not have (a row times the delegate it names).
+FALLBACK_HINT = "use --fallback cpu to run on the CPU instead"
+BENCH_HINT = "time the CPU with --delegate xnnpack or none instead"
 
 
 @dataclass
@@ -125,14 +130,15 @@ def environment(backend: str | None) -> dict:
             else None}
 
 
-def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, dict]:
+def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512, seed: int = 0,
+                 n_labels: int | None = None) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """(windows, labels, order): ``data`` is a WFDB directory (every annotated beat) or
     the ``heldout.npz`` that ``vitaledge convert`` writes (the run's held-out beats);
     without data, synthetic beats. ``order`` is each beat's patient and time
-    (``groups``, ``times``) when known, for decisions made over a patient's beats."""
+    (``groups``, ``times``) when known, for decisions made over a patient's beats. A
+    heldout.npz's labels must be below ``n_labels``, the model's class count."""
     if data and str(data).endswith(".npz"):
-        h = read_heldout(data)
+        h = read_heldout(data, n_labels)
         if h.signal.get("window") != spec.to_dict():
             raise ValueError(f"{data}: windows were made with another window spec")
         return h.inputs[0], h.y, {"groups": h.groups, "times": h.times}
@@ -161,7 +167,7 @@ def task_inputs(manifest, data: str | None, artifact: Path
     if not path.exists():
         raise ValueError(f"{artifact}: a {manifest.task} model is benchmarked on the held-out "
                          f"inputs convert saves ({path} not found; give --data HELDOUT.npz)")
-    h = read_heldout(path)
+    h = read_heldout(path, len(manifest.labels))
     if h.signal != manifest.signal.to_dict():
         raise ValueError(f"{path}: inputs were made with another signal spec")
     if len(h.inputs) != len(manifest.inputs):  # X_i is the manifest's input i
@@ -225,7 +231,7 @@ def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.nda
                     ref - row.accuracy) * 100 > max_drop:
                 row.status = DROP
     except (ManifestError, ModelLoadError, ValueError, RuntimeError) as exc:
-        row.status, row.error = FAIL, str(exc)
+        row.status, row.error = FAIL, str(exc).replace(FALLBACK_HINT, BENCH_HINT)
     return row
 
 
@@ -252,9 +258,9 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
             manifest, _ = load_manifest(art)
             if manifest.task == "beat" and len(manifest.inputs) == 1:
                 spec = manifest.signal.window
-                key = json.dumps(spec.to_dict(), sort_keys=True)
+                key = json.dumps([spec.to_dict(), len(manifest.labels)], sort_keys=True)
                 if key not in inputs:
-                    inputs[key] = bench_inputs(spec, data)
+                    inputs[key] = bench_inputs(spec, data, n_labels=len(manifest.labels))
                 X, y, order = inputs[key]
                 y = y if data else None
             else:
@@ -331,20 +337,47 @@ def format_markdown(res: dict) -> str:
     return "\n".join(out)
 
 
-def validate(res: dict) -> None:
-    """Raise ValueError unless ``res`` is a bench result of this schema version."""
-    if not isinstance(res, dict) or res.get("schema") != SCHEMA:
-        raise ValueError(f"not a {SCHEMA} result (schema={res.get('schema')!r})"
-                         if isinstance(res, dict) else "not a JSON object")
+#: What the tables' footers read of a result's ``environment``, and its types
+#: (``cpu_features``, a list of names, is absent from results saved before it was recorded).
+ENV_FIELDS = {"cpu": (str,), "cores": (int, type(None)), "backend": (str,),
+              "backend_version": (str,), "numpy": (str,)}
+
+
+def validate(res: dict, where: str = "bench result") -> None:
+    """Raise ValueError unless ``res`` is a bench result of this schema version, every
+    field of the type the tables read; the message starts with ``where`` (the file)."""
+    if not isinstance(res, dict):
+        raise ValueError(f"{where}: not a JSON object (got {type(res).__name__})")
+    if res.get("schema") != SCHEMA:
+        raise ValueError(f"{where}: not a {SCHEMA} result (schema={res.get('schema')!r})")
     for k in ("environment", "settings", "rows"):
         if k not in res:
-            raise ValueError(f"bench result: missing {k!r}")
+            raise ValueError(f"{where}: missing {k!r}")
+    for k, kind in (("environment", dict), ("settings", dict), ("rows", list)):
+        if not isinstance(res[k], kind):
+            raise ValueError(f"{where}: {k!r} is {type(res[k]).__name__}, expected "
+                             f"{'an object' if kind is dict else 'a list'}")
+    env = res["environment"]
+    for k, types in ENV_FIELDS.items():
+        if not isinstance(env.get(k), types) or isinstance(env.get(k), bool):
+            raise ValueError(f"{where}: environment.{k} is {env.get(k)!r}, expected "
+                             f"{' or '.join(t.__name__ for t in types)}")
+    feats = env.get("cpu_features", [])
+    if not (isinstance(feats, list) and all(isinstance(f, str) for f in feats)):
+        raise ValueError(f"{where}: environment.cpu_features is {feats!r}, expected a list "
+                         "of names")
     fields_ = set(BenchRow.__dataclass_fields__)
     for i, r in enumerate(res["rows"]):
+        if not isinstance(r, dict):
+            raise ValueError(f"{where}: row {i} is {type(r).__name__}, expected an object")
         if set(r) != fields_:
-            raise ValueError(f"bench result row {i}: fields differ from the schema "
+            raise ValueError(f"{where}: row {i}: fields differ from the schema "
                              f"(unknown {sorted(set(r) - fields_)}, missing "
                              f"{sorted(fields_ - set(r))})")
+        try:
+            read_fields(BenchRow, r, f"row {i}")
+        except SpecError as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
 
 def save(res: BenchResult, out: Path) -> None:

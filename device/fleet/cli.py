@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from vitaledge.device.cli_types import POSITIVE, FiniteRange
+from vitaledge.device.cli_shared import POSITIVE, FiniteRange
 
 BROKER_HELP = "mqtt://HOST:PORT/PREFIX (mqtts:// for TLS) of the broker the devices use."
 

@@ -21,6 +21,8 @@ as ``X_0`` and a signal of ``{"kind": "beat", "window": ...}``.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,22 @@ import numpy as np
 
 class HeldoutError(ValueError):
     """A held-out file is missing or does not hold the documented arrays."""
+
+
+#: What ``np.load`` and reading its arrays raise on a damaged file: the disk (OSError),
+#: bad bytes or pickled data (ValueError), an empty file (EOFError), a truncated archive
+#: (BadZipFile), a corrupt compressed array (zlib.error).
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def npz_problem(exc: BaseException) -> str:
+    """What was wrong with an .npz, from one of :data:`NPZ_ERRORS`, for a message that
+    names the file (numpy says only "No data left in file" of an empty one)."""
+    if isinstance(exc, EOFError):
+        return "empty file (0 bytes), not a valid .npz"
+    if isinstance(exc, zipfile.BadZipFile | zlib.error):
+        return f"not a valid .npz (truncated or corrupt: {exc})"
+    return f"not a readable .npz: {exc}"
 
 
 @dataclass
@@ -67,18 +85,20 @@ def write_heldout(path: str | Path, inputs: np.ndarray | list[np.ndarray], y: np
     return path
 
 
-def read_heldout(path: str | Path) -> Heldout:
-    """Read a ``heldout.npz`` (this layout or the older beat one); errors name the file."""
+def read_heldout(path: str | Path, n_labels: int | None = None) -> Heldout:
+    """Read a ``heldout.npz`` (this layout or the older beat one); errors name the file.
+    The inputs must be finite numbers and the labels class indices (below ``n_labels``,
+    the model's class count, when given)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             files = {k: z[k] for k in z.files}
     except FileNotFoundError as exc:
         raise HeldoutError(f"{path}: no held-out file") from exc
-    except (OSError, ValueError) as exc:
-        raise HeldoutError(f"{path}: not a readable .npz: {exc}") from exc
+    except NPZ_ERRORS as exc:
+        raise HeldoutError(f"{path}: {npz_problem(exc)}") from exc
     if "X" in files and "window" in files:  # the beat layout before this one
-        inputs, signal = [files["X"]], {"kind": "beat", "window": _json(files["window"], path)}
+        names, signal = ["X"], {"kind": "beat", "window": _json(files["window"], path)}
     else:
         n = 0
         while f"X_{n}" in files:
@@ -86,17 +106,40 @@ def read_heldout(path: str | Path) -> Heldout:
         if not n or "signal" not in files:
             raise HeldoutError(f"{path}: expected arrays X_0.., y and signal, found "
                                f"{sorted(files)}")
-        inputs, signal = [files[f"X_{i}"] for i in range(n)], _json(files["signal"], path)
+        names, signal = [f"X_{i}" for i in range(n)], _json(files["signal"], path)
+    inputs = [files[k] for k in names]
     if "y" not in files:
         raise HeldoutError(f"{path}: missing the labels 'y'")
+    _check_arrays(path, names, inputs, files["y"], n_labels)
     if any(len(a) != len(files["y"]) for a in inputs):
         raise HeldoutError(f"{path}: {[len(a) for a in inputs]} inputs for "
                            f"{len(files['y'])} labels")
     order = [files.get(k) for k in ("record", "sample")]
-    if any(a is not None and len(a) != len(files["y"]) for a in order):
+    if any(a is not None and (a.ndim != 1 or len(a) != len(files["y"])) for a in order):
         raise HeldoutError(f"{path}: record/sample arrays do not match the "
                            f"{len(files['y'])} labels")
     return Heldout(inputs, files["y"], signal, *order)
+
+
+def _check_arrays(path: Path, names: list[str], inputs: list[np.ndarray], y: np.ndarray,
+                  n_labels: int | None) -> None:
+    """Inputs of finite numbers; labels 1-D class indices."""
+    for name, a in zip(names, inputs, strict=True):
+        if a.ndim == 0 or a.dtype.kind not in "fiu":
+            raise HeldoutError(f"{path}: {name} is {a.dtype}{list(a.shape)}, expected "
+                               "(n, ...) numbers")
+        bad = np.count_nonzero(~np.isfinite(a))
+        if bad:
+            raise HeldoutError(f"{path}: {name} holds NaN or infinite values "
+                               f"({bad} of {a.size})")
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise HeldoutError(f"{path}: labels 'y' are {y.dtype}{list(y.shape)}, expected "
+                           "(n,) integer class indices")
+    if len(y) and (y.min() < 0 or (n_labels is not None and y.max() >= n_labels)):
+        want = ("non-negative class indices" if n_labels is None else
+                f"class indices 0..{n_labels - 1} (the model has {n_labels} classes)")
+        raise HeldoutError(f"{path}: labels 'y' run from {y.min()} to {y.max()}, expected "
+                           f"{want}")
 
 
 def _json(value: np.ndarray, path: Path) -> dict:

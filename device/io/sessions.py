@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.io.heldout import NPZ_ERRORS, npz_problem
+
 KEYS = ("ecg", "gsr", "fs", "faces", "face_times")
 
 
@@ -67,12 +69,19 @@ def read_session(path: str | Path) -> Session:
             missing = [k for k in KEYS if k not in z.files]
             if missing:
                 raise SessionError(f"{path}: not a session file, missing {missing}")
-            s = Session(z["ecg"].astype(np.float64), z["gsr"].astype(np.float64),
-                        float(z["fs"]), z["faces"], z["face_times"].astype(np.float64))
-    except (OSError, ValueError) as exc:
+            a = {k: z[k] for k in KEYS}
+    except NPZ_ERRORS as exc:
         if isinstance(exc, SessionError):
             raise
-        raise SessionError(f"{path}: cannot read session: {exc}") from exc
+        raise SessionError(f"{path}: cannot read session: {npz_problem(exc)}") from exc
+    bad = [k for k in ("ecg", "gsr", "fs", "face_times") if a[k].dtype.kind not in "fiu"
+           or a[k].ndim != (0 if k == "fs" else 1)]
+    if bad:
+        got = ", ".join(f"{k} {a[k].dtype}{list(a[k].shape)}" for k in bad)
+        raise SessionError(f"{path}: ecg, gsr, face_times must be 1-D numbers and fs one "
+                           f"number, got {got}")
+    s = Session(a["ecg"].astype(np.float64), a["gsr"].astype(np.float64), float(a["fs"]),
+                a["faces"], a["face_times"].astype(np.float64))
     return check_session(s, str(path))
 
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -139,8 +141,9 @@ def read_vectors(artifact: str | Path, m: Manifest) -> tuple[list[np.ndarray], n
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise SelfTestError(f"{path}: not a self-test vectors file: {exc}") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        why = "empty file (0 bytes)" if isinstance(exc, EOFError) else exc
+        raise SelfTestError(f"{path}: not a self-test vectors file: {why}") from exc
     names = _names(m)
     want = {"expected", *(f"input_{n}" for n in names)}
     if set(arrays) != want:

@@ -4,6 +4,10 @@ the daemon already makes (``Daemon.position()``, ``Daemon.run()``, ``Daemon.heal
 
 from __future__ import annotations
 
+import math
+import reprlib
+from collections.abc import Callable
+
 
 def clock(seconds: float) -> str:
     """Signal time as ``M:SS`` (``H:MM:SS`` from an hour): ``1805.6`` -> ``"30:05"``."""
@@ -137,7 +141,7 @@ def fetch_health(url: str, token: str = "", timeout: float = 3.0) -> dict:
                                  headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read())
+            health = json.loads(r.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
             raise StatusError(f"{base}: the API wants a bearer token (--api-token-file FILE "
@@ -150,3 +154,48 @@ def fetch_health(url: str, token: str = "", timeout: float = 3.0) -> dict:
     except ValueError as exc:
         raise StatusError(f"{base}/health: not a vitaledge API (the answer is not "
                           "JSON)") from exc
+    problem = health_problem(health)
+    if problem:
+        raise StatusError(f"{base}/health: malformed answer: {problem}")
+    return health
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _counts(v) -> bool:
+    return isinstance(v, dict) and all(_number(n) for n in v.values())
+
+
+_KINDS: dict[str, Callable] = {
+    "a string": lambda v: isinstance(v, str), "a number": _number, "null": lambda v: v is None,
+    "a list": lambda v: isinstance(v, list), "an object": lambda v: isinstance(v, dict),
+    "an object of counts": _counts}
+
+#: The /health fields :func:`format_health` reads and what each may be when present.
+HEALTH_FIELDS = {
+    "status": ("a string",), "degraded": ("a list", "an object", "a string", "null"),
+    "reasons": ("a list", "an object", "a string", "null"), "uptime_s": ("a number",),
+    "model": ("a string", "null"), "model_sha256": ("a string", "null"),
+    "source": ("a string", "null"), "samples_in": ("a number", "null"),
+    "fs": ("a number", "null"), "last_seq": ("a number",),
+    "events_this_run": ("an object of counts", "null"),
+    "seconds_since_last_beat": ("a number", "null"), "rhythm": ("an object", "null"),
+    "dropped_samples": ("a number", "null")}
+RHYTHM_FIELDS = {"beats": ("a number", "null"), "classes": ("an object of counts",),
+                 "heart_rate_bpm": ("a number", "null")}
+
+
+def health_problem(h) -> str:
+    """What makes ``h`` no ``/health`` answer :func:`format_health` can print ("" when it
+    is one): not an object, or a field of another type (``uptime_s is 'x', expected a
+    number``)."""
+    if not isinstance(h, dict):
+        return f"expected a JSON object, got {reprlib.repr(h)}"
+    rhythm = h.get("rhythm") if isinstance(h.get("rhythm"), dict) else {}
+    for where, d, spec in (("", h, HEALTH_FIELDS), ("rhythm.", rhythm, RHYTHM_FIELDS)):
+        for k, kinds in spec.items():
+            if k in d and not any(_KINDS[kind](d[k]) for kind in kinds):
+                return f"{where}{k} is {reprlib.repr(d[k])}, expected {' or '.join(kinds)}"
+    return ""

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from vitaledge.device.bench.reliability.fuzz import FUZZ_TARGETS, run_fuzz
+from vitaledge.device.cli_shared import write_json
 
 
 @click.group("reliability")
@@ -22,8 +23,8 @@ def reliability_group() -> None:
 @reliability_group.command("fuzz")
 @click.option("--target", "targets", default="all", show_default=True,
               help=f"Comma list of {', '.join(FUZZ_TARGETS)} or all.")
-@click.option("--inputs", "n", type=int, default=100_000, show_default=True,
-              help="Inputs per target.")
+@click.option("--inputs", "n", type=click.IntRange(min=1), default=100_000,
+              show_default=True, help="Inputs per target.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
 def fuzz_cmd(targets, n, seed, json_out) -> None:
@@ -42,7 +43,7 @@ def fuzz_cmd(targets, n, seed, json_out) -> None:
         click.echo(json.dumps(r))
         results.append(r)
     if json_out:
-        Path(json_out).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(json_out, results)
     if any(r["unexpected"] or r["hangs"] for r in results):
         sys.exit(1)
 
@@ -70,7 +71,7 @@ def crash_cmd(model, record, speed, kills, max_jsonl_bytes, seed, workdir, json_
     brief = {k: v for k, v in r.items() if k != "per_kill"}
     click.echo(json.dumps(brief, indent=2))
     if json_out:
-        Path(json_out).write_text(json.dumps(r, indent=2) + "\n")
+        write_json(json_out, r)
     bad = (r["jsonl_corrupt_lines"] or r["sqlite_integrity_failures"] or
            r["jsonl_duplicate_seq"] or r["sqlite_duplicate_seq"] or
            r["acked_lost_or_changed_jsonl"] or r["acked_lost_or_changed_sqlite"] or
@@ -94,7 +95,7 @@ def load_cmd(model, record, seconds, chunk_delay, recover_s, json_out) -> None:
     r = load_campaign(str(Path(model).resolve()), record, wd, seconds, chunk_delay, recover_s)
     click.echo(json.dumps({k: v for k, v in r.items() if k != "rss_samples"}, indent=2))
     if json_out:
-        Path(json_out).write_text(json.dumps(r, indent=2) + "\n")
+        write_json(json_out, r)
     ok = (r["sent_minus_processed_minus_dropped"] == 0 and r["overload_factor"] >= 10
           and r["gap_event_missing_samples"] == r["dropped_samples"]
           and r["dropped_after_drain"] == 0)
@@ -118,7 +119,7 @@ def streams_cmd(model, record, counts, seconds, cpu, json_out) -> None:
         click.echo(json.dumps({k: v for k, v in r.items() if k != "per_stream"}))
         res.append(r)
     if json_out:
-        Path(json_out).write_text(json.dumps(res, indent=2) + "\n")
+        write_json(json_out, res)
 
 
 @reliability_group.command("soak")
@@ -137,4 +138,4 @@ def soak_cmd(model, records, hours, json_out) -> None:
                       wd, hours)
     click.echo(json.dumps({k: v for k, v in r.items() if k != "samples"}, indent=2))
     if json_out:
-        Path(json_out).write_text(json.dumps(r, indent=2) + "\n")
+        write_json(json_out, r)
