@@ -153,7 +153,9 @@ def mcu_cmd(artifact, profile_name, data, beats, input_fs, delegates, seed, json
 @firmware_group.command("export")
 @click.argument("artifact", type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-def export_cmd(artifact, out) -> None:
+@click.option("--overwrite", is_flag=True,
+              help="Replace the bundle's files already in --out (else refused).")
+def export_cmd(artifact, out, overwrite) -> None:
     """C array + header, op resolver, config header and a README for the firmware engineer."""
     from vitaledge.device.model.manifest import manifest_path
 
@@ -161,7 +163,7 @@ def export_cmd(artifact, out) -> None:
 
     not_an_input(out, "--out", [manifest_path(artifact).parent])
     try:
-        files = export_firmware(artifact, out)
+        files = export_firmware(artifact, out, overwrite=overwrite)
     except (ValueError, RuntimeError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {', '.join(f.name for f in files)} to {out}")

@@ -314,8 +314,20 @@ int8_t* scores = interp.output(0)->data.int8;  // class = argmax of scores
 """
 
 
-def export_firmware(artifact: str | Path, out: str | Path) -> list[Path]:
-    """Write the firmware bundle for an int8 artifact into ``out``; returns the files."""
+#: The files of a firmware bundle, as :func:`export_firmware` writes them.
+BUNDLE = ("model_data.cc", "model_data.h", "op_resolver.cc", "model_config.h", "README.md",
+          "manifest.json", "export.json")
+
+
+def export_firmware(artifact: str | Path, out: str | Path,
+                    overwrite: bool = False) -> list[Path]:
+    """Write the firmware bundle for an int8 artifact into ``out``; returns the files.
+    Unless ``overwrite``, a ValueError naming the first bundle file already in ``out`` (a
+    firmware project's own README.md, an earlier export) is raised before any is written."""
+    held = next((Path(out) / f for f in BUNDLE if (Path(out) / f).exists()), None)
+    if held is not None and not overwrite:
+        raise ValueError(f"{held}: already exists (an earlier export, or the project's own "
+                         "file?); give a new --out, or --overwrite to replace it")
     m, path = load_manifest(artifact)
     if m.input.dtype != "int8":
         raise ValueError(f"{artifact}: input is {m.input.dtype}; TFLite Micro export needs a "

@@ -89,6 +89,20 @@ def test_export_elsewhere_is_not_refused_as_the_artifact_directory(fake_artifact
     assert "also an input" not in line and "manifest" in line, line
 
 
+def test_export_does_not_replace_a_projects_files_without_overwrite(fake_artifact, tmp_path):
+    """A firmware project's own README.md in --out was replaced without a word."""
+    fw = tmp_path / "proj"
+    fw.mkdir()
+    (fw / "README.md").write_text("MINE")
+    line = error_line(invoke(["firmware", "export", fake_artifact, "--out", fw]))
+    assert str(fw / "README.md") in line and "already exists" in line, line
+    assert "--overwrite" in line and (fw / "README.md").read_text() == "MINE"
+    # --overwrite lets it past that check (the fake artifact's manifest is refused next)
+    line = error_line(invoke(["firmware", "export", fake_artifact, "--out", fw,
+                              "--overwrite"]))
+    assert "already exists" not in line and "manifest" in line, line
+
+
 # ---- data synth: --fs, --minutes ---------------------------------------------------------
 
 @pytest.mark.parametrize("fs", ["1", "0", "-1", "nan", "inf", "9.99", "10001"])
