@@ -113,6 +113,30 @@ def test_missing_manifest_and_missing_model_file(tmp_path):
         load_manifest(tmp_path)
 
 
+def test_the_model_file_given_for_its_artifact_directory(tmp_path):
+    """``--model art/model.tflite`` reads the manifest beside it (it said "not valid JSON");
+    another .tflite there is not that manifest's model, and an empty model is named."""
+    import hashlib
+
+    from vitaledge.device.model.runtime import Model, ModelLoadError
+
+    content = b"\x00" * 10
+    (tmp_path / "model.tflite").write_bytes(content)
+    (tmp_path / "other.tflite").write_bytes(content)
+    valid = {**VALID, "sha256": hashlib.sha256(content).hexdigest()}
+    (tmp_path / "manifest.json").write_text(json.dumps(valid))
+    m, model_path = load_manifest(tmp_path / "model.tflite")
+    assert model_path == tmp_path / "model.tflite" and m.model_file == "model.tflite"
+    with pytest.raises(ManifestError, match=r"other\.tflite: not the model of the manifest "
+                                            r"beside it .* names model\.tflite"):
+        load_manifest(tmp_path / "other.tflite")
+    (tmp_path / "model.tflite").write_bytes(b"")
+    empty = {**VALID, "sha256": hashlib.sha256(b"").hexdigest(), "size_bytes": 0}
+    (tmp_path / "manifest.json").write_text(json.dumps(empty))
+    with pytest.raises(ModelLoadError, match=r"model\.tflite: the model file is empty"):
+        Model(tmp_path)
+
+
 # --------------------------------------------------------------------------- signal specs
 
 SIGNALS = {"beat": BEAT_SIGNAL, "emotion-ecg": emotion_ecg.default_signal(),

@@ -299,9 +299,15 @@ def input_key(tensor_name: str) -> str:
 
 
 def manifest_path(artifact: str | Path) -> Path:
-    """``artifact/manifest.json`` for an artifact directory, else the path itself."""
+    """``artifact/manifest.json`` for an artifact directory; for the artifact's model file
+    (``.tflite``, given where its directory was meant) the manifest beside it; else the
+    path itself."""
     artifact = Path(artifact)
-    return artifact / "manifest.json" if artifact.is_dir() else artifact
+    if artifact.is_dir():
+        return artifact / "manifest.json"
+    if artifact.suffix == ".tflite" and (artifact.parent / "manifest.json").is_file():
+        return artifact.parent / "manifest.json"
+    return artifact
 
 
 def load_manifest(artifact: str | Path, verify_file: bool = True) -> tuple[Manifest, Path]:
@@ -322,6 +328,10 @@ def load_manifest(artifact: str | Path, verify_file: bool = True) -> tuple[Manif
         raise ManifestError(f"{mpath}: not valid JSON: {exc}") from exc
     m = Manifest.from_dict(raw, where=str(mpath))
     model_path = mpath.parent / m.model_file
+    if mpath != Path(artifact) and not Path(artifact).is_dir() \
+            and Path(artifact).name != m.model_file:
+        raise ManifestError(f"{artifact}: not the model of the manifest beside it ({mpath} "
+                            f"names {m.model_file}); give the artifact directory")
     if verify_file:
         verify_model_file(m, model_path)
     return m, model_path

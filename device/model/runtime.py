@@ -95,6 +95,8 @@ def make_interpreter(model_content: bytes, backend: Backend, threads: int | None
     cannot be loaded is an error unless ``fallback_cpu`` is set, in which case the model runs
     on the CPU and a warning is logged.
     """
+    if not model_content:  # LiteRT says only "model_path or model_content must be specified"
+        raise ModelLoadError("the model is empty (0 bytes)")
     kwargs: dict[str, Any] = {"model_content": model_content}
     if threads is not None:
         kwargs["num_threads"] = int(threads)
@@ -187,6 +189,8 @@ class Model:
             if Manifest.from_dict(signed, where=str(artifact)) != self.manifest:
                 raise SignatureError(f"{artifact}: manifest changed while it was loaded")
         content = verify_model_file(self.manifest, self.path)
+        if not content:
+            raise ModelLoadError(f"{self.path}: the model file is empty (0 bytes)")
         self.backend = get_backend(backend)
         self.delegate = delegate
         self.threads = threads
