@@ -534,6 +534,7 @@ def score_cmd(events, record, json_out, run_id) -> None:
         EventsError,
         format_gated,
         format_score,
+        in_file,
         load_events,
         quality_segments,
         read_runs,
@@ -547,7 +548,9 @@ def score_cmd(events, record, json_out, run_id) -> None:
         runs = list(read_runs(events))
         chosen = run_id if run_id is not None else (runs[-1] if runs else None)
         s = score_events(load_events(events, run_id), record)
-    except (EventsError, RecordError) as exc:
+    except EventsError as exc:
+        raise click.ClickException(in_file(events, exc)) from exc
+    except RecordError as exc:
         raise click.ClickException(str(exc)) from exc
     s = {**s, "run": chosen, "runs_in_file": len(runs)}
     if len(runs) > 1:
@@ -557,7 +560,9 @@ def score_cmd(events, record, json_out, run_id) -> None:
     try:
         segments = quality_segments(events, chosen)
         s["signal_quality"] = score_gated(load_events(events, run_id), segments, record)
-    except (EventsError, RecordError) as exc:
+    except EventsError as exc:
+        raise click.ClickException(in_file(events, exc)) from exc
+    except RecordError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("\n" + format_gated(s["signal_quality"]))
     if json_out:
@@ -577,13 +582,15 @@ def review_cmd(events, record, out, run_id) -> None:
     beats by class and quality, unreadable segments; against the record's annotations,
     missed / false / misclassified beats listed and marked, Se, +P and class confusion."""
     from vitaledge.device.eval.review import format_summary, write_review
-    from vitaledge.device.eval.score_events import EventsError
+    from vitaledge.device.eval.score_events import EventsError, in_file
     from vitaledge.device.io.records import RecordError
 
     not_an_input(out, "--out", [events, *record_files(record)])
     try:
         review = write_review(events, record, out, run=run_id)
-    except (EventsError, RecordError) as exc:
+    except EventsError as exc:
+        raise click.ClickException(in_file(events, exc)) from exc
+    except RecordError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from exc

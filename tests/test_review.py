@@ -180,6 +180,7 @@ def test_errors_are_one_line_and_keep_the_old_page(synth_dir, tmp_path):
                                         str(synth_dir / "s000"), "--out", str(out)])
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
         assert res.exit_code != 0 and len(lines) == 1 and msg in lines[0], res.output
+        assert lines[0].startswith(f"Error: {odd}: "), res.output  # the file, not only seq
     assert out.read_text() == "old page"
 
 

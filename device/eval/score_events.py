@@ -22,6 +22,13 @@ class EventsError(ValueError):
     """An events file cannot be scored; the message names the file and what is wrong."""
 
 
+def in_file(path: str | Path, exc: EventsError) -> str:
+    """The error's message naming the events file ``path`` (a check of the events, such as
+    :func:`check_beat_events`, knows the event, not the file it came from)."""
+    msg = str(exc)
+    return msg if str(path) in msg else f"{path}: {msg}"
+
+
 def read_runs(path: str | Path) -> dict[str, list[dict]]:
     """Beat events of a daemon sink file per run, in the order the runs were written:
     JSON Lines (a torn last line after a crash is skipped) or the SQLite sink's database.
