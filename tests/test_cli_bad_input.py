@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 
 import click
@@ -224,6 +225,16 @@ def test_fsync_takes_batch_never_or_a_positive_interval_only():
         with pytest.raises(ValueError, match=r"^fsync policy .*expected batch, never or "
                                              r"interval:S \(S seconds > 0\)$"):
             DaemonConfig(fsync=bad)
+
+
+def test_a_binary_config_file_is_named(tmp_path):
+    from vitaledge.device.stream.daemon import DaemonConfig
+
+    p = tmp_path / "device.toml"
+    p.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(p))}: cannot read config: "
+                                         r"not UTF-8 text \(byte \d+\)$"):
+        DaemonConfig.from_toml(p)
 
 
 def test_config_types_are_checked_against_the_fields(tmp_path):

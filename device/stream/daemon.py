@@ -146,6 +146,9 @@ class DaemonConfig:
             data = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"{path}: cannot read config: {exc}") from exc
+        except UnicodeDecodeError as exc:  # a binary file: TOML is UTF-8 text
+            raise ValueError(f"{path}: cannot read config: not UTF-8 text (byte "
+                             f"{exc.start})") from exc
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
