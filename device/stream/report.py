@@ -78,7 +78,8 @@ def format_summary(s: dict) -> str:
     faults = {k: v for k, v in (s.get("signal_fault_samples") or {}).items() if v}
     if faults:
         trouble.append("signal faults cut out: " + ", ".join(
-            f"{_n(v)} samples {k.replace('_', ' ')}" for k, v in faults.items()))
+            f"{_n(v)} sample{'s' if v != 1 else ''} {k.replace('_', ' ')}"
+            for k, v in faults.items()))
     rejected = unreadable_input(s)
     if rejected:
         trouble.append(f"{rejected} on the source ignored")
