@@ -85,6 +85,12 @@ def test_window_spec_round_trips_and_refuses_unknown_fields():
         WindowSpec.from_dict(d)
     with pytest.raises(ValueError, match="convention"):
         WindowSpec(convention="sideways")
+    # a rate far off (a manifest's window.fs of 1e9) is named with what it makes of before_s
+    d = WindowSpec.centered().to_dict()
+    with pytest.raises(ValueError, match=r"before_s.*0.25 s at 1e\+09 Hz is 250000000 "
+                                         r"samples before the R peak, not within the "
+                                         r"window's 87"):
+        WindowSpec.from_dict({**d, "fs": 1e9})
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 360, 10_000])

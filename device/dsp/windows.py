@@ -51,7 +51,9 @@ class WindowSpec:
         positive(self, "fs")
         if self.convention == "centered":
             require(0 <= self.n_before < self.length, "before_s",
-                    "a centered window must leave room after the R peak")
+                    f"{self.before_s:g} s at {self.fs:g} Hz is {self.n_before} samples "
+                    f"before the R peak, not within the window's {self.length}: a centered "
+                    "window must leave room after the R peak")
 
     @classmethod
     def kachuee(cls, **kw) -> WindowSpec:
