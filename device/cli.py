@@ -95,8 +95,14 @@ def records_dir_alias(data_dest: str = "data", records_dest: str = "records"):
 
 
 def csv_list(value: str | None) -> list[str] | None:
-    """A ``--records``-style comma list as a list (None when not given)."""
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+    """A ``--records``-style comma list as a list (None when not given); a list given that
+    names nothing (``","``) is a usage error, not "all"."""
+    if not value:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise click.UsageError(f"the comma list {value!r} names nothing")
+    return names
 
 
 class SampleRate(click.ParamType):

@@ -50,6 +50,8 @@ def cases(tmp_path, fake_records):
         (["bench", "detector", "--data", fake_records, "--records", "100,999"],
          [str(fake_records), "999"]),
         (["bench", "detector"], ["--data"]),
+        (["bench", "detector", "--data", fake_records, "--records", " , "],
+         ["comma list ' , ' names nothing"]),
         (["bench", "run", empty, "--threads", "two"], ["--threads", "'two'"]),
         (["bench", "run", empty, "--batch", "0"], ["--batch", "'0'"]),
         (["bench", "run", empty, "--pin", "4096"], ["--pin", "'4096'", "4096"]),
