@@ -25,6 +25,10 @@ class FiniteRange(click.FloatRange):
 #: A length, rate or speed: 0 makes no sense.
 POSITIVE = FiniteRange(min=0, min_open=True)
 
+#: A random seed: what numpy's generators take (a negative one is refused deep inside
+#: numpy with its own words).
+SEED = click.IntRange(0, 2**32 - 1)
+
 
 def write_json(path: str | Path, obj) -> None:
     """Write a ``--json FILE`` result; an unwritable path is a one-line CLI error."""

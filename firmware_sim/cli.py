@@ -15,6 +15,7 @@ from vitaledge.device.cli import (
     not_an_input,
     write_json,
 )
+from vitaledge.device.cli_shared import SEED
 
 #: Lengths of a synthetic record ``data synth`` writes, in minutes: from 15 s (a shorter
 #: one may hold no beat at all) to a day, what a Holter monitor records ...
@@ -61,7 +62,7 @@ def firmware_group() -> None:
 @click.option("--faults", default="none", show_default=True,
               help="e.g. corrupt=0.01,drop=0.001,truncate=0.001,dup=0.001,garbage=0.001,"
                    "drift=50,leadoff=2,noise=3,disconnect=1 (see docs/protocol.md).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--adc-bits", type=int, default=12, show_default=True)
 @click.option("--gain", type=float, default=200.0, show_default=True, help="Counts per mV.")
 @click.option("--baseline", type=int, default=0, show_default=True, help="Count at 0 mV.")
@@ -130,7 +131,7 @@ def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc
               callback=_mcu_delegates,
               help="LiteRT delegates to compare with: none (reference int8 kernels), "
                    "xnnpack (what the Pi runs).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Which beats.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Which beats.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
 def mcu_cmd(artifact, profile_name, data, beats, input_fs, delegates, seed, json_out) -> None:
     """TFLite Micro vs LiteRT on real beats (every mismatch listed), measured arena, RAM and
@@ -178,7 +179,7 @@ def export_cmd(artifact, out, overwrite) -> None:
 @click.option("--n-records", "n_records", type=click.IntRange(min=1), default=4,
               show_default=True, help="How many records (each a different synthetic patient).")
 @deprecated_alias("--records", "--n-records", "n_records", type=click.IntRange(min=1))
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--fs", type=SampleRate(), default=360.0, show_default=True,
               help="Sample rate, 10-10000 Hz (what the record readers accept).")
 @click.option("--overwrite", is_flag=True,

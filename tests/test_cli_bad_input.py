@@ -59,6 +59,8 @@ def cases(tmp_path, fake_records):
         (["data", "synth", "--out", tmp_path / "s", "--minutes", "0"], ["--minutes", "0"]),
         (["data", "synth", "--out", tmp_path / "s", "--fs", "0"], ["--fs", "0"]),
         (["data", "synth", "--out", tmp_path / "s", "--n-records", "0"], ["--n-records"]),
+        (["data", "synth", "--out", tmp_path / "s", "--seed", "-1"], ["--seed", "-1"]),
+        (["device", "reliability", "fuzz", "--seed", "-3"], ["--seed", "-3"]),
         (["device", "run", "--config", toml(tmp_path, 'threads = "two"')],
          [".toml: ", "threads", "'two'", "integer"]),
         (["device", "run", "--config", toml(tmp_path, 'out = "x.jsonl"')],

@@ -18,6 +18,7 @@ from vitaledge.device.cli import (
     records_dir_alias,
     write_json,
 )
+from vitaledge.device.cli_shared import SEED
 
 from . import zoo
 from .config import MAX_ENSEMBLE
@@ -168,7 +169,7 @@ def train_group() -> None:
                    "beats and average their class probabilities in one model (steadier on "
                    "new patients than any one network) [default: 3 for models with RR "
                    "inputs, else 1].")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Run directory to write (new or empty).")
 @overwrite_option
@@ -418,7 +419,7 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 @click.option("--time-budget", type=float, default=None,
               help="Stop after this many minutes of the whole run, every ensemble member "
                    "counted (each member keeps its checkpoint rule's weights).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Run directory to write (new or empty; with --fold, its fold-N).")
 @overwrite_option
@@ -518,7 +519,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
 @click.option("--synth-trials", type=int, default=2, show_default=True,
               help="Synthetic trials per subject and class.")
 @click.option("--synth-seconds", type=float, default=75.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Run directory (new or empty).")
 @overwrite_option
@@ -572,7 +573,7 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
 @click.option("--synth-subjects", type=int, default=10, show_default=True)
 @click.option("--synth-per-class", type=int, default=12, show_default=True,
               help="Synthetic windows per subject and emotion.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Run directory (new or empty).")
 @overwrite_option

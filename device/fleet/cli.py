@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from vitaledge.device.cli_shared import POSITIVE, FiniteRange
+from vitaledge.device.cli_shared import POSITIVE, SEED, FiniteRange
 
 BROKER_HELP = "mqtt://HOST:PORT/PREFIX (mqtts:// for TLS) of the broker the devices use."
 
@@ -131,7 +131,7 @@ def tail_cmd(broker: str, device: str, site: str, client_id: str, count: int, id
 @click.option("--broker-pid", type=click.IntRange(min=1), default=None,
               help="The broker's pid, for its CPU (default: the owner of the listening "
                    "socket, for a broker on this machine).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def simulate_cmd(broker: str, devices: int, seconds: float, bpm: float,
                  connections: int | None,

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from vitaledge.device.bench.reliability.fuzz import FUZZ_TARGETS, run_fuzz
-from vitaledge.device.cli_shared import write_json
+from vitaledge.device.cli_shared import SEED, write_json
 
 
 @click.group("reliability")
@@ -25,7 +25,7 @@ def reliability_group() -> None:
               help=f"Comma list of {', '.join(FUZZ_TARGETS)} or all.")
 @click.option("--inputs", "n", type=click.IntRange(min=1), default=100_000,
               show_default=True, help="Inputs per target.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
 def fuzz_cmd(targets, n, seed, json_out) -> None:
     """Random and mutated inputs through each decoder/loader; exit 1 on any unexpected
@@ -56,7 +56,7 @@ def fuzz_cmd(targets, n, seed, json_out) -> None:
 @click.option("--kills", type=int, default=50, show_default=True)
 @click.option("--max-jsonl-bytes", type=int, default=2_000_000, show_default=True,
               help="JSONL rotation size (5 files kept), small so kills hit rotations.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Where the sinks go (default: a temporary directory).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
