@@ -70,7 +70,7 @@ def firmware_group() -> None:
 @click.option("--token-file", type=click.Path(dir_okay=False),
               help="File holding the daemon's source token, sent first on every TCP "
                    "connection (else $VITALEDGE_SOURCE_TOKEN).")
-@click.option("--wait", "wait_s", type=float, default=60.0, show_default=True,
+@click.option("--wait", "wait_s", type=FiniteRange(min=0), default=60.0, show_default=True,
               help="Seconds to wait for the daemon to open the port (0: stream at once).")
 def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc_bits, gain,
                baseline, frame_samples, token_file, wait_s) -> None:

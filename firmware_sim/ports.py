@@ -157,4 +157,6 @@ def open_port(spec: str, token: str = "") -> PtyPort | TcpPort:
     host, _, port = rest.rpartition(":")
     if kind != "tcp" or not host or not port.isdigit():
         raise ValueError(f"port {spec!r}: expected pty or tcp:HOST:PORT")
+    if not 0 < int(port) <= 65535:
+        raise ValueError(f"port {spec!r}: {int(port)} is not a TCP port (1-65535)")
     return TcpPort(host, int(port), token=token)

@@ -103,6 +103,10 @@ def cases(tmp_path, fake_records):
          ["--json", "run.db", "also an input"]),
         (["firmware", "sensor", "--synth", "--speed", "0"], ["--speed"]),
         (["firmware", "sensor", "--synth", "--minutes", "-1"], ["--minutes"]),
+        (["firmware", "sensor", "--synth", "--port", "tcp:127.0.0.1:99999"],
+         ["tcp:127.0.0.1:99999", "99999 is not a TCP port"]),
+        (["firmware", "sensor", "--synth", "--wait", "-1"], ["--wait", "-1"]),
+        (["firmware", "sensor", "--synth", "--wait", "nan"], ["--wait", "nan"]),
     ]
 
 
