@@ -480,7 +480,13 @@ def selftest_cmd(artifacts, key, backend, delegate) -> None:
 def info_cmd(artifact, key) -> None:
     """What an artifact is: task, inputs (shape, dtype, quantization), labels, output,
     metrics measured at conversion, sha256 and signature status."""
-    from vitaledge.device.model.info import INVALID, MATCHES, artifact_info, format_info
+    from vitaledge.device.model.info import (
+        INVALID,
+        MATCHES,
+        NOT_A_MODEL,
+        artifact_info,
+        format_info,
+    )
     from vitaledge.device.model.manifest import ManifestError
 
     try:
@@ -488,6 +494,8 @@ def info_cmd(artifact, key) -> None:
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_info(info))
+    if info["file_check"].startswith(NOT_A_MODEL):
+        raise click.ClickException(f"{artifact}: {info['file_check']}")
     if info["file_check"] != MATCHES:
         raise click.ClickException(f"{artifact}: the model file does not match its manifest")
     if info["signature"].startswith(INVALID):

@@ -196,6 +196,10 @@ def test_a_corrupt_model_is_neither_described_as_fine_nor_signed(converted, tmp_
     line = error_line(invoke(["device", "sign", bad, "--key", key]))
     assert "not a TFLite flatbuffer" in line and "TFL3" in line
     assert not (bad / "manifest.sig").exists()
+    r = invoke(["device", "info", bad])  # it said "file matches the manifest", exit 0
+    last = r.output.strip().splitlines()[-1]
+    assert r.exit_code == 1 and last.startswith(f"Error: {bad}: NOT A MODEL"), r.output
+    assert "not a TFLite flatbuffer" in last
     good = tmp_path / "good"  # a copy: the session's artifacts stay unsigned
     shutil.copytree(out / "cpu-int8", good)
     assert invoke(["device", "sign", good, "--key", key]).exit_code == 0

@@ -14,12 +14,15 @@ from vitaledge.device.model.manifest import (
     input_key,
     load_manifest,
     manifest_path,
+    not_tflite,
     verify_model_file,
 )
 
 #: ``file_check`` of a model file with the manifest's size and sha256; the start of an
 #: invalid signature's status.
 MATCHES, INVALID = "matches the manifest", "INVALID"
+#: The start of ``file_check`` for a file that matches its manifest but is no TFLite model.
+NOT_A_MODEL = "NOT A MODEL"
 
 
 def _tensor(t: TensorSpec) -> str:
@@ -55,8 +58,8 @@ def artifact_info(artifact: str | Path, public_key: str | Path | None = None) ->
     or invalid manifest raises :class:`ManifestError`."""
     m, model_path = load_manifest(artifact, verify_file=False)
     try:
-        verify_model_file(m, model_path)
-        file_check = MATCHES
+        why = not_tflite(model_path, verify_model_file(m, model_path))
+        file_check = f"{NOT_A_MODEL}: matches the manifest, but {why}" if why else MATCHES
     except ManifestError as exc:
         file_check = f"MISMATCH: {exc}"
     return {"artifact": str(artifact), "manifest": m, "model_file": str(model_path),

@@ -337,6 +337,20 @@ def load_manifest(artifact: str | Path, verify_file: bool = True) -> tuple[Manif
     return m, model_path
 
 
+#: The flatbuffer file identifier every TFLite model carries at bytes 4-8.
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def not_tflite(model_path: Path, data: bytes) -> str | None:
+    """Why ``data``, the bytes of ``model_path``, is no TFLite model (a ``.tflite`` without
+    the flatbuffer identifier: a manifest can be made to match any file); None if it is
+    one or is not meant to be one."""
+    if model_path.suffix == ".tflite" and data[4:8] != TFLITE_IDENTIFIER:
+        return (f"{model_path} is not a TFLite flatbuffer (no "
+                f"{TFLITE_IDENTIFIER.decode()} identifier)")
+    return None
+
+
 def verify_model_file(m: Manifest, model_path: Path) -> bytes:
     """Check size and sha256 of the model file; return its bytes (read once)."""
     try:

@@ -30,6 +30,7 @@ from vitaledge.device.model.manifest import (
     ManifestError,
     load_manifest,
     manifest_path,
+    not_tflite,
     verify_model_file,
 )
 
@@ -106,10 +107,6 @@ def load_public_key(path: str | Path):
     return key
 
 
-#: The flatbuffer file identifier every TFLite model carries at bytes 4-8.
-TFLITE_IDENTIFIER = b"TFL3"
-
-
 def check_whole(artifact: str | Path) -> None:
     """SignatureError unless ``artifact`` is whole: a valid manifest whose model file has
     the recorded size and sha256 and, for ``.tflite``, is a TFLite flatbuffer. A signature
@@ -119,9 +116,9 @@ def check_whole(artifact: str | Path) -> None:
         data = verify_model_file(m, model_path)  # the bytes, read once
     except ManifestError as exc:
         raise SignatureError(f"not signed: {exc}") from exc
-    if model_path.suffix == ".tflite" and data[4:8] != TFLITE_IDENTIFIER:
-        raise SignatureError(f"not signed: {model_path} is not a TFLite flatbuffer (no "
-                             f"{TFLITE_IDENTIFIER.decode()} identifier)")
+    why = not_tflite(model_path, data)
+    if why:
+        raise SignatureError(f"not signed: {why}")
 
 
 def sign_artifact(artifact: str | Path, private_key_path: str | Path) -> Path:
