@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 
 import pytest
@@ -420,3 +421,23 @@ def test_a_garbled_tf_config_is_named():
 
     with pytest.raises(click.ClickException, match="TF_CONFIG"):
         writes_out({"TF_CONFIG": "{not json"})
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"", "empty file (0 bytes), not a valid .npz"),
+    (b"PK\x03\x04 not the rest of a zip", "not a valid .npz"),
+    (None, "no train_record/train_sample arrays")])
+def test_a_damaged_splits_npz_is_named(tmp_path, content, words):
+    """convert and evaluate check the run's splits.npz: a damaged one gave numpy's or
+    zipfile's words (or named the run directory), not the file."""
+    import numpy as np
+
+    from vitaledge.train.data import check_split_ids
+
+    path = tmp_path / "splits.npz"
+    if content is None:
+        np.savez(path, other=np.zeros(3))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: {words}")):
+        check_split_ids(path, None, None, None)

@@ -14,6 +14,7 @@ import numpy as np
 
 from vitaledge.device.io.aami import CLASSES
 from vitaledge.device.io.beats import BeatSet, beats_from_dir
+from vitaledge.device.io.heldout import NPZ_ERRORS, npz_problem
 from vitaledge.device.io.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
 
 from .balance import balance
@@ -123,10 +124,17 @@ def check_split_ids(path: Path, train: BeatSet, val: BeatSet, test: BeatSet) -> 
     """Raise if the beats rebuilt from the config differ from those the run used."""
     if not path.exists():
         return
-    with np.load(path, allow_pickle=False) as saved:
-        for part, b in (("train", train), ("val", val), ("test", test)):
-            same = (np.array_equal(saved[f"{part}_record"], b.record.astype(str))
-                    and np.array_equal(saved[f"{part}_sample"], b.sample))
-            if not same:
-                raise ValueError(f"{path}: the {part} beats rebuilt from config.json differ "
-                                 "from the ones this run was trained on (data changed?)")
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            ids = {k: saved[k] for k in saved.files}
+    except NPZ_ERRORS as exc:
+        raise ValueError(f"{path}: {npz_problem(exc)}") from exc
+    for part, b in (("train", train), ("val", val), ("test", test)):
+        if f"{part}_record" not in ids or f"{part}_sample" not in ids:
+            raise ValueError(f"{path}: no {part}_record/{part}_sample arrays (not a run's "
+                             "splits.npz)")
+        same = (np.array_equal(ids[f"{part}_record"], b.record.astype(str))
+                and np.array_equal(ids[f"{part}_sample"], b.sample))
+        if not same:
+            raise ValueError(f"{path}: the {part} beats rebuilt from config.json differ "
+                             "from the ones this run was trained on (data changed?)")
