@@ -235,6 +235,9 @@ def simulate_mcu(artifact: str | Path, profile: McuProfile, data: str | Path, n_
     manifest, path = load_manifest(artifact)
     content = path.read_bytes()
     X, y, ids = load_beats(data, manifest.signal, n_beats, seed, len(manifest.labels))
+    problem = manifest.rows_problem(X)
+    if problem:
+        raise ValueError(f"{data}: {problem}")
     model = Model(artifact, delegate="none")
     order = _micro_order(model)
     sample = [None] * len(X)

@@ -276,3 +276,15 @@ def test_heldout_reads_the_older_beat_layout_and_refuses_garbage(tmp_path):
         read_heldout(tmp_path / "bad.npz")
     with pytest.raises(HeldoutError, match="no held-out file"):
         read_heldout(tmp_path / "missing.npz")
+
+
+def test_rows_problem_names_an_input_whose_rows_the_tensor_does_not_take():
+    """firmware mcu and bench run fed such a file to the model: numpy's 'cannot reshape
+    array of size 10 into shape (1,87,1)' (or a failed row) instead of the file's fault."""
+    m = Manifest.from_dict(VALID)  # one input, 1x187x1
+    assert m.rows_problem([np.zeros((4, 187, 1))]) is None
+    assert m.rows_problem([np.zeros((4, 187))]) is None  # the same samples per row
+    assert m.rows_problem([np.zeros((4, 10, 1))]) == (
+        "input 0 (x) has rows of [10, 1]; the model's tensor takes [187, 1]")
+    assert m.rows_problem([np.zeros((4, 187, 1))] * 2) == (
+        "2 input arrays for a model of 1 inputs")

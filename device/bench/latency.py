@@ -141,6 +141,9 @@ def bench_inputs(spec: WindowSpec, data: str | None, n: int = 512, seed: int = 0
         h = read_heldout(data, n_labels)
         if h.signal.get("window") != spec.to_dict():
             raise ValueError(f"{data}: windows were made with another window spec")
+        if int(np.prod(h.inputs[0].shape[1:])) != spec.length:
+            raise ValueError(f"{data}: windows of {list(h.inputs[0].shape[1:])} samples; the "
+                             f"window spec makes {spec.length}")
         return h.inputs[0], h.y, {"groups": h.groups, "times": h.times}
     if data:
         beats = beats_from_dir(data, spec)
@@ -170,9 +173,9 @@ def task_inputs(manifest, data: str | None, artifact: Path
     h = read_heldout(path, len(manifest.labels))
     if h.signal != manifest.signal.to_dict():
         raise ValueError(f"{path}: inputs were made with another signal spec")
-    if len(h.inputs) != len(manifest.inputs):  # X_i is the manifest's input i
-        raise ValueError(f"{path}: {len(h.inputs)} input arrays, the model takes "
-                         f"{len(manifest.inputs)}")
+    problem = manifest.rows_problem(h.inputs)  # X_i is the manifest's input i
+    if problem:
+        raise ValueError(f"{path}: {problem}")
     return h.x, h.y, {"groups": h.groups, "times": h.times}
 
 

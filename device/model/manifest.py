@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,19 @@ class Manifest:
     @property
     def inputs(self) -> list[TensorSpec]:
         return [self.input, *self.extra_inputs]
+
+    def rows_problem(self, arrays: list) -> str | None:
+        """Why ``arrays`` (one per input, in :attr:`inputs` order, a row per example) cannot
+        feed this model: a count or a row shape that is not the input tensor's (the
+        tensor's batch dimension aside); None when they can."""
+        if len(arrays) != len(self.inputs):
+            return f"{len(arrays)} input arrays for a model of {len(self.inputs)} inputs"
+        for i, (a, spec) in enumerate(zip(arrays, self.inputs, strict=True)):
+            row, want = [int(d) for d in a.shape[1:]], [int(d) for d in spec.shape[1:]]
+            if math.prod(row) != math.prod(want):
+                return (f"input {i} ({spec.name}) has rows of {row}; the model's tensor "
+                        f"takes {want}")
+        return None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "signal": self.signal.to_dict()}
