@@ -155,6 +155,18 @@ def test_stereo_is_mixed_down_or_refused(tmp_path):
         read_wav(path, channels="error")
 
 
+def test_a_truncated_wav_is_refused_not_half_read(tmp_path):
+    """libsndfile reads a WAV cut short without a word (478 of 8,000 frames replayed)."""
+    path = tmp_path / "whole.wav"
+    sf.write(str(path), np.zeros(8000), 16000)
+    assert len(read_wav(path)[0]) == 8000
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(AudioError, match=r"cut\.wav: truncated WAV: its data chunk declares "
+                                         r"16,000 bytes, the file holds 956"):
+        read_wav(cut)
+
+
 def test_real_ravdess_files(data_dir):
     d = data_dir / "ravdess"
     if not d.is_dir():

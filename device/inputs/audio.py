@@ -58,11 +58,41 @@ def read_wav(path: str | Path, channels: str = "mix") -> tuple[np.ndarray, float
     import soundfile as sf
 
     path = Path(path)
+    cut = wav_truncated(path)
+    if cut:
+        raise AudioError(f"{path}: {cut}")
     try:
         data, fs = sf.read(str(path), dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioError(f"{path}: cannot read audio: {exc}") from exc
     return mixdown(data, str(path), channels), float(fs)
+
+
+def wav_truncated(path: Path) -> str | None:
+    """Why a RIFF/WAVE file is cut short (its ``data`` chunk declares more bytes than the
+    file holds), else None. libsndfile reads such a file without a word, as much as is
+    there; a size of 0 or 0xFFFFFFFF (a writer that could not seek back) is not checked."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = path.stat().st_size
+            pos = 12
+            while pos + 8 <= size:
+                fh.seek(pos)
+                hdr = fh.read(8)
+                n = int.from_bytes(hdr[4:8], "little")
+                if hdr[:4] == b"data":
+                    have = size - pos - 8
+                    if 0 < n < 0xFFFFFFFF and have < n:
+                        return (f"truncated WAV: its data chunk declares {n:,} bytes, the "
+                                f"file holds {have:,}")
+                    return None
+                pos += 8 + n + (n & 1)
+    except OSError:
+        return None  # soundfile's own read names it
+    return None
 
 
 def check_rate(fs: float, min_fs: float, source: str) -> float:
