@@ -95,8 +95,6 @@ def make_interpreter(model_content: bytes, backend: Backend, threads: int | None
     cannot be loaded is an error unless ``fallback_cpu`` is set, in which case the model runs
     on the CPU and a warning is logged.
     """
-    if not model_content:  # LiteRT says only "model_path or model_content must be specified"
-        raise ModelLoadError("the model is empty (0 bytes)")
     kwargs: dict[str, Any] = {"model_content": model_content}
     if threads is not None:
         kwargs["num_threads"] = int(threads)
