@@ -205,6 +205,7 @@ def test_keras_baseline_rows_score_the_same_held_out_beats(converted, tiny_run):
 
 
 def test_missing_delegates_fail_their_rows_with_the_library_named(converted):
+    import vitaledge.cli  # noqa: F401 - registers the synthetic beats run_bench takes without --data
     from vitaledge.device.bench.latency import run_bench
 
     out, _ = converted
