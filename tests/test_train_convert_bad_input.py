@@ -441,3 +441,44 @@ def test_a_damaged_splits_npz_is_named(tmp_path, content, words):
         path.write_bytes(content)
     with pytest.raises(ValueError, match=re.escape(f"{path}: {words}")):
         check_split_ids(path, None, None, None)
+
+
+def test_a_diverged_fit_is_an_error_and_leaves_no_model(tmp_path):
+    """A loss of NaN (train beat --lr 1e300) wrote model.keras and 'run written', exit 0."""
+    from vitaledge.train.backend import check_converged
+
+    check_converged({"loss": [0.9, 0.5], "val_loss": [1.0, 0.7]})  # a sound fit passes
+    ckpt = tmp_path / "model.keras"
+    for history in ({"loss": [0.9, float("nan")]}, {"loss": [0.9], "val_loss": [float("inf")]}):
+        ckpt.write_bytes(b"weights of a diverged fit")
+        with pytest.raises(ValueError, match=r"^training diverged: (val_)?loss is (nan|inf) at "
+                                             r"epoch \d"):
+            check_converged(history, ckpt)
+        assert not ckpt.exists()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--lr", "nan"], "'--lr'"), (["--momentum", "1"], "'--momentum'"),
+    (["--augment", "-1"], "'--augment'"), (["--snr", "nan,10"], "--snr"),
+    (["--snr", "30,15"], "LOW <= HIGH"), (["--sample-rate", "1e9"], "'--sample-rate'"),
+    (["--duration", "inf"], "'--duration'"), (["--batch-size", "0"], "'--batch-size'"),
+    (["--width", "0"], "'--width'"), (["--time-budget", "nan"], "'--time-budget'")])
+def test_train_speech_refuses_a_bad_number_before_any_work(tmp_path, args, words):
+    line = error_line(invoke(["train", "emotion-speech", "--synth-per-class", "2",
+                              "--out", tmp_path / "r", *args]))
+    assert words in line, line
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("cmd,args,words", [
+    ("emotion-ecg", ["--lr", "-1"], "'--lr'"),
+    ("emotion-ecg", ["--dropout", "1"], "'--dropout'"),
+    ("emotion-ecg", ["--synth-seconds", "1e12"], "'--synth-seconds'"),
+    ("emotion-multimodal", ["--window-seconds", "1e9"], "'--window-seconds'"),
+    ("emotion-multimodal", ["--physio-fs", "1e9"], "'--physio-fs'"),
+    ("emotion-multimodal", ["--conv-layers", "0"], "'--conv-layers'"),
+    ("emotion-multimodal", ["--synth-per-class", "0"], "'--synth-per-class'")])
+def test_train_emotion_refuses_a_bad_number_before_any_work(tmp_path, cmd, args, words):
+    line = error_line(invoke(["train", cmd, "--out", tmp_path / "r", *args]))
+    assert words in line, line
+    assert not (tmp_path / "r").exists()

@@ -24,7 +24,7 @@ _setup_env()
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-__all__ = ["tf", "keras", "set_seed"]
+__all__ = ["tf", "keras", "set_seed", "check_converged"]
 
 
 def set_seed(seed: int) -> None:
@@ -34,3 +34,20 @@ def set_seed(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
     except Exception:  # noqa: BLE001 - older TF builds
         pass
+
+
+def check_converged(history: dict, checkpoint=None) -> None:
+    """ValueError when a fit's loss became NaN or infinite (a learning rate far too high,
+    or inputs that overflow): every weight after that is garbage, so no model of the run
+    may be written or reported as trained; a ``checkpoint`` file the fit saved is removed
+    (a later ``convert`` would take it for a trained model)."""
+    import math
+    from pathlib import Path
+
+    for key in ("loss", "val_loss"):
+        for epoch, v in enumerate(history.get(key) or [], start=1):
+            if not math.isfinite(float(v)):
+                if checkpoint is not None:
+                    Path(checkpoint).unlink(missing_ok=True)
+                raise ValueError(f"training diverged: {key} is {v} at epoch {epoch} (a "
+                                 "learning rate too high?); this run's model is not usable")

@@ -31,6 +31,12 @@ DEFAULT_BEAT_ARCH = "tiny-rrt"
 
 #: Fractions of a data set held out (test, validation): both sides must keep beats.
 FRACTION = FiniteRange(0, 1, min_open=True, max_open=True)
+#: A learning rate, width or time: > 0 and finite.
+RATE = FiniteRange(min=0, min_open=True)
+#: A dropout, momentum or perturbation share: 0 up to (not including) 1.
+SHARE = FiniteRange(0, 1, max_open=True)
+#: A count that may be 0 (patience, masks).
+COUNT = click.IntRange(min=0)
 
 
 def window_options(fn):
@@ -44,7 +50,7 @@ def window_options(fn):
                      help="Model sample rate (Hz); records are resampled to it."),
         click.option("--before", type=FiniteRange(min=0), default=0.25, show_default=True,
                      help="centered: seconds before the R peak."),
-        click.option("--after", type=FiniteRange(min=0, min_open=True), default=0.45,
+        click.option("--after", type=RATE, default=0.45,
                      show_default=True, help="centered: seconds after the R peak."),
         click.option("--no-filter", is_flag=True,
                      help="Do not band-pass filter (0.5-40 Hz) before windowing."),
@@ -156,9 +162,9 @@ def train_group() -> None:
               help="SNR range in dB of the noisy copies, drawn every minute (nst's SNR).")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--lr", type=FiniteRange(min=0, min_open=True), default=1e-3, show_default=True,
+@click.option("--lr", type=RATE, default=1e-3, show_default=True,
               help="Adam learning rate.")
-@click.option("--patience", type=click.IntRange(min=0), default=6, show_default=True,
+@click.option("--patience", type=COUNT, default=6, show_default=True,
               help="Early-stopping patience (epochs without better validation macro F1).")
 @click.option("--checkpoint", type=click.Choice(["best", "average"]), default="best",
               show_default=True,
@@ -330,9 +336,9 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 @train_group.command("emotion-speech")
 @click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Corpus directory (RAVDESS, TESS or SAVEE naming); repeat to merge.")
-@click.option("--synth-per-class", "synth", type=int, default=0,
+@click.option("--synth-per-class", "synth", type=click.IntRange(0, 100_000), default=0,
               help="Instead of --data: this many synthetic clips per emotion.")
-@deprecated_alias("--synth", "--synth-per-class", "synth", type=int)
+@deprecated_alias("--synth", "--synth-per-class", "synth", type=click.IntRange(0, 100_000))
 @click.option("--corpus", type=click.Choice(["auto", "ravdess", "tess", "savee"]),
               default="auto", show_default=True, help="File naming scheme.")
 @click.option("--calm", type=click.Choice(["neutral", "drop", "class"]), default="neutral",
@@ -349,24 +355,24 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
                    "K-fold run, into --out/fold-N; folds.json/folds.md then cover the folds "
                    "--out holds.")
 @click.option("--test-actors", help="actor split: comma list of test speakers, e.g. 04.")
-@click.option("--test-fraction", type=float, default=0.2, show_default=True)
-@click.option("--val-fraction", type=float, default=0.15, show_default=True,
+@click.option("--test-fraction", type=FRACTION, default=0.2, show_default=True)
+@click.option("--val-fraction", type=FRACTION, default=0.15, show_default=True,
               help="Validation share: of the training speakers (actors, none) or clips.")
-@click.option("--augment", type=int, default=1, show_default=True,
+@click.option("--augment", type=click.IntRange(0, 20), default=1, show_default=True,
               help="Noisy copies of each training clip (noise injection).")
 @click.option("--snr", default="15,30", show_default=True, help="Noise SNR range in dB.")
-@click.option("--sample-rate", type=float, default=16000.0, show_default=True)
-@click.option("--duration", type=float, default=3.0, show_default=True,
+@click.option("--sample-rate", type=FiniteRange(4000, 96000), default=16000.0, show_default=True)
+@click.option("--duration", type=FiniteRange(0, 60, min_open=True), default=3.0, show_default=True,
               help="Seconds per clip after the offset (truncate / zero-pad).")
-@click.option("--offset", type=float, default=0.5, show_default=True,
+@click.option("--offset", type=FiniteRange(0, 60), default=0.5, show_default=True,
               help="Seconds skipped at the start of each clip.")
-@click.option("--n-mels", type=int, default=64, show_default=True)
-@click.option("--image-width", type=int, default=128, show_default=True,
+@click.option("--n-mels", type=click.IntRange(8, 256), default=64, show_default=True)
+@click.option("--image-width", type=click.IntRange(8, 4096), default=128, show_default=True,
               help="Spectrogram frames per image (6 images, hop fitted to the clip).")
-@click.option("--epochs", type=int, default=100, show_default=True)
-@click.option("--patience", type=int, default=15, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--patience", type=COUNT, default=15, show_default=True,
               help="Early stopping on validation accuracy.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--recipe", type=click.Choice(["seed", "robust"]), default="robust",
               show_default=True,
               help="robust (the default, chosen on 16-speaker folds): cnn_speech, Adam + "
@@ -375,22 +381,23 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
                    "levers.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
               help="Optimizer [recipe].")
-@click.option("--lr", type=float, default=None, help="Learning rate [recipe: seed 0.01].")
-@click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD momentum.")
+@click.option("--lr", type=RATE, default=None, help="Learning rate [recipe: seed 0.01].")
+@click.option("--momentum", type=SHARE, default=0.0, show_default=True, help="SGD momentum.")
 @click.option("--schedule", type=click.Choice(["constant", "cosine", "plateau"]), default=None,
               help="Learning-rate schedule [recipe].")
 @click.option("--feature-norm", type=click.Choice(["none", "utterance", "speaker"]),
               default=None, help="Per-band log-mel standardization (signal spec) [recipe].")
-@click.option("--time-masks", type=int, default=None, help="SpecAugment time masks per image.")
-@click.option("--time-mask-width", type=int, default=None, help="Max frames per time mask.")
-@click.option("--freq-masks", type=int, default=None, help="SpecAugment mel-band masks.")
-@click.option("--freq-mask-width", type=int, default=None, help="Max bands per band mask.")
-@click.option("--gain-db", type=float, default=None, help="Level jitter +- dB (training).")
-@click.option("--mixup", type=float, default=None,
+@click.option("--time-masks", type=COUNT, default=None, help="SpecAugment time masks per image.")
+@click.option("--time-mask-width", type=COUNT, default=None, help="Max frames per time mask.")
+@click.option("--freq-masks", type=COUNT, default=None, help="SpecAugment mel-band masks.")
+@click.option("--freq-mask-width", type=COUNT, default=None, help="Max bands per band mask.")
+@click.option("--gain-db", type=FiniteRange(0, 60), default=None,
+              help="Level jitter +- dB (training).")
+@click.option("--mixup", type=FiniteRange(min=0), default=None,
               help="Mixup Beta(ALPHA, ALPHA) of training pairs and labels [0: off].")
-@click.option("--freq-warp", type=float, default=None,
+@click.option("--freq-warp", type=SHARE, default=None,
               help="Stretch the mel axis by a factor in 1 +- F (training) [0: off].")
-@click.option("--speed-perturb", type=float, default=None,
+@click.option("--speed-perturb", type=SHARE, default=None,
               help="Play each training clip at speed 1 - S, 1 or 1 + S (drawn each epoch; "
                    "resampled waveform; 0: off) [recipe: robust 0.1].")
 @click.option("--checkpoint", type=click.Choice(["best", "last", "late-best", "average"]),
@@ -410,13 +417,13 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 @click.option("--no-cache", is_flag=True, help="Compute every log-mel spectrogram afresh.")
 @click.option("--arch", type=click.Choice(zoo.names("emotion-speech")), default=None,
               help="Network [recipe: seed tdcnnlstm_speech, robust cnn_speech].")
-@click.option("--width", type=float, default=1.0, show_default=True,
+@click.option("--width", type=FiniteRange(0, 16, min_open=True), default=1.0, show_default=True,
               help="Filter-count multiplier (1.0 = the seed's 64/64/128/128).")
-@click.option("--lstm-units", type=int, default=256, show_default=True,
+@click.option("--lstm-units", type=click.IntRange(1, 4096), default=256, show_default=True,
               help="LSTM width (256 = the seed's).")
 @click.option("--pools", default="4,4,4,2", show_default=True,
               help="Max-pool sizes of the four modules (2,4,4,4: the reference network).")
-@click.option("--time-budget", type=float, default=None,
+@click.option("--time-budget", type=RATE, default=None,
               help="Stop after this many minutes of the whole run, every ensemble member "
                    "counted (each member keeps its checkpoint rule's weights).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -445,10 +452,11 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
                                  param_hint="--fold")
     try:
         snr_db = [float(v) for v in snr.split(",")]
-        if len(snr_db) != 2:
+        if len(snr_db) != 2 or not all(map(math.isfinite, snr_db)) or snr_db[0] > snr_db[1]:
             raise ValueError
     except ValueError as exc:
-        raise click.BadParameter("expected LOW,HIGH in dB", param_hint="--snr") from exc
+        raise click.BadParameter("expected LOW,HIGH in dB, finite, LOW <= HIGH",
+                                 param_hint="--snr") from exc
     if fold is None:
         check_fresh(out, overwrite)
     else:  # the other folds' directories and the folds summary are this run's
@@ -504,21 +512,24 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
               help="High valence/arousal above this rating (default: 5 AMIGOS, 3 DREAMER).")
 @click.option("--arch", type=click.Choice(zoo.names("emotion-ecg")), default="cnnlstm_ecg",
               show_default=True, help="Architecture from the model zoo.")
-@click.option("--hop", "hop_s", type=float, default=4.0, show_default=True,
+@click.option("--hop", "hop_s", type=FiniteRange(0, 600, min_open=True), default=4.0,
+              show_default=True,
               help="Seconds between 48 s segments of one trial (and on a stream).")
 @click.option("--bandpass", help="Optional causal band-pass LOW,HIGH Hz (the seed has none).")
 @click.option("--group", type=click.Choice(["trial", "subject"]), default="trial",
               show_default=True, help="What never straddles train and test.")
-@click.option("--folds", type=int, default=10, show_default=True)
-@click.option("--test-fraction", type=float, default=0.2, show_default=True)
-@click.option("--epochs", type=int, default=20, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--dropout", type=float, default=0.2, show_default=True)
-@click.option("--synth-subjects", type=int, default=16, show_default=True)
-@click.option("--synth-trials", type=int, default=2, show_default=True,
+@click.option("--folds", type=click.IntRange(0, 100), default=10, show_default=True,
+              help="Cross-validation folds (0: none; 1 is refused).")
+@click.option("--test-fraction", type=FRACTION, default=0.2, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=RATE, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--dropout", type=SHARE, default=0.2, show_default=True)
+@click.option("--synth-subjects", type=click.IntRange(1, 1000), default=16, show_default=True)
+@click.option("--synth-trials", type=click.IntRange(1, 100), default=2, show_default=True,
               help="Synthetic trials per subject and class.")
-@click.option("--synth-seconds", type=float, default=75.0, show_default=True)
+@click.option("--synth-seconds", type=FiniteRange(0, 3600, min_open=True), default=75.0,
+              show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Run directory (new or empty).")
@@ -554,24 +565,26 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
 
 @train_group.command("emotion-multimodal")
 @click.option("--dataset", type=click.Choice(["synth"]), default="synth", show_default=True)
-@click.option("--window-seconds", "window_s", type=float, default=30.0, show_default=True,
+@click.option("--window-seconds", "window_s", type=FiniteRange(0, 600, min_open=True), default=30.0,
+              show_default=True,
               help="Seconds of ECG+GSR per window.")
-@deprecated_alias("--window", "--window-seconds", "window_s", type=float)
-@click.option("--physio-fs", type=float, default=16.0, show_default=True,
+@deprecated_alias("--window", "--window-seconds", "window_s",
+                  type=FiniteRange(0, 600, min_open=True))
+@click.option("--physio-fs", type=FiniteRange(1, 1000), default=16.0, show_default=True,
               help="Rate of the physio sequence the LSTM reads (Hz).")
-@click.option("--conv-layers", type=int, default=2, show_default=True)
-@click.option("--lstm-units", type=int, default=64, show_default=True)
-@click.option("--dropout", type=float, default=0.3, show_default=True)
+@click.option("--conv-layers", type=click.IntRange(1, 8), default=2, show_default=True)
+@click.option("--lstm-units", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--dropout", type=SHARE, default=0.3, show_default=True)
 @click.option("--grid", "grid", is_flag=False, flag_value="", default=None,
               help="Grid search; optional spec 'conv_layers=1,2;lstm_units=32,64;dropout=0.2,0.5'"
                    " (bare --grid: conv 1,2,3 x LSTM 32,64 x dropout 0.2,0.5).")
 @click.option("--no-baselines", is_flag=True, help="Skip the CNN-only and RNN-only baselines.")
-@click.option("--epochs", type=int, default=40, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--patience", type=int, default=8, show_default=True)
-@click.option("--synth-subjects", type=int, default=10, show_default=True)
-@click.option("--synth-per-class", type=int, default=12, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=RATE, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--patience", type=COUNT, default=8, show_default=True)
+@click.option("--synth-subjects", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--synth-per-class", type=click.IntRange(1, 1000), default=12, show_default=True,
               help="Synthetic windows per subject and emotion.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True,

@@ -40,7 +40,7 @@ from vitaledge.device.inputs import multimodal as mm
 from vitaledge.device.inputs.face import face_input
 
 from . import zoo
-from .backend import keras, set_seed
+from .backend import check_converged, keras, set_seed
 from .emotion_data import Segments, ecg_segments, load_trials, synth_multimodal
 from .evaluate import with_uar
 from .plots import plot_confusion, plot_history, plot_roc
@@ -184,6 +184,7 @@ def train_emotion_ecg(cfg: EmotionEcgConfig, run_dir: Path, verbose: int | None 
                          validation_data=(seg.X[va], seg.y[va]) if len(va) else None,
                          epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=True,
                          verbose=verbose if k == 1 else 0)
+        check_converged(hist.history)
         if k == 1:
             final, history = model, hist.history
         if not len(va):
@@ -322,6 +323,7 @@ def _fit(arch: str, X: dict, y: np.ndarray, tr, va, n_classes: int, hp: dict,
                      validation_data=({n: X[n][va] for n in names}, y[va]),
                      epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=True,
                      callbacks=[stop], verbose=verbose)
+    check_converged(hist.history)
     return model, hist.history
 
 

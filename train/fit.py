@@ -24,7 +24,7 @@ from vitaledge.device.eval.metrics import classification_metrics
 from vitaledge.device.io.aami import CLASSES
 
 from . import zoo
-from .backend import keras, set_seed, tf
+from .backend import check_converged, keras, set_seed, tf
 from .config import BeatTrainConfig
 from .data import Prepared, prepare, save_split_ids
 from .decide import decide_beats
@@ -159,6 +159,7 @@ def _fit_network(cfg: BeatTrainConfig, arch: zoo.Arch, p: Prepared, signal, run_
     hist = model.fit(p.X_fit, p.y_fit, validation_data=(p.val.inputs(), p.val.y),
                      epochs=cfg.epochs, batch_size=cfg.batch_size, class_weight=p.class_weight,
                      callbacks=callbacks, shuffle=True, verbose=verbose)
+    check_converged(hist.history, ckpt)
     seconds = time.time() - t0
     if average is not None and is_chief(strategy):
         model.save(str(ckpt))  # the averaged weights

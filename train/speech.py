@@ -34,7 +34,7 @@ from vitaledge.device.eval.metrics import classification_metrics
 from vitaledge.device.inputs.mel import SpeechSignal
 
 from . import ensemble, zoo
-from .backend import keras, set_seed
+from .backend import check_converged, keras, set_seed
 from .config import check_ensemble
 from .evaluate import with_uar, write_report
 from .plots import plot_history
@@ -535,6 +535,7 @@ def fit_network(cfg: SpeechTrainConfig, X_fit: np.ndarray, y_fit: np.ndarray,
         hist = model.fit(SpeechBatches(X_fit, y_fit, cfg, weights, X_speed),
                          validation_data=(X_val, val_target), epochs=cfg.epochs,
                          callbacks=callbacks, verbose=verbose)
+    check_converged(hist.history, ckpt)
     train_s = time.time() - t0
     if average is not None or (late is not None and late.epoch is None):
         model.save(str(ckpt))  # the averaged weights, or a time budget hit before the 2nd half
