@@ -107,6 +107,8 @@ def test_config_round_trips_and_refuses_bad_values(synth_dir, noise_dir, tmp_pat
                        ({**aug, "snr_db": ["a", 6]}, "snr_db"), ({**aug, "segment_s": "60"},
                                                                  "segment_s"),
                        ({**aug, "snr_db": [float("nan"), 6]}, "snr_db"),
+                       ({**aug, "snr_db": [-1e308, 1e308]}, "within -30..60"),
+                       ({**aug, "snr_db": [1000, 2000]}, "within -30..60"),
                        ({**aug, "segment_s": -1}, "segment_s"), ({**aug, "gain": 1}, "unknown"),
                        ({"copies": 1}, "noise")):
         with pytest.raises(ValueError, match=field):

@@ -45,6 +45,10 @@ from vitaledge.device.io.records import Record, RecordError, list_records, read_
 
 from .splits import BY_PATIENT
 
+#: The SNRs noisy copies may be made at: nst's range (-6..24 dB) with room either side;
+#: beyond it a copy is pure noise or the clean record (1e308 overflowed the noise gain).
+SNR_DB = (-30.0, 60.0)
+
 
 @dataclass(frozen=True)
 class NoiseAug:
@@ -62,9 +66,10 @@ class NoiseAug:
             lo_hi = [float(v) for v in self.snr_db]
         except (TypeError, ValueError):
             lo_hi = []
-        if len(lo_hi) != 2 or not all(np.isfinite(lo_hi)) or lo_hi[0] > lo_hi[1]:
-            raise ValueError(f"noise_aug.snr_db: expected [low, high] in dB, got "
-                             f"{self.snr_db!r}")
+        if (len(lo_hi) != 2 or not all(np.isfinite(lo_hi)) or lo_hi[0] > lo_hi[1]
+                or lo_hi[0] < SNR_DB[0] or lo_hi[1] > SNR_DB[1]):
+            raise ValueError(f"noise_aug.snr_db: expected [low, high] in dB, low <= high, "
+                             f"within {SNR_DB[0]:g}..{SNR_DB[1]:g}, got {self.snr_db!r}")
         if not (isinstance(self.segment_s, int | float) and np.isfinite(self.segment_s)
                 and self.segment_s > 0):
             raise ValueError(f"noise_aug.segment_s: expected a positive number of seconds, "
