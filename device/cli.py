@@ -454,7 +454,7 @@ def selftest_cmd(artifacts, key, backend, delegate) -> None:
     signature) through this machine's runtime: what a device does before it takes an
     over-the-air deployment. Exits 1 when one fails or has none."""
     from vitaledge.device.model.manifest import ManifestError
-    from vitaledge.device.model.runtime import Model, ModelLoadError
+    from vitaledge.device.model.runtime import CPU_HINT, FALLBACK_HINT, Model, ModelLoadError
     from vitaledge.device.model.selftest import check
 
     bad = 0
@@ -463,7 +463,7 @@ def selftest_cmd(artifacts, key, backend, delegate) -> None:
             r = check(Model(a, backend=backend, delegate=delegate, verify_key=key), a)
         except (ManifestError, ModelLoadError) as exc:
             bad += 1
-            click.echo(f"REFUSED  {a}: {exc}")
+            click.echo(f"REFUSED  {a}: {str(exc).replace(FALLBACK_HINT, CPU_HINT)}")
             continue
         line = (f"{r.vectors} vectors, max |diff| {r.max_abs_diff:.3g} (tolerance "
                 f"{r.atol:g}), {r.argmax_mismatches} changed class")

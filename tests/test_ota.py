@@ -412,6 +412,11 @@ def test_device_selftest_command(arts, keys, tmp_path):
     out = CliRunner().invoke(main, ["device", "selftest", str(bad), str(old)])
     assert out.exit_code == 1
     assert "FAILED" in out.output and "no self-test vectors" in out.output, out.output
+    # a delegate that does not load: selftest's own way to the CPU, not device run's option
+    gone = CliRunner().invoke(main, ["device", "selftest", str(arts["a-int8"]), "--delegate",
+                                     "/nonexistent/libdelegate.so"])
+    assert gone.exit_code == 1 and "REFUSED" in gone.output, gone.output
+    assert "--fallback" not in gone.output and "--delegate xnnpack or none" in gone.output
 
 
 def _wrong_task(raw):

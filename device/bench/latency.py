@@ -29,15 +29,11 @@ from vitaledge.device.io.beats import beats_from_dir
 from vitaledge.device.io.heldout import read_heldout
 from vitaledge.device.model.manifest import ManifestError, load_manifest
 from vitaledge.device.model.memory import peak_rss_mb, rss_mb
-from vitaledge.device.model.runtime import Model, ModelLoadError
+from vitaledge.device.model.runtime import CPU_HINT, FALLBACK_HINT, Model, ModelLoadError
 from vitaledge.device.model.timing import stats_ms, time_calls
 
 SCHEMA = "vitaledge.bench/1"
 OK, DROP, FAIL = "✅", "❎", "❌"
-#: The interpreter's hint for a delegate that does not load names ``device run``'s
-#: --fallback, which the bench does not have (a row times the delegate it names).
-FALLBACK_HINT = "use --fallback cpu to run on the CPU instead"
-BENCH_HINT = "time the CPU with --delegate xnnpack or none instead"
 
 
 @dataclass
@@ -234,7 +230,7 @@ def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.nda
                     ref - row.accuracy) * 100 > max_drop:
                 row.status = DROP
     except (ManifestError, ModelLoadError, ValueError, RuntimeError) as exc:
-        row.status, row.error = FAIL, str(exc).replace(FALLBACK_HINT, BENCH_HINT)
+        row.status, row.error = FAIL, str(exc).replace(FALLBACK_HINT, CPU_HINT)
     return row
 
 

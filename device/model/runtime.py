@@ -40,6 +40,13 @@ DELEGATE_LIBS = {
 }
 
 
+#: The end of the message of a delegate that does not load: ``device run``'s option. A
+#: command without that option replaces it with its own (bench run, device selftest).
+FALLBACK_HINT = "use --fallback cpu to run on the CPU instead"
+#: What those commands say instead: time or check the model on the CPU.
+CPU_HINT = "give --delegate xnnpack or none to use the CPU instead"
+
+
 class ModelLoadError(RuntimeError):
     """A backend, delegate or model could not be loaded or run."""
 
@@ -113,7 +120,7 @@ def make_interpreter(model_content: bytes, backend: Backend, threads: int | None
         except (ValueError, OSError, RuntimeError) as exc:
             if not fallback_cpu:
                 raise ModelLoadError(f"cannot load the {delegate} delegate ({lib}): {exc}; "
-                                    "use --fallback cpu to run on the CPU instead") from exc
+                                    f"{FALLBACK_HINT}") from exc
             log.warning("delegate %s (%s) unavailable (%s); falling back to CPU", delegate,
                         lib, exc)
     try:
