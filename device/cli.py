@@ -827,8 +827,8 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
 @deprecated_alias("--record-list", "--records", "records")
 @click.option("--clips", type=click.IntRange(min=1),
               help="Speech artifact: stream the first N clips under --data [default: 40].")
-@click.option("--chunk", "chunk_s", type=float, default=0.1, show_default=True,
-              help="Seconds of signal per pipeline call.")
+@click.option("--chunk", "chunk_s", type=FiniteRange(0.001, 60), default=0.1,
+              show_default=True, help="Seconds of signal per pipeline call.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
 def bench_stream_cmd(artifact, data, records, clips, chunk_s, json_out) -> None:
     """Streaming end to end through the daemon's stage for the artifact's task: decision

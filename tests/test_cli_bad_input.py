@@ -102,6 +102,8 @@ def cases(tmp_path, fake_records):
           f"sqlite:{tmp_path / 'run.db'}", "--json", tmp_path / "run.db"],
          ["--json", "run.db", "also an input"]),
         (["firmware", "sensor", "--synth", "--speed", "0"], ["--speed"]),
+        (["bench", "stream", empty, "--chunk", "0"], ["--chunk", "0"]),
+        (["bench", "stream", empty, "--chunk", "inf"], ["--chunk", "inf"]),
         (["firmware", "sensor", "--synth", "--minutes", "-1"], ["--minutes"]),
         (["firmware", "sensor", "--synth", "--port", "tcp:127.0.0.1:99999"],
          ["tcp:127.0.0.1:99999", "99999 is not a TCP port"]),
@@ -220,9 +222,9 @@ def test_a_sink_file_that_is_not_a_database_is_named(converted, synth_dir, tmp_p
 def test_speed_accepts_max_and_positive_factors_only():
     from vitaledge.device.stream.daemon import DaemonConfig
 
-    for ok in ("max", "1", "0.5", 20, 2.5):
+    for ok in ("max", "1", "0.5", 20, 2.5, 0.001):
         assert DaemonConfig(speed=ok).speed == ok
-    for bad in ("-1", "0", 0, "nan", math.inf, "fast", ""):
+    for bad in ("-1", "0", 0, "nan", math.inf, "fast", "", "1e-300", 0.0009):
         with pytest.raises(ValueError, match="speed"):
             DaemonConfig(speed=bad)
 

@@ -81,6 +81,10 @@ STOP_GRACE_S = 1.5  # after a stop request the worker gets this long to drain, t
 EMOTION_MODEL_TASKS = ("emotion-ecg",)
 
 
+#: The slowest replay: a thousandth of real time (1e-300 overflowed the wall clock).
+MIN_SPEED = 1e-3
+
+
 class DaemonFailure(RuntimeError):
     """The run failed (pipeline thread died, source raised, a sink lost events); the
     message says what, ``summary`` holds the run's summary."""
@@ -173,9 +177,9 @@ class DaemonConfig:
                 factor = float(speed)
             except (TypeError, ValueError):
                 factor = math.nan
-            if not (math.isfinite(factor) and factor > 0):
+            if not (math.isfinite(factor) and MIN_SPEED <= factor):
                 raise ValueError(f"speed {speed!r}: expected 'max' or a factor of real "
-                                 "time > 0 (1 = real time)")
+                                 f"time >= {MIN_SPEED:g} (1 = real time)")
         if self.fs is not None and not (math.isfinite(self.fs) and self.fs > 0):
             raise ValueError(f"fs {self.fs!r}: expected a sample rate > 0 Hz")
         for key, low in (("threads", 1), ("queue_chunks", 1), ("keep_events", 1),
