@@ -285,6 +285,12 @@ def test_sign_and_verify_roundtrip_and_tampering(tmp_path):
     sign_artifact(art, tmp_path / "k2.pem")
     with pytest.raises(SignatureError, match="signed by key"):
         verify_artifact(art, tmp_path / "k.pem.pub")
+    # a directory where the signature goes: named, and no .tmp left (an IsADirectoryError)
+    (art / SIG_FILE).unlink()
+    (art / SIG_FILE).mkdir()
+    with pytest.raises(SignatureError, match="manifest.sig: exists and is not a regular file"):
+        sign_artifact(art, key)
+    assert not list(art.glob("*.tmp"))
 
 
 def test_canonical_bytes_are_defined_and_refuse_nan():

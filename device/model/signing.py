@@ -132,10 +132,16 @@ def sign_artifact(artifact: str | Path, private_key_path: str | Path) -> Path:
         raise SignatureError(f"{mpath}: cannot read the manifest to sign: {exc}") from exc
     sig = key.sign(canonical_bytes(raw))
     out = mpath.with_name(SIG_FILE)
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise SignatureError(f"{out}: exists and is not a regular file; not signed")
     tmp = out.with_suffix(".sig.tmp")
-    tmp.write_text(json.dumps({"algorithm": "ed25519", "key_id": key_id(key.public_key()),
-                               "signature": base64.b64encode(sig).decode()}) + "\n")
-    tmp.replace(out)
+    try:
+        tmp.write_text(json.dumps({"algorithm": "ed25519", "key_id": key_id(key.public_key()),
+                                   "signature": base64.b64encode(sig).decode()}) + "\n")
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SignatureError(f"{out}: cannot write the signature: {exc.strerror or exc}") from exc
     return out
 
 
