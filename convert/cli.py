@@ -27,6 +27,9 @@ def _floats(value: str | None) -> list[float]:
                                      "[0, 1), e.g. 0,0.5", param_hint="--prune") from None
         if not 0.0 <= f < 1.0:  # also NaN
             raise click.BadParameter(f"sparsity {f} not in [0, 1)", param_hint="--prune")
+        if any(round(100 * g) == round(100 * f) for g in out):  # the same variant's name
+            raise click.BadParameter(f"sparsity {f:g} given twice (the second would replace "
+                                     "the first's artifacts)", param_hint="--prune")
         out.append(f)
     return out
 
@@ -39,10 +42,14 @@ def _check_prune(ctx, param, value: str | None) -> str | None:
 
 def _check_targets(ctx, param, value: str) -> str:
     """``--target``: a comma list of the target table's names, or ``all``."""
-    bad = [t for t in (t.strip() for t in value.split(",")) if t not in choices()]
+    names = [t.strip() for t in value.split(",")]
+    bad = [t for t in names if t not in choices()]
     if bad:
         raise click.BadParameter(f"{', '.join(bad)}: expected {' | '.join(choices())}",
                                  param_hint="--target")
+    twice = sorted({t for t in names if names.count(t) > 1})
+    if twice:
+        raise click.BadParameter(f"{', '.join(twice)} given twice", param_hint="--target")
     return value
 
 
@@ -57,7 +64,7 @@ def _check_targets(ctx, param, value: str) -> str:
                    "products, float elsewhere (recurrent models).")
 @click.option("--prune", "prune", callback=_check_prune,
               help="Target sparsity, or a comma list such as 0,0.5,0.75 (0 = unpruned).")
-@click.option("--prune-epochs", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--prune-epochs", type=click.IntRange(1, 1000), default=4, show_default=True,
               help="Fine-tuning epochs while pruning.")
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning before int8.")
 @click.option("--representative", type=click.IntRange(min=1), default=300, show_default=True,
@@ -69,7 +76,7 @@ def _check_targets(ctx, param, value: str) -> str:
 @click.option("--max-drop", type=FiniteRange(min=0), default=1.0, show_default=True,
               help="Largest allowed accuracy drop vs Keras, in points.")
 @click.option("--allow-drop", is_flag=True, help="Exit 0 even when an artifact drops more.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--name", default="vitaledge", show_default=True,
               help="C identifier prefix for the micro target.")
 @click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False),

@@ -105,6 +105,10 @@ CONVERT_BAD = [
     (["--representative", "0"], ["--representative"]),
     (["--representative", "-5"], ["--representative"]),
     (["--threads", "0"], ["--threads"]),
+    (["--threads", "999999"], ["--threads"]),
+    (["--prune", "0.5,0.5"], ["--prune", "0.5 given twice"]),
+    (["--prune-epochs", "99999999999999999999"], ["--prune-epochs"]),
+    (["--target", "cpu,micro,cpu"], ["--target", "cpu given twice"]),
 ]
 
 
