@@ -139,7 +139,11 @@ def split_test(seg: Segments, group: str, test_fraction: float,
         raise ValueError(f"test fraction must be in (0, 0.5), got {test_fraction}")
     groups = seg.trial if group == "trial" else seg.subject
     k = max(2, int(round(1 / test_fraction)))
-    dev, test = group_splits(seg.y, groups, k, seed)[0]
+    try:
+        dev, test = group_splits(seg.y, groups, k, seed)[0]
+    except ValueError as exc:  # "5 folds need ...": the test split's parts, not --folds
+        raise ValueError(f"the held-out test split (test fraction {test_fraction:g}: one "
+                         f"{group} group in {k}): {exc}") from exc
     return dev, test
 
 
