@@ -488,3 +488,15 @@ def test_train_emotion_refuses_a_bad_number_before_any_work(tmp_path, cmd, args,
     line = error_line(invoke(["train", cmd, "--out", tmp_path / "r", *args]))
     assert words in line, line
     assert not (tmp_path / "r").exists()
+
+
+def test_train_beat_takes_one_data_set(tmp_path):
+    """--csv-train beside --data was ignored, yet recorded in config.json."""
+    csv = tmp_path / "t.csv"
+    csv.write_text("0," * 187 + "0\n")
+    for args, words in ((["--data", tmp_path, "--csv-train", csv], "not both"),
+                        (["--data", tmp_path, "--csv-test", csv], "not both"),
+                        (["--csv-test", csv], "give --data DIR or --csv-train FILE")):
+        line = error_line(invoke(["train", "beat", *args, "--out", tmp_path / "r"]))
+        assert words in line, line
+        assert not (tmp_path / "r").exists()

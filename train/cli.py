@@ -194,6 +194,9 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         raise click.BadParameter(str(exc), param_hint="--balance") from exc
     if not data and not csv_train:
         raise click.UsageError("give --data DIR or --csv-train FILE")
+    if data and (csv_train or csv_test):
+        raise click.UsageError("give --data DIR or --csv-train FILE (with --csv-test), not "
+                               "both: one data set trains a run")
     inter_patient = zoo.get(arch).inputs != ("beat",)
     convention = convention or ("centered" if inter_patient else "kachuee")
     anchor = anchor or ("detected" if inter_patient else "annotated")
