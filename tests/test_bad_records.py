@@ -47,6 +47,10 @@ def test_truncated_dat_says_how_many_samples_it_holds(rec):
     (lambda h: [h[0].replace(" 360 ", " 360000000 ", 1)] + h[1:],
      r"sample rate 3\.6e\+08 Hz is outside 10-10000 Hz"),
     (lambda h: [h[0].replace(" 360 ", " fast ", 1)] + h[1:], r"sample rate 'fast' is not"),
+    # a negative count replayed the whole record, exit 0; 0 read nothing, exit 0, no word
+    (lambda h: [" ".join(h[0].split()[:3] + ["-5"])] + h[1:],
+     r"sample count '-5' is not a whole number"),
+    (lambda h: [" ".join(h[0].split()[:3] + ["0"])] + h[1:], r"s000: no samples"),
 ])
 def test_malformed_headers_are_named(rec, edit, message):
     write_header(rec, edit(header(rec)))

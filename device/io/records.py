@@ -76,7 +76,9 @@ def check_header(path: Path) -> None:
         if f not in WFDB_FORMATS:
             raise RecordError(f"{hea}: signal format {f!r} is not a WFDB format (expected one "
                               f"of {', '.join(sorted(WFDB_FORMATS, key=int))})")
-    nsamp = int(head[3]) if len(head) > 3 and head[3].isdigit() else None
+    if len(head) > 3 and not head[3].isdigit():
+        raise RecordError(f"{hea}: sample count {head[3]!r} is not a whole number of samples")
+    nsamp = int(head[3]) if len(head) > 3 else None
     files = {ln[0] for ln in sig_lines[:nsig]}
     if nsamp and len(files) == 1 and len(set(fmts)) == 1 and fmts[0] in _BYTES_PER_SAMPLE \
             and all(len(ln) > 1 and ln[1] == fmts[0] for ln in sig_lines[:nsig]):
@@ -216,6 +218,9 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
     if p_signal is None or p_signal.ndim != 2 or p_signal.shape[1] <= ch:
         raise RecordError(f"{path}: record has no signal channel {ch}")
     sig = np.asarray(p_signal[:, ch], dtype=np.float64)
+    if not len(sig):
+        raise RecordError(f"{path}: no samples (the header declares none, or the signal "
+                          "file is empty)")
     bad = ~np.isfinite(sig)
     if bad.any():
         raise RecordError(f"{path}: lead {names[ch] if names else ch} has {int(bad.sum())} "
