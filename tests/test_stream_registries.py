@@ -181,3 +181,23 @@ def test_event_builders_keep_the_json_fields_and_order():
     assert _line(event.sample_rate_mismatch(100.0, 125.0, "slow")) == (
         '{"type":"status","status":"sample_rate_mismatch","time":0.0,"source_fs":100.0,'
         '"model_fs":125.0,"error":"slow"}')
+
+
+def test_pcm_reads_that_end_inside_a_sample_stay_aligned_and_a_torn_end_is_counted():
+    """A read of an odd number of bytes kept the samples after it aligned? It dropped the
+    odd byte, so every later sample was read across two; a torn last byte went unsaid."""
+    pcm = (np.arange(-500, 500) * 30).astype("<i2")
+
+    class OddReads:  # a pipe that hands over 7 bytes at a time
+        def __init__(self, data):
+            self.data = data
+
+        def read(self, n):
+            out, self.data = self.data[:7], self.data[7:]
+            return out
+
+    counts: dict = {}
+    heard = np.concatenate(list(sources.pcm_chunks(OddReads(pcm.tobytes() + b"\x01"), 64,
+                                                   counts)))
+    np.testing.assert_array_equal(heard, pcm / 32768.0)
+    assert counts == {"garbage_bytes": 1}

@@ -251,14 +251,20 @@ def stdin_source(fs: float, chunk: int = TEXT_CHUNK_SAMPLES) -> Source:
     return Source("stdin", float(fs), gen(), stats=lambda: dict(counts))
 
 
-def pcm_chunks(stream, chunk: int) -> Iterator[np.ndarray]:
-    """Raw little-endian int16 mono PCM -> float chunks in [-1, 1); a trailing odd byte
-    (a torn sample) is dropped."""
+def pcm_chunks(stream, chunk: int, counts: dict | None = None) -> Iterator[np.ndarray]:
+    """Raw little-endian int16 mono PCM -> float chunks in [-1, 1). A read that ends inside
+    a sample keeps its odd byte for the next (the samples after stay aligned); an odd byte
+    left at the end (a torn sample) is dropped and counted in ``counts["garbage_bytes"]``
+    (the run's summary reports it)."""
+    held = b""
     while True:
         data = stream.read(2 * chunk)
         if not data:
+            if held and counts is not None:
+                counts["garbage_bytes"] = counts.get("garbage_bytes", 0) + len(held)
             return
-        n = len(data) // 2
+        data, n = held + data, (len(held) + len(data)) // 2
+        held = data[2 * n:]
         if n:
             yield np.frombuffer(data[:2 * n], dtype="<i2").astype(np.float64) / 32768.0
 
@@ -268,7 +274,9 @@ def stdin_pcm_source(fs: float, chunk: int = 1024) -> Source:
     ``arecord -f S16_LE -c 1 -r 16000`` writes)."""
     if not fs:
         raise SourceError("stdin-pcm source needs the sample rate (--fs)")
-    return Source("stdin-pcm", float(fs), pcm_chunks(sys.stdin.buffer, chunk))
+    counts: dict = {}
+    return Source("stdin-pcm", float(fs), pcm_chunks(sys.stdin.buffer, chunk, counts),
+                  stats=lambda: dict(counts))
 
 
 #: Schemes that listen on the network; off loopback they need a source token.
