@@ -259,8 +259,8 @@ def _flag_named(message: str, overrides: dict) -> str:
 @device_group.command("run")
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False),
               help="device.toml; flags given here override it.")
-@click.option("--model", help="Artifact directory (model.tflite + manifest.json): a beat, "
-                              "emotion-ecg or emotion-speech model.")
+@click.option("--model", help="Artifact directory (model.tflite + manifest.json), or its "
+                              "model.tflite: a beat, emotion-ecg or emotion-speech model.")
 @click.option("--emotion-model", help="A second, emotion-ecg artifact run on the same ECG "
                                       "stream (sliding 48 s windows).")
 @click.option("--emotion-hop", "emotion_hop_s", type=float,
