@@ -175,3 +175,15 @@ def test_fuzz_refuses_fewer_than_one_input(n):
     line = error_line(invoke(["device", "reliability", "fuzz", "--target", "csv",
                               "--inputs", n]))
     assert "--inputs" in line and n in line, line
+
+
+def test_the_fuzz_command_gives_logging_back(tmp_path):
+    """fuzz silences the loaders' warnings for its campaign; it left logging disabled for
+    the whole process (a later test's caplog saw nothing)."""
+    import logging
+
+    from conftest import invoke
+
+    invoke(["device", "reliability", "fuzz", "--target", "csv", "--inputs", "3",
+            "--json", tmp_path / "f.json"])
+    assert logging.root.manager.disable == logging.NOTSET
