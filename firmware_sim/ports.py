@@ -20,6 +20,10 @@ class PortError(OSError):
     """The port cannot be opened or the peer never came."""
 
 
+#: How long the board waits after the reader opened the pty before it sends.
+READER_SETTLE_S = 0.3
+
+
 class PtyPort:
     """The master side of a pty in raw mode; ``path`` is the slave the daemon opens.
 
@@ -49,6 +53,10 @@ class PtyPort:
         else:
             return False
         self._monitor = os.open(self.path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        # the reader sets the line up after open() and flushes its input (pyserial does):
+        # frames sent in between would be thrown away on a loaded machine (a fresh-clone CI
+        # lost the first 7-9 frames so), so let it settle as a board's host would
+        time.sleep(READER_SETTLE_S)
         return True
 
     def write(self, data: bytes, timeout: float = 2.0) -> None:
