@@ -500,3 +500,19 @@ def test_train_beat_takes_one_data_set(tmp_path):
         line = error_line(invoke(["train", "beat", *args, "--out", tmp_path / "r"]))
         assert words in line, line
         assert not (tmp_path / "r").exists()
+
+
+def test_the_multimodal_grid_is_checked_as_the_options_are():
+    """';;;', a key twice (the last won), an empty value and conv_layers=0 ran, exit 0."""
+    from vitaledge.train.emotion import DEFAULT_GRID, parse_grid
+
+    assert parse_grid("") == DEFAULT_GRID
+    assert parse_grid("conv_layers=1,2; dropout=0.5") == {"conv_layers": [1, 2],
+                                                          "dropout": [0.5]}
+    for text, words in ((";;;", "names no KEY"), ("conv_layers=1;conv_layers=2", "twice"),
+                        ("dropout=0.2,,0.5", "an empty value"),
+                        ("conv_layers=0", "conv_layers=0 is outside 1..8"),
+                        ("dropout=nan", "dropout=nan is outside"),
+                        ("dropout=1", "dropout=1.0 is outside"), ("width=2", "KEY one of")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            parse_grid(text)

@@ -243,10 +243,13 @@ def train_emotion_ecg(cfg: EmotionEcgConfig, run_dir: Path, verbose: int | None 
 
 # -- emotion-multimodal ----------------------------------------------------------------
 DEFAULT_GRID = {"conv_layers": [1, 2, 3], "lstm_units": [32, 64], "dropout": [0.2, 0.5]}
+#: The values each grid key may take (as the command's own options: --conv-layers ...).
+GRID_RANGES = {"conv_layers": (1, 8), "lstm_units": (1, 4096), "dropout": (0.0, 0.999)}
 
 
 def parse_grid(text: str | None) -> dict[str, list]:
-    """``"conv_layers=1,2;lstm_units=32,64;dropout=0.2,0.5"`` -> dict ('' -> default grid)."""
+    """``"conv_layers=1,2;lstm_units=32,64;dropout=0.2,0.5"`` -> dict ('' -> default grid).
+    Every key once, with at least one value, each within :data:`GRID_RANGES`."""
     if not text:
         return dict(DEFAULT_GRID)
     out: dict[str, list] = {}
@@ -258,11 +261,22 @@ def parse_grid(text: str | None) -> dict[str, list]:
         if key not in DEFAULT_GRID or not vals:
             raise ValueError(f"grid: {part!r}; expected KEY=V1,V2 with KEY one of "
                              f"{sorted(DEFAULT_GRID)}")
+        if key in out:
+            raise ValueError(f"grid: {key} given twice")
         cast = float if key == "dropout" else int
+        items = [v.strip() for v in vals.split(",")]
+        if "" in items:
+            raise ValueError(f"grid: {key}={vals}: an empty value")
         try:
-            out[key] = [cast(v) for v in vals.split(",") if v.strip()]
+            out[key] = [cast(v) for v in items]
         except ValueError as exc:
             raise ValueError(f"grid: {key}: {exc}") from exc
+        lo, hi = GRID_RANGES[key]
+        bad = [v for v in out[key] if not lo <= v <= hi]  # NaN too
+        if bad:
+            raise ValueError(f"grid: {key}={bad[0]} is outside {lo:g}..{hi:g}")
+    if not out:
+        raise ValueError(f"grid: {text!r} names no KEY=V1,V2")
     return out
 
 
