@@ -115,6 +115,10 @@ def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc
     finally:
         port.close()
     click.echo(json.dumps({"record": name, **summary}))
+    if summary.get("bytes") and summary.get("tx_dropped_bytes", 0) >= summary["bytes"]:
+        raise click.ClickException(f"nothing reached {port.path}: all {summary['bytes']:,} "
+                                   "bytes were dropped (no reader; --wait 0 does not wait "
+                                   "for one)")
 
 
 @firmware_group.command("mcu")

@@ -136,3 +136,14 @@ def test_synth_at_the_bounds_writes_a_record_the_readers_accept(tmp_path, fs):
     assert r.exit_code == 0, r.output
     rec = read_record(tmp_path / "s000")
     assert rec.fs == float(fs) and len(rec.signal) == round(0.25 * 60 * float(fs))
+
+
+def test_a_sensor_whose_bytes_all_dropped_fails():
+    """--wait 0 over TCP with nobody listening dropped every byte and exited 0."""
+    from conftest import free_port, invoke
+
+    r = invoke(["firmware", "sensor", "--synth", "--minutes", "0.05", "--speed", "100",
+                "--port", f"tcp:127.0.0.1:{free_port()}", "--wait", "0"])
+    assert r.exit_code == 1, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith("Error: nothing reached tcp:127.0.0.1:") and "dropped" in last
