@@ -27,6 +27,12 @@ class SpecError(ValueError):
         return SpecError(f"{where}.{self.path}" if self.path else where, self.msg)
 
 
+def finite_number(value: Any) -> bool:
+    """A number as JSON carries one: a finite int or float; bools are not numbers."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 def _is(value: Any, annotation: str) -> bool:
     """Does ``value`` (from JSON) have the type of a dataclass field's string annotation?
     ``float`` takes finite ints and floats; bools are not numbers."""
@@ -41,8 +47,7 @@ def _is(value: Any, annotation: str) -> bool:
             continue
         if alt == "int" and isinstance(value, int):
             return True
-        if alt == "float" and (isinstance(value, int) or
-                               isinstance(value, float) and math.isfinite(value)):
+        if alt == "float" and finite_number(value):
             return True
         if alt.startswith("list[") and isinstance(value, list) and all(
                 _is(v, alt[5:-1]) for v in value):

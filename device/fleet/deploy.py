@@ -14,7 +14,6 @@ callback until every device has an outcome or the wait is over.
 from __future__ import annotations
 
 import json
-import math
 import queue
 import secrets
 import threading
@@ -23,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vitaledge.device.dsp.spec_fields import finite_number
 from vitaledge.device.stream import mqtt, ota_wire
 
 #: States that end a deployment on a device, and those of them that are a success.
@@ -156,8 +156,7 @@ def status_problem(body: dict) -> str | None:
             return f"{part} is not an object"
         for name in numbers:
             v = obj.get(name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                  or not math.isfinite(v)):
+            if v is not None and not finite_number(v):
                 return f"{part + '.' if part else ''}{name} is not a finite number"
     return None
 

@@ -30,6 +30,7 @@ import threading
 import time
 from pathlib import Path
 
+from vitaledge.device.dsp.spec_fields import finite_number
 from vitaledge.device.stream import events, mqtt
 
 LABELS = ("N", "S", "V", "F", "Q")
@@ -83,8 +84,7 @@ def _ours(body: dict) -> bool:
     Anything else published under this run's site is not counted (nor crashes the
     subscriber's thread)."""
     t, seq = body.get("sent_t"), body.get("seq")
-    return (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
-            and isinstance(seq, int) and not isinstance(seq, bool))
+    return finite_number(t) and isinstance(seq, int) and not isinstance(seq, bool)
 
 
 class _Receiver:

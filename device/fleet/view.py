@@ -9,12 +9,12 @@ Topics and payloads: :mod:`vitaledge.device.stream.mqtt`.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
+from vitaledge.device.dsp.spec_fields import finite_number
 from vitaledge.device.stream import mqtt
 
 
@@ -80,8 +80,7 @@ def _number(msg: dict, key: str, where: str, bad: list[str]) -> float | None:
     """``msg[key]`` if it is a finite number (JSON lets NaN through), else None; a value
     that is there but is no such number is named in ``bad`` as ``where.key``."""
     v = msg.get(key)
-    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
-                     and math.isfinite(v)):
+    if v is None or finite_number(v):
         return v
     bad.append(f"{where}.{key}")
     return None

@@ -4,9 +4,10 @@ the daemon already makes (``Daemon.position()``, ``Daemon.run()``, ``Daemon.heal
 
 from __future__ import annotations
 
-import math
 import reprlib
 from collections.abc import Callable
+
+from vitaledge.device.dsp.spec_fields import finite_number
 
 
 def clock(seconds: float) -> str:
@@ -161,17 +162,14 @@ def fetch_health(url: str, token: str = "", timeout: float = 3.0) -> dict:
     return health
 
 
-def _number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _counts(v) -> bool:
-    return isinstance(v, dict) and all(_number(n) for n in v.values())
+    return isinstance(v, dict) and all(finite_number(n) for n in v.values())
 
 
 _KINDS: dict[str, Callable] = {
-    "a string": lambda v: isinstance(v, str), "a number": _number, "null": lambda v: v is None,
-    "a list": lambda v: isinstance(v, list), "an object": lambda v: isinstance(v, dict),
+    "a string": lambda v: isinstance(v, str), "a number": finite_number,
+    "null": lambda v: v is None, "a list": lambda v: isinstance(v, list),
+    "an object": lambda v: isinstance(v, dict),
     "an object of counts": _counts}
 
 #: The /health fields :func:`format_health` reads and what each may be when present.
