@@ -157,7 +157,7 @@ def _fold_args(root) -> list[str]:
     """``train emotion-speech`` options of the tiny 2-fold run (all but ``--out``)."""
     return ["emotion-speech", "--data", str(root / "corpus"), "--split", "actors",
             "--folds", "2", "--sample-rate", "8000", "--duration", "1.0", "--offset", "0.2",
-            "--n-mels", "32", "--image-width", "16", "--width", "0.25", "--lstm-units", "16",
+            "--n-mels", "32", "--image-width", "16", "--width", "0.25",
             "--epochs", "2", "--batch-size", "8", "--recipe", "robust", "--seed", "2",
             "--cache", str(root / "cache")]
 

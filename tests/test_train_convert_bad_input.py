@@ -516,3 +516,29 @@ def test_the_multimodal_grid_is_checked_as_the_options_are():
                         ("dropout=1", "dropout=1.0 is outside"), ("width=2", "KEY one of")):
         with pytest.raises(ValueError, match=re.escape(words)):
             parse_grid(text)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--lstm-units", "16"], "--lstm-units: cnn_speech does not take it (only tdcnnlstm_speech"),
+    (["--pools", "2,2,2,2"], "--pools: cnn_speech does not take it")])
+def test_train_speech_refuses_a_network_option_its_network_does_not_take(tmp_path, args, words):
+    """The default (robust) recipe's cnn_speech has no LSTM and pools of its own: both
+    options were dropped silently and the run recorded them in config.json."""
+    line = error_line(invoke(["train", "emotion-speech", "--synth-per-class", "2",
+                              "--out", tmp_path / "r", *args]))
+    assert words in line, line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_face_halved_to_nothing_is_one_line_naming_the_option():
+    """--conv-layers 8 halved the 48-pixel face below one pixel and Keras printed a
+    many-line traceback."""
+    from vitaledge.train import zoo
+
+    shapes = {"physio": (480, 2), "features": (8,), "face": (48, 48, 1)}
+    for name in ("hybrid_multimodal", "cnn_face"):
+        with pytest.raises(ValueError, match=r"^conv_layers 6: 6 halvings of the 48-pixel "
+                                             r"face leave nothing \(at most 5\)$"):
+            zoo.get(name, "emotion-multimodal").build(shapes, 5, conv_layers=6)
+    assert zoo.get("cnn_face", "emotion-multimodal").build(
+        shapes, 5, conv_layers=5).output_shape == (None, 5)

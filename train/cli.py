@@ -479,6 +479,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
                               mixup=mixup, freq_warp=freq_warp, speed_perturb=speed_perturb,
                               class_weights=class_weights, checkpoint=checkpoint, arch=arch,
                               ensemble=ensemble)
+        given_unused(lever["arch"], width=width, lstm_units=lstm_units, pools=tuple(pool_sizes))
         signal = SpeechSignal.fitted(sample_rate=sample_rate, duration_s=duration,
                                      offset_s=offset, n_mels=n_mels, fmax=sample_rate / 2,
                                      image_width=image_width,
@@ -501,6 +502,23 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run written to {out}")
+
+
+def given_unused(arch: str, **knobs) -> None:
+    """Refuse a network option given on the command line that ``arch`` does not take (it
+    was dropped silently: ``--lstm-units`` on the LSTM-free ``cnn_speech``)."""
+    import inspect
+
+    ctx = click.get_current_context()
+    takes = inspect.signature(zoo.get(arch, "emotion-speech").build).parameters
+    for name in knobs:
+        if (name not in takes
+                and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE):
+            flag = "--" + name.replace("_", "-")
+            users = [a for a in zoo.names("emotion-speech")
+                     if name in inspect.signature(zoo.get(a, "emotion-speech").build).parameters]
+            raise click.BadParameter(f"{arch} does not take it (only {', '.join(users)}: "
+                                     f"give --arch)", param_hint=flag)
 
 
 @train_group.command("emotion-ecg")

@@ -334,6 +334,10 @@ def _physio_branch(physio, lstm_units: int):
 
 def _face_branch(face, conv_layers: int):
     """``conv_layers`` blocks Conv2D 3x3 (16, 32, 64, ... filters) -> ReLU -> MaxPool 2."""
+    side = min(int(d) for d in face.shape[1:3])
+    if side >> conv_layers < 1:
+        raise ValueError(f"conv_layers {conv_layers}: {conv_layers} halvings of the "
+                         f"{side}-pixel face leave nothing (at most {side.bit_length() - 1})")
     x = face
     for i in range(conv_layers):
         x = L.Conv2D(16 * 2 ** i, 3, padding="same", activation="relu", name=f"face_conv{i + 1}")(x)
