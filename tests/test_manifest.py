@@ -165,6 +165,9 @@ def test_each_task_reads_its_signal_spec_typed(task):
     ("beat", lambda s: s["window"]["filter"].update(order="2"), "signal.window.filter.order",
      "expected int"),
     ("beat", lambda s: s.pop("lead"), "signal", r"missing fields \['lead'\]"),
+    # read as the default 187 samples, then refused naming a 187/87 mismatch elsewhere
+    ("beat", lambda s: s["window"].pop("length"), "signal.window",
+     r"missing fields \['length'\]"),
     ("beat", lambda s: s.update(kind="rhythm"), "signal.kind", "is not 'beat'"),
     ("emotion-ecg", lambda s: s.update(n_windows=0), "signal.n_windows", "positive"),
     ("emotion-ecg", lambda s: s.update(skip_s=-1.0), "signal.skip_s", ">= 0"),

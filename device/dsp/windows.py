@@ -28,6 +28,11 @@ from vitaledge.device.dsp.spec_fields import construct, positive, read_fields, r
 CONVENTIONS = ("kachuee", "centered")
 
 
+#: Fields a window spec must give: a default in their place would cut other windows than
+#: the model was trained on (a manifest with ``length`` deleted was read as 187 samples).
+GEOMETRY = ("convention", "fs", "length")
+
+
 @dataclass(frozen=True)
 class WindowSpec:
     """How a beat window is made; recorded with every model (config and manifest)."""
@@ -78,11 +83,14 @@ class WindowSpec:
 
     @classmethod
     def from_dict(cls, d: dict | WindowSpec, where: str = "window") -> WindowSpec:
-        """From a spec dict (absent fields take their defaults, unknown ones are errors);
+        """From a spec dict (absent fields take their defaults, but for the window's
+        geometry, ``GEOMETRY``, which every spec ever written holds; unknown ones are errors);
         errors are :class:`~.spec_fields.SpecError` naming the field under ``where``."""
         if isinstance(d, WindowSpec):
             return d
         kw = read_fields(cls, d, where, {"filter": FilterSpec.from_dict}, require_all=False)
+        missing = [k for k in GEOMETRY if k not in kw]
+        require(not missing, where, f"missing fields {missing}")
         kw.setdefault("filter", None)
         return construct(cls, kw, where)
 
