@@ -70,7 +70,8 @@ def manifest_seed() -> bytes:
                    "quantization": {"scale": 0.0039, "zero_point": -128}},
          "output": {"name": "y", "shape": [1, 5], "dtype": "int8",
                     "quantization": {"scale": 0.0039, "zero_point": -128}},
-         "signal": {"kind": "beat", "window": {"convention": "kachuee"}, "lead": "MLII"},
+         "signal": {"kind": "beat", "lead": "MLII",
+                    "window": {"convention": "kachuee", "fs": 125.0, "length": 187}},
          "pruning": None, "source_run": {"dir": "runs/x"}, "metrics": {"accuracy": 0.9},
          "created": "2026-01-01T00:00:00Z", "vitaledge_version": "0.1", "extra": {},
          "extra_inputs": []}
