@@ -74,7 +74,8 @@ def arts(tmp_path_factory, keys):
         x = L.GlobalAveragePooling1D()(L.Conv1D(4, 7, activation="relu")(inp))
         model = keras.Model(inp, L.Dense(5, activation="softmax")(x))
         src = Source(run_dir=run, task="beat", labels=["N", "S", "V", "F", "Q"], signal=signal,
-                     arch="toy", input_names=list(model.input_names), calibration=X, X=X, y=y,
+                     arch="toy", input_names=list(model.input_names), calibration=X,
+                     X=X[..., 0], y=y,  # held-out windows as convert reads them: [n, 187]
                      keras_probs=model.predict(X, verbose=0),
                      keras_ref={"accuracy": 0.2, "evaluated_on": "test"})
         for name, quant in builds:
@@ -86,18 +87,21 @@ def arts(tmp_path_factory, keys):
     return made
 
 
-def edited(src: Path, dest: Path, keys: Path | None, change=None, vectors=None) -> Path:
+def edited(src: Path, dest: Path, keys: Path | None, change=None, vectors=None,
+           inputs=None) -> Path:
     """A copy of artifact ``src`` with its manifest changed (``change(dict)``) and/or its
-    expected self-test outputs changed (``vectors(array) -> array``), signed again with
-    the trusted key (``keys``; None: unsigned)."""
+    expected self-test outputs changed (``vectors(array) -> array``; ``inputs`` the same
+    for each input array), signed again with the trusted key (``keys``; None: unsigned)."""
     from vitaledge.device.model.signing import SIG_FILE, sign_artifact
 
     shutil.copytree(src, dest)
     raw = json.loads((dest / "manifest.json").read_text())
-    if vectors is not None:
+    if vectors is not None or inputs is not None:
         with np.load(dest / "selftest.npz") as z:
             arrays = {k: z[k] for k in z.files}
-        arrays["expected"] = vectors(arrays["expected"])
+        arrays = {k: (inputs or (lambda a: a))(a) if k.startswith("input_") else a
+                  for k, a in arrays.items()}
+        arrays["expected"] = (vectors or (lambda a: a))(arrays["expected"])
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         data = buf.getvalue()
@@ -417,6 +421,30 @@ def test_device_selftest_command(arts, keys, tmp_path):
                                      "/nonexistent/libdelegate.so"])
     assert gone.exit_code == 1 and "REFUSED" in gone.output, gone.output
     assert "--fallback" not in gone.output and "--delegate xnnpack or none" in gone.output
+
+
+@pytest.mark.slow
+def test_selftest_vectors_are_kept_in_the_tensors_shape(arts, keys, tmp_path):
+    """convert gives a beat model's held-out windows as [n, 187] rows; the vectors were kept
+    so, and read_vectors then refused every single-input beat artifact ([8, 187], expected
+    [8, 187, 1]): device selftest and fleet deploy failed on resnet1d, cnn1d and tiny."""
+    from vitaledge.device.model.manifest import load_manifest
+    from vitaledge.device.model.selftest import SelfTestError, read_vectors
+
+    m, _ = load_manifest(arts["a-int8"])
+    inputs, _ = read_vectors(arts["a-int8"], m)
+    assert [a.shape for a in inputs] == [(8, 187, 1)]
+    with np.load(arts["a-int8"] / "selftest.npz") as z:
+        assert z["input_beat"].shape == (8, 187, 1)
+    # vectors an earlier vitaledge wrote as [8, 187]: the same values, read in the tensor's shape
+    flat = edited(arts["a-int8"], tmp_path / "flat", keys,
+                  inputs=lambda a: a.reshape(len(a), -1))
+    inputs, _ = read_vectors(flat, load_manifest(flat)[0])
+    assert [a.shape for a in inputs] == [(8, 187, 1)]
+    short = edited(arts["a-int8"], tmp_path / "short", keys, inputs=lambda a: a[:, :100])
+    with pytest.raises(SelfTestError, match=r"input_beat is float32\[8, 100, 1\], expected "
+                                            r"float \[8, 187, 1\]"):
+        read_vectors(short, load_manifest(short)[0])
 
 
 def _wrong_task(raw):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import zipfile
 import zlib
@@ -106,7 +107,12 @@ def write_selftest(artifact: str | Path, model, X, y: np.ndarray | None = None,
     if n == 0:
         raise ValueError("self-test vectors: no inputs to pick from")
     idx = pick(y, n, k)
-    chosen = [np.asarray(a, np.float32)[idx] for a in xs]
+    if problem := m.rows_problem([np.asarray(a) for a in xs]):
+        raise ValueError(f"self-test vectors: {problem}")
+    # stored in the tensor's own row shape (a beat window given as [n, 187] for a
+    # [1, 187, 1] tensor is kept as [k, 187, 1]): what read_vectors checks them against
+    chosen = [np.asarray(a, np.float32)[idx].reshape(len(idx), *spec.shape[1:])
+              for a, spec in zip(xs, m.inputs, strict=True)]
     expected = np.asarray(model.predict(chosen if len(chosen) > 1 else chosen[0]), np.float32)
     arrays = {f"input_{name}": a for name, a in zip(_names(m), chosen, strict=True)}
     buf = io.BytesIO()
@@ -150,10 +156,15 @@ def read_vectors(artifact: str | Path, m: Manifest) -> tuple[list[np.ndarray], n
         raise SelfTestError(f"{path}: holds {sorted(arrays)}, expected {sorted(want)}")
     inputs = [arrays[f"input_{n}"] for n in names]
     expected = arrays["expected"]
-    for name, a, spec in zip(names, inputs, m.inputs, strict=True):
-        if a.shape != (ref.vectors, *spec.shape[1:]) or not np.issubdtype(a.dtype, np.floating):
+    want_rows = [(ref.vectors, *spec.shape[1:]) for spec in m.inputs]
+    for name, a, want in zip(names, inputs, want_rows, strict=True):
+        # rows of the tensor's size in another shape are the same values: vectors written
+        # before they were stored in the tensor's shape ([8, 187] for [8, 187, 1]) pass
+        if (len(a) != ref.vectors or a.size != math.prod(want)
+                or not np.issubdtype(a.dtype, np.floating)):
             raise SelfTestError(f"{path}: input_{name} is {a.dtype}{list(a.shape)}, expected "
-                                f"float {[ref.vectors, *spec.shape[1:]]}")
+                                f"float {list(want)}")
+    inputs = [a.reshape(want) for a, want in zip(inputs, want_rows, strict=True)]
     if expected.shape != (ref.vectors, len(m.labels)) or not np.all(np.isfinite(expected)):
         raise SelfTestError(f"{path}: expected is {list(expected.shape)}, expected "
                             f"{[ref.vectors, len(m.labels)]} finite values")
