@@ -94,18 +94,18 @@ def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Res
             pruning = report.to_dict()
             print(f"measured sparsity {report.overall:.3f} over {report.pruned_weights:,} "
                   "kernel weights")
-        qat = False
+        qmodel = None
         if opts.qat:
             from .qat import quantization_aware
 
             qmodel = quantization_aware(model, p)
-            qat = qmodel is not None
-            model = qmodel or model
         for target, quant in pairs:
-            q = qat and quant == "int8"
+            # the fake-quantized network is for int8 only: a float artifact from it would be
+            # another model under the plain name
+            q = qmodel is not None and quant == "int8"
             results.append(build_variant(src, Variant(
-                variant_name(target, quant, s, q), target, quant, model, pruning=pruning,
-                extra={"qat": q}), out, opts))
+                variant_name(target, quant, s, q), target, quant, qmodel if q else model,
+                pruning=pruning, extra={"qat": q}), out, opts))
     write_summary(out, results, keras_ref)
     return results
 

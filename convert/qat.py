@@ -65,7 +65,8 @@ def quantization_aware(model: keras.Model, data, epochs: int = 2, batch_size: in
         return None
     qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate),
                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    qmodel.fit(data.X_fit, data.y_fit, validation_data=(data.val.X[..., None], data.val.y),
+    # every named input of a multi-input model (beat, RR features, template), as pruning's
+    qmodel.fit(data.X_fit, data.y_fit, validation_data=(data.val.inputs(), data.val.y),
                epochs=epochs, batch_size=batch_size, class_weight=data.class_weight, verbose=2)
     return qmodel
 

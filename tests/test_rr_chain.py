@@ -216,6 +216,27 @@ def test_pruning_a_multi_input_model(rr_run, tmp_path):
     assert r.metrics["agreement_with_keras"] >= 0.9  # against the pruned Keras model
 
 
+def test_quantization_aware_training_of_a_multi_input_model(rr_run, tmp_path):
+    """--qat validated on the beat windows alone ("expects 2 input(s), but it received 1"),
+    so convert --qat failed on every RR model; and its float artifact was the fake-quantized
+    network under the plain name."""
+    from vitaledge.convert.pipeline import ConvertOptions, convert_run
+    from vitaledge.device.model.manifest import input_key, load_manifest
+
+    run, _ = rr_run
+    results = {r.variant: r for r in convert_run(run, tmp_path, ConvertOptions(
+        targets=["cpu"], quant=None, qat=True, max_drop=100.0))}
+    assert set(results) >= {"cpu-int8-qat", "cpu-fp32"}, list(results)
+    assert all(r.status == OK for r in results.values()), results
+    m, _ = load_manifest(tmp_path / "cpu-int8-qat")
+    assert m.extra["qat"] is True and sorted(input_key(t.name) for t in m.inputs) == ["beat",
+                                                                                        "rr"]
+    fp32, _ = load_manifest(tmp_path / "cpu-fp32")
+    assert fp32.extra["qat"] is False
+    # the float artifact is the trained network's: it agrees with it on every beat
+    assert results["cpu-fp32"].metrics["agreement_with_keras"] == 1.0
+
+
 def _header_macros(text: str) -> dict[str, str]:
     """``#define NAME VALUE`` lines of a generated header as {NAME: VALUE} (no include guard)."""
     return dict(re.findall(r"^#define (\w+) (\S+)$", text, re.M))
