@@ -379,3 +379,26 @@ def test_export_bundle_compiles(converted, tmp_path):
         assert r.returncode == 0, r.stderr
     with pytest.raises(ValueError, match="int8"):
         export_firmware(out / "cpu-fp32", tmp_path / "x")
+
+
+def test_a_tflm_crash_while_searching_the_arena_is_a_size_too_small(monkeypatch):
+    """TFLite Micro segfaults on some arenas too small for some models (resnet1d-rr at
+    24,576 bytes) instead of reporting them; convert --target micro, firmware mcu and
+    firmware export then died silently with rc 139. Each size is tried in a child."""
+    import os
+    import signal
+
+    from firmware_sim import tflm
+
+    def crashes_below_40k(content, arena, sample):
+        if arena < 40_000:
+            if arena > 20_000:
+                os.kill(os.getpid(), signal.SIGSEGV)  # what TFLM does there
+            return False  # what TFLM says below that
+        return True
+
+    monkeypatch.setattr(tflm, "_micro_runtime", lambda: None)
+    monkeypatch.setattr(tflm, "_runs_here", crashes_below_40k)
+    assert tflm.measure_arena(b"model", None, upper=64 * 1024) == 40_192
+    assert tflm.runs_in_arena(b"model", 30_000, None) is False
+    assert tflm.runs_in_arena(b"model", 45_000, None) is True
