@@ -73,3 +73,14 @@ def test_artifacts_run_under_tflite_runtime_2_14(converted, tiny_run, trt_python
         assert np.mean(theirs.argmax(1) == ours.argmax(1)) >= 0.99, d
         assert np.median(diff) <= step + 1e-6, d
         assert diff.max() <= 8 * step + 1e-6, d
+
+
+def test_a_backend_module_without_an_interpreter_is_named_not_a_traceback(monkeypatch):
+    """TensorFlow 2.21's tf.lite has no Interpreter: --backend tf gave an AttributeError
+    traceback in device run, device selftest and bench run."""
+    from vitaledge.device.model import runtime
+
+    monkeypatch.setattr(runtime.importlib, "import_module", lambda name: json)  # no Interpreter
+    with pytest.raises(runtime.ModelLoadError, match=r"^no LiteRT backend available \(tf: "
+                                                     r"tensorflow.lite \S+ has no Interpreter\)"):
+        runtime.get_backend("tf")

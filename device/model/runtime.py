@@ -77,6 +77,9 @@ def get_backend(name: str | None = None) -> Backend:
         except ImportError as exc:
             errors.append(f"{n}: {exc}")
             continue
+        if not hasattr(mod, "Interpreter"):  # TensorFlow 2.21's tf.lite has none left
+            errors.append(f"{n}: {_BACKEND_MODULES[n]} {_version_of(n)} has no Interpreter")
+            continue
         return Backend(n, mod, _version_of(n))
     raise ModelLoadError("no LiteRT backend available (" + "; ".join(errors) +
                         "); install 'ai-edge-litert' (pip install 'vitaledge[device]')")
