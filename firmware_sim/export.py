@@ -319,6 +319,14 @@ BUNDLE = ("model_data.cc", "model_data.h", "op_resolver.cc", "model_config.h", "
           "manifest.json", "export.json")
 
 
+def beat_models_only(artifact: str | Path, task: str, command: str) -> None:
+    """The MCU side (bundle, simulated MCU) is the beat model's: its window, RR features and
+    decision rules; convert makes no micro artifact of an emotion model."""
+    if task != "beat":
+        raise ValueError(f"{artifact}: the model's task is {task!r}; {command} takes beat "
+                         "models only (convert makes micro artifacts of beat models)")
+
+
 def export_firmware(artifact: str | Path, out: str | Path,
                     overwrite: bool = False) -> list[Path]:
     """Write the firmware bundle for an int8 artifact into ``out``; returns the files.
@@ -329,6 +337,7 @@ def export_firmware(artifact: str | Path, out: str | Path,
         raise ValueError(f"{held}: already exists (an earlier export, or the project's own "
                          "file?); give a new --out, or --overwrite to replace it")
     m, path = load_manifest(artifact)
+    beat_models_only(artifact, m.task, "firmware export")
     if m.input.dtype != "int8":
         raise ValueError(f"{artifact}: input is {m.input.dtype}; TFLite Micro export needs a "
                          "full-integer int8 artifact (convert --target micro)")

@@ -27,6 +27,7 @@ from vitaledge.device.io.beats import beats_from_dir
 from vitaledge.device.io.heldout import read_heldout
 from vitaledge.device.model.manifest import load_manifest
 from vitaledge.device.model.runtime import Model, list_ops
+from vitaledge.firmware_sim.export import beat_models_only
 from vitaledge.firmware_sim.tflm import measure_arena
 
 from .profiles import FLASH_OTHER_OP, FLASH_PER_OP, FLASH_RUNTIME, McuProfile
@@ -233,6 +234,7 @@ def simulate_mcu(artifact: str | Path, profile: McuProfile, data: str | Path, n_
                  delegates: tuple[str, ...] = ("none", "xnnpack")) -> dict:
     """Everything ``vitaledge firmware mcu`` reports, as a dict."""
     manifest, path = load_manifest(artifact)
+    beat_models_only(artifact, manifest.task, "firmware mcu")
     content = path.read_bytes()
     X, y, ids = load_beats(data, manifest.signal, n_beats, seed, len(manifest.labels))
     problem = manifest.rows_problem(X)

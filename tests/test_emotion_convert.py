@@ -108,6 +108,15 @@ def test_emotion_run_converts_to_every_cpu_variant(emotion_run, tmp_path):
     fp16 = by_name["cpu-fp16"].metrics
     assert fp16["n"] > 0 and round((1 - fp16["agreement_with_keras"]) * fp16["n"]) <= 1, fp16
     assert by_name["cpu-int8-fc"].metrics["agreement_with_keras"] >= 0.95
+    # the MCU side is the beat model's: refused in one line (both gave AttributeError
+    # tracebacks: no signal.window, or a speech window that is a string)
+    from conftest import error_line, invoke
+
+    for cmd in (["firmware", "mcu", tmp_path / "cpu-int8", "--data", tmp_path / "heldout.npz"],
+                ["firmware", "export", tmp_path / "cpu-int8", "--out", tmp_path / "fw"]):
+        line = error_line(invoke(cmd))
+        assert "the model's task is 'emotion-ecg'" in line and "beat models only" in line, line
+    assert not (tmp_path / "fw").exists()
 
     fused = {o["op"] for o in list_ops((tmp_path / "cpu-fp32-fused/model.tflite").read_bytes())}
     unrolled = {o["op"] for o in list_ops((tmp_path / "cpu-fp32/model.tflite").read_bytes())}
