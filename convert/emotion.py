@@ -117,6 +117,9 @@ def convert_emotion_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[
     if any(opts.sparsities):
         raise EmotionRunError("pruning is implemented for beat models; emotion runs are "
                               "converted unpruned (drop --prune)")
+    if opts.qat:  # it was ignored: the plain int8 artifact came out under its own name
+        raise EmotionRunError("quantization-aware training is implemented for beat models; "
+                              "emotion runs are quantized after training (drop --qat)")
     cfg, data = load_run(run_dir)
     model = keras.models.load_model(str(run_dir / "model.keras"))
     labels = list(cfg["labels"])

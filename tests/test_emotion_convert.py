@@ -161,3 +161,16 @@ def test_emotion_run_without_data_is_refused(emotion_run, tmp_path):
     (broken / "config.json").write_text(json.dumps({"task": "emotion-ecg"}))
     with pytest.raises(EmotionRunError, match="missing 'arch'"):
         load_run(broken)
+
+
+def test_pruning_and_qat_are_refused_for_emotion_runs(emotion_run, tmp_path):
+    """--qat was ignored: the plain int8 artifact was written, named cpu-int8."""
+    from vitaledge.convert.emotion import EmotionRunError
+    from vitaledge.convert.pipeline import ConvertOptions, convert_run
+
+    run, *_ = emotion_run
+    for opts, words in ((ConvertOptions(qat=True), "drop --qat"),
+                        (ConvertOptions(sparsities=[0.5]), "drop --prune")):
+        with pytest.raises(EmotionRunError, match=words):
+            convert_run(run, tmp_path / "out", opts)
+        assert not (tmp_path / "out").exists()
