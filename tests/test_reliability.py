@@ -442,3 +442,39 @@ def test_status_prints_a_well_formed_health_answer(health_server):
     r = invoke(["device", "status", "--api", url])
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[:2] == ["state: ok", "uptime: 1:05"]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["soak", "--records", "r", "--hours", "nan"], "'--hours'"),
+    (["soak", "--records", "r", "--hours", "0"], "'--hours'"),
+    (["crash", "--record", "r", "--kills", "0"], "'--kills'"),
+    (["load", "--record", "r", "--chunk-delay", "-1"], "'--chunk-delay'"),
+    (["streams", "--record", "r", "--n", "0"], "--n"),
+    (["streams", "--record", "r", "--n", "two"], "--n")])
+def test_reliability_campaigns_refuse_bad_numbers(tmp_path, args, words):
+    """Untyped floats and ints: --hours nan replayed nothing and passed, --n 0 or 'two'
+    was a traceback."""
+    from conftest import error_line, invoke
+
+    line = error_line(invoke(["device", "reliability", args[0], "--model", tmp_path,
+                              *args[1:]]))
+    assert words in line, line
+
+
+def test_a_failing_soak_is_one_line_and_exit_1(tmp_path, monkeypatch):
+    """A speech model soaked on an ECG record: the daemon's DaemonFailure came out as a
+    traceback."""
+    from conftest import invoke
+
+    from vitaledge.device.bench.reliability import soak
+    from vitaledge.device.stream.daemon import DaemonFailure
+
+    def fails(*_a, **_k):
+        raise DaemonFailure("pipeline_error: AudioError: audio stream: sample rate 128 Hz is "
+                            "below the 16000 Hz this model needs", {})
+
+    monkeypatch.setattr(soak, "soak_campaign", fails)
+    res = invoke(["device", "reliability", "soak", "--model", tmp_path, "--records", "r",
+                  "--hours", "0.01"])
+    assert res.exit_code == 1, res.output
+    assert res.output.strip().splitlines()[-1].startswith("Error: pipeline_error: AudioError")

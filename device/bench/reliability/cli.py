@@ -12,7 +12,11 @@ from pathlib import Path
 import click
 
 from vitaledge.device.bench.reliability.fuzz import FUZZ_TARGETS, run_fuzz
-from vitaledge.device.cli_shared import SEED, write_json
+from vitaledge.device.cli_shared import POSITIVE, SEED, FiniteRange, write_json
+
+#: What a campaign raises for bad input (a model or record it cannot use, a daemon that
+#: failed): one line and exit 1, not a traceback.
+CAMPAIGN_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 @click.group("reliability")
@@ -56,8 +60,9 @@ def fuzz_cmd(targets, n, seed, json_out) -> None:
 @click.option("--record", required=True, help="WFDB record replayed at --speed.")
 @click.option("--speed", default="100", show_default=True,
               help="Replay speed (x real time), so that the daemon is writing when killed.")
-@click.option("--kills", type=int, default=50, show_default=True)
-@click.option("--max-jsonl-bytes", type=int, default=2_000_000, show_default=True,
+@click.option("--kills", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--max-jsonl-bytes", type=click.IntRange(min=1024), default=2_000_000,
+              show_default=True,
               help="JSONL rotation size (5 files kept), small so kills hit rotations.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
@@ -69,8 +74,11 @@ def crash_cmd(model, record, speed, kills, max_jsonl_bytes, seed, workdir, json_
     from vitaledge.device.bench.reliability.crash import crash_campaign
 
     wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vitaledge-crash-"))
-    r = crash_campaign(str(Path(model).resolve()), str(Path(record).resolve()), wd, kills,
-                       seed, max_jsonl_bytes=max_jsonl_bytes, speed=speed)
+    try:
+        r = crash_campaign(str(Path(model).resolve()), str(Path(record).resolve()), wd, kills,
+                           seed, max_jsonl_bytes=max_jsonl_bytes, speed=speed)
+    except CAMPAIGN_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
     brief = {k: v for k, v in r.items() if k != "per_kill"}
     click.echo(json.dumps(brief, indent=2))
     if json_out:
@@ -85,17 +93,23 @@ def crash_cmd(model, record, speed, kills, max_jsonl_bytes, seed, workdir, json_
 @reliability_group.command("load")
 @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--record", required=True, help="WFDB record whose samples are sent.")
-@click.option("--seconds", type=float, default=60.0, show_default=True)
-@click.option("--chunk-delay", type=float, default=0.01, show_default=True,
+@click.option("--seconds", type=FiniteRange(0, 86_400, min_open=True), default=60.0,
+              show_default=True)
+@click.option("--chunk-delay", type=FiniteRange(0, 60), default=0.01, show_default=True,
               help="Seconds added to every 64-sample chunk (a slow pipeline).")
-@click.option("--recover", "recover_s", type=float, default=10.0, show_default=True)
+@click.option("--recover", "recover_s", type=FiniteRange(0, 3_600), default=10.0,
+              show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
 def load_cmd(model, record, seconds, chunk_delay, recover_s, json_out) -> None:
     """Overload one tcp source at >= 10x the pipeline's capacity, then recover."""
     from vitaledge.device.bench.reliability.load import load_campaign
 
     wd = Path(tempfile.mkdtemp(prefix="vitaledge-load-"))
-    r = load_campaign(str(Path(model).resolve()), record, wd, seconds, chunk_delay, recover_s)
+    try:
+        r = load_campaign(str(Path(model).resolve()), record, wd, seconds, chunk_delay,
+                          recover_s)
+    except CAMPAIGN_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({k: v for k, v in r.items() if k != "rss_samples"}, indent=2))
     if json_out:
         write_json(json_out, r)
@@ -109,16 +123,26 @@ def load_cmd(model, record, seconds, chunk_delay, recover_s, json_out) -> None:
 @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--record", required=True)
 @click.option("--n", "counts", default="8", show_default=True, help="Comma list of counts.")
-@click.option("--seconds", type=float, default=30.0, show_default=True)
-@click.option("--cpu", type=int, default=0, show_default=True)
+@click.option("--seconds", type=POSITIVE, default=30.0, show_default=True)
+@click.option("--cpu", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
 def streams_cmd(model, record, counts, seconds, cpu, json_out) -> None:
     """Concurrent real-time TCP streams on one core: N daemons pinned to --cpu."""
     from vitaledge.device.bench.reliability.load import streams_campaign
 
+    try:
+        ns = [int(c) for c in counts.split(",")]
+        if not ns or min(ns) < 1:
+            raise ValueError
+    except ValueError as exc:
+        raise click.BadParameter("expected a comma list of counts of 1 or more",
+                                 param_hint="--n") from exc
     res = []
-    for n in [int(c) for c in counts.split(",")]:
-        r = streams_campaign(str(Path(model).resolve()), record, n, seconds, cpu)
+    for n in ns:
+        try:
+            r = streams_campaign(str(Path(model).resolve()), record, n, seconds, cpu)
+        except CAMPAIGN_ERRORS as exc:
+            raise click.ClickException(str(exc)) from exc
         click.echo(json.dumps({k: v for k, v in r.items() if k != "per_stream"}))
         res.append(r)
     if json_out:
@@ -129,7 +153,8 @@ def streams_cmd(model, record, counts, seconds, cpu, json_out) -> None:
 @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--records", required=True,
               help="Comma list of WFDB records (same rate), looped.")
-@click.option("--hours", type=float, default=24.0, show_default=True,
+@click.option("--hours", type=FiniteRange(0, 10_000, min_open=True), default=24.0,
+              show_default=True,
               help="Hours of signal replayed.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
 def soak_cmd(model, records, hours, json_out) -> None:
@@ -137,8 +162,11 @@ def soak_cmd(model, records, hours, json_out) -> None:
     from vitaledge.device.bench.reliability.soak import soak_campaign
 
     wd = Path(tempfile.mkdtemp(prefix="vitaledge-soak-"))
-    r = soak_campaign(str(Path(model).resolve()), [x.strip() for x in records.split(",")],
-                      wd, hours)
+    try:
+        r = soak_campaign(str(Path(model).resolve()), [x.strip() for x in records.split(",")],
+                          wd, hours)
+    except CAMPAIGN_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({k: v for k, v in r.items() if k != "samples"}, indent=2))
     if json_out:
         write_json(json_out, r)
