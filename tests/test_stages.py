@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -230,3 +231,27 @@ def test_multimodal_session_replay_through_the_daemon(multimodal_art, tmp_path):
     assert [e["class"] for e in events] == [model.labels[k] for k in want.argmax(1)]
     got = np.array([[e["probabilities"][lab] for lab in model.labels] for e in events])
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_a_stream_of_the_wrong_channel_count_stops_the_daemon(multimodal_art, ecg_emotion_art,
+                                                              tmp_path):
+    """A multimodal model on a one-lead record refused every chunk and exited 0 ("no signal
+    faults"); an ECG model on an [ecg, gsr] session read the two columns interleaved as one
+    ECG (twice the signal time, four times the emotion events)."""
+    from vitaledge.device.io.sessions import write_session
+    from vitaledge.device.stream.daemon import Daemon, DaemonConfig, DaemonFailure
+    from vitaledge.firmware_sim.patients.emotion import synth_session
+
+    session = write_session(tmp_path / "s.npz", synth_session(["happy"], seconds_each=20.0,
+                                                             fs=128.0, seed=1))
+    lead = tmp_path / "lead.csv"
+    np.savetxt(lead, np.sin(np.arange(128 * 20) / 10.0), fmt="%.5f")
+    for task, art, src, fs, words in (
+            ("mm", multimodal_art, lead, 128.0, "needs [ecg, gsr] columns"),
+            ("ecg", ecg_emotion_art, session, None, "2 channels per sample")):
+        out = tmp_path / f"{task}.jsonl"
+        with pytest.raises(DaemonFailure, match=rf"StreamShapeError: .*{re.escape(words)}"):
+            Daemon(DaemonConfig(model=str(art), source=f"replay:{src}", fs=fs,
+                                out=[str(out)])).run(install_signals=False)
+        assert not [e for e in map(json.loads, out.read_text().splitlines())
+                    if e["type"] == "emotion"]

@@ -46,6 +46,23 @@ class SignalError(ValueError):
     """The input stream is unusable as given (NaN samples, wrong rate ...)."""
 
 
+class StreamShapeError(ValueError):
+    """The stream has another number of channels than the model reads. Unlike a
+    :class:`SignalError` (one chunk refused, the next may do) no chunk of such a stream can
+    be used, so the daemon stops with it: refused chunk by chunk, a multimodal model on a
+    one-lead record ran to the end and exited 0, and an ECG model read a two-column
+    session as one interleaved ECG."""
+
+
+def one_channel(chunk: np.ndarray) -> np.ndarray:
+    """``chunk`` as one channel, (n,) or (n, 1); more columns are a StreamShapeError."""
+    x = np.asarray(chunk, dtype=np.float64)
+    if x.ndim == 2 and x.shape[1] != 1 or x.ndim > 2:
+        raise StreamShapeError(f"the stream has {x.shape[-1]} channels per sample (a chunk "
+                               f"shaped {list(x.shape)}); this model reads one ECG lead")
+    return x.ravel()
+
+
 @dataclass
 class _Pending:
     r: int
@@ -182,7 +199,7 @@ class BeatPipeline:
         return memory() if memory is not None else None
 
     def process(self, chunk: np.ndarray) -> list[dict]:
-        x = np.asarray(chunk, dtype=np.float64).ravel()
+        x = one_channel(chunk)
         if not np.all(np.isfinite(x)):
             bad = int(np.argmax(~np.isfinite(x)))
             raise SignalError(f"non-finite sample at stream index {self.samples_in + bad}")

@@ -27,7 +27,12 @@ import numpy as np
 from vitaledge.device.model.manifest import input_key
 from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream import events as event
-from vitaledge.device.stream.pipeline import BeatPipeline, SignalError
+from vitaledge.device.stream.pipeline import (
+    BeatPipeline,
+    SignalError,
+    StreamShapeError,
+    one_channel,
+)
 
 
 class StageStats(Protocol):
@@ -87,7 +92,7 @@ class LabelStats:
 
 
 def _check_finite(x: np.ndarray, at: int) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64).ravel()
+    x = one_channel(x)
     if not np.all(np.isfinite(x)):
         bad = at + int(np.argmax(~np.isfinite(x)))
         raise SignalError(f"non-finite sample at stream index {bad}")
@@ -300,9 +305,11 @@ class MultimodalStage(_WindowStage):
     def process(self, chunk: np.ndarray) -> list[dict]:
         x = np.asarray(chunk, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != 2:
-            raise SignalError(f"multimodal stream needs [ecg, gsr] columns, got a chunk "
-                              f"shaped {x.shape}")
-        _check_finite(x, self.samples_in)
+            raise StreamShapeError(f"the multimodal model needs [ecg, gsr] columns, got a "
+                                   f"chunk shaped {list(x.shape)}")
+        if not np.all(np.isfinite(x)):
+            bad = self.samples_in + int(np.argmax(~np.isfinite(x).all(axis=1)))
+            raise SignalError(f"non-finite sample at stream index {bad}")
         self.samples_in += len(x)
         windows = self._win.push(x[:, 0], x[:, 1])
         from vitaledge.device.inputs.face import face_input
