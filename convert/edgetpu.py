@@ -1,8 +1,9 @@
 """Edge TPU compatibility: which ops the Edge TPU maps, and where the graph splits.
 
 The rules are Coral's published model requirements: 8-bit quantized tensors, static
-shapes, at most three non-unit dimensions per tensor (only the three innermost may be
-> 1), and the supported-operation list. The compiler maps the graph up to the first op it
+shapes, at most three non-unit dimensions per activation tensor (only the three innermost
+may be > 1; a convolution's constant filter is [out, h, w, in]), and the supported-operation
+list. The compiler maps the graph up to the first op it
 cannot map; that op and everything after run on the CPU. When ``edgetpu_compiler`` is on
 PATH it is run and its log is parsed into the report.
 """
@@ -25,12 +26,29 @@ SUPPORTED = {
 }
 
 
-def _tensor_problem(t: dict) -> str | None:
+#: The inputs of weighted ops that are activations (the rest are constant filters and
+#: biases). Coral's rank rule is about activations: a CONV_2D filter is [out, h, w, in],
+#: its out-channel count always > 1, and the compiler maps such convolutions (every
+#: MobileNet is made of them); applied to the filter it split every Conv1D model at its
+#: first convolution.
+ACTIVATION_INPUTS = {"CONV_2D": (0,), "DEPTHWISE_CONV_2D": (0,), "FULLY_CONNECTED": (0,),
+                     "TRANSPOSE_CONV": (2,)}
+
+
+def _shape_checked(op: dict) -> list[dict]:
+    """The tensors of ``op`` the rank rule applies to: its activations."""
+    keep = ACTIVATION_INPUTS.get(op["op"])
+    inputs = op["inputs"] if keep is None else [op["inputs"][i] for i in keep
+                                                 if i < len(op["inputs"])]
+    return inputs + op["outputs"]
+
+
+def _tensor_problem(t: dict, rank: bool = True) -> str | None:
     if t["dtype"] not in ("int8", "uint8", "int32"):
         return f"tensor dtype {t['dtype']} is not 8-bit quantized"
     shape = t["shape"]
     outer = shape[:-3]
-    if any(d > 1 for d in outer):
+    if rank and any(d > 1 for d in outer):
         return f"tensor shape {shape} has a dimension > 1 outside the three innermost"
     return None
 
@@ -41,12 +59,13 @@ def compatibility(ops: list[dict]) -> dict:
     for o in ops:
         reason = None if o["op"] in SUPPORTED else "operation not supported by the Edge TPU"
         if reason is None:
+            activations = [id(t) for t in _shape_checked(o)]
             for t in o["inputs"] + o["outputs"]:
                 # int32 only for biases; activations must be 8-bit
                 if t["dtype"] == "int32" and len(t["shape"]) > 1:
                     reason = "int32 activation tensor"
                     break
-                reason = _tensor_problem(t)
+                reason = _tensor_problem(t, rank=id(t) in activations)
                 if reason:
                     break
         if reason and split_at is None:

@@ -83,6 +83,9 @@ def test_edgetpu_gpu_micro_extras(converted):
     rep = json.loads((out / "edgetpu-int8" / "edgetpu_report.json").read_text())
     assert rep["total"] == len(rep["ops"]) > 3
     assert all(r["supported"] for r in rep["ops"] if r["runs_on"] == "edgetpu")
+    # a Conv1D network is CONV_2D over [1, 1, n, c] activations: all of it maps (the rank
+    # rule read against the [out, 1, k, in] filters split it at the first convolution)
+    assert rep["fully_mapped"] and rep["mapped"] == rep["total"], rep["ops"]
     assert "edgetpu_compiler" in (out / "edgetpu-int8" / "edgetpu_report.txt").read_text()
     gpu = json.loads((out / "gpu-fp16" / "gpu_ops.json").read_text())
     assert gpu["total_ops"] > 3
@@ -240,3 +243,20 @@ def test_evaluate_accepts_a_converted_artifact(converted):
     assert metrics["n"] == results["cpu-int8"].metrics["n"]
     assert metrics["accuracy"] == pytest.approx(results["cpu-int8"].metrics["accuracy"])
     assert "ai-edge-litert" in metrics["model"] and "int8" in metrics["model"]
+
+
+def test_the_edgetpu_rank_rule_reads_activations_not_filters():
+    from vitaledge.convert.edgetpu import compatibility
+
+    def t(shape, dtype="int8"):
+        return {"shape": shape, "dtype": dtype}
+
+    conv = {"index": 0, "op": "CONV_2D", "inputs": [t([1, 1, 187, 1]), t([16, 1, 7, 1]),
+                                                     t([16], "int32")],
+            "outputs": [t([1, 1, 181, 16])]}
+    assert compatibility([conv])["fully_mapped"]
+    five_d = {**conv, "inputs": [t([2, 1, 1, 187, 1]), *conv["inputs"][1:]]}
+    rep = compatibility([five_d, {**conv, "index": 1}])
+    assert rep["split_at"] == 0 and "outside the three innermost" in rep["ops"][0]["reason"]
+    float_w = {**conv, "inputs": [conv["inputs"][0], t([16, 1, 7, 1], "float32")]}
+    assert "not 8-bit" in compatibility([float_w])["ops"][0]["reason"]
