@@ -98,6 +98,21 @@ def test_event_files_that_are_not_events(tmp_path):
         load_events(garbage)
 
 
+def test_an_emotion_models_events_are_not_scored_as_no_beats(tmp_path):
+    """device score printed a 0-of-N beat report, exit 0, for an emotion model's events;
+    a beat run that emitted no beat (all unreadable) still scores, as Se 0."""
+    import json
+
+    ev = tmp_path / "emo.jsonl"
+    ev.write_text("".join(json.dumps({"seq": i + 1, "type": "emotion", "class": "happy"}) + "\n"
+                          for i in range(3)))
+    with pytest.raises(EventsError, match=r"emo\.jsonl: no beat events but 3 emotion events"):
+        load_events(ev)
+    quiet = tmp_path / "quiet.jsonl"
+    quiet.write_text(json.dumps({"seq": 1, "type": "status", "status": "unreadable"}) + "\n")
+    assert load_events(quiet) == []
+
+
 def test_the_sqlite_sink_is_scored_like_jsonl(tmp_path):
     from vitaledge.device.stream.sinks import SqliteSink
 

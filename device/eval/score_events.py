@@ -89,8 +89,15 @@ def check_within(events: list[dict], n: int, name: str) -> None:
 
 def load_events(path: str | Path, run: str | None = None) -> list[dict]:
     """Beat events of one run of a daemon sink file (:func:`read_runs`): ``run``, or the
-    last one written."""
+    last one written. A file of no beat events but emotion estimates is an emotion model's
+    output, not a run that found no beats: an EventsError."""
     runs = read_runs(path)
+    if not runs:
+        emotion = sum(isinstance(e, dict) and e.get("type") == "emotion"
+                      for e in read_rows(path))
+        if emotion:
+            raise EventsError(f"{path}: no beat events but {emotion} emotion events: an "
+                              "emotion model's output; device score scores beat detections")
     if run is None:
         return runs[list(runs)[-1]] if runs else []
     if run not in runs:
