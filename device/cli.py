@@ -397,8 +397,11 @@ def keygen_cmd(private) -> None:
 
     try:
         kid = generate_keypair(private, f"{private}.pub")
-    except (FileExistsError, OSError) as exc:
+    except FileExistsError as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # '[Errno 2] ...': which file, and why, in words
+        raise click.ClickException(f"cannot write {exc.filename or private}: "
+                                   f"{exc.strerror or exc}") from exc
     click.echo(f"key {kid}: private {private}, public {private}.pub (give the device "
                "--verify-key with the .pub)")
 

@@ -344,3 +344,9 @@ def test_garbage_on_the_wire_is_counted_and_a_stream_of_nothing_else_fails(conve
     assert "2 malformed lines on the source ignored" in r.output
     assert json.loads((tmp_path / "s.json").read_text())["source_stats"] == {
         "malformed_lines": 2}
+
+
+def test_keygen_into_a_missing_directory_names_the_file_in_words(tmp_path):
+    key = tmp_path / "no-such-dir" / "k.pem"
+    line = error_line(invoke(["device", "keygen", "--key", key]))
+    assert line == f"Error: cannot write {key}: No such file or directory", line
