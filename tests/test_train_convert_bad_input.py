@@ -542,3 +542,14 @@ def test_a_face_halved_to_nothing_is_one_line_naming_the_option():
             zoo.get(name, "emotion-multimodal").build(shapes, 5, conv_layers=6)
     assert zoo.get("cnn_face", "emotion-multimodal").build(
         shapes, 5, conv_layers=5).output_shape == (None, 5)
+
+
+def test_evaluate_on_a_speaker_folds_directory_names_a_fold(tmp_path):
+    """A --split actors run's top directory holds fold-N runs and folds.json, no config:
+    evaluate said only 'no config.json or manifest.json'."""
+    (tmp_path / "fold-1").mkdir()
+    (tmp_path / "fold-2").mkdir()
+    (tmp_path / "folds.json").write_text("{}")
+    line = error_line(invoke(["evaluate", tmp_path]))
+    assert "a K-fold run directory (fold-1, fold-2 here)" in line, line
+    assert f"give one of its folds, e.g. {tmp_path / 'fold-1'}" in line, line

@@ -209,6 +209,11 @@ def run_task(model_path: Path) -> str:
                 raise ValueError(f"{base / name}: task {task!r} is not one of "
                                  f"{', '.join(TASKS)}")
             return task
+    folds = sorted(p.name for p in base.glob("fold-*") if p.is_dir())
+    if folds:  # a leave-speakers-out K-fold run: as check_keras_file says for beat folds
+        raise FileNotFoundError(f"{base}: a K-fold run directory ({', '.join(folds)} here) "
+                                f"has no model of its own; give one of its folds, e.g. "
+                                f"{base / folds[0]}")
     raise FileNotFoundError(f"{base}: no config.json or manifest.json; MODEL must be a run "
                             "directory written by 'vitaledge train', its model.keras, or a "
                             "converted artifact")
