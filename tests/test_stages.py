@@ -255,3 +255,21 @@ def test_a_stream_of_the_wrong_channel_count_stops_the_daemon(multimodal_art, ec
                                 out=[str(out)])).run(install_signals=False)
         assert not [e for e in map(json.loads, out.read_text().splitlines())
                     if e["type"] == "emotion"]
+
+
+def test_a_speaker_normalized_speech_model_is_refused_at_start(speech_art, tmp_path):
+    """It reported ready and failed at the first clip (no speaker statistics on a stream)."""
+    import shutil
+
+    from vitaledge.device.stream.pipeline import SignalError
+    from vitaledge.device.stream.stages import SpeechEmotionStage
+
+    art = tmp_path / "spk"
+    shutil.copytree(speech_art, art)
+    raw = json.loads((art / "manifest.json").read_text())
+    raw["signal"]["feature_norm"] = "speaker"
+    (art / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(SignalError, match=r"standardizes by speaker .* --feature-norm "
+                                          r"utterance"):
+        SpeechEmotionStage(Model(art), 16000.0)
+    SpeechEmotionStage(Model(speech_art), 16000.0)  # utterance/none: as before

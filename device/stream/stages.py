@@ -211,6 +211,10 @@ class SpeechEmotionStage(_WindowStage):
                  hop_s: float | None = None):
         super().__init__(model, fs, start_time, hop_s)
         self.spec = model.manifest.signal
+        if self.spec.feature_norm == "speaker":  # refused at start, not at the first clip
+            raise SignalError("the model standardizes by speaker (feature_norm 'speaker'): a "
+                              "stream has no speaker's clips to take the statistics from; "
+                              "train with --feature-norm utterance for a device")
         self._length = int(round((self.spec.offset_s + self.spec.duration_s) * self.fs))
         self._hop = int(round((hop_s or (self.spec.offset_s + self.spec.duration_s) / 2)
                               * self.fs))
