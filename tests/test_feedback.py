@@ -70,6 +70,14 @@ def test_run_summary_and_position_in_words():
                        "231x real time → events.jsonl, events.db")
     assert text[1].startswith("beats: N 1,949 · S 295; heart rate 78.6 bpm")
     assert "640 samples dropped" in text[2] and "720 samples lead off" in text[2]
+    assert "0% of the signal" in text[2] and "replay:FILE" not in text[2]
+    # a file piped into stdin: most of it dropped, and the summary says why (it said only
+    # the count, and the run exited 0 as if it had read the file)
+    piped = {**summary, "samples": 86_400, "dropped_samples": 67_840, "dropped_chunks": 1_060}
+    line = format_summary(piped).splitlines()[2]
+    assert "67,840 samples dropped on a full queue (1,060 chunks, 79% of the signal); the " \
+           "source sent them faster than the models ran" in line, line
+    assert "--source replay:FILE" in line
     pos = {"samples": 360 * 750, "fs": 360.0, "length": 650000, "events": {"beat": 900},
            "source": "replay:100"}
     assert format_position(pos, 5.0) == ("replay:100  12:30 / 30:05 of signal (42 %)  "

@@ -55,6 +55,11 @@ def unreadable_input(s: dict) -> str:
     return " and ".join(parts)
 
 
+#: A share of dropped samples at which the summary says why and what to do instead: a file
+#: piped into ``stdin`` (or sent over TCP at full speed) loses most of itself.
+DROPPED_HINT = 0.1
+
+
 def format_summary(s: dict) -> str:
     """The end of ``vitaledge device run``, for a person (``--json FILE`` has it all)."""
     counts = s.get("events_this_run") or {}
@@ -74,8 +79,12 @@ def format_summary(s: dict) -> str:
                      + (f"; {edge} at the stream's edges not classified" if edge else ""))
     trouble = []
     if s.get("dropped_samples"):
+        share = s["dropped_samples"] / s["samples"] if s.get("samples") else 0.0
         trouble.append(f"{_n(s['dropped_samples'])} samples dropped on a full queue "
-                       f"({_n(s.get('dropped_chunks') or 0)} chunks)")
+                       f"({_n(s.get('dropped_chunks') or 0)} chunks, {share:.0%} of the signal)"
+                       + ("; the source sent them faster than the models ran (a live source "
+                          "is not waited for: a file is read whole with --source "
+                          "replay:FILE)" if share >= DROPPED_HINT else ""))
     faults = {k: v for k, v in (s.get("signal_fault_samples") or {}).items() if v}
     if faults:
         trouble.append("signal faults cut out: " + ", ".join(
