@@ -201,3 +201,21 @@ def test_pcm_reads_that_end_inside_a_sample_stay_aligned_and_a_torn_end_is_count
                                                    counts)))
     np.testing.assert_array_equal(heard, pcm / 32768.0)
     assert counts == {"garbage_bytes": 1}
+
+
+def test_a_two_column_csv_or_line_is_not_read_as_its_first_column(tmp_path):
+    """A time,value CSV was replayed from its time column, a ramp in which the detector
+    found 474 beats in 4 minutes, 'no signal faults'."""
+    tv = tmp_path / "tv.csv"
+    tv.write_text("time,ecg\n" + "".join(f"{i / 360:.6f},{np.sin(i / 9):.4f}\n"
+                                          for i in range(100)))
+    with pytest.raises(sources.SourceError, match=r"tv\.csv:2: 2 columns; a replay CSV holds "
+                                                  r"one sample per line"):
+        sources.read_csv_samples(tv)
+    one = tmp_path / "one.csv"
+    one.write_text("ecg\n0.5\n\n-0.25\n")
+    assert sources.read_csv_samples(one).tolist() == [0.5, -0.25]
+    counts: dict = {}
+    chunks = list(sources.text_samples(iter(["0.5", "0.001,0.2", "-0.25,", "x"]), "stdin", 8,
+                                       counts))
+    assert [c.tolist() for c in chunks] == [[0.5, -0.25]] and counts["malformed_lines"] == 2

@@ -129,13 +129,15 @@ def _paced(x: np.ndarray, fs: float, chunk: int, speed: float | None,
 
 
 def read_csv_samples(path: Path) -> np.ndarray:
-    """The first column of a replay CSV as floats; a header line is skipped, any other
-    line that is not a number is a :class:`SourceError` naming the file and line."""
+    """A one-column replay CSV as floats; a header line is skipped, any other line that is
+    not one number is a :class:`SourceError` naming the file and line (a ``time,value``
+    file was read from its time column: a ramp, in which the detector found beats)."""
     vals = []
     with path.open(errors="surrogateescape") as fh:  # bad bytes: a "not a number" line
         for lineno, line in enumerate(fh, start=1):
-            cell = line.strip().split(",")[0]
-            if not cell:
+            cells = line.strip().split(",")
+            cell = cells[0]
+            if not cell and len(cells) == 1:
                 continue
             try:
                 vals.append(float(cell))
@@ -143,6 +145,9 @@ def read_csv_samples(path: Path) -> np.ndarray:
                 if lineno == 1:
                     continue  # header
                 raise SourceError(f"{path}:{lineno}: not a number: {cell!r}") from None
+            if len(cells) > 1:
+                raise SourceError(f"{path}:{lineno}: {len(cells)} columns; a replay CSV holds "
+                                  "one sample per line (cut out the signal's column)")
     if not vals:
         raise SourceError(f"{path}: no samples")
     return np.asarray(vals)
@@ -216,7 +221,8 @@ def text_samples(lines: Iterator[str], what: str, chunk: int,
         if not s:
             continue
         try:
-            v = float(s.split(",")[0])
+            v = float(s.rstrip(","))  # one sample a line: "t,x" is malformed (its time
+            # column was read as the ECG, a ramp in which beats were found)
         except ValueError:
             bad += 1
             counts["malformed_lines"] = counts.get("malformed_lines", 0) + 1
