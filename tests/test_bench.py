@@ -185,6 +185,15 @@ def test_stream_bench_reports_latency_and_realtime_factor(converted, synth_dir):
     assert row["streams_per_core"] <= row["realtime_factor"] <= row["streams_per_core"] + 1
     assert isinstance(row["streams_per_core"], int)
     assert "s001" in format_stream(res)
+    # every beat the daemon emits, those decided at the stream's end too (flush's were lost)
+    from vitaledge.device.io.records import read_record
+    from vitaledge.device.model.runtime import Model
+    from vitaledge.device.stream.pipeline import BeatPipeline
+
+    rec = read_record(synth_dir / "s001", annotator=None)
+    pipe = BeatPipeline(Model(out / "cpu-int8"), rec.fs)
+    beats = [e for e in pipe.process(rec.signal) + pipe.flush() if e["type"] == "beat"]
+    assert row["beats"] == len(beats)
 
 
 def test_keras_baseline_rows_score_the_same_held_out_beats(converted, tiny_run):
