@@ -553,3 +553,11 @@ def test_evaluate_on_a_speaker_folds_directory_names_a_fold(tmp_path):
     line = error_line(invoke(["evaluate", tmp_path]))
     assert "a K-fold run directory (fold-1, fold-2 here)" in line, line
     assert f"give one of its folds, e.g. {tmp_path / 'fold-1'}" in line, line
+
+
+def test_evaluate_records_without_data_is_refused(tmp_path):
+    """--records without --data was ignored: the run's own held-out beats were scored and
+    the JSON said record_list None."""
+    run = beat_run(tmp_path, keras_archive())
+    line = error_line(invoke(["evaluate", run, "--records", "100"]))
+    assert "--records" in line and "give --data too" in line, line

@@ -325,6 +325,9 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
             if len(data) > 1 or (data and not Path(data[0]).is_dir()):
                 raise click.BadParameter("beat models take one WFDB directory",
                                          param_hint="--data")
+            if records and not data:  # it was ignored: the run's own beats were scored
+                raise click.BadParameter("picks records of --data DIR; give --data too",
+                                         param_hint="--records")
             metrics, text = evaluate_model(Path(model), records=data[0] if data else None,
                                            record_list=csv_list(records), csv=csv_file,
                                            split=split)

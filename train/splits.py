@@ -98,7 +98,8 @@ def make_split(beats: BeatSet, kind: str, seed: int = 0, test_fraction: float = 
             test_recs = [r for r in present if r in DS2]
             if not train_recs or not test_recs:
                 raise SplitError(f"dechazal preset needs DS1 and DS2 records of MIT-BIH; "
-                                 f"present: {present} (other records: --split patients)")
+                                 f"present: {present} (other records: train with --split patients; "
+                                 "evaluate them all with --split all)")
         else:
             missing = [r for r in test_records if r not in present]
             if missing:
