@@ -226,6 +226,23 @@ def test_missing_delegates_fail_their_rows_with_the_library_named(converted):
         assert "--fallback" not in tpu.error  # device run's option; bench has none
 
 
+def test_a_bench_whose_every_row_failed_says_so_not_that_matplotlib_is_missing(converted,
+                                                                                tmp_path,
+                                                                                capsys):
+    import vitaledge.cli  # noqa: F401 - registers the synthetic beats run_bench takes
+    from vitaledge.device.bench.latency import run_bench, save
+    from vitaledge.device.bench.plots import have_matplotlib
+
+    out, _ = converted
+    res = run_bench([out / "cpu-int8"], [1], ["/nonexistent/libdelegate.so"], [1], warmup=1,
+                    runs=3)
+    assert [r.status for r in res.rows] == ["❌"]
+    save(res, tmp_path)
+    said = capsys.readouterr().out
+    assert have_matplotlib() and "plots skipped: no row was measured" in said, said
+    assert "not installed" not in said
+
+
 # ---- fast: no model is trained for these -------------------------------------------------
 
 def test_a_delegate_that_does_not_load_names_the_benchs_own_options(tmp_path, monkeypatch):

@@ -389,10 +389,11 @@ def save(res: BenchResult, out: Path) -> None:
         w.writerows(d["rows"])
     (out / "bench.md").write_text(format_markdown(d) + "\n")
     (out / "bench.txt").write_text(format_table(d) + "\n")
-    from vitaledge.device.bench.plots import save_plots
+    from vitaledge.device.bench.plots import have_matplotlib, save_plots
 
-    if not save_plots(d, out):
-        print("plots skipped: matplotlib is not installed (pip install matplotlib)")
+    if not save_plots(d, out):  # no matplotlib, or no row measured (all failed): say which
+        print("plots skipped: " + ("no row was measured" if have_matplotlib() else
+                                   "matplotlib is not installed (pip install matplotlib)"))
 
 
 def compare(results: list[dict], names: list[str]) -> str:

@@ -21,6 +21,11 @@ def _pyplot():
     return plt
 
 
+def have_matplotlib() -> bool:
+    """Can the figures be drawn here?"""
+    return _pyplot() is not None
+
+
 def save_plots(res: dict, out: Path) -> list[Path]:
     """``vitaledge bench run``: the latency spread per variant and, with accuracy figures,
     accuracy against latency and size (none without matplotlib)."""
