@@ -151,6 +151,10 @@ def snr_list(text: str) -> list[float]:
     if not levels or not all(lo <= v <= hi for v in levels):  # also NaN, inf
         raise click.BadParameter(f"{text!r}: expected a comma list of SNRs from {lo:g} to "
                                  f"{hi:g} dB, e.g. 24,12,0", param_hint="--snr")
+    twice = sorted({v for v in levels if levels.count(v) > 1})
+    if twice:  # data nst wrote the same record twice without a word
+        raise click.BadParameter(f"{text!r}: {', '.join(f'{v:g}' for v in twice)} dB given "
+                                 "twice (one record per SNR)", param_hint="--snr")
     return levels
 
 

@@ -224,3 +224,12 @@ def test_a_truncated_clean_annotation_file_is_refused(synth_nst, tmp_path):
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert r.output == (f"Error: {atr}: annotation file ends without its end marker: "
                         "truncated?\n")
+
+
+def test_an_snr_given_twice_is_refused_before_any_record_is_written(synth_nst, tmp_path):
+    """--snr 12,12 (or 6.0,6) wrote the same record twice without a word."""
+    clean, nz = synth_nst
+    for snrs in ("12,12", "6.0,6,0"):
+        r = nst_cli("--record", clean, "--noise", nz, "--snr", snrs, "--out", tmp_path / "o")
+        assert r.exit_code == 2 and "given twice" in r.output, r.output
+    assert not (tmp_path / "o").exists()
