@@ -667,3 +667,22 @@ def test_report_says_how_many_review_pages_it_wrote():
     assert "the 3 rows with the most errors" in text and "asked for" not in text
     res["review"]["pages"] = []
     assert format_review(res) == ["", "No row has errors: no review page written."]
+
+
+def test_a_class_the_records_do_not_hold_is_undefined_not_zero(short118, data_dir, converted,
+                                                                tmp_path):
+    """With --model, F and Q (none in 118) printed 'Se 0.00' and the JSON held 0.0."""
+    from vitaledge.device.bench.noise_stress import bench_noise_stress, format_markdown
+
+    ma = data_dir / "nstdb-noise" / "ma"
+    if not ma.with_suffix(".hea").exists():
+        pytest.skip(f"{ma}: NST noise record not found")
+    out, _ = converted
+    res = bench_noise_stress([short118], [ma], (12.0,), tmp_path / "w",
+                             model=str(out / "cpu-int8"), with_xqrs=False)
+    classes = res["by_snr"]["12"]["classes"]
+    assert classes["F"]["tp"] + classes["F"]["fn"] == 0 and classes["F"]["se"] is None
+    assert classes["N"]["tp"] + classes["N"]["fn"] > 0 and classes["N"]["se"] is not None
+    row = next(line for line in format_markdown(res).splitlines() if line.startswith("| 12 |")
+               and "\\|" in line)
+    assert "— \\| —" in row, row

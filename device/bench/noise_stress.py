@@ -65,7 +65,11 @@ from vitaledge.device.stream.pipeline import BeatPipeline
 
 
 def _score_dict(s: DetectionScore) -> dict:
-    return {"tp": s.tp, "fn": s.fn, "fp": s.fp, "se": s.sensitivity, "ppv": s.ppv}
+    # undefined (no reference beat of a class, no detection) is None, printed "—": a class
+    # the records do not hold read as Se 0.00
+    return {"tp": s.tp, "fn": s.fn, "fp": s.fp,
+            "se": s.sensitivity if s.tp + s.fn else None,
+            "ppv": s.ppv if s.tp + s.fp else None}
 
 
 def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, chunk: int
@@ -322,7 +326,7 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
 
 
 def _pct(d: dict | None, key: str) -> str:
-    return "—" if not d else f"{100 * d[key]:.2f}"
+    return "—" if not d or d[key] is None else f"{100 * d[key]:.2f}"
 
 
 def format_markdown(res: dict) -> str:

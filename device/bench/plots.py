@@ -92,8 +92,11 @@ def save_noise_stress_plot(res: dict, path: Path) -> str | None:
             if not pts:
                 continue
             xs, gs = [x for x, _ in pts], [g for _, g in pts]
-            ax.plot(xs, [100 * g["se"] for g in gs], "o-", label=f"{label} Se")
-            ax.plot(xs, [100 * g["ppv"] for g in gs], "s--", label=f"{label} +P")
+            def pct(v):  # undefined (no beat, no detection): a gap in the line
+                return float("nan") if v is None else 100 * v
+
+            ax.plot(xs, [pct(g["se"]) for g in gs], "o-", label=f"{label} Se")
+            ax.plot(xs, [pct(g["ppv"]) for g in gs], "s--", label=f"{label} +P")
         ax.set_title(f"noise: {nz}")
         ax.set_xlabel("SNR (dB)")
         ax.set_ylabel("%")
