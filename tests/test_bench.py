@@ -323,3 +323,23 @@ def test_compare_of_good_files_still_prints_the_table(tmp_path):
     assert r.exit_code == 0, r.output
     assert "0.25" in r.output and "x86: Test CPU" in r.output
     assert "CPU features not recorded" in r.output
+
+
+def test_the_markdown_table_gives_a_failed_rows_reason_and_the_machine():
+    """bench.md showed a failed row as zeros and '-' with no reason, and no footer."""
+    from vitaledge.device.bench.latency import COLUMNS, format_markdown
+
+    env = {"cpu": "Xeon", "cores": 2, "cpu_features": ["avx2"], "backend": "ai-edge-litert",
+           "backend_version": "2.3.0", "numpy": "2.3"}
+    ok = {k: 1 for k, *_ in COLUMNS} | {"variant": "a/cpu-int8", "status": "✅",
+                                        "delegate": "xnnpack", "noisy": True}
+    bad = {k: 0 for k, *_ in COLUMNS} | {"variant": "a/cpu-int8", "status": "❌",
+                                         "delegate": "edgetpu", "threads": 1, "batch": 1,
+                                         "error": "cannot load the edgetpu delegate | x"}
+    lines = format_markdown({"rows": [ok, bad], "environment": env}).splitlines()
+    assert lines[2].endswith("(noisy: wide spread)")
+    cells = [c.strip() for c in lines[3].strip("|").split(" | ")]
+    assert cells[:6] == ["a/cpu-int8", "❌", "edgetpu", "1", "1",
+                         "cannot load the edgetpu delegate \\| x"], cells
+    assert lines[3].count("|") - lines[3].count("\\|") == len(COLUMNS) + 1
+    assert lines[-1] == "Xeon · 2 cores · avx2 · ai-edge-litert 2.3.0 · numpy 2.3"

@@ -331,8 +331,16 @@ def format_markdown(res: dict) -> str:
     """The same table as Markdown, for READMEs."""
     out = ["| " + " | ".join(h for _, h, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in res["rows"]:
+        if r["status"] == FAIL:  # its reason, as the console table gives it: no figures
+            reason = " ".join(str(r.get("error") or "").split()).replace("|", "\\|")
+            head = [_cell(r.get(k), 0, f).strip() for k, _, _, f in COLUMNS[:5]]
+            out.append("| " + " | ".join(head + [reason]) + " |" + " |" * (len(COLUMNS) - 6))
+            continue
         out.append("| " + " | ".join(_cell(r.get(k), 0, f).strip() for k, _, _, f in COLUMNS)
-                   + " |")
+                   + " |" + (" (noisy: wide spread)" if r.get("noisy") else ""))
+    env = res["environment"]
+    out.append(f"\n{env['cpu']} · {env['cores']} cores · {_features(env)} · "
+               f"{env['backend']} {env['backend_version']} · numpy {env['numpy']}")
     return "\n".join(out)
 
 
