@@ -59,7 +59,7 @@ def compatibility(ops: list[dict]) -> dict:
     for o in ops:
         reason = None if o["op"] in SUPPORTED else "operation not supported by the Edge TPU"
         if reason is None:
-            activations = [id(t) for t in _shape_checked(o)]
+            activations = {id(t) for t in _shape_checked(o)}
             for t in o["inputs"] + o["outputs"]:
                 # int32 only for biases; activations must be 8-bit
                 if t["dtype"] == "int32" and len(t["shape"]) > 1:

@@ -512,14 +512,15 @@ def given_unused(arch: str, **knobs) -> None:
     was dropped silently: ``--lstm-units`` on the LSTM-free ``cnn_speech``)."""
     import inspect
 
+    def takes(a: str):
+        return inspect.signature(zoo.get(a, "emotion-speech").build).parameters
+
     ctx = click.get_current_context()
-    takes = inspect.signature(zoo.get(arch, "emotion-speech").build).parameters
     for name in knobs:
-        if (name not in takes
+        if (name not in takes(arch)
                 and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE):
             flag = "--" + name.replace("_", "-")
-            users = [a for a in zoo.names("emotion-speech")
-                     if name in inspect.signature(zoo.get(a, "emotion-speech").build).parameters]
+            users = [a for a in zoo.names("emotion-speech") if name in takes(a)]
             raise click.BadParameter(f"{arch} does not take it (only {', '.join(users)}: "
                                      f"give --arch)", param_hint=flag)
 

@@ -314,10 +314,14 @@ def format_table(res: dict) -> str:
             continue
         lines.append("".join(_cell(r.get(k), w, f) for k, _, w, f in COLUMNS)
                      + ("  (noisy: wide spread)" if r.get("noisy") else ""))
-    env = res["environment"]
-    lines.append(f"\n{env['cpu']} · {env['cores']} cores · {_features(env)} · "
-                 f"{env['backend']} {env['backend_version']} · numpy {env['numpy']}")
+    lines.append("\n" + _footer(res["environment"]))
     return "\n".join(lines)
+
+
+def _footer(env: dict) -> str:
+    """The machine a result was measured on, under both tables."""
+    return (f"{env['cpu']} · {env['cores']} cores · {_features(env)} · "
+            f"{env['backend']} {env['backend_version']} · numpy {env['numpy']}")
 
 
 def _features(env: dict) -> str:
@@ -338,9 +342,7 @@ def format_markdown(res: dict) -> str:
             continue
         out.append("| " + " | ".join(_cell(r.get(k), 0, f).strip() for k, _, _, f in COLUMNS)
                    + " |" + (" (noisy: wide spread)" if r.get("noisy") else ""))
-    env = res["environment"]
-    out.append(f"\n{env['cpu']} · {env['cores']} cores · {_features(env)} · "
-               f"{env['backend']} {env['backend_version']} · numpy {env['numpy']}")
+    out.append("\n" + _footer(res["environment"]))
     return "\n".join(out)
 
 

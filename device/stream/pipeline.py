@@ -63,6 +63,15 @@ def one_channel(chunk: np.ndarray) -> np.ndarray:
     return x.ravel()
 
 
+def check_finite(x: np.ndarray, at: int) -> None:
+    """A :class:`SignalError` naming the stream index (``at`` + row) of the first
+    non-finite sample of ``x``: one channel (n,) or several (n, c)."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row = int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
+        raise SignalError(f"non-finite sample at stream index {at + row}")
+
+
 @dataclass
 class _Pending:
     r: int
@@ -200,9 +209,7 @@ class BeatPipeline:
 
     def process(self, chunk: np.ndarray) -> list[dict]:
         x = one_channel(chunk)
-        if not np.all(np.isfinite(x)):
-            bad = int(np.argmax(~np.isfinite(x)))
-            raise SignalError(f"non-finite sample at stream index {self.samples_in + bad}")
+        check_finite(x, self.samples_in)
         if self._quality is None:
             self.samples_in += len(x)
             self._buf.append(self._filter.process(x))

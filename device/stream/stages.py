@@ -31,6 +31,7 @@ from vitaledge.device.stream.pipeline import (
     BeatPipeline,
     SignalError,
     StreamShapeError,
+    check_finite,
     one_channel,
 )
 
@@ -93,9 +94,7 @@ class LabelStats:
 
 def _check_finite(x: np.ndarray, at: int) -> np.ndarray:
     x = one_channel(x)
-    if not np.all(np.isfinite(x)):
-        bad = at + int(np.argmax(~np.isfinite(x)))
-        raise SignalError(f"non-finite sample at stream index {bad}")
+    check_finite(x, at)
     return x
 
 
@@ -311,9 +310,7 @@ class MultimodalStage(_WindowStage):
         if x.ndim != 2 or x.shape[1] != 2:
             raise StreamShapeError(f"the multimodal model needs [ecg, gsr] columns, got a "
                                    f"chunk shaped {list(x.shape)}")
-        if not np.all(np.isfinite(x)):
-            bad = self.samples_in + int(np.argmax(~np.isfinite(x).all(axis=1)))
-            raise SignalError(f"non-finite sample at stream index {bad}")
+        check_finite(x, self.samples_in)
         self.samples_in += len(x)
         windows = self._win.push(x[:, 0], x[:, 1])
         from vitaledge.device.inputs.face import face_input

@@ -4,6 +4,7 @@ fails. The campaign modules are imported when their command runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -17,6 +18,15 @@ from vitaledge.device.cli_shared import POSITIVE, SEED, FiniteRange, write_json
 #: What a campaign raises for bad input (a model or record it cannot use, a daemon that
 #: failed): one line and exit 1, not a traceback.
 CAMPAIGN_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """A campaign's :data:`CAMPAIGN_ERRORS` as a one-line CLI error."""
+    try:
+        yield
+    except CAMPAIGN_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group("reliability")
@@ -74,11 +84,9 @@ def crash_cmd(model, record, speed, kills, max_jsonl_bytes, seed, workdir, json_
     from vitaledge.device.bench.reliability.crash import crash_campaign
 
     wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vitaledge-crash-"))
-    try:
+    with one_line_errors():
         r = crash_campaign(str(Path(model).resolve()), str(Path(record).resolve()), wd, kills,
                            seed, max_jsonl_bytes=max_jsonl_bytes, speed=speed)
-    except CAMPAIGN_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
     brief = {k: v for k, v in r.items() if k != "per_kill"}
     click.echo(json.dumps(brief, indent=2))
     if json_out:
@@ -105,11 +113,9 @@ def load_cmd(model, record, seconds, chunk_delay, recover_s, json_out) -> None:
     from vitaledge.device.bench.reliability.load import load_campaign
 
     wd = Path(tempfile.mkdtemp(prefix="vitaledge-load-"))
-    try:
+    with one_line_errors():
         r = load_campaign(str(Path(model).resolve()), record, wd, seconds, chunk_delay,
                           recover_s)
-    except CAMPAIGN_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({k: v for k, v in r.items() if k != "rss_samples"}, indent=2))
     if json_out:
         write_json(json_out, r)
@@ -139,10 +145,8 @@ def streams_cmd(model, record, counts, seconds, cpu, json_out) -> None:
                                  param_hint="--n") from exc
     res = []
     for n in ns:
-        try:
+        with one_line_errors():
             r = streams_campaign(str(Path(model).resolve()), record, n, seconds, cpu)
-        except CAMPAIGN_ERRORS as exc:
-            raise click.ClickException(str(exc)) from exc
         click.echo(json.dumps({k: v for k, v in r.items() if k != "per_stream"}))
         res.append(r)
     if json_out:
@@ -162,11 +166,9 @@ def soak_cmd(model, records, hours, json_out) -> None:
     from vitaledge.device.bench.reliability.soak import soak_campaign
 
     wd = Path(tempfile.mkdtemp(prefix="vitaledge-soak-"))
-    try:
+    with one_line_errors():
         r = soak_campaign(str(Path(model).resolve()), [x.strip() for x in records.split(",")],
                           wd, hours)
-    except CAMPAIGN_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({k: v for k, v in r.items() if k != "samples"}, indent=2))
     if json_out:
         write_json(json_out, r)
