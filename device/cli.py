@@ -333,7 +333,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     from vitaledge.device.stream.progress import ProgressLine
     from vitaledge.device.stream.report import format_position, format_summary, unreadable_input
     from vitaledge.device.stream.sinks import sink_file
-    from vitaledge.device.stream.sources import SourceError
+    from vitaledge.device.stream.sources import SourceError, replay_kind
 
     logging.getLogger().setLevel(log_level.upper())
     overrides = {"model": model, "emotion_model": emotion_model,
@@ -365,6 +365,9 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     try:
         if not cfg.model or not cfg.source:
             raise click.UsageError("give --model and --source (or a --config that sets them)")
+        if lead is not None and replay_kind(cfg.source) != "wfdb":
+            raise click.UsageError(f"--lead picks a lead of a WFDB record; {cfg.source} "
+                                   "carries one signal")
         not_an_input(json_out, "--json", [config, *(sink_file(o) for o in cfg.out),
                                           cfg.source.partition(":")[2] or None])
         daemon = Daemon(cfg)

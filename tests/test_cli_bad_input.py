@@ -79,6 +79,10 @@ def cases(tmp_path, fake_records):
          ["--fs", "-3"]),
         (["device", "run", "--model", "art", "--source", "stdin", "--threads", "0"],
          ["--threads", "0"]),
+        (["device", "run", "--model", "art", "--source", "replay:ecg.csv", "--fs", "250",
+          "--lead", "V1"], ["--lead", "WFDB record", "replay:ecg.csv"]),
+        (["device", "run", "--model", "art", "--source", "tcp:127.0.0.1:7000", "--lead",
+          "V1"], ["--lead", "tcp:127.0.0.1:7000"]),
         (["device", "score", events, "--record", tmp_path / "999"], ["999.hea"]),
         (["device", "info", empty], [str(empty / "manifest.json"), "no manifest"]),
         (["device", "status", "--api", f"http://127.0.0.1:{free_port()}"],
@@ -255,7 +259,7 @@ def test_config_types_are_checked_against_the_fields(tmp_path):
     from vitaledge.device.stream.daemon import DaemonConfig
 
     good = toml(tmp_path, 'out = ["a.jsonl", "b.db"]\nthreads = 2\nfs = 360\nspeed = 20')
-    cfg = DaemonConfig.from_toml(good)
+    cfg = DaemonConfig.from_toml(good, source="stdin")
     assert cfg.out == ["a.jsonl", "b.db"] and cfg.threads == 2 and cfg.fs == 360
     for body, key in (("threads = true", "threads"), ("fs = \"360\"", "fs"),
                       ("out = [1, 2]", "out"), ("api_rate = [20]", "api_rate")):
@@ -264,6 +268,21 @@ def test_config_types_are_checked_against_the_fields(tmp_path):
     # a flag's value is checked too, and the file is not blamed for it
     with pytest.raises(ValueError, match=r"^threads 0"):
         DaemonConfig.from_toml(good, threads=0)
+
+
+def test_the_config_fs_is_for_sources_without_a_rate_of_their_own(tmp_path):
+    """docs/device.toml's fs = 360 is the rate of its tcp source; replaying a 250-Hz
+    WFDB record (or a session, or audio) with that file must not be refused for it. A CSV
+    has no rate of its own and takes it; an --fs flag still applies to every source."""
+    from vitaledge.device.stream.daemon import DaemonConfig
+
+    cfg = toml(tmp_path, "fs = 360.0")  # source = "replay:rec": a WFDB record
+    assert DaemonConfig.from_toml(cfg).fs is None
+    for source in ("replay:s.npz", "replay:a.wav"):
+        assert DaemonConfig.from_toml(cfg, source=source).fs is None
+    for source in ("replay:ecg.csv", "tcp:127.0.0.1:7000", "stdin", "serial:/dev/ttyUSB0"):
+        assert DaemonConfig.from_toml(cfg, source=source).fs == 360.0
+    assert DaemonConfig.from_toml(cfg, fs=250.0).fs == 250.0  # the flag is kept
 
 
 def test_api_port_in_use_names_the_api_port():

@@ -71,7 +71,13 @@ from vitaledge.device.stream.queue_items import (
 )
 from vitaledge.device.stream.sinks import GuardedSink, open_sink
 from vitaledge.device.stream.source_watch import NO_SIGNAL_S, SourceWatch
-from vitaledge.device.stream.sources import Source, check_source_safety, open_source
+from vitaledge.device.stream.sources import (
+    RATE_CARRYING,
+    Source,
+    check_source_safety,
+    open_source,
+    replay_kind,
+)
 from vitaledge.device.stream.stages import FanOut, Stage, stage_for
 
 log = logging.getLogger("vitaledge.daemon")
@@ -167,6 +173,8 @@ class DaemonConfig:
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
         data.update({k: v for k, v in overrides.items() if v is not None})
+        if overrides.get("fs") is None and replay_kind(data.get("source", "")) in RATE_CARRYING:
+            data.pop("fs", None)  # the file's fs is for sources without a rate of their own
         return cls(**data)
 
     def __post_init__(self) -> None:

@@ -542,6 +542,22 @@ SOURCES: dict[str, Callable[[SourceSpec], Source]] = {
 }
 
 
+def replay_kind(spec: str) -> str | None:
+    """What a ``replay:PATH`` source plays: ``"wfdb"``, ``"csv"``, ``"session"`` (.npz) or
+    ``"audio"`` (.wav/.flac); None for a live source."""
+    scheme, _, rest = spec.partition(":")
+    if scheme != "replay":
+        return None
+    suffix = Path(rest).suffix.lower()
+    return {".csv": "csv", ".npz": "session", ".wav": "audio", ".flac": "audio"}.get(
+        suffix, "wfdb")
+
+
+#: Replays whose files carry their own sample rate: a configured ``fs`` (meant for
+#: stdin, tcp, serial and CSV sources) does not apply to them.
+RATE_CARRYING = frozenset({"wfdb", "session", "audio"})
+
+
 def check_source_safety(spec: str, token: str = "") -> None:
     """Refuse (:class:`SourceError`) a listening source off loopback without a token,
     before anything is loaded or bound."""
