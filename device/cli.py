@@ -741,7 +741,7 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
                                                                      dir_okay=False))
 def bench_compare_cmd(results) -> None:
     """Side by side p50 latencies from bench.json files of several machines or runs."""
-    from vitaledge.device.bench.latency import compare, validate
+    from vitaledge.device.bench.latency import compare, result_names, validate
 
     loaded = []
     for r in results:
@@ -754,7 +754,7 @@ def bench_compare_cmd(results) -> None:
         except ValueError as exc:  # a field compare would read is missing or mistyped
             raise click.ClickException(str(exc)) from exc
     try:
-        click.echo(compare(loaded, [Path(r).parent.name or Path(r).stem for r in results]))
+        click.echo(compare(loaded, result_names(list(results))))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -343,3 +343,24 @@ def test_the_markdown_table_gives_a_failed_rows_reason_and_the_machine():
                          "cannot load the edgetpu delegate \\| x"], cells
     assert lines[3].count("|") - lines[3].count("\\|") == len(COLUMNS) + 1
     assert lines[-1] == "Xeon · 2 cores · avx2 · ai-edge-litert 2.3.0 · numpy 2.3"
+
+
+def test_compare_tells_same_named_folders_apart_and_fits_long_variant_names(tmp_path):
+    """Two machines' results in folders both named int8 gave two 'int8' columns, and a
+    long variant name ran into the delegate column."""
+    from conftest import invoke
+
+    long_name = "runs/dechazal-ens-art/cpu-int8-pruned50-qat"
+
+    def rename(d):
+        d["rows"][0]["variant"] = long_name
+
+    a = _bench_json(tmp_path / "pi" / "int8" / "bench.json", rename)
+    b = _bench_json(tmp_path / "x86" / "int8" / "bench.json",
+                    lambda d: (rename(d), d["rows"][0].update(p50_ms=0.5)))
+    r = invoke(["bench", "compare", a, b])
+    assert r.exit_code == 0, r.output
+    head, row = r.output.splitlines()[:2]
+    assert head.split()[-2:] == ["pi/int8", "x86/int8"], head
+    assert row.split() == [long_name, "xnnpack", "1", "1", "0.25", "0.5"], row
+    assert "pi/int8: Test CPU" in r.output and "x86/int8: Test CPU" in r.output

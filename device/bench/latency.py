@@ -406,8 +406,23 @@ def save(res: BenchResult, out: Path) -> None:
                                    "matplotlib is not installed (pip install matplotlib)"))
 
 
+def result_names(paths: list[str]) -> list[str]:
+    """A column name per bench.json path: its folder's name, with as many parent folders as
+    it takes to tell apart results whose folders share a name (``pi/int8``, ``x86/int8``)."""
+    parts = [Path(p).resolve().parent.parts or (Path(p).stem,) for p in paths]
+    names = []
+    for i, pp in enumerate(parts):
+        depth = 1
+        while depth < len(pp) and any(pp[-depth:] == q[-depth:] for j, q in enumerate(parts)
+                                      if j != i):
+            depth += 1
+        names.append("/".join(pp[-depth:]).lstrip("/") or Path(paths[i]).stem)
+    return names
+
+
 def compare(results: list[dict], names: list[str]) -> str:
-    """p50 latency per (variant, delegate, threads, batch), one column per result file."""
+    """p50 latency per (variant, delegate, threads, batch), one column per result file;
+    columns as wide as their longest name or variant."""
     for r in results:
         validate(r)
     keys = []
@@ -416,16 +431,19 @@ def compare(results: list[dict], names: list[str]) -> str:
             k = (row["variant"], row["delegate"], row["threads"], row["batch"])
             if k not in keys:
                 keys.append(k)
-    head = f"{'variant':<24}{'deleg':<8}{'thr':>4}{'bat':>4}" + "".join(
-        f"{n[:16]:>18}" for n in names)
+    vw = max([len("variant"), *(len(str(k[0])) for k in keys)]) + 2
+    dw = max([len("deleg"), *(len(str(k[1])) for k in keys)]) + 2
+    cw = [max(10, len(n)) + 2 for n in names]
+    head = f"{'variant':<{vw}}{'deleg':<{dw}}{'thr':>4}{'bat':>4}" + "".join(
+        f"{n:>{w}}" for n, w in zip(names, cw, strict=True))
     lines = [head]
     for k in keys:
         cells = []
-        for r in results:
+        for r, w in zip(results, cw, strict=True):
             row = next((x for x in r["rows"] if (x["variant"], x["delegate"], x["threads"],
                                                  x["batch"]) == k), None)
-            cells.append(f"{'-' if row is None or row['status'] == FAIL else row['p50_ms']:>18}")
-        lines.append(f"{k[0]:<24}{k[1]:<8}{k[2]:>4}{k[3]:>4}" + "".join(cells))
+            cells.append(f"{'-' if row is None or row['status'] == FAIL else row['p50_ms']:>{w}}")
+        lines.append(f"{k[0]:<{vw}}{k[1]:<{dw}}{k[2]:>4}{k[3]:>4}" + "".join(cells))
     lines.append("")
     for n, r in zip(names, results, strict=True):
         e = r["environment"]
