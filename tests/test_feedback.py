@@ -84,6 +84,27 @@ def test_run_summary_and_position_in_words():
                                          "900 beat events  150x real time")
 
 
+def test_run_summary_says_how_much_was_unreadable_and_why():
+    """A run whose signal was all unreadable printed 'no signal faults' and nothing about
+    it: the summary now gives the flagged time, its share, the gated detections and why."""
+    quiet = {"samples": 43_200, "signal_seconds": 120.0, "wall_seconds": 0.3,
+             "events_this_run": {"status": 5}, "sinks": ["ev.jsonl"],
+             "signal_quality": {"gating": True, "good_s": 0.0, "doubtful_s": 0.0,
+                                "unreadable_s": 120.0, "flagged_beats": 0,
+                                "gated_beats": 223,
+                                "flagged_reasons_s": {"low_amplitude": 118.0, "rate": 2.0}}}
+    text = format_summary(quiet).splitlines()
+    assert text[1] == ("signal quality: 2:00 unreadable (100%), no beats there (223 "
+                       "detections); why: low amplitude 1:58, rate 0:02"), text
+    some = {**quiet, "signal_quality": {**quiet["signal_quality"], "unreadable_s": 0.0,
+                                        "doubtful_s": 2.0, "flagged_beats": 1,
+                                        "flagged_reasons_s": {"inconsistent_beats": 2.0}}}
+    assert format_summary(some).splitlines()[1] == (
+        "signal quality: 0:02 doubtful (2%, 1 beat flagged); why: inconsistent beats 0:02")
+    clean = {**quiet, "signal_quality": {**quiet["signal_quality"], "unreadable_s": 0.0}}
+    assert not any(x.startswith("signal quality") for x in format_summary(clean).splitlines())
+
+
 def test_health_in_words():
     h = {"status": "degraded", "degraded": ["no beats for 12 s"], "uptime_s": 3725.0,
          "model": "/models/beat", "model_sha256": "ab" * 32, "source": "serial:/dev/ttyACM0",

@@ -143,6 +143,40 @@ def test_pure_noise_gives_unreadable_events_and_no_beats():
     assert [e for e in run_record(FakeModel(), x, FS, gating=False) if e["type"] == "beat"]
 
 
+@pytest.mark.parametrize("what", ["ramp", "wander", "volts"])
+def test_a_signal_without_a_qrs_sized_deflection_gives_no_beats(rec118, what):
+    """A slow drift rounded to 1 nV (a one-column CSV of a ramp gave 222 beats at 119 bpm,
+    every block judged good: the rounding's steps are spiky, alike, and both detectors
+    find them), baseline wander alone, and an ECG in volts instead of mV: unreadable,
+    reason low_amplitude, no beat. The same ECG in mV keeps every beat."""
+    t = np.arange(int(60 * FS)) / FS
+    x = {"ramp": np.round(0.01 * t, 6),                  # 10 uV/s
+         "wander": 0.5 * np.sin(2 * np.pi * 0.2 * t),
+         "volts": rec118.signal[:len(t)] * 1e-3}[what]
+    assert [e for e in run_record(FakeModel(), x, FS, gating=False) if e["type"] == "beat"]
+    events = run_record(FakeModel(), x, FS, chunk=500)
+    assert not [e for e in events if e["type"] == "beat"]
+    unread = [e for e in events if e.get("status") == UNREADABLE]
+    assert sum(e["end_sample"] - e["start_sample"] for e in unread) >= 0.9 * len(x)
+    assert {e["reason"] for e in unread} <= {"low_amplitude", "rate"}
+    assert "low_amplitude" in {e["reason"] for e in unread}
+    clean = run_record(FakeModel(), rec118.signal[:len(t)], FS, chunk=500)
+    assert not [e for e in clean if e.get("status") == UNREADABLE]
+    assert len([e for e in clean if e["type"] == "beat"]) >= 60
+
+
+def test_the_qrs_amplitude_floor_is_below_every_mitdb_window(mitdb_dir):
+    """The floor (0.02 mV) sits under the smallest QRS of the records here: 101's lead V1,
+    nearly isoelectric (a median QRS of 0.1 mV), keeps every block above it."""
+    from vitaledge.device.io.records import read_record
+
+    rec = read_record(mitdb_records(mitdb_dir, ["101"])[0], lead="V1")
+    _, blocks = record_quality(rec.signal[:int(600 * rec.fs)], rec.fs, chunk=3600)
+    amps = [b.qrs_mv for b in blocks if b.qrs_mv is not None]
+    assert len(amps) >= 0.9 * len(blocks) and 0.02 < min(amps) < 0.2
+    assert not [b for b in blocks if b.reason == "low_amplitude"]
+
+
 def test_the_ma_noise_record_alone_is_all_flagged(data_dir):
     """The NST muscle-artifact record alone (no ECG): every block is flagged and no beat
     comes out unflagged. Its electrode-motion spikes keep kSQI above 5 in much of it, so

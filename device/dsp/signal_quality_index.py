@@ -37,11 +37,25 @@ Which indices, and why (the literature's choice for single-lead ambulatory ECG):
   stretches of 118, where detection was perfect, and 1 % of clean 118; adding it bought
   0.1 point of Se/+P outside the flagged time for 19 points more flagged time.
 
+* **QRS amplitude** (a floor, not an index of its own): the median peak-to-peak of the
+  1-40 Hz signal within +/- ``shape_s`` of the primary detector's beats in the window. The
+  stream is in mV (WFDB physical units, the framed protocol's ``gain``); a QRS is tenths of
+  a millivolt or more. On the 28 MIT-BIH records here the smallest 8-s window's median is
+  0.38 mV on MLII (207) and 0.038 mV on V1 (101, whose V1 QRS is nearly isoelectric,
+  median 0.098 mV). Below ``min_qrs_mv`` (0.02 mV) the "beats" are the detectors' adaptive
+  thresholds following a signal with no ECG in it: a slow drift (a one-column CSV ramp
+  rounded to 1 nV gave 222 "beats" at 119 bpm, every block judged good, since the
+  rounding's steps are spiky, repeat their shape and both detectors find them) or a
+  signal in volts, not millivolts. Such a window is ``unreadable``, reason
+  ``low_amplitude``.
+
 Decision, tuned on the 24 noise-stress records built from MIT-BIH 118 and 119 (``ma``,
 ``bw`` x 24 ... -6 dB) and the clean DS1 records only, never on the DS2 records:
-``unreadable`` when bSQI < ``b_unreadable`` (0.5) and kSQI < ``k_unreadable`` (5: the
-detectors disagree and the signal has lost the ECG's spikiness) and sSQI < ``s_unreadable``
-(0.5: the primary's beats do not repeat their shape either), or when the primary detector's
+``unreadable`` when the QRS amplitude is below ``min_qrs_mv`` (a floor added after
+the tuning below, which it does not change: no window of those records comes near it), or
+when bSQI < ``b_unreadable`` (0.5) and kSQI < ``k_unreadable`` (5: the detectors disagree
+and the signal has lost the ECG's spikiness) and sSQI < ``s_unreadable`` (0.5: the
+primary's beats do not repeat their shape either), or when the primary detector's
 rate is outside ``min_bpm``-``max_bpm``; else ``good`` when every beat of the block itself
 has a twin in the window (``twin`` >= ``twin_good``, 0.8: a window spoilt by noise in its
 other 6 s does not flag a block whose own beats are sound) and the detectors agree (bSQI >=
@@ -112,6 +126,7 @@ class QualitySpec:
     s_good: float = 0.8
     s_doubtful: float = 0.6
     twin_good: float = 0.8
+    min_qrs_mv: float = 0.02
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,6 +147,7 @@ class BlockQuality:
     beats: int
     ssqi: float = 0.0
     twin: float = 0.0  # lowest best correlation of this block's own beats (0: none)
+    qrs_mv: float | None = None  # median QRS peak-to-peak of the window's beats (mV)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -183,11 +199,22 @@ def shape_consistency(x: np.ndarray, peaks: np.ndarray, half: int,
     return float((best >= corr).mean()) if len(best) else 0.0
 
 
+def qrs_amplitude(x: np.ndarray, peaks: np.ndarray, half: int) -> float | None:
+    """Median peak-to-peak of ``x[p - half:p + half + 1]`` over ``peaks`` (indices into
+    ``x``, each with its whole span inside); None without one."""
+    spans = [x[p - half:p + half + 1] for p in peaks if p - half >= 0 and p + half < len(x)]
+    return float(np.median([np.ptp(s) for s in spans])) if spans else None
+
+
 def judge(bsqi: float, ksqi: float, bpm: float, seen_s: float,
-          spec: QualitySpec, ssqi: float = 1.0, twin: float = 0.0) -> tuple[str, str]:
-    """(state, reason) of one window's features (``twin``: see :class:`BlockQuality`)."""
+          spec: QualitySpec, ssqi: float = 1.0, twin: float = 0.0,
+          qrs_mv: float | None = None) -> tuple[str, str]:
+    """(state, reason) of one window's features (``twin``, ``qrs_mv``: see
+    :class:`BlockQuality`; ``qrs_mv`` None: no beat to measure)."""
     if seen_s < spec.min_s:
         return DOUBTFUL, "short"
+    if qrs_mv is not None and qrs_mv < spec.min_qrs_mv:
+        return UNREADABLE, "low_amplitude"
     if not spec.min_bpm <= bpm <= spec.max_bpm:
         return UNREADABLE, "rate"
     if bsqi < spec.b_unreadable and ksqi < spec.k_unreadable and ssqi < spec.s_unreadable:
@@ -293,10 +320,11 @@ class QualityIndex:
         ssqi = float((best >= self.spec.shape_corr).mean()) if len(best) else 0.0
         own = best[kept >= self._start - a]
         twin = float(own.min()) if len(own) else 0.0
-        state, reason = judge(bsqi, ksqi, bpm, seen_s, self.spec, ssqi, twin)
+        qrs = qrs_amplitude(flt, p1 - a, self.shape_half)
+        state, reason = judge(bsqi, ksqi, bpm, seen_s, self.spec, ssqi, twin, qrs)
         out = BlockQuality(self._start, end, state, reason, round(bsqi, 4), round(ksqi, 3),
                            round(psqi, 4), round(bassqi, 4), int(len(p1)), round(ssqi, 4),
-                           round(twin, 4))
+                           round(twin, 4), None if qrs is None else round(qrs, 4))
         self._start = end
         self._end = end + self.block
         # keep what the next window needs (a partial last block ends before ``_end``)

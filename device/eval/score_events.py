@@ -199,8 +199,9 @@ def format_gated(g: dict) -> str:
     o = g["outside_flagged"]
     return (f"signal quality: {100 * g['flagged_fraction']:.1f}% of the record flagged "
             f"({100 * g['unreadable_fraction']:.1f}% unreadable, no beats; "
-            f"{100 * g['doubtful_fraction']:.1f}% doubtful, {g['doubtful_beats']} beats "
-            f"flagged); outside it: Se {100 * o['sensitivity']:.2f}%, "
+            f"{100 * g['doubtful_fraction']:.1f}% doubtful, {g['doubtful_beats']} "
+            f"beat{'s' if g['doubtful_beats'] != 1 else ''} flagged); outside it: "
+            f"Se {100 * o['sensitivity']:.2f}%, "
             f"+P {100 * o['ppv']:.2f}% ({o['fn']} missed, {o['fp']} extra)")
 
 

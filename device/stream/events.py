@@ -74,7 +74,7 @@ def quality_run(state: str, start: float, end: float, start_sample: int, end_sam
     """A stretch [start, end) (s; samples) the signal-quality index judged ``state``:
     ``unreadable`` (no beat events inside) or ``doubtful`` (its beats carry
     ``"quality": "doubtful"``); ``reason`` names the failing index (``noise``, ``rate``,
-    ``detectors_disagree``, ``short``)."""
+    ``detectors_disagree``, ``inconsistent_beats``, ``low_amplitude``, ``short``)."""
     return status(state, end, start=start, end=end, start_sample=int(start_sample),
                   end_sample=int(end_sample), reason=reason)
 

@@ -125,6 +125,7 @@ class BeatPipeline:
         self.quality_spec = quality or QualitySpec()
         self.quality_counts = {"good_s": 0.0, "doubtful_s": 0.0, "unreadable_s": 0.0,
                                "flagged_beats": 0, "gated_beats": 0}
+        self.quality_reasons: dict[str, float] = {}  # seconds flagged per reason
         self.set_gating(gating)
 
     @property
@@ -250,6 +251,9 @@ class BeatPipeline:
         events: list[dict] = []
         for b in blocks:
             self.quality_counts[f"{b.state}_s"] += (b.stop - b.start) / self.fs
+            if b.state != GOOD:
+                self.quality_reasons[b.reason] = (self.quality_reasons.get(b.reason, 0.0)
+                                                  + (b.stop - b.start) / self.fs)
             self._blocks.append(b)
             self._judged = b.stop
             run = self._run
@@ -350,10 +354,13 @@ class BeatPipeline:
         return events
 
     def quality_summary(self) -> dict:
-        """Seconds judged per state, beats flagged doubtful and beats gated (unreadable)."""
+        """Seconds judged per state, beats flagged doubtful and beats gated (unreadable),
+        and the seconds flagged (doubtful or unreadable) per reason."""
         return {"gating": self.gating,
                 **{k: round(v, 1) if isinstance(v, float) else v
-                   for k, v in self.quality_counts.items()}}
+                   for k, v in self.quality_counts.items()},
+                "flagged_reasons_s": {k: round(v, 1) for k, v in
+                                      sorted(self.quality_reasons.items(), key=lambda kv: -kv[1])}}
 
 
 def run_record(model: Model, signal: np.ndarray, fs: float, chunk: int | None = None,

@@ -77,6 +77,9 @@ def format_summary(s: dict) -> str:
         edge = s.get("dropped_edge_beats") or 0
         lines.append(f"beats: {classes}{hr}"
                      + (f"; {edge} at the stream's edges not classified" if edge else ""))
+    quality = s.get("signal_quality") or {}
+    if quality.get("unreadable_s") or quality.get("doubtful_s"):
+        lines.append(_quality_line(quality, s.get("signal_seconds") or 0))
     trouble = []
     if s.get("dropped_samples"):
         share = s["dropped_samples"] / s["samples"] if s.get("samples") else 0.0
@@ -98,6 +101,25 @@ def format_summary(s: dict) -> str:
     lines[-1] += (f"; ready in {s.get('ready_seconds', 0):.2f} s, "
                   f"{s.get('rss_mb', 0):.0f} MB resident")
     return "\n".join(lines)
+
+
+def _quality_line(q: dict, seconds: float) -> str:
+    """``signal quality: 1:58 unreadable (98%), no beats there (221 detections); ...``."""
+    def share(v: float) -> str:
+        return f"{v / seconds:.0%}" if seconds else "-"
+
+    un, dbt = q.get("unreadable_s") or 0.0, q.get("doubtful_s") or 0.0
+    gated, flagged = q.get("gated_beats") or 0, q.get("flagged_beats") or 0
+    parts = []
+    if un:
+        parts.append(f"{clock(un)} unreadable ({share(un)}), no beats there ({_n(gated)} "
+                     f"detection{'s' if gated != 1 else ''})")
+    if dbt:
+        parts.append(f"{clock(dbt)} doubtful ({share(dbt)}, {_n(flagged)} "
+                     f"beat{'s' if flagged != 1 else ''} flagged)")
+    reasons = ", ".join(f"{k.replace('_', ' ')} {clock(v)}"
+                        for k, v in (q.get("flagged_reasons_s") or {}).items())
+    return "signal quality: " + "; ".join(parts) + (f"; why: {reasons}" if reasons else "")
 
 
 def format_health(h: dict) -> str:
