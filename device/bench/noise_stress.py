@@ -17,6 +17,10 @@ period, as nst's protocol is scored. Reported per row and gross per SNR:
 * ``xqrs``: wfdb's XQRS on the same signal, over all beats and outside the same stretches;
 * per-class Se/+P of the emitted beats (with a model).
 
+With a model the beats are the daemon's events, without one the detector's peaks: a
+beat at the very end of a record, whose window or next R peak (post-RR) the record does
+not hold, is not emitted by the daemon, so a row can count one beat fewer with a model.
+
 The clean records themselves are scored the same way (SNR ``clean``) for reference.
 Ready-made noise-stress records (``noisy``: the real NST database's 118e24 ... 119e_6, or
 records ``vitaledge data nst`` made before) are replayed and scored as they are, labelled
