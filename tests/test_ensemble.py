@@ -142,3 +142,35 @@ def test_beat_ensemble_through_the_cli_and_the_converter(synth_dir, tmp_path):
     assert sorted(i["name"] for i in inputs) == ["serving_default_beat:0",
                                                  "serving_default_rr:0"]
     assert all(i["dtype"] == "int8" and i["quantization"]["scale"] > 0 for i in inputs)
+
+
+@pytest.mark.slow
+def test_network_seed_changes_the_networks_start_and_not_the_split(synth_dir, tmp_path):
+    """``--network-seed``: the same split (beats, validation patients) with other starting
+    weights; the same network seed twice gives the same network."""
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    common = ["train", "beat", "--arch", "tiny-rr", "--data", str(synth_dir), "--split",
+              "record", "--test-records", "s003", "--epochs", "1", "--seed", "5",
+              "--ensemble", "2"]
+    runs = {}
+    for name, extra in (("a", ["--network-seed", "7"]), ("b", ["--network-seed", "9"]),
+                        ("a2", ["--network-seed", "7"])):
+        runs[name] = tmp_path / name
+        r = CliRunner().invoke(main, [*common, *extra, "--out", str(runs[name])])
+        assert r.exit_code == 0, r.output
+    m = json.loads((runs["a"] / "metrics.json").read_text())
+    assert [x["seed"] for x in m["members"]] == [7, 8]
+    with np.load(runs["a"] / "splits.npz") as za, np.load(runs["b"] / "splits.npz") as zb:
+        assert sorted(za.files) == sorted(zb.files) and za.files
+        for f in za.files:
+            np.testing.assert_array_equal(za[f], zb[f])
+
+    def weights(run):
+        return keras.models.load_model(run / "model-member0.keras").get_weights()
+
+    a, b, a2 = weights(runs["a"]), weights(runs["b"]), weights(runs["a2"])
+    assert any(not np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert all(np.array_equal(x, y) for x, y in zip(a, a2, strict=True))

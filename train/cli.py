@@ -171,11 +171,15 @@ def train_group() -> None:
               help="Keep the epoch of best validation macro F1 (early stopping), or run "
                    "every epoch and keep the mean of the second half's weights.")
 @click.option("--ensemble", type=click.IntRange(1, MAX_ENSEMBLE), default=None,
-              help="Train this many networks from seeds --seed, --seed + 1, ... on the same "
-                   "beats and average their class probabilities in one model (steadier on "
-                   "new patients than any one network) [default: 3 for models with RR "
-                   "inputs, else 1].")
-@click.option("--seed", type=SEED, default=0, show_default=True)
+              help="Train this many networks from seeds --seed (or --network-seed), + 1, "
+                   "... on the same beats and average their class probabilities in one "
+                   "model (steadier on new patients than any one network) [default: 3 for "
+                   "models with RR inputs, else 1].")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seeds the split (folds, validation patients) and the networks.")
+@click.option("--network-seed", type=SEED, default=None,
+              help="Start the networks from seeds N, N + 1, ... instead of --seed's, with "
+                   "the split unchanged: what the random start alone does to the result.")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Run directory to write (new or empty).")
 @overwrite_option
@@ -183,7 +187,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
                    before, after, no_filter, split, folds, anchor, test_records, test_fraction,
                    val_fraction, balance, s_rule, s_rule_threshold, s_rule_irregularity,
                    v_rule, f_rule, vote, noise_aug, noise_copies, noise_snr, epochs, batch_size, lr,
-                   patience, checkpoint, ensemble, seed, out, overwrite) -> None:
+                   patience, checkpoint, ensemble, seed, network_seed, out, overwrite) -> None:
     """Train a heartbeat classifier (AAMI N/S/V/F/Q) and evaluate it on held-out beats."""
     from .balance import BalanceError, parse
     from .config import BeatTrainConfig
@@ -246,7 +250,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
             split=split, test_fraction=test_fraction, test_records=csv_list(test_records),
             val_fraction=val_fraction, balance=balance, epochs=epochs, batch_size=batch_size,
             learning_rate=lr, patience=patience, checkpoint=checkpoint, seed=seed,
-            anchor=anchor, folds=folds,
+            network_seed=network_seed, anchor=anchor, folds=folds,
             s_rule=s_rule, s_rule_threshold=s_rule_threshold,
             s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, f_rule=f_rule,
             vote=vote,

@@ -48,6 +48,10 @@ class BeatTrainConfig:
     #: vitaledge.train.weight_average)
     checkpoint: str = "best"
     seed: int = 0
+    #: the networks' starting weights: seeds network_seed, network_seed + 1, ... (one per
+    #: ensemble member); None: seed's. The split, folds and validation patients stay seed's,
+    #: so runs that differ only here measure what the random start does
+    network_seed: int | None = None
     task: str = "beat"
     #: where training windows sit: the annotated R peaks or the device detector's
     anchor: str = "annotated"

@@ -182,6 +182,11 @@ def train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None = None,
     return _train_beat(cfg, Path(run_dir), verbose, data, strategy)
 
 
+def network_seed(cfg: BeatTrainConfig) -> int:
+    """The first network's seed: ``network_seed`` when given, else ``seed``."""
+    return cfg.seed if cfg.network_seed is None else cfg.network_seed
+
+
 def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
                 data: Prepared | None, strategy: tf.distribute.Strategy) -> dict:
     if verbose is None:
@@ -216,9 +221,11 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
 
     print("training beats per class:", p.description["counts"]["fit_after_balance"])
     fits = []
+    first_seed = network_seed(cfg)
     for member in range(cfg.ensemble):
-        if member:  # member 0 is exactly the single network a run without an ensemble trains
-            set_seed(cfg.seed + member)
+        # member 0 is exactly the single network a run without an ensemble trains
+        if member or cfg.network_seed is not None:
+            set_seed(first_seed + member)
         tag = "" if cfg.ensemble == 1 else f"-member{member}"
         fits.append(_fit_network(cfg, arch, p, signal, run_dir, tag, strategy, verbose))
         if cfg.ensemble > 1:
@@ -267,7 +274,7 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
             alone = classification_metrics(
                 eval_set.y, decide_beats(signal, predict(m, eval_set.inputs()), eval_set),
                 list(CLASSES))
-            metrics["members"].append({"seed": cfg.seed + i, "best_epoch": f.best_epoch,
+            metrics["members"].append({"seed": first_seed + i, "best_epoch": f.best_epoch,
                                        "epochs_run": len(f.history["loss"]),
                                        "accuracy": alone["accuracy"],
                                        "macro_f1": alone["macro"]["f1"]})
