@@ -233,3 +233,26 @@ def test_an_snr_given_twice_is_refused_before_any_record_is_written(synth_nst, t
         r = nst_cli("--record", clean, "--noise", nz, "--snr", snrs, "--out", tmp_path / "o")
         assert r.exit_code == 2 and "given twice" in r.output, r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_noise_at_another_rate_keeps_its_duration_and_frequency(synth_nst, tmp_path):
+    """A 250-Hz noise record added to a 360-Hz ECG: the noise was resampled the wrong way
+    round (250 -> 173.6 Hz, played at 360), so a 10-Hz noise came out at 20.7 Hz and lasted
+    half as long. It must come out at 10 Hz."""
+    import wfdb
+
+    clean, _ = synth_nst
+    fs = 250
+    t = np.arange(130 * fs) / fs
+    wfdb.wrsamp("sine250", fs=fs, units=["mV"], sig_name=["n"],
+                p_signal=(0.1 * np.sin(2 * np.pi * 10 * t))[:, None], fmt=["16"],
+                adc_gain=[10000.0], baseline=[0], write_dir=str(tmp_path))
+    r = nst_cli("--record", clean, "--noise", tmp_path / "sine250", "--snr", "6", "--out",
+                tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    c = wfdb.rdrecord(str(clean)).p_signal[:, 0]
+    n = wfdb.rdrecord(str(tmp_path / "out" / "s000_sine2506")).p_signal[:, 0]
+    a, b = json.loads((tmp_path / "out" / "s000_sine2506.nst.json").read_text())["segments"][0]
+    d = (n - c)[a:b] - (n - c)[a:b].mean()
+    peak = np.fft.rfftfreq(len(d), 1 / 360)[np.argmax(np.abs(np.fft.rfft(d)))]
+    assert abs(peak - 10.0) < 0.1, peak

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.dsp.resample import rate_ratio, resample
+from vitaledge.device.dsp.resample import resample
 from vitaledge.device.io.aami import map_annotations
 from vitaledge.device.io.records import (
     RecordError,
@@ -163,8 +163,8 @@ def read_noise(path: str | Path, fs: float) -> np.ndarray:
     if not np.isfinite(nz).all():
         raise RecordError(f"{path}: non-finite samples")
     if abs(float(nrec.fs) - fs) > 1e-6:
-        up, down = rate_ratio(float(nrec.fs), fs)
-        nz = np.stack([resample(nz[:, j], up, down) for j in range(nz.shape[1])], axis=1)
+        nz = np.stack([resample(nz[:, j], float(nrec.fs), fs) for j in range(nz.shape[1])],
+                      axis=1)
     return nz
 
 
