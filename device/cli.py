@@ -800,7 +800,7 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
         raise click.UsageError("--snr is the levels records are made at from --record and "
                                "--noise; a ready-made record is scored at its own")
     source = given("review_worst")
-    if not out and source is ParameterSource.COMMANDLINE:
+    if not out and source is ParameterSource.COMMANDLINE and review_worst > 0:
         raise click.UsageError("--review-worst writes pages next to the report: give --out")
     if work_dir is None and out:
         work_dir = str(Path(out) / "records")
@@ -815,6 +815,10 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
     except (RecordError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_markdown(res))
+    if res["reused_records"]:
+        n = len(res["reused_records"])
+        click.echo(f"reused {n} noise-stress record{'s' * (n != 1)} made before in "
+                   f"{work_dir} from the same clean and noise records", err=True)
     if out:
         for note in save(res, Path(out)):
             click.echo(note, err=True)

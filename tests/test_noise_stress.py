@@ -686,3 +686,51 @@ def test_a_class_the_records_do_not_hold_is_undefined_not_zero(short118, data_di
     row = next(line for line in format_markdown(res).splitlines() if line.startswith("| 12 |")
                and "\\|" in line)
     assert "— \\| —" in row, row
+
+
+def test_the_work_directory_is_reused_only_for_the_same_inputs(short118, data_dir, tmp_path):
+    """A record in --work made from another noise record of the same name was scored as if
+    it were this one (bw's copy labelled ma: 99.95 % instead of 95.93 %); a sidecar that
+    cannot be read was a traceback. Both are made again; the same inputs are reused, and
+    the run says so."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    ma, bw = data_dir / "nstdb-noise" / "ma", data_dir / "nstdb-noise" / "bw"
+    if not (ma.with_suffix(".hea").exists() and bw.with_suffix(".hea").exists()):
+        pytest.skip("nstdb-noise records ma and bw not found")
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    shutil.copy(bw.with_suffix(".dat"), fake / "ma.dat")
+    (fake / "ma.hea").write_text(bw.with_suffix(".hea").read_text().replace("bw", "ma"))
+    work = tmp_path / "work"
+    assert CliRunner().invoke(main, ["data", "nst", "--record", str(short118), "--noise",
+                                     str(fake / "ma"), "--snr", "0", "--out",
+                                     str(work)]).exit_code == 0
+
+    def bench(noise):
+        r = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
+                                      "--noise", str(noise), "--snr", "0", "--no-xqrs",
+                                      "--work", str(work), "--out", str(tmp_path / "o"),
+                                      "--review-worst", "0"])
+        assert r.exit_code == 0, r.output
+        return r.output, json.loads((tmp_path / "o" / "noise_stress.json").read_text())
+
+    out, fake_ma = bench(fake / "ma")     # made from these very inputs: reused, and said
+    assert fake_ma["reused_records"] == ["s118_ma0"] and "reused 1 noise-stress record" in out
+    out, real = bench(ma)                 # the real ma: made again, not the bw copy
+    assert real["reused_records"] == [] and "reused" not in out
+    assert real["rows"][1]["gated"]["fn"] + real["rows"][1]["gated"]["fp"] > \
+        fake_ma["rows"][1]["gated"]["fn"] + fake_ma["rows"][1]["gated"]["fp"]
+    for broken in ("{}", "[1]", '{"snr_db": 0'):
+        (work / "s118_ma0.nst.json").write_text(broken)
+        _, again = bench(ma)
+        assert again["reused_records"] == [] and again["rows"][1] == real["rows"][1]
+    # --review-worst 0 asks for no page: no --out needed
+    r = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118), "--noise",
+                                  str(ma), "--snr", "0", "--no-xqrs", "--work", str(work),
+                                  "--review-worst", "0"])
+    assert r.exit_code == 0, r.output

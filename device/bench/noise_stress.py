@@ -57,6 +57,7 @@ from vitaledge.device.io.nst import (
     NST_SNRS,
     PERIOD_S,
     check_noise_length,
+    inputs_digest,
     make_nst,
     noisy_segments,
     nst_label,
@@ -271,11 +272,20 @@ def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> li
     return jobs
 
 
-def _made_before(path: Path, snr: str) -> bool:
-    """``path`` is already in the work directory, made at ``snr`` (reused, not made again)."""
+def _made_before(path: Path, snr: str, clean: Path, noise: Path) -> bool:
+    """``path`` is already in the work directory, made at ``snr`` from the same clean and
+    noise records (their files' digest): reused, not made again. A sidecar that cannot be
+    read, or that was made from other inputs (or before it recorded them), is made again."""
     meta = path.with_name(f"{path.name}.nst.json")
-    return (meta.exists() and json.loads(meta.read_text())["snr_db"] == float(snr)
-            and path.with_suffix(".dat").exists())
+    if not (meta.is_file() and path.with_suffix(".dat").exists()):
+        return False
+    try:
+        made = json.loads(meta.read_text())
+        same = (float(made["snr_db"]) == float(snr)
+                and made["inputs_sha256"] == inputs_digest(clean, noise))
+    except (ValueError, KeyError, TypeError, OSError):
+        return False
+    return bool(same)
 
 
 def _levels(jobs: list[_Job]) -> list[str]:
@@ -301,13 +311,17 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
     m = Model(model, threads=1) if model else None
     noise_paths = {record_path(n).name: record_path(n) for n in noises}
     rows = []
+    reused: list[str] = []  # records found in the work directory, made from the same inputs
     worst: list[tuple[dict, list[dict], Path]] = []  # only the rows still among the worst
     for i, job in enumerate(jobs):
         if progress is not None:
             progress(i, len(jobs), f"{job.clean} {job.noise} {job.snr}")
         path = work / job.name if job.make else job.source
-        if job.make and not _made_before(path, job.snr):
-            make_nst(job.source, noise_paths[job.noise], float(job.snr), work)
+        if job.make:
+            if _made_before(path, job.snr, job.source, noise_paths[job.noise]):
+                reused.append(job.name)
+            else:
+                make_nst(job.source, noise_paths[job.noise], float(job.snr), work)
         row, events = score_replay(path, m, with_xqrs, chunk_s)
         rows.append({"clean": job.clean, "noise": job.noise, "snr": job.snr, **row})
         if review_dir is not None and review_worst > 0 and row_errors(rows[-1])["total"]:
@@ -322,7 +336,7 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
     res = {"model": str(model) if model else None, "classification": m is not None,
            "snrs": levels, "scored_from_s": LEARNING_S,
            "tolerance_s": TOLERANCE_S, "rows": rows, "by_snr": by_snr,
-           "by_noise_snr": by_noise}
+           "by_noise_snr": by_noise, "reused_records": reused}
     if review_dir is not None and review_worst > 0:
         res["review"] = {"worst": review_worst, "period_s": PERIOD_S,
                          "pages": write_review_pages(worst, Path(review_dir))}

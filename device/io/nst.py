@@ -41,6 +41,7 @@ scored beside the ones made here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -209,6 +210,31 @@ class NstResult:
     fs: float
     clipped_samples: int
     clean_record: str = ""
+    #: sha256 over the clean and noise records' files (:func:`inputs_digest`): what a
+    #: work directory's record was made from, so a bench reuses it only for the same inputs
+    inputs_sha256: str = ""
+
+
+def inputs_digest(clean: str | Path, noise: str | Path) -> str:
+    """sha256 of the clean record's .hea, .dat and .atr and the noise record's .hea and
+    .dat (their bytes, in that order); a file that is missing counts as empty."""
+    h = hashlib.sha256()
+    for path in [*nst_inputs(clean, (".hea", ".dat", ".atr")), *nst_inputs(noise,
+                                                                           (".hea", ".dat"))]:
+        h.update(path.name.encode() + b"\0")
+        if path.is_file():
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def nst_inputs(record: str | Path, exts: tuple[str, ...]) -> list[Path]:
+    """The files of ``record`` with extensions ``exts`` (a record's .dat is named by its
+    header; MIT-BIH's are ``NAME.dat``)."""
+    path = record_path(record)
+    return [path.with_suffix(ext) for ext in exts]
 
 
 #: The MIT-BIH Noise Stress Test Database's record names: clean record, ``e``, SNR as two
@@ -346,7 +372,8 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
                aux_note=list(ann.aux_note) if ann.aux_note else None,
                write_dir=str(out_dir))
     res = NstResult(name, float(snr_db), gains, s_pp, n_rms, noise.name, float(offset_s),
-                    [(int(a), int(b)) for a, b in segments], fs, clipped, clean.name)
+                    [(int(a), int(b)) for a, b in segments], fs, clipped, clean.name,
+                    inputs_digest(clean, noise))
     (out_dir / f"{name}.nst.json").write_text(json.dumps(asdict(res), indent=2) + "\n")
     return res
 
