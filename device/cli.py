@@ -151,10 +151,12 @@ def snr_list(text: str) -> list[float]:
     if not levels or not all(lo <= v <= hi for v in levels):  # also NaN, inf
         raise click.BadParameter(f"{text!r}: expected a comma list of SNRs from {lo:g} to "
                                  f"{hi:g} dB, e.g. 24,12,0", param_hint="--snr")
-    twice = sorted({v for v in levels if levels.count(v) > 1})
+    levels = [v + 0.0 for v in levels]  # -0 is 0 (a record named 100_ma-0 otherwise)
+    names = [f"{v:g}" for v in levels]  # records are named by it: 12.000000001 is 12
+    twice = sorted({n for n in names if names.count(n) > 1}, key=float)
     if twice:  # data nst wrote the same record twice without a word
-        raise click.BadParameter(f"{text!r}: {', '.join(f'{v:g}' for v in twice)} dB given "
-                                 "twice (one record per SNR)", param_hint="--snr")
+        raise click.BadParameter(f"{text!r}: {', '.join(twice)} dB given twice (one record "
+                                 "per SNR, named by it)", param_hint="--snr")
     return levels
 
 
@@ -185,17 +187,22 @@ def nst_cmd(records, noises, snrs, out, seed, overwrite) -> None:
     named CLEAN_NOISESNR (118_ma6, 118_ma-6; 118_ma6p5 for 6.5 dB)."""
     from vitaledge.device.io.nst import (
         check_noise_length,
+        check_unique_names,
         make_nst,
         make_out_dir,
         nst_files,
         nst_name,
+        read_clean,
     )
     from vitaledge.device.io.records import RecordError, record_path
 
     levels = snr_list(snrs)
     try:
+        check_unique_names(list(records), list(noises))
         for noise in noises:  # all of them before any record is written
             check_noise_length(noise)
+        for rec in records:   # and every clean record
+            read_clean(rec)
         make_out_dir(out)
     except (RecordError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

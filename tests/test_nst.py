@@ -229,10 +229,50 @@ def test_a_truncated_clean_annotation_file_is_refused(synth_nst, tmp_path):
 def test_an_snr_given_twice_is_refused_before_any_record_is_written(synth_nst, tmp_path):
     """--snr 12,12 (or 6.0,6) wrote the same record twice without a word."""
     clean, nz = synth_nst
-    for snrs in ("12,12", "6.0,6,0"):
+    # 12.000000001 and 12 name one record (100_ma12): the second overwrote the first
+    for snrs in ("12,12", "6.0,6,0", "12.000000001,12", "0,-0"):
         r = nst_cli("--record", clean, "--noise", nz, "--snr", snrs, "--out", tmp_path / "o")
         assert r.exit_code == 2 and "given twice" in r.output, r.output
     assert not (tmp_path / "o").exists()
+    r = nst_cli("--record", clean, "--noise", nz, "--snr", "-0", "--out", tmp_path / "z")
+    assert r.exit_code == 0 and (tmp_path / "z" / "s000_nz0.hea").exists(), r.output
+
+
+def test_every_clean_record_is_checked_before_any_record_is_written(synth_nst, tmp_path):
+    """A second --record that cannot be used (no samples file; no normal beat, as in a
+    paced record) was refused after the first one's records were written, and the rerun
+    was then refused for them; the message now names the record, and nothing is written."""
+    import shutil
+
+    import wfdb
+
+    clean, nz = synth_nst
+    nodat = tmp_path / "nodat"
+    nodat.mkdir()
+    for ext in (".hea", ".atr"):
+        shutil.copy(clean.with_suffix(ext), nodat / f"s000{ext}")
+    # two clean records of one name would write the same records: refused too
+    r = nst_cli("--record", clean, "--record", nodat / "s000", "--noise", nz, "--snr", "6",
+                "--out", tmp_path / "twice")
+    assert r.exit_code == 1 and "two clean records are named 's000'" in r.output, r.output
+    assert not (tmp_path / "twice").exists()
+    (nodat / "s000.hea").rename(nodat / "n000.hea")
+    (nodat / "s000.atr").rename(nodat / "n000.atr")
+    paced = tmp_path / "paced"
+    paced.mkdir()
+    rec = wfdb.rdrecord(str(clean))
+    ann = wfdb.rdann(str(clean), "atr")
+    wfdb.wrsamp("p000", fs=rec.fs, units=rec.units, sig_name=rec.sig_name,
+                p_signal=rec.p_signal, fmt=["16"] * rec.n_sig, adc_gain=rec.adc_gain,
+                baseline=[0] * rec.n_sig, write_dir=str(paced))
+    wfdb.wrann("p000", "atr", ann.sample, symbol=["/"] * len(ann.sample), write_dir=str(paced))
+    for bad, said in ((nodat / "n000", "cannot read WFDB record"),
+                      (paced / "p000", "no normal beats")):
+        out = tmp_path / f"out-{bad.parent.name}"
+        r = nst_cli("--record", clean, "--record", bad, "--noise", nz, "--snr", "6,12",
+                    "--out", out)
+        assert r.exit_code == 1 and str(bad) in r.output and said in r.output, r.output
+        assert not out.exists()
 
 
 def test_noise_at_another_rate_keeps_its_duration_and_frequency(synth_nst, tmp_path):

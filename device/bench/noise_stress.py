@@ -57,6 +57,7 @@ from vitaledge.device.io.nst import (
     NST_SNRS,
     PERIOD_S,
     check_noise_length,
+    check_unique_names,
     inputs_digest,
     make_nst,
     noisy_segments,
@@ -246,12 +247,7 @@ def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> li
     if not clean and not noisy:
         raise ValueError("nothing to score: give clean and noise records, or ready-made "
                          "noise-stress records")
-    for kind, paths in (("clean", clean), ("noise", noises)):
-        names = [record_path(p).name for p in paths]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:  # the records made from them, and their review pages, are named by it
-            raise ValueError(f"two {kind} records are named {twice[0]!r}: each record's "
-                             "name must be unique (copy or link one under another name)")
+    check_unique_names(clean, noises)  # records made from them, and their pages, are named by it
     for nz in noises:
         check_noise_length(nz)
     jobs = []

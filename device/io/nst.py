@@ -315,6 +315,46 @@ def check_noise_length(noise: str | Path) -> None:
                           "repeat within it")
 
 
+def check_unique_names(clean: list, noises: list) -> None:
+    """Refuse (ValueError) two clean or two noise records of one name: the noise-stress
+    records made from them are named by it, so one would replace another."""
+    for kind, paths in (("clean", clean), ("noise", noises)):
+        names = [record_path(p).name for p in paths]
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice:
+            raise ValueError(f"two {kind} records are named {twice!r}: each record's name "
+                             "must be unique (copy or link one under another name)")
+
+
+def read_clean(clean: str | Path):
+    """(record, annotations, normal beats' samples) of the clean record ``clean``, checked
+    as the protocol needs it: finite samples, reference annotations, longer than the
+    learning period, normal beats to measure the QRS amplitude on in every channel; a
+    one-line :class:`RecordError` naming the record otherwise. Callers making several
+    records check every clean record first, so none is refused after others were written."""
+    clean = record_path(clean)
+    rec = _read_all(clean)
+    fs = float(rec.fs)
+    x = rec.p_signal.astype(np.float64)
+    if not np.isfinite(x).all():
+        raise RecordError(f"{clean}: non-finite samples")
+    if not clean.with_suffix(".atr").exists():
+        raise RecordError(f"{clean}.atr: reference annotations needed to measure the QRS "
+                          "amplitude (no such file)")
+    ann = read_annotations(clean, "atr", len(x))
+    samples, classes = map_annotations(np.asarray(ann.sample), list(ann.symbol))
+    normal = samples[classes == 0]
+    if not noisy_segments(len(x), fs):
+        raise RecordError(f"{clean}: {len(x) / fs:.0f} s long; the protocol adds noise only "
+                          f"after a {LEARNING_S:.0f}-s noise-free learning period")
+    for i in range(x.shape[1]):
+        try:
+            qrs_amplitude(x[:, i], fs, normal)
+        except ValueError as exc:  # e.g. a paced record: no beat is labelled normal
+            raise RecordError(f"{clean}: {exc}") from exc
+    return rec, ann, normal
+
+
 def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str | Path,
              name: str | None = None, offset_s: float | None = None,
              seed: int | None = None) -> NstResult:
@@ -325,27 +365,16 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
         raise ValueError(f"SNR {snr_db!r}: expected a finite number of dB")
     wfdb = wfdb_module()
     clean, noise = record_path(clean), record_path(noise)
-    rec = _read_all(clean)
+    rec, ann, normal = read_clean(clean)
     fs = float(rec.fs)
     x = rec.p_signal.astype(np.float64)
-    if not np.isfinite(x).all():
-        raise RecordError(f"{clean}: non-finite samples")
     check_noise_length(noise)
     nz = read_noise(noise, fs)
-    if not clean.with_suffix(".atr").exists():
-        raise RecordError(f"{clean}.atr: reference annotations needed to measure the QRS "
-                          "amplitude (no such file)")
-    ann = read_annotations(clean, "atr", len(x))
-    samples, classes = map_annotations(np.asarray(ann.sample), list(ann.symbol))
-    normal = samples[classes == 0]
     if offset_s is None:
         offset_s = 0.0 if seed is None else float(
             np.random.default_rng(seed).integers(0, max(1, int(len(nz) / fs))))
     start = int(round(offset_s * fs)) % len(nz)
     segments = noisy_segments(len(x), fs)
-    if not segments:
-        raise RecordError(f"{clean}: {len(x) / fs:.0f} s long; the protocol adds noise only "
-                          f"after a {LEARNING_S:.0f}-s noise-free learning period")
     out = np.empty_like(x)
     gains, s_pp, n_rms = [], [], []
     for i in range(x.shape[1]):
