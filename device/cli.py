@@ -96,12 +96,16 @@ def records_dir_alias(data_dest: str = "data", records_dest: str = "records"):
 
 def csv_list(value: str | None) -> list[str] | None:
     """A ``--records``-style comma list as a list (None when not given); a list given that
-    names nothing (``","``) is a usage error, not "all"."""
-    if not value:
+    names nothing (``","`` or ``""``) is a usage error, not "all", and so is a name given
+    twice (``100,100`` scored every beat of 100 twice)."""
+    if value is None:
         return None
     names = [v.strip() for v in value.split(",") if v.strip()]
     if not names:
         raise click.UsageError(f"the comma list {value!r} names nothing")
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise click.UsageError(f"the comma list {value!r} names {twice!r} twice")
     return names
 
 

@@ -104,3 +104,23 @@ def test_data_synth_does_not_replace_records_without_overwrite(tmp_path):
     r = synth("--seed", "5", "--overwrite")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "s000.dat").read_bytes() != before["s000.dat"]
+
+
+def test_a_record_without_annotations_is_named_not_skipped_in_silence(tmp_path, caplog):
+    """A record with a header and no .atr was skipped without a word by --data DIR, and
+    asked for by name it was 'not found' although it is there."""
+    import logging
+
+    from vitaledge.device.io.records import RecordError, list_records, select_records
+
+    for name, exts in (("100", ("hea", "dat", "atr")), ("101", ("hea", "dat"))):
+        for ext in exts:
+            (tmp_path / f"{name}.{ext}").write_text("")
+    with caplog.at_level(logging.WARNING):
+        paths = list_records(tmp_path)
+    assert [p.name for p in paths] == ["100"]
+    assert "1 record(s) without .atr annotations left out: 101" in caplog.text
+    with pytest.raises(RecordError, match="101 has a header but no reference annotations"):
+        select_records(paths, ["101"])
+    with pytest.raises(RecordError, match="record 100 named twice"):
+        select_records(paths, ["100", "100"])

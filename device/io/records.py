@@ -241,8 +241,12 @@ def list_records(directory: str | Path, annotator: str = "atr") -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         raise RecordError(f"{directory}: not a directory")
-    paths = sorted(p.with_suffix("") for p in directory.glob("*.hea")
-                   if p.with_suffix("." + annotator).exists())
+    heads = sorted(p.with_suffix("") for p in directory.glob("*.hea"))
+    paths = [p for p in heads if p.with_suffix("." + annotator).exists()]
+    bare = [p.name for p in heads if p not in paths]
+    if bare and paths:  # left out: nothing to score them against
+        log.warning("%s: %d record(s) without .%s annotations left out: %s%s", directory,
+                    len(bare), annotator, ", ".join(bare[:8]), " ..." if len(bare) > 8 else "")
     if not paths:
         raise RecordError(f"{directory}: no WFDB records with .{annotator} annotations "
                           f"(expected NAME.hea, NAME.dat and NAME.{annotator} files)")
@@ -258,6 +262,13 @@ def select_records(paths: list[Path], names: list[str] | None) -> list[Path]:
     missing = [n for n in names if n not in by_name]
     if missing:
         where = paths[0].parent if paths else "the record directory"
+        bare = [n for n in missing if paths and (where / f"{n}.hea").exists()]
+        why = (f"; {', '.join(bare)} {'has' if len(bare) == 1 else 'have'} a header but no "
+               "reference annotations (.atr)" if bare else "")
         raise RecordError(f"{where}: no annotated record {', '.join(missing)} (it has "
-                          f"{', '.join(list(by_name)[:8])}{' ...' if len(by_name) > 8 else ''})")
+                          f"{', '.join(list(by_name)[:8])}{' ...' if len(by_name) > 8 else ''})"
+                          + why)
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:  # its beats would count twice
+        raise RecordError(f"record {twice} named twice")
     return [by_name[n] for n in names]
