@@ -32,6 +32,25 @@ def test_header_and_index_column_are_accepted(fragments, tmp_path):
     assert b.y.tolist() == ref.y.tolist()
 
 
+@pytest.mark.parametrize("index", [False, True])
+def test_the_column_numbers_pandas_writes_as_a_header_are_a_header(fragments, tmp_path, index):
+    """pd.read_csv(header=None).to_csv(...) heads the file with the column numbers 0..187
+    (after an empty cell with the index): an all-number row that was read as a beat with
+    label 187 and refused."""
+    ref = load_kaggle_csv(fragments / "tami64_mitbih_test.csv")
+    lines = (fragments / "tami64_mitbih_test.csv").read_text().splitlines()
+    header = ("," if index else "") + ",".join(str(i) for i in range(188))
+    rows = [f"{i},{row}" if index else row for i, row in enumerate(lines)]
+    p = tmp_path / "pandas.csv"
+    p.write_text("\n".join([header, *rows]) + "\n")
+    b = load_kaggle_csv(p)
+    np.testing.assert_array_equal(b.X, ref.X)
+    # a first data row that merely looks numeric is still data
+    q = tmp_path / "plain.csv"
+    q.write_text("\n".join(lines) + "\n")
+    assert len(load_kaggle_csv(q).y) == len(ref.y)
+
+
 def _row(values, label):
     return ",".join(f"{v:.6e}" for v in values) + f",{label}"
 

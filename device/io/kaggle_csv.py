@@ -34,6 +34,17 @@ def _is_number(s: str) -> bool:
     return True
 
 
+def _is_header(row: list[str]) -> bool:
+    """A header row: any cell not a number, or the column numbers pandas writes for a
+    frame read without one (``0,1,...,187``, or ``,0,...,187`` with its index)."""
+    cells = [c.strip() for c in row]
+    if not all(_is_number(c) for c in cells if c):
+        return True
+    if cells and not cells[0]:  # pandas' index column has no name
+        cells = cells[1:]
+    return len(cells) == WIDTH + 1 and cells == [str(i) for i in range(WIDTH + 1)]
+
+
 def _csv_rows(fh, path: Path):
     """(line number, row) pairs; undecodable bytes or csv-level damage become a
     CsvFormatError naming the file (found by fuzzing)."""
@@ -55,8 +66,8 @@ def load_kaggle_csv(path: str | Path) -> BeatSet:
         for lineno, row in _csv_rows(fh, path):
             if not row or all(not c.strip() for c in row):
                 continue
-            if lineno == 1 and not all(_is_number(c) for c in row if c.strip()):
-                continue  # header row
+            if lineno == 1 and _is_header(row):
+                continue
             if index_col is None:
                 if len(row) == WIDTH + 2:
                     index_col = True
