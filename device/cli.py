@@ -567,6 +567,7 @@ def score_cmd(events, record, json_out, run_id) -> None:
     file: the last, or --run ID)."""
     from vitaledge.device.eval.score_events import (
         EventsError,
+        ends_early,
         format_gated,
         format_score,
         in_file,
@@ -575,23 +576,33 @@ def score_cmd(events, record, json_out, run_id) -> None:
         read_runs,
         score_events,
         score_gated,
+        torn_last_line,
     )
     from vitaledge.device.io.records import RecordError
+    from vitaledge.device.stream.report import clock
 
     not_an_input(json_out, "--json", [events, *record_files(record)])
     try:
         runs = list(read_runs(events))
         chosen = run_id if run_id is not None else (runs[-1] if runs else None)
         s = score_events(load_events(events, run_id), record)
+        torn = torn_last_line(events)
     except EventsError as exc:
         raise click.ClickException(in_file(events, exc)) from exc
     except RecordError as exc:
         raise click.ClickException(str(exc)) from exc
-    s = {**s, "run": chosen, "runs_in_file": len(runs)}
+    s = {**s, "run": chosen, "runs_in_file": len(runs), "torn_last_line": torn}
+    if torn:
+        click.echo(f"note: the last line of {events} is cut off mid-event (a crash, or a copy "
+                   "cut short): skipped")
     if len(runs) > 1:
         click.echo(f"{events} holds {len(runs)} runs ({', '.join(runs)}); scoring run "
                    f"{chosen}{'' if run_id else ' (the last; --run ID for another)'}")
     click.echo(format_score(s))
+    if ends_early(s):
+        click.echo(f"note: the events stop at {clock(s['last_event_s'])} of record "
+                   f"{s['record']}'s {clock(s['record_s'])} (a run cut short?): the beats "
+                   "after it count as missed")
     try:
         segments = quality_segments(events, chosen)
         s["signal_quality"] = score_gated(load_events(events, run_id), segments, record)

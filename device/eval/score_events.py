@@ -106,6 +106,25 @@ def load_events(path: str | Path, run: str | None = None) -> list[dict]:
     return runs[run]
 
 
+def torn_last_line(path: str | Path) -> bool:
+    """The JSON Lines file ``path`` ends in a line cut off mid-write (a crash, or a copy
+    cut short): :func:`read_rows` skips it, and a report should say so."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        if fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
+            return False
+        fh.seek(0, 2)
+        fh.seek(max(0, fh.tell() - 65536))
+        lines = fh.read().splitlines()
+    if not lines:
+        return False
+    try:
+        json.loads(lines[-1].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return True
+    return False
+
+
 def _jsonl_rows(path: Path) -> list:
     rows, bad = [], 0
     with open(path, "rb") as fh:
@@ -146,20 +165,25 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = TO
     if len(ref) == 0:
         raise EventsError(f"{record}: no reference beat annotations (.atr missing or empty): "
                           "nothing to score against")
-    check_beat_events(events)
+    check_beat_events(events, unclassified=True)
     check_within(events, len(rec.signal), rec.name)
     det = np.asarray([e["sample"] for e in events], dtype=np.int64)
     labels = list(CLASSES)
-    pred = np.asarray([labels.index(e["class"]) for e in events], dtype=np.int64)
+    classified = bool(events) and events[0]["class"] is not None
     # as EC57's bxb: nothing inside reference-marked ventricular flutter/fibrillation counts
     ri, di, ref_out, det_out, s = match_outside(
         ref, det, rec.fs, vf_episodes(rec.ann_samples, rec.ann_symbols), tolerance_s)
     pair = ref_out[ri]
-    m = classification_metrics(cls[ri[pair]], pred[di[pair]], labels)
+    m = None  # detection only: the events carry no class (bench noise-stress, no model)
+    if classified or not events:
+        pred = np.asarray([labels.index(e["class"]) for e in events], dtype=np.int64)
+        m = classification_metrics(cls[ri[pair]], pred[di[pair]], labels)
     n_det = int(det_out.sum())
     return {"record": rec.name, "reference_beats": s.tp + s.fn, "events": n_det,
             "events_in_vf": int(len(det) - n_det), "matched": s.tp, "missed": s.fn,
-            "extra": s.fp, "sensitivity": s.sensitivity, "ppv": s.ppv, "classification": m}
+            "extra": s.fp, "sensitivity": s.sensitivity, "ppv": s.ppv, "classification": m,
+            "record_s": round(len(rec.signal) / rec.fs, 1),
+            "last_event_s": round(int(det.max()) / rec.fs, 1) if len(det) else None}
 
 
 def quality_segments(path: str | Path, run: str | None = None) -> list[dict]:
@@ -216,8 +240,23 @@ def format_score(s: dict) -> str:
     odd = (f"\nnote: fewer than {UNMATCHED:.0%} of the beats match either way: are these "
            f"events of record {s['record']}?"
            if s["events"] and s["sensitivity"] < UNMATCHED and s["ppv"] < UNMATCHED else "")
-    return (f"record {s['record']}: {s['reference_beats']} reference beats, {s['events']} "
+    head = (f"record {s['record']}: {s['reference_beats']} reference beats, {s['events']} "
             f"events, {s['matched']} matched (Se {100 * s['sensitivity']:.2f}%, "
-            f"+P {100 * s['ppv']:.2f}%){vf}{odd}\n\nmatched beats, rows = reference class:\n"
+            f"+P {100 * s['ppv']:.2f}%){vf}{odd}")
+    if s["classification"] is None:
+        return head + "\n\nthe events carry no class (detection only): no confusion table"
+    return (head + "\n\nmatched beats, rows = reference class:\n"
             + format_confusion(s["classification"]) + "\n\n"
             + format_report(s["classification"]))
+
+
+#: Events that stop this many seconds before the record's end get a note: more than a
+#: post-RR wait and a quality block, less than a pause anyone would call a rhythm.
+ENDS_EARLY_S = 30.0
+
+
+def ends_early(s: dict) -> bool:
+    """The scored events stop well before the record does (a run cut short, or a copy of
+    its events file): the beats after the last event all count as missed."""
+    last, length = s.get("last_event_s"), s.get("record_s")
+    return last is not None and bool(length) and last < length - ENDS_EARLY_S
