@@ -54,6 +54,8 @@ def cases(tmp_path, fake_records):
          ["comma list ' , ' names nothing"]),
         (["bench", "detector", "--data", fake_records, "--records", ""],
          ["comma list '' names nothing"]),
+        (["evaluate", empty, "--csv", table, "--data", fake_records],
+         ["--csv and --data are two sources of beats"]),
         (["bench", "detector", "--data", fake_records, "--records", "100,100"],
          ["comma list '100,100' names '100' twice"]),
         (["bench", "run", empty, "--threads", "two"], ["--threads", "'two'"]),

@@ -54,3 +54,4 @@ def test_detection_only_events_are_scored_for_detection(mitdb_dir, tmp_path):
     assert f"{len(ref) - 10} matched" in r.output and "detection only" in r.output
     got = json.loads((tmp_path / "s.json").read_text())
     assert got["missed"] == 10 and got["classification"] is None
+

@@ -307,6 +307,8 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 
     from .evaluate import EMOTION_TASKS, evaluate_emotion, evaluate_model, run_task
 
+    if csv_file and data:  # the CSV was scored and --data ignored without a word
+        raise click.UsageError("--csv and --data are two sources of beats: give one")
     try:
         task = run_task(Path(model))
         given = {"--records": records, "--csv": csv_file, "--split": split != "test",
