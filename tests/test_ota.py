@@ -538,6 +538,30 @@ def test_model_store_switches_restores_and_recovers(arts, tmp_path):
         ModelStore(tmp_path / "bad")
 
 
+def test_one_daemon_per_models_dir_and_refusals_leave_nothing_in_incoming(
+        arts, tmp_path, monkeypatch):
+    """A second daemon started on the same --models-dir rolled the running one's probation
+    back and deleted the release it served (then failed to start); refused deployments
+    stayed in incoming/ when --models-dir was relative (2.2 MB after 9 refusals)."""
+    import os
+
+    from vitaledge.device.model.staging import ModelStore, StagingError
+
+    monkeypatch.chdir(tmp_path)
+    first = ModelStore("models")            # relative, as a user types it
+    first.lock()
+    with pytest.raises(StagingError, match=rf"in use by another daemon \(pid {os.getpid()}\)"):
+        ModelStore("models").lock()
+    first.unlock()
+    second = ModelStore("models")
+    second.lock()                           # free again once the first let go
+    second.unlock()
+    incoming = first.receive("d-9", {p.name: p.read_bytes() for p in arts["a-fp32"].iterdir()})
+    assert incoming.is_dir()
+    first.discard(incoming)                 # what a refusal does
+    assert not list((tmp_path / "models" / "incoming").iterdir())
+
+
 @pytest.mark.slow
 def test_fleet_deploy_refuses_locally_what_devices_would_refuse(arts, keys, tmp_path):
     from click.testing import CliRunner

@@ -158,7 +158,10 @@ class ModelStore:
     """The models directory (layout in the module docstring)."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        # absolute: an incoming directory is told from a release name by being a path
+        # (with a relative --models-dir, refused deployments stayed in incoming/)
+        self.root = Path(root).absolute()
+        self._lock_fd: int | None = None
         self.releases = self.root / "releases"
         self.incoming = self.root / "incoming"
         try:
@@ -172,6 +175,32 @@ class ModelStore:
             if p.exists() and not p.is_symlink():
                 raise StagingError(f"models_dir {self.root}: {link} is not a symlink (the "
                                    "daemon switches models by replacing it)", "storage")
+
+    def lock(self) -> None:
+        """Hold ``MODELS_DIR/.lock`` for as long as this process runs (or :meth:`unlock`):
+        a second daemon on the same directory is refused before it touches it (one started
+        by mistake rolled a running daemon's probation back and deleted the release it
+        was serving, then failed to start)."""
+        import fcntl
+
+        path = self.root / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StagingError(f"models_dir {self.root} is in use by another daemon (pid "
+                               f"{holder}): one daemon per models directory", "storage"
+                               ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     @property
     def current_link(self) -> Path:
