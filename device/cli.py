@@ -25,6 +25,7 @@ from click.core import ParameterSource
 from vitaledge.device.cli_shared import (  # noqa: F401 - shared: train, convert
     POSITIVE,
     FiniteRange,
+    json_out_ready,
     write_json,
 )
 from vitaledge.device.io.fetch import DATABASES
@@ -323,7 +324,9 @@ def _flag_named(message: str, overrides: dict) -> str:
 @click.option("--no-gating", "no_gating", is_flag=True, default=None,
               help="Turn signal-quality gating off: beats in unreadable stretches are "
                    "classified too, none is flagged doubtful (config: gating = false).")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                                case_sensitive=False))
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Write the run's summary here (JSON: counts, rates, rhythm, stages).")
 def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead, sinks,
@@ -381,6 +384,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
                                    "carries one signal")
         not_an_input(json_out, "--json", [config, *(sink_file(o) for o in cfg.out),
                                           cfg.source.partition(":")[2] or None])
+        json_out_ready(json_out)
         daemon = Daemon(cfg)
     except (ValueError, ManifestError, ModelLoadError, SourceError, SignalError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -531,13 +535,13 @@ def info_cmd(artifact, key) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print /health as JSON instead.")
 def status_cmd(url, api_token_file, as_json) -> None:
     """The running daemon's /health in words: state, uptime, model, samples, events."""
+    from vitaledge.device.stream.auth import TokenError, load_token
     from vitaledge.device.stream.report import StatusError, fetch_health, format_health
 
-    token = (Path(api_token_file).read_text().strip() if api_token_file
-             else os.environ.get("VITALEDGE_API_TOKEN", "").strip())
     try:
+        token = load_token(api_token_file or "", "VITALEDGE_API_TOKEN", "--api-token-file")
         health = fetch_health(url, token)
-    except StatusError as exc:
+    except (StatusError, TokenError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(health, indent=2) if as_json else format_health(health))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import click
@@ -28,6 +29,21 @@ POSITIVE = FiniteRange(min=0, min_open=True)
 #: A random seed: what numpy's generators take (a negative one is refused deep inside
 #: numpy with its own words).
 SEED = click.IntRange(0, 2**32 - 1)
+
+
+def json_out_ready(path: str | Path | None, option: str = "--json") -> None:
+    """Before a long run: ``--json FILE``'s folder made (as the sinks make theirs) and
+    writable, so the result is not lost at the end of it."""
+    if not path:
+        return
+    folder = Path(path).absolute().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"{option} {path}: cannot create {folder}: "
+                                   f"{exc.strerror or exc}") from exc
+    if not os.access(folder, os.W_OK) or Path(path).is_dir():
+        raise click.ClickException(f"{option} {path}: cannot write there")
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -85,6 +85,8 @@ def cases(tmp_path, fake_records):
          ["--fs", "-3"]),
         (["device", "run", "--model", "art", "--source", "stdin", "--threads", "0"],
          ["--threads", "0"]),
+        (["device", "run", "--model", "art", "--source", "stdin", "--log-level", "BOGUS"],
+         ["--log-level", "'BOGUS' is not one of"]),
         (["device", "run", "--model", "art", "--source", "replay:ecg.csv", "--fs", "250",
           "--lead", "V1"], ["--lead", "WFDB record", "replay:ecg.csv"]),
         (["device", "run", "--model", "art", "--source", "tcp:127.0.0.1:7000", "--lead",

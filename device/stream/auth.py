@@ -61,6 +61,9 @@ def load_token(token_file: str, env: str, file_key: str) -> str:
             token = Path(token_file).read_text().strip()
         except OSError as exc:
             raise TokenError(f"{file_key} {token_file}: {exc}") from exc
+        except UnicodeDecodeError:
+            raise TokenError(f"{file_key} {token_file}: not a text file (a token is one "
+                             "line of text)") from None
         return check_token(token, f"{file_key} {token_file}")
     token = os.environ.get(env, "").strip()
     return check_token(token, f"${env}") if token else ""

@@ -69,7 +69,7 @@ from vitaledge.device.stream.queue_items import (
     WireGap,
     from_source,
 )
-from vitaledge.device.stream.sinks import GuardedSink, open_sink
+from vitaledge.device.stream.sinks import GuardedSink, open_sink, sink_file
 from vitaledge.device.stream.source_watch import NO_SIGNAL_S, SourceWatch
 from vitaledge.device.stream.sources import (
     RATE_CARRYING,
@@ -212,6 +212,14 @@ class DaemonConfig:
 
         check_table(self.mqtt)
         ota.check_table(self.ota)
+        seen: set[str] = set()
+        for spec in self.out:  # one file twice: every event written twice, +P 50 %
+            f = sink_file(spec)
+            key = str(f.absolute()) if f is not None else spec
+            if key in seen:
+                raise ValueError(f"out: sink {spec!r} given twice (every event would be "
+                                 "written twice)")
+            seen.add(key)
 
 
 def _type_ok(value, hint) -> bool:
@@ -276,16 +284,21 @@ class Daemon:
         self._source_token = source_token(cfg)  # and an unauthenticated open listener
         check_source_safety(cfg.source, self._source_token)
         self._prepare_store()
-        self._load_models()
-        self._open_source()
-        self._build_pipeline()
-        self._reset_stream_watch()
-        self._open_sinks()
-        self._refuse_slow_source()
-        self._make_queue()
-        self._make_metrics()
-        self._start_api(token)
-        self._start_ota()
+        try:
+            self._load_models()
+            self._open_source()
+            self._build_pipeline()
+            self._reset_stream_watch()
+            self._open_sinks()
+            self._refuse_slow_source()
+            self._make_queue()
+            self._make_metrics()
+            self._start_api(token)
+            self._start_ota()
+        except BaseException:
+            if self.store is not None:  # a daemon that did not start holds no models dir
+                self.store.unlock()
+            raise
         self._log_ready()
 
     # -- start-up steps ------------------------------------------------------------------
@@ -329,6 +342,7 @@ class Daemon:
         from vitaledge.device.model.staging import ModelStore
 
         self.store = ModelStore(opts.models_path)
+        self.store.lock()  # before anything in it is read or changed
         self._ota_recovered = self.store.recover()
         if not cfg.model:
             raise ValueError("ota: give model (the artifact that seeds models_dir on the "
@@ -575,7 +589,13 @@ class Daemon:
     def degraded(self) -> list[str]:
         """Why the daemon is not fully working: a pause without beats, failing sinks."""
         why = ["no_beats"] if self.beat_watch is not None and self.beat_watch.active else []
-        return why + [f"sink {s.name}: {s.error}" for s in self.sinks if s.failing]
+        why += [f"sink {s.name}: {s.error}" for s in self.sinks if s.failing]
+        for s in self.sinks:  # a sink that writes but cannot deliver (a broker away)
+            trouble = getattr(s.sink, "trouble", None)
+            said = trouble() if trouble is not None else None
+            if said:
+                why.append(f"sink {s.name}: {said}")
+        return why
 
     def health(self) -> dict:
         degraded = self.degraded()
@@ -887,6 +907,8 @@ class Daemon:
         wall = time.perf_counter() - t0
         if self.ota is not None:  # a probation going on ends (rolled back) before the sinks
             self.ota.close()
+        if self.store is not None:
+            self.store.unlock()
         for s in self.sinks:
             s.close()
         lost = {s.name: s.stats() for s in self.sinks if s.errors}
@@ -901,8 +923,10 @@ class Daemon:
                    "wall_seconds": round(wall, 3),
                    "realtime_factor": round(self.pipeline.samples_in / self.source.fs
                                             / wall, 1) if wall > 0 else None,
-                   "events": self.seq, "events_this_run": dict(self.emitted),
+                   "events": sum(self.emitted.values()), "last_seq": self.seq,
+                   "events_this_run": dict(self.emitted),
                    "sinks": [str(getattr(s, "path", "stdout")) for s in self.sinks],
+                   "sink_delivery": self._delivery(),
                    "dropped_chunks": self.dropped_chunks,
                    "dropped_samples": self.dropped_samples,
                    "dropped_edge_beats": self.pipeline.dropped_edge,
@@ -920,6 +944,18 @@ class Daemon:
         if self.failure:
             raise DaemonFailure(self.failure, summary)
         return summary
+
+    def _delivery(self) -> dict:
+        """Per sink that forwards (MQTT): events dropped from its full spool and events
+        left in it for the next run, read after the sinks closed."""
+        out = {}
+        for s in self.sinks:
+            stats = getattr(s.sink, "stats", None)
+            if stats is not None:
+                st = stats()
+                out[s.name] = {"spool_dropped": st["spool_dropped"],
+                               "spool_backlog": st["spool_backlog"], "acked": st["acked"]}
+        return out
 
     def _quality_summary(self) -> dict | None:
         """The beat stage's signal-quality figures (None for other stages)."""

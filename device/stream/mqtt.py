@@ -118,10 +118,16 @@ class MqttOptions:
                     "keepalive"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"mqtt {key} {getattr(self, key)!r}: expected a number > 0")
+        if self.keepalive > 65535:  # the CONNECT packet holds it in 16 bits
+            raise ValueError(f"mqtt keepalive {self.keepalive!r}: expected 1-65535 seconds")
         if self.drain_on_stop_s < 0:
             raise ValueError(f"mqtt drain_on_stop_s {self.drain_on_stop_s!r}: expected >= 0")
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("mqtt cert_file and key_file go together (client certificate)")
+        for key in ("ca_file", "cert_file", "key_file", "password_file"):
+            path = getattr(self, key)
+            if path and not Path(path).is_file():  # else retried forever, naming no file
+                raise ValueError(f"mqtt {key} {path}: no such file")
         if "+" in self.prefix or "#" in self.prefix or not self.prefix.strip("/"):
             raise ValueError(f"mqtt prefix {self.prefix!r}: expected a topic without "
                              "wildcards, e.g. vitaledge")
@@ -149,6 +155,9 @@ class MqttOptions:
 
 
 _KEYS = {f.name: f.type for f in fields(MqttOptions)}
+#: What a URL's query may say for a yes/no option.
+BOOLS = {"1": True, "true": True, "yes": True, "on": True,
+         "0": False, "false": False, "no": False, "off": False}
 
 
 def check_table(table: dict) -> None:
@@ -170,8 +179,12 @@ def parse_url(url: str, table: dict | None = None) -> MqttOptions:
         raise ValueError(f"mqtt sink {url!r}: expected mqtt://HOST:PORT/PREFIX")
     values: dict = dict(table or {})
     check_table(values)
+    if parts.username is not None or parts.password is not None:  # ignored, and in ps
+        raise ValueError(f"mqtt sink {parts.scheme}://...@{parts.hostname}: credentials do "
+                         "not go in the URL (it shows in ps and logs); set username and "
+                         "password_file in the [mqtt] table (or $VITALEDGE_MQTT_PASSWORD)")
     try:
-        port = parts.port or DEFAULT_PORTS[parts.scheme]
+        port = parts.port if parts.port is not None else DEFAULT_PORTS[parts.scheme]
     except ValueError as exc:
         raise ValueError(f"mqtt sink {url!r}: {exc}") from exc
     values.update(host=parts.hostname, port=port)
@@ -185,7 +198,9 @@ def parse_url(url: str, table: dict | None = None) -> MqttOptions:
                              f"{', '.join(k for k in _KEYS if k not in ('host', 'port'))}")
         kind = _KEYS[key]
         try:
-            values[key] = (raw.lower() in ("1", "true", "yes") if kind == "bool"
+            if kind == "bool" and raw.lower() not in BOOLS:  # tls=maybe meant off
+                raise ValueError(raw)
+            values[key] = (BOOLS.get(raw.lower()) if kind == "bool"
                            else int(raw) if kind == "int" else float(raw) if kind == "float"
                            else raw)
         except ValueError as exc:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,10 @@ from vitaledge.device.stream.spool import Spool
 log = logging.getLogger("vitaledge.mqtt")
 BACKOFF_S = (0.5, 30.0)
 CONNECT_TIMEOUT_S = 5.0
+#: The broker unreachable this long (s) makes ``/health`` degraded (events are spooled).
+DOWN_DEGRADED_S = 10.0
+#: A full spool is warned about at most this often (s); the totals are in the summary.
+WARN_EVERY_S = 60.0
 
 
 def software_version() -> str:
@@ -47,7 +52,7 @@ class MqttSink:
         self.opts = opts
         self.site, self.device = opts.ids
         self.client_id = opts.client_id or f"vitaledge-{self.site}-{self.device}"
-        self.path = f"mqtt://{opts.host}:{opts.port}/{opts.prefix}"
+        self.path = f"mqtt{'s' if opts.tls else ''}://{opts.host}:{opts.port}/{opts.prefix}"
         self._context = context or dict
         self.spool = Spool(opts.spool_path, opts.spool_max_bytes)
         self.started = time.time()
@@ -61,6 +66,10 @@ class MqttSink:
         self._stopping = threading.Event()
         self._deadline = 0.0
         self._gen = 0
+        self.down_since: float | None = self._t0  # no broker yet (monotonic s), else None
+        self._down_said = False        # this outage has had its warning
+        self._full_said = -math.inf    # when the last spool-full warning went out
+        self._final: dict | None = None  # stats() once closed
         self._thread = threading.Thread(target=self._run, name="mqtt-sink", daemon=True)
         self._thread.start()
 
@@ -77,11 +86,34 @@ class MqttSink:
                  mqtt.payload({**e, **ids})) for e in events]
         dropped = self.spool.put(rows)
         self.written += len(events)
-        if dropped:
+        now = time.monotonic()
+        if dropped and now - self._full_said >= WARN_EVERY_S:  # not one line per batch
+            self._full_said = now
             log.warning(json.dumps({"event": "mqtt_spool_full", "dropped": dropped,
                                     "dropped_total": self.spool.dropped,
                                     "max_bytes": self.opts.spool_max_bytes}))
         self._wake.set()
+
+    def trouble(self) -> str | None:
+        """Why this sink is not delivering, for ``/health``: the broker unreachable for
+        longer than :data:`DOWN_DEGRADED_S` (events are spooled meanwhile)."""
+        since = self.down_since
+        if since is None or time.monotonic() - since < DOWN_DEGRADED_S:
+            return None
+        return (f"broker unreachable for {time.monotonic() - since:.0f} s, "
+                f"{self.spool.count} events spooled")
+
+    def _down(self, what: str, error: str) -> None:
+        """The broker is gone or never came: a warning once per outage (the retries that
+        follow are debug lines), and ``down_since`` for :meth:`trouble`."""
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        if not self._down_said:
+            self._down_said = True
+            log.warning(json.dumps({"event": what, "broker": self.path, "error": error,
+                                    "spooled": self.spool.count}))
+        else:
+            log.debug(json.dumps({"event": what, "error": error}))
 
     def last_seq(self) -> int:
         return self.spool.last_seq()
@@ -105,9 +137,12 @@ class MqttSink:
         if left:
             log.warning(json.dumps({"event": "mqtt_spool_kept", "messages": left,
                                     "spool": str(self.spool.path)}))
+        self._final = self.stats()  # what the run's summary reads after the close
         self.spool.close()
 
     def stats(self) -> dict:
+        if self._final is not None:
+            return self._final
         return {"connected": self.connected, "written": self.written, "acked": self.acked,
                 "spool_backlog": self.spool.count, "spool_bytes": self.spool.bytes,
                 "spool_dropped": self.spool.dropped, "connects": self.connects}
@@ -204,6 +239,8 @@ class MqttSink:
 
         def on_disconnect(client, userdata, flags, reason_code, properties):
             if gen == self._gen:
+                if self.connected and not self._stopping.is_set():
+                    self._down("mqtt_disconnected", str(reason_code))
                 self.connected = False
             self._wake.set()
 
@@ -220,12 +257,15 @@ class MqttSink:
         try:
             c.connect(o.host, o.port, o.keepalive)
         except (OSError, ValueError) as exc:
-            log.debug(json.dumps({"event": "mqtt_unreachable", "error": str(exc)}))
+            self._down("mqtt_unreachable", str(exc))
             return None
         c.loop_start()
         if not connack.wait(CONNECT_TIMEOUT_S) or not self.connected:
             self._drop(c)
+            self._down("mqtt_unreachable", "no CONNACK" if not connack.is_set()
+                       else "connection refused")
             return None
+        self.down_since, self._down_said = None, False
         self.connects += 1
         log.info(json.dumps({"event": "mqtt_connected", "broker": self.path,
                              "backlog": self.spool.count}))

@@ -81,6 +81,14 @@ def format_summary(s: dict) -> str:
     if quality.get("unreadable_s") or quality.get("doubtful_s"):
         lines.append(_quality_line(quality, s.get("signal_seconds") or 0))
     trouble = []
+    for name, d in (s.get("sink_delivery") or {}).items():
+        if d.get("spool_dropped") or d.get("spool_backlog"):
+            trouble.append(f"{name}: " + ", ".join(
+                part for part in (
+                    f"{_n(d['spool_dropped'])} events dropped from the full spool"
+                    if d.get("spool_dropped") else "",
+                    f"{_n(d['spool_backlog'])} left in the spool for the next run"
+                    if d.get("spool_backlog") else "") if part))
     if s.get("dropped_samples"):
         share = s["dropped_samples"] / s["samples"] if s.get("samples") else 0.0
         trouble.append(f"{_n(s['dropped_samples'])} samples dropped on a full queue "
@@ -176,6 +184,9 @@ def fetch_health(url: str, token: str = "", timeout: float = 3.0) -> dict:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             health = json.loads(r.read())
     except urllib.error.HTTPError as exc:
+        if exc.code == 401 and token:
+            raise StatusError(f"{base}: the API refused the bearer token given (not the "
+                              "daemon's api_token_file's)") from exc
         if exc.code == 401:
             raise StatusError(f"{base}: the API wants a bearer token (--api-token-file FILE "
                               "or $VITALEDGE_API_TOKEN)") from exc

@@ -134,6 +134,10 @@ class JsonlSink:
                 self._fh.close()
 
 
+#: The columns of the SQLite sink's ``events`` table.
+EVENT_COLUMNS = ("seq", "type", "time", "sample", "class", "body")
+
+
 class SqliteSink:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -146,9 +150,15 @@ class SqliteSink:
                              "type TEXT NOT NULL, time REAL, sample INTEGER, class TEXT, "
                              "body TEXT NOT NULL)")
             self._db.commit()
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(events)")}
         except sqlite3.DatabaseError as exc:  # an existing file that is not a database
             self._db.close()
             raise ValueError(f"{self.path}: cannot be an events database ({exc})") from None
+        missing = sorted(set(EVENT_COLUMNS) - cols)
+        if missing:  # another program's table of that name
+            self._db.close()
+            raise ValueError(f"{self.path}: its events table is not vitaledge's (no column "
+                             f"{', '.join(missing)})")
 
     def last_seq(self) -> int:
         row = self._db.execute("SELECT MAX(seq) FROM events").fetchone()

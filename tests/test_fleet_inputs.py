@@ -1,0 +1,139 @@
+"""Inputs of the daemon's fleet side refused at start, not failing later: MQTT URL options,
+a sink given twice, another program's SQLite table, a binary token file, a --json folder;
+a broker that cannot be reached is said once, shows in /health and in the run summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+
+
+@pytest.mark.parametrize("url, said", [
+    ("mqtt://127.0.0.1:1883/vt?keepalive=70000", "keepalive 70000: expected 1-65535"),
+    ("mqtt://127.0.0.1:0/vt", "port 0: expected 1-65535"),
+    ("mqtt://127.0.0.1/vt?tls=maybe", "tls='maybe': expected bool"),
+    ("mqtt://user:pw@127.0.0.1/vt", "credentials do not go in the URL"),
+    ("mqtt://127.0.0.1/vt?ca_file=/no/such/ca.pem", "ca_file /no/such/ca.pem: no such file"),
+    ("mqtt://127.0.0.1/vt?password_file=/no/pw", "password_file /no/pw: no such file"),
+])
+def test_mqtt_url_options_that_would_fail_later_are_refused(url, said):
+    """keepalive 70000 killed the sink's thread at its first CONNECT (struct.error) while
+    /health said ok; port 0 meant 1883, tls=maybe meant off, the URL's credentials were
+    ignored, a missing ca_file was retried forever."""
+    from vitaledge.device.stream.mqtt import parse_url
+
+    with pytest.raises(ValueError, match="mqtt") as e:
+        parse_url(url)
+    assert said in str(e.value)
+    assert not parse_url("mqtt://127.0.0.1/vt?tls=off").tls
+    assert parse_url("mqtts://127.0.0.1/vt").tls
+
+
+def test_a_sink_given_twice_is_refused(tmp_path):
+    """--sink same.jsonl --sink same.jsonl wrote every event twice (device score: +P 50 %)."""
+    from vitaledge.device.stream.daemon import DaemonConfig
+
+    f = tmp_path / "same.jsonl"
+    for out in ([str(f), str(f)], [str(f), f"jsonl:{f}"], ["stdout", "stdout"]):
+        with pytest.raises(ValueError, match="given twice"):
+            DaemonConfig(model="m", source="stdin", out=out)
+    DaemonConfig(model="m", source="stdin", out=[str(f), str(tmp_path / "other.jsonl")])
+
+
+def test_another_programs_events_table_is_refused_in_one_line(tmp_path):
+    import sqlite3
+
+    from vitaledge.device.stream.sinks import SqliteSink
+
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as c:
+        c.execute("create table events (a, b)")
+    with pytest.raises(ValueError, match="events table is not vitaledge's"):
+        SqliteSink(db)
+
+
+def test_a_binary_token_file_is_named(tmp_path):
+    from vitaledge.device.stream.auth import TokenError, load_token
+
+    p = tmp_path / "bin.tok"
+    p.write_bytes(b"\xff\xfe")
+    with pytest.raises(TokenError, match=rf"{p}: not a text file"):
+        load_token(str(p), "NO_SUCH_ENV", "--api-token-file")
+
+
+def test_status_says_a_token_was_refused_not_missing():
+    """A wrong token got 'the API wants a bearer token (--api-token-file ...)'."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from vitaledge.device.stream.report import StatusError, fetch_health
+
+    class Deny(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = HTTPServer(("127.0.0.1", 0), Deny)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_port}"
+    try:
+        with pytest.raises(StatusError, match="refused the bearer token given"):
+            fetch_health(url, "wrong-token-0123456789abcdef")
+        with pytest.raises(StatusError, match="wants a bearer token"):
+            fetch_health(url, "")
+    finally:
+        srv.shutdown()
+
+
+def test_the_json_folder_is_made_before_the_run(tmp_path):
+    """--json into a missing folder failed after the whole run; sinks make theirs."""
+    import click
+
+    from vitaledge.device.cli_shared import json_out_ready
+
+    json_out_ready(tmp_path / "a" / "b" / "s.json")
+    assert (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "f").write_text("")
+    with pytest.raises(click.ClickException, match="cannot create"):
+        json_out_ready(tmp_path / "f" / "s.json")
+
+
+def test_an_unreachable_broker_is_said_once_shown_in_health_and_counted(tmp_path, caplog,
+                                                                        monkeypatch):
+    """Connection refused was a debug line, /health said ok and the summary said nothing
+    of 2,237 events dropped from the full spool."""
+    from vitaledge.device.stream import mqtt_sink
+    from vitaledge.device.stream.mqtt import parse_url
+    from vitaledge.device.stream.report import format_summary
+
+    monkeypatch.setattr(mqtt_sink, "DOWN_DEGRADED_S", 0.0)
+    opts = parse_url(f"mqtt://127.0.0.1:1/vt?device=t&spool={tmp_path / 's.db'}"
+                     "&spool_max_bytes=4000&drain_on_stop_s=0")
+    with caplog.at_level(logging.DEBUG, logger="vitaledge.mqtt"):
+        sink = mqtt_sink.MqttSink(opts)
+        deadline = time.monotonic() + 10
+        while "mqtt_unreachable" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sink.write([{"type": "beat", "seq": i, "sample": i, "class": "N"} for i in range(200)])
+        assert sink.trouble() and "broker unreachable" in sink.trouble()
+        time.sleep(1.2)  # a retry or two
+        sink.close()
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING
+              and "mqtt_unreachable" in r.getMessage()]
+    assert len(warned) == 1  # once per outage; the retries are debug lines
+    st = sink.stats()
+    assert st["spool_dropped"] > 0 and st["spool_backlog"] > 0
+    summary = {"samples": 10, "signal_seconds": 1.0, "wall_seconds": 0.1,
+               "events_this_run": {"beat": 200}, "sinks": [sink.path],
+               "sink_delivery": {sink.path: {"spool_dropped": st["spool_dropped"],
+                                             "spool_backlog": st["spool_backlog"],
+                                             "acked": 0}}}
+    text = format_summary(summary)
+    assert f"{st['spool_dropped']} events dropped from the full spool" in text
+    assert json.dumps(summary)  # the JSON summary carries the same figures
