@@ -30,6 +30,32 @@ def _number(x: float | None, spec: str) -> str:
     return "?" if x is None else format(x, spec)
 
 
+#: The fields of the retained messages behind each column of ``fleet status`` that may be
+#: named in a row's ``invalid_fields`` (then the column shows "?", not "-": not absent,
+#: but unusable).
+STATUS_SOURCES = {
+    "model_sha256": ("status.model", "stats.model", "model.sha256"),
+    "software_version": ("status.software_version", "stats.software_version"),
+    "uptime_s": ("status.started_t",), "events_per_s": ("stats.events_per_s",),
+    "spool_dropped": ("stats.spool_dropped",), "spool_backlog": ("stats.spool_backlog",),
+    "last_seen_s": ("stats.t",)}
+
+
+def _status_line(r: dict) -> tuple[str, ...]:
+    """A row of ``fleet status`` as the table's cells: "-" for a value the device did not
+    send, "?" for one it sent but is unusable (see ``invalid_fields``)."""
+
+    def cell(key: str, show) -> str:
+        if r[key] is not None and r[key] != "":
+            return show(r[key])
+        return "?" if set(STATUS_SOURCES[key]) & set(r["invalid_fields"]) else "-"
+
+    return (f"{r['site']}/{r['device']}", r["state"], cell("model_sha256", lambda v: v[:12]),
+            cell("software_version", str), cell("uptime_s", _age),
+            cell("events_per_s", lambda v: f"{v:g}"), cell("spool_dropped", str),
+            cell("spool_backlog", str), cell("last_seen_s", lambda v: _age(v) + " ago"))
+
+
 @fleet_group.command("status")
 @click.option("--broker", required=True, help=BROKER_HELP)
 @click.option("--wait", "wait_s", type=POSITIVE, default=1.0, show_default=True,
@@ -56,14 +82,7 @@ def status_cmd(broker: str, wait_s: float, as_json: bool) -> None:
         return
     head = ("SITE/DEVICE", "STATE", "MODEL", "VERSION", "UPTIME", "EV/S", "DROPS", "BACKLOG",
             "LAST SEEN")
-    lines = [head] + [(f"{r['site']}/{r['device']}", r["state"],
-                       (r["model_sha256"] or "-")[:12], r["software_version"] or "-",
-                       _age(r["uptime_s"]),
-                       "-" if r["events_per_s"] is None else f"{r['events_per_s']:g}",
-                       "-" if r["spool_dropped"] is None else str(r["spool_dropped"]),
-                       "-" if r["spool_backlog"] is None else str(r["spool_backlog"]),
-                       "-" if r["last_seen_s"] is None else _age(r["last_seen_s"]) + " ago")
-                      for r in rows]
+    lines = [head] + [_status_line(r) for r in rows]
     widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
     for line in lines:
         click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitaledge.device.dsp.spec_fields import finite_number
+from vitaledge.device.fleet import connect
 from vitaledge.device.stream import mqtt, ota_wire
 
 #: States that end a deployment on a device, and those of them that are a success.
@@ -131,10 +132,10 @@ def find_targets(url: str, device: str | None, site: str | None,
                               "(never connected?); give --site")
         return [(s, device) for s in sites], {(s, device) for s in sites}
     online = [r for r in rows if r["online"] and (site is None or r["site"] == site)]
+    if not online:  # nobody would take it (deployments are not retained)
+        raise DeployError(f"no online devices at site {site}" if site else
+                          "no online devices under this prefix")
     sites = [site] if site else sorted({r["site"] for r in online})
-    if not sites:
-        raise DeployError("no online devices found under this prefix; give --site to "
-                          "deploy to a site's devices anyway")
     return ([(s, mqtt.ALL_DEVICES) for s in sites],
             {(r["site"], r["device"]) for r in online})
 
@@ -217,8 +218,7 @@ def deploy(url: str, bundle: Bundle, targets: list[tuple[str, str]],
 
     sites = sorted({s for s, _ in targets})
     topics = [mqtt.deploy_status_topic(prefix, s, "+") for s in sites]
-    client, _ = mqtt.subscriber(url, topics, on_message, on_subscribed=subscribed.set)
-    client.loop_start()
+    client, _ = connect.subscriber(url, topics, on_message, on_subscribed=subscribed.set)
     try:
         if not subscribed.wait(10.0):
             raise DeployError("the broker did not take the status subscription within 10 s")
@@ -243,6 +243,5 @@ def deploy(url: str, bundle: Bundle, targets: list[tuple[str, str]],
             if report.done and report.expected <= set(report.statuses):
                 break
     finally:
-        client.disconnect()
-        client.loop_stop()
+        connect.stop(client)
     return report

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from vitaledge.device.dsp.spec_fields import finite_number
+from vitaledge.device.fleet import connect
 from vitaledge.device.stream import events, mqtt
 
 LABELS = ("N", "S", "V", "F", "Q")
@@ -130,17 +131,16 @@ def simulate(url: str, devices: int, seconds: float, bpm: float = 75.0,
     rng = random.Random(seed)
 
     recv = _Receiver(opts.prefix, site)
-    sub, _ = mqtt.subscriber(url, [mqtt.topic(opts.prefix, site, "+", "events", "#")], recv)
     subscribed = threading.Event()
-    sub.on_subscribe = lambda *a, **kw: subscribed.set()
-    sub.loop_start()
+    sub, _ = connect.subscriber(url, [mqtt.topic(opts.prefix, site, "+", "events", "#")],
+                                recv, on_subscribed=subscribed.set, timeout_s=CONNECT_TIMEOUT_S)
     pubs = []
     try:
         if not subscribed.wait(CONNECT_TIMEOUT_S):
             raise OSError(f"no SUBACK from {opts.host}:{opts.port} within "
                           f"{CONNECT_TIMEOUT_S:g} s")
         acked = [0] * k
-        up = [threading.Event() for _ in range(k)]
+        connacks = []
         for i in range(k):
             c = mqtt.new_client(opts, f"vitaledge-sim-{run}-{i}")
             c.max_inflight_messages_set(100)
@@ -149,12 +149,16 @@ def simulate(url: str, devices: int, seconds: float, bpm: float = 75.0,
                 acked[i] += 1
 
             c.on_publish = on_publish
-            c.on_connect = lambda *a, i=i, **kw: up[i].set()
+            connacks.append(connect.Connack(c))
             c.connect(opts.host, opts.port, opts.keepalive)
             c.loop_start()
             pubs.append(c)
-        if not all(e.wait(CONNECT_TIMEOUT_S) for e in up):
-            raise OSError(f"publishers did not connect to {opts.host}:{opts.port}")
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        for i, connack in enumerate(connacks):
+            try:
+                connack.wait(max(0.1, deadline - time.monotonic()))
+            except OSError as exc:
+                raise OSError(f"publisher {i + 1} of {k}: {exc}") from exc
 
         rr = 60.0 / bpm
         names = [f"dev{d:05d}" for d in range(devices)]
@@ -202,10 +206,8 @@ def simulate(url: str, devices: int, seconds: float, bpm: float = 75.0,
             time.sleep(0.05)
     finally:
         for c in pubs:
-            c.disconnect()
-            c.loop_stop()
-        sub.disconnect()
-        sub.loop_stop()
+            connect.stop(c)
+        connect.stop(sub)
 
     with recv.lock:
         lat = sorted(x * 1000 for x in recv.latencies)

@@ -9,18 +9,26 @@ Topics and payloads: :mod:`vitaledge.device.stream.mqtt`.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
 from vitaledge.device.dsp.spec_fields import finite_number
+from vitaledge.device.fleet import connect
 from vitaledge.device.stream import mqtt
+
+#: Seconds a device's clock may run ahead of this machine's before a time it sends (when
+#: it started, when it sent its stats) is taken for invalid rather than shown as an age.
+CLOCK_SKEW_S = 300.0
 
 
 def fleet_status(url: str, wait_s: float = 1.0) -> list[dict]:
     """One row per device that left a retained status or stats message: its state, model,
-    software version, uptime, events/s, drops, spool backlog and when it was last seen."""
+    software version, uptime, events/s, drops, spool backlog and when it was last seen.
+    OSError when the broker does not accept the connection or the subscription in time
+    (:mod:`vitaledge.device.fleet.connect`)."""
     seen: dict[tuple[str, str], dict] = {}
     lock = threading.Lock()
     prefix = mqtt.parse_url(url).prefix
@@ -33,14 +41,16 @@ def fleet_status(url: str, wait_s: float = 1.0) -> list[dict]:
         with lock:
             seen.setdefault((site, device), {})[rest[0]] = body
 
-    client, _ = mqtt.subscriber(url, [mqtt.topic(prefix, "+", "+", "status"),
-                                      mqtt.topic(prefix, "+", "+", "stats")], on_message)
-    client.loop_start()
+    subscribed = threading.Event()
+    client, _ = connect.subscriber(url, [mqtt.topic(prefix, "+", "+", "status"),
+                                         mqtt.topic(prefix, "+", "+", "stats")], on_message,
+                                   on_subscribed=subscribed.set)
     try:
+        if not subscribed.wait(connect.CONNACK_TIMEOUT_S):
+            raise OSError(f"no SUBACK within {connect.CONNACK_TIMEOUT_S:g} s")
         time.sleep(wait_s)  # retained messages come right after subscribing
     finally:
-        client.disconnect()
-        client.loop_stop()
+        connect.stop(client)
     now = time.time()
     with lock:
         return [_row(site, device, m.get("status", {}), m.get("stats", {}), now)
@@ -58,21 +68,21 @@ def _row(site: str, device: str, status: dict, stats: dict, now: float) -> dict:
         state = "invalid"
     online = state == "online"
     model = _model(status, stats, bad)
-    started = _number(status, "started_t", "status", bad)
-    last = _number(stats, "t", "stats", bad)
+    started = _time(status, "started_t", "status", bad, now)
+    last = _time(stats, "t", "stats", bad, now)
     return {"site": site, "device": device, "state": state,
             "online": online, "reason": _text(status, "reason", "status", bad),
             "model_sha256": _text(model, "sha256", "model", bad),
             "model_task": _text(model, "task", "model", bad),
             "software_version": _text(status, "software_version", "status", bad)
             or _text(stats, "software_version", "stats", bad),
-            "uptime_s": round(now - started, 1) if online and started else None,
-            "events_per_s": _number(stats, "events_per_s", "stats", bad),
-            "spool_dropped": _number(stats, "spool_dropped", "stats", bad),
-            "dropped_samples": _number(stats, "dropped_samples", "stats", bad),
-            "spool_backlog": _number(stats, "spool_backlog", "stats", bad),
-            "last_seq": _number(stats, "last_seq", "stats", bad),
-            "last_seen_s": round(now - last, 1) if last else None,
+            "uptime_s": _age(now, started) if online else None,
+            "events_per_s": _count(stats, "events_per_s", "stats", bad),
+            "spool_dropped": _count(stats, "spool_dropped", "stats", bad),
+            "dropped_samples": _count(stats, "dropped_samples", "stats", bad),
+            "spool_backlog": _count(stats, "spool_backlog", "stats", bad),
+            "last_seq": _count(stats, "last_seq", "stats", bad),
+            "last_seen_s": _age(now, last),
             "invalid_fields": bad}
 
 
@@ -84,6 +94,32 @@ def _number(msg: dict, key: str, where: str, bad: list[str]) -> float | None:
         return v
     bad.append(f"{where}.{key}")
     return None
+
+
+def _age(now: float, t: float | None) -> float | None:
+    """Seconds from ``t`` to ``now``; 0 for a ``t`` ahead of ``now`` by a clock skew."""
+    return None if t is None else round(max(0.0, now - t), 1)
+
+
+def _count(msg: dict, key: str, where: str, bad: list[str]) -> float | None:
+    """``msg[key]`` if it is a finite number >= 0 (a counter or a rate), else None; one
+    that is there but is no such number is named in ``bad``."""
+    v = _number(msg, key, where, bad)
+    if v is not None and v < 0:
+        bad.append(f"{where}.{key}")
+        return None
+    return v
+
+
+def _time(msg: dict, key: str, where: str, bad: list[str], now: float) -> float | None:
+    """``msg[key]`` if it is a Unix time (a finite number >= 0) no more than
+    :data:`CLOCK_SKEW_S` in the future of ``now``, else None; one that is there but is no
+    such time is named in ``bad`` (an age from it would be absurd)."""
+    v = _number(msg, key, where, bad)
+    if v is not None and not 0 <= v <= now + CLOCK_SKEW_S:
+        bad.append(f"{where}.{key}")
+        return None
+    return v
 
 
 def _text(msg: dict, key: str, where: str, bad: list[str]) -> str | None:
@@ -154,6 +190,8 @@ def tail(url: str, on_event: Callable[[dict], None], device: str = "+", site: st
     ``idle_s`` without one once events have begun, or after ``timeout_s`` (0: no such
     bound). ``client_id`` makes a persistent session: the broker keeps what arrives while
     this tail is away. ``on_subscribed`` is called when the subscription is granted.
+    OSError when the broker does not accept the connection within
+    :data:`~vitaledge.device.fleet.connect.CONNACK_TIMEOUT_S` (or ``timeout_s``, if less).
     A malformed event (see :meth:`Dedup.first_time`; ``on_event`` may refuse one too, by
     raising ValueError) is skipped, counted in ``Dedup.malformed`` and handed to
     ``on_malformed(topic, what was wrong)``: it must not stop the events after it."""
@@ -182,10 +220,11 @@ def tail(url: str, on_event: Callable[[dict], None], device: str = "+", site: st
             if count and state["n"] >= count:
                 stop.set()
 
-    client, _ = mqtt.subscriber(url, [mqtt.topic(prefix, site, device, "events", "#")],
-                                on_message, client_id=client_id,
-                                on_subscribed=on_subscribed)
-    client.loop_start()
+    client, _ = connect.subscriber(url, [mqtt.topic(prefix, site, device, "events", "#")],
+                                   on_message, client_id=client_id,
+                                   on_subscribed=on_subscribed,
+                                   timeout_s=min(timeout_s or math.inf,
+                                                 connect.CONNACK_TIMEOUT_S))
     t0 = time.monotonic()
     try:
         while not stop.wait(0.1):
@@ -195,6 +234,5 @@ def tail(url: str, on_event: Callable[[dict], None], device: str = "+", site: st
             if idle_s and state["n"] and now - state["last"] > idle_s:
                 break
     finally:
-        client.disconnect()
-        client.loop_stop()
+        connect.stop(client)
     return dedup

@@ -1,0 +1,87 @@
+"""How every ``vitaledge fleet`` command connects: a client counts as connected once the
+broker has answered CONNECT with a CONNACK that accepts it, not when the TCP connection is
+up. A listener that never speaks MQTT, or a broker that refuses the client (bad
+credentials, ``allow_anonymous false``), is an :class:`OSError` naming what happened
+within :data:`CONNACK_TIMEOUT_S`, never a command that waits forever or reports an empty
+fleet."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from vitaledge.device.stream import mqtt
+
+#: Seconds to wait for the broker's CONNACK.
+CONNACK_TIMEOUT_S = 10.0
+
+
+class Connack:
+    """The outcome of a client's connection attempt, recorded from paho's thread: set
+    before the client's network loop starts (after ``connect()`` is fine: the CONNACK is
+    read by the loop); :meth:`wait` for it."""
+
+    def __init__(self, client):
+        self._done = threading.Event()
+        self._problem: str | None = None
+        before_connect, before_disconnect = client.on_connect, client.on_disconnect
+
+        def on_connect(c, userdata, flags, reason_code, properties):
+            if before_connect is not None:
+                before_connect(c, userdata, flags, reason_code, properties)
+            if getattr(reason_code, "is_failure", False):
+                self._settle(f"connection refused: {reason_code}")
+            else:
+                self._settle(None)
+
+        def on_disconnect(c, userdata, flags, reason_code, properties):
+            if before_disconnect is not None:
+                before_disconnect(c, userdata, flags, reason_code, properties)
+            self._settle("the connection closed before a CONNACK (is it an MQTT broker?)")
+
+        client.on_connect, client.on_disconnect = on_connect, on_disconnect
+
+    def _settle(self, problem: str | None) -> None:
+        """The first outcome counts (a refusal is followed by the broker closing)."""
+        if not self._done.is_set():
+            self._problem = problem
+            self._done.set()
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        """Return once the broker accepted the connection; OSError when it refused, closed
+        the connection or gave no CONNACK within ``timeout_s`` (None:
+        :data:`CONNACK_TIMEOUT_S`)."""
+        timeout_s = CONNACK_TIMEOUT_S if timeout_s is None else timeout_s
+        if not self._done.wait(timeout_s):
+            raise OSError(f"no CONNACK within {timeout_s:g} s (is it an MQTT broker?)")
+        if self._problem is not None:
+            raise OSError(self._problem)
+
+
+def start(client, connack: Connack, timeout_s: float | None = None) -> None:
+    """Start ``client``'s network loop and wait for ``connack``; on failure the client is
+    stopped and the OSError raised."""
+    client.loop_start()
+    try:
+        connack.wait(timeout_s)
+    except OSError:
+        stop(client)
+        raise
+
+
+def stop(client) -> None:
+    """Disconnect and stop the network loop (no reconnects left behind)."""
+    client.disconnect()
+    client.loop_stop()
+
+
+def subscriber(url: str, topics: list[str], on_message: Callable[[str, dict], None],
+               client_id: str = "", on_subscribed: Callable[[], None] | None = None,
+               timeout_s: float | None = None):
+    """:func:`vitaledge.device.stream.mqtt.subscriber` with its network loop started, once
+    the broker accepted the connection (OSError otherwise, see :meth:`Connack.wait`).
+    Returns (client, options); :func:`stop` it when done."""
+    client, opts = mqtt.subscriber(url, topics, on_message, client_id=client_id,
+                                   on_subscribed=on_subscribed)
+    start(client, Connack(client), timeout_s)
+    return client, opts
