@@ -81,12 +81,14 @@ def fuzz_cmd(targets, n, seed, json_out) -> None:
 def crash_cmd(model, record, speed, kills, max_jsonl_bytes, seed, workdir, json_out) -> None:
     """kill -9 the daemon at random moments while it writes; check both sinks after
     every kill and that no acknowledged event is lost, changed or duplicated."""
-    from vitaledge.device.bench.reliability.crash import crash_campaign
+    from vitaledge.device.bench.reliability.crash import check_inputs, crash_campaign
 
-    wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vitaledge-crash-"))
-    with one_line_errors():
-        r = crash_campaign(str(Path(model).resolve()), str(Path(record).resolve()), wd, kills,
-                           seed, max_jsonl_bytes=max_jsonl_bytes, speed=speed)
+    model, record = str(Path(model).resolve()), str(Path(record).resolve())
+    with one_line_errors():  # bad input, or a run that failed on its own: why, in one line
+        check_inputs(model, record, speed)  # before a temporary directory is made
+        wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vitaledge-crash-"))
+        r = crash_campaign(model, record, wd, kills, seed, max_jsonl_bytes=max_jsonl_bytes,
+                           speed=speed)
     brief = {k: v for k, v in r.items() if k != "per_kill"}
     click.echo(json.dumps(brief, indent=2))
     if json_out:
@@ -133,7 +135,9 @@ def load_cmd(model, record, seconds, chunk_delay, recover_s, json_out) -> None:
 @click.option("--cpu", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
 def streams_cmd(model, record, counts, seconds, cpu, json_out) -> None:
-    """Concurrent real-time TCP streams on one core: N daemons pinned to --cpu."""
+    """Concurrent real-time TCP streams on one core: N daemons pinned to --cpu; exit 1
+    unless every stream was processed completely without a drop."""
+    from vitaledge.device.bench.reliability.host import check_cpu
     from vitaledge.device.bench.reliability.load import streams_campaign
 
     try:
@@ -143,6 +147,10 @@ def streams_cmd(model, record, counts, seconds, cpu, json_out) -> None:
     except ValueError as exc:
         raise click.BadParameter("expected a comma list of counts of 1 or more",
                                  param_hint="--n") from exc
+    try:  # before anything starts: pinning to it would fail with the daemons running
+        check_cpu(cpu)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cpu") from exc
     res = []
     for n in ns:
         with one_line_errors():
@@ -151,6 +159,8 @@ def streams_cmd(model, record, counts, seconds, cpu, json_out) -> None:
         res.append(r)
     if json_out:
         write_json(json_out, res)
+    if not all(r["all_complete"] for r in res):
+        sys.exit(1)
 
 
 @reliability_group.command("soak")

@@ -16,7 +16,24 @@ import urllib.request
 from pathlib import Path
 
 from vitaledge.device.bench.reliability.events import read_jsonl_events, read_sqlite_events
-from vitaledge.device.bench.reliability.host import free_port
+from vitaledge.device.bench.reliability.host import free_port, last_error_line
+
+
+def check_inputs(model: str, record: str, speed: str) -> None:
+    """Refuse, before the first run, what would make every run fail: a replay speed the
+    daemon does not take (named ``--speed``, as the command's flag), a record it cannot
+    replay (the source opener's own checks), a model directory that is not an artifact
+    (manifest, model file, size and sha256). Each a ``ValueError`` naming what is wrong."""
+    from vitaledge.device.model.manifest import load_manifest
+    from vitaledge.device.stream.daemon import DaemonConfig
+    from vitaledge.device.stream.sources import open_source
+
+    try:
+        DaemonConfig(speed=speed)
+    except ValueError as exc:  # "speed 'abc': expected 'max' or a factor ..."
+        raise ValueError(f"--{exc}") from exc
+    open_source(f"replay:{record}", None, speed).stop()
+    load_manifest(model)
 
 
 def poll_acks(port: int, acked: dict[int, dict], stop: threading.Event, since: int) -> None:
@@ -53,9 +70,15 @@ def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
     API answers (it is writing by then), check the sinks,
     restart; ``kills`` times, then one clean run. Acknowledged events are read from the
     API while it runs; at the end every one must be in both sinks, byte-for-byte equal,
-    and ``seq`` must be unique and increasing in both."""
+    and ``seq`` must be unique and increasing in both.
+
+    The inputs are checked first (:func:`check_inputs`); a run that fails on its own (an
+    exit other than 0 or the kill) ends the campaign with a ``RuntimeError`` carrying the
+    daemon's last error line, not a report of what was never measured."""
+    check_inputs(model, record, speed)  # before anything in ``workdir`` is removed
     workdir.mkdir(parents=True, exist_ok=True)
     jl, db = workdir / "events.jsonl", workdir / "events.db"
+    log = workdir / "daemon.log"  # the current run's stderr (a file: a pipe could fill)
     for f in workdir.glob("events.*"):
         f.unlink()
     rng = random.Random(seed)
@@ -72,9 +95,10 @@ def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
         if jl.exists():
             data = jl.read_bytes()
             torn = len(data) - (data.rfind(b"\n") + 1)
-        proc = subprocess.Popen([sys.executable, "-m", "vitaledge.cli", "device", "run",
-                                 "--config", str(cfg), "--log-level", "WARNING"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with log.open("wb") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "vitaledge.cli", "device", "run",
+                                     "--config", str(cfg), "--log-level", "WARNING"],
+                                    stdout=subprocess.DEVNULL, stderr=err)
         stop = threading.Event()
         poller = threading.Thread(target=poll_acks, args=(port, acked, stop,
                                                           max(acked, default=0)))
@@ -94,9 +118,9 @@ def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
         finally:
             stop.set()
             poller.join()
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            if proc.stderr:
-                proc.stderr.close()
+            if proc.poll() is None:  # an error or an interrupt above: leave no daemon
+                proc.kill()
+                proc.wait()
         events, bad = read_jsonl_events(jl)
         rows, check = read_sqlite_events(db)
         per_kill.append({"kill": k, "delay_s": round(delay, 3), "returncode": proc.returncode,
@@ -104,8 +128,9 @@ def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
                          "jsonl_events": len(events), "jsonl_bad_lines": len(bad),
                          "sqlite_events": len(rows), "sqlite_integrity": check,
                          "acked": len(acked)})
-        if final and proc.returncode != 0:
-            per_kill[-1]["stderr"] = err[-1000:]
+        if proc.returncode not in (0, -signal.SIGKILL):  # failed on its own: say why
+            raise RuntimeError(f"run {k + 1} of {kills + 1}: the daemon exited with code "
+                               f"{proc.returncode}: {last_error_line(log)}")
     events, bad = read_jsonl_events(jl)
     rows, check = read_sqlite_events(db)
     jseq = [e["seq"] for e in events]

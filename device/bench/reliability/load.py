@@ -3,12 +3,14 @@ recovery), and many real-time streams sharing one core."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -16,8 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.bench.reliability.events import read_jsonl_events
-from vitaledge.device.bench.reliability.host import cpu_seconds, free_port
+from vitaledge.device.bench.reliability.host import (
+    check_cpu,
+    cpu_seconds,
+    free_port,
+    last_error_line,
+    stop_all,
+)
 from vitaledge.device.io.records import read_record
+from vitaledge.device.model.manifest import load_manifest
 from vitaledge.device.model.memory import rss_mb
 from vitaledge.device.stream.daemon import Daemon, DaemonConfig
 from vitaledge.device.stream.sources import TEXT_CHUNK_SAMPLES
@@ -176,23 +185,26 @@ def streams_campaign(model: str, record: str, n: int, seconds: float = 30.0,
     """``n`` daemons (the CLI, each in its own process), each with one tcp source fed at
     real time by its own client, all pinned to one CPU: does every stream get through
     without a drop, and how busy is the core? Returns per-stream sent/processed/dropped
-    (from each daemon's closing summary) and the CPU time used."""
+    (from the summary each daemon writes with ``device run --json``) and the CPU time
+    used. The CPU, the record and the model are checked before any daemon starts; every
+    daemon is stopped on the way out, whatever failed."""
+    check_cpu(cpu)
     x = read_record(record).signal
+    load_manifest(model)
     lines = [f"{v:.3f}\n".encode() for v in x]
-    procs = []
-    ports = []
-    for _ in range(n):
-        port = free_port()
-        ports.append(port)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "vitaledge.cli", "device", "run", "--model", model,
-             "--source", f"tcp:127.0.0.1:{port}", "--fs", str(fs), "--sink", "stdout",
-             "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    tmp = Path(tempfile.mkdtemp(prefix="vitaledge-streams-"))
+    summaries = [tmp / f"stream-{k}.json" for k in range(n)]
+    logs = [tmp / f"stream-{k}.log" for k in range(n)]
+    procs: list[subprocess.Popen] = []
+    ports: list[int] = []
     sent = [0] * n
+    stop = threading.Event()
+    feeders: list[threading.Thread] = []
 
     def feed(k: int, t0: float) -> None:
         for _ in range(200):
+            if stop.is_set():
+                return
             try:
                 sock = socket.create_connection(("127.0.0.1", ports[k]))
                 break
@@ -200,57 +212,111 @@ def streams_campaign(model: str, record: str, n: int, seconds: float = 30.0,
                 time.sleep(0.1)
         else:
             return
-        with sock:
-            per, i, tick = int(fs / 10), (k * 997) % len(lines), 0
-            while time.monotonic() - t0 < seconds:
-                part = lines[i:i + per] if i + per <= len(lines) else lines[:per]
-                i = (i + per) % (len(lines) - per)
-                sock.sendall(b"".join(part))
-                sent[k] += len(part)
-                tick += 1
-                delay = t0 + tick * 0.1 - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-
-    # start unpinned (n interpreters loading on one core take long), wait until every
-    # daemon listens, then pin them all to ``cpu`` for the measured part
-    deadline = time.monotonic() + 120 + 3 * n
-    for port in ports:
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-    for p in procs:  # every thread: affinity is per thread, new threads inherit it
-        for tid in os.listdir(f"/proc/{p.pid}/task"):
-            os.sched_setaffinity(int(tid), {cpu})
-    time.sleep(2.0)
-    cpu0 = [cpu_seconds(p.pid) for p in procs]
-    t0 = time.monotonic()
-    feeders = [threading.Thread(target=feed, args=(k, t0)) for k in range(n)]
-    for t in feeders:
-        t.start()
-    for t in feeders:
-        t.join()
-    wall = time.monotonic() - t0
-    cpu1 = [cpu_seconds(p.pid) for p in procs]
-    time.sleep(1.0)
-    stats = []
-    for k, p in enumerate(procs):
-        p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=60)
+        per, i, tick = int(fs / 10), (k * 997) % len(lines), 0
         try:
-            summ = json.loads(err.decode().strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            summ = {}
-        stats.append({"sent": sent[k], "processed": summ.get("samples"),
-                      "dropped": summ.get("dropped_samples")})
+            with sock:
+                while time.monotonic() - t0 < seconds and not stop.is_set():
+                    part = lines[i:i + per] if i + per <= len(lines) else lines[:per]
+                    i = (i + per) % (len(lines) - per)
+                    sock.sendall(b"".join(part))
+                    sent[k] += len(part)
+                    tick += 1
+                    delay = t0 + tick * 0.1 - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+        except OSError:  # the daemon went away: its summary (or its absence) tells why
+            pass
+
+    try:
+        for k in range(n):
+            port = free_port()
+            ports.append(port)
+            with logs[k].open("wb") as err:  # a file: a full pipe would stall the daemon
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "vitaledge.cli", "device", "run", "--model", model,
+                     "--source", f"tcp:127.0.0.1:{port}", "--fs", str(fs), "--sink", "stdout",
+                     "--log-level", "WARNING", "--json", str(summaries[k])],
+                    stdout=subprocess.DEVNULL, stderr=err))
+        # start unpinned (n interpreters loading on one core take long), wait until every
+        # daemon listens, then pin them all to ``cpu`` for the measured part
+        wait_listening(procs, ports, logs, 120 + 3 * n)
+        for k, p in enumerate(procs):
+            pin(p, cpu, f"stream daemon {k + 1} of {n}", logs[k])
+        time.sleep(2.0)
+        cpu0 = [cpu_seconds(p.pid) for p in procs]
+        t0 = time.monotonic()
+        feeders = [threading.Thread(target=feed, args=(k, t0)) for k in range(n)]
+        for t in feeders:
+            t.start()
+        for t in feeders:
+            t.join()
+        wall = time.monotonic() - t0
+        cpu1 = [cpu_seconds(p.pid) for p in procs]
+        time.sleep(1.0)
+        stop_all(procs, grace_s=60.0)  # SIGTERM: each drains and writes its summary
+        stats = [stream_stats(sent[k], summaries[k], logs[k], procs[k].returncode)
+                 for k in range(n)]
+    finally:
+        stop.set()
+        for t in feeders:
+            t.join()
+        stop_all(procs)
+        shutil.rmtree(tmp, ignore_errors=True)
     used = sum(b - a for a, b in zip(cpu0, cpu1, strict=True))
     return {"streams": n, "seconds": round(wall, 1), "cpu": cpu,
             "cpu_seconds": round(used, 2), "core_utilisation": round(used / wall, 3),
             "all_complete": all(s["processed"] == s["sent"] and s["dropped"] == 0
-                                for s in stats),
+                                and s["error"] is None for s in stats),
             "dropped_total": sum(s["dropped"] or 0 for s in stats),
             "streams_per_core_estimate": round(n / (used / wall), 1) if used else None,
             "per_stream": stats}
+
+
+def pin(proc: subprocess.Popen, cpu: int, name: str, log: Path) -> None:
+    """Pin every thread of ``proc`` to ``cpu`` (affinity is per thread; new threads
+    inherit it); a daemon that has exited meanwhile is an error saying why."""
+    try:
+        tids = os.listdir(f"/proc/{proc.pid}/task")
+    except FileNotFoundError:
+        tids = []
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended
+            os.sched_setaffinity(int(tid), {cpu})
+    if proc.poll() is not None:
+        raise RuntimeError(f"{name} exited (code {proc.returncode}) before the run: "
+                           f"{last_error_line(log)}")
+
+
+def wait_listening(procs: list[subprocess.Popen], ports: list[int], logs: list[Path],
+                   timeout: float) -> None:
+    """Until every daemon listens on its port; a daemon that exits first, or one not
+    listening within ``timeout`` seconds (in all), is an error naming it and why."""
+    deadline = time.monotonic() + timeout
+    for k, (p, port) in enumerate(zip(procs, ports, strict=True)):
+        while True:
+            if p.poll() is not None:
+                raise RuntimeError(f"stream daemon {k + 1} of {len(procs)} exited "
+                                   f"(code {p.returncode}) before it listened: "
+                                   f"{last_error_line(logs[k])}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"stream daemon {k + 1} of {len(procs)} was not "
+                                       f"listening on port {port} after {timeout:g} s"
+                                       ) from None
+                time.sleep(0.2)
+
+
+def stream_stats(sent: int, summary: Path, log: Path, returncode: int | None) -> dict:
+    """One stream's sent / processed / dropped samples, from its daemon's summary file;
+    when there is none (the daemon failed or was killed), None and why."""
+    try:
+        s = json.loads(summary.read_text())
+        return {"sent": sent, "processed": s["samples"], "dropped": s["dropped_samples"],
+                "error": s.get("error")}
+    except (OSError, ValueError, TypeError, KeyError):
+        why = last_error_line(log)
+        return {"sent": sent, "processed": None, "dropped": None,
+                "error": f"no summary (exit code {returncode}): {why}"}
