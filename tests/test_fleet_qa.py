@@ -7,7 +7,6 @@ speaks MQTT."""
 from __future__ import annotations
 
 import json
-import secrets
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 pytest.importorskip("paho.mqtt.client", reason="paho-mqtt (the device extra) not installed")
 
 from click.testing import CliRunner  # noqa: E402
+from test_fleet_bad_input import own_prefix, publish  # noqa: E402, F401
 from test_mqtt import Broker, broker  # noqa: E402, F401  (the session's mosquitto)
 
 from vitaledge.device.fleet import connect  # noqa: E402
@@ -27,28 +27,8 @@ from vitaledge.device.fleet import deploy as deploy_mod  # noqa: E402
 from vitaledge.device.fleet import simulate as simulate_mod  # noqa: E402
 from vitaledge.device.fleet.cli import fleet_group  # noqa: E402
 from vitaledge.device.fleet.view import CLOCK_SKEW_S, _row  # noqa: E402
-from vitaledge.device.stream import mqtt  # noqa: E402
 
 VITALEDGE = str(Path(sys.executable).with_name("vitaledge"))
-
-
-def own_prefix(b) -> str:
-    """A broker URL under a prefix no other test uses (retained messages stay put)."""
-    return f"mqtt://127.0.0.1:{b.port}/qa-{secrets.token_hex(3)}"
-
-
-def publish(url: str, messages: list[tuple[str, bytes]], retain: bool = False) -> None:
-    """Raw payloads to topics under the URL's prefix, in order, each acknowledged."""
-    o = mqtt.parse_url(url)
-    c = mqtt.new_client(o, f"test-qa-{secrets.token_hex(4)}")
-    c.connect(o.host, o.port)
-    c.loop_start()
-    try:
-        for t, p in messages:
-            c.publish(f"{o.prefix}/{t}", p, qos=1, retain=retain).wait_for_publish(5)
-    finally:
-        c.disconnect()
-        c.loop_stop()
 
 
 @pytest.fixture(scope="module")
@@ -127,11 +107,16 @@ def test_every_command_fails_when_nothing_answers_mqtt(silent, fake_artifact, mo
     CONNACK timeout (made 1 s here), instead of "no devices" / "0 events" and exit 0."""
     monkeypatch.setattr(connect, "CONNACK_TIMEOUT_S", 1.0)
     monkeypatch.setattr(simulate_mod, "CONNECT_TIMEOUT_S", 1.0)
-    url = f"mqtt://127.0.0.1:{silent}/vt"
-    for name, args in commands(url, fake_artifact).items():
+    each_fails_in_one_line(f"mqtt://127.0.0.1:{silent}/vt", fake_artifact,
+                           "no CONNACK within 1 s (is it an MQTT broker?)")
+
+
+def each_fails_in_one_line(url: str, artifact, words: str) -> None:
+    """Every fleet command against ``url``: one line saying ``words``, within 8 s."""
+    for name, args in commands(url, artifact).items():
         t0 = time.monotonic()
         res = CliRunner().invoke(fleet_group, args)
-        one_line_error(res, "no CONNACK within 1 s (is it an MQTT broker?)")
+        one_line_error(res, words)
         assert time.monotonic() - t0 < 8, name
 
 
@@ -156,12 +141,8 @@ def test_status_and_tail_count_fail_on_a_silent_listener_within_10_s(silent):
 
 
 def test_every_command_fails_when_the_broker_refuses_the_client(locked, fake_artifact):
-    url = f"mqtt://127.0.0.1:{locked.port}/vt"
-    for name, args in commands(url, fake_artifact).items():
-        t0 = time.monotonic()
-        res = CliRunner().invoke(fleet_group, args)
-        one_line_error(res, "connection refused: Not authorized")
-        assert time.monotonic() - t0 < 8, name
+    each_fails_in_one_line(f"mqtt://127.0.0.1:{locked.port}/vt", fake_artifact,
+                           "connection refused: Not authorized")
 
 
 def test_connect_subscriber_returns_a_connected_client(broker):  # noqa: F811
