@@ -187,3 +187,25 @@ def test_crash_says_why_a_daemon_run_failed(beat_model, tmp_path, no_daemon_left
     assert line.startswith("Error: run 1 of 3: the daemon exited with code 1: "), line
     assert f"is {low:g} Hz, below the" in line, line
     assert daemon_children() == []
+
+
+def test_crash_runs_in_a_folder_with_a_quote_and_cleans_its_own_temporary_one(
+        beat_model, tmp_path, monkeypatch, no_daemon_left):
+    """The campaign's device.toml pasted paths into TOML strings (a '"' in a path broke
+    it), and without --workdir its temporary folder was never removed."""
+    rec = write_record(tmp_path, "r360", 360.0, 20.0)
+    wd = tmp_path / 'w"d'
+    res = invoke(["device", "reliability", "crash", "--model", beat_model, "--record", rec,
+                  "--kills", "1", "--workdir", wd])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["final_returncode"] == 0 and (wd / "events.jsonl").exists()
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # TMPDIR read again
+    res = invoke(["device", "reliability", "crash", "--model", beat_model, "--record", rec,
+                  "--kills", "1"])
+    assert res.exit_code == 0, res.output
+    assert list(tmp.iterdir()) == []

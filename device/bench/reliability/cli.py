@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -87,8 +88,12 @@ def crash_cmd(model, record, speed, kills, max_jsonl_bytes, seed, workdir, json_
     with one_line_errors():  # bad input, or a run that failed on its own: why, in one line
         check_inputs(model, record, speed)  # before a temporary directory is made
         wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vitaledge-crash-"))
-        r = crash_campaign(model, record, wd, kills, seed, max_jsonl_bytes=max_jsonl_bytes,
-                           speed=speed)
+        try:
+            r = crash_campaign(model, record, wd, kills, seed,
+                               max_jsonl_bytes=max_jsonl_bytes, speed=speed)
+        finally:
+            if not workdir:  # a temporary directory of its own: gone with the campaign
+                shutil.rmtree(wd, ignore_errors=True)
     brief = {k: v for k, v in r.items() if k != "per_kill"}
     click.echo(json.dumps(brief, indent=2))
     if json_out:

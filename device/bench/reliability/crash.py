@@ -87,9 +87,10 @@ def crash_campaign(model: str, record: str, workdir: Path, kills: int = 50,
     for k in range(kills + 1):
         port = free_port()
         cfg = workdir / "device.toml"
-        cfg.write_text(f'model = "{model}"\nsource = "replay:{record}"\nspeed = "{speed}"\n'
-                       f'out = ["{jl}", "{db}"]\nappend = true\nfsync = "batch"\n'
-                       f"api_port = {port}\n"
+        q = json.dumps  # a TOML basic string: a path with " or \\ in it stays one value
+        cfg.write_text(f"model = {q(model)}\nsource = {q('replay:' + record)}\n"
+                       f"speed = {q(str(speed))}\nout = [{q(str(jl))}, {q(str(db))}]\n"
+                       f'append = true\nfsync = "batch"\napi_port = {port}\n'
                        f"api_rate = 0.0\nmax_jsonl_bytes = {max_jsonl_bytes}\n")
         torn = 0
         if jl.exists():
