@@ -130,6 +130,9 @@ def _runs(content: bytes, arena: int, sample) -> bool:
         return _runs_here(content, arena, sample)
     pid = os.fork()
     if pid == 0:  # the child: answer in the exit status, run nothing of the parent's
+        import faulthandler
+
+        faulthandler.disable()  # a crash here is an answer, not a fault to dump (pytest's)
         code = 1
         try:
             code = 0 if _runs_here(content, arena, sample) else 1
