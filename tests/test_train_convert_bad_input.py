@@ -561,3 +561,18 @@ def test_evaluate_records_without_data_is_refused(tmp_path):
     run = beat_run(tmp_path, keras_archive())
     line = error_line(invoke(["evaluate", run, "--records", "100"]))
     assert "--records" in line and "give --data too" in line, line
+
+
+def test_an_empty_folder_left_by_a_failed_run_does_not_block_the_next(tmp_path):
+    """A fold run that failed before training left an empty fold-1/, and the same command
+    was then refused ('already holds fold-1'); a folder with a file in it still counts."""
+    import click
+
+    from vitaledge.train.run_dir import check_fresh
+
+    out = tmp_path / "folds"
+    (out / "fold-1" / "logs").mkdir(parents=True)
+    check_fresh(out, overwrite=False)
+    (out / "fold-1" / "logs" / "events.out").write_text("x")
+    with pytest.raises(click.ClickException, match="already holds fold-1"):
+        check_fresh(out, overwrite=False)

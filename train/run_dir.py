@@ -43,11 +43,14 @@ def writes_out(environ=os.environ) -> bool:
 
 
 def held_files(path: Path) -> list[str]:
-    """The names of what ``path`` holds (empty: absent or an empty directory)."""
+    """The names of what ``path`` holds (empty: absent or an empty directory); a folder
+    with no file anywhere in it holds nothing to lose and is not named (a run that failed
+    before training left an empty ``fold-1/``, and the same command was then refused)."""
     path = Path(path)
     if not path.is_dir():
         return []
-    return sorted(p.name for p in path.iterdir())
+    return sorted(p.name for p in path.iterdir()
+                  if not p.is_dir() or any(not q.is_dir() for q in p.rglob("*")))
 
 
 def check_fresh(path: Path, overwrite: bool, option: str = "--out", cluster: bool = False,
