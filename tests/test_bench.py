@@ -105,6 +105,7 @@ def test_compare_two_result_files(bench_result, converted, tmp_path):
     assert one.split()[-1] == "-" and float(one.split()[-2]) > 0  # only in the first file
     assert two.split()[-2] == "-" and float(two.split()[-1]) > 0  # only in the second
     assert "two-threads:" in r.output
+    assert "note: no row is in more than one file" in r.output  # nothing lines up: said
 
 
 def test_broken_artifact_is_a_failed_row_with_the_reason(converted, tmp_path):
@@ -364,3 +365,4 @@ def test_compare_tells_same_named_folders_apart_and_fits_long_variant_names(tmp_
     assert head.split()[-2:] == ["pi/int8", "x86/int8"], head
     assert row.split() == [long_name, "xnnpack", "1", "1", "0.25", "0.5"], row
     assert "pi/int8: Test CPU" in r.output and "x86/int8: Test CPU" in r.output
+    assert "note:" not in r.output  # the row is in both

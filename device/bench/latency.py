@@ -444,6 +444,12 @@ def compare(results: list[dict], names: list[str]) -> str:
                                                  x["batch"]) == k), None)
             cells.append(f"{'-' if row is None or row['status'] == FAIL else row['p50_ms']:>{w}}")
         lines.append(f"{k[0]:<{vw}}{k[1]:<{dw}}{k[2]:>4}{k[3]:>4}" + "".join(cells))
+    shared = sum(1 for k in keys if sum(any((x["variant"], x["delegate"], x["threads"],
+                                              x["batch"]) == k for x in r["rows"])
+                                         for r in results) > 1)
+    if not shared and len(results) > 1:
+        lines.append("note: no row is in more than one file: rows are matched on the "
+                     "variant as each bench named it (its path), delegate, threads, batch")
     lines.append("")
     for n, r in zip(names, results, strict=True):
         e = r["environment"]
