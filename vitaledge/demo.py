@@ -10,6 +10,7 @@ model -> bench every artifact -> summary tables of accuracy, size and latency.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -77,6 +78,14 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
     print("(the daemon's rss_mb above is this demo's process, which holds TensorFlow from "
           "training; `vitaledge device run` imports none)")
     print(format_score(scored))
+    from vitaledge.device.eval.review import write_review
+
+    (out / "replay_score.json").write_text(json.dumps(
+        {"record": str(replay), "events": str(events_path), "score": scored,
+         "daemon": summary}, indent=2, default=str) + "\n")
+    write_review(events_path, replay, out / "review.html")
+    print(f"score in {out / 'replay_score.json'}; the strip with every beat in "
+          f"{out / 'review.html'} (open it in a browser)")
     timings["daemon"] = time.time() - t
 
     t = step("6. bench: latency per artifact, 1 thread, XNNPACK, held-out beats")
@@ -95,7 +104,8 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
     print(table(results, keras_ref))
     print(f"\ndaemon replay of {replay.name}: {summary['signal_seconds']} s of ECG in "
           f"{summary['wall_seconds']} s ({summary['realtime_factor']}x real time), "
-          f"{summary['events']} beat events, detection Se {100 * scored['sensitivity']:.2f}% "
+          f"{summary['events_this_run'].get('beat', 0)} beat events, "
+          f"detection Se {100 * scored['sensitivity']:.2f}% "
           f"+P {100 * scored['ppv']:.2f}%, class accuracy "
           f"{scored['classification']['accuracy']:.4f}; events in {events_path}")
     print("\n" + bench_table(bench.to_dict()))
