@@ -268,17 +268,18 @@ def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> li
     return jobs
 
 
-def _made_before(path: Path, snr: str, clean: Path, noise: Path) -> bool:
-    """``path`` is already in the work directory, made at ``snr`` from the same clean and
-    noise records (their files' digest): reused, not made again. A sidecar that cannot be
-    read, or that was made from other inputs (or before it recorded them), is made again."""
+def _made_before(path: Path, snr: str, digest: str) -> bool:
+    """``path`` is already in the work directory, made at ``snr`` from the clean and noise
+    records whose files' digest is ``digest`` (:func:`inputs_digest`): reused, not made
+    again. A sidecar that cannot be read, or that was made from other inputs (or before it
+    recorded them), is made again."""
     meta = path.with_name(f"{path.name}.nst.json")
     if not (meta.is_file() and path.with_suffix(".dat").exists()):
         return False
     try:
         made = json.loads(meta.read_text())
         same = (float(made["snr_db"]) == float(snr)
-                and made["inputs_sha256"] == inputs_digest(clean, noise))
+                and made["inputs_sha256"] == digest)
     except (ValueError, KeyError, TypeError, OSError):
         return False
     return bool(same)
@@ -308,13 +309,17 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
     noise_paths = {record_path(n).name: record_path(n) for n in noises}
     rows = []
     reused: list[str] = []  # records found in the work directory, made from the same inputs
+    digests: dict[tuple[Path, Path], str] = {}
     worst: list[tuple[dict, list[dict], Path]] = []  # only the rows still among the worst
     for i, job in enumerate(jobs):
         if progress is not None:
             progress(i, len(jobs), f"{job.clean} {job.noise} {job.snr}")
         path = work / job.name if job.make else job.source
         if job.make:
-            if _made_before(path, job.snr, job.source, noise_paths[job.noise]):
+            pair = (job.source, noise_paths[job.noise])
+            if pair not in digests:  # the same files for each SNR: hashed once
+                digests[pair] = inputs_digest(*pair)
+            if _made_before(path, job.snr, digests[pair]):
                 reused.append(job.name)
             else:
                 make_nst(job.source, noise_paths[job.noise], float(job.snr), work)

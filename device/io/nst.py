@@ -327,7 +327,7 @@ def check_unique_names(clean: list, noises: list) -> None:
 
 
 def read_clean(clean: str | Path):
-    """(record, annotations, normal beats' samples) of the clean record ``clean``, checked
+    """(record, annotations, each channel's QRS amplitude) of the clean record ``clean``, checked
     as the protocol needs it: finite samples, reference annotations, longer than the
     learning period, normal beats to measure the QRS amplitude on in every channel; a
     one-line :class:`RecordError` naming the record otherwise. Callers making several
@@ -347,12 +347,11 @@ def read_clean(clean: str | Path):
     if not noisy_segments(len(x), fs):
         raise RecordError(f"{clean}: {len(x) / fs:.0f} s long; the protocol adds noise only "
                           f"after a {LEARNING_S:.0f}-s noise-free learning period")
-    for i in range(x.shape[1]):
-        try:
-            qrs_amplitude(x[:, i], fs, normal)
-        except ValueError as exc:  # e.g. a paced record: no beat is labelled normal
-            raise RecordError(f"{clean}: {exc}") from exc
-    return rec, ann, normal
+    try:
+        amplitudes = [qrs_amplitude(x[:, i], fs, normal) for i in range(x.shape[1])]
+    except ValueError as exc:  # e.g. a paced record: no beat is labelled normal
+        raise RecordError(f"{clean}: {exc}") from exc
+    return rec, ann, amplitudes
 
 
 def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str | Path,
@@ -365,7 +364,7 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
         raise ValueError(f"SNR {snr_db!r}: expected a finite number of dB")
     wfdb = wfdb_module()
     clean, noise = record_path(clean), record_path(noise)
-    rec, ann, normal = read_clean(clean)
+    rec, ann, amplitudes = read_clean(clean)
     fs = float(rec.fs)
     x = rec.p_signal.astype(np.float64)
     check_noise_length(noise)
@@ -378,7 +377,7 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
     out = np.empty_like(x)
     gains, s_pp, n_rms = [], [], []
     for i in range(x.shape[1]):
-        sp = qrs_amplitude(x[:, i], fs, normal)
+        sp = amplitudes[i]
         stretch = noise_stretch(nz[:, i % nz.shape[1]], len(x), start)
         nr = rms_amplitude(np.concatenate([stretch[a:b] for a, b in segments]), fs,
                            max_windows=len(x))

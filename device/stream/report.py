@@ -60,6 +60,11 @@ def unreadable_input(s: dict) -> str:
 DROPPED_HINT = 0.1
 
 
+#: A forwarding sink's delivery figures in the run summary, in words.
+SPOOL_WORDS = (("spool_dropped", "events dropped from the full spool"),
+               ("spool_backlog", "left in the spool for the next run"))
+
+
 def format_summary(s: dict) -> str:
     """The end of ``vitaledge device run``, for a person (``--json FILE`` has it all)."""
     counts = s.get("events_this_run") or {}
@@ -82,13 +87,9 @@ def format_summary(s: dict) -> str:
         lines.append(_quality_line(quality, s.get("signal_seconds") or 0))
     trouble = []
     for name, d in (s.get("sink_delivery") or {}).items():
-        if d.get("spool_dropped") or d.get("spool_backlog"):
-            trouble.append(f"{name}: " + ", ".join(
-                part for part in (
-                    f"{_n(d['spool_dropped'])} events dropped from the full spool"
-                    if d.get("spool_dropped") else "",
-                    f"{_n(d['spool_backlog'])} left in the spool for the next run"
-                    if d.get("spool_backlog") else "") if part))
+        said = [f"{_n(d[k])} {words}" for k, words in SPOOL_WORDS if d.get(k)]
+        if said:
+            trouble.append(f"{name}: " + ", ".join(said))
     if s.get("dropped_samples"):
         share = s["dropped_samples"] / s["samples"] if s.get("samples") else 0.0
         trouble.append(f"{_n(s['dropped_samples'])} samples dropped on a full queue "

@@ -580,8 +580,7 @@ def open_source(spec: str, fs: float | None = None, speed: str | float | None = 
         raise SourceError(f"unknown source {spec!r}: expected one of the schemes "
                           f"{', '.join(SOURCES)} (replay:PATH, stdin, tcp:HOST:PORT, "
                           "serial:PATH[@BAUD] ...)")
-    audio = scheme == "stdin-pcm" or (scheme == "replay" and Path(rest).suffix.lower()
-                                      in (".wav", ".flac"))
+    audio = scheme == "stdin-pcm" or replay_kind(spec) == "audio"
     if fs is not None:  # refused before anything is opened or allocated
         check_fs(f"source {spec}", fs, audio)
     source = opener(SourceSpec(spec, scheme, rest, fs, speed, lead, token))
