@@ -168,3 +168,20 @@ def test_sqrt_weights_are_capped_and_spare_classes_too_rare_to_learn():
     assert w[3] == 1.0 and w[4] == 1.0  # 99 and 8 beats: too rare, not up-weighted
     _, _, cw, _, _ = balance(np.zeros((len(y), 3)), y, "sqrt-weight", 5)
     assert cw == w
+
+
+def test_dechazal_reads_only_its_records(tmp_path):
+    """The preset reads DS1 and DS2 records only: a paced record beside them is not read."""
+    from vitaledge.train.config import BeatTrainConfig
+    from vitaledge.train.data import records_to_read
+
+    for name in ("101", "102", "100", "104", "999"):
+        for ext in ("hea", "atr"):
+            (tmp_path / f"{name}.{ext}").write_text("")
+    cfg = BeatTrainConfig(records=str(tmp_path), split="dechazal")
+    assert records_to_read(cfg) == ["100", "101"]
+    rec = BeatTrainConfig(records=str(tmp_path), split="record", test_records=["dechazal"])
+    assert records_to_read(rec) == ["100", "101"]
+    named = BeatTrainConfig(records=str(tmp_path), split="dechazal", record_list=["102"])
+    assert records_to_read(named) == ["102"]  # names given are read as given
+    assert records_to_read(BeatTrainConfig(records=str(tmp_path), split="patients")) is None

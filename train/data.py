@@ -16,11 +16,19 @@ from vitaledge.device.io.aami import CLASSES
 from vitaledge.device.io.beats import BeatSet, beats_from_dir
 from vitaledge.device.io.heldout import NPZ_ERRORS, npz_problem
 from vitaledge.device.io.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
+from vitaledge.device.io.records import list_records
 
 from .balance import balance
 from .config import BeatTrainConfig
 from .noise_aug import NoiseAug, noisy_beats, require_patient_split
-from .splits import BY_PATIENT, make_split, patient_holdout, stratified_holdout
+from .splits import (
+    BY_PATIENT,
+    DS1,
+    DS2,
+    make_split,
+    patient_holdout,
+    stratified_holdout,
+)
 
 
 @dataclass
@@ -34,10 +42,22 @@ class Prepared:
     description: dict
 
 
+def records_to_read(cfg: BeatTrainConfig) -> list[str] | None:
+    """The records of ``cfg.records`` to read (None: all): the named ones, or for the de
+    Chazal preset only its DS1 and DS2 records present, so that the paced records it leaves
+    out (102, 104, 107, 217) are not read, nor warned about, for nothing."""
+    if cfg.record_list is not None:
+        return cfg.record_list
+    if cfg.split == "dechazal" or (cfg.split == "record" and cfg.test_records == ["dechazal"]):
+        names = [p.name for p in list_records(cfg.records) if p.name in DS1 + DS2]
+        return names or None  # none: read all, and the split says what is missing
+    return None
+
+
 def load_all(cfg: BeatTrainConfig) -> tuple[BeatSet, BeatSet | None]:
     """(beats to split, separate test beats or None) as the config names them."""
     if cfg.records:
-        return beats_from_dir(cfg.records, cfg.window, cfg.record_list, cfg.lead,
+        return beats_from_dir(cfg.records, cfg.window, records_to_read(cfg), cfg.lead,
                               cfg.anchor, cfg.rr_spec(), cfg.template_spec()), None
     if cfg.rr is not None or cfg.template is not None or cfg.anchor != "annotated":
         raise ValueError("RR features and detected anchors need WFDB records (--data): the "
