@@ -7,6 +7,9 @@ element_shape to be static", and the Edge TPU and TFLite Micro need static shape
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 
 from vitaledge.device.io.beats import BeatSet
@@ -160,7 +163,25 @@ def to_tflite(model: keras.Model, quant: str, representative=None, concrete=None
         conv.target_spec.supported_types = [tf.float16]
     elif quant == "dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    return conv.convert()
+    return quiet_convert(conv)
+
+
+@contextlib.contextmanager
+def tf_interpreter_quiet():
+    """Within: no TensorFlow warning that ``tf.lite.Interpreter`` is deprecated. Its own
+    calibrator (for a multi-input model) and quantization debugger build one; nothing of
+    ours uses that class (the device runs LiteRT), and the warning told a user to migrate
+    code they do not have."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is "
+                                r"deprecated", category=UserWarning)
+        yield
+
+
+def quiet_convert(conv) -> bytes:
+    """``conv.convert()`` within :func:`tf_interpreter_quiet`."""
+    with tf_interpreter_quiet():
+        return conv.convert()
 
 
 #: Quantiles of the calibration values :func:`mse_range` may clip at, each end.
@@ -207,13 +228,14 @@ def _int8_only(converter, ops: tuple[str, ...], calibration) -> bytes:
     """
     from vitaledge.device.model.runtime import list_ops
 
-    float_ops = {o["op"] for o in list_ops(converter().convert())}
+    float_ops = {o["op"] for o in list_ops(quiet_convert(converter()))}
     conv = converter()
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = calibration
     first = next(iter(calibration()))
     options = tf.lite.experimental.QuantizationDebugOptions(
         denylisted_ops=sorted(float_ops - set(ops)))
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=conv, debug_dataset=lambda: iter([first]), debug_options=options)
-    return bytes(debugger.get_nondebug_quantized_model())
+    with tf_interpreter_quiet():
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=lambda: iter([first]), debug_options=options)
+        return bytes(debugger.get_nondebug_quantized_model())

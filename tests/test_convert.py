@@ -260,3 +260,26 @@ def test_the_edgetpu_rank_rule_reads_activations_not_filters():
     assert rep["split_at"] == 0 and "outside the three innermost" in rep["ops"][0]["reason"]
     float_w = {**conv, "inputs": [conv["inputs"][0], t([16, 1, 7, 1], "float32")]}
     assert "not 8-bit" in compatibility([float_w])["ops"][0]["reason"]
+
+
+def test_multi_input_int8_conversion_does_not_tell_the_user_to_migrate():
+    """TensorFlow's calibrator builds a tf.lite.Interpreter for a model of several inputs
+    and warns that the class is deprecated: code of TensorFlow's, not the user's, so the
+    converter keeps that warning out of a convert run's output."""
+    import warnings
+
+    from vitaledge.convert.quantize import to_tflite
+    from vitaledge.train.backend import keras
+
+    L = keras.layers
+    beat, rr = L.Input((32, 1), name="beat"), L.Input((4,), name="rr")
+    x = L.Concatenate()([L.Flatten()(L.Conv1D(4, 3)(beat)), rr])
+    model = keras.Model([beat, rr], L.Dense(5, activation="softmax")(x))
+    rng = np.random.default_rng(0)
+    rep = [rng.random((16, 32, 1)).astype(np.float32), rng.random((16, 4)).astype(np.float32)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        content = to_tflite(model, "int8", rep)
+    assert content[4:8] == b"TFL3"
+    told = [str(w.message) for w in caught if "Interpreter is deprecated" in str(w.message)]
+    assert not told, told
