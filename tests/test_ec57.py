@@ -156,3 +156,24 @@ def test_score_of_another_records_events_says_they_hardly_match(synth_dir):
     assert wrong["sensitivity"] < 0.5 and wrong["ppv"] < 0.5, wrong["sensitivity"]
     assert "are these events of record s000?" in format_score(wrong)
     assert right["sensitivity"] > 0.99 and "are these events" not in format_score(right)
+
+
+def test_device_score_says_which_missed_beats_are_at_the_records_edges(mitdb_dir):
+    """Record 100's first beat (0.21 s) and last (25 ms before the end) have no window and
+    no next R peak: when the stream leaves them out, device score counts them apart; a beat
+    missed in the middle is not counted with them."""
+    from vitaledge.device.eval.score_events import format_score, score_events
+    from vitaledge.device.io.aami import map_annotations
+    from vitaledge.device.io.records import read_record
+
+    (path,) = mitdb_records(mitdb_dir, ["100"])
+    rec = read_record(path)
+    ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
+    assert ref[0] < 0.5 * rec.fs and ref[-1] > len(rec.signal) - 0.5 * rec.fs
+    inner = ref[1:-1]
+    s = score_events([{"sample": int(r), "class": "N"} for r in np.delete(inner, 1000)], path)
+    assert (s["missed"], s["missed_at_edges"]) == (3, 2)
+    assert "of the 3 missed, 2 within 0.5 s of the record's start or end" in format_score(s)
+    whole = score_events([{"sample": int(r), "class": "N"} for r in ref], path)
+    assert (whole["missed"], whole["missed_at_edges"]) == (0, 0)
+    assert "start or end" not in format_score(whole)

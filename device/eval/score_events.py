@@ -158,6 +158,12 @@ def _sqlite_rows(path: Path) -> list:
     return [json.loads(b) for (b,) in body]
 
 
+#: A reference beat this close to the record's start or end has no beat window (0.25 s
+#: before the R peak, 0.45 s after, at the default) or no next R peak (its post-RR): the
+#: stream cannot classify it, and the score says how many of the missed beats are such.
+EDGE_S = 0.5
+
+
 def score_events(events: list[dict], record: str | Path, tolerance_s: float = TOLERANCE_S) -> dict:
     """Detection and classification of ``events`` against ``record``'s annotations."""
     rec = read_record(record)
@@ -179,9 +185,15 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = TO
         pred = np.asarray([labels.index(e["class"]) for e in events], dtype=np.int64)
         m = classification_metrics(cls[ri[pair]], pred[di[pair]], labels)
     n_det = int(det_out.sum())
+    missed = np.ones(len(ref), bool)
+    missed[ri] = False
+    missed &= ref_out
+    edge = int(round(EDGE_S * rec.fs))
+    at_edges = int((missed & ((ref < edge) | (ref >= len(rec.signal) - edge))).sum())
     return {"record": rec.name, "reference_beats": s.tp + s.fn, "events": n_det,
             "events_in_vf": int(len(det) - n_det), "matched": s.tp, "missed": s.fn,
-            "extra": s.fp, "sensitivity": s.sensitivity, "ppv": s.ppv, "classification": m,
+            "extra": s.fp, "missed_at_edges": at_edges, "sensitivity": s.sensitivity,
+            "ppv": s.ppv, "classification": m,
             "record_s": round(len(rec.signal) / rec.fs, 1),
             "last_event_s": round(int(det.max()) / rec.fs, 1) if len(det) else None}
 
@@ -240,9 +252,12 @@ def format_score(s: dict) -> str:
     odd = (f"\nnote: fewer than {UNMATCHED:.0%} of the beats match either way: are these "
            f"events of record {s['record']}?"
            if s["events"] and s["sensitivity"] < UNMATCHED and s["ppv"] < UNMATCHED else "")
+    edges = s.get("missed_at_edges", 0)
+    edges = (f"; of the {s['missed']} missed, {edges} within {EDGE_S:g} s of the record's "
+             "start or end, where no beat window fits" if edges else "")
     head = (f"record {s['record']}: {s['reference_beats']} reference beats, {s['events']} "
             f"events, {s['matched']} matched (Se {100 * s['sensitivity']:.2f}%, "
-            f"+P {100 * s['ppv']:.2f}%){vf}{odd}")
+            f"+P {100 * s['ppv']:.2f}%){edges}{vf}{odd}")
     if s["classification"] is None:
         return head + "\n\nthe events carry no class (detection only): no confusion table"
     return (head + "\n\nmatched beats, rows = reference class:\n"
