@@ -234,3 +234,84 @@ def test_status_shows_absurd_retained_values_as_unknown(broker):  # noqa: F811
     finally:
         publish(url, [(f"v1/s1/{d}/{k}", b"") for d in ("odd", "ok")
                       for k in ("status", "stats")], retain=True)
+
+
+def read_packet(conn: socket.socket) -> tuple[int, bytes]:
+    """One MQTT control packet: (type, body after the fixed header)."""
+    head = conn.recv(1)
+    if not head:
+        raise OSError("closed")
+    n, shift = 0, 0
+    while True:
+        b = conn.recv(1)[0]
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    body = b""
+    while len(body) < n:
+        body += conn.recv(n - len(body))
+    return head[0] >> 4, body
+
+
+@pytest.fixture(scope="module")
+def denied():
+    """A minimal MQTT 3.1.1 broker that accepts every client (CONNACK 0) and refuses every
+    topic filter of every SUBSCRIBE (SUBACK 0x80, as a broker whose ACL denies it; the
+    ACL file of mosquitto 2.0 grants the subscription and drops the messages instead).
+    Yields its port."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    srv.settimeout(0.2)
+    done = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        try:
+            while not done.is_set():
+                kind, body = read_packet(conn)
+                if kind == 1:  # CONNECT
+                    conn.sendall(b"\x20\x02\x00\x00")
+                elif kind == 8:  # SUBSCRIBE: packet id, then (length, filter, QoS) each
+                    i, n = 2, 0
+                    while i < len(body):
+                        i += 2 + int.from_bytes(body[i:i + 2], "big") + 1
+                        n += 1
+                    conn.sendall(bytes([0x90, 2 + n]) + body[:2] + b"\x80" * n)
+                elif kind == 12:  # PINGREQ
+                    conn.sendall(b"\xd0\x00")
+                elif kind == 14:  # DISCONNECT
+                    break
+        except (OSError, IndexError):
+            pass
+        finally:
+            conn.close()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                conn = srv.accept()[0]
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    done.set()
+    t.join(5)
+    srv.close()
+
+
+def test_every_command_fails_when_the_broker_refuses_the_subscription(denied, fake_artifact):
+    """The broker takes the client but its ACL refuses the topic: each command says so in
+    one line (they listened to nothing: "no devices", "0 events", a deploy nobody heard)."""
+    url = f"mqtt://127.0.0.1:{denied}/vt"
+    for name, args in commands(url, fake_artifact).items():
+        res = CliRunner().invoke(fleet_group, args)
+        assert res.exit_code == 1 and isinstance(res.exception, SystemExit), (name, res.output)
+        assert "no devices" not in res.stdout and "events," not in res.output, (name, res.output)
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith(f"Error: broker {url}: the broker refused the subscription "
+                               "to vt/v1/"), (name, line)
+        assert "(Unspecified error)" in line, (name, line)

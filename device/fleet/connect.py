@@ -3,7 +3,9 @@ broker has answered CONNECT with a CONNACK that accepts it, not when the TCP con
 up. A listener that never speaks MQTT, or a broker that refuses the client (bad
 credentials, ``allow_anonymous false``), is an :class:`OSError` naming what happened
 within :data:`CONNACK_TIMEOUT_S`, never a command that waits forever or reports an empty
-fleet."""
+fleet. A subscriber counts as subscribed once the broker's SUBACK grants every topic: a
+broker whose ACL denies one (SUBACK 0x80) is an OSError naming the topic, not a command
+that listens to nothing."""
 
 from __future__ import annotations
 
@@ -16,14 +18,40 @@ from vitaledge.device.stream import mqtt
 CONNACK_TIMEOUT_S = 10.0
 
 
-class Connack:
-    """The outcome of a client's connection attempt, recorded from paho's thread: set
-    before the client's network loop starts (after ``connect()`` is fine: the CONNACK is
-    read by the loop); :meth:`wait` for it."""
+class Outcome:
+    """The first answer of the broker to one request, recorded from paho's thread; a
+    subclass hooks the callback that carries it and names it in ``ANSWER``."""
 
-    def __init__(self, client):
+    ANSWER = ""
+
+    def __init__(self):
         self._done = threading.Event()
         self._problem: str | None = None
+
+    def _settle(self, problem: str | None) -> None:
+        """The first outcome counts (a refusal is followed by the broker closing)."""
+        if not self._done.is_set():
+            self._problem = problem
+            self._done.set()
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        """Return once the broker said yes; OSError when it refused, closed the connection
+        or gave no answer within ``timeout_s`` (None: :data:`CONNACK_TIMEOUT_S`)."""
+        timeout_s = CONNACK_TIMEOUT_S if timeout_s is None else timeout_s
+        if not self._done.wait(timeout_s):
+            raise OSError(f"no {self.ANSWER} within {timeout_s:g} s (is it an MQTT broker?)")
+        if self._problem is not None:
+            raise OSError(self._problem)
+
+
+class Connack(Outcome):
+    """The outcome of a client's connection attempt: set up before the client's network
+    loop starts (after ``connect()`` is fine: the CONNACK is read by the loop)."""
+
+    ANSWER = "CONNACK"
+
+    def __init__(self, client):
+        super().__init__()
         before_connect, before_disconnect = client.on_connect, client.on_disconnect
 
         def on_connect(c, userdata, flags, reason_code, properties):
@@ -41,21 +69,24 @@ class Connack:
 
         client.on_connect, client.on_disconnect = on_connect, on_disconnect
 
-    def _settle(self, problem: str | None) -> None:
-        """The first outcome counts (a refusal is followed by the broker closing)."""
-        if not self._done.is_set():
-            self._problem = problem
-            self._done.set()
 
-    def wait(self, timeout_s: float | None = None) -> None:
-        """Return once the broker accepted the connection; OSError when it refused, closed
-        the connection or gave no CONNACK within ``timeout_s`` (None:
-        :data:`CONNACK_TIMEOUT_S`)."""
-        timeout_s = CONNACK_TIMEOUT_S if timeout_s is None else timeout_s
-        if not self._done.wait(timeout_s):
-            raise OSError(f"no CONNACK within {timeout_s:g} s (is it an MQTT broker?)")
-        if self._problem is not None:
-            raise OSError(self._problem)
+
+class Suback(Outcome):
+    """The outcome of a subscriber's first subscription (the one its on_connect sends):
+    refused when the broker's SUBACK refuses any of ``topics`` (an ACL that denies it)."""
+
+    ANSWER = "SUBACK"
+
+    def __init__(self, client, topics: list[str]):
+        super().__init__()
+        before = client.on_subscribe
+
+        def on_subscribe(c, userdata, mid, reason_codes, properties):
+            if before is not None:
+                before(c, userdata, mid, reason_codes, properties)
+            self._settle(mqtt.refused(topics, reason_codes))
+
+        client.on_subscribe = on_subscribe
 
 
 def start(client, connack: Connack, timeout_s: float | None = None) -> None:
@@ -79,9 +110,16 @@ def subscriber(url: str, topics: list[str], on_message: Callable[[str, dict], No
                client_id: str = "", on_subscribed: Callable[[], None] | None = None,
                timeout_s: float | None = None):
     """:func:`vitaledge.device.stream.mqtt.subscriber` with its network loop started, once
-    the broker accepted the connection (OSError otherwise, see :meth:`Connack.wait`).
-    Returns (client, options); :func:`stop` it when done."""
+    the broker accepted the connection and granted the subscription (OSError otherwise,
+    see :meth:`Outcome.wait`; each waits up to ``timeout_s``). Returns (client, options);
+    :func:`stop` it when done."""
     client, opts = mqtt.subscriber(url, topics, on_message, client_id=client_id,
                                    on_subscribed=on_subscribed)
+    suback = Suback(client, topics)
     start(client, Connack(client), timeout_s)
+    try:
+        suback.wait(timeout_s)
+    except OSError:
+        stop(client)
+        raise
     return client, opts

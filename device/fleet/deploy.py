@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import queue
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -208,7 +207,7 @@ def deploy(url: str, bundle: Bundle, targets: list[tuple[str, str]],
     deployment = deployment or new_deployment_id()
     report = Report(deployment, set(expected))
     prefix = mqtt.parse_url(url).prefix
-    subscribed, arrived = threading.Event(), queue.Queue()
+    arrived = queue.Queue()
     t0 = [time.monotonic()]
 
     def on_message(topic: str, body: dict) -> None:  # paho's thread
@@ -218,10 +217,8 @@ def deploy(url: str, bundle: Bundle, targets: list[tuple[str, str]],
 
     sites = sorted({s for s, _ in targets})
     topics = [mqtt.deploy_status_topic(prefix, s, "+") for s in sites]
-    client, _ = connect.subscriber(url, topics, on_message, on_subscribed=subscribed.set)
+    client, _ = connect.subscriber(url, topics, on_message)  # subscribed, or OSError
     try:
-        if not subscribed.wait(10.0):
-            raise DeployError("the broker did not take the status subscription within 10 s")
         payloads = messages(bundle, deployment, chunk_bytes)
         t0[0] = time.monotonic()
         publish(client, prefix, targets, payloads)

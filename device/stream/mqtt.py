@@ -21,6 +21,7 @@ Every payload is one JSON object carrying ``schema`` (:data:`SCHEMA`), ``site`` 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -28,6 +29,8 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
+
+log = logging.getLogger(__name__)
 
 SCHEMA = 1
 TOPIC_VERSION = "v1"
@@ -235,7 +238,9 @@ def subscriber(url: str, topics: list[str], on_message, client_id: str = "",
                table: dict | None = None, on_subscribed=None):
     """A connected client subscribed (QoS 1) to ``topics``, calling
     ``on_message(topic, dict)``; it subscribes again after every reconnect, and calls
-    ``on_subscribed()`` when the broker has granted a subscription. Returns (client,
+    ``on_subscribed()`` when the broker has granted a subscription (the first refusal is
+    the caller's to report, :class:`vitaledge.device.fleet.connect.Suback` makes it an
+    OSError; a later one, after a reconnect, is logged as an error). Returns (client,
     options); ``client.loop_start()`` is the caller's."""
     opts = parse_url(url, table)
     cid = client_id or f"vitaledge-fleet-{socket.gethostname()}-{secrets.token_hex(4)}"
@@ -256,8 +261,16 @@ def subscriber(url: str, topics: list[str], on_message, client_id: str = "",
         elif body is None:
             on_message(msg.topic, {})
 
+    answers = [0]
+
     def on_subscribe(client, userdata, mid, reason_codes, properties):
-        if on_subscribed is not None:
+        answers[0] += 1
+        problem = refused(topics, reason_codes)
+        if problem is not None:
+            if answers[0] > 1:  # after a reconnect: say so, do not listen to nothing (the
+                # first answer is the caller's to report: connect.Suback)
+                log.error("broker %s:%s: %s", opts.host, opts.port, problem)
+        elif on_subscribed is not None:
             on_subscribed()
 
     c.on_connect = on_connect
@@ -265,6 +278,14 @@ def subscriber(url: str, topics: list[str], on_message, client_id: str = "",
     c.on_subscribe = on_subscribe
     c.connect(opts.host, opts.port, opts.keepalive)
     return c, opts
+
+
+def refused(topics: list[str], reason_codes) -> str | None:
+    """What a SUBACK refused (None: every topic granted): the topics whose reason code is
+    a failure (0x80 "Unspecified error" in MQTT 3.1.1, e.g. an ACL that denies it)."""
+    bad = [f"{t} ({rc})" for t, rc in zip(topics, reason_codes, strict=False)
+           if getattr(rc, "is_failure", False)]
+    return f"the broker refused the subscription to {', '.join(bad)}" if bad else None
 
 
 def now_iso(t: float | None = None) -> str:
