@@ -402,3 +402,44 @@ def test_a_tflm_crash_while_searching_the_arena_is_a_size_too_small(monkeypatch)
     assert tflm.measure_arena(b"model", None, upper=64 * 1024) == 40_192
     assert tflm.runs_in_arena(b"model", 30_000, None) is False
     assert tflm.runs_in_arena(b"model", 45_000, None) is True
+
+
+def test_serial_source_refuses_a_board_that_restarts_at_another_rate():
+    """The serial source takes its rate from the board's first hello and builds the daemon
+    for it; a board that reboots announcing 250 Hz is a config_mismatch and its samples are
+    dropped and counted, not read as 360 Hz samples (beat times and heart rate 1.44x off)."""
+    import os
+    import tty
+
+    from vitaledge.device.stream.protocol import FrameEncoder, Hello
+    from vitaledge.device.stream.sources import open_source
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    first, second = FrameEncoder(), FrameEncoder()  # a reboot: sequence starts again
+    z = np.zeros(50, np.int16)
+    data = (first.hello(Hello(360.0, 1, 12, 200.0, 0, 10), 0) + first.samples(0, z, 0, 0)
+            + second.hello(Hello(250.0, 1, 12, 200.0, 0, 10), 0) + second.samples(0, z, 0, 0))
+    writer = threading.Timer(0.5, os.write, (master, data))  # once the port is open
+    writer.start()
+    try:
+        src = open_source(f"serial:{os.ttyname(slave)}")
+        assert src.fs == 360.0
+        stopper = threading.Timer(5.0, src.stop)  # bound the test if nothing more comes
+        stopper.start()
+        items = []
+        for item in src.chunks:
+            items.append(item)
+            if src.stats()["no_hello_samples"] >= 50:
+                src.stop()
+        stopper.cancel()
+    finally:
+        writer.join()
+        os.close(master)
+        os.close(slave)
+    mismatch = [i.info for i in items if isinstance(i, StatusEvent)
+                and i.info["status"] == "config_mismatch"]
+    assert mismatch == [{"status": "config_mismatch", "device_fs": 250.0,
+                         "expected_fs": 360.0}]
+    assert sum(len(i) for i in items if isinstance(i, np.ndarray)) == 50  # the 360 Hz ones
+    assert src.stats()["no_hello_samples"] == 50  # the 250 Hz ones: counted, dropped

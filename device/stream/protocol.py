@@ -285,7 +285,9 @@ class SampleStream:
     """Frames -> sample chunks (one channel, mV), gaps and status events.
 
     ``fs``: when given, a device announcing another rate is refused (its samples are
-    counted and dropped). Samples before the first hello cannot be scaled and are counted
+    counted and dropped); without it the first hello's rate is kept the same way (what
+    reads the chunks was built for one rate: a board that reboots at another is refused,
+    not read as if at the first). Samples before the first hello cannot be scaled and are counted
     and dropped. The device's sample index makes every gap exact, whatever was lost.
     """
 
@@ -322,6 +324,8 @@ class SampleStream:
 
     def _hello(self, h: Hello, frame: Frame) -> list:
         self.stats.hellos += 1
+        if not self.expected_fs:  # the first hello's rate is the stream's from now on
+            self.expected_fs = h.fs
         if self.expected_fs and abs(h.fs - self.expected_fs) > 1e-3:
             self.hello = None
             return [StatusEvent({"status": "config_mismatch", "device_fs": h.fs,

@@ -385,7 +385,9 @@ def serial_source(path: str, baud: int = 921600, fs: float | None = None,
                   hello_timeout: float = 10.0) -> Source:
     """A board on a serial port. Waits up to ``hello_timeout`` s for its hello (the sample
     rate); without one, ``fs`` must be given and samples count as dropped until a hello
-    comes (the board repeats it every 10 s)."""
+    comes (the board repeats it every 10 s). The rate found is kept: a later hello with
+    another rate (a board restarted at a new rate) is a ``config_mismatch`` status and its
+    samples are dropped, as for frames+tcp."""
     try:
         import serial
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -399,17 +401,17 @@ def serial_source(path: str, baud: int = 921600, fs: float | None = None,
     early: list = []
     deadline = time.monotonic() + hello_timeout
     try:
-        while reader.stream.hello is None and time.monotonic() < deadline:
+        while reader.stream.stats.hellos == 0 and time.monotonic() < deadline:
             early += reader.feed(port.read(4096))
     except (serial.SerialException, OSError) as exc:
         port.close()
         raise SourceError(f"serial port {path}: {exc}") from exc
-    if reader.stream.hello is None and not fs:
+    if not reader.stream.expected_fs:  # no hello, and no --fs
         port.close()
         raise SourceError(f"serial port {path}: no hello frame within {hello_timeout:.0f} s "
                           "(is the board sending the vitaledge protocol?); give --fs to "
                           "start without it")
-    rate = reader.stream.hello.fs if reader.stream.hello else float(fs)
+    rate = float(reader.stream.expected_fs)  # --fs, else the first hello's
     state = {"stop": False}
 
     def gen() -> Iterator:
