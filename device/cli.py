@@ -315,7 +315,7 @@ def _flag_named(message: str, overrides: dict) -> str:
 @click.option("--probation", "probation_s", type=float,
               help="Seconds a deployed model is watched before it is kept (config: [ota] "
                    "probation_s, default 30).")
-@click.option("--threads", type=int, help="Interpreter threads (default 1).")
+@click.option("--threads", type=click.IntRange(1, 256), help="Interpreter threads (default 1).")
 @click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tf"]),
               help="LiteRT backend (default: first installed).")
 @click.option("--delegate", help="xnnpack (default) | none | edgetpu | gpu | PATH.so")
@@ -716,7 +716,8 @@ def _ints(value: str, option: str, low: int = 1) -> list[int]:
 @click.option("--warmup", type=click.IntRange(min=0), default=50, show_default=True)
 @click.option("--runs", type=click.IntRange(min=1),
               help="Timed runs (default: as many as --min-seconds allows).")
-@click.option("--min-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True)
+@click.option("--min-seconds", type=FiniteRange(min=0), default=2.0, show_default=True,
+              help="Time each row at least this long (with no --runs).")
 @click.option("--data", type=click.Path(exists=True),
               help="heldout.npz from convert (the run's held-out beats) or a WFDB "
                    "directory: real inputs, and accuracy / macro F1 per row.")
@@ -736,6 +737,8 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
     from vitaledge.device.stream.progress import ProgressLine
 
     thread_list, batch_list = _ints(threads, "--threads"), _ints(batches, "--batch")
+    if max(thread_list) > 256:
+        raise click.BadParameter(f"{threads!r}: at most 256 threads", param_hint="'--threads'")
     cpus = _ints(pin, "--pin", low=0) if pin else None
     usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     if cpus and usable is not None and not set(cpus) <= set(usable):

@@ -366,3 +366,49 @@ def test_compare_tells_same_named_folders_apart_and_fits_long_variant_names(tmp_
     assert row.split() == [long_name, "xnnpack", "1", "1", "0.25", "0.5"], row
     assert "pi/int8: Test CPU" in r.output and "x86/int8: Test CPU" in r.output
     assert "note:" not in r.output  # the row is in both
+
+
+def test_a_keras_run_the_inputs_do_not_fit_fails_its_row_not_the_bench(converted, tiny_run,
+                                                                         tmp_path):
+    """--keras with a two-input run and a run whose model is missing: each gets a failed
+    row saying why, and the artifact's row and the good run's rows are still measured (one
+    bad run threw every row away, with a traceback for the two-input model)."""
+    import vitaledge.cli  # noqa: F401 - registers the Keras baseline, as the CLI does
+    from vitaledge.device.bench.latency import FAIL, OK, run_bench
+    from vitaledge.train.backend import keras
+
+    out, _ = converted
+    run, _ = tiny_run
+    two = tmp_path / "two-inputs"
+    two.mkdir()
+    a, b = keras.layers.Input((8,)), keras.layers.Input((4,))
+    keras.Model([a, b], keras.layers.Dense(5)(keras.layers.Concatenate()([a, b]))).save(
+        two / "model.keras")
+    empty = tmp_path / "no-model"
+    empty.mkdir()
+    res = run_bench([out / "cpu-fp32"], [1], ["xnnpack"], [1], warmup=2, runs=5,
+                    data=str(out / "heldout.npz"),
+                    keras_runs=[str(two), str(empty), str(run)])
+    by_run = {}
+    for r in res.rows:
+        by_run.setdefault(r.artifact, []).append(r)
+    (bad_two,) = by_run[str(two)]
+    assert bad_two.status == FAIL and "single-input models only" in bad_two.error
+    (bad_empty,) = by_run[str(empty)]
+    assert bad_empty.status == FAIL and "model.keras" in bad_empty.error
+    assert [r.status for r in by_run[str(run)]] == [OK, OK]
+    assert by_run[str(out / "cpu-fp32")][0].status == OK
+
+
+def test_held_out_inputs_with_no_windows_fail_the_row_in_one_line(converted, tmp_path):
+    """A heldout.npz cut to 0 rows: the row fails saying so (it raised ZeroDivisionError)."""
+    from vitaledge.device.bench.latency import FAIL, run_bench
+    from vitaledge.device.io.heldout import read_heldout, write_heldout
+
+    out, _ = converted
+    h = read_heldout(out / "heldout.npz")
+    empty = write_heldout(tmp_path / "empty.npz", [a[:0] for a in h.inputs], h.y[:0], h.signal)
+    res = run_bench([out / "cpu-int8"], [1], ["xnnpack"], [1], warmup=2, runs=5,
+                    data=str(empty))
+    (row,) = res.rows
+    assert row.status == FAIL and row.error == f"no windows to time in {empty}"

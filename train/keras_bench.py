@@ -19,8 +19,22 @@ from vitaledge.device.io.aami import CLASSES
 from vitaledge.device.model.timing import time_calls
 
 
-def keras_rows(run_dir: str | Path, X: np.ndarray, y: np.ndarray | None, threads: list[int],
+def pick_inputs(model, candidates: list[tuple], run_dir: Path) -> tuple:
+    """The first (inputs, labels) of ``candidates`` that is one array of windows the size of
+    ``model``'s input."""
+    want = int(np.prod(model.input_shape[1:]))
+    for X, y in candidates:
+        if not isinstance(X, list | tuple) and int(np.prod(np.shape(X)[1:])) == want:
+            return X, y
+    raise ValueError(f"{run_dir}: no artifact benchmarked beside it takes this model's "
+                     f"input ({want} samples); give an artifact converted from this run")
+
+
+def keras_rows(run_dir: str | Path, candidates: list[tuple], threads: list[int],
                warmup: int, runs: int | None, min_seconds: float) -> list[BenchRow]:
+    """The two rows of ``run_dir``'s model, timed on the first of ``candidates`` ((inputs,
+    labels) of the artifacts benchmarked beside it) whose windows its one input takes;
+    ValueError when it has several inputs or none of them fits."""
     from .backend import keras, tf
 
     run_dir = Path(run_dir)
@@ -34,8 +48,9 @@ def keras_rows(run_dir: str | Path, X: np.ndarray, y: np.ndarray | None, threads
     t = time.perf_counter()
     model = keras.models.load_model(str(run_dir / "model.keras"))
     load_ms = (time.perf_counter() - t) * 1e3
-    if isinstance(X, list):
+    if len(model.inputs) != 1:
         raise ValueError(f"{run_dir}: the Keras baseline times single-input models only")
+    X, y = pick_inputs(model, candidates, run_dir)
     labels = list(CLASSES)
     cfg = run_dir / "config.json"
     if cfg.exists() and json.loads(cfg.read_text()).get("task", "beat") != "beat":

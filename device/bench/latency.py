@@ -251,7 +251,7 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
                                     "keras": keras_runs, "pinned_cpus": pin})
     inputs: dict[str, tuple] = {}
     total, step = len(artifacts) * len(delegates) * len(threads) * len(batches), 0
-    first_inputs = None  # (X, y) of the first artifact, for the Keras baseline
+    measured: list[tuple] = []  # (X, y) of each artifact, for the Keras baseline
     for art in artifacts:
         try:
             manifest, _ = load_manifest(art)
@@ -264,7 +264,9 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
                 y = y if data else None
             else:
                 X, y, order = task_inputs(manifest, data, Path(art))
-            first_inputs = first_inputs or (X, y)
+            if not len(X[0] if isinstance(X, list | tuple) else X):
+                raise ValueError(f"no windows to time in {data or 'the held-out inputs'}")
+            measured.append((X, y))
         except (ManifestError, KeyError, ValueError) as exc:
             res.rows.append(BenchRow(str(art), Path(art).name, "-", 0, 0, FAIL, str(exc)))
             continue
@@ -279,12 +281,16 @@ def run_bench(artifacts: list[Path], threads: list[int], delegates: list[str],
     if keras_runs:
         if "keras" not in BASELINES:
             raise ValueError("--keras needs the training side (pip install 'vitaledge[train]')")
-        if first_inputs is None:
+        if not measured:
             raise ValueError("--keras needs at least one artifact to take the inputs from")
-        X, y = first_inputs
         baseline = []
-        for run in keras_runs:
-            baseline += BASELINES["keras"](run, X, y, threads, warmup, runs, min_seconds)
+        for run in keras_runs:  # each on the inputs of an artifact its model takes
+            try:
+                baseline += BASELINES["keras"](run, measured, threads, warmup, runs,
+                                               min_seconds)
+            except (ValueError, OSError) as exc:  # that run's row fails, not the bench
+                baseline.append(BenchRow(str(run), f"{Path(run).name}/keras", "tf", 0, 0,
+                                         FAIL, str(exc)))
         res.rows[:0] = baseline
     return res
 

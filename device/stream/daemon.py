@@ -100,6 +100,11 @@ class DaemonFailure(RuntimeError):
         self.summary = summary or {}
 
 
+#: Interpreter threads a daemon may ask for (as ``convert --threads``): LiteRT starts each
+#: one, and 100,000 of them crashed the process.
+MAX_THREADS = 256
+
+
 @dataclass
 class DaemonConfig:
     model: str = ""
@@ -194,6 +199,8 @@ class DaemonConfig:
                          ("max_jsonl_bytes", 1)):
             if getattr(self, key) < low:
                 raise ValueError(f"{key} {getattr(self, key)!r}: expected an integer >= {low}")
+        if self.threads > MAX_THREADS:  # the interpreter would try to start them all
+            raise ValueError(f"threads {self.threads!r}: expected at most {MAX_THREADS}")
         if not 0 <= self.api_port <= 65535:
             raise ValueError(f"api_port {self.api_port!r}: expected 0 (no API) to 65535")
         for key in ("emotion_hop_s", "api_rate"):
