@@ -56,6 +56,11 @@ def convert_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
 def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
     """The beat family: every sparsity x (target, quantization) pair, QAT when asked."""
     cfg = BeatTrainConfig.load(run_dir / "config.json")
+    if cfg.records and not Path(cfg.records).is_dir():
+        raise ValueError(f"{run_dir}/config.json: the run's record directory {cfg.records!r} "
+                         "(as given to train, relative to where that ran) is not a directory "
+                         "here; convert reads the run's beats again from it: run convert "
+                         "from that folder")
     pairs = resolve(opts.targets, opts.quant, "beat")
     base = keras.models.load_model(str(run_dir / "model.keras"))
     p: Prepared = prepare(cfg)

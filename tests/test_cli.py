@@ -160,3 +160,33 @@ def test_demo_is_a_click_command_with_the_old_options(tmp_path, monkeypatch):
                              "1", "--epochs", "2", "--seed", "4"])
     assert r.exit_code == 0 and "--records is deprecated" in r.stderr
     assert calls[0] == calls[1] == ((Path(tmp_path), 1.0, 3, 2), {"seed": 4})
+
+
+def test_a_run_trained_on_a_relative_folder_converts_from_anywhere(synth_dir, tmp_path,
+                                                                   monkeypatch):
+    """train stores --data as an absolute path (convert and evaluate read the beats again
+    from it); a run whose config still names a folder that is not there is refused naming
+    its config.json, not with "data: not a directory"."""
+    import json
+
+    monkeypatch.chdir(synth_dir.parent)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "beat", "--arch", "tiny", "--data", synth_dir.name,
+                                  "--split", "record", "--test-records", "s003",
+                                  "--epochs", "1", "--out", str(run)])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["records"] == str(synth_dir.resolve())
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["convert", str(run), "--target", "cpu", "--quant", "none",
+                                  "--out", str(tmp_path / "art")])
+    assert r.exit_code == 0, r.output
+    cfg["records"] = "data"  # as runs trained before stored it
+    (run / "config.json").write_text(json.dumps(cfg))
+    r = CliRunner().invoke(main, ["convert", str(run), "--target", "cpu", "--quant", "none",
+                                  "--out", str(tmp_path / "art2")])
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines()[-1] == (
+        f"Error: {run}/config.json: the run's record directory 'data' (as given to train, "
+        "relative to where that ran) is not a directory here; convert reads the run's beats "
+        "again from it: run convert from that folder")

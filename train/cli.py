@@ -243,6 +243,8 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
             raise click.BadParameter(str(exc), param_hint="--noise-aug/--noise-snr") from exc
     window = make_window(convention, fs, before, after, no_filter)
     check_fresh(out, overwrite, cluster=True)
+    # convert and evaluate read the beats again from the run's config, from wherever they run
+    data, csv_train, csv_test = (p and str(Path(p).resolve()) for p in (data, csv_train, csv_test))
     try:
         cfg = BeatTrainConfig(
             arch=arch, records=data, record_list=csv_list(records), csv_train=csv_train,
