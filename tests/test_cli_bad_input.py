@@ -60,6 +60,10 @@ def cases(tmp_path, fake_records):
          ["comma list '100,100' names '100' twice"]),
         (["bench", "run", empty, "--threads", "two"], ["--threads", "'two'"]),
         (["bench", "run", empty, "--batch", "0"], ["--batch", "'0'"]),
+        (["train", "beat", "--data", fake_records, "--test-records", "100", "--out",
+          tmp_path / "r"], ["--test-records", "--split record", "--split beat"]),
+        (["train", "emotion-ecg", "--data", empty, "--out", tmp_path / "e"],
+         ["--data", "--dataset synth", "ignored"]),
         (["bench", "run", empty, "--threads", "1,100000"], ["--threads", "at most 256"]),
         (["bench", "run", empty, "--min-seconds", "inf"], ["--min-seconds", "'inf'",
                                                            "not a finite number"]),
@@ -385,3 +389,33 @@ def test_keygen_into_a_missing_directory_names_the_file_in_words(tmp_path):
     key = tmp_path / "no-such-dir" / "k.pem"
     line = error_line(invoke(["device", "keygen", "--key", key]))
     assert line == f"Error: cannot write {key}: No such file or directory", line
+
+
+def test_evaluate_does_not_write_its_metrics_over_the_run(tmp_path):
+    """evaluate --json on a file of the run it scores (model.keras, config.json) or on the
+    CSV it reads is refused before anything is read; the file stays as it was."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "model.keras"):
+        (run / name).write_text("keep")
+    table = tmp_path / "beats.csv"
+    table.write_text("keep")
+    for target, words in ((run / "model.keras", [str(run / "model.keras"), "a file of"]),
+                          (run / "config.json", ["config.json", "destroy"]),
+                          (table, [str(table), "also an input"])):
+        line = error_line(invoke(["evaluate", str(run), "--csv", str(table), "--json",
+                                  str(target)]))
+        assert "--json" in line and all(w in line for w in words), line
+        assert target.read_text() == "keep"
+
+
+def test_a_window_the_architecture_cannot_take_is_refused_before_the_run_begins(
+        tmp_path, synth_dir):
+    """resnet1d's four poolings need more than 12 samples: one line, and no half-written
+    run folder left to block the next attempt."""
+    out = tmp_path / "r"
+    line = error_line(invoke(["train", "beat", "--arch", "resnet1d", "--data", synth_dir,
+                              "--window", "centered", "--before", "0.05", "--after", "0.05",
+                              "--epochs", "1", "--out", out]))
+    assert "'resnet1d' cannot take a window of 12 samples (125 Hz)" in line, line
+    assert not out.exists() or not any(out.iterdir())

@@ -576,3 +576,14 @@ def test_an_empty_folder_left_by_a_failed_run_does_not_block_the_next(tmp_path):
     (out / "fold-1" / "logs" / "events.out").write_text("x")
     with pytest.raises(click.ClickException, match="already holds fold-1"):
         check_fresh(out, overwrite=False)
+
+
+def test_evaluate_split_all_of_a_kaggle_run_asks_for_the_rows(tmp_path):
+    """A run trained on Kaggle CSV rows has no WFDB directory for --split all to read: one
+    line asking for --csv (it was a TypeError from deep in the record reader)."""
+    run = beat_run(tmp_path, keras_archive())
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "records": None,
+                                                 "csv_train": str(tmp_path / "train.csv")}))
+    line = error_line(invoke(["evaluate", run, "--split", "all"]))
+    assert "trained on Kaggle CSV rows: give --csv FILE" in line, line

@@ -15,6 +15,7 @@ from vitaledge.device.cli import (
     SampleRate,
     csv_list,
     deprecated_alias,
+    not_an_input,
     records_dir_alias,
     write_json,
 )
@@ -198,6 +199,10 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         raise click.BadParameter(str(exc), param_hint="--balance") from exc
     if not data and not csv_train:
         raise click.UsageError("give --data DIR or --csv-train FILE")
+    if test_records and split != "record":
+        raise click.UsageError(f"--test-records picks the test patients of --split record; "
+                               f"with --split {split} it would be ignored (for DS1 -> DS2: "
+                               "--split dechazal)")
     if data and (csv_train or csv_test):
         raise click.UsageError("give --data DIR or --csv-train FILE (with --csv-test), not "
                                "both: one data set trains a run")
@@ -311,6 +316,13 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 
     if csv_file and data:  # the CSV was scored and --data ignored without a word
         raise click.UsageError("--csv and --data are two sources of beats: give one")
+    if json_out:  # the metrics must not land on a file the run or the data hold
+        own = Path(model) if Path(model).is_dir() else Path(model).parent
+        target = Path(json_out).resolve()
+        if target.exists() and own.resolve() in target.parents:
+            raise click.BadParameter(f"{json_out} is a file of {own}; writing it would "
+                                     "destroy that: choose another path", param_hint="--json")
+        not_an_input(json_out, "--json", [csv_file, *data])
     try:
         task = run_task(Path(model))
         given = {"--records": records, "--csv": csv_file, "--split": split != "test",
@@ -582,6 +594,10 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
         filt = {"low_hz": low, "high_hz": high, "order": 2}
     if dataset != "synth" and not data:
         raise click.UsageError(f"--data is required for --dataset {dataset}")
+    if dataset == "synth" and data:  # it trained on synthetic trials and said nothing
+        raise click.UsageError("--data is read in the layout --dataset names (amigos, "
+                               "dreamer, wesad); with --dataset synth (the default) it "
+                               "would be ignored")
     check_fresh(out, overwrite)
     cfg = EmotionEcgConfig(dataset=dataset, data=data, threshold=threshold,
                            trust_pickle=trust_pickle, arch=arch, hop_s=hop_s, filter=filt,

@@ -171,6 +171,9 @@ def evaluate_model(model_path: Path, records: str | None = None,
             train, val, beats = split_parts(data_cfg)
             if own and cfg.records:
                 check_split_ids(run_dir / "splits.npz", train, val, beats)
+        elif not data_cfg.records:
+            raise ValueError("--split all scores every beat of a WFDB directory, and this run "
+                             "was trained on Kaggle CSV rows: give --csv FILE (or --data DIR)")
         else:
             beats = beats_from_dir(data_cfg.records, cfg.window, data_cfg.record_list, cfg.lead,
                                    cfg.anchor, cfg.rr_spec(), cfg.template_spec())

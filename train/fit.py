@@ -106,6 +106,21 @@ def check_inputs(cfg: BeatTrainConfig, arch: zoo.Arch) -> None:
                              f"of {[a for a in zoo.names('beat') if name in zoo.get(a).inputs]}")
 
 
+def check_buildable(cfg: BeatTrainConfig, arch: zoo.Arch) -> None:
+    """Build ``arch`` once on the configured inputs before anything is read or written: a
+    window its layers shrink below one sample is a one-line ValueError, not TensorFlow's
+    seven lines after the run folder was begun."""
+    try:
+        arch.build(input_shapes(cfg, arch), len(CLASSES))
+    except ValueError as exc:
+        raise ValueError(f"architecture {arch.name!r} cannot take a window of "
+                         f"{cfg.window.length} samples ({cfg.window.fs:g} Hz): its layers "
+                         "shrink it below one sample; widen the window (--before/--after) "
+                         "or raise --fs") from exc
+    finally:
+        keras.backend.clear_session()
+
+
 def input_shapes(cfg: BeatTrainConfig, arch: zoo.Arch):
     """The builder's input shape(s): the window, and the RR features for "rr" models."""
     from vitaledge.device.dsp.rr import FEATURES
@@ -191,9 +206,10 @@ def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
                 data: Prepared | None, strategy: tf.distribute.Strategy) -> dict:
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    set_seed(cfg.seed)
     arch = zoo.get(cfg.arch, "beat")
     check_inputs(cfg, arch)
+    check_buildable(cfg, arch)  # before the seed: its random weights draw nothing after it
+    set_seed(cfg.seed)
     p = data if data is not None else prepare(cfg)
     if len(p.y_fit) == 0 or len(p.val) == 0:
         raise ValueError("not enough beats to train and validate")
