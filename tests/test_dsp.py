@@ -201,3 +201,16 @@ def test_daemon_signal_path_does_not_import_scipy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd="/")
     assert out.stdout.strip() == "[]", f"the daemon's import path loads scipy: {out.stdout}"
+
+
+def test_an_implausible_or_missing_rate_is_named_not_a_division_by_zero():
+    """A data file claiming 1 GHz (or NaN) for an ECG: the resampler names the rates; it
+    raised ZeroDivisionError (1e9 -> 128 Hz rounds to a ratio of 0) or numpy's words."""
+    from vitaledge.device.dsp.resample import rate_ratio, resample
+
+    with pytest.raises(ValueError, match=r"1e\+09 Hz -> 128 Hz: a ratio beyond 1:10000"):
+        resample(np.zeros(1000), 1e9, 128.0)
+    for bad in (float("nan"), float("inf"), 0.0, -5.0):
+        with pytest.raises(ValueError, match="sample rates must be positive"):
+            rate_ratio(bad, 128.0)
+    assert rate_ratio(360.0, 125.0) == (25, 72)

@@ -76,3 +76,23 @@ def test_ragged_rows_name_the_line(tmp_path):
     p.write_text(_row(np.zeros(187), "0.0") + "\n" + _row(np.zeros(180), "0.0") + "\n")
     with pytest.raises(CsvFormatError, match=r"ragged.csv:2:"):
         load_kaggle_csv(p)
+
+
+def test_a_bom_is_dropped_and_a_bad_first_row_is_refused_not_skipped(fragments, tmp_path):
+    """Excel's UTF-8 BOM before the first row, and a first row with one bad cell: the first
+    is read as a beat (it was taken for a header and lost), the second refused naming the
+    line and the cell (it was skipped as a header)."""
+    src = fragments / "tami64_mitbih_test.csv"
+    ref = load_kaggle_csv(src)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+    b = load_kaggle_csv(bom)
+    assert len(b.y) == len(ref.y) == 10
+    np.testing.assert_array_equal(b.X, ref.X)
+    lines = src.read_text().splitlines()
+    cells = lines[0].split(",")
+    cells[4] = "abc"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([",".join(cells), *lines[1:]]) + "\n")
+    with pytest.raises(CsvFormatError, match=r"bad.csv:1: .*abc"):
+        load_kaggle_csv(bad)

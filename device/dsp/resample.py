@@ -19,9 +19,13 @@ _BLOCK_ELEMS = 1 << 16  # gather-table size per block of outputs (bounds tempora
 
 def rate_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
     """(up, down) with fs_out / fs_in == up / down (denominator limited to 10,000)."""
-    if fs_in <= 0 or fs_out <= 0:
+    if not (np.isfinite(fs_in) and np.isfinite(fs_out) and fs_in > 0 and fs_out > 0):
         raise ValueError(f"sample rates must be positive, got {fs_in} -> {fs_out}")
-    return _rate_ratio(float(fs_in), float(fs_out))
+    up, down = _rate_ratio(float(fs_in), float(fs_out))
+    if up == 0:  # beyond the ratios limit_denominator can express: an implausible rate
+        raise ValueError(f"sample rate {fs_in:g} Hz -> {fs_out:g} Hz: a ratio beyond "
+                         "1:10000, not a rate this can resample (is the rate right?)")
+    return up, down
 
 
 @lru_cache(maxsize=64)

@@ -35,12 +35,14 @@ def _is_number(s: str) -> bool:
 
 
 def _is_header(row: list[str]) -> bool:
-    """A header row: any cell not a number, or the column numbers pandas writes for a
-    frame read without one (``0,1,...,187``, or ``,0,...,187`` with its index)."""
+    """A header row: no cell a number (names), or the column numbers pandas writes for a
+    frame read without one (``0,1,...,187``, or ``,0,...,187`` / ``idx,0,...`` with its
+    index). A row of
+    numbers with a bad cell is a row, refused for that cell, not a header dropped unseen."""
     cells = [c.strip() for c in row]
-    if not all(_is_number(c) for c in cells if c):
+    if not any(_is_number(c) for c in cells if c):
         return True
-    if cells and not cells[0]:  # pandas' index column has no name
+    if cells and not _is_number(cells[0]):  # the index column's name (pandas: none)
         cells = cells[1:]
     return len(cells) == WIDTH + 1 and cells == [str(i) for i in range(WIDTH + 1)]
 
@@ -62,7 +64,7 @@ def load_kaggle_csv(path: str | Path) -> BeatSet:
     rows: list[list[float]] = []
     labels: list[int] = []
     index_col: bool | None = None
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM, as Excel writes, dropped
         for lineno, row in _csv_rows(fh, path):
             if not row or all(not c.strip() for c in row):
                 continue
