@@ -151,7 +151,7 @@ def _dominant_macros(ident: str, m) -> list[str]:
 def _config_header(ident: str, m, arena: int, ops: list[str],
                    order: list[int] | None = None) -> str:
     q_in, q_out = m.input.quantization, m.output.quantization
-    labels = ", ".join(f'"{lab}"' for lab in m.labels)
+    labels = ", ".join(c_string(lab) for lab in m.labels)
     w = m.signal.to_dict().get("window", {})
     guard = f"{ident.upper()}_MODEL_CONFIG_H_"
     return "\n".join([
@@ -174,6 +174,23 @@ def _config_header(ident: str, m, arena: int, ops: list[str],
         *(_input_macros(ident, m, order) if order and len(m.inputs) > 1 else []),
         f"static const char* const {ident}_labels[] = {{{labels}}};", "",
         f"#endif  // {guard}", ""])
+
+
+def c_string(text: str) -> str:
+    """``text`` as a C string literal: its UTF-8 bytes, printable ASCII as itself but for
+    ``"``, ``\\`` and ``?`` (a trigraph), escaped; every other byte (control characters,
+    newlines, non-ASCII) as a three-digit octal escape, which cannot run into what
+    follows as a hex escape would."""
+    out = []
+    for b in text.encode("utf-8"):
+        c = chr(b)
+        if c in '"\\?':
+            out.append("\\" + c)
+        elif 0x20 <= b < 0x7F:
+            out.append(c)
+        else:
+            out.append(f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
 
 
 def _subgraph_order(content: bytes, m) -> list[int]:

@@ -53,7 +53,7 @@ class WindowSpec:
         require(self.normalize in METHODS, "normalize",
                 f"{self.normalize!r} is not one of {METHODS}")
         require(self.length > 0, "length", f"expected a positive int, got {self.length!r}")
-        positive(self, "fs")
+        positive(self, "fs", "rr_factor", "rr_context", "default_rr_s")
         if self.convention == "centered":
             require(0 <= self.n_before < self.length, "before_s",
                     f"{self.before_s:g} s at {self.fs:g} Hz is {self.n_before} samples "

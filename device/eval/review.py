@@ -25,6 +25,7 @@ from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 from vitaledge.device.eval.score_events import (
     EventsError,
     check_beat_events,
+    check_status_events,
     check_within,
     read_rows,
 )
@@ -112,6 +113,7 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
     ``class`` is null was detected, not classified (``bench noise-stress`` without a
     model): it can be missed or false, never misclassified."""
     check_beat_events(beats, unclassified=True)
+    check_status_events(status or [])
     fs, n = record.fs, len(record.signal)
     check_within(beats, n, record.name)
     beats = sorted(beats, key=lambda e: e["sample"])

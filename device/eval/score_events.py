@@ -5,6 +5,7 @@ per-class confusion table of the matched beats. A sink file may hold several run
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +60,11 @@ def read_rows(path: str | Path) -> list:
 
 
 def check_beat_events(events: list[dict], unclassified: bool = False) -> None:
-    """Every beat event needs an integer ``sample`` and a ``class`` in :data:`CLASSES`.
-    With ``unclassified``, a run whose every beat has ``"class": null`` (detected, not
-    classified: ``bench noise-stress`` without a model) passes too; a missing ``class``
-    key, or null beside classified beats, is still an error."""
+    """Every beat event needs an integer ``sample`` and a ``class`` in :data:`CLASSES`;
+    its ``probabilities``, if any, are finite (no NaN or Infinity). With ``unclassified``,
+    a run whose every beat has ``"class": null`` (detected, not classified: ``bench
+    noise-stress`` without a model) passes too; a missing ``class`` key, or null beside
+    classified beats, is still an error."""
     allowed = (*CLASSES, None) if unclassified else CLASSES
     bad = [e for e in events if not isinstance(e.get("sample"), int)
            or "class" not in e or e["class"] not in allowed]
@@ -74,6 +76,35 @@ def check_beat_events(events: list[dict], unclassified: bool = False) -> None:
         raise EventsError(f"beat event seq {nulls[0].get('seq')}: class null beside "
                           f"{len(events) - len(nulls)} classified beats (a detection-only run "
                           "has no class on any beat)")
+    for e in events:
+        p = e.get("probabilities")
+        for k, v in (p.items() if isinstance(p, dict) else ()):
+            if not _finite(v):
+                raise EventsError(f"{_event('beat', e)}: probability {k!r} is {v}, not a "
+                                  "finite number")
+
+
+def check_status_events(events: list[dict]) -> None:
+    """The signal-quality status events (``doubtful``, ``unreadable``) place their stretch
+    with finite numbers: ``start_sample``/``end_sample``, ``start``/``end`` (seconds)."""
+    for e in events:
+        if e.get("status") not in ("doubtful", "unreadable"):
+            continue
+        odd = next((k for k in ("start_sample", "end_sample", "start", "end")
+                    if not _finite(e.get(k))), None)
+        if odd is not None:
+            raise EventsError(f"{_event('status', e)}: {odd!r} is {e[odd]}, not a finite "
+                              "number")
+
+
+def _event(kind: str, e: dict) -> str:
+    """``kind event seq N``, or the event itself when it carries no ``seq``."""
+    return f"{kind} event seq {e['seq']}" if "seq" in e else f"{kind} event {e}"
+
+
+def _finite(v) -> bool:
+    """``v`` is not a non-finite number (NaN, Infinity: JSON Lines can hold them)."""
+    return not isinstance(v, float) or math.isfinite(v)
 
 
 def check_within(events: list[dict], n: int, name: str) -> None:

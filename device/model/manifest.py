@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import reprlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,7 @@ class Manifest:
                                 f"{OUTPUT_KINDS}")
         for k in ("signal", "source_run", "metrics", "extra"):
             _check_type(d[k], (dict,), f"{where}.{k}")
+        _check_micro(d["extra"].get("micro"), where)
         try:
             signal = SIGNAL_SPECS[d["task"]].from_dict(d["signal"], "signal")
         except (ValueError, OverflowError) as exc:
@@ -291,6 +293,25 @@ class Manifest:
             raise ManifestError(f"{where}.selftest.file: {selftest.file!r} is the model file")
         return cls(**{**d, "input": inp, "output": out, "extra_inputs": extra_inputs,
                       "signal": signal, "selftest": selftest})
+
+
+def _check_micro(micro: Any, where: str) -> None:
+    """``extra.micro`` (the micro target's build facts, which ``firmware export`` takes
+    into C source): an object whose ``c_array`` is a name and whose ``arena_bytes``, when
+    measured, a positive integer (absent or null: export measures it)."""
+    if micro is None:
+        return
+    if not isinstance(micro, dict):
+        raise ManifestError(f"{where}: extra.micro: expected an object, got "
+                            f"{type(micro).__name__}")
+    if "c_array" in micro and not (isinstance(micro["c_array"], str) and micro["c_array"]):
+        raise ManifestError(f"{where}: extra.micro.c_array: expected a non-empty string (the "
+                            f"C array's name), got {reprlib.repr(micro['c_array'])}")
+    arena = micro.get("arena_bytes")
+    if arena is not None and (isinstance(arena, bool) or not isinstance(arena, int)
+                              or arena < 1):
+        raise ManifestError(f"{where}: extra.micro.arena_bytes: expected a positive integer "
+                            f"(bytes), got {reprlib.repr(arena)}")
 
 
 def _check_input_names(wanted: list[str], specs: list[TensorSpec], where: str) -> None:
