@@ -728,14 +728,19 @@ def _ints(value: str, option: str, low: int = 1) -> list[int]:
 @click.option("--pin", help="Pin the benchmark to these CPUs, e.g. 0 or 0,1.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Write bench.json/.csv/.md/.txt (and plots when matplotlib is installed).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier bench in --out (else refused).")
 def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seconds, data,
-                  backend, keras_runs, pin, out) -> None:
+                  backend, keras_runs, pin, out, overwrite) -> None:
     """Latency (load, first, p50/p90/p99), throughput, memory and accuracy per artifact x
     delegate x threads x batch. Exits 1 when a row failed (after printing and saving)."""
     from vitaledge.device.bench.latency import FAIL, run_bench, save
     from vitaledge.device.bench.latency import format_table as fmt
     from vitaledge.device.stream.progress import ProgressLine
 
+    if out and (Path(out) / "bench.json").exists() and not overwrite:
+        raise click.BadParameter(f"{out} holds an earlier bench (bench.json): give a new "
+                                 "directory, or --overwrite to replace it", param_hint="'--out'")
     thread_list, batch_list = _ints(threads, "--threads"), _ints(batches, "--batch")
     if max(thread_list) > 256:
         raise click.BadParameter(f"{threads!r}: at most 256 threads", param_hint="'--threads'")

@@ -169,6 +169,17 @@ def test_bench_cli_shorthand_and_plots(converted, tmp_path):
     for f in ("bench.json", "bench.csv", "bench.md", "bench.txt", "latency.png",
               "accuracy_latency_size.png"):
         assert (tmp_path / f).stat().st_size > 0, f
+    # a second bench into the same folder: refused, or with --overwrite it replaces the
+    # first, and the accuracy figure of the first (this one has no --data) is not left
+    again = ["bench", str(out / "cpu-int8"), "--runs", "5", "--warmup", "1", "--out",
+             str(tmp_path)]
+    r = CliRunner().invoke(main, again)
+    assert r.exit_code == 2 and "holds an earlier bench (bench.json)" in r.output, r.output
+    r = CliRunner().invoke(main, [*again, "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "latency.png").exists()
+    assert not (tmp_path / "accuracy_latency_size.png").exists()
+    assert len(json.loads((tmp_path / "bench.json").read_text())["rows"]) == 1
 
 
 def test_stream_bench_reports_latency_and_realtime_factor(converted, synth_dir):

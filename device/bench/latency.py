@@ -405,8 +405,10 @@ def save(res: BenchResult, out: Path) -> None:
         w.writerows(d["rows"])
     (out / "bench.md").write_text(format_markdown(d) + "\n")
     (out / "bench.txt").write_text(format_table(d) + "\n")
-    from vitaledge.device.bench.plots import have_matplotlib, save_plots
+    from vitaledge.device.bench.plots import PLOTS, have_matplotlib, save_plots
 
+    for name in PLOTS:  # an earlier bench's figure must not stand beside this one's tables
+        (out / name).unlink(missing_ok=True)
     if not save_plots(d, out):  # no matplotlib, or no row measured (all failed): say which
         print("plots skipped: " + ("no row was measured" if have_matplotlib() else
                                    "matplotlib is not installed (pip install matplotlib)"))

@@ -26,6 +26,10 @@ def have_matplotlib() -> bool:
     return _pyplot() is not None
 
 
+#: The figures :func:`save_plots` may write: the second only with accuracy columns.
+PLOTS = ("latency.png", "accuracy_latency_size.png")
+
+
 def save_plots(res: dict, out: Path) -> list[Path]:
     """``vitaledge bench run``: the latency spread per variant and, with accuracy figures,
     accuracy against latency and size (none without matplotlib)."""
@@ -46,7 +50,7 @@ def save_plots(res: dict, out: Path) -> list[Path]:
     ax.set_xlabel("latency per call (ms): grey min-max, blue p50-p99, tick p50")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    p1 = out / "latency.png"
+    p1 = out / PLOTS[0]
     fig.savefig(p1, dpi=110)
     plt.close(fig)
     scored = [r for r in rows if r.get("accuracy") is not None]
@@ -64,7 +68,7 @@ def save_plots(res: dict, out: Path) -> list[Path]:
         ax.set_title("accuracy vs latency (marker area ~ file size)")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        p2 = out / "accuracy_latency_size.png"
+        p2 = out / PLOTS[1]
         fig.savefig(p2, dpi=110)
         plt.close(fig)
         paths.append(p2)
