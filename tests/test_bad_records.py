@@ -189,3 +189,17 @@ def test_bench_detector_refuses_a_record_without_beats(rec, atr):
                                   "--records", "s000", "--no-xqrs"])
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert r.output.startswith(f"Error: {path}: ") and len(r.output.splitlines()) == 1
+
+
+def test_a_record_without_beat_annotations_gives_no_beats_in_words(rec):
+    """Rhythm marks only (no beat symbol): cutting its beats says so, naming the record;
+    train beat said "need at least one array to concatenate"."""
+    import wfdb
+
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.io.beats import beats_from_record
+
+    wfdb.wrann("s000", "atr", np.array([100, 5000]), symbol=["+", "+"],
+               aux_note=["(N", "(AFIB"], write_dir=str(rec.parent))
+    with pytest.raises(RecordError, match=r"^s000: its \.atr holds no beat annotations"):
+        beats_from_record(read_record(rec), WindowSpec.centered())

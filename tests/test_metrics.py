@@ -24,3 +24,19 @@ def test_absent_classes_do_not_drag_the_macro_average():
     y = np.array([0, 0, 1, 1])
     m = classification_metrics(y, y, list("NSVFQ"))
     assert m["macro"]["f1"] == 1.0 and m["per_class"]["F"]["support"] == 0
+
+
+def test_the_confusion_table_keeps_long_labels_apart():
+    """Speech labels ("fearful", "surprised") are wider than the beat classes' columns:
+    each column is as wide as its longest label plus a space ("fearsurprise" could not be
+    read), and the beat table is laid out as before."""
+    from vitaledge.device.eval.metrics import format_confusion
+
+    speech = format_confusion({"labels": ["neutral", "fearful", "surprised"],
+                               "confusion_matrix": [[1, 20, 3], [4, 5, 6], [7, 8, 900]]})
+    head, *rows = speech.splitlines()
+    assert head.split() == ["true\\pred", "neutral", "fearful", "surprised"]
+    assert rows[2].split() == ["surprised", "7", "8", "900"]
+    assert len({len(line) for line in speech.splitlines()}) == 1
+    beat = format_confusion({"labels": list("NSVFQ"), "confusion_matrix": [[2237] * 5] * 5})
+    assert beat.splitlines()[0] == "true\\pred" + "".join(f"{c:>8}" for c in "NSVFQ")

@@ -68,6 +68,11 @@ def make_window(convention: str, fs: float, before: float, after: float, no_filt
     from vitaledge.device.dsp.windows import WindowSpec
 
     filt = None if no_filter else FilterSpec()
+    given = [f"--{n}" for n in ("before", "after") if given_on_command_line(n)]
+    if convention == "kachuee" and given:  # the seed's window has its own fixed geometry
+        raise click.BadParameter(f"{' and '.join(given)} place a centered window; the kachuee "
+                                 "window is cut from the R peak on: give --window centered",
+                                 param_hint=given[0])
     try:
         if convention == "kachuee":
             return WindowSpec.kachuee(fs=fs, filter=filt)
@@ -76,6 +81,13 @@ def make_window(convention: str, fs: float, before: float, after: float, no_filt
         raise click.BadParameter(f"{exc} (--window {convention}, --fs {fs:g}, --before "
                                  f"{before:g}, --after {after:g})",
                                  param_hint="--fs/--before/--after") from exc
+
+
+def given_on_command_line(name: str) -> bool:
+    """The running command's option ``name`` was typed, not left at its default."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx) and ctx.get_parameter_source(name) in (
+        click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
 
 
 def _irregularity(value: str) -> float | None:
@@ -230,6 +242,9 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
                                  "time order; a split by beat or Kaggle CSV rows cannot give "
                                  "it that: use a split by patient or --vote none",
                                  param_hint="--vote")
+    if s_rule != "timing" and given_on_command_line("s_rule_irregularity"):
+        raise click.BadParameter("sets the timing rule's rhythm gate; with --s-rule "
+                                 f"{s_rule} there is none", param_hint="--s-rule-irregularity")
     s_rule_irregularity = _irregularity(s_rule_irregularity) if s_rule == "timing" else None
     if csv_train and convention == "kachuee":
         no_filter = True  # the Kaggle rows were cut from unfiltered signal

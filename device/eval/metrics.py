@@ -82,8 +82,12 @@ def format_report(m: dict) -> str:
 
 def format_confusion(m: dict) -> str:
     """Confusion matrix as text, rows = true class, columns = predicted."""
-    labels = m["labels"]
-    head = "true\\pred" + "".join(f"{lab:>8}" for lab in labels)
-    rows = [head] + [f"{lab:>9}" + "".join(f"{v:>8d}" for v in row)
+    labels = [str(lab) for lab in m["labels"]]
+    # a column as wide as its longest label and count, and a space apart ("surprised")
+    w = max(7, *(len(lab) for lab in labels),
+            *(len(str(v)) for row in m["confusion_matrix"] for v in row)) + 1
+    first = max(9, *(len(lab) for lab in labels))
+    head = "true\\pred".ljust(first) + "".join(f"{lab:>{w}}" for lab in labels)
+    rows = [head] + [f"{lab:>{first}}" + "".join(f"{v:>{w}d}" for v in row)
                      for lab, row in zip(labels, m["confusion_matrix"], strict=True)]
     return "\n".join(rows)

@@ -24,7 +24,7 @@ from vitaledge.device.dsp.rr import RRSpec, rr_features
 from vitaledge.device.dsp.template import TemplateSpec, templates
 from vitaledge.device.dsp.windows import WindowSpec, extract_beats
 from vitaledge.device.io.aami import CLASSES, map_annotations
-from vitaledge.device.io.records import Record, list_records, read_record
+from vitaledge.device.io.records import Record, RecordError, list_records, read_record
 
 
 @dataclass
@@ -100,6 +100,9 @@ def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
     if anchor not in ANCHORS:
         raise ValueError(f"anchor: expected one of {ANCHORS}, got {anchor!r}")
     samples, labels = map_annotations(rec.ann_samples, rec.ann_symbols)
+    if not len(samples):  # numpy's "need at least one array to concatenate" said nothing
+        raise RecordError(f"{rec.name}: its .atr holds no beat annotations; no beats to "
+                          "train or score on (leave the record out with --records)")
     x = apply_filter(rec.signal, rec.fs, spec.filter)
     desc = {"records": [rec.name], "leads": {rec.name: rec.lead}, "anchor": anchor,
             # the record's reference beats per class, whatever the anchor (patient-wise folds
