@@ -79,7 +79,7 @@ def test_train_beat_gives_rr_models_the_rule_by_default(synth_dir, tmp_path):
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "rr" / "config.json").read_text())
     assert cfg["f_rule"] == "normal" and cfg["fusion"] == {"as_class": "N"}
-    assert cfg["ensemble"] == 3  # RR models' default too: three networks averaged
+    assert cfg["ensemble"] == 6  # RR models' default too: six networks averaged
     r = CliRunner().invoke(main, ["train", "beat", "--arch", "tiny-rr", *common, "--f-rule",
                                   "network", "--ensemble", "1", "--out", str(tmp_path / "net")])
     assert r.exit_code == 0, r.output

@@ -22,7 +22,7 @@ from vitaledge.device.cli import (
 from vitaledge.device.cli_shared import SEED
 
 from . import zoo
-from .config import MAX_ENSEMBLE
+from .config import MAX_ENSEMBLE, RR_ENSEMBLE
 from .run_dir import check_fresh, overwrite_option
 from .splits import SPLITS
 
@@ -186,8 +186,8 @@ def train_group() -> None:
 @click.option("--ensemble", type=click.IntRange(1, MAX_ENSEMBLE), default=None,
               help="Train this many networks from seeds --seed (or --network-seed), + 1, "
                    "... on the same beats and average their class probabilities in one "
-                   "model (steadier on new patients than any one network) [default: 3 for "
-                   "models with RR inputs, else 1].")
+                   "model (steadier on new patients than any one network) [default: "
+                   f"{RR_ENSEMBLE} for models with RR inputs, else 1].")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seeds the split (folds, validation patients) and the networks.")
 @click.option("--network-seed", type=SEED, default=None,
@@ -232,7 +232,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         raise click.BadParameter(f"architecture {arch!r} takes no RR features and template; "
                                  "the dominant-beat rule needs both", param_hint="--v-rule")
     f_rule = f_rule or ("normal" if has_rr else "network")
-    ensemble = ensemble or (3 if has_rr else 1)
+    ensemble = ensemble or (RR_ENSEMBLE if has_rr else 1)
     # the vote decides over each patient's beats in time order: held-out beats scattered
     # through a record (split by beat) or Kaggle rows (no patients) cannot give it that
     whole_records = split != "beat" and not csv_train

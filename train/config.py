@@ -15,6 +15,11 @@ from vitaledge.device.dsp.windows import WindowSpec
 #: The most networks one model averages (``--ensemble``; vitaledge.train.ensemble).
 MAX_ENSEMBLE = 16
 
+#: Networks ``train beat`` averages by default for a model with RR inputs (the default
+#: tiny-rrt): on DS1 patient-wise 4-fold, two sets of six seeds both reach V Se and +P
+#: >= 85 %, two sets of three only one (docs/results.md, "Six networks averaged").
+RR_ENSEMBLE = 6
+
 
 def check_ensemble(n) -> None:
     """An ensemble size is a whole number of networks, 1 to :data:`MAX_ENSEMBLE`."""
