@@ -36,3 +36,24 @@ def test_an_output_directory_that_cannot_be_made_is_one_line(tmp_path):
                                   "--records", "ma"])
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert r.output == f"Error: cannot create output directory {afile / 'sub'}: Not a directory\n"
+
+
+def test_a_failed_fetch_leaves_no_empty_folder_it_made(tmp_path, monkeypatch):
+    """The download fails (here: wfdb raises as it does offline): the --out folder the
+    fetch made is gone again, and one that was there before stays."""
+    import wfdb
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no route to physionet.org")
+
+    monkeypatch.setattr(wfdb, "dl_database", offline)
+    new = tmp_path / "new" / "mitdb"
+    r = CliRunner().invoke(main, ["data", "fetch", "mitdb", "--out", str(new),
+                                  "--records", "100"])
+    assert r.exit_code == 1 and "could not download mitdb" in r.output, r.output
+    assert not new.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    r = CliRunner().invoke(main, ["data", "fetch", "mitdb", "--out", str(kept),
+                                  "--records", "100"])
+    assert r.exit_code == 1 and kept.is_dir()

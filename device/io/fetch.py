@@ -26,6 +26,7 @@ def fetch_physionet(database: str, out: Path, records: list[str] | None = None) 
         import wfdb
     except ImportError as exc:
         raise FetchError("downloading needs the 'wfdb' package") from exc
+    made = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -34,6 +35,8 @@ def fetch_physionet(database: str, out: Path, records: list[str] | None = None) 
         names = records or wfdb.get_record_list(database)
         wfdb.dl_database(database, dl_dir=str(out), records=names, annotators="all")
     except Exception as exc:  # requests/urllib errors differ by wfdb version
+        if made and not any(out.iterdir()):  # made for this fetch, and nothing came
+            out.rmdir()
         raise FetchError(f"could not download {database} from PhysioNet ({type(exc).__name__}: "
                          f"{exc}); check the network connection, or copy the records into "
                          f"{out} by hand") from exc
