@@ -368,3 +368,19 @@ def test_multimodal_stream_equals_windows():
             np.testing.assert_array_equal(a["features"], b["features"])
     # the calibration made the ECG channel zero-mean, unit-variance at rest
     assert abs(float(want[0]["physio"][:, 0].mean())) < 0.5
+
+
+def test_dreamer_trials_with_a_nan_rating_are_skipped_and_counted(tmp_path):
+    """A NaN valence or arousal score is no label: the trial is skipped and counted as
+    "nan" (it was labelled low valence or arousal, since NaN is not above the threshold)."""
+    rng = np.random.default_rng(0)
+    stim = [rng.standard_normal((int(70 * 256), 2)) for _ in range(3)]
+    subj = {"ECG": {"baseline": _cell(stim).T, "stimuli": _cell(stim).T},
+            "ScoreValence": np.array([[1.0], [np.nan], [5.0]]),
+            "ScoreArousal": np.array([[5.0], [2.0], [np.nan]])}
+    savemat(tmp_path / "DREAMER.mat",
+            {"DREAMER": {"ECG_SamplingRate": 256, "Data": _cell([subj, subj])}})
+    from vitaledge.train.emotion_data import load_dreamer
+
+    ts = load_dreamer(tmp_path)
+    assert [t.trial for t in ts.trials] == ["S01-01", "S02-01"] and ts.skipped["nan"] == 4

@@ -173,8 +173,8 @@ def load_dreamer(path: str | Path, threshold: float = 3.0) -> TrialSet:
                 skipped["empty"] += 1
                 continue
             lead = x[:, 0] if x.ndim == 2 else x
-            if not np.all(np.isfinite(lead)):
-                skipped["nan"] += 1
+            if not (np.all(np.isfinite(lead)) and np.isfinite(val[j]) and np.isfinite(aro[j])):
+                skipped["nan"] += 1  # a NaN rating is no label (it read as "low")
                 continue
             trials.append(Trial(f"S{s:02d}", f"S{s:02d}-{j + 1:02d}", lead, fs,
                                 quadrant(val[j], aro[j], threshold)))
