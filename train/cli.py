@@ -331,6 +331,9 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 
     if csv_file and data:  # the CSV was scored and --data ignored without a word
         raise click.UsageError("--csv and --data are two sources of beats: give one")
+    if csv_file and split == "all":  # a CSV is scored whole; --split picks a run's records
+        raise click.BadParameter("picks the run's held-out beats or every beat of its "
+                                 "records; a --csv file is scored whole", param_hint="--split")
     if json_out:  # the metrics must not land on a file the run or the data hold
         own = Path(model) if Path(model).is_dir() else Path(model).parent
         target = Path(json_out).resolve()
@@ -518,6 +521,9 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
                               class_weights=class_weights, checkpoint=checkpoint, arch=arch,
                               ensemble=ensemble)
         given_unused(lever["arch"], width=width, lstm_units=lstm_units, pools=tuple(pool_sizes))
+        if momentum and lever["optimizer"] != "sgd":  # Adam has none: it was taken and unused
+            raise ValueError(f"--momentum is SGD's; the recipe's optimizer is "
+                             f"{lever['optimizer']} (give --optimizer sgd)")
         signal = SpeechSignal.fitted(sample_rate=sample_rate, duration_s=duration,
                                      offset_s=offset, n_mels=n_mels, fmax=sample_rate / 2,
                                      image_width=image_width,
