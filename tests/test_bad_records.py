@@ -203,3 +203,24 @@ def test_a_record_without_beat_annotations_gives_no_beats_in_words(rec):
                aux_note=["(N", "(AFIB"], write_dir=str(rec.parent))
     with pytest.raises(RecordError, match=r"^s000: its \.atr holds no beat annotations"):
         beats_from_record(read_record(rec), WindowSpec.centered())
+
+
+def test_a_folder_with_one_record_without_beats_reads_the_others(rec, synth_dir, caplog):
+    """Beside a record of rhythm marks only, the folder's other records are read (it is left
+    out with a warning, as a record without .atr); named, it is refused."""
+    import shutil
+
+    import wfdb
+
+    from vitaledge.device.dsp.windows import WindowSpec
+    from vitaledge.device.io.beats import beats_from_dir
+
+    for ext in (".hea", ".dat", ".atr"):
+        shutil.copy(synth_dir / f"s001{ext}", rec.parent / f"s001{ext}")
+    wfdb.wrann("s000", "atr", np.array([100, 5000]), symbol=["+", "+"],
+               aux_note=["(N", "(AFIB"], write_dir=str(rec.parent))
+    b = beats_from_dir(rec.parent, WindowSpec.centered())
+    assert set(b.record) == {"s001"} and len(b.y) > 100
+    assert "without beat annotations left out: s000" in caplog.text
+    with pytest.raises(RecordError, match=r"^s000: its \.atr holds no beat annotations"):
+        beats_from_dir(rec.parent, WindowSpec.centered(), ["s000", "s001"])

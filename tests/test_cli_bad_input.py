@@ -416,6 +416,10 @@ def test_evaluate_does_not_write_its_metrics_over_the_run(tmp_path):
                                   str(target)]))
         assert "--json" in line and all(w in line for w in words), line
         assert target.read_text() == "keep"
+    earlier = run / "eval-ds2.json"  # an earlier evaluation's file: replacing it is fine
+    earlier.write_text("{}")
+    line = error_line(invoke(["evaluate", str(run), "--json", str(earlier)]))
+    assert "--json" not in line, line
 
 
 def test_a_window_the_architecture_cannot_take_is_refused_before_the_run_begins(

@@ -96,3 +96,18 @@ def test_a_bom_is_dropped_and_a_bad_first_row_is_refused_not_skipped(fragments, 
     bad.write_text("\n".join([",".join(cells), *lines[1:]]) + "\n")
     with pytest.raises(CsvFormatError, match=r"bad.csv:1: .*abc"):
         load_kaggle_csv(bad)
+
+
+@pytest.mark.parametrize("index", [False, True])
+def test_a_header_of_column_numbers_and_a_label_name_is_a_header(fragments, tmp_path, index):
+    """pandas after renaming the label column: ``0,...,186,label`` (after ``,`` with the
+    index): a header, as before the rule that refuses a bad first row."""
+    src = fragments / "tami64_mitbih_test.csv"
+    ref = load_kaggle_csv(src)
+    head = [str(i) for i in range(187)] + ["label"]
+    lines = src.read_text().splitlines()
+    rows = [f"{i},{r}" for i, r in enumerate(lines)] if index else lines
+    p = tmp_path / "renamed.csv"
+    p.write_text("\n".join([",".join(([""] if index else []) + head), *rows]) + "\n")
+    b = load_kaggle_csv(p)
+    np.testing.assert_array_equal(b.X, ref.X)

@@ -83,6 +83,12 @@ def make_window(convention: str, fs: float, before: float, after: float, no_filt
                                  param_hint="--fs/--before/--after") from exc
 
 
+#: The JSON files training and convert write into a run or artifact folder: ``evaluate
+#: --json`` may replace an earlier evaluation's file there, never one of these.
+RUN_JSON = ("config.json", "metrics.json", "ec57.json", "folds.json", "manifest.json",
+            "convert_summary.json")
+
+
 def given_on_command_line(name: str) -> bool:
     """The running command's option ``name`` was typed, not left at its default."""
     ctx = click.get_current_context(silent=True)
@@ -337,7 +343,8 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
     if json_out:  # the metrics must not land on a file the run or the data hold
         own = Path(model) if Path(model).is_dir() else Path(model).parent
         target = Path(json_out).resolve()
-        if target.exists() and own.resolve() in target.parents:
+        if (target.exists() and own.resolve() in target.parents
+                and (target.suffix != ".json" or target.name in RUN_JSON)):
             raise click.BadParameter(f"{json_out} is a file of {own}; writing it would "
                                      "destroy that: choose another path", param_hint="--json")
         not_an_input(json_out, "--json", [csv_file, *data])

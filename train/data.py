@@ -16,7 +16,6 @@ from vitaledge.device.io.aami import CLASSES
 from vitaledge.device.io.beats import BeatSet, beats_from_dir
 from vitaledge.device.io.heldout import NPZ_ERRORS, npz_problem
 from vitaledge.device.io.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
-from vitaledge.device.io.records import list_records
 
 from .balance import balance
 from .config import BeatTrainConfig
@@ -49,7 +48,10 @@ def records_to_read(cfg: BeatTrainConfig) -> list[str] | None:
     if cfg.record_list is not None:
         return cfg.record_list
     if cfg.split == "dechazal" or (cfg.split == "record" and cfg.test_records == ["dechazal"]):
-        names = [p.name for p in list_records(cfg.records) if p.name in DS1 + DS2]
+        # as list_records finds them (a header and annotations), without its warning about
+        # the records left out: beats_from_dir, which reads these, gives it once
+        names = [p.stem for p in sorted(Path(cfg.records).glob("*.hea"))
+                 if p.stem in DS1 + DS2 and p.with_suffix(".atr").exists()]
         return names or None  # none: read all, and the split says what is missing
     return None
 

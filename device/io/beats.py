@@ -11,6 +11,7 @@ the device will show it (the detected R peak lies a few samples from the annotat
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from vitaledge.device.dsp.template import TemplateSpec, templates
 from vitaledge.device.dsp.windows import WindowSpec, extract_beats
 from vitaledge.device.io.aami import CLASSES, map_annotations
 from vitaledge.device.io.records import Record, RecordError, list_records, read_record
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,6 +94,10 @@ class BeatSet:
 ANCHORS = ("annotated", "detected")
 
 
+class NoBeats(RecordError):
+    """A record whose annotations hold no beat (rhythm or signal marks only)."""
+
+
 def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
                       rr: RRSpec | None = None, template: TemplateSpec | None = None) -> BeatSet:
     """The beats of a record that have a complete window, anchored on the annotated or the
@@ -101,8 +108,8 @@ def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
         raise ValueError(f"anchor: expected one of {ANCHORS}, got {anchor!r}")
     samples, labels = map_annotations(rec.ann_samples, rec.ann_symbols)
     if not len(samples):  # numpy's "need at least one array to concatenate" said nothing
-        raise RecordError(f"{rec.name}: its .atr holds no beat annotations; no beats to "
-                          "train or score on (leave the record out with --records)")
+        raise NoBeats(f"{rec.name}: its .atr holds no beat annotations; no beats to train "
+                      "or score on (leave the record out with --records)")
     x = apply_filter(rec.signal, rec.fs, spec.filter)
     desc = {"records": [rec.name], "leads": {rec.name: rec.lead}, "anchor": anchor,
             # the record's reference beats per class, whatever the anchor (patient-wise folds
@@ -138,8 +145,19 @@ def beats_from_dir(directory: str | Path, spec: WindowSpec, records: list[str] |
         if missing:
             raise FileNotFoundError(f"{directory}: records not found: {', '.join(missing)}")
         paths = [by_name[r] for r in records]
-    sets = [beats_from_record(read_record(p, lead=lead), spec, anchor, rr, template)
-            for p in paths]
+    sets, bare = [], []
+    for p in paths:
+        try:
+            sets.append(beats_from_record(read_record(p, lead=lead), spec, anchor, rr, template))
+        except NoBeats:
+            if records is not None:  # named: the user asked for its beats
+                raise
+            bare.append(p.name)  # rhythm marks only, say: left out, as a record without .atr
+    if bare:
+        log.warning("%s: %d record(s) without beat annotations left out: %s", directory,
+                    len(bare), ", ".join(bare[:8]) + (" ..." if len(bare) > 8 else ""))
+    if not sets:
+        raise RecordError(f"{directory}: no record holds beat annotations")
     out = BeatSet.concat(sets)
     out.description = {
         "source": "wfdb", "directory": str(directory), "records": [p.name for p in paths],

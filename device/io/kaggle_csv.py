@@ -35,16 +35,15 @@ def _is_number(s: str) -> bool:
 
 
 def _is_header(row: list[str]) -> bool:
-    """A header row: no cell a number (names), or the column numbers pandas writes for a
-    frame read without one (``0,1,...,187``, or ``,0,...,187`` / ``idx,0,...`` with its
-    index). A row of
-    numbers with a bad cell is a row, refused for that cell, not a header dropped unseen."""
+    """A header row: every cell that is a number is its own column's position (after an
+    index column's name, or none): names (``c0,...,label``), the column numbers pandas
+    writes for a frame read without a header (``0,1,...,187``, ``,0,...,187``), and both
+    mixed (``0,...,186,label``). A row of sample values with one bad cell is a row, refused
+    for that cell, not a header dropped unseen."""
     cells = [c.strip() for c in row]
-    if not any(_is_number(c) for c in cells if c):
-        return True
     if cells and not _is_number(cells[0]):  # the index column's name (pandas: none)
         cells = cells[1:]
-    return len(cells) == WIDTH + 1 and cells == [str(i) for i in range(WIDTH + 1)]
+    return all(c == str(i) for i, c in enumerate(cells) if _is_number(c))
 
 
 def _csv_rows(fh, path: Path):
