@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from vitaledge.device.cli import FiniteRange
+from vitaledge.device.model.runtime import MAX_THREADS
 from vitaledge.train.run_dir import check_fresh, overwrite_option
 
 from .targets import choices
@@ -76,7 +77,7 @@ def _check_targets(ctx, param, value: str) -> str:
 @click.option("--max-drop", type=FiniteRange(min=0), default=1.0, show_default=True,
               help="Largest allowed accuracy drop vs Keras, in points.")
 @click.option("--allow-drop", is_flag=True, help="Exit 0 even when an artifact drops more.")
-@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=1, show_default=True)
 @click.option("--name", default="vitaledge", show_default=True,
               help="C identifier prefix for the micro target.")
 @click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False),

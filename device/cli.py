@@ -29,6 +29,7 @@ from vitaledge.device.cli_shared import (  # noqa: F401 - shared: train, convert
     write_json,
 )
 from vitaledge.device.io.fetch import DATABASES
+from vitaledge.device.model.runtime import MAX_THREADS
 
 
 def _given(value) -> bool:
@@ -315,7 +316,8 @@ def _flag_named(message: str, overrides: dict) -> str:
 @click.option("--probation", "probation_s", type=float,
               help="Seconds a deployed model is watched before it is kept (config: [ota] "
                    "probation_s, default 30).")
-@click.option("--threads", type=click.IntRange(1, 256), help="Interpreter threads (default 1).")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS),
+              help="Interpreter threads (default 1).")
 @click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tf"]),
               help="LiteRT backend (default: first installed).")
 @click.option("--delegate", help="xnnpack (default) | none | edgetpu | gpu | PATH.so")
@@ -742,8 +744,9 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
         raise click.BadParameter(f"{out} holds an earlier bench (bench.json): give a new "
                                  "directory, or --overwrite to replace it", param_hint="'--out'")
     thread_list, batch_list = _ints(threads, "--threads"), _ints(batches, "--batch")
-    if max(thread_list) > 256:
-        raise click.BadParameter(f"{threads!r}: at most 256 threads", param_hint="'--threads'")
+    if max(thread_list) > MAX_THREADS:
+        raise click.BadParameter(f"{threads!r}: at most {MAX_THREADS} threads",
+                                 param_hint="'--threads'")
     cpus = _ints(pin, "--pin", low=0) if pin else None
     usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     if cpus and usable is not None and not set(cpus) <= set(usable):

@@ -92,8 +92,7 @@ RUN_JSON = ("config.json", "metrics.json", "ec57.json", "folds.json", "manifest.
 def given_on_command_line(name: str) -> bool:
     """The running command's option ``name`` was typed, not left at its default."""
     ctx = click.get_current_context(silent=True)
-    return bool(ctx) and ctx.get_parameter_source(name) in (
-        click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    return bool(ctx) and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
 
 
 def _irregularity(value: str) -> float | None:
@@ -563,10 +562,8 @@ def given_unused(arch: str, **knobs) -> None:
     def takes(a: str):
         return inspect.signature(zoo.get(a, "emotion-speech").build).parameters
 
-    ctx = click.get_current_context()
     for name in knobs:
-        if (name not in takes(arch)
-                and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE):
+        if name not in takes(arch) and given_on_command_line(name):
             flag = "--" + name.replace("_", "-")
             users = [a for a in zoo.names("emotion-speech") if name in takes(a)]
             raise click.BadParameter(f"{arch} does not take it (only {', '.join(users)}: "

@@ -16,6 +16,7 @@ from vitaledge.device.io.aami import CLASSES
 from vitaledge.device.io.beats import BeatSet, beats_from_dir
 from vitaledge.device.io.heldout import NPZ_ERRORS, npz_problem
 from vitaledge.device.io.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
+from vitaledge.device.io.records import list_records
 
 from .balance import balance
 from .config import BeatTrainConfig
@@ -48,10 +49,8 @@ def records_to_read(cfg: BeatTrainConfig) -> list[str] | None:
     if cfg.record_list is not None:
         return cfg.record_list
     if cfg.split == "dechazal" or (cfg.split == "record" and cfg.test_records == ["dechazal"]):
-        # as list_records finds them (a header and annotations), without its warning about
-        # the records left out: beats_from_dir, which reads these, gives it once
-        names = [p.stem for p in sorted(Path(cfg.records).glob("*.hea"))
-                 if p.stem in DS1 + DS2 and p.with_suffix(".atr").exists()]
+        # quiet: beats_from_dir lists the folder again and says what it leaves out
+        names = [p.name for p in list_records(cfg.records, warn=False) if p.name in DS1 + DS2]
         return names or None  # none: read all, and the split says what is missing
     return None
 

@@ -236,15 +236,18 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
     return out
 
 
-def list_records(directory: str | Path, annotator: str = "atr") -> list[Path]:
-    """Record paths (without extension) in ``directory`` that have a header and annotations."""
+def list_records(directory: str | Path, annotator: str = "atr",
+                 warn: bool = True) -> list[Path]:
+    """Record paths (without extension) in ``directory`` that have a header and annotations;
+    ``warn``: say which headers were left out for want of annotations (once per command:
+    a caller that lists the folder again first passes False)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise RecordError(f"{directory}: not a directory")
     heads = sorted(p.with_suffix("") for p in directory.glob("*.hea"))
     paths = [p for p in heads if p.with_suffix("." + annotator).exists()]
     bare = [p.name for p in heads if p not in paths]
-    if bare and paths:  # left out: nothing to score them against
+    if warn and bare and paths:  # left out: nothing to score them against
         log.warning("%s: %d record(s) without .%s annotations left out: %s%s", directory,
                     len(bare), annotator, ", ".join(bare[:8]), " ..." if len(bare) > 8 else "")
     if not paths:

@@ -28,6 +28,9 @@ from vitaledge.device.model.manifest import (
 log = logging.getLogger(__name__)
 
 BACKENDS = ("ai-edge-litert", "tflite-runtime", "tf")
+#: Interpreter threads anything may ask for (device run, its config, bench run, convert):
+#: LiteRT starts each one, and 100,000 of them crashed the daemon.
+MAX_THREADS = 256
 _BACKEND_MODULES = {
     "ai-edge-litert": "ai_edge_litert.interpreter",
     "tflite-runtime": "tflite_runtime.interpreter",

@@ -52,7 +52,7 @@ from pathlib import Path
 from vitaledge.device.dsp.signal_quality import Change, Fault, SignalMonitor
 from vitaledge.device.model.manifest import ManifestError
 from vitaledge.device.model.memory import rss_mb
-from vitaledge.device.model.runtime import Model, ModelLoadError
+from vitaledge.device.model.runtime import MAX_THREADS, Model, ModelLoadError
 from vitaledge.device.stream import events as event
 from vitaledge.device.stream.auth import load_token
 from vitaledge.device.stream.beat_watch import NO_BEATS_S, BeatWatch
@@ -98,11 +98,6 @@ class DaemonFailure(RuntimeError):
     def __init__(self, message: str, summary: dict | None = None):
         super().__init__(message)
         self.summary = summary or {}
-
-
-#: Interpreter threads a daemon may ask for (as ``convert --threads``): LiteRT starts each
-#: one, and 100,000 of them crashed the process.
-MAX_THREADS = 256
 
 
 @dataclass
