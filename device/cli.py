@@ -192,36 +192,31 @@ def nst_cmd(records, noises, snrs, out, seed, overwrite) -> None:
     each SNR (5 min clean, then 2-min noisy/clean periods; reference annotations copied),
     named CLEAN_NOISESNR (118_ma6, 118_ma-6; 118_ma6p5 for 6.5 dB)."""
     from vitaledge.device.io.nst import (
-        check_noise_length,
-        check_unique_names,
+        SNR_TOLERANCE_DB,
+        check_distinct_records,
+        check_levels,
         make_nst,
         make_out_dir,
         nst_files,
-        nst_name,
-        read_clean,
     )
-    from vitaledge.device.io.records import RecordError, record_path
+    from vitaledge.device.io.records import RecordError
 
     levels = snr_list(snrs)
-    try:
-        check_unique_names(list(records), list(noises))
-        for noise in noises:  # all of them before any record is written
-            check_noise_length(noise)
-        for rec in records:   # and every clean record
-            read_clean(rec)
+    try:  # every input, name and level before any record is written
+        names = check_distinct_records(list(records), list(noises), levels)
+        for rec in records:
+            for noise in noises:
+                check_levels(rec, noise, levels, seed=seed)
         make_out_dir(out)
     except (RecordError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if not overwrite:  # every record's files before any is written
-        for rec in records:
-            for noise in noises:
-                for snr in levels:
-                    name = nst_name(record_path(rec).name, record_path(noise).name, snr)
-                    held = next((f for f in nst_files(out, name) if f.exists()), None)
-                    if held is not None:
-                        raise click.ClickException(
-                            f"{held}: already exists (an earlier run?); give a new --out, "
-                            "or --overwrite to replace it")
+        for name in names:
+            held = next((f for f in nst_files(out, name) if f.exists()), None)
+            if held is not None:
+                raise click.ClickException(
+                    f"{held}: already exists (an earlier run?); give a new --out, "
+                    "or --overwrite to replace it")
     for rec in records:
         for noise in noises:
             for snr in levels:
@@ -232,8 +227,13 @@ def nst_cmd(records, noises, snrs, out, seed, overwrite) -> None:
                 except OSError as exc:
                     raise click.ClickException(f"cannot write {out}: "
                                                f"{exc.strerror or exc}") from exc
+                off = [f"channel {i} holds " + ("no noise" if h is None else f"{h:.1f} dB")
+                       + ": its noise is finer than its resolution"
+                       for i, h in enumerate(r.snr_held_db)
+                       if h is None or abs(h - snr) > SNR_TOLERANCE_DB]
                 click.echo(f"{r.record}: {Path(rec).name} + {r.noise_record} at {snr:g} dB "
-                           f"(gain {', '.join(f'{g:.3g}' for g in r.gains)}) -> {out}")
+                           f"(gain {', '.join(f'{g:.3g}' for g in r.gains)}) -> {out}"
+                           + "".join(f"; {o}" for o in off))
 
 
 @data_group.command("fetch", help="Download a PhysioNet database with wfdb (needs network "
@@ -558,8 +558,13 @@ device_group.add_command(_reliability_group())
 
 
 def record_files(record: str | Path) -> list[Path]:
-    """The files a WFDB record path stands for (header, signal, annotations)."""
-    return [Path(f"{record}{suffix}") for suffix in ("", ".hea", ".dat", ".atr")]
+    """The files a WFDB record path (given with or without an extension) stands for: the
+    path itself, header, the signal files its header names, annotations."""
+    from vitaledge.device.io.records import record_path, signal_files
+
+    base = record_path(record)
+    return [Path(record), base, base.with_suffix(".hea"), base.with_suffix(".dat"),
+            *signal_files(base), base.with_suffix(".atr")]
 
 
 @device_group.command("score")
@@ -685,6 +690,8 @@ def bench_detector_cmd(directory, records, no_xqrs, fs, lead, json_out) -> None:
 
     if not directory:
         raise click.UsageError("Missing option '--data'.")
+    not_an_input(json_out, "--json", [f for p in Path(directory).glob("*.hea")
+                                      for f in record_files(p)])
     try:
         with ProgressLine() as line:
             res = bench_detector(directory, with_xqrs=not no_xqrs, names=csv_list(records),
@@ -819,15 +826,23 @@ def bench_compare_cmd(results) -> None:
               show_default=True,
               help="With --out, a review page (as device review writes) for each of the N "
                    "rows with the most errors, named in the report; 0: none.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier report in --out (else refused); its review pages go.")
 def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqrs, out,
-                           review_worst) -> None:
+                           review_worst, overwrite) -> None:
     """Noise stress test: Se/+P per record and SNR (all beats, with gating, outside the
     flagged stretches with the flagged fraction of noisy time), beside XQRS; with --out,
     review pages of the rows with the most errors. Clean records x noise records x SNRs
     are made here; ready-made ones (--noisy-record) are scored as they are."""
     import tempfile
 
-    from vitaledge.device.bench.noise_stress import bench_noise_stress, format_markdown, save
+    from vitaledge.device.bench.noise_stress import (
+        bench_noise_stress,
+        format_markdown,
+        save,
+        stale_pages,
+    )
+    from vitaledge.device.io.nst import make_out_dir
     from vitaledge.device.io.records import RecordError
     from vitaledge.device.stream.progress import ProgressLine
 
@@ -839,8 +854,19 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
     source = given("review_worst")
     if not out and source is ParameterSource.COMMANDLINE and review_worst > 0:
         raise click.UsageError("--review-worst writes pages next to the report: give --out")
+    if out and (Path(out) / "noise_stress.json").exists() and not overwrite:
+        raise click.BadParameter(f"{out} holds an earlier report (noise_stress.json): give a "
+                                 "new directory, or --overwrite to replace it",
+                                 param_hint="'--out'")
     if work_dir is None and out:
         work_dir = str(Path(out) / "records")
+    made = [Path(w) for w in (out, work_dir) if w and not Path(w).exists()]
+    try:  # where the report, its pages and the records go: before any work
+        for where in (out, work_dir):
+            if where:
+                make_out_dir(where)
+    except RecordError as exc:
+        raise click.ClickException(str(exc)) from exc
     try:
         with tempfile.TemporaryDirectory(prefix="vitaledge-nst-") as tmp, \
                 ProgressLine() as line:
@@ -850,6 +876,9 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
                                      review_dir=out, review_worst=review_worst,
                                      noisy=list(noisy))
     except (RecordError, ValueError, OSError) as exc:
+        for where in sorted(made, key=lambda p: -len(p.parts)):  # the folders made for it
+            if where.is_dir() and not any(where.iterdir()):
+                where.rmdir()
         raise click.ClickException(str(exc)) from exc
     click.echo(format_markdown(res))
     if res["reused_records"]:
@@ -857,7 +886,13 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
         click.echo(f"reused {n} noise-stress record{'s' * (n != 1)} made before in "
                    f"{work_dir} from the same clean and noise records", err=True)
     if out:
-        for note in save(res, Path(out)):
+        try:
+            notes = save(res, Path(out))
+            for old in stale_pages(res, Path(out)):  # an earlier report's pages
+                old.unlink()
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from exc
+        for note in notes:
             click.echo(note, err=True)
         pages = sum("page" in pg for pg in res.get("review", {}).get("pages", []))
         click.echo(f"saved to {out}/noise_stress.json, .md, .png"

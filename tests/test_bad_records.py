@@ -224,3 +224,26 @@ def test_a_folder_with_one_record_without_beats_reads_the_others(rec, synth_dir,
     assert "without beat annotations left out: s000" in caplog.text
     with pytest.raises(RecordError, match=r"^s000: its \.atr holds no beat annotations"):
         beats_from_dir(rec.parent, WindowSpec.centered(), ["s000", "s001"])
+
+
+def test_bench_detector_names_a_record_it_cannot_run_on(tmp_path):
+    """A 10-Hz record (data synth makes one) was "filter high edge 15.0 Hz is not below
+    Nyquist", a 100-sample one XQRS's "must be greater than padlen", neither naming the
+    record, the second after the others were scored."""
+    import wfdb
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    for name, fs, n in (("slow", 10, 3000), ("tiny", 360, 100)):
+        d = tmp_path / name
+        d.mkdir()
+        x = np.sin(np.arange(n) / fs * 2 * np.pi)[:, None]
+        wfdb.wrsamp(name, fs=fs, units=["mV"], sig_name=["MLII"], p_signal=x, fmt=["16"],
+                    adc_gain=[200.0], baseline=[0], write_dir=str(d))
+        wfdb.wrann(name, "atr", np.array([n // 2]), symbol=["N"], write_dir=str(d))
+        r = CliRunner().invoke(main, ["bench", "detector", "--data", str(d)])
+        assert r.exit_code == 1 and len(r.output.splitlines()) == 1, r.output
+        assert r.output.startswith(f"Error: {d / name}: "), r.output
+    assert "10 Hz; the detector takes 50 to 10000 Hz" in CliRunner().invoke(
+        main, ["bench", "detector", "--data", str(tmp_path / "slow")]).output

@@ -128,6 +128,13 @@ def cases(tmp_path, fake_records):
          ["--out", "also an input"]),
         (["device", "review", events, "--record", tmp_path / "118", "--out",
           tmp_path / "118.hea"], ["--out", "118.hea", "also an input"]),
+        # the record given with an extension is the same record: its files are inputs
+        (["device", "review", events, "--record", tmp_path / "118.hea", "--out",
+          tmp_path / "118.dat"], ["--out", "118.dat", "also an input"]),
+        (["device", "score", events, "--record", tmp_path / "118.hea", "--json",
+          tmp_path / "118.atr"], ["--json", "118.atr", "also an input"]),
+        (["bench", "detector", "--data", fake_records, "--json", fake_records / "100.atr"],
+         ["--json", "100.atr", "also an input"]),
         (["device", "run", "--model", "art", "--source", "replay:rec", "--sink",
           tmp_path / "run.jsonl", "--json", tmp_path / "run.jsonl"],
          ["--json", "run.jsonl", "also an input"]),
@@ -186,7 +193,7 @@ def test_a_noise_stress_record_needs_more_than_the_learning_period(tmp_path, syn
     line = error_line(invoke(["data", "nst", "--record", synth_dir / "s000", "--noise",
                               data_dir / "nstdb-noise" / "ma", "--snr", "6", "--out",
                               tmp_path]))
-    assert "s000" in line and "180 s long" in line and "300-s" in line
+    assert "s000" in line and "180.0 s long" in line and "300-s" in line
     assert not list(tmp_path.glob("*.dat"))
 
 

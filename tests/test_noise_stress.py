@@ -183,6 +183,42 @@ def test_cli_noise_stress(short118, data_dir, tmp_path, monkeypatch):
     assert (tmp_path / "o" / "review-s118_ma0.html").stat().st_size > 100_000
     assert not (tmp_path / "o" / "review-s118_ma6.html").exists()
     assert "and 1 review page" in res.output
+    # a second run into the same --out: refused, the first report kept; with --overwrite it
+    # replaces the report, and the first report's page (0 dB) does not stay behind
+    first = (tmp_path / "o" / "noise_stress.json").read_text()
+    again = ["bench", "noise-stress", "--record", str(short118), "--noise", str(ma), "--snr",
+             "6", "--no-xqrs", "--out", str(tmp_path / "o"), "--review-worst", "1"]
+    res = CliRunner().invoke(main, again)
+    assert res.exit_code == 2 and "holds an earlier report" in res.output, res.output
+    assert (tmp_path / "o" / "noise_stress.json").read_text() == first
+    res = CliRunner().invoke(main, [*again, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "o" / "noise_stress.json").read_text())["snrs"] == ["6"]
+    assert sorted(p.name for p in (tmp_path / "o").glob("review-*")) == [
+        "review-s118_ma6.events.jsonl", "review-s118_ma6.html"]
+    # an --out that cannot be made is one line before any work; a clean record that cannot
+    # be made noisy (no normal beats: the paced 107 has none) is named before any record is
+    # made, and the folders made for the run are not left behind
+    (tmp_path / "afile").write_text("")
+    res = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
+                                    "--noise", str(ma), "--snr", "6", "--no-xqrs", "--out",
+                                    str(tmp_path / "afile" / "o")])
+    assert res.exit_code == 1 and "cannot create output directory" in res.output, res.output
+    assert not res.exception or isinstance(res.exception, SystemExit)
+    import wfdb
+
+    rec, ann = wfdb.rdrecord(str(short118)), wfdb.rdann(str(short118), "atr")
+    paced = tmp_path / "paced"  # s118 with every normal beat labelled paced, as 107
+    paced.mkdir()
+    wfdb.wrsamp("p118", fs=rec.fs, units=rec.units, sig_name=rec.sig_name,
+                p_signal=rec.p_signal, fmt=["16"] * rec.n_sig, write_dir=str(paced))
+    wfdb.wrann("p118", "atr", ann.sample,
+               symbol=["/" if s in "NLRej" else s for s in ann.symbol], write_dir=str(paced))
+    res = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
+                                    "--record", str(paced / "p118"), "--noise", str(ma),
+                                    "--snr", "6", "--no-xqrs", "--out", str(tmp_path / "q")])
+    assert res.exit_code == 1 and "p118: no normal beats" in res.output, res.output
+    assert not (tmp_path / "q").exists()
     # pages go next to the report: asked for without one is a usage error, before any work
     res = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
                                     "--noise", str(ma), "--review-worst", "2"])
@@ -715,7 +751,7 @@ def test_the_work_directory_is_reused_only_for_the_same_inputs(short118, data_di
         r = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
                                       "--noise", str(noise), "--snr", "0", "--no-xqrs",
                                       "--work", str(work), "--out", str(tmp_path / "o"),
-                                      "--review-worst", "0"])
+                                      "--review-worst", "0", "--overwrite"])
         assert r.exit_code == 0, r.output
         return r.output, json.loads((tmp_path / "o" / "noise_stress.json").read_text())
 
@@ -729,6 +765,19 @@ def test_the_work_directory_is_reused_only_for_the_same_inputs(short118, data_di
         (work / "s118_ma0.nst.json").write_text(broken)
         _, again = bench(ma)
         assert again["reused_records"] == [] and again["rows"][1] == real["rows"][1]
+    # a record made from a seeded place in the noise (data nst --seed), or cut short, is
+    # not the bench's: made again
+    assert CliRunner().invoke(main, ["data", "nst", "--record", str(short118), "--noise",
+                                     str(ma), "--snr", "0", "--seed", "5", "--overwrite",
+                                     "--out", str(work)]).exit_code == 0
+    _, again = bench(ma)
+    assert again["reused_records"] == [] and again["rows"][1] == real["rows"][1]
+    _, again = bench(ma)
+    assert again["reused_records"] == ["s118_ma0"]
+    dat = work / "s118_ma0.dat"
+    dat.write_bytes(dat.read_bytes()[:1000])
+    _, again = bench(ma)
+    assert again["reused_records"] == [] and again["rows"][1] == real["rows"][1]
     # --review-worst 0 asks for no page: no --out needed
     r = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118), "--noise",
                                   str(ma), "--snr", "0", "--no-xqrs", "--work", str(work),

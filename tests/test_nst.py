@@ -296,3 +296,91 @@ def test_noise_at_another_rate_keeps_its_duration_and_frequency(synth_nst, tmp_p
     d = (n - c)[a:b] - (n - c)[a:b].mean()
     peak = np.fft.rfftfreq(len(d), 1 / 360)[np.argmax(np.abs(np.fft.rfft(d)))]
     assert abs(peak - 10.0) < 0.1, peak
+
+
+def _noise_record(d, name, signal, gain=200.0):
+    import wfdb
+
+    wfdb.wrsamp(name, fs=360, units=["mV"] * signal.shape[1],
+                sig_name=[f"n{i}" for i in range(signal.shape[1])], p_signal=signal,
+                fmt=["16"] * signal.shape[1], adc_gain=[gain] * signal.shape[1],
+                baseline=[0] * signal.shape[1], write_dir=str(d))
+    return d / name
+
+
+def test_noise_records_that_cannot_give_noise_are_refused_before_any_record(synth_nst,
+                                                                           tmp_path):
+    """A flat noise record gave an infinite gain and a record of NaN from 5:00, exit 0; a
+    noise record with a NaN was refused after the good noise's record was written."""
+    clean, nz = synth_nst
+    flat = _noise_record(tmp_path, "flat", np.zeros((130 * 360, 2)))
+    holed = np.random.default_rng(1).normal(0, 0.1, (130 * 360, 2))
+    holed[1000, 1] = np.nan
+    nan = _noise_record(tmp_path, "nan", holed)
+    for bad, said in ((flat, "channel 0 (n0) holds no noise (its RMS is 0)"),
+                      (nan, "1 non-finite samples (the first at sample 1000, channel 1)")):
+        out = tmp_path / f"out-{bad.name}"
+        r = nst_cli("--record", clean, "--noise", nz, "--noise", bad, "--snr", "6",
+                    "--out", out)
+        assert r.exit_code == 1 and said in r.output and str(bad) in r.output, r.output
+        assert not out.exists()
+
+
+def test_two_records_of_one_name_are_refused_before_any_is_written(synth_nst, tmp_path):
+    """118 + ma at 12 dB and 118 + ma1 at 2 dB are both 118_ma12: the second replaced the
+    first, and the run printed four records with three on disk."""
+    import shutil
+
+    clean, nz = synth_nst
+    for ext in (".hea", ".dat"):
+        shutil.copy(nz.with_suffix(ext), tmp_path / f"nz1{ext}")
+    (tmp_path / "nz1.hea").write_text((tmp_path / "nz1.hea").read_text().replace("nz", "nz1"))
+    r = nst_cli("--record", clean, "--noise", nz, "--noise", tmp_path / "nz1", "--snr", "12,2",
+                "--out", tmp_path / "o")
+    assert r.exit_code == 1 and "would be named 's000_nz12'" in r.output, r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_level_the_record_cannot_hold_is_refused_and_a_coarse_lead_is_named(synth_nst,
+                                                                              tmp_path):
+    """-17 dB clipped 27,264 samples of 119 and delivered -15.8 dB, 60 dB left a lead with no
+    noise at all, both without a word; what the record would hold is measured on the
+    clipped, rounded samples. A lead whose noise alone is finer than its resolution (101's
+    V1 at 24 dB) is kept, and its level said."""
+    import json
+
+    import wfdb
+
+    from vitaledge.device.io.nst import build_nst
+
+    clean, nz = synth_nst
+    rec, ann = wfdb.rdrecord(str(clean)), wfdb.rdann(str(clean), "atr")
+
+    def copy(name, scale, gain):
+        d = tmp_path / name
+        d.mkdir()
+        wfdb.wrsamp(name, fs=rec.fs, units=rec.units, sig_name=rec.sig_name,
+                    p_signal=rec.p_signal * scale, fmt=["16"] * 2, adc_gain=[gain] * 2,
+                    baseline=[0] * 2, write_dir=str(d))
+        wfdb.wrann(name, "atr", ann.sample, symbol=ann.symbol, write_dir=str(d))
+        return d / name
+
+    fine = copy("g000", [1.0, 1.0], 4000.0)  # format 16 holds +/- 8.2 mV at this gain
+    r = nst_cli("--record", fine, "--noise", nz, "--snr", "6,-20", "--out", tmp_path / "lo")
+    assert r.exit_code == 1 and "g000 + nz at -20 dB: channel 0" in r.output, r.output
+    assert "samples clip at format 16's range" in r.output
+    assert not (tmp_path / "lo").exists()
+    r = nst_cli("--record", clean, "--noise", nz, "--snr", "60", "--out", tmp_path / "hi")
+    assert r.exit_code == 1 and "would hold no noise" in r.output, r.output
+    assert "finer than the record's resolution" in r.output and not (tmp_path / "hi").exists()
+    # the clean record's second lead fifty times smaller (QRS about 0.02 mV, 4 ADC steps):
+    # at 24 dB its noise is under the step; the first lead's is not
+    small = copy("t000", [1.0, 0.02], 200.0)
+    held = build_nst(small, nz, 24.0).result.snr_held_db
+    assert abs(held[0] - 24.0) <= 0.5 and (held[1] is None or abs(held[1] - 24.0) > 0.5)
+    r = nst_cli("--record", small, "--noise", nz, "--snr", "24", "--out",
+                tmp_path / "q")
+    assert r.exit_code == 0, r.output
+    assert "channel 1 holds" in r.output and "finer than its resolution" in r.output
+    side = json.loads((tmp_path / "q" / "t000_nz24.nst.json").read_text())
+    assert side["snr_held_db"] == held

@@ -24,6 +24,7 @@ from vitaledge.device.io.records import (
     list_records,
     read_record,
     select_records,
+    wfdb_module,
 )
 
 #: Rates ``fs`` may resample to: a QRS needs its 5-15 Hz band (and the muscle-noise measure
@@ -52,6 +53,12 @@ def bench_detector(directory: str | Path, with_xqrs: bool = True,
     rows, totals = [], {"vitaledge": DetectionScore(0, 0, 0), "xqrs": DetectionScore(0, 0, 0)}
     skipped, missing, resampled = [], None, False
     paths = select_records(list_records(directory), names)
+    if fs is None:  # every record's own rate before any is scored
+        for p in paths:
+            rate = float(wfdb_module().rdheader(str(p)).fs)
+            if not MIN_FS <= rate <= MAX_FS:
+                raise RecordError(f"{p}: {rate:g} Hz; the detector takes {MIN_FS:g} to "
+                                  f"{MAX_FS:g} Hz")
     for i, p in enumerate(paths):
         if progress is not None:
             progress(i, len(paths), p.name)
@@ -78,7 +85,11 @@ def bench_detector(directory: str | Path, with_xqrs: bool = True,
             dets["xqrs"] = xqrs_detect
         for name, fn in dets.items():
             t = time.perf_counter()
-            det = fn(x, rate)
+            try:
+                det = fn(x, rate)
+            except (ValueError, IndexError, ZeroDivisionError) as exc:  # e.g. XQRS: too short
+                raise RecordError(f"{p}: {name} cannot run on it ({len(x)} samples at "
+                                  f"{rate:g} Hz): {exc}") from exc
             dt = time.perf_counter() - t
             s = score_outside(ref, det, rate, vf, tolerance_s)
             totals[name] = totals[name] + s

@@ -56,13 +56,14 @@ from vitaledge.device.io.nst import (
     LEARNING_S,
     NST_SNRS,
     PERIOD_S,
-    check_noise_length,
+    check_levels,
     check_unique_names,
     inputs_digest,
     make_nst,
     noisy_segments,
     nst_label,
     nst_name,
+    whole_format16,
 )
 from vitaledge.device.io.records import RecordError, read_record, record_path
 from vitaledge.device.model.runtime import Model
@@ -248,8 +249,9 @@ def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> li
         raise ValueError("nothing to score: give clean and noise records, or ready-made "
                          "noise-stress records")
     check_unique_names(clean, noises)  # records made from them, and their pages, are named by it
-    for nz in noises:
-        check_noise_length(nz)
+    for c in clean:  # every clean and noise record, and the levels, before any work
+        for nz in noises:
+            check_levels(c, nz, snrs)
     jobs = []
     for c in map(record_path, clean):
         jobs.append(_Job(c.name, "clean", "clean", c, False))
@@ -269,17 +271,18 @@ def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> li
 
 
 def _made_before(path: Path, snr: str, digest: str) -> bool:
-    """``path`` is already in the work directory, made at ``snr`` from the clean and noise
-    records whose files' digest is ``digest`` (:func:`inputs_digest`): reused, not made
-    again. A sidecar that cannot be read, or that was made from other inputs (or before it
-    recorded them), is made again."""
+    """``path`` is already in the work directory, made at ``snr`` from the start of the
+    noise (as the bench makes it: not a seeded ``data nst`` record) of the clean and noise
+    records whose files' digest is ``digest`` (:func:`inputs_digest`), and its signal file
+    is whole: reused, not made again. A sidecar that cannot be read, or a record made from
+    other inputs (or before the sidecar recorded them) or cut short, is made again."""
     meta = path.with_name(f"{path.name}.nst.json")
     if not (meta.is_file() and path.with_suffix(".dat").exists()):
         return False
     try:
         made = json.loads(meta.read_text())
-        same = (float(made["snr_db"]) == float(snr)
-                and made["inputs_sha256"] == digest)
+        same = (float(made["snr_db"]) == float(snr) and float(made["offset_s"]) == 0.0
+                and made["inputs_sha256"] == digest and whole_format16(path))
     except (ValueError, KeyError, TypeError, OSError):
         return False
     return bool(same)
@@ -395,6 +398,15 @@ def format_markdown(res: dict) -> str:
                              for c in CLASSES]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + format_review(res))
+
+
+def stale_pages(res: dict, out: Path) -> list[Path]:
+    """Review pages (and their events) in ``out`` that the report ``res`` does not name: an
+    earlier report's, which a report written over it must not leave behind."""
+    named = {pg.get(k) for pg in res.get("review", {}).get("pages", [])
+             for k in ("page", "events")}
+    return sorted(p for pattern in ("review-*.html", "review-*.events.jsonl")
+                  for p in out.glob(pattern) if p.is_file() and p.name not in named)
 
 
 def save(res: dict, out: Path) -> list[str]:

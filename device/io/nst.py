@@ -24,7 +24,14 @@ The method, as nst(1) defines it:
   (a noise record shorter than the clean one is used again from its start; one shorter than
   a noisy period, 2 minutes, is refused: its noise would repeat within the period).
 * Written in WFDB format 16 (nst's default), wide enough that offsets and strong noise are
-  not clipped.
+  not clipped at the NST database's levels. A level the record cannot hold, because the
+  sum clips at format 16's range (about -14 dB on MIT-BIH 119 with ``bw``) or the noise is
+  finer than the record's resolution on every channel (50-60 dB), is refused: each
+  channel's SNR is measured on what would be written (clipped, rounded to the ADC's step)
+  and must be within ``SNR_TOLERANCE_DB`` (0.5 dB) of the one asked for. A channel whose
+  noise alone is finer than its resolution (MIT-BIH 101's nearly isoelectric V1 at 24 dB
+  holds 23.2 dB) is kept and named: ``data nst`` says so, and the sidecar's
+  ``snr_held_db`` gives every channel's level.
 * The reference annotations are copied unchanged.
 
 Each ECG channel ``i`` gets noise channel ``i % n_noise``. A noise record at another sample
@@ -45,7 +52,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +64,17 @@ from vitaledge.device.io.records import (
     check_header,
     read_annotations,
     record_path,
+    signal_files,
     wfdb_module,
 )
 
 LEARNING_S = 300.0
 PERIOD_S = 120.0
+#: The least noisy time a record must hold after the learning period, to measure the noise
+#: added on (in 1-s windows) and to be worth scoring.
+MIN_NOISY_S = 10.0
+#: How far the SNR a record would hold may be from the one asked for (see the docstring).
+SNR_TOLERANCE_DB = 0.5
 NST_SNRS = (24.0, 18.0, 12.0, 6.0, 0.0, -6.0)  # the NST database's levels
 
 
@@ -161,8 +174,7 @@ def read_noise(path: str | Path, fs: float) -> np.ndarray:
     path = Path(path)
     nrec = _read_all(path)
     nz = nrec.p_signal.astype(np.float64)
-    if not np.isfinite(nz).all():
-        raise RecordError(f"{path}: non-finite samples")
+    check_finite(nz, path)
     if abs(float(nrec.fs) - fs) > 1e-6:
         nz = np.stack([resample(nz[:, j], float(nrec.fs), fs) for j in range(nz.shape[1])],
                       axis=1)
@@ -213,6 +225,11 @@ class NstResult:
     #: sha256 over the clean and noise records' files (:func:`inputs_digest`): what a
     #: work directory's record was made from, so a bench reuses it only for the same inputs
     inputs_sha256: str = ""
+    #: the SNR each channel holds as written (measured on the clipped, rounded record): the
+    #: level asked for within SNR_TOLERANCE_DB, except on a channel whose noise is finer
+    #: than its resolution (a nearly isoelectric lead: MIT-BIH 101's V1 at 24 dB holds
+    #: 23.2); None where no noise is left at all
+    snr_held_db: list = field(default_factory=list)
 
 
 def inputs_digest(clean: str | Path, noise: str | Path) -> str:
@@ -231,10 +248,28 @@ def inputs_digest(clean: str | Path, noise: str | Path) -> str:
 
 
 def nst_inputs(record: str | Path, exts: tuple[str, ...]) -> list[Path]:
-    """The files of ``record`` with extensions ``exts`` (a record's .dat is named by its
-    header; MIT-BIH's are ``NAME.dat``)."""
+    """The files of ``record`` with extensions ``exts``; for ``.dat``, the signal files its
+    header names (MIT-BIH's are ``NAME.dat``; ``NAME.dat`` when the header cannot be read)."""
     path = record_path(record)
-    return [path.with_suffix(ext) for ext in exts]
+    out = []
+    for ext in exts:
+        if ext == ".dat":
+            out += signal_files(path)
+        else:
+            out.append(path.with_suffix(ext))
+    return out
+
+
+def whole_format16(record: str | Path) -> bool:
+    """The record (as :func:`write_nst` writes them: one format-16 signal file) holds every
+    sample its header announces: a file cut short is not whole."""
+    path = record_path(record)
+    try:
+        head = wfdb_module().rdheader(str(path))
+        size = path.with_suffix(".dat").stat().st_size
+    except Exception:
+        return False
+    return set(head.fmt or []) == {"16"} and size == 2 * int(head.n_sig) * int(head.sig_len)
 
 
 #: The MIT-BIH Noise Stress Test Database's record names: clean record, ``e``, SNR as two
@@ -299,6 +334,31 @@ def _read_all(path: Path):
         raise RecordError(f"{path}: cannot read WFDB record: {exc}") from exc
 
 
+def check_finite(x: np.ndarray, path: str | Path) -> None:
+    """A one-line :class:`RecordError` naming the first non-finite sample of ``x``
+    (samples x channels) of the record ``path``."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i, ch = map(int, np.argwhere(bad)[0])
+        raise RecordError(f"{path}: {int(bad.sum())} non-finite samples (the first at sample "
+                          f"{i}, channel {ch})")
+
+
+def check_noise(noise: str | Path) -> None:
+    """Refuse, before anything is made from it, a noise record that cannot give noise: shorter
+    than one noisy period (:func:`check_noise_length`), unreadable, with a non-finite sample,
+    or with a channel that holds no noise at all (RMS 0: its gain for any SNR is infinite)."""
+    check_noise_length(noise)
+    path = _checked(noise)
+    nrec = _read_all(path)
+    nz = nrec.p_signal.astype(np.float64)
+    check_finite(nz, path)
+    for j in range(nz.shape[1]):
+        if rms_amplitude(nz[:, j], float(nrec.fs), max_windows=len(nz)) <= 0:
+            raise RecordError(f"{path}: channel {j} ({nrec.sig_name[j]}) holds no noise (its "
+                              "RMS is 0), so no gain gives an SNR")
+
+
 def check_noise_length(noise: str | Path) -> None:
     """Refuse, from its header alone, a noise record shorter than one noisy period: its noise
     would repeat within the period. Callers making several records check every noise
@@ -326,6 +386,21 @@ def check_unique_names(clean: list, noises: list) -> None:
                              "must be unique (copy or link one under another name)")
 
 
+def check_distinct_records(clean: list, noises: list, levels) -> list[str]:
+    """The names of the records made from every clean record x noise record x level, in that
+    order; a ValueError when two would have one name (118 + ``ma`` at 12 dB and 118 +
+    ``ma1`` at 2 dB are both ``118_ma12``), since the second would replace the first."""
+    check_unique_names(clean, noises)
+    names = [nst_name(record_path(c).name, record_path(n).name, float(v))
+             for c in clean for n in noises for v in levels]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise ValueError(f"two of the records asked for would be named {twice!r} (a clean "
+                         "record's name, the noise's and the SNR run together): rename a "
+                         "noise record, or make them in two runs with different --out")
+    return names
+
+
 def read_clean(clean: str | Path):
     """(record, annotations, each channel's QRS amplitude) of the clean record ``clean``, checked
     as the protocol needs it: finite samples, reference annotations, longer than the
@@ -336,17 +411,17 @@ def read_clean(clean: str | Path):
     rec = _read_all(clean)
     fs = float(rec.fs)
     x = rec.p_signal.astype(np.float64)
-    if not np.isfinite(x).all():
-        raise RecordError(f"{clean}: non-finite samples")
+    check_finite(x, clean)
     if not clean.with_suffix(".atr").exists():
         raise RecordError(f"{clean}.atr: reference annotations needed to measure the QRS "
                           "amplitude (no such file)")
     ann = read_annotations(clean, "atr", len(x))
     samples, classes = map_annotations(np.asarray(ann.sample), list(ann.symbol))
     normal = samples[classes == 0]
-    if not noisy_segments(len(x), fs):
-        raise RecordError(f"{clean}: {len(x) / fs:.0f} s long; the protocol adds noise only "
-                          f"after a {LEARNING_S:.0f}-s noise-free learning period")
+    if sum(b - a for a, b in noisy_segments(len(x), fs)) < MIN_NOISY_S * fs:
+        raise RecordError(f"{clean}: {len(x) / fs:.1f} s long; the protocol adds noise only "
+                          f"after a {LEARNING_S:.0f}-s noise-free learning period, and at "
+                          f"least {MIN_NOISY_S:.0f} s of noisy time is needed")
     try:
         amplitudes = [qrs_amplitude(x[:, i], fs, normal) for i in range(x.shape[1])]
     except ValueError as exc:  # e.g. a paced record: no beat is labelled normal
@@ -354,15 +429,24 @@ def read_clean(clean: str | Path):
     return rec, ann, amplitudes
 
 
-def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str | Path,
-             name: str | None = None, offset_s: float | None = None,
-             seed: int | None = None) -> NstResult:
-    """Write the noise-stress record ``out_dir/name`` (default :func:`nst_name`,
-    e.g. ``118_ma12``, ``118_bw-6``, ``118_ma6p5``) and return what was done; files of the
-    same names there are replaced (``data nst`` refuses them unless ``--overwrite``)."""
+@dataclass
+class NstSignal:
+    """A noise-stress record made in memory (:func:`build_nst`), not yet written."""
+
+    result: NstResult
+    signal: np.ndarray  # (n, channels) in physical units, clipped to format 16's range
+    rec: object  # the clean wfdb Record (units, names, ADC gains)
+    ann: object  # its reference annotations
+
+
+def build_nst(clean: str | Path, noise: str | Path, snr_db: float, name: str | None = None,
+              offset_s: float | None = None, seed: int | None = None) -> NstSignal:
+    """The noise-stress record of ``clean`` + ``noise`` at ``snr_db``, in memory; a one-line
+    :class:`RecordError` (naming the channel) when a channel would miss ``snr_db`` by more
+    than ``SNR_TOLERANCE_DB``: clipped at format 16's range, or noise finer than the
+    record's resolution."""
     if not np.isfinite(snr_db):
         raise ValueError(f"SNR {snr_db!r}: expected a finite number of dB")
-    wfdb = wfdb_module()
     clean, noise = record_path(clean), record_path(noise)
     rec, ann, amplitudes = read_clean(clean)
     fs = float(rec.fs)
@@ -381,6 +465,9 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
         stretch = noise_stretch(nz[:, i % nz.shape[1]], len(x), start)
         nr = rms_amplitude(np.concatenate([stretch[a:b] for a, b in segments]), fs,
                            max_windows=len(x))
+        if nr <= 0:
+            raise RecordError(f"{noise}: channel {i % nz.shape[1]} holds no noise over the "
+                              f"noisy periods of {clean.name} (its RMS is 0)")
         g = noise_gain(snr_db, sp, nr)
         out[:, i] = add_noise(x[:, i], stretch, g, segments)
         gains.append(g)
@@ -390,20 +477,71 @@ def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str |
     limit = np.array([32767.0 / g for g in adc_gain])
     clipped = int((np.abs(out) > limit).sum())
     out = np.clip(out, -limit, limit)
-    name = name or nst_name(clean.name, noise.name, snr_db)
+    held, coarse = [], []  # the SNR each channel of the written record would hold
+    for i in range(x.shape[1]):
+        step = 1.0 / adc_gain[i]
+        added = np.round(out[:, i] / step) * step - x[:, i]
+        got = np.concatenate([added[a:b] for a, b in segments])
+        rms = rms_amplitude(got, fs, max_windows=len(got))
+        held.append(measured_snr(s_pp[i], rms) if rms > 1e-6 * step else math.inf)
+        if abs(held[i] - snr_db) <= SNR_TOLERANCE_DB:
+            continue
+        at_limit = int((np.abs(out[:, i]) >= limit[i]).sum())
+        if at_limit or len(coarse) == x.shape[1] - 1:
+            why = (f"{at_limit} samples clip at format 16's range" if at_limit else
+                   f"the noise is finer than the record's resolution, {step:.3g} "
+                   f"{rec.units[i]}, on every channel")
+            raise RecordError(f"{clean.name} + {noise.name} at {snr_db:g} dB: channel {i} "
+                              f"({rec.sig_name[i]}) would hold "
+                              + (f"{held[i]:.1f} dB" if math.isfinite(held[i]) else "no noise")
+                              + f" ({why}); the "
+                              "record cannot hold this level")
+        coarse.append(i)
+    res = NstResult(name or nst_name(clean.name, noise.name, snr_db), float(snr_db), gains,
+                    s_pp, n_rms, noise.name, float(offset_s),
+                    [(int(a), int(b)) for a, b in segments], fs, clipped, clean.name,
+                    inputs_digest(clean, noise),
+                    [round(h, 2) if math.isfinite(h) else None for h in held])
+    return NstSignal(res, out, rec, ann)
+
+
+def write_nst(made: NstSignal, out_dir: str | Path) -> NstResult:
+    """Write a record :func:`build_nst` made into ``out_dir`` (its files replaced)."""
+    wfdb = wfdb_module()
+    res, rec, ann, out = made.result, made.rec, made.ann, made.signal
     out_dir = make_out_dir(out_dir)
-    wfdb.wrsamp(name, fs=fs, units=list(rec.units), sig_name=list(rec.sig_name),
-                p_signal=out, fmt=["16"] * out.shape[1], adc_gain=adc_gain,
+    wfdb.wrsamp(res.record, fs=res.fs, units=list(rec.units), sig_name=list(rec.sig_name),
+                p_signal=out, fmt=["16"] * out.shape[1],
+                adc_gain=[float(g) for g in rec.adc_gain],
                 baseline=[0] * out.shape[1], write_dir=str(out_dir),
-                comments=[f"nst: {clean.name} + {noise.name} at {snr_db:g} dB"])
-    wfdb.wrann(name, "atr", np.asarray(ann.sample), symbol=list(ann.symbol),
+                comments=[f"nst: {res.clean_record} + {res.noise_record} at "
+                          f"{res.snr_db:g} dB"])
+    wfdb.wrann(res.record, "atr", np.asarray(ann.sample), symbol=list(ann.symbol),
                aux_note=list(ann.aux_note) if ann.aux_note else None,
                write_dir=str(out_dir))
-    res = NstResult(name, float(snr_db), gains, s_pp, n_rms, noise.name, float(offset_s),
-                    [(int(a), int(b)) for a, b in segments], fs, clipped, clean.name,
-                    inputs_digest(clean, noise))
-    (out_dir / f"{name}.nst.json").write_text(json.dumps(asdict(res), indent=2) + "\n")
+    (out_dir / f"{res.record}.nst.json").write_text(json.dumps(asdict(res), indent=2) + "\n")
     return res
+
+
+def make_nst(clean: str | Path, noise: str | Path, snr_db: float, out_dir: str | Path,
+             name: str | None = None, offset_s: float | None = None,
+             seed: int | None = None) -> NstResult:
+    """Write the noise-stress record ``out_dir/name`` (default :func:`nst_name`,
+    e.g. ``118_ma12``, ``118_bw-6``, ``118_ma6p5``) and return what was done; files of the
+    same names there are replaced (``data nst`` refuses them unless ``--overwrite``)."""
+    return write_nst(build_nst(clean, noise, snr_db, name, offset_s, seed), out_dir)
+
+
+def check_levels(clean: str | Path, noise: str | Path, levels, seed: int | None = None
+                 ) -> None:
+    """Refuse (one-line :class:`RecordError`) before anything is written a clean record,
+    noise record or level the records of ``clean`` + ``noise`` at ``levels`` cannot be made
+    from: both records checked, and the lowest and highest level built in memory (clipping
+    grows as the SNR falls, the resolution's share of the noise as it rises)."""
+    check_noise(noise)
+    read_clean(clean)
+    for snr in sorted({min(levels), max(levels)}):
+        build_nst(clean, noise, float(snr), seed=seed)
 
 
 def snr_of(noisy: np.ndarray, clean: np.ndarray, fs: float, normal_beats: np.ndarray,

@@ -184,6 +184,18 @@ def record_path(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix in {".hea", ".dat", ".atr"} else path
 
 
+def signal_files(record: str | Path) -> list[Path]:
+    """The signal files the header of ``record`` names, in order, each once (``NAME.dat``
+    when the header cannot be read or names none)."""
+    path = record_path(record)
+    try:
+        names = wfdb_module().rdheader(str(path)).file_name or []
+    except Exception:  # an unreadable header: the record's checks name it elsewhere
+        names = []
+    names = list(dict.fromkeys(n for n in names if n))
+    return [path.with_name(n) for n in names] or [path.with_suffix(".dat")]
+
+
 def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "atr") -> Record:
     """Read one lead of a WFDB record and (if present) its annotations.
 
