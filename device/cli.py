@@ -22,10 +22,14 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from vitaledge.device.cli_shared import (  # noqa: F401 - shared: train, convert
+from vitaledge.device.cli_shared import (  # noqa: F401 - shared: train, convert, firmware
     POSITIVE,
     FiniteRange,
+    artifact_files,
+    data_files,
     json_out_ready,
+    not_an_input,
+    record_files,
     write_json,
 )
 from vitaledge.device.io.fetch import DATABASES
@@ -126,19 +130,6 @@ class SampleRate(click.ParamType):
             self.fail(f"{fs:g} Hz is outside {lo:g}-{hi:g} Hz (the sample rates a record "
                       "may have)", param, ctx)
         return float(fs)
-
-
-def not_an_input(out: str | Path | None, option: str, inputs) -> None:
-    """Refuse an output path that is one of the command's inputs (``inputs``: paths, None
-    skipped): writing it would destroy what the command reads or what a run wrote."""
-    if out is None:
-        return
-    target = Path(out).resolve()
-    for given in inputs:
-        if given is not None and Path(given).resolve() == target:
-            raise click.BadParameter(f"{out} is also an input of this command ({given}); "
-                                     "writing it would destroy that: choose another path",
-                                     param_hint=option)
 
 
 #: SNRs ``--snr`` accepts, in dB: beyond 60 dB the noise is below the records' resolution,
@@ -381,11 +372,25 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     try:
         if not cfg.model or not cfg.source:
             raise click.UsageError("give --model and --source (or a --config that sets them)")
+        for flag, given, needs, on in (
+                ("--emotion-hop", emotion_hop_s, "--emotion-model", bool(cfg.emotion_model)),
+                ("--api-host", api_host, "--api-port", bool(cfg.api_port)),
+                ("--api-token-file", api_token_file, "--api-port", bool(cfg.api_port)),
+                ("--models-dir", models_dir, "--ota", bool(cfg.ota.get("enabled"))),
+                ("--probation", probation_s, "--ota", bool(cfg.ota.get("enabled")))):
+            if given is not None and not on:  # it would be taken and ignored
+                raise click.UsageError(f"{flag} is for {needs} (or its config key): without "
+                                       "it, it does nothing")
         if lead is not None and replay_kind(cfg.source) != "wfdb":
             raise click.UsageError(f"--lead picks a lead of a WFDB record; {cfg.source} "
                                    "carries one signal")
-        not_an_input(json_out, "--json", [config, *(sink_file(o) for o in cfg.out),
-                                          cfg.source.partition(":")[2] or None])
+        source_path = cfg.source.partition(":")[2] if cfg.source.startswith("replay:") \
+            else None
+        inputs = [config, *artifact_files(cfg.model), *artifact_files(cfg.emotion_model),
+                  *(record_files(source_path) if source_path else [])]
+        for o in cfg.out:  # a sink (with --append too) must not write into what is read
+            not_an_input(sink_file(o), "--sink", inputs)
+        not_an_input(json_out, "--json", [*inputs, *(sink_file(o) for o in cfg.out)])
         json_out_ready(json_out)
         daemon = Daemon(cfg)
     except (ValueError, ManifestError, ModelLoadError, SourceError, SignalError, OSError) as exc:
@@ -451,15 +456,18 @@ def sign_cmd(artifacts, key) -> None:
 @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Ed25519 public key (PEM).")
 def verify_cmd(artifacts, key) -> None:
-    """Check artifacts as the daemon would with --verify-key (signature, sha256, size)."""
+    """Check artifacts as the daemon would with --verify-key (signature, sha256, size of the
+    model and of its self-test vectors)."""
     from vitaledge.device.model.manifest import ManifestError, load_manifest
+    from vitaledge.device.model.selftest import check_vectors_file
     from vitaledge.device.model.signing import verify_artifact
 
     bad = 0
     for a in artifacts:
         try:
             verify_artifact(a, key)
-            load_manifest(a)
+            m, path = load_manifest(a)
+            check_vectors_file(path.parent, m)
             click.echo(f"ok       {a}")
         except ManifestError as exc:
             bad += 1
@@ -555,16 +563,6 @@ def _reliability_group():
 
 
 device_group.add_command(_reliability_group())
-
-
-def record_files(record: str | Path) -> list[Path]:
-    """The files a WFDB record path (given with or without an extension) stands for: the
-    path itself, header, the signal files its header names, annotations."""
-    from vitaledge.device.io.records import record_path, signal_files
-
-    base = record_path(record)
-    return [Path(record), base, base.with_suffix(".hea"), base.with_suffix(".dat"),
-            *signal_files(base), base.with_suffix(".atr")]
 
 
 @device_group.command("score")
@@ -743,12 +741,13 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
                   backend, keras_runs, pin, out, overwrite) -> None:
     """Latency (load, first, p50/p90/p99), throughput, memory and accuracy per artifact x
     delegate x threads x batch. Exits 1 when a row failed (after printing and saving)."""
-    from vitaledge.device.bench.latency import FAIL, run_bench, save
+    from vitaledge.device.bench.latency import FAIL, run_bench, save, written_before
     from vitaledge.device.bench.latency import format_table as fmt
     from vitaledge.device.stream.progress import ProgressLine
 
-    if out and (Path(out) / "bench.json").exists() and not overwrite:
-        raise click.BadParameter(f"{out} holds an earlier bench (bench.json): give a new "
+    held = written_before(Path(out)) if out else None
+    if held is not None and not overwrite:
+        raise click.BadParameter(f"{out} holds {held.name} (an earlier bench?): give a new "
                                  "directory, or --overwrite to replace it", param_hint="'--out'")
     thread_list, batch_list = _ints(threads, "--threads"), _ints(batches, "--batch")
     if max(thread_list) > MAX_THREADS:
@@ -925,6 +924,8 @@ def bench_stream_cmd(artifact, data, records, clips, chunk_s, json_out) -> None:
 
     if not data:
         raise click.UsageError("Missing option '--data'.")
+    not_an_input(json_out, "--json", [*artifact_files(artifact), *data_files(data)])
+    json_out_ready(json_out)
     try:
         with ProgressLine() as line:
             res = bench_stream(artifact, data, chunk_s, csv_list(records),

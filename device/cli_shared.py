@@ -46,6 +46,51 @@ def json_out_ready(path: str | Path | None, option: str = "--json") -> None:
         raise click.ClickException(f"{option} {path}: cannot write there")
 
 
+def not_an_input(out: str | Path | None, option: str, inputs) -> None:
+    """Refuse an output path that is one of the command's inputs (``inputs``: paths, None
+    skipped): writing it would destroy what the command reads or what a run wrote."""
+    if out is None:
+        return
+    target = Path(out).resolve()
+    for given in inputs:
+        if given is not None and Path(given).resolve() == target:
+            raise click.BadParameter(f"{out} is also an input of this command ({given}); "
+                                     "writing it would destroy that: choose another path",
+                                     param_hint=option)
+
+
+def record_files(record: str | Path) -> list[Path]:
+    """The files a WFDB record path (given with or without an extension) stands for: the
+    path itself, header, the signal files its header names, annotations."""
+    from vitaledge.device.io.records import record_path, signal_files
+
+    base = record_path(record)
+    return [Path(record), base, base.with_suffix(".hea"), base.with_suffix(".dat"),
+            *signal_files(base), base.with_suffix(".atr")]
+
+
+def artifact_files(path: str | Path | None) -> list[Path]:
+    """The files of an artifact given as its folder or as one of its files (model, manifest):
+    every file in that folder, which a command's output must not replace."""
+    if not path:
+        return []
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    return [f for f in folder.iterdir() if f.is_file()] if folder.is_dir() else []
+
+
+def data_files(path: str | Path | None) -> list[Path]:
+    """The files a ``--data`` path stands for: the file itself, or a folder's WFDB records'
+    files and any other file in it (audio clips are searched recursively: their folder's
+    files are the ones named)."""
+    if not path:
+        return []
+    p = Path(path)
+    if not p.is_dir():
+        return [p]
+    return [*(f for f in p.iterdir() if f.is_file()),
+            *(f for h in p.glob("*.hea") for f in record_files(h))]
+
+
 def write_json(path: str | Path, obj) -> None:
     """Write a ``--json FILE`` result; an unwritable path is a one-line CLI error."""
     try:

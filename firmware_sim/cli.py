@@ -11,7 +11,10 @@ from vitaledge.device.cli import (
     POSITIVE,
     FiniteRange,
     SampleRate,
+    artifact_files,
+    data_files,
     deprecated_alias,
+    json_out_ready,
     not_an_input,
     write_json,
 )
@@ -143,6 +146,8 @@ def mcu_cmd(artifact, profile_name, data, beats, input_fs, delegates, seed, json
     from .mcu import format_report, simulate_mcu
     from .profiles import get_profile
 
+    not_an_input(json_out, "--json", [*artifact_files(artifact), *data_files(data)])
+    json_out_ready(json_out)
     try:
         r = simulate_mcu(artifact, get_profile(profile_name), data, beats, input_fs, seed,
                          delegates)

@@ -18,6 +18,7 @@ under LiteRT, and does it fit a given MCU's memory and beat deadline?
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -98,7 +99,11 @@ def compare_runtimes(artifact: str | Path, X, ids: list[str], y: np.ndarray,
                      arena: int, delegates: tuple[str, ...] = ("none", "xnnpack")) -> dict:
     """TFLite Micro vs LiteRT on the same quantized inputs, once per LiteRT delegate
     (``none``: LiteRT's reference int8 kernels; ``xnnpack``: what the Pi runs)."""
-    models = {d: Model(artifact, delegate=d) for d in delegates}
+    # intermediate tensors kept: the logits are read after invoke (LiteRT warns that this
+    # is for debugging and costs memory: it is what this comparison is for)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+        models = {d: Model(artifact, delegate=d, preserve_tensors=True) for d in delegates}
     model = next(iter(models.values()))
     if model.manifest.input.dtype != "int8" or model.manifest.output.dtype != "int8":
         raise ValueError(f"{artifact}: not a full-integer int8 model "

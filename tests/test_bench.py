@@ -174,7 +174,15 @@ def test_bench_cli_shorthand_and_plots(converted, tmp_path):
     again = ["bench", str(out / "cpu-int8"), "--runs", "5", "--warmup", "1", "--out",
              str(tmp_path)]
     r = CliRunner().invoke(main, again)
-    assert r.exit_code == 2 and "holds an earlier bench (bench.json)" in r.output, r.output
+    assert r.exit_code == 2 and "holds bench.json (an earlier bench?)" in r.output, r.output
+    # a folder holding only a file of the same name as one the bench writes: refused too
+    # (a bench.md of the user's own was replaced without a word)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "bench.md").write_text("mine\n")
+    r = CliRunner().invoke(main, [*again[:-1], str(mine)])
+    assert r.exit_code == 2 and "holds bench.md" in r.output, r.output
+    assert (mine / "bench.md").read_text() == "mine\n"
     r = CliRunner().invoke(main, [*again, "--overwrite"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "latency.png").exists()

@@ -142,6 +142,22 @@ def cases(tmp_path, fake_records):
           f"sqlite:{tmp_path / 'run.db'}", "--json", tmp_path / "run.db"],
          ["--json", "run.db", "also an input"]),
         (["firmware", "sensor", "--synth", "--speed", "0"], ["--speed"]),
+        # flags that would be taken and do nothing without the option they belong to
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--probation", "5"],
+         ["--probation is for --ota"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--models-dir", "m"],
+         ["--models-dir is for --ota"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--emotion-hop", "5"],
+         ["--emotion-hop is for --emotion-model"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--api-host",
+          "0.0.0.0"], ["--api-host is for --api-port"]),
+        (["device", "run", "--config", toml(tmp_path, 'fallback = "cpuu"')],
+         ["fallback 'cpuu'", "['none', 'cpu']"]),
+        # a --json written over the data it reads
+        (["bench", "stream", empty, "--data", fake_records, "--json",
+          fake_records / "100.hea"], ["--json", "100.hea", "also an input"]),
+        (["firmware", "mcu", empty, "--data", fake_records, "--json",
+          fake_records / "208.dat"], ["--json", "208.dat", "also an input"]),
         (["bench", "stream", empty, "--chunk", "0"], ["--chunk", "0"]),
         (["bench", "stream", empty, "--chunk", "inf"], ["--chunk", "inf"]),
         (["firmware", "sensor", "--synth", "--minutes", "-1"], ["--minutes"]),
@@ -439,3 +455,34 @@ def test_a_window_the_architecture_cannot_take_is_refused_before_the_run_begins(
                               "--epochs", "1", "--out", out]))
     assert "'resnet1d' cannot take a window of 12 samples (125 Hz)" in line, line
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_status_of_a_server_that_is_not_http_is_one_line():
+    """An SSH banner or a cut-short body was a BadStatusLine / IncompleteRead traceback;
+    an empty JSON object printed "state: ?" and exit 0."""
+    import socket
+    import threading
+
+    answers = [b"SSH-2.0-OpenSSH_9.6\r\n",
+               b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n{\"status\"",
+               b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{}"]
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve():
+        for answer in answers:
+            conn, _ = srv.accept()
+            conn.recv(4096)
+            conn.sendall(answer)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.getsockname()[1]}"
+    try:
+        for said in ("not a whole HTTP answer: BadStatusLine", "not a whole HTTP answer: "
+                     "IncompleteRead", "malformed answer: no status field"):
+            line = error_line(invoke(["device", "status", "--api", url]))
+            assert said in line, line
+    finally:
+        srv.close()

@@ -62,6 +62,16 @@ def test_valid_manifest_round_trips():
     (lambda d: d.update(schema_version=2), r"missing field\(s\) \['extra_inputs'\]"),
     (lambda d: d.update(schema_version=2, extra_inputs=[{"name": "face"}]),
      r"extra_inputs\[0\]: missing field"),
+    # labels a beat model's decision could not use: the daemon died at the first beat
+    (lambda d: d.update(labels=list("ABCDE")), r"labels: \['A', 'B', 'C', 'D', 'E'\] not "
+                                               "AAMI beat classes"),
+    (lambda d: d.update(labels=["N", "N", "S", "V", "Q"]), r"labels: \['N'\] given more "
+                                                          "than once"),
+    # an order the filter design would take minutes and a gigabyte over
+    (lambda d: d["signal"]["window"]["filter"].update(order=200),
+     "signal.window.filter.order: expected an integer from 1 to 8, got 200"),
+    (lambda d: d["extra"].update(micro={"c_array": "m", "arena_bytes": 1}),
+     "arena_bytes: expected an integer of at least 1024"),
 ])
 def test_invalid_manifests_name_the_field(mutate, message):
     d = copy.deepcopy(VALID)
@@ -291,3 +301,18 @@ def test_rows_problem_names_an_input_whose_rows_the_tensor_does_not_take():
         "input 0 (x) has rows of [10, 1]; the model's tensor takes [187, 1]")
     assert m.rows_problem([np.zeros((4, 187, 1))] * 2) == (
         "2 input arrays for a model of 1 inputs")
+
+
+def test_a_beat_model_lacking_a_class_its_rules_decide_is_refused():
+    """A four-class beat model (no V) with the dominant-beat rule: the rule's
+    labels.index('V') failed at the first beat."""
+    from vitaledge.device.dsp.dominant import DominantRule
+    from vitaledge.device.dsp.template import TemplateSpec
+
+    sig = BeatSignal(window=WindowSpec.kachuee(), rr=RRSpec(), template=TemplateSpec(),
+                     dominant=DominantRule()).to_dict()
+    d = _with_signal("beat", sig)
+    d["labels"] = ["N", "S", "F", "Q"]
+    d["output"]["shape"] = [1, 4]
+    with pytest.raises(ManifestError, match=r"lack 'V', which the dominant-beat rule decides"):
+        Manifest.from_dict(d)

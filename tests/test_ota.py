@@ -479,8 +479,9 @@ def test_staging_checks_name_what_is_wrong(arts, keys, tmp_path):
         "tampered": tampered,
         "wrong_task": edited(arts["a-fp32"], tmp_path / "wt", keys, _wrong_task),
         "wrong_input": edited(arts["a-fp32"], tmp_path / "wi", keys, _wrong_input),
+        # the same classes in another order: every output would mean another class
         "wrong_labels": edited(arts["a-fp32"], tmp_path / "wl", keys, lambda r: r.update(
-            labels=["N", "S", "V", "F", "X"])),
+            labels=["N", "S", "V", "Q", "F"])),
         "no_selftest": edited(arts["a-fp32"], tmp_path / "ns", keys, lambda r: r.update(
             schema_version=3, selftest=None)),
     }
@@ -871,3 +872,66 @@ def test_a_new_model_may_bring_its_own_decision_rules():
     other_lead["signal"]["lead"] = "V1"
     with pytest.raises(StagingError, match=r"in \['lead'\]"):
         check_fits(Manifest.from_dict(other_lead), running)
+
+
+@pytest.mark.slow
+def test_artifact_commands_guard_the_artifact_and_name_what_is_wrong(arts, keys, tmp_path):
+    """Faults of a QA pass: a --json or an --append sink written over the artifact's own
+    files (the model then would not load), damaged or missing self-test vectors signed and
+    verified as ok, selftest refusing the model file's path the other commands take, a
+    shared library that is no delegate a traceback, and a batch too large for memory ending
+    the whole bench."""
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    def cli(*args):
+        return CliRunner().invoke(main, [str(a) for a in args])
+
+    art = tmp_path / "a"
+    shutil.copytree(arts["a-int8"], art)
+    before = {p.name: p.read_bytes() for p in art.iterdir()}
+    rec = tmp_path / "rec.csv"
+    rec.write_text("".join(f"{np.sin(i / 10):.3f}\n" for i in range(3600)))
+    for args, flag in (
+            (["--sink", "stdout", "--json", art / "manifest.json"], "--json"),
+            (["--sink", f"jsonl:{art / 'model.tflite'}", "--append"], "--sink")):
+        r = cli("device", "run", "--model", art, "--source", f"replay:{rec}", "--fs", 360,
+                "--speed", "max", *args)
+        assert r.exit_code == 2 and flag in r.output and "also an input" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in art.iterdir()} == before
+    # the vectors the signature covers: signing or verifying a damaged or missing file fails
+    r = cli("device", "selftest", art / "model.tflite", art / "manifest.json")
+    assert r.exit_code == 0 and r.output.count("ok ") == 2, r.output
+    for damage in ("append", "remove"):
+        bad = tmp_path / f"bad-{damage}"
+        shutil.copytree(arts["a-int8"], bad)
+        if damage == "append":
+            with (bad / "selftest.npz").open("ab") as fh:
+                fh.write(b"x")
+        else:
+            (bad / "selftest.npz").unlink()
+        r = cli("device", "verify", bad, "--key", keys / "k.pub")
+        assert r.exit_code == 1 and "REFUSED" in r.output and "selftest.npz" in r.output, \
+            r.output
+        (bad / "manifest.sig").unlink()
+        r = cli("device", "sign", bad, "--key", keys / "k.pem")
+        assert r.exit_code == 1 and "not signed" in r.output and "selftest.npz" in r.output
+        assert not (bad / "manifest.sig").exists()
+        r = cli("device", "info", bad)
+        assert "self-test 8 vectors in selftest.npz" in r.output and "file MISMATCH" in r.output
+    # a library that is no TFLite delegate: one line, no destructor traceback
+    libm = next((p for p in ("/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/libm.so.6",
+                             "/lib/aarch64-linux-gnu/libm.so.6") if Path(p).exists()), None)
+    if libm is not None:
+        r = cli("device", "selftest", art, "--delegate", libm)
+        assert r.exit_code == 1 and "is not a TFLite delegate library" in r.output, r.output
+        assert "Traceback" not in r.output and "Exception ignored" not in r.output
+    r = cli("device", "selftest", art, "--delegate", "")
+    assert r.exit_code == 1 and "delegate ''" in r.output, r.output
+    # a batch no memory holds fails its row; the other rows are measured and saved
+    r = cli("bench", "run", art, "--batch", "1,1000000000", "--runs", 3, "--warmup", 0,
+            "--out", tmp_path / "b")
+    assert r.exit_code == 1 and "out of memory at batch 1000000000" in r.output, r.output
+    rows = json.loads((tmp_path / "b" / "bench.json").read_text())["rows"]
+    assert [row["status"] for row in rows] == ["✅", "❌"]

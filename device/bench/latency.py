@@ -231,6 +231,8 @@ def bench_one(artifact: Path, delegate: str, threads: int, batch: int, X: np.nda
                 row.status = DROP
     except (ManifestError, ModelLoadError, ValueError, RuntimeError) as exc:
         row.status, row.error = FAIL, str(exc).replace(FALLBACK_HINT, CPU_HINT)
+    except MemoryError as exc:  # numpy's _ArrayMemoryError too: --batch 1000000000
+        row.status, row.error = FAIL, f"out of memory at batch {batch}: {exc}"
     return row
 
 
@@ -393,6 +395,24 @@ def validate(res: dict, where: str = "bench result") -> None:
             read_fields(BenchRow, r, f"row {i}")
         except SpecError as exc:
             raise ValueError(f"{where}: {exc}") from None
+        if r["status"] not in (OK, DROP, FAIL):
+            raise ValueError(f"{where}: row {i}: status {r['status']!r}, expected one of "
+                             f"{[OK, DROP, FAIL]}")
+        neg = next((k for k in BenchRow.__dataclass_fields__
+                    if k.endswith("_ms") and isinstance(r[k], int | float) and r[k] < 0), None)
+        if neg is not None:  # a time is never negative: a hand-edited or foreign file
+            raise ValueError(f"{where}: row {i}: {neg} is {r[neg]!r}, expected >= 0")
+
+
+#: The tables ``save`` writes (beside the figures of :data:`~.plots.PLOTS`).
+TABLES = ("bench.json", "bench.csv", "bench.md", "bench.txt")
+
+
+def written_before(out: Path) -> Path | None:
+    """The first file in ``out`` a bench would write over (its tables or figures)."""
+    from vitaledge.device.bench.plots import PLOTS
+
+    return next((out / n for n in (*TABLES, *PLOTS) if (out / n).exists()), None)
 
 
 def save(res: BenchResult, out: Path) -> None:

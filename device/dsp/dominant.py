@@ -67,6 +67,8 @@ from vitaledge.device.dsp.spec_fields import SpecError, construct, read_fields, 
 from vitaledge.device.dsp.template import BeatTemplate, TemplateSpec, on_time_bounds
 
 VENTRICULAR, NORMAL = "V", "N"
+#: The classes the rule decides between: a model's labels must hold them.
+LABELS = (NORMAL, VENTRICULAR)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from vitaledge.device.dsp.spec_fields import read_fields
+from vitaledge.device.dsp.spec_fields import construct, read_fields, require
+
+#: The highest Butterworth order a spec may ask for: every filter here is of order 2; a
+#: manifest asking 200 passed every check and took minutes and a gigabyte to start.
+MAX_ORDER = 8
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,11 @@ class FilterSpec:
     high_hz: float | None = 40.0
     order: int = 2
 
+    def __post_init__(self) -> None:
+        require(not isinstance(self.order, bool) and isinstance(self.order, int)
+                and 1 <= self.order <= MAX_ORDER, "order",
+                f"expected an integer from 1 to {MAX_ORDER}, got {self.order!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -38,7 +47,7 @@ class FilterSpec:
         are :class:`~.spec_fields.SpecError` naming the field under ``where``."""
         if d is None or isinstance(d, FilterSpec):
             return d
-        return cls(**read_fields(cls, d, where, require_all=False))
+        return construct(cls, read_fields(cls, d, where, require_all=False), where)
 
 
 def _check_spec(spec: FilterSpec, fs: float) -> None:

@@ -52,6 +52,8 @@ TERMS: dict[str, tuple[str, str | None]] = {
 }
 #: The classes the rule decides between (the rest keep the network's decision).
 NORMAL, PREMATURE = "N", "S"
+#: The classes the rule decides between: a model's labels must hold them.
+LABELS = (NORMAL, PREMATURE)
 
 
 def log_terms(rr: np.ndarray, terms: tuple[str, ...] | list[str]) -> np.ndarray:

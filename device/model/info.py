@@ -17,6 +17,7 @@ from vitaledge.device.model.manifest import (
     not_tflite,
     verify_model_file,
 )
+from vitaledge.device.model.selftest import check_vectors_file
 
 #: ``file_check`` of a model file with the manifest's size and sha256; the start of an
 #: invalid signature's status.
@@ -35,8 +36,15 @@ def _tensor(t: TensorSpec) -> str:
 def signature_status(artifact: str | Path, public_key: str | Path | None = None) -> str:
     """``unsigned``, ``signed by key K (not checked: ...)``, ``valid (key K)`` or
     ``INVALID: why``."""
-    from vitaledge.device.model.signing import SIG_FILE, SignatureError, verify_artifact
+    from vitaledge.device.model.signing import (
+        SIG_FILE,
+        SignatureError,
+        load_public_key,
+        verify_artifact,
+    )
 
+    if public_key is not None:
+        load_public_key(public_key)  # a key that is no key is named, signed or not
     sig = manifest_path(artifact).with_name(SIG_FILE)
     if not sig.exists():
         return "unsigned (no manifest.sig)"
@@ -62,8 +70,14 @@ def artifact_info(artifact: str | Path, public_key: str | Path | None = None) ->
         file_check = f"{NOT_A_MODEL}: matches the manifest, but {why}" if why else MATCHES
     except ManifestError as exc:
         file_check = f"MISMATCH: {exc}"
+    try:
+        check_vectors_file(model_path.parent, m)
+        vectors_check = MATCHES
+    except ManifestError as exc:
+        vectors_check = f"MISMATCH: {exc}"
     return {"artifact": str(artifact), "manifest": m, "model_file": str(model_path),
-            "file_check": file_check, "signature": signature_status(artifact, public_key)}
+            "file_check": file_check, "vectors_check": vectors_check,
+            "signature": signature_status(artifact, public_key)}
 
 
 def _signal(m: Manifest) -> str:
@@ -92,7 +106,8 @@ def format_info(info: dict) -> str:
              f"sha256 {m.sha256} ({m.size_bytes:,} bytes; file {info['file_check']})",
              f"signature {info['signature']}",
              "self-test " + (f"{m.selftest.vectors} vectors in {m.selftest.file} (tolerance "
-                             f"{m.selftest.atol:g})" if m.selftest else
+                             f"{m.selftest.atol:g}; file {info['vectors_check']})"
+                             if m.selftest else
                              "none (no over-the-air deployment without vectors)"),
              f"made {m.created} by vitaledge {m.vitaledge_version} from "
              f"{m.source_run.get('arch', '?')} run {m.source_run.get('path', '?')}"]

@@ -26,10 +26,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from vitaledge.device.dsp.dominant import LABELS as DOMINANT_LABELS
+from vitaledge.device.dsp.premature import LABELS as PREMATURE_LABELS
 from vitaledge.device.inputs.beat import BeatSignal
 from vitaledge.device.inputs.emotion_ecg import EcgEmotionSignal
 from vitaledge.device.inputs.mel import SpeechSignal
 from vitaledge.device.inputs.multimodal import MultimodalSignal
+from vitaledge.device.io.aami import CLASSES
 
 SCHEMA_VERSION = 4
 # Version 1 had no ``extra_inputs`` (every model had one input); it is read as an empty list.
@@ -250,6 +253,10 @@ class Manifest:
         _check_type(d["labels"], (list,), f"{where}.labels")
         if not d["labels"] or not all(isinstance(x, str) for x in d["labels"]):
             raise ManifestError(f"{where}.labels: expected a non-empty list of strings")
+        twice = sorted({x for x in d["labels"] if d["labels"].count(x) > 1})
+        if twice:
+            raise ManifestError(f"{where}.labels: {twice} given more than once; each output "
+                                "is one class")
         _check_type(d["model_file"], (str,), f"{where}.model_file")
         _check_plain_name(d["model_file"], f"{where}.model_file")
         _check_sha256(d["sha256"], f"{where}.sha256")
@@ -265,6 +272,8 @@ class Manifest:
         except (ValueError, OverflowError) as exc:
             raise ManifestError(f"{where}: {exc} (the signal spec of a {d['task']!r} "
                                 "model)") from None
+        if isinstance(signal, BeatSignal):
+            _check_beat_labels(d["labels"], signal, where)
         if d["pruning"] is not None:
             _check_type(d["pruning"], (dict,), f"{where}.pruning")
         for k in ("created", "vitaledge_version"):
@@ -295,6 +304,35 @@ class Manifest:
                       "signal": signal, "selftest": selftest})
 
 
+def _check_beat_labels(labels: list[str], signal: BeatSignal, where: str) -> None:
+    """A beat model's labels are AAMI classes, and hold every class its decision rules
+    decide between (a rule that looks for a label the model lacks failed at the first
+    beat, after every load-time check had passed)."""
+    odd = [x for x in labels if x not in CLASSES]
+    if odd:
+        raise ManifestError(f"{where}.labels: {odd} not AAMI beat classes {list(CLASSES)}")
+    need: dict[str, str] = {}
+    if signal.premature is not None:
+        need.update({c: "the premature-beat rule" for c in PREMATURE_LABELS})
+    if signal.dominant is not None:
+        need.update({c: "the dominant-beat rule" for c in DOMINANT_LABELS})
+    if signal.fusion is not None:
+        need[signal.fusion.as_class] = "the fusion rule"
+    missing = [c for c in need if c not in labels]
+    if missing:
+        raise ManifestError(f"{where}.labels: {labels} lack {missing[0]!r}, which "
+                            f"{need[missing[0]]} decides (signal.{_RULE_FIELD[need[missing[0]]]})")
+
+
+_RULE_FIELD = {"the premature-beat rule": "premature", "the dominant-beat rule": "dominant",
+               "the fusion rule": "fusion"}
+
+
+#: The least TFLite Micro arena a manifest may name: 1 was written into the C config (as 16)
+#: without a word, where firmware mcu measured 30,720 bytes.
+MIN_ARENA_BYTES = 1024
+
+
 def _check_micro(micro: Any, where: str) -> None:
     """``extra.micro`` (the micro target's build facts, which ``firmware export`` takes
     into C source): an object whose ``c_array`` is a name and whose ``arena_bytes``, when
@@ -309,9 +347,10 @@ def _check_micro(micro: Any, where: str) -> None:
                             f"C array's name), got {reprlib.repr(micro['c_array'])}")
     arena = micro.get("arena_bytes")
     if arena is not None and (isinstance(arena, bool) or not isinstance(arena, int)
-                              or arena < 1):
-        raise ManifestError(f"{where}: extra.micro.arena_bytes: expected a positive integer "
-                            f"(bytes), got {reprlib.repr(arena)}")
+                              or arena < MIN_ARENA_BYTES):
+        raise ManifestError(f"{where}: extra.micro.arena_bytes: expected an integer of at "
+                            f"least {MIN_ARENA_BYTES} (bytes: convert measures it; the "
+                            f"smallest model here needs kilobytes), got {reprlib.repr(arena)}")
 
 
 def _check_input_names(wanted: list[str], specs: list[TensorSpec], where: str) -> None:

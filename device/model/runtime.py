@@ -99,16 +99,28 @@ def _version_of(name: str) -> str:
         return "unknown"
 
 
+#: The entry points every external TFLite delegate library exports (load_delegate calls them).
+DELEGATE_SYMBOLS = ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate")
+
+
 def make_interpreter(model_content: bytes, backend: Backend, threads: int | None = 1,
-                     delegate: str = "xnnpack", fallback_cpu: bool = False):
+                     delegate: str = "xnnpack", fallback_cpu: bool = False,
+                     preserve_tensors: bool = False):
     """An allocated interpreter for ``model_content``.
 
     ``delegate``: ``xnnpack`` (the backend's default CPU path), ``none`` (reference kernels
     only), ``edgetpu``, ``gpu``, or a path to a delegate shared library. A delegate that
     cannot be loaded is an error unless ``fallback_cpu`` is set, in which case the model runs
-    on the CPU and a warning is logged.
+    on the CPU and a warning is logged. ``preserve_tensors`` keeps every intermediate tensor
+    readable after ``invoke`` (LiteRT otherwise reuses their memory: an intermediate read
+    afterwards holds whatever a later op wrote there).
     """
+    if not delegate or not str(delegate).strip():
+        raise ModelLoadError(f"delegate {delegate!r}: expected xnnpack, none, edgetpu, gpu or "
+                             "a delegate library's path")
     kwargs: dict[str, Any] = {"model_content": model_content}
+    if preserve_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
     if threads is not None:
         kwargs["num_threads"] = int(threads)
     if delegate == "none":
@@ -121,9 +133,14 @@ def make_interpreter(model_content: bytes, backend: Backend, threads: int | None
         try:
             # Probe with ctypes first: a failed load_delegate leaves a half-built Delegate
             # whose destructor prints a traceback in ai-edge-litert 2.3.
-            ctypes.CDLL(lib)
+            so = ctypes.CDLL(lib)
+            lacks = [f for f in DELEGATE_SYMBOLS if not hasattr(so, f)]
+            if lacks:  # load_delegate would fail too, and its destructor print a traceback
+                raise ValueError(f"{lib} is not a TFLite delegate library (no {lacks[0]})")
             kwargs["experimental_delegates"] = [backend.load_delegate(lib)]
-        except (ValueError, OSError, RuntimeError) as exc:
+        except (ValueError, OSError, RuntimeError, AttributeError) as exc:
+            # AttributeError: a shared library that is not a TFLite delegate (no
+            # tflite_plugin_create_delegate symbol)
             if not fallback_cpu:
                 raise ModelLoadError(f"cannot load the {delegate} delegate ({lib}): {exc}; "
                                     f"{FALLBACK_HINT}") from exc
@@ -190,7 +207,7 @@ class Model:
 
     def __init__(self, artifact: str | Path, backend: str | None = None, threads: int = 1,
                  delegate: str = "xnnpack", fallback_cpu: bool = False,
-                 verify_key: str | Path | None = None):
+                 verify_key: str | Path | None = None, preserve_tensors: bool = False):
         self.manifest, self.path = load_manifest(artifact, verify_file=False)
         if verify_key:  # the signed manifest must be the one loaded (device/model/signing.py)
             from vitaledge.device.model.manifest import Manifest
@@ -206,7 +223,7 @@ class Model:
         self.delegate = delegate
         self.threads = threads
         self.interpreter = make_interpreter(content, self.backend, threads, delegate,
-                                            fallback_cpu)
+                                            fallback_cpu, preserve_tensors)
         self.stateful = bool(STATEFUL_OPS & {o["op"] for o in list_ops(content, backend)})
         ins, outs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         specs = self.manifest.inputs

@@ -16,7 +16,8 @@ Layout (NumPy ``.npz``, compressed, no pickles)::
     expected       float32 (n, labels): what ``Model.predict`` returned on them
 
 :func:`check` runs the inputs through a loaded model and holds the outputs to the
-manifest's ``atol`` (int8 outputs: two quantization steps; float: 1e-3, 1e-2 for fp16 and
+manifest's ``atol`` (int8 outputs: four quantization steps, which the reference kernels
+and XNNPACK both meet; float: 1e-3, 1e-2 for fp16 and
 partly quantized models), and the class (argmax) to exactly the expected one wherever the
 expected top two are more than ``2 * atol`` apart (a near tie may go either way on
 another CPU or backend).
@@ -62,12 +63,19 @@ class SelfTestResult:
         return asdict(self)
 
 
+#: Quantization steps of an int8 output the self-test allows: XNNPACK (which writes the
+#: vectors) and the reference kernels (``--delegate none``, what TFLite Micro runs) round
+#: the requantizations between layers differently; on the six-network default of
+#: 2026-12-02 they differ by 3 steps (0.0118), and two steps failed healthy artifacts.
+QUANT_STEPS = 4
+
+
 def default_atol(m: Manifest) -> float:
-    """The tolerance written for an artifact: two steps of a quantized output, else 1e-3
-    for a float model and 1e-2 for fp16 or partly quantized ones."""
+    """The tolerance written for an artifact: ``QUANT_STEPS`` steps of a quantized output,
+    else 1e-3 for a float model and 1e-2 for fp16 or partly quantized ones."""
     q = m.output.quantization
     if q is not None:
-        return round(max(2.0 * q.scale, 1e-3), 6)
+        return round(max(QUANT_STEPS * q.scale, 1e-3), 6)
     return 1e-3 if m.quantization == "none" else 1e-2
 
 
@@ -126,6 +134,27 @@ def write_selftest(artifact: str | Path, model, X, y: np.ndarray | None = None,
                        size_bytes=len(data), vectors=int(len(idx)), atol=default_atol(m))
 
 
+def vectors_bytes(path: Path, ref: SelfTestRef) -> bytes:
+    """The bytes of the vectors file ``path``, checked against the manifest's ``ref``
+    (size and sha256); SelfTestError when it is missing or does not match."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SelfTestError(f"{path}: self-test vectors named by the manifest are missing "
+                            f"({exc.strerror or exc})") from exc
+    if len(data) != ref.size_bytes or hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise SelfTestError(f"{path}: {len(data)} bytes that do not match the manifest's "
+                            "selftest sha256/size (corrupt or tampered)")
+    return data
+
+
+def check_vectors_file(artifact: str | Path, m: Manifest) -> None:
+    """The vectors file a manifest names (if any) is there and is the one it names."""
+    if m.selftest is not None:
+        folder = Path(artifact) if Path(artifact).is_dir() else Path(artifact).parent
+        vectors_bytes(folder / m.selftest.file, m.selftest)
+
+
 def read_vectors(artifact: str | Path, m: Manifest) -> tuple[list[np.ndarray], np.ndarray]:
     """The inputs (manifest order) and expected outputs of ``artifact``'s vectors, after
     checking the file against the manifest (sha256, size) and the arrays against the model
@@ -136,14 +165,7 @@ def read_vectors(artifact: str | Path, m: Manifest) -> tuple[list[np.ndarray], n
                             f"{m.schema_version} without selftest; convert the model again "
                             "with this vitaledge to get them)")
     path = Path(artifact) / ref.file
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SelfTestError(f"{path}: self-test vectors named by the manifest are missing "
-                            f"({exc.strerror or exc})") from exc
-    if len(data) != ref.size_bytes or hashlib.sha256(data).hexdigest() != ref.sha256:
-        raise SelfTestError(f"{path}: {len(data)} bytes that do not match the manifest's "
-                            "selftest sha256/size (corrupt or tampered)")
+    data = vectors_bytes(path, ref)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -196,7 +218,9 @@ def check(model, artifact: str | Path | None = None) -> SelfTestResult:
     """Run ``model``'s self-test vectors (beside its model file, or in ``artifact``)
     through it. Raises :class:`SelfTestError` when there are none or they are unreadable."""
     m: Manifest = model.manifest
-    where = Path(artifact) if artifact is not None else Path(model.path).parent
+    # the artifact's folder, given as the folder or as one of its files (model, manifest)
+    where = Path(model.path).parent if artifact is None or not Path(artifact).is_dir() \
+        else Path(artifact)
     inputs, expected = read_vectors(where, m)
     try:
         got = model.predict(inputs if len(inputs) > 1 else inputs[0])

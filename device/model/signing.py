@@ -33,6 +33,7 @@ from vitaledge.device.model.manifest import (
     not_tflite,
     verify_model_file,
 )
+from vitaledge.device.model.selftest import check_vectors_file
 
 DOMAIN = b"vitaledge-manifest-v1\n"
 SIG_FILE = "manifest.sig"
@@ -108,12 +109,14 @@ def load_public_key(path: str | Path):
 
 
 def check_whole(artifact: str | Path) -> None:
-    """SignatureError unless ``artifact`` is whole: a valid manifest whose model file has
-    the recorded size and sha256 and, for ``.tflite``, is a TFLite flatbuffer. A signature
+    """SignatureError unless ``artifact`` is whole: a valid manifest whose model file (and
+    self-test vectors file, when it names one) has the recorded size and sha256 and, for
+    ``.tflite``, is a TFLite flatbuffer. A signature
     vouches for the artifact; ``device sign`` refuses a damaged one."""
     try:
         m, model_path = load_manifest(artifact, verify_file=False)
         data = verify_model_file(m, model_path)  # the bytes, read once
+        check_vectors_file(model_path.parent, m)  # the signature covers them too
     except ManifestError as exc:
         raise SignatureError(f"not signed: {exc}") from exc
     why = not_tflite(model_path, data)

@@ -128,7 +128,7 @@ class DaemonConfig:
     threads: int = 1
     backend: str | None = None
     delegate: str = "xnnpack"
-    fallback: str = "none"
+    fallback: str = "none"  # one of FALLBACKS
     queue_chunks: int = 256
     keep_events: int = 10_000
     max_jsonl_bytes: int = 50_000_000
@@ -202,6 +202,8 @@ class DaemonConfig:
             v = getattr(self, key)
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"{key} {v!r}: expected a number >= 0")
+        if self.fallback not in FALLBACKS:  # "cpuu" was taken as none
+            raise ValueError(f"fallback {self.fallback!r}: expected one of {list(FALLBACKS)}")
         if not (math.isfinite(self.no_beats_s) and self.no_beats_s > 0):
             raise ValueError(f"no_beats_s {self.no_beats_s!r}: expected seconds > 0")
         if not (math.isfinite(self.no_signal_s) and self.no_signal_s > 0):
@@ -222,6 +224,10 @@ class DaemonConfig:
                 raise ValueError(f"out: sink {spec!r} given twice (every event would be "
                                  "written twice)")
             seen.add(key)
+
+
+#: What ``fallback`` (``--fallback``) takes: cpu runs on the CPU when the delegate cannot load.
+FALLBACKS = ("none", "cpu")
 
 
 def _type_ok(value, hint) -> bool:

@@ -172,6 +172,7 @@ class StatusError(RuntimeError):
 
 def fetch_health(url: str, token: str = "", timeout: float = 3.0) -> dict:
     """GET ``url``/health (``url`` like ``http://127.0.0.1:8787``) as a dict."""
+    import http.client
     import json
     import urllib.error
     import urllib.request
@@ -196,6 +197,9 @@ def fetch_health(url: str, token: str = "", timeout: float = 3.0) -> dict:
         reason = getattr(exc, "reason", exc)
         raise StatusError(f"no daemon API answers at {base} ({reason}); is `vitaledge "
                           "device run --api-port PORT` running there?") from exc
+    except http.client.HTTPException as exc:  # BadStatusLine (not HTTP), IncompleteRead
+        raise StatusError(f"{base}/health: not a vitaledge API (not a whole HTTP answer: "
+                          f"{type(exc).__name__})") from exc
     except ValueError as exc:
         raise StatusError(f"{base}/health: not a vitaledge API (the answer is not "
                           "JSON)") from exc
@@ -240,4 +244,6 @@ def health_problem(h) -> str:
         for k, kinds in spec.items():
             if k in d and not any(_KINDS[kind](d[k]) for kind in kinds):
                 return f"{where}{k} is {reprlib.repr(d[k])}, expected {' or '.join(kinds)}"
+    if "status" not in h:  # every daemon's /health says it; {} is no daemon's answer
+        return "no status field"
     return ""
