@@ -79,9 +79,9 @@ def artifact_files(path: str | Path | None) -> list[Path]:
 
 
 def data_files(path: str | Path | None) -> list[Path]:
-    """The files a ``--data`` path stands for: the file itself, or a folder's WFDB records'
-    files and any other file in it (audio clips are searched recursively: their folder's
-    files are the ones named)."""
+    """The files a ``--data`` path stands for: the file itself, or the files directly in a
+    folder with the signal files its WFDB headers name (clips in subfolders are not
+    listed: an output is refused only where it would replace one of these)."""
     if not path:
         return []
     p = Path(path)
