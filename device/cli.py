@@ -332,6 +332,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     SIGHUP reloads the model(s); a failed run (pipeline or source error, a sink that lost
     events) exits 1."""
     import logging
+    import signal
 
     from vitaledge.device.model.manifest import ManifestError
     from vitaledge.device.model.runtime import ModelLoadError
@@ -372,6 +373,9 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     try:
         if not cfg.model or not cfg.source:
             raise click.UsageError("give --model and --source (or a --config that sets them)")
+        if speed is not None and not cfg.source.startswith("replay:"):
+            raise click.UsageError(f"--speed paces a replay; {cfg.source} comes at its own "
+                                   "pace")
         for flag, given, needs, on in (
                 ("--emotion-hop", emotion_hop_s, "--emotion-model", bool(cfg.emotion_model)),
                 ("--api-host", api_host, "--api-port", bool(cfg.api_port)),
@@ -392,6 +396,10 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
             not_an_input(sink_file(o), "--sink", inputs)
         not_an_input(json_out, "--json", [*inputs, *(sink_file(o) for o in cfg.out)])
         json_out_ready(json_out)
+        if hasattr(signal, "SIGHUP"):  # a reload asked for while starting (systemd's
+            # ExecReload; a serial source waits up to 10 s for its hello) killed the
+            # daemon: it is ignored until run() installs the reload
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
         daemon = Daemon(cfg)
     except (ValueError, ManifestError, ModelLoadError, SourceError, SignalError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -67,7 +67,8 @@ def firmware_group() -> None:
                    "drift=50,leadoff=2,noise=3,disconnect=1 (see docs/protocol.md).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--adc-bits", type=int, default=12, show_default=True)
-@click.option("--gain", type=float, default=200.0, show_default=True, help="Counts per mV.")
+@click.option("--gain", type=POSITIVE, default=200.0, show_default=True,
+              help="Counts per mV (finite, > 0).")
 @click.option("--baseline", type=int, default=0, show_default=True, help="Count at 0 mV.")
 @click.option("--frame-samples", type=int, default=10, show_default=True)
 @click.option("--token-file", type=click.Path(dir_okay=False),

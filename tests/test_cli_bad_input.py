@@ -153,6 +153,28 @@ def cases(tmp_path, fake_records):
           "0.0.0.0"], ["--api-host is for --api-port"]),
         (["device", "run", "--config", toml(tmp_path, 'fallback = "cpuu"')],
          ["fallback 'cpuu'", "['none', 'cpu']"]),
+        (["device", "run", "--model", "art", "--source", "stdin", "--fs", "360", "--speed",
+          "2"], ["--speed paces a replay", "stdin"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--sink", "-",
+          "--sink", "stdout"], ["'stdout' given twice"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--sink",
+          "mqtt://127.0.0.1:1/a?site=s&device=d", "--sink",
+          "mqtt://127.0.0.1:1/b?site=s&device=d"], ["would share the spool"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--sink",
+          "mqtt://127.0.0.1:1/a?rate=inf"], ["mqtt rate inf: expected a finite number"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--sink",
+          "mqtt://127.0.0.1:1/a?drain_on_stop_s=nan"], ["drain_on_stop_s nan"]),
+        (["device", "run", "--config", toml(tmp_path, 'out = ["mqtt://127.0.0.1/a"]\n'
+                                                      '[mqtt]\nhost = "10.9.9.9"')],
+         ["mqtt host = '10.9.9.9'", "sink URL"]),
+        (["device", "status", "--api", "http://[::1"], ["--api", "not a URL"]),
+        (["firmware", "sensor", "--synth", "--gain", "inf"], ["--gain", "'inf'"]),
+        (["device", "reliability", "fuzz", "--target", "protocol,bogus", "--inputs", "10"],
+         ["--target", "unknown target 'bogus'"]),
+        (["fleet", "tail", "--broker", "mqtt://127.0.0.1:1/v", "--device", "#"],
+         ["--device", "'#'", "without '#', '+' or '/'"]),
+        (["fleet", "tail", "--broker", "mqtt://u:secretpw@127.0.0.1:1/v"],
+         ["mqtt://...@127.0.0.1:1/v"]),
         # a --json written over the data it reads
         (["bench", "stream", empty, "--data", fake_records, "--json",
           fake_records / "100.hea"], ["--json", "100.hea", "also an input"]),
@@ -486,3 +508,43 @@ def test_status_of_a_server_that_is_not_http_is_one_line():
             assert said in line, line
     finally:
         srv.close()
+
+
+def test_the_broker_password_is_never_printed():
+    line = error_line(invoke(["fleet", "tail", "--broker", "mqtt://u:secretpw@127.0.0.1:1/v"]))
+    assert "secretpw" not in line, line
+
+
+def test_a_live_source_that_never_sends_is_reported_silent():
+    """A tcp: source no client connected to, or a board whose every sample was refused,
+    never got no_signal (its watch waited for a first sample), and /health said ok."""
+    from vitaledge.device.stream.source_watch import SourceWatch
+
+    w = SourceWatch(360.0, live=True, no_signal_s=5.0)
+    assert w.check_silence(100.0, 0.0) == [] and not w.silent
+    [ev] = w.check_silence(105.5, 0.0)
+    assert ev["status"] == "no_signal" and w.silent
+    [back] = w.arrived(36, 0, 107.0, 0.1)
+    assert back["status"] == "signal_resumed" and not w.silent
+    replay = SourceWatch(360.0, live=False)
+    assert replay.check_silence(0.0, 0.0) == [] and replay.check_silence(1e6, 0.0) == []
+
+
+def test_the_mqtt_table_port_is_used_when_the_url_gives_none():
+    from vitaledge.device.stream.mqtt import parse_url
+
+    assert parse_url("mqtt://127.0.0.1/vt", {"port": 18831}).port == 18831
+    assert parse_url("mqtt://127.0.0.1:1884/vt", {"port": 18831}).port == 1884
+    assert parse_url("mqtt://127.0.0.1/vt").port == 1883
+    with pytest.raises(ValueError, match=r"unknown option 'prefix' \(the URL's host, port"):
+        parse_url("mqtt://127.0.0.1/vt?prefix=x")
+
+
+def test_fleet_tail_counts_an_event_without_seq_as_malformed():
+    from vitaledge.device.fleet.view import Dedup
+
+    d = Dedup()
+    for body in ({"x": 1}, {"x": 2}):
+        with pytest.raises(ValueError, match="no seq"):
+            d.first_time("s/d", body)
+    assert d.duplicates == 0

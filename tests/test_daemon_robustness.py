@@ -526,3 +526,35 @@ def test_real_model_two_runs_appended_score_one_run(converted, synth_dir, tmp_pa
     assert len(read_runs(ev)) == 2
     two = score_events(load_events(ev), synth_dir / "s001")
     assert two["ppv"] == one["ppv"] and two["events"] == one["events"]
+
+
+def test_a_jsonl_write_that_fails_part_way_leaves_no_line_to_be_written_twice(tmp_path,
+                                                                              monkeypatch):
+    """A full disk let the first lines of a batch through; the retry of the batch from the
+    sink's backlog wrote them again (seq 341 and 342 twice, +P 99.91 % instead of 100 %)."""
+    import errno
+    import json
+    import os
+
+    from vitaledge.device.stream import sinks
+
+    sink = sinks.JsonlSink(tmp_path / "e.jsonl")
+    sink.write([{"seq": 1}, {"seq": 2}])
+    real = os.write
+    calls = {"n": 0}
+
+    def full_disk(fd, data):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real(fd, bytes(data[:len(data) // 2 + 3]))  # part of the batch lands
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sinks.os, "write", full_disk)
+    batch = [{"seq": 3}, {"seq": 4}, {"seq": 5}]
+    with pytest.raises(OSError):
+        sink.write(batch)
+    monkeypatch.setattr(sinks.os, "write", real)
+    sink.write(batch)  # the retry, as the sink's backlog does it
+    sink.close()
+    seqs = [json.loads(line)["seq"] for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert seqs == [1, 2, 3, 4, 5]

@@ -56,6 +56,33 @@ def _status_line(r: dict) -> tuple[str, ...]:
             cell("spool_backlog", str), cell("last_seen_s", lambda v: _age(v) + " ago"))
 
 
+def shown(broker: str) -> str:
+    """The broker URL as it may be printed: a user and password in it (refused later, but
+    named in the error) are not."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(broker)
+        host = parts.hostname
+    except ValueError:
+        return broker
+    if parts.username is None and parts.password is None:
+        return broker
+    netloc = f"...@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def topic_id(ctx, param, value):
+    """A --site or --device that is one topic level: ``+`` (all) where that is the default,
+    never ``#``, ``/`` or a ``+`` inside a name (paho refused the filter with a traceback,
+    or the tail listened to nothing)."""
+    if value is None or (value == "+" and param.default == "+"):
+        return value
+    if not value or any(c in value for c in "#+/"):
+        raise click.BadParameter(f"{value!r}: expected one id, without '#', '+' or '/'")
+    return value
+
+
 @fleet_group.command("status")
 @click.option("--broker", required=True, help=BROKER_HELP)
 @click.option("--wait", "wait_s", type=POSITIVE, default=1.0, show_default=True,
@@ -69,7 +96,7 @@ def status_cmd(broker: str, wait_s: float, as_json: bool) -> None:
     try:
         rows = fleet_status(broker, wait_s)
     except (OSError, ValueError) as exc:
-        raise click.ClickException(f"broker {broker}: {exc}") from exc
+        raise click.ClickException(f"broker {shown(broker)}: {exc}") from exc
     for r in rows:
         if r["invalid_fields"]:
             click.echo(f"{r['site']}/{r['device']}: malformed retained message, shown as "
@@ -90,8 +117,9 @@ def status_cmd(broker: str, wait_s: float, as_json: bool) -> None:
 
 @fleet_group.command("tail")
 @click.option("--broker", required=True, help=BROKER_HELP)
-@click.option("--device", default="+", help="One device id (default: all).")
-@click.option("--site", default="+", help="One site id (default: all).")
+@click.option("--device", default="+", callback=topic_id,
+              help="One device id (default: all).")
+@click.option("--site", default="+", callback=topic_id, help="One site id (default: all).")
 @click.option("--client-id", default="",
               help="Persistent session under this id: the broker keeps events for it "
                    "while it is away.")
@@ -129,8 +157,9 @@ def tail_cmd(broker: str, device: str, site: str, client_id: str, count: int, id
                      on_malformed=lambda topic, why: click.echo(
                          f"skipped a malformed event on {topic}: {why}", err=True))
     except (OSError, ValueError) as exc:
-        raise click.ClickException(f"broker {broker}: {exc}") from exc
-    except KeyboardInterrupt:
+        raise click.ClickException(f"broker {shown(broker)}: {exc}") from exc
+    except KeyboardInterrupt:  # Ctrl-C ends a tail: what it showed is still said
+        click.echo(f"{n} events (interrupted)", err=True)
         return
     click.echo(f"{n} events, {dedup.duplicates} duplicates dropped"
                + (f", {dedup.malformed} malformed skipped" if dedup.malformed else ""),
@@ -163,7 +192,7 @@ def simulate_cmd(broker: str, devices: int, seconds: float, bpm: float,
         r = simulate(broker, devices, seconds, bpm=bpm, connections=connections,
                      broker_pid=broker_pid, seed=seed)
     except (OSError, ValueError) as exc:
-        raise click.ClickException(f"broker {broker}: {exc}") from exc
+        raise click.ClickException(f"broker {shown(broker)}: {exc}") from exc
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
@@ -183,10 +212,11 @@ def simulate_cmd(broker: str, devices: int, seconds: float, bpm: float,
 @fleet_group.command("deploy")
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False))
 @click.option("--broker", required=True, help=BROKER_HELP)
-@click.option("--device", help="One device id.")
+@click.option("--device", callback=topic_id, help="One device id.")
 @click.option("--all", "all_devices", is_flag=True,
               help="Every device of the site(s): the site's all/deploy topic.")
-@click.option("--site", help="The site (default: found from the devices' retained status).")
+@click.option("--site", callback=topic_id,
+              help="The site (default: found from the devices' retained status).")
 @click.option("--wait", "wait_s", type=FiniteRange(min=0), default=0.0,
               show_default=True,
               help="Seconds to follow the devices' status messages (longer than their "
@@ -248,7 +278,7 @@ def deploy_cmd(artifact: str, broker: str, device: str | None, all_devices: bool
     except DeployError as exc:
         raise click.ClickException(str(exc)) from exc
     except (OSError, ValueError) as exc:
-        raise click.ClickException(f"broker {broker}: {exc}") from exc
+        raise click.ClickException(f"broker {shown(broker)}: {exc}") from exc
     if not wait_s:
         click.echo(f"deployment {report.deployment} published")
         return

@@ -169,6 +169,8 @@ class Dedup:
 def event_key(event: dict) -> tuple[str | None, int | None]:
     """(run, seq) of an event; ValueError naming the field when one has the wrong type."""
     run, seq = event.get("run"), event.get("seq")
+    if seq is None:  # several such events would all read as re-sends of the first
+        raise ValueError("no seq: it cannot be told from its re-sends")
     if run is not None and not isinstance(run, str):
         raise ValueError(f"run is a {type(run).__name__}, not a string")
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
@@ -202,6 +204,8 @@ def tail(url: str, on_event: Callable[[dict], None], device: str = "+", site: st
         if where is None or not body:
             return
         with lock:
+            if count and state["n"] >= count:  # stopping: what still arrives is not shown
+                return
             try:
                 if not dedup.first_time(f"{where[0]}/{where[1]}", body):
                     return

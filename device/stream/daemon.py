@@ -216,14 +216,26 @@ class DaemonConfig:
 
         check_table(self.mqtt)
         ota.check_table(self.ota)
+        from vitaledge.device.stream.mqtt import parse_url
+        from vitaledge.device.stream.sinks import sink_target
+
         seen: set[str] = set()
+        spools: dict[str, str] = {}
         for spec in self.out:  # one file twice: every event written twice, +P 50 %
             f = sink_file(spec)
-            key = str(f.absolute()) if f is not None else spec
+            scheme, _ = sink_target(spec)
+            key = str(f.absolute()) if f is not None else "stdout" if scheme == "stdout" \
+                else spec  # "-" is stdout too
             if key in seen:
                 raise ValueError(f"out: sink {spec!r} given twice (every event would be "
                                  "written twice)")
             seen.add(key)
+            if scheme in ("mqtt", "mqtts"):  # two sinks on one spool: each spooled twice
+                spool = str(parse_url(spec, self.mqtt).spool_path.absolute())
+                if spool in spools:
+                    raise ValueError(f"out: sinks {spools[spool]!r} and {spec!r} would share "
+                                     f"the spool {spool}; give each its own (?spool=FILE)")
+                spools[spool] = spec
 
 
 #: What ``fallback`` (``--fallback``) takes: cpu runs on the CPU when the delegate cannot load.
@@ -595,8 +607,12 @@ class Daemon:
 
     # -- API callbacks -------------------------------------------------------------------
     def degraded(self) -> list[str]:
-        """Why the daemon is not fully working: a pause without beats, failing sinks."""
-        why = ["no_beats"] if self.beat_watch is not None and self.beat_watch.active else []
+        """Why the daemon is not fully working: a live source silent (or every sample
+        refused) or at another rate than configured, a pause without beats, failing sinks."""
+        watch = getattr(self, "source_watch", None)
+        why = [] if watch is None else (["no_signal"] * watch.silent
+                                         + ["rate_mismatch"] * watch.rate_bad)
+        why += ["no_beats"] if self.beat_watch is not None and self.beat_watch.active else []
         why += [f"sink {s.name}: {s.error}" for s in self.sinks if s.failing]
         for s in self.sinks:  # a sink that writes but cannot deliver (a broker away)
             trouble = getattr(s.sink, "trouble", None)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -86,6 +87,11 @@ def parse_topic(prefix: str, name: str) -> tuple[str, str, list[str]] | None:
     return parts[len(head) + 1], parts[len(head) + 2], parts[len(head) + 3:]
 
 
+#: The longest a clean stop waits for the spool to empty (an hour; nan or inf crashed the
+#: stop and lost the run's summary).
+MAX_DRAIN_S = 3600.0
+
+
 @dataclass(frozen=True)
 class MqttOptions:
     """The MQTT sink's settings: the TOML table ``[mqtt]`` and/or the sink URL's query
@@ -123,8 +129,12 @@ class MqttOptions:
                 raise ValueError(f"mqtt {key} {getattr(self, key)!r}: expected a number > 0")
         if self.keepalive > 65535:  # the CONNECT packet holds it in 16 bits
             raise ValueError(f"mqtt keepalive {self.keepalive!r}: expected 1-65535 seconds")
-        if self.drain_on_stop_s < 0:
-            raise ValueError(f"mqtt drain_on_stop_s {self.drain_on_stop_s!r}: expected >= 0")
+        for key in ("rate", "stats_interval_s", "drain_on_stop_s"):  # inf killed the sink
+            if not math.isfinite(getattr(self, key)):
+                raise ValueError(f"mqtt {key} {getattr(self, key)!r}: expected a finite number")
+        if not 0 <= self.drain_on_stop_s <= MAX_DRAIN_S:
+            raise ValueError(f"mqtt drain_on_stop_s {self.drain_on_stop_s!r}: expected 0 to "
+                             f"{MAX_DRAIN_S:g} seconds")
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("mqtt cert_file and key_file go together (client certificate)")
         for key in ("ca_file", "cert_file", "key_file", "password_file"):
@@ -165,9 +175,13 @@ BOOLS = {"1": True, "true": True, "yes": True, "on": True,
 
 def check_table(table: dict) -> None:
     """Refuse unknown keys or wrong types in the ``[mqtt]`` config table."""
-    unknown = set(table) - set(_KEYS) - {"host", "port", "prefix"}
+    if "host" in table:  # the sink URL names the broker: a host here was ignored
+        raise ValueError(f"mqtt host = {table['host']!r}: the broker is the sink URL's "
+                         "(mqtt://HOST:PORT/PREFIX), not a [mqtt] key")
+    unknown = set(table) - set(_KEYS)
     if unknown:
-        raise ValueError(f"mqtt: unknown keys {sorted(unknown)}; known: {', '.join(_KEYS)}")
+        raise ValueError(f"mqtt: unknown keys {sorted(unknown)}; known: "
+                         f"{', '.join(k for k in _KEYS if k != 'host')}")
     for key, value in table.items():
         want = {"int": int, "float": (int, float), "bool": bool, "str": str}[_KEYS[key]]
         if isinstance(value, bool) and want is not bool or not isinstance(value, want):
@@ -186,8 +200,9 @@ def parse_url(url: str, table: dict | None = None) -> MqttOptions:
         raise ValueError(f"mqtt sink {parts.scheme}://...@{parts.hostname}: credentials do "
                          "not go in the URL (it shows in ps and logs); set username and "
                          "password_file in the [mqtt] table (or $VITALEDGE_MQTT_PASSWORD)")
-    try:
-        port = parts.port if parts.port is not None else DEFAULT_PORTS[parts.scheme]
+    try:  # the URL's port, else the [mqtt] table's, else the scheme's
+        port = parts.port if parts.port is not None else values.get(
+            "port", DEFAULT_PORTS[parts.scheme])
     except ValueError as exc:
         raise ValueError(f"mqtt sink {url!r}: {exc}") from exc
     values.update(host=parts.hostname, port=port)
@@ -197,8 +212,10 @@ def parse_url(url: str, table: dict | None = None) -> MqttOptions:
         values["tls"] = True
     for key, raw in parse_qsl(parts.query, keep_blank_values=True):
         if key not in _KEYS or key in ("host", "port", "prefix"):
-            raise ValueError(f"mqtt sink {url!r}: unknown option {key!r}; known: "
-                             f"{', '.join(k for k in _KEYS if k not in ('host', 'port'))}")
+            where = ("the URL's host, port and path say it" if key in ("host", "port", "prefix")
+                     else "known: " + ", ".join(k for k in _KEYS
+                                                if k not in ("host", "port", "prefix")))
+            raise ValueError(f"mqtt sink {url!r}: unknown option {key!r} ({where})")
         kind = _KEYS[key]
         try:
             if kind == "bool" and raw.lower() not in BOOLS:  # tls=maybe meant off

@@ -49,9 +49,10 @@ def unreadable_input(s: dict) -> str:
     """What the run's source could not read (malformed text lines, bytes that were no
     frame), in words; "" when nothing."""
     st = s.get("source_stats") or {}
-    parts = [f"{_n(st[k])} {what}" for k, what in (("malformed_lines", "malformed lines"),
-                                                   ("garbage_bytes", "bytes of no frame"))
-             if st.get(k)]
+    parts = [f"{_n(st[k])} {what}" for k, what in (
+        ("malformed_lines", "malformed lines"), ("garbage_bytes", "bytes of no frame"),
+        ("no_hello_samples", "samples refused (before a hello, or at another rate than "
+                             "configured)")) if st.get(k)]
     return " and ".join(parts)
 
 
@@ -180,8 +181,11 @@ def fetch_health(url: str, token: str = "", timeout: float = 3.0) -> dict:
     base = url.rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise StatusError(f"--api {url!r}: expected a URL like http://127.0.0.1:8787")
-    req = urllib.request.Request(base + "/health",
-                                 headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        req = urllib.request.Request(base + "/health", headers={"Authorization":
+                                                                f"Bearer {token}"} if token else {})
+    except ValueError as exc:  # http://[::1 (an unclosed IPv6 address), a bad port
+        raise StatusError(f"--api {url!r}: not a URL ({exc})") from exc
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             health = json.loads(r.read())

@@ -62,7 +62,7 @@ class JsonlSink:
         self._interval = fsync_interval(fsync)
         self._last_sync = time.monotonic()
         self.repaired_bytes = self._drop_torn_tail()
-        self._fh = self.path.open("a", encoding="utf-8")
+        self._fh = self.path.open("ab", buffering=0)  # unbuffered: what failed is not retried
 
     def _drop_torn_tail(self) -> int:
         """A crash mid-write can leave a last line without its newline: never fsync'd,
@@ -104,10 +104,24 @@ class JsonlSink:
         return 0
 
     def write(self, events: list[dict]) -> None:
+        """Append ``events`` as lines, all or none: a write that fails part-way (a full
+        disk) is cut back to where it began, so the retry of the same events (the sink's
+        backlog) does not write the lines that did get through a second time."""
         if not events:
             return
-        self._fh.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
-        self._fh.flush()
+        data = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events).encode()
+        fd = self._fh.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:  # rare (shrinking frees space): the lines written stay
+                pass
+            raise
         now = time.monotonic()
         if self.fsync == "batch" or (self._interval and now - self._last_sync >= self._interval):
             os.fsync(self._fh.fileno())
@@ -123,12 +137,11 @@ class JsonlSink:
             if src.exists():
                 src.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
         self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        self._fh = self.path.open("a", encoding="utf-8")
+        self._fh = self.path.open("ab", buffering=0)
 
     def close(self) -> None:
         if not self._fh.closed:
             try:
-                self._fh.flush()
                 os.fsync(self._fh.fileno())
             finally:  # closed even when the flush fails (disk full): no leaked descriptor
                 self._fh.close()

@@ -4,7 +4,8 @@
 A live source (a serial line, a socket, stdin; not a replayed file, which is read as fast
 as the pipeline takes it) that sends nothing for ``no_signal_s`` is reported once as
 ``no_signal``, and ``signal_resumed`` comes with its next samples, saying how long it was
-silent. Its samples' arrival rate is measured over ``rate_window_s`` of wall time
+silent; a source that never sends (no client connects, every sample refused) is silent
+from the start. Its samples' arrival rate is measured over ``rate_window_s`` of wall time
 (counting the samples dropped on a full queue, which did arrive): more than 25 % away
 from the configured rate gets ``rate_mismatch`` (once), back within 10 % gets
 ``rate_ok``, since the stream's time axis and beat intervals assume that rate. A silence
@@ -55,7 +56,12 @@ class SourceWatch:
         return events
 
     def check_silence(self, now: float, t_stream: float) -> list[dict]:
-        """``no_signal`` (once) when a live source has sent nothing for ``no_signal_s``."""
+        """``no_signal`` (once) when a live source has sent nothing for ``no_signal_s``:
+        since its last samples, or since the first check when none came yet (a socket no
+        client connects to, a board whose every sample is refused: they were never
+        reported, and /health said ok)."""
+        if self.live and self.last_data is None:
+            self.last_data = now  # watching starts: a silence is counted from here
         if (self.live and not self.silent and self.last_data is not None
                 and now - self.last_data > self.no_signal_s):
             self.silent = True

@@ -14,7 +14,13 @@ from pathlib import Path
 import click
 
 from vitaledge.device.bench.reliability.fuzz import FUZZ_TARGETS, run_fuzz
-from vitaledge.device.cli_shared import POSITIVE, SEED, FiniteRange, write_json
+from vitaledge.device.cli_shared import (
+    POSITIVE,
+    SEED,
+    FiniteRange,
+    json_out_ready,
+    write_json,
+)
 
 #: What a campaign raises for bad input (a model or record it cannot use, a daemon that
 #: failed): one line and exit 1, not a traceback.
@@ -48,12 +54,15 @@ def fuzz_cmd(targets, n, seed, json_out) -> None:
     import logging
 
     names = list(FUZZ_TARGETS) if targets == "all" else [t.strip() for t in targets.split(",")]
+    odd = [name for name in names if name not in FUZZ_TARGETS]
+    if odd:  # every target before the first runs (a typo came after a whole campaign)
+        raise click.BadParameter(f"unknown target {odd[0]!r}; expected "
+                                 f"{', '.join(FUZZ_TARGETS)} or all", param_hint="--target")
+    json_out_ready(json_out)
     results = []
     logging.disable(logging.WARNING)  # loaders log every malformed line
     try:
         for name in names:
-            if name not in FUZZ_TARGETS:
-                raise click.BadParameter(f"unknown target {name!r}", param_hint="--target")
             r = run_fuzz(name, n, seed,
                          progress=lambda k, name=name: click.echo(f"  {name}: {k}", err=True))
             click.echo(json.dumps(r))
@@ -85,6 +94,7 @@ def crash_cmd(model, record, speed, kills, max_jsonl_bytes, seed, workdir, json_
     from vitaledge.device.bench.reliability.crash import crash_campaign
 
     model, record = str(Path(model).resolve()), str(Path(record).resolve())
+    json_out_ready(json_out)  # before the campaign, not after it
     with one_line_errors():  # bad input, or a run that failed on its own: why, in one line
         wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vitaledge-crash-"))
         try:
@@ -119,6 +129,7 @@ def load_cmd(model, record, seconds, chunk_delay, recover_s, json_out) -> None:
     from vitaledge.device.bench.reliability.load import load_campaign
 
     wd = Path(tempfile.mkdtemp(prefix="vitaledge-load-"))
+    json_out_ready(json_out)  # before the campaign, not after it
     with one_line_errors():
         r = load_campaign(str(Path(model).resolve()), record, wd, seconds, chunk_delay,
                           recover_s)
@@ -155,6 +166,7 @@ def streams_cmd(model, record, counts, seconds, cpu, json_out) -> None:
         check_cpu(cpu)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--cpu") from exc
+    json_out_ready(json_out)  # before the campaigns, not after them
     res = []
     for n in ns:
         with one_line_errors():
@@ -180,6 +192,7 @@ def soak_cmd(model, records, hours, json_out) -> None:
     from vitaledge.device.bench.reliability.soak import soak_campaign
 
     wd = Path(tempfile.mkdtemp(prefix="vitaledge-soak-"))
+    json_out_ready(json_out)  # before the campaign, not after it
     with one_line_errors():
         r = soak_campaign(str(Path(model).resolve()), [x.strip() for x in records.split(",")],
                           wd, hours)
