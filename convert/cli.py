@@ -92,6 +92,11 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
     """Prune, quantize and export a training run to TFLite; verify every artifact."""
     from vitaledge.train.evaluate import check_keras_file
 
+    ctx = click.get_current_context()
+    if (ctx.get_parameter_source("prune_epochs") is click.core.ParameterSource.COMMANDLINE
+            and not any(sp > 0 for sp in _floats(prune))):  # taken and ignored
+        raise click.UsageError("--prune-epochs is the fine-tuning of --prune: give a "
+                               "sparsity above 0 with it, or leave it out")
     try:  # a missing or corrupt model fails here, before TensorFlow and the data
         check_keras_file(Path(run_dir) / "model.keras")
     except (ValueError, FileNotFoundError) as exc:

@@ -62,6 +62,9 @@ def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Res
                          "here; convert reads the run's beats again from it: run convert "
                          "from that folder")
     pairs = resolve(opts.targets, opts.quant, "beat")
+    if opts.qat and not any(q == "int8" for _, q in pairs):  # fine-tuned, then unused
+        raise ValueError(f"--qat fine-tunes for full int8, which none of {pairs} is: give a "
+                         "target that makes int8 (cpu, edgetpu, micro), or leave --qat out")
     base = keras.models.load_model(str(run_dir / "model.keras"))
     p: Prepared = prepare(cfg)
     check_split_ids(run_dir / "splits.npz", p.train, p.val, p.test)

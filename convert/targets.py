@@ -185,9 +185,12 @@ def resolve(targets: list[str], quant: str | None,
             pairs += [(name, v) for v in q.default]
         elif quant in q.accepts:
             pairs.append((name, quant))
-        elif len(names) == 1:
+        elif "all" not in targets:  # a named target was dropped without a word
             raise ValueError(f"target {name} takes quantization {'/'.join(q.accepts)}, "
                              f"not {quant}")
+        else:
+            print(f"skipping target {name}: it takes quantization {'/'.join(q.accepts)}, "
+                  f"not {quant}")
     if not pairs:
         raise ValueError(f"no target of {names} makes {family} models"
                          + (f" with quantization {quant}" if quant else ""))

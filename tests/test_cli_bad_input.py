@@ -175,6 +175,10 @@ def cases(tmp_path, fake_records):
          ["--device", "'#'", "without '#', '+' or '/'"]),
         (["fleet", "tail", "--broker", "mqtt://u:secretpw@127.0.0.1:1/v"],
          ["mqtt://...@127.0.0.1:1/v"]),
+        (["train", "emotion-ecg", "--threshold", "nan", "--out", tmp_path / "t"],
+         ["--threshold", "'nan'"]),
+        (["convert", empty, "--prune-epochs", "7", "--out", tmp_path / "c"],
+         ["--prune-epochs is the fine-tuning of --prune"]),
         # a --json written over the data it reads
         (["bench", "stream", empty, "--data", fake_records, "--json",
           fake_records / "100.hea"], ["--json", "100.hea", "also an input"]),
@@ -456,7 +460,7 @@ def test_evaluate_does_not_write_its_metrics_over_the_run(tmp_path):
     table.write_text("keep")
     for target, words in ((run / "model.keras", [str(run / "model.keras"), "a file of"]),
                           (run / "config.json", ["config.json", "destroy"]),
-                          (table, [str(table), "also an input"])):
+                          (table, [str(table), "destroy"])):
         line = error_line(invoke(["evaluate", str(run), "--csv", str(table), "--json",
                                   str(target)]))
         assert "--json" in line and all(w in line for w in words), line
@@ -465,6 +469,29 @@ def test_evaluate_does_not_write_its_metrics_over_the_run(tmp_path):
     earlier.write_text("{}")
     line = error_line(invoke(["evaluate", str(run), "--json", str(earlier)]))
     assert "--json" not in line, line
+    # a record of the --data folder, or of the folder the run was trained on (scored again
+    # without --data), a converted artifact's siblings and the run it came from: each was
+    # written over, exit 0
+    data = tmp_path / "data"
+    data.mkdir()
+    for ext in ("hea", "dat", "atr"):
+        (data / f"s000.{ext}").write_text("keep")
+    (run / "config.json").write_text(json.dumps({"records": str(data)}))
+    art = tmp_path / "art" / "cpu-int8"
+    art.mkdir(parents=True)
+    (art / "manifest.json").write_text(json.dumps({"source_run": {"path": str(run)}}))
+    (art.parent / "heldout.npz").write_text("keep")
+    (art.parent / "cpu-fp32").mkdir()
+    (art.parent / "cpu-fp32" / "manifest.json").write_text("keep")
+    (run / "metrics.json").write_text("keep")
+    for model, target in ((run, data / "s000.hea"), (art, data / "s000.dat"),
+                          (art, art.parent / "heldout.npz"),
+                          (art, art.parent / "cpu-fp32" / "manifest.json"),
+                          (art, run / "metrics.json")):
+        extra = ["--data", str(data)] if target.parent == data and model == art else []
+        line = error_line(invoke(["evaluate", str(model), *extra, "--json", str(target)]))
+        assert "--json" in line and str(target.name) in line, (model, target, line)
+        assert target.read_text() == "keep"
 
 
 def test_a_window_the_architecture_cannot_take_is_refused_before_the_run_begins(

@@ -81,7 +81,12 @@ def test_resolve_checks_against_the_table(capsys):
     assert resolve(["all"], None) == [(n, q) for n, t in TARGETS.items()
                                        for q in t.variants["beat"].default]
     assert resolve(["gpu", "cpu"], "fp16") == [("gpu", "fp16"), ("cpu", "fp16")]
-    assert resolve(["cpu", "edgetpu"], "none") == [("cpu", "none")]
+    # a named target that does not take the quantization was dropped without a word
+    with pytest.raises(ValueError, match="target edgetpu takes quantization int8, not none"):
+        resolve(["cpu", "edgetpu"], "none")
+    assert resolve(["all"], "dynamic") == [("cpu", "dynamic")]
+    assert "skipping target edgetpu: it takes quantization int8, not dynamic" in \
+        capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown target 'tpu'"):
         resolve(["tpu"], None)
     with pytest.raises(ValueError, match="target edgetpu takes quantization int8, not fp16"):

@@ -5,6 +5,7 @@ TensorFlow is imported only when a command runs, so ``--help`` stays fast.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from vitaledge.device.cli import (
     FiniteRange,
     SampleRate,
     csv_list,
+    data_files,
     deprecated_alias,
+    json_out_ready,
     not_an_input,
     records_dir_alias,
     write_json,
@@ -87,6 +90,42 @@ def make_window(convention: str, fs: float, before: float, after: float, no_filt
 #: --json`` may replace an earlier evaluation's file there, never one of these.
 RUN_JSON = ("config.json", "metrics.json", "ec57.json", "folds.json", "manifest.json",
             "convert_summary.json")
+
+
+def check_evaluate_json(json_out: Path, model: Path, inputs: list) -> None:
+    """Refuse an ``evaluate --json`` path that is a file the evaluation reads or a run
+    wrote: an input (``inputs``, the files of a --data folder), or, in the model's folder,
+    the folder above it (a converted artifact's siblings, a fold's K-fold summary) or an
+    artifact's source run, any file but an earlier evaluation's JSON. ``--json`` over a
+    record header, a source run's config.json or heldout.npz was written without a word."""
+    own = model if model.is_dir() else model.parent
+    roots = [own, own.parent]
+    try:  # an artifact names the run it was converted from
+        source = json.loads((own / "manifest.json").read_text()).get("source_run", {})
+        if isinstance(source, dict) and isinstance(source.get("path"), str):
+            roots.append(Path(source["path"]))
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:  # a run names the data it was trained on: scored again when no --data is given
+        cfg = json.loads((own / "config.json").read_text())
+        for key in ("records", "data", "csv_train", "csv_test"):
+            used = cfg.get(key)
+            inputs = [*inputs, *([used] if isinstance(used, str) else
+                                 [u for u in used if isinstance(u, str)]
+                                 if isinstance(used, list) else [])]
+    except (OSError, ValueError, AttributeError):
+        pass
+    target = json_out.resolve()
+    if target.exists():
+        for root in roots:
+            root = root.resolve()
+            if root in target.parents and (target.suffix != ".json"
+                                           or target.name in RUN_JSON):
+                raise click.BadParameter(f"{json_out} is a file of {root}; writing it would "
+                                         "destroy that: choose another path",
+                                         param_hint="--json")
+    not_an_input(json_out, "--json", [f for x in inputs if x for f in data_files(x)])
+    json_out_ready(json_out)
 
 
 def given_on_command_line(name: str) -> bool:
@@ -339,14 +378,8 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
     if csv_file and split == "all":  # a CSV is scored whole; --split picks a run's records
         raise click.BadParameter("picks the run's held-out beats or every beat of its "
                                  "records; a --csv file is scored whole", param_hint="--split")
-    if json_out:  # the metrics must not land on a file the run or the data hold
-        own = Path(model) if Path(model).is_dir() else Path(model).parent
-        target = Path(json_out).resolve()
-        if (target.exists() and own.resolve() in target.parents
-                and (target.suffix != ".json" or target.name in RUN_JSON)):
-            raise click.BadParameter(f"{json_out} is a file of {own}; writing it would "
-                                     "destroy that: choose another path", param_hint="--json")
-        not_an_input(json_out, "--json", [csv_file, *data])
+    if json_out:  # the metrics must not land on a file the run, the artifact or data hold
+        check_evaluate_json(Path(json_out), Path(model), [csv_file, *data])
     try:
         task = run_task(Path(model))
         given = {"--records": records, "--csv": csv_file, "--split": split != "test",
@@ -578,7 +611,7 @@ def given_unused(arch: str, **knobs) -> None:
                    "its directory; WESAD: directory of SX/SX.pkl.")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow loading WESAD .pkl files (unpickling runs code; trust the files).")
-@click.option("--threshold", type=float,
+@click.option("--threshold", type=FiniteRange(),
               help="High valence/arousal above this rating (default: 5 AMIGOS, 3 DREAMER).")
 @click.option("--arch", type=click.Choice(zoo.names("emotion-ecg")), default="cnnlstm_ecg",
               show_default=True, help="Architecture from the model zoo.")

@@ -142,9 +142,13 @@ def save_split_ids(path: Path, p: Prepared) -> None:
 
 
 def check_split_ids(path: Path, train: BeatSet, val: BeatSet, test: BeatSet) -> None:
-    """Raise if the beats rebuilt from the config differ from those the run used."""
+    """Raise if the beats rebuilt from the config differ from those the run used, or if the
+    run's record of them (written by every beat run) is missing: without it a changed data
+    folder was scored in silence."""
     if not path.exists():
-        return
+        raise ValueError(f"{path}: missing, so the beats rebuilt from the run's config cannot "
+                         "be checked against the ones it was trained and tested on (copy the "
+                         "run whole, or train it again)")
     try:
         with np.load(path, allow_pickle=False) as saved:
             ids = {k: saved[k] for k in saved.files}

@@ -292,8 +292,12 @@ def evaluate_emotion(model_path: Path, data: list[str] | None = None,
         from .speech_data import clip_inputs, describe, find_clips
         from .speech_data import labels_for as _labels_for
 
+        given = calm
         calm = calm or cfg.get("calm", "neutral")
         if _labels_for(calm) != labels:
+            if given:  # was replaced without a word: calm scored as neutral, or the reverse
+                raise ValueError(f"--calm {given}: this model's classes are {labels}, which "
+                                 f"--calm {given} does not give; leave --calm out")
             calm = "neutral" if len(labels) == 7 else "class"
         clips = [c for d in data for c in find_clips(d, corpus, calm)]
         if actors:
