@@ -10,7 +10,7 @@ import click
 
 from vitaledge.device.cli import FiniteRange
 from vitaledge.device.model.runtime import MAX_THREADS
-from vitaledge.train.run_dir import check_fresh, overwrite_option
+from vitaledge.train.run_dir import CONVERT_OUTPUTS, check_fresh, overwrite_option
 
 from .targets import choices
 
@@ -101,7 +101,7 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
         check_keras_file(Path(run_dir) / "model.keras")
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    check_fresh(out, overwrite)
+    check_fresh(out, overwrite, clear=CONVERT_OUTPUTS, artifacts=True)
     from .pipeline import DROP, FAIL, ConvertOptions, convert_run
 
     opts = ConvertOptions(targets=[t.strip() for t in targets.split(",")], quant=quant,

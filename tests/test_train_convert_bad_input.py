@@ -345,16 +345,19 @@ def test_train_refuses_an_out_that_is_a_file_even_with_overwrite(tmp_path):
 
 def test_train_beat_overwrite_lets_the_run_start(tmp_path):
     """With --overwrite the check passes and the next error is the data's own (an empty
-    --data directory), so the run got as far as reading it; the earlier files stay until
-    the new run writes its own."""
+    --data directory), so the run got as far as reading it. The earlier run's outputs are
+    gone already: left until the new run wrote its own, a run that failed or was stopped
+    part-way left the earlier model beside the new config, and evaluate and convert used
+    it, exit 0. A file of the user's own stays."""
     out = tmp_path / "run"
-    files = earlier_run(out)
+    earlier_run(out)
+    (out / "notes.txt").write_text("mine")
     empty = tmp_path / "empty"
     empty.mkdir()
     line = error_line(invoke(["train", "beat", "--arch", "tiny", "--data", empty, "--out",
                               out, "--overwrite"]))
     assert "already holds" not in line and str(empty) in line, line
-    assert_untouched(out, files)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
 def test_speech_fold_checks_its_own_fold_directory(tmp_path):
@@ -589,3 +592,32 @@ def test_evaluate_split_all_of_a_kaggle_run_asks_for_the_rows(tmp_path):
                                                  "csv_train": str(tmp_path / "train.csv")}))
     line = error_line(invoke(["evaluate", run, "--split", "all"]))
     assert "trained on Kaggle CSV rows: give --csv FILE" in line, line
+
+
+def test_overwrite_removes_the_earlier_runs_outputs_and_nothing_else(tmp_path):
+    """train --overwrite that failed, was stopped or changed layout left the earlier
+    model.keras (or fold-1/) beside the new config.json, and evaluate and convert used the
+    earlier model, exit 0; convert --overwrite left earlier artifacts beside new ones."""
+    import click
+
+    from vitaledge.train.run_dir import CONVERT_OUTPUTS, RUN_OUTPUTS, check_fresh
+
+    run = tmp_path / "run"
+    (run / "fold-2").mkdir(parents=True)
+    (run / "fold-2" / "model.keras").write_text("old")
+    (run / "logs-member0").mkdir()
+    for name in ("model.keras", "model-member3.keras", "config.json", "metrics.json",
+                 "splits.npz", "folds.md", "notes.txt"):
+        (run / name).write_text("old")
+    with pytest.raises(click.ClickException, match="already holds"):
+        check_fresh(run, False, clear=RUN_OUTPUTS)
+    check_fresh(run, True, clear=RUN_OUTPUTS)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # the user's own file
+    art = tmp_path / "art"
+    (art / "cpu-int8").mkdir(parents=True)
+    (art / "cpu-int8" / "manifest.json").write_text("{}")
+    (art / "mine").mkdir()
+    for name in ("heldout.npz", "convert_summary.json", "readme.md"):
+        (art / name).write_text("old")
+    check_fresh(art, True, clear=CONVERT_OUTPUTS, artifacts=True)
+    assert sorted(p.name for p in art.iterdir()) == ["mine", "readme.md"]

@@ -26,7 +26,7 @@ from vitaledge.device.cli_shared import SEED
 
 from . import zoo
 from .config import MAX_ENSEMBLE, RR_ENSEMBLE
-from .run_dir import check_fresh, overwrite_option
+from .run_dir import RUN_OUTPUTS, check_fresh, overwrite_option
 from .splits import SPLITS
 
 #: The default of ``train beat --arch``: the best on DS1 patient-wise 4-fold (docs/results.md).
@@ -306,7 +306,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--noise-aug/--noise-snr") from exc
     window = make_window(convention, fs, before, after, no_filter)
-    check_fresh(out, overwrite, cluster=True)
+    check_fresh(out, overwrite, cluster=True, clear=RUN_OUTPUTS)
     # convert and evaluate read the beats again from the run's config, from wherever they run
     data, csv_train, csv_test = (p and str(Path(p).resolve()) for p in (data, csv_train, csv_test))
     try:
@@ -541,10 +541,10 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
         raise click.BadParameter("expected LOW,HIGH in dB, finite, LOW <= HIGH",
                                  param_hint="--snr") from exc
     if fold is None:
-        check_fresh(out, overwrite)
+        check_fresh(out, overwrite, clear=RUN_OUTPUTS)
     else:  # the other folds' directories and the folds summary are this run's
         check_fresh(Path(out), overwrite, own=r"fold-\d+|folds\.(json|md)")
-        check_fresh(Path(out) / f"fold-{fold}", overwrite)
+        check_fresh(Path(out) / f"fold-{fold}", overwrite, clear=RUN_OUTPUTS)
     try:
         pool_sizes = [int(v) for v in pools.split(",")]
         if len(pool_sizes) != 4 or min(pool_sizes) < 1:
@@ -656,7 +656,7 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
         raise click.UsageError("--data is read in the layout --dataset names (amigos, "
                                "dreamer, wesad); with --dataset synth (the default) it "
                                "would be ignored")
-    check_fresh(out, overwrite)
+    check_fresh(out, overwrite, clear=RUN_OUTPUTS)
     cfg = EmotionEcgConfig(dataset=dataset, data=data, threshold=threshold,
                            trust_pickle=trust_pickle, arch=arch, hop_s=hop_s, filter=filt,
                            group=group, folds=folds, test_fraction=test_fraction, epochs=epochs,
@@ -707,7 +707,7 @@ def train_emotion_multimodal_cmd(dataset, window_s, physio_fs, conv_layers, lstm
         grid_spec = parse_grid(grid) if grid is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--grid") from exc
-    check_fresh(out, overwrite)
+    check_fresh(out, overwrite, clear=RUN_OUTPUTS)
     cfg = MultimodalConfig(dataset=dataset, window_s=window_s, physio_fs=physio_fs,
                            conv_layers=conv_layers, lstm_units=lstm_units, dropout=dropout,
                            grid=grid_spec, baselines=not no_baselines, epochs=epochs,

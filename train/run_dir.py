@@ -53,17 +53,56 @@ def held_files(path: Path) -> list[str]:
                   if not p.is_dir() or any(not q.is_dir() for q in p.rglob("*")))
 
 
+#: What a training run writes (its model, config, metrics, splits, folds, plots, logs):
+#: ``--overwrite`` removes an earlier run's before the new one writes, so no earlier model or
+#: fold is left beside the new config (evaluate and convert took the earlier model, exit 0).
+RUN_OUTPUTS = (r"model(-member\d+)?\.keras|config\.json|metrics\.json|splits\.npz|data\.npz"
+               r"|test_predictions\.npz|classification_report\.txt|history(-member\d+)?\.csv"
+               r"|ec57\.(json|md|png)|folds\.(json|md|png)|fold-\d+|logs(-member\d+)?"
+               r"|confusion_matrix(_normalized)?\.png|training_history\.png|roc\.png")
+#: What a conversion writes: its artifact folders (those holding a manifest.json), the
+#: held-out inputs and the summary.
+CONVERT_OUTPUTS = r"heldout\.npz|convert_summary\.(json|txt)"
+
+
+def clear_outputs(path: Path, names: str, artifacts: bool = False) -> list[str]:
+    """Remove from ``path`` the files and folders whose names match ``names`` (and, with
+    ``artifacts``, every folder holding a manifest.json): an earlier run's or conversion's
+    outputs. What else the folder holds is left. Returns the names removed."""
+    import shutil
+
+    gone = []
+    if not Path(path).is_dir():
+        return gone
+    for p in sorted(Path(path).iterdir()):
+        if re.fullmatch(names, p.name) or (artifacts and p.is_dir()
+                                           and (p / "manifest.json").is_file()):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            gone.append(p.name)
+    return gone
+
+
 def check_fresh(path: Path, overwrite: bool, option: str = "--out", cluster: bool = False,
-                own: str | None = None) -> None:
+                own: str | None = None, clear: str | None = None,
+                artifacts: bool = False) -> None:
     """Refuse (one line, exit 1) a ``path`` that holds files, unless ``overwrite``; refuse
     a ``path`` that is a file whatever ``overwrite`` says. ``cluster``: the command may run
     as one worker of a multi-worker cluster (``train beat``), where only the chief checks.
     ``own``: a regular expression of the names this run may find there already (the other
-    folds of a fold-at-a-time run)."""
+    folds of a fold-at-a-time run). With ``overwrite``, ``clear`` (and ``artifacts``) name
+    the earlier outputs removed first (:func:`clear_outputs`)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise click.ClickException(f"{option} {path}: is a file, not a directory")
-    if overwrite or (cluster and not writes_out()):
+    if cluster and not writes_out():
+        return
+    if overwrite:
+        if clear is not None:
+            try:
+                clear_outputs(path, clear, artifacts)
+            except OSError as exc:
+                raise click.ClickException(f"{option} {path}: cannot remove the earlier "
+                                           f"outputs: {exc.strerror or exc}") from exc
         return
     held = [n for n in held_files(path) if own is None or not re.fullmatch(own, n)]
     if held:
@@ -77,4 +116,4 @@ def overwrite_option(fn):
     """The ``--overwrite`` flag that lets :func:`check_fresh` pass a directory in use."""
     return click.option("--overwrite", is_flag=True,
                         help="Write into --out even if it holds files (an earlier run's "
-                             "files of the same names are replaced).")(fn)
+                             "outputs are removed first; other files are left).")(fn)
