@@ -33,6 +33,7 @@ from vitaledge.device.eval.metrics import classification_metrics
 from vitaledge.device.io.heldout import write_heldout
 from vitaledge.device.model.manifest import SIGNAL_SPECS
 from vitaledge.train.backend import keras
+from vitaledge.train.evaluate import check_heldout
 
 from .results import Result, write_summary
 from .targets import FAMILIES, resolve, variant_name
@@ -79,8 +80,10 @@ def load_run(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
             data = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
         raise EmotionRunError(f"{run_dir}/data.npz: {exc}") from exc
-    if "test_y" not in data:
-        raise EmotionRunError(f"{run_dir}/data.npz: missing 'test_y'")
+    try:
+        check_heldout(run_dir / "data.npz", data, len(cfg["labels"]))
+    except ValueError as exc:
+        raise EmotionRunError(str(exc)) from exc
     return cfg, data
 
 

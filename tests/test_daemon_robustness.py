@@ -558,3 +558,30 @@ def test_a_jsonl_write_that_fails_part_way_leaves_no_line_to_be_written_twice(tm
     sink.close()
     seqs = [json.loads(line)["seq"] for line in (tmp_path / "e.jsonl").read_text().splitlines()]
     assert seqs == [1, 2, 3, 4, 5]
+
+
+def test_an_mqtt_ack_the_spool_cannot_record_is_kept_and_said(tmp_path):
+    """A full disk under the spool made its ack raise in the sink's thread, which died
+    (delivery stopped, /health ok). The ack is kept for the next settle, /health's
+    trouble names the spool, and once the spool takes it all is as before."""
+    import sqlite3
+
+    from vitaledge.device.stream.mqtt import parse_url
+    from vitaledge.device.stream.mqtt_sink import MqttSink
+
+    sink = MqttSink(parse_url(f"mqtt://127.0.0.1:1/t?spool={tmp_path / 's.db'}"))
+    sink.spool.put([(1, "t/a", b"{}"), (2, "t/b", b"{}")])
+    rows = sink.spool.after(0, 10)
+    sink._inflight = {11: rows[0][0], 12: rows[1][0]}  # noqa: SLF001 - as the thread does
+    sink._acks.extend([11, 12])  # noqa: SLF001 - the broker's PUBACKs
+    real = sink.spool.ack
+
+    def full(ids):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    sink.spool.ack = full
+    sink._settle()  # noqa: SLF001
+    assert "database or disk is full" in sink.trouble() and sink.acked == 0
+    sink.spool.ack = real
+    sink._settle()  # noqa: SLF001
+    assert sink.trouble() is None and sink.acked == 2 and sink.spool.count == 0

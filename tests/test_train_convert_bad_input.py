@@ -10,6 +10,7 @@ import json
 import re
 import zipfile
 
+import numpy as np
 import pytest
 from conftest import error_line, invoke
 
@@ -621,3 +622,23 @@ def test_overwrite_removes_the_earlier_runs_outputs_and_nothing_else(tmp_path):
         (art / name).write_text("old")
     check_fresh(art, True, clear=CONVERT_OUTPUTS, artifacts=True)
     assert sorted(p.name for p in art.iterdir()) == ["mine", "readme.md"]
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d.pop("test_y"), "missing 'test_y'"),
+    (lambda d: d.update(test_y=d["test_y"][:2]), "test_ecg has 4 rows, test_y 2"),
+    (lambda d: d.update(test_y=np.array([0, 1, 9, 2])),
+     "test_y is int64[4], expected class indices 0 to 3"),
+    (lambda d: d["test_ecg"].__setitem__((1, 0), np.nan), "test_ecg holds non-finite values"),
+])
+def test_a_damaged_emotion_data_npz_is_named(tmp_path, change, words):
+    """evaluate on an emotion run whose data.npz lacked test_y, or whose test_y was short
+    or held a class the model has not, gave KeyError and IndexError tracebacks; NaN inputs
+    gave numbers, exit 0 (convert refused them)."""
+    from vitaledge.train.evaluate import check_heldout
+
+    data = {"test_ecg": np.zeros((4, 8), np.float32), "test_y": np.array([0, 1, 2, 3])}
+    check_heldout(tmp_path / "data.npz", dict(data), 4)  # sound
+    change(data)
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'data.npz'}: {words}")):
+        check_heldout(tmp_path / "data.npz", data, 4)

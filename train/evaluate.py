@@ -261,6 +261,26 @@ def pick_speakers(wanted: list[str], have: list[str], where: str,
     return {k for k in have if any(same_speaker(a, k) for a in wanted)}
 
 
+def check_heldout(path: Path, data: dict, n_labels: int) -> None:
+    """An emotion run's ``data.npz`` holds what scoring it needs: ``test_y``, class indices
+    below ``n_labels``, as many rows in every ``test_`` input, all finite; a ValueError
+    naming the file and the array otherwise (a KeyError or IndexError traceback, or numbers
+    from NaN inputs, before)."""
+    if "test_y" not in data:
+        raise ValueError(f"{path}: missing 'test_y'")
+    y = data["test_y"]
+    if (y.ndim != 1 or not np.issubdtype(y.dtype, np.integer)
+            or (len(y) and not (0 <= y.min() and y.max() < n_labels))):
+        raise ValueError(f"{path}: test_y is {y.dtype}{list(y.shape)}, expected class indices "
+                         f"0 to {n_labels - 1}")
+    for k, v in data.items():
+        if k.startswith("test_") and k != "test_y":
+            if len(v) != len(y):
+                raise ValueError(f"{path}: {k} has {len(v)} rows, test_y {len(y)}")
+            if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
+                raise ValueError(f"{path}: {k} holds non-finite values")
+
+
 def evaluate_emotion(model_path: Path, data: list[str] | None = None,
                      actors: list[str] | None = None, calm: str | None = None,
                      corpus: str = "auto", cache: str | None = None) -> tuple[dict, str]:
@@ -283,9 +303,15 @@ def evaluate_emotion(model_path: Path, data: list[str] | None = None,
         if actors:
             raise ValueError("--actors selects speakers (emotion-ecg: subjects) in --data; "
                              "give --data")
-        with np.load(run_dir / "data.npz", allow_pickle=False) as z:
-            X = {k[5:]: z[k] for k in z.files if k.startswith("test_") and k != "test_y"}
-            y = z["test_y"].astype(np.int64)
+        path = run_dir / "data.npz"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        check_heldout(path, data, len(labels))
+        X = {k[5:]: v for k, v in data.items() if k.startswith("test_") and k != "test_y"}
+        y = data["test_y"].astype(np.int64)
         source = {"run": str(run_dir), "set": "held-out test (data.npz)"}
     elif task == "emotion-speech":
         from .speech_cache import MelCache

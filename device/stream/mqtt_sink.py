@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -60,6 +61,8 @@ class MqttSink:
         self.written = self.acked = self.published = self.connects = 0
         self.connected = False
         self._acks: list[int] = []
+        self._ack_retry: list[int] = []  # spool rows delivered, their removal failed
+        self.spool_error: str | None = None  # why they could not be removed (disk full)
         self._ack_lock = threading.Lock()
         self._wake = threading.Event()
         self._announce = threading.Event()
@@ -97,6 +100,8 @@ class MqttSink:
     def trouble(self) -> str | None:
         """Why this sink is not delivering, for ``/health``: the broker unreachable for
         longer than :data:`DOWN_DEGRADED_S` (events are spooled meanwhile)."""
+        if self.spool_error is not None:  # delivered, but the spool cannot let them go
+            return f"spool {self.spool.path}: {self.spool_error}"
         since = self.down_since
         if since is None or time.monotonic() - since < DOWN_DEGRADED_S:
             return None
@@ -304,9 +309,16 @@ class MqttSink:
         """Acknowledged messages leave the spool."""
         with self._ack_lock:
             mids, self._acks = self._acks, []
-        ids = [self._inflight.pop(m) for m in mids if m in self._inflight]
+        ids = self._ack_retry + [self._inflight.pop(m) for m in mids if m in self._inflight]
         if ids:
-            self.spool.ack(ids)
+            try:
+                self.spool.ack(ids)
+            except sqlite3.Error as exc:  # a full disk: the thread died, delivery stopped
+                if self.spool_error is None:
+                    log.warning(json.dumps({"event": "spool_ack_failed", "error": str(exc)}))
+                self._ack_retry, self.spool_error = ids, str(exc)  # again next time
+                return
+            self._ack_retry, self.spool_error = [], None
             self.acked += len(ids)
 
     def _drop(self, client, clean: bool = False) -> None:
