@@ -642,3 +642,19 @@ def test_a_damaged_emotion_data_npz_is_named(tmp_path, change, words):
     change(data)
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'data.npz'}: {words}")):
         check_heldout(tmp_path / "data.npz", data, 4)
+
+
+def test_evaluate_reproduces_a_run_that_held_no_test_beats(tmp_path, synth_dir):
+    """A --split none run scores its validation beats (metrics.json: evaluated_on
+    validation) and convert verifies on them; evaluate said "no beats to evaluate"."""
+    run = tmp_path / "run"
+    r = invoke(["train", "beat", "--arch", "tiny", "--data", synth_dir, "--epochs", "1",
+                "--split", "none", "--out", run])
+    assert r.exit_code == 0, r.output
+    trained = json.loads((run / "metrics.json").read_text())
+    assert trained["evaluated_on"] == "validation"
+    r = invoke(["evaluate", run, "--json", tmp_path / "m.json"])
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "m.json").read_text())
+    assert again["accuracy"] == pytest.approx(trained["accuracy"], abs=1e-9)
+    assert again["n"] == trained["n"] and again["data"]["set"] == "validation"

@@ -167,10 +167,13 @@ def evaluate_model(model_path: Path, records: str | None = None,
         data_cfg = cfg if own else dataclasses.replace(cfg, records=records,
                                                        record_list=record_list,
                                                        csv_train=None, csv_test=None)
+        held = "test"
         if split == "test":
             train, val, beats = split_parts(data_cfg)
             if own and cfg.records:
                 check_split_ids(run_dir / "splits.npz", train, val, beats)
+            if not len(beats) and len(val):  # --split none: no test beats; training scored
+                beats, held = val, "validation"  # its validation beats (evaluated_on)
         elif not data_cfg.records:
             raise ValueError("--split all scores every beat of a WFDB directory, and this run "
                              "was trained on Kaggle CSV rows: give --csv FILE (or --data DIR)")
@@ -178,7 +181,7 @@ def evaluate_model(model_path: Path, records: str | None = None,
             beats = beats_from_dir(data_cfg.records, cfg.window, data_cfg.record_list, cfg.lead,
                                    cfg.anchor, cfg.rr_spec(), cfg.template_spec())
         source = {"records": data_cfg.records, "record_list": data_cfg.record_list,
-                  "split": split}
+                  "split": split, **({"set": held} if held != "test" else {})}
     if len(beats) == 0:
         raise ValueError("no beats to evaluate")
     inputs = beats.inputs()

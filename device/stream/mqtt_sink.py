@@ -238,8 +238,9 @@ class MqttSink:
         def on_connect(client, userdata, flags, reason_code, properties):
             if gen == self._gen and not reason_code.is_failure:
                 self.connected = True
-            else:
-                log.error(json.dumps({"event": "mqtt_refused", "reason": str(reason_code)}))
+            elif gen == self._gen:  # refused (credentials, ACL): said once per outage, as
+                # an unreachable broker is, not at ERROR on every retry
+                self._down("mqtt_refused", str(reason_code))
             connack.set()
 
         def on_disconnect(client, userdata, flags, reason_code, properties):
