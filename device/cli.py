@@ -696,8 +696,7 @@ def bench_detector_cmd(directory, records, no_xqrs, fs, lead, json_out) -> None:
 
     if not directory:
         raise click.UsageError("Missing option '--data'.")
-    not_an_input(json_out, "--json", [f for p in Path(directory).glob("*.hea")
-                                      for f in record_files(p)])
+    not_an_input(json_out, "--json", data_files(directory))
     try:
         with ProgressLine() as line:
             res = bench_detector(directory, with_xqrs=not no_xqrs, names=csv_list(records),

@@ -65,8 +65,8 @@ def record_files(record: str | Path) -> list[Path]:
     from vitaledge.device.io.records import record_path, signal_files
 
     base = record_path(record)
-    return [Path(record), base, base.with_suffix(".hea"), base.with_suffix(".dat"),
-            *signal_files(base), base.with_suffix(".atr")]
+    return [Path(record), base, base.with_suffix(".hea"), *signal_files(base),
+            base.with_suffix(".atr")]
 
 
 def artifact_files(path: str | Path | None) -> list[Path]:

@@ -108,11 +108,9 @@ def check_evaluate_json(json_out: Path, model: Path, inputs: list) -> None:
         pass
     try:  # a run names the data it was trained on: scored again when no --data is given
         cfg = json.loads((own / "config.json").read_text())
-        for key in ("records", "data", "csv_train", "csv_test"):
-            used = cfg.get(key)
-            inputs = [*inputs, *([used] if isinstance(used, str) else
-                                 [u for u in used if isinstance(u, str)]
-                                 if isinstance(used, list) else [])]
+        used = [cfg.get(k) for k in ("records", "data", "csv_train", "csv_test")]
+        inputs = [*inputs, *(u for v in used for u in (v if isinstance(v, list) else [v])
+                             if isinstance(u, str))]
     except (OSError, ValueError, AttributeError):
         pass
     target = json_out.resolve()

@@ -77,7 +77,10 @@ def clear_outputs(path: Path, names: str, artifacts: bool = False) -> list[str]:
     for p in sorted(Path(path).iterdir()):
         if re.fullmatch(names, p.name) or (artifacts and p.is_dir()
                                            and (p / "manifest.json").is_file()):
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
             gone.append(p.name)
     return gone
 

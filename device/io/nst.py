@@ -477,26 +477,24 @@ def build_nst(clean: str | Path, noise: str | Path, snr_db: float, name: str | N
     limit = np.array([32767.0 / g for g in adc_gain])
     clipped = int((np.abs(out) > limit).sum())
     out = np.clip(out, -limit, limit)
-    held, coarse = [], []  # the SNR each channel of the written record would hold
+    held = []  # the SNR each channel of the written record would hold
     for i in range(x.shape[1]):
         step = 1.0 / adc_gain[i]
         added = np.round(out[:, i] / step) * step - x[:, i]
         got = np.concatenate([added[a:b] for a, b in segments])
         rms = rms_amplitude(got, fs, max_windows=len(got))
         held.append(measured_snr(s_pp[i], rms) if rms > 1e-6 * step else math.inf)
-        if abs(held[i] - snr_db) <= SNR_TOLERANCE_DB:
-            continue
-        at_limit = int((np.abs(out[:, i]) >= limit[i]).sum())
-        if at_limit or len(coarse) == x.shape[1] - 1:
-            why = (f"{at_limit} samples clip at format 16's range" if at_limit else
-                   f"the noise is finer than the record's resolution, {step:.3g} "
-                   f"{rec.units[i]}, on every channel")
-            raise RecordError(f"{clean.name} + {noise.name} at {snr_db:g} dB: channel {i} "
-                              f"({rec.sig_name[i]}) would hold "
-                              + (f"{held[i]:.1f} dB" if math.isfinite(held[i]) else "no noise")
-                              + f" ({why}); the "
-                              "record cannot hold this level")
-        coarse.append(i)
+    off = [i for i, h in enumerate(held) if not abs(h - snr_db) <= SNR_TOLERANCE_DB]
+    clipping = [i for i in off if (np.abs(out[:, i]) >= limit[i]).any()]
+    if clipping or (off and len(off) == len(held)):  # clipped, or too fine on every channel
+        i = clipping[0] if clipping else off[-1]
+        why = (f"{int((np.abs(out[:, i]) >= limit[i]).sum())} samples clip at format 16's "
+               "range" if clipping else f"the noise is finer than the record's resolution, "
+               f"{1.0 / adc_gain[i]:.3g} {rec.units[i]}, on every channel")
+        level = f"{held[i]:.1f} dB" if math.isfinite(held[i]) else "no noise"
+        raise RecordError(f"{clean.name} + {noise.name} at {snr_db:g} dB: channel {i} "
+                          f"({rec.sig_name[i]}) would hold {level} ({why}); the record "
+                          "cannot hold this level")
     res = NstResult(name or nst_name(clean.name, noise.name, snr_db), float(snr_db), gains,
                     s_pp, n_rms, noise.name, float(offset_s),
                     [(int(a), int(b)) for a, b in segments], fs, clipped, clean.name,
@@ -539,8 +537,7 @@ def check_levels(clean: str | Path, noise: str | Path, levels, seed: int | None 
     from: both records checked, and the lowest and highest level built in memory (clipping
     grows as the SNR falls, the resolution's share of the noise as it rises)."""
     check_noise(noise)
-    read_clean(clean)
-    for snr in sorted({min(levels), max(levels)}):
+    for snr in sorted({min(levels), max(levels)}):  # each build reads and checks ``clean``
         build_nst(clean, noise, float(snr), seed=seed)
 
 

@@ -311,21 +311,14 @@ def _check_beat_labels(labels: list[str], signal: BeatSignal, where: str) -> Non
     odd = [x for x in labels if x not in CLASSES]
     if odd:
         raise ManifestError(f"{where}.labels: {odd} not AAMI beat classes {list(CLASSES)}")
-    need: dict[str, str] = {}
-    if signal.premature is not None:
-        need.update({c: "the premature-beat rule" for c in PREMATURE_LABELS})
-    if signal.dominant is not None:
-        need.update({c: "the dominant-beat rule" for c in DOMINANT_LABELS})
-    if signal.fusion is not None:
-        need[signal.fusion.as_class] = "the fusion rule"
-    missing = [c for c in need if c not in labels]
-    if missing:
-        raise ManifestError(f"{where}.labels: {labels} lack {missing[0]!r}, which "
-                            f"{need[missing[0]]} decides (signal.{_RULE_FIELD[need[missing[0]]]})")
-
-
-_RULE_FIELD = {"the premature-beat rule": "premature", "the dominant-beat rule": "dominant",
-               "the fusion rule": "fusion"}
+    rules = (("premature", "premature-beat", PREMATURE_LABELS),
+             ("dominant", "dominant-beat", DOMINANT_LABELS),
+             ("fusion", "fusion", (signal.fusion.as_class,) if signal.fusion else ()))
+    for field_name, words, classes in rules:
+        lacking = [c for c in classes if c not in labels]
+        if getattr(signal, field_name) is not None and lacking:
+            raise ManifestError(f"{where}.labels: {labels} lack {lacking[0]!r}, which the "
+                                f"{words} rule decides (signal.{field_name})")
 
 
 #: The least TFLite Micro arena a manifest may name: 1 was written into the C config (as 16)

@@ -138,9 +138,7 @@ def make_interpreter(model_content: bytes, backend: Backend, threads: int | None
             if lacks:  # load_delegate would fail too, and its destructor print a traceback
                 raise ValueError(f"{lib} is not a TFLite delegate library (no {lacks[0]})")
             kwargs["experimental_delegates"] = [backend.load_delegate(lib)]
-        except (ValueError, OSError, RuntimeError, AttributeError) as exc:
-            # AttributeError: a shared library that is not a TFLite delegate (no
-            # tflite_plugin_create_delegate symbol)
+        except (ValueError, OSError, RuntimeError) as exc:
             if not fallback_cpu:
                 raise ModelLoadError(f"cannot load the {delegate} delegate ({lib}): {exc}; "
                                     f"{FALLBACK_HINT}") from exc

@@ -609,9 +609,8 @@ class Daemon:
     def degraded(self) -> list[str]:
         """Why the daemon is not fully working: a live source silent (or every sample
         refused) or at another rate than configured, a pause without beats, failing sinks."""
-        watch = getattr(self, "source_watch", None)
-        why = [] if watch is None else (["no_signal"] * watch.silent
-                                         + ["rate_mismatch"] * watch.rate_bad)
+        watch = self.source_watch
+        why = ["no_signal"] * watch.silent + ["rate_mismatch"] * watch.rate_bad
         why += ["no_beats"] if self.beat_watch is not None and self.beat_watch.active else []
         why += [f"sink {s.name}: {s.error}" for s in self.sinks if s.failing]
         for s in self.sinks:  # a sink that writes but cannot deliver (a broker away)
