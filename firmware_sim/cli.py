@@ -119,6 +119,11 @@ def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc
     finally:
         port.close()
     click.echo(json.dumps({"record": name, **summary}))
+    if getattr(port, "lost", None):
+        raise click.ClickException(
+            f"{port.path} closed the link ({port.lost}): {summary['tx_dropped_bytes']:,} of "
+            f"{summary['bytes']:,} bytes were not sent (the daemon closes a board whose "
+            "source token it refuses: docs/protocol.md)")
     if summary.get("bytes") and summary.get("tx_dropped_bytes", 0) >= summary["bytes"]:
         raise click.ClickException(f"nothing reached {port.path}: all {summary['bytes']:,} "
                                    "bytes were dropped (no reader; --wait 0 does not wait "

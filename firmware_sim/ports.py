@@ -113,6 +113,7 @@ class TcpPort:
         self.connect_timeout = connect_timeout
         self.sock: socket.socket | None = None
         self.dropped_bytes = 0
+        self.lost: str | None = None  # why the daemon's end closed the link, if it did
 
     def wait_for_reader(self, timeout: float) -> bool:
         self.connect_timeout = timeout
@@ -143,8 +144,9 @@ class TcpPort:
             return
         try:
             self.sock.sendall(data)
-        except OSError:
+        except OSError as exc:  # the daemon closed its end (a refused token does)
             self.dropped_bytes += len(data)
+            self.lost = self.lost or (exc.strerror or type(exc).__name__).lower()
             self.disconnect()
 
     def close(self, drain_timeout: float = 10.0) -> None:

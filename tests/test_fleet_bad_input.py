@@ -60,6 +60,8 @@ BAD_RETAINED = {  # device: (message, payload) — each crashed `fleet status` b
     "x5": ("status", b'{"state":"online","model":{"sha256":5}}'),
     "x6": ("status", b'{"software_version":7}'),
     "x7": ("status", b'{"state":"online","started_t":NaN}'),
+    "x8": ("status", b"\xff not JSON"),
+    "x9": ("stats", b"[1, 2]"),
 }
 
 
@@ -88,6 +90,9 @@ def test_status_lists_every_device_beside_malformed_retained_messages(broker):  
         assert rows["x5"]["model_sha256"] is None
         assert rows["x6"]["software_version"] is None
         assert rows["x7"]["invalid_fields"] == ["status.started_t"]
+        assert (rows["x8"]["state"], rows["x8"]["invalid_fields"]) == ("invalid",
+                                                                      ["status (not JSON)"])
+        assert rows["x9"]["invalid_fields"] == ["stats (JSON list, not an object)"]
         for d in BAD_RETAINED:  # one line each, naming the device and the field
             assert sum(f"s1/{d}: malformed" in line for line in res.stderr.splitlines()) == 1
 
@@ -97,6 +102,8 @@ def test_status_lists_every_device_beside_malformed_retained_messages(broker):  
         assert set(lines) == {f"s1/{d}" for d in BAD_RETAINED} | {"s1/ok"}
         assert lines["s1/ok"].split()[1:4] == ["online", "abababababab", "1.2.3"]
         assert lines["s1/x2"].split()[1] == "invalid"
+        assert lines["s1/x8"].split()[1:5] == ["invalid", "?", "?", "?"]  # model, version,
+        # uptime: their message is unreadable, not absent
     finally:  # clear this test's retained messages
         publish(url, [(f"v1/s1/{d}/{kind}", b"") for d, (kind, _) in BAD_RETAINED.items()]
                 + [("v1/s1/ok/status", b""), ("v1/s1/ok/stats", b"")], retain=True)
@@ -124,6 +131,8 @@ def test_tail_skips_malformed_events_and_prints_the_valid_one_after(broker):  # 
         publish(url, [("v1/s1/d9/events/beat", b'{"type":"beat","seq":[1],"run":["r"]}'),
                       ("v1/s1/d9/events/beat", b'{"type":"beat","seq":2,"run":"r",'
                                                b'"heart_rate":NaN}'),
+                      ("v1/s1/d9/events/beat", b"garbage"),
+                      ("v1/s1/d9/events/beat", b"[3]"),
                       ("v1/s1/d9/events/beat", b'{"type":"beat","seq":3,"run":"r"}')])
         out, err = tailer.communicate(timeout=20)
     finally:
@@ -133,8 +142,10 @@ def test_tail_skips_malformed_events_and_prints_the_valid_one_after(broker):  # 
     assert [json.loads(line) for line in out.splitlines()] == [
         {"type": "beat", "seq": 3, "run": "r"}]
     skipped = [ln for ln in err.splitlines() if ln.startswith("skipped a malformed event")]
-    assert len(skipped) == 2 and "run is a list" in skipped[0] and "NaN" in skipped[1]
-    assert "1 events, 0 duplicates dropped, 2 malformed skipped" in err
+    assert len(skipped) == 4 and "run is a list" in skipped[0] and "NaN" in skipped[1]
+    assert skipped[2].endswith(": not JSON")
+    assert skipped[3].endswith(": JSON list, not an object")
+    assert "1 events, 0 duplicates dropped, 4 malformed skipped" in err
     assert "Traceback" not in err
 
 

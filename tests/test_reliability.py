@@ -478,3 +478,27 @@ def test_a_failing_soak_is_one_line_and_exit_1(tmp_path, monkeypatch):
                   "--hours", "0.01"])
     assert res.exit_code == 1, res.output
     assert res.output.strip().splitlines()[-1].startswith("Error: pipeline_error: AudioError")
+
+
+def test_a_soak_refuses_records_of_two_rates_and_leaves_no_folder(converted, synth_dir,
+                                                                    tmp_path, monkeypatch):
+    """A 250 Hz record looped at the first record's 360 Hz was a faster heart, soaked in
+    silence; and every soak left its temporary folder behind."""
+    import tempfile
+
+    from conftest import error_line, invoke
+
+    from vitaledge.firmware_sim.patients.ecg import synth_database
+
+    [other] = synth_database(tmp_path / "250", n_records=1, minutes=1.0, seed=3, fs=250.0)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    out, _ = converted
+    res = invoke(["device", "reliability", "soak", "--model", out / "cpu-int8", "--records",
+                  f"{synth_dir / 's000'},{other.with_suffix('')}", "--hours", "0.01"])
+    assert res.exit_code == 1, res.output
+    line = error_line(res)
+    assert f"{other.with_suffix('')}: record is 250 Hz, {synth_dir / 's000'} is 360 Hz" \
+        in line, line
+    assert list(scratch.iterdir()) == []

@@ -48,7 +48,9 @@ def _status_line(r: dict) -> tuple[str, ...]:
     def cell(key: str, show) -> str:
         if r[key] is not None and r[key] != "":
             return show(r[key])
-        return "?" if set(STATUS_SOURCES[key]) & set(r["invalid_fields"]) else "-"
+        whole = {f.split(" ", 1)[0] for f in r["invalid_fields"]}  # "status (not JSON)"
+        return "?" if any(src in whole or src.split(".")[0] in whole
+                          for src in STATUS_SOURCES[key]) else "-"
 
     return (f"{r['site']}/{r['device']}", r["state"], cell("model_sha256", lambda v: v[:12]),
             cell("software_version", str), cell("uptime_s", _age),

@@ -108,13 +108,14 @@ def stop(client) -> None:
 
 def subscriber(url: str, topics: list[str], on_message: Callable[[str, dict], None],
                client_id: str = "", on_subscribed: Callable[[], None] | None = None,
-               timeout_s: float | None = None):
+               timeout_s: float | None = None,
+               on_invalid: Callable[[str, str], None] | None = None):
     """:func:`vitaledge.device.stream.mqtt.subscriber` with its network loop started, once
     the broker accepted the connection and granted the subscription (OSError otherwise,
     see :meth:`Outcome.wait`; each waits up to ``timeout_s``). Returns (client, options);
     :func:`stop` it when done."""
     client, opts = mqtt.subscriber(url, topics, on_message, client_id=client_id,
-                                   on_subscribed=on_subscribed)
+                                   on_subscribed=on_subscribed, on_invalid=on_invalid)
     suback = Suback(client, topics)
     start(client, Connack(client), timeout_s)
     try:

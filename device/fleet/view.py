@@ -33,7 +33,7 @@ def fleet_status(url: str, wait_s: float = 1.0) -> list[dict]:
     lock = threading.Lock()
     prefix = mqtt.parse_url(url).prefix
 
-    def on_message(topic: str, body: dict) -> None:
+    def on_message(topic: str, body: dict | str) -> None:
         where = mqtt.parse_topic(prefix, topic)
         if where is None or not body:
             return
@@ -42,7 +42,8 @@ def fleet_status(url: str, wait_s: float = 1.0) -> list[dict]:
             seen.setdefault((site, device), {})[rest[0]] = body
 
     client, _ = connect.subscriber(url, [mqtt.topic(prefix, "+", "+", "status"),
-                                         mqtt.topic(prefix, "+", "+", "stats")], on_message)
+                                         mqtt.topic(prefix, "+", "+", "stats")], on_message,
+                                   on_invalid=on_message)  # a row, its message named invalid
     try:  # subscribed (connect.subscriber raised otherwise)
         time.sleep(wait_s)  # retained messages come right after subscribing
     finally:
@@ -53,14 +54,22 @@ def fleet_status(url: str, wait_s: float = 1.0) -> list[dict]:
                 for (site, device), m in sorted(seen.items())]
 
 
-def _row(site: str, device: str, status: dict, stats: dict, now: float) -> dict:
+def _row(site: str, device: str, status: dict | str, stats: dict | str, now: float) -> dict:
     """A device's row. A field of the wrong type (a device's bug, or anyone publishing
     under the prefix) reads as unknown and is named in ``invalid_fields``: one malformed
-    message must not hide the other devices, nor this one's other fields."""
+    message must not hide the other devices, nor this one's other fields. A message that
+    is no JSON object (``status``/``stats`` given as why not) is named whole."""
     bad: list[str] = []
+    if isinstance(status, str):
+        bad.append(f"status ({status})")
+        status = {"state": None}  # read as "invalid", not as "unknown"
+    if isinstance(stats, str):
+        bad.append(f"stats ({stats})")
+        stats = {}
     state = status.get("state", "unknown")
     if not isinstance(state, str):
-        bad.append("status.state")
+        if not bad or not bad[0].startswith("status "):
+            bad.append("status.state")
         state = "invalid"
     online = state == "online"
     model = _model(status, stats, bad)
@@ -220,8 +229,16 @@ def tail(url: str, on_event: Callable[[dict], None], device: str = "+", site: st
             if count and state["n"] >= count:
                 stop.set()
 
+    def on_invalid(topic: str, why: str) -> None:
+        if mqtt.parse_topic(prefix, topic) is None:
+            return
+        with lock:
+            dedup.malformed += 1
+        if on_malformed is not None:
+            on_malformed(topic, why)
+
     client, _ = connect.subscriber(url, [mqtt.topic(prefix, site, device, "events", "#")],
-                                   on_message, client_id=client_id,
+                                   on_message, client_id=client_id, on_invalid=on_invalid,
                                    on_subscribed=on_subscribed,
                                    timeout_s=min(timeout_s or math.inf,
                                                  connect.CONNACK_TIMEOUT_S))

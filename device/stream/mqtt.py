@@ -252,9 +252,11 @@ def new_client(opts: MqttOptions, client_id: str, clean_session: bool = True,
 
 
 def subscriber(url: str, topics: list[str], on_message, client_id: str = "",
-               table: dict | None = None, on_subscribed=None):
+               table: dict | None = None, on_subscribed=None, on_invalid=None):
     """A connected client subscribed (QoS 1) to ``topics``, calling
-    ``on_message(topic, dict)``; it subscribes again after every reconnect, and calls
+    ``on_message(topic, dict)`` (an empty payload, a cleared retained message, as ``{}``)
+    and ``on_invalid(topic, why)`` for a payload that is no JSON object (not JSON, or
+    JSON of another kind); it subscribes again after every reconnect, and calls
     ``on_subscribed()`` when the broker has granted a subscription (the first refusal is
     the caller's to report, :class:`vitaledge.device.fleet.connect.Suback` makes it an
     OSError; a later one, after a reconnect, is logged as an error). Returns (client,
@@ -270,13 +272,14 @@ def subscriber(url: str, topics: list[str], on_message, client_id: str = "",
 
     def on_msg(client, userdata, msg):
         try:
-            body = json.loads(msg.payload) if msg.payload else None
+            body = json.loads(msg.payload) if msg.payload else {}
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
-            return
+            body = None
         if isinstance(body, dict):
             on_message(msg.topic, body)
-        elif body is None:
-            on_message(msg.topic, {})
+        elif on_invalid is not None:
+            on_invalid(msg.topic, "not JSON" if body is None
+                       else f"JSON {type(body).__name__}, not an object")
 
     answers = [0]
 

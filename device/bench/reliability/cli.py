@@ -36,6 +36,20 @@ def one_line_errors():
         raise click.ClickException(str(exc)) from exc
 
 
+@contextlib.contextmanager
+def scratch_dir(prefix: str, named: str | None = None):
+    """The campaign's working folder: ``named`` when the user gave one (kept), else a
+    temporary folder removed when the campaign ends, however it ends."""
+    if named:
+        yield Path(named)
+        return
+    wd = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield wd
+    finally:
+        shutil.rmtree(wd, ignore_errors=True)
+
+
 @click.group("reliability")
 def reliability_group() -> None:
     """Reliability campaigns: fuzz, kill -9 crash consistency, overload, soak."""
@@ -95,14 +109,10 @@ def crash_cmd(model, record, speed, kills, max_jsonl_bytes, seed, workdir, json_
 
     model, record = str(Path(model).resolve()), str(Path(record).resolve())
     json_out_ready(json_out)  # before the campaign, not after it
-    with one_line_errors():  # bad input, or a run that failed on its own: why, in one line
-        wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vitaledge-crash-"))
-        try:
-            r = crash_campaign(model, record, wd, kills, seed,
-                               max_jsonl_bytes=max_jsonl_bytes, speed=speed)
-        finally:
-            if not workdir:  # a temporary directory of its own: gone with the campaign
-                shutil.rmtree(wd, ignore_errors=True)
+    with one_line_errors(), scratch_dir("vitaledge-crash-", workdir) as wd:  # bad input,
+        # or a run that failed on its own: why, in one line
+        r = crash_campaign(model, record, wd, kills, seed,
+                           max_jsonl_bytes=max_jsonl_bytes, speed=speed)
     brief = {k: v for k, v in r.items() if k != "per_kill"}
     click.echo(json.dumps(brief, indent=2))
     if json_out:
@@ -128,9 +138,8 @@ def load_cmd(model, record, seconds, chunk_delay, recover_s, json_out) -> None:
     """Overload one tcp source at >= 10x the pipeline's capacity, then recover."""
     from vitaledge.device.bench.reliability.load import load_campaign
 
-    wd = Path(tempfile.mkdtemp(prefix="vitaledge-load-"))
     json_out_ready(json_out)  # before the campaign, not after it
-    with one_line_errors():
+    with one_line_errors(), scratch_dir("vitaledge-load-") as wd:
         r = load_campaign(str(Path(model).resolve()), record, wd, seconds, chunk_delay,
                           recover_s)
     click.echo(json.dumps({k: v for k, v in r.items() if k != "rss_samples"}, indent=2))
@@ -191,9 +200,8 @@ def soak_cmd(model, records, hours, json_out) -> None:
     """Replay >= 24 h of signal at max speed; RSS and open fds sampled over the run."""
     from vitaledge.device.bench.reliability.soak import soak_campaign
 
-    wd = Path(tempfile.mkdtemp(prefix="vitaledge-soak-"))
     json_out_ready(json_out)  # before the campaign, not after it
-    with one_line_errors():
+    with one_line_errors(), scratch_dir("vitaledge-soak-") as wd:
         r = soak_campaign(str(Path(model).resolve()), [x.strip() for x in records.split(",")],
                           wd, hours)
     click.echo(json.dumps({k: v for k, v in r.items() if k != "samples"}, indent=2))

@@ -39,7 +39,12 @@ class LoopedReplayDaemon(Daemon):
     def __init__(self, cfg: DaemonConfig, records: list[str], hours: float):
         super().__init__(replace(cfg, source=f"replay:{records[0]}"))
         fs = self.source.fs
-        sigs = [read_record(r).signal for r in records]
+        recs = [read_record(r) for r in records]
+        for path, rec in zip(records, recs, strict=True):
+            if rec.fs != fs:  # looped at the first one's rate it would be another signal
+                raise ValueError(f"{path}: record is {rec.fs:g} Hz, {records[0]} is {fs:g} "
+                                 "Hz: a soak loops records of one rate")
+        sigs = [rec.signal for rec in recs]
         self.source = Source("soak", fs, looped(sigs, int(hours * 3600 * fs), int(10 * fs)))
 
 
