@@ -658,3 +658,37 @@ def test_evaluate_reproduces_a_run_that_held_no_test_beats(tmp_path, synth_dir):
     again = json.loads((tmp_path / "m.json").read_text())
     assert again["accuracy"] == pytest.approx(trained["accuracy"], abs=1e-9)
     assert again["n"] == trained["n"] and again["data"]["set"] == "validation"
+
+
+@pytest.mark.parametrize("args, flag, readers", [
+    (["beat", "--split", "beat", "--folds", "10"], "--folds", "--split patients"),
+    (["beat", "--split", "patients", "--test-fraction", "0.3"], "--test-fraction",
+     "--split beat"),
+    (["beat", "--split", "dechazal", "--test-records", "100"], "--test-records",
+     "--split record"),
+    (["emotion-speech", "--split", "random", "--test-actors", "04"], "--test-actors",
+     "--split actor"),
+    (["emotion-speech", "--split", "actor", "--test-actors", "04", "--test-fraction", "0.3"],
+     "--test-fraction", "--split random"),
+    (["emotion-speech", "--split", "none", "--folds", "5"], "--folds", "--split actors"),
+    (["emotion-speech", "--split", "random", "--fold", "1"], "--fold", "--split actors"),
+])
+def test_an_option_the_split_does_not_read_is_refused(tmp_path, args, flag, readers):
+    """Each was dropped without a word: ``--folds 10 --split beat`` trained one model on a
+    beat split; ``--test-actors 04 --split random`` mixed speaker 04 into training."""
+    data = ["--data", tmp_path] if args[0] == "beat" else ["--synth-per-class", "2"]
+    line = error_line(invoke(["train", *args, *data, "--out", tmp_path / "r"]))
+    split = args[args.index("--split") + 1]
+    assert f"{flag}: is read by {readers}; with --split {split} it would be ignored" \
+        in line, line
+    assert not (tmp_path / "r").exists()
+
+
+def test_csv_test_rows_are_the_test_part_and_no_split_is_read(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("0\n")
+    for extra, flag in ((["--split", "beat"], "--split"), (["--test-fraction", "0.1"],
+                                                           "--test-fraction")):
+        line = error_line(invoke(["train", "beat", "--arch", "cnn1d", "--csv-train", table,
+                                  "--csv-test", table, *extra, "--out", tmp_path / "r"]))
+        assert f"{flag}: the test beats are --csv-test's rows" in line, line

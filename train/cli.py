@@ -132,6 +132,26 @@ def given_on_command_line(name: str) -> bool:
     return bool(ctx) and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
 
 
+#: The options only some splits read: option -> the splits that read it. Given with
+#: another split, each is refused (it was dropped without a word: ``--folds 10 --split
+#: beat`` trained one model on a beat split and said nothing of folds).
+BEAT_SPLIT_OPTIONS = {"folds": ("patients",), "test_fraction": ("beat",),
+                      "test_records": ("record",)}
+SPEECH_SPLIT_OPTIONS = {"folds": ("actors",), "fold": ("actors",), "test_actors": ("actor",),
+                        "test_fraction": ("random",)}
+
+
+def refuse_unread_split_options(split: str, table: dict[str, tuple[str, ...]],
+                                hint: str = "") -> None:
+    """A ``table`` option typed on the command line that ``split`` does not read: refused,
+    naming the splits that do."""
+    for name, readers in table.items():
+        if split not in readers and given_on_command_line(name):
+            raise click.BadParameter(
+                f"is read by --split {' or '.join(readers)}; with --split {split} it would "
+                f"be ignored{hint}", param_hint="--" + name.replace("_", "-"))
+
+
 def _irregularity(value: str) -> float | None:
     """--s-rule-irregularity: a positive number, or 'off' (None)."""
     if value.strip().lower() == "off":
@@ -253,10 +273,12 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         raise click.BadParameter(str(exc), param_hint="--balance") from exc
     if not data and not csv_train:
         raise click.UsageError("give --data DIR or --csv-train FILE")
-    if test_records and split != "record":
-        raise click.UsageError(f"--test-records picks the test patients of --split record; "
-                               f"with --split {split} it would be ignored (for DS1 -> DS2: "
-                               "--split dechazal)")
+    refuse_unread_split_options(split, BEAT_SPLIT_OPTIONS, " (DS1 -> DS2: --split dechazal)"
+                                if test_records and split != "record" else "")
+    for name in ("split", "test_fraction"):  # --csv-test's rows are the test part
+        if csv_test and given_on_command_line(name):
+            raise click.BadParameter("the test beats are --csv-test's rows; with it this "
+                                     "would be ignored", param_hint="--" + name.replace("_", "-"))
     if data and (csv_train or csv_test):
         raise click.UsageError("give --data DIR or --csv-train FILE (with --csv-test), not "
                                "both: one data set trains a run")
@@ -528,9 +550,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
 
     if not data and synth <= 0:
         raise click.UsageError("give --data DIR or --synth-per-class N")
-    if fold is not None and split != "actors":
-        raise click.BadParameter("a fold of the leave-speakers-out folds: needs --split actors",
-                                 param_hint="--fold")
+    refuse_unread_split_options(split, SPEECH_SPLIT_OPTIONS)
     try:
         snr_db = [float(v) for v in snr.split(",")]
         if len(snr_db) != 2 or not all(map(math.isfinite, snr_db)) or snr_db[0] > snr_db[1]:
