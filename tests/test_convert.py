@@ -245,6 +245,29 @@ def test_evaluate_accepts_a_converted_artifact(converted):
     assert "ai-edge-litert" in metrics["model"] and "int8" in metrics["model"]
 
 
+def test_evaluate_refuses_an_artifact_whose_source_run_was_trained_again(converted, tmp_path):
+    """A run trained again (other seed, other split) after its conversion lent the old
+    artifact its new held-out beats, some of them the artifact's training beats, exit 0."""
+    import json
+    import shutil
+
+    from vitaledge.train.evaluate import evaluate_model
+
+    out, _ = converted
+    art = tmp_path / "cpu-int8"
+    shutil.copytree(out / "cpu-int8", art)
+    m = json.loads((art / "manifest.json").read_text())
+    run = tmp_path / "run"
+    shutil.copytree(m["source_run"]["path"], run)
+    m["source_run"]["path"] = str(run)
+    (art / "manifest.json").write_text(json.dumps(m))
+    assert evaluate_model(art)[0]["n"] > 0  # the run as converted: scored
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "seed": cfg["seed"] + 1}))
+    with pytest.raises(ValueError, match=f"{art}: its source run {run} was trained again"):
+        evaluate_model(art)
+
+
 def test_the_edgetpu_rank_rule_reads_activations_not_filters():
     from vitaledge.convert.edgetpu import compatibility
 

@@ -106,6 +106,22 @@ def _artifact_model(artifact: Path):
         raise ModelLoadError(f"{load_manifest(artifact, verify_file=False)[1]}: {exc}") from exc
 
 
+def source_run(artifact: Path, manifest) -> Path:
+    """The run ``artifact`` was converted from, as it was then: a run trained again since
+    (its ``config.json`` no longer the one the manifest's ``source_run.config_sha256``
+    names) would lend the artifact another run's held-out beats and settings (ValueError)."""
+    import hashlib
+
+    run_dir = Path(manifest.source_run.get("path", ""))
+    want = manifest.source_run.get("config_sha256")
+    cfg = run_dir / "config.json"
+    if want and cfg.is_file() and hashlib.sha256(cfg.read_bytes()).hexdigest() != want:
+        raise ValueError(f"{artifact}: its source run {run_dir} was trained again since it "
+                         "was converted (config.json is not the one converted): its held-out "
+                         "data is another run's; convert that run again")
+    return run_dir
+
+
 def _resolve_model(model_path: Path):
     """(run directory, predict function, description) for a run directory, its
     ``model.keras``, or a converted artifact (directory with ``manifest.json``, or its
@@ -113,8 +129,7 @@ def _resolve_model(model_path: Path):
     artifact = model_path if model_path.is_dir() else model_path.parent
     if (artifact / "manifest.json").exists():
         m = _artifact_model(artifact)
-        run_dir = Path(m.manifest.source_run.get("path", ""))
-        return run_dir, m.predict, f"{artifact} ({m.manifest.target} "\
+        return source_run(artifact, m.manifest), m.predict, f"{artifact} ({m.manifest.target} "\
                                    f"{m.manifest.quantization}, {m.backend.name})"
     run_dir = model_path if model_path.is_dir() else model_path.parent
     model_file = model_path / "model.keras" if model_path.is_dir() else model_path
@@ -239,7 +254,7 @@ def _emotion_predictor(model_path: Path):
             return m.predict(X if len(names) > 1 else X[names[0]])
 
         desc = f"{artifact} ({m.manifest.target} {m.manifest.quantization}, {m.backend.name})"
-        return (Path(m.manifest.source_run.get("path", "")), tflite_predict, desc,
+        return (source_run(artifact, m.manifest), tflite_predict, desc,
                 m.manifest.signal.to_dict())
     model_file = model_path / "model.keras" if model_path.is_dir() else model_path
     check_keras_file(model_file)  # before the data is read
