@@ -218,6 +218,28 @@ def test_wesad_loader_needs_trust(tmp_path):
     assert ts.trials[0].ecg[0] == 700 and len(ts.trials[1].ecg) == 7000
 
 
+def test_data_without_a_trial_and_trials_too_short_are_told_apart(tmp_path):
+    """Both said "no trial is long enough for one model input", which sent one to --hop
+    when the files held no condition period at all."""
+    from conftest import error_line, invoke
+
+    label = np.r_[np.zeros(7000), np.full(700, 6)].astype(int)  # transient and ignored only
+    (tmp_path / "S3").mkdir()
+    with open(tmp_path / "S3" / "S3.pkl", "wb") as f:
+        pickle.dump({"signal": {"chest": {"ECG": np.zeros((len(label), 1))}},
+                     "label": label}, f)
+    line = error_line(invoke(["train", "emotion-ecg", "--dataset", "wesad", "--data", tmp_path,
+                              "--trust-pickle", "--out", tmp_path / "run"]))
+    assert f"Error: {tmp_path}: no wesad trial in it (WESAD keeps" in line, line
+
+    from vitaledge.device.inputs.emotion_ecg import default_signal
+    from vitaledge.train.emotion_data import ecg_segments, synth_quadrant_trials
+
+    short = synth_quadrant_trials(n_subjects=1, trials_per_class=1, seconds=20.0)
+    with pytest.raises(ValueError, match="none of the 4 trials is long enough"):
+        ecg_segments(short, {**default_signal(), "pad_short": False})
+
+
 # -- models -----------------------------------------------------------------------------
 def test_seed_000_model_is_exact():
     from vitaledge.train import zoo

@@ -241,12 +241,19 @@ def load_trials(dataset: str, data: str | None, threshold: float | None = None,
         raise ValueError(f"--data is required for dataset {dataset!r}")
     t = DEFAULT_THRESHOLD[dataset] if threshold is None else threshold
     if dataset == "amigos":
-        return load_amigos(data, threshold=t)
-    if dataset == "dreamer":
-        return load_dreamer(data, threshold=t)
-    if dataset == "wesad":
-        return load_wesad(data, trust_pickle=trust_pickle)
-    raise ValueError(f"unknown dataset {dataset!r}; expected amigos, dreamer, wesad or synth")
+        ts = load_amigos(data, threshold=t)
+    elif dataset == "dreamer":
+        ts = load_dreamer(data, threshold=t)
+    elif dataset == "wesad":
+        ts = load_wesad(data, trust_pickle=trust_pickle)
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}; expected amigos, dreamer, wesad or "
+                         "synth")
+    if not ts.trials:  # said as "no trial is long enough", which sent one to --hop
+        raise ValueError(f"{data}: no {dataset} trial in it" + (
+            " (WESAD keeps the baseline, stress, amusement and meditation periods, labels "
+            "1-4; these files hold none)" if dataset == "wesad" else ""))
+    return ts
 
 
 @dataclass
@@ -272,7 +279,8 @@ def ecg_segments(ts: TrialSet, signal: dict) -> Segments:
         tr += [i] * len(segs)
         su += [t.subject] * len(segs)
     if not y:
-        raise ValueError("no trial is long enough for one model input")
+        raise ValueError(f"none of the {len(ts.trials)} trials is long enough for one model "
+                         "input")
     return Segments(np.concatenate(X).astype(np.float32), np.asarray(y, np.int64),
                     np.asarray(tr, np.int64), np.asarray(su))
 
