@@ -348,6 +348,18 @@ def test_config_types_are_checked_against_the_fields(tmp_path):
         DaemonConfig.from_toml(good, threads=0)
 
 
+def test_a_config_with_no_sink_and_no_api_is_refused(tmp_path):
+    """out = [] ran the daemon with every event lost; a --sink flag or an API (whose
+    /events serves them) makes it a working configuration."""
+    from vitaledge.device.stream.daemon import DaemonConfig
+
+    empty = toml(tmp_path, "out = []")
+    with pytest.raises(ValueError, match=r"device-\d+\.toml: out = \[\]: no sink and no API"):
+        DaemonConfig.from_toml(empty)
+    assert DaemonConfig.from_toml(empty, out=["a.jsonl"]).out == ["a.jsonl"]
+    assert DaemonConfig.from_toml(toml(tmp_path, "out = []\napi_port = 8080")).out == []
+
+
 def test_the_config_fs_is_for_sources_without_a_rate_of_their_own(tmp_path):
     """docs/device.toml's fs = 360 is the rate of its tcp source; replaying a 250-Hz
     WFDB record (or a session, or audio) with that file must not be refused for it. A CSV

@@ -175,6 +175,10 @@ class DaemonConfig:
         data.update({k: v for k, v in overrides.items() if v is not None})
         if overrides.get("fs") is None and replay_kind(data.get("source", "")) in RATE_CARRYING:
             data.pop("fs", None)  # the file's fs is for sources without a rate of their own
+        if data.get("out") == [] and not data.get("api_port"):  # ran, and wrote nothing
+            raise ValueError(f"{path}: out = []: no sink and no API (api_port) to read the "
+                             "events from, so every event would be lost; name a sink "
+                             "(out = [\"stdout\"], a .jsonl file...) or remove the key")
         return cls(**data)
 
     def __post_init__(self) -> None:
