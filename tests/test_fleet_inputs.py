@@ -55,6 +55,51 @@ def test_another_programs_events_table_is_refused_in_one_line(tmp_path):
         SqliteSink(db)
 
 
+def test_another_programs_database_is_left_as_it_was(tmp_path):
+    """A database of other tables got vitaledge's events table and WAL mode added."""
+    import sqlite3
+
+    from vitaledge.device.stream.sinks import SqliteSink
+
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as c:
+        c.execute("create table patients (id, name)")
+    before = db.read_bytes()
+    with pytest.raises(ValueError, match=rf"{db}: another program's database \(tables "
+                                         r"patients\): not an events database"):
+        SqliteSink(db)
+    assert db.read_bytes() == before and not db.with_name("app.db-wal").exists()
+
+
+@pytest.mark.parametrize("body, why", [
+    (b"meeting notes\nsecond line without newline", "its first line is not JSON"),
+    (b'{"name": "x"}\n', "its first line is not an event"),
+    (b"no newline at all", "its first line is not an event"),
+])
+def test_append_adds_only_to_a_file_of_events(tmp_path, body, why):
+    """--append into a text file cut its last line (taken for a torn event) and glued
+    events to it."""
+    from vitaledge.device.stream.sinks import open_sink
+
+    f = tmp_path / "notes.jsonl"
+    f.write_bytes(body)
+    with pytest.raises(ValueError, match=rf"{f}: holds no vitaledge events \({why}\)"):
+        open_sink(str(f), append=True)
+    assert f.read_bytes() == body
+
+
+def test_append_takes_a_file_of_events_and_one_torn_by_a_crash(tmp_path):
+    from vitaledge.device.stream.sinks import open_sink
+
+    for body in (b'{"type":"beat","seq":1,"run":"r"}\n', b'{"type":"be'):
+        f = tmp_path / "ev.jsonl"
+        f.write_bytes(body)
+        sink = open_sink(str(f), append=True)
+        sink.write([{"type": "beat", "seq": 2, "run": "s"}])
+        sink.close()
+        assert f.read_bytes().endswith(b'"seq":2,"run":"s"}\n')
+
+
 def test_a_binary_token_file_is_named(tmp_path):
     from vitaledge.device.stream.auth import TokenError, load_token
 

@@ -157,6 +157,12 @@ class SqliteSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False)
         try:
+            tables = sorted(r[0] for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"))
+            if tables and "events" not in tables:  # another program's database: not ours
+                self._db.close()  # to set WAL on and add a table to
+                raise ValueError(f"{self.path}: another program's database (tables "
+                                 f"{', '.join(tables[:5])}): not an events database")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, "
@@ -232,15 +238,40 @@ def _refuse_reuse(path: str, what: str) -> None:
                      "another file")
 
 
+def check_events_file(path: Path) -> None:
+    """A non-empty file ``--append`` is to add to must hold events: its first line one (a
+    torn first event, cut off by a crash, starts like one). Anything else is refused
+    before it is touched: the sink would cut its last line (a torn tail) and glue events
+    to a file of other things."""
+    with path.open("rb") as fh:
+        first = fh.readline(65536)
+    if not first.endswith(b"\n"):
+        if first.startswith(b'{"'):
+            return
+        why = "its first line is not an event"
+    else:
+        try:
+            ev = json.loads(first)
+            why = None if isinstance(ev, dict) and isinstance(ev.get("type"), str) and \
+                isinstance(ev.get("seq"), int) else "its first line is not an event"
+        except (ValueError, RecursionError):
+            why = "its first line is not JSON"
+    if why:
+        raise ValueError(f"{path}: holds no vitaledge events ({why}); --append adds a run to "
+                         "an events file: choose another file")
+
+
 def open_jsonl(path: str, opts: SinkOptions) -> JsonlSink:
-    """``jsonl:PATH``; a non-empty file (or its rotated ``.1``) only with ``append``."""
+    """``jsonl:PATH``; a non-empty file (or its rotated ``.1``) only with ``append``, and
+    then only a file of events."""
     if not path:
         raise ValueError("jsonl sink needs a path: jsonl:PATH")
     p = Path(path)
-    if not opts.append:
-        for f in (p, p.with_name(f"{p.name}.1")):
-            if f.is_file() and f.stat().st_size > 0:
+    for f in (p, p.with_name(f"{p.name}.1")):
+        if f.is_file() and f.stat().st_size > 0:
+            if not opts.append:
                 _refuse_reuse(path, f"events ({f.stat().st_size} bytes in {f.name})")
+            check_events_file(f)
     return JsonlSink(path, max_bytes=opts.max_bytes, fsync=opts.fsync)
 
 
