@@ -13,7 +13,7 @@ import termios
 import time
 import tty
 
-from vitaledge.device.stream.auth import handshake_line
+from vitaledge.device.stream.auth import bind_host, handshake_line
 
 
 class PortError(OSError):
@@ -169,4 +169,4 @@ def open_port(spec: str, token: str = "") -> PtyPort | TcpPort:
         raise ValueError(f"port {spec!r}: expected pty or tcp:HOST:PORT")
     if not 0 < int(port) <= 65535:
         raise ValueError(f"port {spec!r}: {int(port)} is not a TCP port (1-65535)")
-    return TcpPort(host, int(port), token=token)
+    return TcpPort(bind_host(host), int(port), token=token)

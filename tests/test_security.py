@@ -98,6 +98,44 @@ def test_loopback_binds_and_serves_without_a_token():
         srv.shutdown()
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_the_api_and_a_tcp_source_bind_an_ipv6_address(host):
+    """Both bound IPv4 sockets: ::1 failed with 'address family for hostname not
+    supported' (a config or flag of an IPv6-only device could not start)."""
+    import numpy as np
+
+    from vitaledge.device.stream.sources import open_source
+
+    srv, _ = _serve(host=host)
+    try:
+        c = http.client.HTTPConnection("::1", srv.server_address[1], timeout=5)
+        c.request("GET", "/health")
+        assert c.getresponse().status == 200
+        c.close()
+    finally:
+        srv.shutdown()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = open_source(f"tcp:{host}:{port}", fs=360.0)
+    try:
+        with socket.create_connection(("::1", port), timeout=10) as c:
+            c.sendall(b"0.5\n" * 64)
+            chunk = next(src.chunks)
+    finally:
+        src.stop()
+    np.testing.assert_array_equal(chunk, np.full(64, 0.5))
+
+
 def test_bearer_token_is_required_and_compared_exactly():
     srv, calls = _serve(token=TOKEN, rate=0)
     try:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from vitaledge.device.stream.auth import check_token, is_loopback
+from vitaledge.device.stream.auth import address_family, bind_host, check_token, is_loopback
 
 MAX_URL = 2048
 MAX_CLIENTS = 16
@@ -249,13 +249,18 @@ def make_server(host: str, port: int, health: Callable[[], dict],
                 self._json(404, {"error": f"no such endpoint {url.path[:80]!r}",
                                  "endpoints": ["/health", "/metrics", "/events?since=SEQ"]})
 
-    return _Server((host, port), Handler)
+    server = _Server6 if address_family(host) == socket.AF_INET6 else _Server
+    return server((bind_host(host), port), Handler)
 
 
 class _Server(ThreadingHTTPServer):
     # A burst of connections waits in the kernel's queue instead of having its SYNs
     # dropped (retried after 1 s) behind http.server's default backlog of 5.
     request_queue_size = 64
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:

@@ -30,9 +30,22 @@ class TokenError(ValueError):
     """A configured token breaks the token rule; the message says where it came from."""
 
 
+def bind_host(host: str) -> str:
+    """A bind address as the socket takes it: ``[::1]`` (an IPv6 literal in brackets, as
+    in a URL) is ``::1``."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def address_family(host: str) -> socket.AddressFamily:
+    """IPv6 for an IPv6 literal (``::1``, ``::``, ``[::1]``), else IPv4 (names included:
+    ``localhost`` binds 127.0.0.1)."""
+    return socket.AF_INET6 if ":" in bind_host(host) else socket.AF_INET
+
+
 def is_loopback(host: str) -> bool:
     """True for a loopback address literal or ``localhost``; any other name counts as
     reachable from the network."""
+    host = bind_host(host)
     if host == "localhost":
         return True
     try:

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.io.records import FS_RANGE, read_record
-from vitaledge.device.stream.auth import is_loopback, read_handshake
+from vitaledge.device.stream.auth import address_family, bind_host, is_loopback, read_handshake
 from vitaledge.device.stream.protocol import ProtocolReader, StatusEvent
 
 log = logging.getLogger(__name__)
@@ -317,7 +317,7 @@ def _listen(scheme: str, host: str, port: int, token: str) -> socket.socket:
                           "a source token (source_token_file or $VITALEDGE_SOURCE_TOKEN; "
                           "the board sends it first, docs/protocol.md) or bind 127.0.0.1")
     try:
-        srv = socket.create_server((host, port))
+        srv = socket.create_server((bind_host(host), port), family=address_family(host))
     except OSError as exc:  # in use, not an address of this machine, no permission
         raise SourceError(f"{scheme} source {host}:{port}: cannot listen: {exc}") from exc
     srv.settimeout(0.5)
