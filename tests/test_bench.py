@@ -216,6 +216,41 @@ def test_stream_bench_reports_latency_and_realtime_factor(converted, synth_dir):
     assert row["beats"] == len(beats)
 
 
+def test_stream_bench_keeps_a_record_without_a_beat_beside_the_others(converted, synth_dir,
+                                                                       tmp_path):
+    """A flat record made np.percentile of nothing raise IndexError: a traceback, and the
+    other records' rows lost."""
+    import wfdb
+
+    from vitaledge.device.bench.stream import bench_stream, format_stream
+
+    data = tmp_path / "mix"
+    data.mkdir()
+    for ext in ("hea", "dat", "atr"):
+        shutil.copy(synth_dir / f"s001.{ext}", data)
+    wfdb.wrsamp("flat", fs=360, units=["mV"], sig_name=["MLII"], p_signal=np.zeros((21600, 1)),
+                fmt=["212"], write_dir=str(data))
+    wfdb.wrann("flat", "atr", np.array([3600, 7200]), np.array(["N", "N"]),
+               write_dir=str(data))  # the bench streams annotated records
+    out, _ = converted
+    res = bench_stream(out / "cpu-int8", data, chunk_s=0.1)
+    rows = {r["record"]: r for r in res["rows"]}
+    assert rows["flat"]["beats"] == 0 and rows["flat"]["r_to_event_ms_p50"] is None
+    assert rows["s001"]["beats"] > 150 and rows["s001"]["r_to_event_ms_p50"] > 0
+    [flat] = [ln for ln in format_stream(res).splitlines() if ln.startswith("flat")]
+    assert flat.split()[2] == "0" and flat.split()[-5:] == ["-"] * 5
+
+
+def test_stream_bench_names_a_record_whose_rate_the_model_cannot_take(converted, tmp_path):
+    from vitaledge.device.bench.stream import bench_stream
+    from vitaledge.firmware_sim.patients.ecg import synth_database
+
+    [rec] = synth_database(tmp_path / "d", n_records=1, minutes=1.0, seed=2, fs=10.0)
+    out, _ = converted
+    with pytest.raises(ValueError, match=rf"^{rec.with_suffix('')}: 10 Hz: filter high edge"):
+        bench_stream(out / "cpu-int8", tmp_path / "d")
+
+
 def test_keras_baseline_rows_score_the_same_held_out_beats(converted, tiny_run):
     import vitaledge.cli  # noqa: F401 - registers the Keras baseline, as the CLI does
     from vitaledge.device.bench.latency import run_bench

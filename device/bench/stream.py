@@ -59,7 +59,10 @@ def bench_beat_stream(artifact: str | Path, records: str | Path, chunk_s: float 
         if progress is not None:
             progress(i, len(paths), p.name)
         rec = read_record(p, annotator=None)
-        pipe = BeatPipeline(model, rec.fs)
+        try:
+            pipe = BeatPipeline(model, rec.fs)
+        except ValueError as exc:  # "filter high edge 40.0 Hz is not below Nyquist"
+            raise ValueError(f"{p}: {rec.fs:g} Hz: {exc}") from exc
         chunk = max(1, int(round(chunk_s * rec.fs)))
         algo, compute = [], []
         wall = 0.0
@@ -82,12 +85,18 @@ def bench_beat_stream(artifact: str | Path, records: str | Path, chunk_s: float 
                                                                          rec.fs, 1),
                      "beats": len(a), "wall_s": round(wall, 3), "realtime_factor": round(rtf, 1),
                      "streams_per_core": int(rtf),
-                     "r_to_event_ms_p50": round(float(np.percentile(a + c, 50)), 1),
-                     "r_to_event_ms_p95": round(float(np.percentile(a + c, 95)), 1),
-                     "r_to_event_ms_p99": round(float(np.percentile(a + c, 99)), 1),
-                     "compute_ms_p50": round(float(np.percentile(c, 50)), 3),
-                     "compute_ms_p99": round(float(np.percentile(c, 99)), 3)})
+                     "r_to_event_ms_p50": _percentile(a + c, 50, 1),
+                     "r_to_event_ms_p95": _percentile(a + c, 95, 1),
+                     "r_to_event_ms_p99": _percentile(a + c, 99, 1),
+                     "compute_ms_p50": _percentile(c, 50, 3),
+                     "compute_ms_p99": _percentile(c, 99, 3)})
     return {"artifact": str(artifact), "chunk_s": chunk_s, "rows": rows}
+
+
+def _percentile(x: np.ndarray, q: float, digits: int) -> float | None:
+    """The ``q``-th percentile of ``x`` rounded, or None for a record without a beat (a
+    flat or short record: its other figures still count)."""
+    return round(float(np.percentile(x, q)), digits) if len(x) else None
 
 
 def format_beat_stream(res: dict) -> str:
@@ -97,11 +106,12 @@ def format_beat_stream(res: dict) -> str:
             f"{'p99 ms':>8}")
     lines = [f"{res['artifact']} · chunks of {res['chunk_s']} s", head]
     for r in res["rows"]:
-        lines.append(f"{r['record']:<8}{r['seconds']:>8}{r['beats']:>7}{r['wall_s']:>8}"
-                     f"{r['realtime_factor']:>8}{r['streams_per_core']:>13}"
-                     f"{r['r_to_event_ms_p50']:>13}{r['r_to_event_ms_p95']:>8}"
-                     f"{r['r_to_event_ms_p99']:>8}"
-                     f"{r['compute_ms_p50']:>18}{r['compute_ms_p99']:>8}")
+        v = {k: "-" if x is None else x for k, x in r.items()}  # no beat: no latency
+        lines.append(f"{v['record']:<8}{v['seconds']:>8}{v['beats']:>7}{v['wall_s']:>8}"
+                     f"{v['realtime_factor']:>8}{v['streams_per_core']:>13}"
+                     f"{v['r_to_event_ms_p50']:>13}{v['r_to_event_ms_p95']:>8}"
+                     f"{v['r_to_event_ms_p99']:>8}"
+                     f"{v['compute_ms_p50']:>18}{v['compute_ms_p99']:>8}")
     return "\n".join(lines)
 
 
