@@ -126,6 +126,32 @@ def test_page_data_holds_the_known_mistakes(page):
     assert np.max(np.abs(q * sig["step_mv"] - rec.signal)) <= sig["step_mv"] / 2 + 1e-9
 
 
+def test_beats_inside_reference_marked_vf_are_not_scored_as_in_device_score(mitdb_dir):
+    """On 207 the page called the 306 events inside its flutter episodes false (+P 85.78 %
+    against device score's 99.89 % on the same events): EC57 scores neither side there."""
+    from vitaledge.device.eval.score_events import score_events
+    from vitaledge.device.io.aami import vf_episodes
+
+    rec = read_record(mitdb_dir / "207")
+    ref, cls = map_annotations(rec.ann_samples, rec.ann_symbols)
+    [(a, b), *_] = vf_episodes(rec.ann_samples, rec.ann_symbols)
+    in_vf = list(range(a + 50, min(b, len(rec.signal)) - 50, int(0.3 * rec.fs)))
+    gaps = np.flatnonzero(np.diff(ref) > 0.6 * rec.fs)
+    false_at = int((ref[gaps[3]] + ref[gaps[3] + 1]) // 2)
+    assert not any(a <= false_at < b for a, b in vf_episodes(rec.ann_samples,
+                                                              rec.ann_symbols))
+    beats = sorted([(int(s), CLASSES[c]) for s, c in zip(ref, cls, strict=True)]
+                   + [(s, "V") for s in in_vf] + [(false_at, "N")])
+    events = [{"type": "beat", "time": s / rec.fs, "sample": s, "class": c, "seq": k + 1,
+               "run": "r"} for k, (s, c) in enumerate(beats)]
+    s = build_review(events, rec)["summary"]
+    assert s["events_in_vf"] == len(in_vf) > 10 and s["false"] == 1 and s["missed"] == 0
+    sc = score_events(events, mitdb_dir / "207")
+    assert sc["events_in_vf"] == len(in_vf) and sc["extra"] == 1
+    assert s["ppv"] == pytest.approx(sc["ppv"]) and s["sensitivity"] == pytest.approx(
+        sc["sensitivity"])
+
+
 def test_without_quality_or_reference(synth_dir, tmp_path):
     """Events without quality fields and a record without .atr: beats only, no errors."""
     for ext in ("hea", "dat"):

@@ -29,11 +29,15 @@ from vitaledge.device.eval.score_events import (
     check_within,
     read_rows,
 )
-from vitaledge.device.io.aami import CLASSES, map_annotations
+from vitaledge.device.eval.scoring import outside
+from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
 from vitaledge.device.io.records import Record, read_record
 
 #: Error kinds, in the order the page lists their counts.
 ERROR_KINDS = ("missed", "false", "class")
+#: A beat's or reference beat's match when it lies inside reference-marked VF, unmatched:
+#: neither missed nor false (EC57 leaves VF out); -1 is unmatched and scored.
+NOT_SCORED = -2
 
 
 def run_events(path: str | Path, run: str | None = None) -> tuple[list[dict], list[dict],
@@ -126,10 +130,15 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
     has_ref = len(ref) > 0
     ri, di = (match_beats(ref, det, int(round(tolerance_s * fs))) if has_ref
               else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
-    det_ref = np.full(len(det), -1, np.int64)
+    # as EC57 (and device score): nothing inside reference-marked ventricular flutter or
+    # fibrillation is scored; there an unmatched beat is NOT_SCORED, not missed or false
+    vf = vf_episodes(record.ann_samples, record.ann_symbols) if has_ref else []
+    ref_out, det_out = outside(ref, vf), outside(det, vf)
+    det_ref = np.where(det_out, -1, NOT_SCORED).astype(np.int64)
     det_ref[di] = ri
-    ref_det = np.full(len(ref), -1, np.int64)
+    ref_det = np.where(ref_out, -1, NOT_SCORED).astype(np.int64)
     ref_det[ri] = di
+    pair_out = ref_out[ri]  # a pair is scored when its reference beat is outside VF
     segs = quality_segments(status or [], "unreadable", fs, n)
 
     def in_unreadable(s: int) -> bool:
@@ -137,14 +146,14 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
 
     errors = []
     if has_ref:
-        for i in np.flatnonzero(ref_det < 0):
+        for i in np.flatnonzero(ref_det == -1):
             errors.append({"kind": "missed", "sample": int(ref[i]), "ref": int(i), "det": -1,
                            "expected": CLASSES[cls[i]], "got": None, "doubtful": False})
-        for j in np.flatnonzero(det_ref < 0):
+        for j in np.flatnonzero(det_ref == -1):
             errors.append({"kind": "false", "sample": int(det[j]), "ref": -1, "det": int(j),
                            "expected": None, "got": CLASSES[pred[j]] if pred[j] >= 0 else None,
                            "doubtful": quality[j] == "doubtful"})
-        for i, j in zip(ri, di, strict=True):
+        for i, j in zip(ri[pair_out], di[pair_out], strict=True):
             if pred[j] >= 0 and cls[i] != pred[j]:
                 errors.append({"kind": "class", "sample": int(det[j]), "ref": int(i),
                                "det": int(j), "expected": CLASSES[cls[i]],
@@ -153,14 +162,19 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
         for e in errors:
             e["unreadable"] = in_unreadable(e["sample"])
     confusion = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
-    classified = pred[di] >= 0
-    np.add.at(confusion, (cls[ri][classified], pred[di][classified]), 1)
+    r_sc, d_sc = ri[pair_out], di[pair_out]
+    classified = pred[d_sc] >= 0
+    np.add.at(confusion, (cls[r_sc][classified], pred[d_sc][classified]), 1)
     counts = {k: sum(e["kind"] == k for e in errors) for k in ERROR_KINDS}
+    n_ref, tp = int(ref_out.sum()), int(pair_out.sum())
+    n_det = tp + counts["false"]  # the scored detections: matched outside VF, or false
     summary = {
-        "has_reference": bool(has_ref), "reference_beats": int(len(ref)),
-        "beats": int(len(det)), "matched": int(len(ri)), **counts,
-        "sensitivity": len(ri) / len(ref) if has_ref else None,
-        "ppv": len(ri) / len(det) if has_ref and len(det) else None,
+        "has_reference": bool(has_ref), "reference_beats": n_ref,
+        "beats": int(len(det)), "matched": tp, **counts,
+        "sensitivity": tp / n_ref if n_ref else None,
+        "ppv": tp / n_det if has_ref and n_det else None,
+        "vf_s": round(sum(min(b, n) - a for a, b in vf) / fs, 2),
+        "events_in_vf": int((~det_out).sum()),  # as device score counts them
         "classes": list(CLASSES), "confusion": confusion.tolist(),
         "beats_per_class": {c: int((pred == k).sum()) for k, c in enumerate(CLASSES)},
         "unclassified": int((pred < 0).sum()),
@@ -170,7 +184,7 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
         "unreadable_s": round(sum(b - a for a, b in segs) / fs, 2),
         "errors_in_unreadable": sum(e.get("unreadable", False) for e in errors),
         # EC57 leaves out what the device declared unreadable: Se on the rest
-        "sensitivity_readable": (_readable_se(ref, ref_det, segs) if has_ref and segs
+        "sensitivity_readable": (_readable_se(ref, ref_det, segs, ref_out) if has_ref and segs
                                  else None),
         "tolerance_ms": round(1000 * tolerance_s),
     }
@@ -186,11 +200,13 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
     }
 
 
-def _readable_se(ref: np.ndarray, ref_det: np.ndarray, segs: list[list[int]]) -> float | None:
+def _readable_se(ref: np.ndarray, ref_det: np.ndarray, segs: list[list[int]],
+                 scored: np.ndarray) -> float | None:
+    """Se over the ``scored`` reference beats (outside VF) outside ``segs``."""
     inside = np.zeros(len(ref), bool)
     for a, b in segs:
         inside |= (ref >= a) & (ref < b)
-    keep = ~inside
+    keep = ~inside & scored
     return float((ref_det[keep] >= 0).sum() / keep.sum()) if keep.any() else None
 
 
@@ -248,9 +264,15 @@ def format_summary(review: dict, out: str | Path) -> str:
             + (f", {s['unreadable_s']:g} s unreadable" if review["unreadable"] else ""))
     if not s["has_reference"]:
         return line + " (no reference annotations: nothing to score)"
+    vf = (f"; {s['events_in_vf']} events inside reference-marked ventricular flutter/"
+          "fibrillation not scored (EC57)" if s["events_in_vf"] else "")
     return (line + f"; {s['reference_beats']} reference beats: Se "
-            f"{100 * s['sensitivity']:.2f}%, +P {100 * (s['ppv'] or 0):.2f}%, "
-            f"{s['missed']} missed, {s['false']} false, {s['class']} misclassified")
+            f"{_pct(s['sensitivity'])}, +P {_pct(s['ppv'])}, "
+            f"{s['missed']} missed, {s['false']} false, {s['class']} misclassified" + vf)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
 
 
 _TEMPLATE = r"""<!DOCTYPE html>
@@ -424,6 +446,8 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px; background: #f
          (S.has_reference ? " (" + S.errors_on_doubtful + " errors)" : ""));
   }
   if (S.sensitivity_readable !== null) card(pct(S.sensitivity_readable), "Se outside unreadable");
+  if (S.events_in_vf) card(S.events_in_vf, "beats inside reference-marked VF (" + S.vf_s +
+                           " s), not scored (EC57)");
   if (U.length) {
     card(S.unreadable_s + " s", "unreadable (" + U.length +
          (U.length === 1 ? " segment" : " segments") +
@@ -678,7 +702,7 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px; background: #f
     for (let j = b0; j < b1; j++) {
       const s = B.sample[j], xx = x(s), doubt = B.quality[j] === "doubtful";
       const c = B.class[j] >= 0 ? CL[B.class[j]] : "\u2022";  // not classified
-      const r = B.ref[j], isFalse = S.has_reference && r < 0;
+      const r = B.ref[j], isFalse = S.has_reference && r === -1;  // -2: inside VF
       const isClass = r >= 0 && B.class[j] >= 0 && R.class[r] !== B.class[j];
       ctx.globalAlpha = doubt ? 0.5 : 1;
       ctx.fillStyle = CLASS_COLOR[c] || "#333";
@@ -706,8 +730,8 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px; background: #f
     }
     const laneY = bottom + LANE_BOTTOM / 2;
     for (let i = r0; i < r1; i++) {
-      const s = R.sample[i], xx = x(s), c = CL[R.class[i]], missed = R.det[i] < 0;
-      const wrong = !missed && B.class[R.det[i]] >= 0 && B.class[R.det[i]] !== R.class[i];
+      const s = R.sample[i], xx = x(s), c = CL[R.class[i]], missed = R.det[i] === -1;
+      const wrong = R.det[i] >= 0 && B.class[R.det[i]] >= 0 && B.class[R.det[i]] !== R.class[i];
       if (missed) {
         ctx.fillStyle = KIND.missed.color; ctx.strokeStyle = KIND.missed.color;
         ctx.setLineDash([4, 3]); ctx.lineWidth = 1.5; ctx.beginPath();
@@ -851,7 +875,8 @@ kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px; background: #f
       (B.quality[best] ? " \u00b7 quality " + B.quality[best] : "") +
       (rr ? " \u00b7 RR " + (1000 * rr).toFixed(0) + " ms (" + (60 / rr).toFixed(0) + " bpm)"
           : "") +
-      (!S.has_reference ? "" : r < 0 ? " \u00b7 no reference beat"
+      (!S.has_reference ? "" : r === -2 ? " \u00b7 inside reference-marked VF: not scored"
+       : r < 0 ? " \u00b7 no reference beat"
        : " \u00b7 reference " + CL[R.class[r]] + " (" +
          ((B.sample[best] - R.sample[r]) / FS * 1000).toFixed(0) + " ms)");
   });
