@@ -101,8 +101,12 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
         check_keras_file(Path(run_dir) / "model.keras")
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    check_fresh(out, overwrite, clear=CONVERT_OUTPUTS, artifacts=True)
+    check_fresh(out, overwrite)  # refused when it holds files and no --overwrite
     from .pipeline import DROP, FAIL, ConvertOptions, convert_run
+
+    def clear_earlier() -> None:  # once every option has passed its checks against the run
+        if overwrite:
+            check_fresh(out, overwrite, clear=CONVERT_OUTPUTS, artifacts=True)
 
     opts = ConvertOptions(targets=[t.strip() for t in targets.split(",")], quant=quant,
                           sparsities=_floats(prune), qat=qat, representative_size=representative,
@@ -116,7 +120,7 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
     try:
-        results = convert_run(Path(run_dir), Path(out), opts)
+        results = convert_run(Path(run_dir), Path(out), opts, before_writing=clear_earlier)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     except (OSError, zipfile.BadZipFile) as exc:  # a model file past the check, or the disk

@@ -25,6 +25,7 @@ models; Edge TPU and TFLite Micro refuse them, with the reason printed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,10 @@ def _variants(model: keras.Model, opts: ConvertOptions, recurrent: bool,
     return out
 
 
-def convert_emotion_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
-    """Build, verify and describe the emotion run's artifacts under ``out``."""
+def convert_emotion_run(run_dir: Path, out: Path, opts: ConvertOptions,
+                        before_writing: Callable[[], None] | None = None) -> list[Result]:
+    """Build, verify and describe the emotion run's artifacts under ``out``
+    (``before_writing``: as :func:`.pipeline.convert_run`)."""
     run_dir, out = Path(run_dir), Path(out)
     if any(opts.sparsities):
         raise EmotionRunError("pruning is implemented for beat models; emotion runs are "
@@ -152,6 +155,8 @@ def convert_emotion_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[
                  calibration=calib if multi else calib[0], X=test if multi else test[0],
                  y=y, keras_probs=keras_probs, keras_ref=keras_ref,
                  input_range=INPUT_RANGE.get(cfg["task"], "minmax"))
+    if before_writing is not None:
+        before_writing()
     out.mkdir(parents=True, exist_ok=True)
     # The held-out inputs, for device-side checks (bench) without TensorFlow.
     write_heldout(out / "heldout.npz", test, y, src.signal)  # the Keras input order

@@ -12,6 +12,7 @@ evaluated on the run's held-out beats. An artifact whose accuracy falls more tha
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +34,15 @@ from .targets import family_of, micro_sample, resolve, variant_name
 from .variants import ConvertOptions, Source, Variant, build_variant
 
 
-def convert_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
+def convert_run(run_dir: Path, out: Path, opts: ConvertOptions,
+                before_writing: Callable[[], None] | None = None) -> list[Result]:
     """Build, verify and describe every requested artifact of ``run_dir`` under ``out``.
 
     The run's ``task`` (config.json; ``beat`` when absent) picks the family: beat runs are
     converted here, emotion runs by :func:`.emotion.convert_emotion_run`.
+    ``before_writing`` is called once every option has been checked against the run and
+    before anything is written to ``out`` (``convert --overwrite`` clears the earlier
+    conversion there: a refused option left it removed).
     """
     run_dir, out = Path(run_dir), Path(out)
     try:
@@ -49,11 +54,12 @@ def convert_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
     except ValueError as exc:
         raise ValueError(f"{run_dir}/config.json: {exc}") from exc
     if family == "emotion":
-        return convert_emotion_run(run_dir, out, opts)
-    return convert_beat_run(run_dir, out, opts)
+        return convert_emotion_run(run_dir, out, opts, before_writing)
+    return convert_beat_run(run_dir, out, opts, before_writing)
 
 
-def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Result]:
+def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions,
+                     before_writing: Callable[[], None] | None = None) -> list[Result]:
     """The beat family: every sparsity x (target, quantization) pair, QAT when asked."""
     cfg = BeatTrainConfig.load(run_dir / "config.json")
     if cfg.records and not Path(cfg.records).is_dir():
@@ -88,6 +94,8 @@ def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions) -> list[Res
                  X=X, y=held.y, keras_probs=keras_probs, keras_ref=keras_ref,
                  order={"groups": held.record, "times": held.sample})
     results: list[Result] = []
+    if before_writing is not None:
+        before_writing()
     out.mkdir(parents=True, exist_ok=True)
     # The held-out windows, for device-side checks (bench --data) without TensorFlow.
     write_heldout(out / "heldout.npz", X, held.y, src.signal, held.record, held.sample)

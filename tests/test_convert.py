@@ -268,6 +268,32 @@ def test_evaluate_refuses_an_artifact_whose_source_run_was_trained_again(convert
         evaluate_model(art)
 
 
+def test_a_refused_convert_overwrite_leaves_the_earlier_conversion(converted, tiny_run,
+                                                                  tmp_path):
+    """--overwrite removed the earlier artifacts first, then refused the option (micro with
+    --quant fp16): the folder was left empty."""
+    import shutil
+
+    from conftest import error_line, invoke
+
+    out, _ = converted
+    run, _ = tiny_run
+    art = tmp_path / "art"
+    shutil.copytree(out, art)
+    before = sorted(p.name for p in art.iterdir())
+    line = error_line(invoke(["convert", run, "--target", "micro", "--quant", "fp16",
+                              "--out", art, "--overwrite"]))
+    assert "micro takes quantization int8, not fp16" in line, line
+    assert sorted(p.name for p in art.iterdir()) == before
+    assert (art / "cpu-int8" / "model.tflite").is_file()
+    (art / "notes.txt").write_text("mine")
+    ok = invoke(["convert", run, "--target", "cpu", "--quant", "int8", "--out", art,
+                 "--overwrite"])
+    assert ok.exit_code == 0, ok.output  # accepted: the earlier conversion goes, then
+    assert sorted(p.name for p in art.iterdir()) == [  # the new one is written
+        "convert_summary.json", "convert_summary.txt", "cpu-int8", "heldout.npz", "notes.txt"]
+
+
 def test_the_edgetpu_rank_rule_reads_activations_not_filters():
     from vitaledge.convert.edgetpu import compatibility
 
