@@ -29,6 +29,7 @@ from vitaledge.device.cli_shared import (  # noqa: F401 - shared: train, convert
     data_files,
     json_out_ready,
     not_an_input,
+    out_dir_ready,
     record_files,
     write_json,
 )
@@ -599,6 +600,7 @@ def score_cmd(events, record, json_out, run_id) -> None:
     from vitaledge.device.stream.report import clock
 
     not_an_input(json_out, "--json", [events, *record_files(record)])
+    json_out_ready(json_out)
     try:
         runs = list(read_runs(events))
         chosen = run_id if run_id is not None else (runs[-1] if runs else None)
@@ -697,6 +699,7 @@ def bench_detector_cmd(directory, records, no_xqrs, fs, lead, json_out) -> None:
     if not directory:
         raise click.UsageError("Missing option '--data'.")
     not_an_input(json_out, "--json", data_files(directory))
+    json_out_ready(json_out)
     try:
         with ProgressLine() as line:
             res = bench_detector(directory, with_xqrs=not no_xqrs, names=csv_list(records),
@@ -718,7 +721,17 @@ def _ints(value: str, option: str, low: int = 1) -> list[int]:
     if not out or min(out) < low:
         raise click.BadParameter(f"{value!r}: expected a comma list of integers >= {low}, "
                                  "e.g. 1,2,4", param_hint=f"'{option}'")
+    _once(out, value, option)
     return out
+
+
+def _once(items: list, value: str, option: str) -> None:
+    """Refuse an item given twice: ``bench run`` timed the same row again, and ``bench
+    compare`` showed one of the two without a word."""
+    twice = sorted({str(v) for v in items if items.count(v) > 1})
+    if twice:
+        raise click.BadParameter(f"{value!r} names {', '.join(twice)} twice",
+                                 param_hint=f"'{option}'")
 
 
 @bench_group.command("run")
@@ -757,6 +770,8 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
         raise click.BadParameter(f"{out} holds {held.name} (an earlier bench?): give a new "
                                  "directory, or --overwrite to replace it", param_hint="'--out'")
     thread_list, batch_list = _ints(threads, "--threads"), _ints(batches, "--batch")
+    _once([d.strip() for d in delegates.split(",")], delegates, "--delegate")
+    _once([str(Path(a).resolve()) for a in artifacts], " ".join(artifacts), "ARTIFACTS")
     if max(thread_list) > MAX_THREADS:
         raise click.BadParameter(f"{threads!r}: at most {MAX_THREADS} threads",
                                  param_hint="'--threads'")
@@ -765,6 +780,7 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
     if cpus and usable is not None and not set(cpus) <= set(usable):
         raise click.BadParameter(f"{pin!r}: CPUs {sorted(set(cpus) - set(usable))} are not "
                                  f"this process's; it may run on {usable}", param_hint="'--pin'")
+    made = out_dir_ready(out, "--out")  # the results must have somewhere to go
     try:
         with ProgressLine() as line:
             res = run_bench([Path(a) for a in artifacts], thread_list,
@@ -772,6 +788,8 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
                             runs, min_seconds, data, backend, keras_runs=list(keras_runs),
                             pin=cpus, progress=line.counter("timing"))
     except (ValueError, OSError) as exc:
+        if made:
+            made.rmdir()  # made for this bench, and still empty
         raise click.ClickException(str(exc)) from exc
     click.echo(fmt(res.to_dict()))
     if out:

@@ -46,6 +46,24 @@ def json_out_ready(path: str | Path | None, option: str = "--json") -> None:
         raise click.ClickException(f"{option} {path}: cannot write there")
 
 
+def out_dir_ready(path: str | Path | None, option: str = "--out") -> Path | None:
+    """Before a long run: an ``--out`` folder made and writable, so the results are not
+    lost at the end of it. Returns the folder when this call made it (empty: the caller
+    removes it again if the run fails), else None."""
+    if not path:
+        return None
+    folder = Path(path)
+    made = None if folder.exists() else folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file on the way, no permission
+        raise click.ClickException(f"{option} {path}: cannot create it: "
+                                   f"{exc.strerror or exc}") from exc
+    if not os.access(folder, os.W_OK):
+        raise click.ClickException(f"{option} {path}: cannot write there")
+    return made
+
+
 def not_an_input(out: str | Path | None, option: str, inputs) -> None:
     """Refuse an output path that is one of the command's inputs (``inputs``: paths, None
     skipped): writing it would destroy what the command reads or what a run wrote."""
