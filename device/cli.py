@@ -629,7 +629,8 @@ def score_cmd(events, record, json_out, run_id) -> None:
         raise click.ClickException(in_file(events, exc)) from exc
     except RecordError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo("\n" + format_gated(s["signal_quality"]))
+    if segments or any("quality" in e for e in load_events(events, run_id)):  # gated run
+        click.echo("\n" + format_gated(s["signal_quality"]))
     if json_out:
         write_json(json_out, s)
 

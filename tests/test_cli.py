@@ -136,11 +136,17 @@ def test_json_results_file_error_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(detector, "bench_detector", lambda d, with_xqrs, **kw: {"rows": []})
     monkeypatch.setattr(detector, "format_table", lambda res: "table")
-    bad = tmp_path / "missing-dir" / "out.json"
+    made = tmp_path / "new-dir" / "out.json"  # its folder is made first, as the sinks'
+    r = CliRunner().invoke(main, ["bench", "detector", "--data", str(tmp_path), "--no-xqrs",
+                                  "--json", str(made)])
+    assert r.exit_code == 0 and made.exists(), r.output
+    (tmp_path / "a-file").write_text("")
+    bad = tmp_path / "a-file" / "out.json"  # a folder that cannot be made: before the bench
     r = CliRunner().invoke(main, ["bench", "detector", "--data", str(tmp_path), "--no-xqrs",
                                   "--json", str(bad)])
     assert r.exit_code == 1 and r.exception is not None
-    assert r.stderr.strip().count("\n") == 0 and f"cannot write {bad}" in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and f"--json {bad}: cannot create" in r.stderr
+    assert "table" not in r.stdout
     ok = tmp_path / "ok.json"
     r = CliRunner().invoke(main, ["bench", "detector", "--records", str(tmp_path), "--no-xqrs",
                                   "--json", str(ok)])

@@ -314,6 +314,36 @@ def test_score_reports_outside_the_flagged_stretches(noisy118, tmp_path, mitdb_d
     assert "flagged" in format_gated(g)
 
 
+def test_score_says_no_figure_for_0_of_0_and_leaves_out_the_quality_line_of_an_ungated_run(
+        tmp_path, mitdb_dir):
+    """A run whose every beat was flagged printed "outside it: Se 0.00%, +P 0.00%" (0 of
+    0 is no figure); a run without quality fields printed a quality line all the same."""
+    import json
+
+    from conftest import invoke
+
+    from vitaledge.device.eval.score_events import format_gated
+
+    g = {"flagged_fraction": 1.0, "unreadable_fraction": 1.0, "doubtful_fraction": 0.0,
+         "doubtful_beats": 0, "outside_flagged": {"tp": 0, "fn": 0, "fp": 0,
+                                                  "sensitivity": 0.0, "ppv": 0.0}}
+    assert format_gated(g).endswith("outside it: Se -, +P - (0 missed, 0 extra)")
+    import wfdb
+
+    ann = wfdb.rdann(str(mitdb_dir / "100"), "atr", sampto=3600)
+    beats = [int(x) for x, sym in zip(ann.sample, ann.symbol, strict=True) if sym == "N"]
+    rows = [{"type": "beat", "sample": x, "time": x / 360, "class": "N", "seq": i + 1,
+             "run": "r"} for i, x in enumerate(beats)]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = invoke(["device", "score", plain, "--record", mitdb_dir / "100"])
+    assert res.exit_code == 0 and "signal quality" not in res.output, res.output
+    gated = tmp_path / "gated.jsonl"
+    gated.write_text("".join(json.dumps({**r, "quality": "good"}) + "\n" for r in rows))
+    res = invoke(["device", "score", gated, "--record", mitdb_dir / "100"])
+    assert res.exit_code == 0 and "signal quality: 0.0% of the record flagged" in res.output
+
+
 
 def test_shape_consistency_counts_beats_with_a_twin():
     from vitaledge.device.dsp.signal_quality_index import shape_consistency

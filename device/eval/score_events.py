@@ -268,8 +268,14 @@ def format_gated(g: dict) -> str:
             f"({100 * g['unreadable_fraction']:.1f}% unreadable, no beats; "
             f"{100 * g['doubtful_fraction']:.1f}% doubtful, {g['doubtful_beats']} "
             f"beat{'s' if g['doubtful_beats'] != 1 else ''} flagged); outside it: "
-            f"Se {100 * o['sensitivity']:.2f}%, "
-            f"+P {100 * o['ppv']:.2f}% ({o['fn']} missed, {o['fp']} extra)")
+            f"Se {share(o['tp'], o['tp'] + o['fn'])}, "
+            f"+P {share(o['tp'], o['tp'] + o['fp'])} ({o['fn']} missed, {o['fp']} extra)")
+
+
+def share(part: int, whole: int) -> str:
+    """``part`` of ``whole`` in %, or "-" when there is no whole (no reference beat, no
+    event outside the flagged stretches: 0/0 is no figure, not 0 %)."""
+    return f"{100 * part / whole:.2f}%" if whole else "-"
 
 
 #: Below this Se and +P both, events and reference hardly match: the report says so (events
@@ -287,8 +293,8 @@ def format_score(s: dict) -> str:
     edges = (f"; of the {s['missed']} missed, {edges} within {EDGE_S:g} s of the record's "
              "start or end, where no beat window fits" if edges else "")
     head = (f"record {s['record']}: {s['reference_beats']} reference beats, {s['events']} "
-            f"events, {s['matched']} matched (Se {100 * s['sensitivity']:.2f}%, "
-            f"+P {100 * s['ppv']:.2f}%){edges}{vf}{odd}")
+            f"events, {s['matched']} matched (Se {share(s['matched'], s['reference_beats'])}, "
+            f"+P {share(s['matched'], s['matched'] + s['extra'])}){edges}{vf}{odd}")
     if s["classification"] is None:
         return head + "\n\nthe events carry no class (detection only): no confusion table"
     return (head + "\n\nmatched beats, rows = reference class:\n"
