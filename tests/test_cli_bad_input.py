@@ -45,6 +45,11 @@ def cases(tmp_path, fake_records):
     table = tmp_path / "bench.csv"
     table.write_text("{}\n{}\n")
     nst = ["--record", tmp_path / "118", "--noise", tmp_path / "ma", "--out", tmp_path / "n"]
+    garbled = tmp_path / "garbled"  # a record whose header is not one
+    garbled.mkdir()
+    for ext in ("dat", "atr"):
+        (garbled / f"100.{ext}").write_text("")
+    (garbled / "100.hea").write_text("garbage\n")
     return [
         (["bench", "detector", "--data", empty], [str(empty), "no WFDB records", ".atr"]),
         (["bench", "detector", "--data", fake_records, "--records", "100,999"],
@@ -66,6 +71,8 @@ def cases(tmp_path, fake_records):
         (["bench", "run", empty, "--out", table / "x"], ["--out", "cannot create it"]),
         (["bench", "detector", "--data", fake_records, "--json", table / "x.json"],
          ["--json", "cannot create"]),
+        (["bench", "detector", "--data", garbled], [str(garbled / "100.hea"), "line 1",
+                                                   "'garbage' is not 'NAME NSIG"]),
         (["device", "score", events, "--record", fake_records / "100", "--json",
           table / "x.json"], ["--json", "cannot create"]),
         (["bench", "run", empty, "--batch", "0"], ["--batch", "'0'"]),

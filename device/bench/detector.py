@@ -21,6 +21,7 @@ from vitaledge.device.io.aami import map_annotations, vf_episodes
 from vitaledge.device.io.records import (
     LeadMissing,
     RecordError,
+    check_header,
     list_records,
     read_record,
     select_records,
@@ -55,6 +56,7 @@ def bench_detector(directory: str | Path, with_xqrs: bool = True,
     paths = select_records(list_records(directory), names)
     if fs is None:  # every record's own rate before any is scored
         for p in paths:
+            check_header(p)  # a damaged header named, not wfdb's bare "invalid syntax"
             rate = float(wfdb_module().rdheader(str(p)).fs)
             if not MIN_FS <= rate <= MAX_FS:
                 raise RecordError(f"{p}: {rate:g} Hz; the detector takes {MIN_FS:g} to "
