@@ -886,11 +886,18 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
     if work_dir is None and out:
         work_dir = str(Path(out) / "records")
     made = [Path(w) for w in (out, work_dir) if w and not Path(w).exists()]
+
+    def remove_made() -> None:  # the folders made for this run, while still empty
+        for where in sorted(made, key=lambda p: -len(p.parts)):
+            if where.is_dir() and not any(where.iterdir()):
+                where.rmdir()
+
     try:  # where the report, its pages and the records go: before any work
         for where in (out, work_dir):
             if where:
                 make_out_dir(where)
     except RecordError as exc:
+        remove_made()
         raise click.ClickException(str(exc)) from exc
     try:
         with tempfile.TemporaryDirectory(prefix="vitaledge-nst-") as tmp, \
@@ -901,9 +908,7 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
                                      review_dir=out, review_worst=review_worst,
                                      noisy=list(noisy))
     except (RecordError, ValueError, OSError) as exc:
-        for where in sorted(made, key=lambda p: -len(p.parts)):  # the folders made for it
-            if where.is_dir() and not any(where.iterdir()):
-                where.rmdir()
+        remove_made()
         raise click.ClickException(str(exc)) from exc
     click.echo(format_markdown(res))
     if res["reused_records"]:

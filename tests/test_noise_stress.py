@@ -205,6 +205,12 @@ def test_cli_noise_stress(short118, data_dir, tmp_path, monkeypatch):
                                     str(tmp_path / "afile" / "o")])
     assert res.exit_code == 1 and "cannot create output directory" in res.output, res.output
     assert not res.exception or isinstance(res.exception, SystemExit)
+    res = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
+                                    "--noise", str(ma), "--snr", "6", "--no-xqrs", "--out",
+                                    str(tmp_path / "o2"), "--work",
+                                    str(tmp_path / "afile" / "w")])
+    assert res.exit_code == 1 and "cannot create output directory" in res.output, res.output
+    assert not (tmp_path / "o2").exists()  # --out was made first: gone again
     import wfdb
 
     rec, ann = wfdb.rdrecord(str(short118)), wfdb.rdann(str(short118), "atr")
