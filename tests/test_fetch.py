@@ -57,3 +57,34 @@ def test_a_failed_fetch_leaves_no_empty_folder_it_made(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["data", "fetch", "mitdb", "--out", str(kept),
                                   "--records", "100"])
     assert r.exit_code == 1 and kept.is_dir()
+
+
+@pytest.mark.parametrize("database, records, unknown", [
+    ("mitdb", "100,999", "999"), ("nstdb", "bw,xx", "xx"), ("mitdb", "../etc", "../etc"),
+    ("mitdb", "110", "110"),  # MIT-BIH skips 110 and 120
+])
+def test_a_record_the_database_has_not_is_refused_before_any_download(tmp_path, monkeypatch,
+                                                                      database, records,
+                                                                      unknown):
+    """Each was sent to PhysioNet and came back as a network failure ('check the network
+    connection') on an offline machine, though no such record exists."""
+    import wfdb
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("downloaded")
+
+    monkeypatch.setattr(wfdb, "dl_database", no_network)
+    r = CliRunner().invoke(main, ["data", "fetch", database, "--out", str(tmp_path / "d"),
+                                  "--records", records])
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith(f"Error: {database} has no record {unknown}; its records: ")
+    assert not (tmp_path / "d").exists()
+
+
+def test_the_record_lists_are_the_databases_own():
+    from vitaledge.device.io.fetch import RECORDS
+    from vitaledge.train.splits import DS1, DS2
+
+    assert len(RECORDS["mitdb"]) == 48 and set(DS1) | set(DS2) < set(RECORDS["mitdb"])
+    assert {"102", "104", "107", "217"} < set(RECORDS["mitdb"])  # the paced records
+    assert len(RECORDS["nstdb"]) == 15 and {"118e_6", "119e24", "em"} < set(RECORDS["nstdb"])

@@ -12,6 +12,18 @@ DATABASES = {
 }
 
 
+#: Each database's record names (PhysioNet's RECORDS files): a name outside them is refused
+#: before any download, not reported as a network failure.
+RECORDS = {
+    "mitdb": tuple(str(n) for n in (*range(100, 110), *range(111, 120), *range(121, 125),
+                                    200, 201, 202, 203, 205, 207, 208, 209, 210, 212, 213,
+                                    214, 215, 217, 219, 220, 221, 222, 223, 228, 230, 231,
+                                    232, 233, 234)),
+    "nstdb": ("bw", "em", "ma", *(f"{r}e{snr}" for r in (118, 119)
+                                  for snr in ("24", "18", "12", "06", "00", "_6"))),
+}
+
+
 class FetchError(RuntimeError):
     """The download failed; the message says why (offline, unknown record, ...)."""
 
@@ -22,6 +34,10 @@ def fetch_physionet(database: str, out: Path, records: list[str] | None = None) 
     records ``vitaledge data nst`` adds to clean ones."""
     if database not in DATABASES:
         raise FetchError(f"unknown database {database!r}: expected one of {sorted(DATABASES)}")
+    unknown = [r for r in records or [] if r not in RECORDS[database]]
+    if unknown:
+        raise FetchError(f"{database} has no record {', '.join(unknown)}; its records: "
+                         f"{', '.join(RECORDS[database])}")
     try:
         import wfdb
     except ImportError as exc:
@@ -32,7 +48,7 @@ def fetch_physionet(database: str, out: Path, records: list[str] | None = None) 
     except OSError as exc:
         raise FetchError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
     try:
-        names = records or wfdb.get_record_list(database)
+        names = records or list(RECORDS[database])
         wfdb.dl_database(database, dl_dir=str(out), records=names, annotators="all")
     except Exception as exc:  # requests/urllib errors differ by wfdb version
         if made and not any(out.iterdir()):  # made for this fetch, and nothing came
