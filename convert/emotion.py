@@ -129,6 +129,10 @@ def convert_emotion_run(run_dir: Path, out: Path, opts: ConvertOptions,
     cfg, data = load_run(run_dir)
     model = keras.models.load_model(str(run_dir / "model.keras"))
     labels = list(cfg["labels"])
+    if model.output_shape[-1] != len(labels):  # found only after converting, with the
+        # artifact left behind
+        raise EmotionRunError(f"{run_dir}/config.json: labels {labels} are {len(labels)}; "
+                              f"the model gives {model.output_shape[-1]} outputs")
     test = _inputs(model, data, "test", run_dir)
     calib = _inputs(model, data, "calib", run_dir)
     y = data["test_y"].astype(np.int64)

@@ -138,3 +138,44 @@ def test_bad_data_is_one_line_and_a_non_zero_exit(runs, tmp_path):
     assert "trained on synthetic windows" in one_error(runs / "mm", "--data", amigos)
     assert "emotion-multimodal runs do not take --actors" in one_error(runs / "mm",
                                                                        "--actors", "s01")
+
+
+def test_a_run_or_artifact_whose_labels_or_inputs_are_not_the_models_is_one_line(runs,
+                                                                                tmp_path):
+    """A config.json with a fifth label scored a made-up class, exit 0; an artifact whose
+    manifest lists its classes in another order was reported in the run's order (the
+    device names them from the manifest); inputs of another shape were 24 lines of Keras
+    traceback."""
+    import shutil
+
+    import numpy as np
+
+    from vitaledge.convert.pipeline import ConvertOptions, convert_run
+
+    run = tmp_path / "ecg"
+    shutil.copytree(runs / "ecg-synth", run)
+    cfg = json.loads((run / "config.json").read_text())
+    art = tmp_path / "art"
+    convert_run(run, art, ConvertOptions(targets=["cpu"], quant="none"))
+    m = json.loads((art / "cpu-fp32" / "manifest.json").read_text())
+    m["labels"] = m["labels"][::-1]
+    (art / "cpu-fp32" / "manifest.json").write_text(json.dumps(m))
+    assert f"its manifest's labels {m['labels']} are not its source run's" in one_error(
+        art / "cpu-fp32")
+
+    (run / "config.json").write_text(json.dumps({**cfg, "labels": [*cfg["labels"], "X"]}))
+    line = one_error(run)
+    assert f"{run / 'config.json'}: labels" in line and "are 5; the model gives 4 outputs" \
+        in line
+    with pytest.raises(ValueError, match="are 5; the model gives 4 outputs"):
+        convert_run(run, tmp_path / "art2", ConvertOptions(targets=["cpu"], quant="none"))
+    assert not (tmp_path / "art2").exists()
+
+    (run / "config.json").write_text(json.dumps(cfg))
+    with np.load(run / "data.npz") as z:
+        data = {k: z[k] for k in z.files}
+    data["test_ecg"] = data["test_ecg"][:, :, :64]
+    np.savez(run / "data.npz", **data)
+    line = one_error(run)
+    assert f"{run / 'data.npz'}: ecg inputs are [48, 64, 1], the model takes [48, 128, 1]" \
+        in line, line

@@ -240,27 +240,44 @@ def run_task(model_path: Path) -> str:
                             "converted artifact")
 
 
+def check_input_shapes(X: dict, takes: dict[str, tuple], where: str) -> None:
+    """Each model input ``takes`` (name -> shape of one input) present in ``X`` with that
+    shape; else a ValueError naming it (Keras raised 24 lines of its own traceback)."""
+    for name, shape in takes.items():
+        if name not in X:
+            raise ValueError(f"{where}: no {name} inputs; the model takes {name}")
+        got = tuple(X[name].shape[1:])
+        if got != tuple(shape):
+            raise ValueError(f"{where}: {name} inputs are {list(got)}, the model takes "
+                             f"{list(shape)}")
+
+
 def _emotion_predictor(model_path: Path):
-    """(run directory, predict(inputs by name) -> probabilities, description, signal dict or
-    None) for an emotion run, its model.keras, or a converted artifact (device runtime)."""
+    """(run directory, predict(inputs by name, where they came from) -> probabilities,
+    description, manifest or None) for an emotion run, its model.keras, or a converted
+    artifact (device runtime)."""
     artifact = model_path if model_path.is_dir() else model_path.parent
     if (artifact / "manifest.json").exists():
         from vitaledge.device.model.manifest import input_key
 
         m = _artifact_model(artifact)
-        names = [input_key(s.name) for s in m.manifest.inputs]
+        takes = {input_key(s.name): tuple(s.shape[1:]) for s in m.manifest.inputs}
+        names = list(takes)
 
-        def tflite_predict(X: dict) -> np.ndarray:
+        def tflite_predict(X: dict, where: str) -> np.ndarray:
+            check_input_shapes(X, takes, where)
             return m.predict(X if len(names) > 1 else X[names[0]])
 
         desc = f"{artifact} ({m.manifest.target} {m.manifest.quantization}, {m.backend.name})"
-        return (source_run(artifact, m.manifest), tflite_predict, desc,
-                m.manifest.signal.to_dict())
+        return source_run(artifact, m.manifest), tflite_predict, desc, m.manifest
     model_file = model_path / "model.keras" if model_path.is_dir() else model_path
     check_keras_file(model_file)  # before the data is read
 
-    def keras_predict(X: dict) -> np.ndarray:
+    def keras_predict(X: dict, where: str) -> np.ndarray:
         model = load_keras(model_file)
+        shapes = model.input_shape if len(model.input_names) > 1 else [model.input_shape]
+        check_input_shapes(X, {n: tuple(sh[1:]) for n, sh in
+                               zip(model.input_names, shapes, strict=True)}, where)
         xs = [X[n] for n in model.input_names]
         return model.predict(xs if len(xs) > 1 else xs[0], batch_size=64, verbose=0)
 
@@ -311,12 +328,18 @@ def evaluate_emotion(model_path: Path, data: list[str] | None = None,
     directory: ``data`` is refused. Metrics as training writes them, with UAR."""
     from vitaledge.device.eval.metrics import classification_metrics
 
-    run_dir, predict_fn, model_desc, manifest_signal = _emotion_predictor(Path(model_path))
+    run_dir, predict_fn, model_desc, manifest = _emotion_predictor(Path(model_path))
+    manifest_signal = manifest.signal.to_dict() if manifest is not None else None
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{cfg_path}: missing; the model's run directory is needed")
     cfg = json.loads(cfg_path.read_text())
     task, labels, signal = cfg["task"], list(cfg["labels"]), cfg["signal"]
+    if manifest is not None and list(manifest.labels) != labels:  # the device names the
+        # classes from the manifest: a report in the run's order would be another model's
+        raise ValueError(f"{model_path}: its manifest's labels {list(manifest.labels)} are not "
+                         f"its source run's {labels} ({cfg_path}): convert the run again")
+    where = str(run_dir / "data.npz") if data is None else ", ".join(data)
     if data is None:
         if actors:
             raise ValueError("--actors selects speakers (emotion-ecg: subjects) in --data; "
@@ -388,7 +411,10 @@ def evaluate_emotion(model_path: Path, data: list[str] | None = None,
         raise ValueError(f"{task}: only the run's held-out inputs can be evaluated (no --data)")
     if len(y) == 0:
         raise ValueError("nothing to evaluate")
-    probs = predict_fn(X)
+    probs = predict_fn(X, where)
+    if probs.shape[1] != len(labels):  # a hand-edited config.json: a class made up, or lost
+        raise ValueError(f"{cfg_path}: labels {labels} are {len(labels)}; the model gives "
+                         f"{probs.shape[1]} outputs")
     metrics = with_uar(classification_metrics(y, np.argmax(probs, axis=1), labels))
     metrics.update({"n_test": int(len(y)), "task": task, "model": model_desc,
                     "data": source})
