@@ -684,6 +684,21 @@ def test_an_option_the_split_does_not_read_is_refused(tmp_path, args, flag, read
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("args, flag, readers", [
+    (["--threshold", "4"], "--threshold", "--dataset amigos or dreamer"),
+    (["--trust-pickle"], "--trust-pickle", "--dataset wesad"),
+])
+def test_an_option_the_ecg_data_set_does_not_read_is_refused(tmp_path, args, flag, readers):
+    """Synthetic trials ignored --threshold and --trust-pickle, and config.json recorded
+    them as if they had been used."""
+    line = error_line(invoke(["train", "emotion-ecg", *args, "--out", tmp_path / "r"]))
+    assert f"{flag}: is read by {readers}; with --dataset synth it would be ignored" \
+        in line, line
+    line = error_line(invoke(["train", "emotion-ecg", "--dataset", "amigos", "--data",
+                              tmp_path, "--synth-subjects", "3", "--out", tmp_path / "r"]))
+    assert "--synth-subjects: is read by --dataset synth; with --dataset amigos" in line
+
+
 def test_csv_test_rows_are_the_test_part_and_no_split_is_read(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("0\n")

@@ -141,15 +141,21 @@ SPEECH_SPLIT_OPTIONS = {"folds": ("actors",), "fold": ("actors",), "test_actors"
                         "test_fraction": ("random",)}
 
 
-def refuse_unread_split_options(split: str, table: dict[str, tuple[str, ...]],
-                                hint: str = "") -> None:
-    """A ``table`` option typed on the command line that ``split`` does not read: refused,
-    naming the splits that do."""
+#: emotion-ecg's options read with some data sets only.
+ECG_DATASET_OPTIONS = {"threshold": ("amigos", "dreamer"), "trust_pickle": ("wesad",),
+                       "synth_subjects": ("synth",), "synth_trials": ("synth",),
+                       "synth_seconds": ("synth",)}
+
+
+def refuse_unread_options(option: str, value: str, table: dict[str, tuple[str, ...]],
+                          hint: str = "") -> None:
+    """A ``table`` option typed on the command line that ``option``'s ``value`` (a split,
+    a data set) does not read: refused, naming the values that do."""
     for name, readers in table.items():
-        if split not in readers and given_on_command_line(name):
+        if value not in readers and given_on_command_line(name):
             raise click.BadParameter(
-                f"is read by --split {' or '.join(readers)}; with --split {split} it would "
-                f"be ignored{hint}", param_hint="--" + name.replace("_", "-"))
+                f"is read by {option} {' or '.join(readers)}; with {option} {value} it "
+                f"would be ignored{hint}", param_hint="--" + name.replace("_", "-"))
 
 
 def _irregularity(value: str) -> float | None:
@@ -273,7 +279,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         raise click.BadParameter(str(exc), param_hint="--balance") from exc
     if not data and not csv_train:
         raise click.UsageError("give --data DIR or --csv-train FILE")
-    refuse_unread_split_options(split, BEAT_SPLIT_OPTIONS, " (DS1 -> DS2: --split dechazal)"
+    refuse_unread_options("--split", split, BEAT_SPLIT_OPTIONS, " (DS1 -> DS2: --split dechazal)"
                                 if test_records and split != "record" else "")
     for name in ("split", "test_fraction"):  # --csv-test's rows are the test part
         if csv_test and given_on_command_line(name):
@@ -550,7 +556,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
 
     if not data and synth <= 0:
         raise click.UsageError("give --data DIR or --synth-per-class N")
-    refuse_unread_split_options(split, SPEECH_SPLIT_OPTIONS)
+    refuse_unread_options("--split", split, SPEECH_SPLIT_OPTIONS)
     try:
         snr_db = [float(v) for v in snr.split(",")]
         if len(snr_db) != 2 or not all(map(math.isfinite, snr_db)) or snr_db[0] > snr_db[1]:
@@ -674,6 +680,7 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
         raise click.UsageError("--data is read in the layout --dataset names (amigos, "
                                "dreamer, wesad); with --dataset synth (the default) it "
                                "would be ignored")
+    refuse_unread_options("--dataset", dataset, ECG_DATASET_OPTIONS)
     check_fresh(out, overwrite, clear=RUN_OUTPUTS)
     cfg = EmotionEcgConfig(dataset=dataset, data=data, threshold=threshold,
                            trust_pickle=trust_pickle, arch=arch, hop_s=hop_s, filter=filt,
