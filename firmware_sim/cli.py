@@ -93,6 +93,10 @@ def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc
 
     if bool(record) == bool(synth):
         raise click.UsageError("give exactly one of --record PATH or --synth")
+    if synth and click.get_current_context().get_parameter_source("lead") \
+            is click.core.ParameterSource.COMMANDLINE:  # a synthetic patient has one lead
+        raise click.BadParameter("picks a lead of --record; --synth makes one lead",
+                                 param_hint="--lead")
     if not 1 <= frame_samples <= 500:
         raise click.UsageError("--frame-samples must be 1..500 (a frame holds at most 1024 "
                                "bytes)")

@@ -4,7 +4,9 @@ under TFLite Micro: the model as a C array, the op resolver, a config header, a 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -353,6 +355,10 @@ def export_firmware(artifact: str | Path, out: str | Path,
     if held is not None and not overwrite:
         raise ValueError(f"{held}: already exists (an earlier export, or the project's own "
                          "file?); give a new --out, or --overwrite to replace it")
+    odd = next((Path(out) / f for f in BUNDLE if (Path(out) / f).exists()
+                and not (Path(out) / f).is_file()), None)
+    if odd is not None:  # found when half the bundle was written
+        raise ValueError(f"{odd}: not a file (a folder?); the bundle writes a file there")
     m, path = load_manifest(artifact)
     beat_models_only(artifact, m.task, "firmware export")
     if m.input.dtype != "int8":
@@ -378,14 +384,18 @@ def export_firmware(artifact: str | Path, out: str | Path,
              "op_resolver.cc": resolver_source(ops, ident),
              "model_config.h": _config_header(ident, m, arena, ops, order),
              "README.md": _readme(m, ident, arena, int(measured), ops)}
-    written = []
-    for name, text in files.items():
-        (out / name).write_text(text)
-        written.append(out / name)
-    shutil.copyfile(path.parent / "manifest.json", out / "manifest.json")
-    written.append(out / "manifest.json")
-    (out / "export.json").write_text(json.dumps(
+    files["export.json"] = json.dumps(
         {"sha256": m.sha256, "arena_bytes": arena, "arena_measured": int(measured),
-         "ops": ops, "identifier": ident}, indent=2) + "\n")
-    written.append(out / "export.json")
-    return written
+         "ops": ops, "identifier": ident}, indent=2) + "\n"
+    # the whole bundle written beside, then moved into place: a write that fails (a full
+    # disk) leaves no half bundle of new and earlier files
+    stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    try:
+        for name, text in files.items():
+            (stage / name).write_text(text)
+        shutil.copyfile(path.parent / "manifest.json", stage / "manifest.json")
+        for name in [*files, "manifest.json"]:
+            os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [out / name for name in BUNDLE]

@@ -58,6 +58,8 @@ class FaultSpec:
             if name not in known or not eq:
                 raise ValueError(f"fault {part!r}: expected NAME=VALUE with NAME one of "
                                  f"{', '.join(sorted(known))}")
+            if name in kw:  # the last one won, without a word
+                raise ValueError(f"fault {name} given twice")
             try:
                 v = int(value) if name in _COUNTS else float(value)
             except ValueError:

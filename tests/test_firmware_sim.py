@@ -88,9 +88,18 @@ def test_fault_spec_parses_and_refuses_what_it_does_not_know():
     assert FaultSpec.parse(str(f)) == f
     for bad, msg in [("flip=0.1", "NAME=VALUE"), ("drop=2", "probability"),
                      ("leadoff=1.5", "whole number"), ("noise=-1", "negative"),
-                     ("drop", "NAME=VALUE")]:
+                     ("drop", "NAME=VALUE"), ("drop=0.1,drop=0.9", "drop given twice")]:
         with pytest.raises(ValueError, match=msg):
             FaultSpec.parse(bad)
+
+
+def test_sensor_refuses_a_lead_for_a_synthetic_patient():
+    """--synth --lead V5 was taken and ignored (--record REC --lead V5 is checked)."""
+    from conftest import error_line, invoke
+
+    line = error_line(invoke(["firmware", "sensor", "--synth", "--lead", "V5", "--port",
+                              "tcp:127.0.0.1:9", "--wait", "0"]))
+    assert "--lead: picks a lead of --record; --synth makes one lead" in line, line
 
 
 def test_faults_are_reproducible_from_the_seed(ecg):

@@ -166,6 +166,23 @@ def test_export_of_the_unedited_artifact_works(micro_artifact, tmp_path):
     assert 'vitaledge_labels[] = {"N", "S", "V", "F", "Q"};' in cfg
 
 
+def test_export_onto_a_folder_of_a_bundle_name_writes_nothing(micro_artifact, tmp_path):
+    """A folder named README.md in --out failed the export after four of its files were
+    written (--overwrite); a bundle is written whole or not at all."""
+    out = tmp_path / "fw"
+    (out / "README.md").mkdir(parents=True)
+    line = error_line(invoke(["firmware", "export", micro_artifact, "--out", out,
+                              "--overwrite"]))
+    assert f"{out / 'README.md'}: not a file (a folder?)" in line, line
+    assert sorted(p.name for p in out.iterdir()) == ["README.md"]
+    (out / "README.md").rmdir()
+    r = invoke(["firmware", "export", micro_artifact, "--out", out])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["model_data.cc", "model_data.h", "op_resolver.cc", "model_config.h", "README.md",
+         "manifest.json", "export.json"])  # and no staging folder left
+
+
 @pytest.mark.parametrize("edit, field, got", [
     (lambda m: m["extra"]["micro"].update(c_array=5), "extra.micro.c_array", "got 5"),
     (lambda m: m["extra"]["micro"].update(c_array=""), "extra.micro.c_array", "got ''"),
