@@ -349,6 +349,8 @@ def _bench_json(path, change=lambda d: None):
     (lambda d: d["environment"].update(cpu_features="avx2"), "environment.cpu_features"),
     (lambda d: d.update(settings=[]), "'settings' is list, expected an object"),
     (lambda d: d.clear(), "not a vitaledge.bench/1 result"),
+    (lambda d: d["rows"].append({**d["rows"][0], "p50_ms": 0.3}),  # shown as one cell
+     "rows 0 and 1 are the same row (a/cpu-int8, xnnpack, 1 threads, batch 1)"),
 ])
 def test_compare_names_the_file_and_the_bad_field(tmp_path, change, said):
     from conftest import error_line, invoke

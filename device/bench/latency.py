@@ -402,6 +402,17 @@ def validate(res: dict, where: str = "bench result") -> None:
                     if k.endswith("_ms") and isinstance(r[k], int | float) and r[k] < 0), None)
         if neg is not None:  # a time is never negative: a hand-edited or foreign file
             raise ValueError(f"{where}: row {i}: {neg} is {r[neg]!r}, expected >= 0")
+    seen: dict = {}
+    for i, r in enumerate(res["rows"]):  # compare shows one cell per row key
+        first = seen.setdefault(row_key(r), i)
+        if first != i:
+            raise ValueError(f"{where}: rows {first} and {i} are the same row ({r['variant']}, "
+                             f"{r['delegate']}, {r['threads']} threads, batch {r['batch']})")
+
+
+def row_key(row: dict) -> tuple:
+    """What ``compare`` matches rows of several results on."""
+    return row["variant"], row["delegate"], row["threads"], row["batch"]
 
 
 #: The tables ``save`` writes (beside the figures of :data:`~.plots.PLOTS`).
@@ -456,7 +467,7 @@ def compare(results: list[dict], names: list[str]) -> str:
     keys = []
     for r in results:
         for row in r["rows"]:
-            k = (row["variant"], row["delegate"], row["threads"], row["batch"])
+            k = row_key(row)
             if k not in keys:
                 keys.append(k)
     vw = max([len("variant"), *(len(str(k[0])) for k in keys)]) + 2
@@ -468,12 +479,10 @@ def compare(results: list[dict], names: list[str]) -> str:
     for k in keys:
         cells = []
         for r, w in zip(results, cw, strict=True):
-            row = next((x for x in r["rows"] if (x["variant"], x["delegate"], x["threads"],
-                                                 x["batch"]) == k), None)
+            row = next((x for x in r["rows"] if row_key(x) == k), None)
             cells.append(f"{'-' if row is None or row['status'] == FAIL else row['p50_ms']:>{w}}")
         lines.append(f"{k[0]:<{vw}}{k[1]:<{dw}}{k[2]:>4}{k[3]:>4}" + "".join(cells))
-    shared = sum(1 for k in keys if sum(any((x["variant"], x["delegate"], x["threads"],
-                                              x["batch"]) == k for x in r["rows"])
+    shared = sum(1 for k in keys if sum(any(row_key(x) == k for x in r["rows"])
                                          for r in results) > 1)
     if not shared and len(results) > 1:
         lines.append("note: no row is in more than one file: rows are matched on the "
