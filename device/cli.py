@@ -773,6 +773,7 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
     thread_list, batch_list = _ints(threads, "--threads"), _ints(batches, "--batch")
     _once([d.strip() for d in delegates.split(",")], delegates, "--delegate")
     _once([str(Path(a).resolve()) for a in artifacts], " ".join(artifacts), "ARTIFACTS")
+    _once([str(Path(k).resolve()) for k in keras_runs], " ".join(keras_runs), "--keras")
     if max(thread_list) > MAX_THREADS:
         raise click.BadParameter(f"{threads!r}: at most {MAX_THREADS} threads",
                                  param_hint="'--threads'")
@@ -789,8 +790,8 @@ def bench_run_cmd(artifacts, threads, delegates, batches, warmup, runs, min_seco
                             runs, min_seconds, data, backend, keras_runs=list(keras_runs),
                             pin=cpus, progress=line.counter("timing"))
     except (ValueError, OSError) as exc:
-        if made:
-            made.rmdir()  # made for this bench, and still empty
+        for folder in made:  # made for this bench, and still empty
+            folder.rmdir()
         raise click.ClickException(str(exc)) from exc
     click.echo(fmt(res.to_dict()))
     if out:

@@ -46,14 +46,14 @@ def json_out_ready(path: str | Path | None, option: str = "--json") -> None:
         raise click.ClickException(f"{option} {path}: cannot write there")
 
 
-def out_dir_ready(path: str | Path | None, option: str = "--out") -> Path | None:
+def out_dir_ready(path: str | Path | None, option: str = "--out") -> list[Path]:
     """Before a long run: an ``--out`` folder made and writable, so the results are not
-    lost at the end of it. Returns the folder when this call made it (empty: the caller
-    removes it again if the run fails), else None."""
+    lost at the end of it. Returns the folders this call made, innermost first (empty: the
+    caller removes them again if the run fails)."""
     if not path:
-        return None
+        return []
     folder = Path(path)
-    made = None if folder.exists() else folder
+    made = [p for p in [folder, *folder.parents] if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file on the way, no permission

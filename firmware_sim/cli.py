@@ -126,8 +126,8 @@ def sensor_cmd(record, synth, minutes, lead, port_spec, speed, faults, seed, adc
     if getattr(port, "lost", None):
         raise click.ClickException(
             f"{port.path} closed the link ({port.lost}): {summary['tx_dropped_bytes']:,} of "
-            f"{summary['bytes']:,} bytes were not sent (the daemon closes a board whose "
-            "source token it refuses: docs/protocol.md)")
+            f"{summary['bytes']:,} bytes were not sent, and what was may not have been read "
+            "(the daemon closes a board whose source token it refuses: docs/protocol.md)")
     if summary.get("bytes") and summary.get("tx_dropped_bytes", 0) >= summary["bytes"]:
         raise click.ClickException(f"nothing reached {port.path}: all {summary['bytes']:,} "
                                    "bytes were dropped (no reader; --wait 0 does not wait "

@@ -127,6 +127,7 @@ class TcpPort:
                 self.sock = socket.create_connection((self.host, self.port), timeout=2.0)
                 if self.token:
                     self.sock.sendall(handshake_line(self.token))
+                self.lost = None  # the link is back
                 return
             except OSError as exc:
                 if time.monotonic() > deadline:
@@ -150,10 +151,19 @@ class TcpPort:
             self.disconnect()
 
     def close(self, drain_timeout: float = 10.0) -> None:
+        """End the stream and wait (``drain_timeout`` at most) for the daemon to close its
+        end: after reading everything it closes (EOF); a daemon that refused the token
+        closed with the board's bytes unread, which resets the link (``lost``), however
+        short the stream was."""
         if self.sock is not None:
             try:
                 self.sock.shutdown(socket.SHUT_WR)
-            except OSError:
+                self.sock.settimeout(drain_timeout)
+                while self.sock.recv(4096):  # the daemon sends nothing back
+                    pass
+            except ConnectionResetError:
+                self.lost = self.lost or "connection reset by peer"
+            except OSError:  # timed out, or already closed
                 pass
             self.sock.close()
             self.sock = None

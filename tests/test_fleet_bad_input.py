@@ -131,6 +131,7 @@ def test_tail_skips_malformed_events_and_prints_the_valid_one_after(broker):  # 
         publish(url, [("v1/s1/d9/events/beat", b'{"type":"beat","seq":[1],"run":["r"]}'),
                       ("v1/s1/d9/events/beat", b'{"type":"beat","seq":2,"run":"r",'
                                                b'"heart_rate":NaN}'),
+                      ("v1/s1/d9/events/beat", b"null"),  # JSON null: a cleared message
                       ("v1/s1/d9/events/beat", b"garbage"),
                       ("v1/s1/d9/events/beat", b"[3]"),
                       ("v1/s1/d9/events/beat", b'{"type":"beat","seq":3,"run":"r"}')])

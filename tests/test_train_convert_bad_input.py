@@ -699,6 +699,15 @@ def test_an_option_the_ecg_data_set_does_not_read_is_refused(tmp_path, args, fla
     assert "--synth-subjects: is read by --dataset synth; with --dataset amigos" in line
 
 
+def test_the_dechazal_hint_goes_with_test_records_alone(tmp_path):
+    line = error_line(invoke(["train", "beat", "--data", tmp_path, "--split", "beat",
+                              "--folds", "10", "--test-records", "100", "--out", tmp_path / "r"]))
+    assert "--folds: is read by --split patients" in line and "dechazal" not in line, line
+    line = error_line(invoke(["train", "beat", "--data", tmp_path, "--split", "beat",
+                              "--test-records", "100", "--out", tmp_path / "r"]))
+    assert line.endswith("it would be ignored (DS1 -> DS2: --split dechazal)"), line
+
+
 def test_csv_test_rows_are_the_test_part_and_no_split_is_read(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("0\n")

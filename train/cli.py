@@ -148,14 +148,15 @@ ECG_DATASET_OPTIONS = {"threshold": ("amigos", "dreamer"), "trust_pickle": ("wes
 
 
 def refuse_unread_options(option: str, value: str, table: dict[str, tuple[str, ...]],
-                          hint: str = "") -> None:
+                          hints: dict[str, str] | None = None) -> None:
     """A ``table`` option typed on the command line that ``option``'s ``value`` (a split,
-    a data set) does not read: refused, naming the values that do."""
+    a data set) does not read: refused, naming the values that do (and its ``hints``)."""
     for name, readers in table.items():
         if value not in readers and given_on_command_line(name):
             raise click.BadParameter(
                 f"is read by {option} {' or '.join(readers)}; with {option} {value} it "
-                f"would be ignored{hint}", param_hint="--" + name.replace("_", "-"))
+                f"would be ignored{(hints or {}).get(name, '')}",
+                param_hint="--" + name.replace("_", "-"))
 
 
 def _irregularity(value: str) -> float | None:
@@ -279,8 +280,8 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         raise click.BadParameter(str(exc), param_hint="--balance") from exc
     if not data and not csv_train:
         raise click.UsageError("give --data DIR or --csv-train FILE")
-    refuse_unread_options("--split", split, BEAT_SPLIT_OPTIONS, " (DS1 -> DS2: --split dechazal)"
-                                if test_records and split != "record" else "")
+    refuse_unread_options("--split", split, BEAT_SPLIT_OPTIONS,
+                          {"test_records": " (DS1 -> DS2: --split dechazal)"})
     for name in ("split", "test_fraction"):  # --csv-test's rows are the test part
         if csv_test and given_on_command_line(name):
             raise click.BadParameter("the test beats are --csv-test's rows; with it this "

@@ -403,15 +403,16 @@ def validate(res: dict, where: str = "bench result") -> None:
         if neg is not None:  # a time is never negative: a hand-edited or foreign file
             raise ValueError(f"{where}: row {i}: {neg} is {r[neg]!r}, expected >= 0")
     seen: dict = {}
-    for i, r in enumerate(res["rows"]):  # compare shows one cell per row key
-        first = seen.setdefault(row_key(r), i)
+    for i, r in enumerate(res["rows"]):  # one artifact timed twice alike: a hand-made file
+        first = seen.setdefault((r["artifact"], *row_key(r)[1:]), i)
         if first != i:
-            raise ValueError(f"{where}: rows {first} and {i} are the same row ({r['variant']}, "
+            raise ValueError(f"{where}: rows {first} and {i} are the same row ({r['artifact']}, "
                              f"{r['delegate']}, {r['threads']} threads, batch {r['batch']})")
 
 
 def row_key(row: dict) -> tuple:
-    """What ``compare`` matches rows of several results on."""
+    """What ``compare`` matches rows of several results on (the variant, not the path:
+    the machines' paths differ)."""
     return row["variant"], row["delegate"], row["threads"], row["batch"]
 
 
@@ -487,6 +488,11 @@ def compare(results: list[dict], names: list[str]) -> str:
     if not shared and len(results) > 1:
         lines.append("note: no row is in more than one file: rows are matched on the "
                      "variant as each bench named it (its path), delegate, threads, batch")
+    for n, r in zip(names, results, strict=True):  # two artifacts of one folder name
+        twice = [k for k in keys if sum(row_key(x) == k for x in r["rows"]) > 1]
+        if twice:
+            lines.append(f"note: {n} holds {len(twice)} row(s) of artifacts named alike "
+                         f"({twice[0][0]}): shown is the first of each")
     lines.append("")
     for n, r in zip(names, results, strict=True):
         e = r["environment"]

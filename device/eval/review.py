@@ -139,6 +139,8 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
     ref_det = np.where(ref_out, -1, NOT_SCORED).astype(np.int64)
     ref_det[ri] = di
     pair_out = ref_out[ri]  # a pair is scored when its reference beat is outside VF
+    det_ref[di[~pair_out]] = NOT_SCORED  # not drawn as a class error either
+    ref_det[ri[~pair_out]] = NOT_SCORED
     segs = quality_segments(status or [], "unreadable", fs, n)
 
     def in_unreadable(s: int) -> bool:

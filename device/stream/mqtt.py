@@ -251,6 +251,10 @@ def new_client(opts: MqttOptions, client_id: str, clean_session: bool = True,
     return c
 
 
+#: What a payload that does not parse reads as (JSON null is a value: a cleared message).
+NOT_JSON = object()
+
+
 def subscriber(url: str, topics: list[str], on_message, client_id: str = "",
                table: dict | None = None, on_subscribed=None, on_invalid=None):
     """A connected client subscribed (QoS 1) to ``topics``, calling
@@ -274,11 +278,13 @@ def subscriber(url: str, topics: list[str], on_message, client_id: str = "",
         try:
             body = json.loads(msg.payload) if msg.payload else {}
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
-            body = None
+            body = NOT_JSON
+        if body is None:  # JSON null: cleared, as an empty payload is
+            body = {}
         if isinstance(body, dict):
             on_message(msg.topic, body)
         elif on_invalid is not None:
-            on_invalid(msg.topic, "not JSON" if body is None
+            on_invalid(msg.topic, "not JSON" if body is NOT_JSON
                        else f"JSON {type(body).__name__}, not an object")
 
     answers = [0]
