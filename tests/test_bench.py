@@ -489,13 +489,13 @@ def test_peak_memory_is_in_the_same_megabytes_as_the_current_memory():
     import subprocess
     import sys
 
-    # a fresh process (this one's peak may be far above from earlier tests), 100 MB
-    # resident at the measurement: now is (near) the peak
+    # a fresh process, 100 MB resident at the measurement: now is (near) its own peak
     code = ("import numpy as np; from vitaledge.device.model.memory import peak_rss_mb, "
             "rss_mb; hold = np.ones(100_000_000 // 8); print(rss_mb(), peak_rss_mb())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     now, peak = map(float, out.split())
     # the kernel's counters behind the two lag by a few pages each: 1 % is far more than
-    # that, and less than half the 2.4 % the KiB/kB slip took off
-    assert now * 0.99 <= peak <= now * 1.2
+    # that, and less than half the 2.4 % the KiB/kB slip took off (no upper bound: Linux
+    # keeps the peak of the process that started it across exec, a big pytest worker's)
+    assert peak >= now * 0.99
