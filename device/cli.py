@@ -110,10 +110,14 @@ def csv_list(value: str | None) -> list[str] | None:
     names = [v.strip() for v in value.split(",") if v.strip()]
     if not names:
         raise click.UsageError(f"the comma list {value!r} names nothing")
-    twice = next((n for n in names if names.count(n) > 1), None)
-    if twice is not None:
-        raise click.UsageError(f"the comma list {value!r} names {twice!r} twice")
+    if twice := repeated(names):
+        raise click.UsageError(f"the comma list {value!r} names {twice[0]!r} twice")
     return names
+
+
+def repeated(items: list) -> list:
+    """The items ``items`` holds more than once, each once, in the order they first come."""
+    return list(dict.fromkeys(v for v in items if items.count(v) > 1))
 
 
 class SampleRate(click.ParamType):
@@ -604,7 +608,8 @@ def score_cmd(events, record, json_out, run_id) -> None:
     try:
         runs = list(read_runs(events))
         chosen = run_id if run_id is not None else (runs[-1] if runs else None)
-        s = score_events(load_events(events, run_id), record)
+        beats = load_events(events, run_id)
+        s = score_events(beats, record)
         torn = torn_last_line(events)
     except EventsError as exc:
         raise click.ClickException(in_file(events, exc)) from exc
@@ -624,12 +629,12 @@ def score_cmd(events, record, json_out, run_id) -> None:
                    "after it count as missed")
     try:
         segments = quality_segments(events, chosen)
-        s["signal_quality"] = score_gated(load_events(events, run_id), segments, record)
+        s["signal_quality"] = score_gated(beats, segments, record)
     except EventsError as exc:
         raise click.ClickException(in_file(events, exc)) from exc
     except RecordError as exc:
         raise click.ClickException(str(exc)) from exc
-    if segments or any("quality" in e for e in load_events(events, run_id)):  # gated run
+    if segments or any("quality" in e for e in beats):  # a gated run
         click.echo("\n" + format_gated(s["signal_quality"]))
     if json_out:
         write_json(json_out, s)
@@ -729,9 +734,8 @@ def _ints(value: str, option: str, low: int = 1) -> list[int]:
 def _once(items: list, value: str, option: str) -> None:
     """Refuse an item given twice: ``bench run`` timed the same row again, and ``bench
     compare`` showed one of the two without a word."""
-    twice = sorted({str(v) for v in items if items.count(v) > 1})
-    if twice:
-        raise click.BadParameter(f"{value!r} names {', '.join(twice)} twice",
+    if twice := repeated(items):
+        raise click.BadParameter(f"{value!r} names {', '.join(map(str, twice))} twice",
                                  param_hint=f"'{option}'")
 
 

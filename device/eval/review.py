@@ -28,6 +28,7 @@ from vitaledge.device.eval.score_events import (
     check_status_events,
     check_within,
     read_rows,
+    share,
 )
 from vitaledge.device.eval.scoring import outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
@@ -269,12 +270,9 @@ def format_summary(review: dict, out: str | Path) -> str:
     vf = (f"; {s['events_in_vf']} events inside reference-marked ventricular flutter/"
           "fibrillation not scored (EC57)" if s["events_in_vf"] else "")
     return (line + f"; {s['reference_beats']} reference beats: Se "
-            f"{_pct(s['sensitivity'])}, +P {_pct(s['ppv'])}, "
+            f"{share(s['matched'], s['reference_beats'])}, "
+            f"+P {share(s['matched'], s['matched'] + s['false'])}, "
             f"{s['missed']} missed, {s['false']} false, {s['class']} misclassified" + vf)
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}%"
 
 
 _TEMPLATE = r"""<!DOCTYPE html>

@@ -60,17 +60,17 @@ def _row(site: str, device: str, status: dict | str, stats: dict | str, now: flo
     message must not hide the other devices, nor this one's other fields. A message that
     is no JSON object (``status``/``stats`` given as why not) is named whole."""
     bad: list[str] = []
-    if isinstance(status, str):
-        bad.append(f"status ({status})")
-        status = {"state": None}  # read as "invalid", not as "unknown"
     if isinstance(stats, str):
         bad.append(f"stats ({stats})")
         stats = {}
-    state = status.get("state", "unknown")
-    if not isinstance(state, str):
-        if not bad or not bad[0].startswith("status "):
+    if isinstance(status, str):
+        bad.insert(0, f"status ({status})")
+        status, state = {}, "invalid"
+    else:
+        state = status.get("state", "unknown")
+        if not isinstance(state, str):
             bad.append("status.state")
-        state = "invalid"
+            state = "invalid"
     online = state == "online"
     model = _model(status, stats, bad)
     started = _time(status, "started_t", "status", bad, now)
