@@ -105,10 +105,15 @@ def converted(tiny_run, tmp_path_factory):
 SHARED_MODEL = {"tiny_run", "converted"}
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Groups for ``make test``'s ``pytest -n auto --dist loadgroup``: a test file's tests
     run on one worker (its module fixtures are made once), and the files that use the
-    session's trained model all run on one worker (it is trained and converted once)."""
+    session's trained model all run on one worker (it is trained and converted once).
+
+    ``tryfirst``: pytest-xdist reads the ``xdist_group`` marks in its own hook of this name;
+    this conftest is loaded before xdist's worker registers that hook, so without it the
+    marks came after xdist had looked (every group split; tests/test_suite_groups.py)."""
     def file_of(item):
         return item.nodeid.split("::")[0]
 
