@@ -127,8 +127,9 @@ over the last ``noise_s`` is above ``noise_floor`` of a typical QRS or :class:`M
 finds muscle; where muscle noise comes in bursts, or is small beside large QRS complexes,
 neither holds and a noise peak unlike every recent QRS is taken as a beat. So the check
 applies too where the 25-45 Hz band's integrated power over the last ``noise_s`` has a
-median above ``hf_floor`` (0.05) times its median at the last eight QRS complexes (45 Hz
-must sit under 0.9 of the Nyquist frequency: at 100 Hz and below the trigger is off).
+median above ``hf_floor`` (0.05) times its median at the last eight QRS complexes (the band
+:class:`MuscleMix` filters, ``muscle_hf``; off where the blend is off or cuts that band
+below 45 Hz, at 100 Hz and below).
 Chosen on the same DS1 copies between 0.01 and 0.2 (0.01, 0.02, 0.05, 0.1, 0.2), every
 record scored from minute 5, the clean ones too (so fewer clean misses than above):
 ``hf_floor`` 0 -> 0.05: clean 99.75/99.94 -> 99.74/99.95 (four beats of 203 lost, in its
@@ -245,26 +246,30 @@ class MuscleMix:
     def weight(self, x: np.ndarray, band: np.ndarray) -> np.ndarray:
         """(n,) how far each sample's energy is moved to the lower band, 0 to 1 (0 until
         the powers' window is full: at the start both are the filters' transients)."""
-        h = self._hf.process(x)
+        return self._weight(self._hf.process(x), band)
+
+    def _weight(self, h: np.ndarray, band: np.ndarray) -> np.ndarray:
         ratio = self._p_hf.process(h * h) / np.maximum(self._p_band.process(band * band),
                                                        1e-300)
         w = np.clip((ratio - self.lo) / (self.hi - self.lo), 0.0, 1.0)
         w[: max(0, self.n - self._seen)] = 0.0
-        self._seen += len(x)
+        self._seen += len(h)
         return w
 
     def energy(self, x: np.ndarray, band: np.ndarray, d: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(energy, slope, weight) of a chunk: ``x`` the input, ``band`` its 5-15 Hz band,
-        ``d`` that band's derivative; the weight as :meth:`weight` (zeros when off)."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(energy, slope, weight, hf) of a chunk: ``x`` the input, ``band`` its 5-15 Hz
+        band, ``d`` that band's derivative; the weight as :meth:`weight` (zeros when off);
+        ``hf`` the chunk's ``hf`` band (None when off), for the detector's own use of it."""
         if not self.on:
-            return d * d, np.abs(d), np.zeros(len(x))
-        w = self.weight(x, band)
+            return d * d, np.abs(d), np.zeros(len(x)), None
+        h = self._hf.process(x)
+        w = self._weight(h, band)
         d2 = self._deriv.process(self._bp.process(x))
         mixed = (1 - w) * d * d + w * self.gain * d2 * d2
         blended = w > 0
         return (np.where(blended, mixed, d * d),
-                np.where(blended, np.sqrt(mixed), np.abs(d)), w)
+                np.where(blended, np.sqrt(mixed), np.abs(d)), w, h)
 
 
 class RPeakDetector:
@@ -338,9 +343,11 @@ class RPeakDetector:
         self.relocate_gain = relocate_gain
         self.relocate_min = int(round(relocate_min_s * fs))
         self.search_back_min = search_back_min
-        self.hf_floor = hf_floor if fs > 2 * 45.0 / 0.9 else 0.0
+        # the blend's 25-45 Hz band, where the blend is on and its band is whole (not cut
+        # to 0.45 fs: above 100 Hz)
+        whole = fs > float(muscle_hf[1]) / 0.45
+        self.hf_floor = hf_floor if self._muscle.on and whole else 0.0
         if self.hf_floor > 0:
-            self._hfb = CausalFilter(FilterSpec(25.0, 45.0, 2), fs)
             self._hf_mwi = StreamingFir(np.ones(n_mwi) / n_mwi)
         self._hfe = SignalBuffer()  # MWI of the 25-45 Hz band's power (hf_floor > 0)
         self._qrs_hf: list[float] = []  # that at the last 8 QRS
@@ -387,12 +394,11 @@ class RPeakDetector:
         self._x.append(self._ecg.process(x))
         band = self._bp.process(x)
         d = self._deriv.process(band)
-        energy, slope, weight = self._muscle.energy(x, band, d)
+        energy, slope, weight, hf = self._muscle.energy(x, band, d)
         self._d.append(slope)
         self._w.append(weight)
         self._m.append(self._mwi.process(energy))
         if self.hf_floor > 0:
-            hf = self._hfb.process(x)
             self._hfe.append(self._hf_mwi.process(hf * hf))
         return self._scan(final=False)
 
