@@ -92,7 +92,8 @@ def test_checkpoint_average_through_the_cli(tmp_path):
 
 def test_beat_checkpoint_average_runs_every_epoch(synth_dir, tmp_path):
     """``train beat --checkpoint average``: no early stop (patience 1 is ignored), the
-    second half averaged, recorded in the config and metrics; the default stays ``best``."""
+    second half averaged, recorded in the config and metrics; the default stays ``best``.
+    One network: each member of an ensemble makes its checkpoint the same way."""
     from click.testing import CliRunner
 
     from vitaledge.train.cli import train_group
@@ -102,7 +103,7 @@ def test_beat_checkpoint_average_runs_every_epoch(synth_dir, tmp_path):
     out = tmp_path / "avg"
     args = ["beat", "--arch", "tiny-rrt", "--data", str(synth_dir), "--records",
             "s000,s001,s002", "--split", "record", "--test-records", "s002", "--epochs", "4",
-            "--patience", "1", "--checkpoint", "average", "--out", str(out)]
+            "--patience", "1", "--ensemble", "1", "--checkpoint", "average", "--out", str(out)]
     res = CliRunner().invoke(train_group, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     m = json.loads((out / "metrics.json").read_text())
