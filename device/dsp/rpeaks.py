@@ -230,6 +230,8 @@ class MuscleMix:
                  seconds: float):
         hi = min(float(hf[1]), 0.45 * fs)
         self.on = band is not None and hi > float(hf[0]) + 5.0
+        #: on, and its ``hf`` band not cut to 0.45 fs (the detector's own use of that band)
+        self.hf_whole = self.on and float(hf[1]) < 0.45 * fs
         if not self.on:
             return
         if not 0 <= ratio[0] < ratio[1]:
@@ -343,10 +345,8 @@ class RPeakDetector:
         self.relocate_gain = relocate_gain
         self.relocate_min = int(round(relocate_min_s * fs))
         self.search_back_min = search_back_min
-        # the blend's 25-45 Hz band, where the blend is on and its band is whole (not cut
-        # to 0.45 fs: above 100 Hz)
-        whole = fs > float(muscle_hf[1]) / 0.45
-        self.hf_floor = hf_floor if self._muscle.on and whole else 0.0
+        # the blend's 25-45 Hz band, where the blend has it whole (above 100 Hz)
+        self.hf_floor = hf_floor if self._muscle.hf_whole else 0.0
         if self.hf_floor > 0:
             self._hf_mwi = StreamingFir(np.ones(n_mwi) / n_mwi)
         self._hfe = SignalBuffer()  # MWI of the 25-45 Hz band's power (hf_floor > 0)
