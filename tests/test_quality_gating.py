@@ -127,9 +127,16 @@ def test_a_clean_record_is_not_flagged(mitdb_dir, name):
     assert not any(b.state == UNREADABLE for b in blocks)
 
 
-def test_pure_noise_gives_unreadable_events_and_no_beats():
-    rng = np.random.default_rng(1)
-    x = rng.normal(scale=0.3, size=int(60 * FS))
+@pytest.mark.parametrize("scale", [0.05, 0.3, 3.0])
+@pytest.mark.parametrize("seed", [0, 1, 26, 47, 108, 142])
+def test_pure_noise_gives_unreadable_events_and_no_beats(seed, scale):
+    """Gaussian noise (mV) from its first sample: no beat at all. Seeds 0, 47 and 142 let
+    beats out of the first block while bSQI counted in the detectors' learning period (0.5
+    or 0.6 on two to four beats), 26 and 108 while kSQI took in the band filter's start
+    transient (above 5 in the first 2-6 s)."""
+    x = np.random.default_rng(seed).normal(scale=scale, size=int(60 * FS))
+    _, blocks = record_quality(x, FS)
+    assert max(b.ksqi for b in blocks) < 4.5
     events = run_record(FakeModel(), x, FS, chunk=500)
     assert not [e for e in events if e["type"] == "beat"]
     unread = [e for e in events if e.get("status") == UNREADABLE]
@@ -383,6 +390,19 @@ def test_consistent_beats_keep_a_block_readable_when_the_detectors_disagree():
     assert judge(0.3, 6.0, 70, 8.0, spec, ssqi=0.5, twin=0.85) == (GOOD, "")
     assert judge(0.3, 6.0, 70, 8.0, spec, ssqi=0.5, twin=0.5)[0] == DOUBTFUL
     assert judge(0.2, 4.0, 70, 8.0, spec, ssqi=0.3, twin=0.9) == (UNREADABLE, "noise")
+
+
+def test_in_the_learning_period_agreement_does_not_keep_noise_readable():
+    """Both detectors take the largest peaks of their first two seconds, so there bSQI
+    says nothing: kSQI and sSQI decide alone. Consistent beats or a spiky signal still keep
+    a learning block out of ``unreadable``."""
+    from vitaledge.device.dsp.signal_quality_index import QualitySpec, judge
+
+    spec = QualitySpec()
+    assert judge(0.5, 2.9, 120, 2.0, spec, ssqi=0.0)[0] == DOUBTFUL
+    assert judge(0.5, 2.9, 120, 2.0, spec, ssqi=0.0, learning=True) == (UNREADABLE, "noise")
+    assert judge(0.5, 2.9, 120, 2.0, spec, ssqi=0.9, learning=True)[0] == GOOD
+    assert judge(0.5, 8.0, 120, 2.0, spec, ssqi=0.0, learning=True)[0] == DOUBTFUL
 
 
 def test_mitdb_108_is_not_judged_unreadable(mitdb_dir):
