@@ -263,6 +263,17 @@ def test_page_renders_in_chromium(page, tmp_path):
     assert 'data-ready="1"' in html
     assert len(re.findall(r'<li class="error-item ', html)) == 3
     assert len(re.findall(r'<li class="error-item missed', html)) == 1
+    # the ECG itself is on the strip: its near-black trace runs across the width and rises
+    # and falls with the QRS complexes (a trace never stroked, or a flat one, fails here)
+    inked = tmp_path / "inked.html"
+    inked.write_text(out.read_text().replace("</body>", _INK))
+    dom = _run_chromium(exe, tmp_path / "profile3", "--virtual-time-budget=5000", "--dump-dom",
+                        inked.as_uri())
+    m = re.search(r'data-ink="(\d+):(\d+):(\d+)"', dom.stdout)
+    assert m, dom.stderr[-2000:]
+    cols, width, tall = map(int, m.groups())
+    assert cols >= 0.9 * width, (cols, width)
+    assert tall >= 10, tall  # the first 10 s hold ~10 beats
     # opened at an error (#error=1): the strip is drawn around it
     shot = tmp_path / "review.png"
     res = _run_chromium(exe, tmp_path / "profile2", "--virtual-time-budget=5000",
@@ -270,6 +281,35 @@ def test_page_renders_in_chromium(page, tmp_path):
     assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+#: Put into a copy of the page: once the strip is drawn, how many of its columns (all but
+#: the 20 px of the 1-mV scale bar at the right) hold near-black trace pixels, and how many
+#: hold a run of them at least 20 px tall (a QRS drawn; letters are under 13 px), as
+#: "columns:width:tall" on the body.
+_INK = """<script>
+(function () {
+  const strip = document.getElementById("strip");
+  function measure() {
+    if (!(+strip.dataset.drawn >= 1)) { setTimeout(measure, 50); return; }
+    const w = strip.width, h = strip.height, px = strip.getContext("2d")
+      .getImageData(0, 0, w, h).data;
+    let cols = 0, tall = 0;
+    for (let x = 0; x < w - 20; x++) {
+      let run = 0, best = 0;
+      for (let y = 0; y < h; y++) {
+        const i = 4 * (y * w + x);
+        run = px[i + 3] > 200 && Math.max(px[i], px[i + 1], px[i + 2]) < 40 ? run + 1 : 0;
+        best = Math.max(best, run);
+      }
+      if (best > 0) cols++;
+      if (best >= 20) tall++;
+    }
+    document.body.setAttribute("data-ink", [cols, w - 20, tall].join(":"));
+  }
+  setTimeout(measure, 100);
+})();
+</script></body>"""
 
 
 #: Driven into a copy of the page: wheel, keys, a click on the error list, "All"; each
