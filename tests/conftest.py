@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -146,3 +148,16 @@ def invoke(args: list):
     from vitaledge.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def chromium() -> str | None:
+    """The headless browser the review-page tests open pages in (None: not installed)."""
+    return shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+def run_chromium(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run",
+           "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1200,800", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import error_line, mitdb_records
+from conftest import chromium, error_line, mitdb_records, run_chromium
 
 FS = 360.0
 
@@ -152,6 +152,43 @@ def test_report_names_review_pages_of_its_worst_rows(report):
     assert pages[0]["worst_period"]["start_s"] == 300.0
     assert pages[0]["worst_period"]["end_s"] == 420.0
     assert "first error of the 2-minute period with the most errors" in md
+
+
+#: Put into a copy of a page: once the strip is drawn, its view ("first:last" sample) on
+#: the body.
+_VIEW = """<script>
+(function () {
+  const strip = document.getElementById("strip");
+  (function wait() {
+    if (+strip.dataset.drawn >= 1) document.body.setAttribute("data-view", strip.dataset.view);
+    else setTimeout(wait, 50);
+  })();
+})();
+</script></body>"""
+
+
+def test_the_reports_link_opens_its_page_on_that_error(report, tmp_path):
+    """In a browser, the report's link to the worst row's page draws the strip centred on
+    the first error of its worst period (the page's own ``#error=k``)."""
+    exe = chromium()
+    if exe is None:
+        pytest.skip("chromium not installed: the link was not opened in a browser")
+    res, work = report
+    pg = res["review"]["pages"][0]
+    html = (work / "report" / pg["page"]).read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="review-data">(.*?)'
+                                r'</script>', html, re.S).group(1))
+    page = tmp_path / pg["page"]
+    page.write_text(html.replace("</body>", _VIEW))
+    link = pg["link"]
+    dom = run_chromium(exe, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom",
+                       page.as_uri() + link[link.index("#"):])
+    m = re.search(r'<body[^>]*data-view="(\d+):(\d+)"', dom.stdout)
+    assert m, dom.stderr[-2000:]
+    a, b = map(int, m.groups())
+    error = data["errors"][pg["worst_period"]["first_error"]]["sample"]
+    assert b - a < 60 * data["fs"]  # a strip, not the whole record
+    assert (a + b) / 2 == pytest.approx(error, abs=2)
 
 
 def test_cli_noise_stress(short118, data_dir, tmp_path, monkeypatch):
@@ -495,6 +532,31 @@ def test_clean_and_ready_made_records_together(short118, data_dir, tmp_path):
     with pytest.raises(ValueError, match="two rows would both be 's118 \\+ ma at 6 dB'"):
         bench_noise_stress([], [], (), tmp_path / "w", with_xqrs=False,
                            noisy=[ready, tmp_path / "again"])
+
+
+def test_a_record_below_the_detectors_rates_is_named_before_any_work(tmp_path):
+    """A 20-Hz clean record was "filter high edge 15.0 Hz is not below Nyquist (10.0 Hz)",
+    after its noise-stress copy was made, naming neither the record nor the limit."""
+    import wfdb
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+
+    fs, n = 20, 20 * 400
+    x = np.sin(np.arange(n) / fs * 2 * np.pi)[:, None]
+    wfdb.wrsamp("slow", fs=fs, units=["mV"], sig_name=["MLII"], p_signal=x, fmt=["16"],
+                adc_gain=[200.0], baseline=[0], write_dir=str(tmp_path))
+    wfdb.wrann("slow", "atr", np.arange(10, n, 20), symbol=["N"] * len(range(10, n, 20)),
+               write_dir=str(tmp_path))
+    wfdb.wrsamp("nz", fs=fs, units=["mV"], sig_name=["n"], p_signal=x * 0.1, fmt=["16"],
+                adc_gain=[200.0], baseline=[0], write_dir=str(tmp_path))
+    work = tmp_path / "work"
+    r = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(tmp_path / "slow"),
+                                  "--noise", str(tmp_path / "nz"), "--snr", "6", "--no-xqrs",
+                                  "--out", str(tmp_path / "out"), "--work", str(work)])
+    assert error_line(r) == (f"Error: {tmp_path / 'slow'}: 20 Hz; the detector takes 50 to "
+                             "10000 Hz")
+    assert not work.exists() and not (tmp_path / "out").exists()
 
 
 def test_noise_stress_inputs_that_cannot_be_scored_are_named(short118, data_dir, tmp_path):

@@ -14,12 +14,12 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import chromium, run_chromium
 
 from vitaledge.cli import main
 from vitaledge.device.eval.review import build_review, run_events
@@ -231,27 +231,15 @@ def test_out_that_is_a_link_or_a_device_is_refused_and_left_alone(synth_dir, tmp
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-
-
-def _run_chromium(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run",
-           "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1200,800", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-
-
 def test_page_renders_in_chromium(page, tmp_path):
-    exe = _chromium()
+    exe = chromium()
     if exe is None:
         pytest.skip("chromium not installed (make test installs Debian's chromium when run "
                     "as root with apt available): the page was not opened in a browser")
     out, _ = page
     url = out.resolve().as_uri()
     # virtual time: the page's drawing is done when the DOM is dumped, however loaded
-    dom = _run_chromium(exe, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom",
+    dom = run_chromium(exe, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom",
                         url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
@@ -267,7 +255,7 @@ def test_page_renders_in_chromium(page, tmp_path):
     # and falls with the QRS complexes (a trace never stroked, or a flat one, fails here)
     inked = tmp_path / "inked.html"
     inked.write_text(out.read_text().replace("</body>", _INK))
-    dom = _run_chromium(exe, tmp_path / "profile3", "--virtual-time-budget=5000", "--dump-dom",
+    dom = run_chromium(exe, tmp_path / "profile3", "--virtual-time-budget=5000", "--dump-dom",
                         inked.as_uri())
     m = re.search(r'data-ink="(\d+):(\d+):(\d+)"', dom.stdout)
     assert m, dom.stderr[-2000:]
@@ -276,7 +264,7 @@ def test_page_renders_in_chromium(page, tmp_path):
     assert tall >= 10, tall  # the first 10 s hold ~10 beats
     # opened at an error (#error=1): the strip is drawn around it
     shot = tmp_path / "review.png"
-    res = _run_chromium(exe, tmp_path / "profile2", "--virtual-time-budget=5000",
+    res = run_chromium(exe, tmp_path / "profile2", "--virtual-time-budget=5000",
                         f"--screenshot={shot}", url + "#error=1")
     assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
     png = shot.read_bytes()
@@ -337,14 +325,14 @@ _DRIVE = """<script>
 
 
 def test_page_zooms_pans_and_jumps_to_errors(page, tmp_path):
-    exe = _chromium()
+    exe = chromium()
     if exe is None:
         pytest.skip("chromium not installed: the page's interaction was not tried")
     out, x = page
     data = _page_data(out.read_text())
     driven = tmp_path / "driven.html"
     driven.write_text(out.read_text().replace("</body>", _DRIVE))
-    dom = _run_chromium(exe, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom",
+    dom = run_chromium(exe, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom",
                         driven.as_uri())
     m = re.search(r'data-log="([^"]*)"', dom.stdout)
     assert m, dom.stderr[-2000:]

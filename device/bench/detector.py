@@ -41,6 +41,17 @@ def xqrs_detect(x: np.ndarray, fs: float) -> np.ndarray:
     return np.asarray(xq.qrs_inds, dtype=np.int64)
 
 
+def check_rate(path: Path) -> None:
+    """``path`` is a record the detector can run on at its own rate: a header that reads (a
+    damaged one named, not wfdb's bare "invalid syntax") and a rate from ``MIN_FS`` to
+    ``MAX_FS`` (below 50 Hz the 5-15 Hz band is not there to find a QRS in)."""
+    check_header(path)
+    rate = float(wfdb_module().rdheader(str(path)).fs)
+    if not MIN_FS <= rate <= MAX_FS:
+        raise RecordError(f"{path}: {rate:g} Hz; the detector takes {MIN_FS:g} to "
+                          f"{MAX_FS:g} Hz")
+
+
 def bench_detector(directory: str | Path, with_xqrs: bool = True,
                    tolerance_s: float = TOLERANCE_S, names: list[str] | None = None,
                    progress: Callable[[int, int, str], None] | None = None,
@@ -56,11 +67,7 @@ def bench_detector(directory: str | Path, with_xqrs: bool = True,
     paths = select_records(list_records(directory), names)
     if fs is None:  # every record's own rate before any is scored
         for p in paths:
-            check_header(p)  # a damaged header named, not wfdb's bare "invalid syntax"
-            rate = float(wfdb_module().rdheader(str(p)).fs)
-            if not MIN_FS <= rate <= MAX_FS:
-                raise RecordError(f"{p}: {rate:g} Hz; the detector takes {MIN_FS:g} to "
-                                  f"{MAX_FS:g} Hz")
+            check_rate(p)
     for i, p in enumerate(paths):
         if progress is not None:
             progress(i, len(paths), p.name)

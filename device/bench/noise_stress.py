@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.bench.detector import check_rate, xqrs_detect
 from vitaledge.device.bench.noise_stress_review import (
     REVIEW_WORST,
     format_review,
@@ -190,8 +191,6 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
                                                        outside(ref, spans + excluded),
                                                        outside(det_g, spans + excluded))
     if with_xqrs:
-        from vitaledge.device.bench.detector import xqrs_detect
-
         xq = xqrs_detect(x, fs)
         row["xqrs"] = _score_dict(score_outside(ref, xq, fs, excluded, TOLERANCE_S))
         row["xqrs_outside_flagged"] = _score_dict(score_outside(ref, xq, fs, spans + excluded,
@@ -249,6 +248,8 @@ def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> li
         raise ValueError("nothing to score: give clean and noise records, or ready-made "
                          "noise-stress records")
     check_unique_names(clean, noises)  # records made from them, and their pages, are named by it
+    for path in map(record_path, [*clean, *noisy]):  # what the detector will run on
+        check_rate(path)
     for c in clean:  # every clean and noise record, and the levels, before any work
         for nz in noises:
             check_levels(c, nz, snrs)
