@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import error_line
 
 from vitaledge.device.io.nst import (
@@ -187,6 +188,38 @@ def nst_cli(*args):
     from vitaledge.cli import main
 
     return CliRunner().invoke(main, ["data", "nst", *map(str, args)])
+
+
+@pytest.mark.parametrize("command", ["data nst", "bench noise-stress", "device review"])
+def test_a_clean_record_with_a_nan_is_named_by_each_command(synth_nst, tmp_path, command):
+    """A missing sample (NaN) in the clean record: one line naming the record and the
+    sample, before anything is written."""
+    import wfdb
+
+    from vitaledge.cli import main
+
+    clean, nz = synth_nst
+    rec = wfdb.rdrecord(str(clean))
+    x = rec.p_signal.copy()
+    x[5000, 0] = np.nan
+    wfdb.wrsamp("gap", fs=rec.fs, units=rec.units, sig_name=rec.sig_name, p_signal=x,
+                fmt=["16"] * x.shape[1], adc_gain=rec.adc_gain, baseline=rec.baseline,
+                write_dir=str(tmp_path))
+    ann = wfdb.rdann(str(clean), "atr")
+    wfdb.wrann("gap", "atr", ann.sample, symbol=ann.symbol, write_dir=str(tmp_path))
+    events = tmp_path / "ev.jsonl"
+    events.write_text(json.dumps({"type": "beat", "sample": 500, "time": 1.39, "class": "N",
+                                  "seq": 1}) + "\n")
+    out = tmp_path / "out"
+    args = {"data nst": ["--record", tmp_path / "gap", "--noise", nz, "--snr", "6", "--out", out],
+            "bench noise-stress": ["--record", tmp_path / "gap", "--noise", nz, "--snr", "6",
+                                   "--no-xqrs", "--out", out],
+            "device review": [events, "--record", tmp_path / "gap", "--out", out / "r.html"]}
+    r = CliRunner().invoke(main, [*command.split(), *map(str, args[command])])
+    line = error_line(r)
+    assert line.startswith(f"Error: {tmp_path / 'gap'}: ") and "non-finite" in line, line
+    assert "sample 5000" in line, line
+    assert not out.exists() or not list(out.iterdir())
 
 
 def test_a_fractional_snr_names_its_record_with_a_p(synth_nst, tmp_path):
