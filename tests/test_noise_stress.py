@@ -557,6 +557,15 @@ def test_a_record_below_the_detectors_rates_is_named_before_any_work(tmp_path):
     assert error_line(r) == (f"Error: {tmp_path / 'slow'}: 20 Hz; the detector takes 50 to "
                              "10000 Hz")
     assert not work.exists() and not (tmp_path / "out").exists()
+    # a header wfdb cannot read, and a record that is not there: named too
+    hea = (tmp_path / "slow.hea").read_text().splitlines()
+    (tmp_path / "dated.hea").write_text("\n".join([hea[0].replace("slow", "dated") + " 12:00:00"
+                                                   " 99/99/2000", *hea[1:]]) + "\n")
+    for name, says in (("dated", "dated.hea: cannot read WFDB header: "),
+                       ("absent", "absent.hea: no such WFDB header")):
+        r = CliRunner().invoke(main, ["bench", "noise-stress", "--noisy-record",
+                                      str(tmp_path / name), "--no-xqrs"])
+        assert error_line(r).startswith(f"Error: {tmp_path / says}"), r.output
 
 
 def test_noise_stress_inputs_that_cannot_be_scored_are_named(short118, data_dir, tmp_path):

@@ -172,6 +172,31 @@ def test_a_signal_without_a_qrs_sized_deflection_gives_no_beats(rec118, what):
     assert len([e for e in clean if e["type"] == "beat"]) >= 60
 
 
+def test_after_a_short_hole_the_detectors_agreement_still_counts(mitdb_dir):
+    """The daemon resumes after a hole of up to 30 s with detectors that keep their levels,
+    so only a detector that is learning makes bSQI say nothing. With bSQI ignored for 2 s
+    after each hole, MIT-BIH 208 with a 1.3-s hole every 37 s had a block (412 s: bSQI
+    1.0, kSQI 4.2, sSQI 0) judged unreadable and its beats dropped; none now."""
+    from vitaledge.device.dsp.rpeaks import RPeakDetector
+    from vitaledge.device.dsp.signal_quality_index import QualityIndex
+    from vitaledge.device.io.records import read_record
+
+    rec = read_record(mitdb_records(mitdb_dir, ["208"])[0])
+    x = rec.signal[: int(600 * FS)]
+    holes = [(int(t * FS), int((t + 1.3) * FS)) for t in range(40, 590, 37)]
+    qi, blocks, pos = QualityIndex(FS), [], 0
+    assert qi.learn == int(2 * FS)  # a new stream: both detectors learn
+    for a, b in [*holes, (len(x), len(x))]:
+        blocks += qi.process(x[pos:a])[1] + qi.flush()[1]
+        if a == len(x):
+            break
+        qi, pos = qi.resumed(b, qi.detector.resumed()), b
+        assert qi.learn == 0
+    assert len(blocks) == 300 and not [k for k in blocks if k.state == UNREADABLE]
+    # after a long hole the daemon starts the primary detector afresh: it learns again
+    assert qi.resumed(len(x) + 20_000, RPeakDetector(FS)).learn == int(2 * FS)
+
+
 def test_the_qrs_amplitude_floor_is_below_every_mitdb_window(mitdb_dir):
     """The floor (0.02 mV) sits under the smallest QRS of the records here: 101's lead V1,
     nearly isoelectric (a median QRS of 0.1 mV), keeps every block above it."""

@@ -66,6 +66,11 @@ class LengthTransformDetector:
         self._last_pk = 0.0  # curve-length peak of the last beat
         self.n_samples = 0
 
+    @property
+    def learned(self) -> bool:
+        """``Ta`` is learned (after the first ``learn_s``, or carried over a hole)."""
+        return self._initialised
+
     def resumed(self) -> LengthTransformDetector:
         """A detector for the signal after a hole: fresh filters, this one's level."""
         new = LengthTransformDetector(self.fs, **self._params)

@@ -368,6 +368,12 @@ class RPeakDetector:
         self._noise_since: list[tuple[int, float]] = []
         self.n_samples = 0
 
+    @property
+    def learned(self) -> bool:
+        """The levels are learned (after the first ``learn_s``, or carried over a hole by
+        :meth:`resumed`); until then the beats are the largest peaks of the first seconds."""
+        return self._initialised
+
     def resumed(self) -> RPeakDetector:
         """A detector for the signal after a hole: fresh filters and buffers (nothing spans
         the hole), but this one's learned signal/noise peak levels and recent RR intervals,

@@ -68,13 +68,15 @@ good that way, 36 s with the R-peak detector's muscle-noise blend; none now); el
 
 Two rules for the first seconds of a stream (and after a hole), where the windows are
 short: kSQI leaves out the first ``settle_s`` (0.5 s), the 1-40 Hz filter's start
-transient; and in the detectors' learning period (their ``learn_s``, 2 s) bSQI does not
-keep a block out of ``unreadable``, since both detectors then take the largest peaks of
-the same two seconds and agree on noise as on ECG. Without them, 10 of 200 one-minute
-streams of Gaussian noise (seeds 0-199, standard deviation 0.3 mV) let beats out of their
-first 2-6 s: bSQI at 0.5-0.6 on two to four beats, or kSQI above 5 from the transient.
-With them none of 600 did (0.05, 0.3 and 3 mV), and no block's state changed on the 28
-clean records or the 22 DS1 ``ma`` 6 dB copies (only the first four blocks' kSQI values).
+transient (the filter starts afresh after every hole); and while a detector is learning
+its levels (its first ``learn_s``, 2 s, of a stream, or after a hole too long for it to
+keep them) bSQI does not keep a block out of ``unreadable``, since the beats are then the
+largest peaks of the same two seconds and the detectors agree on noise as on ECG.
+Without them, 10 of 200 one-minute streams of Gaussian noise (seeds 0-199, standard
+deviation 0.3 mV) let beats out of their first 2-6 s: bSQI at 0.5-0.6 on two to four
+beats, or kSQI above 5 from the transient. With them none of 600 did (0.05, 0.3 and 3
+mV), and no block's state changed on the 28 clean records or the 22 DS1 ``ma`` 6 dB copies
+(only the first four blocks' kSQI values).
 
 Measured on the 118/119 noise-stress records (detection only, gross over ``ma`` and
 ``bw``; docs/results.md), +P outside the flagged time with the share of the noisy time
@@ -260,7 +262,9 @@ class QualityIndex:
         self.settle = int(round(self.spec.settle_s * self.fs))
         self.detector = detector or RPeakDetector(self.fs)
         self.second = second or LengthTransformDetector(self.fs)
-        self.learn = max(self.detector.learn, self.second.learn)  # samples from ``offset``
+        # samples from ``offset`` in which a detector is still learning its levels (none
+        # after a short hole: :meth:`resumed` detectors keep theirs)
+        self.learn = max(0 if d.learned else d.learn for d in (self.detector, self.second))
         self.offset = int(offset)
         self.n = 0  # samples fed since ``offset``
         self._band = CausalFilter(FilterSpec(1.0, 40.0 if fs > 85 else 0.45 * fs, 2), self.fs)
