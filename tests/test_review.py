@@ -257,6 +257,7 @@ def test_page_renders_in_chromium(page, tmp_path):
     inked.write_text(out.read_text().replace("</body>", _INK))
     dom = run_chromium(exe, tmp_path / "profile3", "--virtual-time-budget=5000", "--dump-dom",
                         inked.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
     m = re.search(r'data-ink="(\d+):(\d+):(\d+)"', dom.stdout)
     assert m, dom.stderr[-2000:]
     cols, width, tall = map(int, m.groups())
@@ -274,7 +275,8 @@ def test_page_renders_in_chromium(page, tmp_path):
 #: Put into a copy of the page: once the strip is drawn, how many of its columns (all but
 #: the 20 px of the 1-mV scale bar at the right) hold near-black trace pixels, and how many
 #: hold a run of them at least 20 px tall (a QRS drawn; letters are under 13 px), as
-#: "columns:width:tall" on the body.
+#: "columns:width:tall" on the body. The page opens on 10 s (3,600 samples on about 1,150
+#: px), which it draws as a min-max stroke per pixel column: every column is inked.
 _INK = """<script>
 (function () {
   const strip = document.getElementById("strip");
