@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -161,3 +163,11 @@ def run_chromium(exe: str, profile: Path, *args: str) -> subprocess.CompletedPro
            "--disable-component-update", "--disable-sync", "--no-first-run",
            "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1200,800", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+
+
+def review_data(html: str) -> dict:
+    """The data a review page (``device review``, the noise-stress bench's pages) embeds."""
+    m = re.search(r'<script type="application/json" id="review-data">(.*?)</script>', html,
+                  re.S)
+    assert m, "no embedded review data"
+    return json.loads(m.group(1))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import chromium, error_line, mitdb_records, run_chromium
+from conftest import chromium, error_line, mitdb_records, review_data, run_chromium
 
 FS = 360.0
 
@@ -123,9 +123,7 @@ def test_report_names_review_pages_of_its_worst_rows(report):
         assert html.startswith("<!DOCTYPE html>") and "<canvas" in html
         assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?\s*(https?:)?//""", html, re.I)
         assert "<link" not in html and not re.search(r"<script[^>]+src=", html)
-        m = re.search(r'<script type="application/json" id="review-data">(.*?)</script>',
-                      html, re.S)
-        data = json.loads(m.group(1))
+        data = review_data(html)
         # the page shows the events of that replay, beside that record's reference beats
         beats, status, _ = run_events(work / "report" / pg["events"])
         assert data["record"] == ("s118" if pg["snr"] == "clean" else f"s118_ma{pg['snr']}")
@@ -176,8 +174,7 @@ def test_the_reports_link_opens_its_page_on_that_error(report, tmp_path):
     res, work = report
     pg = res["review"]["pages"][0]
     html = (work / "report" / pg["page"]).read_text()
-    data = json.loads(re.search(r'<script type="application/json" id="review-data">(.*?)'
-                                r'</script>', html, re.S).group(1))
+    data = review_data(html)
     page = tmp_path / pg["page"]
     page.write_text(html.replace("</body>", _VIEW))
     link = pg["link"]
@@ -364,9 +361,7 @@ def test_review_page_counts_the_rows_scope(report, tmp_path):
     row, events = score_replay(path, None, with_xqrs=False)
     row = {"clean": "s118", "noise": "ma", "snr": "0", **row}
     pg = write_review_page(row, events, path, tmp_path / "pages")
-    data = json.loads(re.search(r'<script type="application/json" id="review-data">(.*?)'
-                                r"</script>", (tmp_path / "pages" / pg["page"]).read_text(),
-                                re.S).group(1))
+    data = review_data((tmp_path / "pages" / pg["page"]).read_text())
     in_vf = [e for e in data["errors"] if vf[0] <= e["sample"] < vf[1]]
     assert not in_vf  # neither missed nor false there
     assert data["summary"]["events_in_vf"] == sum(vf[0] <= s < vf[1]

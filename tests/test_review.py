@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import chromium, run_chromium
+from conftest import chromium, review_data, run_chromium
 
 from vitaledge.cli import main
 from vitaledge.device.eval.review import build_review, run_events
@@ -64,13 +64,6 @@ def _events(record: Path, path: Path, quality: bool = True) -> dict:
             "reclass": (CLASSES[cls[RECLASS]], labels[RECLASS])}
 
 
-def _page_data(html: str) -> dict:
-    m = re.search(r'<script type="application/json" id="review-data">(.*?)</script>', html,
-                  re.S)
-    assert m, "no embedded review data"
-    return json.loads(m.group(1))
-
-
 @pytest.fixture(scope="module")
 def page(synth_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("review")
@@ -94,7 +87,7 @@ def test_page_is_self_contained(page):
 
 def test_page_data_holds_the_known_mistakes(page):
     out, x = page
-    data = _page_data(out.read_text())
+    data = review_data(out.read_text())
     rec, ref, cls = x["rec"], x["ref"], x["cls"]
     assert len(data["beats"]["sample"]) == x["n_beats"] == len(ref)  # one dropped, one added
     assert len(data["reference"]["sample"]) == len(ref)
@@ -240,7 +233,7 @@ def test_page_renders_in_chromium(page, tmp_path):
     url = out.resolve().as_uri()
     # virtual time: the page's drawing is done when the DOM is dumped, however loaded
     dom = run_chromium(exe, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom",
-                        url)
+                       url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
     m = re.search(r'<canvas id="strip"[^>]*>', html)
@@ -256,7 +249,7 @@ def test_page_renders_in_chromium(page, tmp_path):
     inked = tmp_path / "inked.html"
     inked.write_text(out.read_text().replace("</body>", _INK))
     dom = run_chromium(exe, tmp_path / "profile3", "--virtual-time-budget=5000", "--dump-dom",
-                        inked.as_uri())
+                       inked.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     m = re.search(r'data-ink="(\d+):(\d+):(\d+)"', dom.stdout)
     assert m, dom.stderr[-2000:]
@@ -266,7 +259,7 @@ def test_page_renders_in_chromium(page, tmp_path):
     # opened at an error (#error=1): the strip is drawn around it
     shot = tmp_path / "review.png"
     res = run_chromium(exe, tmp_path / "profile2", "--virtual-time-budget=5000",
-                        f"--screenshot={shot}", url + "#error=1")
+                       f"--screenshot={shot}", url + "#error=1")
     assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
@@ -331,11 +324,11 @@ def test_page_zooms_pans_and_jumps_to_errors(page, tmp_path):
     if exe is None:
         pytest.skip("chromium not installed: the page's interaction was not tried")
     out, x = page
-    data = _page_data(out.read_text())
+    data = review_data(out.read_text())
     driven = tmp_path / "driven.html"
     driven.write_text(out.read_text().replace("</body>", _DRIVE))
     dom = run_chromium(exe, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom",
-                        driven.as_uri())
+                       driven.as_uri())
     m = re.search(r'data-log="([^"]*)"', dom.stdout)
     assert m, dom.stderr[-2000:]
     views = [tuple(map(int, v.split(":"))) for v in m.group(1).split()]

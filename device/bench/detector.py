@@ -42,17 +42,14 @@ def xqrs_detect(x: np.ndarray, fs: float) -> np.ndarray:
 
 
 def check_rate(path: Path) -> None:
-    """``path`` is a record the detector can run on at its own rate: a header that reads (a
-    damaged one named, not wfdb's bare "invalid syntax") and a rate from ``MIN_FS`` to
-    ``MAX_FS`` (below 50 Hz the 5-15 Hz band is not there to find a QRS in)."""
-    hea = Path(path).with_suffix(".hea")
-    if not hea.exists():
-        raise RecordError(f"{hea}: no such WFDB header")
+    """``path`` is a record the detector can run on at its own rate: a header that is there
+    and reads (a damaged one named, not wfdb's bare "invalid syntax") and a rate from
+    ``MIN_FS`` to ``MAX_FS`` (below 50 Hz the 5-15 Hz band is not there to find a QRS in)."""
     check_header(path)
     try:
         rate = float(wfdb_module().rdheader(str(path)).fs)
     except Exception as exc:  # wfdb's own words, but with the file named
-        raise RecordError(f"{hea}: cannot read WFDB header: {exc}") from exc
+        raise RecordError(f"{path}.hea: cannot read WFDB header: {exc}") from exc
     if not MIN_FS <= rate <= MAX_FS:
         raise RecordError(f"{path}: {rate:g} Hz; the detector takes {MIN_FS:g} to "
                           f"{MAX_FS:g} Hz")

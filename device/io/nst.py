@@ -320,8 +320,6 @@ def nst_label(path: str | Path) -> NstLabel:
 def _checked(path: str | Path) -> Path:
     """The record path, its header there and sound (a one-line RecordError otherwise)."""
     path = record_path(path)
-    if not path.with_suffix(".hea").exists():
-        raise RecordError(f"{path}.hea: no such WFDB header")
     check_header(path)
     return path
 

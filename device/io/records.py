@@ -42,10 +42,12 @@ _BYTES_PER_SAMPLE = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80":
 
 def check_header(path: Path) -> None:
     """Refuse a header that cannot describe a recording, naming the file and the field:
-    empty, a first line without sample rate, a signal count that does not match its signal
+    missing, empty, a first line without sample rate, a signal count that does not match its signal
     lines, an unknown format, a rate outside :data:`FS_RANGE`, or a signal file shorter
     than the samples the header declares."""
     hea = path.with_suffix(".hea")
+    if not hea.exists():
+        raise RecordError(f"{hea}: no such WFDB header")
     try:
         text = hea.read_text()
     except UnicodeDecodeError as exc:
@@ -204,8 +206,6 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
     is used and a warning is logged; ``Record.lead`` says which lead was read.
     """
     path = record_path(path)
-    if not path.with_suffix(".hea").exists():
-        raise RecordError(f"{path}.hea: no such WFDB header")
     check_header(path)
     light = read_signals(path)
     if light is not None:
