@@ -34,7 +34,7 @@ from vitaledge.device.cli_shared import (  # noqa: F401 - shared: train, convert
     write_json,
 )
 from vitaledge.device.io.fetch import DATABASES
-from vitaledge.device.model.runtime import MAX_THREADS
+from vitaledge.device.model.runtime import BACKENDS, MAX_THREADS
 
 
 def _given(value) -> bool:
@@ -314,7 +314,7 @@ def _flag_named(message: str, overrides: dict) -> str:
                    "probation_s, default 30).")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS),
               help="Interpreter threads (default 1).")
-@click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tf"]),
+@click.option("--backend", type=click.Choice(BACKENDS),
               help="LiteRT backend (default: first installed).")
 @click.option("--delegate", help="xnnpack (default) | none | edgetpu | gpu | PATH.so")
 @click.option("--fallback", type=click.Choice(["none", "cpu"]),
@@ -493,7 +493,7 @@ def verify_cmd(artifacts, key) -> None:
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--key", type=click.Path(exists=True, dir_okay=False),
               help="Ed25519 public key (PEM): check the signature too, as the device does.")
-@click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tf"]),
+@click.option("--backend", type=click.Choice(BACKENDS),
               help="LiteRT backend (default: first installed).")
 @click.option("--delegate", default="xnnpack", show_default=True,
               help="xnnpack | none | edgetpu | gpu | PATH.so")
@@ -753,7 +753,7 @@ def _once(items: list, value: str, option: str) -> None:
 @click.option("--data", type=click.Path(exists=True),
               help="heldout.npz from convert (the run's held-out beats) or a WFDB "
                    "directory: real inputs, and accuracy / macro F1 per row.")
-@click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tf"]))
+@click.option("--backend", type=click.Choice(BACKENDS))
 @click.option("--keras", "keras_runs", multiple=True,
               type=click.Path(exists=True, file_okay=False),
               help="Training run: add its Keras model as baseline rows (needs TF; repeatable).")

@@ -72,7 +72,7 @@ def test_saved_json_validates_and_mutations_do_not(bench_result):
     _, d = bench_result
     data = json.loads((d / "bench.json").read_text())
     validate(data)
-    assert data["environment"]["backend"] in ("ai-edge-litert", "tflite-runtime", "tf")
+    assert data["environment"]["backend"] in ("ai-edge-litert", "tflite-runtime")
     assert {r["batch"] for r in data["rows"]} == {1, 8}
     for mutate, msg in [(lambda x: x.update(schema="other/9"), "not a vitaledge.bench/1"),
                         (lambda x: x.pop("rows"), "missing 'rows'"),

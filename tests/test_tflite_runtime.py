@@ -76,11 +76,33 @@ def test_artifacts_run_under_tflite_runtime_2_14(converted, tiny_run, trt_python
 
 
 def test_a_backend_module_without_an_interpreter_is_named_not_a_traceback(monkeypatch):
-    """TensorFlow 2.21's tf.lite has no Interpreter: --backend tf gave an AttributeError
-    traceback in device run, device selftest and bench run."""
+    """A module of a backend's name without an Interpreter (as TensorFlow 2.21's tf.lite,
+    once a backend) is named in the error, not an AttributeError traceback."""
     from vitaledge.device.model import runtime
 
     monkeypatch.setattr(runtime.importlib, "import_module", lambda name: json)  # no Interpreter
-    with pytest.raises(runtime.ModelLoadError, match=r"^no LiteRT backend available \(tf: "
-                                                     r"tensorflow.lite \S+ has no Interpreter\)"):
+    with pytest.raises(runtime.ModelLoadError, match=r"^no LiteRT backend available "
+                                                     r"\(tflite-runtime: tflite_runtime."
+                                                     r"interpreter \S+ has no Interpreter\)"):
+        runtime.get_backend("tflite-runtime")
+
+
+def test_without_litert_the_device_never_tries_tensorflow(monkeypatch):
+    """The device never imports TensorFlow: with no LiteRT backend installed, choosing one
+    tries ai-edge-litert and tflite-runtime and names them, and never tensorflow.lite (it
+    did, as a third backend, loading all of TensorFlow only to find no Interpreter)."""
+    from vitaledge.device.model import runtime
+
+    tried = []
+
+    def missing(name):
+        tried.append(name)
+        raise ImportError(f"No module named {name.split('.')[0]!r}")
+
+    monkeypatch.setattr(runtime.importlib, "import_module", missing)
+    with pytest.raises(runtime.ModelLoadError, match=r"^no LiteRT backend available "
+                                                     r"\(ai-edge-litert: .*; tflite-runtime: "):
+        runtime.get_backend()
+    assert tried == ["ai_edge_litert.interpreter", "tflite_runtime.interpreter"]
+    with pytest.raises(runtime.ModelLoadError, match="unknown backend 'tf'"):
         runtime.get_backend("tf")

@@ -1,8 +1,9 @@
 """TensorFlow-free model runtime: LiteRT backends, delegates, and a small model API.
 
-Backends, in order of preference: ``ai-edge-litert``, ``tflite-runtime`` (what many
-Raspberry Pi and Coral images ship), then ``tf.lite`` if TensorFlow happens to be
-installed. Models load only through their manifest: the sha256 is checked before the
+Backends, in order of preference: ``ai-edge-litert``, then ``tflite-runtime`` (what many
+Raspberry Pi and Coral images ship). Never ``tf.lite``: the device does not import
+TensorFlow (TensorFlow 2.21's ``tf.lite`` has no Interpreter left, and trying it loaded all
+of TensorFlow on a device without LiteRT only to fail). Models load only through their manifest: the sha256 is checked before the
 interpreter sees the bytes, and the interpreter's tensors must match the manifest's specs.
 """
 
@@ -27,14 +28,13 @@ from vitaledge.device.model.manifest import (
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("ai-edge-litert", "tflite-runtime", "tf")
+BACKENDS = ("ai-edge-litert", "tflite-runtime")
 #: Interpreter threads anything may ask for (device run, its config, bench run, convert):
 #: LiteRT starts each one, and 100,000 of them crashed the daemon.
 MAX_THREADS = 256
 _BACKEND_MODULES = {
     "ai-edge-litert": "ai_edge_litert.interpreter",
     "tflite-runtime": "tflite_runtime.interpreter",
-    "tf": "tensorflow.lite",
 }
 #: Delegate short names -> shared library names tried by ``load_delegate``.
 DELEGATE_LIBS = {
@@ -80,7 +80,7 @@ def get_backend(name: str | None = None) -> Backend:
         except ImportError as exc:
             errors.append(f"{n}: {exc}")
             continue
-        if not hasattr(mod, "Interpreter"):  # TensorFlow 2.21's tf.lite has none left
+        if not hasattr(mod, "Interpreter"):  # a module of that name that is not LiteRT
             errors.append(f"{n}: {_BACKEND_MODULES[n]} {_version_of(n)} has no Interpreter")
             continue
         return Backend(n, mod, _version_of(n))
@@ -91,8 +91,7 @@ def get_backend(name: str | None = None) -> Backend:
 def _version_of(name: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    dist = {"ai-edge-litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime",
-            "tf": "tensorflow"}[name]
+    dist = {"ai-edge-litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime"}[name]
     try:
         return version(dist)
     except PackageNotFoundError:
