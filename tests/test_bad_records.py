@@ -126,6 +126,46 @@ def test_the_sqlite_sink_is_scored_like_jsonl(tmp_path):
     assert load_events(tmp_path / "ev.sqlite") == load_events(jl) == events[:5]
 
 
+def test_a_run_across_rotated_jsonl_files_is_scored_whole(rec, tmp_path):
+    """A JSON Lines sink rotates at its size limit (PATH.1 newest, then PATH.2, ...), so a
+    long run spans several files. device score and device review read them all, oldest
+    first; they read only the live file, and scored this run's last third (Se 0.33)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+    from vitaledge.device.eval.review import run_events
+    from vitaledge.device.io.aami import CLASSES, map_annotations
+    from vitaledge.device.io.event_files import rotated
+    from vitaledge.device.stream.sinks import JsonlSink
+
+    r = read_record(rec)
+    samples, classes = map_annotations(r.ann_samples, r.ann_symbols)
+    events = [{"seq": i + 1, "type": "beat", "run": "r1", "time": int(s) / r.fs,
+               "sample": int(s), "class": CLASSES[int(c)]}
+              for i, (s, c) in enumerate(zip(samples, classes, strict=True))]
+    size = sum(len(json.dumps(e, separators=(",", ":"))) + 1 for e in events)
+    live = tmp_path / "ev.jsonl"
+    sink = JsonlSink(live, max_bytes=size // 3 + 200)
+    for i in range(0, len(events), 10):
+        sink.write(events[i:i + 10])
+    sink.close()
+    assert rotated(live, 2).is_file() and not rotated(live, 3).is_file()
+    assert load_events(live) == events
+    assert run_events(live)[0] == events
+    res = CliRunner().invoke(main, ["device", "score", str(live), "--record", str(rec),
+                                    "--json", str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    scored = json.loads((tmp_path / "s.json").read_text())
+    assert scored["events"] == len(events) and scored["sensitivity"] == 1.0, scored
+    lines = rotated(live, 2).read_bytes().splitlines()
+    rotated(live, 2).write_bytes(b"\n".join(lines[:3] + [b"garbage"] + lines[3:]) + b"\n")
+    with pytest.raises(EventsError, match=r"ev\.jsonl\.2: 1 lines are not JSON \(first: "
+                                          r"line 4"):
+        load_events(live)
+
+
 def test_annotations_outside_the_signal_are_refused(rec):
     import wfdb
 

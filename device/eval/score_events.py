@@ -14,6 +14,7 @@ from vitaledge.device.dsp.matching import TOLERANCE_S
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
 from vitaledge.device.eval.scoring import match_outside, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
+from vitaledge.device.io.event_files import written_files
 from vitaledge.device.io.records import read_record
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -32,7 +33,8 @@ def in_file(path: str | Path, exc: EventsError) -> str:
 
 def read_runs(path: str | Path) -> dict[str, list[dict]]:
     """Beat events of a daemon sink file per run, in the order the runs were written:
-    JSON Lines (a torn last line after a crash is skipped) or the SQLite sink's database.
+    JSON Lines (with the files it rotated to, oldest first; a torn last line after a crash
+    is skipped) or the SQLite sink's database.
     A file appended to (``device run --append``) holds several runs; events written before
     events carried their run id count as one run named ``""``."""
     runs: dict[str, list[dict]] = {}
@@ -157,24 +159,30 @@ def torn_last_line(path: str | Path) -> bool:
 
 
 def _jsonl_rows(path: Path) -> list:
-    rows, bad = [], 0
-    with open(path, "rb") as fh:
-        lines = fh.read().splitlines()
-    for i, raw in enumerate(lines):
-        try:
-            rows.append(json.loads(raw.decode("utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            if i == len(lines) - 1 and rows:
-                continue  # a torn last line after a crash
-            bad += 1
-            if bad == 1:
-                first = (i + 1, exc)
-    if bad and not rows:
-        raise EventsError(f"{path}: not a JSON Lines events file (line {first[0]}: "
-                          f"{first[1]})")
-    if bad:
-        raise EventsError(f"{path}: {bad} lines are not JSON (first: line {first[0]}: "
-                          f"{first[1]})")
+    """The events of a JSON Lines sink, its rotated files first (oldest first): a run
+    longer than the sink's size limit spans them. Only the live file's last line may be
+    torn (a crash mid-write); anything else that is not JSON is an error naming its file."""
+    rows = []
+    files = written_files(path)
+    for f in files:
+        with open(f, "rb") as fh:
+            lines = fh.read().splitlines()
+        bad, first, start = 0, None, len(rows)
+        for i, raw in enumerate(lines):
+            try:
+                rows.append(json.loads(raw.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                if f == files[-1] and i == len(lines) - 1 and rows:
+                    continue  # a torn last line after a crash
+                bad += 1
+                if bad == 1:
+                    first = (i + 1, exc)
+        if bad and len(rows) == start:
+            raise EventsError(f"{f}: not a JSON Lines events file (line {first[0]}: "
+                              f"{first[1]})")
+        if bad:
+            raise EventsError(f"{f}: {bad} lines are not JSON (first: line {first[0]}: "
+                              f"{first[1]})")
     return rows
 
 

@@ -3,8 +3,9 @@
 Backends, in order of preference: ``ai-edge-litert``, then ``tflite-runtime`` (what many
 Raspberry Pi and Coral images ship). Never ``tf.lite``: the device does not import
 TensorFlow (TensorFlow 2.21's ``tf.lite`` has no Interpreter left, and trying it loaded all
-of TensorFlow on a device without LiteRT only to fail). Models load only through their manifest: the sha256 is checked before the
-interpreter sees the bytes, and the interpreter's tensors must match the manifest's specs.
+of TensorFlow on a device without LiteRT only to fail). Models load only through their
+manifest: the sha256 is checked before the interpreter sees the bytes, and the
+interpreter's tensors must match the manifest's specs.
 """
 
 from __future__ import annotations

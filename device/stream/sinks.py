@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from vitaledge.device.io.event_files import rotated
+
 
 def fsync_interval(policy: str) -> float:
     """The seconds between fsyncs of an ``interval:S`` policy, 0 for ``batch`` and
@@ -90,7 +92,7 @@ class JsonlSink:
     def last_seq(self) -> int:
         """Highest ``seq`` in the current file, or in the newest rotated one when the
         current file has none yet (a crash right after rotating must not restart at 1)."""
-        for path in (self.path, self.path.with_name(f"{self.path.name}.1")):
+        for path in (self.path, rotated(self.path, 1)):
             last = 0
             if path.is_file():  # not a device (/dev/full reads zeros without end)
                 with path.open("rb") as fh:
@@ -133,10 +135,10 @@ class JsonlSink:
         os.fsync(self._fh.fileno())
         self._fh.close()
         for i in range(self.keep - 1, 0, -1):
-            src = self.path.with_name(f"{self.path.name}.{i}")
+            src = rotated(self.path, i)
             if src.exists():
-                src.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
-        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+                src.replace(rotated(self.path, i + 1))
+        self.path.replace(rotated(self.path, 1))
         self._fh = self.path.open("ab", buffering=0)
 
     def close(self) -> None:
@@ -267,7 +269,7 @@ def open_jsonl(path: str, opts: SinkOptions) -> JsonlSink:
     if not path:
         raise ValueError("jsonl sink needs a path: jsonl:PATH")
     p = Path(path)
-    for f in (p, p.with_name(f"{p.name}.1")):
+    for f in (p, rotated(p, 1)):
         if f.is_file() and f.stat().st_size > 0:
             if not opts.append:
                 _refuse_reuse(path, f"events ({f.stat().st_size} bytes in {f.name})")

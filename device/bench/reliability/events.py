@@ -6,13 +6,14 @@ import json
 import sqlite3
 from pathlib import Path
 
+from vitaledge.device.io.event_files import written_files
 
-def read_jsonl_events(path: Path, keep: int = 5) -> tuple[list[dict], list[str]]:
+
+def read_jsonl_events(path: Path) -> tuple[list[dict], list[str]]:
     """Events of a JSONL sink in write order (rotated files oldest first) and the lines
     that do not parse (corruption)."""
-    files = [path.with_name(f"{path.name}.{i}") for i in range(keep, 0, -1)] + [path]
     events, bad = [], []
-    for f in files:
+    for f in written_files(path):
         if not f.exists():
             continue
         for line in f.read_bytes().split(b"\n"):
