@@ -34,7 +34,7 @@ from vitaledge.device.cli_shared import (  # noqa: F401 - shared: train, convert
     write_json,
 )
 from vitaledge.device.io.fetch import DATABASES
-from vitaledge.device.model.runtime import BACKENDS, MAX_THREADS
+from vitaledge.device.model.runtime import BACKENDS, MAX_THREADS, ModelLoadError
 
 
 def _given(value) -> bool:
@@ -912,7 +912,7 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
                                      progress=line.counter("replay"),
                                      review_dir=out, review_worst=review_worst,
                                      noisy=list(noisy))
-    except (RecordError, ValueError, OSError) as exc:
+    except (RecordError, ValueError, OSError, ModelLoadError) as exc:
         remove_made()
         raise click.ClickException(str(exc)) from exc
     click.echo(format_markdown(res))
@@ -966,7 +966,7 @@ def bench_stream_cmd(artifact, data, records, clips, chunk_s, json_out) -> None:
         with ProgressLine() as line:
             res = bench_stream(artifact, data, chunk_s, csv_list(records),
                                progress=line.counter("replaying"), clips=clips)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_stream(res))
     if json_out:

@@ -365,7 +365,7 @@ def export_firmware(artifact: str | Path, out: str | Path,
         raise ValueError(f"{artifact}: input is {m.input.dtype}; TFLite Micro export needs a "
                          "full-integer int8 artifact (convert --target micro)")
     content = path.read_bytes()
-    ops = resolver_ops([o["op"] for o in list_ops(content)])
+    ops = resolver_ops([o["op"] for o in list_ops(content, name=str(path))])
     ident = (m.extra.get("micro") or {}).get("c_array", "vitaledge_model_data")
     ident = c_identifier(ident.removesuffix("_model_data") or "vitaledge")
     measured = (m.extra.get("micro") or {}).get("arena_bytes")

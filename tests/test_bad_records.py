@@ -26,6 +26,12 @@ def write_header(rec, lines):
     rec.with_suffix(".hea").write_text("\n".join(lines) + "\n")
 
 
+def gain(line: str, field: str) -> str:
+    """A header signal line with its gain field (the third) replaced."""
+    f = line.split()
+    return " ".join(f[:2] + [field] + f[3:])
+
+
 def test_the_copy_reads(rec):
     r = read_record(rec)
     assert len(r.signal) > 0 and len(r.ann_samples) > 0
@@ -51,6 +57,15 @@ def test_truncated_dat_says_how_many_samples_it_holds(rec):
     (lambda h: [" ".join(h[0].split()[:3] + ["-5"])] + h[1:],
      r"sample count '-5' is not a whole number"),
     (lambda h: [" ".join(h[0].split()[:3] + ["0"])] + h[1:], r"s000: no samples"),
+    # an infinite or huge gain read as all zeros (lead off), exit 0; a tiny one as inf; a
+    # field that is not one gave a lead named "(1024)/mV 16 ..." in units "nan"
+    (lambda h: [h[0]] + [gain(ln, "1e400(0)/mV") for ln in h[1:]],
+     r"s000\.hea: signal 0's ADC gain inf is not a recording's \(expected 1e-06 to 1e\+09"),
+    (lambda h: [h[0]] + [gain(ln, "1e300/mV") for ln in h[1:]], r"signal 0's ADC gain 1e\+300"),
+    (lambda h: [h[0]] + [gain(ln, "1e-320/mV") for ln in h[1:]],
+     r"signal 0's ADC gain \S+e-32\d is not a recording's"),
+    (lambda h: [h[0], h[1], gain(h[2], "nan(1024)/mV")], r"signal 1's ADC gain nan"),
+    (lambda h: [h[0]] + [gain(ln, "two") for ln in h[1:]], r"ADC gain 'two' is not a number"),
 ])
 def test_malformed_headers_are_named(rec, edit, message):
     write_header(rec, edit(header(rec)))

@@ -2,6 +2,7 @@
 sparsity reached, quantization parameters consistent, C files compile, bad models refused."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -193,7 +194,8 @@ def test_corrupt_and_truncated_models_are_refused(converted, tmp_path):
     man["sha256"] = sha256_file(bad / "model.tflite")
     man["size_bytes"] = (bad / "model.tflite").stat().st_size
     (bad / "manifest.json").write_text(json.dumps(man))
-    with pytest.raises(ModelLoadError, match="refused the model"):
+    with pytest.raises(ModelLoadError, match=f"^the interpreter refused "
+                                             f"{re.escape(str(bad / 'model.tflite'))}: "):
         Model(bad)
     (bad / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="not valid JSON"):

@@ -116,6 +116,12 @@ def test_csv_replay_with_undecodable_bytes_is_a_source_error(tmp_path):
     p.write_bytes(b"ecg\n0.1\n\xd3\xff\n0.2\n")
     with pytest.raises(SourceError, match=r"x.csv:3: not a number"):
         read_csv_samples(p)
+    # a long line of garbage is shown by its start and length, not whole
+    p.write_bytes(b"ecg\n0.1\n" + b"\xd3N" * 150 + b"\n")
+    with pytest.raises(SourceError, match=r"x.csv:3: not a number: '.+'\.\.\. "
+                                          r"\(300 characters\)$") as err:
+        read_csv_samples(p)
+    assert len(str(err.value)) < len(str(p)) + 300, err.value
 
 
 def test_kaggle_csv_with_undecodable_bytes_or_huge_values_is_refused(tmp_path):
@@ -139,7 +145,7 @@ def test_wfdb_header_gain_that_is_not_a_number_is_a_record_error(tmp_path):
     (tmp_path / "r.hea").write_text("r 1 360 4\nr.dat 16 200-0 11 1024 0 0 0 MLII\n")
     (tmp_path / "r.dat").write_bytes(b"\x01\x00" * 4)
     assert read_signals(tmp_path / "r") is None
-    with pytest.raises(RecordError, match="cannot read WFDB record"):
+    with pytest.raises(RecordError, match=r"r\.hea: signal 0's ADC gain '200-0' is not a number"):
         read_record(tmp_path / "r", annotator=None)
     # a negative sample count (second long run) is not decoded here either
     (tmp_path / "r.hea").write_text("r 1 360 -4\nr.dat 16 200 11 1024 0 0 0 MLII\n")

@@ -55,12 +55,20 @@ def test_a_good_heldout_file_reads(tmp_path):
     (truncated, "not a valid .npz (truncated or corrupt"),
     (lambda p: p.write_bytes(b"") or p, "empty file (0 bytes), not a valid .npz"),
     (corrupt_member, "truncated or corrupt"),
+    # numpy's own words named allow_pickle, and of random bytes advised loading them
+    # "unsafely using the allow_pickle= keyword argument"
+    (lambda p: np.savez(p, X_0=np.array([{"a": 1}], dtype=object)) or p,
+     "not a readable .npz (it holds object arrays: pickled Python objects, which are never "
+     "loaded)"),
+    (lambda p: (p.write_bytes(np.random.default_rng(0).bytes(600)), p)[1],
+     "not a valid .npz (not a zip archive of arrays)"),
 ])
 def test_a_damaged_heldout_file_is_a_heldout_error_naming_it(tmp_path, damage, said):
     p = damage(heldout(tmp_path / "held.npz"))
     with pytest.raises(HeldoutError) as err:
         read_heldout(p)
     assert str(err.value).startswith(f"{p}: ") and said in str(err.value), err.value
+    assert "allow_pickle" not in str(err.value)
 
 
 @pytest.mark.parametrize("change, said", [

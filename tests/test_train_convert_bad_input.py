@@ -268,12 +268,11 @@ def test_a_model_keras_cannot_load_is_a_value_error_naming_it(tmp_path):
 
 # -------------------------------------------------------------- a converted artifact's model
 
-def garbage_artifact(tmp_path):
-    """An artifact whose model.tflite is garbage with the manifest's sha256 and size
-    written to match it: whole as a file, but no model."""
+def garbage_artifact(tmp_path, model: bytes = b"garbage " * 100):
+    """An artifact whose model.tflite is garbage (``model``) with the manifest's sha256
+    and size written to match it: whole as a file, but no model."""
     art = tmp_path / "cpu-int8"
     art.mkdir()
-    model = b"garbage " * 100
     (art / "model.tflite").write_bytes(model)
     q = {"scale": 0.0039, "zero_point": -128}
     manifest = {
@@ -298,7 +297,37 @@ def test_evaluate_names_an_artifact_model_the_interpreter_refuses(tmp_path):
     empty.mkdir()
     for target in (art, art / "model.tflite"):
         line = error_line(invoke(["evaluate", target, "--data", empty]))
-        assert str(art / "model.tflite") in line and "refused the model" in line, line
+        assert f"the interpreter refused {art / 'model.tflite'}: " in line, line
+        assert line.count(str(art / "model.tflite")) == 1, line  # named once
+
+
+def test_every_command_names_a_model_the_interpreter_refuses(tmp_path, synth_dir, data_dir):
+    """bench stream and bench noise-stress --model ended a 54-line traceback on a model
+    the interpreter refuses (device run, firmware mcu and evaluate said it in one line);
+    device run did not say which of its two models it was."""
+    art = garbage_artifact(tmp_path)
+    model = str(art / "model.tflite")
+    runs = {
+        "bench stream": ["bench", "stream", art, "--data", synth_dir, "--records", "s000"],
+        "bench noise-stress": ["bench", "noise-stress", "--record", data_dir / "mitdb" / "100",
+                               "--noise", data_dir / "nstdb-noise" / "ma", "--snr", "6",
+                               "--no-xqrs", "--model", art],
+        "firmware mcu": ["firmware", "mcu", art, "--data", synth_dir],
+        "device run --model": ["device", "run", "--model", art, "--source",
+                               f"replay:{synth_dir / 's000'}", "--speed", "max", "--sink",
+                               tmp_path / "a.jsonl", "--api-port", "0"],
+    }
+    for name, args in runs.items():
+        line = error_line(invoke(args))
+        assert f"the interpreter refused {model}: " in line, (name, line)
+        assert line.count(model) == 1, (name, line)
+    assert not (tmp_path / "a.jsonl").exists()
+    # an empty model file: firmware export said "`model_path` or `model_content` must be
+    # specified", naming neither the file nor what was wrong with it
+    (tmp_path / "e").mkdir()
+    empty = garbage_artifact(tmp_path / "e", model=b"")
+    line = error_line(invoke(["firmware", "export", empty, "--out", tmp_path / "fw"]))
+    assert f"cannot read the operators of {empty / 'model.tflite'}: it is empty" in line, line
 
 
 # ------------------------------------------------------------- --out holding an earlier run

@@ -11,6 +11,7 @@ import numpy as np
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
 from vitaledge.device.io.aami import CLASSES
 from vitaledge.device.model.manifest import TASKS
+from vitaledge.device.model.runtime import Model
 
 from .plots import plot_confusion
 
@@ -94,18 +95,6 @@ def load_keras(path: Path):
         raise ValueError(f"{path}: cannot load the Keras model: {exc}") from exc
 
 
-def _artifact_model(artifact: Path):
-    """The device runtime's Model of a converted artifact; a model file the interpreter
-    refuses is a ModelLoadError naming the file."""
-    from vitaledge.device.model.manifest import load_manifest
-    from vitaledge.device.model.runtime import Model, ModelLoadError
-
-    try:
-        return Model(artifact)
-    except ModelLoadError as exc:  # the manifest was read before the interpreter refused
-        raise ModelLoadError(f"{load_manifest(artifact, verify_file=False)[1]}: {exc}") from exc
-
-
 def source_run(artifact: Path, manifest) -> Path:
     """The run ``artifact`` was converted from, as it was then: a run trained again since
     (its ``config.json`` no longer the one the manifest's ``source_run.config_sha256``
@@ -128,7 +117,7 @@ def _resolve_model(model_path: Path):
     ``model.tflite``), which is run through the TensorFlow-free device runtime."""
     artifact = model_path if model_path.is_dir() else model_path.parent
     if (artifact / "manifest.json").exists():
-        m = _artifact_model(artifact)
+        m = Model(artifact)  # TensorFlow-free; a model it refuses is named
         return source_run(artifact, m.manifest), m.predict, f"{artifact} ({m.manifest.target} "\
                                    f"{m.manifest.quantization}, {m.backend.name})"
     run_dir = model_path if model_path.is_dir() else model_path.parent
@@ -260,7 +249,7 @@ def _emotion_predictor(model_path: Path):
     if (artifact / "manifest.json").exists():
         from vitaledge.device.model.manifest import input_key
 
-        m = _artifact_model(artifact)
+        m = Model(artifact)  # TensorFlow-free; a model it refuses is named
         takes = {input_key(s.name): tuple(s.shape[1:]) for s in m.manifest.inputs}
         names = list(takes)
 

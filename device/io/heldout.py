@@ -46,6 +46,11 @@ def npz_problem(exc: BaseException) -> str:
         return "empty file (0 bytes), not a valid .npz"
     if isinstance(exc, zipfile.BadZipFile | zlib.error):
         return f"not a valid .npz (truncated or corrupt: {exc})"
+    if "Object arrays" in str(exc):  # numpy's words name allow_pickle
+        return "not a readable .npz (it holds object arrays: pickled Python objects, which " \
+               "are never loaded)"
+    if "pickled" in str(exc):  # numpy's would advise loading the file "unsafely"
+        return "not a valid .npz (not a zip archive of arrays)"
     return f"not a readable .npz: {exc}"
 
 

@@ -301,7 +301,8 @@ def nst_label(path: str | Path) -> NstLabel:
             snr, noise = float(meta["snr_db"]), str(meta["noise_record"])
             clean = str(meta.get("clean_record") or "")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{sidecar}: not a noise-stress sidecar ({exc!r})") from exc
+            why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"{exc!r}"[:120]
+            raise ValueError(f"{sidecar}: not a noise-stress sidecar ({why})") from exc
         if not math.isfinite(snr):
             raise ValueError(f"{sidecar}: snr_db is {snr}, not a level in dB")
         if not clean:  # a sidecar written before it named the clean record

@@ -31,6 +31,12 @@ class LeadMissing(RecordError):
 #: made the daemon allocate 1.8 GB before it noticed).
 FS_RANGE = (10.0, 10_000.0)
 
+#: ADC gains (ADC units per physical unit, the sign the lead's polarity) a recording can
+#: have. Outside, the physical signal is not a signal: a gain of 1e300 (or infinity) made
+#: every sample 0 in float32 and a record read as all lead-off, exit 0; 1e-320 made them
+#: infinite. 0 is WFDB's "uncalibrated", read as its default gain of 200.
+GAIN_RANGE = (1e-6, 1e9)
+
 #: Signal formats WFDB defines (the WFDB format specification, signal files).
 WFDB_FORMATS = {"0", "8", "16", "24", "32", "61", "80", "160", "212", "310", "311",
                 "508", "516", "524"}
@@ -78,6 +84,8 @@ def check_header(path: Path) -> None:
         if f not in WFDB_FORMATS:
             raise RecordError(f"{hea}: signal format {f!r} is not a WFDB format (expected one "
                               f"of {', '.join(sorted(WFDB_FORMATS, key=int))})")
+    for i, ln in enumerate(sig_lines[:nsig]):
+        check_gain(hea, i, ln[2] if len(ln) > 2 else None)
     if len(head) > 3 and not head[3].isdigit():
         raise RecordError(f"{hea}: sample count {head[3]!r} is not a whole number of samples")
     nsamp = int(head[3]) if len(head) > 3 else None
@@ -90,6 +98,21 @@ def check_header(path: Path) -> None:
             if held < nsamp:
                 raise RecordError(f"{dat}: holds {held} samples per signal; the header "
                                   f"declares {nsamp} (a truncated file?)")
+
+
+def check_gain(hea: Path, i: int, field: str | None) -> None:
+    """Signal ``i``'s ADC gain field (``GAIN[(BASELINE)][/UNITS]``, absent: WFDB's default)
+    must be a number, 0 (uncalibrated) or of a size in :data:`GAIN_RANGE`."""
+    if field is None:
+        return
+    text = field.split("/")[0].split("(")[0]
+    try:
+        gain = float(text)
+    except ValueError:
+        raise RecordError(f"{hea}: signal {i}'s ADC gain {text!r} is not a number") from None
+    if gain != 0 and not GAIN_RANGE[0] <= abs(gain) <= GAIN_RANGE[1]:
+        raise RecordError(f"{hea}: signal {i}'s ADC gain {gain:g} is not a recording's (expected "
+                          f"{GAIN_RANGE[0]:g} to {GAIN_RANGE[1]:g} ADC units per unit, or 0)")
 
 
 def check_annotations(ann_path: Path, samples: np.ndarray, n_signal: int) -> None:

@@ -105,8 +105,9 @@ DELEGATE_SYMBOLS = ("tflite_plugin_create_delegate", "tflite_plugin_destroy_dele
 
 def make_interpreter(model_content: bytes, backend: Backend, threads: int | None = 1,
                      delegate: str = "xnnpack", fallback_cpu: bool = False,
-                     preserve_tensors: bool = False):
-    """An allocated interpreter for ``model_content``.
+                     preserve_tensors: bool = False, name: str = "the model"):
+    """An allocated interpreter for ``model_content`` (``name``: the model, for the error of
+    a model the interpreter refuses, e.g. its file).
 
     ``delegate``: ``xnnpack`` (the backend's default CPU path), ``none`` (reference kernels
     only), ``edgetpu``, ``gpu``, or a path to a delegate shared library. A delegate that
@@ -148,7 +149,7 @@ def make_interpreter(model_content: bytes, backend: Backend, threads: int | None
         interp = backend.Interpreter(**kwargs)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"the interpreter refused the model: {exc}") from exc
+        raise ModelLoadError(f"the interpreter refused {name}: {exc}") from exc
     return interp
 
 
@@ -221,8 +222,9 @@ class Model:
         self.delegate = delegate
         self.threads = threads
         self.interpreter = make_interpreter(content, self.backend, threads, delegate,
-                                            fallback_cpu, preserve_tensors)
-        self.stateful = bool(STATEFUL_OPS & {o["op"] for o in list_ops(content, backend)})
+                                            fallback_cpu, preserve_tensors, name=str(self.path))
+        self.stateful = bool(STATEFUL_OPS & {o["op"] for o in list_ops(content, backend,
+                                                                 name=str(self.path))})
         ins, outs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         specs = self.manifest.inputs
         if len(ins) != len(specs) or len(outs) != 1:
@@ -346,7 +348,8 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return (e / np.sum(e, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def list_ops(model_content: bytes, backend: str | None = None) -> list[dict]:
+def list_ops(model_content: bytes, backend: str | None = None,
+             name: str = "the model") -> list[dict]:
     """The operators of a .tflite model in execution order, with their tensors' shapes and
     dtypes: ``{"index", "op", "inputs": [{"shape", "dtype"}], "outputs": [...]}``.
 
@@ -357,10 +360,12 @@ def list_ops(model_content: bytes, backend: str | None = None) -> list[dict]:
     resolver = getattr(b.module, "OpResolverType", None)
     if resolver is not None:
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if not model_content:
+        raise ModelLoadError(f"cannot read the operators of {name}: it is empty (0 bytes)")
     try:
         interp = b.Interpreter(**kwargs)
     except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"cannot read the model's operators: {exc}") from exc
+        raise ModelLoadError(f"cannot read the operators of {name}: {exc}") from exc
     tensors = {int(t["index"]): t for t in interp.get_tensor_details()}
 
     def desc(i: int) -> dict:

@@ -144,7 +144,9 @@ def read_csv_samples(path: Path) -> np.ndarray:
             except ValueError:
                 if lineno == 1:
                     continue  # header
-                raise SourceError(f"{path}:{lineno}: not a number: {cell!r}") from None
+                shown = repr(cell) if len(cell) <= 40 else \
+                    f"{cell[:40]!r}... ({len(cell)} characters)"
+                raise SourceError(f"{path}:{lineno}: not a number: {shown}") from None
             if len(cells) > 1:
                 raise SourceError(f"{path}:{lineno}: {len(cells)} columns; a replay CSV holds "
                                   "one sample per line (cut out the signal's column)")
