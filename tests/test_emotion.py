@@ -90,6 +90,30 @@ def test_rr_features_on_known_intervals():
     assert hrv.rr_features([0.8, 0.8])["mean_hr"] == 0.0  # too few to measure
 
 
+def test_the_daemons_rhythm_summary_uses_the_hrv_definitions():
+    """The daemon's rolling heart rate, SDNN and RMSSD (/health, the summary) are the HRV
+    features' (Task Force definitions, intervals outside 0.3-2 s left out as detection
+    errors): the summary took every interval and the population SD, so a 2.6-s gap of
+    missed beats and a 0.25-s invented beat gave 62.3 bpm for a heart beating at 74."""
+    from vitaledge.device.dsp.rhythm import RhythmStats
+
+    rr = [0.8, 0.82, 0.79, 0.81, 2.6, 0.8, 0.25, 0.83]
+    kept = np.array([0.8, 0.82, 0.79, 0.81, 0.8, 0.83])
+    stats = RhythmStats(["N", "V"])
+    for i, x in enumerate(rr):
+        stats.add("V" if i == 6 else "N", x)
+    s = stats.summary()
+    assert s["beats"] == 8 and s["classes"] == {"N": 7, "V": 1}
+    assert s["heart_rate_bpm"] == round(60 / kept.mean(), 1) == 74.2
+    assert s["sdnn_ms"] == round(float(np.std(kept, ddof=1)) * 1000, 1)
+    assert s["rmssd_ms"] == round(float(np.sqrt(np.mean(np.diff(kept) ** 2))) * 1000, 1)
+    f = hrv.rr_features(np.array(rr))
+    assert (s["sdnn_ms"], s["rmssd_ms"]) == (round(f["sdnn"], 1), round(f["rmssd"], 1))
+    one = RhythmStats(["N"])
+    one.add("N", 0.75)
+    assert one.summary() == {"beats": 1, "classes": {"N": 1}, "heart_rate_bpm": 80.0}
+
+
 def test_lf_hf_follows_the_modulation_band():
     def tachogram(f_mod: float) -> np.ndarray:
         rr, t = [], 0.0

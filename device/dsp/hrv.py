@@ -17,33 +17,22 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal as sps
 
+from vitaledge.device.dsp.rhythm import in_range, time_domain
 from vitaledge.device.dsp.rpeaks import detect_rpeaks
 
 HRV_FEATURES = ("mean_hr", "sdnn", "rmssd", "pnn50", "lf_hf")
 GSR_FEATURES = ("scl_mean", "scr_rate", "scr_amp")
 FEATURES = HRV_FEATURES + GSR_FEATURES
 
-#: RR intervals outside this range (s) are treated as detection errors and dropped.
-RR_RANGE_S = (0.3, 2.0)
-
 
 def rr_features(rr_s: np.ndarray) -> dict[str, float]:
-    """Mean HR (/min), SDNN and RMSSD (ms), pNN50 (%) and LF/HF of RR intervals (s).
-
-    Intervals outside ``RR_RANGE_S`` are dropped first. With fewer than 3 intervals left
-    every feature is 0 (nothing to measure); LF/HF is 0 when HF power is 0."""
-    rr = np.asarray(rr_s, dtype=np.float64)
-    rr = rr[(rr >= RR_RANGE_S[0]) & (rr <= RR_RANGE_S[1])]
+    """Mean HR (/min), SDNN and RMSSD (ms), pNN50 (%) (:func:`time_domain`) and LF/HF of RR
+    intervals (s), those outside :data:`~.rhythm.RR_RANGE_S` dropped first. With fewer than
+    3 intervals left every feature is 0 (nothing to measure); LF/HF is 0 when HF power is 0."""
+    rr = in_range(rr_s)
     if len(rr) < 3:
         return dict.fromkeys(HRV_FEATURES, 0.0)
-    d = np.diff(rr)
-    return {
-        "mean_hr": float(60.0 / rr.mean()),
-        "sdnn": float(rr.std(ddof=1) * 1000.0),
-        "rmssd": float(np.sqrt(np.mean(d * d)) * 1000.0),
-        "pnn50": float(np.mean(np.abs(d) > 0.05) * 100.0),
-        "lf_hf": lf_hf(rr),
-    }
+    return time_domain(rr) | {"lf_hf": lf_hf(rr)}
 
 
 def lf_hf(rr_s: np.ndarray, fs_interp: float = 4.0) -> float:
