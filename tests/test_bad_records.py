@@ -150,7 +150,7 @@ def test_a_run_across_rotated_jsonl_files_is_scored_whole(rec, tmp_path):
     from click.testing import CliRunner
 
     from vitaledge.cli import main
-    from vitaledge.device.eval.review import run_events
+    from vitaledge.device.eval.score_events import read_run
     from vitaledge.device.io.aami import CLASSES, map_annotations
     from vitaledge.device.io.event_files import rotated
     from vitaledge.device.stream.sinks import JsonlSink
@@ -168,7 +168,7 @@ def test_a_run_across_rotated_jsonl_files_is_scored_whole(rec, tmp_path):
     sink.close()
     assert rotated(live, 2).is_file() and not rotated(live, 3).is_file()
     assert load_events(live) == events
-    assert run_events(live)[0] == events
+    assert read_run(live)[0] == events
     res = CliRunner().invoke(main, ["device", "score", str(live), "--record", str(rec),
                                     "--json", str(tmp_path / "s.json")])
     assert res.exit_code == 0, res.output

@@ -103,7 +103,7 @@ def test_report_names_review_pages_of_its_worst_rows(report):
     by ``device review``'s code from the events of their replay: self-contained, holding
     that record's errors, linked from the report at the worst 2-minute period."""
     from vitaledge.device.bench.noise_stress import format_markdown
-    from vitaledge.device.eval.review import run_events
+    from vitaledge.device.eval.score_events import read_run
 
     res, work = report
     rows = {(r["noise"], r["snr"]): r for r in res["rows"]}
@@ -125,7 +125,7 @@ def test_report_names_review_pages_of_its_worst_rows(report):
         assert "<link" not in html and not re.search(r"<script[^>]+src=", html)
         data = review_data(html)
         # the page shows the events of that replay, beside that record's reference beats
-        beats, status, _ = run_events(work / "report" / pg["events"])
+        beats, status, _ = read_run(work / "report" / pg["events"])
         assert data["record"] == ("s118" if pg["snr"] == "clean" else f"s118_ma{pg['snr']}")
         assert pg["events"] == f"review-{data['record']}.events.jsonl"
         assert data["beats"]["sample"] == sorted(e["sample"] for e in beats)

@@ -22,7 +22,8 @@ from click.testing import CliRunner
 from conftest import chromium, review_data, run_chromium
 
 from vitaledge.cli import main
-from vitaledge.device.eval.review import build_review, run_events
+from vitaledge.device.eval.review import build_review
+from vitaledge.device.eval.score_events import read_run
 from vitaledge.device.io.aami import CLASSES, map_annotations
 from vitaledge.device.io.records import read_record
 
@@ -150,7 +151,7 @@ def test_without_quality_or_reference(synth_dir, tmp_path):
     for ext in ("hea", "dat"):
         shutil.copy(synth_dir / f"s001.{ext}", tmp_path / f"s001.{ext}")
     _events(synth_dir / "s001", tmp_path / "ev.jsonl", quality=False)
-    beats, status, run = run_events(tmp_path / "ev.jsonl")
+    beats, status, run = read_run(tmp_path / "ev.jsonl")
     assert run == "r1" and status == []
     data = build_review(beats, read_record(tmp_path / "s001"), status)
     s = data["summary"]

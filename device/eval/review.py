@@ -23,11 +23,10 @@ import numpy as np
 
 from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 from vitaledge.device.eval.score_events import (
-    EventsError,
     check_beat_events,
     check_status_events,
     check_within,
-    read_rows,
+    read_run,
     share,
 )
 from vitaledge.device.eval.scoring import outside
@@ -39,28 +38,6 @@ ERROR_KINDS = ("missed", "false", "class")
 #: A beat's or reference beat's match when it lies inside reference-marked VF, unmatched:
 #: neither missed nor false (EC57 leaves VF out); -1 is unmatched and scored.
 NOT_SCORED = -2
-
-
-def run_events(path: str | Path, run: str | None = None) -> tuple[list[dict], list[dict],
-                                                                   str | None]:
-    """(beat events, status events, run id) of one run of a daemon sink file: ``run``, or
-    the last one written (as ``device score`` chooses)."""
-    try:
-        rows = [e for e in read_rows(path) if isinstance(e, dict)]
-    except OSError as exc:
-        raise EventsError(f"{path}: cannot read events: {exc.strerror or exc}") from exc
-    runs: dict[str, list[dict]] = {}
-    for e in rows:
-        if e.get("type") == "beat":
-            runs.setdefault(str(e.get("run", "")), []).append(e)
-    if run is None:
-        run = list(runs)[-1] if runs else None
-    elif run not in runs:
-        raise EventsError(f"{path}: no run {run!r}; it holds {len(runs)} run(s): "
-                          f"{', '.join(map(repr, runs)) or 'none'}")
-    status = [e for e in rows if e.get("type") == "status"
-              and (run is None or str(e.get("run", "")) == run)]
-    return runs.get(run, []) if run is not None else [], status, run
 
 
 def _at(e: dict, key: str, fs: float) -> int | None:
@@ -240,7 +217,7 @@ def write_review(events: str | Path, record: str | Path, out: str | Path,
         # by a file, not written through
         raise OSError(errno.EEXIST, "exists and is not a regular file: give another --out",
                       str(out))
-    beats, status, chosen = run_events(events, run)
+    beats, status, chosen = read_run(events, run)
     rec = read_record(record)
     review = build_review(beats, rec, status, tolerance_s, source=Path(events).name,
                           run=chosen)

@@ -34,11 +34,16 @@ def in_file(path: str | Path, exc: EventsError) -> str:
 def read_runs(path: str | Path) -> dict[str, list[dict]]:
     """Beat events of a daemon sink file per run, in the order the runs were written:
     JSON Lines (with the files it rotated to, oldest first; a torn last line after a crash
-    is skipped) or the SQLite sink's database.
-    A file appended to (``device run --append``) holds several runs; events written before
-    events carried their run id count as one run named ``""``."""
+    is skipped) or the SQLite sink's database. A file appended to (``device run --append``)
+    holds several runs; events written before events carried their run id count as one run
+    named ``""``."""
+    return runs_of(read_rows(path))
+
+
+def runs_of(rows: list) -> dict[str, list[dict]]:
+    """The beat events of ``rows`` (a sink file's events) per run, in the order written."""
     runs: dict[str, list[dict]] = {}
-    for e in read_rows(path):
+    for e in rows:
         if isinstance(e, dict) and e.get("type") == "beat":
             runs.setdefault(str(e.get("run", "")), []).append(e)
     return runs
@@ -120,23 +125,37 @@ def check_within(events: list[dict], n: int, name: str) -> None:
                           "events of another record?)")
 
 
+def read_run(path: str | Path, run: str | None = None) -> tuple[list[dict], list[dict],
+                                                                 str | None]:
+    """(beat events, status events, run id) of one run of a daemon sink file: ``run``, or
+    the last one that has beat events (a file of none: its status events, run None)."""
+    try:
+        rows = [e for e in read_rows(path) if isinstance(e, dict)]
+    except OSError as exc:
+        raise EventsError(f"{path}: cannot read events: {exc.strerror or exc}") from exc
+    runs = runs_of(rows)
+    if run is None:
+        run = list(runs)[-1] if runs else None
+    elif run not in runs:
+        raise EventsError(f"{path}: no run {run!r}; it holds {len(runs)} run(s): "
+                          f"{', '.join(map(repr, runs)) or 'none'}")
+    status = [e for e in rows if e.get("type") == "status"
+              and (run is None or str(e.get("run", "")) == run)]
+    return runs.get(run, []) if run is not None else [], status, run
+
+
 def load_events(path: str | Path, run: str | None = None) -> list[dict]:
-    """Beat events of one run of a daemon sink file (:func:`read_runs`): ``run``, or the
+    """Beat events of one run of a daemon sink file (:func:`read_run`): ``run``, or the
     last one written. A file of no beat events but emotion estimates is an emotion model's
     output, not a run that found no beats: an EventsError."""
-    runs = read_runs(path)
-    if not runs:
+    beats, _, chosen = read_run(path, run)
+    if chosen is None:
         emotion = sum(isinstance(e, dict) and e.get("type") == "emotion"
                       for e in read_rows(path))
         if emotion:
             raise EventsError(f"{path}: no beat events but {emotion} emotion events: an "
                               "emotion model's output; device score scores beat detections")
-    if run is None:
-        return runs[list(runs)[-1]] if runs else []
-    if run not in runs:
-        raise EventsError(f"{path}: no run {run!r}; it holds {len(runs)} run(s): "
-                          f"{', '.join(map(repr, runs)) or 'none'}")
-    return runs[run]
+    return beats
 
 
 def torn_last_line(path: str | Path) -> bool:
@@ -239,14 +258,9 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = TO
 
 def quality_segments(path: str | Path, run: str | None = None) -> list[dict]:
     """The ``doubtful`` and ``unreadable`` status events (signal-quality gating) of one
-    run of a sink file: ``run``, or the last run that has beat events."""
-    rows = [e for e in read_rows(path) if isinstance(e, dict)]
-    if run is None:
-        runs = read_runs(path)
-        run = list(runs)[-1] if runs else ""
-    return [e for e in rows if e.get("type") == "status"
-            and e.get("status") in ("doubtful", "unreadable")
-            and str(e.get("run", "")) == run and isinstance(e.get("start_sample"), int)]
+    run of a sink file (:func:`read_run`): ``run``, or the last run that has beat events."""
+    return [e for e in read_run(path, run)[1] if e.get("status") in ("doubtful", "unreadable")
+            and isinstance(e.get("start_sample"), int)]
 
 
 def score_gated(events: list[dict], segments: list[dict], record: str | Path,
