@@ -397,7 +397,7 @@ def test_a_tflm_crash_while_searching_the_arena_is_a_size_too_small(monkeypatch)
     import os
     import signal
 
-    from firmware_sim import tflm
+    from vitaledge.firmware_sim import tflm
 
     def crashes_below_40k(content, arena, sample):
         if arena < 40_000:

@@ -26,7 +26,7 @@ from vitaledge.device.fleet import connect  # noqa: E402
 from vitaledge.device.fleet import deploy as deploy_mod  # noqa: E402
 from vitaledge.device.fleet import simulate as simulate_mod  # noqa: E402
 from vitaledge.device.fleet.cli import fleet_group  # noqa: E402
-from vitaledge.device.fleet.view import CLOCK_SKEW_S, _row  # noqa: E402
+from vitaledge.device.fleet.view import CLOCK_SKEW_S, device_row  # noqa: E402
 
 VITALEDGE = str(Path(sys.executable).with_name("vitaledge"))
 
@@ -181,7 +181,7 @@ def test_row_flags_absurd_times_and_negative_counters():
     status = {"state": "online", "started_t": now + 10 * CLOCK_SKEW_S}
     stats = {"t": 1e300, "spool_dropped": -5, "spool_backlog": -1, "events_per_s": -0.5,
              "dropped_samples": -2, "last_seq": -3}
-    r = _row("s", "d", status, stats, now)
+    r = device_row("s", "d", status, stats, now)
     assert r["invalid_fields"] == ["status.started_t", "stats.t", "stats.events_per_s",
                                    "stats.spool_dropped", "stats.dropped_samples",
                                    "stats.spool_backlog", "stats.last_seq"]
@@ -189,9 +189,9 @@ def test_row_flags_absurd_times_and_negative_counters():
                                       "spool_dropped", "dropped_samples", "spool_backlog",
                                       "last_seq"))
     for t in (-1.0, now + 2 * CLOCK_SKEW_S):
-        assert _row("s", "d", {}, {"t": t}, now)["invalid_fields"] == ["stats.t"]
+        assert device_row("s", "d", {}, {"t": t}, now)["invalid_fields"] == ["stats.t"]
     # a clock a little ahead, zeros: valid
-    ok = _row("s", "d", {"state": "online", "started_t": now + 5},
+    ok = device_row("s", "d", {"state": "online", "started_t": now + 5},
               {"t": now + 5, "spool_dropped": 0, "spool_backlog": 0, "events_per_s": 0}, now)
     assert ok["invalid_fields"] == [] and ok["last_seen_s"] == 0 and ok["uptime_s"] == 0
     assert ok["spool_dropped"] == 0

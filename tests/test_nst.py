@@ -225,7 +225,7 @@ def test_a_clean_record_with_a_nan_is_named_by_each_command(synth_nst, tmp_path,
 def test_a_fractional_snr_names_its_record_with_a_p(synth_nst, tmp_path):
     """wfdb refuses a '.' in a record name (6.5 dB was a traceback); integer SNRs keep
     their names, and the noise-stress bench replays the record it names."""
-    from vitaledge.device.bench.noise_stress import _jobs
+    from vitaledge.device.bench.noise_stress import plan_jobs
     from vitaledge.device.io.nst import NstLabel, nst_label, nst_name
     from vitaledge.device.io.records import read_record
 
@@ -243,7 +243,7 @@ def test_a_fractional_snr_names_its_record_with_a_p(synth_nst, tmp_path):
         del meta["clean_record"]
         sidecar.write_text(json.dumps(meta))
         assert nst_label(tmp_path / name) == NstLabel("s000", "nz", snr)
-    names = [j.name for j in _jobs([clean], [nz], (6.5, -0.5, 6.0), []) if j.make]
+    names = [j.name for j in plan_jobs([clean], [nz], (6.5, -0.5, 6.0), []) if j.make]
     assert names == ["s000_nz6p5", "s000_nz-0p5", "s000_nz6"]
 
 

@@ -221,7 +221,7 @@ def _gross(rows: list[dict]) -> dict:
 
 
 @dataclass(frozen=True)
-class _Job:
+class NoiseJob:
     """One row: the record it replays is made here (``make``: ``source`` + ``noise`` at
     ``snr``) or is ``source`` itself (a clean record, or a ready-made noise-stress one)."""
 
@@ -238,7 +238,7 @@ class _Job:
             else self.source.name
 
 
-def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> list[_Job]:
+def plan_jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> list[NoiseJob]:
     """The rows to measure, in order; inputs that would give two rows one record name or
     one label (clean record, noise, SNR) are refused before any work."""
     if bool(clean) != bool(noises):
@@ -255,12 +255,12 @@ def _jobs(clean: list, noises: list, snrs: tuple[float, ...], noisy: list) -> li
             check_levels(c, nz, snrs)
     jobs = []
     for c in map(record_path, clean):
-        jobs.append(_Job(c.name, "clean", "clean", c, False))
-        jobs += [_Job(c.name, record_path(nz).name, f"{snr:g}", c, True)
+        jobs.append(NoiseJob(c.name, "clean", "clean", c, False))
+        jobs += [NoiseJob(c.name, record_path(nz).name, f"{snr:g}", c, True)
                  for nz in noises for snr in snrs]
     for path in map(record_path, noisy):
         label = nst_label(path)
-        jobs.append(_Job(label.clean, label.noise, label.snr, path, False))
+        jobs.append(NoiseJob(label.clean, label.noise, label.snr, path, False))
     for what, key in (("replay records named", lambda j: j.name),
                       ("both be", lambda j: f"{j.clean} + {j.noise} at {j.snr} dB")):
         keys = [key(j) for j in jobs]
@@ -289,7 +289,7 @@ def _made_before(path: Path, snr: str, digest: str) -> bool:
     return bool(same)
 
 
-def _levels(jobs: list[_Job]) -> list[str]:
+def _levels(jobs: list[NoiseJob]) -> list[str]:
     """The SNRs scored, highest first (as the NST database lists them)."""
     return sorted({j.snr for j in jobs if j.snr != "clean"}, key=lambda s: -float(s))
 
@@ -306,7 +306,7 @@ def bench_noise_stress(clean: list[str | Path], noises: list[str | Path],
     ``noisy`` record, gross totals per SNR and per noise x SNR; with ``review_dir``, review
     pages there for the ``review_worst`` rows with the most errors (``review``:
     :func:`write_review_pages`)."""
-    jobs = _jobs(list(clean), list(noises), snrs, list(noisy))
+    jobs = plan_jobs(list(clean), list(noises), snrs, list(noisy))
     levels = _levels(jobs)
     work = Path(work_dir)
     m = Model(model, threads=1) if model else None

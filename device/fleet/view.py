@@ -50,11 +50,11 @@ def fleet_status(url: str, wait_s: float = 1.0) -> list[dict]:
         connect.stop(client)
     now = time.time()
     with lock:
-        return [_row(site, device, m.get("status", {}), m.get("stats", {}), now)
+        return [device_row(site, device, m.get("status", {}), m.get("stats", {}), now)
                 for (site, device), m in sorted(seen.items())]
 
 
-def _row(site: str, device: str, status: dict | str, stats: dict | str, now: float) -> dict:
+def device_row(site: str, device: str, status: dict | str, stats: dict | str, now: float) -> dict:
     """A device's row. A field of the wrong type (a device's bug, or anyone publishing
     under the prefix) reads as unknown and is named in ``invalid_fields``: one malformed
     message must not hide the other devices, nor this one's other fields. A message that
