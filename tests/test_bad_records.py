@@ -60,8 +60,9 @@ def test_truncated_dat_says_how_many_samples_it_holds(rec):
     # an infinite or huge gain read as all zeros (lead off), exit 0; a tiny one as inf; a
     # field that is not one gave a lead named "(1024)/mV 16 ..." in units "nan"
     (lambda h: [h[0]] + [gain(ln, "1e400(0)/mV") for ln in h[1:]],
-     r"s000\.hea: signal 0's ADC gain inf is not a recording's \(expected 1e-06 to 1e\+09"),
+     r"s000\.hea: signal 0's ADC gain inf is not a recording's \(expected 1e-12 to 1e\+15"),
     (lambda h: [h[0]] + [gain(ln, "1e300/mV") for ln in h[1:]], r"signal 0's ADC gain 1e\+300"),
+    (lambda h: [h[0]] + [gain(ln, "1e16/mV") for ln in h[1:]], r"signal 0's ADC gain 1e\+16"),
     (lambda h: [h[0]] + [gain(ln, "1e-320/mV") for ln in h[1:]],
      r"signal 0's ADC gain \S+e-32\d is not a recording's"),
     (lambda h: [h[0], h[1], gain(h[2], "nan(1024)/mV")], r"signal 1's ADC gain nan"),
@@ -128,6 +129,27 @@ def test_an_emotion_models_events_are_not_scored_as_no_beats(tmp_path):
     assert load_events(quiet) == []
 
 
+def test_a_file_of_runs_that_found_no_beat_is_read_as_its_last_run(rec, tmp_path):
+    """Two appended runs that found no beat (all unreadable): device score and review read
+    the last one, as they read the last run that has beats. Taking every run's status
+    events, device score said "200.0% of the record flagged"."""
+    import json
+
+    from vitaledge.device.eval.score_events import quality_segments, read_run, score_gated
+
+    n = len(read_record(rec).signal)
+    ev = tmp_path / "lo.jsonl"
+    ev.write_text("".join(json.dumps({"seq": i + 1, "type": "status", "run": run,
+                                      "status": "unreadable", "start": 0.0, "end": n / 360,
+                                      "start_sample": 0, "end_sample": n}) + "\n"
+                          for i, run in enumerate(("r1", "r2"))))
+    beats, status, run = read_run(ev)
+    assert (beats, run, [e["run"] for e in status]) == ([], "r2", ["r2"])
+    segs = quality_segments(ev)
+    assert [e["seq"] for e in segs] == [2]
+    assert score_gated([], segs, rec)["flagged_fraction"] == 1.0
+
+
 def test_the_sqlite_sink_is_scored_like_jsonl(tmp_path):
     from vitaledge.device.stream.sinks import SqliteSink
 
@@ -174,9 +196,13 @@ def test_a_run_across_rotated_jsonl_files_is_scored_whole(rec, tmp_path):
     assert res.exit_code == 0, res.output
     scored = json.loads((tmp_path / "s.json").read_text())
     assert scored["events"] == len(events) and scored["sensitivity"] == 1.0, scored
-    lines = rotated(live, 2).read_bytes().splitlines()
-    rotated(live, 2).write_bytes(b"\n".join(lines[:3] + [b"garbage"] + lines[3:]) + b"\n")
-    with pytest.raises(EventsError, match=r"ev\.jsonl\.2: 1 lines are not JSON \(first: "
+    # killed inside a rotation, after .1 -> .2 and before PATH -> .1: a number is missing
+    rotated(live, 2).rename(rotated(live, 3))
+    rotated(live, 1).rename(rotated(live, 2))
+    assert load_events(live) == events and read_run(live)[0] == events
+    lines = rotated(live, 3).read_bytes().splitlines()
+    rotated(live, 3).write_bytes(b"\n".join(lines[:3] + [b"garbage"] + lines[3:]) + b"\n")
+    with pytest.raises(EventsError, match=r"ev\.jsonl\.3: 1 lines are not JSON \(first: "
                                           r"line 4"):
         load_events(live)
 

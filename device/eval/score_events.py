@@ -128,14 +128,16 @@ def check_within(events: list[dict], n: int, name: str) -> None:
 def read_run(path: str | Path, run: str | None = None) -> tuple[list[dict], list[dict],
                                                                  str | None]:
     """(beat events, status events, run id) of one run of a daemon sink file: ``run``, or
-    the last one that has beat events (a file of none: its status events, run None)."""
+    the last one that has beat events; in a file of none, the last run written (a run
+    that found no beat: all unreadable), None when no event names a run."""
     try:
         rows = [e for e in read_rows(path) if isinstance(e, dict)]
     except OSError as exc:
         raise EventsError(f"{path}: cannot read events: {exc.strerror or exc}") from exc
     runs = runs_of(rows)
     if run is None:
-        run = list(runs)[-1] if runs else None
+        named = [str(e.get("run", "")) for e in rows]
+        run = list(runs)[-1] if runs else (named[-1] if named else None)
     elif run not in runs:
         raise EventsError(f"{path}: no run {run!r}; it holds {len(runs)} run(s): "
                           f"{', '.join(map(repr, runs)) or 'none'}")
@@ -148,8 +150,8 @@ def load_events(path: str | Path, run: str | None = None) -> list[dict]:
     """Beat events of one run of a daemon sink file (:func:`read_run`): ``run``, or the
     last one written. A file of no beat events but emotion estimates is an emotion model's
     output, not a run that found no beats: an EventsError."""
-    beats, _, chosen = read_run(path, run)
-    if chosen is None:
+    beats, _, _ = read_run(path, run)
+    if not beats:
         emotion = sum(isinstance(e, dict) and e.get("type") == "emotion"
                       for e in read_rows(path))
         if emotion:

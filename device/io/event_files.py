@@ -5,6 +5,7 @@ the reliability bench read them back, oldest first, as one stream of events."""
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 
@@ -16,10 +17,10 @@ def rotated(path: str | Path, i: int) -> Path:
 
 def written_files(path: str | Path) -> list[Path]:
     """The files of the sink writing ``path`` in the order they were written: its rotated
-    files that exist (``PATH.N`` ... ``PATH.1``; rotation keeps them numbered from 1 without
-    a gap) and then ``PATH`` itself."""
+    files that are there (``PATH.N`` ... ``PATH.1``; a crash inside a rotation can leave a
+    number missing, so every ``PATH.<number>`` counts), then ``PATH`` itself."""
     path = Path(path)
-    n = 0
-    while rotated(path, n + 1).is_file():
-        n += 1
-    return [rotated(path, i) for i in range(n, 0, -1)] + [path]
+    numbers = sorted((int(p.name[len(path.name) + 1:]) for p in
+                      path.parent.glob(f"{glob.escape(path.name)}.*")
+                      if p.name[len(path.name) + 1:].isdigit() and p.is_file()), reverse=True)
+    return [rotated(path, i) for i in numbers] + [path]
