@@ -92,12 +92,15 @@ def test_rr_features_on_known_intervals():
 
 def test_the_daemons_rhythm_summary_uses_the_hrv_definitions():
     """The daemon's rolling heart rate, SDNN and RMSSD (/health, the summary) are the HRV
-    features' (Task Force definitions, intervals outside 0.3-2 s left out as detection
-    errors): the summary took every interval and the population SD, so a 2.6-s gap of
-    missed beats and a 0.25-s invented beat gave 62.3 bpm for a heart beating at 74."""
+    features' (Task Force definitions: sample SD, intervals outside a heart's range left
+    out as detection errors). The summary took every interval and the population SD, so a
+    4-s gap of missed beats and a 0.2-s invented beat gave 53.0 bpm for a heart beating at
+    74. Its range is a monitor's, 20-250 bpm: a ventricular tachycardia at 222 bpm or a
+    block at 27 is a rate to report, not an error (the HRV features' 0.3-2 s would drop
+    them)."""
     from vitaledge.device.dsp.rhythm import RhythmStats
 
-    rr = [0.8, 0.82, 0.79, 0.81, 2.6, 0.8, 0.25, 0.83]
+    rr = [0.8, 0.82, 0.79, 0.81, 4.0, 0.8, 0.2, 0.83]
     kept = np.array([0.8, 0.82, 0.79, 0.81, 0.8, 0.83])
     stats = RhythmStats(["N", "V"])
     for i, x in enumerate(rr):
@@ -112,6 +115,12 @@ def test_the_daemons_rhythm_summary_uses_the_hrv_definitions():
     one = RhythmStats(["N"])
     one.add("N", 0.75)
     assert one.summary() == {"beats": 1, "classes": {"N": 1}, "heart_rate_bpm": 80.0}
+    for rate, interval in ((222.2, 0.27), (27.3, 2.2)):
+        extreme = RhythmStats(["V"])
+        for _ in range(64):
+            extreme.add("V", interval)
+        assert extreme.summary()["heart_rate_bpm"] == rate
+        assert hrv.rr_features(np.full(64, interval))["mean_hr"] == 0.0  # not an HRV input
 
 
 def test_lf_hf_follows_the_modulation_band():

@@ -1,8 +1,9 @@
 """Rhythm statistics of RR intervals: heart rate, SDNN, RMSSD and pNN50 as the Task Force
 of the ESC/NASPE (Circulation 93, 1996) defines them, with intervals outside a heart's
-range left out as detection errors. The daemon keeps them rolling over the most recent
-beats (/health and its summary, :class:`RhythmStats`); the emotion model's HRV features
-(:mod:`.hrv`) are these plus LF/HF."""
+range left out as detection errors (a monitor's range, :data:`HEART_RATE_BPM`, for the
+daemon's rolling figures over the most recent beats, /health and its summary,
+:class:`RhythmStats`; the narrower :data:`RR_RANGE_S` for the emotion model's HRV
+features, :mod:`.hrv`, which add LF/HF)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,28 @@ from collections import Counter, deque
 
 import numpy as np
 
-#: RR intervals outside this range (s) are treated as detection errors and dropped.
+#: RR intervals (s) of the HRV features: outside, detection errors, dropped (the emotion
+#: models were trained so).
 RR_RANGE_S = (0.3, 2.0)
+#: Heart rates (/min) a monitor reports: a ventricular tachycardia at 220 or a block at 25
+#: is the heart's rate, not a detection error. The signal-quality gate's plausible rates.
+HEART_RATE_BPM = (20.0, 250.0)
+#: :data:`HEART_RATE_BPM` as RR intervals (s).
+HEART_RR_S = (60.0 / HEART_RATE_BPM[1], 60.0 / HEART_RATE_BPM[0])
 
 
-def in_range(rr_s) -> np.ndarray:
-    """The RR intervals (s) inside :data:`RR_RANGE_S`, float64: the others are detection
-    errors (a missed or an invented beat), not the heart's rhythm."""
+def in_range(rr_s, rr_range: tuple[float, float] = RR_RANGE_S) -> np.ndarray:
+    """The RR intervals (s) inside ``rr_range``, float64: the others are detection errors
+    (a missed or an invented beat), not the heart's rhythm."""
     rr = np.asarray(rr_s, dtype=np.float64)
-    return rr[(rr >= RR_RANGE_S[0]) & (rr <= RR_RANGE_S[1])]
+    return rr[(rr >= rr_range[0]) & (rr <= rr_range[1])]
 
 
-def time_domain(rr_s) -> dict[str, float]:
+def time_domain(rr_s, rr_range: tuple[float, float] = RR_RANGE_S) -> dict[str, float]:
     """Mean HR (/min), SDNN (ms, the sample standard deviation), RMSSD (ms) and pNN50 (%) of
-    the RR intervals (s) inside :data:`RR_RANGE_S`; a statistic that needs more intervals
-    than are left is absent (mean HR needs one, the others two)."""
-    rr = in_range(rr_s)
+    the RR intervals (s) inside ``rr_range``; a statistic that needs more intervals than
+    are left is absent (mean HR needs one, the others two)."""
+    rr = in_range(rr_s, rr_range)
     out: dict[str, float] = {}
     if len(rr):
         out["mean_hr"] = float(60.0 / rr.mean())
@@ -39,7 +46,8 @@ def time_domain(rr_s) -> dict[str, float]:
 
 class RhythmStats:
     """Heart rate, SDNN and RMSSD (:func:`time_domain`) over the last ``window`` RR
-    intervals, and class counts."""
+    intervals inside :data:`HEART_RR_S` (a monitor's range, wider than the HRV features'),
+    and class counts."""
 
     def __init__(self, labels: list[str], window: int = 64):
         self.labels = labels
@@ -56,7 +64,7 @@ class RhythmStats:
     def summary(self) -> dict:
         out = {"beats": self.beats, "classes": {lab: self.counts.get(lab, 0)
                                                 for lab in self.labels}}
-        td = time_domain(list(self.rr))
+        td = time_domain(list(self.rr), HEART_RR_S)
         for key, name in (("mean_hr", "heart_rate_bpm"), ("sdnn", "sdnn_ms"),
                           ("rmssd", "rmssd_ms")):
             if key in td:

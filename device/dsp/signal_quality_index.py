@@ -108,6 +108,7 @@ import numpy as np
 from vitaledge.device.dsp.filters import CausalFilter, FilterSpec
 from vitaledge.device.dsp.length_transform import LengthTransformDetector
 from vitaledge.device.dsp.matching import match_beats
+from vitaledge.device.dsp.rhythm import HEART_RATE_BPM
 from vitaledge.device.dsp.rpeaks import RPeakDetector
 from vitaledge.device.dsp.shape import unit_rows
 from vitaledge.device.dsp.signal_buffer import SignalBuffer
@@ -128,8 +129,8 @@ class QualitySpec:
     b_unreadable: float = 0.5
     k_unreadable: float = 5.0
     b_doubtful: float = 0.8
-    min_bpm: float = 20.0
-    max_bpm: float = 250.0
+    min_bpm: float = HEART_RATE_BPM[0]
+    max_bpm: float = HEART_RATE_BPM[1]
     shape_s: float = 0.06
     shape_corr: float = 0.9
     s_unreadable: float = 0.5
