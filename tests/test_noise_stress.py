@@ -494,10 +494,6 @@ def test_nst_label_reads_the_nst_database_names_and_sidecars(tmp_path):
     with pytest.raises(ValueError, match=r"plain.nst.json: not a noise-stress sidecar \(not "
                                          r"UTF-8 text\)$"):
         nst_label(tmp_path / "plain")
-    sidecar.write_text("x" * 500)
-    with pytest.raises(ValueError) as err:
-        nst_label(tmp_path / "plain")
-    assert len(str(err.value)) < len(str(sidecar)) + 200, err.value
     sidecar.unlink()
     with pytest.raises(ValueError, match="plain: not a noise-stress record"):
         nst_label(tmp_path / "plain")

@@ -327,7 +327,7 @@ def test_every_command_names_a_model_the_interpreter_refuses(tmp_path, synth_dir
     (tmp_path / "e").mkdir()
     empty = garbage_artifact(tmp_path / "e", model=b"")
     line = error_line(invoke(["firmware", "export", empty, "--out", tmp_path / "fw"]))
-    assert f"cannot read the operators of {empty / 'model.tflite'}: it is empty" in line, line
+    assert f"{empty / 'model.tflite'}: the model file is empty (0 bytes)" in line, line
 
 
 # ------------------------------------------------------------- --out holding an earlier run

@@ -34,8 +34,9 @@ FS_RANGE = (10.0, 10_000.0)
 #: ADC gains (ADC units per physical unit, the sign the lead's polarity) a recording can
 #: have. Outside, the physical signal is not a signal: a gain of 1e300 (or infinity) made
 #: every sample 0 in float32 and a record read as all lead-off, exit 0; 1e-320 made them
-#: infinite. 0 is WFDB's "uncalibrated", read as its default gain of 200.
-GAIN_RANGE = (1e-6, 1e9)
+#: infinite. 0 is WFDB's "uncalibrated", read as its default gain of 200. Wide: wfdb.wrsamp
+#: writes a gain that fills the ADC's range, 9.4e9 for a channel of a microvolt in mV.
+GAIN_RANGE = (1e-12, 1e15)
 
 #: Signal formats WFDB defines (the WFDB format specification, signal files).
 WFDB_FORMATS = {"0", "8", "16", "24", "32", "61", "80", "160", "212", "310", "311",

@@ -216,8 +216,7 @@ class Model:
             if Manifest.from_dict(signed, where=str(artifact)) != self.manifest:
                 raise SignatureError(f"{artifact}: manifest changed while it was loaded")
         content = verify_model_file(self.manifest, self.path)
-        if not content:
-            raise ModelLoadError(f"{self.path}: the model file is empty (0 bytes)")
+        check_not_empty(content, str(self.path))
         self.backend = get_backend(backend)
         self.delegate = delegate
         self.threads = threads
@@ -348,6 +347,13 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return (e / np.sum(e, axis=-1, keepdims=True)).astype(np.float32)
 
 
+def check_not_empty(model_content: bytes, name: str) -> None:
+    """A model of no bytes is named as such (LiteRT says "`model_path` or `model_content`
+    must be specified")."""
+    if not model_content:
+        raise ModelLoadError(f"{name}: the model file is empty (0 bytes)")
+
+
 def list_ops(model_content: bytes, backend: str | None = None,
              name: str = "the model") -> list[dict]:
     """The operators of a .tflite model in execution order, with their tensors' shapes and
@@ -360,8 +366,7 @@ def list_ops(model_content: bytes, backend: str | None = None,
     resolver = getattr(b.module, "OpResolverType", None)
     if resolver is not None:
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    if not model_content:
-        raise ModelLoadError(f"cannot read the operators of {name}: it is empty (0 bytes)")
+    check_not_empty(model_content, name)
     try:
         interp = b.Interpreter(**kwargs)
     except (ValueError, RuntimeError) as exc:
