@@ -346,7 +346,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     from vitaledge.device.stream.progress import ProgressLine
     from vitaledge.device.stream.report import format_position, format_summary, unreadable_input
     from vitaledge.device.stream.sinks import sink_file
-    from vitaledge.device.stream.sources import SourceError, replay_kind
+    from vitaledge.device.stream.sources import SourceError, is_live, replay_kind
 
     logging.getLogger().setLevel(log_level.upper())
     overrides = {"model": model, "emotion_model": emotion_model,
@@ -378,7 +378,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     try:
         if not cfg.model or not cfg.source:
             raise click.UsageError("give --model and --source (or a --config that sets them)")
-        if speed is not None and not cfg.source.startswith("replay:"):
+        if speed is not None and is_live(cfg.source):
             raise click.UsageError(f"--speed paces a replay; {cfg.source} comes at its own "
                                    "pace")
         for flag, given, needs, on in (
@@ -393,8 +393,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
         if lead is not None and replay_kind(cfg.source) != "wfdb":
             raise click.UsageError(f"--lead picks a lead of a WFDB record; {cfg.source} "
                                    "carries one signal")
-        source_path = cfg.source.partition(":")[2] if cfg.source.startswith("replay:") \
-            else None
+        source_path = None if is_live(cfg.source) else cfg.source.partition(":")[2]
         inputs = [config, *artifact_files(cfg.model), *artifact_files(cfg.emotion_model),
                   *(record_files(source_path) if source_path else [])]
         for o in cfg.out:  # a sink (with --append too) must not write into what is read
@@ -408,7 +407,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
         daemon = Daemon(cfg)
     except (ValueError, ManifestError, ModelLoadError, SourceError, SignalError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    with ProgressLine(enabled=None if cfg.source.startswith("replay:") else False) as line:
+    with ProgressLine(enabled=False if is_live(cfg.source) else None) as line:
         t0 = time.monotonic()
         try:
             summary = daemon.run(progress=lambda pos: line.update(

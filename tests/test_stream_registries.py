@@ -219,3 +219,19 @@ def test_a_two_column_csv_or_line_is_not_read_as_its_first_column(tmp_path):
     chunks = list(sources.text_samples(iter(["0.5", "0.001,0.2", "-0.25,", "x"]), "stdin", 8,
                                        counts))
     assert [c.tolist() for c in chunks] == [[0.5, -0.25]] and counts["malformed_lines"] == 2
+
+
+def test_a_sources_entry_says_what_it_is():
+    """What the daemon needs to know of a source before opening it is in its entry: the
+    listening ones need a token off loopback, the replay is the one that is not live (no
+    --speed elsewhere, a progress line), stdin-pcm carries audio rates."""
+    listening = {s for s, k in sources.SOURCES.items() if k.listens}
+    assert listening == {"tcp", "frames+tcp"}
+    for scheme in listening:
+        with pytest.raises(sources.SourceError, match="token"):
+            sources.check_source_safety(f"{scheme}:0.0.0.0:0")
+        sources.check_source_safety(f"{scheme}:127.0.0.1:0")  # loopback: no token needed
+    assert [s for s in sources.SOURCES if not sources.is_live(f"{s}:x")] == ["replay"]
+    assert {s for s, k in sources.SOURCES.items() if k.audio} == {"stdin-pcm"}
+    with pytest.raises(sources.SourceError, match="sample rate 200000"):
+        sources.open_source("stdin", fs=200_000)  # an audio rate, for an ECG source

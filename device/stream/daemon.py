@@ -75,6 +75,7 @@ from vitaledge.device.stream.sources import (
     RATE_CARRYING,
     Source,
     check_source_safety,
+    is_live,
     open_source,
     replay_kind,
 )
@@ -408,7 +409,7 @@ class Daemon:
         cfg = self.cfg
         self.source: Source = open_source(cfg.source, cfg.fs, cfg.speed, cfg.lead,
                                           token=self._source_token)
-        self.live = not cfg.source.startswith("replay:")
+        self.live = is_live(cfg.source)
 
     def _build_pipeline(self) -> None:
         """One stage per model on the source's stream; the primary stage decides whether

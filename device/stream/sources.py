@@ -30,8 +30,9 @@ sources up to 192 kHz) is refused when the source opens; a text line longer than
 Framed sources yield, besides sample chunks, :class:`~.protocol.Gap` items (samples lost
 on the wire or withheld during lead-off) and :class:`~.protocol.StatusEvent` items.
 
-:data:`SOURCES` maps each scheme (the spec's text before the first ``:``) to the function
-that opens it; :func:`open_source` looks the scheme up there.
+:data:`SOURCES` maps each scheme (the spec's text before the first ``:``) to its entry:
+the function that opens it and whether it listens on the network, carries audio or is
+live (not a replay); :func:`open_source` looks the scheme up there.
 """
 
 from __future__ import annotations
@@ -287,10 +288,6 @@ def stdin_pcm_source(fs: float, chunk: int = 1024) -> Source:
                   stats=lambda: dict(counts))
 
 
-#: Schemes that listen on the network; off loopback they need a source token.
-LISTENING_SCHEMES = ("tcp", "frames+tcp")
-
-
 @dataclass
 class _Gate:
     """The token a listening source's clients must send first, and the refusals."""
@@ -535,15 +532,37 @@ def open_frames_tcp(spec: SourceSpec) -> Source:
     return frames_tcp_source(*_host_port(spec), spec.fs or 0, token=spec.token)
 
 
-#: Scheme -> opener; a new source is one entry here plus its function.
-SOURCES: dict[str, Callable[[SourceSpec], Source]] = {
-    "replay": open_replay,
-    "stdin": open_stdin,
-    "stdin-pcm": open_stdin_pcm,
-    "tcp": open_tcp,
-    "serial": open_serial,
-    "frames+tcp": open_frames_tcp,
+@dataclass(frozen=True)
+class SourceKind:
+    """A source scheme's entry: the function that opens it, and what the rest of the
+    daemon needs to know of it before it is opened."""
+
+    open: Callable[[SourceSpec], Source]
+    #: binds a network port: off loopback it needs a source token (check_source_safety)
+    listens: bool = False
+    #: carries audio: sample rates up to AUDIO_FS_RANGE's, not FS_RANGE's
+    audio: bool = False
+    #: a stream that goes on until stopped (False: the replay of a file, which ends,
+    #: can be paced with --speed and shows a progress line)
+    live: bool = True
+
+
+#: Scheme -> its entry; a new source is one entry here plus its function.
+SOURCES: dict[str, SourceKind] = {
+    "replay": SourceKind(open_replay, live=False),
+    "stdin": SourceKind(open_stdin),
+    "stdin-pcm": SourceKind(open_stdin_pcm, audio=True),
+    "tcp": SourceKind(open_tcp, listens=True),
+    "serial": SourceKind(open_serial),
+    "frames+tcp": SourceKind(open_frames_tcp, listens=True),
 }
+
+
+def is_live(spec: str) -> bool:
+    """The source ``spec`` names is a live stream, not the replay of a file (an unknown
+    scheme counts as live; opening it is refused)."""
+    kind = SOURCES.get(spec.partition(":")[0])
+    return kind is None or kind.live
 
 
 def replay_kind(spec: str) -> str | None:
@@ -566,7 +585,7 @@ def check_source_safety(spec: str, token: str = "") -> None:
     """Refuse (:class:`SourceError`) a listening source off loopback without a token,
     before anything is loaded or bound."""
     scheme, _, rest = spec.partition(":")
-    if scheme in LISTENING_SCHEMES:
+    if scheme in SOURCES and SOURCES[scheme].listens:
         host, port = _host_port(SourceSpec(spec, scheme, rest))
         if not is_loopback(host) and not token:
             _listen(scheme, host, port, token)  # raises with the one message
@@ -579,15 +598,15 @@ def open_source(spec: str, fs: float | None = None, speed: str | float | None = 
     rate outside :data:`FS_RANGE` (:data:`AUDIO_FS_RANGE` for audio), given or found in
     the data, is refused (:func:`check_fs`)."""
     scheme, _, rest = spec.partition(":")
-    opener = SOURCES.get(scheme)
-    if opener is None:
+    kind = SOURCES.get(scheme)
+    if kind is None:
         raise SourceError(f"unknown source {spec!r}: expected one of the schemes "
                           f"{', '.join(SOURCES)} (replay:PATH, stdin, tcp:HOST:PORT, "
                           "serial:PATH[@BAUD] ...)")
-    audio = scheme == "stdin-pcm" or replay_kind(spec) == "audio"
+    audio = kind.audio or replay_kind(spec) == "audio"
     if fs is not None:  # refused before anything is opened or allocated
         check_fs(f"source {spec}", fs, audio)
-    source = opener(SourceSpec(spec, scheme, rest, fs, speed, lead, token))
+    source = kind.open(SourceSpec(spec, scheme, rest, fs, speed, lead, token))
     try:
         check_fs(f"source {spec}", source.fs, audio)
     except SourceError:
