@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.io.wfdb_signals import read_signals
+from vitaledge.device.io.wfdb_signals import leading_number, read_signals
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def check_header(path: Path) -> None:
         raise RecordError(f"{hea}: declares {nsig} signals but has {len(sig_lines)} signal "
                           "lines")
     try:
-        fs = float(head[2].split("/")[0].split("(")[0]) if len(head) > 2 else 250.0
+        fs = float(leading_number(head[2])) if len(head) > 2 else 250.0
     except ValueError:
         raise RecordError(f"{hea}: sample rate {head[2]!r} is not a number") from None
     if not FS_RANGE[0] <= fs <= FS_RANGE[1]:
@@ -106,7 +106,7 @@ def check_gain(hea: Path, i: int, field: str | None) -> None:
     must be a number, 0 (uncalibrated) or of a size in :data:`GAIN_RANGE`."""
     if field is None:
         return
-    text = field.split("/")[0].split("(")[0]
+    text = leading_number(field)
     try:
         gain = float(text)
     except ValueError:

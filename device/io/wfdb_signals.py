@@ -21,6 +21,13 @@ _SIG = re.compile(r"^(?P<file>\S+)\s+(?P<fmt>\d+)(?P<mods>[x:+]\S*)?"
                   r"(?:\s+(?P<desc>.*))?)?)?)?)?)?)?\s*$")
 
 
+def leading_number(field: str) -> str:
+    """The number a header field starts with, before a ``/`` or ``(``: the sample rate of
+    ``FS[/COUNTER[(BASE)]]`` on the first line, the gain of ``GAIN[(BASELINE)][/UNITS]`` on
+    a signal line."""
+    return field.split("/")[0].split("(")[0]
+
+
 @dataclass
 class Signals:
     fs: float
@@ -43,7 +50,7 @@ def read_signals(record: str | Path) -> Signals | None:
         return None
     nsig = int(head[1])
     try:
-        fs = float(head[2].split("/")[0].split("(")[0])
+        fs = float(leading_number(head[2]))
         nsamp = int(head[3]) if len(head) > 3 else None
     except ValueError:
         return None
