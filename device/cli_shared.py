@@ -22,6 +22,11 @@ class FiniteRange(click.FloatRange):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return rv
 
+    def _describe_range(self) -> str:  # click's hook for the help's [range]
+        if self.min is None and self.max is None:
+            return "finite"  # click wrote "x<=None"
+        return super()._describe_range()
+
 
 #: A length, rate or speed: 0 makes no sense.
 POSITIVE = FiniteRange(min=0, min_open=True)

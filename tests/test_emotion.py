@@ -273,6 +273,35 @@ def test_data_without_a_trial_and_trials_too_short_are_told_apart(tmp_path):
         ecg_segments(short, {**default_signal(), "pad_short": False})
 
 
+def test_an_ecg_data_set_is_one_registry_entry(monkeypatch, tmp_path):
+    """A new ECG emotion data set is one entry of ECG_DATASETS: train emotion-ecg offers it,
+    its default threshold reaches its loader, and the options it reads are refused with the
+    others; AMIGOS and DREAMER keep their thresholds (5 and 3)."""
+    from conftest import error_line, invoke
+
+    from vitaledge.train import emotion_datasets as eds
+    from vitaledge.train.emotion_data import TrialSet, load_trials
+
+    assert (eds.ECG_DATASETS["amigos"].threshold, eds.ECG_DATASETS["dreamer"].threshold) == (5, 3)
+    assert eds.OPTION_READERS["threshold"] == ("amigos", "dreamer")
+    seen = {}
+
+    def toy(data, threshold, **_):
+        seen.update(data=data, threshold=threshold)
+        return TrialSet([], ["LV-LA"], {})
+
+    monkeypatch.setitem(eds.ECG_DATASETS, "toy", eds.EcgDataset(toy, ("threshold",), 7.0))
+    with pytest.raises(ValueError, match=f"{tmp_path}: no toy trial in it$"):
+        load_trials("toy", str(tmp_path))
+    assert seen == {"data": str(tmp_path), "threshold": 7.0}
+    with pytest.raises(ValueError, match="unknown dataset 'nope'; expected amigos, dreamer, "
+                                         "wesad, synth, toy"):
+        load_trials("nope", str(tmp_path))
+    line = error_line(invoke(["train", "emotion-ecg", "--dataset", "wesad", "--data", tmp_path,
+                              "--threshold", "4", "--out", tmp_path / "r"]))
+    assert "--threshold: is read by --dataset amigos or dreamer; with --dataset wesad" in line
+
+
 # -- models -----------------------------------------------------------------------------
 def test_seed_000_model_is_exact():
     from vitaledge.train import zoo

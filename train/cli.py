@@ -26,6 +26,7 @@ from vitaledge.device.cli_shared import SEED
 
 from . import zoo
 from .config import MAX_ENSEMBLE, RR_ENSEMBLE
+from .emotion_datasets import ECG_DATASETS, OPTION_READERS
 from .run_dir import RUN_OUTPUTS, check_fresh, overwrite_option
 from .splits import SPLITS
 
@@ -139,12 +140,6 @@ BEAT_SPLIT_OPTIONS = {"folds": ("patients",), "test_fraction": ("beat",),
                       "test_records": ("record",)}
 SPEECH_SPLIT_OPTIONS = {"folds": ("actors",), "fold": ("actors",), "test_actors": ("actor",),
                         "test_fraction": ("random",)}
-
-
-#: emotion-ecg's options read with some data sets only.
-ECG_DATASET_OPTIONS = {"threshold": ("amigos", "dreamer"), "trust_pickle": ("wesad",),
-                       "synth_subjects": ("synth",), "synth_trials": ("synth",),
-                       "synth_seconds": ("synth",)}
 
 
 def refuse_unread_options(option: str, value: str, table: dict[str, tuple[str, ...]],
@@ -629,7 +624,7 @@ def given_unused(arch: str, **knobs) -> None:
 
 
 @train_group.command("emotion-ecg")
-@click.option("--dataset", type=click.Choice(["amigos", "dreamer", "wesad", "synth"]),
+@click.option("--dataset", type=click.Choice(list(ECG_DATASETS)),
               default="synth", show_default=True, help="Data set layout of --data.")
 @click.option("--data", type=click.Path(exists=True),
               help="AMIGOS: directory of Data_Preprocessed_Pxx.mat; DREAMER: DREAMER.mat or "
@@ -637,7 +632,9 @@ def given_unused(arch: str, **knobs) -> None:
 @click.option("--trust-pickle", is_flag=True,
               help="Allow loading WESAD .pkl files (unpickling runs code; trust the files).")
 @click.option("--threshold", type=FiniteRange(),
-              help="High valence/arousal above this rating (default: 5 AMIGOS, 3 DREAMER).")
+              help="High valence/arousal above this rating (default: " + ", ".join(
+                  f"{d.threshold:g} {n.upper()}" for n, d in ECG_DATASETS.items()
+                  if d.threshold is not None) + ").")
 @click.option("--arch", type=click.Choice(zoo.names("emotion-ecg")), default="cnnlstm_ecg",
               show_default=True, help="Architecture from the model zoo.")
 @click.option("--hop", "hop_s", type=FiniteRange(0, 600, min_open=True), default=4.0,
@@ -675,13 +672,14 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
         except ValueError as exc:
             raise click.BadParameter("expected LOW,HIGH in Hz", param_hint="--bandpass") from exc
         filt = {"low_hz": low, "high_hz": high, "order": 2}
-    if dataset != "synth" and not data:
+    if ECG_DATASETS[dataset].needs_data and not data:
         raise click.UsageError(f"--data is required for --dataset {dataset}")
-    if dataset == "synth" and data:  # it trained on synthetic trials and said nothing
-        raise click.UsageError("--data is read in the layout --dataset names (amigos, "
-                               "dreamer, wesad); with --dataset synth (the default) it "
-                               "would be ignored")
-    refuse_unread_options("--dataset", dataset, ECG_DATASET_OPTIONS)
+    if not ECG_DATASETS[dataset].needs_data and data:  # it trained on them and said nothing
+        layouts = ", ".join(n for n, d in ECG_DATASETS.items() if d.needs_data)
+        raise click.UsageError(f"--data is read in the layout --dataset names ({layouts}); "
+                               f"with --dataset {dataset}{' (the default)' * (dataset == 'synth')}"
+                               " it would be ignored")
+    refuse_unread_options("--dataset", dataset, OPTION_READERS)
     check_fresh(out, overwrite, clear=RUN_OUTPUTS)
     cfg = EmotionEcgConfig(dataset=dataset, data=data, threshold=threshold,
                            trust_pickle=trust_pickle, arch=arch, hop_s=hop_s, filter=filt,

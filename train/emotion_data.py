@@ -36,12 +36,13 @@ from vitaledge.device.inputs import emotion_ecg
 from vitaledge.device.inputs import multimodal as mm
 from vitaledge.firmware_sim.patients import emotion as se
 
+from .emotion_datasets import ECG_DATASETS
+
 QUADRANTS = se.QUADRANTS
 AMIGOS_EXCLUDED = (9, 12, 21, 22, 23, 24, 33)
 AMIGOS_FS = 128.0
 AMIGOS_ECG_COL = 14  # 0-based: ECG right arm (column 15 of 17)
 AMIGOS_GSR_COL = 16
-DEFAULT_THRESHOLD = {"amigos": 5.0, "dreamer": 3.0, "wesad": None, "synth": None}
 #: WESAD condition code -> quadrant (baseline taken as calm/low valence, by convention).
 WESAD_QUADRANT = {1: "LV-LA", 2: "LV-HA", 3: "HV-HA", 4: "HV-LA"}
 
@@ -234,25 +235,18 @@ def synth_quadrant_trials(n_subjects: int = 12, trials_per_class: int = 2,
 def load_trials(dataset: str, data: str | None, threshold: float | None = None,
                 trust_pickle: bool = False, synth_subjects: int = 12,
                 synth_trials: int = 2, synth_seconds: float = 75.0, seed: int = 0) -> TrialSet:
-    """Trials of ``dataset`` (amigos | dreamer | wesad | synth) from ``data``."""
-    if dataset == "synth":
-        return synth_quadrant_trials(synth_subjects, synth_trials, synth_seconds, seed=seed)
-    if data is None:
+    """Trials of ``dataset`` (a name of :data:`ECG_DATASETS`) from ``data``."""
+    kind = ECG_DATASETS.get(dataset)
+    if kind is None:
+        raise ValueError(f"unknown dataset {dataset!r}; expected "
+                         f"{', '.join(ECG_DATASETS)}")
+    if kind.needs_data and data is None:
         raise ValueError(f"--data is required for dataset {dataset!r}")
-    t = DEFAULT_THRESHOLD[dataset] if threshold is None else threshold
-    if dataset == "amigos":
-        ts = load_amigos(data, threshold=t)
-    elif dataset == "dreamer":
-        ts = load_dreamer(data, threshold=t)
-    elif dataset == "wesad":
-        ts = load_wesad(data, trust_pickle=trust_pickle)
-    else:
-        raise ValueError(f"unknown dataset {dataset!r}; expected amigos, dreamer, wesad or "
-                         "synth")
-    if not ts.trials:  # said as "no trial is long enough", which sent one to --hop
-        raise ValueError(f"{data}: no {dataset} trial in it" + (
-            " (WESAD keeps the baseline, stress, amusement and meditation periods, labels "
-            "1-4; these files hold none)" if dataset == "wesad" else ""))
+    ts = kind.load(data, threshold=kind.threshold if threshold is None else threshold,
+                   trust_pickle=trust_pickle, synth_subjects=synth_subjects,
+                   synth_trials=synth_trials, synth_seconds=synth_seconds, seed=seed)
+    if kind.needs_data and not ts.trials:  # was "no trial is long enough": sent one to --hop
+        raise ValueError(f"{data}: no {dataset} trial in it{kind.empty_hint}")
     return ts
 
 

@@ -372,12 +372,13 @@ def evaluate_emotion(model_path: Path, data: list[str] | None = None,
                   "clips": describe(clips)}
     elif task == "emotion-ecg":
         from .emotion_data import TrialSet, ecg_segments, load_trials
+        from .emotion_datasets import ECG_DATASETS
 
         tr = cfg.get("training", {})
         dataset = tr.get("dataset", "synth")
-        if dataset == "synth":
-            raise ValueError("emotion-ecg: this run was trained on synthetic trials (dataset "
-                             "synth), which have no data directory; evaluate it without "
+        if dataset in ECG_DATASETS and not ECG_DATASETS[dataset].needs_data:
+            raise ValueError(f"emotion-ecg: this run was trained on synthetic trials (dataset "
+                             f"{dataset}), which have no data directory; evaluate it without "
                              "--data (its held-out inputs)")
         if len(data) != 1:
             raise ValueError("emotion-ecg: give one --data (the data set's file or directory)")
