@@ -280,7 +280,8 @@ def test_an_ecg_data_set_is_one_registry_entry(monkeypatch, tmp_path):
     from conftest import error_line, invoke
 
     from vitaledge.train import emotion_datasets as eds
-    from vitaledge.train.emotion_data import TrialSet, load_trials
+    from vitaledge.train.emotion_data import TrialSet
+    from vitaledge.train.emotion_datasets import load_trials
 
     assert (eds.ECG_DATASETS["amigos"].threshold, eds.ECG_DATASETS["dreamer"].threshold) == (5, 3)
     assert eds.OPTION_READERS["threshold"] == ("amigos", "dreamer")

@@ -41,7 +41,8 @@ from vitaledge.device.inputs.face import face_input
 
 from . import zoo
 from .backend import check_converged, keras, set_seed
-from .emotion_data import Segments, ecg_segments, load_trials, synth_multimodal
+from .emotion_data import Segments, ecg_segments, synth_multimodal
+from .emotion_datasets import load_trials
 from .evaluate import with_uar
 from .plots import plot_confusion, plot_history, plot_roc
 

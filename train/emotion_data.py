@@ -36,8 +36,6 @@ from vitaledge.device.inputs import emotion_ecg
 from vitaledge.device.inputs import multimodal as mm
 from vitaledge.firmware_sim.patients import emotion as se
 
-from .emotion_datasets import ECG_DATASETS
-
 QUADRANTS = se.QUADRANTS
 AMIGOS_EXCLUDED = (9, 12, 21, 22, 23, 24, 33)
 AMIGOS_FS = 128.0
@@ -230,24 +228,6 @@ def synth_quadrant_trials(n_subjects: int = 12, trials_per_class: int = 2,
                 ecg = se.emotion_ecg(seconds, fs, se.QUADRANT_PROFILES[q], subj, tseed)
                 trials.append(Trial(f"s{s:02d}", f"s{s:02d}-{q}-{k}", ecg, fs, c))
     return TrialSet(trials, list(QUADRANTS), {})
-
-
-def load_trials(dataset: str, data: str | None, threshold: float | None = None,
-                trust_pickle: bool = False, synth_subjects: int = 12,
-                synth_trials: int = 2, synth_seconds: float = 75.0, seed: int = 0) -> TrialSet:
-    """Trials of ``dataset`` (a name of :data:`ECG_DATASETS`) from ``data``."""
-    kind = ECG_DATASETS.get(dataset)
-    if kind is None:
-        raise ValueError(f"unknown dataset {dataset!r}; expected "
-                         f"{', '.join(ECG_DATASETS)}")
-    if kind.needs_data and data is None:
-        raise ValueError(f"--data is required for dataset {dataset!r}")
-    ts = kind.load(data, threshold=kind.threshold if threshold is None else threshold,
-                   trust_pickle=trust_pickle, synth_subjects=synth_subjects,
-                   synth_trials=synth_trials, synth_seconds=synth_seconds, seed=seed)
-    if kind.needs_data and not ts.trials:  # was "no trial is long enough": sent one to --hop
-        raise ValueError(f"{data}: no {dataset} trial in it{kind.empty_hint}")
-    return ts
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The ECG emotion data sets ``train emotion-ecg --dataset`` reads: one registry entry
-each, with its loader and what it takes. Light to import (the CLI builds its choices and
-option checks from it); a loader imports :mod:`.emotion_data` when it runs."""
+each, with its loader and what it takes, and :func:`load_trials`, which dispatches on it.
+Light to import (the CLI builds its choices and option checks from it); a loader imports
+:mod:`.emotion_data` when it runs."""
 
 from __future__ import annotations
 
@@ -68,3 +69,21 @@ ECG_DATASETS: dict[str, EcgDataset] = {
 OPTION_READERS: dict[str, tuple[str, ...]] = {
     option: tuple(name for name, d in ECG_DATASETS.items() if option in d.options)
     for option in sorted({o for d in ECG_DATASETS.values() for o in d.options})}
+
+
+def load_trials(dataset: str, data: str | None, threshold: float | None = None,
+                trust_pickle: bool = False, synth_subjects: int = 12,
+                synth_trials: int = 2, synth_seconds: float = 75.0, seed: int = 0) -> TrialSet:
+    """Trials of ``dataset`` (a name of :data:`ECG_DATASETS`) from ``data``."""
+    kind = ECG_DATASETS.get(dataset)
+    if kind is None:
+        raise ValueError(f"unknown dataset {dataset!r}; expected "
+                         f"{', '.join(ECG_DATASETS)}")
+    if kind.needs_data and data is None:
+        raise ValueError(f"--data is required for dataset {dataset!r}")
+    ts = kind.load(data, threshold=kind.threshold if threshold is None else threshold,
+                   trust_pickle=trust_pickle, synth_subjects=synth_subjects,
+                   synth_trials=synth_trials, synth_seconds=synth_seconds, seed=seed)
+    if kind.needs_data and not ts.trials:  # was "no trial is long enough": sent one to --hop
+        raise ValueError(f"{data}: no {dataset} trial in it{kind.empty_hint}")
+    return ts

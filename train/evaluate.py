@@ -371,8 +371,8 @@ def evaluate_emotion(model_path: Path, data: list[str] | None = None,
         source = {"data": list(data), "actors": actors, "calm": calm,
                   "clips": describe(clips)}
     elif task == "emotion-ecg":
-        from .emotion_data import TrialSet, ecg_segments, load_trials
-        from .emotion_datasets import ECG_DATASETS
+        from .emotion_data import TrialSet, ecg_segments
+        from .emotion_datasets import ECG_DATASETS, load_trials
 
         tr = cfg.get("training", {})
         dataset = tr.get("dataset", "synth")
