@@ -274,9 +274,11 @@ def test_data_without_a_trial_and_trials_too_short_are_told_apart(tmp_path):
 
 
 def test_an_ecg_data_set_is_one_registry_entry(monkeypatch, tmp_path):
-    """A new ECG emotion data set is one entry of ECG_DATASETS: train emotion-ecg offers it,
-    its default threshold reaches its loader, and the options it reads are refused with the
-    others; AMIGOS and DREAMER keep their thresholds (5 and 3)."""
+    """A new ECG emotion data set is one entry of ECG_DATASETS: load_trials dispatches to it
+    and its default threshold reaches its loader (train emotion-ecg builds its choices and
+    option refusals from the registry when it is imported: an entry added at run time, as
+    here, is not offered there); AMIGOS and DREAMER keep their thresholds (5 and 3), and an
+    option a data set does not read is refused naming those that do."""
     from conftest import error_line, invoke
 
     from vitaledge.train import emotion_datasets as eds
