@@ -136,8 +136,7 @@ def read_run(path: str | Path, run: str | None = None) -> tuple[list[dict], list
         raise EventsError(f"{path}: cannot read events: {exc.strerror or exc}") from exc
     runs = runs_of(rows)
     if run is None:
-        named = [str(e.get("run", "")) for e in rows]
-        run = list(runs)[-1] if runs else (named[-1] if named else None)
+        run = list(runs)[-1] if runs else (str(rows[-1].get("run", "")) if rows else None)
     elif run not in runs:
         raise EventsError(f"{path}: no run {run!r}; it holds {len(runs)} run(s): "
                           f"{', '.join(map(repr, runs)) or 'none'}")

@@ -20,7 +20,7 @@ def written_files(path: str | Path) -> list[Path]:
     files that are there (``PATH.N`` ... ``PATH.1``; a crash inside a rotation can leave a
     number missing, so every ``PATH.<number>`` counts), then ``PATH`` itself."""
     path = Path(path)
-    numbers = sorted((int(p.name[len(path.name) + 1:]) for p in
-                      path.parent.glob(f"{glob.escape(path.name)}.*")
-                      if p.name[len(path.name) + 1:].isdigit() and p.is_file()), reverse=True)
+    tails = (p.name[len(path.name) + 1:] for p in
+             path.parent.glob(f"{glob.escape(path.name)}.*") if p.is_file())
+    numbers = sorted((int(n) for n in tails if n.isdigit()), reverse=True)
     return [rotated(path, i) for i in numbers] + [path]

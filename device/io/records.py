@@ -49,9 +49,10 @@ _BYTES_PER_SAMPLE = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80":
 
 def check_header(path: Path) -> None:
     """Refuse a header that cannot describe a recording, naming the file and the field:
-    missing, empty, a first line without sample rate, a signal count that does not match its signal
-    lines, an unknown format, a rate outside :data:`FS_RANGE`, or a signal file shorter
-    than the samples the header declares."""
+    missing, empty, a first line without sample rate, a signal count that does not match
+    its signal lines, an unknown format, a rate outside :data:`FS_RANGE`, an ADC gain that
+    is not a recording's (:func:`check_gain`), or a signal file shorter than the samples
+    the header declares."""
     hea = path.with_suffix(".hea")
     if not hea.exists():
         raise RecordError(f"{hea}: no such WFDB header")

@@ -361,12 +361,12 @@ def list_ops(model_content: bytes, backend: str | None = None,
 
     Read through the interpreter without delegates, so the list is the model's own graph.
     """
+    check_not_empty(model_content, name)
     b = get_backend(backend)
     kwargs: dict[str, Any] = {"model_content": model_content}
     resolver = getattr(b.module, "OpResolverType", None)
     if resolver is not None:
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    check_not_empty(model_content, name)
     try:
         interp = b.Interpreter(**kwargs)
     except (ValueError, RuntimeError) as exc:
