@@ -41,27 +41,14 @@ from vitaledge.device.inputs.face import face_input
 
 from . import zoo
 from .backend import check_converged, keras, set_seed
+from .calibration import CALIBRATION_SIZE, calibration_pick
 from .emotion_data import Segments, ecg_segments, synth_multimodal
 from .emotion_datasets import load_trials
 from .evaluate import with_uar
 from .plots import plot_confusion, plot_history, plot_roc
 
-N_CALIB = 300
-
 
 # -- shared ----------------------------------------------------------------------------
-def stratified_pick(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Up to ``n`` indices with the classes as evenly represented as ``y`` allows."""
-    rng = np.random.default_rng(seed)
-    by_class = [rng.permutation(np.flatnonzero(y == c)).tolist() for c in np.unique(y)]
-    out: list[int] = []
-    while len(out) < n and any(by_class):
-        for idx in by_class:
-            if idx and len(out) < n:
-                out.append(idx.pop())
-    return np.sort(np.asarray(out, np.int64))
-
-
 def _verbose(verbose: int | None) -> int:
     if verbose is not None:
         return verbose
@@ -223,7 +210,7 @@ def train_emotion_ecg(cfg: EmotionEcgConfig, run_dir: Path, verbose: int | None 
                     "data": ts.describe() | {"inputs": int(len(seg.y)),
                                              "development": int(len(dev)),
                                              "test": int(len(test))} | test_subjects})
-    calib = dev[folds[0][0]][stratified_pick(seg.y[dev[folds[0][0]]], N_CALIB, cfg.seed)]
+    calib = dev[folds[0][0]][calibration_pick(seg.y[dev[folds[0][0]]], CALIBRATION_SIZE, cfg.seed)]
     np.savez(run_dir / "data.npz", calib_ecg=seg.X[calib], test_ecg=seg.X[test],
              test_y=seg.y[test].astype(np.int64))
     _write_json(run_dir / "config.json", {
@@ -444,7 +431,7 @@ def train_emotion_multimodal(cfg: MultimodalConfig, run_dir: Path,
                     "train_seconds": round(train_s, 1),
                     "data": {"windows": int(len(y)), "train": int(len(tr)),
                              "validation": int(len(va)), "test": int(len(te))}})
-    calib = tr[stratified_pick(y[tr], N_CALIB, cfg.seed)]
+    calib = tr[calibration_pick(y[tr], CALIBRATION_SIZE, cfg.seed)]
     np.savez(run_dir / "data.npz", **{f"calib_{n}": X[n][calib].astype(np.float32)
                                       for n in INPUTS["hybrid_multimodal"]},
              **{f"test_{n}": X[n][te].astype(np.float32) for n in INPUTS["hybrid_multimodal"]},

@@ -35,6 +35,7 @@ from vitaledge.device.inputs.mel import SpeechSignal
 
 from . import ensemble, zoo
 from .backend import check_converged, keras, set_seed
+from .calibration import CALIBRATION_SIZE, calibration_pick
 from .config import check_ensemble
 from .evaluate import with_uar, write_report
 from .plots import plot_history
@@ -54,7 +55,6 @@ from .speech_data import (
 from .weight_average import WeightAverage, input_batches
 
 TASK = "emotion-speech"
-CALIBRATION_SIZE = 300
 SPLITS = ("actor", "actors", "none", "random")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "plateau")
@@ -414,18 +414,6 @@ def load_clips(cfg: SpeechTrainConfig) -> list[Clip]:
     return [c for c in clips if c.label in cfg.labels]
 
 
-def calibration_subset(y: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Indices of up to ``size`` items, as equal per class as the classes allow."""
-    rng = np.random.default_rng(seed)
-    per_class = {c: list(rng.permutation(np.flatnonzero(y == c))) for c in np.unique(y)}
-    chosen: list[int] = []
-    while len(chosen) < size and any(per_class.values()):
-        for c in per_class:
-            if per_class[c] and len(chosen) < size:
-                chosen.append(int(per_class[c].pop()))
-    return np.sort(np.asarray(chosen, dtype=np.int64))
-
-
 def make_parts(cfg: SpeechTrainConfig, clips: list[Clip]) -> dict[str, np.ndarray]:
     """fit/val/test indices per the configured split (``actors`` folds give their test
     speakers in ``test_actors``; ``none`` has no test part)."""
@@ -603,7 +591,7 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     (run_dir / "metrics.json").unlink(missing_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     clean = np.arange(len(X_fit)) % (1 + cfg.augment) == 0
-    calib = np.flatnonzero(clean)[calibration_subset(y_fit[clean], CALIBRATION_SIZE, cfg.seed)]
+    calib = np.flatnonzero(clean)[calibration_pick(y_fit[clean], CALIBRATION_SIZE, cfg.seed)]
     np.savez_compressed(run_dir / "data.npz", calib_mel=X_fit[calib], test_mel=X_test,
                         test_y=y_test, labels=np.array(cfg.labels))
 
