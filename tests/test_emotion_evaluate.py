@@ -179,3 +179,24 @@ def test_a_run_or_artifact_whose_labels_or_inputs_are_not_the_models_is_one_line
     line = one_error(run)
     assert f"{run / 'data.npz'}: ecg inputs are [48, 64, 1], the model takes [48, 128, 1]" \
         in line, line
+
+
+def test_every_task_has_its_entry_in_the_training_tables():
+    """``evaluate`` dispatches an emotion run by its task's EMOTION_DATA entry, and takes the
+    options it accepts from it: a manifest task with no entry, beat aside, would fail there
+    (before the registry, a task missing from a tuple was scored down the beat path). Every
+    task has an architecture to train (docs/extend.md, a model task)."""
+    from vitaledge.convert.targets import FAMILIES
+    from vitaledge.device.model.manifest import TASKS
+    from vitaledge.train import zoo
+    from vitaledge.train.cli import BEAT_EVALUATE_OPTIONS
+    from vitaledge.train.emotion_evaluate import EMOTION_DATA
+
+    assert all(zoo.names(task) for task in TASKS)
+
+    assert set(EMOTION_DATA) == set(TASKS) - {"beat"} == set(FAMILIES["emotion"])
+    offered = {p.opts[0] for p in main.commands["evaluate"].params if p.opts[0].startswith("--")}
+    for kind in EMOTION_DATA.values():
+        assert set(kind.options) <= offered and "--data" not in kind.options
+        assert (kind.read is None) == bool(kind.why_none)
+    assert set(BEAT_EVALUATE_OPTIONS) <= offered

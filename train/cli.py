@@ -360,6 +360,10 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
     click.echo(f"run written to {out}")
 
 
+#: The ``evaluate`` options beat runs read (an emotion task's: its ``EMOTION_DATA`` entry).
+BEAT_EVALUATE_OPTIONS = ("--records", "--csv", "--split")
+
+
 @click.command("evaluate")
 @click.argument("model", type=click.Path(exists=True))
 @click.option("--data", multiple=True, type=click.Path(exists=True),
@@ -393,7 +397,8 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
     without TensorFlow)."""
     from vitaledge.device.model.runtime import ModelLoadError
 
-    from .evaluate import EMOTION_TASKS, evaluate_emotion, evaluate_model, run_task
+    from .emotion_evaluate import EMOTION_DATA, Ask, evaluate_emotion
+    from .evaluate import evaluate_model, run_task
 
     if csv_file and data:  # the CSV was scored and --data ignored without a word
         raise click.UsageError("--csv and --data are two sources of beats: give one")
@@ -407,19 +412,17 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
         given = {"--records": records, "--csv": csv_file, "--split": split != "test",
                  "--calm": calm, "--corpus": corpus != "auto", "--actors": actors,
                  "--cache": cache_dir, "--no-cache": no_cache}
-        takes = {"beat": ("--records", "--csv", "--split"),
-                 "emotion-speech": ("--calm", "--corpus", "--actors", "--cache", "--no-cache"),
-                 "emotion-ecg": ("--actors",)}.get(task, ())
+        takes = EMOTION_DATA[task].options if task != "beat" else BEAT_EVALUATE_OPTIONS
         refused = [name for name, on in given.items() if on and name not in takes]
         if refused:
             raise click.BadParameter(f"{task} runs do not take {', '.join(refused)}",
                                      param_hint=refused[0])
-        if task in EMOTION_TASKS:
+        if task != "beat":
             from .speech_cache import default_cache_dir
 
             cache = None if no_cache else str(cache_dir or default_cache_dir())
-            metrics, text = evaluate_emotion(Path(model), list(data) or None,
-                                             csv_list(actors), calm, corpus, cache)
+            metrics, text = evaluate_emotion(Path(model), Ask(list(data), csv_list(actors),
+                                                              calm, corpus, cache))
         else:
             if len(data) > 1 or (data and not Path(data[0]).is_dir()):
                 raise click.BadParameter("beat models take one WFDB directory",

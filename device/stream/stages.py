@@ -98,7 +98,7 @@ def _check_finite(x: np.ndarray, at: int) -> np.ndarray:
     return x
 
 
-class _WindowStage:
+class WindowStage:
     """Shared bookkeeping of the emotion stages: sample counting, events, model swap."""
 
     task = ""
@@ -149,7 +149,7 @@ class _WindowStage:
         return events
 
 
-class EcgEmotionStage(_WindowStage):
+class EcgEmotionStage(WindowStage):
     """ECG emotion estimates every ``hop_s`` from the stream's sliding 48 s window.
 
     The windower (``device.emotion_ecg.EcgEmotionWindower``) defines the baseline as the
@@ -195,7 +195,7 @@ class EcgEmotionStage(_WindowStage):
         return []
 
 
-class SpeechEmotionStage(_WindowStage):
+class SpeechEmotionStage(WindowStage):
     """Speech emotion estimates on sliding clips of an audio stream.
 
     A clip is ``offset_s + duration_s`` seconds (what the model saw per file in training),
@@ -268,7 +268,7 @@ class SpeechEmotionStage(_WindowStage):
         return self._tail()
 
 
-class MultimodalStage(_WindowStage):
+class MultimodalStage(WindowStage):
     """The multimodal model (seed 001) on a two-channel [ECG, GSR] stream plus face frames.
 
     ``face(frame)`` hands over camera frames as they come; each window (every ``hop_s`` of
@@ -421,7 +421,7 @@ def beat_stage(model: Model, fs: float, hop_s: float | None = None) -> Stage:
     return BeatPipeline(model, fs)
 
 
-def window_stage(cls: type[_WindowStage]) -> Callable[..., Stage]:
+def window_stage(cls: type[WindowStage]) -> Callable[..., Stage]:
     """The factory of an emotion stage, which takes the daemon's hop."""
     def make(model: Model, fs: float, hop_s: float | None = None) -> Stage:
         return cls(model, fs, hop_s=hop_s)
