@@ -3,9 +3,10 @@
 
 One readable pipeline, each step the same library call the CLI makes:
 synthetic WFDB records -> train a beat model -> evaluate it on held-out beats -> convert to
-TFLite (fp32, int8, 50%-pruned int8), each verified through the TensorFlow-free device
-runtime -> replay an unseen synthetic patient through the on-device daemon with the int8
-model -> bench every artifact -> summary tables of accuracy, size and latency.
+TFLite (fp32 and int8, each unpruned and 50%-pruned), each verified through the
+TensorFlow-free device runtime -> replay an unseen synthetic patient through the on-device
+daemon with the int8 model -> bench every artifact -> summary tables of accuracy, size and
+latency.
 """
 
 from __future__ import annotations
@@ -125,8 +126,8 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo_cmd(out, minutes, n_records, epochs, seed) -> None:
-    """Synthetic ECG -> train -> evaluate -> convert (fp32, int8, pruned int8) -> daemon
-    replay -> bench, with summary tables (no download; a few minutes on two cores)."""
+    """Synthetic ECG -> train -> evaluate -> convert (fp32 and int8, unpruned and pruned) ->
+    daemon replay -> bench, with summary tables (no download; a few minutes on two cores)."""
     try:
         run(Path(out), minutes, n_records, epochs, seed=seed)
     except (ValueError, FileNotFoundError) as exc:
