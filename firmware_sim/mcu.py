@@ -27,7 +27,7 @@ import numpy as np
 from vitaledge.device.io.beats import beats_from_dir
 from vitaledge.device.io.heldout import read_heldout
 from vitaledge.device.model.manifest import load_manifest
-from vitaledge.device.model.runtime import Model, list_ops
+from vitaledge.device.model.runtime import Model, list_ops, ops_details
 from vitaledge.firmware_sim.export import beat_models_only
 from vitaledge.firmware_sim.tflm import measure_arena
 
@@ -171,7 +171,7 @@ def _softmax_input(interpreter) -> int | None:
     """Tensor index of the logits (the input of the final SOFTMAX) of an artifact that
     still ends in a softmax, when this interpreter runs that op itself (so the tensor is
     materialized); None for logits artifacts, whose output is already the logits."""
-    ops = [o for o in interpreter._get_ops_details() if o["op_name"] == "SOFTMAX"]  # noqa: SLF001
+    ops = [o for o in ops_details(interpreter) if o["op_name"] == "SOFTMAX"]
     return int(ops[-1]["inputs"][0]) if ops else None
 
 

@@ -206,7 +206,7 @@ def test_resnet1d_int8_runs_under_xnnpack():
     """The skip-connection model converts to full int8 and runs with XNNPACK on (the
     delegate is not disabled), and XNNPACK really is in the graph."""
     from vitaledge.convert.quantize import to_tflite
-    from vitaledge.device.model.runtime import get_backend, make_interpreter
+    from vitaledge.device.model.runtime import get_backend, make_interpreter, ops_details
     from vitaledge.train import zoo
 
     model = zoo.build("resnet1d", (187, 1), 5)
@@ -217,8 +217,8 @@ def test_resnet1d_int8_runs_under_xnnpack():
     interp.set_tensor(d["index"], np.zeros(d["shape"], np.int8))
     interp.invoke()
     # the delegated graph: the interpreter's own op listing (runtime.list_ops reads the
-    # undelegated one); a private LiteRT method, as in device/model/runtime.py
-    ops = [o["op_name"] for o in interp._get_ops_details()]  # noqa: SLF001
+    # undelegated one)
+    ops = [o["op_name"] for o in ops_details(interp)]
     assert "DELEGATE" in ops, ops  # XNNPACK took (part of) the graph
 
 

@@ -382,4 +382,12 @@ def list_ops(model_content: bytes, backend: str | None = None,
     return [{"index": int(d["index"]), "op": str(d["op_name"]),
              "inputs": [desc(i) for i in d["inputs"] if i >= 0],
              "outputs": [desc(i) for i in d["outputs"] if i >= 0]}
-            for d in interp._get_ops_details()]  # noqa: SLF001 - same in every backend
+            for d in ops_details(interp)]
+
+
+def ops_details(interp) -> list[dict]:
+    """The operators of an interpreter's graph as it runs (after any delegate took part of
+    it: a ``DELEGATE`` op), each a dict with ``index``, ``op_name``, ``inputs`` and
+    ``outputs`` (tensor indices). LiteRT offers this only as a private method, the same in
+    every backend; this is the one place that calls it."""
+    return interp._get_ops_details()  # noqa: SLF001
