@@ -12,7 +12,7 @@ from vitaledge.device.cli import FiniteRange
 from vitaledge.device.model.runtime import MAX_THREADS
 from vitaledge.train.run_dir import CONVERT_OUTPUTS, check_fresh, overwrite_option
 
-from .targets import choices
+from .targets import choices, quant_choices, quant_defaults
 
 
 def _floats(value: str | None) -> list[float]:
@@ -59,10 +59,11 @@ def _check_targets(ctx, param, value: str) -> str:
 @click.option("--target", "targets", default="cpu", show_default=True,
               callback=_check_targets,
               help=f"{' | '.join(choices())} (comma list allowed).")
-@click.option("--quant", type=click.Choice(["int8", "int8-fc", "fp16", "dynamic", "none"]),
-              help="Quantization (default: the target's own: cpu fp32+int8, edgetpu/micro "
-                   "int8, gpu fp16; emotion runs: see docs/convert.md). int8-fc: int8 matrix "
-                   "products, float elsewhere (recurrent models).")
+@click.option("--quant", type=click.Choice(quant_choices()),
+              help=f"Quantization (default: the target's own; beat runs: "
+                   f"{quant_defaults('beat')}; emotion runs: {quant_defaults('emotion')}; "
+                   "none is fp32). int8-fc: int8 matrix products, float elsewhere (recurrent "
+                   "models).")
 @click.option("--prune", "prune", callback=_check_prune,
               help="Target sparsity, or a comma list such as 0,0.5,0.75 (0 = unpruned).")
 @click.option("--prune-epochs", type=click.IntRange(1, 1000), default=4, show_default=True,

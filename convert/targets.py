@@ -165,6 +165,18 @@ def choices() -> list[str]:
     return [*TARGETS, "all"]
 
 
+def quant_choices() -> list[str]:
+    """What ``--quant`` takes: every quantization some target makes, in table order."""
+    return list(dict.fromkeys(a for t in TARGETS.values() for q in t.variants.values()
+                              for a in q.accepts))
+
+
+def quant_defaults(family: str) -> str:
+    """What each target makes for a ``family`` model without ``--quant`` (``--help``)."""
+    return ", ".join(f"{t.name} {'+'.join(t.variants[family].default)}"
+                     for t in TARGETS.values() if family in t.variants)
+
+
 def resolve(targets: list[str], quant: str | None,
             family: str = "beat") -> list[tuple[str, str]]:
     """(target, quantization) pairs to build for a ``family`` model; ``all`` means every

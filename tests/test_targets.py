@@ -14,6 +14,8 @@ from vitaledge.convert.targets import (
     choices,
     family_of,
     markdown,
+    quant_choices,
+    quant_defaults,
     resolve,
     variant_name,
 )
@@ -34,6 +36,18 @@ def test_every_task_has_a_family_and_a_target():
         assert task in FAMILIES[family_of(task)]
     with pytest.raises(ValueError, match="task 'ekg'"):
         family_of("ekg")
+
+
+def test_quant_choices_and_help_come_from_the_table():
+    """``--quant`` offers what some target makes (every quantization the manifest knows) and
+    its help gives each target's defaults per family, read from the table."""
+    from vitaledge.cli import main
+
+    assert set(quant_choices()) == set(manifest.QUANTS)
+    opt = next(p for p in main.commands["convert"].params if p.name == "quant")
+    assert list(opt.type.choices) == quant_choices()
+    assert quant_defaults("beat") == "cpu none+int8, edgetpu int8, gpu fp16, micro int8"
+    assert quant_defaults("emotion") in opt.help and quant_defaults("beat") in opt.help
 
 
 @pytest.mark.parametrize("name", list(TARGETS))
