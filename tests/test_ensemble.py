@@ -47,7 +47,7 @@ def test_speech_ensemble_through_the_cli(tmp_path):
     from click.testing import CliRunner
 
     from vitaledge.train.cli import train_group
-    from vitaledge.train.speech import RECIPES, SpeechTrainConfig
+    from vitaledge.train.speech_config import RECIPES, SpeechTrainConfig
 
     assert RECIPES["robust"]["ensemble"] == 3 and RECIPES["seed"]["ensemble"] == 1
     assert SpeechTrainConfig().ensemble == 1

@@ -188,7 +188,7 @@ def test_training_learns_synthetic_speech(synth_run):
 
 def test_run_directory_contract(synth_run):
     from vitaledge.train.backend import keras
-    from vitaledge.train.speech import SpeechTrainConfig
+    from vitaledge.train.speech_config import SpeechTrainConfig
 
     run, _ = synth_run
     cfg = json.loads((run / "config.json").read_text())

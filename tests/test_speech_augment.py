@@ -12,7 +12,6 @@ from vitaledge.device.dsp.resample import resample
 from vitaledge.device.inputs.mel import SpeechSignal, clip_log_mel, images_from_log_mel
 from vitaledge.train.speech import (
     SpeechBatches,
-    SpeechTrainConfig,
     class_weight_vector,
     mixup_batch,
     spec_augment,
@@ -26,6 +25,7 @@ from vitaledge.train.speech_cache import (
     noise_params,
     speed_perturb,
 )
+from vitaledge.train.speech_config import SpeechTrainConfig
 from vitaledge.train.speech_data import Clip, clip_inputs
 
 
@@ -291,7 +291,7 @@ def test_checkpoint_choices_keep_the_epoch_they_name(tmp_path, monkeypatch):
 
     from vitaledge.train.backend import keras
     from vitaledge.train.cli import train_group
-    from vitaledge.train.speech import RECIPES
+    from vitaledge.train.speech_config import RECIPES
 
     assert RECIPES["robust"]["checkpoint"] == "late-best"
     assert RECIPES["seed"]["checkpoint"] == "best"

@@ -140,7 +140,8 @@ def test_feature_normalization_is_the_same_in_training_and_on_the_device(norm):
 
 
 def test_spec_augment_and_class_weights():
-    from vitaledge.train.speech import SpeechTrainConfig, class_weight_vector, spec_augment
+    from vitaledge.train.speech import class_weight_vector, spec_augment
+    from vitaledge.train.speech_config import SpeechTrainConfig
 
     cfg = SpeechTrainConfig(time_masks=2, time_mask_width=4, freq_masks=1, freq_mask_width=5,
                             gain_db=0.0)
@@ -284,7 +285,8 @@ def test_evaluate_speech_run_and_artifact_reproduce_training(fold_run, tmp_path)
 
 
 def test_split_none_trains_on_every_speaker(tmp_path):
-    from vitaledge.train.speech import SpeechTrainConfig, train_speech
+    from vitaledge.train.speech import train_speech
+    from vitaledge.train.speech_config import SpeechTrainConfig
 
     cfg = SpeechTrainConfig(synth_per_class=4, split="none", epochs=1, batch_size=8,
                             width=0.25, lstm_units=8, augment=0, signal=SMALL, seed=1)

@@ -23,11 +23,15 @@ from vitaledge.device.cli import (
     write_json,
 )
 from vitaledge.device.cli_shared import SEED
+from vitaledge.device.inputs.mel import FEATURE_NORMS
 
 from . import zoo
 from .config import MAX_ENSEMBLE, RR_ENSEMBLE
 from .emotion_datasets import ECG_DATASETS, OPTION_READERS
 from .run_dir import RUN_OUTPUTS, check_fresh, overwrite_option
+from .speech_config import CHECKPOINTS, CLASS_WEIGHTS, OPTIMIZERS, RECIPES, SCHEDULES
+from .speech_config import SPLITS as SPEECH_SPLITS
+from .speech_data import CALM, CORPORA
 from .splits import SPLITS
 
 #: The default of ``train beat --arch``: the best on DS1 patient-wise 4-fold (docs/results.md).
@@ -374,9 +378,9 @@ BEAT_EVALUATE_OPTIONS = ("--records", "--csv", "--split")
 @click.option("--actors", help="Speech: comma list of the speakers in --data to score; "
                                "emotion-ecg: of the subjects (AMIGOS P01, DREAMER S01, "
                                "WESAD S2).")
-@click.option("--calm", type=click.Choice(["neutral", "drop", "class"]), default=None,
+@click.option("--calm", type=click.Choice(CALM), default=None,
               help="Speech: RAVDESS calm [as in training].")
-@click.option("--corpus", type=click.Choice(["auto", "ravdess", "tess", "savee"]),
+@click.option("--corpus", type=click.Choice(CORPORA),
               default="auto", show_default=True, help="Speech: file naming scheme.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Speech: log-mel cache directory [default cache]; see --no-cache.")
@@ -447,12 +451,12 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 @click.option("--synth-per-class", "synth", type=click.IntRange(0, 100_000), default=0,
               help="Instead of --data: this many synthetic clips per emotion.")
 @deprecated_alias("--synth", "--synth-per-class", "synth", type=click.IntRange(0, 100_000))
-@click.option("--corpus", type=click.Choice(["auto", "ravdess", "tess", "savee"]),
+@click.option("--corpus", type=click.Choice(CORPORA),
               default="auto", show_default=True, help="File naming scheme.")
-@click.option("--calm", type=click.Choice(["neutral", "drop", "class"]), default="neutral",
+@click.option("--calm", type=click.Choice(CALM), default="neutral",
               show_default=True,
               help="RAVDESS 'calm': merge into neutral (as the seed), drop, or its own class.")
-@click.option("--split", type=click.Choice(["actor", "actors", "none", "random"]),
+@click.option("--split", type=click.Choice(SPEECH_SPLITS),
               default="actor", show_default=True,
               help="actor: given test speakers; actors: leave-speakers-out K-fold; none: "
                    "every speaker trains (final model); random: stratified by clip.")
@@ -481,19 +485,19 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 @click.option("--patience", type=COUNT, default=15, show_default=True,
               help="Early stopping on validation accuracy.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--recipe", type=click.Choice(["seed", "robust"]), default="robust",
+@click.option("--recipe", type=click.Choice(tuple(RECIPES)), default="robust",
               show_default=True,
               help="robust (the default, chosen on 16-speaker folds): cnn_speech, Adam + "
                    "cosine, utterance norm, class weights; seed: the seed's network and SGD "
                    "0.01, no feature norm (the reference). The options below override single "
                    "levers.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
               help="Optimizer [recipe].")
 @click.option("--lr", type=RATE, default=None, help="Learning rate [recipe: seed 0.01].")
 @click.option("--momentum", type=SHARE, default=0.0, show_default=True, help="SGD momentum.")
-@click.option("--schedule", type=click.Choice(["constant", "cosine", "plateau"]), default=None,
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
               help="Learning-rate schedule [recipe].")
-@click.option("--feature-norm", type=click.Choice(["none", "utterance", "speaker"]),
+@click.option("--feature-norm", type=click.Choice(FEATURE_NORMS),
               default=None, help="Per-band log-mel standardization (signal spec) [recipe].")
 @click.option("--time-masks", type=COUNT, default=None, help="SpecAugment time masks per image.")
 @click.option("--time-mask-width", type=COUNT, default=None, help="Max frames per time mask.")
@@ -508,12 +512,12 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 @click.option("--speed-perturb", type=SHARE, default=None,
               help="Play each training clip at speed 1 - S, 1 or 1 + S (drawn each epoch; "
                    "resampled waveform; 0: off) [recipe: robust 0.1].")
-@click.option("--checkpoint", type=click.Choice(["best", "last", "late-best", "average"]),
+@click.option("--checkpoint", type=click.Choice(CHECKPOINTS),
               default=None,
               help="Keep the epoch of best validation accuracy, the weights after the last "
                    "epoch, the best epoch of the second half, or the mean of the second "
                    "half's weights [recipe: seed best, robust late-best].")
-@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=None,
+@click.option("--class-weights", type=click.Choice(CLASS_WEIGHTS), default=None,
               help="Loss weights per class [recipe].")
 @click.option("--ensemble", type=click.IntRange(1, MAX_ENSEMBLE), default=None,
               help="Train N networks from seeds SEED, SEED+1, ... on the same split and "
@@ -549,8 +553,9 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
     on RAVDESS/TESS/SAVEE clips or synthetic speech, and report on held-out clips."""
     from vitaledge.device.inputs.mel import SpeechSignal
 
-    from .speech import SpeechTrainConfig, recipe_values, train_speech
+    from .speech import train_speech
     from .speech_cache import default_cache_dir
+    from .speech_config import SpeechTrainConfig, recipe_values
     from .speech_data import labels_for
 
     if not data and synth <= 0:

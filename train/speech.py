@@ -22,27 +22,23 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from vitaledge.device.eval.metrics import classification_metrics
-from vitaledge.device.inputs.mel import SpeechSignal
 
 from . import ensemble, zoo
 from .backend import check_converged, keras, set_seed
 from .calibration import CALIBRATION_SIZE, calibration_pick
-from .config import check_ensemble
 from .evaluate import with_uar, write_report
 from .plots import plot_history
 from .speech_cache import MelCache
+from .speech_config import TASK, SpeechTrainConfig
 from .speech_data import (
-    EMOTIONS,
-    LABELS_WITH_CALM,
     Clip,
     clip_inputs,
     describe,
@@ -53,164 +49,6 @@ from .speech_data import (
     synthetic_clips,
 )
 from .weight_average import WeightAverage, input_batches
-
-TASK = "emotion-speech"
-SPLITS = ("actor", "actors", "none", "random")
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "cosine", "plateau")
-CLASS_WEIGHTS = ("none", "balanced")
-#: The weights a run keeps: those of the epoch with the best validation accuracy (the
-#: seed's), those after the last epoch, or those of the best validation accuracy among the
-#: second half of the epochs (a schedule run to its end, its early noisy peaks passed over),
-#: or the mean of the weights after each epoch of the second half, BatchNorm statistics
-#: recomputed (:mod:`.weight_average`: no epoch is chosen on the validation speakers).
-CHECKPOINTS = ("best", "last", "late-best", "average")
-
-#: Named recipes: the values of the levers each sets (explicit options override them).
-#: ``robust`` has no gain jitter (its per-utterance standardization removes the level) and
-#: no SpecAugment masks: over the whole cosine schedule, masks cost 4.6, 0.0, 4.6 and 10.5
-#: accuracy points on the four 16-speaker folds (docs/results.md, "Speech, 16 speakers");
-#: the levers stay for other corpora. ``robust`` plays training clips at speed 0.9, 1 or 1.1
-#: (speed perturbation): +1.3 to +4.2 accuracy points on every one of those folds. It keeps
-#: the best epoch of the second half of its cosine schedule: on two validation speakers an
-#: early epoch can win by noise (the final model's validation accuracy swung between 0.15
-#: and 0.66, and its "best" was epoch 9 of 40, at 0.52 training accuracy), while on the four
-#: folds every best epoch was in the second half (32-38) and beat the last epoch by 1.1
-#: points on average (docs/results.md). And it trains three networks from three seeds and
-#: keeps their average (:mod:`.ensemble`): one network's accuracy on new speakers moves by
-#: up to 10 points with its random start (47.1 to 57.5 % on one fold), and over the four
-#: folds the three-network model scored 60.2 % against 56.1 % for its members on average.
-RECIPES: dict[str, dict] = {
-    "seed": {"arch": "tdcnnlstm_speech", "optimizer": "sgd", "learning_rate": 0.01,
-             "schedule": "constant", "feature_norm": "none", "time_masks": 0,
-             "time_mask_width": 0, "freq_masks": 0, "freq_mask_width": 0, "gain_db": 0.0,
-             "class_weights": "none", "speed_perturb": 0.0, "checkpoint": "best",
-             "ensemble": 1},
-    "robust": {"arch": "cnn_speech", "optimizer": "adam", "learning_rate": 1e-3,
-               "schedule": "cosine", "feature_norm": "utterance", "time_masks": 0,
-               "time_mask_width": 0, "freq_masks": 0, "freq_mask_width": 0, "gain_db": 0.0,
-               "class_weights": "balanced", "speed_perturb": 0.1,
-               "checkpoint": "late-best", "ensemble": 3},
-}
-
-
-def recipe_values(recipe: str, **overrides) -> dict:
-    """The recipe's lever values with the given non-None ``overrides`` applied."""
-    if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; expected one of {sorted(RECIPES)}")
-    return {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
-
-
-@dataclass
-class SpeechTrainConfig:
-    """One speech-emotion training run, saved as ``config.json`` (unknown keys refused)."""
-
-    data: list[str] = field(default_factory=list)  # corpus directories (merged)
-    corpus: str = "auto"
-    calm: str = "neutral"
-    synth_per_class: int = 0       # > 0: synthetic clips instead of ``data``
-    synth_speakers: int = 4
-    split: str = "actor"           # actor | actors (K-fold) | none | random
-    test_actors: list[str] | None = None
-    val_actors: list[str] | None = None   # filled in when validation is carved by speaker
-    folds: int = 4                 # split "actors": leave-speakers-out folds
-    fold: int = 0                  # this run's fold (1..folds) under a K-fold run, else 0
-    test_fraction: float = 0.2
-    val_fraction: float = 0.15
-    augment: int = 1               # noisy copies per training clip
-    snr_db: list[float] = field(default_factory=lambda: [15.0, 30.0])
-    epochs: int = 100
-    patience: int = 15
-    batch_size: int = 32
-    recipe: str = "seed"
-    optimizer: str = "sgd"         # sgd | adam
-    learning_rate: float = 0.01
-    momentum: float = 0.0          # sgd only
-    schedule: str = "constant"     # constant | cosine | plateau
-    time_masks: int = 0            # SpecAugment: time masks per image
-    time_mask_width: int = 0       #   of up to this many frames
-    freq_masks: int = 0            # SpecAugment: mel-band masks per input
-    freq_mask_width: int = 0       #   of up to this many bands
-    gain_db: float = 0.0           # level jitter: uniform +-gain_db added to the input
-    mixup: float = 0.0             # mixup Beta(alpha, alpha) within each batch (0 = off)
-    freq_warp: float = 0.0         # mel-axis stretch by a factor in 1 +- freq_warp (0 = off)
-    speed_perturb: float = 0.0     # training waveforms at speed 1 - s, 1 or 1 + s (0 = off)
-    class_weights: str = "none"    # none | balanced
-    checkpoint: str = "best"       # best | last | late-best | average (CHECKPOINTS)
-    ensemble: int = 1              # networks trained from seeds seed, seed+1, ...; averaged
-    cache: str | None = None       # log-mel cache directory (None: no cache)
-    width: float = 1.0             # filter-count multiplier (1.0 = the seed's network)
-    lstm_units: int = 256
-    pools: list[int] = field(default_factory=lambda: [4, 4, 4, 2])
-    time_budget_min: float | None = None
-    seed: int = 0
-    arch: str = "tdcnnlstm_speech"
-    task: str = TASK
-    labels: list[str] = field(default_factory=lambda: list(EMOTIONS))
-    signal: SpeechSignal = field(default_factory=SpeechSignal)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["signal"] = self.signal.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SpeechTrainConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"config: unknown keys {sorted(unknown)}")
-        d = dict(d)
-        for key, value in (("recipe", "seed"), ("optimizer", "sgd"), ("schedule", "constant"),
-                           ("class_weights", "none"), ("checkpoint", "best")):
-            d.setdefault(key, value)  # configs written before these options existed
-        if "signal" in d:
-            d["signal"] = SpeechSignal.from_dict(d["signal"])
-        return cls(**d)
-
-    @classmethod
-    def load(cls, path: Path) -> SpeechTrainConfig:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: not a valid speech training config: {exc}") from exc
-
-    def check(self) -> None:
-        """Option values in range (before any work starts)."""
-        for name, value, allowed in (("split", self.split, SPLITS),
-                                     ("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("schedule", self.schedule, SCHEDULES),
-                                     ("class_weights", self.class_weights, CLASS_WEIGHTS),
-                                     ("checkpoint", self.checkpoint, CHECKPOINTS),
-                                     ("recipe", self.recipe, tuple(RECIPES))):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if min(self.time_masks, self.time_mask_width, self.freq_masks,
-               self.freq_mask_width) < 0 or self.gain_db < 0:
-            raise ValueError("mask counts/widths and gain_db must be >= 0")
-        alpha = float(self.mixup) if isinstance(self.mixup, int | float) else math.nan
-        if not (math.isfinite(alpha) and alpha >= 0):
-            raise ValueError(f"mixup is a Beta(alpha, alpha) alpha: finite and >= 0 (0 = "
-                             f"off), got {self.mixup!r}")
-        if not (isinstance(self.freq_warp, (int, float)) and 0 <= self.freq_warp < 0.5):
-            raise ValueError(f"freq_warp is a relative stretch in [0, 0.5), got "
-                             f"{self.freq_warp!r}")
-        sp = self.speed_perturb
-        if isinstance(sp, bool) or not (isinstance(sp, (int, float)) and 0 <= sp < 0.5):
-            raise ValueError(f"speed_perturb is a relative speed change in [0, 0.5), got "
-                             f"{sp!r}")
-        if self.gain_db > 0 and self.signal.feature_norm != "none":
-            # a level change is an offset on the log-mel dB scale, which the per-band
-            # standardization removes; added after it, it is a shift of several standard
-            # deviations that the device never sees
-            raise ValueError(f"gain_db jitters the level in dB; with feature norm "
-                             f"{self.signal.feature_norm!r} the level is normalized away "
-                             "(use --gain-db 0, or --feature-norm none)")
-        if list(self.labels) != list(LABELS_WITH_CALM[:len(self.labels)]):
-            raise ValueError(f"labels must be {list(LABELS_WITH_CALM)} or its first seven "
-                             f"(calm 'class'), got {self.labels}")
-        check_ensemble(self.ensemble)
-        if self.split == "actors" and self.folds < 2:
-            raise ValueError(f"split 'actors' needs --folds >= 2, got {self.folds}")
 
 
 class TimeBudget(keras.callbacks.Callback):
