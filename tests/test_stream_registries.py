@@ -76,11 +76,40 @@ def test_a_listener_that_cannot_bind_names_the_source():
                 sources.open_source(f"{scheme}:127.0.0.1:{port}", fs=360.0)
 
 
+def test_a_replayed_file_is_played_by_the_format_its_suffix_picks(tmp_path):
+    """replay:PATH dispatches on REPLAY_FORMATS: one suffix, one format; a configured rate
+    applies only to a CSV; anything else is a WFDB record."""
+    suffixes = [x for f in sources.REPLAY_FORMATS.values() for x in f.suffixes]
+    assert len(suffixes) == len(set(suffixes)) and not sources.REPLAY_FORMATS["wfdb"].suffixes
+    kinds = {"replay:a/x.CSV": "csv", "replay:s.npz": "session", "replay:v.flac": "audio",
+             "replay:../shared/data/mitdb/100": "wfdb", "tcp:127.0.0.1:9": None}
+    assert {spec: sources.replay_kind(spec) for spec in kinds} == kinds
+    assert [sources.carries_rate(s) for s in kinds] == [False, True, True, True, False]
+    (tmp_path / "x.csv").write_text("0.1\n0.2\n0.3\n")
+    src = sources.open_source(f"replay:{tmp_path / 'x.csv'}", fs=250.0)
+    assert src.fs == 250.0 and np.concatenate(list(src.chunks)).tolist() == [0.1, 0.2, 0.3]
+    with pytest.raises(sources.SourceError, match="CSV replay needs the sample rate"):
+        sources.open_source(f"replay:{tmp_path / 'x.csv'}")
+
+
 def test_every_documented_sink_scheme_is_registered():
     doc = sinks.__doc__[sinks.__doc__.index(":data:`SINKS`"):]  # the schemes paragraph
     documented = set(re.findall(r"``([a-z]+)(?::PATH|://HOST:PORT/PREFIX)?``", doc))
     assert documented == set(sinks.SINKS) == {"jsonl", "sqlite", "stdout", "mqtt", "mqtts"}
     assert set(sinks.SUFFIXES.values()) <= set(sinks.SINKS)
+
+
+def test_a_sink_kind_says_what_the_daemon_checks_of_it(tmp_path):
+    """A file sink's path is checked against the inputs and other sinks, a broker sink's
+    spool against other broker sinks, and OTA rides on a broker sink: each read from the
+    sink's kind (before: a list of file schemes and two hard-coded mqtt tests)."""
+    assert sinks.sink_file(str(tmp_path / "a.db")) == tmp_path / "a.db"
+    assert sinks.sink_file(f"jsonl:{tmp_path / 'x'}") == tmp_path / "x"
+    assert sinks.sink_file("stdout") is None and sinks.sink_file("mqtt://h:1/p") is None
+    assert [k for k, v in sinks.SINKS.items() if v.broker] == ["mqtt", "mqtts"]
+    assert sinks.sink_kind("mqtts://h:8883/p").broker and not sinks.sink_kind("-").broker
+    with pytest.raises(ValueError, match="unknown sink"):
+        sinks.sink_kind("carrier-pigeon:x")
 
 
 def test_every_sink_opens_on_a_tmp_path_and_refuses_bad_arguments(tmp_path):

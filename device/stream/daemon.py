@@ -69,15 +69,14 @@ from vitaledge.device.stream.queue_items import (
     WireGap,
     from_source,
 )
-from vitaledge.device.stream.sinks import GuardedSink, open_sink, sink_file
+from vitaledge.device.stream.sinks import SINKS, GuardedSink, open_sink, sink_file, sink_kind
 from vitaledge.device.stream.source_watch import NO_SIGNAL_S, SourceWatch
 from vitaledge.device.stream.sources import (
-    RATE_CARRYING,
     Source,
+    carries_rate,
     check_source_safety,
     is_live,
     open_source,
-    replay_kind,
 )
 from vitaledge.device.stream.stages import FanOut, Stage, stage_for
 
@@ -174,7 +173,7 @@ class DaemonConfig:
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
         data.update({k: v for k, v in overrides.items() if v is not None})
-        if overrides.get("fs") is None and replay_kind(data.get("source", "")) in RATE_CARRYING:
+        if overrides.get("fs") is None and carries_rate(data.get("source", "")):
             data.pop("fs", None)  # the file's fs is for sources without a rate of their own
         if data.get("out") == [] and not data.get("api_port"):  # ran, and wrote nothing
             raise ValueError(f"{path}: out = []: no sink and no API (api_port) to read the "
@@ -235,7 +234,7 @@ class DaemonConfig:
                 raise ValueError(f"out: sink {spec!r} given twice (every event would be "
                                  "written twice)")
             seen.add(key)
-            if scheme in ("mqtt", "mqtts"):  # two sinks on one spool: each spooled twice
+            if SINKS[scheme].broker:  # two sinks on one spool: each spooled twice
                 spool = str(parse_url(spec, self.mqtt).spool_path.absolute())
                 if spool in spools:
                     raise ValueError(f"out: sinks {spools[spool]!r} and {spec!r} would share "
@@ -379,7 +378,7 @@ class Daemon:
         self.cfg = replace(cfg, model=str(link))
 
     def _mqtt_spec(self) -> str | None:
-        return next((s for s in self.cfg.out if s.startswith(("mqtt:", "mqtts:"))), None)
+        return next((s for s in self.cfg.out if sink_kind(s).broker), None)
 
     def _start_ota(self) -> None:
         if self.store is None:

@@ -15,10 +15,11 @@ A failing sink stays the daemon's problem alone: :class:`GuardedSink` keeps the 
 could not take (bounded) and retries with backoff (:data:`SINK_RETRY_S`), while the other
 sinks go on.
 
-:data:`SINKS` maps each scheme to the function that opens it: ``jsonl:PATH``,
-``sqlite:PATH``, ``stdout``, ``mqtt://HOST:PORT/PREFIX`` and ``mqtts://HOST:PORT/PREFIX``
-(TLS): store and forward to an MQTT broker, :mod:`.mqtt_sink`; a bare path picks its
-scheme by suffix (:data:`SUFFIXES`: ``PATH.jsonl``, ``PATH.db`` ...) and ``-`` is stdout.
+:data:`SINKS` maps each scheme to its kind (its opener, and whether it writes a local file
+or forwards to a broker): ``jsonl:PATH``, ``sqlite:PATH``, ``stdout``,
+``mqtt://HOST:PORT/PREFIX`` and ``mqtts://HOST:PORT/PREFIX`` (TLS): store and forward to an
+MQTT broker, :mod:`.mqtt_sink`; a bare path picks its scheme by suffix (:data:`SUFFIXES`:
+``PATH.jsonl``, ``PATH.db`` ...) and ``-`` is stdout.
 """
 
 from __future__ import annotations
@@ -305,13 +306,25 @@ def open_mqtt(path: str, opts: SinkOptions, scheme: str = "mqtt") -> Sink:
     return _open(f"{scheme}:{path}", opts.mqtt, opts.context)
 
 
-#: Scheme -> opener(path, options); a new sink is one entry here plus its function.
-SINKS: dict[str, Callable[[str, SinkOptions], Sink]] = {
-    "jsonl": open_jsonl,
-    "sqlite": open_sqlite,
-    "stdout": open_stdout,
-    "mqtt": open_mqtt,
-    "mqtts": lambda path, opts: open_mqtt(path, opts, "mqtts"),
+@dataclass(frozen=True)
+class SinkKind:
+    """One sink scheme: ``open(path, options)``, and what the daemon checks of it: ``file``,
+    its path is a local file (no input read and no other sink may be it); ``broker``, it
+    forwards to an MQTT broker through its own spool file (two such sinks may not share
+    one) and carries over-the-air updates."""
+
+    open: Callable[[str, SinkOptions], Sink]
+    file: bool = False
+    broker: bool = False
+
+
+#: Scheme -> its kind; a new sink is one entry here plus its opener.
+SINKS: dict[str, SinkKind] = {
+    "jsonl": SinkKind(open_jsonl, file=True),
+    "sqlite": SinkKind(open_sqlite, file=True),
+    "stdout": SinkKind(open_stdout),
+    "mqtt": SinkKind(open_mqtt, broker=True),
+    "mqtts": SinkKind(lambda path, opts: open_mqtt(path, opts, "mqtts"), broker=True),
 }
 #: A bare path's suffix -> its scheme.
 SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".db": "sqlite", ".sqlite": "sqlite",
@@ -324,11 +337,7 @@ def open_sink(spec: str, fsync: str = "batch", max_bytes: int = 50_000_000,
     """Open ``SCHEME:PATH`` (see :data:`SINKS`), ``stdout`` or ``-``, or a bare path by its
     suffix (:data:`SUFFIXES`). A file that already holds events needs ``append``."""
     scheme, path = sink_target(spec)
-    return SINKS[scheme](path, SinkOptions(fsync, max_bytes, append, mqtt, context))
-
-
-#: Schemes whose path is a local file.
-FILE_SCHEMES = ("jsonl", "sqlite")
+    return SINKS[scheme].open(path, SinkOptions(fsync, max_bytes, append, mqtt, context))
 
 
 def sink_target(spec: str) -> tuple[str, str]:
@@ -349,7 +358,12 @@ def sink_target(spec: str) -> tuple[str, str]:
 def sink_file(spec: str) -> Path | None:
     """The local file a sink spec writes (None: stdout, a broker)."""
     scheme, path = sink_target(spec)
-    return Path(path) if scheme in FILE_SCHEMES else None
+    return Path(path) if SINKS[scheme].file else None
+
+
+def sink_kind(spec: str) -> SinkKind:
+    """The kind of a sink spec (ValueError for an unknown scheme or suffix)."""
+    return SINKS[sink_target(spec)[0]]
 
 
 #: A failing sink is retried after the first delay (s), doubling up to the second.

@@ -156,60 +156,121 @@ def read_csv_samples(path: Path) -> np.ndarray:
     return np.asarray(vals)
 
 
+def replay_chunk(rate: float, speed: float | None, chunk_s: float | None) -> int:
+    """Samples per replay chunk: 0.5 s at a real-time pace, 10 s as fast as possible
+    (results do not depend on the chunk size, only the number of pipeline calls does)."""
+    return max(1, int(round((chunk_s or (0.5 if speed else 10.0)) * rate)))
+
+
+def check_rate_given(p: Path, what: str, rate: float, fs: float | None) -> None:
+    """A file that carries its own rate refuses another configured one."""
+    if fs and abs(fs - rate) > 1e-6:
+        raise SourceError(f"{p}: {what} is {rate} Hz but {fs} Hz was configured")
+
+
+def replay_samples(name: str, x: np.ndarray, rate: float, speed: float | None,
+                   chunk_s: float | None) -> Source:
+    """A source playing the samples ``x`` at ``rate``, paced by ``speed`` (None: at once)."""
+    stopped = {"v": False}
+    return Source(f"replay:{name}", rate,
+                  _paced(x, rate, replay_chunk(rate, speed, chunk_s), speed,
+                         lambda: stopped["v"]),
+                  lambda: stopped.update(v=True), length=len(x))
+
+
+def replay_csv(p: Path, speed: float | None, fs: float | None, lead: str,
+               chunk_s: float | None) -> Source:
+    """One sample per line; the rate must be given (``--fs``)."""
+    if not fs:
+        raise SourceError(f"{p}: CSV replay needs the sample rate (--fs)")
+    return replay_samples(p.stem, read_csv_samples(p), float(fs), speed, chunk_s)
+
+
+def replay_session(p: Path, speed: float | None, fs: float | None, lead: str,
+                   chunk_s: float | None) -> Source:
+    """A recorded multimodal session (``.npz``: samples and face frames, in order)."""
+    from vitaledge.device.io.sessions import SessionError, read_session, session_chunks
+
+    try:
+        sess = read_session(p)
+    except SessionError as exc:
+        raise SourceError(str(exc)) from exc
+    check_rate_given(p, "session", sess.fs, fs)
+    n = replay_chunk(sess.fs, speed, chunk_s)
+    stopped = {"v": False}
+
+    def paced_session():
+        t0 = time.monotonic()
+        done = 0
+        for item in session_chunks(sess, n):
+            if stopped["v"]:
+                return
+            if speed and isinstance(item, np.ndarray):
+                delay = t0 + done / (sess.fs * speed) - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                done += len(item)
+            yield item
+
+    return Source(f"replay:{p.stem}", sess.fs, paced_session(), lambda: stopped.update(v=True))
+
+
+def replay_audio(p: Path, speed: float | None, fs: float | None, lead: str,
+                 chunk_s: float | None) -> Source:
+    """A WAV or FLAC file, at its own rate."""
+    from vitaledge.device.inputs.audio import AudioError, read_wav
+
+    try:
+        x, rate = read_wav(p)
+    except AudioError as exc:
+        raise SourceError(str(exc)) from exc
+    check_rate_given(p, "audio", rate, fs)
+    return replay_samples(p.stem, x, rate, speed, chunk_s)
+
+
+def replay_wfdb(p: Path, speed: float | None, fs: float | None, lead: str,
+                chunk_s: float | None) -> Source:
+    """A WFDB record (``lead``), at its own rate."""
+    rec = read_record(p, lead=lead, annotator=None)
+    check_rate_given(p, "record", rec.fs, fs)
+    return replay_samples(rec.name, rec.signal, rec.fs, speed, chunk_s)
+
+
+@dataclass(frozen=True)
+class ReplayFormat:
+    """A file format ``replay:PATH`` plays: the suffixes that pick it, its opener
+    ``open(path, speed, fs, lead, chunk_s)``, whether the file carries its own sample rate
+    (a configured ``fs``, meant for live and CSV sources, does not apply then) and whether
+    it is audio (the audio rate range applies)."""
+
+    suffixes: tuple[str, ...]
+    open: Callable[[Path, float | None, float | None, str, float | None], Source]
+    carries_rate: bool = True
+    audio: bool = False
+
+
+#: What ``replay:PATH`` plays, by the path's suffix; ``wfdb`` takes every other path (a
+#: record's name). A new replay format is one entry here plus its opener.
+REPLAY_FORMATS: dict[str, ReplayFormat] = {
+    "csv": ReplayFormat((".csv",), replay_csv, carries_rate=False),
+    "session": ReplayFormat((".npz",), replay_session),
+    "audio": ReplayFormat((".wav", ".flac"), replay_audio, audio=True),
+    "wfdb": ReplayFormat((), replay_wfdb),
+}
+
+
+def replay_format(path: str | Path) -> str:
+    """The :data:`REPLAY_FORMATS` entry a replayed path's suffix picks."""
+    suffix = Path(path).suffix.lower()
+    return next((k for k, f in REPLAY_FORMATS.items() if suffix in f.suffixes), "wfdb")
+
+
 def replay_source(path: str, speed: float | None = None, fs: float | None = None,
                   lead: str = "MLII", chunk_s: float | None = None) -> Source:
-    """Replay a record; chunks of 0.5 s at a real-time pace, 10 s as fast as possible
-    (results do not depend on the chunk size, only the number of pipeline calls does)."""
+    """Replay a file by its format (:data:`REPLAY_FORMATS`); chunks of 0.5 s at a real-time
+    pace, 10 s as fast as possible."""
     p = Path(path)
-    stopped = {"v": False}
-    if p.suffix.lower() == ".csv":
-        if not fs:
-            raise SourceError(f"{p}: CSV replay needs the sample rate (--fs)")
-        x, rate, name = read_csv_samples(p), float(fs), p.stem
-    elif p.suffix.lower() == ".npz":
-        from vitaledge.device.io.sessions import SessionError, read_session, session_chunks
-
-        try:
-            sess = read_session(p)
-        except SessionError as exc:
-            raise SourceError(str(exc)) from exc
-        if fs and abs(fs - sess.fs) > 1e-6:
-            raise SourceError(f"{p}: session is {sess.fs} Hz but {fs} Hz was configured")
-        n = max(1, int(round((chunk_s or (0.5 if speed else 10.0)) * sess.fs)))
-
-        def paced_session():
-            t0 = time.monotonic()
-            done = 0
-            for item in session_chunks(sess, n):
-                if stopped["v"]:
-                    return
-                if speed and isinstance(item, np.ndarray):
-                    delay = t0 + done / (sess.fs * speed) - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    done += len(item)
-                yield item
-
-        return Source(f"replay:{p.stem}", sess.fs, paced_session(),
-                      lambda: stopped.update(v=True))
-    elif p.suffix.lower() in (".wav", ".flac"):
-        from vitaledge.device.inputs.audio import AudioError, read_wav
-
-        try:
-            x, rate = read_wav(p)
-        except AudioError as exc:
-            raise SourceError(str(exc)) from exc
-        if fs and abs(fs - rate) > 1e-6:
-            raise SourceError(f"{p}: audio is {rate} Hz but {fs} Hz was configured")
-        name = p.stem
-    else:
-        rec = read_record(p, lead=lead, annotator=None)
-        if fs and abs(fs - rec.fs) > 1e-6:
-            raise SourceError(f"{p}: record is {rec.fs} Hz but {fs} Hz was configured")
-        x, rate, name = rec.signal, rec.fs, rec.name
-    chunk = max(1, int(round((chunk_s or (0.5 if speed else 10.0)) * rate)))
-    return Source(f"replay:{name}", rate, _paced(x, rate, chunk, speed, lambda: stopped["v"]),
-                  lambda: stopped.update(v=True), length=len(x))
+    return REPLAY_FORMATS[replay_format(p)].open(p, speed, fs, lead, chunk_s)
 
 
 def text_samples(lines: Iterator[str], what: str, chunk: int,
@@ -566,19 +627,16 @@ def is_live(spec: str) -> bool:
 
 
 def replay_kind(spec: str) -> str | None:
-    """What a ``replay:PATH`` source plays: ``"wfdb"``, ``"csv"``, ``"session"`` (.npz) or
-    ``"audio"`` (.wav/.flac); None for a live source."""
+    """The :data:`REPLAY_FORMATS` entry a ``replay:PATH`` source plays (``"wfdb"``,
+    ``"csv"``, ``"session"``, ``"audio"``); None for a live source."""
     scheme, _, rest = spec.partition(":")
-    if scheme != "replay":
-        return None
-    suffix = Path(rest).suffix.lower()
-    return {".csv": "csv", ".npz": "session", ".wav": "audio", ".flac": "audio"}.get(
-        suffix, "wfdb")
+    return replay_format(rest) if scheme == "replay" else None
 
 
-#: Replays whose files carry their own sample rate: a configured ``fs`` (meant for
-#: stdin, tcp, serial and CSV sources) does not apply to them.
-RATE_CARRYING = frozenset({"wfdb", "session", "audio"})
+def carries_rate(spec: str) -> bool:
+    """The source ``spec`` replays a file that carries its own sample rate."""
+    kind = replay_kind(spec)
+    return kind is not None and REPLAY_FORMATS[kind].carries_rate
 
 
 def check_source_safety(spec: str, token: str = "") -> None:
@@ -603,7 +661,8 @@ def open_source(spec: str, fs: float | None = None, speed: str | float | None = 
         raise SourceError(f"unknown source {spec!r}: expected one of the schemes "
                           f"{', '.join(SOURCES)} (replay:PATH, stdin, tcp:HOST:PORT, "
                           "serial:PATH[@BAUD] ...)")
-    audio = kind.audio or replay_kind(spec) == "audio"
+    replayed = replay_kind(spec)
+    audio = kind.audio or (replayed is not None and REPLAY_FORMATS[replayed].audio)
     if fs is not None:  # refused before anything is opened or allocated
         check_fs(f"source {spec}", fs, audio)
     source = kind.open(SourceSpec(spec, scheme, rest, fs, speed, lead, token))
