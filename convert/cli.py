@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from vitaledge.device.cli import FiniteRange
+from vitaledge.device.cli_shared import FiniteRange
 from vitaledge.device.model.runtime import MAX_THREADS
 from vitaledge.train.run_dir import CONVERT_OUTPUTS, check_fresh, overwrite_option
 

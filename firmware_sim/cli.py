@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from vitaledge.device.cli import (
+from vitaledge.device.cli_shared import (
     POSITIVE,
+    SEED,
     FiniteRange,
     SampleRate,
     artifact_files,
@@ -18,7 +19,6 @@ from vitaledge.device.cli import (
     not_an_input,
     write_json,
 )
-from vitaledge.device.cli_shared import SEED
 
 #: Lengths of a synthetic record ``data synth`` writes, in minutes: from 15 s (a shorter
 #: one may hold no beat at all) to a day, what a Holter monitor records ...

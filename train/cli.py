@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from vitaledge.device.cli import (
+from vitaledge.device.cli_shared import (
+    SEED,
     FiniteRange,
     SampleRate,
     csv_list,
@@ -22,7 +23,6 @@ from vitaledge.device.cli import (
     records_dir_alias,
     write_json,
 )
-from vitaledge.device.cli_shared import SEED
 from vitaledge.device.inputs.mel import FEATURE_NORMS
 
 from . import zoo

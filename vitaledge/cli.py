@@ -10,7 +10,9 @@ from vitaledge import __version__
 from vitaledge.convert.cli import convert_cmd
 from vitaledge.demo import demo_cmd
 from vitaledge.device.bench.baselines import BASELINES, DEFAULT_INPUTS
-from vitaledge.device.cli import bench_group, data_group, device_group
+from vitaledge.device.bench.cli import bench_group
+from vitaledge.device.cli import device_group
+from vitaledge.device.data_cli import data_group
 from vitaledge.device.fleet.cli import fleet_group
 from vitaledge.firmware_sim.cli import firmware_group, synth_cmd
 from vitaledge.train.cli import evaluate_cmd, train_group

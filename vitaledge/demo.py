@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from vitaledge.device.cli import deprecated_alias
+from vitaledge.device.cli_shared import deprecated_alias
 
 
 def step(title: str) -> float:
