@@ -11,7 +11,6 @@ evaluated on the run's held-out beats. An artifact whose accuracy falls more tha
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from vitaledge.train.backend import keras
 from vitaledge.train.config import BeatTrainConfig
 from vitaledge.train.data import Prepared, check_split_ids, prepare
 from vitaledge.train.decide import decide_beats
+from vitaledge.train.evaluate import file_task
 from vitaledge.train.predict import predict
 
 from .emotion import convert_emotion_run
@@ -45,15 +45,7 @@ def convert_run(run_dir: Path, out: Path, opts: ConvertOptions,
     conversion there: a refused option left it removed).
     """
     run_dir, out = Path(run_dir), Path(out)
-    try:
-        task = json.loads((run_dir / "config.json").read_text()).get("task", "beat")
-    except (OSError, json.JSONDecodeError, AttributeError) as exc:
-        raise ValueError(f"{run_dir}/config.json: cannot read the run's config: {exc}") from exc
-    try:
-        family = family_of(task)
-    except ValueError as exc:
-        raise ValueError(f"{run_dir}/config.json: {exc}") from exc
-    if family == "emotion":
+    if family_of(file_task(run_dir / "config.json")) == "emotion":
         return convert_emotion_run(run_dir, out, opts, before_writing)
     return convert_beat_run(run_dir, out, opts, before_writing)
 

@@ -406,6 +406,7 @@ def test_a_tflm_crash_while_searching_the_arena_is_a_size_too_small(monkeypatch)
             return False  # what TFLM says below that
         return True
 
+    # fault injection: the module's private runner replaced by one that crashes like TFLM
     monkeypatch.setattr(tflm, "_micro_runtime", lambda: None)
     monkeypatch.setattr(tflm, "_runs_here", crashes_below_40k)
     assert tflm.measure_arena(b"model", None, upper=64 * 1024) == 40_192

@@ -198,6 +198,22 @@ def evaluate_model(model_path: Path, records: str | None = None,
 
 
 
+def file_task(path: Path) -> str:
+    """The task a run's ``config.json`` or an artifact's ``manifest.json`` names (``beat``
+    when absent: beat runs written before ``task`` existed); a ValueError naming the file
+    when it cannot be read, is not a JSON object or names a task no model is trained for."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {json.dumps(doc)[:40]}")
+    task = doc.get("task", "beat")
+    if task not in TASKS:
+        raise ValueError(f"{path}: task {task!r} is not one of {', '.join(TASKS)}")
+    return task
+
+
 def run_task(model_path: Path) -> str:
     """The task of a run directory, its ``model.keras`` or a converted artifact: the
     manifest's, else ``config.json``'s (beat runs written before ``task`` existed: beat)."""
@@ -205,18 +221,7 @@ def run_task(model_path: Path) -> str:
     base = model_path if model_path.is_dir() else model_path.parent
     for name in ("manifest.json", "config.json"):
         if (base / name).exists():
-            try:
-                doc = json.loads((base / name).read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{base / name}: {exc}") from exc
-            if not isinstance(doc, dict):
-                raise ValueError(f"{base / name}: expected a JSON object, got "
-                                 f"{json.dumps(doc)[:40]}")
-            task = doc.get("task", "beat")
-            if task not in TASKS:
-                raise ValueError(f"{base / name}: task {task!r} is not one of "
-                                 f"{', '.join(TASKS)}")
-            return task
+            return file_task(base / name)
     folds = sorted(p.name for p in base.glob("fold-*") if p.is_dir())
     if folds:  # a leave-speakers-out K-fold run: as check_keras_file says for beat folds
         raise FileNotFoundError(f"{base}: a K-fold run directory ({', '.join(folds)} here) "

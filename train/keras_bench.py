@@ -36,6 +36,7 @@ def keras_rows(run_dir: str | Path, candidates: list[tuple], threads: list[int],
     labels) of the artifacts benchmarked beside it) whose windows its one input takes;
     ValueError when it has several inputs or none of them fits."""
     from .backend import keras, tf
+    from .evaluate import file_task
 
     run_dir = Path(run_dir)
     rows = []
@@ -53,7 +54,7 @@ def keras_rows(run_dir: str | Path, candidates: list[tuple], threads: list[int],
     X, y = pick_inputs(model, candidates, run_dir)
     labels = list(CLASSES)
     cfg = run_dir / "config.json"
-    if cfg.exists() and json.loads(cfg.read_text()).get("task", "beat") != "beat":
+    if cfg.exists() and file_task(cfg) != "beat":
         labels = list(json.loads(cfg.read_text())["labels"])
     shape = (1, *model.input_shape[1:])
     inputs = [tf.constant(x.reshape(shape).astype(np.float32)) for x in X[:512]]
