@@ -115,7 +115,8 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
 
     from vitaledge.device.model.manifest import ManifestError
     from vitaledge.device.model.runtime import ModelLoadError
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig, DaemonFailure
+    from vitaledge.device.stream.daemon import Daemon, DaemonFailure
+    from vitaledge.device.stream.daemon_config import DaemonConfig
     from vitaledge.device.stream.pipeline import SignalError
     from vitaledge.device.stream.progress import ProgressLine
     from vitaledge.device.stream.report import format_position, format_summary, unreadable_input

@@ -318,7 +318,7 @@ def test_a_sink_file_that_is_not_a_database_is_named(converted, synth_dir, tmp_p
 
 
 def test_speed_accepts_max_and_positive_factors_only():
-    from vitaledge.device.stream.daemon import DaemonConfig
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     for ok in ("max", "1", "0.5", 20, 2.5, 0.001):
         assert DaemonConfig(speed=ok).speed == ok
@@ -328,7 +328,7 @@ def test_speed_accepts_max_and_positive_factors_only():
 
 
 def test_fsync_takes_batch_never_or_a_positive_interval_only():
-    from vitaledge.device.stream.daemon import DaemonConfig
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     for ok in ("batch", "never", "interval:0.5", "interval:10"):
         assert DaemonConfig(fsync=ok).fsync == ok
@@ -340,7 +340,7 @@ def test_fsync_takes_batch_never_or_a_positive_interval_only():
 
 
 def test_a_binary_config_file_is_named(tmp_path):
-    from vitaledge.device.stream.daemon import DaemonConfig
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     p = tmp_path / "device.toml"
     p.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
@@ -350,7 +350,7 @@ def test_a_binary_config_file_is_named(tmp_path):
 
 
 def test_config_types_are_checked_against_the_fields(tmp_path):
-    from vitaledge.device.stream.daemon import DaemonConfig
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     good = toml(tmp_path, 'out = ["a.jsonl", "b.db"]\nthreads = 2\nfs = 360\nspeed = 20')
     cfg = DaemonConfig.from_toml(good, source="stdin")
@@ -367,7 +367,7 @@ def test_config_types_are_checked_against_the_fields(tmp_path):
 def test_a_config_with_no_sink_and_no_api_is_refused(tmp_path):
     """out = [] ran the daemon with every event lost; a --sink flag or an API (whose
     /events serves them) makes it a working configuration."""
-    from vitaledge.device.stream.daemon import DaemonConfig
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     empty = toml(tmp_path, "out = []")
     with pytest.raises(ValueError, match=r"device-\d+\.toml: out = \[\]: no sink and no API"):
@@ -380,7 +380,7 @@ def test_the_config_fs_is_for_sources_without_a_rate_of_their_own(tmp_path):
     """docs/device.toml's fs = 360 is the rate of its tcp source; replaying a 250-Hz
     WFDB record (or a session, or audio) with that file must not be refused for it. A CSV
     has no rate of its own and takes it; an --fs flag still applies to every source."""
-    from vitaledge.device.stream.daemon import DaemonConfig
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     cfg = toml(tmp_path, "fs = 360.0")  # source = "replay:rec": a WFDB record
     assert DaemonConfig.from_toml(cfg).fs is None

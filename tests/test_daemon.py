@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 def test_replay_max_speed_processes_the_whole_record(converted, synth_dir, tmp_path):
     from vitaledge.device.io.aami import map_annotations
     from vitaledge.device.io.records import read_record
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     out, _ = converted
     cfg = DaemonConfig(model=str(out / "cpu-int8"), source=f"replay:{synth_dir / 's001'}",
@@ -98,7 +99,8 @@ def test_sigterm_drains_flushes_and_exits_zero(converted, synth_dir, tmp_path):
 
 
 def test_hot_reload_refuses_a_bad_model_and_keeps_serving(converted, tmp_path):
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     out, _ = converted
     art = tmp_path / "art"
@@ -119,7 +121,8 @@ def test_hot_reload_refuses_a_bad_model_and_keeps_serving(converted, tmp_path):
 
 def test_full_queue_drops_are_counted_and_reported_as_gaps(converted, synth_dir, tmp_path):
     from vitaledge.device.io.records import read_record
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     out, _ = converted
     port = free_port()

@@ -20,7 +20,8 @@ import pytest
 from conftest import free_port
 
 from vitaledge.device.stream import sources
-from vitaledge.device.stream.daemon import Daemon, DaemonConfig, DaemonFailure
+from vitaledge.device.stream.daemon import Daemon, DaemonFailure
+from vitaledge.device.stream.daemon_config import DaemonConfig
 
 FS = 360.0
 

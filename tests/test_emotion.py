@@ -356,7 +356,8 @@ def _converts_and_runs_in_the_daemon(run, keras_accuracy, stream_name, write_str
     """The trained run converts to fp32 (fused and unrolled), fp16, int8 and int8-fc, each
     verified against Keras; the deployed one runs in the daemon on a stream."""
     from vitaledge.convert.pipeline import FAIL, ConvertOptions, convert_run
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     art = run / "art"
     results = {r.variant: r for r in convert_run(run, art, ConvertOptions(

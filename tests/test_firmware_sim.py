@@ -289,7 +289,8 @@ def test_daemon_over_pty_with_faults(converted, tmp_path):
     """daemon <- pty <- board: beats found, lost frames concealed and reported, none
     crash the daemon."""
     from vitaledge.device.eval.scoring import score_detections
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
     from vitaledge.firmware_sim.patients.ecg import synth_record
 
     out, _ = converted

@@ -34,7 +34,7 @@ def test_mqtt_url_options_that_would_fail_later_are_refused(url, said):
 
 def test_a_sink_given_twice_is_refused(tmp_path):
     """--sink same.jsonl --sink same.jsonl wrote every event twice (device score: +P 50 %)."""
-    from vitaledge.device.stream.daemon import DaemonConfig
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     f = tmp_path / "same.jsonl"
     for out in ([str(f), str(f)], [str(f), f"jsonl:{f}"], ["stdout", "stdout"]):

@@ -109,7 +109,8 @@ RUNNER = '''
 import sys, time
 import numpy as np
 from types import SimpleNamespace
-from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+from vitaledge.device.stream.daemon import Daemon
+from vitaledge.device.stream.daemon_config import DaemonConfig
 
 class FakeModel:
     def __init__(self):
@@ -246,7 +247,7 @@ def test_topics_urls_and_options():
 
 
 def test_daemon_config_takes_an_mqtt_table_and_refuses_bad_keys(tmp_path):
-    from vitaledge.device.stream.daemon import DaemonConfig
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     ok = tmp_path / "ok.toml"
     ok.write_text('out = ["mqtt://127.0.0.1:1883/vt"]\n[mqtt]\ndevice = "pi7"\nrate = 50\n')
@@ -554,7 +555,8 @@ def test_watchdog_stops_when_the_pipeline_hangs(tmp_path, monkeypatch):
 
     from vitaledge.device.dsp.windows import WindowSpec
     from vitaledge.device.model.manifest import SIGNAL_SPECS
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     hang, release = threading.Event(), threading.Event()
 

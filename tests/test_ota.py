@@ -133,7 +133,8 @@ class Device:
 
     def __init__(self, tmp: Path, art: Path, mosquitto, name: str, seconds: float,
                  speed: str, keys: Path, **ota):
-        from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+        from vitaledge.device.stream.daemon import Daemon
+        from vitaledge.device.stream.daemon_config import DaemonConfig
 
         self.name = name
         self.events = tmp / f"{name}.jsonl"
@@ -320,7 +321,8 @@ def test_probation_verdicts():
 
 
 def test_ota_options_and_daemon_refusals(tmp_path):
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     assert check_table({"enabled": True, "probation_s": 5}).probation_s == 5
     for table, msg in (({"probaton_s": 1}, "unknown keys"), ({"enabled": "yes"}, "enabled"),
@@ -594,7 +596,8 @@ def test_a_good_deployment_swaps_without_losing_an_event(arts, keys, tmp_path,
     from vitaledge.device.fleet.deploy import read_artifact
     from vitaledge.device.fleet.view import fleet_status
     from vitaledge.device.model.manifest import load_manifest
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     seconds = 120.0
     base_events = tmp_path / "baseline.jsonl"

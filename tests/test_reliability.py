@@ -101,7 +101,8 @@ BAD = {
 def test_reload_refuses_each_bad_artifact_and_keeps_serving(converted, synth_dir, tmp_path,
                                                             kind, caplog):
     from vitaledge.device.io.records import read_record
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     out, _ = converted
     art = tmp_path / "art"
@@ -347,7 +348,8 @@ def test_daemon_reports_faults_and_never_classifies_them(converted, synth_dir, t
     CSV through the daemon: each fault is a status event where it starts and ends, no
     beat comes from it, and the beats after it are on the record's time axis."""
     from vitaledge.device.io.records import read_record
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     out, _ = converted
     x, where = _faulty(read_record(synth_dir / "s000").signal[: 90 * FS])
@@ -374,7 +376,8 @@ def test_daemon_reports_faults_and_never_classifies_them(converted, synth_dir, t
 
 @pytest.mark.slow
 def test_a_source_below_the_models_rate_is_refused_with_a_status_event(converted, tmp_path):
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
     from vitaledge.device.stream.pipeline import SignalError
 
     out, _ = converted

@@ -68,7 +68,8 @@ def test_a_non_loopback_bind_without_a_token_is_refused(host):
 
 
 def test_daemon_refuses_a_non_loopback_api_without_a_token_before_loading(monkeypatch):
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     monkeypatch.delenv("VITALEDGE_API_TOKEN", raising=False)
     cfg = DaemonConfig(model="/nonexistent", source="stdin", fs=360, api_host="0.0.0.0",
@@ -78,7 +79,7 @@ def test_daemon_refuses_a_non_loopback_api_without_a_token_before_loading(monkey
 
 
 def test_token_file_must_hold_a_real_token(tmp_path):
-    from vitaledge.device.stream.daemon import DaemonConfig, api_token
+    from vitaledge.device.stream.daemon_config import DaemonConfig, api_token
 
     f = tmp_path / "tok"
     f.write_text("short\n")
@@ -356,7 +357,8 @@ def test_openssl_keys_are_accepted(tmp_path):
 @pytest.mark.slow
 def test_model_with_verify_key_loads_only_when_signed(converted, tmp_path):
     from vitaledge.device.model.runtime import Model
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     out, _ = converted
     art = tmp_path / "art"

@@ -117,7 +117,8 @@ def test_slow_clients_are_closed_and_health_keeps_answering():
 
 
 def test_a_short_token_is_refused_wherever_it_comes_from(monkeypatch, tmp_path):
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig, api_token, source_token
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig, api_token, source_token
 
     cfg = DaemonConfig(model="/nonexistent", source="stdin", fs=360, api_host="0.0.0.0",
                        api_port=8787)
@@ -156,7 +157,8 @@ def test_a_listening_source_off_loopback_needs_a_token(spec):
 
 def test_daemon_and_cli_refuse_an_open_source_before_loading(monkeypatch):
     from vitaledge.device.cli import device_group
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     monkeypatch.delenv("VITALEDGE_SOURCE_TOKEN", raising=False)
     with pytest.raises(SourceError, match="not loopback"):

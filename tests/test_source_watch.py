@@ -70,7 +70,8 @@ def test_dropped_samples_count_as_arrived_and_a_silence_is_not_a_slow_rate():
 def test_a_tcp_source_that_goes_quiet_is_reported_by_the_daemon(converted, tmp_path):
     """A sensor on TCP sends 3 s of ECG, stops, then sends again: the running daemon writes
     ``no_signal`` (after ``no_signal_s``) and then ``signal_resumed``, once each."""
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     out, _ = converted
     port = free_port()
@@ -103,7 +104,7 @@ def test_a_tcp_source_that_goes_quiet_is_reported_by_the_daemon(converted, tmp_p
 
 
 def test_no_signal_s_must_be_positive_seconds():
-    from vitaledge.device.stream.daemon import DaemonConfig
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="no_signal_s"):

@@ -244,7 +244,8 @@ def test_converts_and_runs_in_the_daemon_on_wav_replay(synth_run, tmp_path):
     """The trained run converts (fp32 fused/unrolled, fp16, int8, int8-fc), each verified
     against Keras; the deployed one classifies a wav replayed through the daemon."""
     from vitaledge.convert.pipeline import FAIL, ConvertOptions, convert_run
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     run, _ = synth_run
     art = tmp_path / "art"

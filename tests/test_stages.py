@@ -117,7 +117,8 @@ def test_ecg_emotion_stage_refuses_other_models_and_bad_samples(ecg_emotion_art,
 def test_daemon_gives_beats_and_emotion_estimates_from_one_stream(
         ecg_emotion_art, converted, synth_dir, tmp_path):
     from vitaledge.device.io.records import read_record
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
 
     out, _ = converted
     events_path = tmp_path / "ev.jsonl"
@@ -142,7 +143,8 @@ def test_speech_stage_on_wav_replay_and_pcm(speech_art, tmp_path):
     import soundfile as sf
 
     from vitaledge.device.inputs.mel import model_input
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
     from vitaledge.device.stream.sources import pcm_chunks
     from vitaledge.device.stream.stages import SpeechEmotionStage
     from vitaledge.firmware_sim.patients.speech import synth_clip
@@ -201,7 +203,8 @@ def multimodal_art(tmp_path_factory):
 def test_multimodal_session_replay_through_the_daemon(multimodal_art, tmp_path):
     from vitaledge.device.inputs.multimodal import model_inputs, subject_stats
     from vitaledge.device.io.sessions import read_session, write_session
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
     from vitaledge.firmware_sim.patients.emotion import synth_session
 
     model = Model(multimodal_art)
@@ -239,7 +242,8 @@ def test_a_stream_of_the_wrong_channel_count_stops_the_daemon(multimodal_art, ec
     faults"); an ECG model on an [ecg, gsr] session read the two columns interleaved as one
     ECG (twice the signal time, four times the emotion events)."""
     from vitaledge.device.io.sessions import write_session
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig, DaemonFailure
+    from vitaledge.device.stream.daemon import Daemon, DaemonFailure
+    from vitaledge.device.stream.daemon_config import DaemonConfig
     from vitaledge.firmware_sim.patients.emotion import synth_session
 
     session = write_session(tmp_path / "s.npz", synth_session(["happy"], seconds_each=20.0,

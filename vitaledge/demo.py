@@ -66,7 +66,8 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
 
     t = step("5. daemon: replay a new synthetic patient through the int8 model (no TF)")
     from vitaledge.device.eval.score_events import format_score, load_events, score_events
-    from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+    from vitaledge.device.stream.daemon import Daemon
+    from vitaledge.device.stream.daemon_config import DaemonConfig
     from vitaledge.firmware_sim.patients.ecg import synth_record, write_wfdb
 
     replay = write_wfdb(synth_record(minutes=3.0, seed=seed + 1000, name="patient-x"),

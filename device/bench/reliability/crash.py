@@ -25,7 +25,7 @@ def check_inputs(model: str, record: str, speed: str) -> None:
     replay (the source opener's own checks), a model directory that is not an artifact
     (manifest, model file, size and sha256). Each a ``ValueError`` naming what is wrong."""
     from vitaledge.device.model.manifest import load_manifest
-    from vitaledge.device.stream.daemon import DaemonConfig
+    from vitaledge.device.stream.daemon_config import DaemonConfig
     from vitaledge.device.stream.sources import open_source
 
     try:

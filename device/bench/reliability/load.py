@@ -28,7 +28,8 @@ from vitaledge.device.bench.reliability.host import (
 from vitaledge.device.io.records import read_record
 from vitaledge.device.model.manifest import load_manifest
 from vitaledge.device.model.memory import rss_mb
-from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+from vitaledge.device.stream.daemon import Daemon
+from vitaledge.device.stream.daemon_config import DaemonConfig
 from vitaledge.device.stream.sources import TEXT_CHUNK_SAMPLES
 from vitaledge.device.stream.stages import FanOut
 

@@ -15,7 +15,8 @@ import numpy as np
 from vitaledge.device.bench.reliability.host import free_port, open_fds
 from vitaledge.device.io.records import read_record
 from vitaledge.device.model.memory import rss_mb
-from vitaledge.device.stream.daemon import Daemon, DaemonConfig
+from vitaledge.device.stream.daemon import Daemon
+from vitaledge.device.stream.daemon_config import DaemonConfig
 from vitaledge.device.stream.sources import Source
 
 
