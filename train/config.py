@@ -27,6 +27,15 @@ def check_ensemble(n) -> None:
         raise ValueError(f"ensemble is a number of networks, 1 to {MAX_ENSEMBLE}, got {n!r}")
 
 
+def known_keys(cls, d: dict, what: str = "config") -> dict:
+    """A copy of ``d`` once every key is a field of the dataclass ``cls``; a ValueError
+    naming the others (a config.json of another version, or edited by hand)."""
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"{what}: unknown keys {sorted(unknown)}")
+    return dict(d)
+
+
 @dataclass
 class BeatTrainConfig:
     arch: str = "resnet1d"
@@ -135,11 +144,7 @@ class BeatTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> BeatTrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"config: unknown keys {sorted(unknown)}")
-        d = dict(d)
+        d = known_keys(cls, d)
         # a config written before the regularity gate existed: its fitted rule has none
         d.setdefault("s_rule_irregularity", None)
         if "window" in d:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vitaledge.device.inputs.mel import SpeechSignal
 
-from .config import check_ensemble
+from .config import check_ensemble, known_keys
 from .speech_data import EMOTIONS, LABELS_WITH_CALM
 
 TASK = "emotion-speech"
@@ -116,10 +116,7 @@ class SpeechTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> SpeechTrainConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"config: unknown keys {sorted(unknown)}")
-        d = dict(d)
+        d = known_keys(cls, d)
         for key, value in (("recipe", "seed"), ("optimizer", "sgd"), ("schedule", "constant"),
                            ("class_weights", "none"), ("checkpoint", "best")):
             d.setdefault(key, value)  # configs written before these options existed
