@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.model.manifest import input_key
+from vitaledge.device.model.manifest import QUANTS, input_key
 from vitaledge.device.model.runtime import get_backend, make_interpreter, quantize
 from vitaledge.firmware_sim import tflm as micro
 
@@ -166,9 +166,10 @@ def choices() -> list[str]:
 
 
 def quant_choices() -> list[str]:
-    """What ``--quant`` takes: every quantization some target makes, in table order."""
-    return list(dict.fromkeys(a for t in TARGETS.values() for q in t.variants.values()
-                              for a in q.accepts))
+    """What ``--quant`` takes: every quantization some target makes, in the manifest
+    schema's order."""
+    made = {a for t in TARGETS.values() for q in t.variants.values() for a in q.accepts}
+    return [q for q in QUANTS if q in made]
 
 
 def quant_defaults(family: str) -> str:

@@ -121,7 +121,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     from vitaledge.device.stream.progress import ProgressLine
     from vitaledge.device.stream.report import format_position, format_summary, unreadable_input
     from vitaledge.device.stream.sinks import sink_file
-    from vitaledge.device.stream.sources import SourceError, is_live, replay_kind
+    from vitaledge.device.stream.sources import SourceError, is_live, takes_lead
 
     logging.getLogger().setLevel(log_level.upper())
     overrides = {"model": model, "emotion_model": emotion_model,
@@ -165,7 +165,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
             if given is not None and not on:  # it would be taken and ignored
                 raise click.UsageError(f"{flag} is for {needs} (or its config key): without "
                                        "it, it does nothing")
-        if lead is not None and replay_kind(cfg.source) != "wfdb":
+        if lead is not None and not takes_lead(cfg.source):
             raise click.UsageError(f"--lead picks a lead of a WFDB record; {cfg.source} "
                                    "carries one signal")
         source_path = None if is_live(cfg.source) else cfg.source.partition(":")[2]

@@ -162,6 +162,17 @@ def test_a_run_or_artifact_whose_labels_or_inputs_are_not_the_models_is_one_line
     (art / "cpu-fp32" / "manifest.json").write_text(json.dumps(m))
     assert f"its manifest's labels {m['labels']} are not its source run's" in one_error(
         art / "cpu-fp32")
+    # the source run's config.json says another task than the manifest (was a KeyError)
+    import hashlib
+
+    m["labels"] = m["labels"][::-1]
+    (run / "config.json").write_text(json.dumps({**cfg, "task": "beat"}))
+    m["source_run"]["config_sha256"] = hashlib.sha256(
+        (run / "config.json").read_bytes()).hexdigest()
+    (art / "cpu-fp32" / "manifest.json").write_text(json.dumps(m))
+    line = one_error(art / "cpu-fp32", "--data", str(tmp_path))
+    assert f"{run / 'config.json'}: its task is beat, the model's manifest says emotion-ecg" \
+        in line, line
 
     (run / "config.json").write_text(json.dumps({**cfg, "labels": [*cfg["labels"], "X"]}))
     line = one_error(run)
@@ -189,8 +200,8 @@ def test_every_task_has_its_entry_in_the_training_tables():
     from vitaledge.convert.targets import FAMILIES
     from vitaledge.device.model.manifest import TASKS
     from vitaledge.train import zoo
-    from vitaledge.train.cli import BEAT_EVALUATE_OPTIONS
     from vitaledge.train.emotion_evaluate import EMOTION_DATA
+    from vitaledge.train.evaluate import BEAT_EVALUATE_OPTIONS
 
     assert all(zoo.names(task) for task in TASKS)
 

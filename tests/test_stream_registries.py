@@ -85,6 +85,7 @@ def test_a_replayed_file_is_played_by_the_format_its_suffix_picks(tmp_path):
              "replay:../shared/data/mitdb/100": "wfdb", "tcp:127.0.0.1:9": None}
     assert {spec: sources.replay_kind(spec) for spec in kinds} == kinds
     assert [sources.carries_rate(s) for s in kinds] == [False, True, True, True, False]
+    assert [sources.takes_lead(s) for s in kinds] == [False, False, False, True, False]
     (tmp_path / "x.csv").write_text("0.1\n0.2\n0.3\n")
     src = sources.open_source(f"replay:{tmp_path / 'x.csv'}", fs=250.0)
     assert src.fs == 250.0 and np.concatenate(list(src.chunks)).tolist() == [0.1, 0.2, 0.3]
@@ -100,9 +101,10 @@ def test_every_documented_sink_scheme_is_registered():
 
 
 def test_a_sink_kind_says_what_the_daemon_checks_of_it(tmp_path):
-    """A file sink's path is checked against the inputs and other sinks, a broker sink's
-    spool against other broker sinks, and OTA rides on a broker sink: each read from the
-    sink's kind (before: a list of file schemes and two hard-coded mqtt tests)."""
+    """What the daemon's checks read of a sink's kind: a file sink's path (sink_file), and
+    which sinks are brokers (sink_kind; their spools and OTA). The checks themselves are
+    tested in test_cli_bad_input (a sink that is an input, two sinks on one spool) and
+    test_ota (an mqtt sink is needed)."""
     assert sinks.sink_file(str(tmp_path / "a.db")) == tmp_path / "a.db"
     assert sinks.sink_file(f"jsonl:{tmp_path / 'x'}") == tmp_path / "x"
     assert sinks.sink_file("stdout") is None and sinks.sink_file("mqtt://h:1/p") is None

@@ -364,10 +364,6 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
     click.echo(f"run written to {out}")
 
 
-#: The ``evaluate`` options beat runs read (an emotion task's: its ``EMOTION_DATA`` entry).
-BEAT_EVALUATE_OPTIONS = ("--records", "--csv", "--split")
-
-
 @click.command("evaluate")
 @click.argument("model", type=click.Path(exists=True))
 @click.option("--data", multiple=True, type=click.Path(exists=True),
@@ -402,7 +398,7 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
     from vitaledge.device.model.runtime import ModelLoadError
 
     from .emotion_evaluate import EMOTION_DATA, Ask, evaluate_emotion
-    from .evaluate import evaluate_model, run_task
+    from .evaluate import BEAT_EVALUATE_OPTIONS, evaluate_model, run_task
 
     if csv_file and data:  # the CSV was scored and --data ignored without a word
         raise click.UsageError("--csv and --data are two sources of beats: give one")

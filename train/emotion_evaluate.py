@@ -3,8 +3,9 @@ recordings read by the task's entry of :data:`EMOTION_DATA`.
 
 A new emotion task is one entry there: the ``evaluate`` options its runs read and the
 function that makes model inputs from ``--data`` (or, for a task with no loader yet, why
-``--data`` is refused). The CLI takes the options it accepts from the entry, and a test
-holds that every manifest task but ``beat`` has one.
+``--data`` is refused). The CLI takes the options it accepts from the entry (beat runs':
+:data:`.evaluate.BEAT_EVALUATE_OPTIONS`), and a test holds that every manifest task but
+``beat`` has one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import numpy as np
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
 from vitaledge.device.model.runtime import Model
 
-from .evaluate import check_heldout, check_keras_file, load_keras, source_run, with_uar
+from .evaluate import (
+    check_heldout,
+    check_keras_file,
+    file_task,
+    load_keras,
+    source_run,
+    with_uar,
+)
 
 
 @dataclass(frozen=True)
@@ -182,8 +190,17 @@ def evaluate_emotion(model_path: Path, ask: Ask | None = None) -> tuple[dict, st
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{cfg_path}: missing; the model's run directory is needed")
+    task = file_task(cfg_path)
+    if task not in EMOTION_DATA or (manifest is not None and manifest.task != task):
+        raise ValueError(f"{cfg_path}: its task is {task}, "
+                         + (f"the model's manifest says {manifest.task}: convert the run again"
+                            if manifest is not None and manifest.task != task
+                            else "not an emotion task"))
     cfg = json.loads(cfg_path.read_text())
-    task, labels, signal = cfg["task"], list(cfg["labels"]), cfg["signal"]
+    try:
+        labels, signal = list(cfg["labels"]), cfg["signal"]
+    except (KeyError, TypeError) as exc:  # a config.json edited by hand
+        raise ValueError(f"{cfg_path}: no {exc} list of the run's classes and signal") from exc
     if manifest is not None and list(manifest.labels) != labels:  # the device names the
         # classes from the manifest: a report in the run's order would be another model's
         raise ValueError(f"{model_path}: its manifest's labels {list(manifest.labels)} are not "

@@ -132,6 +132,11 @@ def _resolve_model(model_path: Path):
     return run_dir, keras_predict, str(model_file)
 
 
+#: The ``evaluate`` options beat runs read (an emotion task's: its
+#: :data:`.emotion_evaluate.EMOTION_DATA` entry).
+BEAT_EVALUATE_OPTIONS = ("--records", "--csv", "--split")
+
+
 def evaluate_model(model_path: Path, records: str | None = None,
                    record_list: list[str] | None = None, csv: str | None = None,
                    split: str = "test") -> tuple[dict, str]:
@@ -195,7 +200,6 @@ def evaluate_model(model_path: Path, records: str | None = None,
     metrics["data"] = source
     text = f"{len(beats)} beats\n" + format_report(metrics) + "\n\n" + format_confusion(metrics)
     return metrics, text
-
 
 
 def file_task(path: Path) -> str:

@@ -241,12 +241,14 @@ class ReplayFormat:
     """A file format ``replay:PATH`` plays: the suffixes that pick it, its opener
     ``open(path, speed, fs, lead, chunk_s)``, whether the file carries its own sample rate
     (a configured ``fs``, meant for live and CSV sources, does not apply then) and whether
-    it is audio (the audio rate range applies)."""
+    it is audio (the audio rate range applies) and whether it holds several leads to pick
+    from (``--lead``; the others carry one signal)."""
 
     suffixes: tuple[str, ...]
     open: Callable[[Path, float | None, float | None, str, float | None], Source]
     carries_rate: bool = True
     audio: bool = False
+    leads: bool = False
 
 
 #: What ``replay:PATH`` plays, by the path's suffix; ``wfdb`` takes every other path (a
@@ -255,7 +257,7 @@ REPLAY_FORMATS: dict[str, ReplayFormat] = {
     "csv": ReplayFormat((".csv",), replay_csv, carries_rate=False),
     "session": ReplayFormat((".npz",), replay_session),
     "audio": ReplayFormat((".wav", ".flac"), replay_audio, audio=True),
-    "wfdb": ReplayFormat((), replay_wfdb),
+    "wfdb": ReplayFormat((), replay_wfdb, leads=True),
 }
 
 
@@ -631,6 +633,12 @@ def replay_kind(spec: str) -> str | None:
     ``"csv"``, ``"session"``, ``"audio"``); None for a live source."""
     scheme, _, rest = spec.partition(":")
     return replay_format(rest) if scheme == "replay" else None
+
+
+def takes_lead(spec: str) -> bool:
+    """The source ``spec`` replays a file with several leads, one picked by ``--lead``."""
+    kind = replay_kind(spec)
+    return kind is not None and REPLAY_FORMATS[kind].leads
 
 
 def carries_rate(spec: str) -> bool:
