@@ -226,10 +226,9 @@ class Daemon:
         primary: Stage = self.pipeline.primary
         # stream faults (NaN, saturation, lead-off) are cut out and reported
         self.monitor = SignalMonitor(self.source.fs) if primary.wants_signal_monitor else None
-        if hasattr(primary, "set_gating"):
-            primary.set_gating(self.cfg.gating)
+        primary.set_gating(self.cfg.gating)
         self.beat_watch = (BeatWatch(self.source.fs, self.cfg.no_beats_s)
-                           if primary.task == "beat" else None)
+                           if primary.emits_beats else None)
 
     def _reset_stream_watch(self) -> None:
         """Bookkeeping of a live source's silences, arrival rate and drops."""

@@ -89,6 +89,8 @@ class BeatPipeline:
     task = "beat"
     #: the daemon cuts stream faults (NaN, saturation, lead-off) out before this stage
     wants_signal_monitor = True
+    #: its events are beats: the daemon's no-beats watch applies, and gating
+    emits_beats = True
 
     #: A run of doubtful/unreadable blocks is reported in pieces at most this long, so a
     #: live stream hears of a long one while it lasts.

@@ -48,7 +48,9 @@ class Stage(Protocol):
     order); ``swap_model`` hot-reloads a model of the same ``task`` and signal spec or
     raises :class:`SignalError`. ``wants_signal_monitor`` asks the daemon to cut stream
     faults out (as gaps) before they reach the stage; ``min_source_fs`` is the slowest
-    stream the stage can use (None: any)."""
+    stream the stage can use (None: any). ``emits_beats``: its events are beats, so the
+    daemon watches for them stopping (``no_beats``) and ``set_gating`` turns its
+    signal-quality gating on or off (a no-op for the others)."""
 
     task: str
     fs: float
@@ -58,6 +60,9 @@ class Stage(Protocol):
     gaps: int
     stats: StageStats
     wants_signal_monitor: bool
+    emits_beats: bool
+
+    def set_gating(self, on: bool) -> None: ...
 
     @property
     def min_source_fs(self) -> float | None: ...
@@ -103,6 +108,7 @@ class WindowStage:
 
     task = ""
     wants_signal_monitor = False
+    emits_beats = False
     min_source_fs: float | None = None
 
     def __init__(self, model: Model, fs: float, start_time: float = 0.0,
@@ -131,6 +137,9 @@ class WindowStage:
     def face(self, frame) -> list[dict]:
         """Camera frames, for the stages that use faces; the others ignore them."""
         return []
+
+    def set_gating(self, on: bool) -> None:
+        """No beats, no beat gating: nothing to turn."""
 
     def _events(self, batch, ends: list[int], length: int) -> list[dict]:
         """Classify ``batch`` (what ``Model.predict`` takes: stacked windows, or a list of
