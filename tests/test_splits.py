@@ -186,3 +186,28 @@ def test_dechazal_reads_only_its_records(tmp_path):
     assert records_to_read(named) == ["102"]  # names given are read as given
     assert records_to_read(BeatTrainConfig(records=str(tmp_path), split="patients")) is None
 
+
+
+def test_every_split_kind_is_one_entry_the_cli_and_training_read(monkeypatch):
+    """The --split choices, the options each split reads, which splits carve validation by
+    patient and what trains each come from SPLIT_KINDS; make_split dispatches on it (a new
+    split added as an entry is made), and a split trained per fold has no one split."""
+    from vitaledge.cli import main
+    from vitaledge.train import splits
+    from vitaledge.train.cli import BEAT_SPLIT_OPTIONS, SPLIT_RUNNERS
+
+    opt = next(p for p in main.commands["train"].commands["beat"].params if p.name == "split")
+    assert tuple(opt.type.choices) == splits.SPLITS == tuple(splits.SPLIT_KINDS)
+    for name, kind in splits.SPLIT_KINDS.items():
+        assert kind.runner in SPLIT_RUNNERS and (kind.make is None) == (kind.runner != "fit")
+        assert all(name in BEAT_SPLIT_OPTIONS[o] for o in kind.reads)
+    assert splits.BY_PATIENT == ("record", "dechazal", "patients", "loro")
+    b = fake_beats()
+    with pytest.raises(SplitError, match="'loro' has no one train/test split"):
+        make_split(b, "loro")
+    odd = splits.SplitKind(lambda beats, seed, frac, recs: splits.Split(
+        np.flatnonzero(beats.record != "100"), np.flatnonzero(beats.record == "100"), "odd"),
+        by_patient=True)
+    monkeypatch.setitem(splits.SPLIT_KINDS, "odd", odd)
+    s = make_split(b, "odd")
+    assert set(b.record[s.test]) == {"100"} and "100" not in set(b.record[s.train])

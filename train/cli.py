@@ -32,7 +32,7 @@ from .run_dir import RUN_OUTPUTS, check_fresh, overwrite_option
 from .speech_config import CHECKPOINTS, CLASS_WEIGHTS, OPTIMIZERS, RECIPES, SCHEDULES
 from .speech_config import SPLITS as SPEECH_SPLITS
 from .speech_data import CALM, CORPORA
-from .splits import SPLITS
+from .splits import SPLIT_KINDS, SPLITS
 
 #: The default of ``train beat --arch``: the best on DS1 patient-wise 4-fold (docs/results.md).
 DEFAULT_BEAT_ARCH = "tiny-rrt"
@@ -140,10 +140,33 @@ def given_on_command_line(name: str) -> bool:
 #: The options only some splits read: option -> the splits that read it. Given with
 #: another split, each is refused (it was dropped without a word: ``--folds 10 --split
 #: beat`` trained one model on a beat split and said nothing of folds).
-BEAT_SPLIT_OPTIONS = {"folds": ("patients",), "test_fraction": ("beat",),
-                      "test_records": ("record",)}
+BEAT_SPLIT_OPTIONS = {name: tuple(k for k, v in SPLIT_KINDS.items() if name in v.reads)
+                      for name in ("folds", "test_fraction", "test_records")}
 SPEECH_SPLIT_OPTIONS = {"folds": ("actors",), "fold": ("actors",), "test_actors": ("actor",),
                         "test_fraction": ("random",)}
+
+
+def _fit_runner():
+    from .fit import train_beat
+
+    return train_beat
+
+
+def _folds_runner():
+    from .folds import run_patient_folds
+
+    return run_patient_folds
+
+
+def _loro_runner():
+    from .loro import run_loro
+
+    return run_loro
+
+
+#: What trains a beat split (``SplitKind.runner``): loaded when a run starts, so that the
+#: CLI's help loads no TensorFlow.
+SPLIT_RUNNERS = {"fit": _fit_runner, "folds": _folds_runner, "loro": _loro_runner}
 
 
 def refuse_unread_options(option: str, value: str, table: dict[str, tuple[str, ...]],
@@ -347,18 +370,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
             s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, f_rule=f_rule,
             vote=vote,
             noise_aug=noise_aug, ensemble=ensemble)
-        if split == "loro":
-            from .loro import run_loro
-
-            run_loro(cfg, Path(out))
-        elif split == "patients":
-            from .folds import run_patient_folds
-
-            run_patient_folds(cfg, Path(out))
-        else:
-            from .fit import train_beat
-
-            train_beat(cfg, Path(out))
+        SPLIT_RUNNERS[SPLIT_KINDS[split].runner]()(cfg, Path(out))
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run written to {out}")

@@ -16,18 +16,13 @@ early stopping and model choice never see a test patient's neighbour beats.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from vitaledge.device.io.aami import CLASSES
 from vitaledge.device.io.beats import BeatSet
-
-SPLITS = ("beat", "record", "dechazal", "patients", "none", "loro")
-
-#: Splits that keep every patient on one side; their validation part is carved by patient.
-BY_PATIENT = ("record", "dechazal", "patients", "loro")
 
 #: MIT-BIH records of one person (the database's directory: 201 and 202 are one subject).
 SAME_PATIENT = {"202": "201"}
@@ -78,43 +73,96 @@ def stratified_holdout(y: np.ndarray, fraction: float, seed: int,
     return np.sort(np.concatenate(rest)), np.sort(np.concatenate(hold))
 
 
+def split_by_beat(beats: BeatSet, seed: int, test_fraction: float,
+                  test_records: list[str] | None) -> Split:
+    """A stratified random ``test_fraction`` of the beats is the test part."""
+    tr, te = stratified_holdout(beats.y, test_fraction, seed)
+    split = Split(tr, te, "beat")
+    split.check_disjoint(beats)
+    return split
+
+
+def split_by_record(beats: BeatSet, seed: int, test_fraction: float,
+                    test_records: list[str] | None) -> Split:
+    """The ``test_records`` are the test part (``["dechazal"]``: the DS2 records present,
+    trained on the DS1 records present)."""
+    present = sorted(set(beats.record))
+    if not test_records:
+        raise SplitError("record split needs test records (e.g. --test-records 106,232 "
+                         "or --test-records dechazal)")
+    if test_records == ["dechazal"]:
+        train_recs = [r for r in present if r in DS1]
+        test_recs = [r for r in present if r in DS2]
+        if not train_recs or not test_recs:
+            raise SplitError(f"dechazal preset needs DS1 and DS2 records of MIT-BIH; "
+                             f"present: {present} (other records: train with --split patients; "
+                             "evaluate them all with --split all)")
+    else:
+        missing = [r for r in test_records if r not in present]
+        if missing:
+            raise SplitError(f"test records not in the data: {missing} (present: {present})")
+        test_recs = list(test_records)
+        train_recs = [r for r in present if r not in test_recs]
+        if not train_recs:
+            raise SplitError("record split leaves no training records")
+    split = Split(np.flatnonzero(np.isin(beats.record, train_recs)),
+                  np.flatnonzero(np.isin(beats.record, test_recs)), "record")
+    split.check_disjoint(beats, by_record=True)
+    return split
+
+
+def split_dechazal(beats: BeatSet, seed: int, test_fraction: float,
+                   test_records: list[str] | None) -> Split:
+    """de Chazal's inter-patient protocol: DS1 records train, DS2 records test."""
+    return split_by_record(beats, seed, test_fraction, ["dechazal"])
+
+
+def split_none(beats: BeatSet, seed: int, test_fraction: float,
+               test_records: list[str] | None) -> Split:
+    """Every beat trains; no test part."""
+    return Split(np.arange(len(beats)), np.zeros(0, np.int64), "none")
+
+
+@dataclass(frozen=True)
+class SplitKind:
+    """One ``train beat --split``. ``make(beats, seed, test_fraction, test_records)`` makes
+    its one train/test split (None: its ``runner`` trains a model per fold and makes
+    them); ``by_patient``: no patient on both sides, and the validation part is carved by
+    patient too; ``reads``: the options it takes (``folds``, ``test_fraction``,
+    ``test_records``); ``runner``: what trains it, ``fit`` (one model, :mod:`.fit`),
+    ``folds`` (patient-wise K-fold, :mod:`.folds`) or ``loro`` (a model per record,
+    :mod:`.loro`)."""
+
+    make: Callable[[BeatSet, int, float, list[str] | None], Split] | None
+    by_patient: bool
+    reads: tuple[str, ...] = ()
+    runner: str = "fit"
+
+
+#: The splits ``train beat --split`` takes (see the module doc); a new one is one entry.
+SPLIT_KINDS: dict[str, SplitKind] = {
+    "beat": SplitKind(split_by_beat, by_patient=False, reads=("test_fraction",)),
+    "record": SplitKind(split_by_record, by_patient=True, reads=("test_records",)),
+    "dechazal": SplitKind(split_dechazal, by_patient=True),
+    "patients": SplitKind(None, by_patient=True, reads=("folds",), runner="folds"),
+    "none": SplitKind(split_none, by_patient=False),
+    "loro": SplitKind(None, by_patient=True, runner="loro"),
+}
+SPLITS = tuple(SPLIT_KINDS)
+#: Splits that keep every patient on one side; their validation part is carved by patient.
+BY_PATIENT = tuple(k for k, v in SPLIT_KINDS.items() if v.by_patient)
+
+
 def make_split(beats: BeatSet, kind: str, seed: int = 0, test_fraction: float = 0.2,
                test_records: list[str] | None = None) -> Split:
-    """One train/test split of ``beats`` (see module doc for the kinds)."""
-    if kind == "beat":
-        tr, te = stratified_holdout(beats.y, test_fraction, seed)
-        split = Split(tr, te, "beat")
-        split.check_disjoint(beats)
-        return split
-    if kind == "dechazal":
-        return make_split(beats, "record", seed, test_fraction, ["dechazal"])
-    if kind == "record":
-        present = sorted(set(beats.record))
-        if not test_records:
-            raise SplitError("record split needs test records (e.g. --test-records 106,232 "
-                             "or --test-records dechazal)")
-        if test_records == ["dechazal"]:
-            train_recs = [r for r in present if r in DS1]
-            test_recs = [r for r in present if r in DS2]
-            if not train_recs or not test_recs:
-                raise SplitError(f"dechazal preset needs DS1 and DS2 records of MIT-BIH; "
-                                 f"present: {present} (other records: train with --split patients; "
-                                 "evaluate them all with --split all)")
-        else:
-            missing = [r for r in test_records if r not in present]
-            if missing:
-                raise SplitError(f"test records not in the data: {missing} (present: {present})")
-            test_recs = list(test_records)
-            train_recs = [r for r in present if r not in test_recs]
-            if not train_recs:
-                raise SplitError("record split leaves no training records")
-        split = Split(np.flatnonzero(np.isin(beats.record, train_recs)),
-                      np.flatnonzero(np.isin(beats.record, test_recs)), "record")
-        split.check_disjoint(beats, by_record=True)
-        return split
-    if kind == "none":
-        return Split(np.arange(len(beats)), np.zeros(0, np.int64), "none")
-    raise SplitError(f"unknown split {kind!r}; expected one of {SPLITS}")
+    """One train/test split of ``beats`` by its :data:`SPLIT_KINDS` entry."""
+    if kind not in SPLIT_KINDS:
+        raise SplitError(f"unknown split {kind!r}; expected one of {SPLITS}")
+    make = SPLIT_KINDS[kind].make
+    if make is None:
+        raise SplitError(f"split {kind!r} has no one train/test split: it trains a model per "
+                         f"fold ({SPLIT_KINDS[kind].runner})")
+    return make(beats, seed, test_fraction, test_records)
 
 
 def loro_splits(beats: BeatSet) -> Iterator[tuple[str, Split]]:
