@@ -22,6 +22,7 @@ from vitaledge.device.cli_shared import (
     write_json,
 )
 from vitaledge.device.model.runtime import BACKENDS, MAX_THREADS
+from vitaledge.device.stream.daemon_config import FALLBACKS
 
 
 @click.group("device")
@@ -91,7 +92,7 @@ def _flag_named(message: str, overrides: dict) -> str:
 @click.option("--backend", type=click.Choice(BACKENDS),
               help="LiteRT backend (default: first installed).")
 @click.option("--delegate", help="xnnpack (default) | none | edgetpu | gpu | PATH.so")
-@click.option("--fallback", type=click.Choice(["none", "cpu"]),
+@click.option("--fallback", type=click.Choice(FALLBACKS),
               help="cpu: run on the CPU when the delegate cannot be loaded.")
 @click.option("--no-gating", "no_gating", is_flag=True, default=None,
               help="Turn signal-quality gating off: beats in unreadable stretches are "
@@ -166,8 +167,8 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
                 raise click.UsageError(f"{flag} is for {needs} (or its config key): without "
                                        "it, it does nothing")
         if lead is not None and not takes_lead(cfg.source):
-            raise click.UsageError(f"--lead picks a lead of a WFDB record; {cfg.source} "
-                                   "carries one signal")
+            raise click.UsageError(f"--lead picks a lead of a recording with several (a WFDB "
+                                   f"record); {cfg.source} carries one signal")
         source_path = None if is_live(cfg.source) else cfg.source.partition(":")[2]
         inputs = [config, *artifact_files(cfg.model), *artifact_files(cfg.emotion_model),
                   *(record_files(source_path) if source_path else [])]

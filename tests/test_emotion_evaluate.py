@@ -211,3 +211,26 @@ def test_every_task_has_its_entry_in_the_training_tables():
         assert set(kind.options) <= offered and "--data" not in kind.options
         assert (kind.read is None) == bool(kind.why_none)
     assert set(BEAT_EVALUATE_OPTIONS) <= offered
+
+
+def test_a_source_config_that_is_not_an_emotion_runs_is_one_error(runs, tmp_path):
+    """evaluate_emotion reads the run's config.json itself: a task that is not an emotion
+    task, labels that are not a list of names or a missing signal spec are named (a
+    KeyError, or a sentence built from a TypeError's text, before)."""
+    import shutil
+
+    from vitaledge.train.emotion_evaluate import evaluate_emotion
+
+    run = tmp_path / "ecg"
+    shutil.copytree(runs / "ecg-synth", run)
+    cfg = json.loads((run / "config.json").read_text())
+    for change, words in [({"task": "beat"}, "its task is beat, not an emotion task"),
+                          ({"labels": 5}, "labels must be the list of the run's class names, "
+                                          "got 5"),
+                          ({"labels": None}, "got null"),
+                          ({"signal": None}, "signal must be the run's signal spec")]:
+        (run / "config.json").write_text(json.dumps({**cfg, **change}))
+        with pytest.raises(ValueError) as exc:
+            evaluate_emotion(run)
+        assert str(exc.value).startswith(f"{run / 'config.json'}: ") and words in str(
+            exc.value), exc.value

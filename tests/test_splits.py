@@ -187,27 +187,30 @@ def test_dechazal_reads_only_its_records(tmp_path):
     assert records_to_read(BeatTrainConfig(records=str(tmp_path), split="patients")) is None
 
 
-
 def test_every_split_kind_is_one_entry_the_cli_and_training_read(monkeypatch):
-    """The --split choices, the options each split reads, which splits carve validation by
-    patient and what trains each come from SPLIT_KINDS; make_split dispatches on it (a new
-    split added as an entry is made), and a split trained per fold has no one split."""
+    """The --split choices and help, the options each split reads, which splits carve
+    validation by patient and what trains each come from SPLIT_KINDS (at import); a split
+    trained per fold has no one split; make_split dispatches on the table at call time (an
+    entry added then is made; the CLI's choices are not rebuilt)."""
     from vitaledge.cli import main
     from vitaledge.train import splits
-    from vitaledge.train.cli import BEAT_SPLIT_OPTIONS, SPLIT_RUNNERS
+    from vitaledge.train.cli import BEAT_SPLIT_OPTIONS
 
     opt = next(p for p in main.commands["train"].commands["beat"].params if p.name == "split")
     assert tuple(opt.type.choices) == splits.SPLITS == tuple(splits.SPLIT_KINDS)
+    assert "patients (patient-wise K-fold)" in opt.help
     for name, kind in splits.SPLIT_KINDS.items():
-        assert kind.runner in SPLIT_RUNNERS and (kind.make is None) == (kind.runner != "fit")
+        assert (kind.make is None) == (kind.trainer != splits.ONE_MODEL)
+        assert callable(splits.trainer(name))  # its module:function exists
         assert all(name in BEAT_SPLIT_OPTIONS[o] for o in kind.reads)
+    assert set(BEAT_SPLIT_OPTIONS) == {"folds", "test_fraction", "test_records"}
     assert splits.BY_PATIENT == ("record", "dechazal", "patients", "loro")
     b = fake_beats()
     with pytest.raises(SplitError, match="'loro' has no one train/test split"):
         make_split(b, "loro")
     odd = splits.SplitKind(lambda beats, seed, frac, recs: splits.Split(
         np.flatnonzero(beats.record != "100"), np.flatnonzero(beats.record == "100"), "odd"),
-        by_patient=True)
+        by_patient=True, help="record 100 held out")
     monkeypatch.setitem(splits.SPLIT_KINDS, "odd", odd)
     s = make_split(b, "odd")
     assert set(b.record[s.test]) == {"100"} and "100" not in set(b.record[s.train])

@@ -32,7 +32,7 @@ from .run_dir import RUN_OUTPUTS, check_fresh, overwrite_option
 from .speech_config import CHECKPOINTS, CLASS_WEIGHTS, OPTIMIZERS, RECIPES, SCHEDULES
 from .speech_config import SPLITS as SPEECH_SPLITS
 from .speech_data import CALM, CORPORA
-from .splits import SPLIT_KINDS, SPLITS
+from .splits import SPLIT_KINDS, SPLITS, trainer
 
 #: The default of ``train beat --arch``: the best on DS1 patient-wise 4-fold (docs/results.md).
 DEFAULT_BEAT_ARCH = "tiny-rrt"
@@ -141,32 +141,10 @@ def given_on_command_line(name: str) -> bool:
 #: another split, each is refused (it was dropped without a word: ``--folds 10 --split
 #: beat`` trained one model on a beat split and said nothing of folds).
 BEAT_SPLIT_OPTIONS = {name: tuple(k for k, v in SPLIT_KINDS.items() if name in v.reads)
-                      for name in ("folds", "test_fraction", "test_records")}
+                      for name in dict.fromkeys(o for v in SPLIT_KINDS.values()
+                                                for o in v.reads)}
 SPEECH_SPLIT_OPTIONS = {"folds": ("actors",), "fold": ("actors",), "test_actors": ("actor",),
                         "test_fraction": ("random",)}
-
-
-def _fit_runner():
-    from .fit import train_beat
-
-    return train_beat
-
-
-def _folds_runner():
-    from .folds import run_patient_folds
-
-    return run_patient_folds
-
-
-def _loro_runner():
-    from .loro import run_loro
-
-    return run_loro
-
-
-#: What trains a beat split (``SplitKind.runner``): loaded when a run starts, so that the
-#: CLI's help loads no TensorFlow.
-SPLIT_RUNNERS = {"fit": _fit_runner, "folds": _folds_runner, "loro": _loro_runner}
 
 
 def refuse_unread_options(option: str, value: str, table: dict[str, tuple[str, ...]],
@@ -217,8 +195,8 @@ def train_group() -> None:
 @click.option("--lead", default="MLII", show_default=True, help="Lead to read from records.")
 @window_options
 @click.option("--split", type=click.Choice(list(SPLITS)), default="beat", show_default=True,
-              help="How to hold out test beats: beat (same patients on both sides), record, "
-                   "dechazal (DS1 -> DS2), patients (patient-wise K-fold), none, loro.")
+              help="How to hold out test beats: " + ", ".join(
+                  f"{k} ({v.help})" for k, v in SPLIT_KINDS.items()) + ".")
 @click.option("--folds", type=click.IntRange(2, 50), default=4, show_default=True,
               help="Number of patient-wise folds for --split patients.")
 @click.option("--anchor", type=click.Choice(["annotated", "detected"]), default=None,
@@ -370,7 +348,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
             s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, f_rule=f_rule,
             vote=vote,
             noise_aug=noise_aug, ensemble=ensemble)
-        SPLIT_RUNNERS[SPLIT_KINDS[split].runner]()(cfg, Path(out))
+        trainer(split)(cfg, Path(out))
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run written to {out}")

@@ -27,12 +27,12 @@ def check_ensemble(n) -> None:
         raise ValueError(f"ensemble is a number of networks, 1 to {MAX_ENSEMBLE}, got {n!r}")
 
 
-def known_keys(cls, d: dict, what: str = "config") -> dict:
+def known_keys(cls, d: dict) -> dict:
     """A copy of ``d`` once every key is a field of the dataclass ``cls``; a ValueError
     naming the others (a config.json of another version, or edited by hand)."""
     unknown = set(d) - {f.name for f in fields(cls)}
     if unknown:
-        raise ValueError(f"{what}: unknown keys {sorted(unknown)}")
+        raise ValueError(f"config: unknown keys {sorted(unknown)}")
     return dict(d)
 
 

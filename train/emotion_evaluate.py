@@ -197,10 +197,13 @@ def evaluate_emotion(model_path: Path, ask: Ask | None = None) -> tuple[dict, st
                             if manifest is not None and manifest.task != task
                             else "not an emotion task"))
     cfg = json.loads(cfg_path.read_text())
-    try:
-        labels, signal = list(cfg["labels"]), cfg["signal"]
-    except (KeyError, TypeError) as exc:  # a config.json edited by hand
-        raise ValueError(f"{cfg_path}: no {exc} list of the run's classes and signal") from exc
+    labels, signal = cfg.get("labels"), cfg.get("signal")
+    if not (isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)):
+        raise ValueError(f"{cfg_path}: labels must be the list of the run's class names, got "
+                         f"{json.dumps(labels)[:40]}")
+    if not isinstance(signal, dict):  # a config.json edited by hand
+        raise ValueError(f"{cfg_path}: signal must be the run's signal spec (an object), got "
+                         f"{json.dumps(signal)[:40]}")
     if manifest is not None and list(manifest.labels) != labels:  # the device names the
         # classes from the manifest: a report in the run's order would be another model's
         raise ValueError(f"{model_path}: its manifest's labels {list(manifest.labels)} are not "

@@ -123,34 +123,49 @@ def split_none(beats: BeatSet, seed: int, test_fraction: float,
     return Split(np.arange(len(beats)), np.zeros(0, np.int64), "none")
 
 
+#: The trainer of a split with one train/test split: one model.
+ONE_MODEL = "vitaledge.train.fit:train_beat"
+
+
 @dataclass(frozen=True)
 class SplitKind:
     """One ``train beat --split``. ``make(beats, seed, test_fraction, test_records)`` makes
-    its one train/test split (None: its ``runner`` trains a model per fold and makes
-    them); ``by_patient``: no patient on both sides, and the validation part is carved by
-    patient too; ``reads``: the options it takes (``folds``, ``test_fraction``,
-    ``test_records``); ``runner``: what trains it, ``fit`` (one model, :mod:`.fit`),
-    ``folds`` (patient-wise K-fold, :mod:`.folds`) or ``loro`` (a model per record,
-    :mod:`.loro`)."""
+    its one train/test split (None: its trainer makes a model per fold); ``by_patient``:
+    no patient on both sides, and the validation part is carved by patient too; ``reads``:
+    the ``train beat`` options it takes (``folds``, ``test_fraction``, ``test_records``);
+    ``trainer``: ``module:function`` that trains a run of it from its config (imported
+    when a run starts, so the CLI's help loads no TensorFlow); ``help``: a few words for
+    ``--split``'s help."""
 
     make: Callable[[BeatSet, int, float, list[str] | None], Split] | None
     by_patient: bool
+    help: str
     reads: tuple[str, ...] = ()
-    runner: str = "fit"
+    trainer: str = ONE_MODEL
 
 
 #: The splits ``train beat --split`` takes (see the module doc); a new one is one entry.
 SPLIT_KINDS: dict[str, SplitKind] = {
-    "beat": SplitKind(split_by_beat, by_patient=False, reads=("test_fraction",)),
-    "record": SplitKind(split_by_record, by_patient=True, reads=("test_records",)),
-    "dechazal": SplitKind(split_dechazal, by_patient=True),
-    "patients": SplitKind(None, by_patient=True, reads=("folds",), runner="folds"),
-    "none": SplitKind(split_none, by_patient=False),
-    "loro": SplitKind(None, by_patient=True, runner="loro"),
+    "beat": SplitKind(split_by_beat, False, "same patients on both sides",
+                      reads=("test_fraction",)),
+    "record": SplitKind(split_by_record, True, "--test-records", reads=("test_records",)),
+    "dechazal": SplitKind(split_dechazal, True, "DS1 -> DS2"),
+    "patients": SplitKind(None, True, "patient-wise K-fold", reads=("folds",),
+                          trainer="vitaledge.train.folds:run_patient_folds"),
+    "none": SplitKind(split_none, False, "everything trains"),
+    "loro": SplitKind(None, True, "a model per record", trainer="vitaledge.train.loro:run_loro"),
 }
 SPLITS = tuple(SPLIT_KINDS)
 #: Splits that keep every patient on one side; their validation part is carved by patient.
 BY_PATIENT = tuple(k for k, v in SPLIT_KINDS.items() if v.by_patient)
+
+
+def trainer(kind: str) -> Callable:
+    """The function that trains a run of split ``kind`` (``trainer(cfg, run_dir)``)."""
+    import importlib
+
+    module, _, name = SPLIT_KINDS[kind].trainer.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def make_split(beats: BeatSet, kind: str, seed: int = 0, test_fraction: float = 0.2,
@@ -161,7 +176,7 @@ def make_split(beats: BeatSet, kind: str, seed: int = 0, test_fraction: float = 
     make = SPLIT_KINDS[kind].make
     if make is None:
         raise SplitError(f"split {kind!r} has no one train/test split: it trains a model per "
-                         f"fold ({SPLIT_KINDS[kind].runner})")
+                         f"fold ({SPLIT_KINDS[kind].trainer})")
     return make(beats, seed, test_fraction, test_records)
 
 

@@ -1,6 +1,6 @@
 """The daemon's settings (``vitaledge device run`` flags, or a TOML file with ``--config``):
 :class:`DaemonConfig`, each key's type checked on load with a message naming it, the
-cross-checks of its values (models, sources, sinks, OTA), and the tokens it names."""
+cross-checks of its values (sources, sinks, OTA), and the tokens it names."""
 
 from __future__ import annotations
 
