@@ -141,8 +141,7 @@ def given_on_command_line(name: str) -> bool:
 #: another split, each is refused (it was dropped without a word: ``--folds 10 --split
 #: beat`` trained one model on a beat split and said nothing of folds).
 BEAT_SPLIT_OPTIONS = {name: tuple(k for k, v in SPLIT_KINDS.items() if name in v.reads)
-                      for name in dict.fromkeys(o for v in SPLIT_KINDS.values()
-                                                for o in v.reads)}
+                      for name in sorted({o for v in SPLIT_KINDS.values() for o in v.reads})}
 SPEECH_SPLIT_OPTIONS = {"folds": ("actors",), "fold": ("actors",), "test_actors": ("actor",),
                         "test_fraction": ("random",)}
 
