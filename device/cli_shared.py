@@ -255,3 +255,11 @@ def snr_list(text: str) -> list[float]:
         raise click.BadParameter(f"{text!r}: {', '.join(twice)} dB given twice (one record "
                                  "per SNR, named by it)", param_hint="--snr")
     return levels
+
+
+def option_readers(reads: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Option -> the values of a choice that read it, from each value's options (a
+    registry's ``reads``), options in sorted order: what a command refuses an option
+    with when the chosen value does not read it."""
+    return {option: tuple(v for v, opts in reads.items() if option in opts)
+            for option in sorted({o for opts in reads.values() for o in opts})}

@@ -20,6 +20,7 @@ from vitaledge.device.cli_shared import (
     deprecated_alias,
     json_out_ready,
     not_an_input,
+    option_readers,
     records_dir_alias,
     write_json,
 )
@@ -140,8 +141,7 @@ def given_on_command_line(name: str) -> bool:
 #: The options only some splits read: option -> the splits that read it. Given with
 #: another split, each is refused (it was dropped without a word: ``--folds 10 --split
 #: beat`` trained one model on a beat split and said nothing of folds).
-BEAT_SPLIT_OPTIONS = {name: tuple(k for k, v in SPLIT_KINDS.items() if name in v.reads)
-                      for name in sorted({o for v in SPLIT_KINDS.values() for o in v.reads})}
+BEAT_SPLIT_OPTIONS = option_readers({k: v.reads for k, v in SPLIT_KINDS.items()})
 SPEECH_SPLIT_OPTIONS = {"folds": ("actors",), "fold": ("actors",), "test_actors": ("actor",),
                         "test_fraction": ("random",)}
 

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vitaledge.device.cli_shared import option_readers
+
 if TYPE_CHECKING:
     from .emotion_data import TrialSet
 
@@ -66,9 +68,7 @@ ECG_DATASETS: dict[str, EcgDataset] = {
 
 
 #: Option -> the data sets that read it (train emotion-ecg refuses it with the others).
-OPTION_READERS: dict[str, tuple[str, ...]] = {
-    option: tuple(name for name, d in ECG_DATASETS.items() if option in d.options)
-    for option in sorted({o for d in ECG_DATASETS.values() for o in d.options})}
+OPTION_READERS = option_readers({name: d.options for name, d in ECG_DATASETS.items()})
 
 
 def load_trials(dataset: str, data: str | None, threshold: float | None = None,

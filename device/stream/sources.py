@@ -635,16 +635,20 @@ def replay_kind(spec: str) -> str | None:
     return replay_format(rest) if scheme == "replay" else None
 
 
+def replayed(spec: str) -> ReplayFormat | None:
+    """The format of the file a ``replay:PATH`` source plays; None for a live source."""
+    kind = replay_kind(spec)
+    return None if kind is None else REPLAY_FORMATS[kind]
+
+
 def takes_lead(spec: str) -> bool:
     """The source ``spec`` replays a file with several leads, one picked by ``--lead``."""
-    kind = replay_kind(spec)
-    return kind is not None and REPLAY_FORMATS[kind].leads
+    return (fmt := replayed(spec)) is not None and fmt.leads
 
 
 def carries_rate(spec: str) -> bool:
     """The source ``spec`` replays a file that carries its own sample rate."""
-    kind = replay_kind(spec)
-    return kind is not None and REPLAY_FORMATS[kind].carries_rate
+    return (fmt := replayed(spec)) is not None and fmt.carries_rate
 
 
 def check_source_safety(spec: str, token: str = "") -> None:
@@ -669,8 +673,7 @@ def open_source(spec: str, fs: float | None = None, speed: str | float | None = 
         raise SourceError(f"unknown source {spec!r}: expected one of the schemes "
                           f"{', '.join(SOURCES)} (replay:PATH, stdin, tcp:HOST:PORT, "
                           "serial:PATH[@BAUD] ...)")
-    replayed = replay_kind(spec)
-    audio = kind.audio or (replayed is not None and REPLAY_FORMATS[replayed].audio)
+    audio = kind.audio or ((fmt := replayed(spec)) is not None and fmt.audio)
     if fs is not None:  # refused before anything is opened or allocated
         check_fs(f"source {spec}", fs, audio)
     source = kind.open(SourceSpec(spec, scheme, rest, fs, speed, lead, token))
