@@ -214,3 +214,31 @@ def test_every_split_kind_is_one_entry_the_cli_and_training_read(monkeypatch):
     monkeypatch.setitem(splits.SPLIT_KINDS, "odd", odd)
     s = make_split(b, "odd")
     assert set(b.record[s.test]) == {"100"} and "100" not in set(b.record[s.train])
+
+
+def test_a_balance_method_is_one_entry(monkeypatch):
+    """A method added to METHODS is parsed, applied and shown in --balance's help; each
+    entry either weights or resamples, never both."""
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+    from vitaledge.train import balance as bal
+
+    assert all((m.weights is None) or (m.resample is None) for m in bal.METHODS.values())
+    halve = bal.Method("every class weighted 0.5", weights=lambda y, k: {c: 0.5 for c in range(k)})
+    keep_first = bal.Method("the first n rows", takes_count=True,
+                            resample=lambda flat, y, n, k, seed: (flat[:n], y[:n]))
+    monkeypatch.setitem(bal.METHODS, "halve", halve)
+    monkeypatch.setitem(bal.METHODS, "first", keep_first)
+    b = fake_beats()
+    assert balance(b.X, b.y, "halve", 5)[2] == {c: 0.5 for c in range(5)}
+    X, y, cw, _, _ = balance(b.X, b.y, "first:7", 5)
+    assert len(X) == len(y) == 7 and cw is None and np.array_equal(X, b.X[:7].astype(X.dtype))
+    with pytest.raises(BalanceError, match="first needs a positive count"):
+        parse("first")
+    assert "first:N" in bal.choices() and "halve" in bal.choices()
+    assert "halve (every class weighted 0.5)" in bal.described()
+    # the CLI's help is built from the table when the module is imported
+    out = CliRunner().invoke(main, ["train", "beat", "--help"], terminal_width=200).output
+    for name in ("none", "class-weight", "sqrt-weight", "smote", "hybrid:N"):
+        assert name + " (" in out

@@ -27,6 +27,7 @@ from vitaledge.device.cli_shared import (
 from vitaledge.device.inputs.mel import FEATURE_NORMS
 
 from . import zoo
+from .balance import described as balance_methods
 from .config import MAX_ENSEMBLE, RR_ENSEMBLE
 from .emotion_datasets import ECG_DATASETS, OPTION_READERS
 from .run_dir import RUN_OUTPUTS, check_fresh, overwrite_option
@@ -207,7 +208,7 @@ def train_group() -> None:
 @click.option("--test-fraction", type=FRACTION, default=0.2, show_default=True)
 @click.option("--val-fraction", type=FRACTION, default=0.1, show_default=True)
 @click.option("--balance", default="none", show_default=True,
-              help="none | class-weight | sqrt-weight | smote | hybrid:N")
+              help="Class imbalance: " + balance_methods() + ".")
 @click.option("--s-rule", type=click.Choice(["network", "timing"]), default=None,
               help="How N and S are told apart: the network's argmax, or timing (the "
                    "premature-beat rule fitted on the training patients' RR intervals) "
