@@ -152,7 +152,8 @@ def test_stage_classes_carry_the_protocol_members():
     classes = (BeatPipeline, EcgEmotionStage, SpeechEmotionStage, MultimodalStage)
     for cls in classes:
         for name in ("task", "wants_signal_monitor", "emits_beats", "min_source_fs",
-                     "process", "gap", "face", "flush", "swap_model", "set_gating"):
+                     "process", "gap", "face", "flush", "swap_model", "set_gating",
+                     "quality_summary", "decided_samples"):
             assert hasattr(cls, name), (cls.__name__, name)
     assert {cls.task for cls in classes} == set(STAGES)
     # the daemon's no-beats watch and gating follow the stage's trait, not its task name

@@ -264,12 +264,10 @@ class Daemon:
         the sink's thread)."""
         m = self.model.manifest
         ctx = {"model": {"sha256": m.sha256, "task": m.task, "path": self.cfg.model,
-                         "version": getattr(m, "vitaledge_version", None),
-                         "created": getattr(m, "created", None)},
+                         "version": m.vitaledge_version, "created": m.created},
                "source": self.cfg.source, "dropped_samples": self.dropped_samples}
-        ota = getattr(self, "ota", None)
-        if ota is not None:
-            ctx["ota"] = ota.summary()
+        if self.ota is not None:
+            ctx["ota"] = self.ota.summary()
         return ctx
 
     def _refuse_slow_source(self) -> None:
@@ -412,9 +410,7 @@ class Daemon:
     def announce(self) -> None:
         """The MQTT sinks publish their retained birth message again (the model changed)."""
         for s in self.sinks:
-            fn = getattr(s.sink, "announce", None)
-            if fn is not None:
-                fn()
+            s.announce()
 
     # -- API callbacks -------------------------------------------------------------------
     def degraded(self) -> list[str]:
@@ -425,8 +421,7 @@ class Daemon:
         why += ["no_beats"] if self.beat_watch is not None and self.beat_watch.active else []
         why += [f"sink {s.name}: {s.error}" for s in self.sinks if s.failing]
         for s in self.sinks:  # a sink that writes but cannot deliver (a broker away)
-            trouble = getattr(s.sink, "trouble", None)
-            said = trouble() if trouble is not None else None
+            said = s.trouble()
             if said:
                 why.append(f"sink {s.name}: {said}")
         return why
@@ -759,7 +754,7 @@ class Daemon:
                                             / wall, 1) if wall > 0 else None,
                    "events": sum(self.emitted.values()), "last_seq": self.seq,
                    "events_this_run": dict(self.emitted),
-                   "sinks": [str(getattr(s, "path", "stdout")) for s in self.sinks],
+                   "sinks": [str(s.path) for s in self.sinks],
                    "sink_delivery": self._delivery(),
                    "dropped_chunks": self.dropped_chunks,
                    "dropped_samples": self.dropped_samples,
@@ -782,19 +777,11 @@ class Daemon:
     def _delivery(self) -> dict:
         """Per sink that forwards (MQTT): events dropped from its full spool and events
         left in it for the next run, read after the sinks closed."""
-        out = {}
-        for s in self.sinks:
-            stats = getattr(s.sink, "stats", None)
-            if stats is not None:
-                st = stats()
-                out[s.name] = {"spool_dropped": st["spool_dropped"],
-                               "spool_backlog": st["spool_backlog"], "acked": st["acked"]}
-        return out
+        return {s.name: d for s in self.sinks if (d := s.delivery()) is not None}
 
     def _quality_summary(self) -> dict | None:
         """The beat stage's signal-quality figures (None for other stages)."""
-        fn = getattr(self.pipeline.primary, "quality_summary", None)
-        return fn() if fn is not None else None
+        return self.pipeline.primary.quality_summary()
 
     def request_stop(self) -> None:
         """Graceful stop: no more input; what is queued is processed and flushed, for

@@ -145,6 +145,12 @@ class MqttSink:
         self._final = self.stats()  # what the run's summary reads after the close
         self.spool.close()
 
+    def delivery(self) -> dict:
+        """Events dropped from the full spool, left in it for the next run, and acked."""
+        st = self.stats()
+        return {"spool_dropped": st["spool_dropped"], "spool_backlog": st["spool_backlog"],
+                "acked": st["acked"]}
+
     def stats(self) -> dict:
         if self._final is not None:
             return self._final

@@ -55,7 +55,21 @@ def fsync_interval(policy: str) -> float:
     return seconds
 
 
-class JsonlSink:
+class LocalSink:
+    """A sink that writes on the device: it has nothing to announce, no delivery to
+    report and no trouble beyond its own write errors (which :class:`GuardedSink` keeps)."""
+
+    def announce(self) -> None:
+        """Nothing to say again when the model changes."""
+
+    def trouble(self) -> str | None:
+        return None
+
+    def delivery(self) -> dict | None:
+        return None
+
+
+class JsonlSink(LocalSink):
     def __init__(self, path: str | Path, max_bytes: int = 50_000_000, keep: int = 5,
                  fsync: str = "batch"):
         self.path = Path(path)
@@ -154,7 +168,7 @@ class JsonlSink:
 EVENT_COLUMNS = ("seq", "type", "time", "sample", "class", "body")
 
 
-class SqliteSink:
+class SqliteSink(LocalSink):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +214,9 @@ class SqliteSink:
         self._db.close()
 
 
-class StdoutSink:
+class StdoutSink(LocalSink):
+    path = "stdout"
+
     def write(self, events: list[dict]) -> None:
         for e in events:
             sys.stdout.write(json.dumps(e, separators=(",", ":")) + "\n")
@@ -214,13 +230,25 @@ class StdoutSink:
 
 
 class Sink(Protocol):
-    """What the daemon calls on a sink."""
+    """What the daemon calls on a sink. ``path`` names where events go (a file, a broker's
+    URL, ``stdout``); ``announce`` says again who the daemon is (its model changed);
+    ``trouble`` is why a sink that writes is not delivering, for ``/health`` (None: it
+    is); ``delivery`` is a forwarding sink's figures for the run's summary (None for a
+    local sink)."""
+
+    path: str | Path
 
     def write(self, events: list[dict]) -> None: ...
 
     def last_seq(self) -> int: ...
 
     def close(self) -> None: ...
+
+    def announce(self) -> None: ...
+
+    def trouble(self) -> str | None: ...
+
+    def delivery(self) -> dict | None: ...
 
 
 @dataclass(frozen=True)
@@ -388,7 +416,7 @@ class GuardedSink:
         from collections import deque
 
         self.name, self.sink, self._reopen, self._clock = name, sink, reopen, clock
-        self._path = getattr(sink, "path", "stdout")
+        self._path = sink.path
         self.retry_s = retry_s or SINK_RETRY_S
         self.backlog: deque[dict] = deque(maxlen=backlog)
         self.failing, self.error = False, ""
@@ -445,6 +473,17 @@ class GuardedSink:
             except Exception:  # noqa: BLE001 - already failing
                 pass
             self.sink = None
+
+    def announce(self) -> None:
+        if self.sink is not None:
+            self.sink.announce()
+
+    def trouble(self) -> str | None:
+        """The sink's own account of not delivering (a failing sink's is its error)."""
+        return self.sink.trouble() if self.sink is not None else None
+
+    def delivery(self) -> dict | None:
+        return self.sink.delivery() if self.sink is not None else None
 
     def close(self) -> None:
         """Close; a failing sink gets one last try at its backlog first."""

@@ -47,10 +47,12 @@ class Stage(Protocol):
     ``process``, ``gap``, ``face`` and ``flush`` return the events they make (in stream
     order); ``swap_model`` hot-reloads a model of the same ``task`` and signal spec or
     raises :class:`SignalError`. ``wants_signal_monitor`` asks the daemon to cut stream
-    faults out (as gaps) before they reach the stage; ``min_source_fs`` is the slowest
+    faults out (as gaps) before they reach the stage; ``decided_samples`` is the stream
+    position up to which its events are final; ``min_source_fs`` is the slowest
     stream the stage can use (None: any). ``emits_beats``: its events are beats, so the
     daemon watches for them stopping (``no_beats``) and ``set_gating`` turns its
-    signal-quality gating on or off (a no-op for the others)."""
+    signal-quality gating on or off (a no-op for the others); ``quality_summary`` gives
+    the gate's figures for ``/health`` and the metrics (None for a stage without a gate)."""
 
     task: str
     fs: float
@@ -63,6 +65,11 @@ class Stage(Protocol):
     emits_beats: bool
 
     def set_gating(self, on: bool) -> None: ...
+
+    def quality_summary(self) -> dict | None: ...
+
+    @property
+    def decided_samples(self) -> int: ...
 
     @property
     def min_source_fs(self) -> float | None: ...
@@ -128,6 +135,11 @@ class WindowStage:
         self.gaps = 0
         self.stats = LabelStats(self.task, model.labels)
 
+    @property
+    def decided_samples(self) -> int:
+        """A window's event is final when it is made: every sample in is decided."""
+        return self.samples_in
+
     def swap_model(self, model: Model) -> None:
         if model.manifest.task != self.task or model.manifest.signal != self.model.manifest.signal:
             raise SignalError("new model's task or signal spec differs from the running "
@@ -140,6 +152,10 @@ class WindowStage:
 
     def set_gating(self, on: bool) -> None:
         """No beats, no beat gating: nothing to turn."""
+
+    def quality_summary(self) -> None:
+        """No signal-quality gate, no figures."""
+        return None
 
     def _events(self, batch, ends: list[int], length: int) -> list[dict]:
         """Classify ``batch`` (what ``Model.predict`` takes: stacked windows, or a list of
@@ -378,7 +394,7 @@ class FanOut:
     def decided_samples(self) -> int:
         """The stream position up to which the first stage's events are final (a gated beat
         stage decides its beats only once their quality block is judged)."""
-        return int(getattr(self.primary, "decided_samples", self.primary.samples_in))
+        return self.primary.decided_samples
 
     @property
     def fs(self) -> float:
