@@ -120,6 +120,29 @@ def test_page_data_holds_the_known_mistakes(page):
     assert np.max(np.abs(q * sig["step_mv"] - rec.signal)) <= sig["step_mv"] / 2 + 1e-9
 
 
+def test_review_and_score_read_the_same_flagged_stretches(page, synth_dir):
+    """One reader of the gate's status events: ``device score`` counts the unreadable
+    stretch that carries only seconds (it used to read ``start_sample`` alone, and
+    reported none of it while the page shaded it), and its flagged time is the page's."""
+    from vitaledge.device.eval.score_events import load_events, quality_segments, score_gated
+
+    out, x = page
+    data = review_data(out.read_text())
+    events = out.parent / "events.jsonl"
+    g = score_gated(load_events(events), quality_segments(events), synth_dir / "s000")
+    n = len(x["rec"].signal)
+    for st in ("unreadable", "doubtful"):
+        assert g[f"{st}_fraction"] * n == pytest.approx(sum(b - a for a, b in data[st]))
+    assert g["unreadable_fraction"] > 0 and g["quality_segments"] == 2
+    # outside both stretches: every beat but the dropped one found, the false one counted
+    ref, rec = x["ref"], x["rec"]
+    flagged = [[int(UNREADABLE_S[0] * rec.fs), int(UNREADABLE_S[1] * rec.fs)],
+               [int(50 * rec.fs), int(60 * rec.fs)]]
+    kept = sum(not any(a <= r < b for a, b in flagged) for r in ref)
+    o = g["outside_flagged"]
+    assert (o["tp"], o["fn"], o["fp"]) == (kept - 1, 1, 1)
+
+
 def test_beats_inside_reference_marked_vf_are_not_scored_as_in_device_score(mitdb_dir):
     """On 207 the page called the 306 events inside its flutter episodes false (+P 85.78 %
     against device score's 99.89 % on the same events): EC57 scores neither side there."""

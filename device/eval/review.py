@@ -21,15 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
+from vitaledge.device.dsp.matching import TOLERANCE_S
 from vitaledge.device.eval.score_events import (
     check_beat_events,
     check_status_events,
     check_within,
+    flagged_spans,
     read_run,
     share,
 )
-from vitaledge.device.eval.scoring import outside
+from vitaledge.device.eval.scoring import match_outside, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
 from vitaledge.device.io.records import Record, read_record
 
@@ -38,38 +39,6 @@ ERROR_KINDS = ("missed", "false", "class")
 #: A beat's or reference beat's match when it lies inside reference-marked VF, unmatched:
 #: neither missed nor false (EC57 leaves VF out); -1 is unmatched and scored.
 NOT_SCORED = -2
-
-
-def _at(e: dict, key: str, fs: float) -> int | None:
-    """Sample of a quality event's ``key`` (``start``/``end``): ``KEY_sample`` in samples,
-    else ``KEY`` in seconds of stream time (the unit of every event's ``time``)."""
-    v = e.get(f"{key}_sample")
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return int(v)
-    v = e.get(key)
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return int(round(float(v) * fs))
-    return None
-
-
-def quality_segments(status: list[dict], kind: str, fs: float, n: int) -> list[list[int]]:
-    """``[start, end)`` sample ranges of the status events ``kind`` (``unreadable`` or
-    ``doubtful``: the signal-quality index's runs, with ``start_sample``/``end_sample``,
-    or ``start``/``end`` in seconds), clipped to the record and merged."""
-    segs = []
-    for e in status:
-        if e.get("status") != kind:
-            continue
-        a, b = _at(e, "start", fs), _at(e, "end", fs)
-        if a is not None and b is not None and min(n, b) > max(0, a):
-            segs.append([max(0, a), min(n, b)])
-    merged: list[list[int]] = []
-    for a, b in sorted(segs):
-        if merged and a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-    return merged
 
 
 def encode_signal(signal: np.ndarray, fs: float) -> dict:
@@ -106,12 +75,10 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
     prob = [_prob(e) for e in beats]
     ref, cls = map_annotations(record.ann_samples, record.ann_symbols)
     has_ref = len(ref) > 0
-    ri, di = (match_beats(ref, det, int(round(tolerance_s * fs))) if has_ref
-              else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
     # as EC57 (and device score): nothing inside reference-marked ventricular flutter or
     # fibrillation is scored; there an unmatched beat is NOT_SCORED, not missed or false
     vf = vf_episodes(record.ann_samples, record.ann_symbols) if has_ref else []
-    ref_out, det_out = outside(ref, vf), outside(det, vf)
+    ri, di, ref_out, det_out, scored = match_outside(ref, det, fs, vf, tolerance_s)
     det_ref = np.where(det_out, -1, NOT_SCORED).astype(np.int64)
     det_ref[di] = ri
     ref_det = np.where(ref_out, -1, NOT_SCORED).astype(np.int64)
@@ -119,7 +86,7 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
     pair_out = ref_out[ri]  # a pair is scored when its reference beat is outside VF
     det_ref[di[~pair_out]] = NOT_SCORED  # not drawn as a class error either
     ref_det[ri[~pair_out]] = NOT_SCORED
-    segs = quality_segments(status or [], "unreadable", fs, n)
+    segs = flagged_spans(status or [], "unreadable", fs, n)
 
     def in_unreadable(s: int) -> bool:
         return any(a <= s < b for a, b in segs)
@@ -146,13 +113,13 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
     classified = pred[d_sc] >= 0
     np.add.at(confusion, (cls[r_sc][classified], pred[d_sc][classified]), 1)
     counts = {k: sum(e["kind"] == k for e in errors) for k in ERROR_KINDS}
-    n_ref, tp = int(ref_out.sum()), int(pair_out.sum())
-    n_det = tp + counts["false"]  # the scored detections: matched outside VF, or false
+    n_ref, n_det = scored.tp + scored.fn, scored.tp + scored.fp  # outside VF
+    readable = score_outside(ref, det, fs, [*segs, *vf], tolerance_s) if segs else None
     summary = {
         "has_reference": bool(has_ref), "reference_beats": n_ref,
-        "beats": int(len(det)), "matched": tp, **counts,
-        "sensitivity": tp / n_ref if n_ref else None,
-        "ppv": tp / n_det if has_ref and n_det else None,
+        "beats": int(len(det)), "matched": scored.tp, **counts,
+        "sensitivity": scored.tp / n_ref if n_ref else None,
+        "ppv": scored.tp / n_det if has_ref and n_det else None,
         "vf_s": round(sum(min(b, n) - a for a, b in vf) / fs, 2),
         "events_in_vf": int((~det_out).sum()),  # as device score counts them
         "classes": list(CLASSES), "confusion": confusion.tolist(),
@@ -164,7 +131,8 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
         "unreadable_s": round(sum(b - a for a, b in segs) / fs, 2),
         "errors_in_unreadable": sum(e.get("unreadable", False) for e in errors),
         # EC57 leaves out what the device declared unreadable: Se on the rest
-        "sensitivity_readable": (_readable_se(ref, ref_det, segs, ref_out) if has_ref and segs
+        "sensitivity_readable": (readable.tp / (readable.tp + readable.fn)
+                                 if has_ref and readable and readable.tp + readable.fn
                                  else None),
         "tolerance_ms": round(1000 * tolerance_s),
     }
@@ -175,19 +143,9 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
                   "p": prob, "ref": det_ref.tolist()},
         "reference": {"sample": ref.tolist(), "class": cls.tolist(),
                       "det": ref_det.tolist()},
-        "unreadable": segs, "doubtful": quality_segments(status or [], "doubtful", fs, n),
+        "unreadable": segs, "doubtful": flagged_spans(status or [], "doubtful", fs, n),
         "errors": errors, "summary": summary,
     }
-
-
-def _readable_se(ref: np.ndarray, ref_det: np.ndarray, segs: list[list[int]],
-                 scored: np.ndarray) -> float | None:
-    """Se over the ``scored`` reference beats (outside VF) outside ``segs``."""
-    inside = np.zeros(len(ref), bool)
-    for a, b in segs:
-        inside |= (ref >= a) & (ref < b)
-    keep = ~inside & scored
-    return float((ref_det[keep] >= 0).sum() / keep.sum()) if keep.any() else None
 
 
 def _prob(e: dict) -> float | None:

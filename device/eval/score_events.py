@@ -257,11 +257,48 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = TO
             "last_event_s": round(int(det.max()) / rec.fs, 1) if len(det) else None}
 
 
+#: The status events of signal-quality gating: a stretch flagged doubtful or unreadable.
+FLAGS = ("doubtful", "unreadable")
+
+
 def quality_segments(path: str | Path, run: str | None = None) -> list[dict]:
     """The ``doubtful`` and ``unreadable`` status events (signal-quality gating) of one
     run of a sink file (:func:`read_run`): ``run``, or the last run that has beat events."""
-    return [e for e in read_run(path, run)[1] if e.get("status") in ("doubtful", "unreadable")
-            and isinstance(e.get("start_sample"), int)]
+    status = read_run(path, run)[1]
+    check_status_events(status)
+    return [e for e in status if e.get("status") in FLAGS]
+
+
+def _at(e: dict, key: str, fs: float) -> int | None:
+    """Sample of a quality event's ``key`` (``start``/``end``): ``KEY_sample`` in samples,
+    else ``KEY`` in seconds of stream time (the unit of every event's ``time``)."""
+    v = e.get(f"{key}_sample")
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return int(v)
+    v = e.get(key)
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return int(round(float(v) * fs))
+    return None
+
+
+def flagged_spans(status: list[dict], kind: str, fs: float, n: int) -> list[list[int]]:
+    """``[start, end)`` sample ranges of the status events ``kind`` (``unreadable`` or
+    ``doubtful``: the signal-quality index's runs, with ``start_sample``/``end_sample``,
+    or ``start``/``end`` in seconds), clipped to the record's ``n`` samples and merged."""
+    segs = []
+    for e in status:
+        if e.get("status") != kind:
+            continue
+        a, b = _at(e, "start", fs), _at(e, "end", fs)
+        if a is not None and b is not None and min(n, b) > max(0, a):
+            segs.append([max(0, a), min(n, b)])
+    merged: list[list[int]] = []
+    for a, b in sorted(segs):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return merged
 
 
 def score_gated(events: list[dict], segments: list[dict], record: str | Path,
@@ -271,12 +308,12 @@ def score_gated(events: list[dict], segments: list[dict], record: str | Path,
     rec = read_record(record)
     ref, _ = map_annotations(rec.ann_samples, rec.ann_symbols)
     det = np.asarray([e["sample"] for e in events], dtype=np.int64)
-    spans = [(int(e["start_sample"]), int(e["end_sample"])) for e in segments]
-    out = score_outside(ref, det, rec.fs, spans + vf_episodes(rec.ann_samples, rec.ann_symbols),
-                        tolerance_s)
     n = len(rec.signal)
-    frac = {st: sum(min(b, n) - a for (a, b), e in zip(spans, segments, strict=True)
-                    if e["status"] == st) / n for st in ("doubtful", "unreadable")}
+    spans = {st: flagged_spans(segments, st, rec.fs, n) for st in FLAGS}
+    out = score_outside(ref, det, rec.fs, [*spans["doubtful"], *spans["unreadable"],
+                                           *vf_episodes(rec.ann_samples, rec.ann_symbols)],
+                        tolerance_s)
+    frac = {st: sum(b - a for a, b in spans[st]) / n for st in FLAGS}
     return {"outside_flagged": {"tp": out.tp, "fn": out.fn, "fp": out.fp,
                                 "sensitivity": out.sensitivity, "ppv": out.ppv},
             "flagged_fraction": frac["doubtful"] + frac["unreadable"],
