@@ -472,3 +472,23 @@ def test_dreamer_trials_with_a_nan_rating_are_skipped_and_counted(tmp_path):
 
     ts = load_dreamer(tmp_path)
     assert [t.trial for t in ts.trials] == ["S01-01", "S02-01"] and ts.skipped["nan"] == 4
+
+
+def test_every_architecture_names_its_inputs_as_the_model_does():
+    """The zoo's ``inputs`` are the Keras model's input names, in order: the emotion
+    trainers read them (the multimodal data, the run's config) from the zoo, so an entry
+    that said ("beat",) for a face CNN would feed it the wrong arrays."""
+    import inspect
+
+    from vitaledge.train import zoo
+
+    shapes = {"beat": (187, 1), "rr": (4,), "template": (187, 1), "ecg": (48, 128, 1),
+              "mel": (2, 64, 32, 1), "physio": (64, 2), "features": (8,),
+              "face": (48, 48, 1)}
+    for name, arch in zoo.ZOO.items():
+        first = next(iter(inspect.signature(arch.build.__wrapped__).parameters))
+        arg = ({k: shapes[k] for k in arch.inputs} if first == "input_shapes"
+               else shapes[arch.inputs[0]])
+        assert first == "input_shapes" or len(arch.inputs) == 1, name
+        model = arch.build(arg, 3)
+        assert [t.name.split(":")[0] for t in model.inputs] == list(arch.inputs), name

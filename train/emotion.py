@@ -291,10 +291,6 @@ class MultimodalConfig:
     task: str = field(default="emotion-multimodal", init=False)
 
 
-INPUTS = {"hybrid_multimodal": ("physio", "features", "face"), "cnn_face": ("face",),
-          "rnn_physio": ("physio", "features")}
-
-
 def split_70_15_15(y: np.ndarray, val: float, test: float, seed: int):
     """Stratified random (train, val, test) indices."""
     from sklearn.model_selection import train_test_split
@@ -322,7 +318,7 @@ def _fit(arch: str, X: dict, y: np.ndarray, tr, va, n_classes: int, hp: dict,
     set_seed(cfg.seed)
     model = _compile(zoo.get(arch, "emotion-multimodal").build(shapes, n_classes, **hp),
                      cfg.learning_rate)
-    names = INPUTS[arch]
+    names = zoo.get(arch).inputs
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                          patience=cfg.patience, restore_best_weights=True)
     hist = model.fit({n: X[n][tr] for n in names}, y[tr],
@@ -334,7 +330,7 @@ def _fit(arch: str, X: dict, y: np.ndarray, tr, va, n_classes: int, hp: dict,
 
 
 def _predict(model: keras.Model, arch: str, X: dict, idx: np.ndarray) -> np.ndarray:
-    return model.predict({n: X[n][idx] for n in INPUTS[arch]}, batch_size=256, verbose=0)
+    return model.predict({n: X[n][idx] for n in zoo.get(arch).inputs}, batch_size=256, verbose=0)
 
 
 def roc_auc(y: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
@@ -416,7 +412,7 @@ def train_emotion_multimodal(cfg: MultimodalConfig, run_dir: Path,
             b, _ = _fit(arch, X, y, tr, va, len(labels), hp, cfg, 0)
             bm = classification_metrics(y[te], _predict(b, arch, X, te).argmax(1), labels)
             rows.insert(len(rows) - 1, {"model": f"{name} ({arch})",
-                                        "inputs": "+".join(INPUTS[arch]),
+                                        "inputs": "+".join(zoo.get(arch).inputs),
                                         "parameters": int(b.count_params()),
                                         "accuracy": bm["accuracy"],
                                         "macro_f1": bm["macro"]["f1"]})
@@ -432,14 +428,15 @@ def train_emotion_multimodal(cfg: MultimodalConfig, run_dir: Path,
                     "data": {"windows": int(len(y)), "train": int(len(tr)),
                              "validation": int(len(va)), "test": int(len(te))}})
     calib = tr[calibration_pick(y[tr], CALIBRATION_SIZE, cfg.seed)]
-    np.savez(run_dir / "data.npz", **{f"calib_{n}": X[n][calib].astype(np.float32)
-                                      for n in INPUTS["hybrid_multimodal"]},
-             **{f"test_{n}": X[n][te].astype(np.float32) for n in INPUTS["hybrid_multimodal"]},
+    inputs = zoo.get("hybrid_multimodal").inputs
+    np.savez(run_dir / "data.npz",
+             **{f"calib_{n}": X[n][calib].astype(np.float32) for n in inputs},
+             **{f"test_{n}": X[n][te].astype(np.float32) for n in inputs},
              test_y=y[te].astype(np.int64))
     _write_json(run_dir / "config.json", {
         "task": "emotion-multimodal", "arch": "hybrid_multimodal", "labels": labels,
         "signal": signal, "seed": cfg.seed, "hyperparameters": hp,
-        "inputs": {n: list(X[n].shape[1:]) for n in INPUTS["hybrid_multimodal"]},
+        "inputs": {n: list(X[n].shape[1:]) for n in inputs},
         "training": {k: v for k, v in asdict(cfg).items() if k not in ("task", "seed")}})
     _write_json(run_dir / "metrics.json", metrics)
     _history_csv(history, run_dir / "history.csv")

@@ -25,8 +25,9 @@ class Arch:
     task: str
     build: Callable[[tuple[int, ...], int], keras.Model]
     summary: str
-    #: named model inputs; a beat model with RR features takes ("beat", "rr") and is built
-    #: from a dict of input shapes
+    #: the model's named inputs, in the order the Keras model takes them (its Input layers'
+    #: names); a builder of more than one, or of the multimodal task, takes a dict of input
+    #: shapes keyed by these names
     inputs: tuple[str, ...] = ("beat",)
 
 
@@ -223,7 +224,7 @@ def resnet1d_rrt(input_shapes: dict[str, tuple[int, ...]], n_classes: int) -> ke
 
 @register("tdcnnlstm_speech", "emotion-speech",
           "seed 004: TimeDistributed Conv2D 3x3 64/64/128/128 (BN, ELU, MaxPool, Dropout) "
-          "-> LSTM 256 -> softmax")
+          "-> LSTM 256 -> softmax", inputs=("mel",))
 def tdcnnlstm_speech(input_shape: tuple[int, ...], n_classes: int, width: float = 1.0,
                      lstm_units: int = 256, dropout: float = 0.2,
                      pools: tuple[int, int, int, int] = (4, 4, 4, 2)) -> keras.Model:
@@ -258,7 +259,8 @@ def tdcnnlstm_speech(input_shape: tuple[int, ...], n_classes: int, width: float 
 
 @register("cnn_speech", "emotion-speech",
           "speaker-independent default: the clip's log-mel images side by side as one "
-          "spectrogram, four Conv2D blocks, global average pooling; ~98k parameters")
+          "spectrogram, four Conv2D blocks, global average pooling; ~98k parameters",
+          inputs=("mel",))
 def cnn_speech(input_shape: tuple[int, ...], n_classes: int, width: float = 1.0,
                dropout: float = 0.3) -> keras.Model:
     """A small 2-D CNN over the whole clip, on the same input as seed 004's network
@@ -292,7 +294,7 @@ def cnn_speech(input_shape: tuple[int, ...], n_classes: int, width: float = 1.0,
 
 @register("cnnlstm_ecg", "emotion-ecg",
           "seed 000: TimeDistributed Conv1D(32, k50) -> LSTM 128 -> Dense 256/128/4, "
-          "2,231,268 parameters")
+          "2,231,268 parameters", inputs=("ecg",))
 def cnnlstm_ecg(input_shape: tuple[int, ...] = (48, 128, 1), n_classes: int = 4,
                 dropout: float = 0.2) -> keras.Model:
     """Seed 000's ECG emotion CNN-LSTM, layer for layer: 48 one-second windows ->
@@ -353,7 +355,8 @@ def _head(x, n_classes: int, dropout: float):
 
 
 @register("hybrid_multimodal", "emotion-multimodal",
-          "seed 001: LSTM over ECG+GSR + HRV/GSR features + face CNN, fused")
+          "seed 001: LSTM over ECG+GSR + HRV/GSR features + face CNN, fused",
+          inputs=("physio", "features", "face"))
 def hybrid_multimodal(input_shapes: dict[str, tuple[int, ...]], n_classes: int = 5,
                       conv_layers: int = 2, lstm_units: int = 64,
                       dropout: float = 0.3) -> keras.Model:
@@ -371,7 +374,8 @@ def hybrid_multimodal(input_shapes: dict[str, tuple[int, ...]], n_classes: int =
                        name="hybrid_multimodal")
 
 
-@register("cnn_face", "emotion-multimodal", "seed 001 baseline: the face CNN alone")
+@register("cnn_face", "emotion-multimodal", "seed 001 baseline: the face CNN alone",
+          inputs=("face",))
 def cnn_face(input_shapes: dict[str, tuple[int, ...]], n_classes: int = 5,
              conv_layers: int = 2, lstm_units: int = 64, dropout: float = 0.3) -> keras.Model:
     """The hybrid's face branch and head without the physiological inputs."""
@@ -381,7 +385,8 @@ def cnn_face(input_shapes: dict[str, tuple[int, ...]], n_classes: int = 5,
 
 
 @register("rnn_physio", "emotion-multimodal",
-          "seed 001 baseline: the physiological LSTM (+ HRV/GSR features) alone")
+          "seed 001 baseline: the physiological LSTM (+ HRV/GSR features) alone",
+          inputs=("physio", "features"))
 def rnn_physio(input_shapes: dict[str, tuple[int, ...]], n_classes: int = 5,
                conv_layers: int = 2, lstm_units: int = 64, dropout: float = 0.3) -> keras.Model:
     """The hybrid's physiological branch (sequence and features) and head, no face."""
@@ -393,7 +398,8 @@ def rnn_physio(input_shapes: dict[str, tuple[int, ...]], n_classes: int = 5,
 
 
 @register("cnnlstm_ecg_small", "emotion-ecg",
-          "seed 000's layer stack at a quarter width (Conv1D 8, LSTM 32, Dense 64/32)")
+          "seed 000's layer stack at a quarter width (Conv1D 8, LSTM 32, Dense 64/32)",
+          inputs=("ecg",))
 def cnnlstm_ecg_small(input_shape: tuple[int, ...] = (48, 128, 1), n_classes: int = 4,
                       dropout: float = 0.2) -> keras.Model:
     """:func:`cnnlstm_ecg` with 8 filters, LSTM(32) and Dense 64/32 (~140k parameters):
