@@ -51,8 +51,27 @@ def test_another_programs_events_table_is_refused_in_one_line(tmp_path):
     db = tmp_path / "other.db"
     with sqlite3.connect(db) as c:
         c.execute("create table events (a, b)")
+        c.execute("insert into events values (1, 2)")
+    before = db.read_bytes()
     with pytest.raises(ValueError, match="events table is not vitaledge's"):
         SqliteSink(db)
+    # refused before anything is changed: its journal mode was switched to WAL first
+    assert db.read_bytes() == before and not db.with_name("other.db-wal").exists()
+
+
+@pytest.mark.parametrize("where", ["a_directory.db", "no/such/dir/events.db"])
+def test_a_sink_that_cannot_be_opened_is_one_line(tmp_path, where):
+    """A SQLite sink at a directory (or where no directory can be made) was a traceback
+    from sqlite3; every sink's open error names the sink."""
+    from vitaledge.device.stream.sinks import open_sink
+
+    (tmp_path / "a_directory.db").mkdir()
+    (tmp_path / "no").write_text("a file where a directory would be")
+    path = tmp_path / where
+    with pytest.raises(ValueError, match=rf"^sink {path}: cannot open {path}: "):
+        open_sink(str(path))
+    with pytest.raises(ValueError, match=rf"^sink jsonl:{path}: cannot open {path}: "):
+        open_sink(f"jsonl:{path}")
 
 
 def test_another_programs_database_is_left_as_it_was(tmp_path):

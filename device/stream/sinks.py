@@ -176,25 +176,27 @@ class SqliteSink(LocalSink):
         try:
             tables = sorted(r[0] for r in self._db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'"))
-            if tables and "events" not in tables:  # another program's database: not ours
-                self._db.close()  # to set WAL on and add a table to
+            # another program's database is refused before anything is changed in it (its
+            # journal mode included)
+            if tables and "events" not in tables:
+                self._db.close()
                 raise ValueError(f"{self.path}: another program's database (tables "
                                  f"{', '.join(tables[:5])}): not an events database")
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(events)")}
+            missing = sorted(set(EVENT_COLUMNS) - cols) if tables else []
+            if missing:  # another program's table of that name
+                self._db.close()
+                raise ValueError(f"{self.path}: its events table is not vitaledge's (no "
+                                 f"column {', '.join(missing)})")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, "
                              "type TEXT NOT NULL, time REAL, sample INTEGER, class TEXT, "
                              "body TEXT NOT NULL)")
             self._db.commit()
-            cols = {r[1] for r in self._db.execute("PRAGMA table_info(events)")}
         except sqlite3.DatabaseError as exc:  # an existing file that is not a database
             self._db.close()
             raise ValueError(f"{self.path}: cannot be an events database ({exc})") from None
-        missing = sorted(set(EVENT_COLUMNS) - cols)
-        if missing:  # another program's table of that name
-            self._db.close()
-            raise ValueError(f"{self.path}: its events table is not vitaledge's (no column "
-                             f"{', '.join(missing)})")
 
     def last_seq(self) -> int:
         row = self._db.execute("SELECT MAX(seq) FROM events").fetchone()
@@ -365,7 +367,11 @@ def open_sink(spec: str, fsync: str = "batch", max_bytes: int = 50_000_000,
     """Open ``SCHEME:PATH`` (see :data:`SINKS`), ``stdout`` or ``-``, or a bare path by its
     suffix (:data:`SUFFIXES`). A file that already holds events needs ``append``."""
     scheme, path = sink_target(spec)
-    return SINKS[scheme].open(path, SinkOptions(fsync, max_bytes, append, mqtt, context))
+    try:
+        return SINKS[scheme].open(path, SinkOptions(fsync, max_bytes, append, mqtt, context))
+    except (OSError, sqlite3.Error) as exc:  # a path that cannot be opened or created
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"sink {spec}: cannot open {path or spec}: {why}") from exc
 
 
 def sink_target(spec: str) -> tuple[str, str]:
