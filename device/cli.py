@@ -197,10 +197,20 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
         write_json(json_out, summary)
     if failure is not None:
         raise click.ClickException(f"the run failed: {failure}")
-    rejected = unreadable_input(summary or {})
-    if rejected and not (summary or {}).get("samples"):
+    summary = summary or {}
+    rejected = unreadable_input(summary)
+    if rejected and not summary.get("samples"):
         raise click.ClickException(f"no sample could be read from {cfg.source}: {rejected} "
                                    "(is that the source's format?)")
+    if summary and not summary.get("stop_requested"):  # the source ended by itself
+        faults = sum((summary.get("signal_fault_samples") or {}).values())
+        if not summary.get("samples"):
+            raise click.ClickException(f"{cfg.source} ended before its first sample: "
+                                       "nothing was analysed")
+        if faults >= summary["samples"]:
+            raise click.ClickException(f"no usable sample in {cfg.source}: every one of its "
+                                       f"{summary['samples']:,} samples was a signal fault "
+                                       "(see the line above)")
 
 
 @device_group.command("keygen")

@@ -471,6 +471,32 @@ def test_garbage_on_the_wire_is_counted_and_a_stream_of_nothing_else_fails(conve
         "malformed_lines": 2}
 
 
+@pytest.mark.slow
+def test_a_source_that_ends_with_nothing_usable_fails(converted, tmp_path):
+    """An empty stdin and a replay whose every sample is NaN ended in "no events" or "all
+    cut out as faults" and exit 0: nothing was analysed, so the run fails (its summary
+    is still written); one usable stretch among the faults is a run like any other."""
+    out, _ = converted
+    csv = tmp_path / "nan.csv"
+    csv.write_text("nan\n" * 7200)
+    for source, stdin, words in (("stdin", "", "stdin ended before its first sample"),
+                                 (f"replay:{csv}", None, f"no usable sample in replay:{csv}: "
+                                  "every one of its 7,200 samples was a signal fault")):
+        js = tmp_path / "s.json"
+        r = CliRunner().invoke(main, ["device", "run", "--model", str(out / "cpu-int8"),
+                                      "--source", source, "--fs", "360", "--api-port", "0",
+                                      "--sink", str(tmp_path / "e.jsonl"), "--append",
+                                      "--json", str(js)], input=stdin)
+        line = r.output.strip().splitlines()[-1]  # after the run's summary
+        assert r.exit_code == 1 and line.startswith(f"Error: {words}"), r.output
+        assert json.loads(js.read_text())["stop_requested"] is False
+    csv.write_text("nan\n" * 3600 + "0.01\n" * 3600)
+    r = CliRunner().invoke(main, ["device", "run", "--model", str(out / "cpu-int8"),
+                                  "--source", f"replay:{csv}", "--fs", "360", "--api-port",
+                                  "0", "--sink", str(tmp_path / "e2.jsonl")])
+    assert r.exit_code == 0, r.output
+
+
 def test_keygen_into_a_missing_directory_names_the_file_in_words(tmp_path):
     key = tmp_path / "no-such-dir" / "k.pem"
     line = error_line(invoke(["device", "keygen", "--key", key]))

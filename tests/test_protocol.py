@@ -3,6 +3,8 @@ any split of the byte stream, resynchronization, sequence tracking and gap repor
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,8 +13,10 @@ from hypothesis import strategies as st
 from vitaledge.device.stream.protocol import (
     FLAG_LEAD_OFF,
     HELLO,
+    HELLO_PAYLOAD,
     LEAD_OFF,
     SAMPLES,
+    SAMPLES_HEAD,
     STATUS,
     FrameDecoder,
     FrameEncoder,
@@ -240,3 +244,20 @@ def test_the_documented_resync_example():
     got = dec.end()
     assert [f.type for f in got] == [STATUS, LEAD_OFF]
     assert (dec.stats.truncated, dec.stats.lost_frames) == (1, 1)
+
+
+def test_a_stream_of_only_refused_frames_is_an_unreadable_source():
+    """A board whose hello says 0 channels, then samples frames: every frame refused and
+    no sample in. The run summary named no trouble ("no signal faults") and device run
+    exited 0; now the refused frames are what it could not read, so it exits 1."""
+    from vitaledge.device.stream.report import unreadable_input
+
+    e = FrameEncoder()
+    bad_hello = HELLO_PAYLOAD.pack(360_000, 0, 12, 200.0, 0, 10)
+    frames = [e.frame(HELLO, 0, bad_hello)]
+    frames += [e.frame(SAMPLES, 0, SAMPLES_HEAD.pack(10 * i, 0, 0)) for i in range(20)]
+    out, s = _stream(frames)
+    assert s.stats.samples == 0 and s.stats.bad_payloads == 21
+    summary = {"samples": 0, "source_stats": asdict(s.stats)}
+    assert unreadable_input(summary) == ("21 frames refused (a hello or samples payload out "
+                                         "of range)")

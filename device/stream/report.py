@@ -47,10 +47,11 @@ def format_position(pos: dict, wall_s: float) -> str:
 
 def unreadable_input(s: dict) -> str:
     """What the run's source could not read (malformed text lines, bytes that were no
-    frame), in words; "" when nothing."""
+    frame, frames whose payload was refused), in words; "" when nothing."""
     st = s.get("source_stats") or {}
     parts = [f"{_n(st[k])} {what}" for k, what in (
         ("malformed_lines", "malformed lines"), ("garbage_bytes", "bytes of no frame"),
+        ("bad_payloads", "frames refused (a hello or samples payload out of range)"),
         ("no_hello_samples", "samples refused (before a hello, or at another rate than "
                              "configured)")) if st.get(k)]
     return " and ".join(parts)
