@@ -50,7 +50,7 @@ from vitaledge.device.bench.noise_stress_review import (
 )
 from vitaledge.device.bench.plots import save_noise_stress_plot
 from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
-from vitaledge.device.dsp.signal_quality_index import DOUBTFUL, GOOD, UNREADABLE, QualityIndex
+from vitaledge.device.dsp.signal_quality_index import DOUBTFUL, GOOD, UNREADABLE, record_quality
 from vitaledge.device.eval.scoring import DetectionScore, outside, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
 from vitaledge.device.io.nst import (
@@ -69,7 +69,7 @@ from vitaledge.device.io.nst import (
 from vitaledge.device.io.records import RecordError, read_record, record_path
 from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream import events as event
-from vitaledge.device.stream.pipeline import BeatPipeline
+from vitaledge.device.stream.pipeline import run_record
 
 
 def _score_dict(s: DetectionScore) -> dict:
@@ -86,11 +86,7 @@ def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, ch
     replay: the events are the daemon's; without a model, the same beat and quality-run
     events with no class, built for the gated replay only (the one a review page shows)."""
     if model is not None:
-        pipe = BeatPipeline(model, fs, gating=gating)
-        events = []
-        for i in range(0, len(signal), chunk):
-            events += pipe.process(signal[i:i + chunk])
-        events += pipe.flush()
+        events = run_record(model, signal, fs, chunk=chunk, gating=gating)
         beats = [e for e in events if e["type"] == "beat"]
         flagged = [(e["start_sample"], e["end_sample"], e["status"]) for e in events
                    if e["type"] == "status" and e["status"] in ("doubtful", UNREADABLE)]
@@ -98,15 +94,7 @@ def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, ch
         cls = [labels.index(e["class"]) if e["class"] in labels else -1 for e in beats]
         return (np.asarray([e["sample"] for e in beats], np.int64),
                 np.asarray(cls, np.int64), flagged, events)
-    qi = QualityIndex(fs)
-    peaks, blocks = [], []
-    for i in range(0, len(signal), chunk):
-        p, b = qi.process(signal[i:i + chunk])
-        peaks += p
-        blocks += b
-    p, b = qi.flush()
-    peaks = np.asarray(peaks + p, np.int64)
-    blocks += b
+    peaks, blocks = record_quality(signal, fs, chunk=chunk)
     flagged = [(b.start, b.stop, b.state) for b in blocks if b.state != GOOD] if gating else []
     if gating:
         unread = [(a, z) for a, z, st in flagged if st == UNREADABLE]
