@@ -12,7 +12,7 @@ from vitaledge.device.cli_shared import FiniteRange
 from vitaledge.device.model.runtime import MAX_THREADS
 from vitaledge.train.run_dir import CONVERT_OUTPUTS, check_fresh, overwrite_option
 
-from .targets import choices, quant_choices, quant_defaults
+from .targets import WEIGHT_ROUNDINGS, choices, quant_choices, quant_defaults
 
 
 def _floats(value: str | None) -> list[float]:
@@ -71,7 +71,7 @@ def _check_targets(ctx, param, value: str) -> str:
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning before int8.")
 @click.option("--representative", type=click.IntRange(min=1), default=300, show_default=True,
               help="Calibration windows (class-stratified, from the training split).")
-@click.option("--weight-rounding", type=click.Choice(["compensated", "nearest"]),
+@click.option("--weight-rounding", type=click.Choice(WEIGHT_ROUNDINGS),
               default="compensated", show_default=True,
               help="Full int8: round Conv/Dense kernels compensating each rounding error "
                    "on the calibration inputs (GPTQ), or to the nearest step.")

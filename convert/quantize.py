@@ -13,12 +13,11 @@ import warnings
 import numpy as np
 
 from vitaledge.device.io.beats import BeatSet
+from vitaledge.device.model.manifest import QUANTS as QUANT_MODES
 from vitaledge.train.backend import keras, tf
 
-QUANT_MODES = ("none", "int8", "int8-fc", "fp16", "dynamic")
-#: How full-int8 conversion rounds Conv/Dense kernels: ``nearest`` (the converter's own),
-#: or ``compensated`` (:mod:`.rounding`: GPTQ on the calibration inputs, then the converter).
-WEIGHT_ROUNDINGS = ("compensated", "nearest")
+from .targets import WEIGHT_ROUNDINGS
+
 #: The int8 input tensor's range: the calibration inputs' ``minmax`` (the converter's own),
 #: or ``mse``, the range of least squared error (:func:`mse_range`).
 INPUT_RANGES = ("minmax", "mse")

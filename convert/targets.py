@@ -25,6 +25,11 @@ from vitaledge.firmware_sim import tflm as micro
 
 from . import edgetpu, gpu
 
+#: How full-int8 conversion rounds Conv/Dense kernels: ``compensated`` (:mod:`.rounding`:
+#: GPTQ on the calibration inputs, then the converter) or ``nearest`` (the converter's own).
+#: Here, not in the quantizer (which loads TensorFlow), so the CLI's choices come from it.
+WEIGHT_ROUNDINGS = ("compensated", "nearest")
+
 #: Model families -> the manifest tasks they convert. A family has its own variant plan
 #: (beat: sparsity x QAT x quantization; emotion: fused reference + unrolled LSTM).
 FAMILIES: dict[str, tuple[str, ...]] = {

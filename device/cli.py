@@ -21,8 +21,11 @@ from vitaledge.device.cli_shared import (
     record_files,
     write_json,
 )
-from vitaledge.device.model.runtime import BACKENDS, MAX_THREADS
-from vitaledge.device.stream.daemon_config import FALLBACKS
+from vitaledge.device.model.runtime import BACKENDS, DELEGATE_LIBS, MAX_THREADS
+from vitaledge.device.stream.daemon_config import EMOTION_MODEL_TASKS, FALLBACKS
+from vitaledge.device.stream.sinks import sinks_help
+from vitaledge.device.stream.sources import SOURCES, rate_needed, sources_help
+from vitaledge.device.stream.stages import STAGES
 
 
 @click.group("device")
@@ -48,20 +51,18 @@ def _flag_named(message: str, overrides: dict) -> str:
 @click.option("--config", "config", type=click.Path(exists=True, dir_okay=False),
               help="device.toml; flags given here override it.")
 @click.option("--model", help="Artifact directory (model.tflite + manifest.json), or its "
-                              "model.tflite: a beat, emotion-ecg or emotion-speech model.")
-@click.option("--emotion-model", help="A second, emotion-ecg artifact run on the same ECG "
-                                      "stream (sliding 48 s windows).")
+                              "model.tflite: a model of task " + ", ".join(STAGES) + ".")
+@click.option("--emotion-model", help="A second artifact run on the same ECG stream "
+                                      "(sliding windows): a model of task "
+                                      + ", ".join(EMOTION_MODEL_TASKS) + ".")
 @click.option("--emotion-hop", "emotion_hop_s", type=float,
               help="Seconds between emotion estimates (default: the manifest's hop).")
-@click.option("--source", help="replay:PATH (WFDB, CSV, WAV, FLAC or .npz session) | "
-                               "stdin | stdin-pcm | tcp:HOST:PORT | serial:PATH[@BAUD] | "
-                               "frames+tcp:HOST:PORT (framed protocol, docs/protocol.md)")
-@click.option("--fs", type=float, help="Sample rate of stdin/tcp/frames+tcp/CSV sources (Hz).")
+@click.option("--source", help=sources_help())
+@click.option("--fs", type=float, help=f"Sample rate of {rate_needed()} sources (Hz).")
 @click.option("--speed", help="Replay speed: 'max' or a factor of real time (1 = real time).")
 @click.option("--lead", help="Lead to replay from WFDB records (default MLII).")
 @click.option("--sink", "sinks", multiple=True,
-              help="Event sink: PATH.jsonl, PATH.db, jsonl:PATH, sqlite:PATH, stdout or "
-                   "mqtt[s]://HOST:PORT/PREFIX (repeatable; docs/fleet.md).")
+              help=f"Event sink: {sinks_help()} (repeatable; docs/fleet.md).")
 @deprecated_alias("--out", "--sink", "sinks", multiple=True)
 @click.option("--append", is_flag=True, default=None,
               help="Add this run to sink files that already hold events (else refused); "
@@ -74,7 +75,8 @@ def _flag_named(message: str, overrides: dict) -> str:
                    "required when --api-host is not loopback.")
 @click.option("--api-rate", type=float, help="API requests per second per client (20).")
 @click.option("--source-token-file", type=click.Path(dir_okay=False),
-              help="File holding the token tcp/frames+tcp clients send first (else "
+              help="File holding the token " + "/".join(
+                  n for n, k in SOURCES.items() if k.listens) + " clients send first (else "
                    "$VITALEDGE_SOURCE_TOKEN); required when the source is not on loopback.")
 @click.option("--verify-key", type=click.Path(dir_okay=False),
               help="Ed25519 public key (PEM): refuse models without a valid manifest.sig.")
@@ -91,7 +93,8 @@ def _flag_named(message: str, overrides: dict) -> str:
               help="Interpreter threads (default 1).")
 @click.option("--backend", type=click.Choice(BACKENDS),
               help="LiteRT backend (default: first installed).")
-@click.option("--delegate", help="xnnpack (default) | none | edgetpu | gpu | PATH.so")
+@click.option("--delegate", help=" | ".join(["xnnpack (default)", "none", *DELEGATE_LIBS,
+                                             "PATH.so"]))
 @click.option("--fallback", type=click.Choice(FALLBACKS),
               help="cpu: run on the CPU when the delegate cannot be loaded.")
 @click.option("--no-gating", "no_gating", is_flag=True, default=None,

@@ -269,3 +269,29 @@ def test_a_sources_entry_says_what_it_is():
     assert {s for s, k in sources.SOURCES.items() if k.audio} == {"stdin-pcm"}
     with pytest.raises(sources.SourceError, match="sample rate 200000"):
         sources.open_source("stdin", fs=200_000)  # an audio rate, for an ECG source
+
+
+def test_device_run_help_names_every_registry_entry():
+    """--model, --emotion-model, --source, --fs, --sink, --source-token-file and --delegate
+    take their words from the registries: a new stage, source, replay format, sink or
+    delegate shows in the help (the hand-written --model help had left out
+    emotion-multimodal)."""
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+    from vitaledge.device.model.runtime import DELEGATE_LIBS
+    from vitaledge.device.stream.daemon_config import EMOTION_MODEL_TASKS
+    from vitaledge.device.stream.sinks import SINKS, SUFFIXES
+    from vitaledge.device.stream.sources import REPLAY_FORMATS, SOURCES
+    from vitaledge.device.stream.stages import STAGES
+
+    out = " ".join(CliRunner().invoke(main, ["device", "run", "--help"],
+                                      terminal_width=1000).output.split())
+    for words in [*STAGES, *EMOTION_MODEL_TASKS, *(k.usage for k in SOURCES.values()),
+                  *(f.name for f in REPLAY_FORMATS.values()), *(k.usage for k in SINKS.values()),
+                  *(f"PATH{s}" for s in SUFFIXES), *DELEGATE_LIBS]:
+        assert words in out, words
+    fs_help = out.split("--fs FLOAT")[1].split("--speed")[0]
+    assert all(n in fs_help for n, k in SOURCES.items() if k.live)
+    assert all(f.name in fs_help for f in REPLAY_FORMATS.values() if not f.carries_rate)
+    assert not any(f.name in fs_help for f in REPLAY_FORMATS.values() if f.carries_rate)

@@ -24,7 +24,9 @@ from vitaledge.device.cli_shared import (
     records_dir_alias,
     write_json,
 )
+from vitaledge.device.dsp.windows import CONVENTIONS
 from vitaledge.device.inputs.mel import FEATURE_NORMS
+from vitaledge.device.io.beats import ANCHORS
 
 from . import zoo
 from .balance import described as balance_methods
@@ -53,7 +55,7 @@ COUNT = click.IntRange(min=0)
 def window_options(fn):
     """Options that define the beat window (shared by train and evaluate)."""
     opts = [
-        click.option("--window", "convention", type=click.Choice(["kachuee", "centered"]),
+        click.option("--window", "convention", type=click.Choice(list(CONVENTIONS)),
                      default=None,
                      help="Beat window convention [default: centered for models with RR or "
                           "template inputs, kachuee (the seed's) for window-only models]."),
@@ -199,7 +201,7 @@ def train_group() -> None:
                   f"{k} ({v.help})" for k, v in SPLIT_KINDS.items()) + ".")
 @click.option("--folds", type=click.IntRange(2, 50), default=4, show_default=True,
               help="Number of patient-wise folds for --split patients.")
-@click.option("--anchor", type=click.Choice(["annotated", "detected"]), default=None,
+@click.option("--anchor", type=click.Choice(list(ANCHORS)), default=None,
               help="Cut training windows at the annotated R peaks or where the device's "
                    "detector finds them (each detection labelled by its reference beat) "
                    "[default: detected for models with RR or template inputs, else "

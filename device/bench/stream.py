@@ -40,6 +40,7 @@ from vitaledge.device.io.records import list_records, read_record, select_record
 from vitaledge.device.model.manifest import load_manifest
 from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream.pipeline import BeatPipeline
+from vitaledge.device.stream.sources import REPLAY_FORMATS
 
 Progress = Callable[[int, int, str], None]
 
@@ -115,8 +116,8 @@ def format_beat_stream(res: dict) -> str:
     return "\n".join(lines)
 
 
-#: Audio files the speech bench streams (what the daemon's replay source reads as audio).
-AUDIO_SUFFIXES = (".wav", ".flac")
+#: Audio files the speech bench streams: what the daemon's replay source reads as audio.
+AUDIO_SUFFIXES = REPLAY_FORMATS["audio"].suffixes
 #: Clips streamed when no count is given.
 DEFAULT_CLIPS = 40
 

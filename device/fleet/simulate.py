@@ -32,9 +32,10 @@ from pathlib import Path
 
 from vitaledge.device.dsp.spec_fields import finite_number
 from vitaledge.device.fleet import connect
+from vitaledge.device.io.aami import CLASSES
 from vitaledge.device.stream import events, mqtt
 
-LABELS = ("N", "S", "V", "F", "Q")
+LABELS = CLASSES  # the AAMI classes a simulated beat is called
 CONNECT_TIMEOUT_S = 10.0
 
 

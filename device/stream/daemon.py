@@ -53,7 +53,12 @@ from vitaledge.device.model.memory import rss_mb
 from vitaledge.device.model.runtime import Model, ModelLoadError
 from vitaledge.device.stream import events as event
 from vitaledge.device.stream.beat_watch import BeatWatch
-from vitaledge.device.stream.daemon_config import DaemonConfig, api_token, source_token
+from vitaledge.device.stream.daemon_config import (
+    EMOTION_MODEL_TASKS,
+    DaemonConfig,
+    api_token,
+    source_token,
+)
 from vitaledge.device.stream.notify import Watchdog, notify
 from vitaledge.device.stream.pipeline import SignalError
 from vitaledge.device.stream.protocol import Gap
@@ -79,9 +84,6 @@ from vitaledge.device.stream.stages import FanOut, Stage, stage_for
 
 log = logging.getLogger("vitaledge.daemon")
 STOP_GRACE_S = 1.5  # after a stop request the worker gets this long to drain, then is left
-#: What each model option takes (manifest tasks); the main model any task with a stage,
-#: but a beat model when an emotion model runs beside it.
-EMOTION_MODEL_TASKS = ("emotion-ecg",)
 
 
 class DaemonFailure(RuntimeError):

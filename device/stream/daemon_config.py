@@ -19,6 +19,10 @@ from vitaledge.device.stream.sources import carries_rate
 
 #: The slowest replay: a thousandth of real time (1e-300 overflowed the wall clock).
 MIN_SPEED = 1e-3
+#: What ``emotion_model`` takes (manifest tasks): a stage that reads the beat model's ECG
+#: stream. The main model takes any task with a stage, but a beat model when an emotion
+#: model runs beside it.
+EMOTION_MODEL_TASKS = ("emotion-ecg",)
 
 
 @dataclass

@@ -344,21 +344,30 @@ class SinkKind:
     one) and carries over-the-air updates."""
 
     open: Callable[[str, SinkOptions], Sink]
+    #: how ``--sink`` spells it, for the help
+    usage: str = ""
     file: bool = False
     broker: bool = False
 
 
 #: Scheme -> its kind; a new sink is one entry here plus its opener.
 SINKS: dict[str, SinkKind] = {
-    "jsonl": SinkKind(open_jsonl, file=True),
-    "sqlite": SinkKind(open_sqlite, file=True),
-    "stdout": SinkKind(open_stdout),
-    "mqtt": SinkKind(open_mqtt, broker=True),
-    "mqtts": SinkKind(lambda path, opts: open_mqtt(path, opts, "mqtts"), broker=True),
+    "jsonl": SinkKind(open_jsonl, "jsonl:PATH", file=True),
+    "sqlite": SinkKind(open_sqlite, "sqlite:PATH", file=True),
+    "stdout": SinkKind(open_stdout, "stdout (or -)"),
+    "mqtt": SinkKind(open_mqtt, "mqtt://HOST:PORT/PREFIX", broker=True),
+    "mqtts": SinkKind(lambda path, opts: open_mqtt(path, opts, "mqtts"),
+                      "mqtts://HOST:PORT/PREFIX", broker=True),
 }
 #: A bare path's suffix -> its scheme.
 SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".db": "sqlite", ".sqlite": "sqlite",
             ".sqlite3": "sqlite"}
+
+
+def sinks_help() -> str:
+    """``--sink``'s help: a bare path by its suffix, then every scheme."""
+    return ", ".join([*(f"PATH{suffix}" for suffix in SUFFIXES),
+                      *(k.usage for k in SINKS.values())])
 
 
 def open_sink(spec: str, fsync: str = "batch", max_bytes: int = 50_000_000,

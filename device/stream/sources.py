@@ -244,6 +244,8 @@ class ReplayFormat:
     it is audio (the audio rate range applies) and whether it holds several leads to pick
     from (``--lead``; the others carry one signal)."""
 
+    #: what the help calls it
+    name: str
     suffixes: tuple[str, ...]
     open: Callable[[Path, float | None, float | None, str, float | None], Source]
     carries_rate: bool = True
@@ -254,10 +256,10 @@ class ReplayFormat:
 #: What ``replay:PATH`` plays, by the path's suffix; ``wfdb`` takes every other path (a
 #: record's name). A new replay format is one entry here plus its opener.
 REPLAY_FORMATS: dict[str, ReplayFormat] = {
-    "csv": ReplayFormat((".csv",), replay_csv, carries_rate=False),
-    "session": ReplayFormat((".npz",), replay_session),
-    "audio": ReplayFormat((".wav", ".flac"), replay_audio, audio=True),
-    "wfdb": ReplayFormat((), replay_wfdb, leads=True),
+    "csv": ReplayFormat("CSV", (".csv",), replay_csv, carries_rate=False),
+    "session": ReplayFormat(".npz session", (".npz",), replay_session),
+    "audio": ReplayFormat("WAV, FLAC", (".wav", ".flac"), replay_audio, audio=True),
+    "wfdb": ReplayFormat("WFDB", (), replay_wfdb, leads=True),
 }
 
 
@@ -601,6 +603,8 @@ class SourceKind:
     daemon needs to know of it before it is opened."""
 
     open: Callable[[SourceSpec], Source]
+    #: how ``--source`` spells it (its arguments), for the help
+    usage: str = ""
     #: binds a network port: off loopback it needs a source token (check_source_safety)
     listens: bool = False
     #: carries audio: sample rates up to AUDIO_FS_RANGE's, not FS_RANGE's
@@ -612,13 +616,27 @@ class SourceKind:
 
 #: Scheme -> its entry; a new source is one entry here plus its function.
 SOURCES: dict[str, SourceKind] = {
-    "replay": SourceKind(open_replay, live=False),
-    "stdin": SourceKind(open_stdin),
-    "stdin-pcm": SourceKind(open_stdin_pcm, audio=True),
-    "tcp": SourceKind(open_tcp, listens=True),
-    "serial": SourceKind(open_serial),
-    "frames+tcp": SourceKind(open_frames_tcp, listens=True),
+    "replay": SourceKind(open_replay, "replay:PATH", live=False),
+    "stdin": SourceKind(open_stdin, "stdin"),
+    "stdin-pcm": SourceKind(open_stdin_pcm, "stdin-pcm", audio=True),
+    "tcp": SourceKind(open_tcp, "tcp:HOST:PORT", listens=True),
+    "serial": SourceKind(open_serial, "serial:PATH[@BAUD]"),
+    "frames+tcp": SourceKind(open_frames_tcp, "frames+tcp:HOST:PORT (framed protocol, "
+                             "docs/protocol.md)", listens=True),
 }
+
+
+def sources_help() -> str:
+    """``--source``'s help: every scheme, and the formats ``replay:`` plays."""
+    formats = ", ".join(f.name for f in REPLAY_FORMATS.values())
+    return " | ".join(k.usage + (f" ({formats})" if k is SOURCES["replay"] else "")
+                      for k in SOURCES.values())
+
+
+def rate_needed() -> str:
+    """The sources whose rate ``--fs`` gives (the others carry it): ``stdin/tcp/...``."""
+    return "/".join([*(n for n, k in SOURCES.items() if k.live),
+                     *(f.name for f in REPLAY_FORMATS.values() if not f.carries_rate)])
 
 
 def is_live(spec: str) -> bool:
