@@ -1,6 +1,7 @@
 """Malformed records and event files get one-line errors naming the file and the field
 (issue 13: each of these printed a traceback or a message that named nothing)."""
 
+import json
 import shutil
 
 import numpy as np
@@ -328,3 +329,24 @@ def test_bench_detector_names_a_record_it_cannot_run_on(tmp_path):
         assert r.output.startswith(f"Error: {d / name}: "), r.output
     assert "10 Hz; the detector takes 50 to 10000 Hz" in CliRunner().invoke(
         main, ["bench", "detector", "--data", str(tmp_path / "slow")]).output
+
+
+def test_scoring_and_the_crash_campaign_read_a_sink_file_alike(tmp_path):
+    """One reader of a JSON Lines sink (device/io/event_files.py): the crash campaign
+    counts a torn last line as corruption, scoring skips it; both get the same events,
+    blank lines left out. Garbage inside the file is corruption to one, an error to the
+    other."""
+    from vitaledge.device.bench.reliability.events import read_jsonl_events
+    from vitaledge.device.eval.score_events import read_rows
+
+    p = tmp_path / "ev.jsonl"
+    rows = [{"seq": k, "type": "beat", "sample": 100 * k, "class": "N"} for k in (1, 2, 3)]
+    lines = [json.dumps(r) for r in rows]
+    p.write_text(lines[0] + "\n\n" + "\n".join(lines[1:]) + '\n{"seq": 4, "ty')
+    events, bad = read_jsonl_events(p)
+    assert read_rows(p) == events == rows and len(bad) == 1 and "seq\": 4" in bad[0]
+    p.write_text(json.dumps(rows[0]) + "\ngarbage\n" + json.dumps(rows[1]) + "\n")
+    events, bad = read_jsonl_events(p)
+    assert events == rows[:2] and bad == ["ev.jsonl: b'garbage'"]
+    with pytest.raises(EventsError, match=r"ev\.jsonl: 1 lines are not JSON \(first: line 2"):
+        read_rows(p)

@@ -14,7 +14,7 @@ from vitaledge.device.dsp.matching import TOLERANCE_S
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
 from vitaledge.device.eval.scoring import match_outside, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
-from vitaledge.device.io.event_files import written_files
+from vitaledge.device.io.event_files import read_jsonl, read_sqlite
 from vitaledge.device.io.records import read_record
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -182,27 +182,19 @@ def _jsonl_rows(path: Path) -> list:
     """The events of a JSON Lines sink, its rotated files first (oldest first): a run
     longer than the sink's size limit spans them. Only the live file's last line may be
     torn (a crash mid-write); anything else that is not JSON is an error naming its file."""
-    rows = []
-    files = written_files(path)
+    files = read_jsonl(path)
+    rows: list = []
     for f in files:
-        with open(f, "rb") as fh:
-            lines = fh.read().splitlines()
-        bad, first, start = 0, None, len(rows)
-        for i, raw in enumerate(lines):
-            try:
-                rows.append(json.loads(raw.decode("utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                if f == files[-1] and i == len(lines) - 1 and rows:
-                    continue  # a torn last line after a crash
-                bad += 1
-                if bad == 1:
-                    first = (i + 1, exc)
-        if bad and len(rows) == start:
-            raise EventsError(f"{f}: not a JSON Lines events file (line {first[0]}: "
-                              f"{first[1]})")
+        bad = f.bad
+        if bad and f is files[-1] and bad[-1].last and (rows or f.rows):
+            bad = bad[:-1]  # a torn last line after a crash
+        if bad and not f.rows:
+            raise EventsError(f"{f.path}: not a JSON Lines events file (line {bad[0].number}: "
+                              f"{bad[0].error})")
         if bad:
-            raise EventsError(f"{f}: {bad} lines are not JSON (first: line {first[0]}: "
-                              f"{first[1]})")
+            raise EventsError(f"{f.path}: {len(bad)} lines are not JSON (first: line "
+                              f"{bad[0].number}: {bad[0].error})")
+        rows += f.rows
     return rows
 
 
@@ -210,11 +202,12 @@ def _sqlite_rows(path: Path) -> list:
     import sqlite3
 
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            body = db.execute("SELECT body FROM events ORDER BY seq").fetchall()
+        rows, _ = read_sqlite(path)
     except sqlite3.Error as exc:
         raise EventsError(f"{path}: not a vitaledge SQLite events database ({exc})") from exc
-    return [json.loads(b) for (b,) in body]
+    if rows is None:
+        raise EventsError(f"{path}: not a vitaledge SQLite events database (no events table)")
+    return rows
 
 
 #: A reference beat this close to the record's start or end has no beat window (0.25 s

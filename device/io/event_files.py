@@ -6,6 +6,10 @@ the reliability bench read them back, oldest first, as one stream of events."""
 from __future__ import annotations
 
 import glob
+import json
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -24,3 +28,62 @@ def written_files(path: str | Path) -> list[Path]:
              path.parent.glob(f"{glob.escape(path.name)}.*") if p.is_file())
     numbers = sorted((int(n) for n in tails if n.isdigit()), reverse=True)
     return [rotated(path, i) for i in numbers] + [path]
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line of a JSON Lines file that is not JSON: its 1-based number, its first bytes
+    and why; ``last`` when it is the file's last line (a write a crash cut off)."""
+
+    number: int
+    text: bytes
+    error: str
+    last: bool
+
+
+@dataclass
+class JsonlFile:
+    """What one file of a JSON Lines sink holds: its JSON values and its other lines."""
+
+    path: Path
+    rows: list = field(default_factory=list)
+    bad: list[BadLine] = field(default_factory=list)
+
+
+def read_jsonl(path: str | Path) -> list[JsonlFile]:
+    """Each file of the sink writing ``path`` (:func:`written_files`, oldest first; those
+    not there are left out) with its JSON values in order and the lines that are not JSON
+    (blank lines are skipped). Readers decide what a bad line means: scoring refuses
+    all but a torn last line, the crash campaign counts them as corruption."""
+    out = []
+    for f in written_files(path):
+        if not f.exists():
+            continue
+        got = JsonlFile(f)
+        lines = f.read_bytes().split(b"\n")
+        while lines and not lines[-1].strip():
+            lines.pop()
+        for i, raw in enumerate(lines):
+            if not raw.strip():
+                continue
+            try:
+                got.rows.append(json.loads(raw.decode("utf-8")))
+            except ValueError as exc:  # not UTF-8, or not JSON
+                got.bad.append(BadLine(i + 1, raw[:80], str(exc), i == len(lines) - 1))
+        out.append(got)
+    return out
+
+
+def read_sqlite(path: str | Path, integrity: bool = False) -> tuple[list | None, str | None]:
+    """The events of a SQLite sink's database by ``seq`` (None when it has no events
+    table: another program's database, or a sink killed before it made one) and, with
+    ``integrity``, ``PRAGMA integrity_check``'s answer. Opened read-only; sqlite3.Error
+    for a file that is not a database."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        check = db.execute("PRAGMA integrity_check").fetchone()[0] if integrity else None
+        has = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                         "name = 'events'").fetchone()
+        if not has:
+            return None, check
+        body = db.execute("SELECT body FROM events ORDER BY seq").fetchall()
+    return [json.loads(b) for (b,) in body], check
