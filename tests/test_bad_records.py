@@ -128,6 +128,23 @@ def test_an_emotion_models_events_are_not_scored_as_no_beats(tmp_path):
     quiet = tmp_path / "quiet.jsonl"
     quiet.write_text(json.dumps({"seq": 1, "type": "status", "status": "unreadable"}) + "\n")
     assert load_events(quiet) == []
+    # events of no type the daemon writes scored as "0 events, Se 0.00 %", exit 0
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text("".join(json.dumps({"seq": i + 1, "type": "bleat", "sample": 9}) + "\n"
+                           for i in range(3)))
+    with pytest.raises(EventsError, match=r"odd\.jsonl: no beat or status events \(types: "
+                                          r"bleat\): not a daemon events file"):
+        load_events(odd)
+
+
+def test_a_sample_that_is_not_an_integer_is_refused(rec, tmp_path):
+    """JSON true is a Python int: a beat at "sample": true was scored at sample 1."""
+    from vitaledge.device.eval.score_events import check_beat_events
+
+    for sample in (True, 1.5, "7", None):
+        with pytest.raises(EventsError, match="needs an integer 'sample'"):
+            check_beat_events([{"seq": 1, "type": "beat", "sample": sample, "class": "N"}])
+    check_beat_events([{"seq": 1, "type": "beat", "sample": 7, "class": "N"}])
 
 
 def test_a_file_of_runs_that_found_no_beat_is_read_as_its_last_run(rec, tmp_path):

@@ -143,6 +143,24 @@ def test_review_and_score_read_the_same_flagged_stretches(page, synth_dir):
     assert (o["tp"], o["fn"], o["fp"]) == (kept - 1, 1, 1)
 
 
+def test_events_of_another_record_get_the_same_note_as_in_device_score(page, synth_dir,
+                                                                       tmp_path):
+    """The page of s000's events drawn on s001 said Se 3 % and nothing else; device score
+    asked whether they were that record's events, and now both ask."""
+    out, _ = page
+    events = out.parent / "events.jsonl"
+    note = "are these events of record s001?"
+    r = CliRunner().invoke(main, ["device", "review", str(events), "--record",
+                                  str(synth_dir / "s001"), "--out", str(tmp_path / "o.html")])
+    assert r.exit_code == 0 and note in r.output, r.output
+    r = CliRunner().invoke(main, ["device", "score", str(events), "--record",
+                                  str(synth_dir / "s001")])
+    assert r.exit_code == 0 and note in r.output, r.output
+    r = CliRunner().invoke(main, ["device", "review", str(events), "--record",
+                                  str(synth_dir / "s000"), "--out", str(tmp_path / "p.html")])
+    assert r.exit_code == 0 and "are these events" not in r.output, r.output
+
+
 def test_beats_inside_reference_marked_vf_are_not_scored_as_in_device_score(mitdb_dir):
     """On 207 the page called the 306 events inside its flutter episodes false (+P 85.78 %
     against device score's 99.89 % on the same events): EC57 scores neither side there."""

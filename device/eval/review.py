@@ -27,6 +27,7 @@ from vitaledge.device.eval.score_events import (
     check_status_events,
     check_within,
     flagged_spans,
+    mismatch_note,
     read_run,
     share,
 )
@@ -204,10 +205,12 @@ def format_summary(review: dict, out: str | Path) -> str:
         return line + " (no reference annotations: nothing to score)"
     vf = (f"; {s['events_in_vf']} events inside reference-marked ventricular flutter/"
           "fibrillation not scored (EC57)" if s["events_in_vf"] else "")
+    odd = mismatch_note(review["record"], s["beats"], s["sensitivity"], s["ppv"])
     return (line + f"; {s['reference_beats']} reference beats: Se "
             f"{share(s['matched'], s['reference_beats'])}, "
             f"+P {share(s['matched'], s['matched'] + s['false'])}, "
-            f"{s['missed']} missed, {s['false']} false, {s['class']} misclassified" + vf)
+            f"{s['missed']} missed, {s['false']} false, {s['class']} misclassified" + vf
+            + ("\n" + odd if odd else ""))
 
 
 _TEMPLATE = r"""<!DOCTYPE html>

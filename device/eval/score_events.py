@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,7 @@ def check_beat_events(events: list[dict], unclassified: bool = False) -> None:
     classified beats, is still an error."""
     allowed = (*CLASSES, None) if unclassified else CLASSES
     bad = [e for e in events if not isinstance(e.get("sample"), int)
-           or "class" not in e or e["class"] not in allowed]
+           or isinstance(e["sample"], bool) or "class" not in e or e["class"] not in allowed]
     if bad:
         raise EventsError(f"beat event seq {bad[0].get('seq')}: needs an integer 'sample' and "
                           f"a 'class' in {list(allowed)}, got {bad[0]}")
@@ -151,11 +152,13 @@ def load_events(path: str | Path, run: str | None = None) -> list[dict]:
     output, not a run that found no beats: an EventsError."""
     beats, _, _ = read_run(path, run)
     if not beats:
-        emotion = sum(isinstance(e, dict) and e.get("type") == "emotion"
-                      for e in read_rows(path))
-        if emotion:
-            raise EventsError(f"{path}: no beat events but {emotion} emotion events: an "
-                              "emotion model's output; device score scores beat detections")
+        types = Counter(str(e.get("type")) for e in read_rows(path))
+        if types["emotion"]:
+            raise EventsError(f"{path}: no beat events but {types['emotion']} emotion events: "
+                              "an emotion model's output; device score scores beat detections")
+        if not types["status"]:  # a run that found no beat still says why (status events)
+            raise EventsError(f"{path}: no beat or status events (types: "
+                              f"{', '.join(sorted(types))}): not a daemon events file")
     return beats
 
 
@@ -336,12 +339,20 @@ def share(part: int, whole: int) -> str:
 UNMATCHED = 0.5
 
 
+def mismatch_note(record: str, events: int, se: float | None, ppv: float | None) -> str:
+    """A line for events that hardly match the record either way (another record's, or
+    another stretch's), "" otherwise; ``device score`` and ``device review`` both say it."""
+    if events and (se or 0.0) < UNMATCHED and (ppv or 0.0) < UNMATCHED:
+        return (f"note: fewer than {UNMATCHED:.0%} of the beats match either way: are these "
+                f"events of record {record}?")
+    return ""
+
+
 def format_score(s: dict) -> str:
     vf = (f"; {s['events_in_vf']} events inside reference-marked ventricular flutter/"
           "fibrillation not scored (EC57)" if s.get("events_in_vf") else "")
-    odd = (f"\nnote: fewer than {UNMATCHED:.0%} of the beats match either way: are these "
-           f"events of record {s['record']}?"
-           if s["events"] and s["sensitivity"] < UNMATCHED and s["ppv"] < UNMATCHED else "")
+    odd = mismatch_note(s["record"], s["events"], s["sensitivity"], s["ppv"])
+    odd = "\n" + odd if odd else ""
     edges = s.get("missed_at_edges", 0)
     edges = (f"; of the {s['missed']} missed, {edges} within {EDGE_S:g} s of the record's "
              "start or end, where no beat window fits" if edges else "")
