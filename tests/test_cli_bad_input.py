@@ -621,6 +621,19 @@ def test_the_mqtt_table_port_is_used_when_the_url_gives_none():
         parse_url("mqtt://127.0.0.1/vt?prefix=x")
 
 
+@pytest.mark.parametrize("url", ["mqtt://127.0.0.1:1883/ward#7?x=1", "mqtt://h/x/#",
+                                 "mqtt://h/x/+"])
+def test_a_wildcard_in_the_mqtt_prefix_is_refused(url):
+    """'#' starts a URL fragment: mqtt://.../ward#7 published under prefix ward, and a
+    fleet command's mqtt://.../x/# watched x; both are refused, as '+' was."""
+    from vitaledge.device.stream.mqtt import parse_url
+
+    with pytest.raises(ValueError, match="wildcard"):
+        parse_url(url)
+    line = error_line(invoke(["fleet", "status", "--broker", url]))
+    assert line.startswith("Error: ") and "wildcard" in line, line
+
+
 def test_fleet_tail_counts_an_event_without_seq_as_malformed():
     from vitaledge.device.fleet.view import Dedup
 

@@ -483,12 +483,20 @@ def test_nst_label_reads_the_nst_database_names_and_sidecars(tmp_path):
     sidecar = tmp_path / "plain.nst.json"
     sidecar.write_text('{"snr_db": -6.0, "noise_record": "ma", "clean_record": "x1"}')
     assert nst_label(tmp_path / "plain") == type(got["118e24"])("x1", "ma", "-6")
-    sidecar.write_text('{"snr_db": "nan", "noise_record": "ma"}')
-    with pytest.raises(ValueError, match="plain.nst.json: snr_db is nan"):
-        nst_label(tmp_path / "plain")
-    sidecar.write_text("[1]")
-    with pytest.raises(ValueError, match="plain.nst.json: not a noise-stress sidecar"):
-        nst_label(tmp_path / "plain")
+    # each key is checked and named (a null noise_record was labelled "None", and a
+    # sidecar of the wrong shape was named by a TypeError's repr)
+    for text, words in (('{"snr_db": "nan", "noise_record": "ma"}', "snr_db is 'nan'"),
+                        ('{"snr_db": NaN, "noise_record": "ma"}', "snr_db is nan"),
+                        ('{"snr_db": 6, "noise_record": null}', "noise_record is None"),
+                        ('{"snr_db": 6, "noise_record": "ma", "clean_record": 118}',
+                         "clean_record is 118"),
+                        ('{"noise_record": "ma"}', r"not a noise-stress sidecar \(no snr_db\)"),
+                        ("[1, 2]", r"not a noise-stress sidecar \(a JSON list, not an "
+                                   r"object\)"),
+                        ("{", r"not a noise-stress sidecar \(not JSON: ")):
+        sidecar.write_text(text)
+        with pytest.raises(ValueError, match=rf"plain.nst.json: {words}"):
+            nst_label(tmp_path / "plain")
     # random bytes: the error named them all (500 bytes of UnicodeDecodeError's repr)
     sidecar.write_bytes(np.random.default_rng(0).bytes(500))
     with pytest.raises(ValueError, match=r"plain.nst.json: not a noise-stress sidecar \(not "
@@ -586,6 +594,10 @@ def test_noise_stress_inputs_that_cannot_be_scored_are_named(short118, data_dir,
     res = CliRunner().invoke(main, ["bench", "noise-stress", "--noisy-record", str(short118),
                                     "--snr", "6"])
     assert res.exit_code == 2 and "a ready-made record is scored at its own" in res.output
+    # --noise without --record: the missing clean record is the trouble, not --snr
+    res = CliRunner().invoke(main, ["bench", "noise-stress", "--noise", str(short118),
+                                    "--snr", "6", "--no-xqrs"])
+    assert res.exit_code == 1 and "give both" in error_line(res), res.output
 
 
 def test_muscle_noise_moves_the_detector_to_the_lower_band_and_finds_more(data_dir,

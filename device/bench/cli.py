@@ -238,7 +238,7 @@ def bench_noise_stress_cmd(records, noises, noisy, snrs, model, work_dir, no_xqr
 
     levels = tuple(snr_list(snrs))
     given = click.get_current_context().get_parameter_source
-    if not records and given("snrs") is ParameterSource.COMMANDLINE:
+    if not records and not noises and given("snrs") is ParameterSource.COMMANDLINE:
         raise click.UsageError("--snr is the levels records are made at from --record and "
                                "--noise; a ready-made record is scored at its own")
     source = given("review_worst")

@@ -298,13 +298,26 @@ def nst_label(path: str | Path) -> NstLabel:
     if sidecar.is_file():
         try:
             meta = json.loads(sidecar.read_text())
-            snr, noise = float(meta["snr_db"]), str(meta["noise_record"])
-            clean = str(meta.get("clean_record") or "")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"{exc!r}"[:120]
-            raise ValueError(f"{sidecar}: not a noise-stress sidecar ({why})") from exc
-        if not math.isfinite(snr):
-            raise ValueError(f"{sidecar}: snr_db is {snr}, not a level in dB")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{sidecar}: not a noise-stress sidecar (not UTF-8 text)") from exc
+        except ValueError as exc:
+            raise ValueError(f"{sidecar}: not a noise-stress sidecar (not JSON: {exc})") \
+                from exc
+        if not isinstance(meta, dict):
+            raise ValueError(f"{sidecar}: not a noise-stress sidecar (a JSON "
+                             f"{type(meta).__name__}, not an object)")
+        snr, noise, clean = (meta.get(k) for k in ("snr_db", "noise_record", "clean_record"))
+        if "snr_db" not in meta or "noise_record" not in meta:
+            missing = [k for k in ("snr_db", "noise_record") if k not in meta]
+            raise ValueError(f"{sidecar}: not a noise-stress sidecar (no "
+                             f"{' or '.join(missing)})")
+        if isinstance(snr, bool) or not isinstance(snr, int | float) or not math.isfinite(snr):
+            raise ValueError(f"{sidecar}: snr_db is {snr!r}, not a level in dB")
+        if not isinstance(noise, str) or not noise:
+            raise ValueError(f"{sidecar}: noise_record is {noise!r}, not a record name")
+        if clean is not None and not isinstance(clean, str):
+            raise ValueError(f"{sidecar}: clean_record is {clean!r}, not a record name")
+        snr, clean = float(snr), clean or ""
         if not clean:  # a sidecar written before it named the clean record
             suffix = f"_{noise}{snr_tag(snr)}"
             clean = path.name[:-len(suffix)] if path.name.endswith(suffix) else path.name

@@ -208,6 +208,9 @@ def parse_url(url: str, table: dict | None = None) -> MqttOptions:
     values.update(host=parts.hostname, port=port)
     if parts.path.strip("/"):
         values["prefix"] = parts.path.strip("/")
+    if "#" in url:  # a URL fragment to urlsplit: the prefix was cut there, silently
+        raise ValueError(f"mqtt sink {url!r}: '#' is MQTT's multi-level wildcard; a prefix "
+                         "is a topic without wildcards, e.g. vitaledge")
     if parts.scheme == "mqtts":
         values["tls"] = True
     for key, raw in parse_qsl(parts.query, keep_blank_values=True):
