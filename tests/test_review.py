@@ -143,6 +143,22 @@ def test_review_and_score_read_the_same_flagged_stretches(page, synth_dir):
     assert (o["tp"], o["fn"], o["fp"]) == (kept - 1, 1, 1)
 
 
+def test_the_page_goes_into_a_folder_made_for_it_as_json_does(page, synth_dir, tmp_path):
+    """--out in a folder not there yet: device score --json and bench --json made theirs,
+    device review refused; it makes it too, once the page is ready (not for bad input)."""
+    out, _ = page
+    events = out.parent / "events.jsonl"
+    target = tmp_path / "new" / "deeper" / "p.html"
+    r = CliRunner().invoke(main, ["device", "review", str(events), "--record",
+                                  str(synth_dir / "s000"), "--out", str(target)])
+    assert r.exit_code == 0 and target.is_file(), r.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("garbage\n")
+    r = CliRunner().invoke(main, ["device", "review", str(bad), "--record",
+                                  str(synth_dir / "s000"), "--out", str(tmp_path / "x" / "p.html")])
+    assert r.exit_code == 1 and not (tmp_path / "x").exists(), r.output
+
+
 def test_events_of_another_record_get_the_same_note_as_in_device_score(page, synth_dir,
                                                                        tmp_path):
     """The page of s000's events drawn on s001 said Se 3 % and nothing else; device score

@@ -169,7 +169,8 @@ def render_html(review: dict) -> str:
 def write_review(events: str | Path, record: str | Path, out: str | Path,
                  run: str | None = None, tolerance_s: float = TOLERANCE_S) -> dict:
     """Read ``events`` (one run) and ``record``, write the review page to ``out``
-    (atomically: a failure leaves any earlier file as it was); return the page's data."""
+    (atomically: a failure leaves any earlier file as it was; its folder is made once the
+    page is ready); return the page's data."""
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_file()):
         # the page replaces ``out`` atomically: a link or a device there would be replaced
@@ -181,6 +182,7 @@ def write_review(events: str | Path, record: str | Path, out: str | Path,
     review = build_review(beats, rec, status, tolerance_s, source=Path(events).name,
                           run=chosen)
     page = render_html(review)
+    out.parent.mkdir(parents=True, exist_ok=True)  # as --json's folder and the sinks'
     umask = os.umask(0)
     os.umask(umask)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
