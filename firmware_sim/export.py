@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.dsp.rr import MIN_IRREGULAR
+from vitaledge.device.inputs.beat import BeatSignal
 from vitaledge.device.model.manifest import input_key, load_manifest
 from vitaledge.device.model.runtime import get_backend, list_ops, make_interpreter
 from vitaledge.firmware_sim.tflm import (
@@ -38,7 +39,7 @@ def _input_macros(ident: str, m, order: list[int]) -> list[str]:
         if q:
             lines += [f"#define {key}_SCALE {q.scale!r}f",
                       f"#define {key}_ZERO_POINT {q.zero_point}"]
-    rr = getattr(m.signal, "rr", None)
+    rr = beat_signal(m).rr
     if rr is not None:
         d = rr.to_dict()
         lines.append(f"// RR input, in this order (seconds; *_rel divided by long_rr): "
@@ -50,7 +51,7 @@ def _input_macros(ident: str, m, order: list[int]) -> list[str]:
                          f"the last {d['irregular_beats']} clipped intervals before the beat "
                          f"(not its own pre_rr; only those within long_s), divided by their "
                          f"mean; 0 with fewer than {MIN_IRREGULAR} intervals")
-    tmpl = getattr(m.signal, "template", None)
+    tmpl = beat_signal(m).template
     if tmpl is not None:
         lines += ["// template input: the sample-wise median of the (float, unquantized) beat "
                   "windows of up to TEMPLATE_BEATS previous beats, fewer at the start of a "
@@ -62,7 +63,7 @@ def _input_macros(ident: str, m, order: list[int]) -> list[str]:
 
 def _similar_macros(ident: str, m) -> list[str]:
     """The similar-beat vote (vitaledge.device.dsp.similar_beats), when the model has one."""
-    vote = getattr(m.signal, "similar", None)
+    vote = beat_signal(m).similar
     if vote is None:
         return []
     key = f"{ident.upper()}_SIMILAR"
@@ -81,7 +82,7 @@ def _similar_macros(ident: str, m) -> list[str]:
 def _premature_macros(ident: str, m) -> list[str]:
     """The premature-beat rule (vitaledge.device.dsp.premature), when the model has one:
     the firmware decides N/S by timing exactly as the daemon does."""
-    rule = getattr(m.signal, "premature", None)
+    rule = beat_signal(m).premature
     if rule is None:
         return []
     key = f"{ident.upper()}_PREMATURE"
@@ -105,7 +106,7 @@ def _premature_macros(ident: str, m) -> list[str]:
 
 def _fusion_macros(ident: str, m) -> list[str]:
     """The fusion rule (vitaledge.device.dsp.fusion), when the model has one."""
-    rule = getattr(m.signal, "fusion", None)
+    rule = beat_signal(m).fusion
     if rule is None:
         return []
     labels = list(m.labels)
@@ -117,7 +118,7 @@ def _fusion_macros(ident: str, m) -> list[str]:
 
 def _dominant_macros(ident: str, m) -> list[str]:
     """The dominant-beat rule (vitaledge.device.dsp.dominant), when the model has one."""
-    rule = getattr(m.signal, "dominant", None)
+    rule = beat_signal(m).dominant
     if rule is None:
         return []
     key = f"{ident.upper()}_DOMINANT"
@@ -169,7 +170,7 @@ def _config_header(ident: str, m, arena: int, ops: list[str],
         "// 1: the output is the int8 logits (no softmax); the class is their argmax, and a",
         "// softmax over the dequantized logits gives probabilities when they are wanted"
         + (" (the similar-beat vote averages them: see *_SIMILAR_*)."
-           if getattr(m.signal, "similar", None) is not None else "."),
+           if beat_signal(m).similar is not None else "."),
         f"#define {ident.upper()}_OUTPUT_IS_LOGITS {int(_is_logits(m))}",
         f"#define {ident.upper()}_WINDOW_HZ {float(w.get('fs', 0))!r}f",
         f"#define {ident.upper()}_OP_COUNT {len(ops)}",
@@ -213,7 +214,7 @@ def _is_logits(m) -> bool:
 def _output_section(m, ident: str) -> str:
     q = m.output.quantization
     scale, zp = (q.scale, q.zero_point) if q else (1, 0)
-    vote = getattr(m.signal, "similar", None) is not None
+    vote = beat_signal(m).similar is not None
     if not _is_logits(m):
         return (f"int8 scores for {m.labels}; probability `p = (q - {zp}) x {scale}`. The class "
                 "is the argmax" + (" of the similar-beat vote's average of the probabilities "
@@ -244,12 +245,12 @@ def _more_inputs_section(m, ident: str) -> str:
              f"Each input has its own quantization and interpreter index: "
              f"`{key}_<INPUT>_INPUT_INDEX`, `_LENGTH`, `_SCALE`, `_ZERO_POINT` in "
              "`model_config.h` (the converter orders the inputs its own way; use the index)."]
-    if getattr(m.signal, "rr", None) is not None:
+    if beat_signal(m).rr is not None:
         lines.append("The RR input's features, in order, and how each is computed causally "
                      "are a comment in `model_config.h`; the reference implementation is "
                      "`vitaledge/device/dsp/rr.py`. A beat is classified when the next R peak "
                      "is found (its post-RR).")
-    if getattr(m.signal, "template", None) is not None:
+    if beat_signal(m).template is not None:
         lines.append(f"The template input is the sample-wise median of the float windows of "
                      f"the previous `{key}_TEMPLATE_BEATS` beats "
                      "(`vitaledge/device/dsp/template.py`).")
@@ -336,6 +337,15 @@ int8_t* scores = interp.output(0)->data.int8;  // class = argmax of scores
 #: The files of a firmware bundle, as :func:`export_firmware` writes them.
 BUNDLE = ("model_data.cc", "model_data.h", "op_resolver.cc", "model_config.h", "README.md",
           "manifest.json", "export.json")
+
+
+def beat_signal(m) -> BeatSignal:
+    """The beat model's signal spec, which the bundle's macros read (the task was checked
+    by :func:`beat_models_only`)."""
+    if not isinstance(m.signal, BeatSignal):
+        raise ValueError(f"the model's signal is {type(m.signal).__name__}, not a beat "
+                         "model's: the firmware bundle takes beat models only")
+    return m.signal
 
 
 def beat_models_only(artifact: str | Path, task: str, command: str) -> None:

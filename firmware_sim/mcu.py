@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.inputs.beat import BeatSignal
 from vitaledge.device.io.beats import beats_from_dir
 from vitaledge.device.io.heldout import read_heldout
 from vitaledge.device.model.manifest import load_manifest
@@ -186,14 +187,12 @@ def _preserving_micro(content: bytes, arena: int):
         intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)  # sic: their spelling
 
 
-def patient_memory(signal, n_classes: int) -> dict:
+def patient_memory(signal: BeatSignal, n_classes: int) -> dict:
     """Bytes of the earlier beats a beat model keeps per patient, float32: the template
     input's windows, the dominant-beat rule's own template's (its beats on time) and the
     similar-beat vote's windows and outputs (0 without them)."""
     length = signal.window.length
-    tmpl = getattr(signal, "template", None)
-    own = getattr(signal, "rule_template", lambda: None)()
-    vote = getattr(signal, "similar", None)
+    tmpl, own, vote = signal.template, signal.rule_template(), signal.similar
     return {"template": 0 if tmpl is None else int(tmpl.beats) * length * 4,
             "dominant_template": 0 if own is None else int(own.beats) * length * 4,
             "similar_vote": 0 if vote is None else int(vote.beats) * (length + n_classes) * 4}

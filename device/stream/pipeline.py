@@ -197,8 +197,8 @@ class BeatPipeline:
             raise SignalError("new model's task, window or RR spec differs from the running "
                               "model's; restart the daemon to change them")
         same = (model.manifest.sha256 == self.model.manifest.sha256
-                and all(getattr(model.manifest.signal, k, None) == getattr(old, k, None)
-                        for k in ("similar", "dominant")))
+                and model.manifest.signal.similar == old.similar
+                and model.manifest.signal.dominant == old.dominant)
         self.model = model
         if not same:  # another network's outputs do not vote; the same one's (a reload,
             self.memory = self._memory(model)  # probation passed) keep their memory
@@ -207,8 +207,7 @@ class BeatPipeline:
     def _memory(model: Model):
         """A fresh memory for the model's decisions over the patient's beats (the
         similar-beat vote's, the dominant-beat rule's template; None without them)."""
-        memory = getattr(model.manifest.signal, "memory", None)
-        return memory() if memory is not None else None
+        return model.manifest.signal.memory()
 
     def process(self, chunk: np.ndarray) -> list[dict]:
         x = one_channel(chunk)
