@@ -209,3 +209,32 @@ def test_crash_runs_in_a_folder_with_a_quote_and_cleans_its_own_temporary_one(
                   "--kills", "1"])
     assert res.exit_code == 0, res.output
     assert list(tmp.iterdir()) == []
+
+
+def test_paced_sending_cycles_the_lines_from_where_it_starts():
+    """The load and streams campaigns send through one paced loop: a tenth of a second
+    of samples per tick, the lines taken cyclically from ``start`` (the streams campaign
+    had its own loop, which skipped lines at the wrap)."""
+    import socket
+    import threading
+
+    from vitaledge.device.bench.reliability.load import send_paced
+
+    lines = [f"{v}\n".encode() for v in range(7)]
+    a, b = socket.socketpair()
+    got, counts = [], []
+    reader = threading.Thread(target=lambda: got.extend(iter(lambda: b.recv(4096), b"")))
+    reader.start()
+    with a:
+        nxt = send_paced(a, lines, fs=30.0, seconds=0.25, start=5, sent=counts.append)
+    reader.join()
+    b.close()
+    values = [int(v) for v in b"".join(got).split()]
+    assert counts and set(counts) == {3} and len(values) == sum(counts)
+    assert values == [(5 + j) % 7 for j in range(len(values))]
+    assert nxt == (5 + len(values)) % 7
+    stop = threading.Event()
+    stop.set()
+    c, d = socket.socketpair()
+    with c, d:
+        assert send_paced(c, lines, fs=30.0, seconds=10.0, start=2, stop=stop) == 2

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,31 @@ class SlowDaemon(Daemon):
 
 
 # --------------------------------------------------------------------------- overload
+
+
+#: Seconds of signal each paced send carries.
+TICK_S = 0.1
+
+
+def send_paced(sock: socket.socket, lines: list[bytes], fs: float, seconds: float,
+               start: int = 0, stop: threading.Event | None = None,
+               sent: Callable[[int], None] | None = None, t0: float | None = None) -> int:
+    """Send ``lines`` (one sample each, cycled from ``start``) over ``sock`` in real time
+    at ``fs`` samples per second, :data:`TICK_S` of signal at a time on a fixed schedule
+    from ``t0`` (now), for ``seconds`` or until ``stop``; ``sent`` hears each count.
+    Returns the index of the next line."""
+    n, per = len(lines), max(1, int(fs * TICK_S))
+    t0 = time.monotonic() if t0 is None else t0
+    i, tick = start % n, 0
+    while time.monotonic() - t0 < seconds and not (stop is not None and stop.is_set()):
+        sock.sendall(b"".join(lines[(i + j) % n] for j in range(per)))
+        if sent is not None:
+            sent(per)
+        i, tick = (i + per) % n, tick + 1
+        delay = t0 + tick * TICK_S - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    return i
 
 
 def load_campaign(model: str, record: str, workdir: Path, seconds: float = 60.0,
@@ -118,20 +144,12 @@ def load_campaign(model: str, record: str, workdir: Path, seconds: float = 60.0,
             i += len(part)
         state["sent_overload"] = state["sent"]
         state["phase"] = "recover"
-        t_rec = time.monotonic()
         drop_at_recover = d.dropped_samples
-        per = int(fs / 10)
-        k = 0
-        while time.monotonic() - t_rec < recover_s:
-            j = i % len(lines)
-            part = lines[j:j + per]
-            sock.sendall(b"".join(part))
-            state["sent"] += len(part)
-            i += len(part)
-            k += 1
-            delay = t_rec + k * 0.1 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+
+        def count(k: int) -> None:
+            state["sent"] += k
+
+        send_paced(sock, lines, fs, recover_s, start=i % len(lines), sent=count)
     time.sleep(2.0)
     d.request_stop()
     runner.join()
@@ -213,18 +231,14 @@ def streams_campaign(model: str, record: str, n: int, seconds: float = 30.0,
                 time.sleep(0.1)
         else:
             return
-        per, i, tick = int(fs / 10), (k * 997) % len(lines), 0
+
+        def count(m: int) -> None:
+            sent[k] += m
+
         try:
-            with sock:
-                while time.monotonic() - t0 < seconds and not stop.is_set():
-                    part = lines[i:i + per] if i + per <= len(lines) else lines[:per]
-                    i = (i + per) % (len(lines) - per)
-                    sock.sendall(b"".join(part))
-                    sent[k] += len(part)
-                    tick += 1
-                    delay = t0 + tick * 0.1 - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
+            with sock:  # on the campaign's clock: every stream ends at t0 + seconds
+                send_paced(sock, lines, fs, seconds, start=(k * 997) % len(lines), stop=stop,
+                           sent=count, t0=t0)
         except OSError:  # the daemon went away: its summary (or its absence) tells why
             pass
 
