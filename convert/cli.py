@@ -91,7 +91,7 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
                 weight_rounding, max_drop, allow_drop, threads, name, sign_key, out,
                 overwrite) -> None:
     """Prune, quantize and export a training run to TFLite; verify every artifact."""
-    from vitaledge.train.evaluate import check_keras_file
+    from vitaledge.train.run_files import check_keras_file
 
     ctx = click.get_current_context()
     if (ctx.get_parameter_source("prune_epochs") is click.core.ParameterSource.COMMANDLINE

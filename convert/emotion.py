@@ -34,7 +34,7 @@ from vitaledge.device.eval.metrics import classification_metrics
 from vitaledge.device.io.heldout import write_heldout
 from vitaledge.device.model.manifest import SIGNAL_SPECS
 from vitaledge.train.backend import keras
-from vitaledge.train.evaluate import check_heldout
+from vitaledge.train.run_files import check_heldout
 
 from .results import Result, write_summary
 from .targets import FAMILIES, resolve, variant_name

@@ -23,8 +23,8 @@ from vitaledge.train.backend import keras
 from vitaledge.train.config import BeatTrainConfig
 from vitaledge.train.data import Prepared, check_split_ids, prepare
 from vitaledge.train.decide import decide_beats
-from vitaledge.train.evaluate import file_task
 from vitaledge.train.predict import predict
+from vitaledge.train.run_files import file_task
 
 from .emotion import convert_emotion_run
 from .prune import PruneReport, prune

@@ -247,7 +247,7 @@ def test_evaluate_an_emotion_run_names_its_corrupt_model(tmp_path):
 
 def test_a_sound_archive_or_hdf5_passes_the_check(tmp_path):
     """The check refuses no file Keras could load: a .keras archive, or legacy HDF5."""
-    from vitaledge.train.evaluate import check_keras_file
+    from vitaledge.train.run_files import check_keras_file
 
     (tmp_path / "a.keras").write_bytes(keras_archive())
     (tmp_path / "b.keras").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
@@ -258,7 +258,7 @@ def test_a_sound_archive_or_hdf5_passes_the_check(tmp_path):
 def test_a_model_keras_cannot_load_is_a_value_error_naming_it(tmp_path):
     """Past the structural check (a whole archive, but its config is not JSON): Keras's
     own error, as a ValueError naming the file."""
-    from vitaledge.train.evaluate import load_keras
+    from vitaledge.train.run_files import load_keras
 
     path = tmp_path / "model.keras"
     path.write_bytes(keras_archive(config=b"{garbage"))
@@ -664,7 +664,7 @@ def test_a_damaged_emotion_data_npz_is_named(tmp_path, change, words):
     """evaluate on an emotion run whose data.npz lacked test_y, or whose test_y was short
     or held a class the model has not, gave KeyError and IndexError tracebacks; NaN inputs
     gave numbers, exit 0 (convert refused them)."""
-    from vitaledge.train.evaluate import check_heldout
+    from vitaledge.train.run_files import check_heldout
 
     data = {"test_ecg": np.zeros((4, 8), np.float32), "test_y": np.array([0, 1, 2, 3])}
     check_heldout(tmp_path / "data.npz", dict(data), 4)  # sound

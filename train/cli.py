@@ -390,7 +390,8 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
     from vitaledge.device.model.runtime import ModelLoadError
 
     from .emotion_evaluate import EMOTION_DATA, Ask, evaluate_emotion
-    from .evaluate import BEAT_EVALUATE_OPTIONS, evaluate_model, run_task
+    from .evaluate import BEAT_EVALUATE_OPTIONS, evaluate_model
+    from .run_files import run_task
 
     if csv_file and data:  # the CSV was scored and --data ignored without a word
         raise click.UsageError("--csv and --data are two sources of beats: give one")

@@ -20,14 +20,8 @@ import numpy as np
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
 from vitaledge.device.model.runtime import Model
 
-from .evaluate import (
-    check_heldout,
-    check_keras_file,
-    file_task,
-    load_keras,
-    source_run,
-    with_uar,
-)
+from .evaluate import with_uar
+from .run_files import check_heldout, check_keras_file, file_task, load_keras, source_run
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def keras_rows(run_dir: str | Path, candidates: list[tuple], threads: list[int],
     labels) of the artifacts benchmarked beside it) whose windows its one input takes;
     ValueError when it has several inputs or none of them fits."""
     from .backend import keras, tf
-    from .evaluate import file_task
+    from .run_files import file_task
 
     run_dir = Path(run_dir)
     rows = []
