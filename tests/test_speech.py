@@ -267,3 +267,26 @@ def test_converts_and_runs_in_the_daemon_on_wav_replay(synth_run, tmp_path):
     length = sig.offset_s + sig.duration_s          # one clip, then every half clip
     assert len(events) == int((3.0 - length) // (length / 2)) + 1
     assert all(e["type"] == "emotion" and e["task"] == "emotion-speech" for e in events)
+
+
+def test_speech_splits_are_one_table():
+    """--split's choices and help, the options only a split reads and how each describes
+    a run come from SPEECH_SPLITS (they were a tuple, a hand-written table, an if-chain of
+    sentences and name tests in three modules)."""
+    from click.testing import CliRunner
+
+    from vitaledge.cli import main
+    from vitaledge.train.cli import SPEECH_SPLIT_OPTIONS
+    from vitaledge.train.speech_config import SPEECH_SPLITS, SPLITS, SpeechTrainConfig
+
+    assert SPLITS == tuple(SPEECH_SPLITS)
+    assert SPEECH_SPLIT_OPTIONS == {o: tuple(k for k, v in SPEECH_SPLITS.items() if o in v.reads)
+                                    for v in SPEECH_SPLITS.values() for o in v.reads}
+    out = " ".join(CliRunner().invoke(main, ["train", "emotion-speech", "--help"],
+                                      terminal_width=1000).output.split())
+    who = {"fit": "a (f)", "val": "b (m)", "test": "c (?)"}
+    for name, kind in SPEECH_SPLITS.items():
+        assert f"{name}: {kind.help}" in out
+        assert not (kind.test_is_val and kind.folds)  # a fold has test speakers
+        text = kind.describe(SpeechTrainConfig(split=name, folds=4, fold=2), who)
+        assert text and ("c (?)" in text or kind.test_is_val or not kind.by_speaker)

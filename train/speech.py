@@ -37,7 +37,7 @@ from .calibration import CALIBRATION_SIZE, calibration_pick
 from .evaluate import with_uar, write_report
 from .plots import plot_history
 from .speech_cache import MelCache
-from .speech_config import TASK, SpeechTrainConfig
+from .speech_config import SPEECH_SPLITS, TASK, SpeechTrainConfig
 from .speech_data import (
     Clip,
     clip_inputs,
@@ -255,9 +255,9 @@ def load_clips(cfg: SpeechTrainConfig) -> list[Clip]:
 def make_parts(cfg: SpeechTrainConfig, clips: list[Clip]) -> dict[str, np.ndarray]:
     """fit/val/test indices per the configured split (``actors`` folds give their test
     speakers in ``test_actors``; ``none`` has no test part)."""
-    if cfg.split in ("actors", "none"):
-        return speaker_split(clips, list(cfg.test_actors or []) if cfg.split == "actors"
-                             else [], cfg.val_fraction, cfg.seed + cfg.fold)
+    if SPEECH_SPLITS[cfg.split].by_speaker:  # test speakers: a fold's (none: no test part)
+        return speaker_split(clips, list(cfg.test_actors or []), cfg.val_fraction,
+                             cfg.seed + cfg.fold)
     return split_clips(clips, cfg.split, cfg.test_actors, cfg.test_fraction,
                        cfg.val_fraction, cfg.seed)
 
@@ -266,24 +266,9 @@ def split_description(cfg: SpeechTrainConfig, clips: list[Clip],
                       parts: dict[str, np.ndarray]) -> dict:
     speakers = {k: sorted({clips[i].speaker for i in v}) for k, v in parts.items()}
     genders = speaker_genders(clips)
-
-    def who(k):
-        return ", ".join(f"{s} ({genders[s][0] if genders[s] != 'unknown' else '?'})"
-                         for s in speakers[k])
-
-    if cfg.split == "actor":
-        text = (f"speaker-independent: test speakers {', '.join(speakers['test'])}; "
-                f"fit/validation from {', '.join(speakers['fit'])} "
-                f"(validation {cfg.val_fraction:.0%} of their clips, stratified)")
-    elif cfg.split == "actors":
-        text = (f"leave-speakers-out fold {cfg.fold}/{cfg.folds}: test speakers {who('test')}; "
-                f"validation speakers {who('val')}; fit speakers {who('fit')}")
-    elif cfg.split == "none":
-        text = (f"every speaker trains (no test speakers): fit speakers {who('fit')}; "
-                f"validation speakers {who('val')}, scored as the held-out set")
-    else:
-        text = (f"random stratified: test {cfg.test_fraction:.0%}, validation "
-                f"{cfg.val_fraction:.0%} of the rest; speakers mixed")
+    who = {k: ", ".join(f"{s} ({genders[s][0] if genders[s] != 'unknown' else '?'})"
+                        for s in speakers[k]) for k in speakers}
+    text = SPEECH_SPLITS[cfg.split].describe(cfg, who)
     return {"method": cfg.split, "description": text, "speakers": speakers,
             "genders": {s: genders[s] for s in sorted(genders)},
             "calm": cfg.calm,
@@ -381,9 +366,10 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     :func:`.speech_folds.run_speaker_folds`, which calls this once per fold; ``clips`` and
     ``cache`` let it load the corpus once for every fold."""
     cfg.check()
-    if cfg.split == "actors" and cfg.fold == 0:
-        raise ValueError("split 'actors' runs through speech_folds.run_speaker_folds (one "
-                         "train_speech per fold)")
+    kind = SPEECH_SPLITS[cfg.split]
+    if kind.folds and cfg.fold == 0:
+        raise ValueError(f"split {cfg.split!r} runs through speech_folds.run_speaker_folds "
+                         "(one train_speech per fold)")
     run_t0 = time.time()
     run_dir = Path(run_dir)
     if verbose is None:
@@ -392,9 +378,9 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     clips = load_clips(cfg) if clips is None else clips
     cache = cache if cache is not None else MelCache(cfg.cache)
     parts = make_parts(cfg, clips)
-    if cfg.split == "none":
+    if kind.test_is_val:
         parts["test"] = parts["val"]  # scored on the validation speakers
-    if cfg.split in ("actors", "none"):
+    if kind.by_speaker:
         cfg = replace(cfg, val_actors=sorted({clips[i].speaker for i in parts["val"]}))
     for k in ("fit", "val", "test"):
         if len(parts[k]) == 0:
@@ -463,8 +449,8 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
     metrics = with_uar(classification_metrics(y_test, probs.argmax(1), cfg.labels))
     metrics.update({
         "n_test": int(len(y_test)),
-        "evaluated_on": "validation speakers (split none)" if cfg.split == "none"
-        else "held-out test",
+        "evaluated_on": (f"validation speakers (split {cfg.split})"
+                         if SPEECH_SPLITS[cfg.split].test_is_val else "held-out test"),
         "split": split,
         "arch": cfg.arch,
         "recipe": cfg.recipe,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,53 @@ from .config import check_ensemble, known_keys
 from .speech_data import EMOTIONS, LABELS_WITH_CALM
 
 TASK = "emotion-speech"
-SPLITS = ("actor", "actors", "none", "random")
+
+
+@dataclass(frozen=True)
+class SpeechSplit:
+    """One way a speech run holds out clips (``--split``): its help, the options only it
+    reads, whether it is the leave-speakers-out K-fold (run fold by fold by
+    :func:`.speech_folds.run_speaker_folds`), whether its validation part is whole speakers
+    (recorded as ``val_actors``), whether it has no test speakers (scored on the validation
+    speakers), and the sentence that describes a run's split (``describe(cfg, who)``, with
+    ``who`` the speakers of each part, named with their gender where known)."""
+
+    help: str
+    describe: Callable[..., str]
+    reads: tuple[str, ...] = ()
+    folds: bool = False
+    by_speaker: bool = False
+    test_is_val: bool = False
+
+
+#: ``--split`` name -> its entry; a new split is one entry here (and how it makes its parts,
+#: :func:`.speech.make_parts`: by speaker, or :func:`.speech_data.split_clips`).
+SPEECH_SPLITS: dict[str, SpeechSplit] = {
+    "actor": SpeechSplit(
+        "given test speakers",
+        lambda cfg, who: (f"speaker-independent: test speakers {who['test']}; "
+                          f"fit/validation from {who['fit']} (validation "
+                          f"{cfg.val_fraction:.0%} of their clips, stratified)"),
+        reads=("test_actors",)),
+    "actors": SpeechSplit(
+        "leave-speakers-out K-fold",
+        lambda cfg, who: (f"leave-speakers-out fold {cfg.fold}/{cfg.folds}: test speakers "
+                          f"{who['test']}; validation speakers {who['val']}; fit speakers "
+                          f"{who['fit']}"),
+        reads=("folds", "fold"), folds=True, by_speaker=True),
+    "none": SpeechSplit(
+        "every speaker trains (final model)",
+        lambda cfg, who: (f"every speaker trains (no test speakers): fit speakers "
+                          f"{who['fit']}; validation speakers {who['val']}, scored as the "
+                          "held-out set"),
+        by_speaker=True, test_is_val=True),
+    "random": SpeechSplit(
+        "stratified by clip",
+        lambda cfg, who: (f"random stratified: test {cfg.test_fraction:.0%}, validation "
+                          f"{cfg.val_fraction:.0%} of the rest; speakers mixed"),
+        reads=("test_fraction",)),
+}
+SPLITS = tuple(SPEECH_SPLITS)
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "plateau")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -166,5 +213,5 @@ class SpeechTrainConfig:
             raise ValueError(f"labels must be {list(LABELS_WITH_CALM)} or its first seven "
                              f"(calm 'class'), got {self.labels}")
         check_ensemble(self.ensemble)
-        if self.split == "actors" and self.folds < 2:
-            raise ValueError(f"split 'actors' needs --folds >= 2, got {self.folds}")
+        if SPEECH_SPLITS[self.split].folds and self.folds < 2:
+            raise ValueError(f"split {self.split!r} needs --folds >= 2, got {self.folds}")
