@@ -308,7 +308,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
     ensemble = ensemble or (RR_ENSEMBLE if has_rr else 1)
     # the vote decides over each patient's beats in time order: held-out beats scattered
     # through a record (split by beat) or Kaggle rows (no patients) cannot give it that
-    whole_records = split != "beat" and not csv_train
+    whole_records = SPLIT_KINDS[split].whole_records and not csv_train
     vote = vote or ("similar" if has_template and whole_records else "none")
     if vote == "similar" and not whole_records:
         raise click.BadParameter("the similar-beat vote decides over each patient's beats in "

@@ -23,8 +23,7 @@ from .config import BeatTrainConfig
 from .noise_aug import NoiseAug, noisy_beats, require_patient_split
 from .splits import (
     BY_PATIENT,
-    DS1,
-    DS2,
+    SPLIT_KINDS,
     make_split,
     patient_holdout,
     stratified_holdout,
@@ -48,9 +47,12 @@ def records_to_read(cfg: BeatTrainConfig) -> list[str] | None:
     out (102, 104, 107, 217) are not read, nor warned about, for nothing."""
     if cfg.record_list is not None:
         return cfg.record_list
-    if cfg.split == "dechazal" or (cfg.split == "record" and cfg.test_records == ["dechazal"]):
+    only = SPLIT_KINDS[cfg.split].only_records
+    if cfg.test_records == ["dechazal"]:  # --split record's preset: the same records
+        only = SPLIT_KINDS["dechazal"].only_records
+    if only is not None:
         # quiet: beats_from_dir lists the folder again and says what it leaves out
-        names = [p.name for p in list_records(cfg.records, warn=False) if p.name in DS1 + DS2]
+        names = [p.name for p in list_records(cfg.records, warn=False) if p.name in only]
         return names or None  # none: read all, and the split says what is missing
     return None
 

@@ -135,21 +135,26 @@ class SplitKind:
     the ``train beat`` options it takes (``folds``, ``test_fraction``, ``test_records``);
     ``trainer``: ``module:function`` that trains a run of it from its config (imported
     when a run starts, so the CLI's help loads no TensorFlow); ``help``: a few words for
-    ``--split``'s help."""
+    ``--split``'s help; ``whole_records``: each patient's beats stay together and in time
+    order on their side (what the similar-beat vote needs; a split by beat scatters them);
+    ``only_records``: the records it reads, when it names them (the rest of the folder is
+    not read)."""
 
     make: Callable[[BeatSet, int, float, list[str] | None], Split] | None
     by_patient: bool
     help: str
     reads: tuple[str, ...] = ()
     trainer: str = ONE_MODEL
+    whole_records: bool = True
+    only_records: tuple[str, ...] | None = None
 
 
 #: The splits ``train beat --split`` takes (see the module doc); a new one is one entry.
 SPLIT_KINDS: dict[str, SplitKind] = {
     "beat": SplitKind(split_by_beat, False, "same patients on both sides",
-                      reads=("test_fraction",)),
+                      reads=("test_fraction",), whole_records=False),
     "record": SplitKind(split_by_record, True, "--test-records", reads=("test_records",)),
-    "dechazal": SplitKind(split_dechazal, True, "DS1 -> DS2"),
+    "dechazal": SplitKind(split_dechazal, True, "DS1 -> DS2", only_records=DS1 + DS2),
     "patients": SplitKind(None, True, "patient-wise K-fold", reads=("folds",),
                           trainer="vitaledge.train.folds:run_patient_folds"),
     "none": SplitKind(split_none, False, "everything trains"),
