@@ -41,7 +41,7 @@ from .targets import FAMILIES, resolve, variant_name
 from .unroll import UnrollError, lstm_layers, unrolled_function
 from .variants import ConvertOptions, Source, Variant, build_variant
 
-EMOTION_TASKS = FAMILIES["emotion"]
+EMOTION_TASKS = FAMILIES["emotion"].tasks
 
 #: The full-int8 input range per task (``to_tflite``'s ``input_range``), min/max otherwise.
 #: Speech: the log-mel images are standardized per utterance, so their extremes are a

@@ -26,11 +26,10 @@ from vitaledge.train.decide import decide_beats
 from vitaledge.train.predict import predict
 from vitaledge.train.run_files import file_task
 
-from .emotion import convert_emotion_run
 from .prune import PruneReport, prune
 from .quantize import representative_windows
 from .results import DROP, FAIL, OK, Result, table, write_summary
-from .targets import family_of, micro_sample, resolve, variant_name
+from .targets import converter, micro_sample, resolve, variant_name
 from .variants import ConvertOptions, Source, Variant, build_variant
 
 
@@ -38,16 +37,15 @@ def convert_run(run_dir: Path, out: Path, opts: ConvertOptions,
                 before_writing: Callable[[], None] | None = None) -> list[Result]:
     """Build, verify and describe every requested artifact of ``run_dir`` under ``out``.
 
-    The run's ``task`` (config.json; ``beat`` when absent) picks the family: beat runs are
-    converted here, emotion runs by :func:`.emotion.convert_emotion_run`.
+    The run's ``task`` (config.json; ``beat`` when absent) picks the family and its
+    converter (:data:`.targets.FAMILIES`): beat runs are converted here
+    (:func:`convert_beat_run`), emotion runs by :func:`.emotion.convert_emotion_run`.
     ``before_writing`` is called once every option has been checked against the run and
     before anything is written to ``out`` (``convert --overwrite`` clears the earlier
     conversion there: a refused option left it removed).
     """
     run_dir, out = Path(run_dir), Path(out)
-    if family_of(file_task(run_dir / "config.json")) == "emotion":
-        return convert_emotion_run(run_dir, out, opts, before_writing)
-    return convert_beat_run(run_dir, out, opts, before_writing)
+    return converter(file_task(run_dir / "config.json"))(run_dir, out, opts, before_writing)
 
 
 def convert_beat_run(run_dir: Path, out: Path, opts: ConvertOptions,

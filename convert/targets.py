@@ -32,19 +32,38 @@ WEIGHT_ROUNDINGS = ("compensated", "nearest")
 
 #: Model families -> the manifest tasks they convert. A family has its own variant plan
 #: (beat: sparsity x QAT x quantization; emotion: fused reference + unrolled LSTM).
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "beat": ("beat",),
-    "emotion": ("emotion-ecg", "emotion-multimodal", "emotion-speech"),
+@dataclass(frozen=True)
+class Family:
+    """A family of tasks converted alike: its tasks, and ``module:function`` that converts a
+    run of it (``convert(run_dir, out, opts, before_writing)``), imported when a
+    conversion starts. A new family is an entry here, and the variants its targets make."""
+
+    tasks: tuple[str, ...]
+    converter: str
+
+
+FAMILIES: dict[str, Family] = {
+    "beat": Family(("beat",), "vitaledge.convert.pipeline:convert_beat_run"),
+    "emotion": Family(("emotion-ecg", "emotion-multimodal", "emotion-speech"),
+                      "vitaledge.convert.emotion:convert_emotion_run"),
 }
 
 
 def family_of(task: str) -> str:
     """The family converting ``task``; ValueError naming the known tasks otherwise."""
-    for fam, tasks in FAMILIES.items():
-        if task in tasks:
-            return fam
-    known = [t for tasks in FAMILIES.values() for t in tasks]
+    for name, fam in FAMILIES.items():
+        if task in fam.tasks:
+            return name
+    known = [t for fam in FAMILIES.values() for t in fam.tasks]
     raise ValueError(f"task {task!r}: expected one of {known}")
+
+
+def converter(task: str) -> Callable:
+    """The function that converts a run of ``task`` (its family's converter)."""
+    import importlib
+
+    module, _, name = FAMILIES[family_of(task)].converter.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -84,7 +103,7 @@ class Target:
     @property
     def tasks(self) -> tuple[str, ...]:
         """The manifest tasks this target takes."""
-        return tuple(t for fam in self.variants for t in FAMILIES[fam])
+        return tuple(t for fam in self.variants for t in FAMILIES[fam].tasks)
 
 
 def _no_extras(built: Built) -> dict:

@@ -12,6 +12,7 @@ from vitaledge.convert.targets import (
     TARGETS,
     Built,
     choices,
+    converter,
     family_of,
     markdown,
     quant_choices,
@@ -29,11 +30,12 @@ def test_table_and_manifest_schema_name_the_same_targets():
 
 
 def test_every_task_has_a_family_and_a_target():
-    tasks = [t for fam in FAMILIES.values() for t in fam]
+    tasks = [t for fam in FAMILIES.values() for t in fam.tasks]
     assert sorted(tasks) == sorted(manifest.TASKS) and len(set(tasks)) == len(tasks)
     for task in manifest.TASKS:
         assert any(task in t.tasks for t in TARGETS.values()), task
-        assert task in FAMILIES[family_of(task)]
+        assert task in FAMILIES[family_of(task)].tasks
+        assert callable(converter(task))  # its family's module:function imports
     with pytest.raises(ValueError, match="task 'ekg'"):
         family_of("ekg")
 
