@@ -295,3 +295,19 @@ def test_device_run_help_names_every_registry_entry():
     assert all(n in fs_help for n, k in SOURCES.items() if k.live)
     assert all(f.name in fs_help for f in REPLAY_FORMATS.values() if not f.carries_rate)
     assert not any(f.name in fs_help for f in REPLAY_FORMATS.values() if f.carries_rate)
+
+
+def test_every_signal_spec_answers_input_names_and_decide():
+    """The manifest and the runtime call input_names() and decide() on any task's spec
+    (they probed for them with getattr); a spec without rules decides by the argmax."""
+    import numpy as np
+
+    from vitaledge.device.inputs.signal_spec import SignalSpecBase
+    from vitaledge.device.model.manifest import SIGNAL_SPECS
+
+    probs = np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]])
+    for task, cls in SIGNAL_SPECS.items():
+        assert issubclass(cls, SignalSpecBase), task
+        assert callable(cls.input_names) and callable(cls.decide)
+        if "decide" not in vars(cls):  # no rules of its own: the argmax
+            assert cls.decide(None, probs, ["a", "b", "c"]).tolist() == [1, 0]

@@ -34,6 +34,7 @@ from vitaledge.device.dsp.similar_beats import SimilarBeatMemory, SimilarBeatVot
 from vitaledge.device.dsp.spec_fields import SpecError, construct, read_fields, require
 from vitaledge.device.dsp.template import BeatTemplate, TemplateSpec
 from vitaledge.device.dsp.windows import WindowSpec
+from vitaledge.device.inputs.signal_spec import SignalSpecBase
 
 KIND = "beat"
 #: The spec's fields that decide classes from the model's outputs (they travel with the
@@ -52,7 +53,7 @@ class DecisionMemory:
 
 
 @dataclass(frozen=True)
-class BeatSignal:
+class BeatSignal(SignalSpecBase):
     """How the beat model's input windows are made from one ECG lead."""
 
     window: WindowSpec

@@ -48,6 +48,7 @@ from vitaledge.device.dsp.spec_fields import (
     read_fields,
     require,
 )
+from vitaledge.device.inputs.signal_spec import SignalSpecBase
 
 KIND = "ecg-emotion-segments"
 
@@ -60,7 +61,7 @@ def default_signal(hop_s: float = 4.0, filter: FilterSpec | None = None) -> dict
 
 
 @dataclass(frozen=True)
-class EcgEmotionSignal:
+class EcgEmotionSignal(SignalSpecBase):
     """The ``signal`` dict, typed and checked (fields as in the module docstring)."""
 
     kind: str

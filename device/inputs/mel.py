@@ -28,13 +28,14 @@ import numpy as np
 
 from vitaledge.device.dsp.spec_fields import construct, read_fields
 from vitaledge.device.inputs.audio import AudioError, check_rate, fit_clip
+from vitaledge.device.inputs.signal_spec import SignalSpecBase
 
 KIND = "speech_log_mel_images"
 FEATURE_NORMS = ("none", "utterance", "speaker")
 
 
 @dataclass(frozen=True)
-class SpeechSignal:
+class SpeechSignal(SignalSpecBase):
     """Everything that turns raw audio into the speech model's input."""
 
     kind: str = KIND

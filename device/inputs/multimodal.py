@@ -34,6 +34,7 @@ from vitaledge.device.dsp.spec_fields import (
     require,
 )
 from vitaledge.device.inputs.face import face_input
+from vitaledge.device.inputs.signal_spec import SignalSpecBase
 
 KIND = "emotion-multimodal"
 STATS_KEYS = ("ecg_mean", "ecg_std", "gsr_mean", "gsr_std")
@@ -55,7 +56,7 @@ def default_signal(window_s: float = 30.0, hop_s: float = 5.0, physio_fs: float 
 
 
 @dataclass(frozen=True)
-class MultimodalSignal:
+class MultimodalSignal(SignalSpecBase):
     """The ``signal`` dict, typed and checked (see :func:`default_signal`)."""
 
     kind: str

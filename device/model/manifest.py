@@ -286,9 +286,9 @@ class Manifest:
         if out.shape[-1] != len(d["labels"]):
             raise ManifestError(f"{where}.output.shape: last dimension {out.shape[-1]} != "
                                 f"{len(d['labels'])} labels")
-        names = getattr(signal, "input_names", None)
+        names = signal.input_names()
         if names is not None:
-            _check_input_names(names(), [inp, *extra_inputs], where)
+            _check_input_names(names, [inp, *extra_inputs], where)
         if isinstance(signal, BeatSignal):  # one window per input row, or every predict fails
             per = 1
             for n in inp.shape[1:]:

@@ -332,13 +332,11 @@ class Model:
         inputs ``x``: a dict by input name or a list in the manifest's input order. The
         vote continues a stream's ``memory`` or runs per patient of ``groups``
         (:meth:`~vitaledge.device.inputs.beat.BeatSignal.decide`)."""
-        decide = getattr(self.manifest.signal, "decide", None)
-        if decide is None:
-            return np.asarray(probs).argmax(axis=1)
         names = [input_key(s.name) for s in self.manifest.inputs]
         by_name = x if isinstance(x, dict) else dict(zip(names, list(x) if len(names) > 1
                                                          else [x], strict=True))
-        return decide(probs, self.labels, by_name, memory=memory, groups=groups, times=times)
+        return self.manifest.signal.decide(probs, self.labels, by_name, memory=memory,
+                                           groups=groups, times=times)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
