@@ -113,7 +113,8 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     """Run the inference daemon: stream ECG in, beat events (and emotion estimates) out;
     or audio in, speech-emotion estimates out. SIGTERM drains (1.5 s at most) and exits 0,
     SIGHUP reloads the model(s); a failed run (pipeline or source error, a sink that lost
-    events) exits 1."""
+    events) exits 1, and so does a source that ends by itself having given nothing to
+    analyse (no readable sample, or only signal faults)."""
     import logging
     import signal
 
@@ -201,19 +202,20 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     if failure is not None:
         raise click.ClickException(f"the run failed: {failure}")
     summary = summary or {}
-    rejected = unreadable_input(summary)
+    if not summary or summary.get("stop_requested"):  # stopped by a signal: exit 0
+        return
+    rejected = unreadable_input(summary)  # the source ended by itself, and ...
     if rejected and not summary.get("samples"):
         raise click.ClickException(f"no sample could be read from {cfg.source}: {rejected} "
                                    "(is that the source's format?)")
-    if summary and not summary.get("stop_requested"):  # the source ended by itself
-        faults = sum((summary.get("signal_fault_samples") or {}).values())
-        if not summary.get("samples"):
-            raise click.ClickException(f"{cfg.source} ended before its first sample: "
-                                       "nothing was analysed")
-        if faults >= summary["samples"]:
-            raise click.ClickException(f"no usable sample in {cfg.source}: every one of its "
-                                       f"{summary['samples']:,} samples was a signal fault "
-                                       "(see the line above)")
+    faults = sum((summary.get("signal_fault_samples") or {}).values())
+    if not summary.get("samples"):
+        raise click.ClickException(f"{cfg.source} ended before its first sample: nothing "
+                                   "was analysed")
+    if faults >= summary["samples"]:
+        raise click.ClickException(f"no usable sample in {cfg.source}: every one of its "
+                                   f"{summary['samples']:,} samples was a signal fault (see "
+                                   "the line above)")
 
 
 @device_group.command("keygen")
@@ -398,6 +400,8 @@ def score_cmd(events, record, json_out, run_id) -> None:
         chosen = run_id if run_id is not None else (runs[-1] if runs else None)
         beats = load_events(events, run_id)
         s = score_events(beats, record)
+        segments = quality_segments(events, chosen)  # checked before anything is printed
+        gated = score_gated(beats, segments, record)
         torn = torn_last_line(events)
     except EventsError as exc:
         raise click.ClickException(in_file(events, exc)) from exc
@@ -415,13 +419,7 @@ def score_cmd(events, record, json_out, run_id) -> None:
         click.echo(f"note: the events stop at {clock(s['last_event_s'])} of record "
                    f"{s['record']}'s {clock(s['record_s'])} (a run cut short?): the beats "
                    "after it count as missed")
-    try:
-        segments = quality_segments(events, chosen)
-        s["signal_quality"] = score_gated(beats, segments, record)
-    except EventsError as exc:
-        raise click.ClickException(in_file(events, exc)) from exc
-    except RecordError as exc:
-        raise click.ClickException(str(exc)) from exc
+    s["signal_quality"] = gated
     if segments or any("quality" in e for e in beats):  # a gated run
         click.echo("\n" + format_gated(s["signal_quality"]))
     if json_out:

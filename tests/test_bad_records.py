@@ -367,3 +367,21 @@ def test_scoring_and_the_crash_campaign_read_a_sink_file_alike(tmp_path):
     assert events == rows[:2] and bad == ["ev.jsonl: b'garbage'"]
     with pytest.raises(EventsError, match=r"ev\.jsonl: 1 lines are not JSON \(first: line 2"):
         read_rows(p)
+
+
+@pytest.mark.parametrize("folder", ["x#1", "x?y", "p%41q"])
+def test_a_sqlite_sink_file_is_read_whatever_its_path_holds(tmp_path, folder, monkeypatch):
+    """The database was opened as the URI file:PATH?mode=ro unescaped: under a folder
+    named x#1 it read nothing and made an empty file x; x?y lost mode=ro."""
+    from vitaledge.device.bench.reliability.events import read_sqlite_events
+    from vitaledge.device.eval.score_events import read_rows
+    from vitaledge.device.stream.sinks import SqliteSink
+
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / folder / "e.db"
+    rows = [{"seq": k, "type": "beat", "sample": 10 * k, "class": "N"} for k in (1, 2)]
+    sink = SqliteSink(db)
+    sink.write(rows)
+    sink.close()
+    assert read_rows(db) == rows and read_sqlite_events(db) == (rows, "ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]

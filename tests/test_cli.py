@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from vitaledge import __version__
@@ -118,6 +119,29 @@ def test_device_run_out_is_the_old_spelling_of_sink(tmp_path, monkeypatch):
                                   "--sink", a, "--out", b])
     assert r.exit_code == 0, r.output
     assert seen == [[a, b]] and "--out is deprecated" in r.stderr
+
+
+@pytest.mark.parametrize("stopped, code, words", [
+    (True, 0, "frames refused"),  # systemctl stop: exit 0, the summary says what was refused
+    (False, 1, "Error: no sample could be read from stdin: 5 frames refused"),
+])
+def test_a_daemon_stopped_by_a_signal_exits_0_whatever_it_read(monkeypatch, stopped, code,
+                                                               words):
+    """The exit-1 checks of a run that analysed nothing apply to a source that ended by
+    itself; a daemon stopped by a signal before any readable sample exits 0."""
+    from vitaledge.device.stream import daemon
+
+    class FakeDaemon:
+        def __init__(self, cfg):
+            pass
+
+        def run(self):
+            return {"samples": 0, "stop_requested": stopped, "realtime_factor": None,
+                    "source_stats": {"bad_payloads": 5}, "events_this_run": {}}
+
+    monkeypatch.setattr(daemon, "Daemon", FakeDaemon)
+    r = CliRunner().invoke(main, ["device", "run", "--model", "m", "--source", "stdin"])
+    assert r.exit_code == code and words in r.output, r.output
 
 
 def test_keygen_key_and_old_out(tmp_path):

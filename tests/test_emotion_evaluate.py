@@ -205,7 +205,7 @@ def test_every_task_has_its_entry_in_the_training_tables():
 
     assert all(zoo.names(task) for task in TASKS)
 
-    assert set(EMOTION_DATA) == set(TASKS) - {"beat"} == set(FAMILIES["emotion"])
+    assert set(EMOTION_DATA) == set(TASKS) - {"beat"} == set(FAMILIES["emotion"].tasks)
     offered = {p.opts[0] for p in main.commands["evaluate"].params if p.opts[0].startswith("--")}
     for kind in EMOTION_DATA.values():
         assert set(kind.options) <= offered and "--data" not in kind.options

@@ -70,6 +70,9 @@ def test_a_sink_that_cannot_be_opened_is_one_line(tmp_path, where):
     path = tmp_path / where
     with pytest.raises(ValueError, match=rf"^sink {path}: cannot open {path}: "):
         open_sink(str(path))
+    if where.startswith("no/"):  # the folder that could not be made is named
+        with pytest.raises(ValueError, match=rf": Not a directory \({path.parent}\)$"):
+            open_sink(f"jsonl:{path}")
     with pytest.raises(ValueError, match=rf"^sink jsonl:{path}: cannot open {path}: "):
         open_sink(f"jsonl:{path}")
 

@@ -242,3 +242,18 @@ def test_a_balance_method_is_one_entry(monkeypatch):
     out = CliRunner().invoke(main, ["train", "beat", "--help"], terminal_width=200).output
     for name in ("none", "class-weight", "sqrt-weight", "smote", "hybrid:N"):
         assert name + " (" in out
+
+
+def test_an_unknown_split_is_refused_by_name_not_a_key_error(tmp_path):
+    """A run's config.json naming a split that does not exist: records_to_read looked it
+    up in SPLIT_KINDS first (a KeyError traceback); make_split refuses it by name."""
+    from types import SimpleNamespace
+
+    from vitaledge.train.data import records_to_read
+    from vitaledge.train.splits import SplitError, make_split
+
+    cfg = SimpleNamespace(record_list=None, split="patient", test_records=None,
+                          records=str(tmp_path))
+    assert records_to_read(cfg) is None
+    with pytest.raises(SplitError, match="unknown split 'patient'"):
+        make_split(fake_beats(), "patient")

@@ -291,6 +291,8 @@ def test_device_run_help_names_every_registry_entry():
                   *(f.name for f in REPLAY_FORMATS.values()), *(k.usage for k in SINKS.values()),
                   *(f"PATH{s}" for s in SUFFIXES), *DELEGATE_LIBS]:
         assert words in out, words
+    assert all(k.usage for k in [*SOURCES.values(), *SINKS.values()])
+    assert all(f.name for f in REPLAY_FORMATS.values())
     fs_help = out.split("--fs FLOAT")[1].split("--speed")[0]
     assert all(n in fs_help for n, k in SOURCES.items() if k.live)
     assert all(f.name in fs_help for f in REPLAY_FORMATS.values() if not f.carries_rate)

@@ -33,9 +33,7 @@ from .balance import described as balance_methods
 from .config import MAX_ENSEMBLE, RR_ENSEMBLE
 from .emotion_datasets import ECG_DATASETS, OPTION_READERS
 from .run_dir import RUN_OUTPUTS, check_fresh, overwrite_option
-from .speech_config import CHECKPOINTS, CLASS_WEIGHTS, OPTIMIZERS, RECIPES, SCHEDULES
-from .speech_config import SPEECH_SPLITS as SPEECH_SPLIT_KINDS
-from .speech_config import SPLITS as SPEECH_SPLITS
+from .speech_config import CHECKPOINTS, CLASS_WEIGHTS, OPTIMIZERS, RECIPES, SCHEDULES, SPEECH_SPLITS
 from .speech_data import CALM, CORPORA
 from .splits import SPLIT_KINDS, SPLITS, trainer
 
@@ -146,7 +144,7 @@ def given_on_command_line(name: str) -> bool:
 #: another split, each is refused (it was dropped without a word: ``--folds 10 --split
 #: beat`` trained one model on a beat split and said nothing of folds).
 BEAT_SPLIT_OPTIONS = option_readers({k: v.reads for k, v in SPLIT_KINDS.items()})
-SPEECH_SPLIT_OPTIONS = option_readers({k: v.reads for k, v in SPEECH_SPLIT_KINDS.items()})
+SPEECH_SPLIT_OPTIONS = option_readers({k: v.reads for k, v in SPEECH_SPLITS.items()})
 
 
 def refuse_unread_options(option: str, value: str, table: dict[str, tuple[str, ...]],
@@ -445,9 +443,9 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
 @click.option("--calm", type=click.Choice(CALM), default="neutral",
               show_default=True,
               help="RAVDESS 'calm': merge into neutral (as the seed), drop, or its own class.")
-@click.option("--split", type=click.Choice(SPEECH_SPLITS),
+@click.option("--split", type=click.Choice(list(SPEECH_SPLITS)),
               default="actor", show_default=True,
-              help="; ".join(f"{k}: {v.help}" for k, v in SPEECH_SPLIT_KINDS.items()) + ".")
+              help="; ".join(f"{k}: {v.help}" for k, v in SPEECH_SPLITS.items()) + ".")
 @click.option("--folds", type=click.IntRange(2, 100), default=4, show_default=True,
               help="actors split: number of folds (speakers balanced by gender).")
 @click.option("--fold", type=click.IntRange(1, 100), default=None,
@@ -592,7 +590,7 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
             width=width, lstm_units=lstm_units, pools=pool_sizes,
             time_budget_min=time_budget, seed=seed, cache=cache, labels=labels_for(calm),
             signal=signal, **lever)
-        if SPEECH_SPLIT_KINDS[cfg.split].folds:
+        if SPEECH_SPLITS[cfg.split].folds:
             from .speech_folds import run_speaker_folds
 
             run_speaker_folds(cfg, Path(out), only=fold)

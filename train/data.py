@@ -47,7 +47,8 @@ def records_to_read(cfg: BeatTrainConfig) -> list[str] | None:
     out (102, 104, 107, 217) are not read, nor warned about, for nothing."""
     if cfg.record_list is not None:
         return cfg.record_list
-    only = SPLIT_KINDS[cfg.split].only_records
+    kind = SPLIT_KINDS.get(cfg.split)  # an unknown one is refused by make_split, by name
+    only = kind.only_records if kind is not None else None
     if cfg.test_records == ["dechazal"]:  # --split record's preset: the same records
         only = SPLIT_KINDS["dechazal"].only_records
     if only is not None:

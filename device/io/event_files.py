@@ -79,7 +79,8 @@ def read_sqlite(path: str | Path, integrity: bool = False) -> tuple[list | None,
     table: another program's database, or a sink killed before it made one) and, with
     ``integrity``, ``PRAGMA integrity_check``'s answer. Opened read-only; sqlite3.Error
     for a file that is not a database."""
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+    uri = Path(path).resolve().as_uri() + "?mode=ro"  # '#', '?', '%' in the path escaped
+    with closing(sqlite3.connect(uri, uri=True)) as db:
         check = db.execute("PRAGMA integrity_check").fetchone()[0] if integrity else None
         has = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
                          "name = 'events'").fetchone()

@@ -750,7 +750,7 @@ class Daemon:
         if self.api is not None:
             self.api.shutdown()
         summary = {"event": "stopped", "samples": self.pipeline.samples_in,
-                   # asked to stop (a signal, the API), not the source's end
+                   # asked to stop (a signal), not the source's end
                    "stop_requested": self.stop.is_set(),
                    "signal_seconds": round(self.pipeline.samples_in / self.source.fs, 1),
                    "wall_seconds": round(wall, 3),

@@ -345,7 +345,7 @@ class SinkKind:
 
     open: Callable[[str, SinkOptions], Sink]
     #: how ``--sink`` spells it, for the help
-    usage: str = ""
+    usage: str
     file: bool = False
     broker: bool = False
 
@@ -380,7 +380,9 @@ def open_sink(spec: str, fsync: str = "batch", max_bytes: int = 50_000_000,
         return SINKS[scheme].open(path, SinkOptions(fsync, max_bytes, append, mqtt, context))
     except (OSError, sqlite3.Error) as exc:  # a path that cannot be opened or created
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ValueError(f"sink {spec}: cannot open {path or spec}: {why}") from exc
+        named = getattr(exc, "filename", None)  # the file that failed (a parent, a spool)
+        where = f" ({named})" if named and str(named) != str(path) else ""
+        raise ValueError(f"sink {spec}: cannot open {path or spec}: {why}{where}") from exc
 
 
 def sink_target(spec: str) -> tuple[str, str]:

@@ -604,7 +604,7 @@ class SourceKind:
 
     open: Callable[[SourceSpec], Source]
     #: how ``--source`` spells it (its arguments), for the help
-    usage: str = ""
+    usage: str
     #: binds a network port: off loopback it needs a source token (check_source_safety)
     listens: bool = False
     #: carries audio: sample rates up to AUDIO_FS_RANGE's, not FS_RANGE's
