@@ -70,6 +70,11 @@ def test_a_sink_that_cannot_be_opened_is_one_line(tmp_path, where):
     path = tmp_path / where
     with pytest.raises(ValueError, match=rf"^sink {path}: cannot open {path}: "):
         open_sink(str(path))
+    # an MQTT sink's spool that cannot be opened is named (sqlite3 names no file)
+    with pytest.raises(ValueError, match=rf"^sink mqtt://127.0.0.1:1/p: cannot open: spool "
+                                         rf"{tmp_path / 'a_directory.db'}: "):
+        open_sink("mqtt://127.0.0.1:1/p", mqtt={"site": "s", "device": "d",
+                                                "spool": str(tmp_path / "a_directory.db")})
     if where.startswith("no/"):  # the folder that could not be made is named
         with pytest.raises(ValueError, match=rf": Not a directory \({path.parent}\)$"):
             open_sink(f"jsonl:{path}")

@@ -257,3 +257,10 @@ def test_an_unknown_split_is_refused_by_name_not_a_key_error(tmp_path):
     assert records_to_read(cfg) is None
     with pytest.raises(SplitError, match="unknown split 'patient'"):
         make_split(fake_beats(), "patient")
+    # and a run's config.json naming it is refused when it is read, before any work
+    from vitaledge.train.config import BeatTrainConfig
+
+    (tmp_path / "config.json").write_text('{"split": "patient"}')
+    with pytest.raises(ValueError, match=r"config.json: not a valid training config: split "
+                                         r"'patient': expected one of beat, record"):
+        BeatTrainConfig.load(tmp_path / "config.json")

@@ -145,6 +145,10 @@ class BeatTrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> BeatTrainConfig:
         d = known_keys(cls, d)
+        from .splits import SPLITS  # a run of a split that is not (any more): refused at once
+
+        if d.get("split", "beat") not in SPLITS:
+            raise ValueError(f"split {d['split']!r}: expected one of {', '.join(SPLITS)}")
         # a config written before the regularity gate existed: its fitted rule has none
         d.setdefault("s_rule_irregularity", None)
         if "window" in d:

@@ -11,8 +11,9 @@ Operation:
   counted as ``abandoned_chunks``) so that a stop is always prompt;
 * failures are loud: when the pipeline thread dies or the source raises, a
   ``pipeline_error``/``source_error`` status event is written, the run stops and
-  :meth:`Daemon.run` raises :class:`DaemonFailure` (``device run`` exits 1, so systemd's
-  ``Restart=on-failure`` fires); so does a sink that still holds unwritten events at the end;
+  :meth:`Daemon.run` raises :class:`DaemonFailure` (``device run`` exits 1, and the unit's
+  ``Restart=always`` starts it again); so does a sink that still holds unwritten events at
+  the end;
 * a failing sink is isolated (:class:`~.sinks.GuardedSink`): the others get every event, it
   is retried with backoff, reported (``sink_error``/``sink_recovered`` status events on the
   healthy sinks, ``vitaledge_sink_errors_total{sink=...}``) and ``/health`` is

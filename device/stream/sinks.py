@@ -382,7 +382,8 @@ def open_sink(spec: str, fsync: str = "batch", max_bytes: int = 50_000_000,
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         named = getattr(exc, "filename", None)  # the file that failed (a parent, a spool)
         where = f" ({named})" if named and str(named) != str(path) else ""
-        raise ValueError(f"sink {spec}: cannot open {path or spec}: {why}{where}") from exc
+        what = f" {path}" if SINKS[scheme].file else ""  # a broker's: its spool is named
+        raise ValueError(f"sink {spec}: cannot open{what}: {why}{where}") from exc
 
 
 def sink_target(spec: str) -> tuple[str, str]:

@@ -21,9 +21,12 @@ class Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:  # sqlite names no file: the spool's path is the one
+            raise sqlite3.OperationalError(f"spool {self.path}: {exc}") from exc
         with self._db:
             self._db.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY "
                              "AUTOINCREMENT, seq INTEGER, topic TEXT NOT NULL, "
