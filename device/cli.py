@@ -201,18 +201,16 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
         write_json(json_out, summary)
     if failure is not None:
         raise click.ClickException(f"the run failed: {failure}")
-    summary = summary or {}
     if not summary or summary.get("stop_requested"):  # stopped by a signal: exit 0
         return
     rejected = unreadable_input(summary)  # the source ended by itself, and ...
     if rejected and not summary.get("samples"):
         raise click.ClickException(f"no sample could be read from {cfg.source}: {rejected} "
                                    "(is that the source's format?)")
-    faults = sum((summary.get("signal_fault_samples") or {}).values())
     if not summary.get("samples"):
         raise click.ClickException(f"{cfg.source} ended before its first sample: nothing "
                                    "was analysed")
-    if faults >= summary["samples"]:
+    if sum((summary.get("signal_fault_samples") or {}).values()) >= summary["samples"]:
         raise click.ClickException(f"no usable sample in {cfg.source}: every one of its "
                                    f"{summary['samples']:,} samples was a signal fault (see "
                                    "the line above)")

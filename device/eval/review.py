@@ -31,7 +31,7 @@ from vitaledge.device.eval.score_events import (
     read_run,
     share,
 )
-from vitaledge.device.eval.scoring import match_outside, score_outside
+from vitaledge.device.eval.scoring import match_outside, outside, score_pairs
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
 from vitaledge.device.io.records import Record, read_record
 
@@ -115,7 +115,8 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
     np.add.at(confusion, (cls[r_sc][classified], pred[d_sc][classified]), 1)
     counts = {k: sum(e["kind"] == k for e in errors) for k in ERROR_KINDS}
     n_ref, n_det = scored.tp + scored.fn, scored.tp + scored.fp  # outside VF
-    readable = score_outside(ref, det, fs, [*segs, *vf], tolerance_s) if segs else None
+    readable = (score_pairs(ri, di, ref_out & outside(ref, segs), det_out & outside(det, segs))
+                if segs else None)  # the same pairs, the unreadable time left out too
     summary = {
         "has_reference": bool(has_ref), "reference_beats": n_ref,
         "beats": int(len(det)), "matched": scored.tp, **counts,

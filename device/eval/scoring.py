@@ -55,10 +55,17 @@ def match_outside(ref: np.ndarray, det: np.ndarray, fs: float,
     det = np.asarray(det, np.int64)
     ri, di = match_beats(ref, det, int(round(tolerance_s * fs)))
     r_in, d_in = outside(ref, segments), outside(det, segments)
+    return ri, di, r_in, d_in, score_pairs(ri, di, r_in, d_in)
+
+
+def score_pairs(ri: np.ndarray, di: np.ndarray, r_in: np.ndarray,
+                d_in: np.ndarray) -> DetectionScore:
+    """The score of matched pairs ``(ri, di)`` over the reference beats and detections the
+    masks ``r_in``/``d_in`` keep (a pair counts when its reference beat is kept): one
+    matching scored over several stretches without matching again."""
     tp = int(r_in[ri].sum())
-    score = DetectionScore(tp=tp, fn=int(r_in.sum()) - tp,
-                           fp=int(d_in.sum()) - int(d_in[di].sum()))
-    return ri, di, r_in, d_in, score
+    return DetectionScore(tp=tp, fn=int(r_in.sum()) - tp,
+                          fp=int(d_in.sum()) - int(d_in[di].sum()))
 
 
 def score_outside(ref: np.ndarray, det: np.ndarray, fs: float,
