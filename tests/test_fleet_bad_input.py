@@ -172,9 +172,13 @@ def test_deploy_ignores_malformed_status_messages(broker, tmp_path, monkeypatch)
             threading.Thread(target=publish, args=(
                 url, [("v1/s1/ghost/deploy/status", p) for p in status])).start()
 
-    sub, _ = mqtt.subscriber(url, [mqtt.deploy_topic(prefix, "s1", "ghost")], device)
+    # deployments are not retained: the device must be subscribed before the header goes out
+    subscribed = threading.Event()
+    sub, _ = mqtt.subscriber(url, [mqtt.deploy_topic(prefix, "s1", "ghost")], device,
+                             on_subscribed=subscribed.set)
     sub.loop_start()
     try:
+        assert subscribed.wait(20), "the simulated device's subscription was not granted"
         res = CliRunner().invoke(fleet_group, ["deploy", str(tmp_path), "--broker", url,
                                                "--device", "ghost", "--site", "s1",
                                                "--wait", "8"])
