@@ -128,7 +128,7 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo_cmd(out, minutes, n_records, epochs, seed) -> None:
     """Synthetic ECG -> train -> evaluate -> convert (fp32 and int8, unpruned and pruned) ->
-    daemon replay -> bench, with summary tables (no download; a few minutes on two cores)."""
+    daemon replay -> bench, with summary tables (no download; about 1-2 minutes on two cores)."""
     try:
         run(Path(out), minutes, n_records, epochs, seed=seed)
     except (ValueError, FileNotFoundError) as exc:
