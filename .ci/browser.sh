@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Headless Chromium for tests/test_review.py (the review page opened in a browser): Debian's
 # `chromium`, installed when missing and we are root with apt-get. Idempotent, and it never
-# fails the run: without a browser that test skips and says why.
+# fails the run itself: without a browser those tests skip and say why, or fail under CI's
+# VITALEDGE_REQUIRE_ALL=1 (.ci/run).
 set -u
 if command -v chromium >/dev/null 2>&1; then
     echo "browser: $(command -v chromium) is installed"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 import pytest
+from conftest import unavailable
 
 from vitaledge.cli import main
 
@@ -200,7 +201,7 @@ def test_mkdocs_build_strict(tmp_path):
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or \
         shutil.which("mkdocs")
     if mkdocs is None:
-        pytest.skip("mkdocs is not installed (pip install -e '.[dev]' installs mkdocs-material)")
+        unavailable("mkdocs is not installed (pip install -e '.[dev]' installs mkdocs-material)")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     res = subprocess.run([mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import unavailable
 
 from vitaledge.device.io.kaggle_csv import CsvFormatError, load_kaggle_csv
 
@@ -8,7 +9,7 @@ from vitaledge.device.io.kaggle_csv import CsvFormatError, load_kaggle_csv
 def fragments(data_dir):
     d = data_dir / "kaggle-csv-fragments"
     if not d.is_dir():
-        pytest.skip(f"{d} not found")
+        unavailable(f"{d} not found")
     return d
 
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import unavailable
 
 from vitaledge.device.inputs.audio import AudioError, fit_clip, read_wav
 from vitaledge.device.inputs.mel import (
@@ -170,7 +171,7 @@ def test_a_truncated_wav_is_refused_not_half_read(tmp_path):
 def test_real_ravdess_files(data_dir):
     d = data_dir / "ravdess"
     if not d.is_dir():
-        pytest.skip(f"RAVDESS not found in {d}")
+        unavailable(f"RAVDESS not found in {d}")
     s = SpeechSignal()
     mono = file_input(d / "Actor_02" / "03-01-05-02-01-01-02.wav", s)
     stereo = file_input(d / "Actor_01" / "03-01-08-01-02-02-01.wav", s)  # one of two stereo

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import free_port, unavailable
 
 pytest.importorskip("paho.mqtt.client", reason="paho-mqtt (the device extra) not installed")
 
@@ -54,7 +54,7 @@ class Broker:
     def __init__(self, workdir: Path, persistence: bool = False):
         exe = mosquitto_binary()
         if exe is None:
-            pytest.skip("mosquitto not found (make test installs it: apt-get install "
+            unavailable("mosquitto not found (make test installs it: apt-get install "
                         "mosquitto); the MQTT tests need a real broker")
         self.exe, self.dir, self.port = exe, workdir, free_port()
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import chromium, error_line, mitdb_records, review_data, run_chromium
+from conftest import chromium, error_line, mitdb_records, review_data, run_chromium, unavailable
 
 FS = 360.0
 
@@ -39,7 +39,7 @@ def report(short118, data_dir, tmp_path_factory):
 
     ma = data_dir / "nstdb-noise" / "ma"
     if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
+        unavailable(f"{ma}: NST noise record not found")
     work = tmp_path_factory.mktemp("nstwork")
     return bench_noise_stress([short118], [ma], (24.0, 0.0), work, model=None,
                               with_xqrs=True, review_dir=work / "report"), work
@@ -170,7 +170,7 @@ def test_the_reports_link_opens_its_page_on_that_error(report, tmp_path):
     the first error of its worst period (the page's own ``#error=k``)."""
     exe = chromium()
     if exe is None:
-        pytest.skip("chromium not installed: the link was not opened in a browser")
+        unavailable("chromium not installed: the link was not opened in a browser")
     res, work = report
     pg = res["review"]["pages"][0]
     html = (work / "report" / pg["page"]).read_text()
@@ -195,7 +195,7 @@ def test_cli_noise_stress(short118, data_dir, tmp_path, monkeypatch):
 
     ma = data_dir / "nstdb-noise" / "ma"
     if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
+        unavailable(f"{ma}: NST noise record not found")
     monkeypatch.chdir(tmp_path / "..")
     before = set(Path.cwd().iterdir())
     res = CliRunner().invoke(main, ["bench", "noise-stress", "--record", str(short118),
@@ -288,7 +288,7 @@ def muscle_copy(data_dir, mitdb_dir, record: str, seconds: float, snrs):
 
     ma = data_dir / "nstdb-noise" / "ma"
     if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
+        unavailable(f"{ma}: NST noise record not found")
     rec = read_record(mitdb_records(mitdb_dir, [record])[0])
     fs, n = rec.fs, int(seconds * rec.fs)
     clean = rec.signal[:n]
@@ -518,7 +518,7 @@ def test_clean_and_ready_made_records_together(short118, data_dir, tmp_path):
 
     ma = data_dir / "nstdb-noise" / "ma"
     if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
+        unavailable(f"{ma}: NST noise record not found")
     make_nst(short118, ma, 6.0, tmp_path / "before")  # s118_ma6, ready-made
     ready = tmp_path / "before" / "s118_ma6"
     res = bench_noise_stress([short118], [ma], (0.0, 24.0), tmp_path / "w", with_xqrs=False,
@@ -835,7 +835,7 @@ def test_a_class_the_records_do_not_hold_is_undefined_not_zero(short118, data_di
 
     ma = data_dir / "nstdb-noise" / "ma"
     if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
+        unavailable(f"{ma}: NST noise record not found")
     out, _ = converted
     res = bench_noise_stress([short118], [ma], (12.0,), tmp_path / "w",
                              model=str(out / "cpu-int8"), with_xqrs=False)
@@ -860,7 +860,7 @@ def test_the_work_directory_is_reused_only_for_the_same_inputs(short118, data_di
 
     ma, bw = data_dir / "nstdb-noise" / "ma", data_dir / "nstdb-noise" / "bw"
     if not (ma.with_suffix(".hea").exists() and bw.with_suffix(".hea").exists()):
-        pytest.skip("nstdb-noise records ma and bw not found")
+        unavailable("nstdb-noise records ma and bw not found")
     fake = tmp_path / "fake"
     fake.mkdir()
     shutil.copy(bw.with_suffix(".dat"), fake / "ma.dat")

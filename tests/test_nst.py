@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import error_line
+from conftest import error_line, unavailable
 
 from vitaledge.device.io.nst import (
     NST_SNRS,
@@ -43,7 +43,7 @@ def nst_sources(data_dir):
     clean = mitdb_records(data_dir / "mitdb", ["118", "119"])
     noise = [data_dir / "nstdb-noise" / n for n in ("ma", "bw")]
     if not all(p.with_suffix(".hea").exists() for p in noise):
-        pytest.skip("nstdb-noise records ma and bw not found")
+        unavailable("nstdb-noise records ma and bw not found")
     return clean, noise
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import mitdb_records
+from conftest import mitdb_records, unavailable
 
 from vitaledge.device.dsp.length_transform import (
     LengthTransformDetector,
@@ -57,7 +57,7 @@ def noisy118(rec118, data_dir):
 
     ma = data_dir / "nstdb-noise" / "ma"
     if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
+        unavailable(f"{ma}: NST noise record not found")
     noise = read_record(ma).signal
     x = rec118.signal[: int(180 * FS)].copy()
     a, b = int(60 * FS), int(100 * FS)
@@ -217,7 +217,7 @@ def test_the_ma_noise_record_alone_is_all_flagged(data_dir):
 
     ma = data_dir / "nstdb-noise" / "ma"
     if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
+        unavailable(f"{ma}: NST noise record not found")
     x = read_record(ma).signal[: int(120 * FS)]
     pipe = BeatPipeline(FakeModel(), FS)
     events = pipe.process(x) + pipe.flush()
@@ -249,7 +249,7 @@ def test_the_ma_noise_record_has_no_good_stretch_in_its_first_ten_minutes(data_d
 
     ma = data_dir / "nstdb-noise" / "ma"
     if not ma.with_suffix(".hea").exists():
-        pytest.skip(f"{ma}: NST noise record not found")
+        unavailable(f"{ma}: NST noise record not found")
     x = read_record(ma).signal
     for start in range(0, 600, 120):
         pipe = BeatPipeline(FakeModel(), FS)

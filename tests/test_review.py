@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import chromium, review_data, run_chromium
+from conftest import chromium, review_data, run_chromium, unavailable
 
 from vitaledge.cli import main
 from vitaledge.device.eval.review import build_review
@@ -285,7 +285,7 @@ def test_out_that_is_a_link_or_a_device_is_refused_and_left_alone(synth_dir, tmp
 def test_page_renders_in_chromium(page, tmp_path):
     exe = chromium()
     if exe is None:
-        pytest.skip("chromium not installed (make test installs Debian's chromium when run "
+        unavailable("chromium not installed (make test installs Debian's chromium when run "
                     "as root with apt available): the page was not opened in a browser")
     out, _ = page
     url = out.resolve().as_uri()
@@ -380,7 +380,7 @@ _DRIVE = """<script>
 def test_page_zooms_pans_and_jumps_to_errors(page, tmp_path):
     exe = chromium()
     if exe is None:
-        pytest.skip("chromium not installed: the page's interaction was not tried")
+        unavailable("chromium not installed: the page's interaction was not tried")
     out, x = page
     data = review_data(out.read_text())
     driven = tmp_path / "driven.html"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
+from conftest import unavailable
 
 from vitaledge.device.inputs.mel import SpeechSignal, model_input
 from vitaledge.firmware_sim.patients.speech import EMOTIONS as SYNTH_EMOTIONS
@@ -67,7 +68,7 @@ def test_find_clips_merges_schemes_and_maps_or_drops_calm(tmp_path):
 def test_real_ravdess_clips(data_dir):
     d = data_dir / "ravdess"
     if not d.is_dir():
-        pytest.skip(f"RAVDESS not found in {d}")
+        unavailable(f"RAVDESS not found in {d}")
     clips = find_clips(d)
     labels = [c.label for c in clips]
     assert len(clips) == 240 and labels.count("neutral") == 48  # 16 neutral + 32 calm

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import unavailable
 
 from vitaledge.device.inputs.mel import (
     SpeechSignal,
@@ -36,7 +37,7 @@ SMALL = SpeechSignal.fitted(sample_rate=8000.0, duration_s=1.0, offset_s=0.2,
 def _real_clips(data_dir):
     dirs = [data_dir / "ravdess", data_dir / "ravdess-16k"]
     if not all(d.is_dir() for d in dirs):
-        pytest.skip(f"RAVDESS not found in {data_dir}")
+        unavailable(f"RAVDESS not found in {data_dir}")
     return [c for d in dirs for c in find_clips(d)]  # listing only: names, no audio read
 
 
@@ -69,7 +70,7 @@ def test_real_ravdess_folds_are_speaker_disjoint_and_gender_balanced(data_dir, k
 def test_calm_merged_dropped_or_a_class(data_dir):
     d = data_dir / "ravdess"
     if not d.is_dir():
-        pytest.skip(f"RAVDESS not found in {d}")
+        unavailable(f"RAVDESS not found in {d}")
     merged, dropped, own = (find_clips(d, calm=c) for c in ("neutral", "drop", "class"))
     assert len(merged) == len(own) == 240 and len(dropped) == 208
     assert sum(c.label == "calm" for c in own) == 32
