@@ -343,7 +343,8 @@ def test_score_reports_outside_the_flagged_stretches(noisy118, tmp_path, mitdb_d
     plain = score_events(load_events(path), tmp_path / "n118")
     assert g["outside_flagged"]["sensitivity"] > 0.97
     assert g["outside_flagged"]["ppv"] > max(0.98, plain["ppv"])
-    assert "flagged" in format_gated(g)
+    assert format_gated(g).startswith(
+        f"signal quality: {100 * g['flagged_fraction']:.1f}% of the record flagged")
 
 
 def test_score_says_no_figure_for_0_of_0_and_leaves_out_the_quality_line_of_an_ungated_run(
@@ -360,6 +361,12 @@ def test_score_says_no_figure_for_0_of_0_and_leaves_out_the_quality_line_of_an_u
          "doubtful_beats": 0, "outside_flagged": {"tp": 0, "fn": 0, "fp": 0,
                                                   "sensitivity": 0.0, "ppv": 0.0}}
     assert format_gated(g).endswith("outside it: Se -, +P - (0 missed, 0 extra)")
+    g = {"flagged_fraction": 0.3, "unreadable_fraction": 0.2, "doubtful_fraction": 0.1,
+         "doubtful_beats": 2, "outside_flagged": {"tp": 98, "fn": 2, "fp": 1,
+                                                  "sensitivity": 0.98, "ppv": 98 / 99}}
+    assert format_gated(g) == (
+        "signal quality: 30.0% of the record flagged (20.0% unreadable, no beats; 10.0% "
+        "doubtful, 2 beats flagged); outside it: Se 98.00%, +P 98.99% (2 missed, 1 extra)")
     import wfdb
 
     ann = wfdb.rdann(str(mitdb_dir / "100"), "atr", sampto=3600)

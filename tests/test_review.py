@@ -143,6 +143,31 @@ def test_review_and_score_read_the_same_flagged_stretches(page, synth_dir):
     assert (o["tp"], o["fn"], o["fp"]) == (kept - 1, 1, 1)
 
 
+def test_device_score_prints_and_saves_the_flagged_stretches(page, synth_dir, tmp_path):
+    """The command itself, on a gated run with an unreadable 4 s and a doubtful 10 s: the
+    printed line and the JSON's signal_quality carry the flagged time and the figures
+    outside it (the dropped beat missed, the false one extra, the doubtful beat counted)."""
+    out, x = page
+    n, fs = len(x["rec"].signal), x["rec"].fs
+    flagged = [(UNREADABLE_S[0], UNREADABLE_S[1]), (50.0, 60.0)]
+    kept = sum(not any(a * fs <= r < b * fs for a, b in flagged) for r in x["ref"])
+    js = tmp_path / "score.json"
+    r = CliRunner().invoke(main, ["device", "score", str(out.parent / "events.jsonl"),
+                                  "--record", str(synth_dir / "s000"), "--json", str(js)])
+    assert r.exit_code == 0, r.output
+    share = f"{100 * (kept - 1) / kept:.2f}%"
+    assert (f"signal quality: {100 * 14 * fs / n:.1f}% of the record flagged "
+            f"({100 * 4 * fs / n:.1f}% unreadable, no beats; {100 * 10 * fs / n:.1f}% "
+            f"doubtful, 1 beat flagged); outside it: Se {share}, +P {share} "
+            f"(1 missed, 1 extra)") in r.output
+    q = json.loads(js.read_text())["signal_quality"]
+    assert q["quality_segments"] == 2 and q["doubtful_beats"] == 1
+    assert q["unreadable_fraction"] == pytest.approx(4 * fs / n, abs=1 / n)
+    assert q["flagged_fraction"] == pytest.approx(14 * fs / n, abs=2 / n)
+    o = q["outside_flagged"]
+    assert (o["tp"], o["fn"], o["fp"]) == (kept - 1, 1, 1)
+
+
 def test_the_page_goes_into_a_folder_made_for_it_as_json_does(page, synth_dir, tmp_path):
     """--out in a folder not there yet: device score --json and bench --json made theirs,
     device review refused; it makes it too, once the page is ready (not for bad input)."""
@@ -287,7 +312,7 @@ def test_page_renders_in_chromium(page, tmp_path):
     if exe is None:
         unavailable("chromium not installed (make test installs Debian's chromium when run "
                     "as root with apt available): the page was not opened in a browser")
-    out, _ = page
+    out, x = page
     url = out.resolve().as_uri()
     # virtual time: the page's drawing is done when the DOM is dumped, however loaded
     dom = run_chromium(exe, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom",
@@ -301,7 +326,17 @@ def test_page_renders_in_chromium(page, tmp_path):
     assert int(attrs.get("data-beats-drawn", 0)) > 5  # the first 10 s hold ~10 beats
     assert 'data-ready="1"' in html
     assert len(re.findall(r'<li class="error-item ', html)) == 3
-    assert len(re.findall(r'<li class="error-item missed', html)) == 1
+    # each entry reads as what went wrong, where: the time, the kind, then the sentence
+    items = {kind: re.sub(r"<[^>]+>", "|", body) for kind, body in
+             re.findall(r'<li class="error-item (\w+)"[^>]*>(.*?)</li>', html)}
+    fs, ref, cls = x["rec"].fs, x["ref"], x["cls"]
+    t = ref[DROP] / fs
+    assert items["missed"].startswith(
+        f"|{int(t // 60)}:{t % 60:05.2f}||missed|reference {CLASSES[cls[DROP]]} beat not "
+        "detected"), items
+    assert "|false beat|detected S beat, no reference beat" in items["false"], items
+    expected, got = x["reclass"]
+    assert f"|class|detected {got}, reference {expected}" in items["class"], items
     # the ECG itself is on the strip: its near-black trace runs across the width and rises
     # and falls with the QRS complexes (a trace never stroked, or a flat one, fails here)
     inked = tmp_path / "inked.html"
