@@ -110,10 +110,19 @@ def test_report_xqrs_is_wfdbs_on_the_same_signal_and_beats(report):
     assert r0["xqrs_outside_flagged"]["tp"] + r0["xqrs_outside_flagged"]["fn"] < r0["beats"]
 
 
-def test_report_saved_as_json_markdown_and_plot(report, tmp_path):
+def test_report_saved_as_json_markdown_and_plot(report, tmp_path, monkeypatch):
     from vitaledge.device.bench.noise_stress import format_markdown, save
 
     res, _ = report
+    drawn = []
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        pass
+    else:  # keep the figure that is saved, to read its lines back
+        savefig = Figure.savefig
+        monkeypatch.setattr(Figure, "savefig",
+                            lambda fig, *a, **k: (drawn.append(fig), savefig(fig, *a, **k))[1])
     notes = save(res, tmp_path)
     assert json.loads((tmp_path / "noise_stress.json").read_text())["snrs"] == ["24", "0"]
     md = (tmp_path / "noise_stress.md").read_text()
@@ -135,6 +144,17 @@ def test_report_saved_as_json_markdown_and_plot(report, tmp_path):
         assert notes and "skipped" in notes[0]
     else:
         assert (tmp_path / "noise_stress.png").stat().st_size > 1000
+        # Se and +P against SNR: each series' points are the report's, noise by noise
+        [ax] = drawn[0].axes
+        assert ax.get_title() == "noise: ma"
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        g = [res["by_noise_snr"][f"ma {s}"] for s in ("24", "0")]
+        for key, label in (("ungated", "vitaledge"), ("xqrs", "XQRS"),
+                           ("outside_flagged", "vitaledge, outside flagged")):
+            for m, name in (("se", "Se"), ("ppv", "+P")):
+                ln = lines[f"{label} {name}"]
+                assert list(ln.get_xdata()) == [24.0, 0.0]
+                assert list(ln.get_ydata()) == pytest.approx([100 * x[key][m] for x in g])
 
 
 def test_report_names_review_pages_of_its_worst_rows(report):
