@@ -375,19 +375,53 @@ def test_train_refuses_an_out_that_is_a_file_even_with_overwrite(tmp_path):
 
 def test_train_beat_overwrite_lets_the_run_start(tmp_path):
     """With --overwrite the check passes and the next error is the data's own (an empty
-    --data directory), so the run got as far as reading it. The earlier run's outputs are
-    gone already: left until the new run wrote its own, a run that failed or was stopped
-    part-way left the earlier model beside the new config, and evaluate and convert used
-    it, exit 0. A file of the user's own stays."""
+    --data directory), so the run got as far as reading it. A run refused there keeps the
+    earlier run, byte for byte: --overwrite used to remove it before the data was read, so
+    a mistyped --data cost the earlier model (a reviewer's truncated .dat did)."""
     out = tmp_path / "run"
-    earlier_run(out)
+    files = earlier_run(out)
     (out / "notes.txt").write_text("mine")
     empty = tmp_path / "empty"
     empty.mkdir()
     line = error_line(invoke(["train", "beat", "--arch", "tiny", "--data", empty, "--out",
                               out, "--overwrite"]))
     assert "already holds" not in line and str(empty) in line, line
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert_untouched(out, {**files, "notes.txt": b"mine"})
+
+
+def test_replacing_sets_the_earlier_run_aside_and_returns_it_on_failure(tmp_path):
+    """What ``--overwrite`` does around a run: the earlier outputs leave while it writes;
+    a failure (an error or Ctrl-C) removes what it wrote and brings them back, a success
+    removes them; the user's own files are never touched, and a folder left aside by a
+    killed run is not written over."""
+    import click
+
+    from vitaledge.train.run_dir import ASIDE, RUN_OUTPUTS, replacing
+
+    out = tmp_path / "run"
+    files = earlier_run(out)
+    (out / "fold-1").mkdir()
+    (out / "fold-1" / "model.keras").write_bytes(b"fold")
+    (out / "notes.txt").write_bytes(b"mine")
+    for exc in (ValueError("bad data"), KeyboardInterrupt()):
+        with pytest.raises(type(exc)), replacing(out, RUN_OUTPUTS, True):
+            assert sorted(p.name for p in out.iterdir()) == [ASIDE, "notes.txt"]
+            (out / "config.json").write_bytes(b"new")  # the failed run's half
+            (out / "metrics.json").write_bytes(b"new")
+            raise exc
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == {
+            **files, "notes.txt": b"mine"}
+        assert (out / "fold-1" / "model.keras").read_bytes() == b"fold"
+    with replacing(out, RUN_OUTPUTS, False):  # no --overwrite: nothing moves
+        assert (out / "model.keras").exists()
+    with replacing(out, RUN_OUTPUTS, True):
+        (out / "model.keras").write_bytes(b"new model")
+    assert sorted(p.name for p in out.iterdir()) == ["model.keras", "notes.txt"]
+    (out / ASIDE).mkdir()
+    with pytest.raises(click.ClickException, match="left from an interrupted run"):
+        with replacing(out, RUN_OUTPUTS, True):
+            pass
+    assert (out / "model.keras").read_bytes() == b"new model"
 
 
 def test_speech_fold_checks_its_own_fold_directory(tmp_path):

@@ -32,7 +32,7 @@ from . import zoo
 from .balance import described as balance_methods
 from .config import MAX_ENSEMBLE, RR_ENSEMBLE
 from .emotion_datasets import ECG_DATASETS, OPTION_READERS
-from .run_dir import RUN_OUTPUTS, check_fresh, overwrite_option
+from .run_dir import RUN_OUTPUTS, check_fresh, overwrite_option, replacing, writes_out
 from .speech_config import CHECKPOINTS, CLASS_WEIGHTS, OPTIMIZERS, RECIPES, SCHEDULES, SPEECH_SPLITS
 from .speech_data import CALM, CORPORA
 from .splits import SPLIT_KINDS, SPLITS, trainer
@@ -333,7 +333,7 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--noise-aug/--noise-snr") from exc
     window = make_window(convention, fs, before, after, no_filter)
-    check_fresh(out, overwrite, cluster=True, clear=RUN_OUTPUTS)
+    check_fresh(out, overwrite, cluster=True)
     # convert and evaluate read the beats again from the run's config, from wherever they run
     data, csv_train, csv_test = (p and str(Path(p).resolve()) for p in (data, csv_train, csv_test))
     try:
@@ -348,7 +348,9 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
             s_rule_irregularity=s_rule_irregularity, v_rule=v_rule, f_rule=f_rule,
             vote=vote,
             noise_aug=noise_aug, ensemble=ensemble)
-        trainer(split)(cfg, Path(out))
+        # an earlier run's outputs are set aside, and come back if this one fails
+        with replacing(out, RUN_OUTPUTS, overwrite and writes_out()):
+            trainer(split)(cfg, Path(out))
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run written to {out}")
@@ -555,10 +557,10 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
         raise click.BadParameter("expected LOW,HIGH in dB, finite, LOW <= HIGH",
                                  param_hint="--snr") from exc
     if fold is None:
-        check_fresh(out, overwrite, clear=RUN_OUTPUTS)
+        check_fresh(out, overwrite)
     else:  # the other folds' directories and the folds summary are this run's
         check_fresh(Path(out), overwrite, own=r"fold-\d+|folds\.(json|md)")
-        check_fresh(Path(out) / f"fold-{fold}", overwrite, clear=RUN_OUTPUTS)
+        check_fresh(Path(out) / f"fold-{fold}", overwrite)
     try:
         pool_sizes = [int(v) for v in pools.split(",")]
         if len(pool_sizes) != 4 or min(pool_sizes) < 1:
@@ -590,12 +592,15 @@ def train_speech_cmd(data, synth, corpus, calm, split, folds, fold, test_actors,
             width=width, lstm_units=lstm_units, pools=pool_sizes,
             time_budget_min=time_budget, seed=seed, cache=cache, labels=labels_for(calm),
             signal=signal, **lever)
-        if SPEECH_SPLITS[cfg.split].folds:
-            from .speech_folds import run_speaker_folds
+        # an earlier run's outputs are set aside, and come back if this one fails
+        with replacing(Path(out) if fold is None else Path(out) / f"fold-{fold}",
+                       RUN_OUTPUTS, overwrite):
+            if SPEECH_SPLITS[cfg.split].folds:
+                from .speech_folds import run_speaker_folds
 
-            run_speaker_folds(cfg, Path(out), only=fold)
-        else:
-            train_speech(cfg, Path(out))
+                run_speaker_folds(cfg, Path(out), only=fold)
+            else:
+                train_speech(cfg, Path(out))
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run written to {out}")
@@ -674,7 +679,7 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
                                f"with --dataset {dataset}{' (the default)' * (dataset == 'synth')}"
                                " it would be ignored")
     refuse_unread_options("--dataset", dataset, OPTION_READERS)
-    check_fresh(out, overwrite, clear=RUN_OUTPUTS)
+    check_fresh(out, overwrite)
     cfg = EmotionEcgConfig(dataset=dataset, data=data, threshold=threshold,
                            trust_pickle=trust_pickle, arch=arch, hop_s=hop_s, filter=filt,
                            group=group, folds=folds, test_fraction=test_fraction, epochs=epochs,
@@ -682,7 +687,8 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
                            synth_subjects=synth_subjects, synth_trials=synth_trials,
                            synth_seconds=synth_seconds)
     try:
-        train_emotion_ecg(cfg, Path(out))
+        with replacing(out, RUN_OUTPUTS, overwrite):  # back if this run fails
+            train_emotion_ecg(cfg, Path(out))
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run written to {out}")
@@ -725,7 +731,7 @@ def train_emotion_multimodal_cmd(dataset, window_s, physio_fs, conv_layers, lstm
         grid_spec = parse_grid(grid) if grid is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--grid") from exc
-    check_fresh(out, overwrite, clear=RUN_OUTPUTS)
+    check_fresh(out, overwrite)
     cfg = MultimodalConfig(dataset=dataset, window_s=window_s, physio_fs=physio_fs,
                            conv_layers=conv_layers, lstm_units=lstm_units, dropout=dropout,
                            grid=grid_spec, baselines=not no_baselines, epochs=epochs,
@@ -733,7 +739,8 @@ def train_emotion_multimodal_cmd(dataset, window_s, physio_fs, conv_layers, lstm
                            synth_subjects=synth_subjects, synth_per_class=synth_per_class,
                            seed=seed)
     try:
-        train_emotion_multimodal(cfg, Path(out))
+        with replacing(out, RUN_OUTPUTS, overwrite):  # back if this run fails
+            train_emotion_multimodal(cfg, Path(out))
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run written to {out}")

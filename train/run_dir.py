@@ -11,9 +11,11 @@ not check it, since the chief may already have written there when a slower worke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import click
@@ -69,8 +71,6 @@ def clear_outputs(path: Path, names: str, artifacts: bool = False) -> list[str]:
     """Remove from ``path`` the files and folders whose names match ``names`` (and, with
     ``artifacts``, every folder holding a manifest.json): an earlier run's or conversion's
     outputs. What else the folder holds is left. Returns the names removed."""
-    import shutil
-
     gone = []
     if not Path(path).is_dir():
         return gone
@@ -83,6 +83,55 @@ def clear_outputs(path: Path, names: str, artifacts: bool = False) -> list[str]:
                 p.unlink()
             gone.append(p.name)
     return gone
+
+
+#: Where :func:`replacing` keeps an earlier run's outputs while the new run writes.
+ASIDE = ".vitaledge-earlier-run"
+
+
+@contextlib.contextmanager
+def replacing(path: Path, names: str, overwrite: bool, option: str = "--out"):
+    """With ``overwrite``, the earlier run's outputs in ``path`` (``names``, as
+    :func:`clear_outputs`) are moved aside into ``path/ASIDE`` while the block writes the new
+    run. If the block fails (a refused input, an error, Ctrl-C), what it wrote under those
+    names is removed and the earlier outputs are put back: a run refused halfway no longer
+    costs the earlier one. If it succeeds, the earlier outputs are removed. Without
+    ``overwrite``, nothing is moved."""
+    path = Path(path)
+    aside = path / ASIDE
+    moved: list[str] = []
+    if overwrite and path.is_dir():
+        try:
+            if aside.exists():  # a run killed mid-way left it: those are the earlier outputs
+                raise OSError(f"{aside} is left from an interrupted run: move its files "
+                              "back or remove it")
+            for p in sorted(path.iterdir()):
+                if re.fullmatch(names, p.name):
+                    aside.mkdir(exist_ok=True)
+                    p.rename(aside / p.name)
+                    moved.append(p.name)
+        except OSError as exc:
+            _put_back(path, aside, names, moved)
+            raise click.ClickException(f"{option} {path}: cannot set the earlier outputs "
+                                       f"aside: {exc.strerror or exc}") from exc
+    try:
+        yield
+    except BaseException:
+        if overwrite:
+            _put_back(path, aside, names, moved)
+        raise
+    if moved:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _put_back(path: Path, aside: Path, names: str, moved: list[str]) -> None:
+    """Remove what a failed run wrote under ``names`` and return the earlier outputs."""
+    if not moved:
+        return
+    clear_outputs(path, names)
+    for name in moved:
+        (aside / name).rename(path / name)
+    aside.rmdir()
 
 
 def check_fresh(path: Path, overwrite: bool, option: str = "--out", cluster: bool = False,
@@ -119,4 +168,4 @@ def overwrite_option(fn):
     """The ``--overwrite`` flag that lets :func:`check_fresh` pass a directory in use."""
     return click.option("--overwrite", is_flag=True,
                         help="Write into --out even if it holds files (an earlier run's "
-                             "outputs are removed first; other files are left).")(fn)
+                             "outputs are replaced; other files are left).")(fn)
