@@ -373,6 +373,31 @@ def test_train_refuses_an_out_that_is_a_file_even_with_overwrite(tmp_path):
     assert out.read_text() == "notes\n"
 
 
+@pytest.mark.parametrize("cmd", [["train", "beat", "--arch", "tiny", "--data", "{data}"],
+                                 ["train", "emotion-ecg"], ["train", "emotion-multimodal"],
+                                 ["demo"]])
+def test_an_out_under_a_file_is_named_in_one_line(tmp_path, cmd):
+    """--out below a regular file gave a 39-line NotADirectoryError traceback from the
+    training (and the demo), after the data was read."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine\n")
+    out = blocker / "run"
+    res = invoke([a.format(data=tmp_path) for a in cmd] + ["--out", out])
+    assert res.exit_code == 1, res.output
+    assert error_line(res) == f"Error: --out {out}: {blocker} is a file, not a directory"
+    assert blocker.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("args, option", [(["--minutes", "nan"], "--minutes"),
+                                          (["--minutes", "0"], "--minutes"),
+                                          (["--n-records", "0"], "--n-records"),
+                                          (["--epochs", "0"], "--epochs")])
+def test_demo_refuses_implausible_sizes_before_it_starts(tmp_path, args, option):
+    res = invoke(["demo", "--out", tmp_path / "d", *args])
+    assert res.exit_code == 2 and f"Invalid value for '{option}'" in res.output, res.output
+    assert not (tmp_path / "d").exists()
+
+
 def test_train_beat_overwrite_lets_the_run_start(tmp_path):
     """With --overwrite the check passes and the next error is the data's own (an empty
     --data directory), so the run got as far as reading it. A run refused there keeps the

@@ -134,6 +134,15 @@ def _put_back(path: Path, aside: Path, names: str, moved: list[str]) -> None:
     aside.rmdir()
 
 
+def not_a_folder(path: Path) -> Path | None:
+    """The nearest existing folder above ``path`` when it is not a folder (a file, say):
+    ``path`` cannot be made under it. None when it can be tried."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
 def check_fresh(path: Path, overwrite: bool, option: str = "--out", cluster: bool = False,
                 own: str | None = None, clear: str | None = None,
                 artifacts: bool = False) -> None:
@@ -146,6 +155,9 @@ def check_fresh(path: Path, overwrite: bool, option: str = "--out", cluster: boo
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise click.ClickException(f"{option} {path}: is a file, not a directory")
+    blocked = not_a_folder(path)
+    if blocked is not None:
+        raise click.ClickException(f"{option} {path}: {blocked} is a file, not a directory")
     if cluster and not writes_out():
         return
     if overwrite:

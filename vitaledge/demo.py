@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from vitaledge.device.cli_shared import deprecated_alias
+from vitaledge.device.cli_shared import FiniteRange, deprecated_alias
 
 
 def step(title: str) -> float:
@@ -119,20 +119,28 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
 @click.command("demo")
 @click.option("--out", type=click.Path(file_okay=False), default="demo-out", show_default=True,
               help="Output directory (data, run, artifacts, events, bench).")
-@click.option("--minutes", type=float, default=5.0, show_default=True,
+@click.option("--minutes", type=FiniteRange(1, 600), default=5.0, show_default=True,
               help="Length of each synthetic record.")
-@click.option("--n-records", type=int, default=8, show_default=True,
+@click.option("--n-records", type=click.IntRange(1, 1000), default=8, show_default=True,
               help="How many synthetic records (patients) to train and test on.")
-@deprecated_alias("--records", "--n-records", "n_records", type=int)
-@click.option("--epochs", type=int, default=10, show_default=True)
+@deprecated_alias("--records", "--n-records", "n_records", type=click.IntRange(1, 1000))
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo_cmd(out, minutes, n_records, epochs, seed) -> None:
     """Synthetic ECG -> train -> evaluate -> convert (fp32 and int8, unpruned and pruned) ->
     daemon replay -> bench, with summary tables (no download; about 1-2 minutes on two cores)."""
+    from vitaledge.train.run_dir import not_a_folder
+
+    blocked = not_a_folder(Path(out))
+    if blocked is not None:
+        raise click.ClickException(f"--out {out}: {blocked} is a file, not a directory")
     try:
         run(Path(out), minutes, n_records, epochs, seed=seed)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # a folder that cannot be made or written
+        raise click.ClickException(f"--out {out}: cannot write {exc.filename or out}: "
+                                   f"{exc.strerror or exc}") from exc
 
 
 if __name__ == "__main__":
