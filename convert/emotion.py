@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.eval.metrics import classification_metrics
-from vitaledge.device.io.heldout import write_heldout
+from vitaledge.device.io.heldout import read_npz, write_heldout
 from vitaledge.device.model.manifest import SIGNAL_SPECS
 from vitaledge.train.backend import keras
 from vitaledge.train.run_files import check_heldout
@@ -77,11 +77,7 @@ def load_run(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     except (TypeError, ValueError) as exc:
         raise EmotionRunError(f"{run_dir}/config.json: {exc}") from exc
     try:
-        with np.load(run_dir / "data.npz", allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise EmotionRunError(f"{run_dir}/data.npz: {exc}") from exc
-    try:
+        data = read_npz(run_dir / "data.npz")
         check_heldout(run_dir / "data.npz", data, len(cfg["labels"]))
     except ValueError as exc:
         raise EmotionRunError(str(exc)) from exc

@@ -163,6 +163,37 @@ def test_emotion_run_without_data_is_refused(emotion_run, tmp_path):
         load_run(broken)
 
 
+@pytest.mark.parametrize("damage, words", [
+    (lambda p: p.write_bytes(b""), "empty file (0 bytes), not a valid .npz"),
+    (lambda p: p.write_bytes(p.read_bytes()[:500]), "not a valid .npz (truncated or corrupt"),
+    (lambda p: np.savez(p, **{**dict(np.load(p)), "calib_ecg": np.full((2, 96, 1), np.nan)}),
+     "calib_ecg holds non-finite values"),
+])
+def test_a_damaged_data_npz_is_named_by_convert_and_evaluate(emotion_run, tmp_path, damage,
+                                                            words):
+    """A truncated data.npz was a BadZipFile traceback in evaluate, an empty one "Aborted!"
+    in convert, and a NaN in the calibration inputs an int8 model agreeing 0 % with Keras,
+    converted and passed, exit 0. Each is now one line naming the file, from both."""
+    import shutil
+
+    from conftest import error_line, invoke
+
+    run, *_ = emotion_run
+    broken = tmp_path / "run"
+    shutil.copytree(run, broken)
+    damage(broken / "data.npz")
+    out = tmp_path / "art"
+    res = invoke(["convert", broken, "--target", "cpu", "--representative", "5",
+                  "--out", out])
+    assert res.exit_code == 1 and f"{broken / 'data.npz'}: {words}" in error_line(res), \
+        res.output
+    assert not out.exists() or not any(out.iterdir())
+    if "calib" not in words:  # evaluate reads the test inputs only
+        res = invoke(["evaluate", broken])
+        assert res.exit_code == 1 and f"{broken / 'data.npz'}: {words}" in error_line(res), \
+            res.output
+
+
 def test_pruning_and_qat_are_refused_for_emotion_runs(emotion_run, tmp_path):
     """--qat was ignored: the plain int8 artifact was written, named cpu-int8."""
     from vitaledge.convert.emotion import EmotionRunError

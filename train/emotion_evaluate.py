@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
+from vitaledge.device.io.heldout import read_npz
 from vitaledge.device.model.runtime import Model
 
 from .evaluate import with_uar
@@ -234,11 +235,7 @@ def evaluate_emotion(model_path: Path, ask: Ask | None = None) -> tuple[dict, st
 def heldout_inputs(run_dir: Path, n_labels: int) -> tuple[dict, np.ndarray, dict]:
     """The run's held-out inputs by name, their class indices and where they came from."""
     path = run_dir / "data.npz"
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    data = read_npz(path)  # a ValueError naming the file
     check_heldout(path, data, n_labels)
     X = {k[5:]: v for k, v in data.items() if k.startswith("test_") and k != "test_y"}
     return X, data["test_y"].astype(np.int64), {"run": str(run_dir),

@@ -115,7 +115,8 @@ def run_task(model_path: Path) -> str:
 
 def check_heldout(path: Path, data: dict, n_labels: int) -> None:
     """An emotion run's ``data.npz`` holds what scoring it needs: ``test_y``, class indices
-    below ``n_labels``, as many rows in every ``test_`` input, all finite; a ValueError
+    below ``n_labels``, as many rows in every ``test_`` input, every ``test_`` and ``calib_``
+    input finite; a ValueError
     naming the file and the array otherwise (a KeyError or IndexError traceback, or numbers
     from NaN inputs, before)."""
     if "test_y" not in data:
@@ -129,5 +130,6 @@ def check_heldout(path: Path, data: dict, n_labels: int) -> None:
         if k.startswith("test_") and k != "test_y":
             if len(v) != len(y):
                 raise ValueError(f"{path}: {k} has {len(v)} rows, test_y {len(y)}")
-            if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
-                raise ValueError(f"{path}: {k} holds non-finite values")
+        if k.startswith(("test_", "calib_")) and np.issubdtype(v.dtype, np.floating) \
+                and not np.isfinite(v).all():  # a NaN in calibration made a broken int8 model
+            raise ValueError(f"{path}: {k} holds non-finite values")

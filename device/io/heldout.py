@@ -90,6 +90,19 @@ def write_heldout(path: str | Path, inputs: np.ndarray | list[np.ndarray], y: np
     return path
 
 
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz (no pickles); a :class:`HeldoutError` naming the file and
+    what was wrong with it otherwise (missing, empty, truncated, not an .npz)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError as exc:
+        raise HeldoutError(f"{path}: no such file") from exc
+    except NPZ_ERRORS as exc:
+        raise HeldoutError(f"{path}: {npz_problem(exc)}") from exc
+
+
 def read_heldout(path: str | Path, n_labels: int | None = None) -> Heldout:
     """Read a ``heldout.npz`` (this layout or the older beat one); errors name the file.
     The inputs must be finite numbers and the labels class indices (below ``n_labels``,
