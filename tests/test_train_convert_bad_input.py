@@ -236,6 +236,34 @@ def test_evaluate_names_a_config_json_that_is_not_a_run_config(tmp_path, body, w
     assert str(run / "config.json") in line and words in line, line
 
 
+@pytest.mark.parametrize("field, value, words", [
+    ("seed", "zero", "seed: expected int, got 'zero'"),
+    ("seed", 1.5, "seed: expected int, got 1.5"),
+    ("seed", -1, "seed: -1 is out of range"),
+    ("records", 123, "records: expected str | None, got 123"),
+    ("record_list", [1, 2], "record_list: expected a list of names (strings), got [1, 2]"),
+    ("val_fraction", "x", "val_fraction: expected float, got 'x'"),
+    ("test_fraction", 1.5, "test_fraction: 1.5 is not a fraction from 0 to under 1"),
+    ("rr", "bogus", "rr: expected dict | None, got 'bogus'"),
+    ("s_rule", "bogus", "s_rule: 'bogus', expected one of network, timing"),
+    ("vote", 3, "vote: expected str, got 3"),
+])
+def test_evaluate_and_convert_name_a_config_field_of_the_wrong_kind(tmp_path, field, value,
+                                                                    words):
+    """A config.json edited by hand: a wrong type was a TypeError traceback from deep in
+    the data (seed, records, record_list, val_fraction), a message that named nothing
+    (rr), or was accepted and ignored (s_rule, vote). Now one line naming the field, from
+    evaluate and convert alike, before any data is read."""
+    run = beat_run(tmp_path, keras_archive())
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, field: value}))
+    for cmd in (["evaluate", run], ["convert", run, "--out", tmp_path / "art"]):
+        res = invoke(cmd)
+        assert res.exit_code == 1, res.output
+        line = error_line(res)
+        assert f"{run / 'config.json'}: not a valid training config: {words}" in line, line
+
+
 def test_evaluate_an_emotion_run_names_its_corrupt_model(tmp_path):
     run = tmp_path / "emo"
     run.mkdir()

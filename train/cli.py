@@ -30,7 +30,7 @@ from vitaledge.device.io.beats import ANCHORS
 
 from . import zoo
 from .balance import described as balance_methods
-from .config import MAX_ENSEMBLE, RR_ENSEMBLE
+from .config import CHOICES, MAX_ENSEMBLE, RR_ENSEMBLE
 from .emotion_datasets import ECG_DATASETS, OPTION_READERS
 from .run_dir import RUN_OUTPUTS, check_fresh, overwrite_option, replacing, writes_out
 from .speech_config import CHECKPOINTS, CLASS_WEIGHTS, OPTIMIZERS, RECIPES, SCHEDULES, SPEECH_SPLITS
@@ -209,7 +209,7 @@ def train_group() -> None:
 @click.option("--val-fraction", type=FRACTION, default=0.1, show_default=True)
 @click.option("--balance", default="none", show_default=True,
               help="Class imbalance: " + balance_methods() + ".")
-@click.option("--s-rule", type=click.Choice(["network", "timing"]), default=None,
+@click.option("--s-rule", type=click.Choice(CHOICES["s_rule"]), default=None,
               help="How N and S are told apart: the network's argmax, or timing (the "
                    "premature-beat rule fitted on the training patients' RR intervals) "
                    "[default: timing for models with RR inputs, else network].")
@@ -220,17 +220,17 @@ def train_group() -> None:
               help="Rhythm irregularity (median successive RR difference over the mean RR, "
                    "last 20 intervals) above which the timing rule calls no beat S, as in "
                    "atrial fibrillation; 'off' for no such gate.")
-@click.option("--v-rule", type=click.Choice(["network", "template"]), default=None,
+@click.option("--v-rule", type=click.Choice(CHOICES["v_rule"]), default=None,
               help="V as the network says, or as the patient's running template corrects "
                    "it (the dominant-beat rule): V beats shaped like it and on time are N, "
                    "early beats unlike it followed by a compensatory pause are V "
                    "[default: template for models with RR and template inputs, else "
                    "network].")
-@click.option("--f-rule", type=click.Choice(["network", "normal"]), default=None,
+@click.option("--f-rule", type=click.Choice(CHOICES["f_rule"]), default=None,
               help="F as the network says, or its F calls decided as N (the fusion rule: "
                    "on new patients they are almost never fusion beats) [default: normal "
                    "for models with RR inputs, else network].")
-@click.option("--vote", type=click.Choice(["none", "similar"]), default=None,
+@click.option("--vote", type=click.Choice(CHOICES["vote"]), default=None,
               help="Before the class is decided, average each beat's outputs with those of "
                    "the patient's earlier beats of the same shape (the similar-beat vote) "
                    "[default: similar for models with RR and template inputs on WFDB "
@@ -248,7 +248,7 @@ def train_group() -> None:
               help="Adam learning rate.")
 @click.option("--patience", type=COUNT, default=6, show_default=True,
               help="Early-stopping patience (epochs without better validation macro F1).")
-@click.option("--checkpoint", type=click.Choice(["best", "average"]), default="best",
+@click.option("--checkpoint", type=click.Choice(CHOICES["checkpoint"]), default="best",
               show_default=True,
               help="Keep the epoch of best validation macro F1 (early stopping), or run "
                    "every epoch and keep the mean of the second half's weights.")

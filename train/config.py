@@ -7,6 +7,7 @@ or misspelled option is an error, not silently ignored.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -25,6 +26,58 @@ def check_ensemble(n) -> None:
     """An ensemble size is a whole number of networks, 1 to :data:`MAX_ENSEMBLE`."""
     if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n <= MAX_ENSEMBLE):
         raise ValueError(f"ensemble is a number of networks, 1 to {MAX_ENSEMBLE}, got {n!r}")
+
+
+#: The values a beat run's decision options take (``train beat``'s choices read them too).
+CHOICES = {"s_rule": ("network", "timing"), "v_rule": ("network", "template"),
+           "f_rule": ("network", "normal"), "vote": ("none", "similar"),
+           "checkpoint": ("best", "average")}
+
+#: What each annotation of a config field accepts from JSON (bool is never a number).
+_JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "dict": (dict,),
+               "list[str]": (list,)}
+
+
+def field_problem(name: str, annotation: str, value) -> str | None:
+    """Why ``value`` (read from JSON) cannot be the field ``name`` of type ``annotation``
+    (``"float"``, ``"list[str] | None"``, ...), or None; other annotations are not checked
+    here (their own from_dict does)."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    if value is None and "None" in kinds:
+        return None
+    known = [k for k in kinds if k in _JSON_TYPES]
+    if len(known) < len(kinds) - ("None" in kinds):
+        return None
+    for k in known:
+        if isinstance(value, _JSON_TYPES[k]) and not isinstance(value, bool):
+            if k == "float" and not math.isfinite(value):
+                return f"{name}: {value!r} is not a finite number"
+            if k == "list[str]" and not all(isinstance(v, str) for v in value):
+                return f"{name}: expected a list of names (strings), got {value!r}"
+            return None
+    return f"{name}: expected {annotation}, got {value!r}"
+
+
+def check_fields(cls, d: dict) -> None:
+    """A ValueError naming the first field of ``d`` whose value has the wrong type, a
+    fraction outside 0-1, a negative seed or count, or a choice not in :data:`CHOICES` (a
+    config.json edited by hand was a TypeError traceback deep in training, or accepted)."""
+    for f in fields(cls):
+        if f.name not in d:
+            continue
+        v = d[f.name]
+        problem = field_problem(f.name, f.type if isinstance(f.type, str) else
+                                getattr(f.type, "__name__", str(f.type)), v)
+        if problem is None and f.name.endswith("_fraction") and not 0 <= v < 1:
+            problem = f"{f.name}: {v!r} is not a fraction from 0 to under 1"
+        if problem is None and isinstance(v, int) and f.name in (
+                "seed", "network_seed", "epochs", "batch_size", "patience", "folds",
+                "val_min_support") and v < (1 if f.name in ("epochs", "batch_size") else 0):
+            problem = f"{f.name}: {v!r} is out of range"
+        if problem is None and f.name in CHOICES and v not in CHOICES[f.name]:
+            problem = f"{f.name}: {v!r}, expected one of {', '.join(CHOICES[f.name])}"
+        if problem:
+            raise ValueError(problem)
 
 
 def known_keys(cls, d: dict) -> dict:
@@ -145,6 +198,7 @@ class BeatTrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> BeatTrainConfig:
         d = known_keys(cls, d)
+        check_fields(cls, d)
         from .splits import SPLITS  # a run of a split that is not (any more): refused at once
 
         if d.get("split", "beat") not in SPLITS:
