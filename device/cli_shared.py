@@ -27,10 +27,10 @@ class FiniteRange(click.FloatRange):
     through) and infinities."""
 
     def convert(self, value, param, ctx):
-        rv = super().convert(value, param, ctx)
-        if not math.isfinite(rv):
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):  # first: "inf is not in the range 0<x<=1e9" named no inf
             self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return rv
+        return super().convert(rv, param, ctx)
 
     def _describe_range(self) -> str:  # click's hook for the help's [range]
         if self.min is None and self.max is None:

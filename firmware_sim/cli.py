@@ -55,8 +55,8 @@ def firmware_group() -> None:
 @click.option("--record", type=click.Path(exists=False),
               help="WFDB record path (without extension) to stream.")
 @click.option("--synth", is_flag=True, help="Stream synthetic ECG instead of a record.")
-@click.option("--minutes", type=POSITIVE, default=2.0, show_default=True,
-              help="Length of the synthetic ECG.")
+@click.option("--minutes", type=FiniteRange(0.01, SYNTH_MINUTES[1]), default=2.0,
+              show_default=True, help="Length of the synthetic ECG: 0.01 (0.6 s) to 1440.")
 @click.option("--lead", default="MLII", show_default=True)
 @click.option("--port", "port_spec", default="pty", show_default=True,
               help="pty (prints the device path first) or tcp:HOST:PORT.")
@@ -67,8 +67,9 @@ def firmware_group() -> None:
                    "drift=50,leadoff=2,noise=3,disconnect=1 (see docs/protocol.md).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--adc-bits", type=int, default=12, show_default=True)
-@click.option("--gain", type=POSITIVE, default=200.0, show_default=True,
-              help="Counts per mV (finite, > 0).")
+@click.option("--gain", type=FiniteRange(0, 1e9, min_open=True), default=200.0,
+              show_default=True, help="Counts per mV (> 0, at most 1e9; the hello frame "
+                                      "carries it as a float32).")
 @click.option("--baseline", type=int, default=0, show_default=True, help="Count at 0 mV.")
 @click.option("--frame-samples", type=int, default=10, show_default=True)
 @click.option("--token-file", type=click.Path(dir_okay=False),

@@ -23,6 +23,7 @@ another; episodes are placed over the record before it starts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -65,6 +66,8 @@ class FaultSpec:
             except ValueError:
                 raise ValueError(f"fault {name}: {value!r} is not a "
                                  f"{'whole number' if name in _COUNTS else 'number'}") from None
+            if not math.isfinite(v):  # NaN was "cannot convert float NaN to integer"
+                raise ValueError(f"fault {name}: {value!r} is not a finite number")
             if name in _RATES and not 0.0 <= v <= 1.0:
                 raise ValueError(f"fault {name}={v}: a probability must be within 0..1")
             if name in _COUNTS and v < 0:

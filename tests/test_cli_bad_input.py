@@ -203,6 +203,12 @@ def cases(tmp_path, fake_records):
         (["bench", "stream", empty, "--chunk", "0"], ["--chunk", "0"]),
         (["bench", "stream", empty, "--chunk", "inf"], ["--chunk", "inf"]),
         (["firmware", "sensor", "--synth", "--minutes", "-1"], ["--minutes"]),
+        # no sample at all: "cannot reshape array of size 0"
+        (["firmware", "sensor", "--synth", "--minutes", "0.00001"], ["--minutes", "1e-05"]),
+        # beyond a float32 in the hello frame: an OverflowError traceback
+        (["firmware", "sensor", "--synth", "--gain", "1e39"], ["--gain", "1e+39"]),
+        (["firmware", "sensor", "--synth", "--faults", "drift=nan"],
+         ["fault drift: 'nan' is not a finite number"]),
         (["firmware", "sensor", "--synth", "--port", "tcp:127.0.0.1:99999"],
          ["tcp:127.0.0.1:99999", "99999 is not a TCP port"]),
         (["firmware", "sensor", "--synth", "--wait", "-1"], ["--wait", "-1"]),

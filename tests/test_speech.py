@@ -65,6 +65,16 @@ def test_find_clips_merges_schemes_and_maps_or_drops_calm(tmp_path):
         find_clips(tmp_path)
 
 
+def test_a_folder_named_like_a_clip_is_named(tmp_path):
+    """A directory called ``….wav`` was read as a clip: an IsADirectoryError traceback from
+    the log-mel cache in train and evaluate."""
+    _touch_wavs(tmp_path, ["Actor_01/03-01-02-01-01-01-01.wav"])
+    (tmp_path / "Actor_01" / "03-01-01-01-01-01-01.wav").mkdir()
+    with pytest.raises(ValueError, match=r"03-01-01-01-01-01-01.wav: a directory .*not a "
+                                         r"\.wav file"):
+        find_clips(tmp_path)
+
+
 def test_real_ravdess_clips(data_dir):
     d = data_dir / "ravdess"
     if not d.is_dir():

@@ -112,6 +112,10 @@ def find_clips(root: str | Path, corpus: str = "auto", calm: str = "neutral") ->
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".wav")
+    folders = [p for p in files if not p.is_file()]
+    if folders:  # read as a clip, it was an IsADirectoryError traceback
+        raise ValueError(f"{folders[0]}: a directory (or not a regular file), not a .wav "
+                         "file")
     if not files:
         raise FileNotFoundError(f"{root}: no .wav files")
     names = list(PARSERS) if corpus == "auto" else [corpus]
