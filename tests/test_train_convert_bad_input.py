@@ -264,6 +264,36 @@ def test_evaluate_and_convert_name_a_config_field_of_the_wrong_kind(tmp_path, fi
         assert f"{run / 'config.json'}: not a valid training config: {words}" in line, line
 
 
+@pytest.mark.parametrize("edit, words", [
+    (lambda c: c.update(rr={"local_beats": 10, "long_s": 300.0, "min_rr_s": 0.2,
+                            "max_rr_s": 2.5, "irregular_beats": 20,
+                            "features": ["pre_rr", "post_rr", "local_rr", "long_rr",
+                                         "pre_rel", "post_rel", "local_rel",
+                                         "irregularity"]}),
+     "the model takes 1 input(s) (beat), the data 2 (beat, rr)"),
+    (lambda c: c["window"].update(length=150),
+     "the model's input beat is [187, 1] per beat, the data's [150, 1]"),
+])
+def test_a_model_that_is_not_its_configs_is_named_in_one_line(tiny_run, tmp_path, edit,
+                                                               words):
+    """config.json describing other inputs than the model takes (RR features added, another
+    window length; a model copied from another run) was Keras's 14-line dump of its graph's
+    frames from evaluate and convert."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    cfg = json.loads((run / "config.json").read_text())
+    edit(cfg)
+    (run / "config.json").write_text(json.dumps(cfg))
+    for cmd in (["evaluate", run], ["convert", run, "--target", "cpu", "--out", tmp_path / "a"]):
+        res = invoke(cmd)
+        assert res.exit_code == 1, res.output
+        line = error_line(res)
+        assert words in line and "the model and config.json are not of one run" in line, line
+        assert "in user code" not in res.output, res.output
+
+
 def test_evaluate_an_emotion_run_names_its_corrupt_model(tmp_path):
     run = tmp_path / "emo"
     run.mkdir()
