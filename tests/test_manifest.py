@@ -123,6 +123,15 @@ def test_missing_manifest_and_missing_model_file(tmp_path):
         load_manifest(tmp_path)
 
 
+def test_a_model_file_alone_is_named_as_one(tmp_path):
+    """A .tflite copied out of its artifact (no manifest.json beside it) was read as the
+    manifest: "not valid JSON: 'utf-8' codec can't decode byte 0x90"."""
+    (tmp_path / "model.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(256)))
+    with pytest.raises(ManifestError, match=r"model\.tflite: a model file with no "
+                                            r"manifest\.json beside it"):
+        load_manifest(tmp_path / "model.tflite")
+
+
 def test_the_model_file_given_for_its_artifact_directory(tmp_path):
     """``--model art/model.tflite`` reads the manifest beside it (it said "not valid JSON");
     another .tflite there is not that manifest's model, and an empty model is named."""

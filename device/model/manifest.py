@@ -386,6 +386,10 @@ def load_manifest(artifact: str | Path, verify_file: bool = True) -> tuple[Manif
     if not Path(artifact).exists():
         raise ManifestError(f"{artifact}: no such model directory (or manifest file)")
     mpath = manifest_path(artifact)
+    if mpath.suffix in (".tflite", ".keras"):  # a model file alone: read as JSON, it was
+        # "not valid JSON: 'utf-8' codec can't decode byte 0x90"
+        raise ManifestError(f"{artifact}: a model file with no manifest.json beside it (give "
+                            "the artifact directory convert wrote, which holds both)")
     try:
         raw = json.loads(mpath.read_text())
     except FileNotFoundError as exc:
