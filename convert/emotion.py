@@ -78,7 +78,7 @@ def load_run(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
         raise EmotionRunError(f"{run_dir}/config.json: {exc}") from exc
     try:
         data = read_npz(run_dir / "data.npz")
-        check_heldout(run_dir / "data.npz", data, len(cfg["labels"]))
+        check_heldout(run_dir / "data.npz", data, len(cfg["labels"]), calib=True)
     except ValueError as exc:
         raise EmotionRunError(str(exc)) from exc
     return cfg, data

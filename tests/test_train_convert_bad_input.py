@@ -9,6 +9,7 @@ import io
 import json
 import re
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,6 +248,7 @@ def test_evaluate_names_a_config_json_that_is_not_a_run_config(tmp_path, body, w
     ("rr", "bogus", "rr: expected dict | None, got 'bogus'"),
     ("s_rule", "bogus", "s_rule: 'bogus', expected one of network, timing"),
     ("vote", 3, "vote: expected str, got 3"),
+    ("s_rule_threshold", 5.0, "s_rule_threshold: 5.0 is not a probability between 0 and 1"),
 ])
 def test_evaluate_and_convert_name_a_config_field_of_the_wrong_kind(tmp_path, field, value,
                                                                     words):
@@ -472,7 +474,8 @@ def test_train_beat_overwrite_lets_the_run_start(tmp_path):
     assert_untouched(out, {**files, "notes.txt": b"mine"})
 
 
-def test_replacing_sets_the_earlier_run_aside_and_returns_it_on_failure(tmp_path):
+def test_replacing_sets_the_earlier_run_aside_and_returns_it_on_failure(tmp_path,
+                                                                         monkeypatch):
     """What ``--overwrite`` does around a run: the earlier outputs leave while it writes;
     a failure (an error or Ctrl-C) removes what it wrote and brings them back, a success
     removes them; the user's own files are never touched, and a folder left aside by a
@@ -500,6 +503,25 @@ def test_replacing_sets_the_earlier_run_aside_and_returns_it_on_failure(tmp_path
     with replacing(out, RUN_OUTPUTS, True):
         (out / "model.keras").write_bytes(b"new model")
     assert sorted(p.name for p in out.iterdir()) == ["model.keras", "notes.txt"]
+    # a move that fails part-way (a folder the user cannot write): the moved ones come back
+    # and nothing is removed; it used to delete the ones not moved yet
+    (out / "metrics.json").write_bytes(b"m")
+    (out / "splits.npz").write_bytes(b"s")
+    rename = Path.rename
+
+    def refuse(self, target):
+        if self.name == "splits.npz":
+            raise PermissionError(13, "Permission denied", str(self))
+        return rename(self, target)
+    with monkeypatch.context() as m:
+        m.setattr(Path, "rename", refuse)
+        with pytest.raises(click.ClickException, match=r"cannot set the earlier outputs "
+                                                       r"aside \(.*splits\.npz\): Permission"):
+            with replacing(out, RUN_OUTPUTS, True):
+                pass
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        "model.keras": b"new model", "metrics.json": b"m", "splits.npz": b"s",
+        "notes.txt": b"mine"}
     (out / ASIDE).mkdir()
     with pytest.raises(click.ClickException, match="left from an interrupted run"):
         with replacing(out, RUN_OUTPUTS, True):

@@ -70,6 +70,11 @@ def check_fields(cls, d: dict) -> None:
                                 getattr(f.type, "__name__", str(f.type)), v)
         if problem is None and f.name.endswith("_fraction") and not 0 <= v < 1:
             problem = f"{f.name}: {v!r} is not a fraction from 0 to under 1"
+        if problem is None and f.name == "s_rule_threshold" and not 0 < v < 1:
+            problem = f"{f.name}: {v!r} is not a probability between 0 and 1"
+        if problem is None and f.name in ("learning_rate", "s_rule_irregularity") \
+                and v is not None and v < (0 if f.name == "s_rule_irregularity" else 1e-12):
+            problem = f"{f.name}: {v!r} is out of range"
         if problem is None and isinstance(v, int) and f.name in (
                 "seed", "network_seed", "epochs", "batch_size", "patience", "folds",
                 "val_min_support") and v < (1 if f.name in ("epochs", "batch_size") else 0):

@@ -14,7 +14,7 @@ import numpy as np
 
 from vitaledge.device.io.aami import CLASSES
 from vitaledge.device.io.beats import BeatSet, beats_from_dir
-from vitaledge.device.io.heldout import NPZ_ERRORS, npz_problem
+from vitaledge.device.io.heldout import read_npz
 from vitaledge.device.io.kaggle_csv import KAGGLE_WINDOW, load_kaggle_csv
 from vitaledge.device.io.records import list_records
 
@@ -152,11 +152,7 @@ def check_split_ids(path: Path, train: BeatSet, val: BeatSet, test: BeatSet) -> 
         raise ValueError(f"{path}: missing, so the beats rebuilt from the run's config cannot "
                          "be checked against the ones it was trained and tested on (copy the "
                          "run whole, or train it again)")
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            ids = {k: saved[k] for k in saved.files}
-    except NPZ_ERRORS as exc:
-        raise ValueError(f"{path}: {npz_problem(exc)}") from exc
+    ids = read_npz(path)  # a ValueError naming the file and the damage
     for part, b in (("train", train), ("val", val), ("test", test)):
         if f"{part}_record" not in ids or f"{part}_sample" not in ids:
             raise ValueError(f"{path}: no {part}_record/{part}_sample arrays (not a run's "

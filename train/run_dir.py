@@ -56,11 +56,13 @@ def held_files(path: Path) -> list[str]:
 
 
 #: What a training run writes (its model, config, metrics, splits, folds, plots, logs):
-#: ``--overwrite`` removes an earlier run's before the new one writes, so no earlier model or
-#: fold is left beside the new config (evaluate and convert took the earlier model, exit 0).
+#: ``--overwrite`` sets an earlier run's aside while the new one writes (:func:`replacing`),
+#: so no earlier model or fold is left beside the new config (evaluate and convert took the
+#: earlier model, exit 0). Folds are ``fold-1`` … or, leave-one-record-out, ``fold-<record>``.
 RUN_OUTPUTS = (r"model(-member\d+)?\.keras|config\.json|metrics\.json|splits\.npz|data\.npz"
                r"|test_predictions\.npz|classification_report\.txt|history(-member\d+)?\.csv"
-               r"|ec57\.(json|md|png)|folds\.(json|md|png)|fold-\d+|logs(-member\d+)?"
+               r"|ec57\.(json|md|png)|folds\.(json|md|png)|fold-[^/]+|logs(-member\d+)?"
+               r"|loro\.json|loro_report\.txt|comparison\.md|roc_curves\.png"
                r"|confusion_matrix(_normalized)?\.png|training_history\.png|roc\.png")
 #: What a conversion writes: its artifact folders (those holding a manifest.json), the
 #: held-out inputs and the summary.
@@ -96,7 +98,7 @@ def replacing(path: Path, names: str, overwrite: bool, option: str = "--out"):
     run. If the block fails (a refused input, an error, Ctrl-C), what it wrote under those
     names is removed and the earlier outputs are put back: a run refused halfway no longer
     costs the earlier one. If it succeeds, the earlier outputs are removed. Without
-    ``overwrite``, nothing is moved."""
+    ``overwrite``, or with no earlier outputs, nothing is moved (and nothing removed)."""
     path = Path(path)
     aside = path / ASIDE
     moved: list[str] = []
@@ -110,28 +112,30 @@ def replacing(path: Path, names: str, overwrite: bool, option: str = "--out"):
                     aside.mkdir(exist_ok=True)
                     p.rename(aside / p.name)
                     moved.append(p.name)
-        except OSError as exc:
-            _put_back(path, aside, names, moved)
+        except BaseException as exc:  # nothing written yet: the moved ones simply go back
+            _return(path, aside, moved)
+            if not isinstance(exc, OSError):
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
             raise click.ClickException(f"{option} {path}: cannot set the earlier outputs "
-                                       f"aside: {exc.strerror or exc}") from exc
+                                       f"aside{where}: {exc.strerror or exc}") from exc
     try:
         yield
     except BaseException:
-        if overwrite:
-            _put_back(path, aside, names, moved)
+        if moved:  # what the failed run wrote under those names goes, the earlier comes back
+            clear_outputs(path, names)
+            _return(path, aside, moved)
         raise
     if moved:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def _put_back(path: Path, aside: Path, names: str, moved: list[str]) -> None:
-    """Remove what a failed run wrote under ``names`` and return the earlier outputs."""
-    if not moved:
-        return
-    clear_outputs(path, names)
+def _return(path: Path, aside: Path, moved: list[str]) -> None:
+    """Move the entries ``moved`` from ``aside`` back into ``path``."""
     for name in moved:
         (aside / name).rename(path / name)
-    aside.rmdir()
+    if moved:
+        aside.rmdir()
 
 
 def not_a_folder(path: Path) -> Path | None:

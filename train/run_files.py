@@ -113,10 +113,10 @@ def run_task(model_path: Path) -> str:
                             "converted artifact")
 
 
-def check_heldout(path: Path, data: dict, n_labels: int) -> None:
+def check_heldout(path: Path, data: dict, n_labels: int, calib: bool = False) -> None:
     """An emotion run's ``data.npz`` holds what scoring it needs: ``test_y``, class indices
-    below ``n_labels``, as many rows in every ``test_`` input, every ``test_`` and ``calib_``
-    input finite; a ValueError
+    below ``n_labels``, as many rows in every ``test_`` input, every ``test_`` input (and with
+    ``calib``, for convert, every ``calib_`` one) finite; a ValueError
     naming the file and the array otherwise (a KeyError or IndexError traceback, or numbers
     from NaN inputs, before)."""
     if "test_y" not in data:
@@ -130,6 +130,7 @@ def check_heldout(path: Path, data: dict, n_labels: int) -> None:
         if k.startswith("test_") and k != "test_y":
             if len(v) != len(y):
                 raise ValueError(f"{path}: {k} has {len(v)} rows, test_y {len(y)}")
-        if k.startswith(("test_", "calib_")) and np.issubdtype(v.dtype, np.floating) \
+        checked = ("test_", "calib_") if calib else ("test_",)
+        if k.startswith(checked) and np.issubdtype(v.dtype, np.floating) \
                 and not np.isfinite(v).all():  # a NaN in calibration made a broken int8 model
             raise ValueError(f"{path}: {k} holds non-finite values")

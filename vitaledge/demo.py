@@ -138,9 +138,8 @@ def demo_cmd(out, minutes, n_records, epochs, seed) -> None:
         run(Path(out), minutes, n_records, epochs, seed=seed)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    except OSError as exc:  # a folder that cannot be made or written
-        raise click.ClickException(f"--out {out}: cannot write {exc.filename or out}: "
-                                   f"{exc.strerror or exc}") from exc
+    except OSError as exc:  # a folder that cannot be made or written, a file unread
+        raise click.ClickException(f"{exc.filename or out}: {exc.strerror or exc}") from exc
 
 
 if __name__ == "__main__":

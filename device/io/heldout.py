@@ -90,15 +90,15 @@ def write_heldout(path: str | Path, inputs: np.ndarray | list[np.ndarray], y: np
     return path
 
 
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+def read_npz(path: str | Path, missing: str = "no such file") -> dict[str, np.ndarray]:
     """Every array of an .npz (no pickles); a :class:`HeldoutError` naming the file and
-    what was wrong with it otherwise (missing, empty, truncated, not an .npz)."""
+    what was wrong with it otherwise (``missing``, empty, truncated, not an .npz)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except FileNotFoundError as exc:
-        raise HeldoutError(f"{path}: no such file") from exc
+        raise HeldoutError(f"{path}: {missing}") from exc
     except NPZ_ERRORS as exc:
         raise HeldoutError(f"{path}: {npz_problem(exc)}") from exc
 
@@ -108,13 +108,7 @@ def read_heldout(path: str | Path, n_labels: int | None = None) -> Heldout:
     The inputs must be finite numbers and the labels class indices (below ``n_labels``,
     the model's class count, when given)."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            files = {k: z[k] for k in z.files}
-    except FileNotFoundError as exc:
-        raise HeldoutError(f"{path}: no held-out file") from exc
-    except NPZ_ERRORS as exc:
-        raise HeldoutError(f"{path}: {npz_problem(exc)}") from exc
+    files = read_npz(path, missing="no held-out file")
     if "X" in files and "window" in files:  # the beat layout before this one
         names, signal = ["X"], {"kind": "beat", "window": _json(files["window"], path)}
     else:
