@@ -46,6 +46,16 @@ def test_truncated_dat_says_how_many_samples_it_holds(rec):
         read_record(rec)
 
 
+def test_a_folder_in_place_of_the_dat_is_named(rec):
+    """A directory called s000.dat was measured as a truncated file of 1365 samples."""
+    dat = rec.with_suffix(".dat")
+    dat.unlink()
+    dat.mkdir()
+    with pytest.raises(RecordError, match=r"s000\.dat: a directory \(or not a regular file\), "
+                                          r"not a signal file"):
+        read_record(rec)
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda h: [], r"s000\.hea: empty header"),
     (lambda h: [h[0].replace(" 2 ", " 3 ", 1)] + h[1:], r"declares 3 signals but has 2"),

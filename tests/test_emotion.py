@@ -236,6 +236,31 @@ def test_dreamer_loader(tmp_path):
     np.testing.assert_array_equal(ts.trials[1].ecg, stim[1][:, 0])
 
 
+def test_a_sampling_rate_or_label_that_is_no_number_is_named(tmp_path):
+    """DREAMER's ECG_SamplingRate 'abc' said only "could not convert string to float", and
+    a WESAD label holding NaN "cannot convert float NaN to integer": neither named the
+    file or the field."""
+    from vitaledge.train.emotion_data import load_dreamer, load_wesad
+
+    stim = [np.zeros((int(70 * 256), 2))]
+    subj = {"ECG": {"baseline": _cell(stim).T, "stimuli": _cell(stim).T},
+            "ScoreValence": np.array([[1]]), "ScoreArousal": np.array([[5]])}
+    savemat(tmp_path / "DREAMER.mat", {"DREAMER": {"ECG_SamplingRate": "abc",
+                                                   "Data": _cell([subj])}})
+    with pytest.raises(ValueError, match=r"DREAMER\.mat: DREAMER\.ECG_SamplingRate is not a "
+                                         r"number: could not convert string to float"):
+        load_dreamer(tmp_path)
+    label = np.r_[np.zeros(700), np.ones(7000)]
+    label[5] = np.nan
+    (tmp_path / "S2").mkdir()
+    with open(tmp_path / "S2" / "S2.pkl", "wb") as f:
+        pickle.dump({"signal": {"chest": {"ECG": np.zeros((len(label), 1))}},
+                     "label": label}, f)
+    with pytest.raises(ValueError, match=r"S2\.pkl: label holds values that are not finite "
+                                         r"numbers"):
+        load_wesad(tmp_path, trust_pickle=True)
+
+
 def test_wesad_loader_needs_trust(tmp_path):
     label = np.r_[np.zeros(700), np.ones(7000), np.full(7000, 2), np.zeros(100)].astype(int)
     ecg = np.arange(len(label), dtype=float).reshape(-1, 1)

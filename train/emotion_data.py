@@ -154,7 +154,10 @@ def load_dreamer(path: str | Path, threshold: float = 3.0) -> TrialSet:
     if "DREAMER" not in d:
         raise ValueError(f"{path}: missing variable 'DREAMER'")
     root = d["DREAMER"]
-    fs = float(_field(root, "ECG_SamplingRate", path, "DREAMER"))
+    try:
+        fs = float(_field(root, "ECG_SamplingRate", path, "DREAMER"))
+    except (TypeError, ValueError) as exc:  # "could not convert string to float: 'abc'"
+        raise ValueError(f"{path}: DREAMER.ECG_SamplingRate is not a number: {exc}") from exc
     subjects = _cells(_field(root, "Data", path, "DREAMER"), path, "DREAMER.Data")
     trials, skipped = [], {"nan": 0, "empty": 0}
     for s, subj in enumerate(subjects, start=1):
@@ -206,6 +209,9 @@ def load_wesad(data_dir: str | Path, trust_pickle: bool = False) -> TrialSet:
             raise ValueError(f"{f}: expected keys signal/chest/ECG and label: {exc}") from exc
         if len(ecg) != len(label):
             raise ValueError(f"{f}: signal.chest.ECG has {len(ecg)} samples, label {len(label)}")
+        if not np.issubdtype(label.dtype, np.number) or not np.isfinite(label).all():
+            raise ValueError(f"{f}: label holds values that are not finite numbers (a "
+                             "protocol code per sample)")
         subject = f.stem
         edges = np.flatnonzero(np.diff(label)) + 1
         for k, (a, b) in enumerate(zip(np.r_[0, edges], np.r_[edges, len(label)], strict=True)):
