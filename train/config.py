@@ -33,6 +33,17 @@ CHOICES = {"s_rule": ("network", "timing"), "v_rule": ("network", "template"),
            "f_rule": ("network", "normal"), "vote": ("none", "similar"),
            "checkpoint": ("best", "average")}
 
+_FRACTION = (lambda v: 0 <= v < 1, "is not a fraction from 0 to under 1")
+_AT_LEAST_0 = (lambda v: v >= 0, "is out of range")
+_AT_LEAST_1 = (lambda v: v >= 1, "is out of range")
+#: The bounds of a config's numbers, once their type is right: (holds, what it says if not).
+BOUNDS = {"test_fraction": _FRACTION, "val_fraction": _FRACTION,
+          "s_rule_threshold": (lambda v: 0 < v < 1, "is not a probability between 0 and 1"),
+          "learning_rate": (lambda v: v >= 1e-12, "is out of range"),
+          "s_rule_irregularity": _AT_LEAST_0, "seed": _AT_LEAST_0, "network_seed": _AT_LEAST_0,
+          "patience": _AT_LEAST_0, "folds": _AT_LEAST_0, "val_min_support": _AT_LEAST_0,
+          "epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1}
+
 #: What each annotation of a config field accepts from JSON (bool is never a number).
 _JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "dict": (dict,),
                "list[str]": (list,)}
@@ -59,26 +70,17 @@ def field_problem(name: str, annotation: str, value) -> str | None:
 
 
 def check_fields(cls, d: dict) -> None:
-    """A ValueError naming the first field of ``d`` whose value has the wrong type, a
-    fraction outside 0-1, a negative seed or count, or a choice not in :data:`CHOICES` (a
-    config.json edited by hand was a TypeError traceback deep in training, or accepted)."""
+    """A ValueError naming the first field of ``d`` whose value has the wrong type, is
+    outside its :data:`BOUNDS` or is not one of its :data:`CHOICES` (a config.json edited by
+    hand was a TypeError traceback deep in training, or accepted)."""
     for f in fields(cls):
         if f.name not in d:
             continue
         v = d[f.name]
         problem = field_problem(f.name, f.type if isinstance(f.type, str) else
                                 getattr(f.type, "__name__", str(f.type)), v)
-        if problem is None and f.name.endswith("_fraction") and not 0 <= v < 1:
-            problem = f"{f.name}: {v!r} is not a fraction from 0 to under 1"
-        if problem is None and f.name == "s_rule_threshold" and not 0 < v < 1:
-            problem = f"{f.name}: {v!r} is not a probability between 0 and 1"
-        if problem is None and f.name in ("learning_rate", "s_rule_irregularity") \
-                and v is not None and v < (0 if f.name == "s_rule_irregularity" else 1e-12):
-            problem = f"{f.name}: {v!r} is out of range"
-        if problem is None and isinstance(v, int) and f.name in (
-                "seed", "network_seed", "epochs", "batch_size", "patience", "folds",
-                "val_min_support") and v < (1 if f.name in ("epochs", "batch_size") else 0):
-            problem = f"{f.name}: {v!r} is out of range"
+        if problem is None and v is not None and f.name in BOUNDS and not BOUNDS[f.name][0](v):
+            problem = f"{f.name}: {v!r} {BOUNDS[f.name][1]}"
         if problem is None and f.name in CHOICES and v not in CHOICES[f.name]:
             problem = f"{f.name}: {v!r}, expected one of {', '.join(CHOICES[f.name])}"
         if problem:

@@ -138,13 +138,18 @@ def _return(path: Path, aside: Path, moved: list[str]) -> None:
         aside.rmdir()
 
 
-def not_a_folder(path: Path) -> Path | None:
-    """The nearest existing folder above ``path`` when it is not a folder (a file, say):
-    ``path`` cannot be made under it. None when it can be tried."""
-    for parent in Path(path).absolute().parents:
+def check_folder_path(path: Path, option: str = "--out") -> None:
+    """Refuse (one line, exit 1) a ``path`` that is a file, or that lies below one (the
+    nearest existing folder above it is not a folder: it cannot be made)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise click.ClickException(f"{option} {path}: is a file, not a directory")
+    for parent in path.absolute().parents:
         if parent.exists():
-            return None if parent.is_dir() else parent
-    return None
+            if not parent.is_dir():
+                raise click.ClickException(f"{option} {path}: {parent} is a file, not a "
+                                           "directory")
+            return
 
 
 def check_fresh(path: Path, overwrite: bool, option: str = "--out", cluster: bool = False,
@@ -157,11 +162,7 @@ def check_fresh(path: Path, overwrite: bool, option: str = "--out", cluster: boo
     folds of a fold-at-a-time run). With ``overwrite``, ``clear`` (and ``artifacts``) name
     the earlier outputs removed first (:func:`clear_outputs`)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise click.ClickException(f"{option} {path}: is a file, not a directory")
-    blocked = not_a_folder(path)
-    if blocked is not None:
-        raise click.ClickException(f"{option} {path}: {blocked} is a file, not a directory")
+    check_folder_path(path, option)
     if cluster and not writes_out():
         return
     if overwrite:

@@ -126,11 +126,11 @@ def check_heldout(path: Path, data: dict, n_labels: int, calib: bool = False) ->
             or (len(y) and not (0 <= y.min() and y.max() < n_labels))):
         raise ValueError(f"{path}: test_y is {y.dtype}{list(y.shape)}, expected class indices "
                          f"0 to {n_labels - 1}")
+    checked = ("test_", "calib_") if calib else ("test_",)
     for k, v in data.items():
         if k.startswith("test_") and k != "test_y":
             if len(v) != len(y):
                 raise ValueError(f"{path}: {k} has {len(v)} rows, test_y {len(y)}")
-        checked = ("test_", "calib_") if calib else ("test_",)
         if k.startswith(checked) and np.issubdtype(v.dtype, np.floating) \
                 and not np.isfinite(v).all():  # a NaN in calibration made a broken int8 model
             raise ValueError(f"{path}: {k} holds non-finite values")

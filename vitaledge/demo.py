@@ -129,11 +129,9 @@ def run(out: Path, minutes: float = 5.0, n_records: int = 8, epochs: int = 10,
 def demo_cmd(out, minutes, n_records, epochs, seed) -> None:
     """Synthetic ECG -> train -> evaluate -> convert (fp32 and int8, unpruned and pruned) ->
     daemon replay -> bench, with summary tables (no download; about 1-2 minutes on two cores)."""
-    from vitaledge.train.run_dir import not_a_folder
+    from vitaledge.train.run_dir import check_folder_path
 
-    blocked = not_a_folder(Path(out))
-    if blocked is not None:
-        raise click.ClickException(f"--out {out}: {blocked} is a file, not a directory")
+    check_folder_path(Path(out))
     try:
         run(Path(out), minutes, n_records, epochs, seed=seed)
     except (ValueError, FileNotFoundError) as exc:

@@ -95,9 +95,10 @@ def check_header(path: Path) -> None:
     if nsamp and len(files) == 1 and len(set(fmts)) == 1 and fmts[0] in _BYTES_PER_SAMPLE \
             and all(len(ln) > 1 and ln[1] == fmts[0] for ln in sig_lines[:nsig]):
         dat = path.parent / files.pop()
-        if dat.exists() and not dat.is_file():  # its size was taken for samples
-            raise RecordError(f"{dat}: a directory (or not a regular file), not a signal file")
         if dat.exists():
+            if not dat.is_file():  # its size was taken for samples
+                raise RecordError(f"{dat}: a directory (or not a regular file), not a signal "
+                                  "file")
             held = int(dat.stat().st_size / (_BYTES_PER_SAMPLE[fmts[0]] * nsig))
             if held < nsamp:
                 raise RecordError(f"{dat}: holds {held} samples per signal; the header "
