@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import zipfile
 from pathlib import Path
@@ -10,7 +11,7 @@ import click
 
 from vitaledge.device.cli_shared import FiniteRange
 from vitaledge.device.model.runtime import MAX_THREADS
-from vitaledge.train.run_dir import CONVERT_OUTPUTS, check_fresh, overwrite_option
+from vitaledge.train.run_dir import CONVERT_OUTPUTS, check_fresh, overwrite_option, replacing
 
 from .targets import WEIGHT_ROUNDINGS, choices, quant_choices, quant_defaults
 
@@ -105,10 +106,6 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
     check_fresh(out, overwrite)  # refused when it holds files and no --overwrite
     from .pipeline import DROP, FAIL, ConvertOptions, convert_run
 
-    def clear_earlier() -> None:  # once every option has passed its checks against the run
-        if overwrite:
-            check_fresh(out, overwrite, clear=CONVERT_OUTPUTS, artifacts=True)
-
     opts = ConvertOptions(targets=[t.strip() for t in targets.split(",")], quant=quant,
                           sparsities=_floats(prune), qat=qat, representative_size=representative,
                           max_drop=max_drop, prune_epochs=prune_epochs, threads=threads,
@@ -120,13 +117,19 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
             load_private_key(sign_key)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
-    try:
-        results = convert_run(Path(run_dir), Path(out), opts, before_writing=clear_earlier)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    except (OSError, zipfile.BadZipFile) as exc:  # a model file past the check, or the disk
-        where = getattr(exc, "filename", None) or run_dir
-        raise click.ClickException(f"{where}: {getattr(exc, 'strerror', None) or exc}") from exc
+    with contextlib.ExitStack() as earlier:
+        def set_earlier_aside() -> None:  # once every option has passed its checks
+            earlier.enter_context(replacing(Path(out), CONVERT_OUTPUTS, overwrite,
+                                            artifacts=True))  # back if the conversion fails
+        try:
+            results = convert_run(Path(run_dir), Path(out), opts,
+                                  before_writing=set_earlier_aside)
+        except (ValueError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        except (OSError, zipfile.BadZipFile) as exc:  # a model file past the check, the disk
+            where = getattr(exc, "filename", None) or run_dir
+            raise click.ClickException(f"{where}: {getattr(exc, 'strerror', None) or exc}"
+                                       ) from exc
     if sign_key:
         from vitaledge.device.model.signing import sign_artifact
 

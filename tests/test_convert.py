@@ -296,6 +296,59 @@ def test_a_refused_convert_overwrite_leaves_the_earlier_conversion(converted, ti
         "convert_summary.json", "convert_summary.txt", "cpu-int8", "heldout.npz", "notes.txt"]
 
 
+def test_a_convert_overwrite_that_fails_part_way_puts_the_earlier_conversion_back(
+        converted, tiny_run, tmp_path, monkeypatch):
+    """--overwrite removed the earlier artifacts just before writing: a conversion that
+    then failed (a full disk, Ctrl-C) left neither the earlier conversion nor a new one.
+    Now they are set aside while it writes and come back, byte for byte, when it fails;
+    what it had written, a half artifact too, is removed; the user's own file stays."""
+    import hashlib
+    import shutil
+
+    from conftest import invoke
+
+    import vitaledge.convert.pipeline as pipeline
+    from vitaledge.train.run_dir import ASIDE
+
+    out, _ = converted
+    run, _ = tiny_run
+    art = tmp_path / "art"
+    shutil.copytree(out, art)
+    (art / "notes.txt").write_text("mine")
+
+    def digests() -> dict:
+        return {str(p.relative_to(art)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(art.rglob("*")) if p.is_file()}
+    before = digests()
+
+    def fails(exc):
+        def write_heldout(path, *args):
+            assert (art / ASIDE / "cpu-int8" / "manifest.json").is_file()  # set aside
+            assert not (art / "cpu-int8").exists()
+            path.write_bytes(b"half")
+            (art / "cpu-int8").mkdir()  # an artifact half written: no manifest yet
+            (art / "cpu-int8" / "model.tflite").write_bytes(b"half")
+            (art / "cpu-fp32").mkdir()
+            (art / "cpu-fp32" / "manifest.json").write_text("{}")
+            raise exc
+        return write_heldout
+
+    monkeypatch.setattr(pipeline, "write_heldout",
+                        fails(OSError(28, "No space left on device", str(art / "heldout.npz"))))
+    r = invoke(["convert", run, "--target", "cpu", "--quant", "int8", "--out", art,
+                "--overwrite"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert "Traceback" not in r.output  # its progress lines and the one error line
+    assert [x for x in r.output.splitlines() if x.startswith("Error")] == [
+        f"Error: {art / 'heldout.npz'}: No space left on device"]
+    assert digests() == before
+    monkeypatch.setattr(pipeline, "write_heldout", fails(KeyboardInterrupt()))
+    r = invoke(["convert", run, "--target", "cpu", "--quant", "int8", "--out", art,
+                "--overwrite"])
+    assert r.exit_code != 0 and isinstance(r.exception, (KeyboardInterrupt, SystemExit))
+    assert digests() == before
+
+
 def test_the_edgetpu_rank_rule_reads_activations_not_filters():
     from vitaledge.convert.edgetpu import compatibility
 

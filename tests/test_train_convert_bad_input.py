@@ -769,7 +769,7 @@ def test_overwrite_removes_the_earlier_runs_outputs_and_nothing_else(tmp_path):
     earlier model, exit 0; convert --overwrite left earlier artifacts beside new ones."""
     import click
 
-    from vitaledge.train.run_dir import CONVERT_OUTPUTS, RUN_OUTPUTS, check_fresh
+    from vitaledge.train.run_dir import ASIDE, CONVERT_OUTPUTS, RUN_OUTPUTS, check_fresh, replacing
 
     run = tmp_path / "run"
     (run / "fold-2").mkdir(parents=True)
@@ -779,8 +779,10 @@ def test_overwrite_removes_the_earlier_runs_outputs_and_nothing_else(tmp_path):
                  "splits.npz", "folds.md", "notes.txt"):
         (run / name).write_text("old")
     with pytest.raises(click.ClickException, match="already holds"):
-        check_fresh(run, False, clear=RUN_OUTPUTS)
-    check_fresh(run, True, clear=RUN_OUTPUTS)
+        check_fresh(run, False)
+    check_fresh(run, True)
+    with replacing(run, RUN_OUTPUTS, True):
+        assert sorted(p.name for p in run.iterdir()) == [ASIDE, "notes.txt"]
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # the user's own file
     art = tmp_path / "art"
     (art / "cpu-int8").mkdir(parents=True)
@@ -788,7 +790,8 @@ def test_overwrite_removes_the_earlier_runs_outputs_and_nothing_else(tmp_path):
     (art / "mine").mkdir()
     for name in ("heldout.npz", "convert_summary.json", "readme.md"):
         (art / name).write_text("old")
-    check_fresh(art, True, clear=CONVERT_OUTPUTS, artifacts=True)
+    with replacing(art, CONVERT_OUTPUTS, True, artifacts=True):
+        assert sorted(p.name for p in art.iterdir()) == [ASIDE, "mine", "readme.md"]
     assert sorted(p.name for p in art.iterdir()) == ["mine", "readme.md"]
 
 

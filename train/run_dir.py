@@ -69,22 +69,32 @@ RUN_OUTPUTS = (r"model(-member\d+)?\.keras|config\.json|metrics\.json|splits\.np
 CONVERT_OUTPUTS = r"heldout\.npz|convert_summary\.(json|txt)"
 
 
+def is_output(p: Path, names: str, artifacts: bool = False) -> bool:
+    """Whether ``p`` is an earlier run's or conversion's output: its name matches ``names``
+    or, with ``artifacts``, it is a folder holding a manifest.json (an artifact)."""
+    return bool(re.fullmatch(names, p.name)) or (artifacts and p.is_dir()
+                                                  and (p / "manifest.json").is_file())
+
+
 def clear_outputs(path: Path, names: str, artifacts: bool = False) -> list[str]:
-    """Remove from ``path`` the files and folders whose names match ``names`` (and, with
-    ``artifacts``, every folder holding a manifest.json): an earlier run's or conversion's
-    outputs. What else the folder holds is left. Returns the names removed."""
+    """Remove from ``path`` its outputs (:func:`is_output`). What else the folder holds is
+    left. Returns the names removed."""
     gone = []
     if not Path(path).is_dir():
         return gone
     for p in sorted(Path(path).iterdir()):
-        if re.fullmatch(names, p.name) or (artifacts and p.is_dir()
-                                           and (p / "manifest.json").is_file()):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+        if is_output(p, names, artifacts):
+            remove(p)
             gone.append(p.name)
     return gone
+
+
+def remove(p: Path) -> None:
+    """Remove the file or folder ``p`` (a link itself, not what it points to)."""
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    else:
+        p.unlink()
 
 
 #: Where :func:`replacing` keeps an earlier run's outputs while the new run writes.
@@ -92,13 +102,15 @@ ASIDE = ".vitaledge-earlier-run"
 
 
 @contextlib.contextmanager
-def replacing(path: Path, names: str, overwrite: bool, option: str = "--out"):
-    """With ``overwrite``, the earlier run's outputs in ``path`` (``names``, as
-    :func:`clear_outputs`) are moved aside into ``path/ASIDE`` while the block writes the new
-    run. If the block fails (a refused input, an error, Ctrl-C), what it wrote under those
-    names is removed and the earlier outputs are put back: a run refused halfway no longer
-    costs the earlier one. If it succeeds, the earlier outputs are removed. Without
-    ``overwrite``, or with no earlier outputs, nothing is moved (and nothing removed)."""
+def replacing(path: Path, names: str, overwrite: bool, option: str = "--out",
+              artifacts: bool = False):
+    """With ``overwrite``, the earlier run's outputs in ``path`` (``names`` and, with
+    ``artifacts``, artifact folders: :func:`is_output`) are moved aside into ``path/ASIDE``
+    while the block writes the new run. If the block fails (a refused input, an error,
+    Ctrl-C), what it wrote as outputs (or under an earlier output's name) is removed and the
+    earlier outputs are put back: a run refused halfway no longer costs the earlier one.
+    If it succeeds, the earlier outputs are removed. Without ``overwrite``, or with no
+    earlier outputs, nothing is moved (and nothing removed)."""
     path = Path(path)
     aside = path / ASIDE
     moved: list[str] = []
@@ -108,7 +120,7 @@ def replacing(path: Path, names: str, overwrite: bool, option: str = "--out"):
                 raise OSError(f"{aside} is left from an interrupted run: move its files "
                               "back or remove it")
             for p in sorted(path.iterdir()):
-                if re.fullmatch(names, p.name):
+                if is_output(p, names, artifacts):
                     aside.mkdir(exist_ok=True)
                     p.rename(aside / p.name)
                     moved.append(p.name)
@@ -122,8 +134,11 @@ def replacing(path: Path, names: str, overwrite: bool, option: str = "--out"):
     try:
         yield
     except BaseException:
-        if moved:  # what the failed run wrote under those names goes, the earlier comes back
-            clear_outputs(path, names)
+        if moved:  # what the failed run wrote goes, the earlier comes back
+            clear_outputs(path, names, artifacts)
+            for name in moved:  # a half-written artifact has no manifest.json yet
+                if (path / name).exists() or (path / name).is_symlink():
+                    remove(path / name)
             _return(path, aside, moved)
         raise
     if moved:
@@ -153,25 +168,16 @@ def check_folder_path(path: Path, option: str = "--out") -> None:
 
 
 def check_fresh(path: Path, overwrite: bool, option: str = "--out", cluster: bool = False,
-                own: str | None = None, clear: str | None = None,
-                artifacts: bool = False) -> None:
-    """Refuse (one line, exit 1) a ``path`` that holds files, unless ``overwrite``; refuse
-    a ``path`` that is a file whatever ``overwrite`` says. ``cluster``: the command may run
-    as one worker of a multi-worker cluster (``train beat``), where only the chief checks.
-    ``own``: a regular expression of the names this run may find there already (the other
-    folds of a fold-at-a-time run). With ``overwrite``, ``clear`` (and ``artifacts``) name
-    the earlier outputs removed first (:func:`clear_outputs`)."""
+                own: str | None = None) -> None:
+    """Refuse (one line, exit 1) a ``path`` that holds files, unless ``overwrite`` (the
+    earlier outputs are then set aside by :func:`replacing` while the new run writes);
+    refuse a ``path`` that is a file whatever ``overwrite`` says. ``cluster``: the command
+    may run as one worker of a multi-worker cluster (``train beat``), where only the chief
+    checks. ``own``: a regular expression of the names this run may find there already
+    (the other folds of a fold-at-a-time run)."""
     path = Path(path)
     check_folder_path(path, option)
-    if cluster and not writes_out():
-        return
-    if overwrite:
-        if clear is not None:
-            try:
-                clear_outputs(path, clear, artifacts)
-            except OSError as exc:
-                raise click.ClickException(f"{option} {path}: cannot remove the earlier "
-                                           f"outputs: {exc.strerror or exc}") from exc
+    if overwrite or (cluster and not writes_out()):
         return
     held = [n for n in held_files(path) if own is None or not re.fullmatch(own, n)]
     if held:
