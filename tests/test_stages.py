@@ -277,3 +277,21 @@ def test_a_speaker_normalized_speech_model_is_refused_at_start(speech_art, tmp_p
                                           r"utterance"):
         SpeechEmotionStage(Model(art), 16000.0)
     SpeechEmotionStage(Model(speech_art), 16000.0)  # utterance/none: as before
+
+
+def test_the_daemons_hop_replaces_the_spec_hop_of_the_stages_that_step_by_it(
+        ecg_emotion_art, multimodal_art, speech_art):
+    """``emotion_hop_s`` (the daemon's --emotion-hop) steps the ECG emotion and multimodal
+    windows in place of their manifest's hop; the speech stage, whose spec has no hop,
+    steps by the daemon's hop itself and keeps its spec."""
+    from vitaledge.device.stream.stages import stage_for
+
+    for art, fs in ((ecg_emotion_art, 360.0), (multimodal_art, 128.0)):
+        model = Model(art)
+        assert stage_for(model, fs).signal.hop_s == model.manifest.signal.hop_s != 7.5
+        assert stage_for(model, fs, 7.5).signal.hop_s == 7.5
+    speech = Model(speech_art)
+    stage = stage_for(speech, 16000.0, 0.25)
+    assert stage.signal == speech.manifest.signal
+    events = stage.process(np.zeros(int(4.0 * 16000)))  # clips of 3.5 s every 0.25 s
+    assert [e["sample"] for e in events] == [56000, 60000, 64000]

@@ -408,7 +408,7 @@ class Daemon:
         the last event's ``seq``."""
         return {"items": self.items_processed, "signal_errors": self.signal_errors,
                 "failure": self.failure, "stopping": self.stop.is_set(),
-                "quality": self._quality_summary(), "last_seq": self.seq}
+                "quality": self.quality_summary(), "last_seq": self.seq}
 
     def announce(self) -> None:
         """The MQTT sinks publish their retained birth message again (the model changed)."""
@@ -698,7 +698,7 @@ class Daemon:
         """Where the stream is, for a progress line: samples processed (and the source's
         length when it is a recording), the rate, events of this run per type."""
         return {"samples": self.pipeline.samples_in, "fs": self.source.fs,
-                "length": getattr(self.source, "length", None),
+                "length": self.source.length,
                 "events": dict(self.emitted), "source": self.source.name}
 
     def run(self, install_signals: bool = True,
@@ -765,7 +765,7 @@ class Daemon:
                    "dropped_samples": self.dropped_samples,
                    "dropped_edge_beats": self.pipeline.dropped_edge,
                    "signal_fault_samples": self.monitor.counts if self.monitor else None,
-                   "signal_quality": self._quality_summary(),
+                   "signal_quality": self.quality_summary(),
                    "source_stats": self.source.stats(),
                    "rss_mb": round(rss_mb(), 1), "ready_seconds": round(self.ready_s, 3),
                    "rhythm": self.pipeline.stats.summary(),
@@ -784,7 +784,7 @@ class Daemon:
         left in it for the next run, read after the sinks closed."""
         return {s.name: d for s in self.sinks if (d := s.delivery()) is not None}
 
-    def _quality_summary(self) -> dict | None:
+    def quality_summary(self) -> dict | None:
         """The beat stage's signal-quality figures (None for other stages)."""
         return self.pipeline.primary.quality_summary()
 
@@ -840,7 +840,7 @@ class _StreamCollector:
             if key in stats:
                 errors.add_metric([kind], stats[key])
         yield errors
-        q = self.d._quality_summary()
+        q = self.d.quality_summary()
         if q is not None and q["gating"]:
             secs = CounterMetricFamily("vitaledge_signal_quality_seconds",
                                        "Stream seconds judged per signal-quality state",

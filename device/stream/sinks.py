@@ -202,6 +202,10 @@ class SqliteSink(LocalSink):
         row = self._db.execute("SELECT MAX(seq) FROM events").fetchone()
         return int(row[0] or 0)
 
+    def count(self) -> int:
+        """How many events the database holds."""
+        return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
     def write(self, events: list[dict]) -> None:
         if not events:
             return
@@ -314,7 +318,7 @@ def open_sqlite(path: str, opts: SinkOptions) -> SqliteSink:
         raise ValueError("sqlite sink needs a path: sqlite:PATH")
     sink = SqliteSink(path)
     if not opts.append:
-        n = sink._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        n = sink.count()
         if n:
             sink.close()
             _refuse_reuse(path, f"{n} events")

@@ -117,6 +117,9 @@ class WindowStage:
     wants_signal_monitor = False
     emits_beats = False
     min_source_fs: float | None = None
+    #: The stage's windows step by its signal spec's ``hop_s``, which the daemon's hop
+    #: replaces (a stage without one steps by a hop of its own)
+    signal_hop = False
 
     def __init__(self, model: Model, fs: float, start_time: float = 0.0,
                  hop_s: float | None = None):
@@ -124,9 +127,9 @@ class WindowStage:
             raise SignalError(f"model task {model.manifest.task!r} is not {self.task!r}")
         self.model = model
         # the manifest's (typed, checked) signal spec, with the daemon's hop when one is
-        # configured and the spec has a hop
+        # configured and the stage steps by its spec's hop
         self.signal = model.manifest.signal
-        if hop_s and hasattr(self.signal, "hop_s"):
+        if hop_s and self.signal_hop:
             self.signal = replace(self.signal, hop_s=float(hop_s))
         self.fs = float(fs)
         self.start_time = start_time
@@ -181,6 +184,7 @@ class EcgEmotionStage(WindowStage):
     mean of the stream's first seconds; after a gap the stream restarts as a new trial."""
 
     task = "emotion-ecg"
+    signal_hop = True
 
     def __init__(self, model: Model, fs: float, start_time: float = 0.0,
                  hop_s: float | None = None):
@@ -302,6 +306,7 @@ class MultimodalStage(WindowStage):
     before the window's end. A window with no frame yet is reported, not classified."""
 
     task = "emotion-multimodal"
+    signal_hop = True
 
     def __init__(self, model: Model, fs: float, start_time: float = 0.0,
                  hop_s: float | None = None):
