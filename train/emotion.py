@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.dsp.filters import FilterSpec
-from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
+from vitaledge.device.eval.metrics import classification_metrics
 from vitaledge.device.inputs import emotion_ecg
 from vitaledge.device.inputs import multimodal as mm
 from vitaledge.device.inputs.face import face_input
@@ -44,8 +44,8 @@ from .backend import check_converged, keras, set_seed
 from .calibration import CALIBRATION_SIZE, calibration_pick
 from .emotion_data import Segments, ecg_segments, synth_multimodal
 from .emotion_datasets import load_trials
-from .evaluate import with_uar
-from .plots import plot_confusion, plot_history, plot_roc
+from .evaluate import with_uar, write_report
+from .plots import plot_history, plot_roc
 
 
 # -- shared ----------------------------------------------------------------------------
@@ -57,15 +57,6 @@ def _verbose(verbose: int | None) -> int:
 
 def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
-
-
-def _report(metrics: dict, run_dir: Path) -> str:
-    text = format_report(metrics) + "\n\n" + format_confusion(metrics) + "\n"
-    (run_dir / "classification_report.txt").write_text(text)
-    cm = np.asarray(metrics["confusion_matrix"])
-    plot_confusion(cm, metrics["labels"], run_dir / "confusion_matrix.png", False)
-    plot_confusion(cm, metrics["labels"], run_dir / "confusion_matrix_normalized.png", True)
-    return text
 
 
 def _history_csv(history: dict[str, list[float]], path: Path) -> None:
@@ -217,10 +208,9 @@ def train_emotion_ecg(cfg: EmotionEcgConfig, run_dir: Path, verbose: int | None 
         "task": "emotion-ecg", "arch": cfg.arch, "labels": labels, "signal": signal,
         "seed": cfg.seed, "inputs": {"ecg": list(seg.X.shape[1:])},
         "training": {k: v for k, v in asdict(cfg).items() if k not in ("task", "arch", "seed")}})
-    _write_json(run_dir / "metrics.json", metrics)
     _history_csv(history, run_dir / "history.csv")
     plot_history(history, run_dir / "training_history.png")
-    text = _report(metrics, run_dir)
+    text = write_report(metrics, run_dir)  # metrics.json, the text report, the confusions
     if cv:
         print(f"\n{cfg.folds}-fold CV: accuracy {acc.mean():.4f} +- {acc.std():.4f}, "
               f"macro F1 {f1.mean():.4f} +- {f1.std():.4f}")
@@ -438,10 +428,9 @@ def train_emotion_multimodal(cfg: MultimodalConfig, run_dir: Path,
         "signal": signal, "seed": cfg.seed, "hyperparameters": hp,
         "inputs": {n: list(X[n].shape[1:]) for n in inputs},
         "training": {k: v for k, v in asdict(cfg).items() if k not in ("task", "seed")}})
-    _write_json(run_dir / "metrics.json", metrics)
     _history_csv(history, run_dir / "history.csv")
     plot_history(history, run_dir / "training_history.png")
-    text = _report(metrics, run_dir)
+    text = write_report(metrics, run_dir)  # metrics.json, the text report, the confusions
     print(f"\nheld-out test ({len(te)} windows):")
     print(text)
     print("AUC per class: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics["auc"].items()))
