@@ -161,15 +161,25 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
         if speed is not None and is_live(cfg.source):
             raise click.UsageError(f"--speed paces a replay; {cfg.source} comes at its own "
                                    "pace")
-        for flag, given, needs, on in (
-                ("--emotion-hop", emotion_hop_s, "--emotion-model", bool(cfg.emotion_model)),
-                ("--api-host", api_host, "--api-port", bool(cfg.api_port)),
-                ("--api-token-file", api_token_file, "--api-port", bool(cfg.api_port)),
-                ("--models-dir", models_dir, "--ota", bool(cfg.ota.get("enabled"))),
-                ("--probation", probation_s, "--ota", bool(cfg.ota.get("enabled")))):
-            if given is not None and not on:  # it would be taken and ignored
+        default = DaemonConfig()
+        for flag, key, given, needs, on in (
+                ("--api-host", "api_host", api_host, "--api-port", bool(cfg.api_port)),
+                ("--api-token-file", "api_token_file", api_token_file, "--api-port",
+                 bool(cfg.api_port)),
+                ("--models-dir", "ota models_dir", models_dir, "--ota",
+                 bool(cfg.ota.get("enabled"))),
+                ("--probation", "ota probation_s", probation_s, "--ota",
+                 bool(cfg.ota.get("enabled")))):
+            if on:
+                continue
+            if given is not None:  # it would be taken and ignored
                 raise click.UsageError(f"{flag} is for {needs} (or its config key): without "
                                        "it, it does nothing")
+            table, _, name = key.rpartition(" ")
+            if (name in cfg.ota) if table else getattr(cfg, key) != getattr(default, key):
+                raise click.ClickException(
+                    f"{config}: {key} is for {needs} (or its config key): without it, it "
+                    "does nothing")
         if lead is not None and not takes_lead(cfg.source):
             raise click.UsageError(f"--lead picks a lead of a recording with several (a WFDB "
                                    f"record); {cfg.source} carries one signal")
@@ -334,6 +344,9 @@ def info_cmd(artifact, key) -> None:
         raise click.ClickException(f"{artifact}: {info['file_check']}")
     if info["file_check"] != MATCHES:
         raise click.ClickException(f"{artifact}: the model file does not match its manifest")
+    if info["vectors_check"] != MATCHES:  # devices refuse it (self-test at load, deploy)
+        raise click.ClickException(f"{artifact}: the self-test vectors file does not match "
+                                   "its manifest")
     if info["signature"].startswith(INVALID):
         raise click.ClickException(f"{artifact}: the signature is invalid")
 

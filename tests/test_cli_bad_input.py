@@ -163,10 +163,16 @@ def cases(tmp_path, fake_records):
          ["--probation is for --ota"]),
         (["device", "run", "--model", "art", "--source", "replay:rec", "--models-dir", "m"],
          ["--models-dir is for --ota"]),
-        (["device", "run", "--model", "art", "--source", "replay:rec", "--emotion-hop", "5"],
-         ["--emotion-hop is for --emotion-model"]),
         (["device", "run", "--model", "art", "--source", "replay:rec", "--api-host",
           "0.0.0.0"], ["--api-host is for --api-port"]),
+        # the same as config keys (they were taken and did nothing, exit 0)
+        *[(["device", "run", "--config", toml(tmp_path, body)],
+           [".toml: ", f"{key} is for {needs}"])
+          for body, key, needs in (
+              ('api_host = "0.0.0.0"', "api_host", "--api-port"),
+              ('api_token_file = "nonexist"', "api_token_file", "--api-port"),
+              ('[ota]\nmodels_dir = "m"', "ota models_dir", "--ota"),
+              ("[ota]\nprobation_s = 5.0", "ota probation_s", "--ota"))],
         (["device", "run", "--config", toml(tmp_path, 'fallback = "cpuu"')],
          ["fallback 'cpuu'", "['none', 'cpu']"]),
         (["device", "run", "--model", "art", "--source", "stdin", "--fs", "360", "--speed",
@@ -176,6 +182,10 @@ def cases(tmp_path, fake_records):
         (["device", "run", "--model", "art", "--source", "replay:rec", "--sink",
           "mqtt://127.0.0.1:1/a?site=s&device=d", "--sink",
           "mqtt://127.0.0.1:1/b?site=s&device=d"], ["would share the spool"]),
+        (["device", "run", "--model", "art", "--source", "replay:rec", "--sink",
+          tmp_path / "ev.db", "--sink",
+          f"mqtt://127.0.0.1:1/a?site=s&device=d&spool={tmp_path / 'ev.db'}"],
+         ["the spool of 'mqtt://127.0.0.1:1/a", f"is the sink file {tmp_path / 'ev.db'}"]),
         (["device", "run", "--model", "art", "--source", "replay:rec", "--sink",
           "mqtt://127.0.0.1:1/a?rate=inf"], ["mqtt rate inf: expected a finite number"]),
         (["device", "run", "--model", "art", "--source", "replay:rec", "--sink",
@@ -273,6 +283,35 @@ def test_bench_run_refuses_a_record_directory_for_a_model_that_takes_rr(tmp_path
     (tmp_path / "heldout.npz").write_bytes(b"")  # would be read if --data were ignored
     with pytest.raises(ValueError, match=r"not on --data .*recs.*HELDOUT\.npz"):
         task_inputs(manifest, str(tmp_path / "recs"), tmp_path / "cpu-int8")
+
+
+@pytest.mark.slow
+def test_a_directory_in_place_of_the_model_or_manifest_is_named(converted, tmp_path):
+    """A folder where model.tflite or manifest.json should be gave a Python traceback
+    (IsADirectoryError) from info, selftest, sign, verify and fleet deploy, and a bare
+    '[Errno 21] Is a directory' from device run."""
+    import shutil
+
+    out, _ = converted
+    key = tmp_path / "k.pem"
+    assert invoke(["device", "keygen", "--key", key]).exit_code == 0
+    for name, what in (("model.tflite", "the model file"), ("manifest.json", "the manifest")):
+        bad = tmp_path / name.split(".")[0]
+        shutil.copytree(out / "cpu-int8", bad)
+        assert invoke(["device", "sign", bad, "--key", key]).exit_code == 0  # for verify
+        (bad / name).unlink()
+        (bad / name).mkdir()
+        want = f"{bad / name}: a directory, not {what}"
+        for args in (["device", "selftest", bad], ["device", "sign", bad, "--key", key],
+                     ["device", "verify", bad, "--key", f"{key}.pub"],
+                     ["device", "run", "--model", bad, "--source", "stdin"],
+                     ["fleet", "deploy", "--broker", "mqtt://127.0.0.1:9/x", bad,
+                      "--device", "d1"]):
+            r = invoke(args)
+            assert r.exit_code == 1 and "Traceback" not in r.output, (args, r.output)
+            assert r.output.strip().splitlines()[-1].endswith(want), (args, r.output)
+        r = invoke(["device", "info", bad])
+        assert r.exit_code == 1 and want in r.output, r.output
 
 
 @pytest.mark.slow

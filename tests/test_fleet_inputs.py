@@ -98,6 +98,49 @@ def test_another_programs_database_is_left_as_it_was(tmp_path):
     assert db.read_bytes() == before and not db.with_name("app.db-wal").exists()
 
 
+@pytest.mark.parametrize("sql, why", [
+    ("create table patients (id, name)", r"another program's database \(tables patients\): "
+                                         "not an MQTT spool"),
+    ("create table meta (x, y)", r"its meta table is not vitaledge's \(no column key, value\)"),
+])
+def test_another_programs_database_is_no_spool(tmp_path, sql, why):
+    """The MQTT sink's spool wrote its tables into any database (WAL mode too), or failed
+    with sqlite's 'no such column: value' traceback on a table named like its own."""
+    import sqlite3
+
+    from vitaledge.device.stream.spool import Spool
+
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as c:
+        c.execute(sql)
+    before = db.read_bytes()
+    with pytest.raises(ValueError, match=rf"^spool {db}: {why}"):
+        Spool(db, 1_000_000)
+    assert db.read_bytes() == before and not db.with_name("app.db-wal").exists()
+    ok = Spool(tmp_path / "new.db", 1_000_000)  # its own file, made and opened again
+    ok.put([(7, "t", b"x")])
+    ok.close()
+    assert Spool(tmp_path / "new.db", 1_000_000).last_seq() == 7
+
+
+def test_a_damaged_events_database_given_with_append_is_named(tmp_path):
+    """Its damaged page was met when the daemon read the last seq to number on from: a
+    sqlite3.DatabaseError traceback."""
+    from vitaledge.device.stream.sinks import SqliteSink
+
+    db = tmp_path / "ev.db"
+    sink = SqliteSink(db)
+    sink.write([{"type": "beat", "seq": k, "time": k / 2, "sample": 180 * k, "class": "N"}
+                for k in range(1, 2000)])
+    sink.close()
+    data = bytearray(db.read_bytes())
+    data[4096:8192] = b"\xff" * 4096
+    db.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"^sink {db}: cannot read its events \(database "
+                                         r"disk image is malformed\)"):
+        SqliteSink(db).last_seq()
+
+
 @pytest.mark.parametrize("body, why", [
     (b"meeting notes\nsecond line without newline", "its first line is not JSON"),
     (b'{"name": "x"}\n', "its first line is not an event"),

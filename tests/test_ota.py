@@ -921,8 +921,10 @@ def test_artifact_commands_guard_the_artifact_and_name_what_is_wrong(arts, keys,
         r = cli("device", "sign", bad, "--key", keys / "k.pem")
         assert r.exit_code == 1 and "not signed" in r.output and "selftest.npz" in r.output
         assert not (bad / "manifest.sig").exists()
-        r = cli("device", "info", bad)
+        r = cli("device", "info", bad)  # it said MISMATCH and exited 0
         assert "self-test 8 vectors in selftest.npz" in r.output and "file MISMATCH" in r.output
+        assert r.exit_code == 1 and r.output.strip().splitlines()[-1] == (
+            f"Error: {bad}: the self-test vectors file does not match its manifest"), r.output
     # a library that is no TFLite delegate: one line, no destructor traceback
     libm = next((p for p in ("/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/libm.so.6",
                              "/lib/aarch64-linux-gnu/libm.so.6") if Path(p).exists()), None)

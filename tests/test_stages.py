@@ -295,3 +295,25 @@ def test_the_daemons_hop_replaces_the_spec_hop_of_the_stages_that_step_by_it(
     assert stage.signal == speech.manifest.signal
     events = stage.process(np.zeros(int(4.0 * 16000)))  # clips of 3.5 s every 0.25 s
     assert [e["sample"] for e in events] == [56000, 60000, 64000]
+
+
+def test_the_emotion_hop_is_refused_without_an_emotion_model_and_taken_by_a_main_one(
+        ecg_emotion_art, converted, synth_dir, tmp_path):
+    """--emotion-hop was refused unless --emotion-model was given, though an emotion-ecg
+    model run as the main model steps by it (its config key was taken for it); with a beat
+    model alone it does nothing, and is refused whether flag or key."""
+    from conftest import error_line, invoke
+
+    out, _ = converted
+    rec = f"replay:{synth_dir / 's000'}"
+    line = error_line(invoke(["device", "run", "--model", out / "cpu-int8", "--source", rec,
+                              "--emotion-hop", "5", "--sink", tmp_path / "a.jsonl"]))
+    assert "emotion_hop_s (--emotion-hop) steps an emotion model's windows" in line, line
+    assert not (tmp_path / "a.jsonl").exists()
+    events = tmp_path / "e.jsonl"
+    r = invoke(["device", "run", "--model", ecg_emotion_art, "--source", rec,
+                "--emotion-hop", "20", "--sink", events])
+    assert r.exit_code == 0, r.output
+    times = [json.loads(x)["time"] for x in events.read_text().splitlines()
+             if json.loads(x)["type"] == "emotion"]
+    assert len(times) == 7 and np.allclose(np.diff(times), 20.0), times

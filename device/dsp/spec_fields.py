@@ -97,6 +97,23 @@ def require(ok: bool, path: str, msg: str) -> None:
         raise SpecError(path, msg)
 
 
+#: Sample rates a record or a model's signal may have (Hz). ECG is sampled at 100-1000 Hz
+#: in practice; a header outside this range is a typo or an attack, not a recording (fs
+#: 360,000,000 once made the daemon allocate 1.8 GB before it noticed; a manifest's window
+#: rate of 1e9 Hz hung the benches in the resampler's filter design).
+FS_RANGE = (10.0, 10_000.0)
+#: The same for audio (a speech model's rate, a WAV file's).
+AUDIO_FS_RANGE = (FS_RANGE[0], 192_000.0)
+
+
+def sample_rate(spec, *names: str, bounds: tuple[float, float] = FS_RANGE) -> None:
+    """Each named field of ``spec`` must be a sample rate within ``bounds`` (Hz)."""
+    lo, hi = bounds
+    for n in names:
+        v = getattr(spec, n)
+        require(lo <= v <= hi, n, f"{v!r} Hz is outside {lo:g}-{hi:g} Hz")
+
+
 def positive(spec, *names: str) -> None:
     """Each named field of ``spec`` must be > 0."""
     for n in names:

@@ -23,7 +23,13 @@ import numpy as np
 from vitaledge.device.dsp.filters import FilterSpec
 from vitaledge.device.dsp.normalize import METHODS, normalize
 from vitaledge.device.dsp.resample import filter_half_len_in, rate_ratio, resample
-from vitaledge.device.dsp.spec_fields import construct, positive, read_fields, require
+from vitaledge.device.dsp.spec_fields import (
+    construct,
+    positive,
+    read_fields,
+    require,
+    sample_rate,
+)
 
 CONVENTIONS = ("kachuee", "centered")
 
@@ -53,7 +59,8 @@ class WindowSpec:
         require(self.normalize in METHODS, "normalize",
                 f"{self.normalize!r} is not one of {METHODS}")
         require(self.length > 0, "length", f"expected a positive int, got {self.length!r}")
-        positive(self, "fs", "rr_factor", "rr_context", "default_rr_s")
+        sample_rate(self, "fs")
+        positive(self, "rr_factor", "rr_context", "default_rr_s")
         if self.convention == "centered":
             require(0 <= self.n_before < self.length, "before_s",
                     f"{self.before_s:g} s at {self.fs:g} Hz is {self.n_before} samples "

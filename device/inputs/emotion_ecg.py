@@ -47,6 +47,7 @@ from vitaledge.device.dsp.spec_fields import (
     positive,
     read_fields,
     require,
+    sample_rate,
 )
 from vitaledge.device.inputs.signal_spec import SignalSpecBase
 
@@ -77,7 +78,8 @@ class EcgEmotionSignal(SignalSpecBase):
 
     def __post_init__(self) -> None:
         require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
-        positive(self, "fs", "window_s", "n_windows", "hop_s")
+        sample_rate(self, "fs")
+        positive(self, "window_s", "n_windows", "hop_s")
         non_negative(self, "baseline_s", "skip_s", "trim_end_s")
 
     def to_dict(self) -> dict:

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from vitaledge.device.dsp.spec_fields import construct, read_fields
+from vitaledge.device.dsp.spec_fields import AUDIO_FS_RANGE, construct, read_fields
 from vitaledge.device.inputs.audio import AudioError, check_rate, fit_clip
 from vitaledge.device.inputs.signal_spec import SignalSpecBase
 
@@ -64,6 +64,8 @@ class SpeechSignal(SignalSpecBase):
     def __post_init__(self) -> None:
         checks = [
             (self.kind == KIND, f"kind must be {KIND!r}"),
+            (AUDIO_FS_RANGE[0] <= self.sample_rate <= AUDIO_FS_RANGE[1],
+             f"sample_rate must be {AUDIO_FS_RANGE[0]:g}-{AUDIO_FS_RANGE[1]:g} Hz"),
             (self.window == "hamming", "window must be 'hamming'"),
             (self.mel_scale == "htk", "mel_scale must be 'htk'"),
             (self.db_ref in ("max", "one"), "db_ref must be 'max' or 'one'"),

@@ -32,6 +32,7 @@ from vitaledge.device.dsp.spec_fields import (
     positive,
     read_fields,
     require,
+    sample_rate,
 )
 from vitaledge.device.inputs.face import face_input
 from vitaledge.device.inputs.signal_spec import SignalSpecBase
@@ -80,7 +81,8 @@ class MultimodalSignal(SignalSpecBase):
         from vitaledge.device.dsp.hrv import FEATURES
 
         require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
-        positive(self, "fs", "window_s", "hop_s", "physio_fs", "face_size")
+        sample_rate(self, "fs", "physio_fs")
+        positive(self, "window_s", "hop_s", "face_size")
         non_negative(self, "calib_s")
         require(list(self.features) == list(FEATURES), "features",
                 f"{self.features} are not the ones this device computes {list(FEATURES)}")

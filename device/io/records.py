@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.dsp.spec_fields import FS_RANGE
 from vitaledge.device.io.wfdb_signals import leading_number, read_signals
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,6 @@ class LeadMissing(RecordError):
     """The record has no lead of the name asked for."""
 
 
-#: Sample rates a record may declare (Hz). ECG is sampled at 100-1000 Hz in practice; a
-#: header outside this range is a typo or an attack, not a recording (fs 360,000,000 once
-#: made the daemon allocate 1.8 GB before it noticed).
-FS_RANGE = (10.0, 10_000.0)
 
 #: ADC gains (ADC units per physical unit, the sign the lead's polarity) a recording can
 #: have. Outside, the physical signal is not a signal: a gain of 1e300 (or infinity) made

@@ -377,6 +377,13 @@ def manifest_path(artifact: str | Path) -> Path:
     return artifact
 
 
+def unreadable(path: Path, exc: OSError, what: str) -> str:
+    """The one line naming why ``path`` (``what`` it should be) could not be read."""
+    if isinstance(exc, IsADirectoryError) or Path(path).is_dir():
+        return f"{path}: a directory, not {what}"
+    return f"{path}: cannot read {what}: {exc.strerror or exc}"
+
+
 def load_manifest(artifact: str | Path, verify_file: bool = True) -> tuple[Manifest, Path]:
     """Read and validate ``artifact/manifest.json`` (or a manifest path).
 
@@ -397,6 +404,8 @@ def load_manifest(artifact: str | Path, verify_file: bool = True) -> tuple[Manif
                             "manifest.json)") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{mpath}: not valid JSON: {exc}") from exc
+    except OSError as exc:  # a directory in its place, no permission
+        raise ManifestError(unreadable(mpath, exc, "the manifest")) from exc
     m = Manifest.from_dict(raw, where=str(mpath))
     model_path = mpath.parent / m.model_file
     if mpath != Path(artifact) and not Path(artifact).is_dir() \
@@ -428,6 +437,8 @@ def verify_model_file(m: Manifest, model_path: Path) -> bytes:
         data = model_path.read_bytes()
     except FileNotFoundError as exc:
         raise ManifestError(f"{model_path}: model file named by the manifest is missing") from exc
+    except OSError as exc:
+        raise ManifestError(unreadable(model_path, exc, "the model file")) from exc
     if len(data) != m.size_bytes:
         raise ManifestError(f"{model_path}: {len(data)} bytes, manifest says {m.size_bytes} "
                             "(truncated or replaced?)")

@@ -31,6 +31,7 @@ from vitaledge.device.model.manifest import (
     load_manifest,
     manifest_path,
     not_tflite,
+    unreadable,
     verify_model_file,
 )
 from vitaledge.device.model.selftest import check_vectors_file
@@ -131,7 +132,9 @@ def sign_artifact(artifact: str | Path, private_key_path: str | Path) -> Path:
     key = load_private_key(private_key_path)
     try:
         raw = json.loads(mpath.read_text())
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise SignatureError(unreadable(mpath, exc, "the manifest")) from exc
+    except ValueError as exc:
         raise SignatureError(f"{mpath}: cannot read the manifest to sign: {exc}") from exc
     sig = key.sign(canonical_bytes(raw))
     out = mpath.with_name(SIG_FILE)
@@ -186,7 +189,9 @@ def verify_artifact(artifact: str | Path, public_key_path: str | Path) -> dict:
     key = load_public_key(public_key_path)
     try:
         raw = json.loads(mpath.read_text())
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise SignatureError(unreadable(mpath, exc, "the manifest")) from exc
+    except ValueError as exc:
         raise SignatureError(f"{mpath}: cannot read the manifest: {exc}") from exc
     verify_raw(raw, mpath.with_name(SIG_FILE), key)
     return raw

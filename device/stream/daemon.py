@@ -214,6 +214,10 @@ class Daemon:
             check_task("--emotion-model (emotion_model)", self.cfg.emotion_model, emotion,
                        EMOTION_MODEL_TASKS)
             self._models.append(emotion)
+        if self.cfg.emotion_hop_s and all(m.manifest.task == "beat" for m in self._models):
+            raise ValueError("emotion_hop_s (--emotion-hop) steps an emotion model's windows; "
+                             "the model here is a beat model (give one with --emotion-model, "
+                             "or leave it out)")
 
     def _open_source(self) -> None:
         cfg = self.cfg
@@ -253,12 +257,12 @@ class Daemon:
                 self.sinks.append(GuardedSink(spec, sink, lambda spec=spec: open_sink(
                     spec, cfg.fsync, cfg.max_jsonl_bytes, True, cfg.mqtt,
                     self._sink_context)))
+            self.seq = max((s.last_seq() for s in self.sinks), default=0)
         except Exception:
             for s in self.sinks:
                 s.close()
             self.source.stop()
             raise
-        self.seq = max((s.last_seq() for s in self.sinks), default=0)
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + \
             secrets.token_hex(3)
 

@@ -165,6 +165,10 @@ class DaemonConfig:
                     raise ValueError(f"out: sinks {spools[spool]!r} and {spec!r} would share "
                                      f"the spool {spool}; give each its own (?spool=FILE)")
                 spools[spool] = spec
+        for spool, spec in spools.items():  # the spool's tables written into an events file
+            if spool in seen:
+                raise ValueError(f"out: the spool of {spec!r} is the sink file {spool}; "
+                                 "give it its own (?spool=FILE)")
 
 
 #: What ``fallback`` (``--fallback``) takes: cpu runs on the CPU when the delegate cannot load.

@@ -199,7 +199,10 @@ class SqliteSink(LocalSink):
             raise ValueError(f"{self.path}: cannot be an events database ({exc})") from None
 
     def last_seq(self) -> int:
-        row = self._db.execute("SELECT MAX(seq) FROM events").fetchone()
+        try:
+            row = self._db.execute("SELECT MAX(seq) FROM events").fetchone()
+        except sqlite3.DatabaseError as exc:  # a damaged page, met by --append
+            raise ValueError(f"sink {self.path}: cannot read its events ({exc})") from None
         return int(row[0] or 0)
 
     def count(self) -> int:

@@ -47,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.io.records import FS_RANGE, read_record
+from vitaledge.device.dsp.spec_fields import AUDIO_FS_RANGE, FS_RANGE
+from vitaledge.device.io.records import read_record
 from vitaledge.device.stream.auth import address_family, bind_host, is_loopback, read_handshake
 from vitaledge.device.stream.protocol import ProtocolReader, StatusEvent
 
@@ -62,10 +63,10 @@ class SourceError(ValueError):
     """A source specification or its data is unusable; the message says which and why."""
 
 
-#: Sample rates (Hz) an audio source (``stdin-pcm``, a wav/flac replay) may have; every
-#: other source is held to the records' :data:`~vitaledge.device.io.records.FS_RANGE`.
-#: Stages size their buffers by the rate, so an absurd one must be refused before them.
-AUDIO_FS_RANGE = (FS_RANGE[0], 192_000.0)
+# Sample rates (Hz): an audio source (``stdin-pcm``, a wav/flac replay) is held to
+# AUDIO_FS_RANGE, every other source to the records' FS_RANGE (both
+# :mod:`vitaledge.device.dsp.spec_fields`). Stages size their buffers by the rate, so an
+# absurd one must be refused before them.
 
 #: A text sample line (``stdin``, ``tcp:``) longer than this many characters without a
 #: newline is refused: read whole, an endless line would grow the daemon's memory without

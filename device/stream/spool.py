@@ -14,6 +14,10 @@ import sqlite3
 import threading
 from pathlib import Path
 
+#: The spool's tables and the columns it reads (sqlite_sequence: SQLite's, of AUTOINCREMENT).
+SPOOL_TABLES = {"spool": {"id", "seq", "topic", "payload"}, "meta": {"key", "value"},
+                "sqlite_sequence": set()}
+
 
 class Spool:
     def __init__(self, path: str | Path, max_bytes: int):
@@ -23,19 +27,43 @@ class Spool:
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:  # sqlite names no file: the spool's path is the one
             raise sqlite3.OperationalError(f"spool {self.path}: {exc}") from exc
-        with self._db:
-            self._db.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY "
-                             "AUTOINCREMENT, seq INTEGER, topic TEXT NOT NULL, "
-                             "payload BLOB NOT NULL)")
-            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, "
-                             "value INTEGER NOT NULL)")
-        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) "
-                               "FROM spool").fetchone()
-        self.count, self.bytes = int(row[0]), int(row[1])
+        try:
+            self._check_tables()  # before anything is changed in another program's file
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            with self._db:
+                self._db.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY "
+                                 "AUTOINCREMENT, seq INTEGER, topic TEXT NOT NULL, "
+                                 "payload BLOB NOT NULL)")
+                self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, "
+                                 "value INTEGER NOT NULL)")
+            row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) "
+                                   "FROM spool").fetchone()
+            self.count, self.bytes = int(row[0]), int(row[1])
+            self._meta("last_seq")  # a damaged page shows here, not in the sink's thread
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise sqlite3.OperationalError(f"spool {self.path}: {exc}") from exc
+        except ValueError:
+            self._db.close()
+            raise
+
+    def _check_tables(self) -> None:
+        """Refuse (ValueError) a database that holds tables of another program's, or its
+        own tables without their columns: the spool would write into it."""
+        tables = sorted(r[0] for r in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"))
+        other = [t for t in tables if t not in SPOOL_TABLES]
+        if other:
+            raise ValueError(f"spool {self.path}: another program's database (tables "
+                             f"{', '.join(other[:5])}): not an MQTT spool")
+        for table, want in SPOOL_TABLES.items():
+            cols = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if table in tables and not want <= cols:
+                raise ValueError(f"spool {self.path}: its {table} table is not vitaledge's "
+                                 f"(no column {', '.join(sorted(want - cols))})")
 
     def _meta(self, key: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
