@@ -78,6 +78,9 @@ def test_a_folder_in_place_of_the_dat_is_named(rec):
      r"signal 0's ADC gain \S+e-32\d is not a recording's"),
     (lambda h: [h[0], h[1], gain(h[2], "nan(1024)/mV")], r"signal 1's ADC gain nan"),
     (lambda h: [h[0]] + [gain(ln, "two") for ln in h[1:]], r"ADC gain 'two' is not a number"),
+    # a warning that lead MLII was not found in "leads []", then "no signal channel 0"
+    (lambda h: [h[0].replace(" 2 ", " 0 ", 1)], r"^\S*s000\.hea: declares no signal \(0 "
+                                               r"channels\)$"),
 ])
 def test_malformed_headers_are_named(rec, edit, message):
     write_header(rec, edit(header(rec)))

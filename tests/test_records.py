@@ -101,6 +101,17 @@ def test_data_synth_does_not_replace_records_without_overwrite(tmp_path):
     assert r.output == (f"Error: {tmp_path / 's000.hea'}: already exists (an earlier run?); "
                         "give a new --out, or --overwrite to replace it\n")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    # a folder where a file goes: refused before anything is written (s000 and s001.hea
+    # were written over, then the run stopped on "[Errno 21] Is a directory")
+    (tmp_path / "s001.dat").unlink()
+    (tmp_path / "s001.dat").mkdir()
+    del before["s001.dat"]
+    r = synth("--seed", "5", "--overwrite")
+    assert r.exit_code == 1 and r.output == (
+        f"Error: {tmp_path / 's001.dat'}: a directory where a record file goes; not "
+        "replaced\n"), r.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    (tmp_path / "s001.dat").rmdir()
     r = synth("--seed", "5", "--overwrite")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "s000.dat").read_bytes() != before["s000.dat"]

@@ -244,6 +244,8 @@ def read_record(path: str | Path, lead: str = "MLII", annotator: str | None = "a
         fs, names, p_signal = rec.fs, list(rec.sig_name or []), rec.p_signal
     if not np.isfinite(fs) or fs <= 0:
         raise RecordError(f"{path}.hea: sample rate {fs!r} is not a positive number")
+    if p_signal is None or p_signal.ndim != 2 or p_signal.shape[1] == 0:
+        raise RecordError(f"{path}.hea: declares no signal (0 channels)")
     if lead in names:
         ch = names.index(lead)
     elif lead != "MLII":  # a lead asked for by name must exist; the default falls back

@@ -415,9 +415,16 @@ def synth_database(out_dir: str | Path, n_records: int = 4, minutes: float = 5.0
     ``out_dir`` is raised before any is written; a ValueError too when ``out_dir`` cannot
     be created."""
     out_dir = Path(out_dir)
+    files = [out_dir / f"s{i:03d}{ext}" for i in range(n_records)
+             for ext in (".hea", ".dat", ".atr")]
+    # checked before any is written: a folder in a file's place stopped the run after the
+    # records before it (and this record's header) had been written
+    odd = next((f for f in files if f.exists() and not f.is_file()), None)
+    if odd is not None:
+        raise ValueError(f"{odd}: {'a directory' if odd.is_dir() else 'not a file'} where a "
+                         "record file goes; not replaced")
     if not overwrite:
-        held = next((f for i in range(n_records) for ext in (".hea", ".dat", ".atr")
-                     if (f := out_dir / f"s{i:03d}{ext}").exists()), None)
+        held = next((f for f in files if f.exists()), None)
         if held is not None:
             raise ValueError(f"{held}: already exists (an earlier run?); give a new --out, "
                              "or --overwrite to replace it")
