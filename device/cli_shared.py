@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -57,8 +57,23 @@ def json_out_ready(path: str | Path | None, option: str = "--json") -> None:
     except OSError as exc:
         raise click.ClickException(f"{option} {path}: cannot create {folder}: "
                                    f"{exc.strerror or exc}") from exc
-    if not os.access(folder, os.W_OK) or Path(path).is_dir():
-        raise click.ClickException(f"{option} {path}: cannot write there")
+    if Path(path).is_dir():
+        raise click.ClickException(f"{option} {path}: a directory, not a file")
+    why = unwritable(folder)
+    if why:
+        raise click.ClickException(f"{option} {path}: cannot write there ({why})")
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why no file can be made in ``folder`` (None: one can), found by making one and
+    removing it: permission bits say nothing to root, and /proc or a read-only mount
+    refuse what os.access allows (results were printed, then the run failed writing)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vitaledge-probe-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def out_dir_ready(path: str | Path | None, option: str = "--out") -> list[Path]:
@@ -74,8 +89,9 @@ def out_dir_ready(path: str | Path | None, option: str = "--out") -> list[Path]:
     except OSError as exc:  # a file on the way, no permission
         raise click.ClickException(f"{option} {path}: cannot create it: "
                                    f"{exc.strerror or exc}") from exc
-    if not os.access(folder, os.W_OK):
-        raise click.ClickException(f"{option} {path}: cannot write there")
+    why = unwritable(folder)
+    if why:
+        raise click.ClickException(f"{option} {path}: cannot write there ({why})")
     return made
 
 

@@ -8,6 +8,7 @@ import json
 import math
 import re
 import socket
+from pathlib import Path
 
 import click
 import pytest
@@ -687,3 +688,26 @@ def test_fleet_tail_counts_an_event_without_seq_as_malformed():
         with pytest.raises(ValueError, match="no seq"):
             d.first_time("s/d", body)
     assert d.duplicates == 0
+
+
+def test_an_output_where_no_file_can_be_made_is_refused_before_the_work(synth_dir, tmp_path):
+    """--json /proc/x.json passed the permission check (root may write anywhere, says
+    os.access), the command printed its results, then failed writing them."""
+    import click
+
+    from vitaledge.device.cli_shared import json_out_ready, out_dir_ready
+
+    proc = Path("/proc")
+    if not proc.is_dir():
+        pytest.skip("no /proc on this machine")
+    r = invoke(["bench", "detector", "--data", synth_dir, "--no-xqrs", "--json",
+                proc / "vitaledge-x.json"])
+    assert error_line(r).startswith(f"Error: --json {proc / 'vitaledge-x.json'}: cannot "
+                                    "write there ("), r.output
+    assert r.output.count("\n") == 1  # the line alone: no results before it
+    with pytest.raises(click.ClickException, match="a directory, not a file"):
+        json_out_ready(tmp_path)
+    json_out_ready(tmp_path / "new" / "x.json")  # made, and writable
+    assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())
+    with pytest.raises(click.ClickException, match=r"--out /proc/vx: cannot"):
+        out_dir_ready("/proc/vx")
