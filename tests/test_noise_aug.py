@@ -132,7 +132,7 @@ def test_flat_noise_is_refused(synth_dir):
 
 @pytest.mark.parametrize("extra, message", [
     (["--noise-snr", "24,6"], "snr_db"),
-    (["--noise-snr", "six,24"], "could not convert"),
+    (["--noise-snr", "six,24"], "--noise-snr: 'six,24': expected LOW,HIGH in dB"),
     (["--noise-aug", "."], "no WFDB noise records"),
     (["--split", "beat"], "split by patient"),
     (["--no-aug", "--noise-copies", "2"], "need --noise-aug"),

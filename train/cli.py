@@ -325,9 +325,13 @@ def train_beat_cmd(arch, data, records, csv_train, csv_test, lead, convention, f
         from .noise_aug import NoiseAug, require_patient_split
 
         try:
+            snrs = [float(v) for v in noise_snr.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"{noise_snr!r}: expected LOW,HIGH in dB, e.g. 6,24",
+                                     param_hint="--noise-snr") from None
+        try:
             require_patient_split(split)
-            aug = NoiseAug(str(Path(noise_aug).resolve()), noise_copies,
-                           [float(v) for v in noise_snr.split(",")])
+            aug = NoiseAug(str(Path(noise_aug).resolve()), noise_copies, snrs)
             aug.noise_paths()
             noise_aug = aug.to_dict()
         except ValueError as exc:
