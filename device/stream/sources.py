@@ -689,9 +689,8 @@ def open_source(spec: str, fs: float | None = None, speed: str | float | None = 
     scheme, _, rest = spec.partition(":")
     kind = SOURCES.get(scheme)
     if kind is None:
-        raise SourceError(f"unknown source {spec!r}: expected one of the schemes "
-                          f"{', '.join(SOURCES)} (replay:PATH, stdin, tcp:HOST:PORT, "
-                          "serial:PATH[@BAUD] ...)")
+        raise SourceError(f"unknown source {spec!r}: expected "
+                          f"{' | '.join(k.usage for k in SOURCES.values())}")
     audio = kind.audio or ((fmt := replayed(spec)) is not None and fmt.audio)
     if fs is not None:  # refused before anything is opened or allocated
         check_fs(f"source {spec}", fs, audio)
