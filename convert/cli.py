@@ -130,15 +130,21 @@ def convert_cmd(run_dir, targets, quant, prune, prune_epochs, qat, representativ
             where = getattr(exc, "filename", None) or run_dir
             raise click.ClickException(f"{where}: {getattr(exc, 'strerror', None) or exc}"
                                        ) from exc
-    if sign_key:
-        from vitaledge.device.model.signing import sign_artifact
+        failed = [r.variant for r in results if r.status == FAIL]
+        if failed and len(failed) == len(results):  # nothing made: the earlier comes back
+            click.echo(f"failed: {', '.join(failed)}", err=True)
+            sys.exit(2)
+        if sign_key:  # a signature that cannot be written fails the run, earlier back too
+            from vitaledge.device.model.signing import SignatureError, sign_artifact
 
-        for r in results:
-            if r.status != FAIL and (r.path / "manifest.json").exists():
-                click.echo(f"signed {sign_artifact(r.path, sign_key)}")
-    failed = [r.variant for r in results if r.status == FAIL]
+            for r in results:
+                if r.status != FAIL and (r.path / "manifest.json").exists():
+                    try:
+                        click.echo(f"signed {sign_artifact(r.path, sign_key)}")
+                    except SignatureError as exc:
+                        raise click.ClickException(str(exc)) from exc
     dropped = [r.variant for r in results if r.status == DROP]
-    if failed:
+    if failed:  # some made: they stay, and the exit says some failed
         click.echo(f"failed: {', '.join(failed)}", err=True)
         sys.exit(2)
     if dropped and not allow_drop:

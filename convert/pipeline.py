@@ -41,8 +41,8 @@ def convert_run(run_dir: Path, out: Path, opts: ConvertOptions,
     converter (:data:`.targets.FAMILIES`): beat runs are converted here
     (:func:`convert_beat_run`), emotion runs by :func:`.emotion.convert_emotion_run`.
     ``before_writing`` is called once every option has been checked against the run and
-    before anything is written to ``out`` (``convert --overwrite`` clears the earlier
-    conversion there: a refused option left it removed).
+    before anything is written to ``out`` (``convert --overwrite`` sets the earlier
+    conversion there aside then, so a refused option leaves it as it was).
     """
     run_dir, out = Path(run_dir), Path(out)
     return converter(file_task(run_dir / "config.json"))(run_dir, out, opts, before_writing)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import click
 
@@ -45,6 +46,33 @@ def _flag_named(message: str, overrides: dict) -> str:
     if sep and overrides.get(key) is not None:
         return f"{_RUN_FLAGS.get(key, '--' + key.replace('_', '-'))} {rest}"
     return message
+
+
+#: Config keys that do nothing unless another key (top level, or in the same table) is set:
+#: (table or "", key, the key it needs).
+_NEEDS = (("", "api_host", "api_port"), ("", "api_token_file", "api_port"),
+          ("ota", "models_dir", "enabled"), ("ota", "probation_s", "enabled"))
+
+
+def config_keys_that_do_nothing(config: str, port_flag: bool, ota_flag: bool) -> None:
+    """Refuse a config file setting a key whose feature it never mentions (api_host with
+    no api_port, an [ota] table's models_dir with no enabled) and no flag switches on: it
+    was taken and did nothing. A feature switched off on purpose (``api_port = 0``,
+    ``enabled = false``, ``--api-port 0``) keeps its keys."""
+    import tomllib
+
+    from vitaledge.device.stream.daemon_config import DaemonConfig
+
+    raw = tomllib.loads(Path(config).read_text())  # read whole by DaemonConfig already
+    default = DaemonConfig()
+    for table, key, needs in _NEEDS:
+        where = raw.get(table, {}) if table else raw
+        flagged = ota_flag if table else port_flag
+        set_here = key in where and (table or where[key] != getattr(default, key))
+        if set_here and needs not in where and not flagged:
+            name = f"[{table}] {key}" if table else key
+            raise click.ClickException(f"{config}: {name} is for {needs} (or its flag): "
+                                       f"without it, it does nothing")
 
 
 @device_group.command("run")
@@ -161,25 +189,16 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
         if speed is not None and is_live(cfg.source):
             raise click.UsageError(f"--speed paces a replay; {cfg.source} comes at its own "
                                    "pace")
-        default = DaemonConfig()
-        for flag, key, given, needs, on in (
-                ("--api-host", "api_host", api_host, "--api-port", bool(cfg.api_port)),
-                ("--api-token-file", "api_token_file", api_token_file, "--api-port",
-                 bool(cfg.api_port)),
-                ("--models-dir", "ota models_dir", models_dir, "--ota",
-                 bool(cfg.ota.get("enabled"))),
-                ("--probation", "ota probation_s", probation_s, "--ota",
-                 bool(cfg.ota.get("enabled")))):
-            if on:
-                continue
-            if given is not None:  # it would be taken and ignored
+        for flag, given, needs, on in (
+                ("--api-host", api_host, "--api-port", bool(cfg.api_port)),
+                ("--api-token-file", api_token_file, "--api-port", bool(cfg.api_port)),
+                ("--models-dir", models_dir, "--ota", bool(cfg.ota.get("enabled"))),
+                ("--probation", probation_s, "--ota", bool(cfg.ota.get("enabled")))):
+            if given is not None and not on:  # it would be taken and ignored
                 raise click.UsageError(f"{flag} is for {needs} (or its config key): without "
                                        "it, it does nothing")
-            table, _, name = key.rpartition(" ")
-            if (name in cfg.ota) if table else getattr(cfg, key) != getattr(default, key):
-                raise click.ClickException(
-                    f"{config}: {key} is for {needs} (or its config key): without it, it "
-                    "does nothing")
+        if config:
+            config_keys_that_do_nothing(config, api_port is not None, ota is not None)
         if lead is not None and not takes_lead(cfg.source):
             raise click.UsageError(f"--lead picks a lead of a recording with several (a WFDB "
                                    f"record); {cfg.source} carries one signal")

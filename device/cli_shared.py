@@ -232,13 +232,13 @@ def repeated(items: list) -> list:
 
 
 class SampleRate(click.ParamType):
-    """A sample rate in Hz inside :data:`~vitaledge.device.io.records.FS_RANGE`, the rates
+    """A sample rate in Hz inside :data:`~vitaledge.device.dsp.spec_fields.FS_RANGE`, the rates
     every record reader accepts; NaN and infinities fail too."""
 
     name = "hz"
 
     def convert(self, value, param, ctx):
-        from vitaledge.device.io.records import FS_RANGE
+        from vitaledge.device.dsp.spec_fields import FS_RANGE
 
         fs = click.FLOAT.convert(value, param, ctx)
         lo, hi = FS_RANGE

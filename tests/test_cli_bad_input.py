@@ -166,14 +166,15 @@ def cases(tmp_path, fake_records):
          ["--models-dir is for --ota"]),
         (["device", "run", "--model", "art", "--source", "replay:rec", "--api-host",
           "0.0.0.0"], ["--api-host is for --api-port"]),
-        # the same as config keys (they were taken and did nothing, exit 0)
+        # the same as config keys whose feature the file never mentions (they were taken
+        # and did nothing, exit 0)
         *[(["device", "run", "--config", toml(tmp_path, body)],
-           [".toml: ", f"{key} is for {needs}"])
+           [".toml: ", f"{key} is for {needs} (or its flag)"])
           for body, key, needs in (
-              ('api_host = "0.0.0.0"', "api_host", "--api-port"),
-              ('api_token_file = "nonexist"', "api_token_file", "--api-port"),
-              ('[ota]\nmodels_dir = "m"', "ota models_dir", "--ota"),
-              ("[ota]\nprobation_s = 5.0", "ota probation_s", "--ota"))],
+              ('api_host = "0.0.0.0"', "api_host", "api_port"),
+              ('api_token_file = "nonexist"', "api_token_file", "api_port"),
+              ('[ota]\nmodels_dir = "m"', "[ota] models_dir", "enabled"),
+              ("[ota]\nprobation_s = 5.0", "[ota] probation_s", "enabled"))],
         (["device", "run", "--config", toml(tmp_path, 'fallback = "cpuu"')],
          ["fallback 'cpuu'", "['none', 'cpu']"]),
         (["device", "run", "--model", "art", "--source", "stdin", "--fs", "360", "--speed",
@@ -711,3 +712,22 @@ def test_an_output_where_no_file_can_be_made_is_refused_before_the_work(synth_di
     assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())
     with pytest.raises(click.ClickException, match=r"--out /proc/vx: cannot"):
         out_dir_ready("/proc/vx")
+
+
+def test_config_keys_of_a_feature_switched_off_on_purpose_are_kept(tmp_path):
+    """A key whose feature the file never mentions is refused (it did nothing); one whose
+    feature is switched off in the file (api_port = 0, [ota] enabled = false) or switched on
+    by a flag is not: turning the API or OTA off must not need the other keys removed."""
+    from vitaledge.device.cli import config_keys_that_do_nothing
+
+    for body, port_flag, ota_flag in (
+            ('api_port = 0\napi_host = "0.0.0.0"\napi_token_file = "t"', False, False),
+            ('api_host = "0.0.0.0"', True, False),  # --api-port given
+            ('api_host = "127.0.0.1"', False, False),  # the default, said out loud
+            ('[ota]\nenabled = false\nmodels_dir = "m"\nprobation_s = 30.0', False, False),
+            ('[ota]\nmodels_dir = "m"', False, True)):  # --ota given
+        config_keys_that_do_nothing(str(toml(tmp_path, body)), port_flag, ota_flag)
+    with pytest.raises(click.ClickException, match=r"\.toml: \[ota\] probation_s is for "
+                                                   r"enabled \(or its flag\)"):
+        config_keys_that_do_nothing(str(toml(tmp_path, "[ota]\nprobation_s = 30.0")),
+                                    True, False)

@@ -330,6 +330,8 @@ def test_a_convert_overwrite_that_fails_part_way_puts_the_earlier_conversion_bac
             (art / "cpu-int8" / "model.tflite").write_bytes(b"half")
             (art / "cpu-fp32").mkdir()
             (art / "cpu-fp32" / "manifest.json").write_text("{}")
+            (art / "gpu-fp16").mkdir()  # a new name, half written: no manifest either
+            (art / "gpu-fp16" / "model.tflite").write_bytes(b"half")
             raise exc
         return write_heldout
 
@@ -346,6 +348,18 @@ def test_a_convert_overwrite_that_fails_part_way_puts_the_earlier_conversion_bac
     r = invoke(["convert", run, "--target", "cpu", "--quant", "int8", "--out", art,
                 "--overwrite"])
     assert r.exit_code != 0 and isinstance(r.exception, (KeyboardInterrupt, SystemExit))
+    assert digests() == before
+    monkeypatch.undo()
+    # every target failing (a full disk inside TensorFlow's converter is one): exit 2, and
+    # the earlier conversion back, not an empty folder
+    import vitaledge.convert.variants as variants
+
+    def refuse(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(variants, "to_tflite", refuse)
+    r = invoke(["convert", run, "--target", "cpu", "--quant", "int8", "--out", art,
+                "--overwrite"])
+    assert r.exit_code == 2 and "failed: cpu-int8" in r.output, r.output
     assert digests() == before
 
 

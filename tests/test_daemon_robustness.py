@@ -161,7 +161,7 @@ def test_no_beats_is_not_reported_for_a_normal_rhythm(fake_models, tmp_path):
                                   "frames+tcp:127.0.0.1:0", "replay:{csv}"])
 @pytest.mark.parametrize("fs", [1e9, 5e8, 2.0])
 def test_implausible_sample_rate_is_refused_naming_value_and_range(spec, fs, tmp_path):
-    from vitaledge.device.io.records import FS_RANGE
+    from vitaledge.device.dsp.spec_fields import FS_RANGE
 
     csv = csv_record(tmp_path / "x.csv", np.zeros(10))
     with pytest.raises(sources.SourceError) as exc:

@@ -26,6 +26,7 @@ from vitaledge.device.cli_shared import (
 )
 from vitaledge.device.dsp.windows import CONVENTIONS
 from vitaledge.device.inputs.mel import FEATURE_NORMS
+from vitaledge.device.inputs.multimodal import PHYSIO_FS_RANGE
 from vitaledge.device.io.beats import ANCHORS
 
 from . import zoo
@@ -705,7 +706,7 @@ def train_emotion_ecg_cmd(dataset, data, trust_pickle, threshold, arch, hop_s, b
               help="Seconds of ECG+GSR per window.")
 @deprecated_alias("--window", "--window-seconds", "window_s",
                   type=FiniteRange(0, 600, min_open=True))
-@click.option("--physio-fs", type=FiniteRange(1, 1000), default=16.0, show_default=True,
+@click.option("--physio-fs", type=FiniteRange(*PHYSIO_FS_RANGE), default=16.0, show_default=True,
               help="Rate of the physio sequence the LSTM reads (Hz).")
 @click.option("--conv-layers", type=click.IntRange(1, 8), default=2, show_default=True)
 @click.option("--lstm-units", type=click.IntRange(1, 4096), default=64, show_default=True)

@@ -76,19 +76,6 @@ def is_output(p: Path, names: str, artifacts: bool = False) -> bool:
                                                   and (p / "manifest.json").is_file())
 
 
-def clear_outputs(path: Path, names: str, artifacts: bool = False) -> list[str]:
-    """Remove from ``path`` its outputs (:func:`is_output`). What else the folder holds is
-    left. Returns the names removed."""
-    gone = []
-    if not Path(path).is_dir():
-        return gone
-    for p in sorted(Path(path).iterdir()):
-        if is_output(p, names, artifacts):
-            remove(p)
-            gone.append(p.name)
-    return gone
-
-
 def remove(p: Path) -> None:
     """Remove the file or folder ``p`` (a link itself, not what it points to)."""
     if p.is_dir() and not p.is_symlink():
@@ -107,8 +94,9 @@ def replacing(path: Path, names: str, overwrite: bool, option: str = "--out",
     """With ``overwrite``, the earlier run's outputs in ``path`` (``names`` and, with
     ``artifacts``, artifact folders: :func:`is_output`) are moved aside into ``path/ASIDE``
     while the block writes the new run. If the block fails (a refused input, an error,
-    Ctrl-C), what it wrote as outputs (or under an earlier output's name) is removed and the
-    earlier outputs are put back: a run refused halfway no longer costs the earlier one.
+    Ctrl-C), everything it made in ``path`` is removed (a half-written artifact too, whose
+    manifest.json is written last) and the earlier outputs are put back: a run refused
+    halfway no longer costs the earlier one.
     If it succeeds, the earlier outputs are removed. Without ``overwrite``, or with no
     earlier outputs, nothing is moved (and nothing removed)."""
     path = Path(path)
@@ -131,14 +119,14 @@ def replacing(path: Path, names: str, overwrite: bool, option: str = "--out",
             where = f" ({exc.filename})" if exc.filename else ""
             raise click.ClickException(f"{option} {path}: cannot set the earlier outputs "
                                        f"aside{where}: {exc.strerror or exc}") from exc
+    kept = {p.name for p in path.iterdir()} if moved else set()  # the user's, and ASIDE
     try:
         yield
     except BaseException:
-        if moved:  # what the failed run wrote goes, the earlier comes back
-            clear_outputs(path, names, artifacts)
-            for name in moved:  # a half-written artifact has no manifest.json yet
-                if (path / name).exists() or (path / name).is_symlink():
-                    remove(path / name)
+        if moved:  # what the failed run made goes, the earlier comes back
+            for p in sorted(path.iterdir()):
+                if p.name not in kept:
+                    remove(p)
             _return(path, aside, moved)
         raise
     if moved:

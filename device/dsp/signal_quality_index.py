@@ -37,7 +37,7 @@ Which indices, and why (the literature's choice for single-lead ambulatory ECG):
   stretches of 118, where detection was perfect, and 1 % of clean 118; adding it bought
   0.1 point of Se/+P outside the flagged time for 19 points more flagged time. pSQI under
   0.3-0.5 as a reason for ``doubtful`` (on the 22 DS1 records' ``ma`` 6 dB copies) bought
-  0.03-0.14 point of +P outside the flagged time for 7-33 points more of it: the blocks
+  0.03-0.14 point of +P outside the flagged time for 7-30 points more of it: the blocks
   with a false beat have only a little lower pSQI than those without (docs/experiments.md).
 
 * **QRS amplitude** (a floor, not an index of its own): the median peak-to-peak of the

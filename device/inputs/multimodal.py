@@ -56,6 +56,10 @@ def default_signal(window_s: float = 30.0, hop_s: float = 5.0, physio_fs: float 
             "feature_std": [1.0] * len(FEATURES), "gsr_min_amp": 0.05, "face_size": 48}
 
 
+#: The rates (Hz) the physio sequence may be resampled to (``--physio-fs``).
+PHYSIO_FS_RANGE = (1.0, 1000.0)
+
+
 @dataclass(frozen=True)
 class MultimodalSignal(SignalSpecBase):
     """The ``signal`` dict, typed and checked (see :func:`default_signal`)."""
@@ -81,7 +85,10 @@ class MultimodalSignal(SignalSpecBase):
         from vitaledge.device.dsp.hrv import FEATURES
 
         require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
-        sample_rate(self, "fs", "physio_fs")
+        sample_rate(self, "fs")
+        # the resampled ECG+GSR sequence the LSTM reads: a few Hz is usual for GSR, so it
+        # takes what train emotion-multimodal --physio-fs does (1-1000 Hz)
+        sample_rate(self, "physio_fs", bounds=PHYSIO_FS_RANGE)
         positive(self, "window_s", "hop_s", "face_size")
         non_negative(self, "calib_s")
         require(list(self.features) == list(FEATURES), "features",

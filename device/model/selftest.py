@@ -36,7 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.model.manifest import Manifest, ManifestError, SelfTestRef, input_key
+from vitaledge.device.model.manifest import (
+    Manifest,
+    ManifestError,
+    SelfTestRef,
+    input_key,
+    unreadable,
+)
 
 SELFTEST_FILE = "selftest.npz"
 DEFAULT_VECTORS = 8
@@ -139,9 +145,11 @@ def vectors_bytes(path: Path, ref: SelfTestRef) -> bytes:
     (size and sha256); SelfTestError when it is missing or does not match."""
     try:
         data = path.read_bytes()
-    except OSError as exc:
+    except FileNotFoundError as exc:
         raise SelfTestError(f"{path}: self-test vectors named by the manifest are missing "
                             f"({exc.strerror or exc})") from exc
+    except OSError as exc:  # a directory in its place, no permission
+        raise SelfTestError(unreadable(path, exc, "the self-test vectors file")) from exc
     if len(data) != ref.size_bytes or hashlib.sha256(data).hexdigest() != ref.sha256:
         raise SelfTestError(f"{path}: {len(data)} bytes that do not match the manifest's "
                             "selftest sha256/size (corrupt or tampered)")

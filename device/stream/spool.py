@@ -14,9 +14,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
-#: The spool's tables and the columns it reads (sqlite_sequence: SQLite's, of AUTOINCREMENT).
-SPOOL_TABLES = {"spool": {"id", "seq", "topic", "payload"}, "meta": {"key", "value"},
-                "sqlite_sequence": set()}
+#: The spool's tables and the columns it reads (tables named sqlite_... are SQLite's own:
+#: sqlite_sequence of AUTOINCREMENT, sqlite_stat1 of an ANALYZE an operator ran).
+SPOOL_TABLES = {"spool": {"id", "seq", "topic", "payload"}, "meta": {"key", "value"}}
 
 
 class Spool:
@@ -55,7 +55,7 @@ class Spool:
         own tables without their columns: the spool would write into it."""
         tables = sorted(r[0] for r in self._db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'"))
-        other = [t for t in tables if t not in SPOOL_TABLES]
+        other = [t for t in tables if t not in SPOOL_TABLES and not t.startswith("sqlite_")]
         if other:
             raise ValueError(f"spool {self.path}: another program's database (tables "
                              f"{', '.join(other[:5])}): not an MQTT spool")
