@@ -13,6 +13,7 @@ what an uncached one (and the device) computes.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 from vitaledge.device.dsp.resample import resample
 from vitaledge.device.inputs.audio import read_wav
 from vitaledge.device.inputs.mel import SpeechSignal, clip_log_mel
+from vitaledge.device.io.atomic import write_atomic
 
 #: Signal fields applied after the log-mel spectrogram: not part of the cache key.
 AFTER_LOG_MEL = ("feature_norm", "image_count", "image_width", "image_hop")
@@ -131,7 +133,7 @@ class MelCache:
             if self.root is not None:
                 p = self._path(signal, hashlib.sha256(k.encode()).hexdigest())
                 p.parent.mkdir(parents=True, exist_ok=True)
-                tmp = p.with_suffix(f".{os.getpid()}.tmp.npy")
-                np.save(tmp, out[i])
-                os.replace(tmp, p)  # atomic: a concurrent reader never sees half a file
+                buf = io.BytesIO()
+                np.save(buf, out[i])
+                write_atomic(p, buf.getvalue())  # a concurrent reader never sees half a file
         return out  # type: ignore[return-value]

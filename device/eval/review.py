@@ -15,8 +15,6 @@ import base64
 import errno
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,7 @@ from vitaledge.device.eval.score_events import (
 )
 from vitaledge.device.eval.scoring import match_outside, outside, score_pairs
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
+from vitaledge.device.io.atomic import write_atomic
 from vitaledge.device.io.records import Record, read_record
 
 #: Error kinds, in the order the page lists their counts.
@@ -184,17 +183,7 @@ def write_review(events: str | Path, record: str | Path, out: str | Path,
                           run=chosen)
     page = render_html(review)
     out.parent.mkdir(parents=True, exist_ok=True)  # as --json's folder and the sinks'
-    umask = os.umask(0)
-    os.umask(umask)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the page from others
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out, page)
     return review
 
 

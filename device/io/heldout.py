@@ -20,6 +20,7 @@ as ``X_0`` and a signal of ``{"kind": "beat", "window": ...}``.
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 import zlib
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from vitaledge.device.io.atomic import write_atomic
 
 
 class HeldoutError(ValueError):
@@ -83,10 +86,9 @@ def write_heldout(path: str | Path, inputs: np.ndarray | list[np.ndarray], y: np
         arrays["record"] = np.asarray(groups).astype(str)
     if times is not None:
         arrays["sample"] = np.asarray(times, np.int64)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, y=np.asarray(y, np.int64), signal=json.dumps(signal), **arrays)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, y=np.asarray(y, np.int64), signal=json.dumps(signal), **arrays)
+    write_atomic(path, buf.getvalue())
     return path
 
 

@@ -33,6 +33,7 @@ from vitaledge.device.inputs.emotion_ecg import EcgEmotionSignal
 from vitaledge.device.inputs.mel import SpeechSignal
 from vitaledge.device.inputs.multimodal import MultimodalSignal
 from vitaledge.device.io.aami import CLASSES
+from vitaledge.device.io.atomic import write_atomic
 
 SCHEMA_VERSION = 4
 # Version 1 had no ``extra_inputs`` (every model had one input); it is read as an empty list.
@@ -220,10 +221,7 @@ class Manifest:
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a crash never leaves a half-written manifest."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "manifest") -> Manifest:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.io.atomic import write_atomic
 from vitaledge.device.model.manifest import (
     Manifest,
     ManifestError,
@@ -132,10 +132,7 @@ def write_selftest(artifact: str | Path, model, X, y: np.ndarray | None = None,
     buf = io.BytesIO()
     np.savez_compressed(buf, expected=expected, **arrays)
     data = buf.getvalue()
-    path = Path(artifact) / SELFTEST_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(Path(artifact) / SELFTEST_FILE, data)
     return SelfTestRef(file=SELFTEST_FILE, sha256=hashlib.sha256(data).hexdigest(),
                        size_bytes=len(data), vectors=int(len(idx)), atol=default_atol(m))
 

@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vitaledge.device.io.atomic import write_atomic
 from vitaledge.device.model.manifest import (
     ManifestError,
     load_manifest,
@@ -140,13 +141,11 @@ def sign_artifact(artifact: str | Path, private_key_path: str | Path) -> Path:
     out = mpath.with_name(SIG_FILE)
     if out.is_symlink() or (out.exists() and not out.is_file()):
         raise SignatureError(f"{out}: exists and is not a regular file; not signed")
-    tmp = out.with_suffix(".sig.tmp")
     try:
-        tmp.write_text(json.dumps({"algorithm": "ed25519", "key_id": key_id(key.public_key()),
-                                   "signature": base64.b64encode(sig).decode()}) + "\n")
-        tmp.replace(out)
+        write_atomic(out, json.dumps({"algorithm": "ed25519",
+                                      "key_id": key_id(key.public_key()),
+                                      "signature": base64.b64encode(sig).decode()}) + "\n")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise SignatureError(f"{out}: cannot write the signature: {exc.strerror or exc}") from exc
     return out
 

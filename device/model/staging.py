@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitaledge.device.inputs.beat import DECISION_RULES
+from vitaledge.device.io.atomic import write_atomic
 from vitaledge.device.model.manifest import (
     Manifest,
     ManifestError,
@@ -300,12 +301,7 @@ class ModelStore:
         marker = {**note, "release": name, "before": {"current": before.current,
                                                       "previous": before.previous},
                   "time": time.time()}
-        tmp = self.root / f".{PENDING_FILE}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps(marker) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.root / PENDING_FILE)
+        write_atomic(self.root / PENDING_FILE, json.dumps(marker) + "\n", fsync=True)
         self._link("previous", before.current)
         self._link("current", name)
         self._sync()
