@@ -234,13 +234,13 @@ def test_assembler_takes_chunks_in_any_order_with_duplicates():
     parts = list(ota_wire.chunks("d-1", files, 1000))
     assert head["files"]["model.tflite"]["chunks"] == 11 and len(parts) == 12
     a = ota_wire.Assembler(max_bytes=1_000_000, timeout_s=5)
-    assert [o.kind for o in a.feed(ota_wire.encode(head))] == ["received"]
+    assert [o.kind for o in a.feed(mqtt.payload(head))] == ["received"]
     rng = np.random.default_rng(0)
     order = list(rng.permutation(len(parts))) + [0, 3]  # out of order, then resends
-    outs = [o for i in order[:-2] for o in a.feed(ota_wire.encode(parts[i]))]
+    outs = [o for i in order[:-2] for o in a.feed(mqtt.payload(parts[i]))]
     assert [o.kind for o in outs] == ["complete"]
     assert outs[0].deployment.files == files and outs[0].deployment.signature
-    assert [o.kind for o in a.feed(ota_wire.encode(parts[0]))] == ["ignored"]
+    assert [o.kind for o in a.feed(mqtt.payload(parts[0]))] == ["ignored"]
 
 
 @pytest.mark.parametrize("payload, reason", [
@@ -265,24 +265,24 @@ def test_assembler_bounds_size_and_silence_and_supersedes():
     t = [0.0]
     a = ota_wire.Assembler(max_bytes=5000, timeout_s=10, clock=lambda: t[0])
     big = ota_wire.header("d-big", {}, None, {"m": b"x" * 6000}, 1000)
-    out = a.feed(ota_wire.encode(big))
+    out = a.feed(mqtt.payload(big))
     assert out[0].kind == "refused" and "larger than this device takes" in out[0].reason
     files = {"m": b"y" * 3000}
-    a.feed(ota_wire.encode(ota_wire.header("d-1", {}, None, files, 1000)))
-    a.feed(ota_wire.encode(next(ota_wire.chunks("d-1", files, 1000))))
+    a.feed(mqtt.payload(ota_wire.header("d-1", {}, None, files, 1000)))
+    a.feed(mqtt.payload(next(ota_wire.chunks("d-1", files, 1000))))
     t[0] = 5.0
     assert a.expire() == []
     t[0] = 12.0
     (late,) = a.expire()
     assert late.kind == "refused" and late.reason.startswith("incomplete: 1 of 3 chunks")
-    a.feed(ota_wire.encode(ota_wire.header("d-2", {}, None, files, 1000)))
-    out = a.feed(ota_wire.encode(ota_wire.header("d-3", {}, None, files, 1000)))
+    a.feed(mqtt.payload(ota_wire.header("d-2", {}, None, files, 1000)))
+    out = a.feed(mqtt.payload(ota_wire.header("d-3", {}, None, files, 1000)))
     assert out[0].kind == "refused" and "superseded by deployment d-3" in out[0].reason
     bad = dict(next(ota_wire.chunks("d-3", files, 1000)), data="!!")
-    assert "not base64" in a.feed(ota_wire.encode(bad))[0].reason
+    assert "not base64" in a.feed(mqtt.payload(bad))[0].reason
     tampered = {"m": b"z" * 3000}  # chunks that do not match the header's sha256
-    a.feed(ota_wire.encode(ota_wire.header("d-4", {}, None, files, 1000)))
-    outs = [o for c in ota_wire.chunks("d-4", tampered, 1000) for o in a.feed(ota_wire.encode(c))]
+    a.feed(mqtt.payload(ota_wire.header("d-4", {}, None, files, 1000)))
+    outs = [o for c in ota_wire.chunks("d-4", tampered, 1000) for o in a.feed(mqtt.payload(c))]
     assert outs[-1].kind == "refused" and "corrupted in transit" in outs[-1].reason
 
 

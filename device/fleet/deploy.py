@@ -97,8 +97,8 @@ def messages(bundle: Bundle, deployment: str,
     """The header and chunk payloads of a deployment of ``bundle``."""
     head = ota_wire.header(deployment, bundle.manifest, bundle.signature, bundle.files,
                            chunk_bytes, sent=mqtt.now_iso())
-    return [ota_wire.encode(head)] + [ota_wire.encode(c) for c in
-                                      ota_wire.chunks(deployment, bundle.files, chunk_bytes)]
+    return [mqtt.payload(head)] + [mqtt.payload(c) for c in
+                                   ota_wire.chunks(deployment, bundle.files, chunk_bytes)]
 
 
 def publish(client, prefix: str, targets: list[tuple[str, str]], payloads: list[bytes],

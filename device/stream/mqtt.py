@@ -232,6 +232,8 @@ def parse_url(url: str, table: dict | None = None) -> MqttOptions:
 
 
 def payload(obj: dict) -> bytes:
+    """A message as it goes to the broker (events, birth and stats messages, OTA
+    deployments and outcomes): compact JSON."""
     return json.dumps(obj, separators=(",", ":")).encode()
 
 

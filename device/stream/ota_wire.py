@@ -64,10 +64,6 @@ def chunks(deployment: str, files: dict[str, bytes],
                    "index": i, "count": count, "data": base64.b64encode(part).decode()}
 
 
-def encode(msg: dict) -> bytes:
-    return json.dumps(msg, separators=(",", ":")).encode()
-
-
 @dataclass
 class Deployment:
     """A deployment received whole: the manifest and signature objects as sent, and the
