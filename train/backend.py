@@ -27,6 +27,14 @@ import tf_keras as keras  # noqa: E402
 __all__ = ["tf", "keras", "set_seed", "check_converged"]
 
 
+def fit_verbosity(verbose: int | None) -> int:
+    """Keras's ``verbose`` for a fit: as given, else a progress bar on a terminal and one
+    line per epoch in a log (a bar's carriage returns fill a file)."""
+    if verbose is not None:
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, numpy and TensorFlow; make TF ops deterministic where it can."""
     keras.utils.set_random_seed(seed)

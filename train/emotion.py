@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,19 +39,12 @@ from vitaledge.device.inputs import multimodal as mm
 from vitaledge.device.inputs.face import face_input
 
 from . import zoo
-from .backend import check_converged, keras, set_seed
+from .backend import check_converged, fit_verbosity, keras, set_seed
 from .calibration import CALIBRATION_SIZE, calibration_pick
 from .emotion_data import Segments, ecg_segments, synth_multimodal
 from .emotion_datasets import load_trials
 from .evaluate import with_uar, write_report
 from .plots import plot_history, plot_roc
-
-
-# -- shared ----------------------------------------------------------------------------
-def _verbose(verbose: int | None) -> int:
-    if verbose is not None:
-        return verbose
-    return 1 if sys.stdout.isatty() else 2
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -129,7 +121,7 @@ def split_test(seg: Segments, group: str, test_fraction: float,
 def train_emotion_ecg(cfg: EmotionEcgConfig, run_dir: Path, verbose: int | None = None) -> dict:
     """Cross-validate the ECG emotion model, keep fold 1's model, write the run."""
     run_dir = Path(run_dir)
-    verbose = _verbose(verbose)
+    verbose = fit_verbosity(verbose)
     if cfg.group not in ("trial", "subject"):
         raise ValueError(f"group must be 'trial' or 'subject', got {cfg.group!r}")
     if cfg.folds == 1 or cfg.folds < 0:
@@ -351,7 +343,7 @@ def train_emotion_multimodal(cfg: MultimodalConfig, run_dir: Path,
     """Train the hybrid (with the grid if asked) and the baselines; write the run."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    verbose = _verbose(verbose)
+    verbose = fit_verbosity(verbose)
     if cfg.dataset != "synth":
         raise ValueError(f"emotion-multimodal: dataset {cfg.dataset!r} has no loader yet; "
                          "only 'synth' (ECG+GSR+face recorded together) is supported")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from vitaledge.device.eval.metrics import classification_metrics
 from vitaledge.device.io.aami import CLASSES
 
 from . import zoo
-from .backend import check_converged, keras, set_seed, tf
+from .backend import check_converged, fit_verbosity, keras, set_seed, tf
 from .config import BeatTrainConfig
 from .data import Prepared, prepare, save_split_ids
 from .decide import decide_beats
@@ -204,8 +203,7 @@ def network_seed(cfg: BeatTrainConfig) -> int:
 
 def _train_beat(cfg: BeatTrainConfig, run_dir: Path, verbose: int | None,
                 data: Prepared | None, strategy: tf.distribute.Strategy) -> dict:
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
+    verbose = fit_verbosity(verbose)
     arch = zoo.get(cfg.arch, "beat")
     check_inputs(cfg, arch)
     check_buildable(cfg, arch)  # before the seed: its random weights draw nothing after it

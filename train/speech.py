@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 from vitaledge.device.eval.metrics import classification_metrics
 
 from . import ensemble, zoo
-from .backend import check_converged, keras, set_seed
+from .backend import check_converged, fit_verbosity, keras, set_seed
 from .calibration import CALIBRATION_SIZE, calibration_pick
 from .evaluate import with_uar, write_report
 from .plots import plot_history
@@ -372,8 +371,7 @@ def train_speech(cfg: SpeechTrainConfig, run_dir: Path, verbose: int | None = No
                          "(one train_speech per fold)")
     run_t0 = time.time()
     run_dir = Path(run_dir)
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
+    verbose = fit_verbosity(verbose)
     set_seed(cfg.seed + cfg.fold)
     clips = load_clips(cfg) if clips is None else clips
     cache = cache if cache is not None else MelCache(cfg.cache)
