@@ -57,18 +57,20 @@ _NEEDS = (("", "api_host", "api_port"), ("", "api_token_file", "api_port"),
 def config_keys_that_do_nothing(config: str, port_flag: bool, ota_flag: bool) -> None:
     """Refuse a config file setting a key whose feature it never mentions (api_host with
     no api_port, an [ota] table's models_dir with no enabled) and no flag switches on: it
-    was taken and did nothing. A feature switched off on purpose (``api_port = 0``,
-    ``enabled = false``, ``--api-port 0``) keeps its keys."""
+    was taken and did nothing; a key at its default value is as good as absent. A feature
+    switched off on purpose (``api_port = 0``, ``enabled = false``) or given by a flag
+    (``--api-port``, ``--ota``, either way) keeps its keys."""
     import tomllib
 
     from vitaledge.device.stream.daemon_config import DaemonConfig
+    from vitaledge.device.stream.ota import OtaOptions
 
     raw = tomllib.loads(Path(config).read_text())  # read whole by DaemonConfig already
-    default = DaemonConfig()
+    defaults = {"": DaemonConfig(), "ota": OtaOptions()}
     for table, key, needs in _NEEDS:
         where = raw.get(table, {}) if table else raw
         flagged = ota_flag if table else port_flag
-        set_here = key in where and (table or where[key] != getattr(default, key))
+        set_here = key in where and where[key] != getattr(defaults[table], key)
         if set_here and needs not in where and not flagged:
             name = f"[{table}] {key}" if table else key
             raise click.ClickException(f"{config}: {name} is for {needs} (or its flag): "

@@ -314,6 +314,16 @@ def test_a_directory_in_place_of_the_model_or_manifest_is_named(converted, tmp_p
             assert r.output.strip().splitlines()[-1].endswith(want), (args, r.output)
         r = invoke(["device", "info", bad])
         assert r.exit_code == 1 and want in r.output, r.output
+    bad = tmp_path / "vectors"  # the self-test vectors: said to be missing (Is a directory)
+    shutil.copytree(out / "cpu-int8", bad)
+    assert invoke(["device", "sign", bad, "--key", key]).exit_code == 0
+    (bad / "selftest.npz").unlink()
+    (bad / "selftest.npz").mkdir()
+    want = f"{bad / 'selftest.npz'}: a directory, not the self-test vectors file"
+    for args in (["device", "selftest", bad], ["device", "verify", bad, "--key", f"{key}.pub"],
+                 ["device", "info", bad]):
+        r = invoke(args)
+        assert r.exit_code == 1 and want in r.output, (args, r.output)
 
 
 @pytest.mark.slow
@@ -725,9 +735,10 @@ def test_config_keys_of_a_feature_switched_off_on_purpose_are_kept(tmp_path):
             ('api_host = "0.0.0.0"', True, False),  # --api-port given
             ('api_host = "127.0.0.1"', False, False),  # the default, said out loud
             ('[ota]\nenabled = false\nmodels_dir = "m"\nprobation_s = 30.0', False, False),
-            ('[ota]\nmodels_dir = "m"', False, True)):  # --ota given
+            ('[ota]\nmodels_dir = "m"', False, True),  # --ota given
+            ("[ota]\nprobation_s = 30.0", False, False)):  # its default, said out loud
         config_keys_that_do_nothing(str(toml(tmp_path, body)), port_flag, ota_flag)
     with pytest.raises(click.ClickException, match=r"\.toml: \[ota\] probation_s is for "
                                                    r"enabled \(or its flag\)"):
-        config_keys_that_do_nothing(str(toml(tmp_path, "[ota]\nprobation_s = 30.0")),
+        config_keys_that_do_nothing(str(toml(tmp_path, "[ota]\nprobation_s = 60.0")),
                                     True, False)

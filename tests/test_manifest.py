@@ -345,3 +345,25 @@ def test_a_multimodal_physio_rate_of_a_few_hz_is_a_models():
     from vitaledge.device.inputs.multimodal import MultimodalSignal, default_signal
 
     assert MultimodalSignal.from_dict(default_signal(physio_fs=4.0)).physio_fs == 4.0
+
+
+@pytest.mark.parametrize("write", ["manifest", "heldout"])
+def test_a_failed_write_of_an_artifact_file_leaves_the_earlier_one_and_no_temporary(
+        tmp_path, monkeypatch, write):
+    """The manifest and the held-out inputs are written through write_atomic: a failure
+    (a full disk at the rename) left their .tmp file beside the earlier one."""
+    import os
+
+    target = tmp_path / ("manifest.json" if write == "manifest" else "heldout.npz")
+    target.write_bytes(b"earlier")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match="No space"):
+        if write == "manifest":
+            Manifest.from_dict(copy.deepcopy(VALID)).save(target)
+        else:
+            write_heldout(target, np.zeros((2, 187, 1)), np.array([0, 1]), BEAT_SIGNAL)
+    assert target.read_bytes() == b"earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]

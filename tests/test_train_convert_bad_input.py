@@ -480,6 +480,8 @@ def test_replacing_sets_the_earlier_run_aside_and_returns_it_on_failure(tmp_path
     a failure (an error or Ctrl-C) removes what it wrote and brings them back, a success
     removes them; the user's own files are never touched, and a folder left aside by a
     killed run is not written over."""
+    import shutil
+
     import click
 
     from vitaledge.train.run_dir import ASIDE, RUN_OUTPUTS, replacing
@@ -494,10 +496,14 @@ def test_replacing_sets_the_earlier_run_aside_and_returns_it_on_failure(tmp_path
             assert sorted(p.name for p in out.iterdir()) == [ASIDE, "notes.txt"]
             (out / "config.json").write_bytes(b"new")  # the failed run's half
             (out / "metrics.json").write_bytes(b"new")
+            (out / "mel").mkdir(exist_ok=True)  # a --cache folder the user put in --out
+            (out / "mel" / "clip.npy").write_bytes(b"cached")
             raise exc
         assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == {
             **files, "notes.txt": b"mine"}
         assert (out / "fold-1" / "model.keras").read_bytes() == b"fold"
+        assert (out / "mel" / "clip.npy").read_bytes() == b"cached"  # not the run's
+        shutil.rmtree(out / "mel")
     with replacing(out, RUN_OUTPUTS, False):  # no --overwrite: nothing moves
         assert (out / "model.keras").exists()
     with replacing(out, RUN_OUTPUTS, True):

@@ -76,6 +76,18 @@ def is_output(p: Path, names: str, artifacts: bool = False) -> bool:
                                                   and (p / "manifest.json").is_file())
 
 
+def made_by_run(p: Path, names: str, artifacts: bool, moved: list[str]) -> bool:
+    """Whether ``p``, new in ``--out`` since a run began, is that run's: an output
+    (:func:`is_output`), a name an earlier output had, or with ``artifacts`` an artifact
+    still being written (a folder holding its model file and no manifest.json yet, or
+    nothing yet). Anything else (a cache folder the user pointed into ``--out``, a file put
+    there meanwhile) is not the run's to remove."""
+    if is_output(p, names, artifacts) or p.name in moved:
+        return True
+    return artifacts and p.is_dir() and not p.is_symlink() and (
+        (p / "model.tflite").exists() or not any(p.iterdir()))
+
+
 def remove(p: Path) -> None:
     """Remove the file or folder ``p`` (a link itself, not what it points to)."""
     if p.is_dir() and not p.is_symlink():
@@ -94,9 +106,9 @@ def replacing(path: Path, names: str, overwrite: bool, option: str = "--out",
     """With ``overwrite``, the earlier run's outputs in ``path`` (``names`` and, with
     ``artifacts``, artifact folders: :func:`is_output`) are moved aside into ``path/ASIDE``
     while the block writes the new run. If the block fails (a refused input, an error,
-    Ctrl-C), everything it made in ``path`` is removed (a half-written artifact too, whose
-    manifest.json is written last) and the earlier outputs are put back: a run refused
-    halfway no longer costs the earlier one.
+    Ctrl-C), what it made in ``path`` (:func:`made_by_run`: its outputs, a half-written
+    artifact too, whose manifest.json is written last; not other files) is removed and the
+    earlier outputs are put back: a run refused halfway no longer costs the earlier one.
     If it succeeds, the earlier outputs are removed. Without ``overwrite``, or with no
     earlier outputs, nothing is moved (and nothing removed)."""
     path = Path(path)
@@ -125,7 +137,7 @@ def replacing(path: Path, names: str, overwrite: bool, option: str = "--out",
     except BaseException:
         if moved:  # what the failed run made goes, the earlier comes back
             for p in sorted(path.iterdir()):
-                if p.name not in kept:
+                if p.name not in kept and made_by_run(p, names, artifacts, moved):
                     remove(p)
             _return(path, aside, moved)
         raise
