@@ -19,10 +19,10 @@ import numpy as np
 
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
 from vitaledge.device.io.heldout import read_npz
-from vitaledge.device.model.runtime import Model
 
 from .evaluate import with_uar
-from .run_files import check_heldout, check_keras_file, file_task, load_keras, source_run
+from .predictor import resolve_predictor
+from .run_files import check_heldout, file_task
 
 
 @dataclass(frozen=True)
@@ -64,38 +64,6 @@ def check_input_shapes(X: dict, takes: dict[str, tuple], where: str) -> None:
         if got != tuple(shape):
             raise ValueError(f"{where}: {name} inputs are {list(got)}, the model takes "
                              f"{list(shape)}")
-
-
-def emotion_predictor(model_path: Path):
-    """(run directory, predict(inputs by name, where they came from) -> probabilities,
-    description, manifest or None) for an emotion run, its model.keras, or a converted
-    artifact (device runtime)."""
-    artifact = model_path if model_path.is_dir() else model_path.parent
-    if (artifact / "manifest.json").exists():
-        from vitaledge.device.model.manifest import input_key
-
-        m = Model(artifact)  # TensorFlow-free; a model it refuses is named
-        takes = {input_key(s.name): tuple(s.shape[1:]) for s in m.manifest.inputs}
-        names = list(takes)
-
-        def tflite_predict(X: dict, where: str) -> np.ndarray:
-            check_input_shapes(X, takes, where)
-            return m.predict(X if len(names) > 1 else X[names[0]])
-
-        desc = f"{artifact} ({m.manifest.target} {m.manifest.quantization}, {m.backend.name})"
-        return source_run(artifact, m.manifest), tflite_predict, desc, m.manifest
-    model_file = model_path / "model.keras" if model_path.is_dir() else model_path
-    check_keras_file(model_file)  # before the data is read
-
-    def keras_predict(X: dict, where: str) -> np.ndarray:
-        model = load_keras(model_file)
-        shapes = model.input_shape if len(model.input_names) > 1 else [model.input_shape]
-        check_input_shapes(X, {n: tuple(sh[1:]) for n, sh in
-                               zip(model.input_names, shapes, strict=True)}, where)
-        xs = [X[n] for n in model.input_names]
-        return model.predict(xs if len(xs) > 1 else xs[0], batch_size=64, verbose=0)
-
-    return model_file.parent, keras_predict, str(model_file), None
 
 
 def pick_speakers(wanted: list[str], have: list[str], where: str,
@@ -181,7 +149,8 @@ def evaluate_emotion(model_path: Path, ask: Ask | None = None) -> tuple[dict, st
     on its run's held-out inputs (``data.npz``) or, with ``ask.data``, on other recordings,
     read by the task's :data:`EMOTION_DATA` entry. Metrics as training writes them, with
     UAR."""
-    run_dir, predict_fn, model_desc, manifest = emotion_predictor(Path(model_path))
+    model = resolve_predictor(Path(model_path))
+    run_dir, manifest = model.run_dir, model.manifest
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{cfg_path}: missing; the model's run directory is needed")
@@ -219,12 +188,13 @@ def evaluate_emotion(model_path: Path, ask: Ask | None = None) -> tuple[dict, st
                                  manifest.signal.to_dict() if manifest is not None else signal)
     if len(y) == 0:
         raise ValueError("nothing to evaluate")
-    probs = predict_fn(X, where)
+    check_input_shapes(X, model.takes(), where)
+    probs = model.predict(X)
     if probs.shape[1] != len(labels):  # a hand-edited config.json: a class made up, or lost
         raise ValueError(f"{cfg_path}: labels {labels} are {len(labels)}; the model gives "
                          f"{probs.shape[1]} outputs")
     metrics = with_uar(classification_metrics(y, np.argmax(probs, axis=1), labels))
-    metrics.update({"n_test": int(len(y)), "task": task, "model": model_desc,
+    metrics.update({"n_test": int(len(y)), "task": task, "model": model.description,
                     "data": source})
     text = (f"{len(y)} {task} inputs\n" + format_report(metrics) + "\n\n"
             + format_confusion(metrics) + f"\n\nUAR {metrics['uar']:.4f}  macro F1 "

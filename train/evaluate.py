@@ -9,10 +9,9 @@ import numpy as np
 
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
 from vitaledge.device.io.aami import CLASSES
-from vitaledge.device.model.runtime import Model
 
 from .plots import plot_confusion
-from .run_files import check_keras_file, load_keras, source_run
+from .predictor import resolve_predictor
 
 
 def score(probs: np.ndarray, y: np.ndarray, labels: list[str] | None = None) -> dict:
@@ -44,27 +43,6 @@ def write_report(metrics: dict, out_dir: Path, prefix: str = "") -> str:
     return text
 
 
-def _resolve_model(model_path: Path):
-    """(run directory, predict function, description) for a run directory, its
-    ``model.keras``, or a converted artifact (directory with ``manifest.json``, or its
-    ``model.tflite``), which is run through the TensorFlow-free device runtime."""
-    artifact = model_path if model_path.is_dir() else model_path.parent
-    if (artifact / "manifest.json").exists():
-        m = Model(artifact)  # TensorFlow-free; a model it refuses is named
-        return source_run(artifact, m.manifest), m.predict, f"{artifact} ({m.manifest.target} "\
-                                   f"{m.manifest.quantization}, {m.backend.name})"
-    run_dir = model_path if model_path.is_dir() else model_path.parent
-    model_file = model_path / "model.keras" if model_path.is_dir() else model_path
-    check_keras_file(model_file)  # before the data is read
-
-    def keras_predict(X):
-        from .predict import predict
-
-        return predict(load_keras(model_file), X)
-
-    return run_dir, keras_predict, str(model_file)
-
-
 #: The ``evaluate`` options beat runs read (an emotion task's: its
 #: :data:`.emotion_evaluate.EMOTION_DATA` entry).
 BEAT_EVALUATE_OPTIONS = ("--records", "--csv", "--split")
@@ -88,7 +66,8 @@ def evaluate_model(model_path: Path, records: str | None = None,
     from .data import check_split_ids, split_parts
     from .decide import decide_beats
 
-    run_dir, predict_fn, model_desc = _resolve_model(Path(model_path))
+    model = resolve_predictor(Path(model_path))
+    run_dir = model.run_dir
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{cfg_path}: missing; MODEL must be a run directory "
@@ -127,9 +106,9 @@ def evaluate_model(model_path: Path, records: str | None = None,
     if len(beats) == 0:
         raise ValueError("no beats to evaluate")
     inputs = beats.inputs()
-    pred = decide_beats(cfg.beat_signal(), predict_fn(inputs), beats)
+    pred = decide_beats(cfg.beat_signal(), model.predict(inputs), beats)
     metrics = classification_metrics(beats.y, pred, list(CLASSES))
-    metrics["model"] = model_desc
+    metrics["model"] = model.description
     metrics["data"] = source
     text = f"{len(beats)} beats\n" + format_report(metrics) + "\n\n" + format_confusion(metrics)
     return metrics, text
