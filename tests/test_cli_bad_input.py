@@ -448,6 +448,29 @@ def test_the_config_fs_is_for_sources_without_a_rate_of_their_own(tmp_path):
     assert DaemonConfig.from_toml(cfg, fs=250.0).fs == 250.0  # the flag is kept
 
 
+def test_the_config_fs_is_held_to_its_sources_bounds(tmp_path):
+    """fs = 5 was taken by the config (only > 0 was asked) and refused later by the source
+    with another message; now the config says the source's range at once: 10-10,000 Hz
+    for an ECG source, up to 192 kHz for audio, the widest while no source is named."""
+    from vitaledge.device.stream.daemon_config import DaemonConfig
+
+    for fs in (5.0, 20_000.0, float("nan")):
+        with pytest.raises(ValueError, match=r"^fs \S+: expected a sample rate of "
+                                             r"10-10000 Hz \(the range stdin may have\)"):
+            DaemonConfig(source="stdin", fs=fs)
+    assert DaemonConfig(source="stdin", fs=360.0).fs == 360.0
+    assert DaemonConfig(source="stdin-pcm", fs=48_000.0).fs == 48_000.0
+    with pytest.raises(ValueError, match=r"of 10-192000 Hz"):
+        DaemonConfig(source="stdin-pcm", fs=200_000.0)
+    assert DaemonConfig(fs=48_000.0).fs == 48_000.0  # no source yet
+    # the file's rate is held to the bounds of the source that will run (--source)
+    cfg = tmp_path / "pcm.toml"
+    cfg.write_text('model = "art"\nsource = "stdin"\nfs = 16000.0\n')
+    assert DaemonConfig.from_toml(cfg, source="stdin-pcm").fs == 16_000.0
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(cfg))}: fs 16000.0: expected "):
+        DaemonConfig.from_toml(cfg)
+
+
 def test_api_port_in_use_names_the_api_port():
     import errno
 

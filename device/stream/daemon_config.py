@@ -15,7 +15,7 @@ from vitaledge.device.stream.auth import load_token
 from vitaledge.device.stream.beat_watch import NO_BEATS_S
 from vitaledge.device.stream.sinks import SINKS, sink_file
 from vitaledge.device.stream.source_watch import NO_SIGNAL_S
-from vitaledge.device.stream.sources import carries_rate
+from vitaledge.device.stream.sources import carries_rate, fs_range
 
 #: The slowest replay: a thousandth of real time (1e-300 overflowed the wall clock).
 MIN_SPEED = 1e-3
@@ -93,8 +93,9 @@ class DaemonConfig:
             if not _type_ok(value, hints[key]):
                 raise ValueError(f"{path}: {key} = {value!r}: expected "
                                  f"{_expected(key, hints[key])}")
-        try:
-            cls(**data)  # the file's own values, checked before flags are merged in
+        try:  # the file's own values, checked before flags are merged in (but the rate
+            # bounds are those of the source that will run: --source may name another)
+            cls(**{**data, "source": overrides.get("source") or data.get("source", "")})
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
         data.update({k: v for k, v in overrides.items() if v is not None})
@@ -117,8 +118,11 @@ class DaemonConfig:
             if not (math.isfinite(factor) and MIN_SPEED <= factor):
                 raise ValueError(f"speed {speed!r}: expected 'max' or a factor of real "
                                  f"time >= {MIN_SPEED:g} (1 = real time)")
-        if self.fs is not None and not (math.isfinite(self.fs) and self.fs > 0):
-            raise ValueError(f"fs {self.fs!r}: expected a sample rate > 0 Hz")
+        if self.fs is not None:  # the bounds open_source holds the source to, said now
+            lo, hi = fs_range(self.source or "stdin-pcm")  # no source yet: the widest
+            if not lo <= self.fs <= hi:  # NaN fails too
+                raise ValueError(f"fs {self.fs!r}: expected a sample rate of {lo:g}-{hi:g} "
+                                 f"Hz (the range {self.source or 'a source'} may have)")
         for key, low in (("threads", 1), ("queue_chunks", 1), ("keep_events", 1),
                          ("max_jsonl_bytes", 1)):
             if getattr(self, key) < low:

@@ -74,6 +74,12 @@ class SourceError(ValueError):
 MAX_LINE_BYTES = 64 * 1024
 
 
+def fs_range(spec: str) -> tuple[float, float]:
+    """The sample rates (Hz) the source ``spec`` may have: :data:`AUDIO_FS_RANGE` for one
+    carrying audio, :data:`FS_RANGE` for any other."""
+    return AUDIO_FS_RANGE if carries_audio(spec) else FS_RANGE
+
+
 def check_fs(what: str, fs: float, audio: bool = False) -> float:
     """``fs`` if it lies in :data:`FS_RANGE` (:data:`AUDIO_FS_RANGE` for audio), else a
     :class:`SourceError` naming the source, the value and the range."""
@@ -665,6 +671,14 @@ def takes_lead(spec: str) -> bool:
     return (fmt := replayed(spec)) is not None and fmt.leads
 
 
+def carries_audio(spec: str) -> bool:
+    """The source ``spec`` carries audio (``stdin-pcm``, a wav/flac replay): its sample
+    rate is held to :data:`AUDIO_FS_RANGE`, not :data:`FS_RANGE`."""
+    kind = SOURCES.get(spec.partition(":")[0])
+    return (kind is not None and kind.audio) or ((fmt := replayed(spec)) is not None
+                                                 and fmt.audio)
+
+
 def carries_rate(spec: str) -> bool:
     """The source ``spec`` replays a file that carries its own sample rate."""
     return (fmt := replayed(spec)) is not None and fmt.carries_rate
@@ -691,7 +705,7 @@ def open_source(spec: str, fs: float | None = None, speed: str | float | None = 
     if kind is None:
         raise SourceError(f"unknown source {spec!r}: expected "
                           f"{' | '.join(k.usage for k in SOURCES.values())}")
-    audio = kind.audio or ((fmt := replayed(spec)) is not None and fmt.audio)
+    audio = carries_audio(spec)
     if fs is not None:  # refused before anything is opened or allocated
         check_fs(f"source {spec}", fs, audio)
     source = kind.open(SourceSpec(spec, scheme, rest, fs, speed, lead, token))
