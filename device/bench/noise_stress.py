@@ -51,7 +51,7 @@ from vitaledge.device.bench.noise_stress_review import (
 from vitaledge.device.bench.plots import save_noise_stress_plot
 from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 from vitaledge.device.dsp.signal_quality_index import DOUBTFUL, GOOD, UNREADABLE, record_quality
-from vitaledge.device.eval.scoring import DetectionScore, outside, score_outside
+from vitaledge.device.eval.scoring import DetectionScore, class_scores, outside, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
 from vitaledge.device.io.nst import (
     LEARNING_S,
@@ -70,14 +70,6 @@ from vitaledge.device.io.records import RecordError, read_record, record_path
 from vitaledge.device.model.runtime import Model
 from vitaledge.device.stream import events as event
 from vitaledge.device.stream.pipeline import run_record
-
-
-def _score_dict(s: DetectionScore) -> dict:
-    # undefined (no reference beat of a class, no detection) is None, printed "—": a class
-    # the records do not hold read as Se 0.00
-    return {"tp": s.tp, "fn": s.fn, "fp": s.fp,
-            "se": s.sensitivity if s.tp + s.fn else None,
-            "ppv": s.ppv if s.tp + s.fp else None}
 
 
 def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, chunk: int
@@ -109,27 +101,6 @@ def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, ch
                                  b.start, b.stop, b.reason)
                for b in blocks if b.state != GOOD]
     return peaks, np.full(len(peaks), -1, np.int64), flagged, events
-
-
-def _class_counts(ref: np.ndarray, rcls: np.ndarray, det: np.ndarray, dcls: np.ndarray,
-                  fs: float, keep_ref: np.ndarray, keep_det: np.ndarray) -> dict:
-    """Per-class tp/fn/fp (EC57 style: a reference beat of class c is a true positive when
-    detected and labelled c) over the kept beats, matched over the whole record as
-    :func:`~vitaledge.device.eval.scoring.match_outside` matches: a detection paired with a
-    reference beat that is not kept (before the scored stretch, inside VF) counts nowhere."""
-    ri, di = match_beats(ref, det, int(round(TOLERANCE_S * fs)))
-    paired_away = np.zeros(len(det), bool)
-    paired_away[di[~keep_ref[ri]]] = True
-    out = {}
-    for k, name in enumerate(CLASSES):
-        ok = keep_ref[ri] & (rcls[ri] == k) & (dcls[di] == k)
-        tp = int(ok.sum())
-        is_tp = np.zeros(len(det), bool)
-        is_tp[di[ok]] = True
-        n_ref = int((keep_ref & (rcls == k)).sum())
-        fp = int((keep_det & (dcls == k) & ~is_tp & ~paired_away).sum())
-        out[name] = {"tp": tp, "fn": n_ref - tp, "fp": fp}
-    return out
 
 
 def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: float = 1.0,
@@ -165,24 +136,25 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
     def frac(where: np.ndarray) -> float:
         return float(is_flagged[where].mean()) if where.any() else 0.0
     row = {"record": rec.name, "beats": int((ref >= start).sum()), "scored_from_s": start / fs,
-           "ungated": _score_dict(score_outside(ref, det_u, fs, excluded, TOLERANCE_S)),
-           "gated": _score_dict(score_outside(ref, det_g, fs, excluded, TOLERANCE_S)),
-           "outside_flagged": _score_dict(score_outside(ref, det_g, fs, spans + excluded,
-                                                        TOLERANCE_S)),
+           "ungated": score_outside(ref, det_u, fs, excluded, TOLERANCE_S).to_dict(),
+           "gated": score_outside(ref, det_g, fs, excluded, TOLERANCE_S).to_dict(),
+           "outside_flagged": score_outside(ref, det_g, fs, spans + excluded,
+                                            TOLERANCE_S).to_dict(),
            "flagged_noisy": frac(is_noisy), "flagged_clean": frac(is_clean),
            "unreadable_s": sum(b - a for a, b, st in flagged if st == UNREADABLE) / fs,
            "doubtful_s": sum(b - a for a, b, st in flagged if st != UNREADABLE) / fs}
     if model is not None:
-        row["classes"] = _class_counts(ref, rcls, det_g, dcls, fs,
-                                       outside(ref, excluded), outside(det_g, excluded))
-        row["classes_outside_flagged"] = _class_counts(ref, rcls, det_g, dcls, fs,
-                                                       outside(ref, spans + excluded),
-                                                       outside(det_g, spans + excluded))
+        ri, di = match_beats(ref, det_g, int(round(TOLERANCE_S * fs)))
+        for key, left_out in (("classes", excluded),
+                              ("classes_outside_flagged", spans + excluded)):
+            per_class = class_scores(ri, di, rcls, dcls, outside(ref, left_out),
+                                     outside(det_g, left_out), list(CLASSES))
+            row[key] = {c: s.to_dict() for c, s in per_class.items()}
     if with_xqrs:
         xq = xqrs_detect(x, fs)
-        row["xqrs"] = _score_dict(score_outside(ref, xq, fs, excluded, TOLERANCE_S))
-        row["xqrs_outside_flagged"] = _score_dict(score_outside(ref, xq, fs, spans + excluded,
-                                                                TOLERANCE_S))
+        row["xqrs"] = score_outside(ref, xq, fs, excluded, TOLERANCE_S).to_dict()
+        row["xqrs_outside_flagged"] = score_outside(ref, xq, fs, spans + excluded,
+                                                    TOLERANCE_S).to_dict()
     return row, events
 
 
@@ -193,7 +165,7 @@ def _gross(rows: list[dict]) -> dict:
             s = DetectionScore(0, 0, 0)
             for r in rows:
                 s = s + DetectionScore(r[key]["tp"], r[key]["fn"], r[key]["fp"])
-            out[key] = _score_dict(s)
+            out[key] = s.to_dict()
     if rows:
         out["flagged_noisy"] = float(np.mean([r["flagged_noisy"] for r in rows]))
         out["flagged_clean"] = float(np.mean([r["flagged_clean"] for r in rows]))
@@ -204,7 +176,7 @@ def _gross(rows: list[dict]) -> dict:
                 tp = sum(r[key][c]["tp"] for r in rows)
                 fn = sum(r[key][c]["fn"] for r in rows)
                 fp = sum(r[key][c]["fp"] for r in rows)
-                out[key][c] = _score_dict(DetectionScore(tp, fn, fp))
+                out[key][c] = DetectionScore(tp, fn, fp).to_dict()
     return out
 
 

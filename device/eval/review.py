@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vitaledge.device.dsp.matching import TOLERANCE_S
+from vitaledge.device.eval.metrics import confusion_matrix
 from vitaledge.device.eval.score_events import (
     check_beat_events,
     check_status_events,
@@ -108,10 +109,9 @@ def build_review(beats: list[dict], record: Record, status: list[dict] | None = 
         errors.sort(key=lambda e: (e["sample"], ERROR_KINDS.index(e["kind"])))
         for e in errors:
             e["unreadable"] = in_unreadable(e["sample"])
-    confusion = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
     r_sc, d_sc = ri[pair_out], di[pair_out]
     classified = pred[d_sc] >= 0
-    np.add.at(confusion, (cls[r_sc][classified], pred[d_sc][classified]), 1)
+    confusion = confusion_matrix(cls[r_sc][classified], pred[d_sc][classified], len(CLASSES))
     counts = {k: sum(e["kind"] == k for e in errors) for k in ERROR_KINDS}
     n_ref, n_det = scored.tp + scored.fn, scored.tp + scored.fp  # outside VF
     readable = (score_pairs(ri, di, ref_out & outside(ref, segs), det_out & outside(det, segs))

@@ -13,7 +13,7 @@ import numpy as np
 
 from vitaledge.device.dsp.matching import TOLERANCE_S
 from vitaledge.device.eval.metrics import classification_metrics, format_confusion, format_report
-from vitaledge.device.eval.scoring import match_outside, score_outside
+from vitaledge.device.eval.scoring import class_scores, match_outside, score_outside
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
 from vitaledge.device.io.event_files import read_jsonl, read_sqlite
 from vitaledge.device.io.records import read_record
@@ -235,10 +235,12 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = TO
     ri, di, ref_out, det_out, s = match_outside(
         ref, det, rec.fs, vf_episodes(rec.ann_samples, rec.ann_symbols), tolerance_s)
     pair = ref_out[ri]
-    m = None  # detection only: the events carry no class (bench noise-stress, no model)
+    m = per_class = None  # detection only: the events carry no class (noise-stress, no model)
     if classified or not events:
         pred = np.asarray([labels.index(e["class"]) for e in events], dtype=np.int64)
         m = classification_metrics(cls[ri[pair]], pred[di[pair]], labels)
+        per_class = {c: v.to_dict() for c, v in
+                     class_scores(ri, di, cls, pred, ref_out, det_out, labels).items()}
     n_det = int(det_out.sum())
     missed = np.ones(len(ref), bool)
     missed[ri] = False
@@ -248,7 +250,7 @@ def score_events(events: list[dict], record: str | Path, tolerance_s: float = TO
     return {"record": rec.name, "reference_beats": s.tp + s.fn, "events": n_det,
             "events_in_vf": int(len(det) - n_det), "matched": s.tp, "missed": s.fn,
             "extra": s.fp, "missed_at_edges": at_edges, "sensitivity": s.sensitivity,
-            "ppv": s.ppv, "classification": m,
+            "ppv": s.ppv, "classification": m, "classes": per_class,
             "record_s": round(len(rec.signal) / rec.fs, 1),
             "last_event_s": round(int(det.max()) / rec.fs, 1) if len(det) else None}
 
@@ -363,7 +365,22 @@ def format_score(s: dict) -> str:
         return head + "\n\nthe events carry no class (detection only): no confusion table"
     return (head + "\n\nmatched beats, rows = reference class:\n"
             + format_confusion(s["classification"]) + "\n\n"
-            + format_report(s["classification"]))
+            + format_report(s["classification"])
+            + ("\n\n" + format_classes(s["classes"]) if s.get("classes") else ""))
+
+
+def format_classes(classes: dict) -> str:
+    """Per-class Se and +P over every scored beat, as EC57 gives them (the report above
+    counts matched beats only): a missed beat counts against its class's Se, an extra or
+    misclassified one against the +P of the class it was given."""
+    lines = ["every beat, EC57 (a missed beat lowers its class's Se; an extra or "
+             "misclassified one the +P of the class given):",
+             f"{'class':>8}{'Se':>10}{'+P':>10}{'reference':>11}{'given':>8}"]
+    for c, v in classes.items():
+        lines.append(f"{c:>8}{share(v['tp'], v['tp'] + v['fn']):>10}"
+                     f"{share(v['tp'], v['tp'] + v['fp']):>10}{v['tp'] + v['fn']:>11d}"
+                     f"{v['tp'] + v['fp']:>8d}")
+    return "\n".join(lines)
 
 
 #: Events that stop this many seconds before the record's end get a note: more than a

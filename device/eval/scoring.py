@@ -27,6 +27,14 @@ class DetectionScore:
     def __add__(self, other: DetectionScore) -> DetectionScore:
         return DetectionScore(self.tp + other.tp, self.fn + other.fn, self.fp + other.fp)
 
+    def to_dict(self) -> dict:
+        """``tp``, ``fn``, ``fp``, ``se`` and ``ppv``; a ratio with nothing to count (no
+        reference beat of a class, no detection) is None, not 0: a class the record does
+        not hold must not read as Se 0 %."""
+        return {"tp": self.tp, "fn": self.fn, "fp": self.fp,
+                "se": self.sensitivity if self.tp + self.fn else None,
+                "ppv": self.ppv if self.tp + self.fp else None}
+
 
 def score_detections(ref: np.ndarray, det: np.ndarray, fs: float,
                      tolerance_s: float = TOLERANCE_S) -> DetectionScore:
@@ -73,3 +81,29 @@ def score_outside(ref: np.ndarray, det: np.ndarray, fs: float,
                   ) -> DetectionScore:
     """Detection scored only outside ``segments`` (:func:`match_outside`)."""
     return match_outside(ref, det, fs, segments, tolerance_s)[-1]
+
+
+def class_scores(ri: np.ndarray, di: np.ndarray, rcls: np.ndarray, dcls: np.ndarray,
+                 r_in: np.ndarray, d_in: np.ndarray, labels: list[str]
+                 ) -> dict[str, DetectionScore]:
+    """Per-class scores of matched pairs ``(ri, di)`` as EC57 counts them, over the
+    reference beats and detections the masks ``r_in``/``d_in`` keep (``rcls``/``dcls``:
+    class indices into ``labels``, -1 for none): a reference beat of class c is a true
+    positive when it is matched and the detection is labelled c, else a false negative of
+    c (missed, or given another class); a kept detection labelled c that is not such a
+    true positive is a false positive of c, unless it is paired with a reference beat
+    that is not kept (as :func:`score_pairs`, such a pair counts nowhere)."""
+    ri, di = np.asarray(ri, np.int64), np.asarray(di, np.int64)
+    rcls, dcls = np.asarray(rcls), np.asarray(dcls)
+    paired_away = np.zeros(len(dcls), bool)
+    paired_away[di[~r_in[ri]]] = True
+    out = {}
+    for k, name in enumerate(labels):
+        ok = r_in[ri] & (rcls[ri] == k) & (dcls[di] == k)
+        is_tp = np.zeros(len(dcls), bool)
+        is_tp[di[ok]] = True
+        tp = int(ok.sum())
+        out[name] = DetectionScore(
+            tp=tp, fn=int((r_in & (rcls == k)).sum()) - tp,
+            fp=int((d_in & (dcls == k) & ~is_tp & ~paired_away).sum()))
+    return out
