@@ -344,6 +344,15 @@ def test_ota_options_and_daemon_refusals(tmp_path):
     with pytest.raises(ValueError, match="'all' is reserved"):
         Daemon(DaemonConfig(**{**base, "out": ["mqtt://127.0.0.1:1/vt"]}, verify_key="k.pub",
                             mqtt={"device": "all"}))
+    # a start that fails once the models dir is locked (nothing to seed it with) lets go
+    # of it: the lock stayed held until the process exited, refusing the next try in it
+    from vitaledge.device.model.staging import ModelStore, StagingError
+
+    with pytest.raises(StagingError, match="no manifest.json to seed models_dir"):
+        Daemon(DaemonConfig(**{**base, "out": ["mqtt://127.0.0.1:1/vt"]}, verify_key="k.pub"))
+    again = ModelStore(tmp_path / "m")
+    again.lock()  # not "in use by another daemon"
+    again.unlock()
 
 
 def test_schema_4_manifest_carries_the_vectors_reference():

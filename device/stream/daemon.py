@@ -118,8 +118,9 @@ class Daemon:
         token = self._check_api_safety()  # refuse an unsafe API before loading anything
         self._source_token = source_token(cfg)  # and an unauthenticated open listener
         check_source_safety(cfg.source, self._source_token)
-        self._prepare_store()
+        self.store = self.ota = self._ota_recovered = None
         try:
+            self._prepare_store()  # inside: a failed recovery or seed lets go of the lock
             self._load_models()
             self._open_source()
             self._build_pipeline()
@@ -155,7 +156,6 @@ class Daemon:
         """With over-the-air updates: the models directory (a probation the last run left
         unfinished is rolled back), seeded with ``model`` when it has no current model;
         the daemon then serves ``MODELS_DIR/current``."""
-        self.store = self.ota = self._ota_recovered = None
         cfg = self.cfg
         from vitaledge.device.stream import ota
 
@@ -174,14 +174,14 @@ class Daemon:
         if mqtt.parse_url(spec, cfg.mqtt).ids[1] == mqtt.ALL_DEVICES:
             raise ValueError(f"mqtt device id {mqtt.ALL_DEVICES!r} is reserved for "
                              "deployments to every device of a site; choose another")
+        if not cfg.model:
+            raise ValueError("ota: give model (the artifact that seeds models_dir on the "
+                             "first start)")
         from vitaledge.device.model.staging import ModelStore
 
         self.store = ModelStore(opts.models_path)
         self.store.lock()  # before anything in it is read or changed
         self._ota_recovered = self.store.recover()
-        if not cfg.model:
-            raise ValueError("ota: give model (the artifact that seeds models_dir on the "
-                             "first start)")
         link, seeded = self.store.seed(cfg.model)
         if not seeded and Path(cfg.model).absolute() != link.absolute():
             log.info(json.dumps({"event": "ota_serving_store", "model": str(link),
