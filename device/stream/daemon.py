@@ -60,6 +60,7 @@ from vitaledge.device.stream.daemon_config import (
     api_token,
     source_token,
 )
+from vitaledge.device.stream.daemon_metrics import DaemonMetrics, StreamCollector
 from vitaledge.device.stream.notify import Watchdog, notify
 from vitaledge.device.stream.pipeline import SignalError
 from vitaledge.device.stream.protocol import Gap
@@ -311,58 +312,16 @@ class Daemon:
         self.signal_errors = 0  # of them refused by a stage (signal_error events)
 
     def _make_metrics(self) -> None:
-        """The /metrics registry (names and meanings: docs/metrics.md)."""
-        from prometheus_client import (
-            CollectorRegistry,
-            Counter,
-            Gauge,
-            Histogram,
-            ProcessCollector,
-            disable_created_metrics,
-        )
-
-        disable_created_metrics()  # no ``*_created`` series beside every counter
-        self.reg = CollectorRegistry()
+        """The /metrics registry (:class:`DaemonMetrics`; names and meanings:
+        docs/metrics.md); ``reg`` is what the OTA updater registers its counter in."""
         self.emitted: dict[str, int] = {}  # events of this run per type, for the summary
-        self.m_samples = Counter("vitaledge_samples", "Samples received", registry=self.reg)
-        self.m_beats = Counter("vitaledge_beats", "Beats classified", ["cls"],
-                               registry=self.reg)
-        self.m_emotions = Counter("vitaledge_emotion_estimates", "Emotion estimates",
-                                  ["task", "cls"], registry=self.reg)
-        self.m_dropped = Counter("vitaledge_dropped_chunks", "Chunks dropped on a full queue",
-                                 registry=self.reg)
-        self.m_reloads = Counter("vitaledge_model_reloads", "Model reloads", ["result"],
-                                 registry=self.reg)
-        # the whole pipeline per queue item, not the model alone (was
-        # vitaledge_inference_seconds until 0.x; renamed for what it measures)
-        self.m_latency = Histogram("vitaledge_pipeline_seconds",
-                                   "Wall time per queue item through the pipeline: signal "
-                                   "monitor, filter, R-peak detection, windows and model "
-                                   "inference of every stage",
-                                   buckets=(1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1),
-                                   registry=self.reg)
-        self.m_queue = Gauge("vitaledge_queue_chunks", "Chunks waiting", registry=self.reg)
-        self.m_queue.set_function(self.q.qsize)
-        self.m_written = Counter("vitaledge_events_written", "Events written, per sink",
-                                 ["sink"], registry=self.reg)
-        self.m_sink_errors = Counter("vitaledge_sink_errors", "Failed writes per sink (the "
-                                     "sink is retried with backoff)", ["sink"],
-                                     registry=self.reg)
+        since_beat = None
         if self.beat_watch is not None:
-            g = Gauge("vitaledge_seconds_since_last_beat", "Stream seconds since the last "
-                      "beat event (since the start before the first)", registry=self.reg)
-            g.set_function(lambda: self.beat_watch.seconds_since_last_beat(
-                self.pipeline.samples_in))
-        self.m_model = Gauge("vitaledge_model_info", "The model(s) serving (value 1)",
-                             ["role", "task", "sha256"], registry=self.reg)
-        self._set_model_info()
-        ProcessCollector(registry=self.reg)  # process_resident_memory_bytes, CPU, fds
-        self.reg.register(_StreamCollector(self))
-
-    def _set_model_info(self) -> None:
-        self.m_model.clear()
-        for role, m in zip(("main", "emotion"), self._models, strict=False):
-            self.m_model.labels(role, m.manifest.task, m.manifest.sha256).set(1)
+            def since_beat() -> float:
+                return self.beat_watch.seconds_since_last_beat(self.pipeline.samples_in)
+        self.meters = DaemonMetrics(self.q.qsize, since_beat, StreamCollector(self))
+        self.reg = self.meters.reg
+        self.meters.serving(self._models)
 
     def _start_api(self, token: str) -> None:
         self.api = None
@@ -448,9 +407,7 @@ class Daemon:
                 **({"ota": self.ota.summary()} if self.ota is not None else {})}
 
     def metrics(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.reg)
+        return self.meters.scrape()
 
     def events_since(self, since: int, limit: int) -> list[dict]:
         with self.lock:
@@ -483,7 +440,7 @@ class Daemon:
                 self._missing = 0
             self.q.put_nowait(item)
         except queue.Full:
-            self.m_dropped.inc()
+            self.meters.dropped.inc()
             self.dropped_chunks += 1
             self.dropped_samples += item.lost_samples
             self._missing += item.span  # a dropped wire gap still moves the time axis
@@ -519,9 +476,9 @@ class Daemon:
             e["seq"] = self.seq
             e["run"] = self.run_id
             if e.get("type") == "beat":
-                self.m_beats.labels(e["class"]).inc()
+                self.meters.beats.labels(e["class"]).inc()
             elif e.get("type") == "emotion":
-                self.m_emotions.labels(e["task"], e["class"]).inc()
+                self.meters.emotions.labels(e["task"], e["class"]).inc()
         return events
 
     def _write(self, events: list[dict]) -> list[dict]:
@@ -531,9 +488,9 @@ class Daemon:
             backlog, errors = len(s.backlog), s.errors
             change = s.write(events)
             if s.errors > errors:
-                self.m_sink_errors.labels(s.name).inc(s.errors - errors)
+                self.meters.sink_errors.labels(s.name).inc(s.errors - errors)
             if not s.failing:
-                self.m_written.labels(str(s.path)).inc(len(events) + backlog)
+                self.meters.written.labels(str(s.path)).inc(len(events) + backlog)
             if change == "failed":
                 log.error(json.dumps({"event": "sink_error", "sink": s.name,
                                       "error": s.error}))
@@ -581,7 +538,7 @@ class Daemon:
                 events = [event.signal_error(str(exc))]
                 self.signal_errors += 1
             self.items_processed += 1
-            self.m_latency.observe(time.perf_counter() - t)
+            self.meters.latency.observe(time.perf_counter() - t)
             self._emit(events)
         # drops that no later chunk got through to report (the reader may still be
         # inside a blocking read after a stop request; it cannot add drops then)
@@ -598,7 +555,7 @@ class Daemon:
         """The events one queue item makes."""
         match item:
             case Samples(chunk):
-                self.m_samples.inc(len(chunk))
+                self.meters.samples.inc(len(chunk))
                 return self._samples(pipe, chunk)
             case WireGap(gap):
                 return self._source_gap(pipe, gap)
@@ -666,7 +623,7 @@ class Daemon:
         detector's thresholds survive) and reported; a long one restarts detection."""
         status = event.wire_gap(gap.reason, self._time(pipe), gap.missing, gap.fill is not None)
         if gap.fill is not None:
-            self.m_samples.inc(len(gap.fill))
+            self.meters.samples.inc(len(gap.fill))
             return [status, *self._present(pipe, gap.fill)]
         events = [*pipe.gap(gap.missing), status]
         self._watch_gap(pipe)
@@ -680,10 +637,10 @@ class Daemon:
                 else None
             self._swap_in(model, emotion)
         except (ManifestError, ModelLoadError, SignalError, ValueError, OSError) as exc:
-            self.m_reloads.labels("refused").inc()
+            self.meters.reloads.labels("refused").inc()
             log.error(json.dumps({"event": "reload_refused", "error": str(exc)}))
             return False
-        self.m_reloads.labels("ok").inc()
+        self.meters.reloads.labels("ok").inc()
         log.info(json.dumps({"event": "reloaded", "sha256": model.manifest.sha256}))
         return True
 
@@ -696,7 +653,7 @@ class Daemon:
                 self.pipeline.swap_model(emotion)
             self.model = model
             self._models = [model, *([emotion] if emotion is not None else self._models[1:])]
-            self._set_model_info()
+            self.meters.serving(self._models)
 
     def position(self) -> dict:
         """Where the stream is, for a progress line: samples processed (and the source's
@@ -810,51 +767,3 @@ def check_task(option: str, path: str, model: Model, allowed: tuple[str, ...]) -
                          f"{', '.join(allowed)}" + (" (an emotion model runs beside a beat "
                                                     "model)" if option.startswith("--model")
                                                     and allowed == ("beat",) else ""))
-
-
-class _StreamCollector:
-    """Counters the daemon keeps elsewhere, read at scrape time: samples dropped on a full
-    queue, samples cut out by the signal monitor per fault, and the framed protocol's
-    errors per kind (serial and frames+tcp sources)."""
-
-    PROTOCOL_ERRORS = {"crc_errors": "crc", "header_errors": "header",
-                       "truncated": "truncated", "unknown_frames": "unknown_frame"}
-
-    def __init__(self, daemon: Daemon):
-        self.d = daemon
-
-    def collect(self):
-        from prometheus_client.core import CounterMetricFamily
-
-        dropped = CounterMetricFamily("vitaledge_dropped_samples",
-                                      "Samples dropped on a full queue (live sources)")
-        dropped.add_metric([], self.d.dropped_samples)
-        yield dropped
-        faults = CounterMetricFamily("vitaledge_signal_fault_samples",
-                                     "Samples cut out before the pipeline: non-finite, "
-                                     "saturated, lead off", labels=["kind"])
-        for kind, n in ((self.d.monitor.counts if self.d.monitor else None) or {}).items():
-            faults.add_metric([kind], n)
-        yield faults
-        stats = self.d.source.stats() or {}
-        errors = CounterMetricFamily("vitaledge_protocol_errors",
-                                     "Framed protocol errors from the sensor board link",
-                                     labels=["kind"])
-        for key, kind in self.PROTOCOL_ERRORS.items():
-            if key in stats:
-                errors.add_metric([kind], stats[key])
-        yield errors
-        q = self.d.quality_summary()
-        if q is not None and q["gating"]:
-            secs = CounterMetricFamily("vitaledge_signal_quality_seconds",
-                                       "Stream seconds judged per signal-quality state",
-                                       labels=["state"])
-            for state in ("good", "doubtful", "unreadable"):
-                secs.add_metric([state], q[f"{state}_s"])
-            yield secs
-            beats = CounterMetricFamily("vitaledge_quality_beats",
-                                        "Beats flagged doubtful or gated (unreadable: no "
-                                        "event)", labels=["kind"])
-            beats.add_metric(["flagged"], q["flagged_beats"])
-            beats.add_metric(["gated"], q["gated_beats"])
-            yield beats
