@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import pickle  # writes a WESAD-layout test file; only the loader's --trust-pickle reads it
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -152,6 +154,49 @@ def test_gsr_features_count_responses():
     assert f["scl_mean"] == pytest.approx(x.mean())
     flat = hrv.gsr_features(np.full(600, 3.0), 10.0)
     assert flat["scr_rate"] == 0.0 and flat["scr_amp"] == 0.0
+
+
+def test_the_multimodal_features_equal_scipys_without_loading_it():
+    """hrv.py used scipy.signal (welch, butter/sosfilt, find_peaks): a daemon serving the
+    multimodal model loaded it (about 76 MB resident). Its numpy replacements give scipy's
+    numbers: the Welch density, the causal low-pass, the peaks and prominences (ties,
+    flat tops and the distance rule included)."""
+    from scipy import signal as sps
+
+    from vitaledge.device.dsp.filters import FilterSpec, apply_filter
+    from vitaledge.device.dsp.peaks import prominent_peaks
+    from vitaledge.device.dsp.spectrum import welch
+
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 7, 255, 256, 257, 1000):
+        x = rng.normal(size=n).cumsum()
+        f, p = sps.welch(x, fs=4.0, nperseg=min(n, 256), detrend="linear")
+        g, q = welch(x, 4.0, 256)
+        assert np.allclose(f, g) and np.allclose(p, q, rtol=1e-10, atol=1e-20)
+    for trial in range(600):
+        n = int(rng.integers(2, 300))
+        x = rng.normal(size=n) if trial % 2 else np.round(rng.normal(size=n).cumsum(), 1)
+        if trial % 3 == 0:
+            x = np.repeat(x, 3)[:n]  # flat tops
+        d, prom = int(rng.integers(1, 30)), float(rng.uniform(0, 2))
+        want, props = sps.find_peaks(x, prominence=prom, distance=d)
+        got, got_prom = prominent_peaks(x, prom, d)
+        assert np.array_equal(got, want), (trial, got, want)
+        assert np.allclose(got_prom, props["prominences"])
+    for fs in (1.0, 16.0, 128.0):
+        x = 3 + 0.01 * rng.normal(size=int(60 * fs)).cumsum()
+        sos = sps.butter(2, min(1.0, 0.45 * fs), btype="lowpass", fs=fs, output="sos")
+        want = sps.sosfilt(sos, x, zi=sps.sosfilt_zi(sos) * x[0])[0]
+        got = apply_filter(x, fs, FilterSpec(low_hz=None, high_hz=min(1.0, 0.45 * fs)))
+        assert np.max(np.abs(got - want)) < 1e-9
+    code = ("import sys\nimport numpy as np\nfrom vitaledge.device.dsp import hrv\n"
+            "import vitaledge.device.inputs.multimodal, vitaledge.device.stream.daemon\n"
+            "t = np.arange(7680) / 128\n"
+            "hrv.feature_vector(np.sin(2 * np.pi * 1.2 * t) ** 63, 5 + np.sin(t / 9), 128.0)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd="/")
+    assert out.stdout.strip() == "[]", f"the multimodal path loads scipy: {out.stdout}"
 
 
 def test_face_preprocessing():

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from vitaledge.device.dsp.filters import FilterSpec, apply_filter
+from vitaledge.device.dsp.hrv import FEATURES, feature_vector
 from vitaledge.device.dsp.resample import resample
 from vitaledge.device.dsp.spec_fields import (
     construct,
@@ -44,8 +45,6 @@ STATS_KEYS = ("ecg_mean", "ecg_std", "gsr_mean", "gsr_std")
 def default_signal(window_s: float = 30.0, hop_s: float = 5.0, physio_fs: float = 16.0) -> dict:
     """The preprocessing of the multimodal model; feature statistics are filled in by
     training (identity until then)."""
-    from vitaledge.device.dsp.hrv import FEATURES
-
     return {"kind": KIND, "fs": 128.0, "window_s": float(window_s),
             "hop_s": float(hop_s), "physio_fs": float(physio_fs),
             "ecg_filter": FilterSpec(0.5, 40.0, 2).to_dict(),
@@ -80,10 +79,6 @@ class MultimodalSignal(SignalSpecBase):
     face_size: int
 
     def __post_init__(self) -> None:
-        # hrv (scipy) is imported here, not with the module: the manifest, which reads this
-        # spec, is imported by the daemon and the runtime, which stay scipy-free
-        from vitaledge.device.dsp.hrv import FEATURES
-
         require(self.kind == KIND, "kind", f"{self.kind!r} is not {KIND!r}")
         sample_rate(self, "fs")
         # the resampled ECG+GSR sequence the LSTM reads: a few Hz is usual for GSR, so it
@@ -164,8 +159,6 @@ def raw_features(ecg: np.ndarray, gsr: np.ndarray, fs: float,
                  signal: dict | MultimodalSignal) -> np.ndarray:
     """Unstandardized feature values of one window (training computes their statistics)."""
     e, g = _pair(ecg, gsr, fs)
-    from vitaledge.device.dsp.hrv import feature_vector
-
     return feature_vector(e, g, fs, gsr_min_amp=MultimodalSignal.from_dict(signal).gsr_min_amp)
 
 
