@@ -193,17 +193,20 @@ def test_a_run_or_artifact_whose_labels_or_inputs_are_not_the_models_is_one_line
 
 
 def test_every_task_has_its_entry_in_the_training_tables():
-    """``evaluate`` dispatches an emotion run by its task's EMOTION_DATA entry, and takes the
-    options it accepts from it: a manifest task with no entry, beat aside, would fail there
-    (before the registry, a task missing from a tuple was scored down the beat path). Every
-    task has an architecture to train (docs/extend.md, a model task)."""
+    """``evaluate`` dispatches a run by its task's EVALUATORS entry (an emotion task's made
+    from its EMOTION_DATA entry), and takes the options it accepts from it: a manifest task
+    with no entry would fail there (before the registry, a task missing from a tuple was
+    scored down the beat path). Every task has an architecture to train (docs/extend.md,
+    a model task)."""
     from vitaledge.convert.targets import FAMILIES
     from vitaledge.device.model.manifest import TASKS
     from vitaledge.train import zoo
     from vitaledge.train.emotion_evaluate import EMOTION_DATA
     from vitaledge.train.evaluate import BEAT_EVALUATE_OPTIONS
+    from vitaledge.train.evaluators import EVALUATORS
 
     assert all(zoo.names(task) for task in TASKS)
+    assert set(EVALUATORS) == set(TASKS)  # evaluate looks every run's task up there
 
     assert set(EMOTION_DATA) == set(TASKS) - {"beat"} == set(FAMILIES["emotion"].tasks)
     offered = {p.opts[0] for p in main.commands["evaluate"].params if p.opts[0].startswith("--")}
@@ -211,6 +214,7 @@ def test_every_task_has_its_entry_in_the_training_tables():
         assert set(kind.options) <= offered and "--data" not in kind.options
         assert (kind.read is None) == bool(kind.why_none)
     assert set(BEAT_EVALUATE_OPTIONS) <= offered
+    assert all(set(e.options) <= offered for e in EVALUATORS.values())
 
 
 def test_a_source_config_that_is_not_an_emotion_runs_is_one_error(runs, tmp_path):

@@ -394,8 +394,7 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
     without TensorFlow)."""
     from vitaledge.device.model.runtime import ModelLoadError
 
-    from .emotion_evaluate import EMOTION_DATA, Ask, evaluate_emotion
-    from .evaluate import BEAT_EVALUATE_OPTIONS, evaluate_model
+    from .evaluators import EVALUATORS, OptionError, Request
     from .run_files import run_task
 
     if csv_file and data:  # the CSV was scored and --data ignored without a word
@@ -410,27 +409,16 @@ def evaluate_cmd(model, data, actors, calm, corpus, cache_dir, no_cache, records
         given = {"--records": records, "--csv": csv_file, "--split": split != "test",
                  "--calm": calm, "--corpus": corpus != "auto", "--actors": actors,
                  "--cache": cache_dir, "--no-cache": no_cache}
-        takes = EMOTION_DATA[task].options if task != "beat" else BEAT_EVALUATE_OPTIONS
-        refused = [name for name, on in given.items() if on and name not in takes]
+        evaluator = EVALUATORS[task]
+        refused = [name for name, on in given.items() if on and name not in evaluator.options]
         if refused:
             raise click.BadParameter(f"{task} runs do not take {', '.join(refused)}",
                                      param_hint=refused[0])
-        if task != "beat":
-            from .speech_cache import default_cache_dir
-
-            cache = None if no_cache else str(cache_dir or default_cache_dir())
-            metrics, text = evaluate_emotion(Path(model), Ask(list(data), csv_list(actors),
-                                                              calm, corpus, cache))
-        else:
-            if len(data) > 1 or (data and not Path(data[0]).is_dir()):
-                raise click.BadParameter("beat models take one WFDB directory",
-                                         param_hint="--data")
-            if records and not data:  # it was ignored: the run's own beats were scored
-                raise click.BadParameter("picks records of --data DIR; give --data too",
-                                         param_hint="--records")
-            metrics, text = evaluate_model(Path(model), records=data[0] if data else None,
-                                           record_list=csv_list(records), csv=csv_file,
-                                           split=split)
+        metrics, text = evaluator.score(Path(model), Request(
+            tuple(data), csv_list(records), csv_file, split, csv_list(actors), calm, corpus,
+            cache_dir, no_cache))
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint=exc.option) from exc
     except (ValueError, FileNotFoundError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(text)
