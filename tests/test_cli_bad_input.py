@@ -469,6 +469,12 @@ def test_the_config_fs_is_held_to_its_sources_bounds(tmp_path):
     assert DaemonConfig.from_toml(cfg, source="stdin-pcm").fs == 16_000.0
     with pytest.raises(ValueError, match=rf"^{re.escape(str(cfg))}: fs 16000.0: expected "):
         DaemonConfig.from_toml(cfg)
+    # a file's fs that the running source ignores or --fs replaces is not held to anything
+    assert DaemonConfig.from_toml(cfg, source="replay:rec").fs is None  # a WFDB record's own
+    assert DaemonConfig.from_toml(cfg, fs=360.0).fs == 360.0
+    wfdb = tmp_path / "wfdb.toml"
+    wfdb.write_text('model = "art"\nsource = "replay:rec"\nfs = 20000.0\n')
+    assert DaemonConfig.from_toml(wfdb).fs is None
 
 
 def test_api_port_in_use_names_the_api_port():

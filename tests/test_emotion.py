@@ -183,6 +183,10 @@ def test_the_multimodal_features_equal_scipys_without_loading_it():
         got, got_prom = prominent_peaks(x, prom, d)
         assert np.array_equal(got, want), (trial, got, want)
         assert np.allclose(got_prom, props["prominences"])
+    for x in ([0, 2, 0, np.nan, 0, 1, 0], [0, 2, 1, 3, 1, np.nan]):  # a NaN ends a walk
+        want, props = sps.find_peaks(x, prominence=0.5)
+        got, got_prom = prominent_peaks(np.array(x), 0.5)
+        assert np.array_equal(got, want) and np.allclose(got_prom, props["prominences"])
     for fs in (1.0, 16.0, 128.0):
         x = 3 + 0.01 * rng.normal(size=int(60 * fs)).cumsum()
         sos = sps.butter(2, min(1.0, 0.45 * fs), btype="lowpass", fs=fs, output="sos")

@@ -7,6 +7,8 @@ above it. Plain numpy: the daemon's import path stays scipy-free (``dsp/filters.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -57,21 +59,24 @@ def prominences(x: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     for k, p in enumerate(peaks):
         h = x[p]
         left = x[:p + 1][::-1]
-        stop = np.flatnonzero(left > h)
+        stop = np.flatnonzero(~(left <= h))  # a higher sample or a NaN ends the walk
         left_min = left[:stop[0] if len(stop) else len(left)].min()
         right = x[p:]
-        stop = np.flatnonzero(right > h)
+        stop = np.flatnonzero(~(right <= h))
         right_min = right[:stop[0] if len(stop) else len(right)].min()
         out[k] = h - max(left_min, right_min)
     return out
 
 
-def prominent_peaks(x: np.ndarray, min_prominence: float, distance: int = 1
+def prominent_peaks(x: np.ndarray, min_prominence: float, distance: float = 1
                     ) -> tuple[np.ndarray, np.ndarray]:
     """(indices, prominences) of the peaks of ``x`` at least ``distance`` samples apart
-    (:func:`keep_apart`) with a prominence of at least ``min_prominence``."""
+    (:func:`keep_apart`; a fraction is rounded up) with a prominence of at least
+    ``min_prominence``."""
+    if not distance >= 1:
+        raise ValueError(f"distance {distance!r}: expected a number of samples >= 1")
     x = np.asarray(x, np.float64)
-    peaks = keep_apart(x, local_maxima(x), int(distance))
+    peaks = keep_apart(x, local_maxima(x), math.ceil(distance))
     prom = prominences(x, peaks)
     ok = prom >= min_prominence
     return peaks[ok], prom[ok]

@@ -93,9 +93,12 @@ class DaemonConfig:
             if not _type_ok(value, hints[key]):
                 raise ValueError(f"{path}: {key} = {value!r}: expected "
                                  f"{_expected(key, hints[key])}")
-        try:  # the file's own values, checked before flags are merged in (but the rate
-            # bounds are those of the source that will run: --source may name another)
-            cls(**{**data, "source": overrides.get("source") or data.get("source", "")})
+        src = overrides.get("source") or data.get("source", "")
+        own = dict(data, source=src)  # the rate bounds are those of the source that will run
+        if overrides.get("fs") is not None or carries_rate(src):
+            own.pop("fs", None)  # a file's fs that --fs replaces or the source ignores
+        try:  # the file's own values, checked before flags are merged in
+            cls(**own)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
         data.update({k: v for k, v in overrides.items() if v is not None})
