@@ -617,7 +617,7 @@ def test_a_good_deployment_swaps_without_losing_an_event(arts, keys, tmp_path,
 
     dev = Device(tmp_path, arts["a-int8"], broker, "pi-good", seconds, "15", keys)
     deadline = time.monotonic() + 30
-    while dev.d.emitted.get("beat", 0) < 20 and time.monotonic() < deadline:
+    while dev.d.writer.emitted.get("beat", 0) < 20 and time.monotonic() < deadline:
         time.sleep(0.02)  # mid-stream: beats before the deployment and after it
     old_sha = dev.d.model.manifest.sha256
     seed = dev.d.store.current

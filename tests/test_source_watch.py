@@ -80,7 +80,7 @@ def test_a_tcp_source_that_goes_quiet_is_reported_by_the_daemon(converted, tmp_p
                             fs=FS, out=[str(ev)], no_signal_s=0.5))
 
     def statuses() -> list[str]:
-        return [e["status"] for e in list(d.recent) if e.get("type") == "status"]
+        return [e["status"] for e in list(d.writer.recent) if e.get("type") == "status"]
 
     def sensor():
         x = np.sin(np.arange(int(3 * FS)) / 20.0)

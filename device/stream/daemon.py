@@ -38,13 +38,11 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import secrets
 import signal
 import socket
 import threading
 import time
 import typing
-from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,6 +59,7 @@ from vitaledge.device.stream.daemon_config import (
     source_token,
 )
 from vitaledge.device.stream.daemon_metrics import DaemonMetrics, StreamCollector
+from vitaledge.device.stream.event_writer import EventWriter
 from vitaledge.device.stream.notify import Watchdog, notify
 from vitaledge.device.stream.pipeline import SignalError
 from vitaledge.device.stream.protocol import Gap
@@ -126,10 +125,10 @@ class Daemon:
             self._open_source()
             self._build_pipeline()
             self._reset_stream_watch()
-            self._open_sinks()
-            self._refuse_slow_source()
             self._make_queue()
             self._make_metrics()
+            self._open_sinks()
+            self._refuse_slow_source()
             self._start_api(token)
             self._start_ota()
         except BaseException:
@@ -247,25 +246,24 @@ class Daemon:
 
     def _open_sinks(self) -> None:
         """Every sink, guarded (a failing one is retried, never stops the others); a file
-        already holding events only with ``append``. Numbering continues after the last
-        ``seq`` any of them holds; this run's events carry ``run`` = :attr:`run_id`."""
+        already holding events only with ``append``; the :class:`EventWriter` that
+        numbers the events and writes them to all."""
         cfg = self.cfg
-        self.sinks: list[GuardedSink] = []
+        sinks: list[GuardedSink] = []
         try:
             for spec in cfg.out:
                 sink = open_sink(spec, cfg.fsync, cfg.max_jsonl_bytes, cfg.append,
                                  cfg.mqtt, self._sink_context)
-                self.sinks.append(GuardedSink(spec, sink, lambda spec=spec: open_sink(
+                sinks.append(GuardedSink(spec, sink, lambda spec=spec: open_sink(
                     spec, cfg.fsync, cfg.max_jsonl_bytes, True, cfg.mqtt,
                     self._sink_context)))
-            self.seq = max((s.last_seq() for s in self.sinks), default=0)
+            self.writer = EventWriter(sinks, self.meters, lambda: self._time(self.pipeline),
+                                      cfg.keep_events)
         except Exception:
-            for s in self.sinks:
+            for s in sinks:
                 s.close()
             self.source.stop()
             raise
-        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + \
-            secrets.token_hex(3)
 
     def _sink_context(self) -> dict:
         """What the MQTT sink's birth and stats messages say about this daemon (read from
@@ -286,11 +284,8 @@ class Daemon:
         msg = (f"source {self.source.name} is {self.source.fs:g} Hz, below the "
                f"{float(model_fs):g} Hz the model's windows are made at (manifest "
                "signal.window.fs): upsampling cannot restore it")
-        self.seq += 1
-        for s in self.sinks:
-            s.write([{**event.sample_rate_mismatch(self.source.fs, float(model_fs), msg),
-                      "seq": self.seq}])
-            s.close()
+        self.writer.emit([event.sample_rate_mismatch(self.source.fs, float(model_fs), msg)])
+        self.writer.close()
         self.source.stop()
         raise SignalError(msg)
 
@@ -299,13 +294,10 @@ class Daemon:
         the flags the threads stop on."""
         self.watchdog = Watchdog()  # pings systemd from the worker loop ($WATCHDOG_USEC)
         self.q: queue.Queue[QueueItem] = queue.Queue(maxsize=self.cfg.queue_chunks)
-        self.recent: deque[dict] = deque(maxlen=self.cfg.keep_events)
         self.stop = threading.Event()
         self.source_done = threading.Event()
         self.reader_exited = threading.Event()
-        self.lock = threading.Lock()
-        self.sink_lock = threading.Lock()  # one writer at a time; held while closing
-        self.abandoned = threading.Event()  # the worker overran STOP_GRACE_S: write nothing
+        self.lock = threading.Lock()  # the pipeline and models, swapped by a reload
         self.failure: str | None = None
         self._source_error: str | None = None
         self.items_processed = 0  # queue items through the pipeline
@@ -314,7 +306,6 @@ class Daemon:
     def _make_metrics(self) -> None:
         """The /metrics registry (:class:`DaemonMetrics`; names and meanings:
         docs/metrics.md); ``reg`` is what the OTA updater registers its counter in."""
-        self.emitted: dict[str, int] = {}  # events of this run per type, for the summary
         since_beat = None
         if self.beat_watch is not None:
             def since_beat() -> float:
@@ -333,8 +324,7 @@ class Daemon:
                                        self.metrics, self.events_since, token=token,
                                        rate=self.cfg.api_rate)
             except OSError as exc:
-                for s in self.sinks:  # nothing written yet; leave the files as they were
-                    s.close()
+                self.writer.close()  # nothing written yet; the files are as they were
                 self.source.stop()
                 raise ValueError(api_bind_error(self.cfg.api_host, self.cfg.api_port,
                                                 exc)) from exc
@@ -371,11 +361,11 @@ class Daemon:
         the last event's ``seq``."""
         return {"items": self.items_processed, "signal_errors": self.signal_errors,
                 "failure": self.failure, "stopping": self.stop.is_set(),
-                "quality": self.quality_summary(), "last_seq": self.seq}
+                "quality": self.quality_summary(), "last_seq": self.writer.seq}
 
     def announce(self) -> None:
         """The MQTT sinks publish their retained birth message again (the model changed)."""
-        for s in self.sinks:
+        for s in self.writer.sinks:
             s.announce()
 
     # -- API callbacks -------------------------------------------------------------------
@@ -385,8 +375,8 @@ class Daemon:
         watch = self.source_watch
         why = ["no_signal"] * watch.silent + ["rate_mismatch"] * watch.rate_bad
         why += ["no_beats"] if self.beat_watch is not None and self.beat_watch.active else []
-        why += [f"sink {s.name}: {s.error}" for s in self.sinks if s.failing]
-        for s in self.sinks:  # a sink that writes but cannot deliver (a broker away)
+        why += [f"sink {s.name}: {s.error}" for s in self.writer.sinks if s.failing]
+        for s in self.writer.sinks:  # a sink that writes but cannot deliver (a broker away)
             said = s.trouble()
             if said:
                 why.append(f"sink {s.name}: {said}")
@@ -401,8 +391,9 @@ class Daemon:
                 "model": self.cfg.model, "model_sha256": self.model.manifest.sha256,
                 "source": self.source.name, "fs": self.source.fs,
                 "samples_in": self.pipeline.samples_in,
-                "events_this_run": dict(self.emitted), "dropped_samples": self.dropped_samples,
-                "last_seq": self.seq, "rhythm": self.pipeline.stats.summary(),
+                "events_this_run": dict(self.writer.emitted),
+                "dropped_samples": self.dropped_samples, "last_seq": self.writer.seq,
+                "rhythm": self.pipeline.stats.summary(),
                 "stages": self.pipeline.summary(), "source_stats": self.source.stats(),
                 **({"ota": self.ota.summary()} if self.ota is not None else {})}
 
@@ -410,8 +401,7 @@ class Daemon:
         return self.meters.scrape()
 
     def events_since(self, since: int, limit: int) -> list[dict]:
-        with self.lock:
-            return [e for e in self.recent if e["seq"] > since][:limit]
+        return self.writer.since(since, limit)
 
     # -- threads -------------------------------------------------------------------------
     def _read(self) -> None:
@@ -454,53 +444,6 @@ class Daemon:
             except queue.Full:
                 continue
 
-    def _emit(self, events: list[dict]) -> None:
-        if not events:
-            return
-        with self.sink_lock:
-            if self.abandoned.is_set():
-                return
-            self._number(events)
-            batch = events
-            while batch:  # a sink failing or recovering is reported on the sinks
-                batch = self._number(self._write(batch))
-                events = events + batch
-        for e in events:
-            self.emitted[e.get("type", "?")] = self.emitted.get(e.get("type", "?"), 0) + 1
-        with self.lock:
-            self.recent.extend(events)
-
-    def _number(self, events: list[dict]) -> list[dict]:
-        for e in events:
-            self.seq += 1
-            e["seq"] = self.seq
-            e["run"] = self.run_id
-            if e.get("type") == "beat":
-                self.meters.beats.labels(e["class"]).inc()
-            elif e.get("type") == "emotion":
-                self.meters.emotions.labels(e["task"], e["class"]).inc()
-        return events
-
-    def _write(self, events: list[dict]) -> list[dict]:
-        """``events`` to every sink; the status events of sinks failing or recovering."""
-        status = []
-        for s in self.sinks:
-            backlog, errors = len(s.backlog), s.errors
-            change = s.write(events)
-            if s.errors > errors:
-                self.meters.sink_errors.labels(s.name).inc(s.errors - errors)
-            if not s.failing:
-                self.meters.written.labels(str(s.path)).inc(len(events) + backlog)
-            if change == "failed":
-                log.error(json.dumps({"event": "sink_error", "sink": s.name,
-                                      "error": s.error}))
-                status.append(event.sink_error(self._time(self.pipeline), s.name, s.error))
-            elif change == "recovered":
-                log.info(json.dumps({"event": "sink_recovered", "sink": s.name}))
-                status.append(event.sink_recovered(self._time(self.pipeline), s.name,
-                                                   backlog + len(events)))
-        return status
-
     def _work(self) -> None:
         """The worker thread: any exception it did not expect ends the run as a failure."""
         try:
@@ -512,7 +455,7 @@ class Daemon:
             self.source.stop()
             self.source_done.set()
             try:
-                self._emit([event.failure("pipeline_error", self._time(self.pipeline),
+                self.writer.emit([event.failure("pipeline_error", self._time(self.pipeline),
                                           f"{type(exc).__name__}: {exc}")])
             except Exception:  # noqa: BLE001 - the failure is already recorded
                 log.exception("could not report the pipeline error")
@@ -520,7 +463,7 @@ class Daemon:
     def _work_loop(self) -> None:
         while True:
             self.watchdog.kick()  # systemd's WatchdogSec: a hung pipeline stops the pings
-            if self.abandoned.is_set():
+            if self.writer.abandoned.is_set():
                 return
             try:
                 item = self.q.get(timeout=0.1)
@@ -539,16 +482,16 @@ class Daemon:
                 self.signal_errors += 1
             self.items_processed += 1
             self.meters.latency.observe(time.perf_counter() - t)
-            self._emit(events)
+            self.writer.emit(events)
         # drops that no later chunk got through to report (the reader may still be
         # inside a blocking read after a stop request; it cannot add drops then)
         self.reader_exited.wait(timeout=1.0)
-        if self.abandoned.is_set():
+        if self.writer.abandoned.is_set():
             return
-        self._emit(self._handle(self.pipeline, EndOfStream()))
+        self.writer.emit(self._handle(self.pipeline, EndOfStream()))
         if self._source_error:
             self.failure = f"source_error: {self._source_error}"
-            self._emit([event.failure("source_error", self._time(self.pipeline),
+            self.writer.emit([event.failure("source_error", self._time(self.pipeline),
                                       self._source_error)])
 
     def _handle(self, pipe: FanOut, item: QueueItem) -> list[dict]:
@@ -586,7 +529,7 @@ class Daemon:
 
     def _check_silence(self) -> None:
         """A live source that stops sending is reported once (:mod:`.source_watch`)."""
-        self._emit(self.source_watch.check_silence(time.monotonic(),
+        self.writer.emit(self.source_watch.check_silence(time.monotonic(),
                                                    self._time(self.pipeline)))
 
     def _samples(self, pipe: FanOut, x) -> list[dict]:
@@ -660,7 +603,7 @@ class Daemon:
         length when it is a recording), the rate, events of this run per type."""
         return {"samples": self.pipeline.samples_in, "fs": self.source.fs,
                 "length": self.source.length,
-                "events": dict(self.emitted), "source": self.source.name}
+                "events": dict(self.writer.emitted), "source": self.source.name}
 
     def run(self, install_signals: bool = True,
             progress: typing.Callable[[dict], None] | None = None) -> dict:
@@ -690,10 +633,7 @@ class Daemon:
                     break
         abandoned = 0
         if worker.is_alive():  # busy past the grace time: leave it, write nothing more
-            got = self.sink_lock.acquire(timeout=0.5)  # let a batch being written finish
-            self.abandoned.set()
-            if got:
-                self.sink_lock.release()
+            self.writer.abandon(0.5)  # once a batch being written is done
             abandoned = self.q.qsize() + 1
             log.warning(json.dumps({"event": "worker_abandoned", "after_s": STOP_GRACE_S,
                                     "chunks": abandoned}))
@@ -702,9 +642,7 @@ class Daemon:
             self.ota.close()
         if self.store is not None:
             self.store.unlock()
-        for s in self.sinks:
-            s.close()
-        lost = {s.name: s.stats() for s in self.sinks if s.errors}
+        lost = self.writer.close()
         if self.failure is None and any(st["unwritten"] for st in lost.values()):
             self.failure = "; ".join(f"sink {n}: {st['unwritten']} events never written "
                                      f"({st['error']})" for n, st in lost.items()
@@ -718,10 +656,10 @@ class Daemon:
                    "wall_seconds": round(wall, 3),
                    "realtime_factor": round(self.pipeline.samples_in / self.source.fs
                                             / wall, 1) if wall > 0 else None,
-                   "events": sum(self.emitted.values()), "last_seq": self.seq,
-                   "events_this_run": dict(self.emitted),
-                   "sinks": [str(s.path) for s in self.sinks],
-                   "sink_delivery": self._delivery(),
+                   "events": sum(self.writer.emitted.values()),
+                   "last_seq": self.writer.seq, "events_this_run": dict(self.writer.emitted),
+                   "sinks": [str(s.path) for s in self.writer.sinks],
+                   "sink_delivery": self.writer.delivery(),
                    "dropped_chunks": self.dropped_chunks,
                    "dropped_samples": self.dropped_samples,
                    "dropped_edge_beats": self.pipeline.dropped_edge,
@@ -731,7 +669,7 @@ class Daemon:
                    "rss_mb": round(rss_mb(), 1), "ready_seconds": round(self.ready_s, 3),
                    "rhythm": self.pipeline.stats.summary(),
                    "stages": self.pipeline.summary(),
-                   "run": self.run_id, "abandoned_chunks": abandoned, "sink_errors": lost,
+                   "run": self.writer.run_id, "abandoned_chunks": abandoned, "sink_errors": lost,
                    "error": self.failure}
         log.info(json.dumps({k: summary[k] for k in ("event", "samples", "events",
                                                      "wall_seconds")}))
@@ -739,11 +677,6 @@ class Daemon:
         if self.failure:
             raise DaemonFailure(self.failure, summary)
         return summary
-
-    def _delivery(self) -> dict:
-        """Per sink that forwards (MQTT): events dropped from its full spool and events
-        left in it for the next run, read after the sinks closed."""
-        return {s.name: d for s in self.sinks if (d := s.delivery()) is not None}
 
     def quality_summary(self) -> dict | None:
         """The beat stage's signal-quality figures (None for other stages)."""
