@@ -480,7 +480,7 @@ def test_the_config_fs_is_held_to_its_sources_bounds(tmp_path):
 def test_api_port_in_use_names_the_api_port():
     import errno
 
-    from vitaledge.device.stream.daemon import api_bind_error
+    from vitaledge.device.stream.api import api_bind_error
 
     msg = api_bind_error("127.0.0.1", 8787, OSError(errno.EADDRINUSE, "Address in use"))
     assert msg.startswith("API port 8787 on 127.0.0.1 is already in use") and "\n" not in msg

@@ -101,6 +101,21 @@ class _DeadlineReader(io.RawIOBase):
         return n
 
 
+def api_bind_error(host: str, port: int, exc: OSError) -> str:
+    """One line on why the API could not listen on ``host:port``."""
+    import errno
+
+    where = f"API port {port} on {host}"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"{where} is already in use (another daemon or program listens there): "
+                "choose another api_port / --api-port, or 0 for no API")
+    if exc.errno == errno.EACCES:
+        return f"{where}: permission denied (ports below 1024 need privileges)"
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return f"{where}: no such local address (api_host / --api-host)"
+    return f"{where}: cannot listen: {exc.strerror or exc}"
+
+
 def make_server(host: str, port: int, health: Callable[[], dict],
                 metrics: Callable[[], bytes],
                 events: Callable[[int, int], list[dict]], token: str = "",

@@ -39,7 +39,6 @@ import json
 import logging
 import queue
 import signal
-import socket
 import threading
 import time
 import typing
@@ -94,21 +93,6 @@ class DaemonFailure(RuntimeError):
     def __init__(self, message: str, summary: dict | None = None):
         super().__init__(message)
         self.summary = summary or {}
-
-
-def api_bind_error(host: str, port: int, exc: OSError) -> str:
-    """One line on why the API could not listen on ``host:port``."""
-    import errno
-
-    where = f"API port {port} on {host}"
-    if exc.errno == errno.EADDRINUSE:
-        return (f"{where} is already in use (another daemon or program listens there): "
-                "choose another api_port / --api-port, or 0 for no API")
-    if exc.errno == errno.EACCES:
-        return f"{where}: permission denied (ports below 1024 need privileges)"
-    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
-        return f"{where}: no such local address (api_host / --api-host)"
-    return f"{where}: cannot listen: {exc.strerror or exc}"
 
 
 class Daemon:
@@ -317,7 +301,7 @@ class Daemon:
     def _start_api(self, token: str) -> None:
         self.api = None
         if self.cfg.api_port:
-            from vitaledge.device.stream.api import make_server, serve_in_thread
+            from vitaledge.device.stream.api import api_bind_error, make_server, serve_in_thread
 
             try:
                 self.api = make_server(self.cfg.api_host, self.cfg.api_port, self.health,
