@@ -463,6 +463,10 @@ def test_the_config_fs_is_held_to_its_sources_bounds(tmp_path):
     with pytest.raises(ValueError, match=r"of 10-192000 Hz"):
         DaemonConfig(source="stdin-pcm", fs=200_000.0)
     assert DaemonConfig(fs=48_000.0).fs == 48_000.0  # no source yet
+    # an unknown source is named as such when opened, not through its rate
+    assert DaemonConfig(source="foo:1", fs=20_000.0).fs == 20_000.0
+    with pytest.raises(ValueError, match=r"^fs -1.0: expected a sample rate > 0 Hz$"):
+        DaemonConfig(source="foo:1", fs=-1.0)
     # the file's rate is held to the bounds of the source that will run (--source)
     cfg = tmp_path / "pcm.toml"
     cfg.write_text('model = "art"\nsource = "stdin"\nfs = 16000.0\n')

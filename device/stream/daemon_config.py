@@ -122,10 +122,12 @@ class DaemonConfig:
                 raise ValueError(f"speed {speed!r}: expected 'max' or a factor of real "
                                  f"time >= {MIN_SPEED:g} (1 = real time)")
         if self.fs is not None:  # the bounds open_source holds the source to, said now
-            lo, hi = fs_range(self.source or "stdin-pcm")  # no source yet: the widest
-            if not lo <= self.fs <= hi:  # NaN fails too
+            lo, hi = fs_range(self.source)
+            if not lo < self.fs <= hi:  # NaN fails too
                 raise ValueError(f"fs {self.fs!r}: expected a sample rate of {lo:g}-{hi:g} "
-                                 f"Hz (the range {self.source or 'a source'} may have)")
+                                 f"Hz (the range {self.source or 'a source'} may have)"
+                                 if math.isfinite(hi) else
+                                 f"fs {self.fs!r}: expected a sample rate > 0 Hz")
         for key, low in (("threads", 1), ("queue_chunks", 1), ("keep_events", 1),
                          ("max_jsonl_bytes", 1)):
             if getattr(self, key) < low:

@@ -38,6 +38,7 @@ live (not a replay); :func:`open_source` looks the scheme up there.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import sys
 import time
@@ -76,7 +77,12 @@ MAX_LINE_BYTES = 64 * 1024
 
 def fs_range(spec: str) -> tuple[float, float]:
     """The sample rates (Hz) the source ``spec`` may have: :data:`AUDIO_FS_RANGE` for one
-    carrying audio, :data:`FS_RANGE` for any other."""
+    carrying audio or not named yet (``""``), :data:`FS_RANGE` for any other; an unknown
+    scheme (refused as such when opened) takes any rate above 0."""
+    if not spec:
+        return AUDIO_FS_RANGE
+    if spec.partition(":")[0] not in SOURCES:
+        return (0.0, math.inf)
     return AUDIO_FS_RANGE if carries_audio(spec) else FS_RANGE
 
 
