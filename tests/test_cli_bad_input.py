@@ -459,6 +459,9 @@ def test_the_config_fs_is_held_to_its_sources_bounds(tmp_path):
                                              r"10-10000 Hz \(the range stdin may have\)"):
             DaemonConfig(source="stdin", fs=fs)
     assert DaemonConfig(source="stdin", fs=360.0).fs == 360.0
+    for source in ("stdin", "stdin-pcm", ""):  # the bounds themselves are rates a source has
+        assert DaemonConfig(source=source, fs=10.0).fs == 10.0
+    assert DaemonConfig(source="stdin", fs=10_000.0).fs == 10_000.0
     assert DaemonConfig(source="stdin-pcm", fs=48_000.0).fs == 48_000.0
     with pytest.raises(ValueError, match=r"of 10-192000 Hz"):
         DaemonConfig(source="stdin-pcm", fs=200_000.0)

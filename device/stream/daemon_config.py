@@ -123,7 +123,7 @@ class DaemonConfig:
                                  f"time >= {MIN_SPEED:g} (1 = real time)")
         if self.fs is not None:  # the bounds open_source holds the source to, said now
             lo, hi = fs_range(self.source)
-            if not lo < self.fs <= hi:  # NaN fails too
+            if not (lo <= self.fs <= hi and self.fs > 0):  # NaN fails too
                 raise ValueError(f"fs {self.fs!r}: expected a sample rate of {lo:g}-{hi:g} "
                                  f"Hz (the range {self.source or 'a source'} may have)"
                                  if math.isfinite(hi) else
