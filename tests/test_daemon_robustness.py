@@ -586,3 +586,25 @@ def test_an_mqtt_ack_the_spool_cannot_record_is_kept_and_said(tmp_path):
     sink.spool.ack = real
     sink._settle()  # noqa: SLF001
     assert sink.trouble() is None and sink.acked == 2 and sink.spool.count == 0
+
+
+def test_a_start_that_fails_after_the_source_opened_closes_it_and_the_sinks(fake_models,
+                                                                             tmp_path,
+                                                                             monkeypatch):
+    """A step failing after the source and sinks opened (here the metrics; in the field
+    the OTA updater's first connection) left a tcp source listening and the sinks open
+    until the process exited; each step closed only what it knew of."""
+    fake_models["beat"] = FakeModel()
+    port, api_port = free_port(), free_port()
+
+    def broken(self):
+        raise RuntimeError("no OTA broker")
+
+    monkeypatch.setattr(Daemon, "_start_ota", broken)
+    with pytest.raises(RuntimeError, match="no OTA broker"):
+        Daemon(DaemonConfig(model="beat", fs=FS, source=f"tcp:127.0.0.1:{port}",
+                            out=[str(tmp_path / "e.jsonl")], api_port=api_port))
+    for p in (port, api_port):  # the source's port and the API's are free again
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))
+            s.listen()

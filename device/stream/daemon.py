@@ -103,6 +103,7 @@ class Daemon:
         self._source_token = source_token(cfg)  # and an unauthenticated open listener
         check_source_safety(cfg.source, self._source_token)
         self.store = self.ota = self._ota_recovered = None
+        self.source = self.writer = self.api = None  # what a failed start closes
         try:
             self._prepare_store()  # inside: a failed recovery or seed lets go of the lock
             self._load_models()
@@ -116,10 +117,24 @@ class Daemon:
             self._start_api(token)
             self._start_ota()
         except BaseException:
-            if self.store is not None:  # a daemon that did not start holds no models dir
-                self.store.unlock()
+            self._close_failed_start()
             raise
         self._log_ready()
+
+    def _close_failed_start(self) -> None:
+        """What a start that failed part-way had opened, closed: the API, the sinks (an
+        event already written, as the slow-source refusal's, stays), the source and the
+        models directory's lock. A step failing after the source opened left it (and an
+        MQTT sink's thread) running."""
+        if self.api is not None:
+            self.api.shutdown()
+            self.api.server_close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.source is not None:
+            self.source.stop()
+        if self.store is not None:  # a daemon that did not start holds no models dir
+            self.store.unlock()
 
     # -- start-up steps ------------------------------------------------------------------
     def _check_api_safety(self) -> str:
@@ -205,8 +220,8 @@ class Daemon:
 
     def _open_source(self) -> None:
         cfg = self.cfg
-        self.source: Source = open_source(cfg.source, cfg.fs, cfg.speed, cfg.lead,
-                                          token=self._source_token)
+        self.source: Source | None = open_source(cfg.source, cfg.fs, cfg.speed, cfg.lead,
+                                                 token=self._source_token)
         self.live = is_live(cfg.source)
 
     def _build_pipeline(self) -> None:
@@ -244,9 +259,8 @@ class Daemon:
             self.writer = EventWriter(sinks, self.meters, lambda: self._time(self.pipeline),
                                       cfg.keep_events)
         except Exception:
-            for s in sinks:
+            for s in sinks:  # opened before one failed; the writer that closes them is not
                 s.close()
-            self.source.stop()
             raise
 
     def _sink_context(self) -> dict:
@@ -269,13 +283,10 @@ class Daemon:
                f"{float(model_fs):g} Hz the model's windows are made at (manifest "
                "signal.window.fs): upsampling cannot restore it")
         self.writer.emit([event.sample_rate_mismatch(self.source.fs, float(model_fs), msg)])
-        self.writer.close()
-        self.source.stop()
-        raise SignalError(msg)
+        raise SignalError(msg)  # the sinks and the source are closed as the start fails
 
     def _make_queue(self) -> None:
-        """The bounded queue between the threads, the events kept for ``/events``, and
-        the flags the threads stop on."""
+        """The bounded queue between the threads and the flags the threads stop on."""
         self.watchdog = Watchdog()  # pings systemd from the worker loop ($WATCHDOG_USEC)
         self.q: queue.Queue[QueueItem] = queue.Queue(maxsize=self.cfg.queue_chunks)
         self.stop = threading.Event()
@@ -299,20 +310,18 @@ class Daemon:
         self.meters.serving(self._models)
 
     def _start_api(self, token: str) -> None:
-        self.api = None
         if self.cfg.api_port:
             from vitaledge.device.stream.api import api_bind_error, make_server, serve_in_thread
 
-            try:
-                self.api = make_server(self.cfg.api_host, self.cfg.api_port, self.health,
-                                       self.metrics, self.events_since, token=token,
-                                       rate=self.cfg.api_rate)
+            try:  # a failure: nothing written yet, the sink files are as they were
+                api = make_server(self.cfg.api_host, self.cfg.api_port, self.health,
+                                  self.metrics, self.events_since, token=token,
+                                  rate=self.cfg.api_rate)
             except OSError as exc:
-                self.writer.close()  # nothing written yet; the files are as they were
-                self.source.stop()
                 raise ValueError(api_bind_error(self.cfg.api_host, self.cfg.api_port,
                                                 exc)) from exc
-            serve_in_thread(self.api)
+            serve_in_thread(api)
+            self.api = api  # serving: shut down by run(), or by a start that fails after
 
     def _log_ready(self) -> None:
         self.ready_s = time.monotonic() - self.t_start
@@ -440,7 +449,7 @@ class Daemon:
             self.source_done.set()
             try:
                 self.writer.emit([event.failure("pipeline_error", self._time(self.pipeline),
-                                          f"{type(exc).__name__}: {exc}")])
+                                                f"{type(exc).__name__}: {exc}")])
             except Exception:  # noqa: BLE001 - the failure is already recorded
                 log.exception("could not report the pipeline error")
 
@@ -476,7 +485,7 @@ class Daemon:
         if self._source_error:
             self.failure = f"source_error: {self._source_error}"
             self.writer.emit([event.failure("source_error", self._time(self.pipeline),
-                                      self._source_error)])
+                                            self._source_error)])
 
     def _handle(self, pipe: FanOut, item: QueueItem) -> list[dict]:
         """The events one queue item makes."""
@@ -514,7 +523,7 @@ class Daemon:
     def _check_silence(self) -> None:
         """A live source that stops sending is reported once (:mod:`.source_watch`)."""
         self.writer.emit(self.source_watch.check_silence(time.monotonic(),
-                                                   self._time(self.pipeline)))
+                                                         self._time(self.pipeline)))
 
     def _samples(self, pipe: FanOut, x) -> list[dict]:
         """Samples through the signal monitor: faulty stretches become gaps (never

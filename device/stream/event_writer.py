@@ -38,6 +38,7 @@ class EventWriter:
         self.abandoned = threading.Event()  # the worker overran its grace: write nothing
         self._batch = threading.Lock()  # one writer at a time; taken by abandon()
         self._kept = threading.Lock()  # recent, read by the API's thread
+        self._closed = False
 
     def emit(self, events: list[dict]) -> None:
         """Number ``events`` and write them, with the status events the writing makes."""
@@ -70,10 +71,12 @@ class EventWriter:
             self._batch.release()
 
     def close(self) -> dict:
-        """Close every sink; the statistics of those that failed (``unwritten`` events
-        among them), by name."""
-        for s in self.sinks:
-            s.close()
+        """Close every sink (once; closing again changes nothing); the statistics of those
+        that failed (``unwritten`` events among them), by name."""
+        if not self._closed:
+            self._closed = True
+            for s in self.sinks:
+                s.close()
         return {s.name: s.stats() for s in self.sinks if s.errors}
 
     def delivery(self) -> dict:
