@@ -33,9 +33,10 @@ def gain(line: str, field: str) -> str:
     return " ".join(f[:2] + [field] + f[3:])
 
 
-def test_the_copy_reads(rec):
-    r = read_record(rec)
-    assert len(r.signal) > 0 and len(r.ann_samples) > 0
+def test_the_copy_reads(rec, synth_dir):
+    r, src = read_record(rec), read_record(synth_dir / "s000")
+    assert r.fs == src.fs and len(r.signal) == len(src.signal) > 0
+    assert np.array_equal(r.ann_samples, src.ann_samples) and len(r.ann_samples) > 100
 
 
 def test_truncated_dat_says_how_many_samples_it_holds(rec):

@@ -430,7 +430,9 @@ def test_empty_existing_sink_file_is_fine(fake_models, tmp_path):
     out = tmp_path / "ev.jsonl"
     out.touch()
     run_daemon(source=f"replay:{src}", out=[str(out)])
-    assert events_of(out)
+    got = events_of(out)
+    assert [e["seq"] for e in got] == list(range(1, len(got) + 1))  # numbered from 1
+    assert sum(e["type"] == "beat" for e in got) >= 15  # 20 s of a synthetic rhythm
 
 
 # ---------------------------------------------------------------- 6. model tasks

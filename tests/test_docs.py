@@ -173,9 +173,7 @@ def test_command_parses(where, line, args, no_exists_checks):
         assert exc.exit_code == 0, f"{where}: {line}"
         return
     except click.ClickException as exc:
-        msg = exc.format_message()
-        if "does not exist" in msg:  # a placeholder path the command checks (no fixture)
-            return
+        msg = exc.format_message()  # no_exists_checks: a placeholder path is not refused
         pytest.fail(f"{where}: {line}\n  -> {type(exc).__name__}: {msg}")
     old = old_spellings(ctx)
     assert not old, f"{where}: {line}\n  -> deprecated spelling: {old}"
@@ -189,12 +187,17 @@ def test_a_bad_command_fails(no_exists_checks):
                 "vitaledge train beat --records data/mitdb --out r"):
         [args] = commands_in(old)
         assert old_spellings(parse(args)), old
-    for bad in ("vitaledge device run --out x.jsonl --no-such-flag",
-                "vitaledge device nosuch", "vitaledge train beat --arch nope --out r",
-                "vitaledge convert r --quant int4 --out a"):
+    for bad, words in (("vitaledge device run --out x.jsonl --no-such-flag",
+                        "No such option '--no-such-flag'"),
+                       ("vitaledge device nosuch", "No such command 'nosuch'"),
+                       ("vitaledge train beat --arch nope --out r",
+                        "Invalid value for '--arch'"),
+                       ("vitaledge convert r --quant int4 --out a",
+                        "Invalid value for '--quant'")):
         [args] = commands_in(bad)
-        with pytest.raises(click.UsageError):
+        with pytest.raises(click.UsageError) as exc:
             parse(args)
+        assert words in exc.value.format_message(), (bad, exc.value.format_message())
 
 
 def test_mkdocs_build_strict(tmp_path):

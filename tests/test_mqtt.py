@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -233,8 +234,10 @@ def test_topics_urls_and_options():
     assert mqtt.parse_topic("acme/icu", "acme/icu/v1/ward3/pi7/status") == \
         ("ward3", "pi7", ["status"])
     assert mqtt.parse_url("mqtt://h").port == 1883
-    site, device = mqtt.parse_url("mqtt://h/p").ids
-    assert site and device and "/" not in device + site
+    for fqdn, ids in (("pi7.ward3.example", ("ward3", "pi7")), ("pi7", ("default", "pi7")),
+                      ("bed 4.icu/2.example", ("icu-2", "bed-4"))):
+        with patch("socket.getfqdn", return_value=fqdn):  # the ids come from the hostname
+            assert mqtt.parse_url("mqtt://h/p").ids == ids, fqdn
     for bad, msg in {"mqtt://h/p?colour=red": "unknown option 'colour'",
                      "mqtt://h/p?rate=fast": "rate='fast'", "mqtt:///p": "expected mqtt://",
                      "mqtt://h/p?rate=0": "rate 0.0"}.items():

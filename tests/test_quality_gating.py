@@ -21,7 +21,7 @@ from vitaledge.device.dsp.signal_quality_index import (
     kurtosis,
     record_quality,
 )
-from vitaledge.device.stream.pipeline import BeatPipeline, run_record
+from vitaledge.device.stream.pipeline import BeatPipeline, SignalError, run_record
 
 FS = 360.0
 
@@ -334,9 +334,11 @@ def test_a_stream_ending_or_broken_inside_a_block_is_judged_to_its_end(noisy118)
 def test_gating_is_set_before_the_stream_only():
     pipe = BeatPipeline(FakeModel(), FS)
     pipe.set_gating(False)
+    assert pipe.gating is False and pipe.quality_summary()["gating"] is False
     pipe.process(np.zeros(100))
-    with pytest.raises(ValueError):
+    with pytest.raises(SignalError, match="^gating can only be set before the stream starts$"):
         pipe.set_gating(True)
+    assert pipe.gating is False
 
 
 def test_score_reports_outside_the_flagged_stretches(noisy118, tmp_path, mitdb_dir):

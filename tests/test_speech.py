@@ -290,9 +290,9 @@ def test_speech_splits_are_one_table():
     from vitaledge.train.cli import SPEECH_SPLIT_OPTIONS
     from vitaledge.train.speech_config import SPEECH_SPLITS, SPLITS, SpeechTrainConfig
 
-    assert SPLITS == tuple(SPEECH_SPLITS)
-    assert SPEECH_SPLIT_OPTIONS == {o: tuple(k for k, v in SPEECH_SPLITS.items() if o in v.reads)
-                                    for v in SPEECH_SPLITS.values() for o in v.reads}
+    assert SPLITS == tuple(SPEECH_SPLITS) == ("actor", "actors", "none", "random")
+    assert SPEECH_SPLIT_OPTIONS == {"fold": ("actors",), "folds": ("actors",),
+                                    "test_actors": ("actor",), "test_fraction": ("random",)}
     out = " ".join(CliRunner().invoke(main, ["train", "emotion-speech", "--help"],
                                       terminal_width=1000).output.split())
     who = {"fit": "a (f)", "val": "b (m)", "test": "c (?)"}

@@ -87,11 +87,13 @@ def test_train_beat_accepts_the_edges_of_its_ranges():
     """The checks above refuse no sensible value (parsed only: nothing runs)."""
     from vitaledge.train.cli import train_beat_cmd
 
-    for args in (["--fs", "10"], ["--fs", "10000"], ["--fs", "360"], ["--before", "0"],
-                 ["--patience", "0"], ["--seed", "0"], ["--seed", "4294967295"],
-                 ["--epochs", "1"], ["--val-fraction", "0.5"], ["--lr", "3e-3"]):
+    for args, want in ((["--fs", "10"], 10.0), (["--fs", "10000"], 10_000.0),
+                       (["--fs", "360"], 360.0), (["--before", "0"], 0.0),
+                       (["--patience", "0"], 0), (["--seed", "0"], 0),
+                       (["--seed", "4294967295"], 4294967295), (["--epochs", "1"], 1),
+                       (["--val-fraction", "0.5"], 0.5), (["--lr", "3e-3"], 0.003)):
         ctx = train_beat_cmd.make_context("beat", [*args, "--out", "r"])
-        assert ctx.params[args[0][2:].replace("-", "_")] is not None
+        assert ctx.params[args[0][2:].replace("-", "_")] == want, args
 
 
 # -------------------------------------------------------------------------- convert options
@@ -131,10 +133,11 @@ def test_convert_refuses_a_bad_number_before_any_work(tmp_path, bad, words):
 def test_convert_accepts_the_edges_of_its_ranges(tmp_path):
     from vitaledge.convert.cli import convert_cmd
 
-    for args in (["--max-drop", "0"], ["--max-drop", "5"], ["--prune", "0,0.5,0.75"],
-                 ["--prune", "0"], ["--representative", "1"], ["--threads", "4"]):
+    for args, want in ((["--max-drop", "0"], 0.0), (["--max-drop", "5"], 5.0),
+                       (["--prune", "0,0.5,0.75"], "0,0.5,0.75"), (["--prune", "0"], "0"),
+                       (["--representative", "1"], 1), (["--threads", "4"], 4)):
         ctx = convert_cmd.make_context("convert", [str(tmp_path), *args, "--out", "a"])
-        assert ctx.params[args[0][2:].replace("-", "_")] is not None
+        assert ctx.params[args[0][2:].replace("-", "_")] == want, args
 
 
 # ------------------------------------------------------------------ missing or corrupt model
