@@ -51,7 +51,13 @@ from vitaledge.device.bench.noise_stress_review import (
 from vitaledge.device.bench.plots import save_noise_stress_plot
 from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 from vitaledge.device.dsp.signal_quality_index import DOUBTFUL, GOOD, UNREADABLE, record_quality
-from vitaledge.device.eval.scoring import DetectionScore, class_scores, outside, score_outside
+from vitaledge.device.eval.scoring import (
+    DetectionScore,
+    class_scores,
+    outside,
+    score_outside,
+    score_pairs,
+)
 from vitaledge.device.io.aami import CLASSES, map_annotations, vf_episodes
 from vitaledge.device.io.nst import (
     LEARNING_S,
@@ -135,20 +141,21 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
 
     def frac(where: np.ndarray) -> float:
         return float(is_flagged[where].mean()) if where.any() else 0.0
+    # the gated replay matched once, its pairs scored over both stretches (and per class)
+    ri, di = match_beats(ref, det_g, int(round(TOLERANCE_S * fs)))
+    kept = {"gated": (outside(ref, excluded), outside(det_g, excluded)),
+            "outside_flagged": (outside(ref, spans + excluded),
+                                outside(det_g, spans + excluded))}
     row = {"record": rec.name, "beats": int((ref >= start).sum()), "scored_from_s": start / fs,
            "ungated": score_outside(ref, det_u, fs, excluded, TOLERANCE_S).to_dict(),
-           "gated": score_outside(ref, det_g, fs, excluded, TOLERANCE_S).to_dict(),
-           "outside_flagged": score_outside(ref, det_g, fs, spans + excluded,
-                                            TOLERANCE_S).to_dict(),
+           "gated": score_pairs(ri, di, *kept["gated"]).to_dict(),
+           "outside_flagged": score_pairs(ri, di, *kept["outside_flagged"]).to_dict(),
            "flagged_noisy": frac(is_noisy), "flagged_clean": frac(is_clean),
            "unreadable_s": sum(b - a for a, b, st in flagged if st == UNREADABLE) / fs,
            "doubtful_s": sum(b - a for a, b, st in flagged if st != UNREADABLE) / fs}
     if model is not None:
-        ri, di = match_beats(ref, det_g, int(round(TOLERANCE_S * fs)))
-        for key, left_out in (("classes", excluded),
-                              ("classes_outside_flagged", spans + excluded)):
-            per_class = class_scores(ri, di, rcls, dcls, outside(ref, left_out),
-                                     outside(det_g, left_out), list(CLASSES))
+        for key, where in (("classes", "gated"), ("classes_outside_flagged", "outside_flagged")):
+            per_class = class_scores(ri, di, rcls, dcls, *kept[where], list(CLASSES))
             row[key] = {c: s.to_dict() for c, s in per_class.items()}
     if with_xqrs:
         xq = xqrs_detect(x, fs)
@@ -158,25 +165,23 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
     return row, events
 
 
+def _total(scores) -> dict:
+    """The sum of scores saved by :meth:`DetectionScore.to_dict`, as one."""
+    return sum((DetectionScore(s["tp"], s["fn"], s["fp"]) for s in scores),
+               DetectionScore(0, 0, 0)).to_dict()
+
+
 def _gross(rows: list[dict]) -> dict:
     out = {}
     for key in ("ungated", "gated", "outside_flagged", "xqrs", "xqrs_outside_flagged"):
         if rows and key in rows[0]:
-            s = DetectionScore(0, 0, 0)
-            for r in rows:
-                s = s + DetectionScore(r[key]["tp"], r[key]["fn"], r[key]["fp"])
-            out[key] = s.to_dict()
+            out[key] = _total(r[key] for r in rows)
     if rows:
         out["flagged_noisy"] = float(np.mean([r["flagged_noisy"] for r in rows]))
         out["flagged_clean"] = float(np.mean([r["flagged_clean"] for r in rows]))
     for key in ("classes", "classes_outside_flagged"):
         if rows and key in rows[0]:
-            out[key] = {}
-            for c in CLASSES:
-                tp = sum(r[key][c]["tp"] for r in rows)
-                fn = sum(r[key][c]["fn"] for r in rows)
-                fp = sum(r[key][c]["fp"] for r in rows)
-                out[key][c] = DetectionScore(tp, fn, fp).to_dict()
+            out[key] = {c: _total(r[key][c] for r in rows) for c in CLASSES}
     return out
 
 
