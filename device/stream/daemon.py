@@ -1,9 +1,10 @@
 """The on-device inference daemon: source -> bounded queue -> beat pipeline -> sinks + API.
 
 Operation:
-* the source thread reads chunks into a bounded queue; a live source (tcp, stdin) whose
-  chunk finds the queue full drops it (counted, and the pipeline is told of the gap); a
-  replay waits instead, so a file is never thinned;
+* the source thread (:mod:`.source_reader`) reads chunks into a bounded queue; a live
+  source (tcp, stdin) whose chunk finds the queue full drops it (counted in a
+  :class:`~.drop_count.DropCount`, and the pipeline is told of the gap); a replay waits
+  instead, so a file is never thinned;
 * the worker classifies, numbers events (``seq``), writes them to every sink, keeps the
   most recent ones for ``/events``;
 * SIGTERM/SIGINT: stop reading, drain the queue, flush the pipeline and sinks, exit 0;
@@ -58,6 +59,7 @@ from vitaledge.device.stream.daemon_config import (
     source_token,
 )
 from vitaledge.device.stream.daemon_metrics import DaemonMetrics, StreamCollector
+from vitaledge.device.stream.drop_count import DropCount
 from vitaledge.device.stream.event_writer import EventWriter
 from vitaledge.device.stream.notify import Watchdog, notify
 from vitaledge.device.stream.pipeline import SignalError
@@ -70,9 +72,9 @@ from vitaledge.device.stream.queue_items import (
     QueueItem,
     Samples,
     WireGap,
-    from_source,
 )
 from vitaledge.device.stream.sinks import GuardedSink, open_sink, sink_kind
+from vitaledge.device.stream.source_reader import SourceReader
 from vitaledge.device.stream.source_watch import SourceWatch
 from vitaledge.device.stream.sources import (
     Source,
@@ -112,6 +114,7 @@ class Daemon:
             self._reset_stream_watch()
             self._make_queue()
             self._make_metrics()
+            self._make_reader()
             self._open_sinks()
             self._refuse_slow_source()
             self._start_api(token)
@@ -239,9 +242,7 @@ class Daemon:
     def _reset_stream_watch(self) -> None:
         """Bookkeeping of a live source's silences, arrival rate and drops."""
         self.source_watch = SourceWatch(self.source.fs, self.live, self.cfg.no_signal_s)
-        self._missing = 0  # samples dropped since the last chunk that got through
-        self.dropped_chunks = 0
-        self.dropped_samples = 0
+        self.drops = DropCount()  # recorded by the source thread, read by the others
 
     def _open_sinks(self) -> None:
         """Every sink, guarded (a failing one is retried, never stops the others); a file
@@ -291,10 +292,8 @@ class Daemon:
         self.q: queue.Queue[QueueItem] = queue.Queue(maxsize=self.cfg.queue_chunks)
         self.stop = threading.Event()
         self.source_done = threading.Event()
-        self.reader_exited = threading.Event()
         self.lock = threading.Lock()  # the pipeline and models, swapped by a reload
         self.failure: str | None = None
-        self._source_error: str | None = None
         self.items_processed = 0  # queue items through the pipeline
         self.signal_errors = 0  # of them refused by a stage (signal_error events)
 
@@ -308,6 +307,12 @@ class Daemon:
         self.meters = DaemonMetrics(self.q.qsize, since_beat, StreamCollector(self))
         self.reg = self.meters.reg
         self.meters.serving(self._models)
+
+    def _make_reader(self) -> None:
+        """The source thread's loop: a live source drops on a full queue (counted in
+        ``drops`` and the metrics), a replay waits."""
+        self.reader = SourceReader(self.source, self.q, self.live, self.stop,
+                                   self.source_done, self.drops, self.meters.dropped.inc)
 
     def _start_api(self, token: str) -> None:
         if self.cfg.api_port:
@@ -396,47 +401,7 @@ class Daemon:
     def events_since(self, since: int, limit: int) -> list[dict]:
         return self.writer.since(since, limit)
 
-    # -- threads -------------------------------------------------------------------------
-    def _read(self) -> None:
-        try:
-            for raw in self.source.chunks:
-                if self.stop.is_set():
-                    break
-                item = from_source(raw)
-                if self.live:
-                    self._offer(item)
-                else:
-                    self._put_waiting(item)
-        except Exception as exc:  # a broken source ends the run, loudly (non-zero exit)
-            self._source_error = f"{type(exc).__name__}: {exc}"
-            log.error(json.dumps({"event": "source_error", "error": self._source_error}))
-        finally:
-            self.reader_exited.set()
-            self.source_done.set()
-
-    def _offer(self, item: QueueItem) -> None:
-        """A live source's item: queued if there is room, else dropped and counted (the
-        samples it carried, and the time it covered, become a gap reported later)."""
-        try:
-            if self._missing:
-                self.q.put_nowait(Dropped(self._missing))
-                self._missing = 0
-            self.q.put_nowait(item)
-        except queue.Full:
-            self.meters.dropped.inc()
-            self.dropped_chunks += 1
-            self.dropped_samples += item.lost_samples
-            self._missing += item.span  # a dropped wire gap still moves the time axis
-
-    def _put_waiting(self, item: QueueItem) -> None:
-        """A replay's item: wait for room (a file is never thinned) unless stopping."""
-        while not self.stop.is_set():
-            try:
-                self.q.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
+    # -- the worker thread (the source thread: :mod:`.source_reader`) --------------------
     def _work(self) -> None:
         """The worker thread: any exception it did not expect ends the run as a failure."""
         try:
@@ -478,14 +443,14 @@ class Daemon:
             self.writer.emit(events)
         # drops that no later chunk got through to report (the reader may still be
         # inside a blocking read after a stop request; it cannot add drops then)
-        self.reader_exited.wait(timeout=1.0)
+        self.reader.exited.wait(timeout=1.0)
         if self.writer.abandoned.is_set():
             return
         self.writer.emit(self._handle(self.pipeline, EndOfStream()))
-        if self._source_error:
-            self.failure = f"source_error: {self._source_error}"
+        if self.reader.error:
+            self.failure = f"source_error: {self.reader.error}"
             self.writer.emit([event.failure("source_error", self._time(self.pipeline),
-                                            self._source_error)])
+                                            self.reader.error)])
 
     def _handle(self, pipe: FanOut, item: QueueItem) -> list[dict]:
         """The events one queue item makes."""
@@ -509,10 +474,8 @@ class Daemon:
 
     def _end_of_stream(self, pipe: FanOut) -> list[dict]:
         """Drops no later chunk got through to report, then what the stages still hold."""
-        events = []
-        if self._missing:
-            n, self._missing = self._missing, 0
-            events = self._handle(pipe, Dropped(n))
+        n = self.drops.take_missing()
+        events = self._handle(pipe, Dropped(n)) if n else []
         return events + pipe.flush()
 
     @staticmethod
@@ -607,7 +570,7 @@ class Daemon:
             signal.signal(signal.SIGINT, lambda *_: self.request_stop())
             signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload,
                                                                       daemon=True).start())
-        reader = threading.Thread(target=self._read, name="source", daemon=True)
+        reader = threading.Thread(target=self.reader.run, name="source", daemon=True)
         # a daemon thread: a worker abandoned after STOP_GRACE_S does not hold the exit
         worker = threading.Thread(target=self._work, name="pipeline", daemon=True)
         t0 = time.perf_counter()
@@ -670,6 +633,16 @@ class Daemon:
         if self.failure:
             raise DaemonFailure(self.failure, summary)
         return summary
+
+    @property
+    def dropped_chunks(self) -> int:
+        """Chunks of a live source dropped on a full queue."""
+        return self.drops.chunks
+
+    @property
+    def dropped_samples(self) -> int:
+        """The samples those chunks held."""
+        return self.drops.samples
 
     def quality_summary(self) -> dict | None:
         """The beat stage's signal-quality figures (None for other stages)."""
