@@ -12,4 +12,6 @@ packages = [name for name in STAGES]
 for name, folder in STAGES.items():
     packages += [f"{name}.{sub}" for sub in find_packages(folder)]
 
-setup(package_dir=dict(STAGES), packages=packages)
+# the beat check's network weights (device/dsp/qrs_net.npz) ship with the device code
+setup(package_dir=dict(STAGES), packages=packages,
+      package_data={"vitaledge.device.dsp": ["qrs_net.npz"]})

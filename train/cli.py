@@ -5,6 +5,7 @@ TensorFlow is imported only when a command runs, so ``--help`` stays fast.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -737,3 +738,49 @@ def train_emotion_multimodal_cmd(dataset, window_s, physio_fs, conv_layers, lstm
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"run written to {out}")
+
+
+@train_group.command("qrs-check")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Directory of annotated WFDB records (MIT-BIH).")
+@click.option("--records", help="Comma-separated records to train on (default: the DS1 "
+                                "records present; never a patient you score on).")
+@click.option("--noise", "noise_dir", required=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="Directory holding the noise records ma and bw (nstdb-noise).")
+@click.option("--epochs", type=click.IntRange(1, 1000), default=16, show_default=True)
+@click.option("--crops", type=click.IntRange(100, 10**7), default=12000, show_default=True,
+              help="5-s windows drawn per epoch.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Weights file to write (.npz); the device ships "
+                   "device/dsp/qrs_net.npz.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def train_qrs_check_cmd(data, records, noise_dir, epochs, crops, seed, out, overwrite) -> None:
+    """Train the network of the beat check (which of the detector's beats are noise)."""
+    from vitaledge.device.io.atomic import write_atomic
+    from vitaledge.device.io.records import RecordError, list_records, select_records
+
+    from .qrs_check import train_qrs_check
+    from .splits import DS1
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise click.ClickException(f"{out} exists; pass --overwrite to replace it")
+    try:
+        paths = list_records(data)
+        names = ([r.strip() for r in records.split(",") if r.strip()] if records
+                 else [p.name for p in paths if p.name in DS1])
+        if not names:
+            raise RecordError(f"{data}: no DS1 record; name the records with --records")
+        chosen = select_records(paths, names)
+        net = train_qrs_check(chosen, Path(noise_dir), epochs, crops, seed,
+                              log=lambda m: click.echo(m, err=True))
+    except (RecordError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    meta = (f"vitaledge train qrs-check --records {','.join(names)} --epochs {epochs} "
+            f"--crops {crops} --seed {seed}")
+    buf = io.BytesIO()
+    net.save(buf, meta)
+    write_atomic(out, buf.getvalue())
+    click.echo(f"wrote {out} ({len(names)} records: {', '.join(names)})")

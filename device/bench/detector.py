@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.dsp.beat_check import detect_beats
 from vitaledge.device.dsp.matching import TOLERANCE_S
 from vitaledge.device.dsp.resample import resample
-from vitaledge.device.dsp.rpeaks import detect_rpeaks
 from vitaledge.device.eval.scoring import DetectionScore, score_outside
 from vitaledge.device.io.aami import map_annotations, vf_episodes
 from vitaledge.device.io.records import (
@@ -92,7 +92,7 @@ def bench_detector(directory: str | Path, with_xqrs: bool = True,
             vf = [(int(round(a * k)), int(round(b * k))) for a, b in vf]
         row = {"record": rec.name, "beats": int(len(ref)), "lead": rec.lead, "fs": rate,
                "vf_seconds": round(sum(min(b, len(x)) - a for a, b in vf) / rate, 1)}
-        dets = {"vitaledge": detect_rpeaks}
+        dets = {"vitaledge": detect_beats}
         if with_xqrs:
             dets["xqrs"] = xqrs_detect
         for name, fn in dets.items():

@@ -49,6 +49,7 @@ from vitaledge.device.bench.noise_stress_review import (
     write_review_pages,
 )
 from vitaledge.device.bench.plots import save_noise_stress_plot
+from vitaledge.device.dsp.beat_check import check_beats
 from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 from vitaledge.device.dsp.signal_quality_index import DOUBTFUL, GOOD, UNREADABLE, record_quality
 from vitaledge.device.eval.scoring import (
@@ -93,6 +94,7 @@ def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, ch
         return (np.asarray([e["sample"] for e in beats], np.int64),
                 np.asarray(cls, np.int64), flagged, events)
     peaks, blocks = record_quality(signal, fs, chunk=chunk)
+    peaks = check_beats(signal, fs, peaks)  # as the pipeline: the detector's, then the check
     flagged = [(b.start, b.stop, b.state) for b in blocks if b.state != GOOD] if gating else []
     if gating:
         unread = [(a, z) for a, z, st in flagged if st == UNREADABLE]

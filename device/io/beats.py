@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vitaledge.device.dsp.beat_check import detect_beats
 from vitaledge.device.dsp.filters import apply_filter
 from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
-from vitaledge.device.dsp.rpeaks import detect_rpeaks
 from vitaledge.device.dsp.rr import RRSpec, rr_features
 from vitaledge.device.dsp.template import TemplateSpec, templates
 from vitaledge.device.dsp.windows import WindowSpec, extract_beats
@@ -117,7 +117,7 @@ def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
             "reference_counts": {rec.name: np.bincount(labels, minlength=len(CLASSES))
                                  .tolist()}}
     if anchor == "detected":
-        peaks = detect_rpeaks(rec.signal, rec.fs)
+        peaks = detect_beats(rec.signal, rec.fs)
         ri, di = match_beats(samples, peaks, int(round(TOLERANCE_S * rec.fs)))
         peak_labels = np.full(len(peaks), -1, np.int64)
         peak_labels[di] = labels[ri]

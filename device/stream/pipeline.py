@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitaledge.device.dsp.beat_check import BeatCheck
 from vitaledge.device.dsp.filters import CausalFilter
 from vitaledge.device.dsp.rhythm import RhythmStats
 from vitaledge.device.dsp.rpeaks import RPeakDetector
@@ -107,6 +108,7 @@ class BeatPipeline:
         self._filter = CausalFilter(self.spec.filter, self.fs)
         self._buf = SignalBuffer()
         self._detector = RPeakDetector(self.fs)
+        self._check = BeatCheck(self.fs)
         self._pending: deque[_Pending] = deque()
         self._rr_hist: deque[float] = deque(maxlen=self.spec.rr_context)
         self._last_r: int | None = None
@@ -135,7 +137,8 @@ class BeatPipeline:
         """Absolute stream position up to which beats are decided: the end of the judged
         quality blocks when gating, else every sample in (what the no-beats watch measures
         pauses against, so gating's delay is not taken for a pause)."""
-        return self._judged if self._quality is not None else self.samples_in
+        checked = self._offset + self._check.decided(self.samples_in - self._offset)
+        return min(self._judged, checked) if self._quality is not None else checked
 
     def set_gating(self, on: bool) -> None:
         """Turn signal-quality gating on or off (before the first sample)."""
@@ -171,6 +174,7 @@ class BeatPipeline:
         self.samples_in = self._offset
         self._filter.reset()
         self._buf = SignalBuffer()
+        self._check = BeatCheck(self.fs, self._check.net)
         if n_missing <= self.WARM_GAP_S * self.fs:
             self._detector = self._detector.resumed()
         else:
@@ -215,7 +219,7 @@ class BeatPipeline:
         if self._quality is None:
             self.samples_in += len(x)
             self._buf.append(self._filter.process(x))
-            for r in self._detector.process(x):
+            for r in self._check.process(x, self._detector.process(x)):
                 self._queue(r)
             return self._classify_ready(final=False)
         events: list[dict] = []
@@ -225,7 +229,7 @@ class BeatPipeline:
             self.samples_in += len(piece)
             self._buf.append(self._filter.process(piece))
             peaks, blocks = self._quality.process(piece)
-            for r in peaks:
+            for r in self._check.process(piece, peaks):
                 self._queue(r)
             events += self._classify_ready(final=False)
             if blocks:
@@ -237,7 +241,7 @@ class BeatPipeline:
         """End of stream: decide the last beats; windows that cannot complete are dropped."""
         peaks, blocks = (self._quality.flush() if self._quality is not None
                          else (self._detector.flush(), []))
-        for r in peaks:
+        for r in self._check.flush(peaks):
             self._queue(r)
         if self._rrf is not None:
             for r_abs, feats in self._rrf.flush():

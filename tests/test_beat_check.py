@@ -1,0 +1,183 @@
+"""The learned beat check (device/dsp/beat_check.py) and its training (train/qrs_check.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import error_line, invoke, mitdb_records, unavailable
+
+from vitaledge.device.dsp.beat_check import (
+    MIN_FS,
+    WEIGHTS,
+    BeatCheck,
+    BeatCheckError,
+    NetInput,
+    NetProbability,
+    QrsNet,
+    check_beats,
+    detect_beats,
+    net_probabilities,
+    shared_net,
+)
+from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
+from vitaledge.device.dsp.rpeaks import detect_rpeaks
+from vitaledge.device.io.aami import map_annotations
+from vitaledge.device.io.nst import build_nst
+from vitaledge.device.io.records import read_record
+
+
+@pytest.fixture(scope="module")
+def noise_dir(data_dir):
+    d = data_dir / "nstdb-noise"
+    if not (d / "ma.hea").exists() or not (d / "bw.hea").exists():
+        unavailable(f"nstdb-noise records ma and bw not found in {d}")
+    return d
+
+
+def _counts(ref, det, fs):
+    ri, _ = match_beats(ref, det, int(round(TOLERANCE_S * fs)))
+    return len(ri), len(det) - len(ri)  # true, false
+
+
+def test_the_numpy_network_equals_the_keras_one():
+    from vitaledge.train.backend import keras
+    from vitaledge.train.qrs_check import network, to_qrs_net
+
+    keras.utils.set_random_seed(3)
+    model = network()
+    rng = np.random.default_rng(3)
+    for ly in model.layers:  # batch norm with statistics of its own, not the identity
+        if isinstance(ly, keras.layers.BatchNormalization):
+            g, b, m, v = ly.get_weights()
+            ly.set_weights([rng.uniform(0.5, 2, g.shape), rng.normal(0, 0.3, b.shape),
+                            rng.normal(0, 0.3, m.shape), rng.uniform(0.5, 2, v.shape)])
+    w = rng.normal(size=600)
+    z = ((w - w.mean()) / (w.std() + 1e-6)).astype(np.float32)
+    want = model.predict(z[None, :, None], verbose=0)[0, :, 0]
+    got = to_qrs_net(model)(w)
+    assert got.shape == (600,)
+    np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_the_input_stage_and_the_probability_are_the_same_for_any_chunking(mitdb_dir):
+    (path,) = mitdb_records(mitdb_dir, ["119"])
+    x = read_record(path).signal[: 360 * 40]
+    whole = net_probabilities(x, 360.0)
+    assert len(whole) == len(NetInput(360.0).process(x))  # one probability per input sample
+    for size in (1, 37, 360, 5000):
+        pr = NetProbability(360.0, shared_net())
+        parts = [pr.process(x[i:i + size]) for i in range(0, len(x), size)] + [pr.flush()]
+        np.testing.assert_allclose(np.concatenate(parts), whole, rtol=0, atol=1e-9)
+
+
+def test_at_360_hz_the_input_is_every_third_filtered_sample():
+    from vitaledge.device.dsp.beat_check import BAND
+    from vitaledge.device.dsp.filters import apply_filter
+
+    x = np.random.default_rng(0).normal(size=3601)
+    got = NetInput(360.0).process(x)
+    np.testing.assert_allclose(got, apply_filter(x, 360.0, BAND)[::3][: len(got)], atol=1e-12)
+    assert len(got) == 1200  # sample 3600 (k = 1200) waits for its right-hand neighbour
+
+
+def test_the_check_drops_false_beats_in_muscle_noise_and_keeps_the_true_ones(mitdb_dir,
+                                                                            noise_dir):
+    """119 with the NST ma record at 6 dB (data nst --seed 7): a DS1 record, one of the
+    network's training patients (its noise channel was not: data nst adds channel 0, the
+    network was trained on channel 1)."""
+    (path,) = mitdb_records(mitdb_dir, ["119"])
+    made = build_nst(path, noise_dir / "ma", 6.0, seed=7)
+    x = made.signal[:, 0]
+    ref, _ = map_annotations(made.ann.sample, made.ann.symbol)
+    det = detect_rpeaks(x, 360.0)
+    kept = check_beats(x, 360.0, det)
+    true0, false0 = _counts(ref, det, 360.0)
+    true1, false1 = _counts(ref, kept, 360.0)
+    assert false0 >= 40  # the detector's false beats the check is for
+    assert false1 <= false0 / 2
+    assert true0 - true1 <= (false0 - false1) / 5
+    # the same through the streaming form, in 1-s chunks
+    bc = BeatCheck(360.0)
+    streamed = []
+    for i in range(0, len(x), 360):
+        streamed += bc.process(x[i:i + 360], [int(r) for r in det if i <= r < i + 360])
+    streamed += bc.flush([])
+    np.testing.assert_array_equal(streamed, kept)
+    assert bc.dropped == len(det) - len(kept)
+
+
+def test_clean_records_lose_no_beat(mitdb_dir):
+    """100 (DS2: a patient the network never saw) and 208 (PVCs, fusion beats)."""
+    for path in mitdb_records(mitdb_dir, ["100", "208"]):
+        rec = read_record(path)
+        det = detect_rpeaks(rec.signal, rec.fs)
+        kept = detect_beats(rec.signal, rec.fs)
+        assert len(det) - len(kept) <= 2, path.name
+
+
+def test_below_its_rate_the_check_keeps_every_beat():
+    bc = BeatCheck(MIN_FS - 1)
+    assert not bc.on
+    assert bc.process(np.zeros(100), [5, 50]) == [5, 50]
+    assert bc.flush([90]) == [90]
+    assert bc.decided(100) == 100
+
+
+def test_a_beat_reported_late_is_decided_as_one_reported_on_time(mitdb_dir, noise_dir):
+    """The detector reports a beat up to seconds after it (search-back, relearning): the
+    check keeps the probabilities for that, and decides a late beat as an early one."""
+    (path,) = mitdb_records(mitdb_dir, ["119"])
+    x = build_nst(path, noise_dir / "ma", 0.0, seed=7).signal[: 360 * 600, 0]
+    det = detect_rpeaks(x, 360.0)
+    on_time = check_beats(x, 360.0, det)
+    assert 0 < len(on_time) < len(det)  # some kept, some dropped
+    bc = BeatCheck(360.0)
+    late, fed, chunk, delay = [], 0, 360, 360 * 10
+    for i in range(0, len(x), chunk):
+        due = int(np.searchsorted(det, i + chunk - delay))  # 10 s late
+        late += bc.process(x[i:i + chunk], det[fed:due].tolist())
+        fed = due
+    late += bc.flush(det[fed:].tolist())
+    np.testing.assert_array_equal(late, on_time)
+
+
+def test_corrupt_weights_are_one_line(tmp_path):
+    bad = tmp_path / "w.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(BeatCheckError, match="w.npz: not the beat check's weights"):
+        QrsNet.load(bad)
+    np.savez(tmp_path / "nan.npz", n_layers=np.array(1), w0=np.full((1, 1, 1), np.nan),
+             b0=np.zeros(1), d0=np.array(1))
+    with pytest.raises(BeatCheckError, match="non-finite weights"):
+        QrsNet.load(tmp_path / "nan.npz")
+
+
+def test_the_shipped_weights_load_and_name_their_recipe():
+    net = shared_net()
+    assert [ly.dilation for ly in net.layers] == [1, 2, 4, 8, 16, 32, 1]
+    with np.load(WEIGHTS) as z:
+        meta = str(z["meta"])
+    assert meta.startswith("vitaledge train qrs-check --records 101,106,108")
+    assert "232" not in meta and "100" not in meta  # no test patient
+
+
+def test_train_qrs_check_writes_weights_the_device_loads(mitdb_dir, noise_dir, tmp_path):
+    mitdb_records(mitdb_dir, ["101", "106"])
+    out = tmp_path / "w.npz"
+    r = invoke(["train", "qrs-check", "--data", str(mitdb_dir), "--records", "101,106",
+                "--noise", str(noise_dir), "--epochs", "1", "--crops", "128",
+                "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "2 records: 101, 106" in r.output
+    net = QrsNet.load(out)
+    p = net(np.random.default_rng(1).normal(size=600))
+    assert p.shape == (600,) and ((p > 0) & (p < 1)).all()
+    again = invoke(["train", "qrs-check", "--data", str(mitdb_dir), "--records", "101,106",
+                    "--noise", str(noise_dir), "--epochs", "1", "--crops", "128",
+                    "--out", str(out)])
+    assert "exists; pass --overwrite" in error_line(again)
+    missing = invoke(["train", "qrs-check", "--data", str(mitdb_dir), "--records", "101,999",
+                      "--noise", str(noise_dir), "--epochs", "1", "--out",
+                      str(tmp_path / "x.npz")])
+    assert "999" in error_line(missing)
+    assert not (tmp_path / "x.npz").exists()
