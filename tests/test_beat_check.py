@@ -141,9 +141,23 @@ def test_a_beat_reported_late_is_decided_as_one_reported_on_time(mitdb_dir, nois
     np.testing.assert_array_equal(late, on_time)
 
 
-def test_corrupt_weights_are_one_line(tmp_path):
+def test_a_beat_reported_after_its_probabilities_were_let_go_is_kept():
+    """No probability held any more (more than LOOK_BACK_S late): kept, not a crash."""
+    fs = 360.0
+    x = np.random.default_rng(0).normal(0, 0.01, int(90 * fs))
+    bc = BeatCheck(fs)
+    bc.process(x, [])
+    assert bc.process(np.zeros(10), [int(5 * fs)]) == [int(5 * fs)]
+    assert bc.dropped == 0
+
+
+@pytest.mark.parametrize("damage", ["text", "truncated", "flipped"])
+def test_corrupt_weights_are_one_line(tmp_path, damage):
+    good = WEIGHTS.read_bytes()
+    body = {"text": b"not a zip", "truncated": good[: len(good) // 2],
+            "flipped": good[:2000] + bytes([good[2000] ^ 0xFF]) + good[2001:]}[damage]
     bad = tmp_path / "w.npz"
-    bad.write_bytes(b"not a zip")
+    bad.write_bytes(body)
     with pytest.raises(BeatCheckError, match="w.npz: not the beat check's weights"):
         QrsNet.load(bad)
     np.savez(tmp_path / "nan.npz", n_layers=np.array(1), w0=np.full((1, 1, 1), np.nan),
@@ -181,3 +195,11 @@ def test_train_qrs_check_writes_weights_the_device_loads(mitdb_dir, noise_dir, t
                       str(tmp_path / "x.npz")])
     assert "999" in error_line(missing)
     assert not (tmp_path / "x.npz").exists()
+    (tmp_path / "empty").mkdir()
+    no_noise = invoke(["train", "qrs-check", "--data", str(mitdb_dir), "--records", "101",
+                       "--noise", str(tmp_path / "empty"), "--out", str(tmp_path / "y.npz")])
+    assert "no noise record 'ma'" in error_line(no_noise)
+    (tmp_path / "file").write_text("")
+    blocked = invoke(["train", "qrs-check", "--data", str(mitdb_dir), "--records", "101",
+                      "--noise", str(noise_dir), "--out", str(tmp_path / "file" / "z.npz")])
+    assert "--out" in error_line(blocked)

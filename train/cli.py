@@ -767,6 +767,7 @@ def train_qrs_check_cmd(data, records, noise_dir, epochs, crops, seed, out, over
     out = Path(out)
     if out.exists() and not overwrite:
         raise click.ClickException(f"{out} exists; pass --overwrite to replace it")
+    json_out_ready(out, "--out")  # its folder made and writable before the training
     try:
         paths = list_records(data)
         names = ([r.strip() for r in records.split(",") if r.strip()] if records
@@ -776,7 +777,7 @@ def train_qrs_check_cmd(data, records, noise_dir, epochs, crops, seed, out, over
         chosen = select_records(paths, names)
         net = train_qrs_check(chosen, Path(noise_dir), epochs, crops, seed,
                               log=lambda m: click.echo(m, err=True))
-    except (RecordError, ValueError) as exc:
+    except (RecordError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     meta = (f"vitaledge train qrs-check --records {','.join(names)} --epochs {epochs} "
             f"--crops {crops} --seed {seed}")

@@ -95,6 +95,9 @@ def load_records(paths: list[Path]) -> list[tuple[np.ndarray, np.ndarray, float]
         normal = ref[cls == 0]
         s_pp = qrs_amplitude(rec.signal, rec.fs, normal if len(normal) >= 50 else ref)
         z = net_input(rec.signal, rec.fs)
+        if len(z) <= WINDOW:
+            raise RecordError(f"{p}: {len(rec.signal) / rec.fs:.1f} s long; training needs "
+                              f"records longer than {WINDOW / NET_FS:g} s")
         out.append((z, target(len(z), np.round(ref * NET_FS / rec.fs).astype(np.int64)), s_pp))
     return out
 
@@ -104,6 +107,9 @@ def load_noise(directory: Path) -> dict[str, tuple[np.ndarray, float]]:
     out = {}
     for name in NOISES:
         path = record_path(directory / name)
+        if not path.with_suffix(".hea").is_file():
+            raise RecordError(f"{directory}: no noise record {name!r} ({name}.hea); --noise "
+                              f"needs {' and '.join(NOISES)} (../shared/data/nstdb-noise)")
         rec = wfdb_module().rdrecord(str(path))
         if rec.p_signal.shape[1] <= NOISE_CHANNEL:
             raise RecordError(f"{path}: needs {NOISE_CHANNEL + 1} channels")

@@ -1,4 +1,5 @@
-"""Streaming ECG in, beat events out: filter -> R-peak detection -> beat window -> model.
+"""Streaming ECG in, beat events out: filter -> R-peak detection -> beat check -> beat window
+-> model.
 
 Everything is driven by sample counts, so feeding a record in chunks of any size gives the
 same beats, windows and classes as feeding it whole. Windows follow the model manifest's
@@ -12,7 +13,9 @@ in unreadable blocks are not classified and make no event; beats in doubtful blo
 (no ``quality`` field, so existing consumers see nothing new on clean signal). Each run of
 doubtful or unreadable blocks (cut into pieces of at most ``MAX_RUN_S``, and ended by a
 hole) gives one ``doubtful``/``unreadable`` status event with its start, end and reason.
-A beat waits for its block's judgement: up to ``block_s + delay_s`` (3 s) more latency.
+A beat waits for its block's judgement: up to ``block_s + delay_s`` (3 s) more latency, and
+for the beat check (:mod:`~.dsp.beat_check`, up to 3.5 s, 5 s in a stream's first seconds
+and after a hole; the two waits overlap).
 The samples are cut at the judgement points, so beats and status events come out in the
 same order for any chunking.
 """
@@ -134,9 +137,10 @@ class BeatPipeline:
 
     @property
     def decided_samples(self) -> int:
-        """Absolute stream position up to which beats are decided: the end of the judged
-        quality blocks when gating, else every sample in (what the no-beats watch measures
-        pauses against, so gating's delay is not taken for a pause)."""
+        """Absolute stream position up to which beats are decided: where the beat check has
+        decided its beats and, when gating, the end of the judged quality blocks (what the
+        no-beats watch measures pauses against, so these delays are not taken for a
+        pause)."""
         checked = self._offset + self._check.decided(self.samples_in - self._offset)
         return min(self._judged, checked) if self._quality is not None else checked
 
@@ -159,6 +163,11 @@ class BeatPipeline:
     def face(self, frame) -> list[dict]:
         """Camera frames are not for this stage."""
         return []
+
+    #: Signal kept before the beat check's decided point for beats still to come: the
+    #: detector reports a beat up to about 3 s late, and a window reaches back up to 1 s
+    #: before its R peak (more with a resampling filter or a long ``before``).
+    KEEP_S = 6.0
 
     #: Holes up to this long keep the detector's learned levels and the RR history (the
     #: heart goes on beating through a lead-off); longer ones start from scratch.
@@ -329,9 +338,11 @@ class BeatPipeline:
         if final:
             self.dropped_edge += len(self._pending)
             self._pending.clear()
-        keep = (self._pending[0].cut.start if self._pending
-                else self._buf.end - int(4 * self.fs))
-        self._buf.trim(min(keep, self._buf.end - int(4 * self.fs)))
+        # beats still to come (held by the beat check, or reported late by the detector)
+        # lie after the check's decided point, less the detector's delay: keep their windows
+        back = self._check.decided(self.samples_in - self._offset) - int(self.KEEP_S * self.fs)
+        keep = self._pending[0].cut.start if self._pending else back
+        self._buf.trim(min(keep, back))
         if not ready:
             return []
         inputs = {"beat": np.stack(wins)}
