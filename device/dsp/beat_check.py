@@ -28,8 +28,8 @@ probability ``REACH_S`` after it is known: 2.6 s after the beat on average, at m
 
 In ventricular flutter or fibrillation the network finds no QRS, and the detections there
 (which EC57 does not score) are dropped: on MIT-BIH 207, 259 of the 315 detections inside
-its reference-marked episodes. A stream in VF then emits no beats, and the daemon's
-no-beats watch reports the pause.
+its reference-marked episodes. A stream in VF then emits few beats; the daemon's no-beats
+watch reports each stretch of 6 s without one.
 """
 
 from __future__ import annotations
