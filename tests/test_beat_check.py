@@ -203,3 +203,46 @@ def test_train_qrs_check_writes_weights_the_device_loads(mitdb_dir, noise_dir, t
     blocked = invoke(["train", "qrs-check", "--data", str(mitdb_dir), "--records", "101",
                       "--noise", str(noise_dir), "--out", str(tmp_path / "file" / "z.npz")])
     assert "--out" in error_line(blocked)
+
+
+class _AlwaysN:
+    """A beat model stand-in (kachuee windows, no RR features) answering class N."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        from vitaledge.device.dsp.windows import WindowSpec
+        from vitaledge.device.model.manifest import SIGNAL_SPECS
+
+        self.labels = ["N", "S", "V", "F", "Q"]
+        self.manifest = SimpleNamespace(task="beat", labels=self.labels, sha256="0" * 64,
+                                        signal=SIGNAL_SPECS["beat"](window=WindowSpec.kachuee()))
+
+    def predict(self, x):
+        y = np.zeros((len(x), 5), np.float32)
+        y[:, 0] = 1.0
+        return y
+
+
+def test_the_pipeline_counts_what_the_check_drops_and_the_summary_says_it(mitdb_dir,
+                                                                          noise_dir):
+    from vitaledge.device.stream.pipeline import BeatPipeline
+    from vitaledge.device.stream.report import format_summary
+
+    (path,) = mitdb_records(mitdb_dir, ["119"])
+    x = build_nst(path, noise_dir / "ma", 6.0, seed=7).signal[:, 0]
+    det = detect_rpeaks(x, 360.0)
+    dropped = len(det) - len(check_beats(x, 360.0, det))
+    assert dropped >= 20
+    pipe = BeatPipeline(_AlwaysN(), 360.0, gating=False)
+    events = []
+    for i in range(0, len(x), 500):
+        events += pipe.process(x[i:i + 500])
+    events += pipe.flush()
+    q = pipe.quality_summary()
+    assert q["checked_out_beats"] == dropped
+    beats = [e for e in events if e["type"] == "beat"]
+    assert len(beats) + dropped + pipe.dropped_edge == len(det)
+    text = format_summary({"event": "stopped", "signal_quality": q,
+                           "signal_seconds": len(x) / 360.0})
+    assert f"beat check: {dropped} detections dropped as noise" in text

@@ -121,3 +121,9 @@ class StreamCollector:
             beats.add_metric(["flagged"], q["flagged_beats"])
             beats.add_metric(["gated"], q["gated_beats"])
             yield beats
+        if q is not None and "checked_out_beats" in q:
+            checked = CounterMetricFamily("vitaledge_beat_check_dropped",
+                                          "Detections the beat check dropped as noise (no "
+                                          "event)")
+            checked.add_metric([], q["checked_out_beats"])
+            yield checked

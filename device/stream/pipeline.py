@@ -131,7 +131,8 @@ class BeatPipeline:
         self.memory = self._memory(model)
         self.quality_spec = quality or QualitySpec()
         self.quality_counts = {"good_s": 0.0, "doubtful_s": 0.0, "unreadable_s": 0.0,
-                               "flagged_beats": 0, "gated_beats": 0}
+                               "flagged_beats": 0, "gated_beats": 0,
+                               "checked_out_beats": 0}
         self.quality_reasons: dict[str, float] = {}  # seconds flagged per reason
         self.set_gating(gating)
 
@@ -228,7 +229,7 @@ class BeatPipeline:
         if self._quality is None:
             self.samples_in += len(x)
             self._buf.append(self._filter.process(x))
-            for r in self._check.process(x, self._detector.process(x)):
+            for r in self._checked(x, self._detector.process(x)):
                 self._queue(r)
             return self._classify_ready(final=False)
         events: list[dict] = []
@@ -238,7 +239,7 @@ class BeatPipeline:
             self.samples_in += len(piece)
             self._buf.append(self._filter.process(piece))
             peaks, blocks = self._quality.process(piece)
-            for r in self._check.process(piece, peaks):
+            for r in self._checked(piece, peaks):
                 self._queue(r)
             events += self._classify_ready(final=False)
             if blocks:
@@ -250,7 +251,7 @@ class BeatPipeline:
         """End of stream: decide the last beats; windows that cannot complete are dropped."""
         peaks, blocks = (self._quality.flush() if self._quality is not None
                          else (self._detector.flush(), []))
-        for r in self._check.flush(peaks):
+        for r in self._checked(None, peaks):
             self._queue(r)
         if self._rrf is not None:
             for r_abs, feats in self._rrf.flush():
@@ -258,6 +259,14 @@ class BeatPipeline:
         events = self._classify_ready(final=False)
         events += self._judged_blocks(blocks) + self._end_run()
         return events + self._classify_ready(final=True)
+
+    def _checked(self, x: np.ndarray | None, peaks: list[int]) -> list[int]:
+        """The detector's ``peaks`` the beat check keeps (``x`` None: the end of the
+        stream), counting the ones it drops."""
+        before = self._check.dropped
+        kept = self._check.flush(peaks) if x is None else self._check.process(x, peaks)
+        self.quality_counts["checked_out_beats"] += self._check.dropped - before
+        return kept
 
     # -- signal quality ------------------------------------------------------------------
     def _judged_blocks(self, blocks: list[BlockQuality]) -> list[dict]:
@@ -371,7 +380,8 @@ class BeatPipeline:
 
     def quality_summary(self) -> dict:
         """Seconds judged per state, beats flagged doubtful and beats gated (unreadable),
-        and the seconds flagged (doubtful or unreadable) per reason."""
+        detections the beat check dropped as noise, and the seconds flagged (doubtful or
+        unreadable) per reason."""
         return {"gating": self.gating,
                 **{k: round(v, 1) if isinstance(v, float) else v
                    for k, v in self.quality_counts.items()},

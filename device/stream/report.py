@@ -87,6 +87,10 @@ def format_summary(s: dict) -> str:
     quality = s.get("signal_quality") or {}
     if quality.get("unreadable_s") or quality.get("doubtful_s"):
         lines.append(_quality_line(quality, s.get("signal_seconds") or 0))
+    checked = quality.get("checked_out_beats") or 0
+    if checked:
+        lines.append(f"beat check: {_n(checked)} detection{'s' if checked != 1 else ''} "
+                     "dropped as noise")
     trouble = []
     for name, d in (s.get("sink_delivery") or {}).items():
         said = [f"{_n(d[k])} {words}" for k, words in SPOOL_WORDS if d.get(k)]
