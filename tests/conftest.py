@@ -10,8 +10,10 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import NoReturn
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,3 +190,20 @@ def review_data(html: str) -> dict:
                   re.S)
     assert m, "no embedded review data"
     return json.loads(m.group(1))
+
+
+class FakeModel:
+    """A beat model stand-in (kachuee windows, no RR features) answering class N."""
+
+    def __init__(self):
+        from vitaledge.device.dsp.windows import WindowSpec
+        from vitaledge.device.model.manifest import SIGNAL_SPECS
+
+        self.labels = ["N", "S", "V", "F", "Q"]
+        self.manifest = SimpleNamespace(task="beat", labels=self.labels, sha256="0" * 64,
+                                        signal=SIGNAL_SPECS["beat"](window=WindowSpec.kachuee()))
+
+    def predict(self, x):
+        y = np.zeros((len(x), 5), np.float32)
+        y[:, 0] = 1.0
+        return y

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import error_line, invoke, mitdb_records, unavailable
+from conftest import FakeModel, error_line, invoke, mitdb_records, unavailable
 
 from vitaledge.device.dsp.beat_check import (
     MIN_FS,
@@ -205,25 +205,6 @@ def test_train_qrs_check_writes_weights_the_device_loads(mitdb_dir, noise_dir, t
     assert "--out" in error_line(blocked)
 
 
-class _AlwaysN:
-    """A beat model stand-in (kachuee windows, no RR features) answering class N."""
-
-    def __init__(self):
-        from types import SimpleNamespace
-
-        from vitaledge.device.dsp.windows import WindowSpec
-        from vitaledge.device.model.manifest import SIGNAL_SPECS
-
-        self.labels = ["N", "S", "V", "F", "Q"]
-        self.manifest = SimpleNamespace(task="beat", labels=self.labels, sha256="0" * 64,
-                                        signal=SIGNAL_SPECS["beat"](window=WindowSpec.kachuee()))
-
-    def predict(self, x):
-        y = np.zeros((len(x), 5), np.float32)
-        y[:, 0] = 1.0
-        return y
-
-
 def test_the_pipeline_counts_what_the_check_drops_and_the_summary_says_it(mitdb_dir,
                                                                           noise_dir):
     from vitaledge.device.stream.pipeline import BeatPipeline
@@ -234,7 +215,7 @@ def test_the_pipeline_counts_what_the_check_drops_and_the_summary_says_it(mitdb_
     det = detect_rpeaks(x, 360.0)
     dropped = len(det) - len(check_beats(x, 360.0, det))
     assert dropped >= 20
-    pipe = BeatPipeline(_AlwaysN(), 360.0, gating=False)
+    pipe = BeatPipeline(FakeModel(), 360.0, gating=False)
     events = []
     for i in range(0, len(x), 500):
         events += pipe.process(x[i:i + 500])

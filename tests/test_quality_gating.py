@@ -3,11 +3,9 @@ chunk-invariant judgements, no beats on pure noise, clean records left alone."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
-from conftest import mitdb_records, unavailable
+from conftest import FakeModel, mitdb_records, unavailable
 
 from vitaledge.device.dsp.length_transform import (
     LengthTransformDetector,
@@ -24,23 +22,6 @@ from vitaledge.device.dsp.signal_quality_index import (
 from vitaledge.device.stream.pipeline import BeatPipeline, SignalError, run_record
 
 FS = 360.0
-
-
-class FakeModel:
-    """A beat model stand-in (kachuee windows, no RR features) answering class N."""
-
-    def __init__(self):
-        from vitaledge.device.dsp.windows import WindowSpec
-        from vitaledge.device.model.manifest import SIGNAL_SPECS
-
-        self.labels = ["N", "S", "V", "F", "Q"]
-        self.manifest = SimpleNamespace(task="beat", labels=self.labels, sha256="0" * 64,
-                                        signal=SIGNAL_SPECS["beat"](window=WindowSpec.kachuee()))
-
-    def predict(self, x):
-        y = np.zeros((len(x), 5), np.float32)
-        y[:, 0] = 1.0
-        return y
 
 
 @pytest.fixture(scope="module")
