@@ -770,8 +770,7 @@ def train_qrs_check_cmd(data, records, noise_dir, epochs, crops, seed, out, over
     json_out_ready(out, "--out")  # its folder made and writable before the training
     try:
         paths = list_records(data)
-        names = ([r.strip() for r in records.split(",") if r.strip()] if records
-                 else [p.name for p in paths if p.name in DS1])
+        names = csv_list(records) or [p.name for p in paths if p.name in DS1]
         if not names:
             raise RecordError(f"{data}: no DS1 record; name the records with --records")
         chosen = select_records(paths, names)

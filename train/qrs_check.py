@@ -28,6 +28,7 @@ from vitaledge.device.dsp.beat_check import (
     NetInput,
     QrsNet,
     fold_batchnorm,
+    standardize,
 )
 from vitaledge.device.io.aami import map_annotations
 from vitaledge.device.io.nst import noise_gain, qrs_amplitude, rms_amplitude
@@ -134,8 +135,7 @@ def crops(data, noise, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np
                 b = rng.integers(0, len(nz) - WINDOW)
                 w += noise_gain(rng.uniform(*SNR_DB), s_pp, n_rms) * nz[b:b + WINDOW]
         X[i], Y[i] = w, t[a:a + WINDOW]
-    X = (X - X.mean(axis=1, keepdims=True)) / (X.std(axis=1, keepdims=True) + 1e-6)
-    return X[..., None], Y[..., None]
+    return standardize(X)[..., None], Y[..., None]
 
 
 def train_qrs_check(records: list[Path], noise_dir: Path, epochs: int = 16,

@@ -122,11 +122,17 @@ class QrsNet:
 
     def __call__(self, window: np.ndarray) -> np.ndarray:
         """R-peak probability of each sample of one window (n,) at NET_FS."""
-        x = np.asarray(window, np.float64)
-        x = ((x - x.mean()) / (x.std() + 1e-6))[:, None]
+        x = standardize(np.asarray(window, np.float64))[:, None]
         for ly in self.layers:
             x = ly(x)
         return 1.0 / (1.0 + np.exp(-x[:, 0]))
+
+
+def standardize(windows: np.ndarray) -> np.ndarray:
+    """Each window (the last axis) at zero mean and unit variance, as the network reads it
+    on the device and in training."""
+    centred = windows - windows.mean(axis=-1, keepdims=True)
+    return centred / (windows.std(axis=-1, keepdims=True) + 1e-6)
 
 
 def fold_batchnorm(w: np.ndarray, b: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
@@ -156,7 +162,7 @@ class NetInput:
             k_end -= 1
         k_end = max(k_end, self.k)
         ks = np.arange(self.k, k_end)
-        pos = ks * self.fs / NET_FS
+        pos = self.position(ks)
         i = np.floor(pos).astype(np.int64)
         f = pos - i
         if len(ks):
@@ -169,7 +175,8 @@ class NetInput:
         self.k = k_end
         return out
 
-    def position(self, k: int) -> float:
+    def position(self, k):
+        """Input position of output sample(s) ``k``."""
         return k * self.fs / NET_FS
 
 

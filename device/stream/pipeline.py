@@ -142,7 +142,7 @@ class BeatPipeline:
         decided its beats and, when gating, the end of the judged quality blocks (what the
         no-beats watch measures pauses against, so these delays are not taken for a
         pause)."""
-        checked = self._offset + self._check.decided(self.samples_in - self._offset)
+        checked = self._offset + self._checked_until()
         return min(self._judged, checked) if self._quality is not None else checked
 
     def set_gating(self, on: bool) -> None:
@@ -260,6 +260,10 @@ class BeatPipeline:
         events += self._judged_blocks(blocks) + self._end_run()
         return events + self._classify_ready(final=True)
 
+    def _checked_until(self) -> int:
+        """Samples since the last hole whose beats the beat check has decided."""
+        return self._check.decided(self.samples_in - self._offset)
+
     def _checked(self, x: np.ndarray | None, peaks: list[int]) -> list[int]:
         """The detector's ``peaks`` the beat check keeps (``x`` None: the end of the
         stream), counting the ones it drops."""
@@ -349,7 +353,7 @@ class BeatPipeline:
             self._pending.clear()
         # beats still to come (held by the beat check, or reported late by the detector)
         # lie after the check's decided point, less the detector's delay: keep their windows
-        back = self._check.decided(self.samples_in - self._offset) - int(self.KEEP_S * self.fs)
+        back = self._checked_until() - int(self.KEEP_S * self.fs)
         keep = self._pending[0].cut.start if self._pending else back
         self._buf.trim(min(keep, back))
         if not ready:
