@@ -7,6 +7,8 @@ import pytest
 from conftest import FakeModel, error_line, invoke, mitdb_records, unavailable
 
 from vitaledge.device.dsp.beat_check import (
+    ADD_AT,
+    LATE_S,
     MIN_FS,
     WEIGHTS,
     BeatCheck,
@@ -20,7 +22,7 @@ from vitaledge.device.dsp.beat_check import (
     shared_net,
 )
 from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
-from vitaledge.device.dsp.rpeaks import detect_rpeaks
+from vitaledge.device.dsp.rpeaks import RPeakDetector, detect_rpeaks
 from vitaledge.device.io.aami import map_annotations
 from vitaledge.device.io.nst import build_nst
 from vitaledge.device.io.records import read_record
@@ -90,20 +92,54 @@ def test_the_check_drops_false_beats_in_muscle_noise_and_keeps_the_true_ones(mit
     x = made.signal[:, 0]
     ref, _ = map_annotations(made.ann.sample, made.ann.symbol)
     det = detect_rpeaks(x, 360.0)
-    kept = check_beats(x, 360.0, det)
+    kept = check_beats(x, 360.0, det, add_at=0)  # the veto alone
     true0, false0 = _counts(ref, det, 360.0)
     true1, false1 = _counts(ref, kept, 360.0)
     assert false0 >= 40  # the detector's false beats the check is for
     assert false1 <= false0 / 2
     assert true0 - true1 <= (false0 - false1) / 5
     # the same through the streaming form, in 1-s chunks
-    bc = BeatCheck(360.0)
+    bc = BeatCheck(360.0, add_at=0)
     streamed = []
     for i in range(0, len(x), 360):
         streamed += bc.process(x[i:i + 360], [int(r) for r in det if i <= r < i + 360])
     streamed += bc.flush([])
     np.testing.assert_array_equal(streamed, kept)
-    assert bc.dropped == len(det) - len(kept)
+    assert bc.dropped == len(det) - len(kept) and bc.added == 0
+
+
+def test_the_networks_peaks_fill_the_detectors_gaps_in_muscle_noise(mitdb_dir, noise_dir):
+    """119 with ma at 0 dB (data nst --seed 7): the peaks the check adds where the detector
+    left a gap are mostly true beats, and streamed with the detector's own lateness the
+    beats are the batch form's, in order, for any chunking."""
+    (path,) = mitdb_records(mitdb_dir, ["119"])
+    made = build_nst(path, noise_dir / "ma", 0.0, seed=7)
+    x = made.signal[:, 0]
+    ref, _ = map_annotations(made.ann.sample, made.ann.symbol)
+    det = detect_rpeaks(x, 360.0)
+    vetoed = check_beats(x, 360.0, det, add_at=0)
+    given = check_beats(x, 360.0, det)
+    added = np.setdiff1d(given, vetoed)
+    assert len(given) == len(vetoed) + len(added) and len(added) >= 20
+    true0, false0 = _counts(ref, vetoed, 360.0)
+    true1, false1 = _counts(ref, given, 360.0)
+    assert true1 - true0 >= 0.75 * len(added)  # three in four added beats are true
+    assert false1 - false0 <= 0.25 * len(added)
+    for chunk in (97, 1000):
+        detector, bc, streamed = RPeakDetector(360.0), BeatCheck(360.0), []
+        for i in range(0, len(x), chunk):
+            streamed += bc.process(x[i:i + chunk], detector.process(x[i:i + chunk]))
+        streamed += bc.flush(detector.flush())
+        np.testing.assert_array_equal(streamed, given)
+        assert bc.added == len(added) and bc.late == 0
+
+
+def test_no_beat_is_added_to_a_flat_line():
+    """A lead off (a flat signal): no probability peak, nothing added, so the daemon's
+    no-beats watch still sees the pause."""
+    bc = BeatCheck(360.0)
+    assert bc.process(np.zeros(360 * 30), []) + bc.flush([]) == []
+    assert bc.added == 0
 
 
 def test_clean_records_lose_no_beat(mitdb_dir):
@@ -123,18 +159,21 @@ def test_below_its_rate_the_check_keeps_every_beat():
     assert bc.decided(100) == 100
 
 
-def test_a_beat_reported_late_is_decided_as_one_reported_on_time(mitdb_dir, noise_dir):
+@pytest.mark.parametrize("add_at, late_s", [(0.0, 10.0), (ADD_AT, LATE_S - 0.5)])
+def test_a_beat_reported_late_is_decided_as_one_reported_on_time(mitdb_dir, noise_dir,
+                                                                  add_at, late_s):
     """The detector reports a beat up to seconds after it (search-back, relearning): the
-    check keeps the probabilities for that, and decides a late beat as an early one."""
+    check keeps the probabilities for that, and decides a late beat as an early one; with
+    peaks added, beats up to LATE_S late are waited for."""
     (path,) = mitdb_records(mitdb_dir, ["119"])
     x = build_nst(path, noise_dir / "ma", 0.0, seed=7).signal[: 360 * 600, 0]
     det = detect_rpeaks(x, 360.0)
-    on_time = check_beats(x, 360.0, det)
-    assert 0 < len(on_time) < len(det)  # some kept, some dropped
-    bc = BeatCheck(360.0)
-    late, fed, chunk, delay = [], 0, 360, 360 * 10
+    on_time = check_beats(x, 360.0, det, add_at=add_at)
+    assert 0 < len(on_time) and len(np.intersect1d(on_time, det)) < len(det)  # some dropped
+    bc = BeatCheck(360.0, add_at=add_at)
+    late, fed, chunk, delay = [], 0, 360, int(360 * late_s)
     for i in range(0, len(x), chunk):
-        due = int(np.searchsorted(det, i + chunk - delay))  # 10 s late
+        due = int(np.searchsorted(det, i + chunk - delay))
         late += bc.process(x[i:i + chunk], det[fed:due].tolist())
         fed = due
     late += bc.flush(det[fed:].tolist())
@@ -145,7 +184,7 @@ def test_a_beat_reported_after_its_probabilities_were_let_go_is_kept():
     """No probability held any more (more than LOOK_BACK_S late): kept, not a crash."""
     fs = 360.0
     x = np.random.default_rng(0).normal(0, 0.01, int(90 * fs))
-    bc = BeatCheck(fs)
+    bc = BeatCheck(fs, add_at=0)
     bc.process(x, [])
     assert bc.process(np.zeros(10), [int(5 * fs)]) == [int(5 * fs)]
     assert bc.dropped == 0
@@ -213,17 +252,20 @@ def test_the_pipeline_counts_what_the_check_drops_and_the_summary_says_it(mitdb_
     (path,) = mitdb_records(mitdb_dir, ["119"])
     x = build_nst(path, noise_dir / "ma", 6.0, seed=7).signal[:, 0]
     det = detect_rpeaks(x, 360.0)
-    dropped = len(det) - len(check_beats(x, 360.0, det))
-    assert dropped >= 20
+    bc = BeatCheck(360.0)
+    given = bc.process(x, list(det)) + bc.flush([])
+    dropped, added = bc.dropped, bc.added
+    assert dropped >= 20 and added >= 1
     pipe = BeatPipeline(FakeModel(), 360.0, gating=False)
     events = []
     for i in range(0, len(x), 500):
         events += pipe.process(x[i:i + 500])
     events += pipe.flush()
     q = pipe.quality_summary()
-    assert q["checked_out_beats"] == dropped
+    assert (q["checked_out_beats"], q["added_beats"]) == (dropped, added)
     beats = [e for e in events if e["type"] == "beat"]
-    assert len(beats) + dropped + pipe.dropped_edge == len(det)
+    assert len(beats) + pipe.dropped_edge == len(given) == len(det) - dropped + added
     text = format_summary({"event": "stopped", "signal_quality": q,
                            "signal_seconds": len(x) / 360.0})
-    assert f"beat check: {dropped} detections dropped as noise" in text
+    assert (f"beat check: {dropped} detections dropped as noise, {added} beat"
+            f"{'s' if added != 1 else ''} added where the detector had none") in text

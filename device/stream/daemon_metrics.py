@@ -127,3 +127,8 @@ class StreamCollector:
                                           "event)")
             checked.add_metric([], q["checked_out_beats"])
             yield checked
+            added = CounterMetricFamily("vitaledge_beat_check_added",
+                                        "Beats the beat check added where the detector had "
+                                        "none (the network's confident R peaks)")
+            added.add_metric([], q.get("added_beats", 0))
+            yield added

@@ -132,7 +132,7 @@ class BeatPipeline:
         self.quality_spec = quality or QualitySpec()
         self.quality_counts = {"good_s": 0.0, "doubtful_s": 0.0, "unreadable_s": 0.0,
                                "flagged_beats": 0, "gated_beats": 0,
-                               "checked_out_beats": 0}
+                               "checked_out_beats": 0, "added_beats": 0}
         self.quality_reasons: dict[str, float] = {}  # seconds flagged per reason
         self.set_gating(gating)
 
@@ -265,12 +265,13 @@ class BeatPipeline:
         return self._check.decided(self.samples_in - self._offset)
 
     def _checked(self, x: np.ndarray | None, peaks: list[int]) -> list[int]:
-        """The detector's ``peaks`` the beat check keeps (``x`` None: the end of the
-        stream), counting the ones it drops."""
-        before = self._check.dropped
-        kept = self._check.flush(peaks) if x is None else self._check.process(x, peaks)
-        self.quality_counts["checked_out_beats"] += self._check.dropped - before
-        return kept
+        """The beats the beat check gives for the detector's ``peaks`` (``x`` None: the end
+        of the stream), counting the detections it drops and the beats it adds."""
+        dropped, added = self._check.dropped, self._check.added
+        given = self._check.flush(peaks) if x is None else self._check.process(x, peaks)
+        self.quality_counts["checked_out_beats"] += self._check.dropped - dropped
+        self.quality_counts["added_beats"] += self._check.added - added
+        return given
 
     # -- signal quality ------------------------------------------------------------------
     def _judged_blocks(self, blocks: list[BlockQuality]) -> list[dict]:

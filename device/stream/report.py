@@ -88,9 +88,13 @@ def format_summary(s: dict) -> str:
     if quality.get("unreadable_s") or quality.get("doubtful_s"):
         lines.append(_quality_line(quality, s.get("signal_seconds") or 0))
     checked = quality.get("checked_out_beats") or 0
-    if checked:
-        lines.append(f"beat check: {_n(checked)} detection{'s' if checked != 1 else ''} "
-                     "dropped as noise")
+    added = quality.get("added_beats") or 0
+    said = ([f"{_n(checked)} detection{'s' if checked != 1 else ''} dropped as noise"]
+            if checked else [])
+    said += ([f"{_n(added)} beat{'s' if added != 1 else ''} added where the detector had none"]
+             if added else [])
+    if said:
+        lines.append("beat check: " + ", ".join(said))
     trouble = []
     for name, d in (s.get("sink_delivery") or {}).items():
         said = [f"{_n(d[k])} {words}" for k, words in SPOOL_WORDS if d.get(k)]
