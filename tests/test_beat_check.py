@@ -10,6 +10,7 @@ from vitaledge.device.dsp.beat_check import (
     ADD_AT,
     LATE_S,
     MIN_FS,
+    PAUSE_S,
     WEIGHTS,
     BeatCheck,
     BeatCheckError,
@@ -132,6 +133,25 @@ def test_the_networks_peaks_fill_the_detectors_gaps_in_muscle_noise(mitdb_dir, n
         streamed += bc.flush(detector.flush())
         np.testing.assert_array_equal(streamed, given)
         assert bc.added == len(added) and bc.late == 0
+
+
+def test_a_missed_beat_is_found_again_but_a_pause_is_not_filled(mitdb_dir):
+    """100 (DS2, a patient the network never saw), clean: with single beats taken out of
+    the detector's output the check puts them back, where they were; with three in a row
+    taken out (a gap longer than PAUSE_S) it adds nothing: a pause stays a pause."""
+    (path,) = mitdb_records(mitdb_dir, ["100"])
+    rec = read_record(path)
+    x = rec.signal[: int(180 * rec.fs)]
+    det = detect_rpeaks(x, rec.fs)
+    singles = [i for i in range(20, len(det) - 40, 25)
+               if det[i + 1] - det[i - 1] < PAUSE_S * rec.fs][:4]
+    run = [len(det) - 30, len(det) - 29, len(det) - 28]
+    assert len(singles) == 4 and det[run[-1] + 1] - det[run[0] - 1] > PAUSE_S * rec.fs
+    given = check_beats(x, rec.fs, np.delete(det, singles + run))
+    for i in singles:
+        assert np.abs(given - det[i]).min() <= 0.02 * rec.fs  # back, within 20 ms
+    inside = given[(given > det[run[0] - 1]) & (given < det[run[-1] + 1])]
+    assert len(inside) == 0
 
 
 def test_no_beat_is_added_to_a_flat_line():

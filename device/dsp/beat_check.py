@@ -10,12 +10,13 @@ network sees 5 s of signal at once and was trained on DS1 patients with the real
 detector's beats where it is confident that no QRS is near removed about five false beats
 for each true one at 12 dB and fifteen or more at 6 dB and below (docs/experiments.md,
 "A learned check of each beat"). Where the detector left a gap, the network's own
-confident peaks are added: a peak of probability at least ``ADD_AT`` (0.5) with no kept
-detector beat within ``ADD_GAP`` (0.3) of the recent RR interval of it (0.2-0.6 s). On the
-held-out DS1 halves that found 1,049 of the 1,841 beats the checked detector missed in
-``ma`` at 0 dB for 69 more false ones, and on clean signal 48 of 116 for 5
-(docs/experiments.md, "Adding the network's beats"). Where the detector's beats are stays
-the detector's; an added beat is placed at the probability's peak.
+confident peaks are added: a peak of probability at least ``ADD_AT`` (0.5) between two kept
+detector beats at most ``PAUSE_S`` (2 s, the usual threshold for reporting a sinus pause)
+apart, neither within ``ADD_GAP`` (0.3) of the recent RR interval of it (0.2-0.6 s). A
+pause is never filled: in noise the network, which sees 3 s of rhythm at once, can find
+the beat it expects there (docs/experiments.md, "Adding the network's beats where the
+detector left a gap"). Where the detector's beats are stays the detector's; an added beat
+is placed at the probability's peak.
 
 The network (:class:`QrsNet`): six dilated 1-D convolutions (kernel 7, dilations 1-32,
 16 then 32 channels, ReLU; batch normalisation folded into the weights) and a 1x1
@@ -28,9 +29,9 @@ Streaming, identical for any chunking: the windows lie on a fixed grid (``HOP`` 
 120 Hz apart, ``WINDOW`` long); each window's middle (``MARGIN`` from either edge) is kept,
 so every output sample comes from exactly one window, whatever the chunks; the last
 window at the end of the stream ends at the last sample. A beat is given once the
-probability after it is known, the detector has had ``LATE_S`` (4 s) to report the beats
-near it, and every peak that may be added before it is decided (``ADD_MAX_S``): 4.6 s
-after the beat plus up to one chunk (a flat line adds nothing: a pause stays a pause).
+probability after it is known and the detector has had ``LATE_S`` (4 s) to report the
+beats near it: 4 s after the beat plus up to one chunk (a peak in a gap is decided when
+the next kept beat is known, or ``PAUSE_S`` after the last).
 
 In ventricular flutter or fibrillation the network finds no QRS, and the detections there
 (which EC57 does not score) are dropped: on MIT-BIH 207, 259 of the 315 detections inside
@@ -68,6 +69,7 @@ ADD_MAX_S = 0.6            # ... at most this)
 PEAK_S = 0.2               # a network peak is the largest probability within +/- this
 RR_BEATS = 8               # the RR interval is the median of the last this many kept beats'
 RR_DEFAULT_S = 0.8         # ... or this before three are kept
+PAUSE_S = 2.0              # ... and only between kept beats at most this far apart
 LATE_S = 4.0               # the detector's beats are waited for this long (latest seen 3.1 s)
 MIN_FS = 100.0             # below, the 40 Hz band edge is too near Nyquist: no check
 BAND = FilterSpec(0.5, 40.0, 2)
@@ -247,7 +249,7 @@ class BeatCheck:
 
     A beat is released once nothing can change it: the network's probability is known
     around it, the detector has had ``LATE_S`` to report the beats near it, and every peak
-    that might be added before it is decided (``ADD_MAX_S`` further). A detector beat
+    that might be added before it is decided. A detector beat
     reported later than ``LATE_S`` (none was on the DS1 noise-stress copies; the latest
     came 3.1 s after its R peak) is still given when it is not behind a beat already given
     and is not an added beat's duplicate; otherwise it is counted in :attr:`late`."""
@@ -264,6 +266,7 @@ class BeatCheck:
         self.late_n = int(round(LATE_S * self.fs))
         self.add_max = int(round(ADD_MAX_S * self.fs))
         self.add_min = int(round(ADD_MIN_S * self.fs))
+        self.pause_n = int(round(PAUSE_S * self.fs))
         self._prob = NetProbability(self.fs, self.net) if self.on else None
         self._p = SignalBuffer()       # final probabilities, at NET_FS
         self._pending: list[int] = []  # detector beats (input indices) not yet checked
@@ -303,15 +306,15 @@ class BeatCheck:
         late = self._check(final)
         self._find_peaks(final)
         if final:
-            horizon = math.inf
-        else:  # detector beats and probabilities known before this, peaks decided too
-            known = math.floor((p_end - max(self.reach, self.peak) - 1) * self.fs / NET_FS)
-            horizon = min(known, self.n - self.late_n) - self.add_max
-        self._decide_peaks(horizon)
+            known = math.inf
+        else:  # the detector's beats and the probabilities are known before this
+            known = min(math.floor((p_end - max(self.reach, self.peak) - 1) * self.fs / NET_FS),
+                        self.n - self.late_n)
+        horizon = min(known, self._decide_peaks(known))  # and every peak before it decided
         out = self._merge(horizon, late)
         if not final and horizon > self.frontier:
             self.frontier = int(horizon)
-            j = bisect_left(self._history, self.frontier - self.add_max)
+            j = bisect_left(self._history, self.frontier - self.pause_n)
             del self._history[:max(0, j - RR_BEATS - 1)]
         # the detector reports a beat up to seconds after it (search-back, relearning)
         self._p.trim(p_end - int(LOOK_BACK_S * NET_FS))
@@ -364,21 +367,32 @@ class BeatCheck:
             d = 0.5 * (seg[i - 1] - seg[i + 1]) / den if den < 0 else 0.0
         return int(round((k + d) * self.fs / NET_FS))
 
-    def _decide_peaks(self, horizon: float) -> None:
-        """Each peak before ``horizon`` is added when no kept detector beat lies within
+    def _decide_peaks(self, known: float) -> float:
+        """Decide the peaks, in order, while the kept beats around them are known (before
+        ``known``); the first peak left undecided (inf: none). A peak is added when it lies
+        between two kept detector beats at most ``PAUSE_S`` apart, neither within
         ``ADD_GAP`` of the recent RR interval of it (at least ``ADD_MIN_S``, at most
-        ``ADD_MAX_S``)."""
+        ``ADD_MAX_S``). So a pause is never filled: in noise the network, which sees 3 s of
+        rhythm at once, can find the beat it expects there."""
         h = self._history
-        while self._peaks and self._peaks[0] < horizon:
-            t = self._peaks.pop(0)
+        while self._peaks and self._peaks[0] < known:
+            t = self._peaks[0]
             j = bisect_left(h, t)
+            prev = h[j - 1] if j > 0 else None
+            nxt = h[j] if j < len(h) and h[j] < known else None
+            if nxt is None and (prev if prev is not None else t) + self.pause_n >= known:
+                return t  # the beat after it may still come
+            self._peaks.pop(0)
+            if nxt is None or prev is None or nxt - prev > self.pause_n:
+                continue
             before = h[max(0, j - RR_BEATS - 1): j]
             rr = (float(np.median(np.diff(before))) if len(before) >= 3
                   else RR_DEFAULT_S * self.fs)
             gap = min(max(self.add_min, ADD_GAP * rr), self.add_max)
-            if not ((j > 0 and t - h[j - 1] < gap) or (j < len(h) and h[j] - t < gap)):
+            if t - prev >= gap and nxt - t >= gap:
                 self._added.append(t)
                 self.added += 1
+        return math.inf
 
     def _merge(self, horizon: float, late: list[int]) -> list[int]:
         """The kept and added beats before ``horizon``, in order, with late ones where they
