@@ -312,7 +312,9 @@ class BeatCheck:
                         self.n - self.late_n)
         horizon = min(known, self._decide_peaks(known))  # and every peak before it decided
         out = self._merge(horizon, late)
-        if not final and horizon > self.frontier:
+        if final:  # every beat given: the stream is decided to its end
+            self.frontier = self.n
+        elif horizon > self.frontier:
             self.frontier = int(horizon)
             j = bisect_left(self._history, self.frontier - self.pause_n)
             del self._history[:max(0, j - RR_BEATS - 1)]

@@ -473,10 +473,15 @@ class Daemon:
         raise TypeError(f"not a queue item: {item!r}")
 
     def _end_of_stream(self, pipe: FanOut) -> list[dict]:
-        """Drops no later chunk got through to report, then what the stages still hold."""
+        """Drops no later chunk got through to report, then what the stages still hold,
+        with a pause up to the end of the stream reported (the beat check decides the
+        last seconds' beats only here)."""
         n = self.drops.take_missing()
         events = self._handle(pipe, Dropped(n)) if n else []
-        return events + pipe.flush()
+        flushed = pipe.flush()
+        if self.beat_watch is not None:
+            flushed = self.beat_watch.update(flushed, pipe.decided_samples)
+        return events + flushed
 
     @staticmethod
     def _time(pipe: FanOut) -> float:
