@@ -8,6 +8,7 @@ from conftest import FakeModel, error_line, invoke, mitdb_records, unavailable
 
 from vitaledge.device.dsp.beat_check import (
     ADD_AT,
+    ADD_MIN_S,
     LATE_S,
     MIN_FS,
     PAUSE_S,
@@ -152,6 +153,27 @@ def test_a_missed_beat_is_found_again_but_a_pause_is_not_filled(mitdb_dir):
         assert np.abs(given - det[i]).min() <= 0.02 * rec.fs  # back, within 20 ms
     inside = given[(given > det[run[0] - 1]) & (given < det[run[-1] + 1])]
     assert len(inside) == 0
+
+
+def test_a_beat_reported_later_than_late_s_is_not_given_twice(mitdb_dir):
+    """100: one detection reported 6 s late (more than LATE_S), after the check has added
+    the network's peak in its gap: given once, and counted, so that detections - dropped
+    + added - late = beats given."""
+    (path,) = mitdb_records(mitdb_dir, ["100"])
+    rec = read_record(path)
+    fs, x = rec.fs, rec.signal[: int(120 * rec.fs)]
+    det = detect_rpeaks(x, fs)
+    missing, delay = int(det[60]), int((LATE_S + 2) * fs)
+    bc, given, sent = BeatCheck(fs), [], False
+    for i in range(0, len(x), 360):
+        new = [int(b) for b in det if i <= b < i + 360 and b != missing]
+        if not sent and i + 360 - delay > missing:
+            new, sent = new + [missing], True
+        given += bc.process(x[i:i + 360], new)
+    given += bc.flush([])
+    near = [b for b in given if abs(b - missing) < ADD_MIN_S * fs]
+    assert len(near) == 1 and bc.added >= 1 and bc.late >= 1
+    assert len(given) == len(det) - bc.dropped + bc.added - bc.late
 
 
 def test_no_beat_is_added_to_a_flat_line():

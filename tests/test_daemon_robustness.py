@@ -145,6 +145,35 @@ def test_no_beats_while_signal_is_present_is_reported_and_degrades_health(fake_m
     assert float(gauge[0].split()[1]) == pytest.approx(20.0 - last, abs=0.01)
 
 
+def test_a_lead_off_gives_the_watch_the_beats_before_it(fake_models, tmp_path):
+    """A hole makes the stages give what they hold: the beat check holds about 4 s of
+    beats, and the pause watch must see them. A pause, 2 s of beats, a lead-off: the pause
+    ends at the first of those beats (not after the hole); a pause running into a
+    lead-off is reported."""
+    fake_models["beat"] = FakeModel()
+    noise = 0.02 * np.random.default_rng(0).standard_normal(int(30 * FS))
+    flat = np.zeros(int(10 * FS))
+    x = np.concatenate([ecg(15), noise, ecg(2, seed=4), flat, ecg(15, seed=5)])
+    d, _ = run_daemon(source=f"replay:{csv_record(tmp_path / 'a.csv', x)}",
+                      out=[str(tmp_path / "a.jsonl")], no_beats_s=3.0)
+    ev = events_of(tmp_path / "a.jsonl")
+    beats = [e["time"] for e in ev if e["type"] == "beat"]
+    first_after = min(t for t in beats if t > 40.0)
+    assert first_after < 47.0  # one of the 2 s of beats before the lead-off
+    resumed = statuses(ev, "beats_resumed")  # (the detector finds a beat in the noise too)
+    assert first_after in [e["time"] for e in resumed]
+    assert all(e["time"] < 47.0 and e["no_beats_s"] < 30.0 for e in resumed)
+    assert len(statuses(ev, "lead_off")) == 1
+
+    y = np.concatenate([ecg(15), noise[: int(5 * FS)], flat, ecg(10, seed=5)])
+    run_daemon(source=f"replay:{csv_record(tmp_path / 'b.csv', y)}",
+               out=[str(tmp_path / "b.jsonl")], no_beats_s=3.0)
+    ev = events_of(tmp_path / "b.jsonl")
+    last_before = max(e["time"] for e in ev if e["type"] == "beat" and e["time"] < 20.0)
+    (nb,) = statuses(ev, "no_beats")
+    assert nb["time"] == pytest.approx(last_before + 3.0, abs=0.01)
+
+
 def test_no_beats_is_not_reported_for_a_normal_rhythm(fake_models, tmp_path):
     fake_models["beat"] = FakeModel()
     src = csv_record(tmp_path / "ok.csv", ecg(60))

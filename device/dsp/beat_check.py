@@ -280,7 +280,7 @@ class BeatCheck:
         self.frontier = 0              # beats before it are given
         self.dropped = 0               # detector beats vetoed
         self.added = 0                 # network peaks added
-        self.late = 0                  # detector beats reported too late to be given
+        self.late = 0                  # detector beats too late to be given (or given: added)
 
     def decided(self, n_in: int) -> int:
         """Of ``n_in`` samples fed, how many have their beats decided (all when off)."""
@@ -402,8 +402,8 @@ class BeatCheck:
         last = self._given[-1][0] if self._given else -1
         out: list[tuple[int, bool]] = []
         for b in late:
-            dup = any(added and abs(g - b) < self.add_min for g, added in self._given)
-            if dup:
+            if any(added and abs(g - b) < self.add_min for g, added in self._given):
+                self.late += 1  # the beat the network added: given already
                 continue
             if b >= last:
                 out.append((b, False))

@@ -465,9 +465,8 @@ class Daemon:
             case DeviceStatus(info):
                 return [event.device_status(info, self._time(pipe))]
             case Dropped(missing):
-                events = [*pipe.gap(missing), event.gap(self._time(pipe), missing)]
-                self._watch_gap(pipe)
-                return events
+                events = self._gap(pipe, missing)
+                return [*events, event.gap(self._time(pipe), missing)]
             case EndOfStream():
                 return self._end_of_stream(pipe)
         raise TypeError(f"not a queue item: {item!r}")
@@ -502,8 +501,7 @@ class Daemon:
             return events + self._present(pipe, x)
         for part in self.monitor.split(x):
             if isinstance(part, Fault):
-                events += pipe.gap(part.n)
-                self._watch_gap(pipe)
+                events += self._gap(pipe, part.n)
             elif isinstance(part, Change):
                 events.append(event.signal_change(part.kind, self._time(pipe), part.after,
                                                   part.samples))
@@ -518,9 +516,16 @@ class Daemon:
             events = self.beat_watch.update(events, pipe.decided_samples)
         return events
 
-    def _watch_gap(self, pipe: FanOut) -> None:
+    def _gap(self, pipe: FanOut, n_missing: int) -> list[dict]:
+        """A hole of ``n_missing`` samples: the stages give what they still hold (the beat
+        check up to 4 s of beats), seen by the pause watch up to where the signal stopped;
+        then the watch counts again after the hole."""
+        end = pipe.samples_in
+        events = pipe.gap(n_missing)
         if self.beat_watch is not None:
+            events = self.beat_watch.update(events, end)
             self.beat_watch.gap(pipe.samples_in)
+        return events
 
     def _source_gap(self, pipe: FanOut, gap: Gap) -> list[dict]:
         """Samples lost on the wire: a short hole is filled (the time axis and the
@@ -529,9 +534,7 @@ class Daemon:
         if gap.fill is not None:
             self.meters.samples.inc(len(gap.fill))
             return [status, *self._present(pipe, gap.fill)]
-        events = [*pipe.gap(gap.missing), status]
-        self._watch_gap(pipe)
-        return events
+        return [*self._gap(pipe, gap.missing), status]
 
     def reload(self) -> bool:
         """Hot reload: load the artifact again; swap only if it loads and fits."""
