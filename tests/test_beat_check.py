@@ -1,4 +1,5 @@
-"""The learned beat check (device/dsp/beat_check.py) and its training (train/qrs_check.py)."""
+"""The learned beat check (device/dsp/beat_check.py), its network (device/dsp/qrs_net.py) and
+its training (train/qrs_check.py)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ from vitaledge.device.dsp.beat_check import (
     LATE_S,
     MIN_FS,
     PAUSE_S,
-    WEIGHTS,
     BeatCheck,
-    BeatCheckError,
+    check_beats,
+    detect_beats,
+)
+from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
+from vitaledge.device.dsp.qrs_net import (
+    WEIGHTS,
     NetInput,
     NetProbability,
     QrsNet,
-    check_beats,
-    detect_beats,
+    QrsNetError,
     net_probabilities,
     shared_net,
 )
-from vitaledge.device.dsp.matching import TOLERANCE_S, match_beats
 from vitaledge.device.dsp.rpeaks import RPeakDetector, detect_rpeaks
 from vitaledge.device.io.aami import map_annotations
 from vitaledge.device.io.nst import build_nst
@@ -75,8 +78,8 @@ def test_the_input_stage_and_the_probability_are_the_same_for_any_chunking(mitdb
 
 
 def test_at_360_hz_the_input_is_every_third_filtered_sample():
-    from vitaledge.device.dsp.beat_check import BAND
     from vitaledge.device.dsp.filters import apply_filter
+    from vitaledge.device.dsp.qrs_net import BAND
 
     x = np.random.default_rng(0).normal(size=3601)
     got = NetInput(360.0).process(x)
@@ -239,11 +242,11 @@ def test_corrupt_weights_are_one_line(tmp_path, damage):
             "flipped": good[:2000] + bytes([good[2000] ^ 0xFF]) + good[2001:]}[damage]
     bad = tmp_path / "w.npz"
     bad.write_bytes(body)
-    with pytest.raises(BeatCheckError, match="w.npz: not the beat check's weights"):
+    with pytest.raises(QrsNetError, match="w.npz: not the beat check's weights"):
         QrsNet.load(bad)
     np.savez(tmp_path / "nan.npz", n_layers=np.array(1), w0=np.full((1, 1, 1), np.nan),
              b0=np.zeros(1), d0=np.array(1))
-    with pytest.raises(BeatCheckError, match="non-finite weights"):
+    with pytest.raises(QrsNetError, match="non-finite weights"):
         QrsNet.load(tmp_path / "nan.npz")
 
 

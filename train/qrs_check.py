@@ -3,7 +3,7 @@ R peak, in clean and noisy ECG.
 
 Data: the annotated records named (by default de Chazal's DS1 present in ``--data``; never
 a test patient), read on MLII, through the device's own input stage
-(:class:`~vitaledge.device.dsp.beat_check.NetInput`: 0.5-40 Hz causal band-pass, 120 Hz).
+(:class:`~vitaledge.device.dsp.qrs_net.NetInput`: 0.5-40 Hz causal band-pass, 120 Hz).
 Each epoch draws ``crops`` 5-s windows at random; 80 % of them get real noise added
 (``ma``, ``bw`` or both, from ``--noise``), each at an SNR drawn uniformly from -6 to 24 dB
 as nst(1) defines it (:mod:`vitaledge.device.io.nst`: the record's QRS peak-to-peak
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitaledge.device.dsp.beat_check import (
+from vitaledge.device.dsp.qrs_net import (
     NET_FS,
     WINDOW,
     ConvLayer,

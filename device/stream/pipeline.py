@@ -14,8 +14,8 @@ in unreadable blocks are not classified and make no event; beats in doubtful blo
 doubtful or unreadable blocks (cut into pieces of at most ``MAX_RUN_S``, and ended by a
 hole) gives one ``doubtful``/``unreadable`` status event with its start, end and reason.
 A beat waits for its block's judgement: up to ``block_s + delay_s`` (3 s) more latency, and
-for the beat check (:mod:`~.dsp.beat_check`, up to 3.5 s, 5 s in a stream's first seconds
-and after a hole; the two waits overlap).
+for the beat check (:mod:`~.dsp.beat_check`, about 4 s after the beat; the two waits
+overlap).
 The samples are cut at the judgement points, so beats and status events come out in the
 same order for any chunking.
 """
