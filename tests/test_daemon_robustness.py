@@ -594,29 +594,70 @@ def test_a_jsonl_write_that_fails_part_way_leaves_no_line_to_be_written_twice(tm
 
 def test_an_mqtt_ack_the_spool_cannot_record_is_kept_and_said(tmp_path):
     """A full disk under the spool made its ack raise in the sink's thread, which died
-    (delivery stopped, /health ok). The ack is kept for the next settle, /health's
-    trouble names the spool, and once the spool takes it all is as before."""
+    (delivery stopped, /health ok). The ack is kept for the next settle and the error
+    said until the spool takes it."""
     import sqlite3
+
+    from vitaledge.device.stream.mqtt_acks import AckLedger
+    from vitaledge.device.stream.spool import Spool
+
+    spool = Spool(tmp_path / "s.db", 1 << 20)
+    spool.put([(1, "t/a", b"{}"), (2, "t/b", b"{}")])
+    rows = [r[0] for r in spool.after(0, 10)]
+    ledger = AckLedger()
+    for mid, row in zip((11, 12), rows, strict=True):  # as the sink's thread does
+        ledger.published(mid, row)
+    assert ledger.inflight == 2 and ledger.settle(spool.ack) == 0  # no PUBACK yet
+    ledger.puback(11)
+    ledger.puback(12)
+    ledger.puback(99)  # not ours (a retained status message): ignored
+    calls: list[list[int]] = []
+
+    def full_then_fine(ids):
+        calls.append(list(ids))
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        spool.ack(ids)
+
+    assert ledger.settle(full_then_fine) == 0 and ledger.error == "database or disk is full"
+    assert spool.count == 2 and ledger.inflight == 0  # acknowledged, still spooled
+    assert ledger.settle(full_then_fine) == 2 and ledger.error is None and spool.count == 0
+    assert calls == [rows, rows] and ledger.settle(full_then_fine) == 0 and len(calls) == 2
+    spool.close()
+
+
+def test_the_mqtt_sink_says_a_spool_it_cannot_ack_and_recovers(tmp_path, monkeypatch):
+    """The same through the sink's own thread and paho's, against a real broker:
+    /health's trouble names the spool, and once the spool takes the acks all is as before."""
+    import sqlite3
+
+    from test_mqtt import Broker
 
     from vitaledge.device.stream.mqtt import parse_url
     from vitaledge.device.stream.mqtt_sink import MqttSink
 
-    sink = MqttSink(parse_url(f"mqtt://127.0.0.1:1/t?spool={tmp_path / 's.db'}"))
-    sink.spool.put([(1, "t/a", b"{}"), (2, "t/b", b"{}")])
-    rows = sink.spool.after(0, 10)
-    sink._inflight = {11: rows[0][0], 12: rows[1][0]}  # noqa: SLF001 - as the thread does
-    sink._acks.extend([11, 12])  # noqa: SLF001 - the broker's PUBACKs
-    real = sink.spool.ack
+    broker = Broker(tmp_path / "mosquitto")
+    sink = MqttSink(parse_url(f"{broker.url}?spool={tmp_path / 'sink.db'}"))
+    try:
+        real = sink.spool.ack
 
-    def full(ids):
-        raise sqlite3.OperationalError("database or disk is full")
+        def full(ids):
+            raise sqlite3.OperationalError("database or disk is full")
 
-    sink.spool.ack = full
-    sink._settle()  # noqa: SLF001
-    assert "database or disk is full" in sink.trouble() and sink.acked == 0
-    sink.spool.ack = real
-    sink._settle()  # noqa: SLF001
-    assert sink.trouble() is None and sink.acked == 2 and sink.spool.count == 0
+        monkeypatch.setattr(sink.spool, "ack", full)
+        sink.write([{"seq": 1, "type": "beat"}, {"seq": 2, "type": "beat"}])
+        deadline = time.monotonic() + 10
+        while sink.trouble() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "database or disk is full" in (sink.trouble() or "") and sink.acked == 0
+        assert str(sink.spool.path) in sink.trouble() and sink.spool.count == 2
+        monkeypatch.setattr(sink.spool, "ack", real)
+        while sink.acked < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sink.trouble() is None and sink.acked == 2 and sink.spool.count == 0
+    finally:
+        sink.close()
+        broker.stop()
 
 
 def test_a_start_that_fails_after_the_source_opened_closes_it_and_the_sinks(fake_models,

@@ -5,10 +5,11 @@ SQLite transaction) and wakes the sink's own thread; the pipeline never waits on
 network. That thread keeps one connection at a time: it publishes spooled events in order
 with QoS 1 (at most ``max_inflight`` unacknowledged, at most ``rate`` messages per second,
 so a backlog drains at a bounded rate after a reconnect) and deletes a row from the spool
-only when paho's ``on_publish`` reports the broker's PUBACK for it. A lost connection
-drops the client; the next one (backoff 0.5 s doubling to 30 s) publishes again from the
-oldest row still spooled, so an outage, a network cut or ``kill -9`` loses nothing that
-was spooled, and a consumer may see an event twice (same ``run`` and ``seq``: de-duplicate).
+only when paho's ``on_publish`` reports the broker's PUBACK for it (:mod:`.mqtt_acks`).
+A lost connection drops the client; the next one (backoff 0.5 s doubling to 30 s)
+publishes again from the oldest row still spooled, so an outage, a network cut or
+``kill -9`` loses nothing that was spooled, and a consumer may see an event twice (same
+``run`` and ``seq``: de-duplicate).
 
 On connect it publishes the retained birth message on ``.../status`` (``state: online``,
 model, software version, start time) after setting the retained Last Will (``state:
@@ -22,12 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 
 from vitaledge.device.stream import mqtt
+from vitaledge.device.stream.mqtt_acks import AckLedger
 from vitaledge.device.stream.spool import Spool
 
 log = logging.getLogger("vitaledge.mqtt")
@@ -60,10 +61,7 @@ class MqttSink:
         self._t0 = time.monotonic()
         self.written = self.acked = self.published = self.connects = 0
         self.connected = False
-        self._acks: list[int] = []
-        self._ack_retry: list[int] = []  # spool rows delivered, their removal failed
-        self.spool_error: str | None = None  # why they could not be removed (disk full)
-        self._ack_lock = threading.Lock()
+        self._ledger = AckLedger()
         self._wake = threading.Event()
         self._announce = threading.Event()
         self._stopping = threading.Event()
@@ -96,6 +94,11 @@ class MqttSink:
                                     "dropped_total": self.spool.dropped,
                                     "max_bytes": self.opts.spool_max_bytes}))
         self._wake.set()
+
+    @property
+    def spool_error(self) -> str | None:
+        """Why delivered events could not leave the spool (a full disk), None when they did."""
+        return self._ledger.error
 
     def trouble(self) -> str | None:
         """Why this sink is not delivering, for ``/health``: the broker unreachable for
@@ -162,13 +165,12 @@ class MqttSink:
     def _run(self) -> None:
         client, gen = None, 0
         backoff, next_try = BACKOFF_S[0], 0.0
-        self._inflight: dict[int, int] = {}  # mid -> spool row id
         cursor, tokens, t_tok = 0, 0.0, time.monotonic()
         next_stats, last_written, t_stats = 0.0, 0, time.monotonic()
         while True:
             now = time.monotonic()
             if self._stopping.is_set() and (now > self._deadline or (
-                    self.spool.count == 0 and not self._inflight and client is not None)):
+                    self.spool.count == 0 and not self._ledger.inflight and client is not None)):
                 break
             if client is None or not self.connected:
                 if client is not None:
@@ -195,13 +197,13 @@ class MqttSink:
             rate = self.opts.rate
             tokens = min(max(1.0, rate / 10), tokens + (now - t_tok) * rate)
             t_tok = now
-            room = min(self.opts.max_inflight - len(self._inflight), int(tokens))
+            room = min(self.opts.max_inflight - self._ledger.inflight, int(tokens))
             if room > 0:
                 for row_id, topic, body in self.spool.after(cursor, room):
                     info = client.publish(topic, body, qos=1)
                     if info.rc != 0:  # the connection went; the next one sends it again
                         break
-                    self._inflight[info.mid] = row_id
+                    self._ledger.published(info.mid, row_id)
                     cursor, tokens = row_id, tokens - 1
                     self.published += 1
             if now >= next_stats:
@@ -259,8 +261,7 @@ class MqttSink:
         def on_publish(client, userdata, mid, reason_code, properties):
             if gen != self._gen:
                 return
-            with self._ack_lock:
-                self._acks.append(mid)
+            self._ledger.puback(mid)
             self._wake.set()
 
         c.on_connect, c.on_disconnect, c.on_publish = on_connect, on_disconnect, on_publish
@@ -313,26 +314,14 @@ class MqttSink:
             "connects": self.connects, "software_version": software_version(), **ctx})
 
     def _settle(self) -> None:
-        """Acknowledged messages leave the spool."""
-        with self._ack_lock:
-            mids, self._acks = self._acks, []
-        ids = self._ack_retry + [self._inflight.pop(m) for m in mids if m in self._inflight]
-        if ids:
-            try:
-                self.spool.ack(ids)
-            except sqlite3.Error as exc:  # a full disk: the thread died, delivery stopped
-                if self.spool_error is None:
-                    log.warning(json.dumps({"event": "spool_ack_failed", "error": str(exc)}))
-                self._ack_retry, self.spool_error = ids, str(exc)  # again next time
-                return
-            self._ack_retry, self.spool_error = [], None
-            self.acked += len(ids)
+        """Acknowledged messages leave the spool (kept for the next time when it fails)."""
+        self.acked += self._ledger.settle(self.spool.ack)
 
     def _drop(self, client, clean: bool = False) -> None:
         """Stop a client; its unacknowledged messages stay spooled and go out again."""
         if clean:
             deadline = time.monotonic() + 2.0
-            while self._inflight and time.monotonic() < deadline and self.connected:
+            while self._ledger.inflight and time.monotonic() < deadline and self.connected:
                 time.sleep(0.02)
                 self._settle()
             try:
@@ -346,7 +335,7 @@ class MqttSink:
                 client.disconnect()
             except (OSError, ValueError):
                 pass
-        self._inflight.clear()
+        self._ledger.forget_inflight()
         self.connected = False
 
 
