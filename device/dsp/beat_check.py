@@ -228,12 +228,11 @@ class BeatCheck:
                 last = b
             else:
                 self.late += 1
-        ready = sorted([(b, False) for b in self._kept if b < horizon]
-                       + [(b, True) for b in self._added if b < horizon])
+        # all at or after the frontier, so after every beat given before
+        out += sorted([(b, False) for b in self._kept if b < horizon]
+                      + [(b, True) for b in self._added if b < horizon])
         self._kept = [b for b in self._kept if b >= horizon]
         self._added = [b for b in self._added if b >= horizon]
-        out += [(b, added) for b, added in ready if b >= last]
-        self.late += sum(b < last for b, _ in ready)
         self._given.extend(out)
         while self._given and self._given[0][0] < self.frontier - 2 * self.add_max:
             self._given.popleft()

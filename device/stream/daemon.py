@@ -477,10 +477,7 @@ class Daemon:
         last seconds' beats only here)."""
         n = self.drops.take_missing()
         events = self._handle(pipe, Dropped(n)) if n else []
-        flushed = pipe.flush()
-        if self.beat_watch is not None:
-            flushed = self.beat_watch.update(flushed, pipe.decided_samples)
-        return events + flushed
+        return events + self._watched(pipe.flush(), pipe.decided_samples)
 
     @staticmethod
     def _time(pipe: FanOut) -> float:
@@ -511,19 +508,20 @@ class Daemon:
 
     def _present(self, pipe: FanOut, x) -> list[dict]:
         """Present signal through the stages, and a pause without beats reported."""
-        events = pipe.process(x)
-        if self.beat_watch is not None:
-            events = self.beat_watch.update(events, pipe.decided_samples)
-        return events
+        return self._watched(pipe.process(x), pipe.decided_samples)
+
+    def _watched(self, events: list[dict], decided: int) -> list[dict]:
+        """The stages' ``events`` with the pause watch's status events among them, its
+        count running to ``decided``."""
+        return events if self.beat_watch is None else self.beat_watch.update(events, decided)
 
     def _gap(self, pipe: FanOut, n_missing: int) -> list[dict]:
         """A hole of ``n_missing`` samples: the stages give what they still hold (the beat
         check up to 4 s of beats), seen by the pause watch up to where the signal stopped;
         then the watch counts again after the hole."""
         end = pipe.samples_in
-        events = pipe.gap(n_missing)
+        events = self._watched(pipe.gap(n_missing), end)
         if self.beat_watch is not None:
-            events = self.beat_watch.update(events, end)
             self.beat_watch.gap(pipe.samples_in)
         return events
 

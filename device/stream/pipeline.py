@@ -165,9 +165,10 @@ class BeatPipeline:
         """Camera frames are not for this stage."""
         return []
 
-    #: Signal kept before the beat check's decided point for beats still to come: the
-    #: detector reports a beat up to about 3 s late, and a window reaches back up to 1 s
-    #: before its R peak (more with a resampling filter or a long ``before``).
+    #: Signal kept before the beat check's decided point for beats still to come: one the
+    #: detector reports later than the check waits for (given when it comes after the last
+    #: beat given), and a window reaches back up to 1 s before its R peak (more with a
+    #: resampling filter or a long ``before``).
     KEEP_S = 6.0
 
     #: Holes up to this long keep the detector's learned levels and the RR history (the
@@ -352,8 +353,8 @@ class BeatPipeline:
         if final:
             self.dropped_edge += len(self._pending)
             self._pending.clear()
-        # beats still to come (held by the beat check, or reported late by the detector)
-        # lie after the check's decided point, less the detector's delay: keep their windows
+        # beats still to come lie after the check's decided point (all but one reported
+        # later than the check waits for): keep their windows
         back = self._checked_until() - int(self.KEEP_S * self.fs)
         keep = self._pending[0].cut.start if self._pending else back
         self._buf.trim(min(keep, back))
@@ -385,8 +386,8 @@ class BeatPipeline:
 
     def quality_summary(self) -> dict:
         """Seconds judged per state, beats flagged doubtful and beats gated (unreadable),
-        detections the beat check dropped as noise, and the seconds flagged (doubtful or
-        unreadable) per reason."""
+        detections the beat check dropped as noise and beats it added, and the seconds
+        flagged (doubtful or unreadable) per reason."""
         return {"gating": self.gating,
                 **{k: round(v, 1) if isinstance(v, float) else v
                    for k, v in self.quality_counts.items()},
