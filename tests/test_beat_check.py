@@ -289,6 +289,31 @@ def test_train_qrs_check_writes_weights_the_device_loads(mitdb_dir, noise_dir, t
     assert "--out" in error_line(blocked)
 
 
+def test_training_reads_the_leads_asked_for_each_where_the_record_has_it(mitdb_dir,
+                                                                         tmp_path, noise_dir):
+    from vitaledge.device.io.records import RecordError
+    from vitaledge.train.qrs_check import load_records
+
+    paths = mitdb_records(mitdb_dir, ["101", "114"])   # 101: MLII, V1; 114: V5, MLII
+    mlii = load_records(paths)
+    every = load_records(paths, None)
+    assert len(mlii) == 2 and len(every) == 4
+    # the MLII entries are the same however they are asked for; 114's MLII is its 2nd lead
+    np.testing.assert_array_equal(every[0][0], mlii[0][0])
+    np.testing.assert_array_equal(every[3][0], mlii[1][0])
+    # both leads of a record carry the same reference beats, on their own signal
+    np.testing.assert_array_equal(every[0][1], every[1][1])
+    assert not np.array_equal(every[0][0], every[1][0]) and every[0][2] != every[1][2]
+    assert len(load_records(paths, ("V1", "V5"))) == 2
+    with pytest.raises(RecordError, match=r"114: none of the leads V1 \(leads: V5, MLII\)"):
+        load_records(paths, ("V1",))
+    r = invoke(["train", "qrs-check", "--data", str(mitdb_dir), "--records", "101,114",
+                "--noise", str(noise_dir), "--leads", "V1", "--epochs", "1", "--crops", "128",
+                "--out", str(tmp_path / "w.npz")])
+    assert "none of the leads V1" in error_line(r) and r.exit_code != 0
+    assert not (tmp_path / "w.npz").exists()
+
+
 def test_the_pipeline_counts_what_the_check_drops_and_the_summary_says_it(mitdb_dir,
                                                                           noise_dir):
     from vitaledge.device.stream.pipeline import BeatPipeline

@@ -748,6 +748,9 @@ def train_emotion_multimodal_cmd(dataset, window_s, physio_fs, conv_layers, lstm
 @click.option("--noise", "noise_dir", required=True,
               type=click.Path(exists=True, file_okay=False),
               help="Directory holding the noise records ma and bw (nstdb-noise).")
+@click.option("--leads", default="MLII", show_default=True,
+              help="Comma-separated leads to train on, each where a record has it; "
+                   "'all': every lead of every record.")
 @click.option("--epochs", type=click.IntRange(1, 1000), default=16, show_default=True)
 @click.option("--crops", type=click.IntRange(100, 10**7), default=12000, show_default=True,
               help="5-s windows drawn per epoch.")
@@ -756,7 +759,8 @@ def train_emotion_multimodal_cmd(dataset, window_s, physio_fs, conv_layers, lstm
               help="Weights file to write (.npz); the device ships "
                    "device/dsp/qrs_net.npz.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-def train_qrs_check_cmd(data, records, noise_dir, epochs, crops, seed, out, overwrite) -> None:
+def train_qrs_check_cmd(data, records, noise_dir, leads, epochs, crops, seed, out,
+                        overwrite) -> None:
     """Train the network of the beat check (which of the detector's beats are noise)."""
     from vitaledge.device.io.atomic import write_atomic
     from vitaledge.device.io.records import RecordError, list_records, select_records
@@ -774,11 +778,13 @@ def train_qrs_check_cmd(data, records, noise_dir, epochs, crops, seed, out, over
         if not names:
             raise RecordError(f"{data}: no DS1 record; name the records with --records")
         chosen = select_records(paths, names)
-        net = train_qrs_check(chosen, Path(noise_dir), epochs, crops, seed,
+        lead_names = None if leads.strip().lower() == "all" else tuple(csv_list(leads))
+        net = train_qrs_check(chosen, Path(noise_dir), epochs, crops, seed, lead_names,
                               log=lambda m: click.echo(m, err=True))
     except (RecordError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    meta = (f"vitaledge train qrs-check --records {','.join(names)} --epochs {epochs} "
+    meta = (f"vitaledge train qrs-check --records {','.join(names)} --leads {leads} "
+            f"--epochs {epochs} "
             f"--crops {crops} --seed {seed}")
     buf = io.BytesIO()
     net.save(buf, meta)

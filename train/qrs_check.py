@@ -85,21 +85,39 @@ def net_input(x: np.ndarray, fs: float) -> np.ndarray:
     return NetInput(fs).process(x).astype(np.float32)
 
 
-def load_records(paths: list[Path]) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """(input at NET_FS, target, QRS peak-to-peak) per record."""
+def record_leads(path: Path, leads: tuple[str, ...] | None) -> list[str]:
+    """The leads of ``path`` to train on: those of ``leads`` it has (every lead it has when
+    ``leads`` is None); a record with none of them is a :class:`RecordError`."""
+    try:
+        names = list(wfdb_module().rdheader(str(record_path(path))).sig_name or [])
+    except Exception as exc:
+        raise RecordError(f"{path}: cannot read the header: {exc}") from exc
+    chosen = names if leads is None else [n for n in names if n in leads]
+    if not chosen:
+        raise RecordError(f"{path}: none of the leads {', '.join(leads or ())} "
+                          f"(leads: {', '.join(names)})")
+    return chosen
+
+
+def load_records(paths: list[Path], leads: tuple[str, ...] | None = ("MLII",),
+                 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(input at NET_FS, target, QRS peak-to-peak) per record and lead (``leads``: the lead
+    names to read, each where the record has it; None: every lead)."""
     out = []
     for p in paths:
-        rec = read_record(p)
-        ref, cls = map_annotations(rec.ann_samples, rec.ann_symbols)
-        if not len(ref):
-            raise RecordError(f"{p}: no beat annotations to train on")
-        normal = ref[cls == 0]
-        s_pp = qrs_amplitude(rec.signal, rec.fs, normal if len(normal) >= 50 else ref)
-        z = net_input(rec.signal, rec.fs)
-        if len(z) <= WINDOW:
-            raise RecordError(f"{p}: {len(rec.signal) / rec.fs:.1f} s long; training needs "
-                              f"records longer than {WINDOW / NET_FS:g} s")
-        out.append((z, target(len(z), np.round(ref * NET_FS / rec.fs).astype(np.int64)), s_pp))
+        for lead in record_leads(p, leads):
+            rec = read_record(p, lead=lead)
+            ref, cls = map_annotations(rec.ann_samples, rec.ann_symbols)
+            if not len(ref):
+                raise RecordError(f"{p}: no beat annotations to train on")
+            normal = ref[cls == 0]
+            s_pp = qrs_amplitude(rec.signal, rec.fs, normal if len(normal) >= 50 else ref)
+            z = net_input(rec.signal, rec.fs)
+            if len(z) <= WINDOW:
+                raise RecordError(f"{p}: {len(rec.signal) / rec.fs:.1f} s long; training "
+                                  f"needs records longer than {WINDOW / NET_FS:g} s")
+            beats = np.round(ref * NET_FS / rec.fs).astype(np.int64)
+            out.append((z, target(len(z), beats), s_pp))
     return out
 
 
@@ -140,11 +158,12 @@ def crops(data, noise, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np
 
 def train_qrs_check(records: list[Path], noise_dir: Path, epochs: int = 16,
                     crops_per_epoch: int = 12000, seed: int = 0,
-                    log=print) -> QrsNet:
-    """Fit the network on ``records`` (paths) with noise from ``noise_dir``."""
+                    leads: tuple[str, ...] | None = ("MLII",), log=print) -> QrsNet:
+    """Fit the network on ``records`` (paths; ``leads`` of each, None: all) with noise from
+    ``noise_dir``."""
     set_seed(seed)
     rng = np.random.default_rng(seed)
-    data, noise = load_records(records), load_noise(noise_dir)
+    data, noise = load_records(records, leads), load_noise(noise_dir)
     model = network()
     model.compile(keras.optimizers.Adam(2e-3), "binary_crossentropy")
     for epoch in range(epochs):
