@@ -90,7 +90,9 @@ def config_keys_that_do_nothing(config: str, port_flag: bool, ota_flag: bool) ->
 @click.option("--source", help=sources_help())
 @click.option("--fs", type=float, help=f"Sample rate of {rate_needed()} sources (Hz).")
 @click.option("--speed", help="Replay speed: 'max' or a factor of real time (1 = real time).")
-@click.option("--lead", help="Lead to replay from WFDB records (default MLII).")
+@click.option("--lead", help="The ECG lead: the one to replay from a WFDB record, or the one "
+                             "a stream of one signal carries (default MLII; the beat check "
+                             "adds beats only on a lead its network was trained on).")
 @click.option("--sink", "sinks", multiple=True,
               help=f"Event sink: {sinks_help()} (repeatable; docs/fleet.md).")
 @deprecated_alias("--out", "--sink", "sinks", multiple=True)
@@ -156,7 +158,7 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
     from vitaledge.device.stream.progress import ProgressLine
     from vitaledge.device.stream.report import format_position, format_summary, unreadable_input
     from vitaledge.device.stream.sinks import sink_file
-    from vitaledge.device.stream.sources import SourceError, is_live, takes_lead
+    from vitaledge.device.stream.sources import SourceError, is_live
 
     logging.getLogger().setLevel(log_level.upper())
     overrides = {"model": model, "emotion_model": emotion_model,
@@ -201,9 +203,6 @@ def run_cmd(config, model, emotion_model, emotion_hop_s, source, fs, speed, lead
                                        "it, it does nothing")
         if config:
             config_keys_that_do_nothing(config, api_port is not None, ota is not None)
-        if lead is not None and not takes_lead(cfg.source):
-            raise click.UsageError(f"--lead picks a lead of a recording with several (a WFDB "
-                                   f"record); {cfg.source} carries one signal")
         source_path = None if is_live(cfg.source) else cfg.source.partition(":")[2]
         inputs = [config, *artifact_files(cfg.model), *artifact_files(cfg.emotion_model),
                   *(record_files(source_path) if source_path else [])]

@@ -268,6 +268,7 @@ def test_train_qrs_check_writes_weights_the_device_loads(mitdb_dir, noise_dir, t
     assert r.exit_code == 0, r.output
     assert "2 records: 101, 106" in r.output
     net = QrsNet.load(out)
+    assert net.leads == ("MLII",)
     p = net(np.random.default_rng(1).normal(size=600))
     assert p.shape == (600,) and ((p > 0) & (p < 1)).all()
     again = invoke(["train", "qrs-check", "--data", str(mitdb_dir), "--records", "101,106",
@@ -312,6 +313,24 @@ def test_training_reads_the_leads_asked_for_each_where_the_record_has_it(mitdb_d
                 "--out", str(tmp_path / "w.npz")])
     assert "none of the leads V1" in error_line(r) and r.exit_code != 0
     assert not (tmp_path / "w.npz").exists()
+    r = invoke(["train", "qrs-check", "--data", str(mitdb_dir), "--records", "101,114",
+                "--noise", str(noise_dir), "--leads", "all", "--epochs", "1", "--crops", "128",
+                "--out", str(tmp_path / "w.npz")])
+    assert r.exit_code == 0, r.output
+    assert QrsNet.load(tmp_path / "w.npz").leads == ("MLII", "V1", "V5")  # the leads it read
+
+
+def test_weights_name_their_leads_and_older_weights_were_trained_on_mlii(tmp_path):
+    net = shared_net()
+    assert net.leads == ("MLII",)
+    QrsNet(net.layers, ("MLII", "V1")).save(tmp_path / "two.npz", "m")
+    assert QrsNet.load(tmp_path / "two.npz").leads == ("MLII", "V1")
+    with np.load(WEIGHTS) as z:   # a file written before weights named their leads
+        old = {k: z[k] for k in z.files if k != "leads"}
+    np.savez(tmp_path / "old.npz", **old)
+    assert QrsNet.load(tmp_path / "old.npz").leads == ("MLII",)
+    with pytest.raises(QrsNetError, match="leads"):
+        QrsNet(net.layers, ())
 
 
 def test_the_pipeline_counts_what_the_check_drops_and_the_summary_says_it(mitdb_dir,
@@ -339,3 +358,10 @@ def test_the_pipeline_counts_what_the_check_drops_and_the_summary_says_it(mitdb_
                            "signal_seconds": len(x) / 360.0})
     assert (f"beat check: {dropped} detections dropped as noise, {added} beat"
             f"{'s' if added != 1 else ''} added where the detector had none") in text
+    assert "none added on lead" not in text
+    # told the signal is V1, which the shipped network never saw: it drops, it adds none
+    v1 = BeatCheck(360.0, lead="V1")
+    given_v1 = v1.process(x, list(det)) + v1.flush([])
+    assert (v1.dropped, v1.added, v1.adds) == (dropped, 0, False)
+    assert sorted(set(given) - set(given_v1)) and set(given_v1) <= set(given)
+    np.testing.assert_array_equal(check_beats(x, 360.0, det, lead="V1"), given_v1)

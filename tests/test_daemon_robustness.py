@@ -183,6 +183,42 @@ def test_no_beats_is_not_reported_for_a_normal_rhythm(fake_models, tmp_path):
     assert d.health()["status"] == "ok"
 
 
+@pytest.mark.parametrize("leads, asked, lead, adds", [
+    (["MLII", "V1"], "MLII", "MLII", True),
+    (["MLII", "V1"], "V1", "V1", False),
+    (["V5", "V2"], "MLII", "V5", False),   # no MLII (as MIT-BIH 102): the first lead is read
+])
+def test_the_beat_check_adds_beats_only_on_a_lead_its_network_was_trained_on(
+        fake_models, tmp_path, leads, asked, lead, adds):
+    import wfdb
+
+    from vitaledge.device.stream.report import format_summary
+
+    fake_models["beat"] = FakeModel()
+    x = ecg(20)
+    wfdb.wrsamp("two", fs=FS, units=["mV", "mV"], sig_name=leads,
+                p_signal=np.stack([x, 0.5 * x], axis=1), fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    src = sources.open_source(f"replay:{tmp_path / 'two'}", lead=asked)
+    assert src.lead == lead
+    _, summary = run_daemon(source=f"replay:{tmp_path / 'two'}", lead=asked, fs=None,
+                            out=[str(tmp_path / "ev.jsonl")])
+    check = summary["signal_quality"]["beat_check"]
+    assert check == {"lead": lead, "trained_on": ["MLII"], "adds": adds}
+    text = format_summary(summary)
+    assert (f"none added on lead {lead} (its network was trained on MLII)" in text) != adds
+
+
+def test_a_stream_of_one_signal_is_the_lead_the_daemon_is_told(fake_models, tmp_path):
+    fake_models["beat"] = FakeModel()
+    src = csv_record(tmp_path / "one.csv", ecg(20))
+    for lead, adds in (("MLII", True), ("V1", False)):
+        _, summary = run_daemon(source=f"replay:{src}", lead=lead,
+                                out=[str(tmp_path / f"{lead}.jsonl")])
+        assert summary["signal_quality"]["beat_check"]["lead"] == lead
+        assert summary["signal_quality"]["beat_check"]["adds"] is adds
+
+
 # ---------------------------------------------------------------- 2. bounded input
 
 

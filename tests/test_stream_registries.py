@@ -85,7 +85,6 @@ def test_a_replayed_file_is_played_by_the_format_its_suffix_picks(tmp_path):
              "replay:../shared/data/mitdb/100": "wfdb", "tcp:127.0.0.1:9": None}
     assert {spec: sources.replay_kind(spec) for spec in kinds} == kinds
     assert [sources.carries_rate(s) for s in kinds] == [False, True, True, True, False]
-    assert [sources.takes_lead(s) for s in kinds] == [False, False, False, True, False]
     (tmp_path / "x.csv").write_text("0.1\n0.2\n0.3\n")
     src = sources.open_source(f"replay:{tmp_path / 'x.csv'}", fs=250.0)
     assert src.fs == 250.0 and np.concatenate(list(src.chunks)).tolist() == [0.1, 0.2, 0.3]

@@ -55,8 +55,9 @@ def network() -> keras.Model:
     return keras.Model(inp, out)
 
 
-def to_qrs_net(model: keras.Model) -> QrsNet:
-    """The trained Keras network as the device's :class:`QrsNet` (batch norm folded)."""
+def to_qrs_net(model: keras.Model, leads: tuple[str, ...] = ("MLII",)) -> QrsNet:
+    """The trained Keras network as the device's :class:`QrsNet` (batch norm folded),
+    naming the ``leads`` it was trained on."""
     convs = [ly for ly in model.layers if isinstance(ly, keras.layers.Conv1D)]
     norms = [ly for ly in model.layers if isinstance(ly, keras.layers.BatchNormalization)]
     layers = []
@@ -67,7 +68,7 @@ def to_qrs_net(model: keras.Model) -> QrsNet:
         layers.append(ConvLayer(w, b, int(conv.dilation_rate[0]), True))
     w, b = convs[-1].get_weights()
     layers.append(ConvLayer(w, b, 1, False))
-    return QrsNet(layers)
+    return QrsNet(layers, leads)
 
 
 def target(n: int, beats: np.ndarray) -> np.ndarray:
@@ -172,4 +173,5 @@ def train_qrs_check(records: list[Path], noise_dir: Path, epochs: int = 16,
         X, Y = crops(data, noise, crops_per_epoch, rng)
         hist = model.fit(X, Y, batch_size=32, epochs=1, verbose=0)
         log(f"epoch {epoch + 1}/{epochs}: loss {hist.history['loss'][0]:.4f}")
-    return to_qrs_net(model)
+    trained_on = sorted({lead for p in records for lead in record_leads(p, leads)})
+    return to_qrs_net(model, tuple(trained_on))

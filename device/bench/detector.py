@@ -92,7 +92,7 @@ def bench_detector(directory: str | Path, with_xqrs: bool = True,
             vf = [(int(round(a * k)), int(round(b * k))) for a, b in vf]
         row = {"record": rec.name, "beats": int(len(ref)), "lead": rec.lead, "fs": rate,
                "vf_seconds": round(sum(min(b, len(x)) - a for a, b in vf) / rate, 1)}
-        dets = {"vitaledge": detect_beats}
+        dets = {"vitaledge": lambda x, rate, lead=rec.lead: detect_beats(x, rate, lead)}
         if with_xqrs:
             dets["xqrs"] = xqrs_detect
         for name, fn in dets.items():

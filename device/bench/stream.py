@@ -61,7 +61,7 @@ def bench_beat_stream(artifact: str | Path, records: str | Path, chunk_s: float 
             progress(i, len(paths), p.name)
         rec = read_record(p, annotator=None)
         try:
-            pipe = BeatPipeline(model, rec.fs)
+            pipe = BeatPipeline(model, rec.fs, lead=rec.lead)
         except ValueError as exc:  # "filter high edge 40.0 Hz is not below Nyquist"
             raise ValueError(f"{p}: {rec.fs:g} Hz: {exc}") from exc
         chunk = max(1, int(round(chunk_s * rec.fs)))

@@ -16,7 +16,10 @@ apart, neither within ``ADD_GAP`` (0.3) of the recent RR interval of it (0.2-0.6
 pause is never filled: in noise the network, which sees 3 s of rhythm at once, can find
 the beat it expects there (docs/experiments.md, "Adding the network's beats where the
 detector left a gap"). Where the detector's beats are stays the detector's; an added beat
-is placed at the probability's peak.
+is placed at the probability's peak. Beats are added only on a lead the network was trained
+on (:attr:`.QrsNet.leads`, MLII for the shipped weights): on V1 of the DS1 patients it was
+not trained on, dropping only made the fewest errors, clean and in noise, and adding made
+the most (docs/experiments.md, "On a lead the network was not trained on").
 
 The network and its streaming probability are :mod:`.qrs_net`'s.
 
@@ -62,8 +65,9 @@ class BeatCheck:
     """Streaming: feed every sample (:meth:`process`, with the beats the detector found in
     it, as sample indices counted from the first sample) and get back the beats, in order:
     the detector's the network does not veto, and the network's own confident peaks where
-    the detector left a gap (``add_at`` 0: none added); :meth:`flush` at the end of the
-    stream. Below ``MIN_FS`` every beat is kept and none added.
+    the detector left a gap (``add_at`` 0: none added; none either when ``lead`` is not
+    one the network was trained on); :meth:`flush` at the end of the stream. Below
+    ``MIN_FS`` every beat is kept and none added.
 
     A beat is released once nothing can change it: the network's probability is known
     around it, the detector has had ``LATE_S`` to report the beats near it, and every peak
@@ -73,12 +77,15 @@ class BeatCheck:
     and is not an added beat's duplicate; otherwise it is counted in :attr:`late`."""
 
     def __init__(self, fs: float, net: QrsNet | None = None, threshold: float = THRESHOLD,
-                 add_at: float = ADD_AT):
+                 add_at: float = ADD_AT, lead: str = "MLII"):
         self.fs = float(fs)
         self.on = self.fs >= MIN_FS and threshold > 0
         self.net = (net or shared_net()) if self.on else None
         self.threshold = float(threshold)
-        self.add_at = float(add_at)
+        self.lead = lead
+        #: whether the network's peaks may be added: a lead it was trained on
+        self.adds = self.net is not None and add_at > 0 and lead in self.net.leads
+        self.add_at = float(add_at) if self.adds else 0.0
         self.reach = int(round(REACH_S * NET_FS))
         self.peak = int(round(PEAK_S * NET_FS))
         self.late_n = int(round(LATE_S * self.fs))
@@ -240,15 +247,16 @@ class BeatCheck:
 
 
 def check_beats(x: np.ndarray, fs: float, beats: np.ndarray, net: QrsNet | None = None,
-                threshold: float = THRESHOLD, add_at: float = ADD_AT) -> np.ndarray:
+                threshold: float = THRESHOLD, add_at: float = ADD_AT,
+                lead: str = "MLII") -> np.ndarray:
     """The beats of a whole signal the check gives: the detector's it keeps and the
     network's it adds (the batch form of :class:`BeatCheck`)."""
-    bc = BeatCheck(fs, net, threshold, add_at)
+    bc = BeatCheck(fs, net, threshold, add_at, lead)
     return np.asarray(bc.process(x, list(beats)) + bc.flush([]), np.int64)
 
 
-def detect_beats(x: np.ndarray, fs: float) -> np.ndarray:
-    """The beats the daemon emits from a whole signal before gating: the R-peak detector's
-    (:func:`~.rpeaks.detect_rpeaks`), then the check."""
+def detect_beats(x: np.ndarray, fs: float, lead: str = "MLII") -> np.ndarray:
+    """The beats the daemon emits from a whole signal (of ``lead``) before gating: the
+    R-peak detector's (:func:`~.rpeaks.detect_rpeaks`), then the check."""
     x = np.asarray(x, dtype=np.float64)
-    return check_beats(x, fs, detect_rpeaks(x, fs))
+    return check_beats(x, fs, detect_rpeaks(x, fs), lead=lead)

@@ -67,13 +67,17 @@ class ConvLayer:
 class QrsNet:
     """The network as plain numpy (the device never imports TensorFlow)."""
 
-    def __init__(self, layers: list[ConvLayer]):
+    def __init__(self, layers: list[ConvLayer], leads: tuple[str, ...] = ("MLII",)):
         if not layers or layers[0].w.shape[1] != 1 or layers[-1].w.shape[2] != 1:
             raise QrsNetError("the network must read one channel and give one")
         for a, b in zip(layers, layers[1:], strict=False):
             if a.w.shape[2] != b.w.shape[1]:
                 raise QrsNetError(f"layer widths do not chain: {a.w.shape} -> {b.w.shape}")
+        if not leads:
+            raise QrsNetError("the network must name the leads it was trained on")
         self.layers = layers
+        #: the ECG leads it was trained on (the check adds beats only on these)
+        self.leads = tuple(str(lead) for lead in leads)
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS) -> QrsNet:
@@ -83,6 +87,8 @@ class QrsNet:
                 n = int(z["n_layers"])
                 layers = [ConvLayer(z[f"w{i}"].astype(np.float64), z[f"b{i}"].astype(np.float64),
                                     int(z[f"d{i}"]), i < n - 1) for i in range(n)]
+                # weights written before they named their leads were trained on MLII
+                leads = tuple(str(v) for v in z["leads"]) if "leads" in z.files else ("MLII",)
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile,
                 zlib.error) as exc:  # a missing, truncated or damaged file
             raise QrsNetError(f"{path}: not the beat check's weights ({exc})") from exc
@@ -91,10 +97,11 @@ class QrsNet:
                 raise QrsNetError(f"{path}: a layer of shape {ly.w.shape} / {ly.b.shape}")
             if not (np.isfinite(ly.w).all() and np.isfinite(ly.b).all()):
                 raise QrsNetError(f"{path}: non-finite weights")
-        return cls(layers)
+        return cls(layers, leads)
 
     def save(self, path: str | Path, meta: str = "") -> None:
-        arrays = {"n_layers": np.array(len(self.layers)), "meta": np.array(meta)}
+        arrays = {"n_layers": np.array(len(self.layers)), "meta": np.array(meta),
+                  "leads": np.array(self.leads)}
         for i, ly in enumerate(self.layers):
             arrays |= {f"w{i}": ly.w.astype(np.float32), f"b{i}": ly.b.astype(np.float32),
                        f"d{i}": np.array(ly.dilation)}

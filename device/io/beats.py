@@ -117,7 +117,7 @@ def beats_from_record(rec: Record, spec: WindowSpec, anchor: str = "annotated",
             "reference_counts": {rec.name: np.bincount(labels, minlength=len(CLASSES))
                                  .tolist()}}
     if anchor == "detected":
-        peaks = detect_beats(rec.signal, rec.fs)
+        peaks = detect_beats(rec.signal, rec.fs, rec.lead)
         ri, di = match_beats(samples, peaks, int(round(TOLERANCE_S * rec.fs)))
         peak_labels = np.full(len(peaks), -1, np.int64)
         peak_labels[di] = labels[ri]

@@ -231,7 +231,8 @@ class Daemon:
         """One stage per model on the source's stream; the primary stage decides whether
         stream faults are cut out by a signal monitor first."""
         hop = self.cfg.emotion_hop_s or None
-        self.pipeline = FanOut([stage_for(m, self.source.fs, hop) for m in self._models])
+        lead = self.source.lead or self.cfg.lead
+        self.pipeline = FanOut([stage_for(m, self.source.fs, hop, lead) for m in self._models])
         primary: Stage = self.pipeline.primary
         # stream faults (NaN, saturation, lead-off) are cut out and reported
         self.monitor = SignalMonitor(self.source.fs) if primary.wants_signal_monitor else None

@@ -101,7 +101,8 @@ class BeatPipeline:
     MAX_RUN_S = 30.0
 
     def __init__(self, model: Model, fs: float, start_time: float = 0.0,
-                 gating: bool = True, quality: QualitySpec | None = None):
+                 gating: bool = True, quality: QualitySpec | None = None,
+                 lead: str = "MLII"):
         if model.manifest.task != "beat":
             raise SignalError(f"model task {model.manifest.task!r} is not a beat classifier")
         self.model = model
@@ -111,7 +112,7 @@ class BeatPipeline:
         self._filter = CausalFilter(self.spec.filter, self.fs)
         self._buf = SignalBuffer()
         self._detector = RPeakDetector(self.fs)
-        self._check = BeatCheck(self.fs)
+        self._check = BeatCheck(self.fs, lead=lead)  # adds beats only on its net's leads
         self._pending: deque[_Pending] = deque()
         self._rr_hist: deque[float] = deque(maxlen=self.spec.rr_context)
         self._last_r: int | None = None
@@ -185,7 +186,7 @@ class BeatPipeline:
         self.samples_in = self._offset
         self._filter.reset()
         self._buf = SignalBuffer()
-        self._check = BeatCheck(self.fs, self._check.net)
+        self._check = BeatCheck(self.fs, self._check.net, lead=self._check.lead)
         if n_missing <= self.WARM_GAP_S * self.fs:
             self._detector = self._detector.resumed()
         else:
@@ -387,8 +388,12 @@ class BeatPipeline:
     def quality_summary(self) -> dict:
         """Seconds judged per state, beats flagged doubtful and beats gated (unreadable),
         detections the beat check dropped as noise and beats it added, and the seconds
-        flagged (doubtful or unreadable) per reason."""
+        flagged (doubtful or unreadable) per reason; and the beat check's lead, the leads its
+        network was trained on and whether it adds beats on this one."""
+        check = self._check
         return {"gating": self.gating,
+                "beat_check": ({"lead": check.lead, "trained_on": list(check.net.leads),
+                                "adds": check.adds} if check.on else None),
                 **{k: round(v, 1) if isinstance(v, float) else v
                    for k, v in self.quality_counts.items()},
                 "flagged_reasons_s": {k: round(v, 1) for k, v in

@@ -93,6 +93,10 @@ def format_summary(s: dict) -> str:
             if checked else [])
     said += ([f"{_n(added)} beat{'s' if added != 1 else ''} added where the detector had none"]
              if added else [])
+    check = quality.get("beat_check") or {}
+    if check and not check.get("adds"):
+        said.append(f"none added on lead {check.get('lead')} (its network was trained on "
+                    f"{', '.join(check.get('trained_on') or [])})")
     if said:
         lines.append("beat check: " + ", ".join(said))
     trouble = []

@@ -126,6 +126,7 @@ class Source:
     stop: Callable[[], None] = lambda: None
     stats: Callable[[], dict] = dict
     length: int | None = None  # samples of a recording (a replay), for progress lines
+    lead: str | None = None    # the lead a recording holds (None: the stream does not say)
 
 
 def _paced(x: np.ndarray, fs: float, chunk: int, speed: float | None,
@@ -246,7 +247,9 @@ def replay_wfdb(p: Path, speed: float | None, fs: float | None, lead: str,
     """A WFDB record (``lead``), at its own rate."""
     rec = read_record(p, lead=lead, annotator=None)
     check_rate_given(p, "record", rec.fs, fs)
-    return replay_samples(rec.name, rec.signal, rec.fs, speed, chunk_s)
+    source = replay_samples(rec.name, rec.signal, rec.fs, speed, chunk_s)
+    source.lead = rec.lead  # the one read: a record without MLII falls back to its first
+    return source
 
 
 @dataclass(frozen=True)
@@ -254,8 +257,9 @@ class ReplayFormat:
     """A file format ``replay:PATH`` plays: the suffixes that pick it, its opener
     ``open(path, speed, fs, lead, chunk_s)``, whether the file carries its own sample rate
     (a configured ``fs``, meant for live and CSV sources, does not apply then) and whether
-    it is audio (the audio rate range applies) and whether it holds several leads to pick
-    from (``--lead``; the others carry one signal)."""
+    it is audio (the audio rate range applies). A format with several leads picks one by
+    ``lead`` and says which in its source's ``lead``; for the others ``lead`` names the one
+    signal they carry (the daemon's ``--lead``)."""
 
     #: what the help calls it
     name: str
@@ -263,7 +267,6 @@ class ReplayFormat:
     open: Callable[[Path, float | None, float | None, str, float | None], Source]
     carries_rate: bool = True
     audio: bool = False
-    leads: bool = False
 
 
 #: What ``replay:PATH`` plays, by the path's suffix; ``wfdb`` takes every other path (a
@@ -272,7 +275,7 @@ REPLAY_FORMATS: dict[str, ReplayFormat] = {
     "csv": ReplayFormat("CSV", (".csv",), replay_csv, carries_rate=False),
     "session": ReplayFormat(".npz session", (".npz",), replay_session),
     "audio": ReplayFormat("WAV, FLAC", (".wav", ".flac"), replay_audio, audio=True),
-    "wfdb": ReplayFormat("WFDB", (), replay_wfdb, leads=True),
+    "wfdb": ReplayFormat("WFDB", (), replay_wfdb),
 }
 
 
@@ -670,11 +673,6 @@ def replayed(spec: str) -> ReplayFormat | None:
     """The format of the file a ``replay:PATH`` source plays; None for a live source."""
     kind = replay_kind(spec)
     return None if kind is None else REPLAY_FORMATS[kind]
-
-
-def takes_lead(spec: str) -> bool:
-    """The source ``spec`` replays a file with several leads, one picked by ``--lead``."""
-    return (fmt := replayed(spec)) is not None and fmt.leads
 
 
 def carries_audio(spec: str) -> bool:

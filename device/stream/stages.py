@@ -446,20 +446,22 @@ class FanOut:
         return {s.task: s.stats.summary() for s in self.stages}
 
 
-def beat_stage(model: Model, fs: float, hop_s: float | None = None) -> Stage:
-    """The beat stage; beats have no hop (one event per detected beat)."""
-    return BeatPipeline(model, fs)
+def beat_stage(model: Model, fs: float, hop_s: float | None = None,
+               lead: str = "MLII") -> Stage:
+    """The beat stage on ``lead``; beats have no hop (one event per detected beat)."""
+    return BeatPipeline(model, fs, lead=lead)
 
 
 def window_stage(cls: type[WindowStage]) -> Callable[..., Stage]:
     """The factory of an emotion stage, which takes the daemon's hop."""
-    def make(model: Model, fs: float, hop_s: float | None = None) -> Stage:
+    def make(model: Model, fs: float, hop_s: float | None = None,
+             lead: str = "MLII") -> Stage:
         return cls(model, fs, hop_s=hop_s)
     make.__doc__ = cls.__doc__
     return make
 
 
-#: Manifest task -> ``make(model, fs, hop_s)``; a new task's stage is one entry here.
+#: Manifest task -> ``make(model, fs, hop_s, lead)``; a new task's stage is one entry here.
 STAGES: dict[str, Callable[..., Stage]] = {
     "beat": beat_stage,
     "emotion-ecg": window_stage(EcgEmotionStage),
@@ -468,10 +470,11 @@ STAGES: dict[str, Callable[..., Stage]] = {
 }
 
 
-def stage_for(model: Model, fs: float, hop_s: float | None = None) -> Stage:
-    """The stage that runs ``model`` on a stream at ``fs`` Hz."""
+def stage_for(model: Model, fs: float, hop_s: float | None = None,
+              lead: str = "MLII") -> Stage:
+    """The stage that runs ``model`` on a stream of ``lead`` at ``fs`` Hz."""
     task = model.manifest.task
     if task not in STAGES:
         raise SignalError(f"model task {task!r} has no streaming stage (known: "
                           f"{', '.join(STAGES)})")
-    return STAGES[task](model, fs, hop_s)
+    return STAGES[task](model, fs, hop_s, lead)
