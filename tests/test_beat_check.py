@@ -329,6 +329,10 @@ def test_weights_name_their_leads_and_older_weights_were_trained_on_mlii(tmp_pat
         old = {k: z[k] for k in z.files if k != "leads"}
     np.savez(tmp_path / "old.npz", **old)
     assert QrsNet.load(tmp_path / "old.npz").leads == ("MLII",)
+    for bad in (np.array("MLII"), np.array([b"MLII"]), np.array([], dtype="<U4")):
+        np.savez(tmp_path / "bad.npz", **old, leads=bad)
+        with pytest.raises(QrsNetError, match=r"bad\.npz: 'leads' must list the lead names"):
+            QrsNet.load(tmp_path / "bad.npz")
     with pytest.raises(QrsNetError, match="leads"):
         QrsNet(net.layers, ())
 

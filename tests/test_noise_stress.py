@@ -965,3 +965,31 @@ def test_the_work_directory_is_reused_only_for_the_same_inputs(short118, data_di
                                   str(ma), "--snr", "0", "--no-xqrs", "--work", str(work),
                                   "--review-worst", "0"])
     assert r.exit_code == 0, r.output
+
+
+def test_a_record_without_mlii_is_replayed_on_its_own_lead_as_the_daemon_does(mitdb_dir,
+                                                                              tmp_path):
+    """104 has no MLII and is read on V5, which the beat check's network was not trained
+    on: the bench, like the daemon, lets it drop beats but add none (at 432.8 s, in the
+    first 8 minutes, it would add one)."""
+    import wfdb
+
+    from vitaledge.device.bench.noise_stress import score_replay
+    from vitaledge.device.dsp.beat_check import detect_beats
+    from vitaledge.device.io.records import read_record
+
+    (src,) = mitdb_records(mitdb_dir, ["104"])
+    n = 8 * 60 * 360
+    sig = wfdb.rdrecord(str(src), sampto=n)
+    ann = wfdb.rdann(str(src), "atr", sampto=n)
+    wfdb.wrsamp("v5", fs=360, units=sig.units, sig_name=sig.sig_name, p_signal=sig.p_signal,
+                fmt=["16", "16"], write_dir=str(tmp_path))
+    wfdb.wrann("v5", "atr", ann.sample, ann.symbol, write_dir=str(tmp_path))
+    rec = read_record(tmp_path / "v5")
+    assert rec.lead == "V5"
+    on_v5 = set(detect_beats(rec.signal, rec.fs, "V5").tolist())
+    as_if_mlii = set(detect_beats(rec.signal, rec.fs, "MLII").tolist())
+    assert as_if_mlii - on_v5   # told MLII, the check would add a beat here
+    _, events = score_replay(tmp_path / "v5", None, False)
+    replayed = {e["sample"] for e in events if e["type"] == "beat"}
+    assert replayed and replayed <= on_v5

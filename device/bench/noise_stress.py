@@ -79,13 +79,15 @@ from vitaledge.device.stream import events as event
 from vitaledge.device.stream.pipeline import run_record
 
 
-def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, chunk: int
+def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, chunk: int,
+            lead: str = "MLII",
             ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, str]], list[dict]]:
     """(beat samples, class indices or -1, flagged (start, stop, state), events) of one
-    replay: the events are the daemon's; without a model, the same beat and quality-run
-    events with no class, built for the gated replay only (the one a review page shows)."""
+    replay of ``lead``: the events are the daemon's; without a model, the same beat and
+    quality-run events with no class, built for the gated replay only (the one a review
+    page shows)."""
     if model is not None:
-        events = run_record(model, signal, fs, chunk=chunk, gating=gating)
+        events = run_record(model, signal, fs, chunk=chunk, gating=gating, lead=lead)
         beats = [e for e in events if e["type"] == "beat"]
         flagged = [(e["start_sample"], e["end_sample"], e["status"]) for e in events
                    if e["type"] == "status" and e["status"] in ("doubtful", UNREADABLE)]
@@ -94,7 +96,7 @@ def _stream(signal: np.ndarray, fs: float, model: Model | None, gating: bool, ch
         return (np.asarray([e["sample"] for e in beats], np.int64),
                 np.asarray(cls, np.int64), flagged, events)
     peaks, blocks = record_quality(signal, fs, chunk=chunk)
-    peaks = check_beats(signal, fs, peaks)  # as the pipeline: the detector's, then the check
+    peaks = check_beats(signal, fs, peaks, lead=lead)  # as the pipeline: detector, then check
     flagged = [(b.start, b.stop, b.state) for b in blocks if b.state != GOOD] if gating else []
     if gating:
         unread = [(a, z) for a, z, st in flagged if st == UNREADABLE]
@@ -125,8 +127,8 @@ def score_replay(path: Path, model: Model | None, with_xqrs: bool, chunk_s: floa
     chunk = max(1, int(round(chunk_s * fs)))
     noisy = noisy_segments(len(x), fs)  # the protocol's noisy stretches (none added: clean)
     ref, rcls = ref_all, cls_all
-    det_u, _, _, _ = _stream(x, fs, model, False, chunk)
-    det_g, dcls, flagged, events = _stream(x, fs, model, True, chunk)
+    det_u, _, _, _ = _stream(x, fs, model, False, chunk, rec.lead)
+    det_g, dcls, flagged, events = _stream(x, fs, model, True, chunk, rec.lead)
     spans = [(a, b) for a, b, _ in flagged]
     # matched over the whole record, then scored outside the learning period and, as EC57's
     # bxb, outside reference-marked ventricular flutter/fibrillation (what the review page

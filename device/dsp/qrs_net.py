@@ -88,16 +88,19 @@ class QrsNet:
                 layers = [ConvLayer(z[f"w{i}"].astype(np.float64), z[f"b{i}"].astype(np.float64),
                                     int(z[f"d{i}"]), i < n - 1) for i in range(n)]
                 # weights written before they named their leads were trained on MLII
-                leads = tuple(str(v) for v in z["leads"]) if "leads" in z.files else ("MLII",)
+                names = z["leads"] if "leads" in z.files else np.array(["MLII"])
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile,
                 zlib.error) as exc:  # a missing, truncated or damaged file
             raise QrsNetError(f"{path}: not the beat check's weights ({exc})") from exc
+        if names.ndim != 1 or names.dtype.kind != "U" or not len(names):
+            raise QrsNetError(f"{path}: 'leads' must list the lead names the network was "
+                              f"trained on (got {names.dtype} of shape {names.shape})")
         for ly in layers:
             if ly.w.ndim != 3 or ly.b.shape != (ly.w.shape[2],) or ly.dilation < 1:
                 raise QrsNetError(f"{path}: a layer of shape {ly.w.shape} / {ly.b.shape}")
             if not (np.isfinite(ly.w).all() and np.isfinite(ly.b).all()):
                 raise QrsNetError(f"{path}: non-finite weights")
-        return cls(layers, leads)
+        return cls(layers, tuple(str(v) for v in names))
 
     def save(self, path: str | Path, meta: str = "") -> None:
         arrays = {"n_layers": np.array(len(self.layers)), "meta": np.array(meta),

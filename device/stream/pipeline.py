@@ -401,10 +401,10 @@ class BeatPipeline:
 
 
 def run_record(model: Model, signal: np.ndarray, fs: float, chunk: int | None = None,
-               gating: bool = True) -> list[dict]:
-    """All events of a whole signal (beats, and the quality runs when gating),
+               gating: bool = True, lead: str = "MLII") -> list[dict]:
+    """All events of a whole signal of ``lead`` (beats, and the quality runs when gating),
     optionally fed in chunks of ``chunk`` samples."""
-    pipe = BeatPipeline(model, fs, gating=gating)
+    pipe = BeatPipeline(model, fs, gating=gating, lead=lead)
     events: list[dict] = []
     step = chunk or len(signal)
     for i in range(0, len(signal), step):

@@ -45,6 +45,9 @@ class LoopedReplayDaemon(Daemon):
             if rec.fs != fs:  # looped at the first one's rate it would be another signal
                 raise ValueError(f"{path}: record is {rec.fs:g} Hz, {records[0]} is {fs:g} "
                                  "Hz: a soak loops records of one rate")
+            if rec.lead != recs[0].lead:  # the beat check is set for the first one's lead
+                raise ValueError(f"{path}: read on {rec.lead}, {records[0]} on "
+                                 f"{recs[0].lead}: a soak loops records of one lead")
         sigs = [rec.signal for rec in recs]
         self.source = Source("soak", fs, looped(sigs, int(hours * 3600 * fs), int(10 * fs)))
 
