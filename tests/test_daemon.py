@@ -82,6 +82,7 @@ def test_sigterm_drains_flushes_and_exits_zero(converted, synth_dir, tmp_path):
         assert "vitaledge_dropped_samples_total 0.0" in metrics
         assert "vitaledge_beat_check_dropped_total 0.0" in metrics  # clean synthetic ECG
         assert "vitaledge_beat_check_added_total 0.0" in metrics
+        assert 'vitaledge_beat_check_adding{lead="MLII"} 1.0' in metrics
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/events?since=5&limit=3",
                                     timeout=10) as r:
             got = json.loads(r.read())["events"]

@@ -201,10 +201,14 @@ def test_the_beat_check_adds_beats_only_on_a_lead_its_network_was_trained_on(
                 write_dir=str(tmp_path))
     src = sources.open_source(f"replay:{tmp_path / 'two'}", lead=asked)
     assert src.lead == lead
-    _, summary = run_daemon(source=f"replay:{tmp_path / 'two'}", lead=asked, fs=None,
+    d, summary = run_daemon(source=f"replay:{tmp_path / 'two'}", lead=asked, fs=None,
                             out=[str(tmp_path / "ev.jsonl")])
     check = summary["signal_quality"]["beat_check"]
     assert check == {"lead": lead, "trained_on": ["MLII"], "adds": adds}
+    from vitaledge.device.stream.daemon_metrics import StreamCollector
+
+    (gauge,) = [m for m in StreamCollector(d).collect() if m.name == "vitaledge_beat_check_adding"]
+    assert [(s.labels, s.value) for s in gauge.samples] == [({"lead": lead}, float(adds))]
     text = format_summary(summary)
     assert (f"none added on lead {lead} (its network was trained on MLII)" in text) != adds
 

@@ -87,7 +87,7 @@ class StreamCollector:
         self.d = daemon
 
     def collect(self):
-        from prometheus_client.core import CounterMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         dropped = CounterMetricFamily("vitaledge_dropped_samples",
                                       "Samples dropped on a full queue (live sources)")
@@ -132,3 +132,10 @@ class StreamCollector:
                                         "none (the network's confident R peaks)")
             added.add_metric([], q.get("added_beats", 0))
             yield added
+        if q is not None and q.get("beat_check"):
+            adding = GaugeMetricFamily("vitaledge_beat_check_adding",
+                                       "1 when the beat check adds beats on this stream's "
+                                       "lead (one its network was trained on), else 0",
+                                       labels=["lead"])
+            adding.add_metric([q["beat_check"]["lead"]], int(q["beat_check"]["adds"]))
+            yield adding
