@@ -83,9 +83,9 @@ class BeatCheck:
         self.net = (net or shared_net()) if self.on else None
         self.threshold = float(threshold)
         self.lead = lead
-        #: whether the network's peaks may be added: a lead it was trained on
-        self.adds = self.net is not None and add_at > 0 and lead in self.net.leads
-        self.add_at = float(add_at) if self.adds else 0.0
+        # the network's peaks are added only on a lead it was trained on
+        trained = self.net is not None and lead in self.net.leads
+        self.add_at = float(add_at) if trained and add_at > 0 else 0.0
         self.reach = int(round(REACH_S * NET_FS))
         self.peak = int(round(PEAK_S * NET_FS))
         self.late_n = int(round(LATE_S * self.fs))
@@ -106,6 +106,12 @@ class BeatCheck:
         self.dropped = 0               # detector beats vetoed
         self.added = 0                 # network peaks added
         self.late = 0                  # detector beats too late to be given (or given: added)
+
+    @property
+    def adds(self) -> bool:
+        """Whether the network's peaks may be added (on, ``add_at`` above 0, and a lead
+        the network was trained on)."""
+        return self.add_at > 0
 
     def decided(self, n_in: int) -> int:
         """Of ``n_in`` samples fed, how many have their beats decided (all when off)."""
